@@ -1,0 +1,39 @@
+//! Central (parameter-server) all-reduce: everything goes through rank 0.
+//!
+//! Every other rank sends its vector to rank 0, which reduces them in rank
+//! order (`op(op(x_0, x_1), x_2) …`) and sends the result back to each.
+//!
+//! # Cost
+//! Root: 2(p − 1) rounds, (p − 1)·k·s bytes out and (p − 1)·k·s in,
+//! (p − 1)·k elements reduced. Other ranks: 2 rounds, k·s bytes each way.
+
+use super::finish;
+use crate::element::{Element, Order, ReduceOp};
+use crate::error::Result;
+use crate::transport::Transport;
+
+const ROOT: usize = 0;
+
+pub(super) fn all_reduce<T: Element, C: Transport + ?Sized>(
+    comm: &C,
+    buf: &mut [T],
+    op: ReduceOp,
+) -> Result<()> {
+    let p = comm.size();
+    if comm.rank() != ROOT {
+        comm.send(buf, ROOT)?;
+        return comm.recv(buf, ROOT);
+    }
+    let mut scratch = vec![T::zeroed(); buf.len()];
+    for src in 1..p {
+        // step src: gather rank src's vector and fold it in
+        comm.recv(&mut scratch, src)?;
+        T::reduce(op, buf, &scratch, Order::AccFirst);
+    }
+    finish(op, buf, p);
+    for dest in 1..p {
+        // step p - 1 + dest: hand the result back
+        comm.send(buf, dest)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! Naive ring all-reduce: whole vectors travel round the ring.
+//!
+//! In round s every rank sends the vector it received in round s − 1 (its
+//! own in round 0) to its right neighbour and receives a whole vector from
+//! its left; rank r therefore sees x_{r−1}, x_{r−2}, …, x_{r+1} (indices mod p).
+//!
+//! To give every rank bitwise identical floating-point results, all ranks
+//! evaluate the same expression, the right fold in rank order
+//! `op(x_0, op(x_1, … op(x_{p−2}, x_{p−1})))`. Vectors from ranks above r
+//! arrive in exactly the order that fold consumes them (p − 1 first); the r
+//! vectors from ranks below r arrive too early and are kept until the end.
+//!
+//! # Cost
+//! p − 1 rounds; (p − 1)·k·s bytes sent per rank; (p − 1)·k elements reduced;
+//! up to (p − 1)·k elements of extra memory on rank p − 1.
+
+use super::finish;
+use crate::element::{Element, Order, ReduceOp};
+use crate::error::Result;
+use crate::transport::Transport;
+
+pub(super) fn all_reduce<T: Element, C: Transport + ?Sized>(
+    comm: &C,
+    buf: &mut [T],
+    op: ReduceOp,
+) -> Result<()> {
+    let p = comm.size();
+    let r = comm.rank();
+    let right = (r + 1) % p;
+    let left = (r + p - 1) % p;
+
+    let mut outgoing = buf.to_vec();
+    let mut incoming = vec![T::zeroed(); buf.len()];
+    // Right fold of the vectors from ranks above r (None until p−1 arrives).
+    let mut high: Option<Vec<T>> = None;
+    // Vectors from ranks r−1, r−2, …, 0, in arrival order.
+    let mut low: Vec<Vec<T>> = Vec::with_capacity(r);
+
+    for s in 0..p - 1 {
+        // step s: pass the vector of rank (r - s) right, receive rank (r - s - 1)'s from the left
+        comm.sendrecv(&outgoing, right, &mut incoming, left)?;
+        let from = (r + 2 * p - s - 1) % p;
+        if from < r {
+            low.push(incoming.clone());
+        } else {
+            match high.as_mut() {
+                None => high = Some(incoming.clone()),
+                Some(acc) => T::reduce(op, acc, &incoming, Order::SrcFirst),
+            }
+        }
+        std::mem::swap(&mut outgoing, &mut incoming);
+    }
+
+    // Finish the fold: own vector, then the lower ranks from r−1 down to 0.
+    if let Some(acc) = high {
+        T::reduce(op, buf, &acc, Order::AccFirst);
+    }
+    for x in &low {
+        T::reduce(op, buf, x, Order::SrcFirst);
+    }
+    finish(op, buf, p);
+    Ok(())
+}

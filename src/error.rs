@@ -1,0 +1,71 @@
+//! The one error type of the library.
+
+use thiserror::Error;
+
+/// Everything that can go wrong in a `ringreduce` call.
+///
+/// Library code never panics on user input: every public entry point returns
+/// `Result<_, Error>`. Failures *inside* MPI itself are not reported here:
+/// under rsmpi's default error handler (`MPI_ERRORS_ARE_FATAL`) they abort
+/// the whole job with MPI's own message.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The send and receive buffers of an out-of-place all-reduce differ in length.
+    #[error("send buffer has {send} elements but receive buffer has {recv}")]
+    LengthMismatch {
+        /// Elements in the send buffer.
+        send: usize,
+        /// Elements in the receive buffer.
+        recv: usize,
+    },
+    /// A peer sent a message whose size differs from what this rank expected:
+    /// the ranks called the collective with different counts or types.
+    #[error("rank {rank} expected {expected} bytes from rank {from} but received {got}")]
+    MessageSize {
+        /// The receiving rank.
+        rank: usize,
+        /// The sending rank.
+        from: usize,
+        /// Bytes this rank expected.
+        expected: usize,
+        /// Bytes that arrived.
+        got: usize,
+    },
+    /// A rank number outside `0..size` was passed to a transport.
+    #[error("rank {rank} is out of range for a communicator of size {size}")]
+    InvalidRank {
+        /// The offending rank.
+        rank: usize,
+        /// The communicator size.
+        size: usize,
+    },
+    /// The transport failed, e.g. a thread of the `Local` transport died.
+    #[error("transport failure on rank {rank}: {reason}")]
+    Transport {
+        /// The rank that observed the failure.
+        rank: usize,
+        /// What happened.
+        reason: String,
+    },
+    /// A name that does not parse as an algorithm, element type or reduce op.
+    #[error("unknown {kind} `{name}` (expected one of: {expected})")]
+    UnknownName {
+        /// "algorithm", "dtype" or "op".
+        kind: &'static str,
+        /// The name that was given.
+        name: String,
+        /// The accepted names, comma-separated.
+        expected: String,
+    },
+    /// A value outside its valid range (sizes, counts, rank counts, …).
+    #[error("invalid {what}: {reason}")]
+    InvalidArgument {
+        /// What was invalid.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// `Result` with [`Error`] as the error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

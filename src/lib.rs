@@ -1,0 +1,36 @@
+//! # ringreduce
+//!
+//! MPI-style all-reduce for distributed machine learning, on top of rsmpi:
+//! naive, butterfly (recursive doubling), bandwidth-optimal ring, and the
+//! parameter-server "central" pattern as a baseline.
+//!
+//! Layers, bottom to top: [`element`] (types, ops, reduce kernels),
+//! [`transport`] (rank, size, send, recv, sendrecv; MPI, threads, counting),
+//! [`algorithms`] (one file each, written against the transport only) and
+//! [`verify`] (the cluster self-check behind `ringreduce verify`).
+//!
+//! ```
+//! use ringreduce::{all_reduce_in_place, Algorithm, Local, ReduceOp};
+//! // Four ranks as threads; under mpirun use `ringreduce::Mpi::new(&world)`.
+//! let results = Local::run(4, |t| {
+//!     let mut grad = vec![t.rank() as f32; 6];
+//!     all_reduce_in_place(&t, &mut grad, ReduceOp::Avg, Algorithm::Ring).unwrap();
+//!     grad
+//! });
+//! assert!(results.iter().all(|g| g == &vec![1.5; 6]));
+//! ```
+#![warn(missing_docs)]
+
+pub mod algorithms;
+pub mod element;
+pub mod error;
+pub mod transport;
+pub mod verify;
+
+pub use algorithms::{all_reduce, all_reduce_in_place, chunk_range, Algorithm};
+pub use element::{DType, Element, Order, ReduceOp};
+pub use error::{Error, Result};
+pub use transport::{CallStats, Counting, Local, LocalEndpoint, Mpi, Transport};
+
+// Re-exported so `with_dtype!` and users can name the 16-bit types.
+pub use half;
