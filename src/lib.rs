@@ -10,7 +10,7 @@
 //! [`verify`] (the cluster self-check behind `ringreduce verify`).
 //!
 //! ```
-//! use ringreduce::{all_reduce_in_place, Algorithm, Local, ReduceOp};
+//! use ringreduce::{all_reduce_in_place, Algorithm, Local, ReduceOp, Transport};
 //! // Four ranks as threads; under mpirun use `ringreduce::Mpi::new(&world)`.
 //! let results = Local::run(4, |t| {
 //!     let mut grad = vec![t.rank() as f32; 6];

@@ -92,7 +92,7 @@ impl FromStr for Algorithm {
 /// # Examples
 /// See `examples/allreduce.rs`; with threads instead of MPI:
 /// ```
-/// use ringreduce::{all_reduce_in_place, Algorithm, Local, ReduceOp};
+/// use ringreduce::{all_reduce_in_place, Algorithm, Local, ReduceOp, Transport};
 /// let out = Local::run(3, |t| {
 ///     let mut v = vec![t.rank() as i64; 5];
 ///     all_reduce_in_place(&t, &mut v, ReduceOp::Max, Algorithm::Butterfly).unwrap();

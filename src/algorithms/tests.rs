@@ -1,1 +1,285 @@
+//! Algorithm tests on the thread transport: awkward rank counts and sizes,
+//! closed-form integer answers, floats against a serial reference, bitwise
+//! identity across ranks, and the traffic each schedule puts on the wire.
 
+use proptest::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::*;
+use crate::element::DType;
+use crate::transport::{CallStats, Counting, Local};
+use crate::verify::{first_wrong, serial_reference, VerifyElement};
+
+const RANKS: [usize; 10] = [1, 2, 3, 4, 5, 6, 7, 8, 13, 16];
+
+fn counts(p: usize) -> Vec<usize> {
+    let mut c = vec![0, 1, p - 1, p, p + 1, 2 * p + 3, 1009];
+    c.sort_unstable();
+    c.dedup();
+    c
+}
+
+/// Runs `algorithm` on `p` thread ranks whose inputs are `inputs[rank]`.
+fn run_all<T: Element>(inputs: &[Vec<T>], op: ReduceOp, algorithm: Algorithm) -> Vec<Vec<T>> {
+    Local::run(inputs.len(), |t| {
+        let mut buf = inputs[t.rank()].clone();
+        all_reduce_in_place(&t, &mut buf, op, algorithm).expect("all-reduce failed");
+        buf
+    })
+}
+
+fn assert_identical<T: Element>(results: &[Vec<T>], what: &str) {
+    for (r, v) in results.iter().enumerate().skip(1) {
+        assert!(
+            bytemuck::cast_slice::<T, u8>(v) == bytemuck::cast_slice::<T, u8>(&results[0]),
+            "{what}: rank {r} is not bitwise identical to rank 0"
+        );
+    }
+}
+
+#[test]
+fn integer_sums_have_the_closed_form() {
+    for p in RANKS {
+        for k in counts(p) {
+            // rank r holds r + 1 + i at index i
+            let inputs: Vec<Vec<i64>> = (0..p)
+                .map(|r| (0..k).map(|i| (r + 1 + i) as i64).collect())
+                .collect();
+            let pi = p as i64;
+            for algorithm in Algorithm::ALL {
+                for op in ReduceOp::ALL {
+                    let what = format!("{algorithm} {op} p={p} k={k}");
+                    let out = run_all(&inputs, op, algorithm);
+                    for v in &out {
+                        assert_eq!(v.len(), k, "{what}");
+                        for (i, &x) in v.iter().enumerate() {
+                            let i = i as i64;
+                            let want = match op {
+                                ReduceOp::Sum => pi * (pi + 1) / 2 + pi * i,
+                                ReduceOp::Avg => (pi * (pi + 1) / 2 + pi * i) / pi,
+                                ReduceOp::Min => 1 + i,
+                                ReduceOp::Max => pi + i,
+                                ReduceOp::Prod => (1..=pi).fold(1i64, |a, r| a.wrapping_mul(r + i)),
+                            };
+                            assert_eq!(x, want, "{what} index {i}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn random_inputs<T: VerifyElement>(p: usize, k: usize, op: ReduceOp, seed: u64) -> Vec<Vec<T>> {
+    (0..p)
+        .map(|r| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(r as u64);
+            (0..k).map(|_| T::sample(&mut rng, op)).collect()
+        })
+        .collect()
+}
+
+/// Every algorithm agrees with the serial reference and is bitwise identical
+/// on every rank, for one dtype, op, p and k.
+fn check_case<T: VerifyElement>(p: usize, k: usize, op: ReduceOp, seed: u64) {
+    let inputs = random_inputs::<T>(p, k, op, seed);
+    let expected = serial_reference(&inputs, op);
+    for algorithm in Algorithm::ALL {
+        let what = format!("{algorithm} {} {op} p={p} k={k}", T::DTYPE);
+        let out = run_all(&inputs, op, algorithm);
+        assert_identical(&out, &what);
+        if let Some((wrong, i)) = first_wrong(&out[0], &expected, op, p) {
+            panic!(
+                "{what}: {wrong} wrong, first at {i}: {} vs {}",
+                out[0][i], expected[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn floats_match_the_serial_reference_on_awkward_shapes() {
+    for p in RANKS {
+        for k in counts(p) {
+            for op in ReduceOp::ALL {
+                check_case::<f32>(p, k, op, 7);
+                check_case::<half::bf16>(p, k, op, 8);
+            }
+        }
+    }
+}
+
+#[test]
+fn min_max_tie_break_on_signed_zero_is_the_same_everywhere() {
+    // -0.0 == 0.0, so which one min returns depends on operand order; every
+    // rank must still end with the same bits.
+    for p in [2, 3, 5, 8] {
+        let inputs: Vec<Vec<f32>> = (0..p)
+            .map(|r| vec![if r % 2 == 0 { 0.0 } else { -0.0 }; 7])
+            .collect();
+        for algorithm in Algorithm::ALL {
+            for op in [ReduceOp::Min, ReduceOp::Max] {
+                let out = run_all(&inputs, op, algorithm);
+                assert_identical(&out, &format!("{algorithm} {op} p={p}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn nan_and_infinity_propagate() {
+    for algorithm in Algorithm::ALL {
+        let inputs = vec![
+            vec![1.0f32, f32::INFINITY, 0.0],
+            vec![f32::NAN, 1.0, 2.0],
+            vec![3.0, 2.0, 5.0],
+        ];
+        for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min] {
+            let out = run_all(&inputs, op, algorithm);
+            assert!(out[2][0].is_nan(), "{algorithm} {op}: NaN lost");
+            if op != ReduceOp::Min {
+                assert_eq!(out[2][1], f32::INFINITY, "{algorithm} {op}: inf lost");
+            }
+        }
+    }
+}
+
+#[test]
+fn out_of_place_checks_lengths() {
+    let err = Local::run(1, |t| {
+        all_reduce(&t, &[1.0f32; 3], &mut [0.0; 2], ReduceOp::Sum, Algorithm::Ring)
+    });
+    assert_eq!(err[0], Err(Error::LengthMismatch { send: 3, recv: 2 }));
+    let ok = Local::run(3, |t| {
+        let mut out = [0i32; 2];
+        all_reduce(
+            &t,
+            &[t.rank() as i32, 1],
+            &mut out,
+            ReduceOp::Sum,
+            Algorithm::Butterfly,
+        )
+        .map(|_| out)
+    });
+    assert!(ok.iter().all(|r| r == &Ok([3, 3])), "{ok:?}");
+}
+
+#[test]
+fn ranks_with_different_counts_get_an_error_not_a_hang() {
+    for algorithm in Algorithm::ALL {
+        let out = Local::run(4, |t| {
+            let mut buf = vec![1.0f32; if t.rank() == 2 { 9 } else { 8 }];
+            all_reduce_in_place(&t, &mut buf, ReduceOp::Sum, algorithm)
+        });
+        assert!(
+            out.iter().any(|r| r.is_err()),
+            "{algorithm}: mismatch went unnoticed: {out:?}"
+        );
+    }
+}
+
+#[test]
+fn chunks_tile_the_vector_and_differ_by_at_most_one() {
+    for p in 1..=17 {
+        for k in [0, 1, p - 1, p, p + 1, 1000, 1009] {
+            let ranges: Vec<_> = (0..p).map(|i| chunk_range(k, p, i)).collect();
+            assert_eq!(ranges[0].start, 0);
+            assert_eq!(ranges[p - 1].end, k);
+            for w in ranges.windows(2) {
+                assert_eq!(w[0].end, w[1].start);
+            }
+            let lens: Vec<_> = ranges.iter().map(|r| r.len()).collect();
+            assert!(
+                lens.iter().max().unwrap() - lens.iter().min().unwrap() <= 1,
+                "p={p} k={k}"
+            );
+        }
+    }
+}
+
+/// Counted traffic per rank for one run of `algorithm` on f32.
+fn traffic(p: usize, k: usize, algorithm: Algorithm) -> Vec<CallStats> {
+    let inputs = vec![vec![1.0f32; k]; p];
+    Local::run(p, |t| {
+        let c = Counting::new(t);
+        let mut buf = inputs[c.rank()].clone();
+        all_reduce_in_place(&c, &mut buf, ReduceOp::Sum, algorithm).unwrap();
+        assert!(buf.iter().all(|&x| x == p as f32));
+        c.stats()
+    })
+}
+
+#[test]
+fn traffic_matches_the_design_table() {
+    let s = 4u64; // f32
+    for p in RANKS {
+        let pu = p as u64;
+        for k in [1usize, p + 1, 1000, 1009] {
+            let ku = k as u64;
+            let max = |f: fn(&CallStats) -> u64, t: &[CallStats]| t.iter().map(f).max().unwrap();
+            if p == 1 {
+                for a in Algorithm::ALL {
+                    assert_eq!(traffic(p, k, a), vec![CallStats::default()], "{a} p=1 talks");
+                }
+                continue;
+            }
+            // naive: p−1 rounds, (p−1)·k·s bytes on every rank
+            for st in traffic(p, k, Algorithm::Naive) {
+                assert_eq!(
+                    (st.rounds, st.bytes_sent),
+                    (pu - 1, (pu - 1) * ku * s),
+                    "naive p={p} k={k}"
+                );
+            }
+            // ring: 2(p−1) rounds; every rank sends each chunk but one, in each phase
+            for (r, st) in traffic(p, k, Algorithm::Ring).iter().enumerate() {
+                let skipped_rs = chunk_range(k, p, (r + 1) % p).len() as u64; // the chunk it finishes
+                let skipped_ag = chunk_range(k, p, (r + 2) % p).len() as u64; // the chunk it gets last
+                let bytes = (2 * ku - skipped_rs - skipped_ag) * s;
+                assert_eq!(
+                    (st.rounds, st.bytes_sent),
+                    (2 * (pu - 1), bytes),
+                    "ring p={p} k={k} rank {r}"
+                );
+            }
+            // butterfly: log2 p' rounds (+2 on folding ranks), k·s bytes per message
+            let pof2 = 1u64 << (63 - pu.leading_zeros());
+            let log = pof2.trailing_zeros() as u64;
+            let t = traffic(p, k, Algorithm::Butterfly);
+            let extra = if pof2 == pu { 0 } else { 2 };
+            assert_eq!(max(|s| s.rounds, &t), log + extra, "butterfly rounds p={p}");
+            for st in &t {
+                assert_eq!(st.bytes_sent, st.messages_sent * ku * s, "butterfly p={p}");
+            }
+            // central: the root does 2(p−1) rounds and sends (p−1)·k·s
+            let t = traffic(p, k, Algorithm::Central);
+            assert_eq!((t[0].rounds, t[0].bytes_sent), (2 * (pu - 1), (pu - 1) * ku * s));
+            assert!(t[1..].iter().all(|st| st.rounds == 2 && st.bytes_sent == ku * s));
+        }
+    }
+}
+
+fn any_dtype() -> impl Strategy<Value = DType> {
+    prop::sample::select(DType::ALL.to_vec())
+}
+
+fn any_op() -> impl Strategy<Value = ReduceOp> {
+    prop::sample::select(ReduceOp::ALL.to_vec())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn all_algorithms_agree_with_the_serial_reference(
+        p in 1usize..=9,
+        k in 0usize..300,
+        dtype in any_dtype(),
+        op in any_op(),
+        seed in any::<u64>(),
+    ) {
+        crate::with_dtype!(dtype, T => check_case::<T>(p, k, op, seed));
+    }
+}

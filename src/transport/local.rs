@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 ///
 /// # Examples
 /// ```
-/// use ringreduce::{all_reduce_in_place, Algorithm, Local, ReduceOp};
+/// use ringreduce::{all_reduce_in_place, Algorithm, Local, ReduceOp, Transport};
 /// let sums = Local::run(4, |t| {
 ///     let mut v = vec![t.rank() as f32 + 1.0; 10];
 ///     all_reduce_in_place(&t, &mut v, ReduceOp::Sum, Algorithm::Ring).unwrap();

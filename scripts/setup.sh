@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what ringreduce needs to build and run, when it is missing.
+# Idempotent: a machine that has everything is left untouched.
+#   - OpenMPI (runtime + headers): openmpi-bin libopenmpi-dev
+#   - libclang-dev (rsmpi's bindings are generated with bindgen), pkg-config
+set -euo pipefail
+
+packages=(openmpi-bin libopenmpi-dev libclang-dev pkg-config)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  if [ "$(id -u)" -eq 0 ]; then
+    apt_get=(apt-get)
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    apt_get=(sudo apt-get)
+  else
+    echo "setup: missing packages and no root or sudo; run:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${apt_get[@]}" update -qq
+  "${apt_get[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+for tool in cargo mpirun; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "setup: $tool not found on PATH after setup" >&2; exit 1; }
+done
