@@ -39,7 +39,7 @@ fn local_all_reduce(c: &mut Criterion) {
     let mut group = c.benchmark_group("local_all_reduce");
     group.sample_size(10);
     for p in [2usize, 4] {
-        for algorithm in Algorithm::ALL {
+        for algorithm in Algorithm::CONCRETE {
             group.bench_function(BenchmarkId::new(format!("{algorithm}/p{p}"), 1 << 16), |b| {
                 b.iter(|| {
                     Local::run(p, |t| {

@@ -11,7 +11,7 @@ use ringreduce::{all_reduce_in_place, Algorithm, Mpi, ReduceOp};
 fn main() -> Result<(), ringreduce::Error> {
     let universe = mpi::initialize().expect("MPI is already initialised");
     let world = universe.world();
-    let comm = Mpi::new(&world); // a private duplicate of the world communicator
+    let comm = Mpi::new(&world)?; // a private duplicate of the world communicator
     let (rank, size) = (world.rank() as usize, world.size() as usize);
 
     // A "gradient" of 1M floats (4 MiB); rank r contributes r + 1 everywhere.

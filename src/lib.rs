@@ -6,7 +6,8 @@
 //!
 //! Layers, bottom to top: [`element`] (types, ops, reduce kernels),
 //! [`transport`] (rank, size, send, recv, sendrecv; MPI, threads, counting),
-//! [`algorithms`] (one file each, written against the transport only) and
+//! [`algorithms`] (one file each, written against the transport only),
+//! [`cost`] (rounds, bytes and predicted time; what `Auto` chooses by) and
 //! [`verify`] (the cluster self-check behind `ringreduce verify`).
 //!
 //! ```
@@ -22,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod algorithms;
+pub mod cost;
 pub mod element;
 pub mod error;
 pub mod transport;

@@ -49,7 +49,7 @@ trait Listed: FromStr<Err = ringreduce::Error> + Copy + Send + Sync + 'static {
     const ALL: &'static [Self];
 }
 impl Listed for Algorithm {
-    const ALL: &'static [Self] = &Algorithm::ALL;
+    const ALL: &'static [Self] = &Algorithm::CONCRETE;
 }
 impl Listed for DType {
     const ALL: &'static [Self] = &DType::ALL;
@@ -127,7 +127,15 @@ fn run_verify(cfg: &VerifyConfig) -> ExitCode {
             cfg.seed
         );
     }
-    let report = verify::run(&world, cfg, |f| println!("{f}"));
+    let report = match verify::run(&world, cfg, |f| println!("{f}")) {
+        Ok(report) => report,
+        Err(e) => {
+            if root {
+                eprintln!("ringreduce: {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
     if root {
         println!("{} passed, {} failed", report.passed, report.failed);
     }

@@ -49,7 +49,7 @@ impl Default for VerifyConfig {
         VerifyConfig {
             seed: 42,
             max_count: 1 << 18,
-            algorithms: Algorithm::ALL.to_vec(),
+            algorithms: Algorithm::CONCRETE.to_vec(),
             dtypes: DType::ALL.to_vec(),
             ops: ReduceOp::ALL.to_vec(),
         }
@@ -148,8 +148,15 @@ pub struct Report {
 ///
 /// If an algorithm returns an error (which would leave peers waiting in the
 /// collective), the job is aborted with `MPI_Abort` after printing it.
-pub fn run<C: Communicator>(comm: &C, cfg: &VerifyConfig, mut on_failure: impl FnMut(&Failure)) -> Report {
-    let transport = Mpi::new(comm);
+///
+/// # Errors
+/// Those of [`Mpi::new`] (a bad calibration file or `RINGREDUCE_ALGO`).
+pub fn run<C: Communicator>(
+    comm: &C,
+    cfg: &VerifyConfig,
+    mut on_failure: impl FnMut(&Failure),
+) -> crate::Result<Report> {
+    let transport = Mpi::new(comm)?;
     let p = comm.size() as usize;
     let mut report = Report::default();
     for &dtype in &cfg.dtypes {
@@ -176,7 +183,7 @@ pub fn run<C: Communicator>(comm: &C, cfg: &VerifyConfig, mut on_failure: impl F
             }
         }
     }
-    report
+    Ok(report)
 }
 
 struct Case {

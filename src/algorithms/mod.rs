@@ -10,6 +10,8 @@ mod central;
 mod naive;
 mod ring;
 
+pub(crate) use butterfly::largest_power_of_two;
+
 use std::fmt;
 use std::ops::Range;
 use std::str::FromStr;
@@ -40,11 +42,17 @@ pub enum Algorithm {
     /// in rank order and sends the result back. Root: 2(p−1) rounds,
     /// (p−1)·k·s bytes out and in.
     Central,
+    /// Picks one of the above per call: the lowest time predicted by the
+    /// cost model ([`crate::cost::select`]) for this p and size, under the
+    /// transport's [`Tuning`](crate::cost::Tuning) (a calibration file via
+    /// `RINGREDUCE_CALIBRATION`, or built-in defaults). `RINGREDUCE_ALGO`
+    /// overrides the choice, like `NCCL_ALGO`. Every rank makes the same choice.
+    Auto,
 }
 
 impl Algorithm {
-    /// Every algorithm, in a fixed order.
-    pub const ALL: [Algorithm; 4] = [
+    /// Every concrete schedule (all but `Auto`), in a fixed order.
+    pub const CONCRETE: [Algorithm; 4] = [
         Algorithm::Naive,
         Algorithm::Butterfly,
         Algorithm::Ring,
@@ -58,6 +66,7 @@ impl Algorithm {
             Algorithm::Butterfly => "butterfly",
             Algorithm::Ring => "ring",
             Algorithm::Central => "central",
+            Algorithm::Auto => "auto",
         }
     }
 }
@@ -72,13 +81,13 @@ impl FromStr for Algorithm {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         let lower = s.to_ascii_lowercase();
-        Algorithm::ALL
-            .into_iter()
+        let all = Algorithm::CONCRETE.into_iter().chain([Algorithm::Auto]);
+        all.clone()
             .find(|a| a.name() == lower)
             .ok_or_else(|| Error::UnknownName {
                 kind: "algorithm",
                 name: s.to_string(),
-                expected: names(Algorithm::ALL.iter().map(|a| a.name())),
+                expected: names(all.map(|a| a.name())),
             })
     }
 }
@@ -122,6 +131,10 @@ where
         Algorithm::Butterfly => butterfly::all_reduce(comm, buf, op),
         Algorithm::Ring => ring::all_reduce(comm, buf, op),
         Algorithm::Central => central::all_reduce(comm, buf, op),
+        Algorithm::Auto => {
+            let chosen = comm.tuning().resolve(comm.size(), buf.len(), std::mem::size_of::<T>());
+            all_reduce_in_place(comm, buf, op, chosen)
+        }
     }
 }
 

@@ -74,6 +74,10 @@ impl<T: Transport> Transport for Counting<T> {
         self.inner.rank()
     }
 
+    fn tuning(&self) -> crate::cost::Tuning {
+        self.inner.tuning()
+    }
+
     fn size(&self) -> usize {
         self.inner.size()
     }

@@ -3,6 +3,7 @@
 use std::sync::mpsc::{channel, Receiver, Sender};
 
 use super::{check_peer, Transport};
+use crate::cost::Tuning;
 use crate::error::{Error, Result};
 
 /// Creates groups of in-process ranks connected by channels.
@@ -26,7 +27,13 @@ pub struct Local;
 
 impl Local {
     /// Creates the `size` endpoints of one group; endpoint `i` is rank `i`.
+    /// `Auto` uses the built-in [`Tuning`] (the environment is not read).
     pub fn endpoints(size: usize) -> Vec<LocalEndpoint> {
+        Local::endpoints_with(size, Tuning::default())
+    }
+
+    /// Like [`Local::endpoints`], with the given tuning on every rank.
+    pub fn endpoints_with(size: usize, tuning: Tuning) -> Vec<LocalEndpoint> {
         // senders[src][dst] and receivers[dst][src]
         let mut senders: Vec<Vec<Sender<Vec<u8>>>> = (0..size).map(|_| Vec::with_capacity(size)).collect();
         let mut receivers: Vec<Vec<Receiver<Vec<u8>>>> =
@@ -42,7 +49,7 @@ impl Local {
             .into_iter()
             .zip(receivers)
             .enumerate()
-            .map(|(rank, (to, from))| LocalEndpoint { rank, size, to, from })
+            .map(|(rank, (to, from))| LocalEndpoint { rank, size, to, from, tuning })
             .collect()
     }
 
@@ -56,9 +63,18 @@ impl Local {
         R: Send,
         F: Fn(LocalEndpoint) -> R + Sync,
     {
+        Local::run_with(size, Tuning::default(), f)
+    }
+
+    /// Like [`Local::run`], with the given tuning on every rank.
+    pub fn run_with<R, F>(size: usize, tuning: Tuning, f: F) -> Vec<R>
+    where
+        R: Send,
+        F: Fn(LocalEndpoint) -> R + Sync,
+    {
         let f = &f;
         std::thread::scope(|s| {
-            let handles: Vec<_> = Local::endpoints(size)
+            let handles: Vec<_> = Local::endpoints_with(size, tuning)
                 .into_iter()
                 .map(|ep| s.spawn(move || f(ep)))
                 .collect();
@@ -76,6 +92,7 @@ pub struct LocalEndpoint {
     size: usize,
     to: Vec<Sender<Vec<u8>>>,
     from: Vec<Receiver<Vec<u8>>>,
+    tuning: Tuning,
 }
 
 impl LocalEndpoint {
@@ -90,6 +107,10 @@ impl LocalEndpoint {
 impl Transport for LocalEndpoint {
     fn rank(&self) -> usize {
         self.rank
+    }
+
+    fn tuning(&self) -> Tuning {
+        self.tuning
     }
 
     fn size(&self) -> usize {

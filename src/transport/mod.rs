@@ -21,6 +21,7 @@ pub use self::counting::{CallStats, Counting};
 pub use self::local::{Local, LocalEndpoint};
 pub use self::mpi::Mpi;
 
+use crate::cost::Tuning;
 use crate::element::Element;
 use crate::error::{Error, Result};
 
@@ -42,6 +43,13 @@ pub trait Transport {
     /// Sends `send` to `dest` while receiving exactly `recv.len()` bytes from
     /// `src`, without deadlocking when every rank does the same.
     fn sendrecv_bytes(&self, send: &[u8], dest: usize, recv: &mut [u8], src: usize) -> Result<()>;
+
+    /// How [`Algorithm::Auto`](crate::Algorithm::Auto) chooses on this group.
+    /// Plain data, identical on every rank; built-in defaults unless the
+    /// implementation was given others.
+    fn tuning(&self) -> Tuning {
+        Tuning::default()
+    }
 
     /// Sends a typed slice to `dest`.
     fn send<T: Element>(&self, buf: &[T], dest: usize) -> Result<()> {
@@ -77,6 +85,9 @@ impl<X: Transport + ?Sized> Transport for &X {
     }
     fn sendrecv_bytes(&self, send: &[u8], dest: usize, recv: &mut [u8], src: usize) -> Result<()> {
         (**self).sendrecv_bytes(send, dest, recv, src)
+    }
+    fn tuning(&self) -> Tuning {
+        (**self).tuning()
     }
 }
 

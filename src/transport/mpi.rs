@@ -5,6 +5,7 @@ use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
 use super::{check_peer, Transport};
+use crate::cost::Tuning;
 use crate::error::{Error, Result};
 
 /// Largest message handed to MPI in one call. MPI counts are C `int`s, so
@@ -25,7 +26,7 @@ const MAX_MESSAGE: usize = 1 << 30;
 /// ```no_run
 /// use ringreduce::{Algorithm, Mpi, ReduceOp};
 /// let universe = mpi::initialize().expect("MPI already initialised");
-/// let comm = Mpi::new(&universe.world());
+/// let comm = Mpi::new(&universe.world())?;
 /// let mut grad = vec![1.0f32; 1024];
 /// ringreduce::all_reduce_in_place(&comm, &mut grad, ReduceOp::Sum, Algorithm::Ring)?;
 /// # Ok::<(), ringreduce::Error>(())
@@ -34,16 +35,55 @@ pub struct Mpi {
     comm: SimpleCommunicator,
     rank: usize,
     size: usize,
+    tuning: Tuning,
 }
 
 impl Mpi {
     /// Wraps a private duplicate of `comm` (world or a split communicator).
     /// Collective: every rank of `comm` must call it.
-    pub fn new<C: Communicator>(comm: &C) -> Self {
+    ///
+    /// Rank 0 reads the [`Tuning`] for `Algorithm::Auto` from the environment
+    /// (`RINGREDUCE_CALIBRATION`, `RINGREDUCE_ALGO`) and broadcasts it, so
+    /// every rank chooses alike even if their files or environments differ.
+    ///
+    /// # Errors
+    /// On every rank, when rank 0's calibration file is unreadable or
+    /// malformed or `RINGREDUCE_ALGO` names no algorithm.
+    pub fn new<C: Communicator>(comm: &C) -> Result<Self> {
         let comm = comm.duplicate();
+        let root = comm.process_at_rank(0);
+        let from_env = if comm.rank() == 0 { Some(Tuning::from_env()) } else { None };
+        // Broadcast rank 0's verdict: the error text (empty when fine) and the tuning.
+        let mut error = match &from_env {
+            Some(Err(e)) => e.to_string().into_bytes(),
+            _ => Vec::new(),
+        };
+        let mut len = error.len() as u64;
+        root.broadcast_into(&mut len);
+        error.resize(len as usize, 0);
+        if len > 0 {
+            root.broadcast_into(&mut error[..]);
+            return Err(Error::InvalidArgument {
+                what: "tuning from the environment",
+                reason: String::from_utf8_lossy(&error).into_owned(),
+            });
+        }
+        let tuning = from_env.and_then(|t| t.ok()).unwrap_or_default();
+        Ok(Mpi::agree(comm, tuning))
+    }
+
+    /// Like [`Mpi::new`] with an explicit tuning; rank 0's value is used on
+    /// every rank. Collective.
+    pub fn with_tuning<C: Communicator>(comm: &C, tuning: Tuning) -> Self {
+        Mpi::agree(comm.duplicate(), tuning)
+    }
+
+    fn agree(comm: SimpleCommunicator, tuning: Tuning) -> Self {
+        let mut wire = tuning.to_wire();
+        comm.process_at_rank(0).broadcast_into(&mut wire[..]);
         let rank = comm.rank() as usize;
         let size = comm.size() as usize;
-        Mpi { comm, rank, size }
+        Mpi { comm, rank, size, tuning: Tuning::from_wire(wire) }
     }
 
     /// The duplicated communicator the transport sends on.
@@ -88,6 +128,10 @@ fn pieces(len: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
 impl Transport for Mpi {
     fn rank(&self) -> usize {
         self.rank
+    }
+
+    fn tuning(&self) -> Tuning {
+        self.tuning
     }
 
     fn size(&self) -> usize {

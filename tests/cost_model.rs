@@ -1,0 +1,144 @@
+//! The cost model against the code: every algorithm, run over the Counting
+//! transport, must put exactly the modelled rounds, messages and bytes on
+//! the wire and reduce exactly the modelled number of elements.
+
+use std::cell::Cell;
+use std::fmt;
+
+use ringreduce::cost::{self, CostParams, Tuning};
+use ringreduce::{all_reduce_in_place, Algorithm, DType, Element, Local, Order, ReduceOp};
+
+thread_local! {
+    static REDUCED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// An f32 whose reduce kernel counts the elements it reduces on this thread.
+#[derive(Clone, Copy, PartialEq, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(transparent)]
+struct Tally(f32);
+
+impl fmt::Display for Tally {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Element for Tally {
+    const DTYPE: DType = DType::F32;
+    const EPSILON: f64 = f32::EPSILON as f64;
+    fn reduce(op: ReduceOp, acc: &mut [Self], src: &[Self], order: Order) {
+        REDUCED.with(|r| r.set(r.get() + acc.len() as u64));
+        f32::reduce(op, bytemuck::cast_slice_mut(acc), bytemuck::cast_slice(src), order);
+    }
+    fn divide(buf: &mut [Self], n: usize) {
+        f32::divide(bytemuck::cast_slice_mut(buf), n);
+    }
+    fn to_f64(self) -> f64 {
+        self.0 as f64
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Measured {
+    rounds: u64,
+    messages: u64,
+    bytes_sent: u64,
+    total_bytes: u64,
+    reduced: u64,
+}
+
+fn measure(algorithm: Algorithm, p: usize, k: usize) -> Measured {
+    let per_rank = Local::run(p, |t| {
+        let c = ringreduce::Counting::new(t);
+        let mut buf = vec![Tally(1.0); k];
+        REDUCED.with(|r| r.set(0));
+        all_reduce_in_place(&c, &mut buf, ReduceOp::Sum, algorithm).unwrap();
+        assert!(buf.iter().all(|x| x.0 == p as f32), "{algorithm} p={p} k={k}: wrong sum");
+        (c.stats(), REDUCED.with(|r| r.get()))
+    });
+    per_rank.iter().fold(Measured::default(), |m, (s, red)| Measured {
+        rounds: m.rounds.max(s.rounds),
+        messages: m.messages.max(s.messages_sent),
+        bytes_sent: m.bytes_sent.max(s.bytes_sent),
+        total_bytes: m.total_bytes + s.bytes_sent,
+        reduced: m.reduced.max(*red),
+    })
+}
+
+#[test]
+fn counted_traffic_equals_the_model_exactly() {
+    let mut cases = 0;
+    for p in 1..=16usize {
+        for k in [0, 1, p - 1, p, p + 1, 1000, 12345] {
+            for algorithm in Algorithm::CONCRETE {
+                let m = measure(algorithm, p, k);
+                let c = cost::cost(algorithm, p, k, 4);
+                let what = format!("{algorithm} p={p} k={k}");
+                assert_eq!(m.rounds, c.rounds, "{what}: rounds");
+                assert_eq!(m.messages, c.messages, "{what}: messages");
+                assert_eq!(m.bytes_sent, c.bytes_sent, "{what}: bytes sent by the busiest rank");
+                assert_eq!(m.total_bytes, c.total_bytes, "{what}: total bytes");
+                assert_eq!(m.reduced, c.reduced, "{what}: elements reduced");
+                cases += 1;
+            }
+        }
+    }
+    assert_eq!(cases, 16 * 7 * 4);
+}
+
+#[test]
+fn the_ring_meets_the_bandwidth_lower_bound() {
+    for p in 2..=16usize {
+        let k = p * 1000;
+        let ring = cost::cost(Algorithm::Ring, p, k, 4);
+        assert_eq!(ring.bytes_sent as f64, cost::lower_bound_bytes(p, k, 4), "p={p}");
+        for other in [Algorithm::Naive, Algorithm::Butterfly, Algorithm::Central] {
+            let c = cost::cost(other, p, k, 4);
+            assert!(c.bytes_sent as f64 >= cost::lower_bound_bytes(p, k, 4), "{other} p={p}");
+        }
+    }
+}
+
+#[test]
+fn auto_picks_latency_optimal_for_small_and_ring_for_large() {
+    let params = CostParams { alpha: 5e-6, beta: 1e-9, gamma: 1e-10 };
+    assert_eq!(cost::select(8, 1, 4, &params), Algorithm::Butterfly);
+    assert_eq!(cost::select(8, 1 << 22, 4, &params), Algorithm::Ring);
+    // At p = 2 the ring moves as many bytes on its path as the naive ring
+    // (two halves instead of one whole) but reduces only half: with free
+    // latency it wins on the reduction alone.
+    let bw = CostParams { alpha: 0.0, beta: 1e-9, gamma: 1e-10 };
+    assert_eq!(cost::select(2, 1 << 20, 4, &bw), Algorithm::Ring);
+}
+
+#[test]
+fn auto_runs_what_the_tuning_chooses_on_every_rank() {
+    // Forced choice: Auto must behave exactly like the forced algorithm.
+    for force in Algorithm::CONCRETE {
+        let tuning = Tuning { params: CostParams::default(), force: Some(force) };
+        let auto = Local::run_with(5, tuning, |t| {
+            let c = ringreduce::Counting::new(t);
+            let mut v = vec![1.0f32; 1001];
+            all_reduce_in_place(&c, &mut v, ReduceOp::Sum, Algorithm::Auto).unwrap();
+            c.stats()
+        });
+        let direct = Local::run(5, |t| {
+            let c = ringreduce::Counting::new(t);
+            let mut v = vec![1.0f32; 1001];
+            all_reduce_in_place(&c, &mut v, ReduceOp::Sum, force).unwrap();
+            c.stats()
+        });
+        assert_eq!(auto, direct, "auto forced to {force}");
+    }
+    // Unforced: the model's choice for this p and size.
+    let params = CostParams { alpha: 1e-3, beta: 1e-12, gamma: 0.0 };
+    let chosen = cost::select(4, 10, 4, &params);
+    let tuning = Tuning { params, force: None };
+    let rounds = Local::run_with(4, tuning, |t| {
+        let c = ringreduce::Counting::new(t);
+        let mut v = vec![1i32; 10];
+        all_reduce_in_place(&c, &mut v, ReduceOp::Sum, Algorithm::Auto).unwrap();
+        c.stats().rounds
+    });
+    assert_eq!(rounds.into_iter().max().unwrap(), cost::cost(chosen, 4, 10, 4).rounds);
+}
