@@ -10,6 +10,8 @@
 //!
 //! `time = rounds·α + path_bytes·β + reduced_bytes·γ`
 //!
+//! where α and β depend on the message size (see [`CostParams`]).
+//!
 //! | algorithm | rounds | path bytes | reduced elements |
 //! |---|---|---|---|
 //! | naive | p−1 | (p−1)·n | (p−1)·k |
@@ -28,35 +30,113 @@ use serde::{Deserialize, Serialize};
 use crate::algorithms::{chunk_range, Algorithm};
 use crate::error::{Error, Result};
 
-/// Machine constants of the α-β-γ model.
+/// Most message-size ranges a [`CostParams`] distinguishes.
+pub const MAX_LINES: usize = 3;
+
+/// `α + m·β` for messages of m ≤ `up_to` bytes (and above the previous line's).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct CostParams {
+pub struct Line {
+    /// Largest message size this line covers (`u64::MAX` for the last).
+    pub up_to: u64,
     /// Seconds per message (latency).
     pub alpha: f64,
-    /// Seconds per byte transferred (inverse bandwidth).
+    /// Seconds per byte (inverse bandwidth).
     pub beta: f64,
+}
+
+/// Machine constants of the α-β-γ model.
+///
+/// Message time is piecewise linear in the message size m: MPI switches
+/// protocol (eager below a limit, rendezvous above, much as NCCL has its LL
+/// and Simple protocols) and large messages leave the caches, so each size
+/// range gets its own line `α + m·β` (up to [`MAX_LINES`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CostParams {
+    /// Lines in increasing `up_to`; the last covers every larger message.
+    pub lines: [Line; MAX_LINES],
     /// Seconds per byte reduced by the local kernel.
     pub gamma: f64,
+    /// Seconds per byte of a local copy (out-of-place calls copy the input first).
+    #[serde(default)]
+    pub copy: f64,
 }
 
 impl Default for CostParams {
     /// Built-in defaults, from `ringreduce calibrate` at `-n 2` over shared
-    /// memory on a 2-core x86-64 machine: 0.5 µs, 0.25 ns/B (4 GB/s), 0.08 ns/B.
+    /// memory on the 2-core x86-64 machines this project is developed on.
     fn default() -> Self {
-        CostParams { alpha: 0.5e-6, beta: 0.25e-9, gamma: 0.08e-9 }
+        CostParams {
+            lines: [
+                Line {
+                    up_to: 2048,
+                    alpha: 0.9e-6,
+                    beta: 0.6e-9,
+                },
+                Line {
+                    up_to: 2 << 20,
+                    alpha: 4.3e-6,
+                    beta: 0.156e-9,
+                },
+                Line {
+                    up_to: u64::MAX,
+                    alpha: 0.0,
+                    beta: 0.27e-9,
+                },
+            ],
+            gamma: 0.12e-9,
+            copy: 0.11e-9,
+        }
     }
 }
 
 impl CostParams {
-    /// Checks that every constant is finite and not negative.
+    /// One line for every message size: `α + m·β`, reduction `γ` per byte.
+    pub fn line(alpha: f64, beta: f64, gamma: f64) -> Self {
+        let l = Line {
+            up_to: u64::MAX,
+            alpha,
+            beta,
+        };
+        CostParams {
+            lines: [l; MAX_LINES],
+            gamma,
+            copy: 0.0,
+        }
+    }
+
+    /// The line that covers messages of `bytes`.
+    pub fn line_for(&self, bytes: u64) -> &Line {
+        self.lines
+            .iter()
+            .find(|l| bytes <= l.up_to)
+            .unwrap_or(&self.lines[MAX_LINES - 1])
+    }
+
+    /// Seconds to move one message of `bytes`.
+    pub fn message_time(&self, bytes: u64) -> f64 {
+        let l = self.line_for(bytes);
+        l.alpha + bytes as f64 * l.beta
+    }
+
+    /// Checks that every constant is finite and not negative and the lines
+    /// are in increasing order.
     pub fn validate(&self) -> Result<()> {
-        for (name, v) in [("alpha", self.alpha), ("beta", self.beta), ("gamma", self.gamma)] {
+        let bad = |reason: String| Error::InvalidArgument {
+            what: "cost parameter",
+            reason,
+        };
+        let mut named = vec![("gamma", self.gamma), ("copy", self.copy)];
+        for l in &self.lines {
+            named.push(("alpha", l.alpha));
+            named.push(("beta", l.beta));
+        }
+        for (name, v) in named {
             if !v.is_finite() || v < 0.0 {
-                return Err(Error::InvalidArgument {
-                    what: "cost parameter",
-                    reason: format!("{name} = {v} (must be finite and ≥ 0)"),
-                });
+                return Err(bad(format!("{name} = {v} (must be finite and ≥ 0)")));
             }
+        }
+        if self.lines.windows(2).any(|w| w[0].up_to > w[1].up_to) {
+            return Err(bad("lines must be in increasing `up_to` order".into()));
         }
         Ok(())
     }
@@ -87,10 +167,12 @@ fn ser_name<S: serde::Serializer>(a: &Algorithm, s: S) -> std::result::Result<S:
 }
 
 impl Cost {
-    /// Predicted seconds under `params` for elements of `elem_size` bytes.
+    /// Predicted seconds of an in-place call under `params` for elements of
+    /// `elem_size` bytes: every round moves one message of
+    /// `path_bytes / rounds` bytes.
     pub fn predict(&self, params: &CostParams, elem_size: usize) -> f64 {
-        self.rounds as f64 * params.alpha
-            + self.path_bytes as f64 * params.beta
+        let message = self.path_bytes.checked_div(self.rounds).unwrap_or(0);
+        self.rounds as f64 * params.message_time(message)
             + (self.reduced * elem_size as u64) as f64 * params.gamma
     }
 }
@@ -164,8 +246,36 @@ pub fn cost(algorithm: Algorithm, p: usize, count: usize, elem_size: usize) -> C
             reduced: (pu - 1) * k,
             ..zero
         },
-        Algorithm::Auto => cost(select(p, count, elem_size, &CostParams::default()), p, count, elem_size),
+        Algorithm::Auto => cost(
+            select(p, count, elem_size, &CostParams::default()),
+            p,
+            count,
+            elem_size,
+        ),
     }
+}
+
+/// Checks that `p` ranks and `count` elements of `elem_size` bytes are
+/// within what the model computes without overflow (every figure fits in
+/// 64 bits: p·(p−1)·count·elem_size < 2^64) and that p ≥ 1.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming the value that is out of range.
+pub fn check_range(p: usize, count: usize, elem_size: usize) -> Result<()> {
+    if p == 0 {
+        return Err(Error::InvalidArgument {
+            what: "rank count",
+            reason: "must be at least 1".into(),
+        });
+    }
+    let total = (p as u128) * (p as u128 - 1) * (count as u128) * (elem_size as u128);
+    if total > u64::MAX as u128 || (count as u128) * (elem_size as u128) > u64::MAX as u128 / 2 {
+        return Err(Error::InvalidArgument {
+            what: "size",
+            reason: format!("{p} ranks × {count} elements × {elem_size} B overflows 64-bit byte counts"),
+        });
+    }
+    Ok(())
 }
 
 /// The bandwidth lower bound on bytes each rank must send:
@@ -190,12 +300,12 @@ pub fn select(p: usize, count: usize, elem_size: usize, params: &CostParams) -> 
     best.0
 }
 
-/// Chunk sizes are exposed for reports: the largest ring chunk in elements.
-pub fn ring_chunk(p: usize, count: usize) -> usize {
+/// Bytes of the ring's largest message (its first chunk), for reports.
+pub fn ring_message_bytes(p: usize, count: usize, elem_size: usize) -> u64 {
     if p == 0 {
         0
     } else {
-        chunk_range(count, p, 0).len()
+        (chunk_range(count, p, 0).len() * elem_size) as u64
     }
 }
 
@@ -228,17 +338,25 @@ impl Calibration {
     /// [`Error::InvalidArgument`] naming the file when it cannot be read,
     /// is not valid JSON of this shape, or holds negative or non-finite constants.
     pub fn load(path: &Path) -> Result<Self> {
-        let bad = |reason: String| Error::InvalidArgument { what: "calibration file", reason };
+        let bad = |reason: String| Error::InvalidArgument {
+            what: "calibration file",
+            reason,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
         let cal: Calibration =
             serde_json::from_str(&text).map_err(|e| bad(format!("{}: {e}", path.display())))?;
-        cal.params.validate().map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        cal.params
+            .validate()
+            .map_err(|e| bad(format!("{}: {e}", path.display())))?;
         Ok(cal)
     }
 
     /// Writes the calibration as pretty JSON, atomically (temporary file + rename).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let bad = |reason: String| Error::InvalidArgument { what: "calibration file", reason };
+        let bad = |reason: String| Error::InvalidArgument {
+            what: "calibration file",
+            reason,
+        };
         let text = serde_json::to_string_pretty(self).map_err(|e| bad(e.to_string()))?;
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, text + "\n")
@@ -257,6 +375,9 @@ pub struct Tuning {
     /// When set, `Auto` always runs this algorithm.
     pub force: Option<Algorithm>,
 }
+
+/// Numbers in the broadcast form of a [`Tuning`].
+pub(crate) const WIRE: usize = 3 + 3 * MAX_LINES;
 
 /// Environment variable naming a calibration JSON file for `Auto`.
 pub const ENV_CALIBRATION: &str = "RINGREDUCE_CALIBRATION";
@@ -284,21 +405,113 @@ impl Tuning {
 
     /// The concrete algorithm `Auto` runs for this call.
     pub fn resolve(&self, p: usize, count: usize, elem_size: usize) -> Algorithm {
-        self.force.unwrap_or_else(|| select(p, count, elem_size, &self.params))
+        self.force
+            .unwrap_or_else(|| select(p, count, elem_size, &self.params))
     }
 
     /// Packs the tuning into numbers for broadcasting.
-    pub(crate) fn to_wire(self) -> [f64; 4] {
+    pub(crate) fn to_wire(self) -> [f64; WIRE] {
         let force = self
             .force
             .and_then(|a| Algorithm::CONCRETE.iter().position(|&b| b == a))
             .map_or(-1.0, |i| i as f64);
-        [self.params.alpha, self.params.beta, self.params.gamma, force]
+        let c = self.params;
+        let mut w = [0.0; WIRE];
+        w[0] = force;
+        w[1] = c.gamma;
+        w[2] = c.copy;
+        for (i, l) in c.lines.iter().enumerate() {
+            // up_to as f64 is exact up to 2^53, and u64::MAX round-trips via `as`.
+            w[3 + 3 * i..6 + 3 * i].copy_from_slice(&[l.up_to as f64, l.alpha, l.beta]);
+        }
+        w
     }
 
     /// Inverse of [`Tuning::to_wire`].
-    pub(crate) fn from_wire(w: [f64; 4]) -> Self {
-        let force = (w[3] >= 0.0).then(|| Algorithm::CONCRETE[w[3] as usize]);
-        Tuning { params: CostParams { alpha: w[0], beta: w[1], gamma: w[2] }, force }
+    pub(crate) fn from_wire(w: [f64; WIRE]) -> Self {
+        let force = (w[0] >= 0.0).then(|| Algorithm::CONCRETE[w[0] as usize]);
+        let mut params = CostParams {
+            gamma: w[1],
+            copy: w[2],
+            ..CostParams::default()
+        };
+        for (i, l) in params.lines.iter_mut().enumerate() {
+            *l = Line {
+                up_to: w[3 + 3 * i] as u64,
+                alpha: w[4 + 3 * i],
+                beta: w[5 + 3 * i],
+            };
+        }
+        Tuning { params, force }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tuning_survives_the_wire() {
+        for force in [None, Some(Algorithm::Ring), Some(Algorithm::Central)] {
+            for params in [CostParams::default(), CostParams::line(1e-6, 2e-10, 3e-11)] {
+                let t = Tuning { params, force };
+                assert_eq!(Tuning::from_wire(t.to_wire()), t);
+            }
+        }
+    }
+
+    #[test]
+    fn message_time_switches_line_at_the_limits() {
+        let mut c = CostParams::line(1.0, 0.5, 0.0);
+        c.lines[0].up_to = 100;
+        c.lines[1] = Line {
+            up_to: 1000,
+            alpha: 10.0,
+            beta: 0.0,
+        };
+        c.lines[2] = Line {
+            up_to: u64::MAX,
+            alpha: 0.0,
+            beta: 1.0,
+        };
+        assert_eq!(c.message_time(100), 51.0);
+        assert_eq!(c.message_time(101), 10.0);
+        assert_eq!(c.message_time(1001), 1001.0);
+        c.lines.swap(0, 2);
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn malformed_calibration_files_are_errors() {
+        let dir = std::env::temp_dir().join(format!("ringreduce-cal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cases = [
+            ("garbage.json", "{not json"),
+            ("missing.json", r#"{"alpha": 1e-6}"#),
+            (
+                "negative.json",
+                r#"{"lines": [{"up_to": 1, "alpha": -1, "beta": 0}, {"up_to": 2, "alpha": 0, "beta": 0},
+                {"up_to": 3, "alpha": 0, "beta": 0}], "gamma": 1e-10, "ranks": 2}"#,
+            ),
+        ];
+        for (name, text) in cases {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            let err = Calibration::load(&path).unwrap_err().to_string();
+            assert!(err.contains(name), "{name}: {err}");
+        }
+        assert!(Calibration::load(&dir.join("absent.json")).is_err());
+        let good = Calibration {
+            params: CostParams::default(),
+            ranks: 2,
+            host: "h".into(),
+            cpu: String::new(),
+            mpi_version: String::new(),
+            date: String::new(),
+        };
+        let path = dir.join("good.json");
+        good.save(&path).unwrap();
+        assert_eq!(Calibration::load(&path).unwrap(), good);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -23,11 +23,16 @@
 #![warn(missing_docs)]
 
 pub mod algorithms;
+pub mod bench;
+pub mod calibrate;
 pub mod cost;
 pub mod element;
 pub mod error;
 pub mod transport;
+pub mod units;
 pub mod verify;
+
+mod scratch;
 
 pub use algorithms::{all_reduce, all_reduce_in_place, chunk_range, Algorithm};
 pub use element::{DType, Element, Order, ReduceOp};

@@ -1,12 +1,19 @@
 //! `ringreduce` command line: a thin front end over the library.
+//!
+//! Every error is one line on stderr and exit code 2 (1 when `verify`
+//! finds failing cases).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use mpi::traits::*;
+use ringreduce::bench::{self, BenchConfig, Subject};
+use ringreduce::cost::{self, Calibration, CostParams, Tuning};
+use ringreduce::units::{format_size, parse_size};
 use ringreduce::verify::{self, VerifyConfig};
-use ringreduce::{Algorithm, DType, ReduceOp};
+use ringreduce::{calibrate, Algorithm, DType, ReduceOp};
 
 /// Ring all-reduce and friends on MPI.
 #[derive(Parser, Debug)]
@@ -42,6 +49,95 @@ enum Command {
         #[arg(long, default_value = "all", value_parser = list::<ReduceOp>)]
         op: List<ReduceOp>,
     },
+    /// Print the cost model's rounds, bytes and predicted time (no mpirun needed).
+    Cost {
+        /// Number of ranks.
+        #[arg(long, allow_hyphen_values = true)]
+        ranks: usize,
+        /// Message size per rank: bytes, or with a unit (4K, 16M, 1G).
+        #[arg(long, value_parser = size_arg, allow_hyphen_values = true)]
+        bytes: u64,
+        /// Element type.
+        #[arg(long, default_value = "f32", value_parser = one::<DType>)]
+        dtype: DType,
+        /// Algorithms, comma-separated, or `all`.
+        #[arg(long, default_value = "all", value_parser = list::<Algorithm>)]
+        algo: List<Algorithm>,
+        /// Latency α in seconds per message (default: built-in).
+        #[arg(long, conflicts_with = "calibration", allow_hyphen_values = true)]
+        alpha: Option<f64>,
+        /// Inverse bandwidth β in seconds per byte.
+        #[arg(long, conflicts_with = "calibration", allow_hyphen_values = true)]
+        beta: Option<f64>,
+        /// Reduction cost γ in seconds per byte.
+        #[arg(long, conflicts_with = "calibration", allow_hyphen_values = true)]
+        gamma: Option<f64>,
+        /// Take α, β, γ from a file written by `ringreduce calibrate`.
+        #[arg(long)]
+        calibration: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Measure α, β (ping-pong / exchange sweep) and γ (local kernel); under mpirun -n 2 or more.
+    Calibrate {
+        /// Where to write the calibration JSON.
+        #[arg(long, default_value = "calibration.json")]
+        out: PathBuf,
+        /// Largest message of the sweep.
+        #[arg(long, value_parser = size_arg, default_value = "16M")]
+        max_bytes: u64,
+    },
+    /// Time the algorithms beside the vendor's MPI_Allreduce (run under mpirun).
+    Bench {
+        /// What to time, comma-separated: naive, butterfly, ring, central, auto, mpi, or `all`.
+        #[arg(long, default_value = "all", value_parser = subjects)]
+        algo: List<Subject>,
+        /// Element type.
+        #[arg(long, default_value = "f32", value_parser = one::<DType>)]
+        dtype: DType,
+        /// Reduce op.
+        #[arg(long, default_value = "sum", value_parser = one::<ReduceOp>)]
+        op: ReduceOp,
+        /// Size range MIN:MAX in bytes, doubling (units allowed: 4:16M).
+        #[arg(short = 'm', long = "message-size", default_value = "4:16M", value_parser = size_range)]
+        sizes: (u64, u64),
+        /// Timed iterations per size (default: 1000 up to 8 KiB, 100 above).
+        #[arg(long)]
+        iters: Option<usize>,
+        /// Warm-up iterations per size (default: 100 up to 8 KiB, 10 above).
+        #[arg(long)]
+        warmup: Option<usize>,
+        /// Validate one result per row and fill #wrong.
+        #[arg(long)]
+        check: bool,
+        /// Add the cost model's predicted time and the measured/predicted ratio.
+        #[arg(long)]
+        predict: bool,
+        /// Calibration for `auto` and --predict (default: $RINGREDUCE_CALIBRATION or built-in).
+        #[arg(long, conflicts_with = "calibrate")]
+        calibration: Option<PathBuf>,
+        /// Calibrate in this same job first (up to the largest size) and use it
+        /// for `auto` and --predict, so model and measurement share one placement.
+        #[arg(long)]
+        calibrate: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Print exactly osu_allreduce's layout (one algorithm only).
+        #[arg(long)]
+        osu: bool,
+        /// Seed of the data.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Csv,
+    Json,
 }
 
 /// Names that can be listed on the command line, with `all` for every one.
@@ -66,10 +162,53 @@ fn list<T: Listed>(s: &str) -> Result<List<T>, String> {
     if s.eq_ignore_ascii_case("all") {
         return Ok(List(T::ALL.to_vec()));
     }
+    s.split(',').map(one::<T>).collect::<Result<_, _>>().map(List)
+}
+
+fn one<T: FromStr<Err = ringreduce::Error>>(s: &str) -> Result<T, String> {
+    s.trim().parse::<T>().map_err(|e| e.to_string())
+}
+
+fn subjects(s: &str) -> Result<List<Subject>, String> {
+    if s.eq_ignore_ascii_case("all") {
+        return Ok(List(Subject::all()));
+    }
     s.split(',')
-        .map(|x| x.trim().parse::<T>().map_err(|e| e.to_string()))
+        .map(|x| Subject::parse(x.trim()).map_err(|e| e.to_string()))
         .collect::<Result<_, _>>()
         .map(List)
+}
+
+fn size_arg(s: &str) -> Result<u64, String> {
+    parse_size(s).map_err(|e| e.to_string())
+}
+
+fn size_range(s: &str) -> Result<(u64, u64), String> {
+    let (lo, hi) = s
+        .split_once(':')
+        .ok_or_else(|| format!("`{s}`: expected MIN:MAX, e.g. 4:16M"))?;
+    let (lo, hi) = (size_arg(lo)?, size_arg(hi)?);
+    if lo > hi {
+        return Err(format!("`{s}`: minimum is above maximum"));
+    }
+    Ok((lo, hi))
+}
+
+/// This process's rank as told by the launcher, before MPI is initialised
+/// (so that only one rank prints argument errors under mpirun).
+fn launcher_rank() -> usize {
+    ["OMPI_COMM_WORLD_RANK", "PMI_RANK"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Prints one error line (from rank 0 only) and returns exit code 2.
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    if launcher_rank() == 0 {
+        eprintln!("ringreduce: {msg}");
+    }
+    ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
@@ -77,17 +216,21 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
-                || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            {
-                let _ = e.print();
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                if launcher_rank() == 0 {
+                    let _ = e.print();
+                }
                 return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
             }
             // One line: clap's first line, without the usage block.
             let rendered = e.render().to_string();
             let first = rendered.lines().next().unwrap_or("invalid arguments");
-            eprintln!("ringreduce: {}", first.trim_start_matches("error: "));
-            return ExitCode::from(2);
+            return fail(first.trim_start_matches("error: "));
         }
     };
     match cli.command {
@@ -107,34 +250,108 @@ fn main() -> ExitCode {
             };
             run_verify(&cfg)
         }
+        Command::Cost {
+            ranks,
+            bytes,
+            dtype,
+            algo,
+            alpha,
+            beta,
+            gamma,
+            calibration,
+            format,
+        } => {
+            let params = match calibration {
+                Some(path) => match Calibration::load(&path) {
+                    Ok(c) => c.params,
+                    Err(e) => return fail(e),
+                },
+                None if alpha.is_some() || beta.is_some() || gamma.is_some() => {
+                    // One line for all sizes; unset constants from the built-in mid-size line.
+                    let d = CostParams::default();
+                    CostParams::line(
+                        alpha.unwrap_or(d.lines[1].alpha),
+                        beta.unwrap_or(d.lines[1].beta),
+                        gamma.unwrap_or(d.gamma),
+                    )
+                }
+                None => CostParams::default(),
+            };
+            match run_cost(ranks, bytes, dtype, &algo.0, params, format) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+        Command::Calibrate { out, max_bytes } => run_calibrate(&out, max_bytes),
+        Command::Bench {
+            algo,
+            dtype,
+            op,
+            sizes,
+            iters,
+            warmup,
+            check,
+            predict,
+            calibration,
+            calibrate,
+            format,
+            osu,
+            seed,
+        } => {
+            if osu && algo.0.len() != 1 {
+                return fail("--osu prints one algorithm: pass exactly one with --algo");
+            }
+            let tuning = match calibration {
+                Some(path) => Calibration::load(&path).and_then(|c| {
+                    Tuning::from_env().map(|t| Tuning {
+                        params: c.params,
+                        force: t.force,
+                    })
+                }),
+                None => Tuning::from_env(),
+            };
+            let tuning = match tuning {
+                Ok(t) => t,
+                Err(e) => return fail(e),
+            };
+            let cfg = BenchConfig {
+                subjects: algo.0,
+                dtype,
+                op,
+                min_bytes: sizes.0,
+                max_bytes: sizes.1,
+                iters,
+                warmup,
+                check,
+                seed,
+            };
+            run_bench(&cfg, tuning, calibrate, format, osu, predict)
+        }
     }
 }
 
+fn init_mpi() -> Option<mpi::environment::Universe> {
+    mpi::initialize()
+}
+
 fn run_verify(cfg: &VerifyConfig) -> ExitCode {
-    let Some(universe) = mpi::initialize() else {
-        eprintln!("ringreduce: MPI could not be initialised");
-        return ExitCode::from(2);
+    let Some(universe) = init_mpi() else {
+        return fail("MPI could not be initialised");
     };
     let world = universe.world();
     let p = world.size() as usize;
     let root = world.rank() == 0;
     if root {
-        let cases =
-            cfg.algorithms.len() * cfg.dtypes.len() * cfg.ops.len() * verify::counts(p, cfg.max_count).len();
+        let counts = verify::counts(p, cfg.max_count);
+        let cases = cfg.algorithms.len() * cfg.dtypes.len() * cfg.ops.len() * counts.len();
         println!(
-            "# ringreduce verify: {p} ranks, {cases} cases, counts {:?}, seed {}",
-            verify::counts(p, cfg.max_count),
+            "# ringreduce verify: {p} ranks, {cases} cases, counts {counts:?}, seed {}",
             cfg.seed
         );
     }
     let report = match verify::run(&world, cfg, |f| println!("{f}")) {
         Ok(report) => report,
-        Err(e) => {
-            if root {
-                eprintln!("ringreduce: {e}");
-            }
-            return ExitCode::from(2);
-        }
+        Err(e) => return fail(e),
     };
     if root {
         println!("{} passed, {} failed", report.passed, report.failed);
@@ -143,5 +360,269 @@ fn run_verify(cfg: &VerifyConfig) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+fn run_cost(
+    ranks: usize,
+    bytes: u64,
+    dtype: DType,
+    algos: &[Algorithm],
+    params: CostParams,
+    format: Format,
+) -> ringreduce::Result<()> {
+    params.validate()?;
+    let s = dtype.size();
+    if bytes % s as u64 != 0 {
+        return Err(ringreduce::Error::InvalidArgument {
+            what: "size",
+            reason: format!("--bytes {bytes} is not a whole number of {dtype} elements ({s} B each)"),
+        });
+    }
+    let count = usize::try_from(bytes / s as u64).map_err(|_| ringreduce::Error::InvalidArgument {
+        what: "size",
+        reason: format!("{bytes} B does not fit this machine's address space"),
+    })?;
+    cost::check_range(ranks, count, s)?;
+    let chosen = cost::select(ranks, count, s, &params);
+    let rows: Vec<_> = algos.iter().map(|&a| cost::cost(a, ranks, count, s)).collect();
+    let bound = cost::lower_bound_bytes(ranks, count, s);
+    match format {
+        Format::Json => {
+            let rows: Vec<_> = rows
+                .iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "algorithm": c.algorithm.name(),
+                        "rounds": c.rounds,
+                        "messages": c.messages,
+                        "bytes_sent": c.bytes_sent,
+                        "total_bytes": c.total_bytes,
+                        "path_bytes": c.path_bytes,
+                        "reduced": c.reduced,
+                        "predicted_us": c.predict(&params, s) * 1e6,
+                    })
+                })
+                .collect();
+            let doc = serde_json::json!({
+                "ranks": ranks, "bytes": bytes, "count": count, "dtype": dtype.name(),
+                "params": params, "lower_bound_bytes": bound, "chosen": chosen.name(), "algorithms": rows,
+            });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&doc).expect("JSON of plain values")
+            );
+        }
+        Format::Csv => {
+            println!(
+                "algorithm,rounds,messages,bytes_sent,total_bytes,path_bytes,reduced,predicted_us,chosen"
+            );
+            for c in &rows {
+                println!(
+                    "{},{},{},{},{},{},{},{:.3},{}",
+                    c.algorithm,
+                    c.rounds,
+                    c.messages,
+                    c.bytes_sent,
+                    c.total_bytes,
+                    c.path_bytes,
+                    c.reduced,
+                    c.predict(&params, s) * 1e6,
+                    c.algorithm == chosen
+                );
+            }
+            println!("lower-bound,,,{bound:.0},,,,,");
+        }
+        Format::Table => {
+            let l = params.line_for(cost::ring_message_bytes(ranks, count, s));
+            println!(
+                "# {ranks} ranks, {} B per rank ({count} {dtype}); ring messages: α = {:.3} µs, β = {:.4} ns/B; γ = {:.4} ns/B",
+                format_size(bytes),
+                l.alpha * 1e6,
+                l.beta * 1e9,
+                params.gamma * 1e9
+            );
+            println!(
+                "{:<12} {:>7} {:>9} {:>14} {:>16} {:>14} {:>12} {:>14}",
+                "algorithm",
+                "rounds",
+                "messages",
+                "bytes_sent",
+                "total_bytes",
+                "path_bytes",
+                "reduced",
+                "predicted_us"
+            );
+            for c in &rows {
+                let mark = if c.algorithm == chosen { "  <- auto" } else { "" };
+                println!(
+                    "{:<12} {:>7} {:>9} {:>14} {:>16} {:>14} {:>12} {:>14.2}{mark}",
+                    c.algorithm.name(),
+                    c.rounds,
+                    c.messages,
+                    c.bytes_sent,
+                    c.total_bytes,
+                    c.path_bytes,
+                    c.reduced,
+                    c.predict(&params, s) * 1e6
+                );
+            }
+            println!("{:<12} {:>7} {:>9} {:>14.0}", "lower-bound", "-", "-", bound);
+            println!("auto chooses: {chosen}");
+        }
+    }
+    Ok(())
+}
+
+fn run_calibrate(out: &std::path::Path, max_bytes: u64) -> ExitCode {
+    let Some(universe) = init_mpi() else {
+        return fail("MPI could not be initialised");
+    };
+    let world = universe.world();
+    let root = world.rank() == 0;
+    let outcome = match calibrate::run(&world, max_bytes) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    if !root {
+        return ExitCode::SUCCESS;
+    }
+    let c = &outcome.calibration;
+    println!(
+        "# ringreduce calibrate: {} ranks on {} ({}), {}",
+        c.ranks, c.host, c.cpu, c.mpi_version
+    );
+    println!(
+        "{:>10} {:>14} {:>14} {:>14} {:>10}",
+        "bytes", "pingpong(us)", "exchange(us)", "fit(us)", "residual"
+    );
+    for p in &outcome.points {
+        println!(
+            "{:>10} {:>14.3} {:>14.3} {:>14.3} {:>9.1}%",
+            p.bytes,
+            p.pingpong * 1e6,
+            p.exchange * 1e6,
+            p.fitted * 1e6,
+            p.residual() * 100.0
+        );
+    }
+    let (pa, pb) = outcome.pingpong_fit;
+    let q = &c.params;
+    let mut lower = 0;
+    for l in &q.lines {
+        if l.up_to < lower {
+            continue;
+        }
+        let upper = if l.up_to == u64::MAX {
+            "up".to_string()
+        } else {
+            format!("{} B", l.up_to)
+        };
+        println!(
+            "fit (exchange), messages {lower} B to {upper}: alpha = {:.3} us, beta = {:.4} ns/B ({:.2} GB/s)",
+            l.alpha * 1e6,
+            l.beta * 1e9,
+            1e-9 / l.beta
+        );
+        if l.up_to == u64::MAX {
+            break;
+        }
+        lower = l.up_to + 1;
+    }
+    println!(
+        "ping-pong line: alpha = {:.3} us, beta = {:.4} ns/B ({:.2} GB/s)",
+        pa * 1e6,
+        pb * 1e9,
+        1e-9 / pb
+    );
+    println!(
+        "gamma (f32 sum kernel) = {:.4} ns/B ({:.2} GB/s)",
+        q.gamma * 1e9,
+        1e-9 / q.gamma
+    );
+    println!(
+        "copy (memcpy) = {:.4} ns/B ({:.2} GB/s)",
+        q.copy * 1e9,
+        1e-9 / q.copy
+    );
+    if let Err(e) = c.save(out) {
+        return fail(e);
+    }
+    println!("wrote {}", out.display());
+    ExitCode::SUCCESS
+}
+
+fn run_bench(
+    cfg: &BenchConfig,
+    mut tuning: Tuning,
+    calibrate: bool,
+    format: Format,
+    osu: bool,
+    predict: bool,
+) -> ExitCode {
+    let Some(universe) = init_mpi() else {
+        return fail("MPI could not be initialised");
+    };
+    let world = universe.world();
+    let root = world.rank() == 0;
+    if calibrate {
+        match calibrate::run(&world, cfg.max_bytes.max(1 << 20)) {
+            Ok(outcome) => tuning.params = outcome.calibration.params,
+            Err(e) => return fail(e),
+        }
+    }
+    if root {
+        if osu {
+            println!("{}", bench::osu_header(cfg.dtype));
+        } else {
+            match format {
+                Format::Table => {
+                    println!(
+                        "# ringreduce bench: {} ranks, {} {}, iters {}, warmup {}",
+                        world.size(),
+                        cfg.dtype,
+                        cfg.op,
+                        cfg.iters.map_or("osu-default".into(), |i| i.to_string()),
+                        cfg.warmup.map_or("osu-default".into(), |i| i.to_string())
+                    );
+                    println!("{}", bench::table_header(predict));
+                }
+                Format::Csv => println!("{}", bench::CSV_HEADER),
+                Format::Json => {}
+            }
+        }
+    }
+    let result = bench::run(&world, cfg, tuning, |row| {
+        if !root {
+            return;
+        }
+        if osu {
+            println!("{}", bench::osu_row(row));
+        } else {
+            match format {
+                Format::Table => println!("{}", bench::table_row(row, predict)),
+                Format::Csv => println!("{}", bench::csv_row(row)),
+                Format::Json => {}
+            }
+        }
+    });
+    match result {
+        Ok(rows) => {
+            if root && matches!(format, Format::Json) && !osu {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).expect("JSON of plain values")
+                );
+            }
+            let wrong: u64 = rows.iter().filter_map(|r| r.wrong).sum();
+            if wrong > 0 {
+                if root {
+                    eprintln!("ringreduce: {wrong} wrong elements in checked results");
+                }
+                return ExitCode::from(1);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
     }
 }

@@ -186,16 +186,16 @@ pub fn run<C: Communicator>(
     Ok(report)
 }
 
-struct Case {
-    algorithm: Algorithm,
-    dtype: DType,
-    op: ReduceOp,
-    count: usize,
-    seed: u64,
+pub(crate) struct Case {
+    pub(crate) algorithm: Algorithm,
+    pub(crate) dtype: DType,
+    pub(crate) op: ReduceOp,
+    pub(crate) count: usize,
+    pub(crate) seed: u64,
 }
 
 /// Input of `rank` for a case: reproducible on every rank.
-fn input<T: VerifyElement>(case: &Case, rank: usize) -> Vec<T> {
+pub(crate) fn input<T: VerifyElement>(case: &Case, rank: usize) -> Vec<T> {
     // One stream per (seed, case, rank), so no two ranks or cases share data.
     let key = (case.dtype as u64) << 56 ^ (case.op as u64) << 48 ^ (case.count as u64) << 8;
     let mut rng = ChaCha8Rng::seed_from_u64(case.seed ^ key);
@@ -217,13 +217,7 @@ fn run_case<T: VerifyElement, C: Communicator>(comm: &C, transport: &Mpi, case: 
         comm.abort(2);
     }
 
-    let expected = match T::mpi_reference(comm, &mine, case.op) {
-        Some(r) => r,
-        None => {
-            let all: Vec<Vec<T>> = (0..p).map(|r| input::<T>(case, r)).collect();
-            serial_reference(&all, case.op)
-        }
-    };
+    let expected = reference(comm, case, &mine);
 
     // Every rank must hold rank 0's bytes exactly.
     let mut root_copy = ours.clone();
@@ -274,6 +268,16 @@ fn run_case<T: VerifyElement, C: Communicator>(comm: &C, transport: &Mpi, case: 
     })
 }
 
+/// The reference result for `case`: `MPI_Allreduce` of every rank's input
+/// where MPI is trusted with the type, the serial rank-ordered fold otherwise.
+/// Collective.
+pub(crate) fn reference<T: VerifyElement, C: Communicator>(comm: &C, case: &Case, mine: &[T]) -> Vec<T> {
+    T::mpi_reference(comm, mine, case.op).unwrap_or_else(|| {
+        let all: Vec<Vec<T>> = (0..comm.size() as usize).map(|r| input::<T>(case, r)).collect();
+        serial_reference(&all, case.op)
+    })
+}
+
 /// Whether any element of `ours` is outside tolerance of `expected`;
 /// returns the count of such elements and the first index.
 pub fn first_wrong<T: Element>(ours: &[T], expected: &[T], op: ReduceOp, p: usize) -> Option<(usize, usize)> {
@@ -319,12 +323,20 @@ pub fn serial_reference<T: Element>(inputs: &[Vec<T>], op: ReduceOp) -> Vec<T> {
     acc
 }
 
-/// Element types `verify` can generate and check.
+/// Element types `verify` and `bench` can generate, check and hand to MPI.
 pub trait VerifyElement: Element {
     /// A random input value suited to `op` (bounded so products stay finite).
     fn sample(rng: &mut ChaCha8Rng, op: ReduceOp) -> Self;
-    /// `MPI_Allreduce` of `send` with `op`, when MPI has the type.
-    fn mpi_reference<C: Communicator>(comm: &C, send: &[Self], op: ReduceOp) -> Option<Vec<Self>>;
+    /// The vendor's `MPI_Allreduce(send, recv, op)` (sum then divide for
+    /// avg); `false` when MPI has no datatype for `Self`.
+    fn mpi_all_reduce_into<C: Communicator>(comm: &C, send: &[Self], recv: &mut [Self], op: ReduceOp)
+        -> bool;
+    /// The reference result verify compares with: `MPI_Allreduce` where MPI
+    /// has the type and computes it correctly, `None` otherwise.
+    fn mpi_reference<C: Communicator>(comm: &C, send: &[Self], op: ReduceOp) -> Option<Vec<Self>> {
+        let mut out = vec![<Self as bytemuck::Zeroable>::zeroed(); send.len()];
+        Self::mpi_all_reduce_into(comm, send, &mut out, op).then_some(out)
+    }
 }
 
 fn float_sample(rng: &mut ChaCha8Rng, op: ReduceOp) -> f64 {
@@ -345,44 +357,48 @@ fn system_op(op: ReduceOp) -> SystemOperation {
     }
 }
 
-macro_rules! mpi_reference {
+macro_rules! mpi_all_reduce {
     () => {
-        fn mpi_reference<C: Communicator>(comm: &C, send: &[Self], op: ReduceOp) -> Option<Vec<Self>> {
-            mpi_all_reduce(comm, send, op)
+        fn mpi_all_reduce_into<C: Communicator>(
+            comm: &C,
+            send: &[Self],
+            recv: &mut [Self],
+            op: ReduceOp,
+        ) -> bool {
+            mpi_all_reduce(comm, send, recv, op);
+            true
         }
     };
 }
 
-fn mpi_all_reduce<T, C>(comm: &C, send: &[T], op: ReduceOp) -> Option<Vec<T>>
+fn mpi_all_reduce<T, C>(comm: &C, send: &[T], recv: &mut [T], op: ReduceOp)
 where
     T: Element + Equivalence,
     C: Communicator,
 {
-    let mut out = vec![<T as bytemuck::Zeroable>::zeroed(); send.len()];
     if send.is_empty() {
         // Two empty Vecs share a dangling pointer, which MPI rejects as
         // sendbuf == recvbuf; there is nothing to reduce anyway.
-        return Some(out);
+        return;
     }
-    comm.all_reduce_into(send, &mut out[..], system_op(op));
+    comm.all_reduce_into(send, recv, system_op(op));
     if op == ReduceOp::Avg {
-        T::divide(&mut out, comm.size() as usize);
+        T::divide(recv, comm.size() as usize);
     }
-    Some(out)
 }
 
 impl VerifyElement for f32 {
     fn sample(rng: &mut ChaCha8Rng, op: ReduceOp) -> Self {
         float_sample(rng, op) as f32
     }
-    mpi_reference!();
+    mpi_all_reduce!();
 }
 
 impl VerifyElement for f64 {
     fn sample(rng: &mut ChaCha8Rng, op: ReduceOp) -> Self {
         float_sample(rng, op)
     }
-    mpi_reference!();
+    mpi_all_reduce!();
 }
 
 macro_rules! int_verify {
@@ -392,7 +408,7 @@ macro_rules! int_verify {
                 // Full range on purpose: sums and products wrap.
                 rng.gen()
             }
-            mpi_reference!();
+            mpi_all_reduce!();
         }
     };
 }
@@ -403,14 +419,16 @@ impl VerifyElement for u8 {
     fn sample(rng: &mut ChaCha8Rng, _op: ReduceOp) -> Self {
         rng.gen()
     }
+    mpi_all_reduce!();
     /// OpenMPI 4.1's AVX reduction component saturates 8- and 16-bit integer
     /// sums (open-mpi/ompi#8045, closed as won't-fix) while MPI and C define
     /// them to wrap, as ringreduce does; for those ops the rank-ordered
     /// reference is used instead.
     fn mpi_reference<C: Communicator>(comm: &C, send: &[Self], op: ReduceOp) -> Option<Vec<Self>> {
+        let mut out = vec![0; send.len()];
         match op {
             ReduceOp::Sum | ReduceOp::Avg => None,
-            _ => mpi_all_reduce(comm, send, op),
+            _ => Self::mpi_all_reduce_into(comm, send, &mut out, op).then_some(out),
         }
     }
 }
@@ -421,8 +439,8 @@ macro_rules! half_verify {
             fn sample(rng: &mut ChaCha8Rng, op: ReduceOp) -> Self {
                 <$t>::from_f64(float_sample(rng, op))
             }
-            fn mpi_reference<C: Communicator>(_: &C, _: &[Self], _: ReduceOp) -> Option<Vec<Self>> {
-                None
+            fn mpi_all_reduce_into<C: Communicator>(_: &C, _: &[Self], _: &mut [Self], _: ReduceOp) -> bool {
+                false
             }
         }
     };

@@ -51,3 +51,75 @@ fn help_lists_the_subcommands() {
     assert!(out.status.success());
     assert!(stdout(&out).contains("verify"));
 }
+
+#[test]
+fn cost_rejects_bad_input_in_one_line() {
+    bad_input(&["cost", "--ranks", "0", "--bytes", "4K"], "rank count");
+    bad_input(&["cost", "--ranks", "-3", "--bytes", "4K"], "--ranks");
+    bad_input(&["cost", "--ranks", "4", "--bytes", "4X"], "unknown unit");
+    bad_input(&["cost", "--ranks", "4", "--bytes", "99999999999T"], "too large");
+    bad_input(&["cost", "--ranks", "3000000000", "--bytes", "16G"], "overflows");
+    bad_input(&["cost", "--ranks", "4", "--bytes", "6"], "whole number of f32");
+    bad_input(
+        &["cost", "--ranks", "4", "--bytes", "4K", "--algo", "tree"],
+        "unknown algorithm",
+    );
+    bad_input(
+        &["cost", "--ranks", "4", "--bytes", "4K", "--dtype", "f8"],
+        "unknown dtype",
+    );
+    bad_input(
+        &["cost", "--ranks", "4", "--bytes", "4K", "--alpha", "-1"],
+        "alpha",
+    );
+    let dir = std::env::temp_dir().join(format!("ringreduce-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{\"alpha\": ").unwrap();
+    bad_input(
+        &[
+            "cost",
+            "--ranks",
+            "4",
+            "--bytes",
+            "4K",
+            "--calibration",
+            bad.to_str().unwrap(),
+        ],
+        "bad.json",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn cost_table_csv_and_json_agree_with_the_model() {
+    let run = |format: &str| {
+        let mut cmd = Command::new(ringreduce());
+        cmd.args(["cost", "--ranks", "8", "--bytes", "16M", "--format", format]);
+        let out = run_bounded(cmd, Duration::from_secs(60));
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let model = ringreduce::cost::cost(ringreduce::Algorithm::Ring, 8, 4 << 20, 4);
+    let csv = run("csv");
+    let ring = csv.lines().find(|l| l.starts_with("ring,")).expect("ring row");
+    let fields: Vec<&str> = ring.split(',').collect();
+    assert_eq!(fields[1].parse::<u64>().unwrap(), model.rounds);
+    assert_eq!(fields[3].parse::<u64>().unwrap(), model.bytes_sent);
+    let json: serde_json::Value = serde_json::from_str(&run("json")).expect("valid JSON");
+    assert_eq!(
+        json["lower_bound_bytes"].as_f64().unwrap(),
+        model.bytes_sent as f64
+    );
+    let table = run("table");
+    assert!(table.contains("auto chooses: "), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("lower-bound")), "{table}");
+}
+
+#[test]
+fn bench_rejects_bad_input_in_one_line() {
+    bad_input(&["bench", "-m", "10:5"], "minimum is above maximum");
+    bad_input(&["bench", "-m", "10"], "MIN:MAX");
+    bad_input(&["bench", "--algo", "ring,tree"], "unknown algorithm `tree`");
+    bad_input(&["bench", "--osu"], "exactly one");
+}

@@ -28,7 +28,12 @@ impl Element for Tally {
     const EPSILON: f64 = f32::EPSILON as f64;
     fn reduce(op: ReduceOp, acc: &mut [Self], src: &[Self], order: Order) {
         REDUCED.with(|r| r.set(r.get() + acc.len() as u64));
-        f32::reduce(op, bytemuck::cast_slice_mut(acc), bytemuck::cast_slice(src), order);
+        f32::reduce(
+            op,
+            bytemuck::cast_slice_mut(acc),
+            bytemuck::cast_slice(src),
+            order,
+        );
     }
     fn divide(buf: &mut [Self], n: usize) {
         f32::divide(bytemuck::cast_slice_mut(buf), n);
@@ -53,7 +58,10 @@ fn measure(algorithm: Algorithm, p: usize, k: usize) -> Measured {
         let mut buf = vec![Tally(1.0); k];
         REDUCED.with(|r| r.set(0));
         all_reduce_in_place(&c, &mut buf, ReduceOp::Sum, algorithm).unwrap();
-        assert!(buf.iter().all(|x| x.0 == p as f32), "{algorithm} p={p} k={k}: wrong sum");
+        assert!(
+            buf.iter().all(|x| x.0 == p as f32),
+            "{algorithm} p={p} k={k}: wrong sum"
+        );
         (c.stats(), REDUCED.with(|r| r.get()))
     });
     per_rank.iter().fold(Measured::default(), |m, (s, red)| Measured {
@@ -76,7 +84,10 @@ fn counted_traffic_equals_the_model_exactly() {
                 let what = format!("{algorithm} p={p} k={k}");
                 assert_eq!(m.rounds, c.rounds, "{what}: rounds");
                 assert_eq!(m.messages, c.messages, "{what}: messages");
-                assert_eq!(m.bytes_sent, c.bytes_sent, "{what}: bytes sent by the busiest rank");
+                assert_eq!(
+                    m.bytes_sent, c.bytes_sent,
+                    "{what}: bytes sent by the busiest rank"
+                );
                 assert_eq!(m.total_bytes, c.total_bytes, "{what}: total bytes");
                 assert_eq!(m.reduced, c.reduced, "{what}: elements reduced");
                 cases += 1;
@@ -94,20 +105,23 @@ fn the_ring_meets_the_bandwidth_lower_bound() {
         assert_eq!(ring.bytes_sent as f64, cost::lower_bound_bytes(p, k, 4), "p={p}");
         for other in [Algorithm::Naive, Algorithm::Butterfly, Algorithm::Central] {
             let c = cost::cost(other, p, k, 4);
-            assert!(c.bytes_sent as f64 >= cost::lower_bound_bytes(p, k, 4), "{other} p={p}");
+            assert!(
+                c.bytes_sent as f64 >= cost::lower_bound_bytes(p, k, 4),
+                "{other} p={p}"
+            );
         }
     }
 }
 
 #[test]
 fn auto_picks_latency_optimal_for_small_and_ring_for_large() {
-    let params = CostParams { alpha: 5e-6, beta: 1e-9, gamma: 1e-10 };
+    let params = CostParams::line(5e-6, 1e-9, 1e-10);
     assert_eq!(cost::select(8, 1, 4, &params), Algorithm::Butterfly);
     assert_eq!(cost::select(8, 1 << 22, 4, &params), Algorithm::Ring);
     // At p = 2 the ring moves as many bytes on its path as the naive ring
     // (two halves instead of one whole) but reduces only half: with free
     // latency it wins on the reduction alone.
-    let bw = CostParams { alpha: 0.0, beta: 1e-9, gamma: 1e-10 };
+    let bw = CostParams::line(0.0, 1e-9, 1e-10);
     assert_eq!(cost::select(2, 1 << 20, 4, &bw), Algorithm::Ring);
 }
 
@@ -115,7 +129,10 @@ fn auto_picks_latency_optimal_for_small_and_ring_for_large() {
 fn auto_runs_what_the_tuning_chooses_on_every_rank() {
     // Forced choice: Auto must behave exactly like the forced algorithm.
     for force in Algorithm::CONCRETE {
-        let tuning = Tuning { params: CostParams::default(), force: Some(force) };
+        let tuning = Tuning {
+            params: CostParams::default(),
+            force: Some(force),
+        };
         let auto = Local::run_with(5, tuning, |t| {
             let c = ringreduce::Counting::new(t);
             let mut v = vec![1.0f32; 1001];
@@ -131,7 +148,7 @@ fn auto_runs_what_the_tuning_chooses_on_every_rank() {
         assert_eq!(auto, direct, "auto forced to {force}");
     }
     // Unforced: the model's choice for this p and size.
-    let params = CostParams { alpha: 1e-3, beta: 1e-12, gamma: 0.0 };
+    let params = CostParams::line(1e-3, 1e-12, 0.0);
     let chosen = cost::select(4, 10, 4, &params);
     let tuning = Tuning { params, force: None };
     let rounds = Local::run_with(4, tuning, |t| {
@@ -140,5 +157,8 @@ fn auto_runs_what_the_tuning_chooses_on_every_rank() {
         all_reduce_in_place(&c, &mut v, ReduceOp::Sum, Algorithm::Auto).unwrap();
         c.stats().rounds
     });
-    assert_eq!(rounds.into_iter().max().unwrap(), cost::cost(chosen, 4, 10, 4).rounds);
+    assert_eq!(
+        rounds.into_iter().max().unwrap(),
+        cost::cost(chosen, 4, 10, 4).rounds
+    );
 }

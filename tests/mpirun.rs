@@ -105,3 +105,119 @@ fn example_allreduce_2_ranks() {
 fn example_allreduce_3_ranks() {
     example_runs(3);
 }
+
+#[test]
+fn bench_checks_every_algorithm_and_the_vendor_at_3_ranks() {
+    let args = [
+        "bench", "-m", "4:64K", "--iters", "3", "--warmup", "1", "--check", "--format", "csv",
+    ];
+    let out = run_bounded(mpirun(3, &ringreduce(), &args), LIMIT);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    let rows: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    // 15 sizes (4 B .. 64 KiB) × 6 subjects, every result checked and right.
+    assert_eq!(rows.len(), 15 * 6, "{text}");
+    for r in &rows {
+        assert_eq!(r[9], "0", "wrong elements: {r:?}");
+        assert!(r[4].parse::<f64>().unwrap() > 0.0, "{r:?}");
+    }
+    assert!(rows.iter().any(|r| r[3] == "mpi") && rows.iter().any(|r| r[3].starts_with("auto:")));
+}
+
+#[test]
+fn bench_osu_layout_matches_osu_allreduce() {
+    let args = [
+        "bench", "--osu", "--algo", "ring", "-m", "4:16", "--iters", "5", "--warmup", "1",
+    ];
+    let out = run_bounded(mpirun(2, &ringreduce(), &args), LIMIT);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "");
+    assert_eq!(lines[1], "# OSU MPI Allreduce Latency Test");
+    assert_eq!(lines[2], "# Datatype: MPI_FLOAT.");
+    assert_eq!(lines[3], "# Size       Avg Latency(us)");
+    for (line, size) in lines[4..].iter().zip([4, 8, 16]) {
+        assert_eq!(line.len(), 30, "{line:?}");
+        assert_eq!(line[..10].trim_end(), size.to_string());
+        assert!(line[10..].trim().parse::<f64>().is_ok(), "{line:?}");
+    }
+}
+
+#[test]
+fn ringreduce_algo_forces_auto_on_every_rank() {
+    let args = [
+        "bench", "--algo", "auto", "-m", "1M:1M", "--iters", "2", "--warmup", "0", "--format", "csv",
+    ];
+    for forced in ["central", "naive"] {
+        let mut cmd = mpirun(3, &ringreduce(), &args);
+        cmd.env("RINGREDUCE_ALGO", forced);
+        let out = run_bounded(cmd, LIMIT);
+        let text = stdout(&out);
+        assert!(out.status.success(), "{text}\n{}", stderr(&out));
+        assert!(text.contains(&format!(",auto:{forced},")), "{text}");
+    }
+}
+
+#[test]
+fn a_malformed_calibration_in_the_environment_stops_every_rank_with_one_line() {
+    let dir = std::env::temp_dir().join(format!("ringreduce-env-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("broken.json");
+    std::fs::write(&bad, "[1, 2").unwrap();
+    let mut cmd = mpirun(2, &ringreduce(), &["verify", "--max-count", "10"]);
+    cmd.env("RINGREDUCE_CALIBRATION", &bad);
+    let out = run_bounded(cmd, LIMIT);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    let ours: Vec<&str> = err.lines().filter(|l| l.starts_with("ringreduce:")).collect();
+    assert_eq!(ours.len(), 1, "{err}");
+    assert!(ours[0].contains("broken.json"), "{err}");
+}
+
+#[test]
+fn calibrate_writes_a_calibration_that_cost_and_auto_accept() {
+    let dir = std::env::temp_dir().join(format!("ringreduce-cal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cal.json");
+    let args = ["calibrate", "--max-bytes", "64K", "--out", file.to_str().unwrap()];
+    let out = run_bounded(mpirun(2, &ringreduce(), &args), LIMIT);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(text.contains("residual") && text.contains("gamma"), "{text}");
+    let cal = ringreduce::cost::Calibration::load(&file).expect("calibration loads");
+    assert_eq!(cal.ranks, 2);
+    assert!(cal.params.lines.iter().all(|l| l.alpha >= 0.0 && l.beta >= 0.0) && cal.params.gamma > 0.0);
+    let mut cmd = std::process::Command::new(ringreduce());
+    cmd.args([
+        "cost",
+        "--ranks",
+        "4",
+        "--bytes",
+        "1M",
+        "--calibration",
+        file.to_str().unwrap(),
+    ]);
+    let cost = run_bounded(cmd, LIMIT);
+    assert!(cost.status.success(), "{}", stderr(&cost));
+    let mut cmd = mpirun(
+        2,
+        &ringreduce(),
+        &["verify", "--max-count", "100", "--algo", "auto"],
+    );
+    cmd.env("RINGREDUCE_CALIBRATION", &file);
+    let verify = run_bounded(cmd, LIMIT);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+    std::fs::remove_dir_all(&dir).unwrap();
+    let single = run_bounded(
+        {
+            let mut c = std::process::Command::new(ringreduce());
+            c.args(["calibrate", "--out", "/dev/null"]);
+            c
+        },
+        LIMIT,
+    );
+    assert_eq!(single.status.code(), Some(2), "calibrate on one rank must refuse");
+    assert!(stderr(&single).contains("at least 2 ranks"));
+}

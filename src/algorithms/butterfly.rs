@@ -16,6 +16,7 @@
 use super::finish;
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::Result;
+use crate::scratch::Scratch;
 use crate::transport::Transport;
 
 /// Largest power of two that is ≤ `p` (p ≥ 1).
@@ -41,7 +42,7 @@ pub(super) fn all_reduce<T: Element, C: Transport + ?Sized>(
         return Ok(());
     }
 
-    let mut scratch = vec![T::zeroed(); buf.len()];
+    let mut scratch = Scratch::<T>::new(buf.len());
     if r < extra {
         // fold-in: the partner is a higher rank, so its vector goes second
         comm.recv(&mut scratch, r + pof2)?;

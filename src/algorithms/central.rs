@@ -10,6 +10,7 @@
 use super::finish;
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::Result;
+use crate::scratch::Scratch;
 use crate::transport::Transport;
 
 const ROOT: usize = 0;
@@ -24,7 +25,7 @@ pub(super) fn all_reduce<T: Element, C: Transport + ?Sized>(
         comm.send(buf, ROOT)?;
         return comm.recv(buf, ROOT);
     }
-    let mut scratch = vec![T::zeroed(); buf.len()];
+    let mut scratch = Scratch::<T>::new(buf.len());
     for src in 1..p {
         // step src: gather rank src's vector and fold it in
         comm.recv(&mut scratch, src)?;

@@ -132,7 +132,9 @@ where
         Algorithm::Ring => ring::all_reduce(comm, buf, op),
         Algorithm::Central => central::all_reduce(comm, buf, op),
         Algorithm::Auto => {
-            let chosen = comm.tuning().resolve(comm.size(), buf.len(), std::mem::size_of::<T>());
+            let chosen = comm
+                .tuning()
+                .resolve(comm.size(), buf.len(), std::mem::size_of::<T>());
             all_reduce_in_place(comm, buf, op, chosen)
         }
     }

@@ -17,6 +17,7 @@
 use super::finish;
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::Result;
+use crate::scratch::Scratch;
 use crate::transport::Transport;
 
 pub(super) fn all_reduce<T: Element, C: Transport + ?Sized>(
@@ -29,26 +30,42 @@ pub(super) fn all_reduce<T: Element, C: Transport + ?Sized>(
     let right = (r + 1) % p;
     let left = (r + p - 1) % p;
 
-    let mut outgoing = buf.to_vec();
-    let mut incoming = vec![T::zeroed(); buf.len()];
+    let k = buf.len();
+    // The vector to pass on next round, and the one arriving.
+    let mut forward = Scratch::<T>::new(k);
+    let mut incoming = Scratch::<T>::new(k);
     // Right fold of the vectors from ranks above r (None until p−1 arrives).
-    let mut high: Option<Vec<T>> = None;
+    let mut high: Option<Scratch<T>> = None;
     // Vectors from ranks r−1, r−2, …, 0, in arrival order.
-    let mut low: Vec<Vec<T>> = Vec::with_capacity(r);
+    let mut low: Vec<Scratch<T>> = Vec::with_capacity(r);
 
     for s in 0..p - 1 {
         // step s: pass the vector of rank (r - s) right, receive rank (r - s - 1)'s from the left
-        comm.sendrecv(&outgoing, right, &mut incoming, left)?;
+        if s == 0 {
+            comm.sendrecv(buf, right, &mut incoming, left)?;
+        } else {
+            comm.sendrecv(&forward, right, &mut incoming, left)?;
+        }
         let from = (r + 2 * p - s - 1) % p;
+        // After the last round nothing is forwarded, so the arrival can be kept as is.
+        let keep = |incoming: &mut Scratch<T>| {
+            if s == p - 2 {
+                std::mem::replace(incoming, Scratch::new(0))
+            } else {
+                let mut copy = Scratch::new(k);
+                copy.copy_from_slice(incoming);
+                copy
+            }
+        };
         if from < r {
-            low.push(incoming.clone());
+            low.push(keep(&mut incoming));
         } else {
             match high.as_mut() {
-                None => high = Some(incoming.clone()),
+                None => high = Some(keep(&mut incoming)),
                 Some(acc) => T::reduce(op, acc, &incoming, Order::SrcFirst),
             }
         }
-        std::mem::swap(&mut outgoing, &mut incoming);
+        std::mem::swap(&mut forward, &mut incoming);
     }
 
     // Finish the fold: own vector, then the lower ranks from r−1 down to 0.

@@ -15,6 +15,7 @@
 use super::{chunk_range, finish};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::Result;
+use crate::scratch::Scratch;
 use crate::transport::Transport;
 
 pub(super) fn all_reduce<T: Element, C: Transport + ?Sized>(
@@ -28,7 +29,7 @@ pub(super) fn all_reduce<T: Element, C: Transport + ?Sized>(
     let right = (r + 1) % p;
     let left = (r + p - 1) % p;
     let chunk = |i: usize| chunk_range(k, p, i % p);
-    let mut incoming = vec![T::zeroed(); chunk(0).len()];
+    let mut incoming = Scratch::<T>::new(chunk(0).len());
 
     // Reduce-scatter.
     for s in 0..p - 1 {

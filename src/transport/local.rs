@@ -49,7 +49,13 @@ impl Local {
             .into_iter()
             .zip(receivers)
             .enumerate()
-            .map(|(rank, (to, from))| LocalEndpoint { rank, size, to, from, tuning })
+            .map(|(rank, (to, from))| LocalEndpoint {
+                rank,
+                size,
+                to,
+                from,
+                tuning,
+            })
             .collect()
     }
 

@@ -52,7 +52,11 @@ impl Mpi {
     pub fn new<C: Communicator>(comm: &C) -> Result<Self> {
         let comm = comm.duplicate();
         let root = comm.process_at_rank(0);
-        let from_env = if comm.rank() == 0 { Some(Tuning::from_env()) } else { None };
+        let from_env = if comm.rank() == 0 {
+            Some(Tuning::from_env())
+        } else {
+            None
+        };
         // Broadcast rank 0's verdict: the error text (empty when fine) and the tuning.
         let mut error = match &from_env {
             Some(Err(e)) => e.to_string().into_bytes(),
@@ -83,7 +87,12 @@ impl Mpi {
         comm.process_at_rank(0).broadcast_into(&mut wire[..]);
         let rank = comm.rank() as usize;
         let size = comm.size() as usize;
-        Mpi { comm, rank, size, tuning: Tuning::from_wire(wire) }
+        Mpi {
+            comm,
+            rank,
+            size,
+            tuning: Tuning::from_wire(wire),
+        }
     }
 
     /// The duplicated communicator the transport sends on.

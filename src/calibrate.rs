@@ -1,0 +1,327 @@
+//! `ringreduce calibrate`: measure α, β and γ of the cost model.
+//!
+//! α and β come from a sweep between ranks 0 and 1 over the library's own
+//! MPI transport: at each size, a ping-pong (one-way time = half a round
+//! trip) and an exchange (both ranks `sendrecv` at once, which is what the
+//! ring, naive and butterfly schedules do). The model is fitted to the
+//! exchange times by least squares on relative error, so small and large
+//! messages weigh alike, as two lines that meet at the size where MPI
+//! changes protocol (found by the fit); the ping-pong line is reported
+//! beside it. γ is the time per byte of the local f32 sum kernel, and the
+//! copy constant that of a memcpy, on 16 MiB buffers.
+
+use std::time::Instant;
+
+use mpi::traits::*;
+use serde::Serialize;
+
+use crate::cost::{Calibration, CostParams, Line, MAX_LINES};
+use crate::element::{Element, Order, ReduceOp};
+use crate::error::{Error, Result};
+use crate::transport::{Mpi, Transport};
+
+/// One size of the sweep.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    /// Message size in bytes.
+    pub bytes: u64,
+    /// Median one-way ping-pong time, seconds.
+    pub pingpong: f64,
+    /// Median exchange (sendrecv) time, seconds.
+    pub exchange: f64,
+    /// α + bytes·β of the fit, seconds.
+    pub fitted: f64,
+}
+
+impl Point {
+    /// (measured − fitted) / fitted for the exchange time.
+    pub fn residual(&self) -> f64 {
+        (self.exchange - self.fitted) / self.fitted
+    }
+}
+
+/// The outcome of a calibration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// Constants and provenance, as written to the JSON file.
+    pub calibration: Calibration,
+    /// The sweep, with the fitted times.
+    pub points: Vec<Point>,
+    /// α, β fitted to the ping-pong times instead (for comparison).
+    pub pingpong_fit: (f64, f64),
+}
+
+/// Weighted least squares of `t = α + n·β` minimising Σ((fit − t)/t)².
+pub fn fit_line(points: &[(f64, f64)]) -> (f64, f64) {
+    // Normal equations with weights w = 1/t².
+    let (mut sw, mut swn, mut swnn, mut swt, mut swnt) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for &(n, t) in points {
+        let w = 1.0 / (t * t);
+        sw += w;
+        swn += w * n;
+        swnn += w * n * n;
+        swt += w * t;
+        swnt += w * n * t;
+    }
+    let det = sw * swnn - swn * swn;
+    if det.abs() < f64::MIN_POSITIVE {
+        return (swt / sw, 0.0);
+    }
+    let alpha = (swt * swnn - swn * swnt) / det;
+    let beta = (sw * swnt - swn * swt) / det;
+    (alpha.max(0.0), beta.max(0.0))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The piecewise fit: up to [`MAX_LINES`] lines over consecutive ranges of
+/// the sweep (each of at least 3 points), with the breaks that minimise the
+/// squared relative error. The last line covers every larger message.
+pub fn fit_lines(points: &[(f64, f64)]) -> [Line; MAX_LINES] {
+    let err = |(a, b): (f64, f64), pts: &[(f64, f64)]| -> f64 {
+        pts.iter().map(|&(n, t)| ((a + n * b - t) / t).powi(2)).sum()
+    };
+    let line = |pts: &[(f64, f64)], last: bool| {
+        let (alpha, beta) = fit_line(pts);
+        let up_to = if last {
+            u64::MAX
+        } else {
+            pts[pts.len() - 1].0 as u64
+        };
+        (Line { up_to, alpha, beta }, err((alpha, beta), pts))
+    };
+    let n = points.len();
+    let (one, e1) = line(points, true);
+    let mut best = (e1, [one; MAX_LINES]);
+    const MIN: usize = 3;
+    for i in MIN..n.saturating_sub(MIN - 1) {
+        let (a, ea) = line(&points[..i], false);
+        let (b, eb) = line(&points[i..], true);
+        if ea + eb < best.0 {
+            best = (ea + eb, [a, b, b]);
+        }
+        for j in i + MIN..n.saturating_sub(MIN - 1) {
+            let (b, eb) = line(&points[i..j], false);
+            let (c, ec) = line(&points[j..], true);
+            if ea + eb + ec < best.0 {
+                best = (ea + eb + ec, [a, b, c]);
+            }
+        }
+    }
+    best.1
+}
+
+/// Runs the calibration: ranks 0 and 1 measure, the others wait. Collective.
+///
+/// Each size cycles through three buffers per rank, the working set of a
+/// collective (input, output, scratch), so large messages see the memory
+/// traffic they see in a real all-reduce rather than a warm cache.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] with fewer than 2 ranks or `max_bytes` < 1.
+pub fn run<C: Communicator>(comm: &C, max_bytes: u64) -> Result<Outcome> {
+    let p = comm.size() as usize;
+    if p < 2 {
+        return Err(Error::InvalidArgument {
+            what: "rank count",
+            reason: "calibrate needs at least 2 ranks (run it under mpirun -n 2)".into(),
+        });
+    }
+    if max_bytes == 0 || max_bytes > 1 << 30 {
+        return Err(Error::InvalidArgument {
+            what: "size",
+            reason: format!("--max-bytes {max_bytes} must be between 1 and 1G"),
+        });
+    }
+    let t = Mpi::with_tuning(comm, Default::default());
+    let rank = t.rank();
+    let mut points = Vec::new();
+    let mut n = 1u64;
+    while n <= max_bytes {
+        let iters = if n <= 8192 {
+            200
+        } else {
+            (50_000_000 / n).clamp(6, 100) as usize
+        };
+        let mut bufs = vec![vec![1u8; n as usize]; 3];
+        let (mut pp, mut ex) = (Vec::new(), Vec::new());
+        for _batch in 0..7 {
+            comm.barrier();
+            // ping-pong: half the round trip
+            let start = Instant::now();
+            for i in 0..iters {
+                let b = &mut bufs[i % 3];
+                match rank {
+                    0 => {
+                        t.send(b, 1)?;
+                        t.recv(b, 1)?;
+                    }
+                    1 => {
+                        t.recv(b, 0)?;
+                        t.send(b, 0)?;
+                    }
+                    _ => {}
+                }
+            }
+            pp.push(start.elapsed().as_secs_f64() / iters as f64 / 2.0);
+            comm.barrier();
+            // exchange: both directions at once
+            let start = Instant::now();
+            for i in 0..iters {
+                if rank < 2 {
+                    let (a, rest) = bufs.split_at_mut(1);
+                    let (send, recv) = if i % 2 == 0 {
+                        (&a[0], &mut rest[0])
+                    } else {
+                        (&rest[1], &mut a[0])
+                    };
+                    t.sendrecv(send, 1 - rank, recv, 1 - rank)?;
+                }
+            }
+            ex.push(start.elapsed().as_secs_f64() / iters as f64);
+        }
+        // Rank 0's view is the one reported; share it so every rank agrees.
+        let mut vals = [median(pp), median(ex)];
+        comm.process_at_rank(0).broadcast_into(&mut vals[..]);
+        points.push(Point {
+            bytes: n,
+            pingpong: vals[0],
+            exchange: vals[1],
+            fitted: 0.0,
+        });
+        n *= 2;
+    }
+    let exchange: Vec<(f64, f64)> = points.iter().map(|p| (p.bytes as f64, p.exchange)).collect();
+    let lines = fit_lines(&exchange);
+    let pingpong_fit = fit_line(
+        &points
+            .iter()
+            .map(|p| (p.bytes as f64, p.pingpong))
+            .collect::<Vec<_>>(),
+    );
+
+    let mut local = [measure_gamma(), measure_copy()];
+    comm.process_at_rank(0).broadcast_into(&mut local[..]);
+    let params = CostParams {
+        lines,
+        gamma: local[0],
+        copy: local[1],
+    };
+    for pt in &mut points {
+        pt.fitted = params.message_time(pt.bytes);
+    }
+
+    let calibration = Calibration {
+        params,
+        ranks: p,
+        host: mpi::environment::processor_name().unwrap_or_default(),
+        cpu: cpu_model(),
+        mpi_version: mpi::environment::library_version()
+            .unwrap_or_default()
+            .trim_end_matches('\0')
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+    };
+    Ok(Outcome {
+        calibration,
+        points,
+        pingpong_fit,
+    })
+}
+
+/// Elements per buffer when timing local kernels: 16 MiB of f32, a
+/// gradient-sized buffer well beyond the caches.
+const KERNEL_LEN: usize = 1 << 22;
+
+/// Seconds per byte of the f32 sum kernel (median of 9 runs).
+fn measure_gamma() -> f64 {
+    let src = vec![1.0f32; KERNEL_LEN];
+    let mut acc = vec![0.5f32; KERNEL_LEN];
+    let mut times = Vec::new();
+    for _ in 0..9 {
+        let start = Instant::now();
+        f32::reduce(ReduceOp::Sum, &mut acc, &src, Order::AccFirst);
+        times.push(start.elapsed().as_secs_f64());
+        std::hint::black_box(&acc);
+    }
+    median(times) / (KERNEL_LEN * 4) as f64
+}
+
+/// Seconds per byte of copying an f32 buffer (median of 9 runs).
+fn measure_copy() -> f64 {
+    let src = vec![1.0f32; KERNEL_LEN];
+    let mut dst = vec![0.5f32; KERNEL_LEN];
+    let mut times = Vec::new();
+    for _ in 0..9 {
+        let start = Instant::now();
+        dst.copy_from_slice(&src);
+        times.push(start.elapsed().as_secs_f64());
+        std::hint::black_box(&dst);
+    }
+    median(times) / (KERNEL_LEN * 4) as f64
+}
+
+/// The CPU model from /proc/cpuinfo, or an empty string.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn piecewise_fit_finds_the_breaks() {
+        let pts: Vec<(f64, f64)> = (0..24)
+            .map(|i| {
+                let n = (1u64 << i) as f64;
+                let t = if n <= 2048.0 {
+                    1e-6 + n * 1e-10
+                } else if n <= 1048576.0 {
+                    5e-6 + n * 2e-10
+                } else {
+                    n * 4e-10
+                };
+                (n, t)
+            })
+            .collect();
+        let l = fit_lines(&pts);
+        assert_eq!(
+            (l[0].up_to, l[1].up_to, l[2].up_to),
+            (2048, 1048576, u64::MAX),
+            "{l:?}"
+        );
+        assert!(
+            (l[0].alpha - 1e-6).abs() < 1e-12 && (l[1].beta - 2e-10).abs() < 1e-15,
+            "{l:?}"
+        );
+        assert!((l[2].beta - 4e-10).abs() < 1e-15, "{l:?}");
+    }
+
+    #[test]
+    fn fit_recovers_an_exact_line() {
+        let pts: Vec<(f64, f64)> = (0..12)
+            .map(|i| {
+                let n = (1u64 << i) as f64;
+                (n, 2e-6 + n * 3e-10)
+            })
+            .collect();
+        let (a, b) = fit_line(&pts);
+        assert!((a - 2e-6).abs() < 1e-12 && (b - 3e-10).abs() < 1e-15, "{a} {b}");
+    }
+}

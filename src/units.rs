@@ -1,0 +1,72 @@
+//! Byte sizes as people write them on command lines (`4K`, `16M`, `1GiB`).
+
+use crate::error::{Error, Result};
+
+/// Parses a size in bytes: a whole number with an optional binary suffix
+/// `K`, `M`, `G`, `T` (also `KB`/`KiB`…, any case), as OSU and nccl-tests read them.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for anything else, including sizes that do not
+/// fit in 64 bits.
+///
+/// ```
+/// assert_eq!(ringreduce::units::parse_size("16M").unwrap(), 16 << 20);
+/// assert!(ringreduce::units::parse_size("-4K").is_err());
+/// ```
+pub fn parse_size(text: &str) -> Result<u64> {
+    let bad = |reason: &str| Error::InvalidArgument {
+        what: "size",
+        reason: format!("`{text}`: {reason}"),
+    };
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    if digits == 0 {
+        return Err(bad("expected a whole number of bytes such as 4096, 4K or 16M"));
+    }
+    let number: u64 = t[..digits].parse().map_err(|_| bad("too large"))?;
+    let shift = match t[digits..].to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(bad("unknown unit (use K, M, G or T)")),
+    };
+    number.checked_mul(1u64 << shift).ok_or_else(|| bad("too large"))
+}
+
+/// Formats bytes with a binary suffix when it is exact (`4096` → `4K`).
+pub fn format_size(bytes: u64) -> String {
+    for (shift, suffix) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
+        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+            return format!("{}{suffix}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("0").unwrap(), 0);
+        assert_eq!(parse_size("4k").unwrap(), 4096);
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("12B").unwrap(), 12);
+        for bad in [
+            "",
+            "K",
+            "1.5M",
+            "4X",
+            "-1",
+            "99999999999999999999",
+            "17179869184T",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        assert_eq!(format_size(16 << 20), "16M");
+        assert_eq!(format_size(1000), "1000");
+    }
+}
