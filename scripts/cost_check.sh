@@ -3,11 +3,14 @@
 # every algorithm in the same mpirun job (so both see one memory placement),
 # and prints predicted vs measured time per algorithm and size, the worst
 # ratio at sizes >= 64 KiB, and how close `auto` came to the fastest.
-#   scripts/cost_check.sh [-n RANKS] [-m MIN:MAX] [--iters N]
+# The machine is shared and noisy, so the job runs --runs times (default 3)
+# and every figure is the median over runs.
+#   scripts/cost_check.sh [-n RANKS] [-m MIN:MAX] [--iters N] [--runs N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ranks=2
+runs=3
 sizes=4:16M
 iters=()
 while (($#)); do
@@ -15,23 +18,40 @@ while (($#)); do
     -n) ranks="$2"; shift 2 ;;
     -m) sizes="$2"; shift 2 ;;
     --iters) iters=(--iters "$2"); shift 2 ;;
-    *) echo "cost_check.sh: unknown argument $1 (use -n RANKS, -m MIN:MAX, --iters N)" >&2; exit 2 ;;
+    --runs) runs="$2"; shift 2 ;;
+    *) echo "cost_check.sh: unknown argument $1 (use -n RANKS, -m MIN:MAX, --iters N, --runs N)" >&2; exit 2 ;;
   esac
 done
 
 scripts/setup.sh
 source scripts/mpienv.sh
+# Ranks that fit on the cores measure best busy-polling; yielding adds noise.
+if [ "$ranks" -le "$(nproc)" ]; then export OMPI_MCA_mpi_yield_when_idle=0; fi
 cargo build --release --quiet --bins
 
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
-mpirun -n "$ranks" target/release/ringreduce bench --calibrate --predict --format csv \
-  -m "$sizes" --algo naive,butterfly,ring,central,auto,mpi "${iters[@]}" > "$out"
+trap 'rm -f "$out" "$out".*' EXIT
+for run in $(seq "$runs"); do
+  echo "# run $run of $runs" >&2
+  mpirun -n "$ranks" target/release/ringreduce bench --calibrate --predict --format csv \
+    -m "$sizes" --algo naive,butterfly,ring,central,auto,mpi "${iters[@]}" | tail -n +2 > "$out.$run"
+done
 
-awk -F, -v ranks="$ranks" '
-  NR == 1 { next }
+# Median over runs of the measured and predicted times per (size, algorithm);
+# auto is keyed by "auto" whatever it chose, and reported with its choice.
+awk -F, '
+  { key = $1 FS ($4 ~ /^auto/ ? "auto" : $4); t[key] = t[key] " " $5; p[key] = p[key] " " $11; name[key] = $4; order[key] = $1 }
+  function median(list,   v, n, i, j, x) {
+    n = split(list, v, " ")
+    for (i = 2; i <= n; i++) { x = v[i]; for (j = i - 1; j >= 1 && v[j] + 0 > x + 0; j--) v[j + 1] = v[j]; v[j + 1] = x }
+    return v[int((n + 1) / 2)]
+  }
+  END { for (k in t) { split(k, f, FS); printf "%s,%s,%s,%s\n", f[1], name[k], median(t[k]), median(p[k]) } }
+' "$out".* | sort -t, -k1,1n > "$out"
+
+awk -F, -v ranks="$ranks" -v runs="$runs" '
   {
-    bytes = $1; algo = $4; t = $5; pred = $11
+    bytes = $1; algo = $2; t = $3; pred = $4
     if (algo == "mpi") next
     if (algo ~ /^auto/) { auto[bytes] = t; autoname[bytes] = algo; next }
     if (!(bytes in best) || t < best[bytes]) { best[bytes] = t; bestname[bytes] = algo }
@@ -46,7 +66,7 @@ awk -F, -v ranks="$ranks" '
   }
   END {
     print ""
-    printf "# -n %d: measured/predicted within ±25%% for %d of %d (algorithm, size) pairs at >= 64 KiB\n", ranks, ok, n
+    printf "# -n %d, median of %d runs: measured/predicted within ±25%% for %d of %d (algorithm, size) pairs at >= 64 KiB\n", ranks, runs, ok, n
     for (a in worst) printf "#   %-10s worst ratio %.2f at %d B\n", a, worstr[a], worstat[a]
     within = 0; total = 0
     for (b in auto) {

@@ -5,9 +5,9 @@
 //! trip) and an exchange (both ranks `sendrecv` at once, which is what the
 //! ring, naive and butterfly schedules do). The model is fitted to the
 //! exchange times by least squares on relative error, so small and large
-//! messages weigh alike, as two lines that meet at the size where MPI
-//! changes protocol (found by the fit); the ping-pong line is reported
-//! beside it. γ is the time per byte of the local f32 sum kernel, and the
+//! messages weigh alike, as up to three lines over size ranges whose limits
+//! the fit finds (where MPI changes protocol, where messages leave the
+//! cache); the ping-pong times get lines of their own for one-way rounds. γ is the time per byte of the local f32 sum kernel, and the
 //! copy constant that of a memcpy, on 16 MiB buffers.
 
 use std::time::Instant;
@@ -29,14 +29,21 @@ pub struct Point {
     pub pingpong: f64,
     /// Median exchange (sendrecv) time, seconds.
     pub exchange: f64,
-    /// α + bytes·β of the fit, seconds.
+    /// The fitted exchange time, seconds.
     pub fitted: f64,
+    /// The fitted one-way time, seconds.
+    pub fitted_oneway: f64,
 }
 
 impl Point {
     /// (measured − fitted) / fitted for the exchange time.
     pub fn residual(&self) -> f64 {
         (self.exchange - self.fitted) / self.fitted
+    }
+
+    /// (measured − fitted) / fitted for the one-way time.
+    pub fn residual_oneway(&self) -> f64 {
+        (self.pingpong - self.fitted_oneway) / self.fitted_oneway
     }
 }
 
@@ -47,8 +54,6 @@ pub struct Outcome {
     pub calibration: Calibration,
     /// The sweep, with the fitted times.
     pub points: Vec<Point>,
-    /// α, β fitted to the ping-pong times instead (for comparison).
-    pub pingpong_fit: (f64, f64),
 }
 
 /// Weighted least squares of `t = α + n·β` minimising Σ((fit − t)/t)².
@@ -191,27 +196,26 @@ pub fn run<C: Communicator>(comm: &C, max_bytes: u64) -> Result<Outcome> {
             pingpong: vals[0],
             exchange: vals[1],
             fitted: 0.0,
+            fitted_oneway: 0.0,
         });
         n *= 2;
     }
     let exchange: Vec<(f64, f64)> = points.iter().map(|p| (p.bytes as f64, p.exchange)).collect();
     let lines = fit_lines(&exchange);
-    let pingpong_fit = fit_line(
-        &points
-            .iter()
-            .map(|p| (p.bytes as f64, p.pingpong))
-            .collect::<Vec<_>>(),
-    );
+    let pingpong: Vec<(f64, f64)> = points.iter().map(|p| (p.bytes as f64, p.pingpong)).collect();
+    let oneway = fit_lines(&pingpong);
 
     let mut local = [measure_gamma(), measure_copy()];
     comm.process_at_rank(0).broadcast_into(&mut local[..]);
     let params = CostParams {
         lines,
+        oneway: Some(oneway),
         gamma: local[0],
         copy: local[1],
     };
     for pt in &mut points {
         pt.fitted = params.message_time(pt.bytes);
+        pt.fitted_oneway = params.oneway_time(pt.bytes);
     }
 
     let calibration = Calibration {
@@ -229,11 +233,7 @@ pub fn run<C: Communicator>(comm: &C, max_bytes: u64) -> Result<Outcome> {
             .to_string(),
         date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     };
-    Ok(Outcome {
-        calibration,
-        points,
-        pingpong_fit,
-    })
+    Ok(Outcome { calibration, points })
 }
 
 /// Elements per buffer when timing local kernels: 16 MiB of f32, a

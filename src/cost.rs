@@ -10,14 +10,16 @@
 //!
 //! `time = rounds·α + path_bytes·β + reduced_bytes·γ`
 //!
-//! where α and β depend on the message size (see [`CostParams`]).
+//! where α and β depend on the message size and on whether the round is an
+//! exchange (`sendrecv`, both directions at once) or one-way (a lone send or
+//! receive) — see [`CostParams`].
 //!
-//! | algorithm | rounds | path bytes | reduced elements |
-//! |---|---|---|---|
-//! | naive | p−1 | (p−1)·n | (p−1)·k |
-//! | butterfly | L (+2) | rounds·n | (L (+1))·k |
-//! | ring | 2(p−1) | 2(p−1)·⌈k/p⌉·s | k − ⌊k/p⌋ |
-//! | central | 2(p−1) | 2(p−1)·n | (p−1)·k |
+//! | algorithm | rounds | of which exchanges | path bytes | reduced elements |
+//! |---|---|---|---|---|
+//! | naive | p−1 | p−1 | (p−1)·n | (p−1)·k |
+//! | butterfly | L (+2) | L | rounds·n | (L (+1))·k |
+//! | ring | 2(p−1) | 2(p−1) | 2(p−1)·⌈k/p⌉·s | k − ⌊k/p⌋ |
+//! | central | 2(p−1) | 0 | 2(p−1)·n | (p−1)·k |
 //!
 //! with n = k·s bytes, L = log2 p' for the largest power of two p' ≤ p, and
 //! the bracketed terms only when p ≠ p'. The central root's sends and
@@ -49,11 +51,16 @@ pub struct Line {
 /// Message time is piecewise linear in the message size m: MPI switches
 /// protocol (eager below a limit, rendezvous above, much as NCCL has its LL
 /// and Simple protocols) and large messages leave the caches, so each size
-/// range gets its own line `α + m·β` (up to [`MAX_LINES`]).
+/// range gets its own line `α + m·β` (up to [`MAX_LINES`]). Exchange rounds
+/// (`sendrecv`) and one-way rounds (a lone send or receive) have lines of
+/// their own.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CostParams {
-    /// Lines in increasing `up_to`; the last covers every larger message.
+    /// Exchange rounds: lines in increasing `up_to`; the last covers every larger message.
     pub lines: [Line; MAX_LINES],
+    /// One-way rounds; `None`: the exchange lines.
+    #[serde(default)]
+    pub oneway: Option<[Line; MAX_LINES]>,
     /// Seconds per byte reduced by the local kernel.
     pub gamma: f64,
     /// Seconds per byte of a local copy (out-of-place calls copy the input first).
@@ -65,32 +72,27 @@ impl Default for CostParams {
     /// Built-in defaults, from `ringreduce calibrate` at `-n 2` over shared
     /// memory on the 2-core x86-64 machines this project is developed on.
     fn default() -> Self {
+        let line = |up_to, alpha, beta| Line { up_to, alpha, beta };
         CostParams {
             lines: [
-                Line {
-                    up_to: 2048,
-                    alpha: 0.9e-6,
-                    beta: 0.6e-9,
-                },
-                Line {
-                    up_to: 2 << 20,
-                    alpha: 4.3e-6,
-                    beta: 0.156e-9,
-                },
-                Line {
-                    up_to: u64::MAX,
-                    alpha: 0.0,
-                    beta: 0.27e-9,
-                },
+                line(256, 1.35e-6, 0.4e-9),
+                line(2048, 2.4e-6, 0.33e-9),
+                line(u64::MAX, 8.2e-6, 0.27e-9),
             ],
-            gamma: 0.12e-9,
+            oneway: Some([
+                line(256, 1.0e-6, 0.1e-9),
+                line(2048, 1.2e-6, 0.4e-9),
+                line(u64::MAX, 6.0e-6, 0.26e-9),
+            ]),
+            gamma: 0.13e-9,
             copy: 0.11e-9,
         }
     }
 }
 
 impl CostParams {
-    /// One line for every message size: `α + m·β`, reduction `γ` per byte.
+    /// One line for every message size and kind of round: `α + m·β`,
+    /// reduction `γ` per byte.
     pub fn line(alpha: f64, beta: f64, gamma: f64) -> Self {
         let l = Line {
             up_to: u64::MAX,
@@ -99,22 +101,26 @@ impl CostParams {
         };
         CostParams {
             lines: [l; MAX_LINES],
+            oneway: None,
             gamma,
             copy: 0.0,
         }
     }
 
-    /// The line that covers messages of `bytes`.
+    /// The exchange line that covers messages of `bytes`.
     pub fn line_for(&self, bytes: u64) -> &Line {
-        self.lines
-            .iter()
-            .find(|l| bytes <= l.up_to)
-            .unwrap_or(&self.lines[MAX_LINES - 1])
+        pick(&self.lines, bytes)
     }
 
-    /// Seconds to move one message of `bytes`.
+    /// Seconds of an exchange round moving `bytes` each way.
     pub fn message_time(&self, bytes: u64) -> f64 {
-        let l = self.line_for(bytes);
+        let l = pick(&self.lines, bytes);
+        l.alpha + bytes as f64 * l.beta
+    }
+
+    /// Seconds of a one-way round moving `bytes`.
+    pub fn oneway_time(&self, bytes: u64) -> f64 {
+        let l = pick(self.oneway.as_ref().unwrap_or(&self.lines), bytes);
         l.alpha + bytes as f64 * l.beta
     }
 
@@ -126,7 +132,8 @@ impl CostParams {
             reason,
         };
         let mut named = vec![("gamma", self.gamma), ("copy", self.copy)];
-        for l in &self.lines {
+        let oneway = self.oneway.unwrap_or(self.lines);
+        for l in self.lines.iter().chain(&oneway) {
             named.push(("alpha", l.alpha));
             named.push(("beta", l.beta));
         }
@@ -135,11 +142,21 @@ impl CostParams {
                 return Err(bad(format!("{name} = {v} (must be finite and ≥ 0)")));
             }
         }
-        if self.lines.windows(2).any(|w| w[0].up_to > w[1].up_to) {
+        if [self.lines, oneway]
+            .iter()
+            .any(|ls| ls.windows(2).any(|w| w[0].up_to > w[1].up_to))
+        {
             return Err(bad("lines must be in increasing `up_to` order".into()));
         }
         Ok(())
     }
+}
+
+fn pick(lines: &[Line; MAX_LINES], bytes: u64) -> &Line {
+    lines
+        .iter()
+        .find(|l| bytes <= l.up_to)
+        .unwrap_or(&lines[MAX_LINES - 1])
 }
 
 /// The modelled cost of one all-reduce.
@@ -150,6 +167,8 @@ pub struct Cost {
     pub algorithm: Algorithm,
     /// Sequential communication steps of the busiest rank.
     pub rounds: u64,
+    /// How many of those rounds are exchanges (`sendrecv`); the rest are one-way.
+    pub exchanges: u64,
     /// Messages sent by the busiest rank.
     pub messages: u64,
     /// Bytes sent by the busiest rank.
@@ -172,7 +191,8 @@ impl Cost {
     /// `path_bytes / rounds` bytes.
     pub fn predict(&self, params: &CostParams, elem_size: usize) -> f64 {
         let message = self.path_bytes.checked_div(self.rounds).unwrap_or(0);
-        self.rounds as f64 * params.message_time(message)
+        self.exchanges as f64 * params.message_time(message)
+            + (self.rounds - self.exchanges) as f64 * params.oneway_time(message)
             + (self.reduced * elem_size as u64) as f64 * params.gamma
     }
 }
@@ -184,6 +204,7 @@ pub fn cost(algorithm: Algorithm, p: usize, count: usize, elem_size: usize) -> C
     let zero = Cost {
         algorithm,
         rounds: 0,
+        exchanges: 0,
         messages: 0,
         bytes_sent: 0,
         total_bytes: 0,
@@ -198,6 +219,7 @@ pub fn cost(algorithm: Algorithm, p: usize, count: usize, elem_size: usize) -> C
     match algorithm {
         Algorithm::Naive => Cost {
             rounds: pu - 1,
+            exchanges: pu - 1,
             messages: pu - 1,
             bytes_sent: (pu - 1) * n,
             total_bytes: pu * (pu - 1) * n,
@@ -212,6 +234,7 @@ pub fn cost(algorithm: Algorithm, p: usize, count: usize, elem_size: usize) -> C
             let folds = u64::from(extra > 0);
             Cost {
                 rounds: l + 2 * folds,
+                exchanges: l,
                 messages: l + folds,
                 bytes_sent: (l + folds) * n,
                 total_bytes: (pof2 * l + 2 * extra) * n,
@@ -229,6 +252,7 @@ pub fn cost(algorithm: Algorithm, p: usize, count: usize, elem_size: usize) -> C
             let skipped = if m == 0 || pu - m >= 2 { 2 * q } else { 2 * q + 1 };
             Cost {
                 rounds: 2 * (pu - 1),
+                exchanges: 2 * (pu - 1),
                 messages: 2 * (pu - 1),
                 bytes_sent: (2 * k - skipped) * s,
                 total_bytes: 2 * (pu - 1) * n,
@@ -239,6 +263,7 @@ pub fn cost(algorithm: Algorithm, p: usize, count: usize, elem_size: usize) -> C
         }
         Algorithm::Central => Cost {
             rounds: 2 * (pu - 1),
+            exchanges: 0,
             messages: pu - 1,
             bytes_sent: (pu - 1) * n,
             total_bytes: 2 * (pu - 1) * n,
@@ -287,11 +312,20 @@ pub fn lower_bound_bytes(p: usize, count: usize, elem_size: usize) -> f64 {
     2.0 * (p - 1) as f64 / p as f64 * (count * elem_size) as f64
 }
 
-/// The concrete algorithm with the lowest predicted time (ties go to the
-/// earlier one in [`Algorithm::CONCRETE`]).
+/// The order in which [`select`] considers the algorithms: equal predictions
+/// go to the earlier one, so the ring wins ties at large sizes and the
+/// butterfly (the leaner code) wins its ties with the naive ring at p = 2.
+pub const PREFERENCE: [Algorithm; 4] = [
+    Algorithm::Ring,
+    Algorithm::Butterfly,
+    Algorithm::Naive,
+    Algorithm::Central,
+];
+
+/// The concrete algorithm with the lowest predicted time (ties by [`PREFERENCE`]).
 pub fn select(p: usize, count: usize, elem_size: usize, params: &CostParams) -> Algorithm {
     let mut best = (Algorithm::Ring, f64::INFINITY);
-    for a in Algorithm::CONCRETE {
+    for a in PREFERENCE {
         let t = cost(a, p, count, elem_size).predict(params, elem_size);
         if t < best.1 {
             best = (a, t);
@@ -377,7 +411,7 @@ pub struct Tuning {
 }
 
 /// Numbers in the broadcast form of a [`Tuning`].
-pub(crate) const WIRE: usize = 3 + 3 * MAX_LINES;
+pub(crate) const WIRE: usize = 4 + 6 * MAX_LINES;
 
 /// Environment variable naming a calibration JSON file for `Auto`.
 pub const ENV_CALIBRATION: &str = "RINGREDUCE_CALIBRATION";
@@ -404,9 +438,29 @@ impl Tuning {
     }
 
     /// The concrete algorithm `Auto` runs for this call.
+    ///
+    /// A training loop asks the same question every step, so the last answer
+    /// is kept per thread and reused while the question is the same.
     pub fn resolve(&self, p: usize, count: usize, elem_size: usize) -> Algorithm {
-        self.force
-            .unwrap_or_else(|| select(p, count, elem_size, &self.params))
+        if let Some(a) = self.force {
+            return a;
+        }
+        type Memo = Option<(usize, usize, usize, CostParams, Algorithm)>;
+        thread_local! {
+            static LAST: std::cell::Cell<Memo> = const { std::cell::Cell::new(None) };
+        }
+        LAST.with(|last| match last.get() {
+            Some((lp, lc, ls, params, a))
+                if (lp, lc, ls) == (p, count, elem_size) && params == self.params =>
+            {
+                a
+            }
+            _ => {
+                let a = select(p, count, elem_size, &self.params);
+                last.set(Some((p, count, elem_size, self.params, a)));
+                a
+            }
+        })
     }
 
     /// Packs the tuning into numbers for broadcasting.
@@ -420,9 +474,11 @@ impl Tuning {
         w[0] = force;
         w[1] = c.gamma;
         w[2] = c.copy;
-        for (i, l) in c.lines.iter().enumerate() {
+        w[3] = if c.oneway.is_some() { 1.0 } else { 0.0 };
+        let oneway = c.oneway.unwrap_or(c.lines);
+        for (i, l) in c.lines.iter().chain(&oneway).enumerate() {
             // up_to as f64 is exact up to 2^53, and u64::MAX round-trips via `as`.
-            w[3 + 3 * i..6 + 3 * i].copy_from_slice(&[l.up_to as f64, l.alpha, l.beta]);
+            w[4 + 3 * i..7 + 3 * i].copy_from_slice(&[l.up_to as f64, l.alpha, l.beta]);
         }
         w
     }
@@ -430,18 +486,17 @@ impl Tuning {
     /// Inverse of [`Tuning::to_wire`].
     pub(crate) fn from_wire(w: [f64; WIRE]) -> Self {
         let force = (w[0] >= 0.0).then(|| Algorithm::CONCRETE[w[0] as usize]);
-        let mut params = CostParams {
+        let line = |i: usize| Line {
+            up_to: w[4 + 3 * i] as u64,
+            alpha: w[5 + 3 * i],
+            beta: w[6 + 3 * i],
+        };
+        let params = CostParams {
+            lines: std::array::from_fn(line),
+            oneway: (w[3] == 1.0).then(|| std::array::from_fn(|i| line(MAX_LINES + i))),
             gamma: w[1],
             copy: w[2],
-            ..CostParams::default()
         };
-        for (i, l) in params.lines.iter_mut().enumerate() {
-            *l = Line {
-                up_to: w[3 + 3 * i] as u64,
-                alpha: w[4 + 3 * i],
-                beta: w[5 + 3 * i],
-            };
-        }
         Tuning { params, force }
     }
 }

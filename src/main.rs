@@ -395,6 +395,7 @@ fn run_cost(
                     serde_json::json!({
                         "algorithm": c.algorithm.name(),
                         "rounds": c.rounds,
+                        "exchanges": c.exchanges,
                         "messages": c.messages,
                         "bytes_sent": c.bytes_sent,
                         "total_bytes": c.total_bytes,
@@ -415,13 +416,14 @@ fn run_cost(
         }
         Format::Csv => {
             println!(
-                "algorithm,rounds,messages,bytes_sent,total_bytes,path_bytes,reduced,predicted_us,chosen"
+                "algorithm,rounds,exchanges,messages,bytes_sent,total_bytes,path_bytes,reduced,predicted_us,chosen"
             );
             for c in &rows {
                 println!(
-                    "{},{},{},{},{},{},{},{:.3},{}",
+                    "{},{},{},{},{},{},{},{},{:.3},{}",
                     c.algorithm,
                     c.rounds,
+                    c.exchanges,
                     c.messages,
                     c.bytes_sent,
                     c.total_bytes,
@@ -431,7 +433,7 @@ fn run_cost(
                     c.algorithm == chosen
                 );
             }
-            println!("lower-bound,,,{bound:.0},,,,,");
+            println!("lower-bound,,,,{bound:.0},,,,,");
         }
         Format::Table => {
             let l = params.line_for(cost::ring_message_bytes(ranks, count, s));
@@ -493,48 +495,44 @@ fn run_calibrate(out: &std::path::Path, max_bytes: u64) -> ExitCode {
         c.ranks, c.host, c.cpu, c.mpi_version
     );
     println!(
-        "{:>10} {:>14} {:>14} {:>14} {:>10}",
-        "bytes", "pingpong(us)", "exchange(us)", "fit(us)", "residual"
+        "{:>10} {:>14} {:>10} {:>14} {:>10}",
+        "bytes", "one-way(us)", "residual", "exchange(us)", "residual"
     );
     for p in &outcome.points {
         println!(
-            "{:>10} {:>14.3} {:>14.3} {:>14.3} {:>9.1}%",
+            "{:>10} {:>14.3} {:>9.1}% {:>14.3} {:>9.1}%",
             p.bytes,
             p.pingpong * 1e6,
+            p.residual_oneway() * 100.0,
             p.exchange * 1e6,
-            p.fitted * 1e6,
             p.residual() * 100.0
         );
     }
-    let (pa, pb) = outcome.pingpong_fit;
     let q = &c.params;
-    let mut lower = 0;
-    for l in &q.lines {
-        if l.up_to < lower {
-            continue;
+    let oneway = q.oneway.unwrap_or(q.lines);
+    for (kind, lines) in [("exchange", &q.lines), ("one-way", &oneway)] {
+        let mut lower = 0;
+        for l in lines {
+            if l.up_to < lower {
+                continue;
+            }
+            let upper = if l.up_to == u64::MAX {
+                "up".to_string()
+            } else {
+                format!("{} B", l.up_to)
+            };
+            println!(
+                "fit ({kind}), messages {lower} B to {upper}: alpha = {:.3} us, beta = {:.4} ns/B ({:.2} GB/s)",
+                l.alpha * 1e6,
+                l.beta * 1e9,
+                1e-9 / l.beta
+            );
+            if l.up_to == u64::MAX {
+                break;
+            }
+            lower = l.up_to + 1;
         }
-        let upper = if l.up_to == u64::MAX {
-            "up".to_string()
-        } else {
-            format!("{} B", l.up_to)
-        };
-        println!(
-            "fit (exchange), messages {lower} B to {upper}: alpha = {:.3} us, beta = {:.4} ns/B ({:.2} GB/s)",
-            l.alpha * 1e6,
-            l.beta * 1e9,
-            1e-9 / l.beta
-        );
-        if l.up_to == u64::MAX {
-            break;
-        }
-        lower = l.up_to + 1;
     }
-    println!(
-        "ping-pong line: alpha = {:.3} us, beta = {:.4} ns/B ({:.2} GB/s)",
-        pa * 1e6,
-        pb * 1e9,
-        1e-9 / pb
-    );
     println!(
         "gamma (f32 sum kernel) = {:.4} ns/B ({:.2} GB/s)",
         q.gamma * 1e9,

@@ -105,7 +105,8 @@ fn cost_table_csv_and_json_agree_with_the_model() {
     let ring = csv.lines().find(|l| l.starts_with("ring,")).expect("ring row");
     let fields: Vec<&str> = ring.split(',').collect();
     assert_eq!(fields[1].parse::<u64>().unwrap(), model.rounds);
-    assert_eq!(fields[3].parse::<u64>().unwrap(), model.bytes_sent);
+    assert_eq!(fields[2].parse::<u64>().unwrap(), model.exchanges);
+    assert_eq!(fields[4].parse::<u64>().unwrap(), model.bytes_sent);
     let json: serde_json::Value = serde_json::from_str(&run("json")).expect("valid JSON");
     assert_eq!(
         json["lower_bound_bytes"].as_f64().unwrap(),

@@ -46,6 +46,7 @@ impl Element for Tally {
 #[derive(Debug, Default, Clone, Copy)]
 struct Measured {
     rounds: u64,
+    exchanges: u64,
     messages: u64,
     bytes_sent: u64,
     total_bytes: u64,
@@ -66,6 +67,7 @@ fn measure(algorithm: Algorithm, p: usize, k: usize) -> Measured {
     });
     per_rank.iter().fold(Measured::default(), |m, (s, red)| Measured {
         rounds: m.rounds.max(s.rounds),
+        exchanges: m.exchanges.max(s.exchanges),
         messages: m.messages.max(s.messages_sent),
         bytes_sent: m.bytes_sent.max(s.bytes_sent),
         total_bytes: m.total_bytes + s.bytes_sent,
@@ -83,6 +85,7 @@ fn counted_traffic_equals_the_model_exactly() {
                 let c = cost::cost(algorithm, p, k, 4);
                 let what = format!("{algorithm} p={p} k={k}");
                 assert_eq!(m.rounds, c.rounds, "{what}: rounds");
+                assert_eq!(m.exchanges, c.exchanges, "{what}: exchange rounds");
                 assert_eq!(m.messages, c.messages, "{what}: messages");
                 assert_eq!(
                     m.bytes_sent, c.bytes_sent,

@@ -11,6 +11,8 @@ pub struct CallStats {
     /// Transport calls (send, recv or sendrecv): the rank's sequential
     /// communication steps, i.e. its rounds.
     pub rounds: u64,
+    /// Of those, `sendrecv` calls (both directions at once).
+    pub exchanges: u64,
     /// Messages sent.
     pub messages_sent: u64,
     /// Bytes sent.
@@ -97,6 +99,9 @@ impl<T: Transport> Transport for Counting<T> {
     fn sendrecv_bytes(&self, send: &[u8], dest: usize, recv: &mut [u8], src: usize) -> Result<()> {
         self.inner.sendrecv_bytes(send, dest, recv, src)?;
         self.record(Some(send.len()), Some(recv.len()));
+        let mut s = self.stats.get();
+        s.exchanges += 1;
+        self.stats.set(s);
         Ok(())
     }
 }
