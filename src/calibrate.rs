@@ -240,32 +240,29 @@ pub fn run<C: Communicator>(comm: &C, max_bytes: u64) -> Result<Outcome> {
 /// gradient-sized buffer well beyond the caches.
 const KERNEL_LEN: usize = 1 << 22;
 
-/// Seconds per byte of the f32 sum kernel (median of 9 runs).
-fn measure_gamma() -> f64 {
+/// Seconds per byte of `kernel(dst, src)` over two 16 MiB f32 buffers (median of 9 runs).
+fn seconds_per_byte(kernel: impl Fn(&mut [f32], &[f32])) -> f64 {
     let src = vec![1.0f32; KERNEL_LEN];
-    let mut acc = vec![0.5f32; KERNEL_LEN];
-    let mut times = Vec::new();
-    for _ in 0..9 {
-        let start = Instant::now();
-        f32::reduce(ReduceOp::Sum, &mut acc, &src, Order::AccFirst);
-        times.push(start.elapsed().as_secs_f64());
-        std::hint::black_box(&acc);
-    }
+    let mut dst = vec![0.5f32; KERNEL_LEN];
+    let times = (0..9)
+        .map(|_| {
+            let start = Instant::now();
+            kernel(&mut dst, &src);
+            std::hint::black_box(&dst);
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
     median(times) / (KERNEL_LEN * 4) as f64
 }
 
-/// Seconds per byte of copying an f32 buffer (median of 9 runs).
+/// γ: the f32 sum kernel.
+fn measure_gamma() -> f64 {
+    seconds_per_byte(|acc, src| f32::reduce(ReduceOp::Sum, acc, src, Order::AccFirst))
+}
+
+/// The copy constant: a memcpy.
 fn measure_copy() -> f64 {
-    let src = vec![1.0f32; KERNEL_LEN];
-    let mut dst = vec![0.5f32; KERNEL_LEN];
-    let mut times = Vec::new();
-    for _ in 0..9 {
-        let start = Instant::now();
-        dst.copy_from_slice(&src);
-        times.push(start.elapsed().as_secs_f64());
-        std::hint::black_box(&dst);
-    }
-    median(times) / (KERNEL_LEN * 4) as f64
+    seconds_per_byte(|dst, src| dst.copy_from_slice(src))
 }
 
 /// The CPU model from /proc/cpuinfo, or an empty string.
