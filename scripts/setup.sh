@@ -3,9 +3,10 @@
 # Idempotent: a machine that has everything is left untouched.
 #   - OpenMPI (runtime + headers): openmpi-bin libopenmpi-dev
 #   - libclang-dev (rsmpi's bindings are generated with bindgen), pkg-config
+#   - fonts-dejavu-core (the font of the PNG/SVG charts)
 set -euo pipefail
 
-packages=(openmpi-bin libopenmpi-dev libclang-dev pkg-config)
+packages=(openmpi-bin libopenmpi-dev libclang-dev pkg-config fonts-dejavu-core)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -28,6 +28,7 @@ pub mod calibrate;
 pub mod cost;
 pub mod element;
 pub mod error;
+pub mod plot;
 pub mod transport;
 pub mod units;
 pub mod verify;

@@ -88,6 +88,18 @@ enum Command {
         #[arg(long, value_parser = size_arg, default_value = "16M")]
         max_bytes: u64,
     },
+    /// Draw latency and bus-bandwidth charts (PNG and SVG) from a `bench --format csv` file.
+    Plot {
+        /// The CSV written by `ringreduce bench --format csv`.
+        #[arg(long)]
+        csv: PathBuf,
+        /// Directory for latency.{png,svg} and busbw.{png,svg}.
+        #[arg(long)]
+        out: PathBuf,
+        /// Chart title prefix.
+        #[arg(long, default_value = "ringreduce all-reduce", allow_hyphen_values = true)]
+        title: String,
+    },
     /// Time the algorithms beside the vendor's MPI_Allreduce (run under mpirun).
     Bench {
         /// What to time, comma-separated: naive, butterfly, ring, central, auto, mpi, or `all`.
@@ -134,6 +146,7 @@ enum Command {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+/// Output format of reports.
 enum Format {
     Table,
     Csv,
@@ -283,6 +296,15 @@ fn main() -> ExitCode {
             }
         }
         Command::Calibrate { out, max_bytes } => run_calibrate(&out, max_bytes),
+        Command::Plot { csv, out, title } => match ringreduce::plot::plot_bench(&csv, &out, &title) {
+            Ok(files) => {
+                for f in files {
+                    println!("wrote {}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
         Command::Bench {
             algo,
             dtype,
