@@ -164,6 +164,7 @@ pub fn run<C: Communicator>(
     mut on_row: impl FnMut(&Row),
 ) -> Result<Vec<Row>> {
     let sizes = cfg.sizes()?;
+    check_memory(cfg.max_bytes)?;
     if cfg.subjects.contains(&Subject::Vendor) && matches!(cfg.dtype, DType::F16 | DType::BF16) {
         return Err(Error::InvalidArgument {
             what: "algorithm",
@@ -263,9 +264,15 @@ fn time_one<T: VerifyElement, C: Communicator>(
             } else {
                 a.to_string()
             };
-            // The benchmark times the out-of-place call, which copies the input first.
+            // The benchmark times the out-of-place call, which copies the input
+            // first — except the ring, which writes the output directly.
             let model = cost::cost(chosen, p, count, elem).predict(&tuning.params, elem);
-            let predicted = (model + tuning.params.copy * bytes as f64) * 1e6;
+            let copy = if chosen == Algorithm::Ring {
+                0.0
+            } else {
+                tuning.params.copy * bytes as f64
+            };
+            let predicted = (model + copy) * 1e6;
             (name, Some(predicted))
         }
     };
@@ -292,6 +299,31 @@ fn time_one<T: VerifyElement, C: Communicator>(
         wrong,
         predicted_us,
     })
+}
+
+/// Refuses sizes whose buffers (input, output, scratch and a reference,
+/// about 4× the message) would not fit in the memory available now.
+fn check_memory(max_bytes: u64) -> Result<()> {
+    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        let line = m.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        line.split_whitespace()
+            .nth(1)?
+            .parse::<u64>()
+            .ok()
+            .map(|kib| kib * 1024)
+    });
+    match available {
+        Some(avail) if max_bytes.saturating_mul(4) > avail => Err(Error::InvalidArgument {
+            what: "size range",
+            reason: format!(
+                "{} B messages need about {} MiB per rank but only {} MiB is available",
+                max_bytes,
+                max_bytes.saturating_mul(4) >> 20,
+                avail >> 20
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Column header of the table format.

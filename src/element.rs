@@ -189,6 +189,17 @@ pub trait Element: bytemuck::Pod + Send + Sync + PartialEq + fmt::Debug + fmt::D
     /// If the slices differ in length (an internal invariant, not user input).
     fn reduce(op: ReduceOp, acc: &mut [Self], src: &[Self], order: Order);
 
+    /// Element-wise `dst[i] = op(a[i], b[i])`: a reduction that writes to a
+    /// third buffer (the out-of-place ring uses it to skip copying its input).
+    /// Bitwise the same as copying `a` into `dst` and reducing `b` into it.
+    ///
+    /// # Panics
+    /// If the slices differ in length (an internal invariant, not user input).
+    fn reduce_into(op: ReduceOp, dst: &mut [Self], a: &[Self], b: &[Self]) {
+        dst.copy_from_slice(a);
+        Self::reduce(op, dst, b, Order::AccFirst);
+    }
+
     /// Divides every element by `n` (the last step of `Avg`).
     fn divide(buf: &mut [Self], n: usize);
 
@@ -202,6 +213,18 @@ fn zip_apply<T: Copy>(acc: &mut [T], src: &[T], f: impl Fn(T, T) -> T) {
     assert_eq!(acc.len(), src.len(), "reduce kernel on unequal slices");
     for (a, &s) in acc.iter_mut().zip(src) {
         *a = f(*a, s);
+    }
+}
+
+/// `dst = f(a, b)` element-wise; the three-buffer loop.
+#[inline(always)]
+fn zip3_apply<T: Copy>(dst: &mut [T], a: &[T], b: &[T], f: impl Fn(T, T) -> T) {
+    assert!(
+        dst.len() == a.len() && a.len() == b.len(),
+        "reduce kernel on unequal slices"
+    );
+    for ((d, &x), &y) in dst.iter_mut().zip(a).zip(b) {
+        *d = f(x, y);
     }
 }
 
@@ -245,6 +268,17 @@ macro_rules! float_element {
                 }
             }
 
+            fn reduce_into(op: ReduceOp, dst: &mut [Self], a: &[Self], b: &[Self]) {
+                match op {
+                    ReduceOp::Sum | ReduceOp::Avg => zip3_apply(dst, a, b, |x, y| x + y),
+                    ReduceOp::Prod => zip3_apply(dst, a, b, |x, y| x * y),
+                    _ => {
+                        dst.copy_from_slice(a);
+                        Self::reduce(op, dst, b, Order::AccFirst);
+                    }
+                }
+            }
+
             fn divide(buf: &mut [Self], n: usize) {
                 let d = n as $t;
                 for x in buf {
@@ -280,6 +314,15 @@ macro_rules! int_element {
                 }
             }
 
+            fn reduce_into(op: ReduceOp, dst: &mut [Self], a: &[Self], b: &[Self]) {
+                match op {
+                    ReduceOp::Sum | ReduceOp::Avg => zip3_apply(dst, a, b, <$t>::wrapping_add),
+                    ReduceOp::Prod => zip3_apply(dst, a, b, <$t>::wrapping_mul),
+                    ReduceOp::Min => zip3_apply(dst, a, b, |x: $t, y: $t| x.min(y)),
+                    ReduceOp::Max => zip3_apply(dst, a, b, |x: $t, y: $t| x.max(y)),
+                }
+            }
+
             fn divide(buf: &mut [Self], n: usize) {
                 // Divide in i128 so a rank count larger than the type's range
                 // (e.g. 300 ranks and u8) still divides correctly.
@@ -304,13 +347,16 @@ int_element!(u8, DType::U8);
 const HALF_BLOCK: usize = 512;
 
 macro_rules! half_element {
-    ($t:ty, $dtype:expr) => {
+    ($t:ty, $dtype:expr, $fast:path) => {
         impl Element for $t {
             const DTYPE: DType = $dtype;
             const EPSILON: f64 = <$t>::EPSILON.to_f64_const();
 
             fn reduce(op: ReduceOp, acc: &mut [Self], src: &[Self], order: Order) {
                 assert_eq!(acc.len(), src.len(), "reduce kernel on unequal slices");
+                if $fast(op, acc, src, order) {
+                    return;
+                }
                 let mut wa = [0f32; HALF_BLOCK];
                 let mut ws = [0f32; HALF_BLOCK];
                 for (a, s) in acc.chunks_mut(HALF_BLOCK).zip(src.chunks(HALF_BLOCK)) {
@@ -336,8 +382,159 @@ macro_rules! half_element {
     };
 }
 
-half_element!(f16, DType::F16);
-half_element!(bf16, DType::BF16);
+half_element!(f16, DType::F16, f16_fast_path);
+half_element!(bf16, DType::BF16, bf16_fast_path);
+
+/// The f32 operations 16-bit floats are reduced with (NaN-propagating min/max).
+#[inline(always)]
+fn f32_op(op: ReduceOp) -> fn(f32, f32) -> f32 {
+    match op {
+        ReduceOp::Sum | ReduceOp::Avg => |a, b| a + b,
+        ReduceOp::Prod => |a, b| a * b,
+        ReduceOp::Min => |a: f32, b: f32| {
+            if a.is_nan() || b.is_nan() {
+                a + b
+            } else if b < a {
+                b
+            } else {
+                a
+            }
+        },
+        ReduceOp::Max => |a: f32, b: f32| {
+            if a.is_nan() || b.is_nan() {
+                a + b
+            } else if b > a {
+                b
+            } else {
+                a
+            }
+        },
+    }
+}
+
+/// bf16 → f32 is exact: the bf16 bits are the top half of the f32.
+#[inline(always)]
+fn bf16_to_f32(b: u16) -> f32 {
+    f32::from_bits((b as u32) << 16)
+}
+
+/// f32 → bf16 rounding to nearest, ties to even, NaNs kept quiet — the same
+/// bits as `half::bf16::from_f32`, written branch-free so loops vectorise.
+#[inline(always)]
+fn f32_to_bf16(f: f32) -> u16 {
+    let x = f.to_bits();
+    let nan = x & 0x7FFF_FFFF > 0x7F80_0000;
+    let round_up = (x & 0x8000 != 0) && (x & 0x17FFF != 0);
+    let rounded = ((x >> 16) as u16).wrapping_add(round_up as u16);
+    if nan {
+        ((x >> 16) | 0x0040) as u16
+    } else {
+        rounded
+    }
+}
+
+/// bf16 kernels convert in registers (shifts and adds), no block buffers;
+/// compiled a second time for AVX2 and picked at run time.
+fn bf16_fast_path(op: ReduceOp, acc: &mut [bf16], src: &[bf16], order: Order) -> bool {
+    let acc: &mut [u16] = bytemuck::cast_slice_mut(acc);
+    let src: &[u16] = bytemuck::cast_slice(src);
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn bf16_avx2(op: ReduceOp, acc: &mut [u16], src: &[u16], order: Order) {
+            bf16_kernel(op, acc, src, order)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above); the function is
+            // the portable kernel compiled with AVX2 enabled.
+            unsafe { bf16_avx2(op, acc, src, order) };
+            return true;
+        }
+    }
+    bf16_kernel(op, acc, src, order);
+    true
+}
+
+#[inline(always)]
+fn bf16_kernel(op: ReduceOp, acc: &mut [u16], src: &[u16], order: Order) {
+    macro_rules! go {
+        ($f:expr) => {
+            ordered(acc, src, order, |a, b| {
+                f32_to_bf16($f(bf16_to_f32(a), bf16_to_f32(b)))
+            })
+        };
+    }
+    match op {
+        ReduceOp::Sum | ReduceOp::Avg => go!(|a: f32, b: f32| a + b),
+        ReduceOp::Prod => go!(|a: f32, b: f32| a * b),
+        ReduceOp::Min => go!(f32_op(ReduceOp::Min)),
+        ReduceOp::Max => go!(f32_op(ReduceOp::Max)),
+    }
+}
+
+/// f16 sums use the CPU's F16C conversions directly when it has them.
+fn f16_fast_path(op: ReduceOp, acc: &mut [f16], src: &[f16], order: Order) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if matches!(op, ReduceOp::Sum | ReduceOp::Avg)
+            && std::arch::is_x86_feature_detected!("avx")
+            && std::arch::is_x86_feature_detected!("f16c")
+        {
+            assert_eq!(acc.len(), src.len(), "reduce kernel on unequal slices");
+            // SAFETY: the CPU has AVX and F16C (checked just above).
+            unsafe { f16c::sum(bytemuck::cast_slice_mut(acc), bytemuck::cast_slice(src), order) };
+            return true;
+        }
+    }
+    let _ = (op, acc, src, order);
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+mod f16c {
+    use std::arch::x86_64::{
+        __m128i, _mm256_add_ps, _mm256_cvtph_ps, _mm256_cvtps_ph, _mm_loadu_si128, _mm_storeu_si128,
+        _MM_FROUND_TO_NEAREST_INT,
+    };
+
+    use super::Order;
+
+    /// `acc = acc + src` on f16 bits, eight lanes at a time, in f32.
+    ///
+    /// # Safety
+    /// The CPU must support AVX and F16C; `acc` and `src` must have equal lengths.
+    #[target_feature(enable = "avx,f16c")]
+    pub(super) unsafe fn sum(acc: &mut [u16], src: &[u16], order: Order) {
+        let n = acc.len();
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n = acc.len() = src.len(), so each unaligned
+            // 16-byte load and store stays inside its slice.
+            unsafe {
+                let a = _mm256_cvtph_ps(_mm_loadu_si128(acc.as_ptr().add(i) as *const __m128i));
+                let b = _mm256_cvtph_ps(_mm_loadu_si128(src.as_ptr().add(i) as *const __m128i));
+                let s = match order {
+                    Order::AccFirst => _mm256_add_ps(a, b),
+                    Order::SrcFirst => _mm256_add_ps(b, a),
+                };
+                let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(s);
+                _mm_storeu_si128(acc.as_mut_ptr().add(i) as *mut __m128i, h);
+            }
+            i += 8;
+        }
+        for j in i..n {
+            let (a, b) = (
+                half::f16::from_bits(acc[j]).to_f32(),
+                half::f16::from_bits(src[j]).to_f32(),
+            );
+            let s = match order {
+                Order::AccFirst => a + b,
+                Order::SrcFirst => b + a,
+            };
+            acc[j] = half::f16::from_f32(s).to_bits();
+        }
+    }
+}
 
 /// Calls `$body` with the type alias `$T` bound to the Rust type of a runtime [`DType`].
 ///
@@ -415,6 +612,24 @@ mod tests {
     }
 
     #[test]
+    fn reduce_into_matches_copy_then_reduce_bitwise() {
+        let a = [1.5f32, -0.0, 3.25, f32::MAX, 7.0];
+        let b = [0.1f32, 0.0, -3.25, f32::MAX, f32::NAN];
+        for op in ReduceOp::ALL {
+            let mut fused = [0f32; 5];
+            f32::reduce_into(op, &mut fused, &a, &b);
+            let mut plain = a;
+            f32::reduce(op, &mut plain, &b, Order::AccFirst);
+            assert_eq!(fused.map(f32::to_bits), plain.map(f32::to_bits), "{op}");
+            let mut i = [0i64; 2];
+            i64::reduce_into(op, &mut i, &[i64::MAX, -3], &[1, 9]);
+            let mut j = [i64::MAX, -3];
+            i64::reduce(op, &mut j, &[1, 9], Order::AccFirst);
+            assert_eq!(i, j, "{op}");
+        }
+    }
+
+    #[test]
     fn int_kernels_wrap_and_divide() {
         let mut a = vec![250u8, 3];
         u8::reduce(ReduceOp::Sum, &mut a, &[10, 4], Order::AccFirst);
@@ -428,6 +643,62 @@ mod tests {
         let mut m = vec![i64::MAX, -5];
         i64::reduce(ReduceOp::Min, &mut m, &[0, -9], Order::AccFirst);
         assert_eq!(m, vec![0, -9]);
+    }
+
+    #[test]
+    fn fast_16_bit_kernels_match_the_widening_path_bitwise() {
+        // The block-widening path (half's conversions, f32 kernel) is the reference.
+        fn widened<T>(op: ReduceOp, a: &[T], b: &[T], order: Order) -> Vec<f32>
+        where
+            [T]: HalfFloatSliceExt,
+        {
+            let (mut x, mut y) = (vec![0f32; a.len()], vec![0f32; b.len()]);
+            a.convert_to_f32_slice(&mut x);
+            b.convert_to_f32_slice(&mut y);
+            f32::reduce(op, &mut x, &y, order);
+            x
+        }
+        let mut vals: Vec<f32> = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -2.5,
+            65504.0,
+            1e-8,
+            3.0e38,
+            f32::INFINITY,
+            f32::NAN,
+        ];
+        vals.extend((0..200).map(|i| (i as f32 * 0.37).sin() * 10f32.powi(i % 7 - 3)));
+        let n = vals.len();
+        for order in [Order::AccFirst, Order::SrcFirst] {
+            for op in ReduceOp::ALL {
+                let a16: Vec<f16> = vals.iter().map(|&v| f16::from_f32(v)).collect();
+                let b16: Vec<f16> = (0..n).map(|i| f16::from_f32(vals[(i * 7 + 3) % n])).collect();
+                let want: Vec<u16> = widened(op, &a16, &b16, order)
+                    .iter()
+                    .map(|&v| f16::from_f32(v).to_bits())
+                    .collect();
+                let mut got = a16.clone();
+                f16::reduce(op, &mut got, &b16, order);
+                let got: Vec<u16> = got.iter().map(|v| v.to_bits()).collect();
+                assert_eq!(got, want, "f16 {op} {order:?}");
+
+                let ab: Vec<bf16> = vals.iter().map(|&v| bf16::from_f32(v)).collect();
+                let bb: Vec<bf16> = (0..n).map(|i| bf16::from_f32(vals[(i * 7 + 3) % n])).collect();
+                let want: Vec<u16> = widened(op, &ab, &bb, order)
+                    .iter()
+                    .map(|&v| bf16::from_f32(v).to_bits())
+                    .collect();
+                let mut got = ab.clone();
+                bf16::reduce(op, &mut got, &bb, order);
+                let got: Vec<u16> = got.iter().map(|v| v.to_bits()).collect();
+                assert_eq!(got, want, "bf16 {op} {order:?}");
+            }
+        }
+        for v in vals {
+            assert_eq!(f32_to_bf16(v), bf16::from_f32(v).to_bits(), "{v}");
+        }
     }
 
     #[test]

@@ -129,7 +129,7 @@ where
     match algorithm {
         Algorithm::Naive => naive::all_reduce(comm, buf, op),
         Algorithm::Butterfly => butterfly::all_reduce(comm, buf, op),
-        Algorithm::Ring => ring::all_reduce(comm, buf, op),
+        Algorithm::Ring => ring::all_reduce(comm, None, buf, op),
         Algorithm::Central => central::all_reduce(comm, buf, op),
         Algorithm::Auto => {
             let chosen = comm

@@ -18,8 +18,12 @@ use crate::error::Result;
 use crate::scratch::Scratch;
 use crate::transport::Transport;
 
+/// In place (`input` = None), or out of place reading the input from
+/// `input` and writing only `buf`: every element of `buf` is written by a
+/// reduction or an arriving chunk, so the input is never copied.
 pub(super) fn all_reduce<T: Element, C: Transport + ?Sized>(
     comm: &C,
+    input: Option<&[T]>,
     buf: &mut [T],
     op: ReduceOp,
 ) -> Result<()> {
@@ -37,10 +41,18 @@ pub(super) fn all_reduce<T: Element, C: Transport + ?Sized>(
         let send = chunk(r + p - s);
         let recv = chunk(r + 2 * p - s - 1);
         let inc = &mut incoming[..recv.len()];
-        comm.sendrecv(&buf[send], right, inc, left)?;
+        // Only step 0 sends an untouched chunk of the input.
+        let outgoing = match input {
+            Some(x) if s == 0 => &x[send],
+            _ => &buf[send],
+        };
+        comm.sendrecv(outgoing, right, inc, left)?;
         // The partial sum travelling round the ring comes first, so chunk c
         // is reduced as op(op(x_c, x_{c+1}), …) on whichever rank finishes it.
-        T::reduce(op, &mut buf[recv], inc, Order::SrcFirst);
+        match input {
+            Some(x) => T::reduce_into(op, &mut buf[recv.clone()], inc, &x[recv]),
+            None => T::reduce(op, &mut buf[recv], inc, Order::SrcFirst),
+        }
     }
 
     // Rank r now owns the finished chunk r + 1; average it once, here.

@@ -283,3 +283,29 @@ proptest! {
         crate::with_dtype!(dtype, T => check_case::<T>(p, k, op, seed));
     }
 }
+
+#[test]
+fn out_of_place_is_bitwise_the_in_place_result() {
+    for p in [1, 2, 3, 5, 8] {
+        for k in [0, 1, p, 2 * p + 3, 1009] {
+            let inputs = random_inputs::<f32>(p, k, ReduceOp::Sum, 11);
+            for algorithm in Algorithm::CONCRETE.into_iter().chain([Algorithm::Auto]) {
+                for op in ReduceOp::ALL {
+                    let both = Local::run(p, |t| {
+                        let mine = &inputs[t.rank()];
+                        let mut out = vec![f32::NAN; k];
+                        all_reduce(&t, mine, &mut out, op, algorithm).unwrap();
+                        let mut inplace = mine.clone();
+                        all_reduce_in_place(&t, &mut inplace, op, algorithm).unwrap();
+                        (out, inplace)
+                    });
+                    for (r, (out, inplace)) in both.iter().enumerate() {
+                        let a: &[u8] = bytemuck::cast_slice(out);
+                        let b: &[u8] = bytemuck::cast_slice(inplace);
+                        assert!(a == b, "{algorithm} {op} p={p} k={k} rank {r}");
+                    }
+                }
+            }
+        }
+    }
+}

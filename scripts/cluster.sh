@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# A real multi-host cluster on one machine: N network namespaces ("hosts")
+# on a Linux bridge, each with its own address, host name and, optionally, a
+# token-bucket rate limit on both ends of its link. MPI runs across them over
+# TCP, launched through an rsh agent that enters the host's namespace.
+#
+#   scripts/cluster.sh up N [--rate 1gbit]   create hosts rr-h1 .. rr-hN
+#   scripts/cluster.sh run [-n RANKS] -- CMD ARGS…
+#                                            mpirun CMD with one rank per host
+#   scripts/cluster.sh status                what exists
+#   scripts/cluster.sh down                  remove everything `up` created
+#
+# Needs root (ip netns). Addresses are 10.77.0.K/24 and exist only inside the
+# namespaces this script creates; the bridge has no address. Everything is
+# named rr-*, and `down` removes exactly that (also after a failed `up`).
+# RINGREDUCE_CLUSTER_PREFIX and RINGREDUCE_CLUSTER_SUBNET (three octets)
+# change the names and addresses.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Overridable so that tests can run a cluster of their own beside a user's.
+PREFIX=${RINGREDUCE_CLUSTER_PREFIX:-rr}
+SUBNET=${RINGREDUCE_CLUSTER_SUBNET:-10.77.0}
+BRIDGE=${PREFIX}-br0
+STATE=/run/ringreduce-cluster-$PREFIX
+AGENT=$STATE/rsh-agent.sh
+
+die() { echo "cluster.sh: $*" >&2; exit 2; }
+need_root() { [ "$(id -u)" -eq 0 ] || die "needs root (ip netns); run it as root or with sudo"; }
+hosts() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^${PREFIX}-h[0-9]+$" | sort -V || true; }
+
+down() {
+  need_root
+  for h in $(hosts); do
+    ip netns pids "$h" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+    ip netns delete "$h" 2>/dev/null || true
+    rm -rf "/etc/netns/$h"
+  done
+  for v in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E "^${PREFIX}-v[0-9]+$" || true); do
+    ip link delete "$v" 2>/dev/null || true
+  done
+  ip link delete "$BRIDGE" 2>/dev/null || true
+  rm -rf "$STATE"
+}
+
+up() {
+  need_root
+  local n="${1:-}" rate=""
+  shift || true
+  while (($#)); do
+    case "$1" in
+      --rate) rate="${2:-}"; [ -n "$rate" ] || die "--rate needs a value such as 1gbit"; shift 2 ;;
+      *) die "unknown argument to up: $1" ;;
+    esac
+  done
+  [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 64 ] || die "up needs a host count from 1 to 64"
+  [ -z "$(hosts)" ] && ! ip link show "$BRIDGE" >/dev/null 2>&1 \
+    || die "a cluster is already up ($(hosts | tr '\n' ' ')); run 'scripts/cluster.sh down' first"
+  command -v mpirun >/dev/null || die "mpirun not found (run scripts/setup.sh)"
+  trap 'echo "cluster.sh: up failed; removing what it made" >&2; down' ERR
+
+  mkdir -p "$STATE"
+  ip link add "$BRIDGE" type bridge
+  ip link set "$BRIDGE" up
+  local hostsfile
+  hostsfile=$(mktemp)
+  echo "127.0.0.1 localhost" > "$hostsfile"
+  for k in $(seq "$n"); do echo "$SUBNET.$k ${PREFIX}-h$k" >> "$hostsfile"; done
+  : > "$STATE/hostfile"
+  for k in $(seq "$n"); do
+    local h=${PREFIX}-h$k v=${PREFIX}-v$k
+    ip netns add "$h"
+    ip link add "$v" type veth peer name eth0 netns "$h"
+    ip link set "$v" master "$BRIDGE" up
+    ip -n "$h" addr add "$SUBNET.$k/24" dev eth0
+    ip -n "$h" link set eth0 up
+    ip -n "$h" link set lo up
+    if [ -n "$rate" ]; then
+      # Both directions of the link: egress of the host and of the bridge port.
+      tc qdisc add dev "$v" root tbf rate "$rate" burst 512kb latency 50ms
+      ip netns exec "$h" tc qdisc add dev eth0 root tbf rate "$rate" burst 512kb latency 50ms
+    fi
+    # `ip netns exec` bind-mounts /etc/netns/<name>/* over /etc.
+    mkdir -p "/etc/netns/$h"
+    cp "$hostsfile" "/etc/netns/$h/hosts"
+    echo "$h" > "/etc/netns/$h/hostname"
+    echo "$h slots=1" >> "$STATE/hostfile"
+  done
+  rm -f "$hostsfile"
+  # The rsh agent: run the command inside the host's namespace, with its own
+  # host name (a UTS namespace), as ssh to that host would.
+  cat > "$AGENT" <<'AGENT'
+#!/bin/sh
+host="$1"; shift
+exec ip netns exec "$host" unshare --uts sh -c "hostname $host; $*"
+AGENT
+  chmod +x "$AGENT"
+  echo "${rate:-unlimited}" > "$STATE/rate"
+  trap - ERR
+  # Check every host is reachable from the first (when ping is installed).
+  if command -v ping >/dev/null; then
+    for k in $(seq "$n"); do
+      ip netns exec "${PREFIX}-h1" ping -c1 -W2 "$SUBNET.$k" >/dev/null || { down; die "host $k unreachable"; }
+    done
+  fi
+  echo "cluster up: $n hosts (${PREFIX}-h1 .. ${PREFIX}-h$n) on $BRIDGE, $SUBNET.0/24, links ${rate:-unlimited}"
+}
+
+run() {
+  need_root
+  [ -f "$STATE/hostfile" ] || die "no cluster is up; run 'scripts/cluster.sh up N' first"
+  local n
+  n=$(wc -l < "$STATE/hostfile")
+  local ranks=$n
+  while (($#)) && [ "$1" != "--" ]; do
+    case "$1" in
+      -n) ranks="$2"; shift 2 ;;
+      *) die "usage: cluster.sh run [-n RANKS] -- CMD ARGS…" ;;
+    esac
+  done
+  [ "${1:-}" = "--" ] && shift
+  (($#)) || die "usage: cluster.sh run [-n RANKS] -- CMD ARGS…"
+  local cmd
+  cmd=$(readlink -f "$1") || die "$1 not found"
+  shift
+  source scripts/mpienv.sh
+  local export=(-x PATH)
+  for v in RINGREDUCE_CALIBRATION RINGREDUCE_ALGO RINGREDUCE_TIMEOUT; do
+    [ -n "${!v:-}" ] && export+=(-x "$v")
+  done
+  # mpirun itself runs on the first host (with that host's name), so every
+  # address it uses is a cluster one.
+  ip netns exec "${PREFIX}-h1" unshare --uts sh -c 'hostname "$0"; exec "$@"' "${PREFIX}-h1" \
+    mpirun -n "$ranks" --hostfile "$STATE/hostfile" \
+    --mca plm_rsh_agent "$AGENT" \
+    --mca btl tcp,self \
+    --mca btl_tcp_if_include "$SUBNET.0/24" \
+    --mca oob_tcp_if_include "$SUBNET.0/24" \
+    --mca mpi_yield_when_idle 1 \
+    "${export[@]}" \
+    "$cmd" "$@" 2> >(grep -v "PMIX ERROR: NO-PERMISSIONS" >&2)
+}
+
+status() {
+  local hs
+  hs=$(hosts)
+  if [ -z "$hs" ]; then echo "no cluster"; return; fi
+  echo "hosts: $(echo "$hs" | tr '\n' ' ')"
+  echo "links: $(cat "$STATE/rate" 2>/dev/null || echo '?')"
+}
+
+case "${1:-}" in
+  up) shift; up "$@" ;;
+  run) shift; run "$@" ;;
+  down) down; echo "cluster down" ;;
+  status) status ;;
+  *) die "usage: cluster.sh up N [--rate 1gbit] | run [-n RANKS] -- CMD… | status | down" ;;
+esac
