@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+args="$*"
 ranks=2
 sizes=4:16M
 dtype=f32
@@ -72,7 +73,7 @@ fi
   echo "rustc: $(rustc --version)"
   echo "mpi: $(mpirun --version 2>&1 | head -1)"
   echo "commit: $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo '-dirty')"
-  echo "command: scripts/bench.sh $*"
+  echo "command: scripts/bench.sh $args"
   echo "bench: ringreduce bench --algo all -m $sizes --dtype $dtype --op $op ${extra[*]}"
   env | grep -E '^(OMPI_MCA|RINGREDUCE)_' | sort | sed 's/^/env: /'
 } > "$dir/env.txt"
