@@ -57,6 +57,26 @@ pub enum Error {
         /// The accepted names, comma-separated.
         expected: String,
     },
+    /// A data file that cannot be read or is not in the expected format.
+    #[error("{path}: {reason}")]
+    Data {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Training diverged: a loss or gradient that is not finite.
+    #[error("non-finite {what} at epoch {epoch}, step {step}{}", rank.map(|r| format!(" (first on rank {r})")).unwrap_or_default())]
+    NonFinite {
+        /// "loss" or "gradient".
+        what: &'static str,
+        /// Epoch (1-based).
+        epoch: usize,
+        /// Step within the epoch (1-based).
+        step: usize,
+        /// The first rank that saw it, when known.
+        rank: Option<usize>,
+    },
     /// A value outside its valid range (sizes, counts, rank counts, …).
     #[error("invalid {what}: {reason}")]
     InvalidArgument {

@@ -29,6 +29,7 @@ pub mod cost;
 pub mod element;
 pub mod error;
 pub mod plot;
+pub mod train;
 pub mod transport;
 pub mod units;
 pub mod verify;

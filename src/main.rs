@@ -88,6 +88,42 @@ enum Command {
         #[arg(long, value_parser = size_arg, default_value = "16M")]
         max_bytes: u64,
     },
+    /// Train a classifier with synchronous data-parallel SGD (run under mpirun).
+    Train {
+        /// fashion-mnist (Debian's dataset-fashion-mnist), synthetic, or a CSV file (label, features…).
+        #[arg(long, default_value = "fashion-mnist")]
+        data: String,
+        /// softmax or mlp.
+        #[arg(long, default_value = "mlp")]
+        model: String,
+        /// Hidden layer widths of the MLP, comma-separated.
+        #[arg(long, default_value = "128")]
+        hidden: String,
+        /// Epochs.
+        #[arg(long, default_value_t = 5)]
+        epochs: usize,
+        /// Global batch size (split across ranks).
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+        /// Learning rate.
+        #[arg(long, default_value_t = 0.1, allow_hyphen_values = true)]
+        lr: f32,
+        /// Momentum.
+        #[arg(long, default_value_t = 0.9, allow_hyphen_values = true)]
+        momentum: f32,
+        /// Gradient all-reduce algorithm.
+        #[arg(long, default_value = "ring", value_parser = one::<Algorithm>)]
+        algo: Algorithm,
+        /// Seed of initialisation and shuffling.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Write per-epoch metrics to this CSV file (rank 0).
+        #[arg(long)]
+        metrics: Option<PathBuf>,
+        /// Draw loss and accuracy per epoch to this PNG or SVG file (rank 0).
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
     /// Draw latency and bus-bandwidth charts (PNG and SVG) from a `bench --format csv` file.
     Plot {
         /// The CSV written by `ringreduce bench --format csv`.
@@ -296,6 +332,34 @@ fn main() -> ExitCode {
             }
         }
         Command::Calibrate { out, max_bytes } => run_calibrate(&out, max_bytes),
+        Command::Train {
+            data,
+            model,
+            hidden,
+            epochs,
+            batch,
+            lr,
+            momentum,
+            algo,
+            seed,
+            metrics,
+            plot,
+        } => {
+            let opts = TrainOpts {
+                data,
+                model,
+                hidden,
+                epochs,
+                batch,
+                lr,
+                momentum,
+                algo,
+                seed,
+                metrics,
+                plot,
+            };
+            run_train(&opts)
+        }
         Command::Plot { csv, out, title } => match ringreduce::plot::plot_bench(&csv, &out, &title) {
             Ok(files) => {
                 for f in files {
@@ -645,4 +709,169 @@ fn run_bench(
         }
         Err(e) => fail(e),
     }
+}
+
+struct TrainOpts {
+    data: String,
+    model: String,
+    hidden: String,
+    epochs: usize,
+    batch: usize,
+    lr: f32,
+    momentum: f32,
+    algo: Algorithm,
+    seed: u64,
+    metrics: Option<PathBuf>,
+    plot: Option<PathBuf>,
+}
+
+fn run_train(o: &TrainOpts) -> ExitCode {
+    use ringreduce::train::{data, Mlp, Model, SyncSgd};
+    // Everything that can be checked before MPI starts is checked first.
+    let model_sizes = |dim: usize, classes: usize| -> ringreduce::Result<Mlp> {
+        match o.model.as_str() {
+            "softmax" => Mlp::softmax(dim, classes),
+            "mlp" => {
+                let hidden: Vec<usize> = o
+                    .hidden
+                    .split(',')
+                    .map(|h| h.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| ringreduce::Error::InvalidArgument {
+                        what: "--hidden",
+                        reason: format!("`{}` is not a comma-separated list of widths", o.hidden),
+                    })?;
+                Mlp::new(
+                    std::iter::once(dim)
+                        .chain(hidden)
+                        .chain(std::iter::once(classes))
+                        .collect(),
+                )
+            }
+            other => Err(ringreduce::Error::UnknownName {
+                kind: "model",
+                name: other.to_string(),
+                expected: "softmax, mlp".into(),
+            }),
+        }
+    };
+    let opt = match SyncSgd::builder()
+        .algorithm(o.algo)
+        .batch(o.batch)
+        .lr(o.lr)
+        .momentum(o.momentum)
+        .epochs(o.epochs)
+        .seed(o.seed)
+        .build()
+    {
+        Ok(opt) => opt,
+        Err(e) => return fail(e),
+    };
+    let loaded = match o.data.as_str() {
+        "fashion-mnist" => data::fashion_mnist(std::path::Path::new(data::FASHION_MNIST_DIR)),
+        "synthetic" => Ok((
+            data::synthetic(6000, 20, 5, o.seed),
+            data::synthetic(1000, 20, 5, o.seed ^ 1),
+        )),
+        path => data::load_csv(std::path::Path::new(path)).map(|d| (d.clone(), d)),
+    };
+    let (train, test) = match loaded {
+        Ok(d) => d,
+        Err(e) => return fail(e),
+    };
+    let model = match model_sizes(train.dim, train.classes.max(test.classes)) {
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
+    let Some(universe) = init_mpi() else {
+        return fail("MPI could not be initialised");
+    };
+    let world = universe.world();
+    let root = world.rank() == 0;
+    let comm = match ringreduce::Mpi::new(&world) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    if root {
+        println!(
+            "# train: {} ranks, {} ({} train / {} test, {} features, {} classes), model {:?} ({} parameters), batch {}, lr {}, momentum {}, {}",
+            world.size(),
+            o.data,
+            train.len(),
+            test.len(),
+            train.dim,
+            train.classes,
+            model.sizes(),
+            model.num_params(),
+            o.batch,
+            o.lr,
+            o.momentum,
+            o.algo
+        );
+        println!("epoch  train_loss  test_acc  epoch_s  allreduce_share  allreduced_MB");
+    }
+    let mut params = opt.init_params(&model);
+    let result = opt.fit(&comm, &model, &mut params, &train, Some(&test), |m| {
+        if root {
+            println!(
+                "{:>5}  {:>10.4}  {:>8.4}  {:>7.2}  {:>14.1}%  {:>13.1}",
+                m.epoch,
+                m.train_loss,
+                m.test_accuracy,
+                m.epoch_secs,
+                100.0 * m.allreduce_secs / m.epoch_secs.max(1e-12),
+                m.allreduce_bytes as f64 / 1e6
+            );
+        }
+    });
+    let history = match result {
+        Ok(h) => h,
+        Err(e) => return fail(e),
+    };
+    if root {
+        if let Some(path) = &o.metrics {
+            let mut csv =
+                String::from("epoch,train_loss,test_accuracy,epoch_secs,allreduce_secs,allreduce_bytes\n");
+            for m in &history {
+                csv += &format!(
+                    "{},{},{},{},{},{}\n",
+                    m.epoch, m.train_loss, m.test_accuracy, m.epoch_secs, m.allreduce_secs, m.allreduce_bytes
+                );
+            }
+            if let Err(e) = std::fs::write(path, csv) {
+                return fail(format!("{}: {e}", path.display()));
+            }
+            println!("metrics: {}", path.display());
+        }
+        if let Some(path) = &o.plot {
+            use ringreduce::plot::{draw, Chart, Series};
+            let series = [
+                Series {
+                    name: "train loss".into(),
+                    points: history.iter().map(|m| (m.epoch as f64, m.train_loss)).collect(),
+                },
+                Series {
+                    name: "test accuracy".into(),
+                    points: history
+                        .iter()
+                        .map(|m| (m.epoch as f64, m.test_accuracy))
+                        .collect(),
+                },
+            ];
+            let chart = Chart {
+                title: "synchronous SGD",
+                x_label: "epoch",
+                y_label: "loss / accuracy",
+                log_x: false,
+                x_bytes: false,
+                log_y: false,
+                series: &series,
+            };
+            if let Err(e) = draw(&chart, path) {
+                return fail(e);
+            }
+            println!("plot: {}", path.display());
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -1,0 +1,321 @@
+//! Data sets: the IDX format of MNIST and Fashion-MNIST (gzipped or not), a
+//! CSV loader (label column, then features) and a seeded synthetic generator.
+//!
+//! Every rank loads the whole set; the trainer gives each rank a disjoint
+//! slice of every global batch.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{Error, Result};
+
+/// Where Debian's `dataset-fashion-mnist` package installs the files.
+pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+/// A labelled data set in memory: `n` rows of `dim` features (row-major).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    /// Features, `n × dim`, row-major.
+    pub features: Vec<f32>,
+    /// Labels in `0..classes`.
+    pub labels: Vec<u32>,
+    /// Features per example.
+    pub dim: usize,
+    /// Number of classes.
+    pub classes: usize,
+}
+
+impl Dataset {
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether the set has no examples.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Features of example `i`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.features[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
+fn data_error(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Data {
+        path: path.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Reads a file, gunzipping it when it starts with the gzip magic.
+fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).map_err(|e| data_error(path, e.to_string()))?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| data_error(path, format!("corrupt gzip data: {e}")))?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// Parses an IDX file of unsigned bytes: returns its dimensions and data.
+/// Checks the magic (0x0000 0x08 ndim) and that the data is exactly as long
+/// as the dimensions say.
+pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
+    if bytes.len() < 4 {
+        return Err(data_error(path, "truncated IDX header"));
+    }
+    if bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 {
+        return Err(data_error(
+            path,
+            format!(
+                "not an IDX file of unsigned bytes (magic {:02x}{:02x}{:02x}{:02x})",
+                bytes[0], bytes[1], bytes[2], bytes[3]
+            ),
+        ));
+    }
+    let ndim = bytes[3] as usize;
+    if ndim == 0 || bytes.len() < 4 + 4 * ndim {
+        return Err(data_error(path, "truncated IDX header"));
+    }
+    let dims: Vec<usize> = (0..ndim)
+        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize)
+        .collect();
+    let total = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| data_error(path, "dimensions overflow"))?;
+    let data = &bytes[4 + 4 * ndim..];
+    if data.len() != total {
+        return Err(data_error(
+            path,
+            format!(
+                "IDX dimensions {dims:?} need {total} bytes of data, file has {}",
+                data.len()
+            ),
+        ));
+    }
+    Ok((dims, data.to_vec()))
+}
+
+/// Loads an IDX image file and its label file: pixels scaled to [0, 1].
+pub fn load_idx(images: &Path, labels: &Path) -> Result<Dataset> {
+    let (idims, pixels) = parse_idx(&read_maybe_gz(images)?, images)?;
+    let (ldims, labs) = parse_idx(&read_maybe_gz(labels)?, labels)?;
+    if idims.len() < 2 {
+        return Err(data_error(images, "an image file needs at least 2 dimensions"));
+    }
+    if ldims.len() != 1 {
+        return Err(data_error(labels, "a label file has 1 dimension"));
+    }
+    if idims[0] != ldims[0] {
+        return Err(data_error(
+            labels,
+            format!("{} labels for {} images", ldims[0], idims[0]),
+        ));
+    }
+    let dim = idims[1..].iter().product();
+    let classes = labs.iter().map(|&l| l as usize + 1).max().unwrap_or(0).max(2);
+    Ok(Dataset {
+        features: pixels.iter().map(|&p| p as f32 / 255.0).collect(),
+        labels: labs.iter().map(|&l| l as u32).collect(),
+        dim,
+        classes,
+    })
+}
+
+/// Loads Fashion-MNIST (train, test) from a directory holding the four
+/// `*-idx?-ubyte[.gz]` files, by default [`FASHION_MNIST_DIR`].
+pub fn fashion_mnist(dir: &Path) -> Result<(Dataset, Dataset)> {
+    let find = |stem: &str| -> Result<PathBuf> {
+        [dir.join(format!("{stem}.gz")), dir.join(stem)]
+            .into_iter()
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                data_error(
+                    &dir.join(stem),
+                    "missing (install Debian's dataset-fashion-mnist, or run scripts/setup.sh)",
+                )
+            })
+    };
+    let train = load_idx(
+        &find("train-images-idx3-ubyte")?,
+        &find("train-labels-idx1-ubyte")?,
+    )?;
+    let test = load_idx(&find("t10k-images-idx3-ubyte")?, &find("t10k-labels-idx1-ubyte")?)?;
+    Ok((train, test))
+}
+
+/// Loads a CSV file: one example per line, the integer label first, then
+/// the features. A header line (non-numeric first field) is skipped.
+pub fn load_csv(path: &Path) -> Result<Dataset> {
+    let text = std::fs::read_to_string(path).map_err(|e| data_error(path, e.to_string()))?;
+    let mut features = Vec::new();
+    let mut labels = Vec::new();
+    let mut dim = None;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut fields = line.split(',').map(str::trim);
+        let first = fields.next().unwrap_or("");
+        let label: u32 = match first.parse() {
+            Ok(l) => l,
+            Err(_) if n == 0 => continue, // header
+            Err(_) => {
+                return Err(data_error(
+                    path,
+                    format!("line {}: label `{first}` is not a whole number", n + 1),
+                ))
+            }
+        };
+        let row: Vec<f32> = fields
+            .map(|f| {
+                f.parse::<f32>()
+                    .map_err(|_| data_error(path, format!("line {}: `{f}` is not a number", n + 1)))
+            })
+            .collect::<Result<_>>()?;
+        match dim {
+            None => dim = Some(row.len()),
+            Some(d) if d != row.len() => {
+                return Err(data_error(
+                    path,
+                    format!("line {}: {} features, earlier lines have {d}", n + 1, row.len()),
+                ))
+            }
+            _ => {}
+        }
+        if row.iter().any(|v| !v.is_finite()) {
+            return Err(data_error(path, format!("line {}: non-finite feature", n + 1)));
+        }
+        labels.push(label);
+        features.extend(row);
+    }
+    let dim = dim
+        .filter(|&d| d > 0)
+        .ok_or_else(|| data_error(path, "no examples with features"))?;
+    let classes = labels.iter().map(|&l| l as usize + 1).max().unwrap_or(0).max(2);
+    Ok(Dataset {
+        features,
+        labels,
+        dim,
+        classes,
+    })
+}
+
+/// A seeded synthetic classification set: `classes` Gaussian blobs in `dim`
+/// dimensions (unit variance around means drawn from [−2, 2]).
+pub fn synthetic(n: usize, dim: usize, classes: usize, seed: u64) -> Dataset {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let means: Vec<f32> = (0..classes * dim).map(|_| rng.gen_range(-2.0..2.0)).collect();
+    let mut features = Vec::with_capacity(n * dim);
+    let mut labels = Vec::with_capacity(n);
+    for _ in 0..n {
+        let c = rng.gen_range(0..classes);
+        labels.push(c as u32);
+        for j in 0..dim {
+            // Sum of uniforms: a cheap, seeded, roughly normal deviate.
+            let noise: f32 = (0..4).map(|_| rng.gen_range(-1.0f32..1.0)).sum::<f32>() * 0.87;
+            features.push(means[c * dim + j] + noise);
+        }
+    }
+    Dataset {
+        features,
+        labels,
+        dim,
+        classes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ringreduce-data-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(name)
+    }
+
+    fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
+        let mut v = vec![0, 0, 8, dims.len() as u8];
+        for d in dims {
+            v.extend(d.to_be_bytes());
+        }
+        v.extend(data);
+        v
+    }
+
+    #[test]
+    fn idx_round_trip_plain_and_gzipped() {
+        let img = tmp("img.idx");
+        let lab = tmp("lab.idx.gz");
+        std::fs::write(&img, idx(&[2, 2, 2], &[0, 255, 51, 102, 1, 2, 3, 4])).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &idx(&[2], &[3, 9])).unwrap();
+        std::fs::write(&lab, gz.finish().unwrap()).unwrap();
+        let d = load_idx(&img, &lab).unwrap();
+        assert_eq!((d.len(), d.dim, d.classes), (2, 4, 10));
+        assert_eq!(d.row(0), &[0.0, 1.0, 0.2, 0.4]);
+        assert_eq!(d.labels, vec![3, 9]);
+    }
+
+    #[test]
+    fn bad_idx_files_are_errors() {
+        let p = tmp("bad.idx");
+        for (bytes, needle) in [
+            (vec![0u8, 0], "truncated"),
+            (vec![0x12, 0x34, 0x56, 0x78, 0, 0, 0, 1], "not an IDX"),
+            (idx(&[3, 2], &[1, 2, 3]), "need 6 bytes"),
+            (vec![0x1f, 0x8b, 1, 2, 3], "corrupt gzip"),
+        ] {
+            std::fs::write(&p, &bytes).unwrap();
+            let err = read_maybe_gz(&p)
+                .and_then(|b| parse_idx(&b, &p))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+        let img = tmp("i.idx");
+        let lab = tmp("l.idx");
+        std::fs::write(&img, idx(&[2, 1], &[1, 2])).unwrap();
+        std::fs::write(&lab, idx(&[3], &[1, 2, 3])).unwrap();
+        assert!(load_idx(&img, &lab)
+            .unwrap_err()
+            .to_string()
+            .contains("3 labels for 2 images"));
+        assert!(load_idx(&tmp("absent"), &lab).is_err());
+    }
+
+    #[test]
+    fn csv_loads_and_rejects_ragged_rows() {
+        let p = tmp("d.csv");
+        std::fs::write(&p, "label,a,b\n1,0.5,2\n0,1,-1\n").unwrap();
+        let d = load_csv(&p).unwrap();
+        assert_eq!((d.len(), d.dim, d.labels.clone()), (2, 2, vec![1, 0]));
+        std::fs::write(&p, "1,0.5,2\n0,1\n").unwrap();
+        assert!(load_csv(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("line 2: 1 features"));
+        std::fs::write(&p, "1,0.5,x\n").unwrap();
+        assert!(load_csv(&p).unwrap_err().to_string().contains("not a number"));
+        std::fs::write(&p, "").unwrap();
+        assert!(load_csv(&p).is_err());
+    }
+
+    #[test]
+    fn synthetic_is_reproducible() {
+        assert_eq!(synthetic(50, 3, 4, 7), synthetic(50, 3, 4, 7));
+        assert_ne!(synthetic(50, 3, 4, 7), synthetic(50, 3, 4, 8));
+    }
+}

@@ -1,0 +1,119 @@
+//! Synchronous data-parallel SGD is serial minibatch SGD: the same global
+//! batch on 1 rank and on p ranks gives the same parameters, for every
+//! all-reduce algorithm, and every rank holds the same bits.
+
+use ringreduce::train::{data, Mlp, Model, Schedule, SyncSgd};
+use ringreduce::{Algorithm, Error, Local};
+
+fn sgd(algorithm: Algorithm, batch: usize, epochs: usize) -> SyncSgd {
+    SyncSgd::builder()
+        .algorithm(algorithm)
+        .batch(batch)
+        .lr(0.2)
+        .momentum(0.9)
+        .weight_decay(1e-4)
+        .schedule(Schedule::Cosine)
+        .epochs(epochs)
+        .seed(5)
+        .build()
+        .unwrap()
+}
+
+fn train_on(p: usize, algorithm: Algorithm) -> Vec<Vec<f32>> {
+    let train = data::synthetic(240, 4, 3, 9);
+    let model = Mlp::new(vec![4, 8, 3]).unwrap();
+    let opt = sgd(algorithm, 12, 2);
+    Local::run(p, |t| {
+        let mut params = opt.init_params(&model);
+        opt.fit(&t, &model, &mut params, &train, None, |_| {}).unwrap();
+        params
+    })
+}
+
+#[test]
+fn parallel_sgd_equals_serial_sgd_for_every_algorithm() {
+    let serial = train_on(1, Algorithm::Ring).remove(0);
+    let scale = serial.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for algorithm in Algorithm::CONCRETE {
+        for p in [2, 3, 4] {
+            let ranks = train_on(p, algorithm);
+            for (r, params) in ranks.iter().enumerate() {
+                let a: &[u8] = bytemuck::cast_slice(params);
+                let b: &[u8] = bytemuck::cast_slice(&ranks[0]);
+                assert!(a == b, "{algorithm} p={p}: rank {r} differs from rank 0");
+            }
+            let worst = serial
+                .iter()
+                .zip(&ranks[0])
+                .map(|(s, q)| (s - q).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst <= 1e-5 * scale,
+                "{algorithm} p={p}: max difference {worst} (scale {scale})"
+            );
+            assert_ne!(
+                ranks[0],
+                sgd(algorithm, 12, 2).init_params(&Mlp::new(vec![4, 8, 3]).unwrap())
+            );
+        }
+    }
+}
+
+#[test]
+fn softmax_regression_learns_the_synthetic_blobs() {
+    let train = data::synthetic(600, 5, 4, 1);
+    let test = data::synthetic(300, 5, 4, 1);
+    let model = Mlp::softmax(5, 4).unwrap();
+    let opt = SyncSgd::builder().batch(30).lr(0.5).epochs(5).build().unwrap();
+    let metrics = Local::run(3, |t| {
+        let mut params = opt.init_params(&model);
+        opt.fit(&t, &model, &mut params, &train, Some(&test), |_| {})
+            .unwrap()
+    });
+    let last = metrics[0].last().unwrap();
+    assert!(last.test_accuracy > 0.9, "accuracy {}", last.test_accuracy);
+    assert!(metrics[0][0].train_loss > last.train_loss, "loss did not fall");
+    assert_eq!(metrics[0], metrics[2], "ranks report different metrics");
+    assert_eq!(last.allreduce_bytes, (model.num_params() * 4 * (600 / 30)) as u64);
+}
+
+#[test]
+fn bad_settings_and_divergence_are_errors() {
+    let train = data::synthetic(100, 3, 2, 1);
+    let model = Mlp::softmax(3, 2).unwrap();
+    let run = |p: usize, opt: SyncSgd, train: data::Dataset| {
+        Local::run(p, |t| {
+            let mut params = opt.init_params(&model);
+            opt.fit(&t, &model, &mut params, &train, None, |_| {})
+        })
+    };
+    let not_divisible = run(3, SyncSgd::builder().batch(10).build().unwrap(), train.clone());
+    assert!(not_divisible[0]
+        .as_ref()
+        .unwrap_err()
+        .to_string()
+        .contains("not divisible by 3 ranks"));
+    let too_big = run(1, SyncSgd::builder().batch(1000).build().unwrap(), train.clone());
+    assert!(too_big[0].is_err());
+    assert!(SyncSgd::builder().lr(-1.0).build().is_err());
+    assert!(SyncSgd::builder().momentum(1.0).build().is_err());
+    // A NaN feature on examples only rank 1 sees first stops every rank at the same step.
+    let mut poisoned = train.clone();
+    poisoned.features.iter_mut().for_each(|f| *f = f32::NAN);
+    let diverged = run(
+        2,
+        SyncSgd::builder().batch(10).epochs(1).build().unwrap(),
+        poisoned,
+    );
+    for r in &diverged {
+        match r {
+            Err(Error::NonFinite {
+                epoch: 1,
+                step: 1,
+                rank: Some(0),
+                ..
+            }) => {}
+            other => panic!("expected a non-finite error at epoch 1 step 1: {other:?}"),
+        }
+    }
+}
