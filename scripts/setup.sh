@@ -4,9 +4,10 @@
 #   - OpenMPI (runtime + headers): openmpi-bin libopenmpi-dev
 #   - libclang-dev (rsmpi's bindings are generated with bindgen), pkg-config
 #   - fonts-dejavu-core (the font of the PNG/SVG charts)
+#   - dataset-fashion-mnist (the default training data, /usr/share/datasets/fashion-mnist)
 set -euo pipefail
 
-packages=(openmpi-bin libopenmpi-dev libclang-dev pkg-config fonts-dejavu-core)
+packages=(openmpi-bin libopenmpi-dev libclang-dev pkg-config fonts-dejavu-core dataset-fashion-mnist)
 
 missing=()
 for pkg in "${packages[@]}"; do

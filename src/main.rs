@@ -123,6 +123,12 @@ enum Command {
         /// Draw loss and accuracy per epoch to this PNG or SVG file (rank 0).
         #[arg(long)]
         plot: Option<PathBuf>,
+        /// Rank 0 writes a checkpoint here after every epoch.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Continue from --checkpoint (on any rank count dividing --batch).
+        #[arg(long, requires = "checkpoint")]
+        resume: bool,
     },
     /// Draw latency and bus-bandwidth charts (PNG and SVG) from a `bench --format csv` file.
     Plot {
@@ -278,7 +284,12 @@ fn main() -> ExitCode {
             }
             // One line: clap's first line, without the usage block.
             let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
+            let mut first = lines.next().unwrap_or("invalid arguments").to_string();
+            if first.ends_with(':') {
+                // "the following required arguments were not provided:" names them next.
+                first = format!("{first} {}", lines.next().unwrap_or(""));
+            }
             return fail(first.trim_start_matches("error: "));
         }
     };
@@ -344,6 +355,8 @@ fn main() -> ExitCode {
             seed,
             metrics,
             plot,
+            checkpoint,
+            resume,
         } => {
             let opts = TrainOpts {
                 data,
@@ -357,6 +370,8 @@ fn main() -> ExitCode {
                 seed,
                 metrics,
                 plot,
+                checkpoint,
+                resume,
             };
             run_train(&opts)
         }
@@ -723,6 +738,8 @@ struct TrainOpts {
     seed: u64,
     metrics: Option<PathBuf>,
     plot: Option<PathBuf>,
+    checkpoint: Option<PathBuf>,
+    resume: bool,
 }
 
 fn run_train(o: &TrainOpts) -> ExitCode {
@@ -755,7 +772,11 @@ fn run_train(o: &TrainOpts) -> ExitCode {
             }),
         }
     };
-    let opt = match SyncSgd::builder()
+    let mut builder = SyncSgd::builder().resume(o.resume);
+    if let Some(path) = &o.checkpoint {
+        builder = builder.checkpoint(path);
+    }
+    let opt = match builder
         .algorithm(o.algo)
         .batch(o.batch)
         .lr(o.lr)

@@ -124,3 +124,41 @@ fn bench_rejects_bad_input_in_one_line() {
     bad_input(&["bench", "--algo", "ring,tree"], "unknown algorithm `tree`");
     bad_input(&["bench", "--osu"], "exactly one");
 }
+
+#[test]
+fn train_rejects_bad_input_in_one_line() {
+    bad_input(
+        &["train", "--batch", "0", "--data", "synthetic"],
+        "batch must be at least 1",
+    );
+    bad_input(
+        &["train", "--model", "cnn", "--data", "synthetic"],
+        "unknown model `cnn`",
+    );
+    bad_input(&["train", "--hidden", "12,x", "--data", "synthetic"], "--hidden");
+    bad_input(&["train", "--lr", "-1", "--data", "synthetic"], "learning rate");
+    bad_input(&["train", "--data", "/nonexistent/data.csv"], "No such file");
+    bad_input(&["train", "--resume"], "--checkpoint");
+    let dir = std::env::temp_dir().join(format!("ringreduce-train-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ragged = dir.join("ragged.csv");
+    std::fs::write(&ragged, "1,0.5,2\n0,1\n").unwrap();
+    bad_input(
+        &["train", "--data", ragged.to_str().unwrap()],
+        "line 2: 1 features",
+    );
+    let ckpt = dir.join("junk.ckpt");
+    std::fs::write(&ckpt, "not a checkpoint").unwrap();
+    bad_input(
+        &[
+            "train",
+            "--data",
+            "synthetic",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--resume",
+        ],
+        "not a ringreduce checkpoint",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

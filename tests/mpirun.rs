@@ -221,3 +221,101 @@ fn calibrate_writes_a_calibration_that_cost_and_auto_accept() {
     assert_eq!(single.status.code(), Some(2), "calibrate on one rank must refuse");
     assert!(stderr(&single).contains("at least 2 ranks"));
 }
+
+#[test]
+fn train_writes_metrics_plot_and_checkpoint_and_resumes() {
+    let dir = std::env::temp_dir().join(format!("ringreduce-train-mpi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ckpt, metrics, plot) = (dir.join("m.ckpt"), dir.join("m.csv"), dir.join("loss.png"));
+    let base = [
+        "train",
+        "--data",
+        "synthetic",
+        "--model",
+        "mlp",
+        "--hidden",
+        "16",
+        "--batch",
+        "60",
+    ];
+    let with = |epochs: &str, extra: &[&str]| {
+        let mut args: Vec<&str> = base.to_vec();
+        args.extend(["--epochs", epochs, "--checkpoint", ckpt.to_str().unwrap()]);
+        args.extend(extra);
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let run = |ranks: usize, args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_bounded(mpirun(ranks, &ringreduce(), &args), LIMIT)
+    };
+    let whole = run(
+        2,
+        with(
+            "2",
+            &[
+                "--metrics",
+                metrics.to_str().unwrap(),
+                "--plot",
+                plot.to_str().unwrap(),
+            ],
+        ),
+    );
+    assert!(whole.status.success(), "{}{}", stdout(&whole), stderr(&whole));
+    let csv = std::fs::read_to_string(&metrics).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(std::fs::read(&plot).unwrap().starts_with(b"\x89PNG"));
+    let final_line = |text: &str| {
+        text.lines()
+            .rfind(|l| l.trim_start().starts_with('2'))
+            .map(str::to_string)
+    };
+    let uninterrupted = final_line(&stdout(&whole)).expect("epoch 2 line");
+
+    // One epoch, then resume on 3 ranks to epoch 2: same loss and accuracy to the printed digits.
+    assert!(run(2, with("1", &[])).status.success());
+    let resumed = run(3, with("2", &["--resume"]));
+    let text = stdout(&resumed);
+    assert!(resumed.status.success(), "{text}{}", stderr(&resumed));
+    assert!(
+        !text.lines().any(|l| l.trim_start().starts_with("1 ")),
+        "epoch 1 ran again:\n{text}"
+    );
+    let cols = |l: &str| {
+        l.split_whitespace()
+            .take(3)
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(cols(&final_line(&text).unwrap()), cols(&uninterrupted));
+
+    // A batch the rank count does not divide: one line, non-zero exit.
+    let bad = run(
+        4,
+        vec![
+            "train".into(),
+            "--data".into(),
+            "synthetic".into(),
+            "--batch".into(),
+            "90".into(),
+        ],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("not divisible by 4 ranks"),
+        "{}",
+        stderr(&bad)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn example_custom_model_trains_at_2_ranks() {
+    let out = run_bounded(mpirun(2, &example("custom_model"), &[]), LIMIT);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("epoch ")).count(),
+        5,
+        "{text}"
+    );
+}

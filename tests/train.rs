@@ -117,3 +117,90 @@ fn bad_settings_and_divergence_are_errors() {
         }
     }
 }
+
+fn ckpt_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("ringreduce-train-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn resuming_gives_exactly_the_uninterrupted_parameters() {
+    let dir = ckpt_dir("resume");
+    let train = data::synthetic(240, 4, 3, 9);
+    let model = Mlp::new(vec![4, 8, 3]).unwrap();
+    let opt = |epochs: usize, file: &str, resume: bool| {
+        SyncSgd::builder()
+            .batch(12)
+            .lr(0.2)
+            .momentum(0.9)
+            .schedule(Schedule::Constant)
+            .epochs(epochs)
+            .seed(5)
+            .checkpoint(dir.join(file))
+            .resume(resume)
+            .build()
+            .unwrap()
+    };
+    let run = |p: usize, o: SyncSgd| {
+        Local::run(p, |t| {
+            let mut params = o.init_params(&model);
+            o.fit(&t, &model, &mut params, &train, None, |_| {})
+                .map(|h| (params, h.len()))
+        })
+    };
+    let whole = run(2, opt(3, "whole.ckpt", false)).remove(0).unwrap();
+    let first = run(2, opt(1, "split.ckpt", false)).remove(0).unwrap();
+    assert_eq!(first.1, 1);
+    let rest = run(2, opt(3, "split.ckpt", true)).remove(0).unwrap();
+    assert_eq!(rest.1, 2, "resume must run only the remaining epochs");
+    assert_eq!(
+        bytemuck::cast_slice::<f32, u8>(&rest.0),
+        bytemuck::cast_slice::<f32, u8>(&whole.0)
+    );
+    // On another rank count that divides the batch: the same up to summation order.
+    run(2, opt(1, "other.ckpt", false)).remove(0).unwrap();
+    let three = run(3, opt(3, "other.ckpt", true));
+    for r in &three {
+        let (params, _) = r.as_ref().unwrap();
+        let worst = params
+            .iter()
+            .zip(&whole.0)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-4, "resumed on 3 ranks: max difference {worst}");
+    }
+
+    // A checkpoint of another model is refused on every rank, and a run
+    // that diverges leaves the last good checkpoint as it was.
+    let other = Mlp::new(vec![4, 5, 3]).unwrap();
+    let refused = Local::run(2, |t| {
+        let o = opt(3, "whole.ckpt", true);
+        let mut params = o.init_params(&other);
+        o.fit(&t, &other, &mut params, &train, None, |_| {})
+    });
+    assert!(
+        refused
+            .iter()
+            .all(|r| r.as_ref().unwrap_err().to_string().contains("does not match")),
+        "{refused:?}"
+    );
+    let before = std::fs::read(dir.join("split.ckpt")).unwrap();
+    let mut poisoned = train.clone();
+    poisoned.features[0] = f32::NAN;
+    let diverged = Local::run(2, |t| {
+        let o = opt(5, "split.ckpt", true);
+        let mut params = o.init_params(&model);
+        o.fit(&t, &model, &mut params, &poisoned, None, |_| {})
+    });
+    assert!(
+        diverged.iter().all(|r| matches!(r, Err(Error::NonFinite { .. }))),
+        "{diverged:?}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("split.ckpt")).unwrap(),
+        before,
+        "checkpoint changed"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

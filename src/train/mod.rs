@@ -17,6 +17,7 @@
 //! assert!(accuracy[0] > 0.8 && accuracy[0] == accuracy[1]);
 //! ```
 
+pub mod checkpoint;
 pub mod data;
 mod model;
 mod sgd;

@@ -1,5 +1,6 @@
 //! The synchronous SGD loop.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use rand::seq::SliceRandom;
@@ -7,6 +8,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use super::checkpoint::{Checkpoint, Header};
 use super::data::Dataset;
 use super::model::Model;
 use crate::algorithms::{all_reduce_in_place, Algorithm};
@@ -57,6 +59,8 @@ pub struct SyncSgd {
     weight_decay: f32,
     epochs: usize,
     seed: u64,
+    checkpoint: Option<PathBuf>,
+    resume: bool,
 }
 
 impl SyncSgd {
@@ -73,6 +77,8 @@ impl SyncSgd {
                 weight_decay: 0.0,
                 epochs: 5,
                 seed: 42,
+                checkpoint: None,
+                resume: false,
             },
         }
     }
@@ -160,7 +166,12 @@ impl SyncSgd {
         let mut y = vec![0u32; local];
         let mut order: Vec<usize> = (0..train.len()).collect();
         let mut history = Vec::new();
-        for epoch in 1..=self.epochs {
+        let done = if self.resume {
+            self.restore(comm, params, &mut velocity)?
+        } else {
+            0
+        };
+        for epoch in done + 1..=self.epochs {
             let mut rng =
                 ChaCha8Rng::seed_from_u64(self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             order.sort_unstable();
@@ -223,10 +234,103 @@ impl SyncSgd {
                 allreduce_secs: times[1],
                 allreduce_bytes: (n * 4 * steps) as u64,
             };
+            if let (Some(path), 0) = (&self.checkpoint, rank) {
+                let header = Header {
+                    epoch,
+                    seed: self.seed,
+                    batch: self.batch,
+                    params: n,
+                };
+                Checkpoint {
+                    header,
+                    params: params.to_vec(),
+                    velocity: velocity.clone(),
+                }
+                .save(path)?;
+            }
             on_epoch(&m);
             history.push(m);
         }
         Ok(history)
+    }
+
+    /// Rank 0 loads the checkpoint and hands its state to every rank;
+    /// returns the epochs already done. Collective.
+    fn restore<C: Transport + ?Sized>(
+        &self,
+        comm: &C,
+        params: &mut [f32],
+        velocity: &mut [f32],
+    ) -> Result<usize> {
+        let path = self.checkpoint.as_ref().ok_or_else(|| Error::InvalidArgument {
+            what: "resume",
+            reason: "resuming needs a checkpoint path".into(),
+        })?;
+        let (p, rank) = (comm.size(), comm.rank());
+        // Rank 0's verdict first: epochs done, or −1 when it could not load.
+        let loaded = if rank == 0 {
+            Some(Checkpoint::load(path).and_then(|c| {
+                if c.header.params != params.len() || c.header.seed != self.seed || c.header.batch != self.batch {
+                    Err(Error::Data {
+                        path: path.display().to_string(),
+                        reason: format!(
+                            "checkpoint of {} parameters, seed {}, batch {} does not match this run ({}, {}, {})",
+                            c.header.params,
+                            c.header.seed,
+                            c.header.batch,
+                            params.len(),
+                            self.seed,
+                            self.batch
+                        ),
+                    })
+                } else {
+                    Ok(c)
+                }
+            }))
+        } else {
+            None
+        };
+        let mut verdict = [match &loaded {
+            Some(Ok(c)) => c.header.epoch as i64,
+            Some(Err(_)) => -1,
+            None => 0,
+        }];
+        all_reduce_in_place(comm, &mut verdict, ReduceOp::Sum, Algorithm::Butterfly)?;
+        if verdict[0] < 0 {
+            // Every rank reports rank 0's reason.
+            return match loaded {
+                Some(Err(e)) => {
+                    let text = e.to_string().into_bytes();
+                    for dest in 1..p {
+                        comm.send(&[text.len() as i64], dest)?;
+                        comm.send(&text, dest)?;
+                    }
+                    Err(e)
+                }
+                _ => {
+                    let mut len = [0i64];
+                    comm.recv(&mut len, 0)?;
+                    let mut text = vec![0u8; len[0] as usize];
+                    comm.recv(&mut text, 0)?;
+                    Err(Error::InvalidArgument {
+                        what: "checkpoint",
+                        reason: format!("rank 0: {}", String::from_utf8_lossy(&text)),
+                    })
+                }
+            };
+        }
+        if let Some(Ok(c)) = loaded {
+            params.copy_from_slice(&c.params);
+            velocity.copy_from_slice(&c.velocity);
+            for dest in 1..p {
+                comm.send(params, dest)?;
+                comm.send(velocity, dest)?;
+            }
+        } else {
+            comm.recv(params, 0)?;
+            comm.recv(velocity, 0)?;
+        }
+        Ok(verdict[0] as usize)
     }
 
     fn rate(&self, step: usize, total: usize) -> f32 {
@@ -308,6 +412,16 @@ impl SyncSgdBuilder {
     /// Seed of initialisation and shuffling.
     pub fn seed(mut self, s: u64) -> Self {
         self.cfg.seed = s;
+        self
+    }
+    /// Rank 0 writes a checkpoint here after every epoch.
+    pub fn checkpoint(mut self, path: impl Into<PathBuf>) -> Self {
+        self.cfg.checkpoint = Some(path.into());
+        self
+    }
+    /// Continue from the checkpoint (on any rank count that divides the batch).
+    pub fn resume(mut self, yes: bool) -> Self {
+        self.cfg.resume = yes;
         self
     }
 
