@@ -23,7 +23,7 @@ mpirun -n "$ranks" "$bin" verify --max-count 4099 | tail -1
 
 echo "== mpirun -n $ranks ringreduce train: MLP 784-128-10 on Fashion-MNIST, ring all-reduce, $epochs epochs"
 mpirun -n "$ranks" "$bin" train --data fashion-mnist --model mlp --hidden 128 --epochs "$epochs" \
-  --batch 128 --lr 0.1 --momentum 0.9 --algo ring --checkpoint "$out/mlp.ckpt" \
+  --batch 256 --lr 0.2 --momentum 0.9 --algo ring --checkpoint "$out/mlp.ckpt" \
   --metrics "$out/metrics.csv" --plot "$out/loss.png"
 
 params=$(( (784 * 128 + 128 + 128 * 10 + 10) * 4 ))

@@ -185,11 +185,16 @@ impl SyncSgd {
                     y[j] = train.labels[i];
                 }
                 let loss = model.loss_and_grad(params, &x, &y, &mut grad);
-                // Local mean gradient; averaged over ranks it is the global mean.
+                // Local mean gradient (averaged over ranks it is the global
+                // mean), checked for finiteness in the same pass.
                 let scale = 1.0 / local as f32;
-                grad.iter_mut().for_each(|g| *g *= scale);
+                let mut grad_finite = true;
+                for g in grad.iter_mut() {
+                    *g *= scale;
+                    grad_finite &= g.is_finite();
+                }
                 // Agree on finiteness first, so every rank stops at the same step.
-                let bad = !loss.is_finite() || grad.iter().any(|g| !g.is_finite());
+                let bad = !loss.is_finite() || !grad_finite;
                 let mut first_bad = [if bad { rank as i64 } else { p as i64 }];
                 all_reduce_in_place(comm, &mut first_bad, ReduceOp::Min, Algorithm::Butterfly)?;
                 if first_bad[0] < p as i64 {
