@@ -790,10 +790,8 @@ fn run_train(o: &TrainOpts) -> ExitCode {
     };
     let loaded = match o.data.as_str() {
         "fashion-mnist" => data::fashion_mnist(std::path::Path::new(data::FASHION_MNIST_DIR)),
-        "synthetic" => Ok((
-            data::synthetic(6000, 20, 5, o.seed),
-            data::synthetic(1000, 20, 5, o.seed ^ 1),
-        )),
+        // One draw split in two, so train and test share the class means.
+        "synthetic" => Ok(data::synthetic(7000, 20, 5, o.seed).split(6000)),
         path => data::load_csv(std::path::Path::new(path)).map(|d| (d.clone(), d)),
     };
     let (train, test) = match loaded {
@@ -832,9 +830,40 @@ fn run_train(o: &TrainOpts) -> ExitCode {
         println!("epoch  train_loss  test_acc  epoch_s  allreduce_share  allreduced_MB");
     }
     let mut params = opt.init_params(&model);
-    let result = opt.fit(&comm, &model, &mut params, &train, Some(&test), |m| {
+    // A progress bar on a terminal; plain per-epoch lines otherwise. Under
+    // mpirun a rank's stdout is a pseudo-terminal even when the job's output
+    // goes to a file, so launched ranks always print plain lines.
+    let launched = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let bar = (root && terminal && !launched).then(|| {
+        let bar = indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stdout());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "epoch {prefix} [{bar:40}] {pos}/{len} steps, {eta} left",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar
+    });
+    let on_step = |epoch: usize, step: usize, steps: usize| {
+        if let Some(bar) = &bar {
+            if step == 1 {
+                bar.set_length(steps as u64);
+                bar.set_prefix(epoch.to_string());
+            }
+            bar.set_position(step as u64);
+        }
+    };
+    let result = opt.fit_with_progress(&comm, &model, &mut params, &train, Some(&test), on_step, |m| {
         if root {
-            println!(
+            let print = |line: String| match &bar {
+                Some(bar) if !bar.is_hidden() => bar.println(line),
+                _ => println!("{line}"),
+            };
+            print(format!(
                 "{:>5}  {:>10.4}  {:>8.4}  {:>7.2}  {:>14.1}%  {:>13.1}",
                 m.epoch,
                 m.train_loss,
@@ -842,9 +871,12 @@ fn run_train(o: &TrainOpts) -> ExitCode {
                 m.epoch_secs,
                 100.0 * m.allreduce_secs / m.epoch_secs.max(1e-12),
                 m.allreduce_bytes as f64 / 1e6
-            );
+            ));
         }
     });
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
     let history = match result {
         Ok(h) => h,
         Err(e) => return fail(e),

@@ -263,13 +263,25 @@ fn train_writes_metrics_plot_and_checkpoint_and_resumes() {
     assert!(whole.status.success(), "{}{}", stdout(&whole), stderr(&whole));
     let csv = std::fs::read_to_string(&metrics).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
+    // The synthetic blobs are well separated: a held-out accuracy near 1.
+    let accuracy: f64 = csv
+        .lines()
+        .last()
+        .unwrap()
+        .split(',')
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(accuracy > 0.9, "test accuracy {accuracy}:\n{csv}");
     assert!(std::fs::read(&plot).unwrap().starts_with(b"\x89PNG"));
     let final_line = |text: &str| {
         text.lines()
             .rfind(|l| l.trim_start().starts_with('2'))
             .map(str::to_string)
     };
-    let uninterrupted = final_line(&stdout(&whole)).expect("epoch 2 line");
+    let uninterrupted =
+        final_line(&stdout(&whole)).unwrap_or_else(|| panic!("no epoch 2 line:\n{}", stdout(&whole)));
 
     // One epoch, then resume on 3 ranks to epoch 2: same loss and accuracy to the printed digits.
     assert!(run(2, with("1", &[])).status.success());

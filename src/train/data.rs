@@ -39,6 +39,18 @@ impl Dataset {
         self.labels.is_empty()
     }
 
+    /// The first `n` examples and the rest, as two sets (train, test).
+    pub fn split(mut self, n: usize) -> (Dataset, Dataset) {
+        let n = n.min(self.len());
+        let rest = Dataset {
+            features: self.features.split_off(n * self.dim),
+            labels: self.labels.split_off(n),
+            dim: self.dim,
+            classes: self.classes,
+        };
+        (self, rest)
+    }
+
     /// Features of example `i`.
     pub fn row(&self, i: usize) -> &[f32] {
         &self.features[i * self.dim..(i + 1) * self.dim]
@@ -311,6 +323,16 @@ mod tests {
         assert!(load_csv(&p).unwrap_err().to_string().contains("not a number"));
         std::fs::write(&p, "").unwrap();
         assert!(load_csv(&p).is_err());
+    }
+
+    #[test]
+    fn split_keeps_rows_whole() {
+        let (a, b) = synthetic(10, 3, 2, 1).split(7);
+        assert_eq!(
+            (a.len(), b.len(), a.features.len(), b.features.len()),
+            (7, 3, 21, 9)
+        );
+        assert_eq!(b.row(0), synthetic(10, 3, 2, 1).row(7));
     }
 
     #[test]

@@ -117,6 +117,26 @@ impl SyncSgd {
         params: &mut [f32],
         train: &Dataset,
         test: Option<&Dataset>,
+        on_epoch: impl FnMut(&EpochMetrics),
+    ) -> Result<Vec<EpochMetrics>>
+    where
+        M: Model,
+        C: Transport + ?Sized,
+    {
+        self.fit_with_progress(comm, model, params, train, test, |_, _, _| {}, on_epoch)
+    }
+
+    /// [`SyncSgd::fit`] that also calls `on_step(epoch, step, steps)` after
+    /// every step (for progress bars).
+    #[allow(clippy::too_many_arguments)]
+    pub fn fit_with_progress<M, C>(
+        &self,
+        comm: &C,
+        model: &M,
+        params: &mut [f32],
+        train: &Dataset,
+        test: Option<&Dataset>,
+        mut on_step: impl FnMut(usize, usize, usize),
         mut on_epoch: impl FnMut(&EpochMetrics),
     ) -> Result<Vec<EpochMetrics>>
     where
@@ -218,6 +238,7 @@ impl SyncSgd {
                     *w -= lr * *v;
                 }
                 loss_sum += loss as f64;
+                on_step(epoch, step + 1, steps);
             }
             let epoch_secs = start.elapsed().as_secs_f64();
             let mut totals = [loss_sum, 0.0];
