@@ -89,47 +89,7 @@ enum Command {
         max_bytes: u64,
     },
     /// Train a classifier with synchronous data-parallel SGD (run under mpirun).
-    Train {
-        /// fashion-mnist (Debian's dataset-fashion-mnist), synthetic, or a CSV file (label, features…).
-        #[arg(long, default_value = "fashion-mnist")]
-        data: String,
-        /// softmax or mlp.
-        #[arg(long, default_value = "mlp")]
-        model: String,
-        /// Hidden layer widths of the MLP, comma-separated.
-        #[arg(long, default_value = "128")]
-        hidden: String,
-        /// Epochs.
-        #[arg(long, default_value_t = 5)]
-        epochs: usize,
-        /// Global batch size (split across ranks).
-        #[arg(long, default_value_t = 128)]
-        batch: usize,
-        /// Learning rate.
-        #[arg(long, default_value_t = 0.1, allow_hyphen_values = true)]
-        lr: f32,
-        /// Momentum.
-        #[arg(long, default_value_t = 0.9, allow_hyphen_values = true)]
-        momentum: f32,
-        /// Gradient all-reduce algorithm.
-        #[arg(long, default_value = "ring", value_parser = one::<Algorithm>)]
-        algo: Algorithm,
-        /// Seed of initialisation and shuffling.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Write per-epoch metrics to this CSV file (rank 0).
-        #[arg(long)]
-        metrics: Option<PathBuf>,
-        /// Draw loss and accuracy per epoch to this PNG or SVG file (rank 0).
-        #[arg(long)]
-        plot: Option<PathBuf>,
-        /// Rank 0 writes a checkpoint here after every epoch.
-        #[arg(long)]
-        checkpoint: Option<PathBuf>,
-        /// Continue from --checkpoint (on any rank count dividing --batch).
-        #[arg(long, requires = "checkpoint")]
-        resume: bool,
-    },
+    Train(TrainOpts),
     /// Draw latency and bus-bandwidth charts (PNG and SVG) from a `bench --format csv` file.
     Plot {
         /// The CSV written by `ringreduce bench --format csv`.
@@ -343,38 +303,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Calibrate { out, max_bytes } => run_calibrate(&out, max_bytes),
-        Command::Train {
-            data,
-            model,
-            hidden,
-            epochs,
-            batch,
-            lr,
-            momentum,
-            algo,
-            seed,
-            metrics,
-            plot,
-            checkpoint,
-            resume,
-        } => {
-            let opts = TrainOpts {
-                data,
-                model,
-                hidden,
-                epochs,
-                batch,
-                lr,
-                momentum,
-                algo,
-                seed,
-                metrics,
-                plot,
-                checkpoint,
-                resume,
-            };
-            run_train(&opts)
-        }
+        Command::Train(opts) => run_train(&opts),
         Command::Plot { csv, out, title } => match ringreduce::plot::plot_bench(&csv, &out, &title) {
             Ok(files) => {
                 for f in files {
@@ -726,19 +655,47 @@ fn run_bench(
     }
 }
 
+/// Settings of `ringreduce train`.
+#[derive(clap::Args, Debug)]
 struct TrainOpts {
+    /// fashion-mnist (Debian's dataset-fashion-mnist), synthetic, or a CSV file (label, features…).
+    #[arg(long, default_value = "fashion-mnist")]
     data: String,
+    /// softmax or mlp.
+    #[arg(long, default_value = "mlp")]
     model: String,
+    /// Hidden layer widths of the MLP, comma-separated.
+    #[arg(long, default_value = "128")]
     hidden: String,
+    /// Epochs.
+    #[arg(long, default_value_t = 5)]
     epochs: usize,
+    /// Global batch size (split across ranks).
+    #[arg(long, default_value_t = 128)]
     batch: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.1, allow_hyphen_values = true)]
     lr: f32,
+    /// Momentum.
+    #[arg(long, default_value_t = 0.9, allow_hyphen_values = true)]
     momentum: f32,
+    /// Gradient all-reduce algorithm.
+    #[arg(long, default_value = "ring", value_parser = one::<Algorithm>)]
     algo: Algorithm,
+    /// Seed of initialisation and shuffling.
+    #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Write per-epoch metrics to this CSV file (rank 0).
+    #[arg(long)]
     metrics: Option<PathBuf>,
+    /// Draw loss and accuracy per epoch to this PNG or SVG file (rank 0).
+    #[arg(long)]
     plot: Option<PathBuf>,
+    /// Rank 0 writes a checkpoint here after every epoch.
+    #[arg(long)]
     checkpoint: Option<PathBuf>,
+    /// Continue from --checkpoint (on any rank count dividing --batch).
+    #[arg(long, requires = "checkpoint")]
     resume: bool,
 }
 
