@@ -5,9 +5,10 @@
 #   - libclang-dev (rsmpi's bindings are generated with bindgen), pkg-config
 #   - fonts-dejavu-core (the font of the PNG/SVG charts)
 #   - dataset-fashion-mnist (the default training data, /usr/share/datasets/fashion-mnist)
+#   - iproute2 (ip, tc: the network-namespace cluster of scripts/cluster.sh)
 set -euo pipefail
 
-packages=(openmpi-bin libopenmpi-dev libclang-dev pkg-config fonts-dejavu-core dataset-fashion-mnist)
+packages=(openmpi-bin libopenmpi-dev libclang-dev pkg-config fonts-dejavu-core dataset-fashion-mnist iproute2)
 
 missing=()
 for pkg in "${packages[@]}"; do
