@@ -84,7 +84,7 @@ impl Checkpoint {
         let header: Header = serde_json::from_slice(&body[..hlen])
             .map_err(|e| bad(path, format!("bad checkpoint header: {e}")))?;
         let floats = &body[hlen..];
-        if floats.len() != 8 * header.params {
+        if header.params.checked_mul(8) != Some(floats.len()) {
             return Err(bad(
                 path,
                 format!(
@@ -110,6 +110,32 @@ impl Checkpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let path = std::env::temp_dir().join(format!("ringreduce-ckpt-fuzz-{}", std::process::id()));
+            for prefix in [&b""[..], &MAGIC[..]] {
+                std::fs::write(&path, [prefix, &bytes[..]].concat()).unwrap();
+                let _ = Checkpoint::load(&path);
+            }
+        }
+    }
+
+    #[test]
+    fn a_huge_parameter_count_is_an_error_not_an_overflow() {
+        let path = std::env::temp_dir().join(format!("ringreduce-ckpt-huge-{}", std::process::id()));
+        let header = format!(r#"{{"epoch":1,"seed":1,"batch":1,"params":{}}}"#, usize::MAX / 2);
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend((header.len() as u64).to_le_bytes());
+        bytes.extend(header.as_bytes());
+        std::fs::write(&path, bytes).unwrap();
+        assert!(Checkpoint::load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("truncated"));
+        std::fs::remove_file(&path).unwrap();
+    }
 
     #[test]
     fn round_trip_and_corruption() {

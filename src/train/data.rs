@@ -325,6 +325,19 @@ mod tests {
         assert!(load_csv(&p).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_parsers(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let p = Path::new("fuzz.idx");
+            let _ = parse_idx(&bytes, p);
+            // The same bytes behind a valid-looking IDX magic reach the dimension checks.
+            let _ = parse_idx(&[&[0u8, 0, 8, (bytes.len() % 4) as u8][..], &bytes[..]].concat(), p);
+            let csv = tmp("fuzz.csv");
+            std::fs::write(&csv, &bytes).unwrap();
+            let _ = load_csv(&csv);
+        }
+    }
+
     #[test]
     fn split_keeps_rows_whole() {
         let (a, b) = synthetic(10, 3, 2, 1).split(7);
