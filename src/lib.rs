@@ -7,8 +7,11 @@
 //! Layers, bottom to top: [`element`] (types, ops, reduce kernels),
 //! [`transport`] (rank, size, send, recv, sendrecv; MPI, threads, counting),
 //! [`algorithms`] (one file each, written against the transport only),
-//! [`cost`] (rounds, bytes and predicted time; what `Auto` chooses by) and
-//! [`verify`] (the cluster self-check behind `ringreduce verify`).
+//! [`cost`] (rounds, bytes and predicted time; what `Auto` chooses by),
+//! [`train`] (data, models on flat buffers, synchronous data-parallel SGD).
+//! Beside them: [`verify`], [`bench`] and [`calibrate`] (what the
+//! `ringreduce` subcommands of those names run), [`plot`] (PNG/SVG charts)
+//! and [`units`] (byte sizes on command lines).
 //!
 //! ```
 //! use ringreduce::{all_reduce_in_place, Algorithm, Local, ReduceOp, Transport};
