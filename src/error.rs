@@ -87,5 +87,5 @@ pub enum Error {
     },
 }
 
-/// `Result` with [`Error`] as the error type.
+/// `Result` with [`Error`](enum@Error) as the error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

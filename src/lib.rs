@@ -9,7 +9,7 @@
 //! [`algorithms`] (one file each, written against the transport only),
 //! [`cost`] (rounds, bytes and predicted time; what `Auto` chooses by),
 //! [`train`] (data, models on flat buffers, synchronous data-parallel SGD).
-//! Beside them: [`verify`], [`bench`] and [`calibrate`] (what the
+//! Beside them: [`verify`], [`bench`](mod@bench) and [`calibrate`] (what the
 //! `ringreduce` subcommands of those names run), [`plot`] (PNG/SVG charts)
 //! and [`units`] (byte sizes on command lines).
 //!

@@ -10,7 +10,7 @@
 //!   which is how the tests hold the cost model to the code.
 //!
 //! A recv must be matched by a send of exactly the same length; a different
-//! length is reported as [`Error::MessageSize`](crate::Error::MessageSize).
+//! length is reported as [`Error::MessageSize`].
 //! Messages between one pair of ranks arrive in the order they were sent.
 
 mod counting;
