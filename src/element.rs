@@ -670,32 +670,30 @@ mod tests {
             f32::NAN,
         ];
         vals.extend((0..200).map(|i| (i as f32 * 0.37).sin() * 10f32.powi(i % 7 - 3)));
-        let n = vals.len();
-        for order in [Order::AccFirst, Order::SrcFirst] {
-            for op in ReduceOp::ALL {
-                let a16: Vec<f16> = vals.iter().map(|&v| f16::from_f32(v)).collect();
-                let b16: Vec<f16> = (0..n).map(|i| f16::from_f32(vals[(i * 7 + 3) % n])).collect();
-                let want: Vec<u16> = widened(op, &a16, &b16, order)
-                    .iter()
-                    .map(|&v| f16::from_f32(v).to_bits())
-                    .collect();
-                let mut got = a16.clone();
-                f16::reduce(op, &mut got, &b16, order);
-                let got: Vec<u16> = got.iter().map(|v| v.to_bits()).collect();
-                assert_eq!(got, want, "f16 {op} {order:?}");
-
-                let ab: Vec<bf16> = vals.iter().map(|&v| bf16::from_f32(v)).collect();
-                let bb: Vec<bf16> = (0..n).map(|i| bf16::from_f32(vals[(i * 7 + 3) % n])).collect();
-                let want: Vec<u16> = widened(op, &ab, &bb, order)
-                    .iter()
-                    .map(|&v| bf16::from_f32(v).to_bits())
-                    .collect();
-                let mut got = ab.clone();
-                bf16::reduce(op, &mut got, &bb, order);
-                let got: Vec<u16> = got.iter().map(|v| v.to_bits()).collect();
-                assert_eq!(got, want, "bf16 {op} {order:?}");
+        // The fast kernel of one 16-bit type against the widening path, bit for bit.
+        fn check<T>(vals: &[f32], from: fn(f32) -> T, bits: fn(&T) -> u16)
+        where
+            T: Element,
+            [T]: HalfFloatSliceExt,
+        {
+            let n = vals.len();
+            for order in [Order::AccFirst, Order::SrcFirst] {
+                for op in ReduceOp::ALL {
+                    let a: Vec<T> = vals.iter().map(|&v| from(v)).collect();
+                    let b: Vec<T> = (0..n).map(|i| from(vals[(i * 7 + 3) % n])).collect();
+                    let want: Vec<u16> = widened(op, &a, &b, order)
+                        .iter()
+                        .map(|&v| bits(&from(v)))
+                        .collect();
+                    let mut got = a.clone();
+                    T::reduce(op, &mut got, &b, order);
+                    let got: Vec<u16> = got.iter().map(bits).collect();
+                    assert_eq!(got, want, "{} {op} {order:?}", T::DTYPE);
+                }
             }
         }
+        check(&vals, f16::from_f32, |v| v.to_bits());
+        check(&vals, bf16::from_f32, |v| v.to_bits());
         for v in vals {
             assert_eq!(f32_to_bf16(v), bf16::from_f32(v).to_bits(), "{v}");
         }

@@ -296,32 +296,27 @@ pub fn bench_series(csv: &Path) -> Result<(Vec<Series>, Vec<Series>)> {
 pub fn plot_bench(csv: &Path, out_dir: &Path, title: &str) -> Result<Vec<PathBuf>> {
     let (latency, busbw) = bench_series(csv)?;
     std::fs::create_dir_all(out_dir).map_err(|e| plot_error(format!("{}: {e}", out_dir.display())))?;
+    // (file stem, title suffix, y label, logarithmic y, series)
+    let charts = [
+        ("latency", "latency", "time (µs)", true, &latency),
+        ("busbw", "bus bandwidth", "busbw (GB/s)", false, &busbw),
+    ];
     let mut written = Vec::new();
     for ext in ["png", "svg"] {
-        let lat = out_dir.join(format!("latency.{ext}"));
-        let chart = Chart {
-            title: &format!("{title}: latency"),
-            x_label: "message size (bytes)",
-            y_label: "time (µs)",
-            log_x: true,
-            x_bytes: true,
-            log_y: true,
-            series: &latency,
-        };
-        draw(&chart, &lat)?;
-        written.push(lat);
-        let bw = out_dir.join(format!("busbw.{ext}"));
-        let chart = Chart {
-            title: &format!("{title}: bus bandwidth"),
-            x_label: "message size (bytes)",
-            y_label: "busbw (GB/s)",
-            log_x: true,
-            x_bytes: true,
-            log_y: false,
-            series: &busbw,
-        };
-        draw(&chart, &bw)?;
-        written.push(bw);
+        for (stem, what, y_label, log_y, series) in charts {
+            let path = out_dir.join(format!("{stem}.{ext}"));
+            let chart = Chart {
+                title: &format!("{title}: {what}"),
+                x_label: "message size (bytes)",
+                y_label,
+                log_x: true,
+                x_bytes: true,
+                log_y,
+                series,
+            };
+            draw(&chart, &path)?;
+            written.push(path);
+        }
     }
     Ok(written)
 }
