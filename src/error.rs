@@ -31,6 +31,16 @@ pub enum Error {
         /// Bytes that arrived.
         got: usize,
     },
+    /// Ranks called an all-reduce with different arguments (count, element
+    /// type, op or algorithm) or at different call numbers. Found by the
+    /// call check before any data moved; every rank returns the same error.
+    #[error("all_reduce #{call}: {detail}")]
+    Mismatch {
+        /// The call number on rank 0 (calls are numbered from 1).
+        call: u64,
+        /// Which ranks passed what.
+        detail: String,
+    },
     /// A rank number outside `0..size` was passed to a transport.
     #[error("rank {rank} is out of range for a communicator of size {size}")]
     InvalidRank {

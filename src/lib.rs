@@ -9,6 +9,7 @@
 //! [`algorithms`] (one file each, written against the transport only),
 //! [`cost`] (rounds, bytes and predicted time; what `Auto` chooses by),
 //! [`train`] (data, models on flat buffers, synchronous data-parallel SGD).
+//! [`check`] keeps every call honest (mismatched calls, stalled ranks).
 //! Beside them: [`verify`], [`bench`](mod@bench) and [`calibrate`] (what the
 //! `ringreduce` subcommands of those names run), [`plot`] (PNG/SVG charts)
 //! and [`units`] (byte sizes on command lines).
@@ -28,6 +29,7 @@
 pub mod algorithms;
 pub mod bench;
 pub mod calibrate;
+pub mod check;
 pub mod cost;
 pub mod element;
 pub mod error;

@@ -24,7 +24,7 @@ pub(crate) fn largest_power_of_two(p: usize) -> usize {
     1 << (usize::BITS - 1 - p.leading_zeros())
 }
 
-pub(super) fn all_reduce<T: Element, C: Transport + ?Sized>(
+pub(crate) fn all_reduce<T: Element, C: Transport + ?Sized>(
     comm: &C,
     buf: &mut [T],
     op: ReduceOp,

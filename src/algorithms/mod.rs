@@ -10,12 +10,13 @@ mod central;
 mod naive;
 mod ring;
 
-pub(crate) use butterfly::largest_power_of_two;
+pub(crate) use butterfly::{all_reduce as butterfly_all_reduce, largest_power_of_two};
 
 use std::fmt;
 use std::ops::Range;
 use std::str::FromStr;
 
+use crate::check::{self, Signature};
 use crate::element::{names, Element, ReduceOp};
 use crate::error::{Error, Result};
 use crate::transport::Transport;
@@ -122,8 +123,24 @@ where
     T: Element,
     C: Transport + ?Sized,
 {
-    // Trivial exits first: one rank, or nothing to reduce.
-    if comm.size() <= 1 || buf.is_empty() {
+    // Validate first (every rank agrees on the call), trivial exits next, then the work.
+    if comm.size() <= 1 {
+        return Ok(());
+    }
+    let algorithm = match algorithm {
+        Algorithm::Auto => comm
+            .tuning()
+            .resolve(comm.size(), buf.len(), std::mem::size_of::<T>()),
+        concrete => concrete,
+    };
+    let signature = Signature {
+        count: buf.len() as u64,
+        dtype: T::DTYPE,
+        op,
+        algorithm,
+    };
+    check::begin(comm, signature)?;
+    if buf.is_empty() {
         return Ok(());
     }
     match algorithm {
@@ -131,12 +148,7 @@ where
         Algorithm::Butterfly => butterfly::all_reduce(comm, buf, op),
         Algorithm::Ring => ring::all_reduce(comm, None, buf, op),
         Algorithm::Central => central::all_reduce(comm, buf, op),
-        Algorithm::Auto => {
-            let chosen = comm
-                .tuning()
-                .resolve(comm.size(), buf.len(), std::mem::size_of::<T>());
-            all_reduce_in_place(comm, buf, op, chosen)
-        }
+        Algorithm::Auto => unreachable!("resolved above"),
     }
 }
 

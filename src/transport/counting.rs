@@ -26,7 +26,8 @@ pub struct CallStats {
 /// Wraps a transport and records [`CallStats`] for this rank.
 ///
 /// A `sendrecv` is one round with one message each way; a lone `send` or
-/// `recv` is a round of its own.
+/// `recv` is a round of its own. Calls through it are unchecked
+/// ([`Transport::checks`] is `None`), so the counts are the algorithm's alone.
 pub struct Counting<T> {
     inner: T,
     stats: Cell<CallStats>,

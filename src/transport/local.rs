@@ -3,6 +3,7 @@
 use std::sync::mpsc::{channel, Receiver, Sender};
 
 use super::{check_peer, Transport};
+use crate::check::{CallChecks, CheckConfig};
 use crate::cost::Tuning;
 use crate::error::{Error, Result};
 
@@ -34,6 +35,10 @@ impl Local {
 
     /// Like [`Local::endpoints`], with the given tuning on every rank.
     pub fn endpoints_with(size: usize, tuning: Tuning) -> Vec<LocalEndpoint> {
+        Local::endpoints_configured(size, tuning, CheckConfig::default())
+    }
+
+    fn endpoints_configured(size: usize, tuning: Tuning, checks: CheckConfig) -> Vec<LocalEndpoint> {
         // senders[src][dst] and receivers[dst][src]
         let mut senders: Vec<Vec<Sender<Vec<u8>>>> = (0..size).map(|_| Vec::with_capacity(size)).collect();
         let mut receivers: Vec<Vec<Receiver<Vec<u8>>>> =
@@ -55,6 +60,7 @@ impl Local {
                 to,
                 from,
                 tuning,
+                checks: CallChecks::new(checks),
             })
             .collect()
     }
@@ -78,12 +84,26 @@ impl Local {
         R: Send,
         F: Fn(LocalEndpoint) -> R + Sync,
     {
+        Local::spawn(Local::endpoints_with(size, tuning), f)
+    }
+
+    /// Like [`Local::run`], with the given call checks on every rank.
+    pub fn run_checked<R, F>(size: usize, checks: CheckConfig, f: F) -> Vec<R>
+    where
+        R: Send,
+        F: Fn(LocalEndpoint) -> R + Sync,
+    {
+        Local::spawn(Local::endpoints_configured(size, Tuning::default(), checks), f)
+    }
+
+    fn spawn<R, F>(endpoints: Vec<LocalEndpoint>, f: F) -> Vec<R>
+    where
+        R: Send,
+        F: Fn(LocalEndpoint) -> R + Sync,
+    {
         let f = &f;
         std::thread::scope(|s| {
-            let handles: Vec<_> = Local::endpoints_with(size, tuning)
-                .into_iter()
-                .map(|ep| s.spawn(move || f(ep)))
-                .collect();
+            let handles: Vec<_> = endpoints.into_iter().map(|ep| s.spawn(move || f(ep))).collect();
             handles
                 .into_iter()
                 .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
@@ -99,6 +119,7 @@ pub struct LocalEndpoint {
     to: Vec<Sender<Vec<u8>>>,
     from: Vec<Receiver<Vec<u8>>>,
     tuning: Tuning,
+    checks: CallChecks,
 }
 
 impl LocalEndpoint {
@@ -117,6 +138,10 @@ impl Transport for LocalEndpoint {
 
     fn tuning(&self) -> Tuning {
         self.tuning
+    }
+
+    fn checks(&self) -> Option<&CallChecks> {
+        Some(&self.checks)
     }
 
     fn size(&self) -> usize {

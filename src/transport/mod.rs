@@ -21,6 +21,7 @@ pub use self::counting::{CallStats, Counting};
 pub use self::local::{Local, LocalEndpoint};
 pub use self::mpi::Mpi;
 
+use crate::check::CallChecks;
 use crate::cost::Tuning;
 use crate::element::Element;
 use crate::error::{Error, Result};
@@ -49,6 +50,12 @@ pub trait Transport {
     /// implementation was given others.
     fn tuning(&self) -> Tuning {
         Tuning::default()
+    }
+
+    /// The group's call checks ([`crate::check`]): its call counter and
+    /// settings. `None` (the default) makes calls unchecked and unnumbered.
+    fn checks(&self) -> Option<&CallChecks> {
+        None
     }
 
     /// Sends a typed slice to `dest`.
@@ -88,6 +95,9 @@ impl<X: Transport + ?Sized> Transport for &X {
     }
     fn tuning(&self) -> Tuning {
         (**self).tuning()
+    }
+    fn checks(&self) -> Option<&CallChecks> {
+        (**self).checks()
     }
 }
 

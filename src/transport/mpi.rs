@@ -1,26 +1,55 @@
 //! The MPI transport: any rsmpi communicator.
 
-use mpi::point_to_point as p2p;
+use std::time::{Duration, Instant};
+
+use mpi::point_to_point::Status;
+use mpi::request::{LocalScope, Request};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
+use mpi::Tag;
 
 use super::{check_peer, Transport};
-use crate::cost::Tuning;
+use crate::check::{rank_list, CallChecks, CheckConfig, ABORT_CODE};
+use crate::cost::{Tuning, WIRE};
 use crate::error::{Error, Result};
 
 /// Largest message handed to MPI in one call. MPI counts are C `int`s, so
 /// larger buffers are sent as several messages of at most this many bytes.
 const MAX_MESSAGE: usize = 1 << 30;
 
+/// Polls of a pending request before the clock is first read.
+const SPINS: u32 = 256;
+/// After this long a waiting rank answers other ranks' census queries and
+/// yields its core between polls.
+const PATIENT: Duration = Duration::from_millis(1);
+/// How long a census waits for the answers of the other ranks.
+const GRACE: Duration = Duration::from_secs(1);
+/// Tags on the control communicator.
+const QUERY: Tag = 1;
+const REPLY: Tag = 2;
+
+/// A posted send or receive of bytes.
+type Pending<'a, 's> = Request<'a, [u8], &'s LocalScope<'a>>;
+
 /// Transport over an rsmpi communicator.
 ///
 /// [`Mpi::new`] duplicates the communicator (`MPI_Comm_dup`, a collective
 /// call), so the library's messages can never be matched by the
 /// application's own sends and receives on the original communicator — the
-/// same isolation NCCL and Gloo get from their own contexts.
+/// same isolation NCCL and Gloo get from their own contexts. A second
+/// duplicate carries the stall census (below).
+///
+/// Every wait polls its requests with a deadline ([`CheckConfig::timeout`],
+/// default 60 s, `RINGREDUCE_TIMEOUT`). When it passes, the waiting rank
+/// asks every rank which call it is in (a *census*: ranks waiting inside
+/// this library answer, stalled or busy ones cannot), the lowest waiting
+/// rank prints one line —
+/// `ringreduce: rank 3 has not joined all_reduce #812 after 60 s` — to
+/// standard error and calls `MPI_Abort` with [`ABORT_CODE`].
 ///
 /// MPI errors abort the job under rsmpi's default error handler
-/// (`MPI_ERRORS_ARE_FATAL`); they are not returned as [`Error`].
+/// (`MPI_ERRORS_ARE_FATAL`); they are not returned as [`Error`]. A rank
+/// killed by a signal ends the job through `mpirun`.
 ///
 /// # Examples
 /// ```no_run
@@ -33,65 +62,77 @@ const MAX_MESSAGE: usize = 1 << 30;
 /// ```
 pub struct Mpi {
     comm: SimpleCommunicator,
+    control: SimpleCommunicator,
     rank: usize,
     size: usize,
     tuning: Tuning,
+    checks: CallChecks,
 }
 
 impl Mpi {
     /// Wraps a private duplicate of `comm` (world or a split communicator).
     /// Collective: every rank of `comm` must call it.
     ///
-    /// Rank 0 reads the [`Tuning`] for `Algorithm::Auto` from the environment
-    /// (`RINGREDUCE_CALIBRATION`, `RINGREDUCE_ALGO`) and broadcasts it, so
-    /// every rank chooses alike even if their files or environments differ.
+    /// Rank 0 reads the [`Tuning`] for `Algorithm::Auto`
+    /// (`RINGREDUCE_CALIBRATION`, `RINGREDUCE_ALGO`) and the call checks
+    /// (`RINGREDUCE_CHECK`, `RINGREDUCE_TIMEOUT`; see [`crate::check`]) from
+    /// the environment and broadcasts them, so every rank behaves alike
+    /// even if their files or environments differ.
     ///
     /// # Errors
     /// On every rank, when rank 0's calibration file is unreadable or
-    /// malformed or `RINGREDUCE_ALGO` names no algorithm.
+    /// malformed, `RINGREDUCE_ALGO` names no algorithm, or a check variable
+    /// is not understood.
     pub fn new<C: Communicator>(comm: &C) -> Result<Self> {
-        let comm = comm.duplicate();
-        let root = comm.process_at_rank(0);
         let from_env = if comm.rank() == 0 {
-            Some(Tuning::from_env())
+            Some(Tuning::from_env().and_then(|t| Ok((t, CheckConfig::from_env()?))))
         } else {
             None
         };
-        // Broadcast rank 0's verdict: the error text (empty when fine) and the tuning.
+        // Broadcast rank 0's verdict: the error text (empty when fine), then the settings.
         let mut error = match &from_env {
             Some(Err(e)) => e.to_string().into_bytes(),
             _ => Vec::new(),
         };
+        let root = comm.process_at_rank(0);
         let mut len = error.len() as u64;
         root.broadcast_into(&mut len);
         error.resize(len as usize, 0);
         if len > 0 {
             root.broadcast_into(&mut error[..]);
             return Err(Error::InvalidArgument {
-                what: "tuning from the environment",
+                what: "settings from the environment",
                 reason: String::from_utf8_lossy(&error).into_owned(),
             });
         }
-        let tuning = from_env.and_then(|t| t.ok()).unwrap_or_default();
-        Ok(Mpi::agree(comm, tuning))
+        let (tuning, checks) = from_env.and_then(|t| t.ok()).unwrap_or_default();
+        Ok(Mpi::with_config(comm, tuning, checks))
     }
 
-    /// Like [`Mpi::new`] with an explicit tuning; rank 0's value is used on
-    /// every rank. Collective.
+    /// Like [`Mpi::new`] with an explicit tuning and the default checks.
+    /// Collective; rank 0's value is used on every rank.
     pub fn with_tuning<C: Communicator>(comm: &C, tuning: Tuning) -> Self {
-        Mpi::agree(comm.duplicate(), tuning)
+        Mpi::with_config(comm, tuning, CheckConfig::default())
     }
 
-    fn agree(comm: SimpleCommunicator, tuning: Tuning) -> Self {
-        let mut wire = tuning.to_wire();
+    /// Like [`Mpi::new`] with explicit settings; the environment is not
+    /// read. Collective; rank 0's values are used on every rank.
+    pub fn with_config<C: Communicator>(comm: &C, tuning: Tuning, checks: CheckConfig) -> Self {
+        let comm = comm.duplicate();
+        let control = comm.duplicate();
+        let mut wire = [0.0; WIRE + 2];
+        wire[..WIRE].copy_from_slice(&tuning.to_wire());
+        wire[WIRE..].copy_from_slice(&checks.to_wire());
         comm.process_at_rank(0).broadcast_into(&mut wire[..]);
         let rank = comm.rank() as usize;
         let size = comm.size() as usize;
         Mpi {
             comm,
+            control,
             rank,
             size,
-            tuning: Tuning::from_wire(wire),
+            tuning: Tuning::from_wire(wire[..WIRE].try_into().expect("WIRE numbers")),
+            checks: CallChecks::new(CheckConfig::from_wire([wire[WIRE], wire[WIRE + 1]])),
         }
     }
 
@@ -100,7 +141,7 @@ impl Mpi {
         &self.comm
     }
 
-    fn check_count(&self, status: mpi::point_to_point::Status, expected: usize, src: usize) -> Result<()> {
+    fn check_count(&self, status: Status, expected: usize, src: usize) -> Result<()> {
         let got = status.count(u8::equivalent_datatype()) as usize;
         if got == expected {
             Ok(())
@@ -111,6 +152,185 @@ impl Mpi {
                 expected,
                 got,
             })
+        }
+    }
+
+    /// Polls `sends` and `recvs` (with the bytes each receive expects from
+    /// `peer`) until all are complete; a stall past the deadline ends in
+    /// [`Mpi::stalled`]. Every request is completed, also on error.
+    fn complete<'a>(
+        &self,
+        sends: &mut [Option<Pending<'a, '_>>],
+        recvs: &mut [Option<(Pending<'a, '_>, usize)>],
+        peer: usize,
+    ) -> Result<()> {
+        let mut result = Ok(());
+        let mut wait = Waiting::new(self, peer);
+        loop {
+            let mut pending = false;
+            for slot in sends.iter_mut() {
+                if let Some(req) = slot.take() {
+                    if let Err(req) = req.test() {
+                        *slot = Some(req);
+                        pending = true;
+                    }
+                }
+            }
+            for slot in recvs.iter_mut() {
+                if let Some((req, expected)) = slot.take() {
+                    match req.test() {
+                        Ok(status) => {
+                            if result.is_ok() {
+                                result = self.check_count(status, expected, peer);
+                            }
+                        }
+                        Err(req) => {
+                            *slot = Some((req, expected));
+                            pending = true;
+                        }
+                    }
+                }
+            }
+            if !pending {
+                return result;
+            }
+            wait.idle();
+        }
+    }
+
+    /// Answers the census queries other ranks have sent: which call this
+    /// rank is in and whether it is still agreeing on it.
+    fn answer_queries(&self) {
+        while let Some((msg, status)) = self.control.any_process().immediate_matched_probe_with_tag(QUERY) {
+            let mut query = [0u64; 1];
+            msg.matched_receive_into(&mut query[..]);
+            let reply = [self.checks.calls(), u64::from(self.checks.agreeing())];
+            self.control
+                .process_at_rank(status.source_rank())
+                .send_with_tag(&reply[..], REPLY);
+        }
+    }
+
+    /// Asks every other rank which call it is in; `None` for ranks that did
+    /// not answer within [`GRACE`] (they are not waiting in this library).
+    fn census(&self) -> Vec<Option<(u64, bool)>> {
+        let mut answers = vec![None; self.size];
+        answers[self.rank] = Some((self.checks.calls(), self.checks.agreeing()));
+        for r in (0..self.size).filter(|&r| r != self.rank) {
+            // 8 bytes go eagerly: this returns even if rank r is stopped.
+            self.control
+                .process_at_rank(r as i32)
+                .send_with_tag(&[self.checks.calls()][..], QUERY);
+        }
+        let until = Instant::now() + GRACE;
+        while Instant::now() < until && answers.iter().any(Option::is_none) {
+            self.answer_queries();
+            while let Some((msg, status)) = self.control.any_process().immediate_matched_probe_with_tag(REPLY)
+            {
+                let mut a = [0u64; 2];
+                msg.matched_receive_into(&mut a[..]);
+                answers[status.source_rank() as usize] = Some((a[0], a[1] != 0));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        answers
+    }
+
+    /// The deadline of a wait for `peer` has passed: take a census, and if
+    /// this is the lowest rank still waiting, report and abort the job.
+    /// Otherwise return; the lowest waiting rank's deadline comes soon.
+    fn stalled(&self, peer: usize, timeout: Duration) {
+        let answers = self.census();
+        let lowest = answers.iter().position(Option::is_some);
+        if lowest != Some(self.rank) {
+            return;
+        }
+        let call = self.checks.calls();
+        let secs = format_secs(timeout);
+        let silent: Vec<usize> = (0..self.size).filter(|&r| answers[r].is_none()).collect();
+        let message = if self.checks.agreeing() {
+            let missing: Vec<usize> = (0..self.size)
+                .filter(|&r| answers[r].map_or(true, |(c, _)| c != call))
+                .collect();
+            let elsewhere: Vec<String> = missing
+                .iter()
+                .filter_map(|&r| answers[r].map(|(c, _)| format!("rank {r} is in all_reduce #{c}")))
+                .collect();
+            if missing.is_empty() {
+                format!("all_reduce #{call} made no progress for {secs} s although every rank has joined it")
+            } else {
+                let verb = if missing.len() == 1 { "has" } else { "have" };
+                let mut m = format!(
+                    "{} {verb} not joined all_reduce #{call} after {secs} s",
+                    rank_list(&missing)
+                );
+                if !elsewhere.is_empty() {
+                    m += &format!(" ({})", elsewhere.join(", "));
+                }
+                m
+            }
+        } else {
+            let mut m = format!("all_reduce #{call}: no message from rank {peer} for {secs} s");
+            if !silent.is_empty() {
+                m += &format!("; not responding: {}", rank_list(&silent));
+            }
+            m
+        };
+        eprintln!("ringreduce: {message}; aborting the job");
+        self.comm.abort(ABORT_CODE)
+    }
+}
+
+/// "60", "2.5": seconds as configured, without noise digits.
+fn format_secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{s:.0}")
+    } else {
+        format!("{:.1}", s)
+    }
+}
+
+/// The state of one wait: when it began, when it gives up.
+struct Waiting<'m> {
+    mpi: &'m Mpi,
+    peer: usize,
+    start: Option<Instant>,
+    spins: u32,
+}
+
+impl<'m> Waiting<'m> {
+    fn new(mpi: &'m Mpi, peer: usize) -> Self {
+        Waiting {
+            mpi,
+            peer,
+            start: None,
+            spins: 0,
+        }
+    }
+
+    /// Called after every poll that found work pending. The first polls
+    /// only spin (the fast path costs no clock reads); later ones answer
+    /// census queries, yield the core, and watch the deadline.
+    fn idle(&mut self) {
+        self.spins = self.spins.wrapping_add(1);
+        if self.spins < SPINS || self.spins % 16 != 0 {
+            return;
+        }
+        let now = Instant::now();
+        let start = *self.start.get_or_insert(now);
+        let waited = now - start;
+        if waited < PATIENT {
+            return;
+        }
+        self.mpi.answer_queries();
+        std::thread::yield_now();
+        if let Some(timeout) = self.mpi.checks.config().timeout {
+            if waited >= timeout {
+                self.mpi.stalled(self.peer, timeout);
+                // Not the reporting rank: wait on; the reporter aborts the job.
+                self.start = Some(Instant::now());
+            }
         }
     }
 }
@@ -134,6 +354,14 @@ fn pieces(len: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
     (0..n).map(move |i| (i * MAX_MESSAGE).min(len)..((i + 1) * MAX_MESSAGE).min(len))
 }
 
+/// Splits a receive buffer into its pieces (see [`pieces`]).
+fn pieces_mut(buf: &mut [u8]) -> Vec<&mut [u8]> {
+    if buf.is_empty() {
+        return vec![buf];
+    }
+    buf.chunks_mut(MAX_MESSAGE).collect()
+}
+
 impl Transport for Mpi {
     fn rank(&self) -> usize {
         self.rank
@@ -143,64 +371,81 @@ impl Transport for Mpi {
         self.tuning
     }
 
+    fn checks(&self) -> Option<&CallChecks> {
+        Some(&self.checks)
+    }
+
     fn size(&self) -> usize {
         self.size
     }
 
     fn send_bytes(&self, buf: &[u8], dest: usize) -> Result<()> {
-        check_peer(dest, self.size)?;
-        let buf = safe_empty(buf);
-        let process = self.comm.process_at_rank(dest as i32);
-        for r in pieces(buf.len()) {
-            process.send(&buf[r]);
-        }
-        Ok(())
+        self.sendrecv_opt(Some((buf, dest)), None)
     }
 
     fn recv_bytes(&self, buf: &mut [u8], src: usize) -> Result<()> {
-        check_peer(src, self.size)?;
-        let mut empty = [0u8; 1];
-        let buf = if buf.is_empty() { &mut empty[..0] } else { buf };
-        let process = self.comm.process_at_rank(src as i32);
-        for r in pieces(buf.len()) {
-            let expected = r.len();
-            let status = process.receive_into(&mut buf[r]);
-            self.check_count(status, expected, src)?;
-        }
-        Ok(())
+        self.sendrecv_opt(None, Some((buf, src)))
     }
 
     fn sendrecv_bytes(&self, send: &[u8], dest: usize, recv: &mut [u8], src: usize) -> Result<()> {
-        check_peer(dest, self.size)?;
-        check_peer(src, self.size)?;
-        let send = safe_empty(send);
-        let mut empty = [0u8; 1];
-        let recv = if recv.is_empty() { &mut empty[..0] } else { recv };
-        let to = self.comm.process_at_rank(dest as i32);
-        let from = self.comm.process_at_rank(src as i32);
-        if send.len() <= MAX_MESSAGE && recv.len() <= MAX_MESSAGE {
-            let status = p2p::send_receive_into(send, &to, recv, &from);
-            return self.check_count(status, recv.len(), src);
+        self.sendrecv_opt(Some((send, dest)), Some((recv, src)))
+    }
+}
+
+impl Mpi {
+    /// Posts the receive (if any), then the send (if any), and completes
+    /// both by polling. Buffers over [`MAX_MESSAGE`] go as several
+    /// messages, all posted at once, so a ring of ranks all sending large
+    /// pieces cannot deadlock.
+    fn sendrecv_opt(&self, send: Option<(&[u8], usize)>, recv: Option<(&mut [u8], usize)>) -> Result<()> {
+        if let Some((_, dest)) = send {
+            check_peer(dest, self.size)?;
         }
-        // Buffers over MAX_MESSAGE go as several messages. The sends are
-        // non-blocking so that a ring of ranks all sending large pieces
-        // cannot deadlock waiting for receives that come later.
+        if let Some((_, src)) = &recv {
+            check_peer(*src, self.size)?;
+        }
+        let mut empty = [0u8; 1];
+        let (recv, src) = match recv {
+            Some(([], src)) => (Some(&mut empty[..0]), src),
+            Some((buf, src)) => (Some(buf), src),
+            None => (None, 0),
+        };
+        let (send, dest) = match send {
+            Some((buf, dest)) => (Some(safe_empty(buf)), dest),
+            None => (None, 0),
+        };
+        // The peer a stall report names: the one this rank waits to hear from.
+        let peer = if recv.is_some() { src } else { dest };
         mpi::request::scope(|scope| {
-            let requests: Vec<_> = pieces(send.len())
-                .map(|r| to.immediate_send(scope, &send[r]))
-                .collect();
-            let mut result = Ok(());
-            for r in pieces(recv.len()) {
-                let expected = r.len();
-                let status = from.receive_into(&mut recv[r]);
-                if result.is_ok() {
-                    result = self.check_count(status, expected, src);
-                }
+            let from = self.comm.process_at_rank(src as i32);
+            let to = self.comm.process_at_rank(dest as i32);
+            let small = |len: Option<usize>| len.map_or(true, |n| n <= MAX_MESSAGE);
+            if small(recv.as_ref().map(|b| b.len())) && small(send.map(<[u8]>::len)) {
+                // The common case, one message each way, without allocating.
+                let mut recvs = [recv.map(|buf| {
+                    let expected = buf.len();
+                    (from.immediate_receive_into(scope, buf), expected)
+                })];
+                let mut sends = [send.map(|buf| to.immediate_send(scope, buf))];
+                return self.complete(&mut sends, &mut recvs, peer);
             }
-            for request in requests {
-                request.wait();
-            }
-            result
+            let mut recvs: Vec<_> = match recv {
+                Some(buf) => pieces_mut(buf)
+                    .into_iter()
+                    .map(|piece| {
+                        let expected = piece.len();
+                        Some((from.immediate_receive_into(scope, piece), expected))
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
+            let mut sends: Vec<_> = match send {
+                Some(buf) => pieces(buf.len())
+                    .map(|r| Some(to.immediate_send(scope, &buf[r])))
+                    .collect(),
+                None => Vec::new(),
+            };
+            self.complete(&mut sends, &mut recvs, peer)
         })
     }
 }

@@ -1,0 +1,74 @@
+//! What happens when ranks get a collective wrong: run a mistake on purpose
+//! and watch the call checks (`ringreduce::check`) stop it.
+//!
+//! ```sh
+//! cargo build --release --example faults
+//! # the last rank passes 1000 elements, the others 1024: every rank gets
+//! # "all_reduce #1: rank 3 passed 1000 f32 sum ring, ranks 0-2 passed 1024 f32 sum ring"
+//! mpirun -n 4 target/release/examples/faults mismatch
+//! # rank 1 joins 10 s late; with a 2 s timeout the job is aborted with
+//! # "rank 1 has not joined all_reduce #1 after 2 s"
+//! RINGREDUCE_TIMEOUT=2 mpirun -n 2 target/release/examples/faults late 10
+//! # 100000 all-reduces of 1 MiB: stop (kill -STOP) or kill a rank meanwhile
+//! mpirun -n 2 target/release/examples/faults loop 100000
+//! ```
+//! Exit status: 0 when every call succeeded, 2 when a call returned an
+//! error (printed once, by rank 0); a stall aborts the job with status 3.
+use std::process::ExitCode;
+use std::time::Duration;
+
+use mpi::traits::*;
+use ringreduce::{all_reduce_in_place, Algorithm, Mpi, ReduceOp};
+
+fn main() -> ExitCode {
+    let universe = mpi::initialize().expect("MPI is already initialised");
+    let world = universe.world();
+    let (rank, size) = (world.rank() as usize, world.size() as usize);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let number = |i: usize, default: u64| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default);
+
+    let result = Mpi::new(&world).and_then(|comm| match args.first().map(String::as_str) {
+        Some("mismatch") => {
+            // The last rank gets the length wrong.
+            let n = if rank + 1 == size { 1000 } else { 1024 };
+            let mut grad = vec![1.0f32; n];
+            all_reduce_in_place(&comm, &mut grad, ReduceOp::Sum, Algorithm::Ring)
+        }
+        Some("late") => {
+            // Rank 1 is busy elsewhere before it joins.
+            if rank == 1 {
+                std::thread::sleep(Duration::from_secs(number(1, 10)));
+            }
+            let mut x = vec![rank as f64; 8];
+            all_reduce_in_place(&comm, &mut x, ReduceOp::Sum, Algorithm::Butterfly)?;
+            let want = (size * (size - 1) / 2) as f64;
+            assert!(x.iter().all(|&v| v == want), "rank {rank}: wrong sum");
+            Ok(())
+        }
+        Some("loop") => {
+            let mut grad = vec![1.0f32; 1 << 18];
+            for _ in 0..number(1, 100_000) {
+                all_reduce_in_place(&comm, &mut grad, ReduceOp::Avg, Algorithm::Ring)?;
+            }
+            Ok(())
+        }
+        _ => Err(ringreduce::Error::InvalidArgument {
+            what: "mode",
+            reason: "expected `mismatch`, `late SECS` or `loop CALLS`".into(),
+        }),
+    });
+    match result {
+        Ok(()) => {
+            if rank == 0 {
+                println!("faults: every call succeeded");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if rank == 0 {
+                eprintln!("faults: {e}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
