@@ -15,6 +15,7 @@ use mpi::traits::*;
 use serde::Serialize;
 
 use crate::algorithms::{all_reduce, Algorithm};
+use crate::check::CheckConfig;
 use crate::cost::{self, Tuning};
 use crate::element::{DType, Element, ReduceOp};
 use crate::error::{Error, Result};
@@ -26,6 +27,9 @@ use crate::verify::{first_wrong, input, reference, Case, VerifyElement};
 pub enum Subject {
     /// One of ours (`Auto` is resolved per size).
     Ours(Algorithm),
+    /// One of ours with the call checks off ([`CheckConfig::OFF`]), named
+    /// `ring-nocheck` etc.: beside `Ours` it shows what the checks cost.
+    Unchecked(Algorithm),
     /// The vendor's `MPI_Allreduce` (through rsmpi's `all_reduce_into`).
     Vendor,
 }
@@ -35,20 +39,33 @@ impl Subject {
     pub fn name(self) -> &'static str {
         match self {
             Subject::Ours(a) => a.name(),
+            Subject::Unchecked(a) => match a {
+                Algorithm::Naive => "naive-nocheck",
+                Algorithm::Butterfly => "butterfly-nocheck",
+                Algorithm::Ring => "ring-nocheck",
+                Algorithm::Central => "central-nocheck",
+                Algorithm::Auto => "auto-nocheck",
+            },
             Subject::Vendor => "mpi",
         }
     }
 
-    /// Parses `naive`, `butterfly`, `ring`, `central`, `auto` or `mpi`.
+    /// Parses `naive`, `butterfly`, `ring`, `central`, `auto` (each also
+    /// with `-nocheck`) or `mpi`.
     pub fn parse(s: &str) -> Result<Self> {
         if s.eq_ignore_ascii_case("mpi") {
             return Ok(Subject::Vendor);
         }
-        s.parse::<Algorithm>().map(Subject::Ours).map_err(|e| match e {
-            Error::UnknownName { kind, name, expected } => Error::UnknownName {
+        let lower = s.to_ascii_lowercase();
+        let (name, wrap): (&str, fn(Algorithm) -> Subject) = match lower.strip_suffix("-nocheck") {
+            Some(base) => (base, Subject::Unchecked),
+            None => (&lower, Subject::Ours),
+        };
+        name.parse::<Algorithm>().map(wrap).map_err(|e| match e {
+            Error::UnknownName { kind, expected, .. } => Error::UnknownName {
                 kind,
-                name,
-                expected: expected + ", mpi",
+                name: s.to_string(),
+                expected: expected + ", mpi (add -nocheck to run ours without call checks)",
             },
             other => other,
         })
@@ -84,6 +101,8 @@ pub struct BenchConfig {
     pub check: bool,
     /// Seed of the check data.
     pub seed: u64,
+    /// Call checks of the `Ours` subjects (rank 0's are used).
+    pub checks: CheckConfig,
 }
 
 impl BenchConfig {
@@ -174,7 +193,8 @@ pub fn run<C: Communicator>(
             ),
         });
     }
-    let transport = Mpi::with_tuning(comm, tuning);
+    let transport = Mpi::with_config(comm, tuning, cfg.checks);
+    let unchecked = Mpi::with_config(comm, tuning, CheckConfig::OFF);
     let mut rows = Vec::new();
     for bytes in sizes {
         crate::with_dtype!(cfg.dtype, T => {
@@ -185,7 +205,8 @@ pub fn run<C: Communicator>(
             let send: Vec<T> = input(&case, comm.rank() as usize);
             let mut recv = send.clone();
             for &subject in &cfg.subjects {
-                let row = time_one::<T, C>(comm, &transport, cfg, subject, &case, &send, &mut recv)?;
+                let t = if matches!(subject, Subject::Unchecked(_)) { &unchecked } else { &transport };
+                let row = time_one::<T, C>(comm, t, cfg, subject, &case, &send, &mut recv)?;
                 on_row(&row);
                 rows.push(row);
             }
@@ -212,7 +233,7 @@ fn time_one<T: VerifyElement, C: Communicator>(
 
     let call = |recv: &mut [T]| -> Result<()> {
         match subject {
-            Subject::Ours(a) => all_reduce(transport, send, recv, cfg.op, a),
+            Subject::Ours(a) | Subject::Unchecked(a) => all_reduce(transport, send, recv, cfg.op, a),
             Subject::Vendor => {
                 T::mpi_all_reduce_into(comm, send, recv, cfg.op);
                 Ok(())
@@ -252,7 +273,7 @@ fn time_one<T: VerifyElement, C: Communicator>(
     let elem = T::DTYPE.size();
     let (algo, predicted_us) = match subject {
         Subject::Vendor => ("mpi".to_string(), None),
-        Subject::Ours(a) => {
+        Subject::Ours(a) | Subject::Unchecked(a) => {
             let tuning = transport.tuning();
             let chosen = if a == Algorithm::Auto {
                 tuning.resolve(p, count, elem)
@@ -260,9 +281,9 @@ fn time_one<T: VerifyElement, C: Communicator>(
                 a
             };
             let name = if a == Algorithm::Auto {
-                format!("auto:{chosen}")
+                format!("{}:{chosen}", subject.name())
             } else {
-                a.to_string()
+                subject.name().to_string()
             };
             // The benchmark times the out-of-place call, which copies the input
             // first — except the ring, which writes the output directly.

@@ -10,6 +10,7 @@ use std::str::FromStr;
 use clap::{Parser, Subcommand, ValueEnum};
 use mpi::traits::*;
 use ringreduce::bench::{self, BenchConfig, Subject};
+use ringreduce::check::CheckConfig;
 use ringreduce::cost::{self, Calibration, CostParams, Tuning};
 use ringreduce::units::{format_size, parse_size};
 use ringreduce::verify::{self, VerifyConfig};
@@ -340,11 +341,12 @@ fn main() -> ExitCode {
                 }),
                 None => Tuning::from_env(),
             };
-            let tuning = match tuning {
+            let (tuning, checks) = match tuning.and_then(|t| Ok((t, CheckConfig::from_env()?))) {
                 Ok(t) => t,
                 Err(e) => return fail(e),
             };
             let cfg = BenchConfig {
+                checks,
                 subjects: algo.0,
                 dtype,
                 op,

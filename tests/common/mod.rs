@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The `ringreduce` binary cargo built for these tests.
@@ -65,14 +65,22 @@ fn which(name: &str) -> Option<PathBuf> {
 }
 
 /// Runs `cmd` to completion, killing it (and failing) after `limit`.
-pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
+pub fn run_bounded(cmd: Command, limit: Duration) -> Output {
+    wait_bounded(spawn(cmd), limit)
+}
+
+/// Starts `cmd` with its output captured.
+pub fn spawn(mut cmd: Command) -> Child {
     let desc = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("could not start {desc}: {e}"));
+        .unwrap_or_else(|e| panic!("could not start {desc}: {e}"))
+}
+
+/// Waits for `child`, killing it (and failing) after `limit`.
+pub fn wait_bounded(mut child: Child, limit: Duration) -> Output {
     let start = Instant::now();
     loop {
         if child.try_wait().expect("wait failed").is_some() {
@@ -82,13 +90,52 @@ pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
             let _ = child.kill();
             let out = child.wait_with_output().expect("collecting output failed");
             panic!(
-                "{desc} did not finish within {limit:?}\nstdout:\n{}\nstderr:\n{}",
+                "job did not finish within {limit:?}\nstdout:\n{}\nstderr:\n{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The process id of MPI rank `rank` started by the `mpirun` process
+/// `launcher` (a child of it whose environment says so), once it exists.
+pub fn rank_pid(launcher: u32, rank: usize, limit: Duration) -> u32 {
+    let want = format!("OMPI_COMM_WORLD_RANK={rank}");
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // pid (comm) state ppid …: the parent is the second field after the last ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if ppid != Some(launcher) {
+                continue;
+            }
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            if env.split(|&b| b == 0).any(|v| v == want.as_bytes()) {
+                return pid;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("no process of rank {rank} under mpirun {launcher} within {limit:?}");
+}
+
+/// Sends `signal` (e.g. "KILL", "STOP") to process `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
 }
 
 /// Standard output as text.

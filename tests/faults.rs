@@ -1,0 +1,199 @@
+//! Faults under a real `mpirun`: mismatched calls, a late rank, a stopped
+//! rank, a killed rank during training (and the resume after it), bad
+//! settings. Every job is bounded in time; the tests run one at a time so
+//! that the time limits measure the library, not the other tests.
+
+mod common;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The bound: a fault ends the job within 10 s.
+const STOP_LIMIT: Duration = Duration::from_secs(10);
+/// Jobs that should succeed.
+const LIMIT: Duration = Duration::from_secs(120);
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Lines of standard error that the library or the example printed.
+fn ours(err: &str) -> Vec<&str> {
+    err.lines()
+        .filter(|l| l.starts_with("ringreduce:") || l.starts_with("faults:"))
+        .collect()
+}
+
+#[test]
+fn a_mismatched_count_stops_every_rank_with_one_line_naming_both_sides() {
+    let _guard = serial();
+    let start = Instant::now();
+    let out = run_bounded(mpirun(4, &example("faults"), &["mismatch"]), STOP_LIMIT);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(
+        ours(&err),
+        vec!["faults: all_reduce #1: rank 3 passed 1000 f32 sum ring, ranks 0-2 passed 1024 f32 sum ring"],
+        "{err}"
+    );
+    assert!(start.elapsed() < STOP_LIMIT);
+}
+
+#[test]
+fn with_the_checks_off_a_mismatch_is_not_caught_by_the_agreement() {
+    // The off switch really is off: the same mistake now reaches MPI, which
+    // either truncates (MPI's own error, fatal) or leaves a rank waiting
+    // until the stall timeout. Either way the job fails, but without our line.
+    let _guard = serial();
+    let mut cmd = mpirun(2, &example("faults"), &["mismatch"]);
+    cmd.env("RINGREDUCE_CHECK", "0").env("RINGREDUCE_TIMEOUT", "2");
+    let out = run_bounded(cmd, Duration::from_secs(30));
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(!err.contains("passed 1000 f32"), "{err}");
+}
+
+#[test]
+fn a_rank_that_does_not_join_is_named_and_the_job_aborted() {
+    let _guard = serial();
+    let mut cmd = mpirun(3, &example("faults"), &["late", "60"]);
+    cmd.env("RINGREDUCE_TIMEOUT", "1");
+    let start = Instant::now();
+    let out = run_bounded(cmd, STOP_LIMIT);
+    let took = start.elapsed();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(
+        ours(&err),
+        vec!["ringreduce: rank 1 has not joined all_reduce #1 after 1 s; aborting the job"],
+        "{err}"
+    );
+    assert!(took < STOP_LIMIT, "{took:?}");
+}
+
+#[test]
+fn a_rank_that_joins_late_but_within_the_timeout_is_fine() {
+    let _guard = serial();
+    let mut cmd = mpirun(3, &example("faults"), &["late", "1"]);
+    cmd.env("RINGREDUCE_TIMEOUT", "20");
+    let out = run_bounded(cmd, LIMIT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("every call succeeded"));
+}
+
+#[test]
+fn a_stopped_rank_mid_run_is_reported_and_the_job_aborted() {
+    let _guard = serial();
+    let mut cmd = mpirun(2, &example("faults"), &["loop", "100000000"]);
+    cmd.env("RINGREDUCE_TIMEOUT", "1");
+    let child = spawn(cmd);
+    let pid = rank_pid(child.id(), 1, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(500)); // well into the loop
+    signal(pid, "STOP");
+    let start = Instant::now();
+    let out = wait_bounded(child, STOP_LIMIT);
+    let took = start.elapsed();
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let lines = ours(&err);
+    assert_eq!(lines.len(), 1, "{err}");
+    // Rank 0 waits either for rank 1's data or for rank 1 to join the next call.
+    assert!(
+        lines[0].contains("no message from rank 1 for 1 s; not responding: rank 1")
+            || lines[0].contains("rank 1 has not joined all_reduce #"),
+        "{err}"
+    );
+    assert!(took < STOP_LIMIT, "{took:?}");
+}
+
+#[test]
+fn bad_check_settings_stop_every_rank_with_one_line() {
+    let _guard = serial();
+    for (var, value) in [("RINGREDUCE_TIMEOUT", "soon"), ("RINGREDUCE_CHECK", "maybe")] {
+        let mut cmd = mpirun(2, &ringreduce(), &["verify", "--max-count", "10"]);
+        cmd.env(var, value);
+        let out = run_bounded(cmd, LIMIT);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        let lines = ours(&err);
+        assert_eq!(lines.len(), 1, "{err}");
+        assert!(lines[0].contains(var) && lines[0].contains(value), "{err}");
+    }
+}
+
+/// Kills rank 1 with SIGKILL after the first checkpoint, checks the job
+/// ends within 10 s, resumes, and compares the final checkpoint with an
+/// uninterrupted run's: byte for byte.
+#[test]
+fn a_killed_rank_ends_training_and_resume_finishes_it_exactly() {
+    let _guard = serial();
+    let dir = std::env::temp_dir().join(format!("ringreduce-kill-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (whole, broken) = (dir.join("whole.ckpt"), dir.join("broken.ckpt"));
+    let args = |ckpt: &std::path::Path, resume: bool| {
+        let mut a: Vec<String> = [
+            "train",
+            "--data",
+            "synthetic",
+            "--hidden",
+            "256,256",
+            "--batch",
+            "60",
+            "--lr",
+            "0.05",
+            "--epochs",
+            "40",
+            "--checkpoint",
+        ]
+        .map(String::from)
+        .to_vec();
+        a.push(ckpt.to_str().unwrap().to_string());
+        if resume {
+            a.push("--resume".into());
+        }
+        a
+    };
+    let job = |a: &[String]| {
+        mpirun(
+            2,
+            &ringreduce(),
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+    };
+
+    let out = run_bounded(job(&args(&whole, false)), LIMIT);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let child = spawn(job(&args(&broken, false)));
+    let pid = rank_pid(child.id(), 1, Duration::from_secs(30));
+    let start = Instant::now();
+    while !broken.exists() {
+        assert!(start.elapsed() < LIMIT, "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    signal(pid, "KILL");
+    let killed = Instant::now();
+    let out = wait_bounded(child, STOP_LIMIT);
+    let took = killed.elapsed();
+    let epochs_done = stdout(&out)
+        .lines()
+        .filter(|l| l.trim_start().starts_with(char::is_numeric))
+        .count();
+    assert!(!out.status.success(), "the job survived a killed rank");
+    assert!(epochs_done < 40, "the kill came after the last epoch");
+    eprintln!("killed rank 1 after epoch {epochs_done}; the job stopped {took:?} later");
+    assert!(took < STOP_LIMIT, "{took:?}");
+
+    let out = run_bounded(job(&args(&broken, true)), LIMIT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (a, b) = (std::fs::read(&whole).unwrap(), std::fs::read(&broken).unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(a == b, "resumed parameters differ from the uninterrupted run's");
+}
