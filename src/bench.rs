@@ -20,6 +20,7 @@ use crate::cost::{self, Tuning};
 use crate::element::{DType, Element, ReduceOp};
 use crate::error::{Error, Result};
 use crate::transport::{Mpi, Transport};
+use crate::units::check_memory;
 use crate::verify::{first_wrong, input, reference, Case, VerifyElement};
 
 /// What a benchmark row measures.
@@ -183,7 +184,14 @@ pub fn run<C: Communicator>(
     mut on_row: impl FnMut(&Row),
 ) -> Result<Vec<Row>> {
     let sizes = cfg.sizes()?;
-    check_memory(cfg.max_bytes)?;
+    // input, output, scratch and a reference: about 4× the message
+    crate::transport::agree_on(comm, check_memory(cfg.max_bytes, 4, "size range"))?;
+    if cfg.iters == Some(0) {
+        return Err(Error::InvalidArgument {
+            what: "--iters",
+            reason: "at least 1 timed iteration is needed".into(),
+        });
+    }
     if cfg.subjects.contains(&Subject::Vendor) && matches!(cfg.dtype, DType::F16 | DType::BF16) {
         return Err(Error::InvalidArgument {
             what: "algorithm",
@@ -320,31 +328,6 @@ fn time_one<T: VerifyElement, C: Communicator>(
         wrong,
         predicted_us,
     })
-}
-
-/// Refuses sizes whose buffers (input, output, scratch and a reference,
-/// about 4× the message) would not fit in the memory available now.
-fn check_memory(max_bytes: u64) -> Result<()> {
-    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
-        let line = m.lines().find(|l| l.starts_with("MemAvailable:"))?;
-        line.split_whitespace()
-            .nth(1)?
-            .parse::<u64>()
-            .ok()
-            .map(|kib| kib * 1024)
-    });
-    match available {
-        Some(avail) if max_bytes.saturating_mul(4) > avail => Err(Error::InvalidArgument {
-            what: "size range",
-            reason: format!(
-                "{} B messages need about {} MiB per rank but only {} MiB is available",
-                max_bytes,
-                max_bytes.saturating_mul(4) >> 20,
-                avail >> 20
-            ),
-        }),
-        _ => Ok(()),
-    }
 }
 
 /// Column header of the table format.

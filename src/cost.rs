@@ -456,7 +456,12 @@ impl Tuning {
                 a
             }
             _ => {
-                let a = select(p, count, elem_size, &self.params);
+                // Beyond what the model computes in 64 bits, the ring is the
+                // bandwidth-optimal answer anyway.
+                let a = match check_range(p, count, elem_size) {
+                    Ok(()) => select(p, count, elem_size, &self.params),
+                    Err(_) => Algorithm::Ring,
+                };
                 last.set(Some((p, count, elem_size, self.params, a)));
                 a
             }
@@ -504,6 +509,72 @@ impl Tuning {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fuzz_file(tag: &str, bytes: &[u8]) -> Result<Calibration> {
+        let path = std::env::temp_dir().join(format!("ringreduce-fuzz-{}-{tag}.json", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        let loaded = Calibration::load(&path);
+        std::fs::remove_file(&path).unwrap();
+        loaded
+    }
+
+    /// Whatever loads must be usable: selection and prediction never panic.
+    fn use_it(cal: &Calibration) {
+        let t = Tuning {
+            params: cal.params,
+            force: None,
+        };
+        for p in [1, 2, 3, 8, 1 << 20] {
+            for count in [0, 1, 1000, 1 << 40, usize::MAX / 8] {
+                if check_range(p, count, 8).is_ok() {
+                    let _ = select(p, count, 8, &cal.params);
+                }
+                let _ = t.resolve(p, count, 8);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_calibration_loader(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)
+        ) {
+            if let Ok(cal) = fuzz_file("bytes", &bytes) {
+                use_it(&cal);
+            }
+        }
+
+        #[test]
+        fn mutated_calibrations_load_or_fail_cleanly(
+            edits in proptest::collection::vec((0usize..2000, proptest::num::u8::ANY), 1..6)
+        ) {
+            let good = Calibration {
+                params: CostParams::line(1e-6, 2e-10, 3e-11),
+                ranks: 2,
+                host: "h".into(),
+                cpu: "c".into(),
+                mpi_version: "v".into(),
+                date: "d".into(),
+            };
+            let mut bytes = serde_json::to_vec_pretty(&good).unwrap();
+            for (at, b) in edits {
+                let i = at % bytes.len();
+                bytes[i] = b;
+            }
+            if let Ok(cal) = fuzz_file("mutated", &bytes) {
+                proptest::prop_assert!(cal.params.validate().is_ok());
+                use_it(&cal);
+            }
+        }
+    }
+
+    #[test]
+    fn auto_resolves_counts_beyond_the_model_to_the_ring() {
+        // Regression (found by the calibration fuzzer): 2·k·s overflowed.
+        let t = Tuning::default();
+        assert_eq!(t.resolve(1 << 20, usize::MAX / 8, 8), Algorithm::Ring);
+        assert_eq!(t.resolve(2, 4, 4), select(2, 4, 4, &CostParams::default()));
+    }
 
     #[test]
     fn tuning_survives_the_wire() {

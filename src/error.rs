@@ -57,6 +57,14 @@ pub enum Error {
         /// What happened.
         reason: String,
     },
+    /// Another rank failed a step every rank had to pass (its error, as text).
+    #[error("rank {rank}: {reason}")]
+    Remote {
+        /// The first rank that failed.
+        rank: usize,
+        /// Its error message.
+        reason: String,
+    },
     /// A name that does not parse as an algorithm, element type or reduce op.
     #[error("unknown {kind} `{name}` (expected one of: {expected})")]
     UnknownName {

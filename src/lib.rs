@@ -10,7 +10,7 @@
 //! [`cost`] (rounds, bytes and predicted time; what `Auto` chooses by),
 //! [`train`] (data, models on flat buffers, synchronous data-parallel SGD).
 //! [`check`] keeps every call honest (mismatched calls, stalled ranks).
-//! Beside them: [`verify`], [`bench`](mod@bench) and [`calibrate`] (what the
+//! Beside them: [`verify`], [`soak`], [`bench`](mod@bench) and [`calibrate`] (what the
 //! `ringreduce` subcommands of those names run), [`plot`] (PNG/SVG charts)
 //! and [`units`] (byte sizes on command lines).
 //!
@@ -34,6 +34,7 @@ pub mod cost;
 pub mod element;
 pub mod error;
 pub mod plot;
+pub mod soak;
 pub mod train;
 pub mod transport;
 pub mod units;

@@ -12,6 +12,7 @@ use mpi::traits::*;
 use ringreduce::bench::{self, BenchConfig, Subject};
 use ringreduce::check::CheckConfig;
 use ringreduce::cost::{self, Calibration, CostParams, Tuning};
+use ringreduce::soak::{self, SoakConfig};
 use ringreduce::units::{format_size, parse_size};
 use ringreduce::verify::{self, VerifyConfig};
 use ringreduce::{calibrate, Algorithm, DType, ReduceOp};
@@ -49,6 +50,29 @@ enum Command {
         /// Reduce ops, comma-separated, or `all`.
         #[arg(long, default_value = "all", value_parser = list::<ReduceOp>)]
         op: List<ReduceOp>,
+    },
+    /// Run many all-reduces of random algorithm, type, op and size in a row (run under mpirun).
+    ///
+    /// Every rank draws the same calls from --seed. With --check each result
+    /// is checked as `verify` does. Prints progress, failures, and the
+    /// resident memory after the warm-up and at the end (largest over the
+    /// ranks); exits 1 if any call failed.
+    Soak {
+        /// Number of all-reduces.
+        #[arg(long, default_value_t = 10_000)]
+        calls: u64,
+        /// Largest message per rank: bytes, or with a unit (4K, 16M).
+        #[arg(long, value_parser = size_arg, default_value = "1M")]
+        max_size: u64,
+        /// Seed of the call sequence and data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Check every result against MPI_Allreduce / the serial reference.
+        #[arg(long)]
+        check: bool,
+        /// Calls before the first memory sample.
+        #[arg(long, default_value_t = 500)]
+        warmup: u64,
     },
     /// Print the cost model's rounds, bytes and predicted time (no mpirun needed).
     Cost {
@@ -271,6 +295,19 @@ fn main() -> ExitCode {
             };
             run_verify(&cfg)
         }
+        Command::Soak {
+            calls,
+            max_size,
+            seed,
+            check,
+            warmup,
+        } => run_soak(&SoakConfig {
+            calls,
+            max_bytes: max_size,
+            seed,
+            check,
+            warmup,
+        }),
         Command::Cost {
             ranks,
             bytes,
@@ -364,6 +401,57 @@ fn main() -> ExitCode {
 
 fn init_mpi() -> Option<mpi::environment::Universe> {
     mpi::initialize()
+}
+
+fn run_soak(cfg: &SoakConfig) -> ExitCode {
+    let Some(universe) = init_mpi() else {
+        return fail("MPI could not be initialised");
+    };
+    let world = universe.world();
+    let root = world.rank() == 0;
+    if root {
+        println!(
+            "# ringreduce soak: {} ranks, {} calls up to {} per rank, seed {}, check {}",
+            world.size(),
+            cfg.calls,
+            format_size(cfg.max_bytes),
+            cfg.seed,
+            if cfg.check { "on" } else { "off" }
+        );
+    }
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let progress = |r: &soak::SoakReport| {
+        if root {
+            println!(
+                "{:>8} calls  {:>4} failures  rss {:.1} MiB (after warm-up {:.1} MiB, growth {:+.2} MiB)  {:.1} s",
+                r.calls,
+                r.failures,
+                mib(r.rss_now),
+                mib(r.rss_start),
+                r.rss_growth as f64 / (1 << 20) as f64,
+                r.seconds
+            );
+        }
+    };
+    let report = match soak::run(&world, cfg, progress, |call, f| println!("call {call}: {f}")) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if root {
+        println!(
+            "soak: {} calls, {} failures; resident memory {:.1} MiB after warm-up, {:.1} MiB at the end (largest rank growth {:+.2} MiB)",
+            report.calls,
+            report.failures,
+            mib(report.rss_start),
+            mib(report.rss_now),
+            report.rss_growth as f64 / (1 << 20) as f64
+        );
+    }
+    if report.failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 fn run_verify(cfg: &VerifyConfig) -> ExitCode {
@@ -660,7 +748,8 @@ fn run_bench(
 /// Settings of `ringreduce train`.
 #[derive(clap::Args, Debug)]
 struct TrainOpts {
-    /// fashion-mnist (Debian's dataset-fashion-mnist), synthetic, or a CSV file (label, features…).
+    /// fashion-mnist (Debian's dataset-fashion-mnist), synthetic, a directory of
+    /// MNIST-layout IDX files (train-images-idx3-ubyte[.gz] …), or a CSV file (label, features…).
     #[arg(long, default_value = "fashion-mnist")]
     data: String,
     /// softmax or mlp.
@@ -701,9 +790,45 @@ struct TrainOpts {
     resume: bool,
 }
 
+/// Whether a file can be written at `path`: its directory exists and is a
+/// directory, and the path is not itself a directory.
+fn writable(path: &std::path::Path) -> Result<(), String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!("directory {} does not exist", dir.display()));
+    }
+    if path.is_dir() {
+        return Err("is a directory".into());
+    }
+    Ok(())
+}
+
 fn run_train(o: &TrainOpts) -> ExitCode {
     use ringreduce::train::{data, Mlp, Model, SyncSgd};
     // Everything that can be checked before MPI starts is checked first.
+    if o.epochs == 0 {
+        return fail("--epochs must be at least 1");
+    }
+    let outputs = [
+        ("--metrics", &o.metrics),
+        ("--plot", &o.plot),
+        ("--checkpoint", &o.checkpoint),
+    ];
+    for (flag, path) in outputs {
+        if let Some(path) = path {
+            if let Err(e) = writable(path) {
+                return fail(format!("{flag} {}: {e}", path.display()));
+            }
+        }
+    }
+    if let Some(plot) = &o.plot {
+        if let Err(e) = ringreduce::plot::check_extension(plot) {
+            return fail(e);
+        }
+    }
     let model_sizes = |dim: usize, classes: usize| -> ringreduce::Result<Mlp> {
         match o.model.as_str() {
             "softmax" => Mlp::softmax(dim, classes),
@@ -751,6 +876,8 @@ fn run_train(o: &TrainOpts) -> ExitCode {
         "fashion-mnist" => data::fashion_mnist(std::path::Path::new(data::FASHION_MNIST_DIR)),
         // One draw split in two, so train and test share the class means.
         "synthetic" => Ok(data::synthetic(7000, 20, 5, o.seed).split(6000)),
+        // A directory of the four MNIST-layout IDX files (MNIST, Fashion-MNIST, KMNIST).
+        dir if std::path::Path::new(dir).is_dir() => data::fashion_mnist(std::path::Path::new(dir)),
         path => data::load_csv(std::path::Path::new(path)).map(|d| (d.clone(), d)),
     };
     let (train, test) = match loaded {

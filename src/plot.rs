@@ -127,14 +127,25 @@ pub fn draw(chart: &Chart, path: &Path) -> Result<()> {
             let root = SVGBackend::new(path, size).into_drawing_area();
             draw_on(root, chart, (x0, x1), (y0, y1))
         }
-        _ => {
-            return Err(plot_error(format!(
-                "{}: use a .png or .svg file name",
-                path.display()
-            )))
-        }
+        _ => return check_extension(path),
     };
     result.map_err(|e| plot_error(format!("{}: {e}", path.display())))
+}
+
+/// Whether `path` names a file [`draw`] can write (`.png` or `.svg`).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for any other extension.
+pub fn check_extension(path: &Path) -> Result<()> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if ext.eq_ignore_ascii_case("png") || ext.eq_ignore_ascii_case("svg") {
+        Ok(())
+    } else {
+        Err(plot_error(format!(
+            "{}: use a .png or .svg file name",
+            path.display()
+        )))
+    }
 }
 
 fn draw_on<DB: DrawingBackend>(

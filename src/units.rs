@@ -2,6 +2,36 @@
 
 use crate::error::{Error, Result};
 
+/// Refuses work whose buffers — `copies` times `bytes` per rank — would not
+/// fit in the memory available now (`MemAvailable`), instead of letting the
+/// allocation abort the process.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming `what` when they would not fit.
+pub fn check_memory(bytes: u64, copies: u64, what: &'static str) -> Result<()> {
+    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        let line = m.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        line.split_whitespace()
+            .nth(1)?
+            .parse::<u64>()
+            .ok()
+            .map(|kib| kib * 1024)
+    });
+    let need = bytes.saturating_mul(copies);
+    match available {
+        Some(avail) if need > avail => Err(Error::InvalidArgument {
+            what,
+            reason: format!(
+                "{} B messages need about {} MiB per rank but only {} MiB is available",
+                bytes,
+                need >> 20,
+                avail >> 20
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Parses a size in bytes: a whole number with an optional binary suffix
 /// `K`, `M`, `G`, `T` (also `KB`/`KiB`…, any case), as OSU and nccl-tests read them.
 ///

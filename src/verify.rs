@@ -21,7 +21,7 @@ use mpi::traits::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::algorithms::{all_reduce_in_place, Algorithm};
+use crate::algorithms::{all_reduce, all_reduce_in_place, Algorithm};
 use crate::element::{DType, Element, ReduceOp};
 use crate::transport::Mpi;
 
@@ -156,8 +156,15 @@ pub fn run<C: Communicator>(
     cfg: &VerifyConfig,
     mut on_failure: impl FnMut(&Failure),
 ) -> crate::Result<Report> {
-    let transport = Mpi::new(comm)?;
     let p = comm.size() as usize;
+    // Per rank: input, result, reference, rank 0's copy, scratch, and every
+    // rank's input for the serial references; 8-byte elements at most.
+    let bytes = (cfg.max_count as u64).saturating_mul(8);
+    crate::transport::agree_on(
+        comm,
+        crate::units::check_memory(bytes, 5 + p as u64, "--max-count"),
+    )?;
+    let transport = Mpi::new(comm)?;
     let mut report = Report::default();
     for &dtype in &cfg.dtypes {
         for &op in &cfg.ops {
@@ -204,12 +211,28 @@ pub(crate) fn input<T: VerifyElement>(case: &Case, rank: usize) -> Vec<T> {
 }
 
 fn run_case<T: VerifyElement, C: Communicator>(comm: &C, transport: &Mpi, case: &Case) -> Option<Failure> {
+    check_case::<T, C>(comm, transport, case, true)
+}
+
+/// Runs one case (in place, or out of place into a fresh buffer) and checks
+/// it against the reference and rank 0's bytes. Collective.
+pub(crate) fn check_case<T: VerifyElement, C: Communicator>(
+    comm: &C,
+    transport: &Mpi,
+    case: &Case,
+    in_place: bool,
+) -> Option<Failure> {
     let p = comm.size() as usize;
     let rank = comm.rank() as usize;
     let mine = input::<T>(case, rank);
 
     let mut ours = mine.clone();
-    if let Err(e) = all_reduce_in_place(transport, &mut ours, case.op, case.algorithm) {
+    let result = if in_place {
+        all_reduce_in_place(transport, &mut ours, case.op, case.algorithm)
+    } else {
+        all_reduce(transport, &mine, &mut ours, case.op, case.algorithm)
+    };
+    if let Err(e) = result {
         eprintln!(
             "ringreduce verify: rank {rank}: {} {} {} count={} returned an error: {e}",
             case.algorithm, case.dtype, case.op, case.count

@@ -8,10 +8,14 @@ use std::time::Duration;
 
 use common::*;
 
-fn bad_input(args: &[&str], needle: &str) {
+fn ringreduce_cmd(args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(ringreduce());
     cmd.args(args);
-    let out = run_bounded(cmd, Duration::from_secs(60));
+    run_bounded(cmd, Duration::from_secs(60))
+}
+
+fn bad_input(args: &[&str], needle: &str) {
+    let out = ringreduce_cmd(args);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
     assert_eq!(
@@ -159,6 +163,79 @@ fn train_rejects_bad_input_in_one_line() {
             "--resume",
         ],
         "not a ringreduce checkpoint",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn soak_verify_and_bench_refuse_impossible_work_in_one_line() {
+    bad_input(&["soak", "--calls", "0"], "--calls");
+    bad_input(&["soak", "--max-size", "4X"], "unknown unit");
+    bad_input(&["soak", "--max-size", "1T"], "available");
+    bad_input(&["verify", "--max-count", "100000000000000"], "available");
+    bad_input(&["bench", "--iters", "0", "-m", "8:8"], "--iters");
+    bad_input(&["bench", "--algo", "ring-nocheck,tree-nocheck"], "tree-nocheck");
+}
+
+#[test]
+fn train_checks_outputs_and_idx_files_before_it_starts() {
+    bad_input(&["train", "--data", "synthetic", "--epochs", "0"], "--epochs");
+    bad_input(
+        &["train", "--data", "synthetic", "--metrics", "/nonexistent/m.csv"],
+        "/nonexistent does not exist",
+    );
+    bad_input(
+        &["train", "--data", "synthetic", "--plot", "loss.gif"],
+        ".png or .svg",
+    );
+    // An IDX directory with a truncated image file, then with a wrong magic number.
+    let dir = std::env::temp_dir().join(format!("ringreduce-idx-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let idx = |magic: u32, dims: &[u32], data: usize| {
+        let mut b = magic.to_be_bytes().to_vec();
+        for d in dims {
+            b.extend(d.to_be_bytes());
+        }
+        b.extend(vec![0u8; data]);
+        b
+    };
+    let write = |name: &str, bytes: Vec<u8>| std::fs::write(dir.join(name), bytes).unwrap();
+    write("train-images-idx3-ubyte", idx(0x803, &[10, 2, 2], 39)); // one byte short
+    write("train-labels-idx1-ubyte", idx(0x801, &[10], 10));
+    write("t10k-images-idx3-ubyte", idx(0x803, &[4, 2, 2], 16));
+    write("t10k-labels-idx1-ubyte", idx(0x801, &[4], 4));
+    let d = dir.to_str().unwrap();
+    bad_input(&["train", "--data", d], "need 40 bytes of data, file has 39");
+    write("train-images-idx3-ubyte", idx(0x803, &[10, 2, 2], 40));
+    write("t10k-labels-idx1-ubyte", idx(0x0bad, &[4], 4));
+    bad_input(&["train", "--data", d], "not an IDX file");
+    write("t10k-labels-idx1-ubyte", idx(0x801, &[4], 4));
+    let out = ringreduce_cmd(&[
+        "train", "--data", d, "--hidden", "4", "--epochs", "1", "--batch", "5",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn plot_rejects_missing_and_foreign_files_in_one_line() {
+    bad_input(
+        &["plot", "--csv", "/nonexistent.csv", "--out", "/tmp"],
+        "No such file",
+    );
+    let dir = std::env::temp_dir().join(format!("ringreduce-plot-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("foreign.csv");
+    std::fs::write(&csv, "a,b\n1,2\n").unwrap();
+    bad_input(
+        &[
+            "plot",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        "not a `ringreduce bench --format csv` file",
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -331,3 +331,23 @@ fn example_custom_model_trains_at_2_ranks() {
         "{text}"
     );
 }
+
+#[test]
+fn a_short_soak_passes_at_3_ranks() {
+    let args = [
+        "soak",
+        "--calls",
+        "300",
+        "--max-size",
+        "64K",
+        "--check",
+        "--warmup",
+        "50",
+    ];
+    let out = run_bounded(mpirun(3, &ringreduce(), &args), LIMIT);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    let last = text.lines().last().unwrap_or_default();
+    assert!(last.starts_with("soak: 300 calls, 0 failures;"), "{text}");
+    assert!(last.contains("resident memory"), "{text}");
+}

@@ -19,6 +19,7 @@ mod mpi;
 
 pub use self::counting::{CallStats, Counting};
 pub use self::local::{Local, LocalEndpoint};
+pub(crate) use self::mpi::agree_on;
 pub use self::mpi::Mpi;
 
 use crate::check::CallChecks;

@@ -281,6 +281,36 @@ impl Mpi {
     }
 }
 
+/// Makes a local verdict collective: when any rank of `comm` has an error,
+/// every rank returns one — its own, or on the others the first failing
+/// rank's message prefixed with its rank — so no rank goes on into a
+/// collective call that the failed ones will never make. Collective.
+pub(crate) fn agree_on<C: Communicator>(comm: &C, local: Result<()>) -> Result<()> {
+    let (rank, size) = (comm.rank(), comm.size());
+    let mine = if local.is_err() { rank } else { size };
+    let mut first = size;
+    comm.all_reduce_into(&mine, &mut first, mpi::collective::SystemOperation::min());
+    if first == size {
+        return Ok(());
+    }
+    let mut text = match &local {
+        Err(e) if rank == first => e.to_string().into_bytes(),
+        _ => Vec::new(),
+    };
+    let root = comm.process_at_rank(first);
+    let mut len = text.len() as u64;
+    root.broadcast_into(&mut len);
+    text.resize(len as usize, 0);
+    root.broadcast_into(&mut text[..]);
+    match local {
+        Err(e) if rank == first => Err(e),
+        _ => Err(Error::Remote {
+            rank: first as usize,
+            reason: String::from_utf8_lossy(&text).into_owned(),
+        }),
+    }
+}
+
 /// "60", "2.5": seconds as configured, without noise digits.
 fn format_secs(d: Duration) -> String {
     let s = d.as_secs_f64();
