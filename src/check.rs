@@ -36,9 +36,10 @@ use std::cell::Cell;
 use std::fmt;
 use std::time::Duration;
 
-use crate::algorithms::{butterfly_all_reduce, Algorithm};
-use crate::element::{DType, ReduceOp};
+use crate::algorithms::{butterfly_all_reduce, finish, largest_power_of_two, Algorithm};
+use crate::element::{DType, Element, Order, ReduceOp};
 use crate::error::{Error, Result};
+use crate::scratch::Scratch;
 use crate::transport::Transport;
 
 /// Environment variable switching the mismatch check: `0`/`off` or `1`/`on`.
@@ -232,37 +233,173 @@ impl CallChecks {
     }
 }
 
+/// Bytes of the agreement's header: each word's minimum and its complement's.
+const HEADER: usize = 2 * WORDS * 8;
+
+/// Largest message, in bytes, whose butterfly all-reduce travels inside the
+/// agreement's own messages (header + data ≤ 4 KiB, within the usual eager
+/// limit): the check then costs no extra round at all.
+pub const FUSE_MAX: usize = 4096 - HEADER;
+
+/// How a call continues after [`begin`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Begun {
+    /// The data was all-reduced together with the agreement; nothing left to do.
+    Done,
+    /// Run the algorithm.
+    Proceed,
+}
+
 /// Starts a collective call: numbers it and, when the checks are on, agrees
-/// with every other rank on `sig`. Call it on every rank before any data moves.
-pub(crate) fn begin<C: Transport + ?Sized>(comm: &C, sig: Signature) -> Result<()> {
+/// with every other rank on `sig` before any data moves. Small butterfly
+/// calls (≤ [`FUSE_MAX`] bytes) are all-reduced in the same messages.
+/// Call it on every rank.
+pub(crate) fn begin<T: Element, C: Transport + ?Sized>(
+    comm: &C,
+    sig: Signature,
+    buf: &mut [T],
+) -> Result<Begun> {
     let Some(checks) = comm.checks() else {
-        return Ok(());
+        return Ok(Begun::Proceed);
     };
     let call = checks.calls.get() + 1;
     checks.calls.set(call);
     if !checks.config.mismatch || comm.size() <= 1 {
-        return Ok(());
+        return Ok(Begun::Proceed);
     }
+    let fuse =
+        sig.algorithm == Algorithm::Butterfly && !buf.is_empty() && std::mem::size_of_val(buf) <= FUSE_MAX;
     checks.agreeing.set(true);
-    let verdict = agree(comm, sig.encode(call));
+    let words = sig.encode(call);
+    let verdict = agree(comm, words, fuse.then_some((buf, sig.op)));
     checks.agreeing.set(false);
-    verdict
+    match verdict? {
+        true if fuse => Ok(Begun::Done),
+        true => Ok(Begun::Proceed),
+        false => Err(gather_mismatch(comm, words)?),
+    }
 }
 
-/// Every rank's minimum of each word and of its complement: equal words
-/// everywhere iff `min(w) == !min(!w)` for every word. On a difference the
-/// signatures are gathered so that every rank builds the same message.
-fn agree<C: Transport + ?Sized>(comm: &C, words: [i64; WORDS]) -> Result<()> {
-    let mut both = [0i64; 2 * WORDS];
-    for (i, w) in words.iter().enumerate() {
-        both[i] = *w;
-        both[WORDS + i] = !*w;
+/// Whether a header (minimum of each word, then of each complement) says
+/// every rank it covers passed the same words: `min(w) == !min(!w)`.
+fn consistent(h: &[i64; 2 * WORDS]) -> bool {
+    (0..WORDS).all(|i| h[i] == !h[WORDS + i])
+}
+
+/// The agreement: a butterfly over frames of [header | data]. Headers
+/// merge by element-wise minimum, so every rank ends with the same header,
+/// consistent iff every rank passed the same words. With `data`, the data
+/// are reduced exactly as [`Algorithm::Butterfly`] reduces them (lower
+/// rank's partial first), as long as both partners' headers are consistent
+/// and equal — which, at the end, holds everywhere or the verdict is false.
+/// Frames of different lengths are fine: receives take up to a full frame.
+fn agree<T: Element, C: Transport + ?Sized>(
+    comm: &C,
+    words: [i64; WORDS],
+    mut data: Option<(&mut [T], ReduceOp)>,
+) -> Result<bool> {
+    const FRAME_WORDS: usize = (HEADER + FUSE_MAX).div_ceil(8);
+    // 8-byte words keep the data part (at byte 48) aligned for every element
+    // type; pooled, so a training loop's calls neither allocate nor zero them.
+    let mut frame = Scratch::<i64>::new(FRAME_WORDS);
+    let mut inbox = Scratch::<i64>::new(FRAME_WORDS);
+    let own: [i64; 2 * WORDS] = std::array::from_fn(|i| if i < WORDS { words[i] } else { !words[i - WORDS] });
+    let n = data.as_ref().map_or(0, |(d, _)| std::mem::size_of_val(*d));
+    let len = HEADER + n;
+    {
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut::<i64, u8>(&mut frame);
+        bytes[..HEADER].copy_from_slice(bytemuck::bytes_of(&own));
+        if let Some((d, _)) = &data {
+            bytes[HEADER..len].copy_from_slice(bytemuck::cast_slice(d));
+        }
     }
-    butterfly_all_reduce(comm, &mut both, ReduceOp::Min)?;
-    if (0..WORDS).all(|i| both[i] == !both[WORDS + i]) {
-        return Ok(());
+    let (p, r) = (comm.size(), comm.rank());
+    let pof2 = largest_power_of_two(p);
+    let extra = p - pof2;
+    let header_of = |b: &[u8]| -> [i64; 2 * WORDS] { bytemuck::pod_read_unaligned(&b[..HEADER]) };
+    let short = |from: usize, got: usize| Error::MessageSize {
+        rank: r,
+        from,
+        expected: HEADER,
+        got,
+    };
+    let mut valid = data.is_some();
+    // Merge a received frame of `got` bytes into ours.
+    let mut merge = |frame: &mut [i64], inbox: &[i64], got: usize, from: usize, order: Order| {
+        if got < HEADER {
+            return Err(short(from, got));
+        }
+        let (mine_b, theirs_b): (&mut [u8], &[u8]) =
+            (bytemuck::cast_slice_mut(frame), bytemuck::cast_slice(inbox));
+        let (mine, theirs) = (header_of(mine_b), header_of(theirs_b));
+        valid = valid && got == len && consistent(&mine) && mine == theirs;
+        if let (true, Some((_, op))) = (valid, &data) {
+            let acc: &mut [T] = bytemuck::cast_slice_mut(&mut mine_b[HEADER..len]);
+            T::reduce(*op, acc, bytemuck::cast_slice(&theirs_b[HEADER..len]), order);
+        }
+        let merged: [i64; 2 * WORDS] = std::array::from_fn(|i| mine[i].min(theirs[i]));
+        mine_b[..HEADER].copy_from_slice(bytemuck::bytes_of(&merged));
+        Ok(())
+    };
+
+    if r >= pof2 {
+        // fold-in: hand the frame to the partner, then take the finished one whole
+        let partner = r - pof2;
+        comm.send_bytes(&bytemuck::cast_slice::<i64, u8>(&frame)[..len], partner)?;
+        let got = comm.recv_bytes_upto(bytemuck::cast_slice_mut::<i64, u8>(&mut inbox), partner)?;
+        if got < HEADER {
+            return Err(short(partner, got));
+        }
+        let done = header_of(bytemuck::cast_slice::<i64, u8>(&inbox));
+        let agreed = consistent(&done);
+        if let (true, true, Some((d, _))) = (agreed, got == len, &mut data) {
+            d.copy_from_slice(bytemuck::cast_slice(
+                &bytemuck::cast_slice::<i64, u8>(&inbox)[HEADER..len],
+            ));
+        }
+        return Ok(agreed);
     }
-    // Gather: every rank fills its own row, the rest hold i64::MIN; max keeps the rows.
+    if r < extra {
+        // fold-in: the partner is a higher rank, so its data go second
+        let got = comm.recv_bytes_upto(bytemuck::cast_slice_mut::<i64, u8>(&mut inbox), r + pof2)?;
+        merge(&mut frame, &inbox, got, r + pof2, Order::AccFirst)?;
+    }
+    let mut mask = 1;
+    while mask < pof2 {
+        // round log2(mask): swap frames with r XOR mask
+        let partner = r ^ mask;
+        let got = comm.sendrecv_bytes_upto(
+            &bytemuck::cast_slice::<i64, u8>(&frame)[..len],
+            partner,
+            bytemuck::cast_slice_mut::<i64, u8>(&mut inbox),
+            partner,
+        )?;
+        let order = if partner < r {
+            Order::SrcFirst
+        } else {
+            Order::AccFirst
+        };
+        merge(&mut frame, &inbox, got, partner, order)?;
+        mask <<= 1;
+    }
+    let bytes: &mut [u8] = bytemuck::cast_slice_mut::<i64, u8>(&mut frame);
+    let agreed = consistent(&header_of(bytes));
+    if let (true, Some((d, op))) = (agreed, &mut data) {
+        let result: &mut [T] = bytemuck::cast_slice_mut(&mut bytes[HEADER..len]);
+        finish(*op, result, p);
+        d.copy_from_slice(result);
+    }
+    if r < extra {
+        // fold-out: return the finished frame to the partner
+        comm.send_bytes(&bytes[..len], r + pof2)?;
+    }
+    Ok(agreed)
+}
+
+/// After a failed agreement (every rank knows): gather every rank's words —
+/// each fills its own row, the rest hold `i64::MIN`, max keeps the rows —
+/// and build the one error every rank returns.
+fn gather_mismatch<C: Transport + ?Sized>(comm: &C, words: [i64; WORDS]) -> Result<Error> {
     let (p, r) = (comm.size(), comm.rank());
     let mut rows = vec![i64::MIN; p * WORDS];
     rows[r * WORDS..(r + 1) * WORDS].copy_from_slice(&words);
@@ -271,7 +408,7 @@ fn agree<C: Transport + ?Sized>(comm: &C, words: [i64; WORDS]) -> Result<()> {
         .chunks_exact(WORDS)
         .map(|c| Signature::decode([c[0], c[1], c[2]]))
         .collect();
-    Err(mismatch(&all))
+    Ok(mismatch(&all))
 }
 
 /// The error every rank returns when the gathered calls (`all[r]` is rank
@@ -346,6 +483,70 @@ mod tests {
                     assert_eq!(Signature::decode(sig.encode(812)), (812, sig));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn fused_butterfly_calls_are_bitwise_the_plain_butterfly() {
+        // Checked small butterfly calls travel with the agreement; the
+        // result must not change by a bit, on any p, type, op or count.
+        fn run<T: crate::verify::VerifyElement>(
+            p: usize,
+            count: usize,
+            op: ReduceOp,
+            checks: CheckConfig,
+        ) -> Vec<Vec<T>> {
+            Local::run_checked(p, checks, |t| {
+                let case = crate::verify::Case {
+                    algorithm: Algorithm::Butterfly,
+                    dtype: T::DTYPE,
+                    op,
+                    count,
+                    seed: 3,
+                };
+                let mut v: Vec<T> = crate::verify::input(&case, t.rank());
+                all_reduce_in_place(&t, &mut v, op, Algorithm::Butterfly).unwrap();
+                v
+            })
+        }
+        for p in [2, 3, 5, 8] {
+            for op in ReduceOp::ALL {
+                for count in [1, p + 1, 1000, FUSE_MAX / 8, FUSE_MAX / 8 + 1] {
+                    crate::with_dtype!(DType::ALL[(p + count) % DType::ALL.len()], T => {
+                        let fused = run::<T>(p, count, op, CheckConfig::default());
+                        let plain = run::<T>(p, count, op, CheckConfig::OFF);
+                        let bytes = |v: &Vec<Vec<T>>| -> Vec<u8> { v.iter().flat_map(|x| bytemuck::cast_slice::<T, u8>(x).to_vec()).collect() };
+                        assert_eq!(bytes(&fused), bytes(&plain), "p={p} {op} count={count} {}", T::DTYPE);
+                    });
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fused_and_plain_frames_meet_when_ranks_disagree() {
+        // Rank 1 sends a fused frame (small butterfly), the others plain ones, and back.
+        for p in [2, 3, 4, 5] {
+            let out = Local::run(p, |t| {
+                let (n, algo) = if t.rank() == 1 {
+                    (3, Algorithm::Butterfly)
+                } else {
+                    (5000, Algorithm::Butterfly)
+                };
+                let mut v = vec![1.0f64; n];
+                all_reduce_in_place(&t, &mut v, ReduceOp::Sum, algo)
+                    .unwrap_err()
+                    .to_string()
+            });
+            let one = "rank 1 passed 3 f64 sum butterfly";
+            let want = if p == 2 {
+                // groups of one: by rank
+                format!("all_reduce #1: rank 0 passed 5000 f64 sum butterfly, {one}")
+            } else {
+                let others = rank_list(&(0..p).filter(|&r| r != 1).collect::<Vec<_>>());
+                format!("all_reduce #1: {one}, {others} passed 5000 f64 sum butterfly")
+            };
+            assert!(out.iter().all(|e| *e == want), "{out:?}");
         }
     }
 

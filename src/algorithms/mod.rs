@@ -16,7 +16,7 @@ use std::fmt;
 use std::ops::Range;
 use std::str::FromStr;
 
-use crate::check::{self, Signature};
+use crate::check::{self, Begun, Signature};
 use crate::element::{names, Element, ReduceOp};
 use crate::error::{Error, Result};
 use crate::transport::Transport;
@@ -139,8 +139,7 @@ where
         op,
         algorithm,
     };
-    check::begin(comm, signature)?;
-    if buf.is_empty() {
+    if check::begin(comm, signature, buf)? == Begun::Done || buf.is_empty() {
         return Ok(());
     }
     match algorithm {
@@ -190,7 +189,7 @@ pub fn chunk_range(k: usize, p: usize, i: usize) -> Range<usize> {
 }
 
 /// Final step of [`ReduceOp::Avg`]: divide by the number of ranks.
-fn finish<T: Element>(op: ReduceOp, buf: &mut [T], p: usize) {
+pub(crate) fn finish<T: Element>(op: ReduceOp, buf: &mut [T], p: usize) {
     if op == ReduceOp::Avg {
         T::divide(buf, p);
     }

@@ -154,9 +154,22 @@ impl Transport for LocalEndpoint {
     }
 
     fn recv_bytes(&self, buf: &mut [u8], src: usize) -> Result<()> {
+        let got = self.recv_bytes_upto(buf, src)?;
+        if got != buf.len() {
+            return Err(Error::MessageSize {
+                rank: self.rank,
+                from: src,
+                expected: buf.len(),
+                got,
+            });
+        }
+        Ok(())
+    }
+
+    fn recv_bytes_upto(&self, buf: &mut [u8], src: usize) -> Result<usize> {
         check_peer(src, self.size)?;
         let msg = self.from[src].recv().map_err(|_| self.closed(src))?;
-        if msg.len() != buf.len() {
+        if msg.len() > buf.len() {
             return Err(Error::MessageSize {
                 rank: self.rank,
                 from: src,
@@ -164,8 +177,13 @@ impl Transport for LocalEndpoint {
                 got: msg.len(),
             });
         }
-        buf.copy_from_slice(&msg);
-        Ok(())
+        buf[..msg.len()].copy_from_slice(&msg);
+        Ok(msg.len())
+    }
+
+    fn sendrecv_bytes_upto(&self, send: &[u8], dest: usize, recv: &mut [u8], src: usize) -> Result<usize> {
+        self.send_bytes(send, dest)?;
+        self.recv_bytes_upto(recv, src)
     }
 
     fn sendrecv_bytes(&self, send: &[u8], dest: usize, recv: &mut [u8], src: usize) -> Result<()> {

@@ -46,6 +46,20 @@ pub trait Transport {
     /// `src`, without deadlocking when every rank does the same.
     fn sendrecv_bytes(&self, send: &[u8], dest: usize, recv: &mut [u8], src: usize) -> Result<()>;
 
+    /// Receives a message of at most `buf.len()` bytes from `src` into the
+    /// front of `buf` and returns its length. The default accepts only
+    /// messages of exactly `buf.len()` bytes; transports that keep
+    /// [`checks`](Transport::checks) must accept shorter ones (the call
+    /// check's messages differ in length when ranks disagree).
+    fn recv_bytes_upto(&self, buf: &mut [u8], src: usize) -> Result<usize> {
+        self.recv_bytes(buf, src).map(|()| buf.len())
+    }
+    /// [`sendrecv_bytes`](Transport::sendrecv_bytes) with the receive of
+    /// [`recv_bytes_upto`](Transport::recv_bytes_upto).
+    fn sendrecv_bytes_upto(&self, send: &[u8], dest: usize, recv: &mut [u8], src: usize) -> Result<usize> {
+        self.sendrecv_bytes(send, dest, recv, src).map(|()| recv.len())
+    }
+
     /// How [`Algorithm::Auto`](crate::Algorithm::Auto) chooses on this group.
     /// Plain data, identical on every rank; built-in defaults unless the
     /// implementation was given others.
@@ -93,6 +107,12 @@ impl<X: Transport + ?Sized> Transport for &X {
     }
     fn sendrecv_bytes(&self, send: &[u8], dest: usize, recv: &mut [u8], src: usize) -> Result<()> {
         (**self).sendrecv_bytes(send, dest, recv, src)
+    }
+    fn recv_bytes_upto(&self, buf: &mut [u8], src: usize) -> Result<usize> {
+        (**self).recv_bytes_upto(buf, src)
+    }
+    fn sendrecv_bytes_upto(&self, send: &[u8], dest: usize, recv: &mut [u8], src: usize) -> Result<usize> {
+        (**self).sendrecv_bytes_upto(send, dest, recv, src)
     }
     fn tuning(&self) -> Tuning {
         (**self).tuning()

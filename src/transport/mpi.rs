@@ -2,7 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use mpi::point_to_point::Status;
 use mpi::request::{LocalScope, Request};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
@@ -141,30 +140,18 @@ impl Mpi {
         &self.comm
     }
 
-    fn check_count(&self, status: Status, expected: usize, src: usize) -> Result<()> {
-        let got = status.count(u8::equivalent_datatype()) as usize;
-        if got == expected {
-            Ok(())
-        } else {
-            Err(Error::MessageSize {
-                rank: self.rank,
-                from: src,
-                expected,
-                got,
-            })
-        }
-    }
-
     /// Polls `sends` and `recvs` (with the bytes each receive expects from
     /// `peer`) until all are complete; a stall past the deadline ends in
-    /// [`Mpi::stalled`]. Every request is completed, also on error.
+    /// [`Mpi::stalled`]. Every request is completed, also on error. Returns
+    /// the bytes received; with `exact`, each piece must be as long as expected.
     fn complete<'a>(
         &self,
         sends: &mut [Option<Pending<'a, '_>>],
         recvs: &mut [Option<(Pending<'a, '_>, usize)>],
         peer: usize,
-    ) -> Result<()> {
-        let mut result = Ok(());
+        exact: bool,
+    ) -> Result<usize> {
+        let mut result = Ok(0);
         let mut wait = Waiting::new(self, peer);
         loop {
             let mut pending = false;
@@ -180,9 +167,17 @@ impl Mpi {
                 if let Some((req, expected)) = slot.take() {
                     match req.test() {
                         Ok(status) => {
-                            if result.is_ok() {
-                                result = self.check_count(status, expected, peer);
-                            }
+                            let got = status.count(u8::equivalent_datatype()) as usize;
+                            result = match result {
+                                Ok(_) if exact && got != expected => Err(Error::MessageSize {
+                                    rank: self.rank,
+                                    from: peer,
+                                    expected,
+                                    got,
+                                }),
+                                Ok(total) => Ok(total + got),
+                                err => err,
+                            };
                         }
                         Err(req) => {
                             *slot = Some((req, expected));
@@ -410,24 +405,52 @@ impl Transport for Mpi {
     }
 
     fn send_bytes(&self, buf: &[u8], dest: usize) -> Result<()> {
-        self.sendrecv_opt(Some((buf, dest)), None)
+        self.sendrecv_opt(Some((buf, dest)), None, true).map(drop)
     }
 
     fn recv_bytes(&self, buf: &mut [u8], src: usize) -> Result<()> {
-        self.sendrecv_opt(None, Some((buf, src)))
+        self.sendrecv_opt(None, Some((buf, src)), true).map(drop)
     }
 
     fn sendrecv_bytes(&self, send: &[u8], dest: usize, recv: &mut [u8], src: usize) -> Result<()> {
-        self.sendrecv_opt(Some((send, dest)), Some((recv, src)))
+        self.sendrecv_opt(Some((send, dest)), Some((recv, src)), true)
+            .map(drop)
+    }
+
+    fn recv_bytes_upto(&self, buf: &mut [u8], src: usize) -> Result<usize> {
+        self.upto(buf.len())?;
+        self.sendrecv_opt(None, Some((buf, src)), false)
+    }
+
+    fn sendrecv_bytes_upto(&self, send: &[u8], dest: usize, recv: &mut [u8], src: usize) -> Result<usize> {
+        self.upto(recv.len())?;
+        self.sendrecv_opt(Some((send, dest)), Some((recv, src)), false)
     }
 }
 
 impl Mpi {
+    /// Variable-length receives are single messages: at most [`MAX_MESSAGE`].
+    fn upto(&self, capacity: usize) -> Result<()> {
+        if capacity <= MAX_MESSAGE {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument {
+                what: "receive buffer",
+                reason: format!("variable-length receives hold at most {MAX_MESSAGE} bytes"),
+            })
+        }
+    }
+
     /// Posts the receive (if any), then the send (if any), and completes
     /// both by polling. Buffers over [`MAX_MESSAGE`] go as several
     /// messages, all posted at once, so a ring of ranks all sending large
     /// pieces cannot deadlock.
-    fn sendrecv_opt(&self, send: Option<(&[u8], usize)>, recv: Option<(&mut [u8], usize)>) -> Result<()> {
+    fn sendrecv_opt(
+        &self,
+        send: Option<(&[u8], usize)>,
+        recv: Option<(&mut [u8], usize)>,
+        exact: bool,
+    ) -> Result<usize> {
         if let Some((_, dest)) = send {
             check_peer(dest, self.size)?;
         }
@@ -457,7 +480,7 @@ impl Mpi {
                     (from.immediate_receive_into(scope, buf), expected)
                 })];
                 let mut sends = [send.map(|buf| to.immediate_send(scope, buf))];
-                return self.complete(&mut sends, &mut recvs, peer);
+                return self.complete(&mut sends, &mut recvs, peer, exact);
             }
             let mut recvs: Vec<_> = match recv {
                 Some(buf) => pieces_mut(buf)
@@ -475,7 +498,7 @@ impl Mpi {
                     .collect(),
                 None => Vec::new(),
             };
-            self.complete(&mut sends, &mut recvs, peer)
+            self.complete(&mut sends, &mut recvs, peer, exact)
         })
     }
 }
