@@ -19,7 +19,16 @@ use ringreduce::{calibrate, Algorithm, DType, ReduceOp};
 
 /// Ring all-reduce and friends on MPI.
 #[derive(Parser, Debug)]
-#[command(name = "ringreduce", version, about)]
+#[command(
+    name = "ringreduce",
+    version,
+    about,
+    after_help = "Environment (read by rank 0 and broadcast):\n  \
+        RINGREDUCE_CHECK=0        skip the per-call agreement that catches mismatched calls\n  \
+        RINGREDUCE_TIMEOUT=60     seconds a rank waits for another before the job is aborted (0: forever)\n  \
+        RINGREDUCE_ALGO=ring      the algorithm `auto` runs\n  \
+        RINGREDUCE_CALIBRATION=F  calibration file (from `calibrate`) for `auto`"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
