@@ -125,7 +125,7 @@ run() {
   shift
   source scripts/mpienv.sh
   local export=(-x PATH)
-  for v in RINGREDUCE_CALIBRATION RINGREDUCE_ALGO RINGREDUCE_TIMEOUT; do
+  for v in RINGREDUCE_CALIBRATION RINGREDUCE_ALGO RINGREDUCE_TIMEOUT RINGREDUCE_CHECK; do
     [ -n "${!v:-}" ] && export+=(-x "$v")
   done
   # mpirun itself runs on the first host (with that host's name), so every
