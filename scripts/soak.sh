@@ -9,11 +9,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ranks=4
+calls=10000
 args=()
 while (($#)); do
   case "$1" in
     -n) ranks="$2"; shift 2 ;;
-    --calls|--max-size|--seed|--warmup) args+=("$1" "$2"); shift 2 ;;
+    --calls) calls="$2"; shift 2 ;;
+    --max-size|--seed|--warmup) args+=("$1" "$2"); shift 2 ;;
     *) echo "soak.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -23,10 +25,10 @@ source scripts/mpienv.sh
 cargo build --release --quiet --bins
 mkdir -p results
 out="results/soak-$(date -u +%Y%m%d-%H%M%S).txt"
-echo "== mpirun -n $ranks ringreduce soak --check ${args[*]:-} (log: $out)"
+echo "== mpirun -n $ranks ringreduce soak --check --calls $calls ${args[*]:-} (log: $out)"
 start=$(date +%s)
 set +e
-mpirun -n "$ranks" target/release/ringreduce soak --check --calls 10000 "${args[@]}" 2>&1 | tee "$out"
+mpirun -n "$ranks" target/release/ringreduce soak --check --calls "$calls" "${args[@]}" 2>&1 | tee "$out"
 status=${PIPESTATUS[0]}
 set -e
 echo "== soak finished in $(( $(date +%s) - start )) s with exit status $status" | tee -a "$out"
