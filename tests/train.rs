@@ -97,7 +97,7 @@ fn bad_settings_and_divergence_are_errors() {
     assert!(too_big[0].is_err());
     assert!(SyncSgd::builder().lr(-1.0).build().is_err());
     assert!(SyncSgd::builder().momentum(1.0).build().is_err());
-    // A NaN feature on examples only rank 1 sees first stops every rank at the same step.
+    // NaN features everywhere stop every rank at the first step, rank 0 first.
     let mut poisoned = train.clone();
     poisoned.features.iter_mut().for_each(|f| *f = f32::NAN);
     let diverged = run(
@@ -114,6 +114,39 @@ fn bad_settings_and_divergence_are_errors() {
                 ..
             }) => {}
             other => panic!("expected a non-finite error at epoch 1 step 1: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_non_finite_example_is_reported_at_its_step_and_by_the_rank_that_saw_it() {
+    let train = data::synthetic(100, 3, 2, 1);
+    let model = Mlp::softmax(3, 2).unwrap();
+    let opt = SyncSgd::builder().batch(10).epochs(1).build().unwrap();
+    let order = opt.epoch_order(1, train.len());
+    // 5 ranks, 2 examples each per step: position (step−1)·10 + 2·rank.
+    for (rank, step, value) in [
+        (3usize, 4usize, f32::NAN),
+        (1, 1, f32::INFINITY),
+        (4, 10, f32::NAN),
+    ] {
+        let mut poisoned = train.clone();
+        let i = order[(step - 1) * 10 + 2 * rank];
+        poisoned.features[i * train.dim] = value;
+        let out = Local::run(5, |t| {
+            let mut params = opt.init_params(&model);
+            opt.fit(&t, &model, &mut params, &poisoned, None, |_| {})
+        });
+        for r in &out {
+            match r {
+                Err(Error::NonFinite {
+                    epoch: 1,
+                    step: s,
+                    rank: Some(first),
+                    ..
+                }) if (*s, *first) == (step, rank) => {}
+                other => panic!("{value} on rank {rank} at step {step}: {other:?}"),
+            }
         }
     }
 }

@@ -95,6 +95,18 @@ impl SyncSgd {
         self.batch
     }
 
+    /// The order in which epoch `epoch` (1-based) visits `n` examples: step s
+    /// uses positions `s·B .. (s+1)·B`, rank r of p the slice
+    /// `s·B + r·B/p .. s·B + (r+1)·B/p`. The same on every rank and rank
+    /// count, so one can tell which rank saw which example.
+    pub fn epoch_order(&self, epoch: usize, n: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        order.shuffle(&mut rng);
+        order
+    }
+
     /// Trains `params` on `train` for the configured epochs and evaluates on
     /// `test` after each; `on_epoch` sees every epoch's metrics (on every
     /// rank; print on rank 0). Collective over `comm`.
@@ -184,7 +196,6 @@ impl SyncSgd {
         let mut velocity = vec![0f32; n];
         let mut x = vec![0f32; local * train.dim];
         let mut y = vec![0u32; local];
-        let mut order: Vec<usize> = (0..train.len()).collect();
         let mut history = Vec::new();
         let done = if self.resume {
             self.restore(comm, params, &mut velocity)?
@@ -192,10 +203,7 @@ impl SyncSgd {
             0
         };
         for epoch in done + 1..=self.epochs {
-            let mut rng =
-                ChaCha8Rng::seed_from_u64(self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            order.sort_unstable();
-            order.shuffle(&mut rng);
+            let order = self.epoch_order(epoch, train.len());
             let start = Instant::now();
             let (mut reduce_secs, mut loss_sum) = (0.0, 0.0f64);
             for step in 0..steps {
