@@ -152,7 +152,7 @@ impl Mpi {
         exact: bool,
     ) -> Result<usize> {
         let mut result = Ok(0);
-        let mut wait = Waiting::new(self, peer);
+        let mut wait = Waiting::new(self, peer, !recvs.is_empty());
         loop {
             let mut pending = false;
             for slot in sends.iter_mut() {
@@ -234,17 +234,44 @@ impl Mpi {
     /// The deadline of a wait for `peer` has passed: take a census, and if
     /// this is the lowest rank still waiting, report and abort the job.
     /// Otherwise return; the lowest waiting rank's deadline comes soon.
-    fn stalled(&self, peer: usize, timeout: Duration) {
+    fn stalled(&self, peer: usize, receiving: bool, timeout: Duration) {
         let answers = self.census();
         let lowest = answers.iter().position(Option::is_some);
         if lowest != Some(self.rank) {
             return;
         }
-        let call = self.checks.calls();
-        let secs = format_secs(timeout);
-        let silent: Vec<usize> = (0..self.size).filter(|&r| answers[r].is_none()).collect();
-        let message = if self.checks.agreeing() {
-            let missing: Vec<usize> = (0..self.size)
+        let wait = Stall {
+            call: self.checks.calls(),
+            agreeing: self.checks.agreeing(),
+            peer,
+            receiving,
+            timeout,
+        };
+        let message = wait.message(&answers);
+        eprintln!("ringreduce: {message}; aborting the job");
+        self.comm.abort(ABORT_CODE)
+    }
+}
+
+/// What a rank was waiting for when its deadline passed.
+struct Stall {
+    call: u64,
+    agreeing: bool,
+    peer: usize,
+    receiving: bool,
+    timeout: Duration,
+}
+
+impl Stall {
+    /// The report, given the census (`answers[r]`: rank r's call and
+    /// whether it was agreeing; `None`: no answer).
+    fn message(&self, answers: &[Option<(u64, bool)>]) -> String {
+        let (call, peer) = (self.call, self.peer);
+        let secs = format_secs(self.timeout);
+        let ranks = 0..answers.len();
+        let silent: Vec<usize> = ranks.clone().filter(|&r| answers[r].is_none()).collect();
+        if self.agreeing {
+            let missing: Vec<usize> = ranks
                 .filter(|&r| answers[r].map_or(true, |(c, _)| c != call))
                 .collect();
             let elsewhere: Vec<String> = missing
@@ -252,27 +279,30 @@ impl Mpi {
                 .filter_map(|&r| answers[r].map(|(c, _)| format!("rank {r} is in all_reduce #{c}")))
                 .collect();
             if missing.is_empty() {
-                format!("all_reduce #{call} made no progress for {secs} s although every rank has joined it")
-            } else {
-                let verb = if missing.len() == 1 { "has" } else { "have" };
-                let mut m = format!(
-                    "{} {verb} not joined all_reduce #{call} after {secs} s",
-                    rank_list(&missing)
+                return format!(
+                    "all_reduce #{call} made no progress for {secs} s although every rank has joined it"
                 );
-                if !elsewhere.is_empty() {
-                    m += &format!(" ({})", elsewhere.join(", "));
-                }
-                m
             }
+            let verb = if missing.len() == 1 { "has" } else { "have" };
+            let mut m = format!(
+                "{} {verb} not joined all_reduce #{call} after {secs} s",
+                rank_list(&missing)
+            );
+            if !elsewhere.is_empty() {
+                m += &format!(" ({})", elsewhere.join(", "));
+            }
+            m
         } else {
-            let mut m = format!("all_reduce #{call}: no message from rank {peer} for {secs} s");
+            let mut m = if self.receiving {
+                format!("all_reduce #{call}: no message from rank {peer} for {secs} s")
+            } else {
+                format!("all_reduce #{call}: rank {peer} has not accepted a message for {secs} s")
+            };
             if !silent.is_empty() {
                 m += &format!("; not responding: {}", rank_list(&silent));
             }
             m
-        };
-        eprintln!("ringreduce: {message}; aborting the job");
-        self.comm.abort(ABORT_CODE)
+        }
     }
 }
 
@@ -320,15 +350,17 @@ fn format_secs(d: Duration) -> String {
 struct Waiting<'m> {
     mpi: &'m Mpi,
     peer: usize,
+    receiving: bool,
     start: Option<Instant>,
     spins: u32,
 }
 
 impl<'m> Waiting<'m> {
-    fn new(mpi: &'m Mpi, peer: usize) -> Self {
+    fn new(mpi: &'m Mpi, peer: usize, receiving: bool) -> Self {
         Waiting {
             mpi,
             peer,
+            receiving,
             start: None,
             spins: 0,
         }
@@ -352,7 +384,7 @@ impl<'m> Waiting<'m> {
         std::thread::yield_now();
         if let Some(timeout) = self.mpi.checks.config().timeout {
             if waited >= timeout {
-                self.mpi.stalled(self.peer, timeout);
+                self.mpi.stalled(self.peer, self.receiving, timeout);
                 // Not the reporting rank: wait on; the reporter aborts the job.
                 self.start = Some(Instant::now());
             }
@@ -506,6 +538,44 @@ impl Mpi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stall_reports_name_who_is_missing() {
+        let joined = |c| Some((c, true));
+        let stall = |agreeing, receiving| Stall {
+            call: 812,
+            agreeing,
+            peer: 3,
+            receiving,
+            timeout: Duration::from_secs(60),
+        };
+        let answers = [joined(812), joined(812), joined(812), None];
+        assert_eq!(
+            stall(true, true).message(&answers),
+            "rank 3 has not joined all_reduce #812 after 60 s"
+        );
+        let answers = [joined(812), None, Some((811, false)), None];
+        assert_eq!(
+            stall(true, true).message(&answers),
+            "ranks 1-3 have not joined all_reduce #812 after 60 s (rank 2 is in all_reduce #811)"
+        );
+        let answers = [joined(812); 4];
+        assert_eq!(
+            stall(true, true).message(&answers),
+            "all_reduce #812 made no progress for 60 s although every rank has joined it"
+        );
+        let answers = [Some((812, false)), Some((812, false)), None, None];
+        assert_eq!(
+            stall(false, true).message(&answers),
+            "all_reduce #812: no message from rank 3 for 60 s; not responding: ranks 2, 3"
+        );
+        let mut half = stall(false, false);
+        half.timeout = Duration::from_millis(2500);
+        assert_eq!(
+            half.message(&[Some((812, false)); 4]),
+            "all_reduce #812: rank 3 has not accepted a message for 2.5 s"
+        );
+    }
 
     #[test]
     fn pieces_cover_the_buffer() {
