@@ -28,9 +28,13 @@
 //! broadcast, so every rank runs with the same settings.
 //!
 //! # Cost
-//! One extra exchange round per power of two up to p (plus 2 when p is not
-//! a power of two) of 48 bytes: on two ranks of one machine about the
-//! latency of an 8-byte all-reduce again (README, "Reliability").
+//! The agreement is a butterfly of 48-byte messages: ⌊log2 p⌋ rounds (+2
+//! when p is not a power of two). Butterfly calls of at most [`FUSE_MAX`]
+//! bytes — what `Auto` picks for small messages — travel inside those same
+//! messages, so for them the check adds no round; larger calls pay the
+//! agreement's rounds once. Measured at 2 ranks on one machine: 8-byte
+//! `auto` 0.79 µs checked vs 0.59 µs unchecked, within noise from 4 KiB up
+//! (README, "Reliability").
 
 use std::cell::Cell;
 use std::fmt;

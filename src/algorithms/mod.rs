@@ -97,7 +97,7 @@ impl FromStr for Algorithm {
 /// ranks' buffers, bitwise identical on every rank.
 ///
 /// Every rank of the transport must call it with the same length, element
-/// type, op and algorithm.
+/// type, op and algorithm; the call checks catch it when they do not.
 ///
 /// # Examples
 /// See `examples/allreduce.rs`; with threads instead of MPI:
@@ -112,9 +112,14 @@ impl FromStr for Algorithm {
 /// ```
 ///
 /// # Errors
-/// [`Error::MessageSize`] when ranks passed different lengths and the
-/// transport noticed; [`Error::Transport`] when a peer went away. MPI's own
-/// failures abort the job (rsmpi's default error handler).
+/// [`Error::Mismatch`], the same on every rank and before any data moved,
+/// when ranks passed different lengths, element types, ops or algorithms
+/// (the transport's call checks, [`crate::check`]; on by default for
+/// [`Mpi`](crate::Mpi) and [`Local`](crate::Local)). With the checks off,
+/// [`Error::MessageSize`] when the transport noticed. [`Error::Transport`]
+/// when a peer went away. MPI's own failures abort the job (rsmpi's
+/// default error handler), and so does a stall past the MPI transport's
+/// timeout.
 ///
 /// # Cost
 /// See [`Algorithm`] for rounds and bytes of each schedule.
