@@ -606,6 +606,9 @@ fn run_cost(
 }
 
 fn run_calibrate(out: &std::path::Path, max_bytes: u64) -> ExitCode {
+    if let Err(e) = writable(out) {
+        return fail(format!("--out {}: {e}", out.display()));
+    }
     let Some(universe) = init_mpi() else {
         return fail("MPI could not be initialised");
     };

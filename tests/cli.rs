@@ -175,6 +175,11 @@ fn soak_verify_and_bench_refuse_impossible_work_in_one_line() {
     bad_input(&["verify", "--max-count", "100000000000000"], "available");
     bad_input(&["bench", "--iters", "0", "-m", "8:8"], "--iters");
     bad_input(&["bench", "--algo", "ring-nocheck,tree-nocheck"], "tree-nocheck");
+    // refused before measuring, not after
+    bad_input(
+        &["calibrate", "--out", "/nonexistent/c.json"],
+        "/nonexistent does not exist",
+    );
 }
 
 #[test]
