@@ -88,22 +88,12 @@ impl Mpi {
         } else {
             None
         };
-        // Broadcast rank 0's verdict: the error text (empty when fine), then the settings.
-        let mut error = match &from_env {
-            Some(Err(e)) => e.to_string().into_bytes(),
-            _ => Vec::new(),
+        // Every rank learns rank 0's verdict (its error text, if any); then the settings go out.
+        let verdict = match &from_env {
+            Some(Err(e)) => Err(e.clone()),
+            _ => Ok(()),
         };
-        let root = comm.process_at_rank(0);
-        let mut len = error.len() as u64;
-        root.broadcast_into(&mut len);
-        error.resize(len as usize, 0);
-        if len > 0 {
-            root.broadcast_into(&mut error[..]);
-            return Err(Error::InvalidArgument {
-                what: "settings from the environment",
-                reason: String::from_utf8_lossy(&error).into_owned(),
-            });
-        }
+        agree_on(comm, verdict)?;
         let (tuning, checks) = from_env.and_then(|t| t.ok()).unwrap_or_default();
         Ok(Mpi::with_config(comm, tuning, checks))
     }
