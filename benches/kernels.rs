@@ -12,7 +12,7 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use ringreduce::cost::{self, CostParams};
 use ringreduce::half::slice::HalfFloatSliceExt;
 use ringreduce::half::{bf16, f16};
-use ringreduce::{all_reduce_in_place, Algorithm, Element, Local, Order, ReduceOp};
+use ringreduce::{Algorithm, Element, Group, Order, ReduceOp};
 
 /// 1 Mi elements: 4 MiB of f32, a gradient-sized buffer.
 const LEN: usize = 1 << 20;
@@ -79,9 +79,9 @@ fn local_all_reduce(c: &mut Criterion) {
         for algorithm in Algorithm::CONCRETE {
             group.bench_function(BenchmarkId::new(format!("{algorithm}/p{p}"), k), |b| {
                 b.iter(|| {
-                    Local::run(p, |t| {
+                    Group::local(p, |g| {
                         let mut v = vec![1.0f32; k];
-                        all_reduce_in_place(&t, &mut v, ReduceOp::Sum, algorithm).unwrap();
+                        g.all_reduce_in_place(&mut v, ReduceOp::Sum, algorithm).unwrap();
                     })
                 })
             });

@@ -5,19 +5,18 @@
 //! cargo build --release --example allreduce
 //! mpirun -n 4 target/release/examples/allreduce
 //! ```
-use mpi::traits::*;
-use ringreduce::{all_reduce_in_place, Algorithm, Mpi, ReduceOp};
+use ringreduce::{Algorithm, Group, ReduceOp};
 
 fn main() -> Result<(), ringreduce::Error> {
-    let universe = mpi::initialize().expect("MPI is already initialised");
-    let world = universe.world();
-    let comm = Mpi::new(&world)?; // a private duplicate of the world communicator
-    let (rank, size) = (world.rank() as usize, world.size() as usize);
+    let universe = ringreduce::mpi::initialize().expect("MPI is already initialised");
+    // A private duplicate of the world communicator, settings from the environment.
+    let group = Group::mpi(&universe.world())?;
+    let (rank, size) = (group.rank(), group.size());
 
     // A "gradient" of 1M floats (4 MiB); rank r contributes r + 1 everywhere.
     let mut grad = vec![(rank + 1) as f32; 1 << 20];
     let start = std::time::Instant::now();
-    all_reduce_in_place(&comm, &mut grad, ReduceOp::Avg, Algorithm::Ring)?;
+    group.all_reduce_in_place(&mut grad, ReduceOp::Avg, Algorithm::Ring)?;
     let took = start.elapsed();
 
     // The mean of 1..=p is (p + 1) / 2 — exact in f32 for these sizes.

@@ -1,9 +1,9 @@
 //! Bring your own model: implement `Model` over a flat parameter buffer and
 //! hand it to the synchronous SGD trainer. Here: logistic regression on two
 //! synthetic classes. Run with `mpirun -n 2 target/release/examples/custom_model`.
-use mpi::traits::*;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use ringreduce::train::{data, Model, SyncSgd};
+use ringreduce::Group;
 
 /// p(y = 1 | x) = σ(w·x + b); parameters [w…, b].
 struct Logistic(usize);
@@ -15,7 +15,8 @@ impl Model for Logistic {
     fn input_dim(&self) -> usize {
         self.0
     }
-    fn init(&self, params: &mut [f32], rng: &mut rand_chacha::ChaCha8Rng) {
+    fn init(&self, params: &mut [f32], seed: u64) {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         params.iter_mut().for_each(|p| *p = rng.gen_range(-0.1..0.1));
     }
     fn loss_and_grad(&self, w: &[f32], x: &[f32], y: &[u32], grad: &mut [f32]) -> f32 {
@@ -42,15 +43,14 @@ impl Model for Logistic {
 }
 
 fn main() -> Result<(), ringreduce::Error> {
-    let universe = mpi::initialize().expect("MPI is already initialised");
-    let world = universe.world();
-    let comm = ringreduce::Mpi::new(&world)?;
+    let universe = ringreduce::mpi::initialize().expect("MPI is already initialised");
+    let group = Group::mpi(&universe.world())?;
     let (train, test) = (data::synthetic(2000, 6, 2, 1), data::synthetic(500, 6, 2, 2));
     let model = Logistic(6);
     let sgd = SyncSgd::builder().batch(100).lr(0.5).epochs(5).build()?;
     let mut params = sgd.init_params(&model);
-    let history = sgd.fit(&comm, &model, &mut params, &train, Some(&test), |m| {
-        if world.rank() == 0 {
+    let history = sgd.fit(&group, &model, &mut params, &train, Some(&test), |m| {
+        if group.rank() == 0 {
             println!(
                 "epoch {}: loss {:.4}, test accuracy {:.3}",
                 m.epoch, m.train_loss, m.test_accuracy

@@ -17,22 +17,22 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use mpi::traits::*;
-use ringreduce::{all_reduce_in_place, Algorithm, Mpi, ReduceOp};
+use ringreduce::mpi::traits::*;
+use ringreduce::{Algorithm, Group, ReduceOp};
 
 fn main() -> ExitCode {
-    let universe = mpi::initialize().expect("MPI is already initialised");
+    let universe = ringreduce::mpi::initialize().expect("MPI is already initialised");
     let world = universe.world();
     let (rank, size) = (world.rank() as usize, world.size() as usize);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let number = |i: usize, default: u64| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default);
 
-    let result = Mpi::new(&world).and_then(|comm| match args.first().map(String::as_str) {
+    let result = Group::mpi(&world).and_then(|group| match args.first().map(String::as_str) {
         Some("mismatch") => {
             // The last rank gets the length wrong.
             let n = if rank + 1 == size { 1000 } else { 1024 };
             let mut grad = vec![1.0f32; n];
-            all_reduce_in_place(&comm, &mut grad, ReduceOp::Sum, Algorithm::Ring)
+            group.all_reduce_in_place(&mut grad, ReduceOp::Sum, Algorithm::Ring)
         }
         Some("late") => {
             // Rank 1 is busy elsewhere before it joins.
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
                 std::thread::sleep(Duration::from_secs(number(1, 10)));
             }
             let mut x = vec![rank as f64; 8];
-            all_reduce_in_place(&comm, &mut x, ReduceOp::Sum, Algorithm::Butterfly)?;
+            group.all_reduce_in_place(&mut x, ReduceOp::Sum, Algorithm::Butterfly)?;
             let want = (size * (size - 1) / 2) as f64;
             assert!(x.iter().all(|&v| v == want), "rank {rank}: wrong sum");
             Ok(())
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         Some("loop") => {
             let mut grad = vec![1.0f32; 1 << 18];
             for _ in 0..number(1, 100_000) {
-                all_reduce_in_place(&comm, &mut grad, ReduceOp::Avg, Algorithm::Ring)?;
+                group.all_reduce_in_place(&mut grad, ReduceOp::Avg, Algorithm::Ring)?;
             }
             Ok(())
         }

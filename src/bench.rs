@@ -10,17 +10,16 @@
 
 use std::time::Instant;
 
-use mpi::collective::SystemOperation;
-use mpi::traits::*;
 use serde::Serialize;
 
-use crate::algorithms::{all_reduce, Algorithm};
-use crate::check::CheckConfig;
-use crate::cost::{self, Tuning};
+use crate::algorithms::Algorithm;
+use crate::cost;
 use crate::element::{DType, Element, ReduceOp};
 use crate::error::{Error, Result};
-use crate::transport::{Mpi, Transport};
+use crate::group::{CheckConfig, Group, Settings};
+use crate::transport::Transport;
 use crate::units::check_memory;
+use crate::vendor::Vendor;
 use crate::verify::{first_wrong, input, reference, Case, VerifyElement};
 
 /// What a benchmark row measures.
@@ -37,17 +36,11 @@ pub enum Subject {
 
 impl Subject {
     /// The name on the command line and in reports.
-    pub fn name(self) -> &'static str {
+    pub fn name(self) -> String {
         match self {
-            Subject::Ours(a) => a.name(),
-            Subject::Unchecked(a) => match a {
-                Algorithm::Naive => "naive-nocheck",
-                Algorithm::Butterfly => "butterfly-nocheck",
-                Algorithm::Ring => "ring-nocheck",
-                Algorithm::Central => "central-nocheck",
-                Algorithm::Auto => "auto-nocheck",
-            },
-            Subject::Vendor => "mpi",
+            Subject::Ours(a) => a.name().to_string(),
+            Subject::Unchecked(a) => format!("{a}-nocheck"),
+            Subject::Vendor => "mpi".to_string(),
         }
     }
 
@@ -102,8 +95,6 @@ pub struct BenchConfig {
     pub check: bool,
     /// Seed of the check data.
     pub seed: u64,
-    /// Call checks of the `Ours` subjects (rank 0's are used).
-    pub checks: CheckConfig,
 }
 
 impl BenchConfig {
@@ -171,38 +162,46 @@ pub struct Row {
     pub predicted_us: Option<f64>,
 }
 
-/// Runs the benchmark. Collective over `comm`; `on_row` is called on every
-/// rank as each row completes (print on rank 0 only).
+/// Runs the benchmark over `group` (its settings: the call checks of the
+/// `Ours` subjects, the tuning of `auto`); `vendor` times the `mpi`
+/// subject and serves as the reference of `--check`. Collective;
+/// `on_row` is called on every rank as each row completes (print on rank 0
+/// only).
 ///
 /// # Errors
-/// Bad settings (empty size range, `mpi` with a type MPI lacks), or a
-/// failing all-reduce.
-pub fn run<C: Communicator>(
-    comm: &C,
+/// Bad settings (empty size range, `mpi` without a vendor or with a type it
+/// lacks), or a failing all-reduce.
+pub fn run<C: Transport>(
+    group: &Group<C>,
     cfg: &BenchConfig,
-    tuning: Tuning,
+    vendor: Option<&dyn Vendor>,
     mut on_row: impl FnMut(&Row),
 ) -> Result<Vec<Row>> {
     let sizes = cfg.sizes()?;
     // input, output, scratch and a reference: about 4× the message
-    crate::transport::agree_on(comm, check_memory(cfg.max_bytes, 4, "size range"))?;
+    group.agree(check_memory(cfg.max_bytes, 4, "size range"))?;
     if cfg.iters == Some(0) {
         return Err(Error::InvalidArgument {
             what: "--iters",
             reason: "at least 1 timed iteration is needed".into(),
         });
     }
-    if cfg.subjects.contains(&Subject::Vendor) && matches!(cfg.dtype, DType::F16 | DType::BF16) {
-        return Err(Error::InvalidArgument {
-            what: "algorithm",
-            reason: format!(
+    if cfg.subjects.contains(&Subject::Vendor) {
+        let lacks = match vendor {
+            None => Some("no vendor library to compare with here".to_string()),
+            Some(_) if matches!(cfg.dtype, DType::F16 | DType::BF16) => Some(format!(
                 "`mpi` has no {} datatype; leave it out for 16-bit floats",
                 cfg.dtype
-            ),
-        });
+            )),
+            Some(_) => None,
+        };
+        if let Some(reason) = lacks {
+            return Err(Error::InvalidArgument {
+                what: "algorithm",
+                reason,
+            });
+        }
     }
-    let transport = Mpi::with_config(comm, tuning, cfg.checks);
-    let unchecked = Mpi::with_config(comm, tuning, CheckConfig::OFF);
     let mut rows = Vec::new();
     for bytes in sizes {
         crate::with_dtype!(cfg.dtype, T => {
@@ -210,11 +209,10 @@ pub fn run<C: Communicator>(
             // memory placement favours none of them.
             let count = (bytes / T::DTYPE.size() as u64) as usize;
             let case = Case { algorithm: Algorithm::Ring, dtype: T::DTYPE, op: cfg.op, count, seed: cfg.seed };
-            let send: Vec<T> = input(&case, comm.rank() as usize);
+            let send: Vec<T> = input(&case, group.rank());
             let mut recv = send.clone();
             for &subject in &cfg.subjects {
-                let t = if matches!(subject, Subject::Unchecked(_)) { &unchecked } else { &transport };
-                let row = time_one::<T, C>(comm, t, cfg, subject, &case, &send, &mut recv)?;
+                let row = time_one::<T, C>(group, vendor, cfg, subject, &case, &send, &mut recv)?;
                 on_row(&row);
                 rows.push(row);
             }
@@ -223,57 +221,83 @@ pub fn run<C: Communicator>(
     Ok(rows)
 }
 
-fn time_one<T: VerifyElement, C: Communicator>(
-    comm: &C,
-    transport: &Mpi,
+fn time_one<T: VerifyElement, C: Transport>(
+    group: &Group<C>,
+    vendor: Option<&dyn Vendor>,
     cfg: &BenchConfig,
     subject: Subject,
     case: &Case,
     send: &[T],
     recv: &mut [T],
 ) -> Result<Row> {
-    let p = comm.size() as usize;
+    let p = group.size();
     let count = case.count;
     let bytes = (count * T::DTYPE.size()) as u64;
     let small = bytes <= 8192;
     let iters = cfg.iters.unwrap_or(if small { 1000 } else { 100 }).max(1);
     let warmup = cfg.warmup.unwrap_or(if small { 100 } else { 10 });
 
+    // `-nocheck` subjects run with the call checks off, the same on every rank.
+    let settings = group.settings();
+    if let Subject::Unchecked(_) = subject {
+        group.set_settings(Settings {
+            checks: CheckConfig::OFF,
+            ..settings
+        });
+    }
     let call = |recv: &mut [T]| -> Result<()> {
         match subject {
-            Subject::Ours(a) | Subject::Unchecked(a) => all_reduce(transport, send, recv, cfg.op, a),
+            Subject::Ours(a) | Subject::Unchecked(a) => group.all_reduce(send, recv, cfg.op, a),
             Subject::Vendor => {
-                T::mpi_all_reduce_into(comm, send, recv, cfg.op);
+                if let Some(v) = vendor {
+                    v.all_reduce(
+                        T::DTYPE,
+                        cfg.op,
+                        bytemuck::cast_slice(send),
+                        bytemuck::cast_slice_mut(recv),
+                    );
+                }
                 Ok(())
             }
         }
     };
+    // OSU's barrier after every timed call: the vendor's where there is one.
+    let barrier = || -> Result<()> {
+        match vendor {
+            Some(v) => {
+                v.barrier();
+                Ok(())
+            }
+            None => group.barrier(),
+        }
+    };
 
-    for _ in 0..warmup {
-        call(recv)?;
-    }
-    comm.barrier();
-    let mut total = 0.0;
-    for _ in 0..iters {
-        let start = Instant::now();
-        call(recv)?;
-        total += start.elapsed().as_secs_f64();
-        comm.barrier();
-    }
-    let mine = total / iters as f64 * 1e6;
-    let (mut sum, mut min, mut max) = (0.0, 0.0, 0.0);
-    comm.all_reduce_into(&mine, &mut sum, SystemOperation::sum());
-    comm.all_reduce_into(&mine, &mut min, SystemOperation::min());
-    comm.all_reduce_into(&mine, &mut max, SystemOperation::max());
-    let avg = sum / p as f64;
+    let timed = (|| -> Result<f64> {
+        for _ in 0..warmup {
+            call(recv)?;
+        }
+        barrier()?;
+        let mut total = 0.0;
+        for _ in 0..iters {
+            let start = Instant::now();
+            call(recv)?;
+            total += start.elapsed().as_secs_f64();
+            barrier()?;
+        }
+        Ok(total / iters as f64 * 1e6)
+    })();
+    group.set_settings(settings);
+    let mine = timed?;
+    let times = group.all_gather_value(&mine)?;
+    let avg = times.iter().sum::<f64>() / p as f64;
+    let min = times.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = times.iter().copied().fold(f64::NEG_INFINITY, f64::max);
 
     let wrong = if cfg.check {
         call(recv)?;
-        let expected = reference(comm, case, send);
+        let expected = reference(group, vendor, case, send)?;
         let local = first_wrong(recv, &expected, cfg.op, p).map_or(0, |(w, _)| w as u64);
-        let mut all = 0u64;
-        comm.all_reduce_into(&local, &mut all, SystemOperation::sum());
-        Some(all)
+        Some(group.all_gather_value(&local)?.iter().sum())
     } else {
         None
     };
@@ -282,16 +306,12 @@ fn time_one<T: VerifyElement, C: Communicator>(
     let (algo, predicted_us) = match subject {
         Subject::Vendor => ("mpi".to_string(), None),
         Subject::Ours(a) | Subject::Unchecked(a) => {
-            let tuning = transport.tuning();
-            let chosen = if a == Algorithm::Auto {
-                tuning.resolve(p, count, elem)
-            } else {
-                a
-            };
+            let tuning = settings.tuning;
+            let chosen = group.resolve(a, count, elem);
             let name = if a == Algorithm::Auto {
                 format!("{}:{chosen}", subject.name())
             } else {
-                subject.name().to_string()
+                subject.name()
             };
             // The benchmark times the out-of-place call, which copies the input
             // first — except the ring, which writes the output directly.
@@ -330,35 +350,7 @@ fn time_one<T: VerifyElement, C: Communicator>(
     })
 }
 
-/// Column header of the table format.
-pub fn table_header(predict: bool) -> String {
-    let mut h = format!(
-        "{:>12} {:>10} {:>5} {:>16} {:>12} {:>12} {:>12} {:>8} {:>8} {:>7}",
-        "size(B)", "count", "type", "algo", "avg(us)", "min(us)", "max(us)", "algbw", "busbw", "#wrong"
-    );
-    if predict {
-        h += &format!(" {:>12} {:>10}", "pred(us)", "meas/pred");
-    }
-    h
-}
-
-/// One row of the table format.
-pub fn table_row(r: &Row, predict: bool) -> String {
-    let wrong = r.wrong.map_or("-".to_string(), |w| w.to_string());
-    let mut line = format!(
-        "{:>12} {:>10} {:>5} {:>16} {:>12.2} {:>12.2} {:>12.2} {:>8.3} {:>8.3} {:>7}",
-        r.bytes, r.count, r.dtype, r.algo, r.avg_us, r.min_us, r.max_us, r.algbw, r.busbw, wrong
-    );
-    if predict {
-        match r.predicted_us {
-            Some(p) => line += &format!(" {:>12.2} {:>10.2}", p, r.avg_us / p),
-            None => line += &format!(" {:>12} {:>10}", "-", "-"),
-        }
-    }
-    line
-}
-
-/// Column header of the CSV format.
+/// Column header of the CSV format (what `ringreduce plot` reads).
 pub const CSV_HEADER: &str =
     "bytes,count,type,algo,avg_us,min_us,max_us,algbw_gbs,busbw_gbs,wrong,predicted_us";
 
@@ -380,20 +372,52 @@ pub fn csv_row(r: &Row) -> String {
     )
 }
 
-/// The `osu_allreduce` header for `dtype` (a blank line first, as OSU prints).
-pub fn osu_header(dtype: DType) -> String {
-    let name = match dtype {
-        DType::F32 => "MPI_FLOAT",
-        DType::F64 => "MPI_DOUBLE",
-        DType::I32 => "MPI_INT",
-        DType::I64 => "MPI_LONG",
-        DType::U8 => "MPI_CHAR",
-        DType::F16 | DType::BF16 => "MPI_UINT16_T",
-    };
-    format!("\n# OSU MPI Allreduce Latency Test\n# Datatype: {name}.\n# Size       Avg Latency(us)")
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// One `osu_allreduce` row: `%-10d%20.2f`.
-pub fn osu_row(r: &Row) -> String {
-    format!("{:<10}{:>20.2}", r.bytes, r.avg_us)
+    #[test]
+    fn bench_runs_on_threads_with_checked_results() {
+        let rows = Group::local(3, |g| {
+            let cfg = BenchConfig {
+                subjects: vec![
+                    Subject::Ours(Algorithm::Ring),
+                    Subject::Unchecked(Algorithm::Butterfly),
+                    Subject::Ours(Algorithm::Auto),
+                ],
+                dtype: DType::F32,
+                op: ReduceOp::Sum,
+                min_bytes: 4,
+                max_bytes: 4096,
+                iters: Some(3),
+                warmup: Some(1),
+                check: true,
+                seed: 1,
+            };
+            run(&g, &cfg, None, |_| {}).unwrap()
+        });
+        let rows = &rows[0];
+        assert_eq!(rows.len(), 11 * 3);
+        assert!(rows
+            .iter()
+            .all(|r| r.wrong == Some(0) && r.avg_us > 0.0 && r.min_us <= r.max_us));
+        assert!(rows.iter().any(|r| r.algo == "butterfly-nocheck"));
+        assert!(rows.iter().any(|r| r.algo.starts_with("auto:")));
+        // Without a vendor the `mpi` subject is refused, on every rank.
+        let refused = Group::local(2, |g| {
+            let cfg = BenchConfig {
+                subjects: vec![Subject::Vendor],
+                dtype: DType::F32,
+                op: ReduceOp::Sum,
+                min_bytes: 4,
+                max_bytes: 4,
+                iters: None,
+                warmup: None,
+                check: false,
+                seed: 1,
+            };
+            run(&g, &cfg, None, |_| {}).unwrap_err().to_string()
+        });
+        assert!(refused.iter().all(|e| e.contains("no vendor")), "{refused:?}");
+    }
 }

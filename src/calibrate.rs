@@ -12,13 +12,14 @@
 
 use std::time::Instant;
 
-use mpi::traits::*;
 use serde::Serialize;
 
 use crate::cost::{Calibration, CostParams, Line, MAX_LINES};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::{Error, Result};
-use crate::transport::{Mpi, Transport};
+use crate::group::Group;
+use crate::transport::Transport;
+use crate::vendor::Vendor;
 
 /// One size of the sweep.
 #[derive(Debug, Clone, Serialize)]
@@ -119,7 +120,9 @@ pub fn fit_lines(points: &[(f64, f64)]) -> [Line; MAX_LINES] {
     best.1
 }
 
-/// Runs the calibration: ranks 0 and 1 measure, the others wait. Collective.
+/// Runs the calibration over the group's transport: ranks 0 and 1
+/// measure, the others wait; `vendor` names the library and host in the
+/// result. Collective.
 ///
 /// Each size cycles through three buffers per rank, the working set of a
 /// collective (input, output, scratch), so large messages see the memory
@@ -127,8 +130,8 @@ pub fn fit_lines(points: &[(f64, f64)]) -> [Line; MAX_LINES] {
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] with fewer than 2 ranks or `max_bytes` < 1.
-pub fn run<C: Communicator>(comm: &C, max_bytes: u64) -> Result<Outcome> {
-    let p = comm.size() as usize;
+pub fn run<C: Transport>(group: &Group<C>, max_bytes: u64, vendor: Option<&dyn Vendor>) -> Result<Outcome> {
+    let p = group.size();
     if p < 2 {
         return Err(Error::InvalidArgument {
             what: "rank count",
@@ -141,7 +144,7 @@ pub fn run<C: Communicator>(comm: &C, max_bytes: u64) -> Result<Outcome> {
             reason: format!("--max-bytes {max_bytes} must be between 1 and 1G"),
         });
     }
-    let t = Mpi::with_tuning(comm, Default::default());
+    let t = group.transport();
     let rank = t.rank();
     let mut points = Vec::new();
     let mut n = 1u64;
@@ -154,7 +157,7 @@ pub fn run<C: Communicator>(comm: &C, max_bytes: u64) -> Result<Outcome> {
         let mut bufs = vec![vec![1u8; n as usize]; 3];
         let (mut pp, mut ex) = (Vec::new(), Vec::new());
         for _batch in 0..7 {
-            comm.barrier();
+            group.barrier()?;
             // ping-pong: half the round trip
             let start = Instant::now();
             for i in 0..iters {
@@ -172,7 +175,7 @@ pub fn run<C: Communicator>(comm: &C, max_bytes: u64) -> Result<Outcome> {
                 }
             }
             pp.push(start.elapsed().as_secs_f64() / iters as f64 / 2.0);
-            comm.barrier();
+            group.barrier()?;
             // exchange: both directions at once
             let start = Instant::now();
             for i in 0..iters {
@@ -190,7 +193,7 @@ pub fn run<C: Communicator>(comm: &C, max_bytes: u64) -> Result<Outcome> {
         }
         // Rank 0's view is the one reported; share it so every rank agrees.
         let mut vals = [median(pp), median(ex)];
-        comm.process_at_rank(0).broadcast_into(&mut vals[..]);
+        group.broadcast(&mut vals, 0)?;
         points.push(Point {
             bytes: n,
             pingpong: vals[0],
@@ -206,7 +209,7 @@ pub fn run<C: Communicator>(comm: &C, max_bytes: u64) -> Result<Outcome> {
     let oneway = fit_lines(&pingpong);
 
     let mut local = [measure_gamma(), measure_copy()];
-    comm.process_at_rank(0).broadcast_into(&mut local[..]);
+    group.broadcast(&mut local, 0)?;
     let params = CostParams {
         lines,
         oneway: Some(oneway),
@@ -221,16 +224,9 @@ pub fn run<C: Communicator>(comm: &C, max_bytes: u64) -> Result<Outcome> {
     let calibration = Calibration {
         params,
         ranks: p,
-        host: mpi::environment::processor_name().unwrap_or_default(),
+        host: vendor.map(|v| v.host()).unwrap_or_default(),
         cpu: cpu_model(),
-        mpi_version: mpi::environment::library_version()
-            .unwrap_or_default()
-            .trim_end_matches('\0')
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
+        mpi_version: vendor.map(|v| v.library()).unwrap_or_default(),
         date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     };
     Ok(Outcome { calibration, points })

@@ -1,9 +1,11 @@
-//! The cost model: pure functions of (algorithm, p, count, element size).
+//! The cost model: prediction, selection and calibration files.
 //!
 //! Like NCCL's `tuning.cc` this module holds formulas only; it never touches
-//! a transport. The tests hold it to the code by running every algorithm over
-//! the [`Counting`](crate::Counting) transport and requiring the counted
-//! rounds, messages and bytes to equal these numbers exactly.
+//! a transport. The exact counts — rounds, messages, bytes, reduced
+//! elements — live next to each schedule in [`crate::algorithms`]
+//! ([`Algorithm::exact_cost`]); the tests hold them to the code by running
+//! every algorithm over the [`Counting`](crate::Counting) transport. This
+//! module turns them into time and picks the fastest.
 //!
 //! Predicted time is the α-β-γ model: every round on the critical path costs
 //! α plus β per byte of its larger direction, and every byte reduced costs γ:
@@ -29,6 +31,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::algorithms::Cost;
 use crate::algorithms::{chunk_range, Algorithm};
 use crate::error::{Error, Result};
 
@@ -159,32 +162,6 @@ fn pick(lines: &[Line; MAX_LINES], bytes: u64) -> &Line {
         .unwrap_or(&lines[MAX_LINES - 1])
 }
 
-/// The modelled cost of one all-reduce.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Cost {
-    /// The algorithm.
-    #[serde(serialize_with = "ser_name")]
-    pub algorithm: Algorithm,
-    /// Sequential communication steps of the busiest rank.
-    pub rounds: u64,
-    /// How many of those rounds are exchanges (`sendrecv`); the rest are one-way.
-    pub exchanges: u64,
-    /// Messages sent by the busiest rank.
-    pub messages: u64,
-    /// Bytes sent by the busiest rank.
-    pub bytes_sent: u64,
-    /// Bytes sent by all ranks together.
-    pub total_bytes: u64,
-    /// Bytes on the busiest rank's critical path (per round, the larger direction).
-    pub path_bytes: u64,
-    /// Elements reduced by the busiest rank.
-    pub reduced: u64,
-}
-
-fn ser_name<S: serde::Serializer>(a: &Algorithm, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_str(a.name())
-}
-
 impl Cost {
     /// Predicted seconds of an in-place call under `params` for elements of
     /// `elem_size` bytes: every round moves one message of
@@ -201,82 +178,14 @@ impl Cost {
 /// `count` elements of `elem_size` bytes. `Auto` is costed as the algorithm
 /// it would choose under the default parameters.
 pub fn cost(algorithm: Algorithm, p: usize, count: usize, elem_size: usize) -> Cost {
-    let zero = Cost {
-        algorithm,
-        rounds: 0,
-        exchanges: 0,
-        messages: 0,
-        bytes_sent: 0,
-        total_bytes: 0,
-        path_bytes: 0,
-        reduced: 0,
-    };
-    if p <= 1 || count == 0 {
-        return zero; // the trivial exits of `all_reduce_in_place`
-    }
-    let (pu, k, s) = (p as u64, count as u64, elem_size as u64);
-    let n = k * s;
-    match algorithm {
-        Algorithm::Naive => Cost {
-            rounds: pu - 1,
-            exchanges: pu - 1,
-            messages: pu - 1,
-            bytes_sent: (pu - 1) * n,
-            total_bytes: pu * (pu - 1) * n,
-            path_bytes: (pu - 1) * n,
-            reduced: (pu - 1) * k,
-            ..zero
-        },
-        Algorithm::Butterfly => {
-            let pof2 = crate::algorithms::largest_power_of_two(p) as u64;
-            let extra = pu - pof2;
-            let l = pof2.trailing_zeros() as u64;
-            let folds = u64::from(extra > 0);
-            Cost {
-                rounds: l + 2 * folds,
-                exchanges: l,
-                messages: l + folds,
-                bytes_sent: (l + folds) * n,
-                total_bytes: (pof2 * l + 2 * extra) * n,
-                path_bytes: (l + 2 * folds) * n,
-                reduced: (l + folds) * k,
-                ..zero
-            }
+    match algorithm.exact_cost(p, count, elem_size) {
+        Some(c) => c,
+        None => {
+            let chosen = select(p, count, elem_size, &CostParams::default());
+            chosen
+                .exact_cost(p, count, elem_size)
+                .unwrap_or(Cost::zero(chosen))
         }
-        Algorithm::Ring => {
-            let q = k / pu;
-            let m = k % pu;
-            let big = q + u64::from(m > 0);
-            // Rank r skips chunk r+1 in reduce-scatter and r+2 in all-gather;
-            // the busiest rank skips the two smallest neighbouring chunks.
-            let skipped = if m == 0 || pu - m >= 2 { 2 * q } else { 2 * q + 1 };
-            Cost {
-                rounds: 2 * (pu - 1),
-                exchanges: 2 * (pu - 1),
-                messages: 2 * (pu - 1),
-                bytes_sent: (2 * k - skipped) * s,
-                total_bytes: 2 * (pu - 1) * n,
-                path_bytes: 2 * (pu - 1) * big * s,
-                reduced: k - q,
-                ..zero
-            }
-        }
-        Algorithm::Central => Cost {
-            rounds: 2 * (pu - 1),
-            exchanges: 0,
-            messages: pu - 1,
-            bytes_sent: (pu - 1) * n,
-            total_bytes: 2 * (pu - 1) * n,
-            path_bytes: 2 * (pu - 1) * n,
-            reduced: (pu - 1) * k,
-            ..zero
-        },
-        Algorithm::Auto => cost(
-            select(p, count, elem_size, &CostParams::default()),
-            p,
-            count,
-            elem_size,
-        ),
     }
 }
 
@@ -312,20 +221,15 @@ pub fn lower_bound_bytes(p: usize, count: usize, elem_size: usize) -> f64 {
     2.0 * (p - 1) as f64 / p as f64 * (count * elem_size) as f64
 }
 
-/// The order in which [`select`] considers the algorithms: equal predictions
-/// go to the earlier one, so the ring wins ties at large sizes and the
-/// butterfly (the leaner code) wins its ties with the naive ring at p = 2.
-pub const PREFERENCE: [Algorithm; 4] = [
-    Algorithm::Ring,
-    Algorithm::Butterfly,
-    Algorithm::Naive,
-    Algorithm::Central,
-];
-
-/// The concrete algorithm with the lowest predicted time (ties by [`PREFERENCE`]).
+/// The concrete algorithm with the lowest predicted time. Equal
+/// predictions go to the one each schedule ranks first for ties
+/// (`TIE_ORDER`): the ring wins ties at large sizes and the butterfly (the
+/// leaner code) its ties with the naive ring at p = 2.
 pub fn select(p: usize, count: usize, elem_size: usize, params: &CostParams) -> Algorithm {
-    let mut best = (Algorithm::Ring, f64::INFINITY);
-    for a in PREFERENCE {
+    let mut candidates = Algorithm::CONCRETE;
+    candidates.sort_by_key(|a| a.tie_order());
+    let mut best = (candidates[0], f64::INFINITY);
+    for a in candidates {
         let t = cost(a, p, count, elem_size).predict(params, elem_size);
         if t < best.1 {
             best = (a, t);
@@ -400,9 +304,9 @@ impl Calibration {
 }
 
 /// How `Algorithm::Auto` chooses: the model's constants and an optional
-/// override (like `NCCL_ALGO`). Every rank must hold the same value; the
-/// [`Mpi`](crate::Mpi) transport broadcasts rank 0's at construction.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+/// override (like `NCCL_ALGO`). Every rank must hold the same value; a
+/// [`Group`](crate::Group) built from the environment takes rank 0's.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct Tuning {
     /// Constants of the model.
     pub params: CostParams,
@@ -410,33 +314,7 @@ pub struct Tuning {
     pub force: Option<Algorithm>,
 }
 
-/// Numbers in the broadcast form of a [`Tuning`].
-pub(crate) const WIRE: usize = 4 + 6 * MAX_LINES;
-
-/// Environment variable naming a calibration JSON file for `Auto`.
-pub const ENV_CALIBRATION: &str = "RINGREDUCE_CALIBRATION";
-/// Environment variable forcing the algorithm `Auto` runs (`ring`, `naive`, …).
-pub const ENV_ALGO: &str = "RINGREDUCE_ALGO";
-
 impl Tuning {
-    /// Reads [`ENV_CALIBRATION`] and [`ENV_ALGO`] (unset: built-in defaults, no override).
-    ///
-    /// # Errors
-    /// An unreadable or malformed calibration file, or an unknown algorithm name.
-    pub fn from_env() -> Result<Self> {
-        let mut t = Tuning::default();
-        if let Some(path) = std::env::var_os(ENV_CALIBRATION).filter(|v| !v.is_empty()) {
-            t.params = Calibration::load(Path::new(&path))?.params;
-        }
-        if let Ok(name) = std::env::var(ENV_ALGO) {
-            if !name.is_empty() {
-                let a: Algorithm = name.parse()?;
-                t.force = (a != Algorithm::Auto).then_some(a);
-            }
-        }
-        Ok(t)
-    }
-
     /// The concrete algorithm `Auto` runs for this call.
     ///
     /// A training loop asks the same question every step, so the last answer
@@ -466,43 +344,6 @@ impl Tuning {
                 a
             }
         })
-    }
-
-    /// Packs the tuning into numbers for broadcasting.
-    pub(crate) fn to_wire(self) -> [f64; WIRE] {
-        let force = self
-            .force
-            .and_then(|a| Algorithm::CONCRETE.iter().position(|&b| b == a))
-            .map_or(-1.0, |i| i as f64);
-        let c = self.params;
-        let mut w = [0.0; WIRE];
-        w[0] = force;
-        w[1] = c.gamma;
-        w[2] = c.copy;
-        w[3] = if c.oneway.is_some() { 1.0 } else { 0.0 };
-        let oneway = c.oneway.unwrap_or(c.lines);
-        for (i, l) in c.lines.iter().chain(&oneway).enumerate() {
-            // up_to as f64 is exact up to 2^53, and u64::MAX round-trips via `as`.
-            w[4 + 3 * i..7 + 3 * i].copy_from_slice(&[l.up_to as f64, l.alpha, l.beta]);
-        }
-        w
-    }
-
-    /// Inverse of [`Tuning::to_wire`].
-    pub(crate) fn from_wire(w: [f64; WIRE]) -> Self {
-        let force = (w[0] >= 0.0).then(|| Algorithm::CONCRETE[w[0] as usize]);
-        let line = |i: usize| Line {
-            up_to: w[4 + 3 * i] as u64,
-            alpha: w[5 + 3 * i],
-            beta: w[6 + 3 * i],
-        };
-        let params = CostParams {
-            lines: std::array::from_fn(line),
-            oneway: (w[3] == 1.0).then(|| std::array::from_fn(|i| line(MAX_LINES + i))),
-            gamma: w[1],
-            copy: w[2],
-        };
-        Tuning { params, force }
     }
 }
 
@@ -581,7 +422,8 @@ mod tests {
         for force in [None, Some(Algorithm::Ring), Some(Algorithm::Central)] {
             for params in [CostParams::default(), CostParams::line(1e-6, 2e-10, 3e-11)] {
                 let t = Tuning { params, force };
-                assert_eq!(Tuning::from_wire(t.to_wire()), t);
+                let back: Tuning = crate::wire::decode(&crate::wire::encode(&t).unwrap()).unwrap();
+                assert_eq!(back, t);
             }
         }
     }

@@ -31,11 +31,14 @@ pub enum Error {
         /// Bytes that arrived.
         got: usize,
     },
-    /// Ranks called an all-reduce with different arguments (count, element
-    /// type, op or algorithm) or at different call numbers. Found by the
-    /// call check before any data moved; every rank returns the same error.
-    #[error("all_reduce #{call}: {detail}")]
+    /// Ranks made different collective calls: another collective, or an
+    /// all-reduce with another count, element type, op or algorithm, or at
+    /// another call number. Found by the call check before any data moved;
+    /// every rank returns the same error.
+    #[error("{what} #{call}: {detail}")]
     Mismatch {
+        /// The collective rank 0 called (`all_reduce`, `broadcast`, …).
+        what: &'static str,
         /// The call number on rank 0 (calls are numbered from 1).
         call: u64,
         /// Which ranks passed what.
@@ -107,3 +110,37 @@ pub enum Error {
 
 /// `Result` with [`Error`](enum@Error) as the error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// "rank 3", "ranks 0-2, 5": a sorted rank list with runs collapsed.
+pub(crate) fn rank_list(ranks: &[usize]) -> String {
+    let mut runs: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ranks.len() {
+        let mut j = i;
+        while j + 1 < ranks.len() && ranks[j + 1] == ranks[j] + 1 {
+            j += 1;
+        }
+        runs.push(if j > i + 1 {
+            format!("{}-{}", ranks[i], ranks[j])
+        } else if j == i + 1 {
+            format!("{}, {}", ranks[i], ranks[j])
+        } else {
+            ranks[i].to_string()
+        });
+        i = j + 1;
+    }
+    let noun = if ranks.len() == 1 { "rank" } else { "ranks" };
+    format!("{noun} {}", runs.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rank_lists() {
+        assert_eq!(rank_list(&[3]), "rank 3");
+        assert_eq!(rank_list(&[0, 1]), "ranks 0, 1");
+        assert_eq!(rank_list(&[0, 1, 2, 5, 7, 8, 9]), "ranks 0-2, 5, 7-9");
+    }
+}

@@ -4,22 +4,25 @@
 //! naive, butterfly (recursive doubling), bandwidth-optimal ring, and the
 //! parameter-server "central" pattern as a baseline.
 //!
-//! Layers, bottom to top: [`element`] (types, ops, reduce kernels),
-//! [`transport`] (rank, size, send, recv, sendrecv; MPI, threads, counting),
-//! [`algorithms`] (one file each, written against the transport only),
-//! [`cost`] (rounds, bytes and predicted time; what `Auto` chooses by),
-//! [`train`] (data, models on flat buffers, synchronous data-parallel SGD).
-//! [`check`] keeps every call honest (mismatched calls, stalled ranks).
-//! Beside them: [`verify`], [`soak`], [`bench`](mod@bench) and [`calibrate`] (what the
-//! `ringreduce` subcommands of those names run), [`plot`] (PNG/SVG charts)
-//! and [`units`] (byte sizes on command lines).
+//! Layers, bottom to top (arrows only point down):
+//! - [`element`]: element types, ops, fast reduce kernels;
+//! - [`transport`]: rank, size, non-blocking byte movement — [`Mpi`],
+//!   [`Local`] (threads), [`Counting`];
+//! - [`algorithms`]: one file per all-reduce schedule with its exact cost;
+//! - [`cost`]: predicted time, `auto`'s choice, calibration files;
+//! - [`group`]: the front door — [`Group`] owns a transport, the settings
+//!   and the call checks, and offers every collective;
+//! - `train` (feature `train`): data, models on flat buffers, optimizers,
+//!   the training loop and its strategies;
+//! - tools (feature `tools`): `verify`, `bench`, `soak`, `calibrate`, the
+//!   subcommands of the `ringreduce` binary (feature `cli`).
 //!
 //! ```
-//! use ringreduce::{all_reduce_in_place, Algorithm, Local, ReduceOp, Transport};
-//! // Four ranks as threads; under mpirun use `ringreduce::Mpi::new(&world)`.
-//! let results = Local::run(4, |t| {
-//!     let mut grad = vec![t.rank() as f32; 6];
-//!     all_reduce_in_place(&t, &mut grad, ReduceOp::Avg, Algorithm::Ring).unwrap();
+//! use ringreduce::{Algorithm, Group, ReduceOp};
+//! // Four ranks as threads; under mpirun use `Group::mpi(&world)`.
+//! let results = Group::local(4, |g| {
+//!     let mut grad = vec![g.rank() as f32; 6];
+//!     g.all_reduce_in_place(&mut grad, ReduceOp::Avg, Algorithm::Ring).unwrap();
 //!     grad
 //! });
 //! assert!(results.iter().all(|g| g == &vec![1.5; 6]));
@@ -27,25 +30,38 @@
 #![warn(missing_docs)]
 
 pub mod algorithms;
-pub mod bench;
-pub mod calibrate;
-pub mod check;
 pub mod cost;
 pub mod element;
 pub mod error;
-pub mod plot;
-pub mod soak;
-pub mod train;
+pub mod group;
 pub mod transport;
-pub mod units;
-pub mod verify;
 
 mod scratch;
+mod wire;
 
-pub use algorithms::{all_reduce, all_reduce_in_place, chunk_range, Algorithm};
+#[cfg(feature = "tools")]
+pub mod bench;
+#[cfg(feature = "tools")]
+pub mod calibrate;
+#[cfg(feature = "cli")]
+pub mod plot;
+#[cfg(feature = "tools")]
+pub mod soak;
+#[cfg(feature = "train")]
+pub mod train;
+#[cfg(feature = "tools")]
+pub mod units;
+#[cfg(feature = "tools")]
+pub mod vendor;
+#[cfg(feature = "tools")]
+pub mod verify;
+
+pub use algorithms::{chunk_range, Algorithm};
 pub use element::{DType, Element, Order, ReduceOp};
 pub use error::{Error, Result};
-pub use transport::{CallStats, Counting, Local, LocalEndpoint, Mpi, Transport};
+pub use group::{all_reduce, all_reduce_in_place, check, CheckConfig, Group, Settings};
+pub use transport::{AnySource, CallStats, Counting, Local, LocalEndpoint, Mpi, Transport};
 
-// Re-exported so `with_dtype!` and users can name the 16-bit types.
+// Re-exported so users name the same versions the API exposes.
 pub use half;
+pub use mpi;

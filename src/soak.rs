@@ -11,15 +11,15 @@
 
 use std::time::Instant;
 
-use mpi::collective::SystemOperation;
-use mpi::traits::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::algorithms::{all_reduce, all_reduce_in_place, Algorithm};
+use crate::algorithms::Algorithm;
 use crate::element::{DType, ReduceOp};
 use crate::error::{Error, Result};
-use crate::transport::{Mpi, Transport};
+use crate::group::Group;
+use crate::transport::Transport;
+use crate::vendor::Vendor;
 use crate::verify::{check_case, input, Case, Failure, VerifyElement};
 
 /// What to run.
@@ -94,16 +94,18 @@ pub fn resident_bytes() -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
-/// Runs the soak. Collective over `comm`; `on_progress` is called on every
-/// rank about every `calls / 10` calls and at the end, `on_failure` on rank
-/// 0 for each failing call.
+/// Runs the soak. Collective over `group`; `vendor` serves as the
+/// reference where it can (see [`crate::verify`]). `on_progress` is called
+/// on every rank about every `calls / 10` calls and at the end,
+/// `on_failure` on rank 0 for each failing call.
 ///
 /// # Errors
-/// Bad settings, or those of [`Mpi::new`]. An all-reduce that returns an
-/// error aborts the job (peers would be left waiting), printing it first.
-pub fn run<C: Communicator>(
-    comm: &C,
+/// Bad settings, work that does not fit in memory, or an all-reduce that
+/// returned an error (on every rank).
+pub fn run<C: Transport>(
+    group: &Group<C>,
     cfg: &SoakConfig,
+    vendor: Option<&dyn Vendor>,
     mut on_progress: impl FnMut(&SoakReport),
     mut on_failure: impl FnMut(u64, &Failure),
 ) -> Result<SoakReport> {
@@ -113,12 +115,12 @@ pub fn run<C: Communicator>(
             reason: "--calls and --max-size must be at least 1".into(),
         });
     }
-    let p = comm.size() as usize;
-    crate::transport::agree_on(
-        comm,
-        crate::units::check_memory(cfg.max_bytes, 5 + p as u64, "--max-size"),
-    )?;
-    let transport = Mpi::new(comm)?;
+    let p = group.size();
+    group.agree(crate::units::check_memory(
+        cfg.max_bytes,
+        5 + p as u64,
+        "--max-size",
+    ))?;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let start = Instant::now();
     let mut report = SoakReport::default();
@@ -127,13 +129,14 @@ pub fn run<C: Communicator>(
     for call in 1..=cfg.calls {
         let d = draw(&mut rng, p, cfg.max_bytes, cfg.seed);
         let failure = if cfg.check {
-            crate::with_dtype!(d.case.dtype, T => check_case::<T, C>(comm, &transport, &d.case, d.in_place))
+            crate::with_dtype!(d.case.dtype, T => check_case::<T, C>(group, vendor, &d.case, d.in_place))?
         } else {
-            crate::with_dtype!(d.case.dtype, T => unchecked::<T>(&transport, &d))
+            crate::with_dtype!(d.case.dtype, T => unchecked::<T, C>(group, &d))?;
+            None
         };
         if let Some(f) = failure {
             report.failures += 1;
-            if comm.rank() == 0 {
+            if group.rank() == 0 {
                 on_failure(call, &f);
             }
         }
@@ -144,13 +147,10 @@ pub fn run<C: Communicator>(
         if call % every == 0 || call == cfg.calls {
             let now = resident_bytes();
             let growth = now as i64 - mine_start as i64;
-            let (mut start_max, mut now_max, mut growth_max) = (0u64, 0u64, 0i64);
-            comm.all_reduce_into(&mine_start, &mut start_max, SystemOperation::max());
-            comm.all_reduce_into(&now, &mut now_max, SystemOperation::max());
-            comm.all_reduce_into(&growth, &mut growth_max, SystemOperation::max());
-            report.rss_start = start_max;
-            report.rss_now = now_max;
-            report.rss_growth = growth_max;
+            let all = group.all_gather_value(&(mine_start, now, growth))?;
+            report.rss_start = all.iter().map(|a| a.0).max().unwrap_or(0);
+            report.rss_now = all.iter().map(|a| a.1).max().unwrap_or(0);
+            report.rss_growth = all.iter().map(|a| a.2).max().unwrap_or(0);
             report.seconds = start.elapsed().as_secs_f64();
             on_progress(&report);
         }
@@ -158,20 +158,16 @@ pub fn run<C: Communicator>(
     Ok(report)
 }
 
-/// A call without checking: only errors count.
-fn unchecked<T: VerifyElement>(transport: &Mpi, d: &Draw) -> Option<Failure> {
-    let mine = input::<T>(&d.case, transport.rank());
+/// A call without checking: only errors count (and reach every rank).
+fn unchecked<T: VerifyElement, C: Transport>(group: &Group<C>, d: &Draw) -> Result<()> {
+    let mine = input::<T>(&d.case, group.rank());
     let mut out = mine.clone();
     let result = if d.in_place {
-        all_reduce_in_place(transport, &mut out, d.case.op, d.case.algorithm)
+        group.all_reduce_in_place(&mut out, d.case.op, d.case.algorithm)
     } else {
-        all_reduce(transport, &mine, &mut out, d.case.op, d.case.algorithm)
+        group.all_reduce(&mine, &mut out, d.case.op, d.case.algorithm)
     };
-    if let Err(e) = result {
-        eprintln!("ringreduce soak: rank {}: {e}", transport.rank());
-        transport.communicator().abort(2);
-    }
-    None
+    group.agree(result)
 }
 
 #[cfg(test)]
@@ -199,6 +195,24 @@ mod tests {
         assert!(algos.contains(&Algorithm::Auto));
         assert!(DType::ALL.iter().all(|d| dtypes.contains(d)));
         assert!(zero > 0 && out_of_place > 500);
+    }
+
+    #[test]
+    fn a_checked_soak_passes_on_threads() {
+        let reports = Group::local(3, |g| {
+            let cfg = SoakConfig {
+                calls: 60,
+                max_bytes: 4096,
+                seed: 5,
+                check: true,
+                warmup: 10,
+            };
+            run(&g, &cfg, None, |_| {}, |_, _| {}).unwrap()
+        });
+        assert!(
+            reports.iter().all(|r| r.calls == 60 && r.failures == 0),
+            "{reports:?}"
+        );
     }
 
     #[test]

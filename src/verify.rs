@@ -3,11 +3,12 @@
 //!
 //! For every algorithm × element type × op × count, every rank fills a
 //! buffer with random data derived from the seed and its rank, runs the
-//! algorithm, and compares with `MPI_Allreduce` where MPI has the type
-//! (f32, f64, i32, i64, u8) or with a serial rank-ordered reference (f16,
-//! bf16, and u8 sum/avg, which OpenMPI 4.1's AVX kernels saturate instead
-//! of wrapping; every rank regenerates every rank's input). It then checks that
-//! every rank holds the same bytes as rank 0.
+//! algorithm, and compares with the vendor's `MPI_Allreduce` where MPI has
+//! the type (f32, f64, i32, i64, u8) or with a serial rank-ordered reference
+//! (f16, bf16, u8 sum/avg — which OpenMPI 4.1's AVX kernels saturate instead
+//! of wrapping — and everything when run without MPI, e.g. on threads;
+//! every rank regenerates every rank's input). It then checks that every
+//! rank holds the same bytes as rank 0.
 //!
 //! Integers must match exactly. Floats may differ from the reference by the
 //! rounding of a different summation order, bounded per element by
@@ -16,14 +17,16 @@
 
 use std::fmt;
 
-use mpi::collective::SystemOperation;
-use mpi::traits::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
-use crate::algorithms::{all_reduce, all_reduce_in_place, Algorithm};
+use crate::algorithms::Algorithm;
 use crate::element::{DType, Element, ReduceOp};
-use crate::transport::Mpi;
+use crate::error::Result;
+use crate::group::Group;
+use crate::transport::Transport;
+use crate::vendor::Vendor;
 
 /// Odd prime count every run includes (when ≤ `max_count`): catches chunking
 /// that only works for even or power-of-two sizes.
@@ -142,29 +145,26 @@ pub struct Report {
     pub failed: usize,
 }
 
-/// Runs the whole matrix. Collective over `comm`: every rank must call it
-/// with the same config. `on_failure` is called on rank 0 only, as each
-/// failing case is found; the returned report is the same on every rank.
-///
-/// If an algorithm returns an error (which would leave peers waiting in the
-/// collective), the job is aborted with `MPI_Abort` after printing it.
+/// Runs the whole matrix. Collective over `group`: every rank must call it
+/// with the same config. `vendor` (the MPI library, under `mpirun`) is the
+/// reference where it has the type; without one, the serial reference is.
+/// `on_failure` is called on rank 0 only, as each failing case is found;
+/// the returned report is the same on every rank.
 ///
 /// # Errors
-/// Those of [`Mpi::new`] (a bad calibration file or `RINGREDUCE_ALGO`).
-pub fn run<C: Communicator>(
-    comm: &C,
+/// Work that does not fit in memory (on every rank), or an all-reduce that
+/// failed — the same on every rank.
+pub fn run<C: Transport>(
+    group: &Group<C>,
     cfg: &VerifyConfig,
+    vendor: Option<&dyn Vendor>,
     mut on_failure: impl FnMut(&Failure),
-) -> crate::Result<Report> {
-    let p = comm.size() as usize;
+) -> Result<Report> {
+    let p = group.size();
     // Per rank: input, result, reference, rank 0's copy, scratch, and every
     // rank's input for the serial references; 8-byte elements at most.
     let bytes = (cfg.max_count as u64).saturating_mul(8);
-    crate::transport::agree_on(
-        comm,
-        crate::units::check_memory(bytes, 5 + p as u64, "--max-count"),
-    )?;
-    let transport = Mpi::new(comm)?;
+    group.agree(crate::units::check_memory(bytes, 5 + p as u64, "--max-count"))?;
     let mut report = Report::default();
     for &dtype in &cfg.dtypes {
         for &op in &cfg.ops {
@@ -177,11 +177,11 @@ pub fn run<C: Communicator>(
                         count,
                         seed: cfg.seed,
                     };
-                    match crate::with_dtype!(dtype, T => run_case::<T, C>(comm, &transport, &case)) {
+                    match crate::with_dtype!(dtype, T => check_case::<T, C>(group, vendor, &case, true))? {
                         None => report.passed += 1,
                         Some(failure) => {
                             report.failed += 1;
-                            if comm.rank() == 0 {
+                            if group.rank() == 0 {
                                 on_failure(&failure);
                             }
                         }
@@ -193,6 +193,7 @@ pub fn run<C: Communicator>(
     Ok(report)
 }
 
+/// One all-reduce to check: what, and the seed of its inputs.
 pub(crate) struct Case {
     pub(crate) algorithm: Algorithm,
     pub(crate) dtype: DType,
@@ -210,95 +211,119 @@ pub(crate) fn input<T: VerifyElement>(case: &Case, rank: usize) -> Vec<T> {
     (0..case.count).map(|_| T::sample(&mut rng, case.op)).collect()
 }
 
-fn run_case<T: VerifyElement, C: Communicator>(comm: &C, transport: &Mpi, case: &Case) -> Option<Failure> {
-    check_case::<T, C>(comm, transport, case, true)
+/// One rank's verdict on a case, as the ranks exchange it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+enum Verdict {
+    Right,
+    Wrong {
+        wrong: usize,
+        index: usize,
+        got: f64,
+        expected: f64,
+    },
+    NotIdentical {
+        index: usize,
+    },
 }
 
 /// Runs one case (in place, or out of place into a fresh buffer) and checks
 /// it against the reference and rank 0's bytes. Collective.
-pub(crate) fn check_case<T: VerifyElement, C: Communicator>(
-    comm: &C,
-    transport: &Mpi,
+///
+/// # Errors
+/// The all-reduce's error, on every rank.
+pub(crate) fn check_case<T: VerifyElement, C: Transport>(
+    group: &Group<C>,
+    vendor: Option<&dyn Vendor>,
     case: &Case,
     in_place: bool,
-) -> Option<Failure> {
-    let p = comm.size() as usize;
-    let rank = comm.rank() as usize;
-    let mine = input::<T>(case, rank);
+) -> Result<Option<Failure>> {
+    let p = group.size();
+    let mine = input::<T>(case, group.rank());
 
     let mut ours = mine.clone();
     let result = if in_place {
-        all_reduce_in_place(transport, &mut ours, case.op, case.algorithm)
+        group.all_reduce_in_place(&mut ours, case.op, case.algorithm)
     } else {
-        all_reduce(transport, &mine, &mut ours, case.op, case.algorithm)
+        group.all_reduce(&mine, &mut ours, case.op, case.algorithm)
     };
-    if let Err(e) = result {
-        eprintln!(
-            "ringreduce verify: rank {rank}: {} {} {} count={} returned an error: {e}",
-            case.algorithm, case.dtype, case.op, case.count
-        );
-        comm.abort(2);
-    }
+    // An error seen by some ranks only must not leave the others waiting.
+    group.agree(result)?;
 
-    let expected = reference(comm, case, &mine);
+    let expected = reference(group, vendor, case, &mine)?;
 
     // Every rank must hold rank 0's bytes exactly.
     let mut root_copy = ours.clone();
-    if !root_copy.is_empty() {
-        // (An empty u8 Vec's dangling pointer is 0x1, which OpenMPI reads as MPI_IN_PLACE.)
-        comm.process_at_rank(0)
-            .broadcast_into(bytemuck::cast_slice_mut::<T, u8>(&mut root_copy));
-    }
+    group.broadcast(&mut root_copy, 0)?;
     let differs_from_root = ours
         .iter()
         .zip(&root_copy)
         .position(|(a, b)| bytemuck::bytes_of(a) != bytemuck::bytes_of(b));
 
-    // Each rank's verdict: [kind, wrong, index, got, expected]; kind 0 = ok,
-    // 1 = wrong values, 2 = not identical to rank 0.
-    let mut local = [0f64; 5];
-    if let Some((wrong, index)) = first_wrong(&ours, &expected, case.op, p) {
-        local = [
-            1.0,
-            wrong as f64,
-            index as f64,
-            ours[index].to_f64(),
-            expected[index].to_f64(),
-        ];
-    } else if let Some(index) = differs_from_root {
-        local = [2.0, 0.0, index as f64, 0.0, 0.0];
-    }
-    let mut all = vec![0f64; 5 * p];
-    comm.all_gather_into(&local[..], &mut all[..]);
-    let (rank, v) = all.chunks_exact(5).enumerate().find(|(_, v)| v[0] != 0.0)?;
-    let kind = if v[0] == 1.0 {
-        FailureKind::Wrong {
-            wrong: v[1] as usize,
-            index: v[2] as usize,
-            got: v[3],
-            expected: v[4],
+    let verdict = if let Some((wrong, index)) = first_wrong(&ours, &expected, case.op, p) {
+        Verdict::Wrong {
+            wrong,
+            index,
+            got: ours[index].to_f64(),
+            expected: expected[index].to_f64(),
         }
+    } else if let Some(index) = differs_from_root {
+        Verdict::NotIdentical { index }
     } else {
-        FailureKind::NotIdentical { index: v[2] as usize }
+        Verdict::Right
     };
-    Some(Failure {
+    let all = group.all_gather_value(&verdict)?;
+    let Some((rank, v)) = all.iter().enumerate().find(|(_, v)| !matches!(v, Verdict::Right)) else {
+        return Ok(None);
+    };
+    let kind = match *v {
+        Verdict::Wrong {
+            wrong,
+            index,
+            got,
+            expected,
+        } => FailureKind::Wrong {
+            wrong,
+            index,
+            got,
+            expected,
+        },
+        Verdict::NotIdentical { index } => FailureKind::NotIdentical { index },
+        Verdict::Right => unreachable!("found a failing verdict"),
+    };
+    Ok(Some(Failure {
         algorithm: case.algorithm,
         dtype: case.dtype,
         op: case.op,
         count: case.count,
         rank,
         kind,
-    })
+    }))
 }
 
-/// The reference result for `case`: `MPI_Allreduce` of every rank's input
-/// where MPI is trusted with the type, the serial rank-ordered fold otherwise.
-/// Collective.
-pub(crate) fn reference<T: VerifyElement, C: Communicator>(comm: &C, case: &Case, mine: &[T]) -> Vec<T> {
-    T::mpi_reference(comm, mine, case.op).unwrap_or_else(|| {
-        let all: Vec<Vec<T>> = (0..comm.size() as usize).map(|r| input::<T>(case, r)).collect();
-        serial_reference(&all, case.op)
-    })
+/// The reference result for `case`: the vendor's all-reduce of every
+/// rank's input where the vendor is trusted with the type and op, the
+/// serial rank-ordered fold otherwise. Collective.
+pub(crate) fn reference<T: VerifyElement, C: Transport>(
+    group: &Group<C>,
+    vendor: Option<&dyn Vendor>,
+    case: &Case,
+    mine: &[T],
+) -> Result<Vec<T>> {
+    // Whether the vendor is used must be the same on every rank.
+    let mut out = vec![T::zeroed(); mine.len()];
+    let used = vendor.filter(|_| T::vendor_trusted(case.op)).is_some_and(|v| {
+        v.all_reduce(
+            T::DTYPE,
+            case.op,
+            bytemuck::cast_slice(mine),
+            bytemuck::cast_slice_mut(&mut out),
+        )
+    });
+    if used {
+        return Ok(out);
+    }
+    let all: Vec<Vec<T>> = (0..group.size()).map(|r| input::<T>(case, r)).collect();
+    Ok(serial_reference(&all, case.op))
 }
 
 /// Whether any element of `ours` is outside tolerance of `expected`;
@@ -346,23 +371,17 @@ pub fn serial_reference<T: Element>(inputs: &[Vec<T>], op: ReduceOp) -> Vec<T> {
     acc
 }
 
-/// Element types `verify` and `bench` can generate, check and hand to MPI.
+/// Element types `verify` and `bench` can generate and check.
 pub trait VerifyElement: Element {
     /// A random input value suited to `op` (bounded so products stay finite).
-    fn sample(rng: &mut ChaCha8Rng, op: ReduceOp) -> Self;
-    /// The vendor's `MPI_Allreduce(send, recv, op)` (sum then divide for
-    /// avg); `false` when MPI has no datatype for `Self`.
-    fn mpi_all_reduce_into<C: Communicator>(comm: &C, send: &[Self], recv: &mut [Self], op: ReduceOp)
-        -> bool;
-    /// The reference result verify compares with: `MPI_Allreduce` where MPI
-    /// has the type and computes it correctly, `None` otherwise.
-    fn mpi_reference<C: Communicator>(comm: &C, send: &[Self], op: ReduceOp) -> Option<Vec<Self>> {
-        let mut out = vec![<Self as bytemuck::Zeroable>::zeroed(); send.len()];
-        Self::mpi_all_reduce_into(comm, send, &mut out, op).then_some(out)
+    fn sample<R: Rng + ?Sized>(rng: &mut R, op: ReduceOp) -> Self;
+    /// Whether the vendor's result for `op` can serve as the reference.
+    fn vendor_trusted(_op: ReduceOp) -> bool {
+        true
     }
 }
 
-fn float_sample(rng: &mut ChaCha8Rng, op: ReduceOp) -> f64 {
+fn float_sample<R: Rng + ?Sized>(rng: &mut R, op: ReduceOp) -> f64 {
     if op == ReduceOp::Prod {
         let sign = if rng.gen::<bool>() { 1.0 } else { -1.0 };
         sign * rng.gen_range(0.75..1.33)
@@ -371,67 +390,25 @@ fn float_sample(rng: &mut ChaCha8Rng, op: ReduceOp) -> f64 {
     }
 }
 
-fn system_op(op: ReduceOp) -> SystemOperation {
-    match op {
-        ReduceOp::Sum | ReduceOp::Avg => SystemOperation::sum(),
-        ReduceOp::Prod => SystemOperation::product(),
-        ReduceOp::Min => SystemOperation::min(),
-        ReduceOp::Max => SystemOperation::max(),
-    }
-}
-
-macro_rules! mpi_all_reduce {
-    () => {
-        fn mpi_all_reduce_into<C: Communicator>(
-            comm: &C,
-            send: &[Self],
-            recv: &mut [Self],
-            op: ReduceOp,
-        ) -> bool {
-            mpi_all_reduce(comm, send, recv, op);
-            true
-        }
-    };
-}
-
-fn mpi_all_reduce<T, C>(comm: &C, send: &[T], recv: &mut [T], op: ReduceOp)
-where
-    T: Element + Equivalence,
-    C: Communicator,
-{
-    if send.is_empty() {
-        // Two empty Vecs share a dangling pointer, which MPI rejects as
-        // sendbuf == recvbuf; there is nothing to reduce anyway.
-        return;
-    }
-    comm.all_reduce_into(send, recv, system_op(op));
-    if op == ReduceOp::Avg {
-        T::divide(recv, comm.size() as usize);
-    }
-}
-
 impl VerifyElement for f32 {
-    fn sample(rng: &mut ChaCha8Rng, op: ReduceOp) -> Self {
+    fn sample<R: Rng + ?Sized>(rng: &mut R, op: ReduceOp) -> Self {
         float_sample(rng, op) as f32
     }
-    mpi_all_reduce!();
 }
 
 impl VerifyElement for f64 {
-    fn sample(rng: &mut ChaCha8Rng, op: ReduceOp) -> Self {
+    fn sample<R: Rng + ?Sized>(rng: &mut R, op: ReduceOp) -> Self {
         float_sample(rng, op)
     }
-    mpi_all_reduce!();
 }
 
 macro_rules! int_verify {
     ($t:ty) => {
         impl VerifyElement for $t {
-            fn sample(rng: &mut ChaCha8Rng, _op: ReduceOp) -> Self {
+            fn sample<R: Rng + ?Sized>(rng: &mut R, _op: ReduceOp) -> Self {
                 // Full range on purpose: sums and products wrap.
                 rng.gen()
             }
-            mpi_all_reduce!();
         }
     };
 }
@@ -439,34 +416,58 @@ int_verify!(i32);
 int_verify!(i64);
 
 impl VerifyElement for u8 {
-    fn sample(rng: &mut ChaCha8Rng, _op: ReduceOp) -> Self {
+    fn sample<R: Rng + ?Sized>(rng: &mut R, _op: ReduceOp) -> Self {
         rng.gen()
     }
-    mpi_all_reduce!();
     /// OpenMPI 4.1's AVX reduction component saturates 8- and 16-bit integer
     /// sums (open-mpi/ompi#8045, closed as won't-fix) while MPI and C define
     /// them to wrap, as ringreduce does; for those ops the rank-ordered
     /// reference is used instead.
-    fn mpi_reference<C: Communicator>(comm: &C, send: &[Self], op: ReduceOp) -> Option<Vec<Self>> {
-        let mut out = vec![0; send.len()];
-        match op {
-            ReduceOp::Sum | ReduceOp::Avg => None,
-            _ => Self::mpi_all_reduce_into(comm, send, &mut out, op).then_some(out),
-        }
+    fn vendor_trusted(op: ReduceOp) -> bool {
+        !matches!(op, ReduceOp::Sum | ReduceOp::Avg)
     }
 }
 
 macro_rules! half_verify {
     ($t:ty) => {
         impl VerifyElement for $t {
-            fn sample(rng: &mut ChaCha8Rng, op: ReduceOp) -> Self {
+            fn sample<R: Rng + ?Sized>(rng: &mut R, op: ReduceOp) -> Self {
                 <$t>::from_f64(float_sample(rng, op))
-            }
-            fn mpi_all_reduce_into<C: Communicator>(_: &C, _: &[Self], _: &mut [Self], _: ReduceOp) -> bool {
-                false
             }
         }
     };
 }
 half_verify!(half::f16);
 half_verify!(half::bf16);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_runs_on_threads_and_passes() {
+        for p in [1, 3, 4] {
+            let reports = Group::local(p, |g| {
+                let cfg = VerifyConfig {
+                    max_count: 40,
+                    ..VerifyConfig::default()
+                };
+                let mut failures = Vec::new();
+                let report = run(&g, &cfg, None, |f| failures.push(f.to_string())).unwrap();
+                (report, failures)
+            });
+            let cases =
+                Algorithm::CONCRETE.len() * DType::ALL.len() * ReduceOp::ALL.len() * counts(p, 40).len();
+            for (report, failures) in reports {
+                assert_eq!(
+                    report,
+                    Report {
+                        passed: cases,
+                        failed: 0
+                    },
+                    "p={p}: {failures:?}"
+                );
+            }
+        }
+    }
+}

@@ -6,7 +6,18 @@ use std::cell::Cell;
 use std::fmt;
 
 use ringreduce::cost::{self, CostParams, Tuning};
-use ringreduce::{all_reduce_in_place, Algorithm, DType, Element, Local, Order, ReduceOp};
+use ringreduce::{
+    Algorithm, CheckConfig, Counting, DType, Element, Group, Local, LocalEndpoint, Order, ReduceOp, Settings,
+};
+
+/// A group over a counting transport, unchecked: the counts are the algorithm's alone.
+fn counted(t: LocalEndpoint, tuning: Tuning) -> Group<Counting<LocalEndpoint>> {
+    let settings = Settings {
+        tuning,
+        checks: CheckConfig::OFF,
+    };
+    Group::with_settings(Counting::new(t), settings)
+}
 
 thread_local! {
     static REDUCED: Cell<u64> = const { Cell::new(0) };
@@ -55,15 +66,15 @@ struct Measured {
 
 fn measure(algorithm: Algorithm, p: usize, k: usize) -> Measured {
     let per_rank = Local::run(p, |t| {
-        let c = ringreduce::Counting::new(t);
+        let g = counted(t, Tuning::default());
         let mut buf = vec![Tally(1.0); k];
         REDUCED.with(|r| r.set(0));
-        all_reduce_in_place(&c, &mut buf, ReduceOp::Sum, algorithm).unwrap();
+        g.all_reduce_in_place(&mut buf, ReduceOp::Sum, algorithm).unwrap();
         assert!(
             buf.iter().all(|x| x.0 == p as f32),
             "{algorithm} p={p} k={k}: wrong sum"
         );
-        (c.stats(), REDUCED.with(|r| r.get()))
+        (g.transport().stats(), REDUCED.with(|r| r.get()))
     });
     per_rank.iter().fold(Measured::default(), |m, (s, red)| Measured {
         rounds: m.rounds.max(s.rounds),
@@ -97,7 +108,7 @@ fn counted_traffic_equals_the_model_exactly() {
             }
         }
     }
-    assert_eq!(cases, 16 * 7 * 4);
+    assert_eq!(cases, 16 * 7 * Algorithm::CONCRETE.len());
 }
 
 #[test]
@@ -136,17 +147,18 @@ fn auto_runs_what_the_tuning_chooses_on_every_rank() {
             params: CostParams::default(),
             force: Some(force),
         };
-        let auto = Local::run_with(5, tuning, |t| {
-            let c = ringreduce::Counting::new(t);
+        let auto = Local::run(5, |t| {
+            let g = counted(t, tuning);
             let mut v = vec![1.0f32; 1001];
-            all_reduce_in_place(&c, &mut v, ReduceOp::Sum, Algorithm::Auto).unwrap();
-            c.stats()
+            g.all_reduce_in_place(&mut v, ReduceOp::Sum, Algorithm::Auto)
+                .unwrap();
+            g.transport().stats()
         });
         let direct = Local::run(5, |t| {
-            let c = ringreduce::Counting::new(t);
+            let g = counted(t, Tuning::default());
             let mut v = vec![1.0f32; 1001];
-            all_reduce_in_place(&c, &mut v, ReduceOp::Sum, force).unwrap();
-            c.stats()
+            g.all_reduce_in_place(&mut v, ReduceOp::Sum, force).unwrap();
+            g.transport().stats()
         });
         assert_eq!(auto, direct, "auto forced to {force}");
     }
@@ -154,11 +166,12 @@ fn auto_runs_what_the_tuning_chooses_on_every_rank() {
     let params = CostParams::line(1e-3, 1e-12, 0.0);
     let chosen = cost::select(4, 10, 4, &params);
     let tuning = Tuning { params, force: None };
-    let rounds = Local::run_with(4, tuning, |t| {
-        let c = ringreduce::Counting::new(t);
+    let rounds = Local::run(4, |t| {
+        let g = counted(t, tuning);
         let mut v = vec![1i32; 10];
-        all_reduce_in_place(&c, &mut v, ReduceOp::Sum, Algorithm::Auto).unwrap();
-        c.stats().rounds
+        g.all_reduce_in_place(&mut v, ReduceOp::Sum, Algorithm::Auto)
+            .unwrap();
+        g.transport().stats().rounds
     });
     assert_eq!(
         rounds.into_iter().max().unwrap(),

@@ -3,7 +3,7 @@
 //! all-reduce algorithm, and every rank holds the same bits.
 
 use ringreduce::train::{data, Mlp, Model, Schedule, SyncSgd};
-use ringreduce::{Algorithm, Error, Local};
+use ringreduce::{Algorithm, Error, Group};
 
 fn sgd(algorithm: Algorithm, batch: usize, epochs: usize) -> SyncSgd {
     SyncSgd::builder()
@@ -23,7 +23,7 @@ fn train_on(p: usize, algorithm: Algorithm) -> Vec<Vec<f32>> {
     let train = data::synthetic(240, 4, 3, 9);
     let model = Mlp::new(vec![4, 8, 3]).unwrap();
     let opt = sgd(algorithm, 12, 2);
-    Local::run(p, |t| {
+    Group::local(p, |t| {
         let mut params = opt.init_params(&model);
         opt.fit(&t, &model, &mut params, &train, None, |_| {}).unwrap();
         params
@@ -65,7 +65,7 @@ fn softmax_regression_learns_the_synthetic_blobs() {
     let test = data::synthetic(300, 5, 4, 1);
     let model = Mlp::softmax(5, 4).unwrap();
     let opt = SyncSgd::builder().batch(30).lr(0.5).epochs(5).build().unwrap();
-    let metrics = Local::run(3, |t| {
+    let metrics = Group::local(3, |t| {
         let mut params = opt.init_params(&model);
         opt.fit(&t, &model, &mut params, &train, Some(&test), |_| {})
             .unwrap()
@@ -82,7 +82,7 @@ fn bad_settings_and_divergence_are_errors() {
     let train = data::synthetic(100, 3, 2, 1);
     let model = Mlp::softmax(3, 2).unwrap();
     let run = |p: usize, opt: SyncSgd, train: data::Dataset| {
-        Local::run(p, |t| {
+        Group::local(p, |t| {
             let mut params = opt.init_params(&model);
             opt.fit(&t, &model, &mut params, &train, None, |_| {})
         })
@@ -133,7 +133,7 @@ fn a_non_finite_example_is_reported_at_its_step_and_by_the_rank_that_saw_it() {
         let mut poisoned = train.clone();
         let i = order[(step - 1) * 10 + 2 * rank];
         poisoned.features[i * train.dim] = value;
-        let out = Local::run(5, |t| {
+        let out = Group::local(5, |t| {
             let mut params = opt.init_params(&model);
             opt.fit(&t, &model, &mut params, &poisoned, None, |_| {})
         });
@@ -176,7 +176,7 @@ fn resuming_gives_exactly_the_uninterrupted_parameters() {
             .unwrap()
     };
     let run = |p: usize, o: SyncSgd| {
-        Local::run(p, |t| {
+        Group::local(p, |t| {
             let mut params = o.init_params(&model);
             o.fit(&t, &model, &mut params, &train, None, |_| {})
                 .map(|h| (params, h.len()))
@@ -207,7 +207,7 @@ fn resuming_gives_exactly_the_uninterrupted_parameters() {
     // A checkpoint of another model is refused on every rank, and a run
     // that diverges leaves the last good checkpoint as it was.
     let other = Mlp::new(vec![4, 5, 3]).unwrap();
-    let refused = Local::run(2, |t| {
+    let refused = Group::local(2, |t| {
         let o = opt(3, "whole.ckpt", true);
         let mut params = o.init_params(&other);
         o.fit(&t, &other, &mut params, &train, None, |_| {})
@@ -221,7 +221,7 @@ fn resuming_gives_exactly_the_uninterrupted_parameters() {
     let before = std::fs::read(dir.join("split.ckpt")).unwrap();
     let mut poisoned = train.clone();
     poisoned.features[0] = f32::NAN;
-    let diverged = Local::run(2, |t| {
+    let diverged = Group::local(2, |t| {
         let o = opt(5, "split.ckpt", true);
         let mut params = o.init_params(&model);
         o.fit(&t, &model, &mut params, &poisoned, None, |_| {})

@@ -7,7 +7,7 @@
 //! Root: 2(p − 1) rounds, (p − 1)·k·s bytes out and (p − 1)·k·s in,
 //! (p − 1)·k elements reduced. Other ranks: 2 rounds, k·s bytes each way.
 
-use super::finish;
+use super::{finish, Cost, Schedule};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::Result;
 use crate::scratch::Scratch;
@@ -15,11 +15,34 @@ use crate::transport::Transport;
 
 const ROOT: usize = 0;
 
-pub(super) fn all_reduce<T: Element, C: Transport + ?Sized>(
-    comm: &C,
-    buf: &mut [T],
-    op: ReduceOp,
-) -> Result<()> {
+pub(crate) struct Central;
+
+impl Schedule for Central {
+    const NAME: &'static str = "central";
+    const TIE_ORDER: u8 = 3;
+
+    /// The root's sends and receives happen one after another, so both
+    /// count on its path.
+    fn cost(zero: Cost, p: u64, k: u64, s: u64) -> Cost {
+        let n = k * s;
+        Cost {
+            rounds: 2 * (p - 1),
+            exchanges: 0,
+            messages: p - 1,
+            bytes_sent: (p - 1) * n,
+            total_bytes: 2 * (p - 1) * n,
+            path_bytes: 2 * (p - 1) * n,
+            reduced: (p - 1) * k,
+            ..zero
+        }
+    }
+
+    fn run<T: Element, C: Transport + ?Sized>(comm: &C, buf: &mut [T], op: ReduceOp) -> Result<()> {
+        all_reduce(comm, buf, op)
+    }
+}
+
+fn all_reduce<T: Element, C: Transport + ?Sized>(comm: &C, buf: &mut [T], op: ReduceOp) -> Result<()> {
     let p = comm.size();
     if comm.rank() != ROOT {
         comm.send(buf, ROOT)?;

@@ -1,74 +1,218 @@
-//! The all-reduce algorithms, one file each, and the one dispatch `match`.
+//! The all-reduce algorithms: one file each, and the registry that names them.
 //!
-//! All of them are written against [`Transport`] only. Every algorithm keeps
-//! the invariants of the design notes: bitwise identical results on every
-//! rank, agreement with `MPI_Allreduce`, and support for p = 1, count = 0,
-//! count < p, non-power-of-two p and odd counts.
-
-mod butterfly;
-mod central;
-mod naive;
-mod ring;
-
-pub(crate) use butterfly::{all_reduce as butterfly_all_reduce, largest_power_of_two};
+//! Every algorithm file holds a unit type implementing `Schedule`: its
+//! name, its exact cost (rounds, messages, bytes, reduced elements — what
+//! the `Counting` transport measures) next to its schedule, and its `run`.
+//! All of them are written against [`Transport`] only; they see neither the
+//! call checks nor the tuning. Every algorithm keeps the invariants of the
+//! design notes: bitwise identical results on every rank, agreement with
+//! `MPI_Allreduce`, and support for p = 1, count = 0, count < p,
+//! non-power-of-two p and odd counts.
+//!
+//! Adding an algorithm is one new file and one line in the `registry!`
+//! below: the enum variant, its name on the command line, the dispatch, the
+//! cost table, `auto`'s candidates and the wire index all come from there.
 
 use std::fmt;
 use std::ops::Range;
 use std::str::FromStr;
 
-use crate::check::{self, Begun, Signature};
+use serde::Serialize;
+
 use crate::element::{names, Element, ReduceOp};
 use crate::error::{Error, Result};
 use crate::transport::Transport;
 
-/// Which all-reduce schedule to run. p = ranks, k = elements, s = element size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Algorithm {
+/// An all-reduce schedule: what the registry needs of an algorithm file.
+pub(crate) trait Schedule {
+    /// The lower-case name used on the command line and in reports.
+    const NAME: &'static str;
+    /// Rank among algorithms whose predicted times tie: lower wins.
+    const TIE_ORDER: u8;
+
+    /// Rounds, messages, bytes and reduced elements of one call on `p ≥ 2`
+    /// ranks with `count ≥ 1` elements of `elem_size` bytes, filled into
+    /// `zero` (which names the algorithm and holds zeros). Exact: the tests
+    /// hold it to the `Counting` transport.
+    fn cost(zero: Cost, p: u64, count: u64, elem_size: u64) -> Cost;
+
+    /// All-reduces `buf` in place. Called with p ≥ 2 and a non-empty buffer.
+    fn run<T: Element, C: Transport + ?Sized>(comm: &C, buf: &mut [T], op: ReduceOp) -> Result<()>;
+
+    /// All-reduces `input` into `buf` (same length). The default copies
+    /// the input first; schedules that can read it in place override this.
+    fn run_out_of_place<T: Element, C: Transport + ?Sized>(
+        comm: &C,
+        input: &[T],
+        buf: &mut [T],
+        op: ReduceOp,
+    ) -> Result<()> {
+        buf.copy_from_slice(input);
+        Self::run(comm, buf, op)
+    }
+}
+
+/// The modelled cost of one all-reduce: what the busiest rank does.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Cost {
+    /// The algorithm.
+    #[serde(serialize_with = "ser_name")]
+    pub algorithm: Algorithm,
+    /// Sequential communication steps of the busiest rank.
+    pub rounds: u64,
+    /// How many of those rounds are exchanges (`sendrecv`); the rest are one-way.
+    pub exchanges: u64,
+    /// Messages sent by the busiest rank.
+    pub messages: u64,
+    /// Bytes sent by the busiest rank.
+    pub bytes_sent: u64,
+    /// Bytes sent by all ranks together.
+    pub total_bytes: u64,
+    /// Bytes on the busiest rank's critical path (per round, the larger direction).
+    pub path_bytes: u64,
+    /// Elements reduced by the busiest rank.
+    pub reduced: u64,
+}
+
+fn ser_name<S: serde::Serializer>(a: &Algorithm, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(a.name())
+}
+
+impl Cost {
+    /// No communication at all: what p = 1 or an empty buffer costs.
+    pub fn zero(algorithm: Algorithm) -> Cost {
+        Cost {
+            algorithm,
+            rounds: 0,
+            exchanges: 0,
+            messages: 0,
+            bytes_sent: 0,
+            total_bytes: 0,
+            path_bytes: 0,
+            reduced: 0,
+        }
+    }
+}
+
+/// Declares the algorithm files and generates [`Algorithm`] from them.
+macro_rules! registry {
+    ($( $(#[$doc:meta])* $variant:ident => $module:ident::$ty:ident, )*) => {
+        $( mod $module; )*
+
+        /// Which all-reduce schedule to run. p = ranks, k = elements, s = element size.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Algorithm {
+            $( $(#[$doc])* $variant, )*
+            /// Picks one of the others per call: the lowest time predicted by
+            /// the cost model ([`crate::cost::select`]) for this p and size,
+            /// under the group's [`Tuning`](crate::cost::Tuning) (a
+            /// calibration file via `RINGREDUCE_CALIBRATION`, or built-in
+            /// defaults). `RINGREDUCE_ALGO` overrides the choice, like
+            /// `NCCL_ALGO`. Every rank makes the same choice.
+            Auto,
+        }
+
+        impl Algorithm {
+            /// Every concrete schedule (all but `Auto`), in registry order.
+            pub const CONCRETE: [Algorithm; [$(stringify!($variant)),*].len()] = [$(Algorithm::$variant),*];
+
+            /// The lower-case name used on the command line.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( Algorithm::$variant => <$module::$ty as Schedule>::NAME, )*
+                    Algorithm::Auto => "auto",
+                }
+            }
+
+            /// Rank among algorithms whose predicted times tie (lower wins).
+            pub(crate) fn tie_order(self) -> u8 {
+                match self {
+                    $( Algorithm::$variant => <$module::$ty as Schedule>::TIE_ORDER, )*
+                    Algorithm::Auto => u8::MAX,
+                }
+            }
+
+            /// The exact cost of a concrete algorithm (see [`Cost`]); `None`
+            /// for `Auto`, whose cost depends on the tuning.
+            pub fn exact_cost(self, p: usize, count: usize, elem_size: usize) -> Option<Cost> {
+                let zero = Cost::zero(self);
+                if self == Algorithm::Auto {
+                    return None;
+                }
+                if p <= 1 || count == 0 {
+                    return Some(zero); // the trivial exits of every call
+                }
+                let (p, k, s) = (p as u64, count as u64, elem_size as u64);
+                Some(match self {
+                    $( Algorithm::$variant => <$module::$ty as Schedule>::cost(zero, p, k, s), )*
+                    Algorithm::Auto => unreachable!("handled above"),
+                })
+            }
+
+            /// Runs the schedule on `buf` in place (out of place from
+            /// `input` when given). p ≥ 2 and a non-empty buffer; `Auto`
+            /// must have been resolved.
+            pub(crate) fn run<T: Element, C: Transport + ?Sized>(
+                self,
+                comm: &C,
+                input: Option<&[T]>,
+                buf: &mut [T],
+                op: ReduceOp,
+            ) -> Result<()> {
+                match (self, input) {
+                    $(
+                        (Algorithm::$variant, None) => <$module::$ty as Schedule>::run(comm, buf, op),
+                        (Algorithm::$variant, Some(x)) => {
+                            <$module::$ty as Schedule>::run_out_of_place(comm, x, buf, op)
+                        }
+                    )*
+                    (Algorithm::Auto, _) => Err(Error::InvalidArgument {
+                        what: "algorithm",
+                        reason: "`auto` must be resolved before it runs".into(),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+registry! {
     /// Ring of whole vectors: in each of p−1 rounds every rank passes a whole
     /// vector to its right neighbour and receives one from its left.
     /// Rounds p−1; bytes sent per rank (p−1)·k·s. To end bitwise identical
     /// on every rank it reduces in rank order, which keeps up to p−1
     /// received vectors in memory on the last rank.
-    Naive,
+    Naive => naive::Naive,
     /// Recursive doubling: in round j rank r exchanges its whole partial
     /// result with rank r XOR 2^j. For p not a power of two the ranks above
     /// the largest power of two p' first fold into a partner and get the
     /// result back at the end. Rounds log2 p' (+2 when p ≠ p'); bytes k·s per round.
-    Butterfly,
+    Butterfly => butterfly::Butterfly,
     /// Bandwidth-optimal ring (Patarasuk & Yuan 2009): reduce-scatter of p
     /// chunks in p−1 rounds, then all-gather in p−1 rounds. Rounds 2(p−1);
     /// bytes sent per rank ≈ 2·(p−1)/p·k·s, the lower bound.
-    Ring,
+    Ring => ring::Ring,
     /// Parameter-server pattern: every rank sends to rank 0, which reduces
     /// in rank order and sends the result back. Root: 2(p−1) rounds,
     /// (p−1)·k·s bytes out and in.
-    Central,
-    /// Picks one of the above per call: the lowest time predicted by the
-    /// cost model ([`crate::cost::select`]) for this p and size, under the
-    /// transport's [`Tuning`](crate::cost::Tuning) (a calibration file via
-    /// `RINGREDUCE_CALIBRATION`, or built-in defaults). `RINGREDUCE_ALGO`
-    /// overrides the choice, like `NCCL_ALGO`. Every rank makes the same choice.
-    Auto,
+    Central => central::Central,
 }
 
-impl Algorithm {
-    /// Every concrete schedule (all but `Auto`), in a fixed order.
-    pub const CONCRETE: [Algorithm; 4] = [
-        Algorithm::Naive,
-        Algorithm::Butterfly,
-        Algorithm::Ring,
-        Algorithm::Central,
-    ];
+pub(crate) use butterfly::{recursive_doubling, Fold};
 
-    /// The lower-case name used on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::Naive => "naive",
-            Algorithm::Butterfly => "butterfly",
-            Algorithm::Ring => "ring",
-            Algorithm::Central => "central",
-            Algorithm::Auto => "auto",
-        }
+impl Algorithm {
+    /// Position in [`Algorithm::CONCRETE`], `CONCRETE.len()` for `Auto`:
+    /// how an algorithm travels in the call checks' words.
+    pub(crate) fn index(self) -> usize {
+        Algorithm::CONCRETE
+            .iter()
+            .position(|&a| a == self)
+            .unwrap_or(Algorithm::CONCRETE.len())
+    }
+
+    /// Inverse of [`Algorithm::index`] (out of range: `Auto`).
+    pub(crate) fn from_index(i: usize) -> Algorithm {
+        Algorithm::CONCRETE.get(i).copied().unwrap_or(Algorithm::Auto)
     }
 }
 
@@ -93,93 +237,17 @@ impl FromStr for Algorithm {
     }
 }
 
-/// All-reduces `buf` in place: on return every rank holds `op` over all
-/// ranks' buffers, bitwise identical on every rank.
-///
-/// Every rank of the transport must call it with the same length, element
-/// type, op and algorithm; the call checks catch it when they do not.
-///
-/// # Examples
-/// See `examples/allreduce.rs`; with threads instead of MPI:
-/// ```
-/// use ringreduce::{all_reduce_in_place, Algorithm, Local, ReduceOp, Transport};
-/// let out = Local::run(3, |t| {
-///     let mut v = vec![t.rank() as i64; 5];
-///     all_reduce_in_place(&t, &mut v, ReduceOp::Max, Algorithm::Butterfly).unwrap();
-///     v
-/// });
-/// assert!(out.iter().all(|v| v == &vec![2; 5]));
-/// ```
-///
-/// # Errors
-/// [`Error::Mismatch`], the same on every rank and before any data moved,
-/// when ranks passed different lengths, element types, ops or algorithms
-/// (the transport's call checks, [`crate::check`]; on by default for
-/// [`Mpi`](crate::Mpi) and [`Local`](crate::Local)). With the checks off,
-/// [`Error::MessageSize`] when the transport noticed. [`Error::Transport`]
-/// when a peer went away. MPI's own failures abort the job (rsmpi's
-/// default error handler), and so does a stall past the MPI transport's
-/// timeout.
-///
-/// # Cost
-/// See [`Algorithm`] for rounds and bytes of each schedule.
-pub fn all_reduce_in_place<T, C>(comm: &C, buf: &mut [T], op: ReduceOp, algorithm: Algorithm) -> Result<()>
-where
-    T: Element,
-    C: Transport + ?Sized,
-{
-    // Validate first (every rank agrees on the call), trivial exits next, then the work.
-    if comm.size() <= 1 {
-        return Ok(());
-    }
-    let algorithm = match algorithm {
-        Algorithm::Auto => comm
-            .tuning()
-            .resolve(comm.size(), buf.len(), std::mem::size_of::<T>()),
-        concrete => concrete,
-    };
-    let signature = Signature {
-        count: buf.len() as u64,
-        dtype: T::DTYPE,
-        op,
-        algorithm,
-    };
-    if check::begin(comm, signature, buf)? == Begun::Done || buf.is_empty() {
-        return Ok(());
-    }
-    match algorithm {
-        Algorithm::Naive => naive::all_reduce(comm, buf, op),
-        Algorithm::Butterfly => butterfly::all_reduce(comm, buf, op),
-        Algorithm::Ring => ring::all_reduce(comm, None, buf, op),
-        Algorithm::Central => central::all_reduce(comm, buf, op),
-        Algorithm::Auto => unreachable!("resolved above"),
+impl Serialize for Algorithm {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 
-/// Out-of-place all-reduce: `recv` gets `op` over every rank's `send`.
-///
-/// # Errors
-/// [`Error::LengthMismatch`] when `send` and `recv` differ in length; the
-/// errors of [`all_reduce_in_place`] otherwise.
-pub fn all_reduce<T, C>(
-    comm: &C,
-    send: &[T],
-    recv: &mut [T],
-    op: ReduceOp,
-    algorithm: Algorithm,
-) -> Result<()>
-where
-    T: Element,
-    C: Transport + ?Sized,
-{
-    if send.len() != recv.len() {
-        return Err(Error::LengthMismatch {
-            send: send.len(),
-            recv: recv.len(),
-        });
+impl<'de> serde::Deserialize<'de> for Algorithm {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
-    recv.copy_from_slice(send);
-    all_reduce_in_place(comm, recv, op, algorithm)
 }
 
 /// The element range of chunk `i` when `k` elements are cut into `p`
@@ -193,6 +261,18 @@ pub fn chunk_range(k: usize, p: usize, i: usize) -> Range<usize> {
     start..start + len
 }
 
+/// Borrows two non-overlapping ranges of one buffer, one shared, one mutable.
+pub(crate) fn disjoint<T>(buf: &mut [T], a: Range<usize>, b: Range<usize>) -> (&[T], &mut [T]) {
+    debug_assert!(a.end <= b.start || b.end <= a.start, "ranges overlap");
+    if a.end <= b.start {
+        let (lo, hi) = buf.split_at_mut(b.start);
+        (&lo[a], &mut hi[..b.end - b.start])
+    } else {
+        let (lo, hi) = buf.split_at_mut(a.start);
+        (&hi[..a.end - a.start], &mut lo[b])
+    }
+}
+
 /// Final step of [`ReduceOp::Avg`]: divide by the number of ranks.
 pub(crate) fn finish<T: Element>(op: ReduceOp, buf: &mut [T], p: usize) {
     if op == ReduceOp::Avg {
@@ -200,5 +280,5 @@ pub(crate) fn finish<T: Element>(op: ReduceOp, buf: &mut [T], p: usize) {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "tools"))]
 mod tests;

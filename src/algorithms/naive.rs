@@ -14,17 +14,38 @@
 //! p − 1 rounds; (p − 1)·k·s bytes sent per rank; (p − 1)·k elements reduced;
 //! up to (p − 1)·k elements of extra memory on rank p − 1.
 
-use super::finish;
+use super::{finish, Cost, Schedule};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::Result;
 use crate::scratch::Scratch;
 use crate::transport::Transport;
 
-pub(super) fn all_reduce<T: Element, C: Transport + ?Sized>(
-    comm: &C,
-    buf: &mut [T],
-    op: ReduceOp,
-) -> Result<()> {
+pub(crate) struct Naive;
+
+impl Schedule for Naive {
+    const NAME: &'static str = "naive";
+    const TIE_ORDER: u8 = 2;
+
+    fn cost(zero: Cost, p: u64, k: u64, s: u64) -> Cost {
+        let n = k * s;
+        Cost {
+            rounds: p - 1,
+            exchanges: p - 1,
+            messages: p - 1,
+            bytes_sent: (p - 1) * n,
+            total_bytes: p * (p - 1) * n,
+            path_bytes: (p - 1) * n,
+            reduced: (p - 1) * k,
+            ..zero
+        }
+    }
+
+    fn run<T: Element, C: Transport + ?Sized>(comm: &C, buf: &mut [T], op: ReduceOp) -> Result<()> {
+        all_reduce(comm, buf, op)
+    }
+}
+
+fn all_reduce<T: Element, C: Transport + ?Sized>(comm: &C, buf: &mut [T], op: ReduceOp) -> Result<()> {
     let p = comm.size();
     let r = comm.rank();
     let right = (r + 1) % p;

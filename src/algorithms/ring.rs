@@ -12,16 +12,55 @@
 //! ≈ 2·(p − 1)/p·k·s bytes in all — the lower bound of Patarasuk & Yuan (2009).
 //! Reduces ≈ (p − 1)/p·k elements.
 
-use super::{chunk_range, finish};
+use super::{chunk_range, disjoint, finish, Cost, Schedule};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::Result;
 use crate::scratch::Scratch;
 use crate::transport::Transport;
 
+pub(crate) struct Ring;
+
+impl Schedule for Ring {
+    const NAME: &'static str = "ring";
+    const TIE_ORDER: u8 = 0;
+
+    fn cost(zero: Cost, p: u64, k: u64, s: u64) -> Cost {
+        let q = k / p;
+        let m = k % p;
+        let big = q + u64::from(m > 0);
+        // Rank r skips chunk r+1 in reduce-scatter and r+2 in all-gather;
+        // the busiest rank skips the two smallest neighbouring chunks.
+        let skipped = if m == 0 || p - m >= 2 { 2 * q } else { 2 * q + 1 };
+        Cost {
+            rounds: 2 * (p - 1),
+            exchanges: 2 * (p - 1),
+            messages: 2 * (p - 1),
+            bytes_sent: (2 * k - skipped) * s,
+            total_bytes: 2 * (p - 1) * k * s,
+            path_bytes: 2 * (p - 1) * big * s,
+            reduced: k - q,
+            ..zero
+        }
+    }
+
+    fn run<T: Element, C: Transport + ?Sized>(comm: &C, buf: &mut [T], op: ReduceOp) -> Result<()> {
+        all_reduce(comm, None, buf, op)
+    }
+
+    fn run_out_of_place<T: Element, C: Transport + ?Sized>(
+        comm: &C,
+        input: &[T],
+        buf: &mut [T],
+        op: ReduceOp,
+    ) -> Result<()> {
+        all_reduce(comm, Some(input), buf, op)
+    }
+}
+
 /// In place (`input` = None), or out of place reading the input from
 /// `input` and writing only `buf`: every element of `buf` is written by a
 /// reduction or an arriving chunk, so the input is never copied.
-pub(super) fn all_reduce<T: Element, C: Transport + ?Sized>(
+fn all_reduce<T: Element, C: Transport + ?Sized>(
     comm: &C,
     input: Option<&[T]>,
     buf: &mut [T],
@@ -68,16 +107,4 @@ pub(super) fn all_reduce<T: Element, C: Transport + ?Sized>(
         comm.sendrecv(send_buf, right, recv_buf, left)?;
     }
     Ok(())
-}
-
-/// Borrows two non-overlapping ranges of one buffer, one shared, one mutable.
-fn disjoint<T>(buf: &mut [T], a: std::ops::Range<usize>, b: std::ops::Range<usize>) -> (&[T], &mut [T]) {
-    debug_assert!(a.end <= b.start || b.end <= a.start, "ranges overlap");
-    if a.end <= b.start {
-        let (lo, hi) = buf.split_at_mut(b.start);
-        (&lo[a], &mut hi[..b.end - b.start])
-    } else {
-        let (lo, hi) = buf.split_at_mut(a.start);
-        (&hi[..a.end - a.start], &mut lo[b])
-    }
 }

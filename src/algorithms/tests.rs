@@ -8,6 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::*;
 use crate::element::DType;
+use crate::group::{all_reduce, all_reduce_in_place, CheckConfig, Group, Settings};
 use crate::transport::{CallStats, Counting, Local};
 use crate::verify::{first_wrong, serial_reference, VerifyElement};
 
@@ -22,7 +23,7 @@ fn counts(p: usize) -> Vec<usize> {
 
 /// Runs `algorithm` on `p` thread ranks whose inputs are `inputs[rank]`.
 fn run_all<T: Element>(inputs: &[Vec<T>], op: ReduceOp, algorithm: Algorithm) -> Vec<Vec<T>> {
-    Local::run(inputs.len(), |t| {
+    Group::local(inputs.len(), |t| {
         let mut buf = inputs[t.rank()].clone();
         all_reduce_in_place(&t, &mut buf, op, algorithm).expect("all-reduce failed");
         buf
@@ -148,11 +149,11 @@ fn nan_and_infinity_propagate() {
 
 #[test]
 fn out_of_place_checks_lengths() {
-    let err = Local::run(1, |t| {
+    let err = Group::local(1, |t| {
         all_reduce(&t, &[1.0f32; 3], &mut [0.0; 2], ReduceOp::Sum, Algorithm::Ring)
     });
     assert_eq!(err[0], Err(Error::LengthMismatch { send: 3, recv: 2 }));
-    let ok = Local::run(3, |t| {
+    let ok = Group::local(3, |t| {
         let mut out = [0i32; 2];
         all_reduce(
             &t,
@@ -169,7 +170,7 @@ fn out_of_place_checks_lengths() {
 #[test]
 fn ranks_with_different_counts_get_an_error_not_a_hang() {
     for algorithm in Algorithm::CONCRETE {
-        let out = Local::run(4, |t| {
+        let out = Group::local(4, |t| {
             let mut buf = vec![1.0f32; if t.rank() == 2 { 9 } else { 8 }];
             all_reduce_in_place(&t, &mut buf, ReduceOp::Sum, algorithm)
         });
@@ -203,11 +204,15 @@ fn chunks_tile_the_vector_and_differ_by_at_most_one() {
 fn traffic(p: usize, k: usize, algorithm: Algorithm) -> Vec<CallStats> {
     let inputs = vec![vec![1.0f32; k]; p];
     Local::run(p, |t| {
-        let c = Counting::new(t);
-        let mut buf = inputs[c.rank()].clone();
-        all_reduce_in_place(&c, &mut buf, ReduceOp::Sum, algorithm).unwrap();
+        let off = Settings {
+            checks: CheckConfig::OFF,
+            ..Settings::default()
+        };
+        let g = Group::with_settings(Counting::new(t), off);
+        let mut buf = inputs[g.rank()].clone();
+        g.all_reduce_in_place(&mut buf, ReduceOp::Sum, algorithm).unwrap();
         assert!(buf.iter().all(|&x| x == p as f32));
-        c.stats()
+        g.transport().stats()
     })
 }
 
@@ -291,7 +296,7 @@ fn out_of_place_is_bitwise_the_in_place_result() {
             let inputs = random_inputs::<f32>(p, k, ReduceOp::Sum, 11);
             for algorithm in Algorithm::CONCRETE.into_iter().chain([Algorithm::Auto]) {
                 for op in ReduceOp::ALL {
-                    let both = Local::run(p, |t| {
+                    let both = Group::local(p, |t| {
                         let mine = &inputs[t.rank()];
                         let mut out = vec![f32::NAN; k];
                         all_reduce(&t, mine, &mut out, op, algorithm).unwrap();

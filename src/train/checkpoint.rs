@@ -1,21 +1,32 @@
-//! Checkpoints: parameters, optimizer state and progress, written by rank 0
-//! atomically (temporary file, fsync, rename) so a crash never leaves a torn
-//! file where the last good one was.
+//! Checkpoints: parameters, optimizer state, strategy state and progress,
+//! written by rank 0 atomically (temporary file, fsync, rename) so a crash
+//! never leaves a torn file where the last good one was.
 //!
-//! Format: the 8 bytes `RRCKPT01`, a little-endian u64 header length, a
-//! JSON header, then the parameters and the momentum buffer as
-//! little-endian f32.
+//! Format: the 8 bytes `RRCKPT02`, a little-endian u64 header length, a
+//! JSON [`Header`] (which lists the sections), then the parameters and
+//! every section's values as little-endian f32, in the header's order.
 
 use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::optim::OptimizerState;
+use super::strategy::Section;
 use crate::error::{Error, Result};
 
-const MAGIC: &[u8; 8] = b"RRCKPT01";
+const MAGIC: &[u8; 8] = b"RRCKPT02";
 
-/// What a checkpoint holds besides the two buffers.
+/// Name and length of one section of values after the parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SectionInfo {
+    /// `optimizer.0`, … for the optimizer's buffers, `strategy.NAME` for the strategy's.
+    pub name: String,
+    /// Number of f32 values.
+    pub len: usize,
+}
+
+/// What a checkpoint holds besides the values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Header {
     /// Epochs completed.
@@ -26,6 +37,14 @@ pub struct Header {
     pub batch: usize,
     /// Parameter count (the model's shape check).
     pub params: usize,
+    /// The optimizer's name.
+    pub optimizer: String,
+    /// Steps the optimizer has taken.
+    pub optimizer_steps: u64,
+    /// The strategy's name.
+    pub strategy: String,
+    /// The sections after the parameters, in order.
+    pub sections: Vec<SectionInfo>,
 }
 
 /// A training state.
@@ -35,9 +54,14 @@ pub struct Checkpoint {
     pub header: Header,
     /// Model parameters.
     pub params: Vec<f32>,
-    /// Momentum buffer.
-    pub velocity: Vec<f32>,
+    /// The optimizer's buffers and step count.
+    pub optimizer: OptimizerState,
+    /// The strategy's state.
+    pub strategy: Vec<Section>,
 }
+
+const OPTIMIZER: &str = "optimizer.";
+const STRATEGY: &str = "strategy.";
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
     Error::Data {
@@ -47,14 +71,52 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
 }
 
 impl Checkpoint {
+    /// A checkpoint of this state; the header's section table is filled in.
+    pub fn new(
+        mut header: Header,
+        params: Vec<f32>,
+        optimizer: OptimizerState,
+        strategy: Vec<Section>,
+    ) -> Self {
+        header.params = params.len();
+        header.optimizer_steps = optimizer.steps;
+        header.sections = optimizer
+            .buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| SectionInfo {
+                name: format!("{OPTIMIZER}{i}"),
+                len: b.len(),
+            })
+            .chain(strategy.iter().map(|s| SectionInfo {
+                name: format!("{STRATEGY}{}", s.name),
+                len: s.values.len(),
+            }))
+            .collect();
+        Checkpoint {
+            header,
+            params,
+            optimizer,
+            strategy,
+        }
+    }
+
     /// Writes the checkpoint atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let header = serde_json::to_vec(&self.header).map_err(|e| bad(path, e.to_string()))?;
-        let mut bytes = Vec::with_capacity(16 + header.len() + 8 * self.params.len());
+        let floats = self.params.len()
+            + self.optimizer.buffers.iter().map(Vec::len).sum::<usize>()
+            + self.strategy.iter().map(|s| s.values.len()).sum::<usize>();
+        let mut bytes = Vec::with_capacity(16 + header.len() + 4 * floats);
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
         bytes.extend_from_slice(&header);
-        for v in self.params.iter().chain(&self.velocity) {
+        let values = self
+            .params
+            .iter()
+            .chain(self.optimizer.buffers.iter().flatten())
+            .chain(self.strategy.iter().flat_map(|s| &s.values));
+        for v in values {
             bytes.extend_from_slice(&v.to_le_bytes());
         }
         let tmp = path.with_extension("tmp");
@@ -84,25 +146,49 @@ impl Checkpoint {
         let header: Header = serde_json::from_slice(&body[..hlen])
             .map_err(|e| bad(path, format!("bad checkpoint header: {e}")))?;
         let floats = &body[hlen..];
-        if header.params.checked_mul(8) != Some(floats.len()) {
+        let total = header
+            .sections
+            .iter()
+            .try_fold(header.params, |t, s| t.checked_add(s.len));
+        if total.and_then(|t| t.checked_mul(4)) != Some(floats.len()) {
             return Err(bad(
                 path,
                 format!(
-                    "truncated checkpoint: {} bytes of state for {} parameters",
+                    "truncated checkpoint: {} bytes of values for {} parameters and {} sections",
                     floats.len(),
-                    header.params
+                    header.params,
+                    header.sections.len()
                 ),
             ));
         }
-        let all: Vec<f32> = floats
+        let mut values = floats
             .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-            .collect();
-        let (params, velocity) = all.split_at(header.params);
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")));
+        let mut take = |n: usize| values.by_ref().take(n).collect::<Vec<f32>>();
+        let params = take(header.params);
+        let mut optimizer = OptimizerState {
+            buffers: Vec::new(),
+            steps: header.optimizer_steps,
+        };
+        let mut strategy = Vec::new();
+        for s in &header.sections {
+            let v = take(s.len);
+            if let Some(name) = s.name.strip_prefix(STRATEGY) {
+                strategy.push(Section {
+                    name: name.to_string(),
+                    values: v,
+                });
+            } else if s.name.starts_with(OPTIMIZER) {
+                optimizer.buffers.push(v);
+            } else {
+                return Err(bad(path, format!("unknown checkpoint section `{}`", s.name)));
+            }
+        }
         Ok(Checkpoint {
             header,
-            params: params.to_vec(),
-            velocity: velocity.to_vec(),
+            params,
+            optimizer,
+            strategy,
         })
     }
 }
@@ -110,6 +196,19 @@ impl Checkpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn header(epoch: usize) -> Header {
+        Header {
+            epoch,
+            seed: 9,
+            batch: 12,
+            params: 0,
+            optimizer: "sgd".into(),
+            optimizer_steps: 0,
+            strategy: "sync:ring".into(),
+            sections: Vec::new(),
+        }
+    }
 
     proptest::proptest! {
         #[test]
@@ -125,10 +224,16 @@ mod tests {
     #[test]
     fn a_huge_parameter_count_is_an_error_not_an_overflow() {
         let path = std::env::temp_dir().join(format!("ringreduce-ckpt-huge-{}", std::process::id()));
-        let header = format!(r#"{{"epoch":1,"seed":1,"batch":1,"params":{}}}"#, usize::MAX / 2);
+        let mut h = header(1);
+        h.params = usize::MAX / 2;
+        h.sections = vec![SectionInfo {
+            name: "optimizer.0".into(),
+            len: usize::MAX / 2,
+        }];
+        let text = serde_json::to_vec(&h).unwrap();
         let mut bytes = MAGIC.to_vec();
-        bytes.extend((header.len() as u64).to_le_bytes());
-        bytes.extend(header.as_bytes());
+        bytes.extend((text.len() as u64).to_le_bytes());
+        bytes.extend(text);
         std::fs::write(&path, bytes).unwrap();
         assert!(Checkpoint::load(&path)
             .unwrap_err()
@@ -142,16 +247,19 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ringreduce-ckpt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.ckpt");
-        let c = Checkpoint {
-            header: Header {
-                epoch: 3,
-                seed: 9,
-                batch: 12,
-                params: 3,
+        let c = Checkpoint::new(
+            header(3),
+            vec![1.0, -0.0, f32::MAX],
+            OptimizerState {
+                buffers: vec![vec![0.5, 0.25, -1.0], vec![1.0, 2.0, 3.0]],
+                steps: 17,
             },
-            params: vec![1.0, -0.0, f32::MAX],
-            velocity: vec![0.5, 0.25, -1.0],
-        };
+            vec![Section {
+                name: "residual".into(),
+                values: vec![4.0, 5.0],
+            }],
+        );
+        assert_eq!(c.header.sections.len(), 3);
         c.save(&path).unwrap();
         assert_eq!(Checkpoint::load(&path).unwrap(), c);
         assert!(!path.with_extension("tmp").exists());

@@ -1,27 +1,48 @@
-//! Synchronous data-parallel SGD: every rank computes the gradient of its
-//! slice of each global batch, the flat gradient buffer is all-reduced
-//! (average) every step, and every rank applies the same update — parallel
-//! minibatch SGD, equal to serial minibatch SGD with the same global batch.
+//! Data-parallel training on flat buffers (feature `train`).
+//!
+//! The pieces, each replaceable:
+//! - [`Model`]: a differentiable classifier over one flat parameter buffer
+//!   ([`Mlp`] built in);
+//! - [`Optimizer`]: the update rule ([`Sgd`] with momentum and weight decay,
+//!   [`Adam`]); its state lives in the loop and in checkpoints;
+//! - [`BatchSource`]: which examples each rank computes at each step
+//!   ([`SharedShuffle`]: one shuffle, every global batch split across ranks);
+//! - [`Strategy`]: what crosses the network around each step
+//!   ([`GradientAllReduce`]: synchronous data parallelism);
+//! - [`Trainer`]: the loop — batches, gradients, the strategy's hooks, the
+//!   optimizer, metrics, checkpoints and resume.
+//!
+//! [`SyncSgd`] is the trainer with the gradient all-reduce: every rank
+//! computes the gradient of its slice of each global batch, the flat
+//! gradient buffer is averaged over the ranks every step, and every rank
+//! applies the same update — parallel minibatch SGD, equal to serial
+//! minibatch SGD with the same global batch.
 //!
 //! ```
-//! use ringreduce::train::{data, Mlp, Model, SyncSgd};
-//! use ringreduce::{Local, Algorithm};
+//! use ringreduce::train::{data, Adam, Mlp, Model, SyncSgd};
+//! use ringreduce::{Algorithm, Group};
 //! let train = data::synthetic(240, 4, 3, 1);
 //! let model = Mlp::softmax(4, 3).unwrap();
-//! let sgd = SyncSgd::builder().batch(24).lr(0.5).epochs(3).algorithm(Algorithm::Ring).build().unwrap();
-//! let accuracy = Local::run(2, |t| {
+//! let sgd = SyncSgd::builder().batch(24).lr(0.05).epochs(3).optimizer(Adam::default()).build().unwrap();
+//! let accuracy = Group::local(2, |g| {
 //!     let mut params = sgd.init_params(&model);
-//!     let metrics = sgd.fit(&t, &model, &mut params, &train, Some(&train), |_| {}).unwrap();
+//!     let metrics = sgd.fit(&g, &model, &mut params, &train, Some(&train), |_| {}).unwrap();
 //!     metrics.last().unwrap().test_accuracy
 //! });
 //! assert!(accuracy[0] > 0.8 && accuracy[0] == accuracy[1]);
 //! ```
 
+mod batches;
 pub mod checkpoint;
 pub mod data;
 mod model;
-mod sgd;
+mod optim;
+mod strategy;
+mod trainer;
 
+pub use self::batches::{BatchSource, SharedShuffle};
 pub use self::data::Dataset;
 pub use self::model::{Mlp, Model};
-pub use self::sgd::{EpochMetrics, Schedule, SyncSgd, SyncSgdBuilder};
+pub use self::optim::{Adam, Optimizer, OptimizerState, Schedule, Sgd};
+pub use self::strategy::{GradientAllReduce, Section, Step, Strategy};
+pub use self::trainer::{EpochMetrics, SyncSgd, Trainer, TrainerBuilder};

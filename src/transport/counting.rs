@@ -2,16 +2,16 @@
 
 use std::cell::Cell;
 
-use super::Transport;
+use super::{AnySource, Done, Progress, Tag, Transport};
 use crate::error::Result;
 
 /// Calls and bytes one rank made through a [`Counting`] transport.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CallStats {
-    /// Transport calls (send, recv or sendrecv): the rank's sequential
-    /// communication steps, i.e. its rounds.
+    /// Waits (a blocking send, recv or sendrecv is one): the rank's
+    /// sequential communication steps, i.e. its rounds.
     pub rounds: u64,
-    /// Of those, `sendrecv` calls (both directions at once).
+    /// Of those, waits that completed both a send and a receive (a `sendrecv`).
     pub exchanges: u64,
     /// Messages sent.
     pub messages_sent: u64,
@@ -25,9 +25,10 @@ pub struct CallStats {
 
 /// Wraps a transport and records [`CallStats`] for this rank.
 ///
-/// A `sendrecv` is one round with one message each way; a lone `send` or
-/// `recv` is a round of its own. Calls through it are unchecked
-/// ([`Transport::checks`] is `None`), so the counts are the algorithm's alone.
+/// Messages and bytes are counted as operations start (sends) and complete
+/// (receives); every [`Transport::wait_all`] is one round, so a blocking
+/// `sendrecv` is one round with one message each way and a lone `send` or
+/// `recv` a round of its own.
 pub struct Counting<T> {
     inner: T,
     stats: Cell<CallStats>,
@@ -53,56 +54,85 @@ impl<T: Transport> Counting<T> {
     }
 
     /// The wrapped transport.
+    pub fn inner(&self) -> &T {
+        &self.inner
+    }
+
+    /// The wrapped transport, by value.
     pub fn into_inner(self) -> T {
         self.inner
     }
 
-    fn record(&self, sent: Option<usize>, received: Option<usize>) {
+    fn update(&self, f: impl FnOnce(&mut CallStats)) {
         let mut s = self.stats.get();
-        s.rounds += 1;
-        if let Some(n) = sent {
-            s.messages_sent += 1;
-            s.bytes_sent += n as u64;
-        }
-        if let Some(n) = received {
-            s.messages_received += 1;
-            s.bytes_received += n as u64;
-        }
+        f(&mut s);
         self.stats.set(s);
+    }
+
+    fn received(&self, done: &Done) {
+        if done.received {
+            self.update(|s| {
+                s.messages_received += 1;
+                s.bytes_received += done.len as u64;
+            });
+        }
     }
 }
 
 impl<T: Transport> Transport for Counting<T> {
+    type Request = T::Request;
+
     fn rank(&self) -> usize {
         self.inner.rank()
-    }
-
-    fn tuning(&self) -> crate::cost::Tuning {
-        self.inner.tuning()
     }
 
     fn size(&self) -> usize {
         self.inner.size()
     }
 
-    fn send_bytes(&self, buf: &[u8], dest: usize) -> Result<()> {
-        self.inner.send_bytes(buf, dest)?;
-        self.record(Some(buf.len()), None);
+    unsafe fn start_send(&self, buf: &[u8], dest: usize, tag: Tag) -> Result<T::Request> {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        let req = unsafe { self.inner.start_send(buf, dest, tag)? };
+        self.update(|s| {
+            s.messages_sent += 1;
+            s.bytes_sent += buf.len() as u64;
+        });
+        Ok(req)
+    }
+
+    unsafe fn start_recv(&self, buf: &mut [u8], src: usize, tag: Tag) -> Result<T::Request> {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { self.inner.start_recv(buf, src, tag) }
+    }
+
+    fn test(&self, req: &mut T::Request) -> Result<Option<Done>> {
+        let done = self.inner.test(req)?;
+        if let Some(d) = &done {
+            self.received(d);
+        }
+        Ok(done)
+    }
+
+    fn wait_all(&self, reqs: &mut [T::Request], done: &mut [Done]) -> Result<()> {
+        self.inner.wait_all(reqs, done)?;
+        let done = &done[..reqs.len()];
+        let (sent, got) = (done.iter().any(|d| !d.received), done.iter().any(|d| d.received));
+        self.update(|s| {
+            s.rounds += 1;
+            s.exchanges += u64::from(sent && got);
+        });
+        done.iter().for_each(|d| self.received(d));
         Ok(())
     }
 
-    fn recv_bytes(&self, buf: &mut [u8], src: usize) -> Result<()> {
-        self.inner.recv_bytes(buf, src)?;
-        self.record(None, Some(buf.len()));
-        Ok(())
+    fn progress(&self) -> Option<&Progress> {
+        self.inner.progress()
     }
+}
 
-    fn sendrecv_bytes(&self, send: &[u8], dest: usize, recv: &mut [u8], src: usize) -> Result<()> {
-        self.inner.sendrecv_bytes(send, dest, recv, src)?;
-        self.record(Some(send.len()), Some(recv.len()));
-        let mut s = self.stats.get();
-        s.exchanges += 1;
-        self.stats.set(s);
-        Ok(())
+impl<T: AnySource> AnySource for Counting<T> {
+    unsafe fn start_recv_any(&self, buf: &mut [u8], tag: Tag) -> Result<T::Request> {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { self.inner.start_recv_any(buf, tag) }
     }
 }

@@ -8,9 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The `ringreduce` binary cargo built for these tests.
+/// The `ringreduce` binary cargo built for these tests (with the `cli` feature).
 pub fn ringreduce() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_ringreduce"))
+    match option_env!("CARGO_BIN_EXE_ringreduce") {
+        Some(path) => PathBuf::from(path),
+        None => panic!("the ringreduce binary was not built: it needs the `cli` feature"),
+    }
 }
 
 /// An example binary built next to the main binary (`cargo test` builds examples).

@@ -1,0 +1,106 @@
+//! `ringreduce cost`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use ringreduce::cost::{self, Calibration, CostParams};
+use ringreduce::{Algorithm, DType, Error};
+
+use super::report::{print_cost, CostReport};
+use super::{fail, list, one, size_arg, Format, List};
+
+/// Settings of `ringreduce cost`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Number of ranks.
+    #[arg(long, allow_hyphen_values = true)]
+    ranks: usize,
+    /// Message size per rank: bytes, or with a unit (4K, 16M, 1G).
+    #[arg(long, value_parser = size_arg, allow_hyphen_values = true)]
+    bytes: u64,
+    /// Element type.
+    #[arg(long, default_value = "f32", value_parser = one::<DType>)]
+    dtype: DType,
+    /// Algorithms, comma-separated, or `all`.
+    #[arg(long, default_value = "all", value_parser = list::<Algorithm>)]
+    algo: List<Algorithm>,
+    /// Latency α in seconds per message (default: built-in).
+    #[arg(long, conflicts_with = "calibration", allow_hyphen_values = true)]
+    alpha: Option<f64>,
+    /// Inverse bandwidth β in seconds per byte.
+    #[arg(long, conflicts_with = "calibration", allow_hyphen_values = true)]
+    beta: Option<f64>,
+    /// Reduction cost γ in seconds per byte.
+    #[arg(long, conflicts_with = "calibration", allow_hyphen_values = true)]
+    gamma: Option<f64>,
+    /// Take α, β, γ from a file written by `ringreduce calibrate`.
+    #[arg(long)]
+    calibration: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+/// Prints the model's figures for every algorithm asked for.
+pub fn run(args: Args) -> ExitCode {
+    match report(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+fn params(args: &Args) -> ringreduce::Result<CostParams> {
+    Ok(match &args.calibration {
+        Some(path) => Calibration::load(path)?.params,
+        None if args.alpha.is_some() || args.beta.is_some() || args.gamma.is_some() => {
+            // One line for all sizes; unset constants from the built-in mid-size line.
+            let d = CostParams::default();
+            CostParams::line(
+                args.alpha.unwrap_or(d.lines[1].alpha),
+                args.beta.unwrap_or(d.lines[1].beta),
+                args.gamma.unwrap_or(d.gamma),
+            )
+        }
+        None => CostParams::default(),
+    })
+}
+
+fn report(args: &Args) -> ringreduce::Result<()> {
+    let params = params(args)?;
+    params.validate()?;
+    let (ranks, bytes, dtype) = (args.ranks, args.bytes, args.dtype);
+    let s = dtype.size();
+    if bytes % s as u64 != 0 {
+        return Err(Error::InvalidArgument {
+            what: "size",
+            reason: format!("--bytes {bytes} is not a whole number of {dtype} elements ({s} B each)"),
+        });
+    }
+    let count = usize::try_from(bytes / s as u64).map_err(|_| Error::InvalidArgument {
+        what: "size",
+        reason: format!("{bytes} B does not fit this machine's address space"),
+    })?;
+    cost::check_range(ranks, count, s)?;
+    let rows: Vec<_> = args
+        .algo
+        .0
+        .iter()
+        .map(|&a| cost::cost(a, ranks, count, s))
+        .collect();
+    let line = params.line_for(cost::ring_message_bytes(ranks, count, s));
+    print_cost(
+        &CostReport {
+            ranks,
+            bytes,
+            count,
+            dtype,
+            params: &params,
+            rows: &rows,
+            bound: cost::lower_bound_bytes(ranks, count, s),
+            chosen: cost::select(ranks, count, s, &params),
+            ring_line: (line.alpha, line.beta),
+        },
+        args.format,
+    );
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! The `ringreduce` command line: one file per subcommand (parse → call the
+//! library → print), the shared argument parsers and error handling here,
+//! and every table/CSV/JSON layout in [`report`].
+
+pub mod bench;
+pub mod calibrate;
+pub mod cost;
+pub mod plot;
+pub mod report;
+pub mod soak;
+pub mod train;
+pub mod verify;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::str::FromStr;
+
+use clap::ValueEnum;
+use ringreduce::bench::Subject;
+use ringreduce::units::parse_size;
+use ringreduce::{Algorithm, DType, Group, Mpi, ReduceOp};
+
+/// Output format of reports.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// Comma-separated values with a header line.
+    Csv,
+    /// One JSON document.
+    Json,
+}
+
+/// Names that can be listed on the command line, with `all` for every one.
+pub trait Listed: FromStr<Err = ringreduce::Error> + Copy + Send + Sync + 'static {
+    /// What `all` means.
+    fn all() -> Vec<Self>;
+}
+impl Listed for Algorithm {
+    fn all() -> Vec<Self> {
+        Algorithm::CONCRETE.to_vec()
+    }
+}
+impl Listed for DType {
+    fn all() -> Vec<Self> {
+        DType::ALL.to_vec()
+    }
+}
+impl Listed for ReduceOp {
+    fn all() -> Vec<Self> {
+        ReduceOp::ALL.to_vec()
+    }
+}
+
+/// A comma-separated list of names (one clap value).
+#[derive(Debug, Clone)]
+pub struct List<T>(pub Vec<T>);
+
+/// Parses `all` or a comma-separated list of names.
+pub fn list<T: Listed>(s: &str) -> Result<List<T>, String> {
+    if s.eq_ignore_ascii_case("all") {
+        return Ok(List(T::all()));
+    }
+    s.split(',').map(one::<T>).collect::<Result<_, _>>().map(List)
+}
+
+/// Parses one name.
+pub fn one<T: FromStr<Err = ringreduce::Error>>(s: &str) -> Result<T, String> {
+    s.trim().parse::<T>().map_err(|e| e.to_string())
+}
+
+/// Parses `all` or a comma-separated list of bench subjects.
+pub fn subjects(s: &str) -> Result<List<Subject>, String> {
+    if s.eq_ignore_ascii_case("all") {
+        return Ok(List(Subject::all()));
+    }
+    s.split(',')
+        .map(|x| Subject::parse(x.trim()).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()
+        .map(List)
+}
+
+/// Parses a byte size with an optional unit.
+pub fn size_arg(s: &str) -> Result<u64, String> {
+    parse_size(s).map_err(|e| e.to_string())
+}
+
+/// Parses `MIN:MAX` byte sizes.
+pub fn size_range(s: &str) -> Result<(u64, u64), String> {
+    let (lo, hi) = s
+        .split_once(':')
+        .ok_or_else(|| format!("`{s}`: expected MIN:MAX, e.g. 4:16M"))?;
+    let (lo, hi) = (size_arg(lo)?, size_arg(hi)?);
+    if lo > hi {
+        return Err(format!("`{s}`: minimum is above maximum"));
+    }
+    Ok((lo, hi))
+}
+
+/// This process's rank as told by the launcher, before MPI is initialised
+/// (so that only one rank prints argument errors under mpirun).
+pub fn launcher_rank() -> usize {
+    ["OMPI_COMM_WORLD_RANK", "PMI_RANK"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Whether this process was started by a launcher (mpirun).
+pub fn launched() -> bool {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+}
+
+/// Prints one error line (from rank 0 only) and returns exit code 2.
+pub fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    if launcher_rank() == 0 {
+        eprintln!("ringreduce: {msg}");
+    }
+    ExitCode::from(2)
+}
+
+/// What `main` does with a command line clap refused: help and version go
+/// to stdout (rank 0 only); an error becomes one line and exit code 2.
+pub fn parse_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        if launcher_rank() == 0 {
+            let _ = e.print();
+        }
+        return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+    }
+    // One line: clap's first line, without the usage block.
+    let rendered = e.render().to_string();
+    let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
+    let mut first = lines.next().unwrap_or("invalid arguments").to_string();
+    if first.ends_with(':') {
+        // "the following required arguments were not provided:" names them next.
+        first = format!("{first} {}", lines.next().unwrap_or(""));
+    }
+    fail(first.trim_start_matches("error: "))
+}
+
+/// Whether a file can be written at `path`: its directory exists and is a
+/// directory, and the path is not itself a directory.
+pub fn writable(path: &Path) -> Result<(), String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!("directory {} does not exist", dir.display()));
+    }
+    if path.is_dir() {
+        return Err("is a directory".into());
+    }
+    Ok(())
+}
+
+/// Initialises MPI; the universe must outlive every group.
+pub fn init_mpi() -> Result<ringreduce::mpi::environment::Universe, ExitCode> {
+    ringreduce::mpi::initialize().ok_or_else(|| fail("MPI could not be initialised"))
+}
+
+/// The world's group with rank 0's settings from the environment.
+pub fn world_group(universe: &ringreduce::mpi::environment::Universe) -> Result<Group<Mpi>, ExitCode> {
+    Group::mpi(&universe.world()).map_err(fail)
+}
+
+/// Exit code 0 when `failures` is 0, else 1.
+pub fn exit_failures(failures: u64) -> ExitCode {
+    if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

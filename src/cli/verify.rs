@@ -1,0 +1,66 @@
+//! `ringreduce verify`.
+
+use std::process::ExitCode;
+
+use ringreduce::verify::{self, VerifyConfig};
+use ringreduce::{Algorithm, DType, ReduceOp};
+
+use super::{exit_failures, fail, init_mpi, list, world_group, List};
+
+/// Settings of `ringreduce verify`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Seed of the random inputs.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Largest element count tried.
+    #[arg(long, default_value_t = 1 << 18)]
+    max_count: usize,
+    /// Algorithms, comma-separated, or `all`.
+    #[arg(long, default_value = "all", value_parser = list::<Algorithm>)]
+    algo: List<Algorithm>,
+    /// Element types, comma-separated, or `all`.
+    #[arg(long, default_value = "all", value_parser = list::<DType>)]
+    dtype: List<DType>,
+    /// Reduce ops, comma-separated, or `all`.
+    #[arg(long, default_value = "all", value_parser = list::<ReduceOp>)]
+    op: List<ReduceOp>,
+}
+
+/// Runs the check matrix against the vendor and prints the tally.
+pub fn run(args: Args) -> ExitCode {
+    let cfg = VerifyConfig {
+        seed: args.seed,
+        max_count: args.max_count,
+        algorithms: args.algo.0,
+        dtypes: args.dtype.0,
+        ops: args.op.0,
+    };
+    let universe = match init_mpi() {
+        Ok(u) => u,
+        Err(code) => return code,
+    };
+    let group = match world_group(&universe) {
+        Ok(g) => g,
+        Err(code) => return code,
+    };
+    let p = group.size();
+    let root = group.rank() == 0;
+    if root {
+        let counts = verify::counts(p, cfg.max_count);
+        let cases = cfg.algorithms.len() * cfg.dtypes.len() * cfg.ops.len() * counts.len();
+        println!(
+            "# ringreduce verify: {p} ranks, {cases} cases, counts {counts:?}, seed {}",
+            cfg.seed
+        );
+    }
+    let vendor = Some(group.transport() as &dyn ringreduce::vendor::Vendor);
+    let report = match verify::run(&group, &cfg, vendor, |f| println!("{f}")) {
+        Ok(report) => report,
+        Err(e) => return fail(e),
+    };
+    if root {
+        println!("{} passed, {} failed", report.passed, report.failed);
+    }
+    exit_failures(report.failed as u64)
+}

@@ -1,0 +1,456 @@
+//! Call checks: every collective call begins with an agreement.
+//!
+//! Before any data moves, the ranks agree that they are making the same
+//! call: the same call number and the same signature (which collective,
+//! and its count, element type, op, algorithm or root). The agreement is
+//! one small all-reduce — the minimum of each word and of its complement —
+//! on the butterfly schedule of [`crate::algorithms`], so every rank learns
+//! the same verdict at once:
+//!
+//! - all equal: the call proceeds;
+//! - a rank found its own arguments invalid (e.g. an out-of-place buffer of
+//!   the wrong length): its signature is *poisoned*, and every rank returns
+//!   an error — that rank its own, the others [`Error::Remote`] with its
+//!   text — so the group stays in step and usable;
+//! - any other difference: the ranks gather their signatures and **every**
+//!   rank returns the same [`Error::Mismatch`], e.g.
+//!   `all_reduce #812: rank 3 passed 1000 f32 sum ring, ranks 0-2 passed 1024 f32 sum ring`.
+//!
+//! Nothing has moved by then, so nothing hangs and nothing is corrupted.
+//! The same agreement *is* the group's barrier and its `agree`.
+//!
+//! # Cost
+//! The agreement is a butterfly of 48-byte messages: ⌊log2 p⌋ rounds (+2
+//! when p is not a power of two). Butterfly all-reduces of at most
+//! [`FUSE_MAX`] bytes — what `Auto` picks for small messages — travel inside
+//! those same messages, so for them the check adds no round; larger calls
+//! pay the agreement's rounds once.
+
+use std::fmt;
+
+use crate::algorithms::{finish, recursive_doubling, Algorithm, Fold};
+use crate::element::{DType, Element, Order, ReduceOp};
+use crate::error::{rank_list, Error, Result};
+use crate::scratch::Scratch;
+use crate::transport::Transport;
+
+use super::collectives::{all_gather_blocks, broadcast_bytes};
+
+/// Which collective a call is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    AllReduce,
+    Broadcast,
+    AllGather,
+    AllGatherVarying,
+    Barrier,
+    Agree,
+}
+
+impl Kind {
+    const ALL: [Kind; 6] = [
+        Kind::AllReduce,
+        Kind::Broadcast,
+        Kind::AllGather,
+        Kind::AllGatherVarying,
+        Kind::Barrier,
+        Kind::Agree,
+    ];
+
+    /// The name in messages and stall reports.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Kind::AllReduce => "all_reduce",
+            Kind::Broadcast => "broadcast",
+            Kind::AllGather | Kind::AllGatherVarying => "all_gather",
+            Kind::Barrier => "barrier",
+            Kind::Agree => "agree",
+        }
+    }
+}
+
+/// The count of a broadcast whose length only the root knows.
+pub(crate) const ROOT_CHOOSES: u64 = u64::MAX;
+
+/// What one rank passes to one collective call: compared across ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Signature {
+    pub(crate) kind: Kind,
+    /// Elements of an all-reduce; bytes per rank of a broadcast or all-gather.
+    pub(crate) count: u64,
+    pub(crate) dtype: DType,
+    pub(crate) op: ReduceOp,
+    /// The concrete algorithm of an all-reduce (`Auto` already resolved).
+    pub(crate) algorithm: Algorithm,
+    pub(crate) root: usize,
+    /// This rank found its own arguments invalid.
+    pub(crate) poisoned: bool,
+}
+
+impl Signature {
+    /// A call of `kind` with nothing else to compare.
+    pub(crate) fn of(kind: Kind) -> Self {
+        Signature {
+            kind,
+            count: 0,
+            dtype: DType::U8,
+            op: ReduceOp::Sum,
+            algorithm: Algorithm::Auto,
+            root: 0,
+            poisoned: false,
+        }
+    }
+
+    /// An all-reduce.
+    pub(crate) fn all_reduce(count: usize, dtype: DType, op: ReduceOp, algorithm: Algorithm) -> Self {
+        Signature {
+            count: count as u64,
+            dtype,
+            op,
+            algorithm,
+            ..Signature::of(Kind::AllReduce)
+        }
+    }
+
+    /// A collective moving `bytes` per rank (from `root`); for a varying
+    /// all-gather, `bytes` is the element size.
+    pub(crate) fn moving(kind: Kind, bytes: u64, root: usize) -> Self {
+        Signature {
+            count: bytes,
+            root,
+            ..Signature::of(kind)
+        }
+    }
+}
+
+impl fmt::Display for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (count, dtype) = (self.count, self.dtype);
+        match self.kind {
+            Kind::AllReduce => write!(f, "{count} {dtype} {} {}", self.op, self.algorithm),
+            Kind::Broadcast if count == ROOT_CHOOSES => {
+                write!(f, "broadcast of a value from rank {}", self.root)
+            }
+            Kind::Broadcast => write!(f, "broadcast of {count} bytes from rank {}", self.root),
+            Kind::AllGather => write!(f, "all_gather of {count} bytes"),
+            Kind::AllGatherVarying => write!(f, "all_gather of {count}-byte elements"),
+            Kind::Barrier => f.write_str("barrier"),
+            Kind::Agree => f.write_str("agree"),
+        }
+    }
+}
+
+/// Words of one rank's call on the wire: call number, count, and the
+/// packed indices of type, op, algorithm and kind, the poison bit and the root.
+const WORDS: usize = 3;
+
+fn index_of<T: PartialEq>(all: &[T], x: &T) -> u64 {
+    all.iter().position(|y| y == x).unwrap_or(0xff) as u64
+}
+
+impl Signature {
+    fn encode(self, call: u64) -> [i64; WORDS] {
+        let packed = index_of(&DType::ALL, &self.dtype)
+            | index_of(&ReduceOp::ALL, &self.op) << 8
+            | (self.algorithm.index() as u64 & 0xff) << 16
+            | index_of(&Kind::ALL, &self.kind) << 24
+            | u64::from(self.poisoned) << 32
+            | (self.root as u64 & 0x7fff_ffff) << 33;
+        [call as i64, self.count as i64, packed as i64]
+    }
+
+    fn decode(w: [i64; WORDS]) -> (u64, Signature) {
+        let packed = w[2] as u64;
+        let pick = |shift: u32| ((packed >> shift) & 0xff) as usize;
+        let sig = Signature {
+            kind: Kind::ALL[pick(24).min(Kind::ALL.len() - 1)],
+            count: w[1] as u64,
+            dtype: DType::ALL[pick(0).min(DType::ALL.len() - 1)],
+            op: ReduceOp::ALL[pick(8).min(ReduceOp::ALL.len() - 1)],
+            algorithm: Algorithm::from_index(pick(16)),
+            root: (packed >> 33) as usize,
+            poisoned: packed >> 32 & 1 == 1,
+        };
+        (w[0] as u64, sig)
+    }
+}
+
+/// Bytes of the agreement's header: each word's minimum and its complement's.
+const HEADER: usize = 2 * WORDS * 8;
+
+/// Largest message, in bytes, whose butterfly all-reduce travels inside the
+/// agreement's own messages (header + data ≤ 4 KiB, within the usual eager
+/// limit): the check then costs no extra round at all.
+pub const FUSE_MAX: usize = 4096 - HEADER;
+
+/// How a call continues after [`agree_on_call`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Agreed {
+    /// The data was all-reduced together with the agreement; nothing left to do.
+    Fused,
+    /// Run the call.
+    Proceed,
+}
+
+/// The agreement: every rank passes its call number, signature and the
+/// verdict on its own arguments (`local`); with `data`, a small butterfly
+/// all-reduce rides along (see the module docs). Collective over `comm`.
+pub(crate) fn agree_on_call<C: Transport + ?Sized, T: Element>(
+    comm: &C,
+    call: u64,
+    mut sig: Signature,
+    local: Result<()>,
+    data: Option<(&mut [T], ReduceOp)>,
+) -> Result<Agreed> {
+    sig.poisoned = local.is_err();
+    let words = sig.encode(call);
+    let fused = data.is_some() && !sig.poisoned;
+    let mut frame = Frame::new(comm.rank(), words, data.filter(|_| !sig.poisoned));
+    if let Some(progress) = comm.progress() {
+        progress.set_agreeing(true);
+    }
+    let run = recursive_doubling(comm, &mut frame);
+    if let Some(progress) = comm.progress() {
+        progress.set_agreeing(false);
+    }
+    run?;
+    let header = frame.header();
+    if consistent(&header) {
+        // Every rank passed the same words; poisoned means every rank failed.
+        return match local {
+            Err(e) => Err(e),
+            Ok(()) if fused => Ok(Agreed::Fused),
+            Ok(()) => Ok(Agreed::Proceed),
+        };
+    }
+    Err(disagreement(comm, words, local)?)
+}
+
+/// Whether a header (minimum of each word, then of each complement) says
+/// every rank it covers passed the same words: `min(w) == !min(!w)`.
+fn consistent(h: &[i64; 2 * WORDS]) -> bool {
+    (0..WORDS).all(|i| h[i] == !h[WORDS + i])
+}
+
+/// After a failed agreement (every rank knows): gather every rank's words
+/// and build the error this rank returns — the first poisoned rank's own
+/// error text, or the one mismatch report every rank shares.
+fn disagreement<C: Transport + ?Sized>(comm: &C, words: [i64; WORDS], local: Result<()>) -> Result<Error> {
+    let p = comm.size();
+    let mut rows = vec![0i64; p * WORDS];
+    rows[comm.rank() * WORDS..][..WORDS].copy_from_slice(&words);
+    let offsets: Vec<usize> = (0..=p).map(|i| i * WORDS * 8).collect();
+    all_gather_blocks(comm, bytemuck::cast_slice_mut(&mut rows), &offsets)?;
+    let all: Vec<(u64, Signature)> = rows
+        .chunks_exact(WORDS)
+        .map(|c| Signature::decode([c[0], c[1], c[2]]))
+        .collect();
+    match all.iter().position(|(_, s)| s.poisoned) {
+        Some(first) => {
+            // The first rank that failed tells the others why.
+            let mut text = match &local {
+                Err(e) if comm.rank() == first => e.to_string().into_bytes(),
+                _ => Vec::new(),
+            };
+            let mut len = (text.len() as u64).to_le_bytes();
+            broadcast_bytes(comm, &mut len, first)?;
+            text.resize(u64::from_le_bytes(len) as usize, 0);
+            broadcast_bytes(comm, &mut text, first)?;
+            Ok(match local {
+                Err(e) => e,
+                Ok(()) => Error::Remote {
+                    rank: first,
+                    reason: String::from_utf8_lossy(&text).into_owned(),
+                },
+            })
+        }
+        None => Ok(mismatch(&all)),
+    }
+}
+
+/// The error every rank returns when the gathered calls (`all[r]` is rank
+/// r's call number and signature) are not all alike.
+fn mismatch(all: &[(u64, Signature)]) -> Error {
+    // Group the ranks by what they passed; the smallest groups (the odd ones out) first.
+    let mut groups: Vec<(&(u64, Signature), Vec<usize>)> = Vec::new();
+    for (rank, call) in all.iter().enumerate() {
+        match groups.iter_mut().find(|(c, _)| *c == call) {
+            Some((_, ranks)) => ranks.push(rank),
+            None => groups.push((call, vec![rank])),
+        }
+    }
+    groups.sort_by_key(|(_, ranks)| (ranks.len(), ranks[0]));
+    let calls_differ = groups.iter().any(|((c, _), _)| *c != all[0].0);
+    let parts: Vec<String> = groups
+        .iter()
+        .map(|((call, sig), ranks)| {
+            let who = rank_list(ranks);
+            let verb = if sig.kind == Kind::AllReduce {
+                "passed"
+            } else {
+                "called"
+            };
+            let at = if calls_differ {
+                format!(" in {} #{call}", sig.kind.label())
+            } else {
+                String::new()
+            };
+            format!("{who} {verb} {sig}{at}")
+        })
+        .collect();
+    Error::Mismatch {
+        what: all[0].1.kind.label(),
+        call: all[0].0,
+        detail: parts.join(", "),
+    }
+}
+
+/// Words of a frame: header plus the largest fused data.
+const FRAME_WORDS: usize = (HEADER + FUSE_MAX).div_ceil(8);
+
+/// One rank's frame of the agreement: [header | data] and an inbox.
+/// Headers merge by element-wise minimum, so every rank ends with the same
+/// header, consistent iff every rank passed the same words. The data are
+/// reduced exactly as [`Algorithm::Butterfly`] reduces them (lower rank's
+/// partial first) as long as both partners' headers are consistent and
+/// equal — which, at the end, holds everywhere or the verdict is false.
+/// Frames of different lengths meet when ranks disagree: receives take up
+/// to a full frame.
+struct Frame<'a, T: Element> {
+    rank: usize,
+    // 8-byte words keep the data part (at byte 48) aligned for every element
+    // type; pooled, so a training loop's calls neither allocate nor zero them.
+    frame: Scratch<i64>,
+    inbox: Scratch<i64>,
+    len: usize,
+    data: Option<(&'a mut [T], ReduceOp)>,
+    valid: bool,
+}
+
+impl<'a, T: Element> Frame<'a, T> {
+    fn new(rank: usize, words: [i64; WORDS], data: Option<(&'a mut [T], ReduceOp)>) -> Self {
+        let own: [i64; 2 * WORDS] =
+            std::array::from_fn(|i| if i < WORDS { words[i] } else { !words[i - WORDS] });
+        let n = data.as_ref().map_or(0, |(d, _)| std::mem::size_of_val(*d));
+        let mut f = Frame {
+            rank,
+            frame: Scratch::new(FRAME_WORDS),
+            inbox: Scratch::new(FRAME_WORDS),
+            len: HEADER + n,
+            valid: data.is_some(),
+            data,
+        };
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut f.frame);
+        bytes[..HEADER].copy_from_slice(bytemuck::bytes_of(&own));
+        if let Some((d, _)) = &f.data {
+            bytes[HEADER..f.len].copy_from_slice(bytemuck::cast_slice(d));
+        }
+        f
+    }
+
+    fn header(&self) -> [i64; 2 * WORDS] {
+        header_of(bytemuck::cast_slice(&self.frame))
+    }
+
+    fn short(&self, from: usize, got: usize) -> Error {
+        Error::MessageSize {
+            rank: self.rank,
+            from,
+            expected: HEADER,
+            got,
+        }
+    }
+}
+
+fn header_of(b: &[u8]) -> [i64; 2 * WORDS] {
+    bytemuck::pod_read_unaligned(&b[..HEADER])
+}
+
+impl<T: Element> Fold for Frame<'_, T> {
+    fn outgoing(&self) -> &[u8] {
+        &bytemuck::cast_slice::<i64, u8>(&self.frame)[..self.len]
+    }
+
+    fn buffers(&mut self) -> (&[u8], &mut [u8]) {
+        (
+            &bytemuck::cast_slice::<i64, u8>(&self.frame)[..self.len],
+            bytemuck::cast_slice_mut(&mut self.inbox),
+        )
+    }
+
+    fn merge(&mut self, got: usize, from: usize, order: Order) -> Result<()> {
+        if got < HEADER {
+            return Err(self.short(from, got));
+        }
+        let len = self.len;
+        let (mine_b, theirs_b): (&mut [u8], &[u8]) = (
+            bytemuck::cast_slice_mut(&mut self.frame),
+            bytemuck::cast_slice(&self.inbox),
+        );
+        let (mine, theirs) = (header_of(mine_b), header_of(theirs_b));
+        self.valid = self.valid && got == len && consistent(&mine) && mine == theirs;
+        if let (true, Some((_, op))) = (self.valid, &self.data) {
+            let acc: &mut [T] = bytemuck::cast_slice_mut(&mut mine_b[HEADER..len]);
+            T::reduce(*op, acc, bytemuck::cast_slice(&theirs_b[HEADER..len]), order);
+        }
+        let merged: [i64; 2 * WORDS] = std::array::from_fn(|i| mine[i].min(theirs[i]));
+        mine_b[..HEADER].copy_from_slice(bytemuck::bytes_of(&merged));
+        Ok(())
+    }
+
+    fn finish(&mut self, p: usize) {
+        let agreed = consistent(&self.header());
+        let len = self.len;
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut self.frame);
+        if let (true, Some((d, op))) = (agreed, &mut self.data) {
+            let result: &mut [T] = bytemuck::cast_slice_mut(&mut bytes[HEADER..len]);
+            finish(*op, result, p);
+            d.copy_from_slice(result);
+        }
+    }
+
+    fn result(&mut self) -> &mut [u8] {
+        bytemuck::cast_slice_mut(&mut self.inbox)
+    }
+
+    fn adopt(&mut self, got: usize, from: usize) -> Result<()> {
+        if got < HEADER {
+            return Err(self.short(from, got));
+        }
+        let len = self.len;
+        let inbox: &[u8] = bytemuck::cast_slice(&self.inbox);
+        let done = header_of(inbox);
+        if let (true, true, Some((d, _))) = (consistent(&done), got == len, &mut self.data) {
+            d.copy_from_slice(bytemuck::cast_slice(&inbox[HEADER..len]));
+        }
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut self.frame);
+        bytes[..HEADER].copy_from_slice(bytemuck::bytes_of(&done));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_round_trip() {
+        for dtype in DType::ALL {
+            for op in ReduceOp::ALL {
+                for algorithm in Algorithm::CONCRETE {
+                    let sig = Signature::all_reduce(1 << 40, dtype, op, algorithm);
+                    assert_eq!(Signature::decode(sig.encode(812)), (812, sig));
+                }
+            }
+        }
+        for kind in Kind::ALL {
+            for (root, poisoned) in [(0, false), (5, true), ((1 << 31) - 1, false)] {
+                let sig = Signature {
+                    poisoned,
+                    ..Signature::moving(kind, ROOT_CHOOSES, root)
+                };
+                assert_eq!(Signature::decode(sig.encode(3)), (3, sig));
+            }
+        }
+    }
+}

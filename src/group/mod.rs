@@ -1,0 +1,506 @@
+//! The front door of the collectives: a [`Group`] owns a transport, the
+//! settings (how `Auto` chooses, the call checks) and the call counter.
+//!
+//! Every collective call goes the same way: **validate** the arguments
+//! (an error found on one rank poisons its signature, so it reaches every
+//! rank), **resolve** `Auto`, **agree** on the call ([`check`]), then
+//! **dispatch** to the schedule. This module is also the only reader of the
+//! `RINGREDUCE_*` environment variables ([`Settings::from_env`]).
+
+pub mod check;
+mod collectives;
+mod settings;
+
+use std::cell::Cell;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use self::check::FUSE_MAX;
+pub use self::settings::{
+    parse_timeout, CheckConfig, Settings, DEFAULT_TIMEOUT, ENV_ALGO, ENV_CALIBRATION, ENV_CHECK, ENV_TIMEOUT,
+};
+
+use self::check::{agree_on_call, Agreed, Kind, Signature, ROOT_CHOOSES};
+use self::collectives::{all_gather_blocks, broadcast_bytes};
+use crate::algorithms::Algorithm;
+use bytemuck::Pod;
+
+use crate::element::{Element, ReduceOp};
+use crate::error::{Error, Result};
+use crate::transport::{Local, LocalEndpoint, Mpi, Transport};
+
+/// The ranks of one communicator, and every collective call among them.
+///
+/// Build one per communicator — [`Group::mpi`] under `mpirun`,
+/// [`Group::local`] for ranks as threads, [`Group::with_settings`] over
+/// any transport — and make every rank call the same collectives in the
+/// same order. A group is used from one thread at a time.
+///
+/// # Examples
+/// ```
+/// use ringreduce::{Algorithm, Group, ReduceOp};
+/// let out = Group::local(3, |g| {
+///     let mut grad = vec![g.rank() as f32; 4];
+///     g.all_reduce_in_place(&mut grad, ReduceOp::Avg, Algorithm::Ring).unwrap();
+///     let mut step = [if g.rank() == 0 { 7u64 } else { 0 }];
+///     g.broadcast(&mut step, 0).unwrap();
+///     (grad[0], step[0])
+/// });
+/// assert!(out.iter().all(|&x| x == (1.0, 7)));
+/// ```
+///
+/// Under `mpirun` (see `examples/allreduce.rs`):
+/// ```no_run
+/// use ringreduce::{Algorithm, Group, ReduceOp};
+/// let universe = ringreduce::mpi::initialize().expect("MPI already initialised");
+/// let group = Group::mpi(&universe.world())?; // a private duplicate of the world communicator
+/// let mut grad = vec![1.0f32; 1 << 20];
+/// group.all_reduce_in_place(&mut grad, ReduceOp::Avg, Algorithm::Ring)?;
+/// # Ok::<(), ringreduce::Error>(())
+/// ```
+pub struct Group<C: Transport> {
+    transport: C,
+    settings: Cell<Settings>,
+    calls: Cell<u64>,
+}
+
+impl<C: Transport> Group<C> {
+    /// A group over `transport` with the default settings. Not collective.
+    pub fn new(transport: C) -> Self {
+        Group::with_settings(transport, Settings::default())
+    }
+
+    /// A group over `transport` with `settings`, which must be the same on
+    /// every rank. Not collective.
+    pub fn with_settings(transport: C, settings: Settings) -> Self {
+        let g = Group {
+            transport,
+            settings: Cell::new(Settings::default()),
+            calls: Cell::new(0),
+        };
+        g.set_settings(settings);
+        g
+    }
+
+    /// A group whose settings are rank 0's `mine`: every rank gets them, or
+    /// rank 0's error if it has one. The other ranks' `mine` is ignored.
+    /// Collective; the group's call numbers start at 1 afterwards.
+    ///
+    /// # Errors
+    /// Rank 0's error, on every rank ([`Error::Remote`] on the others).
+    pub fn with_rank0_settings(transport: C, mine: Result<Settings>) -> Result<Self> {
+        let g = Group::new(transport);
+        let first = g.rank() == 0;
+        let verdict = match &mine {
+            Err(e) if first => Err(e.clone()),
+            _ => Ok(()),
+        };
+        g.agree(verdict)?;
+        let settings = g.broadcast_value(0, mine.ok().filter(|_| first).as_ref())?;
+        g.set_settings(settings);
+        g.calls.set(0);
+        Ok(g)
+    }
+
+    /// A group whose settings rank 0 reads from the environment
+    /// ([`Settings::from_env`]). Collective.
+    ///
+    /// # Errors
+    /// Rank 0's error reading the environment, on every rank.
+    pub fn from_env(transport: C) -> Result<Self> {
+        let mine = if transport.rank() == 0 {
+            Settings::from_env()
+        } else {
+            Ok(Settings::default())
+        };
+        Group::with_rank0_settings(transport, mine)
+    }
+
+    /// This process's rank, in `0..size()`.
+    pub fn rank(&self) -> usize {
+        self.transport.rank()
+    }
+
+    /// Number of ranks.
+    pub fn size(&self) -> usize {
+        self.transport.size()
+    }
+
+    /// The transport, for point-to-point messages of one's own.
+    pub fn transport(&self) -> &C {
+        &self.transport
+    }
+
+    /// The transport, by value.
+    pub fn into_transport(self) -> C {
+        self.transport
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> Settings {
+        self.settings.get()
+    }
+
+    /// Replaces the settings (and the transport's stall timeout). Every rank
+    /// must make the same change between the same calls.
+    pub fn set_settings(&self, settings: Settings) {
+        self.settings.set(settings);
+        if let Some(progress) = self.transport.progress() {
+            progress.set_timeout(settings.checks.timeout);
+        }
+    }
+
+    /// Collective calls begun so far: the current or last call's number.
+    pub fn calls(&self) -> u64 {
+        self.calls.get()
+    }
+
+    /// Numbers a new call and tells the transport's progress record.
+    fn begin(&self, kind: Kind) -> u64 {
+        let call = self.calls.get() + 1;
+        self.calls.set(call);
+        if let Some(progress) = self.transport.progress() {
+            progress.begin(kind.label(), call);
+        }
+        call
+    }
+
+    /// Agrees on a call without data riding along: with `always`, also
+    /// when the mismatch check is off (the call *is* an agreement).
+    fn agree_plain(&self, kind: Kind, sig: Signature, local: Result<()>, always: bool) -> Result<()> {
+        let call = self.begin(kind);
+        if always || self.settings().checks.mismatch {
+            agree_on_call::<C, u8>(&self.transport, call, sig, local, None).map(drop)
+        } else {
+            local
+        }
+    }
+
+    /// The concrete algorithm `algorithm` means for this call.
+    pub fn resolve(&self, algorithm: Algorithm, count: usize, elem_size: usize) -> Algorithm {
+        match algorithm {
+            Algorithm::Auto => self.settings().tuning.resolve(self.size(), count, elem_size),
+            concrete => concrete,
+        }
+    }
+
+    /// All-reduces `buf` in place: on return every rank holds `op` over all
+    /// ranks' buffers, bitwise identical on every rank.
+    ///
+    /// Every rank must call it with the same length, element type, op and
+    /// algorithm; the call checks catch it when they do not.
+    ///
+    /// # Errors
+    /// [`Error::Mismatch`], the same on every rank and before any data
+    /// moved, when ranks passed different lengths, element types, ops or
+    /// algorithms (with the checks on, the default). With the checks off,
+    /// [`Error::MessageSize`] when the transport noticed. [`Error::Transport`]
+    /// when a peer went away. MPI's own failures abort the job (rsmpi's
+    /// default error handler), and so does a stall past the timeout.
+    ///
+    /// # Cost
+    /// See [`Algorithm`] for rounds and bytes of each schedule, and
+    /// [`check`] for the agreement's.
+    pub fn all_reduce_in_place<T: Element>(
+        &self,
+        buf: &mut [T],
+        op: ReduceOp,
+        algorithm: Algorithm,
+    ) -> Result<()> {
+        self.reduce(None, buf, op, algorithm)
+    }
+
+    /// Out-of-place all-reduce: `recv` gets `op` over every rank's `send`.
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] when `send` and `recv` differ in length —
+    /// on this rank; the other ranks get [`Error::Remote`] with its text, so
+    /// the group stays in step (with the checks on). The errors of
+    /// [`Group::all_reduce_in_place`] otherwise.
+    pub fn all_reduce<T: Element>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        op: ReduceOp,
+        algorithm: Algorithm,
+    ) -> Result<()> {
+        self.reduce(Some(send), recv, op, algorithm)
+    }
+
+    fn reduce<T: Element>(
+        &self,
+        input: Option<&[T]>,
+        buf: &mut [T],
+        op: ReduceOp,
+        algorithm: Algorithm,
+    ) -> Result<()> {
+        // Validate first; the verdict travels with the call's agreement.
+        let local = match input {
+            Some(x) if x.len() != buf.len() => Err(Error::LengthMismatch {
+                send: x.len(),
+                recv: buf.len(),
+            }),
+            _ => Ok(()),
+        };
+        let algorithm = self.resolve(algorithm, buf.len(), std::mem::size_of::<T>());
+        let call = self.begin(Kind::AllReduce);
+        let p = self.size();
+        if p > 1 && self.settings().checks.mismatch {
+            let sig = Signature::all_reduce(buf.len(), T::DTYPE, op, algorithm);
+            let bytes = std::mem::size_of_val(buf);
+            // Small butterfly calls ride inside the agreement's messages.
+            let fuse = local.is_ok() && algorithm == Algorithm::Butterfly && bytes > 0 && bytes <= FUSE_MAX;
+            if fuse {
+                if let Some(x) = input {
+                    buf.copy_from_slice(x);
+                }
+            }
+            let data = fuse.then_some((&mut *buf, op));
+            if agree_on_call(&self.transport, call, sig, local, data)? == Agreed::Fused {
+                return Ok(());
+            }
+        } else {
+            local?;
+        }
+        // Trivial exits next, then the work.
+        if p <= 1 || buf.is_empty() {
+            if let Some(x) = input {
+                buf.copy_from_slice(x);
+            }
+            return Ok(());
+        }
+        algorithm.run(&self.transport, input, buf, op)
+    }
+
+    /// Broadcasts `buf` from rank `root` to every rank (binomial tree,
+    /// ⌈log2 p⌉ rounds). Every rank passes the same number of bytes.
+    ///
+    /// # Errors
+    /// A root out of range (on every rank), a mismatch (different lengths
+    /// or roots), or a transport failure.
+    pub fn broadcast<T: Pod>(&self, buf: &mut [T], root: usize) -> Result<()> {
+        let local = crate::transport::valid_rank(root, self.size());
+        let sig = Signature::moving(Kind::Broadcast, std::mem::size_of_val(buf) as u64, root);
+        self.agree_plain(Kind::Broadcast, sig, local, false)?;
+        if self.size() > 1 && !buf.is_empty() {
+            broadcast_bytes(&self.transport, bytemuck::cast_slice_mut(buf), root)?;
+        }
+        Ok(())
+    }
+
+    /// Gathers every rank's `mine` into `out` (rank r's at `r·n..(r+1)·n`
+    /// for n = `mine.len()`) on every rank: a ring, p − 1 rounds.
+    ///
+    /// # Errors
+    /// `out` not `size()·mine.len()` long (on every rank), a mismatch, or a
+    /// transport failure.
+    pub fn all_gather<T: Pod>(&self, mine: &[T], out: &mut [T]) -> Result<()> {
+        let (p, n) = (self.size(), mine.len());
+        let local = if out.len() == p.saturating_mul(n) {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument {
+                what: "all_gather output",
+                reason: format!("{} elements for {p} ranks × {n}", out.len()),
+            })
+        };
+        let sig = Signature::moving(Kind::AllGather, std::mem::size_of_val(mine) as u64, 0);
+        self.agree_plain(Kind::AllGather, sig, local, false)?;
+        out[self.rank() * n..][..n].copy_from_slice(mine);
+        let s = std::mem::size_of::<T>();
+        let offsets: Vec<usize> = (0..=p).map(|i| i * n * s).collect();
+        all_gather_blocks(&self.transport, bytemuck::cast_slice_mut(out), &offsets)
+    }
+
+    /// Gathers every rank's `mine`, whatever its length, on every rank:
+    /// `result[r]` is rank r's. Two ring passes (lengths, then data).
+    ///
+    /// # Errors
+    /// A mismatch or a transport failure.
+    pub fn all_gather_varying<T: Pod>(&self, mine: &[T]) -> Result<Vec<Vec<T>>> {
+        let sig = Signature::moving(Kind::AllGatherVarying, std::mem::size_of::<T>() as u64, 0);
+        self.agree_plain(Kind::AllGatherVarying, sig, Ok(()), false)?;
+        let p = self.size();
+        let mut lens = vec![0u64; p];
+        lens[self.rank()] = mine.len() as u64;
+        let words: Vec<usize> = (0..=p).map(|i| i * 8).collect();
+        all_gather_blocks(&self.transport, bytemuck::cast_slice_mut(&mut lens), &words)?;
+        let s = std::mem::size_of::<T>();
+        let mut offsets = vec![0usize; p + 1];
+        for r in 0..p {
+            offsets[r + 1] = offsets[r] + lens[r] as usize * s;
+        }
+        let mut flat = vec![T::zeroed(); offsets[p] / s.max(1)];
+        // (Zero-sized types have nothing to gather: every block is empty.)
+        let at = offsets[self.rank()] / s.max(1);
+        flat[at..at + mine.len()].copy_from_slice(mine);
+        all_gather_blocks(&self.transport, bytemuck::cast_slice_mut(&mut flat), &offsets)?;
+        Ok((0..p)
+            .map(|r| flat[offsets[r] / s.max(1)..offsets[r + 1] / s.max(1)].to_vec())
+            .collect())
+    }
+
+    /// Returns once every rank has called it. The barrier is the call
+    /// check's agreement itself (48-byte messages, ⌊log2 p⌋ (+2) rounds),
+    /// so it also catches a rank that called another collective.
+    ///
+    /// # Errors
+    /// A mismatch or a transport failure.
+    pub fn barrier(&self) -> Result<()> {
+        self.agree_plain(Kind::Barrier, Signature::of(Kind::Barrier), Ok(()), true)
+    }
+
+    /// Makes a local outcome collective: `Ok` on every rank when every rank
+    /// passed `Ok`; otherwise every rank fails — a failing rank with its
+    /// own error, the others with [`Error::Remote`] naming the lowest
+    /// failing rank and its error text — so no rank goes on into a
+    /// collective the failed ones will not make.
+    ///
+    /// # Errors
+    /// As described; also a transport failure.
+    pub fn agree<V>(&self, local: Result<V>) -> Result<V> {
+        let (verdict, value) = match local {
+            Ok(v) => (Ok(()), Some(v)),
+            Err(e) => (Err(e), None),
+        };
+        self.agree_plain(Kind::Agree, Signature::of(Kind::Agree), verdict, true)?;
+        value.ok_or_else(|| unreachable_error("agree"))
+    }
+
+    /// Sends `value` from `root` to every rank (serialized with serde);
+    /// ranks other than the root pass `None`.
+    ///
+    /// # Errors
+    /// The root passing `None` or a value serde cannot encode (on every
+    /// rank), a mismatch, or a transport failure.
+    pub fn broadcast_value<V: Serialize + DeserializeOwned>(
+        &self,
+        root: usize,
+        value: Option<&V>,
+    ) -> Result<V> {
+        let mine = if self.rank() == root {
+            match value {
+                Some(v) => crate::wire::encode(v),
+                None => Err(Error::InvalidArgument {
+                    what: "broadcast_value",
+                    reason: "the root has no value to send".into(),
+                }),
+            }
+        } else {
+            Ok(Vec::new())
+        };
+        let local = crate::transport::valid_rank(root, self.size())
+            .and(mine.as_ref().map(drop).map_err(Clone::clone));
+        let sig = Signature::moving(Kind::Broadcast, ROOT_CHOOSES, root);
+        self.agree_plain(Kind::Broadcast, sig, local, true)?;
+        let mut bytes = mine.unwrap_or_default();
+        let mut len = (bytes.len() as u64).to_le_bytes();
+        broadcast_bytes(&self.transport, &mut len, root)?;
+        bytes.resize(u64::from_le_bytes(len) as usize, 0);
+        broadcast_bytes(&self.transport, &mut bytes, root)?;
+        crate::wire::decode(&bytes)
+    }
+
+    /// Gathers every rank's `value` (serialized with serde) on every rank.
+    ///
+    /// # Errors
+    /// A value serde cannot encode (on every rank), a mismatch, or a
+    /// transport failure.
+    pub fn all_gather_value<V: Serialize + DeserializeOwned>(&self, value: &V) -> Result<Vec<V>> {
+        let bytes = self.agree(crate::wire::encode(value))?;
+        self.all_gather_varying(&bytes)?
+            .iter()
+            .map(|b| crate::wire::decode(b))
+            .collect()
+    }
+}
+
+fn unreachable_error(what: &'static str) -> Error {
+    Error::InvalidArgument {
+        what,
+        reason: "an agreement passed although this rank failed".into(),
+    }
+}
+
+impl Group<Mpi> {
+    /// The group of an rsmpi communicator (world or a split one): a private
+    /// duplicate of it ([`Mpi::new`]), with rank 0's settings from the
+    /// environment ([`Group::from_env`]). Collective.
+    ///
+    /// # Errors
+    /// On every rank, when rank 0's calibration file is unreadable or
+    /// malformed, `RINGREDUCE_ALGO` names no algorithm, or a check variable
+    /// is not understood.
+    pub fn mpi<M: mpi::traits::Communicator>(comm: &M) -> Result<Self> {
+        Group::from_env(Mpi::new(comm))
+    }
+}
+
+impl Group<LocalEndpoint> {
+    /// Runs `f` on `size` threads, each with one rank's group (default
+    /// settings), and returns their results in rank order.
+    ///
+    /// # Panics
+    /// Re-raises a panic of any rank's thread.
+    pub fn local<R, F>(size: usize, f: F) -> Vec<R>
+    where
+        R: Send,
+        F: Fn(Group<LocalEndpoint>) -> R + Sync,
+    {
+        Group::local_with(size, Settings::default(), f)
+    }
+
+    /// [`Group::local`] with the given settings on every rank.
+    ///
+    /// # Panics
+    /// Re-raises a panic of any rank's thread.
+    pub fn local_with<R, F>(size: usize, settings: Settings, f: F) -> Vec<R>
+    where
+        R: Send,
+        F: Fn(Group<LocalEndpoint>) -> R + Sync,
+    {
+        Local::run(size, |ep| f(Group::with_settings(ep, settings)))
+    }
+}
+
+/// All-reduces `buf` in place over `group`: [`Group::all_reduce_in_place`].
+///
+/// # Examples
+/// ```
+/// use ringreduce::{all_reduce_in_place, Algorithm, Group, ReduceOp};
+/// let out = Group::local(3, |g| {
+///     let mut v = vec![g.rank() as i64; 5];
+///     all_reduce_in_place(&g, &mut v, ReduceOp::Max, Algorithm::Butterfly).unwrap();
+///     v
+/// });
+/// assert!(out.iter().all(|v| v == &vec![2; 5]));
+/// ```
+///
+/// # Errors
+/// Those of [`Group::all_reduce_in_place`].
+pub fn all_reduce_in_place<T: Element, C: Transport>(
+    group: &Group<C>,
+    buf: &mut [T],
+    op: ReduceOp,
+    algorithm: Algorithm,
+) -> Result<()> {
+    group.all_reduce_in_place(buf, op, algorithm)
+}
+
+/// Out-of-place all-reduce over `group`: [`Group::all_reduce`].
+///
+/// # Errors
+/// Those of [`Group::all_reduce`].
+pub fn all_reduce<T: Element, C: Transport>(
+    group: &Group<C>,
+    send: &[T],
+    recv: &mut [T],
+    op: ReduceOp,
+    algorithm: Algorithm,
+) -> Result<()> {
+    group.all_reduce(send, recv, op, algorithm)
+}
+
+#[cfg(test)]
+mod tests;

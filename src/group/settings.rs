@@ -1,0 +1,164 @@
+//! A group's settings and the environment variables that set them — the
+//! only place the library reads `RINGREDUCE_*`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::algorithms::Algorithm;
+use crate::cost::{Calibration, Tuning};
+use crate::error::{Error, Result};
+
+/// Environment variable switching the mismatch check: `0`/`off` or `1`/`on`.
+pub const ENV_CHECK: &str = "RINGREDUCE_CHECK";
+/// Environment variable setting the stall timeout: seconds (`60`, `2.5`), a
+/// duration (`500ms`, `2m`), or `0`/`off` for none.
+pub const ENV_TIMEOUT: &str = "RINGREDUCE_TIMEOUT";
+/// Environment variable naming a calibration JSON file for `Auto`.
+pub const ENV_CALIBRATION: &str = "RINGREDUCE_CALIBRATION";
+/// Environment variable forcing the algorithm `Auto` runs (`ring`, `naive`, …).
+pub const ENV_ALGO: &str = "RINGREDUCE_ALGO";
+
+/// The stall timeout unless configured otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the call checks do; identical on every rank of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CheckConfig {
+    /// Agree on every call's signature before moving data (default on).
+    pub mismatch: bool,
+    /// Abort the job when a rank waits this long for another (default 60 s;
+    /// `None` waits forever). Only transports that can wait with a deadline
+    /// use it (the MPI transport does).
+    pub timeout: Option<Duration>,
+}
+
+impl Default for CheckConfig {
+    fn default() -> Self {
+        CheckConfig {
+            mismatch: true,
+            timeout: Some(DEFAULT_TIMEOUT),
+        }
+    }
+}
+
+impl CheckConfig {
+    /// No agreement and no timeout: calls cost exactly their algorithm.
+    pub const OFF: CheckConfig = CheckConfig {
+        mismatch: false,
+        timeout: None,
+    };
+}
+
+/// Everything a [`Group`](crate::Group) is configured with. Every rank of
+/// a group must hold the same settings; [`Group::from_env`](crate::Group::from_env)
+/// makes sure of it by taking rank 0's.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Settings {
+    /// How `Algorithm::Auto` chooses.
+    pub tuning: Tuning,
+    /// The call checks.
+    pub checks: CheckConfig,
+}
+
+impl Settings {
+    /// The defaults, changed by the environment: [`ENV_CALIBRATION`] and
+    /// [`ENV_ALGO`] for the tuning, [`ENV_CHECK`] and [`ENV_TIMEOUT`] for
+    /// the checks. Unset or empty variables leave the defaults.
+    ///
+    /// # Errors
+    /// An unreadable or malformed calibration file, an unknown algorithm
+    /// name, or a check value that is not understood — each naming the variable.
+    pub fn from_env() -> Result<Self> {
+        let mut s = Settings::default();
+        if let Some(path) = env_value(ENV_CALIBRATION) {
+            s.tuning.params = Calibration::load(Path::new(&path))?.params;
+        }
+        if let Some(name) = env_value(ENV_ALGO) {
+            let a: Algorithm = name.parse()?;
+            s.tuning.force = (a != Algorithm::Auto).then_some(a);
+        }
+        if let Some(v) = env_value(ENV_CHECK) {
+            s.checks.mismatch = parse_switch(&v).ok_or_else(|| Error::InvalidArgument {
+                what: ENV_CHECK,
+                reason: format!("`{v}` is neither 1/on/true/yes nor 0/off/false/no"),
+            })?;
+        }
+        if let Some(v) = env_value(ENV_TIMEOUT) {
+            s.checks.timeout = parse_timeout(&v)?;
+        }
+        Ok(s)
+    }
+}
+
+fn env_value(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn parse_switch(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "on" | "true" | "yes" => Some(true),
+        "0" | "off" | "false" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// Parses a stall timeout: plain seconds (`60`, `0.5`), a duration with a
+/// unit (`500ms`, `2m`, `1h`), or `0`/`off`/`none` for no timeout.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for anything else, negative or non-finite values.
+pub fn parse_timeout(v: &str) -> Result<Option<Duration>> {
+    let bad = |reason: String| Error::InvalidArgument {
+        what: ENV_TIMEOUT,
+        reason,
+    };
+    let v = v.trim();
+    if matches!(v.to_ascii_lowercase().as_str(), "off" | "none") {
+        return Ok(None);
+    }
+    let d = match v.parse::<f64>() {
+        Ok(s) if s.is_finite() && (0.0..=1e9).contains(&s) => Duration::from_secs_f64(s),
+        Ok(_) => return Err(bad(format!("`{v}` is not a number of seconds from 0 to 1e9"))),
+        Err(_) => humantime::parse_duration(v)
+            .map_err(|e| bad(format!("`{v}`: {e} (use seconds, e.g. 60, or 500ms, 2m, off)")))?,
+    };
+    Ok((!d.is_zero()).then_some(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_parse() {
+        assert_eq!(parse_timeout("60").unwrap(), Some(Duration::from_secs(60)));
+        assert_eq!(parse_timeout("0.25").unwrap(), Some(Duration::from_millis(250)));
+        assert_eq!(parse_timeout("500ms").unwrap(), Some(Duration::from_millis(500)));
+        assert_eq!(parse_timeout("2m").unwrap(), Some(Duration::from_secs(120)));
+        assert_eq!(parse_timeout("0").unwrap(), None);
+        assert_eq!(parse_timeout("off").unwrap(), None);
+        for bad in ["-1", "abc", "nan", "inf", "1e99", ""] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn settings_survive_the_wire() {
+        for checks in [CheckConfig::default(), CheckConfig::OFF] {
+            let s = Settings {
+                tuning: Tuning {
+                    params: crate::cost::CostParams::line(1e-6, 2e-10, 3e-11),
+                    force: Some(Algorithm::Central),
+                },
+                checks,
+            };
+            let back: Settings = crate::wire::decode(&crate::wire::encode(&s).unwrap()).unwrap();
+            assert_eq!(back, s);
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! The group on the thread transport: call checks (mismatch messages on
+//! every rank, poisoned arguments, fusion bitwise the plain butterfly) and
+//! the other collectives at awkward rank counts.
+
+use super::*;
+#[cfg(feature = "tools")]
+use crate::element::DType;
+use crate::transport::Counting;
+
+const RANKS: [usize; 5] = [1, 2, 3, 5, 8];
+
+#[test]
+#[cfg(feature = "tools")]
+fn fused_butterfly_calls_are_bitwise_the_plain_butterfly() {
+    // Checked small butterfly calls travel with the agreement; the result
+    // must not change by a bit, on any p, type, op or count.
+    fn run<T: crate::verify::VerifyElement>(
+        p: usize,
+        count: usize,
+        op: ReduceOp,
+        checks: CheckConfig,
+    ) -> Vec<Vec<T>> {
+        let settings = Settings {
+            checks,
+            ..Settings::default()
+        };
+        Group::local_with(p, settings, |g| {
+            let case = crate::verify::Case {
+                algorithm: Algorithm::Butterfly,
+                dtype: T::DTYPE,
+                op,
+                count,
+                seed: 3,
+            };
+            let mut v: Vec<T> = crate::verify::input(&case, g.rank());
+            g.all_reduce_in_place(&mut v, op, Algorithm::Butterfly).unwrap();
+            v
+        })
+    }
+    for p in [2, 3, 5, 8] {
+        for op in ReduceOp::ALL {
+            for count in [1, p + 1, 1000, FUSE_MAX / 8, FUSE_MAX / 8 + 1] {
+                crate::with_dtype!(DType::ALL[(p + count) % DType::ALL.len()], T => {
+                    let fused = run::<T>(p, count, op, CheckConfig::default());
+                    let plain = run::<T>(p, count, op, CheckConfig::OFF);
+                    let bytes = |v: &Vec<Vec<T>>| -> Vec<u8> { v.iter().flat_map(|x| bytemuck::cast_slice::<T, u8>(x).to_vec()).collect() };
+                    assert_eq!(bytes(&fused), bytes(&plain), "p={p} {op} count={count} {}", T::DTYPE);
+                });
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_calls_add_no_round_to_the_butterfly() {
+    // With the checks on, a small butterfly all-reduce costs exactly the
+    // butterfly's rounds: the agreement travels in the same messages.
+    for p in [2, 3, 4, 5, 8] {
+        let rounds = |checks: CheckConfig| {
+            let settings = Settings {
+                checks,
+                ..Settings::default()
+            };
+            Local::run(p, |ep| {
+                let g = Group::with_settings(Counting::new(ep), settings);
+                let mut v = vec![1.0f32; 16];
+                g.all_reduce_in_place(&mut v, ReduceOp::Sum, Algorithm::Butterfly)
+                    .unwrap();
+                assert!(v.iter().all(|&x| x == p as f32));
+                g.transport().stats().rounds
+            })
+        };
+        assert_eq!(rounds(CheckConfig::default()), rounds(CheckConfig::OFF), "p={p}");
+    }
+}
+
+#[test]
+fn fused_and_plain_frames_meet_when_ranks_disagree() {
+    // Rank 1 sends a fused frame (small butterfly), the others plain ones, and back.
+    for p in [2, 3, 4, 5] {
+        let out = Group::local(p, |g| {
+            let n = if g.rank() == 1 { 3 } else { 5000 };
+            let mut v = vec![1.0f64; n];
+            g.all_reduce_in_place(&mut v, ReduceOp::Sum, Algorithm::Butterfly)
+                .unwrap_err()
+                .to_string()
+        });
+        let one = "rank 1 passed 3 f64 sum butterfly";
+        let want = if p == 2 {
+            // groups of one: by rank
+            format!("all_reduce #1: rank 0 passed 5000 f64 sum butterfly, {one}")
+        } else {
+            let others = crate::error::rank_list(&(0..p).filter(|&r| r != 1).collect::<Vec<_>>());
+            format!("all_reduce #1: {one}, {others} passed 5000 f64 sum butterfly")
+        };
+        assert!(out.iter().all(|e| *e == want), "{out:?}");
+    }
+}
+
+#[test]
+fn a_different_count_is_an_error_on_every_rank() {
+    let out = Group::local(5, |g| {
+        let n = if g.rank() == 3 { 1000 } else { 1024 };
+        let mut v = vec![1.0f32; n];
+        let e = g
+            .all_reduce_in_place(&mut v, ReduceOp::Sum, Algorithm::Ring)
+            .unwrap_err();
+        // nothing moved: the buffer is untouched
+        assert!(v.iter().all(|&x| x == 1.0));
+        // and the group is still usable
+        let mut w = vec![g.rank() as i32; 7];
+        g.all_reduce_in_place(&mut w, ReduceOp::Sum, Algorithm::Ring)
+            .unwrap();
+        assert_eq!(w, vec![10; 7]);
+        e.to_string()
+    });
+    let want = "all_reduce #1: rank 3 passed 1000 f32 sum ring, ranks 0-2, 4 passed 1024 f32 sum ring";
+    assert!(out.iter().all(|e| e == want), "{out:?}");
+}
+
+#[test]
+fn type_op_and_algorithm_differences_are_named() {
+    let out = Group::local(3, |g| {
+        let mut f = vec![0f32; 4];
+        let mut i = vec![0i32; 4];
+        let e1 = match g.rank() {
+            1 => g.all_reduce_in_place(&mut i, ReduceOp::Sum, Algorithm::Ring),
+            _ => g.all_reduce_in_place(&mut f, ReduceOp::Sum, Algorithm::Ring),
+        };
+        let op = if g.rank() == 0 {
+            ReduceOp::Max
+        } else {
+            ReduceOp::Sum
+        };
+        let e2 = g.all_reduce_in_place(&mut f, op, Algorithm::Ring);
+        let algo = if g.rank() == 2 {
+            Algorithm::Naive
+        } else {
+            Algorithm::Butterfly
+        };
+        let e3 = g.all_reduce(&f.clone(), &mut f, ReduceOp::Sum, algo);
+        [e1, e2, e3].map(|e| e.unwrap_err().to_string())
+    });
+    for e in &out {
+        assert_eq!(
+            e[0],
+            "all_reduce #1: rank 1 passed 4 i32 sum ring, ranks 0, 2 passed 4 f32 sum ring"
+        );
+        assert_eq!(
+            e[1],
+            "all_reduce #2: rank 0 passed 4 f32 max ring, ranks 1, 2 passed 4 f32 sum ring"
+        );
+        assert_eq!(
+            e[2],
+            "all_reduce #3: rank 2 passed 4 f32 sum naive, ranks 0, 1 passed 4 f32 sum butterfly"
+        );
+    }
+}
+
+#[test]
+fn a_skipped_call_shows_as_different_call_numbers() {
+    let out = Group::local(2, |g| {
+        if g.rank() == 1 {
+            // rank 1 skips a call (its counter moves on, no call is made)
+            g.calls.set(g.calls.get() + 1);
+        }
+        let mut v = [1u8; 3];
+        g.all_reduce_in_place(&mut v, ReduceOp::Sum, Algorithm::Ring)
+            .unwrap_err()
+            .to_string()
+    });
+    let want = "all_reduce #1: rank 0 passed 3 u8 sum ring in all_reduce #1, \
+                rank 1 passed 3 u8 sum ring in all_reduce #2";
+    assert_eq!(out, vec![want.to_string(), want.to_string()]);
+}
+
+#[test]
+fn another_collective_is_named_as_what_it_is() {
+    let out = Group::local(3, |g| {
+        let e = if g.rank() == 2 {
+            g.barrier()
+        } else {
+            g.all_reduce_in_place(&mut [1.0f32; 2], ReduceOp::Sum, Algorithm::Ring)
+        };
+        e.unwrap_err().to_string()
+    });
+    let want = "all_reduce #1: rank 2 called barrier, ranks 0, 1 passed 2 f32 sum ring";
+    assert!(out.iter().all(|e| e == want), "{out:?}");
+}
+
+#[test]
+fn zero_counts_are_checked_too_and_checks_can_be_off() {
+    let out = Group::local(2, |g| {
+        let n = if g.rank() == 0 { 0 } else { 5 };
+        let mut v = vec![1i32; n];
+        g.all_reduce_in_place(&mut v, ReduceOp::Sum, Algorithm::Butterfly)
+            .unwrap_err()
+            .to_string()
+    });
+    assert!(
+        out[0].starts_with("all_reduce #1: rank 0 passed 0 i32"),
+        "{out:?}"
+    );
+    // With the checks off the same mistake reaches the transport.
+    let off = Settings {
+        checks: CheckConfig::OFF,
+        ..Settings::default()
+    };
+    let out = Group::local_with(2, off, |g| {
+        let n = if g.rank() == 0 { 4 } else { 5 };
+        let mut v = vec![1i32; n];
+        g.all_reduce_in_place(&mut v, ReduceOp::Sum, Algorithm::Butterfly)
+            .map_err(|e| e.to_string())
+    });
+    assert!(
+        out.iter().any(|r| matches!(r, Err(e) if e.contains("expected"))),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn an_argument_error_on_one_rank_reaches_every_rank_and_the_group_stays_in_step() {
+    for p in [2, 3, 5] {
+        let out = Group::local(p, |g| {
+            let mut recv = vec![0.0f32; if g.rank() == 1 { 3 } else { 4 }];
+            let e = g
+                .all_reduce(&[1.0f32; 4], &mut recv, ReduceOp::Sum, Algorithm::Ring)
+                .unwrap_err();
+            // The next call pairs with the next call on every rank.
+            let mut w = [1i32; 3];
+            g.all_reduce_in_place(&mut w, ReduceOp::Sum, Algorithm::Ring)
+                .unwrap();
+            assert_eq!(w, [p as i32; 3]);
+            e
+        });
+        for (r, e) in out.iter().enumerate() {
+            if r == 1 {
+                assert_eq!(*e, Error::LengthMismatch { send: 4, recv: 3 });
+            } else {
+                assert_eq!(
+                    *e,
+                    Error::Remote {
+                        rank: 1,
+                        reason: "send buffer has 4 elements but receive buffer has 3".into()
+                    }
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn broadcast_all_gather_and_agree_at_awkward_rank_counts() {
+    for p in RANKS {
+        let out = Group::local(p, |g| {
+            let r = g.rank();
+            // broadcast from every root, of an odd length
+            for root in 0..p {
+                let mut v: Vec<u64> = (0..7)
+                    .map(|i| if r == root { (root * 100 + i) as u64 } else { 0 })
+                    .collect();
+                g.broadcast(&mut v, root).unwrap();
+                assert_eq!(v, (0..7).map(|i| (root * 100 + i) as u64).collect::<Vec<_>>());
+            }
+            // fixed all-gather
+            let mut all = vec![0i32; 3 * p];
+            g.all_gather(&[r as i32; 3], &mut all).unwrap();
+            assert_eq!(all, (0..p).flat_map(|q| [q as i32; 3]).collect::<Vec<_>>());
+            // varying all-gather, some ranks empty
+            let mine: Vec<u16> = (0..r % 3).map(|i| (10 * r + i) as u16).collect();
+            let gathered = g.all_gather_varying(&mine).unwrap();
+            for (q, v) in gathered.iter().enumerate() {
+                assert_eq!(*v, (0..q % 3).map(|i| (10 * q + i) as u16).collect::<Vec<_>>());
+            }
+            // values through serde
+            let names = g.all_gather_value(&format!("rank {r}")).unwrap();
+            assert_eq!(names, (0..p).map(|q| format!("rank {q}")).collect::<Vec<_>>());
+            let v = g
+                .broadcast_value(p - 1, (r == p - 1).then_some(&(1.5f64, "x".to_string())))
+                .unwrap();
+            assert_eq!(v, (1.5, "x".to_string()));
+            g.barrier().unwrap();
+            // agree: all fine, then the last rank fails
+            assert_eq!(g.agree(Ok(r)).unwrap(), r);
+            let fails = r + 1 == p;
+            let verdict = g.agree(if fails {
+                Err(Error::InvalidArgument {
+                    what: "data",
+                    reason: format!("missing on rank {r}"),
+                })
+            } else {
+                Ok(())
+            });
+            (fails, verdict)
+        });
+        for (r, (fails, verdict)) in out.into_iter().enumerate() {
+            let e = verdict.unwrap_err();
+            if fails {
+                assert!(matches!(e, Error::InvalidArgument { .. }), "{e:?}");
+            } else {
+                assert_eq!(
+                    e,
+                    Error::Remote {
+                        rank: p - 1,
+                        reason: format!("invalid data: missing on rank {}", p - 1)
+                    },
+                    "p={p} rank {r}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_roots_and_lengths_are_errors_on_every_rank() {
+    let out = Group::local(3, |g| {
+        let e1 = g.broadcast(&mut [0u8; 2], 3).unwrap_err();
+        let e2 = g.all_gather(&[1u8; 2], &mut [0u8; 5]).unwrap_err();
+        let e3 = g.broadcast_value::<u32>(0, None).unwrap_err();
+        // still in step
+        g.barrier().unwrap();
+        [e1, e2, e3].map(|e| e.to_string())
+    });
+    for e in &out {
+        assert!(e[0].contains("rank 3 is out of range"), "{e:?}");
+        assert!(e[1].contains("all_gather output"), "{e:?}");
+        assert!(e[2].contains("no value to send"), "{e:?}");
+    }
+}
+
+#[test]
+fn settings_from_rank_0_reach_every_rank() {
+    let forced = Settings {
+        tuning: crate::cost::Tuning {
+            force: Some(Algorithm::Central),
+            ..Default::default()
+        },
+        checks: CheckConfig::OFF,
+    };
+    let out = Local::run(4, |ep| {
+        let mine = if ep.rank() == 0 {
+            Ok(forced)
+        } else {
+            Err(Error::InvalidArgument {
+                what: "ignored",
+                reason: "only rank 0's settings count".into(),
+            })
+        };
+        let g = Group::with_rank0_settings(ep, mine).unwrap();
+        (g.settings(), g.calls())
+    });
+    assert!(out.iter().all(|&(s, calls)| s == forced && calls == 0), "{out:?}");
+    let out = Local::run(3, |ep| {
+        let mine = if ep.rank() == 0 {
+            Err(Error::InvalidArgument {
+                what: "RINGREDUCE_CHECK",
+                reason: "`maybe`".into(),
+            })
+        } else {
+            Ok(Settings::default())
+        };
+        Group::with_rank0_settings(ep, mine)
+            .map(drop)
+            .unwrap_err()
+            .to_string()
+    });
+    assert_eq!(out[0], "invalid RINGREDUCE_CHECK: `maybe`");
+    assert_eq!(out[1], "rank 0: invalid RINGREDUCE_CHECK: `maybe`");
+}

@@ -1,0 +1,594 @@
+//! The training loop: batches, gradients, the optimizer, the strategy's
+//! hooks, metrics and checkpoints.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::batches::{BatchSource, SharedShuffle};
+use super::checkpoint::{Checkpoint, Header};
+use super::data::Dataset;
+use super::model::Model;
+use super::optim::{Optimizer, OptimizerState, Schedule, Sgd};
+use super::strategy::{GradientAllReduce, Step, Strategy};
+use crate::algorithms::{chunk_range, Algorithm};
+use crate::element::ReduceOp;
+use crate::error::{Error, Result};
+use crate::group::Group;
+use crate::transport::Transport;
+
+/// What one epoch did, the same on every rank.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EpochMetrics {
+    /// Epoch number, from 1.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's examples.
+    pub train_loss: f64,
+    /// Accuracy on the test set (0 when none was given).
+    pub test_accuracy: f64,
+    /// Wall time of the epoch on rank 0's clock, seconds (training steps only).
+    pub epoch_secs: f64,
+    /// Seconds of the epoch spent in the strategy's communication (the
+    /// gradient all-reduce, for synchronous SGD), on rank 0's clock.
+    pub allreduce_secs: f64,
+    /// Bytes the strategy handed to collectives on each rank (for
+    /// synchronous SGD: gradient buffer size × steps).
+    pub allreduce_bytes: u64,
+}
+
+/// Data-parallel training: a [`Strategy`] (what the ranks exchange), an
+/// [`Optimizer`], a [`BatchSource`] and the run's settings.
+///
+/// ```
+/// use ringreduce::train::{data, Mlp, Model, SyncSgd};
+/// use ringreduce::{Algorithm, Group};
+/// let train = data::synthetic(240, 4, 3, 1);
+/// let model = Mlp::softmax(4, 3).unwrap();
+/// let sgd = SyncSgd::builder().batch(24).lr(0.5).epochs(3).algorithm(Algorithm::Ring).build().unwrap();
+/// let accuracy = Group::local(2, |g| {
+///     let mut params = sgd.init_params(&model);
+///     let metrics = sgd.fit(&g, &model, &mut params, &train, Some(&train), |_| {}).unwrap();
+///     metrics.last().unwrap().test_accuracy
+/// });
+/// assert!(accuracy[0] > 0.8 && accuracy[0] == accuracy[1]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Trainer<S: Strategy = GradientAllReduce> {
+    strategy: S,
+    optimizer: Arc<dyn Optimizer>,
+    batches: Arc<dyn BatchSource>,
+    batch: usize,
+    lr: f32,
+    schedule: Schedule,
+    epochs: usize,
+    seed: u64,
+    checkpoint: Option<PathBuf>,
+    resume: bool,
+}
+
+/// Synchronous data-parallel SGD: the trainer with [`GradientAllReduce`].
+pub type SyncSgd = Trainer<GradientAllReduce>;
+
+/// Builder of a [`Trainer`].
+#[derive(Debug, Clone)]
+pub struct TrainerBuilder<S: Strategy> {
+    strategy: S,
+    optimizer: Option<Arc<dyn Optimizer>>,
+    batches: Arc<dyn BatchSource>,
+    momentum: f32,
+    weight_decay: f32,
+    batch: usize,
+    lr: f32,
+    schedule: Schedule,
+    epochs: usize,
+    seed: u64,
+    checkpoint: Option<PathBuf>,
+    resume: bool,
+}
+
+impl Trainer<GradientAllReduce> {
+    /// Defaults: gradient all-reduce with the ring, SGD without momentum or
+    /// weight decay, global batch 256, lr 0.1, constant, 5 epochs, seed 42.
+    pub fn builder() -> TrainerBuilder<GradientAllReduce> {
+        TrainerBuilder {
+            strategy: GradientAllReduce::default(),
+            optimizer: None,
+            batches: Arc::new(SharedShuffle),
+            momentum: 0.0,
+            weight_decay: 0.0,
+            batch: 256,
+            lr: 0.1,
+            schedule: Schedule::Constant,
+            epochs: 5,
+            seed: 42,
+            checkpoint: None,
+            resume: false,
+        }
+    }
+}
+
+impl<S: Strategy> Trainer<S> {
+    /// Initial parameters from the seed (the same on every rank).
+    pub fn init_params<M: Model>(&self, model: &M) -> Vec<f32> {
+        let mut p = vec![0f32; model.num_params()];
+        model.init(&mut p, self.seed);
+        p
+    }
+
+    /// Global batch size.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// The strategy.
+    pub fn strategy(&self) -> &S {
+        &self.strategy
+    }
+
+    /// The order in which epoch `epoch` (1-based) visits `n` examples: with
+    /// the default batch source step s uses positions `s·B .. (s+1)·B`, rank
+    /// r of p the slice `s·B + r·B/p .. s·B + (r+1)·B/p`. The same on every
+    /// rank and rank count, so one can tell which rank saw which example.
+    pub fn epoch_order(&self, epoch: usize, n: usize) -> Vec<usize> {
+        self.batches.order(self.seed, epoch, n)
+    }
+
+    /// Trains `params` on `train` for the configured epochs and evaluates on
+    /// `test` after each; `on_epoch` sees every epoch's metrics (on every
+    /// rank; print on rank 0). Collective over `group`.
+    ///
+    /// # Errors
+    /// A global batch the batch source refuses (not divisible by the rank
+    /// count, larger than the data set), a model whose input width differs
+    /// from the data's, a non-finite loss or gradient ([`Error::NonFinite`],
+    /// naming epoch, step and the first rank), a checkpoint that cannot be
+    /// read or does not fit, or a transport failure.
+    pub fn fit<M, C>(
+        &self,
+        group: &Group<C>,
+        model: &M,
+        params: &mut [f32],
+        train: &Dataset,
+        test: Option<&Dataset>,
+        on_epoch: impl FnMut(&EpochMetrics),
+    ) -> Result<Vec<EpochMetrics>>
+    where
+        M: Model,
+        C: Transport,
+    {
+        self.fit_with_progress(group, model, params, train, test, |_, _, _| {}, on_epoch)
+    }
+
+    /// [`Trainer::fit`] that also calls `on_step(epoch, step, steps)` after
+    /// every step (for progress bars).
+    #[allow(clippy::too_many_arguments)]
+    pub fn fit_with_progress<M, C>(
+        &self,
+        group: &Group<C>,
+        model: &M,
+        params: &mut [f32],
+        train: &Dataset,
+        test: Option<&Dataset>,
+        mut on_step: impl FnMut(usize, usize, usize),
+        mut on_epoch: impl FnMut(&EpochMetrics),
+    ) -> Result<Vec<EpochMetrics>>
+    where
+        M: Model,
+        C: Transport,
+    {
+        self.check_setup(group.size(), model, params, train, test)?;
+        let mut run = Run {
+            trainer: self,
+            group,
+            strategy: self.strategy.clone(),
+            optimizer: OptimizerState::new(&*self.optimizer, params.len()),
+            steps: self.batches.steps(self.batch, train.len()),
+        };
+        let done = if self.resume { run.restore(params)? } else { 0 };
+        let mut ctx = Step::new(group, done.max(1), 0, run.steps);
+        run.strategy.start(&mut ctx, params)?;
+        let mut history = Vec::new();
+        for epoch in done + 1..=self.epochs {
+            let m = run.epoch(epoch, model, params, train, test, &mut on_step)?;
+            on_epoch(&m);
+            history.push(m);
+        }
+        let mut ctx = Step::new(group, self.epochs.max(1), run.steps, run.steps);
+        run.strategy.finish(&mut ctx, params)?;
+        Ok(history)
+    }
+
+    fn check_setup<M: Model>(
+        &self,
+        p: usize,
+        model: &M,
+        params: &[f32],
+        train: &Dataset,
+        test: Option<&Dataset>,
+    ) -> Result<()> {
+        let invalid = |reason: String| Error::InvalidArgument {
+            what: "training setup",
+            reason,
+        };
+        self.batches.check(self.batch, train.len(), p)?;
+        for d in std::iter::once(train).chain(test) {
+            if d.dim != model.input_dim() {
+                return Err(invalid(format!(
+                    "data has {} features, the model expects {}",
+                    d.dim,
+                    model.input_dim()
+                )));
+            }
+        }
+        if params.len() != model.num_params() {
+            return Err(invalid(format!(
+                "{} parameters given, the model has {}",
+                params.len(),
+                model.num_params()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One call of `fit`: its state.
+struct Run<'a, S: Strategy, C: Transport> {
+    trainer: &'a Trainer<S>,
+    group: &'a Group<C>,
+    strategy: S,
+    optimizer: OptimizerState,
+    steps: usize,
+}
+
+impl<S: Strategy, C: Transport> Run<'_, S, C> {
+    /// One epoch of steps, then the loss, the test accuracy, the metrics
+    /// and the checkpoint.
+    fn epoch<M: Model>(
+        &mut self,
+        epoch: usize,
+        model: &M,
+        params: &mut [f32],
+        train: &Dataset,
+        test: Option<&Dataset>,
+        on_step: &mut impl FnMut(usize, usize, usize),
+    ) -> Result<EpochMetrics> {
+        let t = self.trainer;
+        let group = self.group;
+        let (p, rank) = (group.size(), group.rank());
+        let local = t.batch / p;
+        let n = params.len();
+        let mut grad = vec![0f32; n];
+        let mut x = vec![0f32; local * train.dim];
+        let mut y = vec![0u32; local];
+        let order = t.batches.order(t.seed, epoch, train.len());
+        let start = Instant::now();
+        let (mut comm_secs, mut loss_sum, mut bytes) = (0.0, 0.0f64, 0u64);
+        for step in 0..self.steps {
+            let mut ctx = Step::new(group, epoch, step, self.steps);
+            let timer = Instant::now();
+            self.strategy.before_step(&mut ctx, params)?;
+            comm_secs += timer.elapsed().as_secs_f64();
+            let mine = t.batches.local(&order, t.batch, step, rank, p);
+            for (j, &i) in mine.iter().enumerate() {
+                x[j * train.dim..(j + 1) * train.dim].copy_from_slice(train.row(i));
+                y[j] = train.labels[i];
+            }
+            let loss = model.loss_and_grad(params, &x[..mine.len() * train.dim], &y[..mine.len()], &mut grad);
+            // Local mean gradient (averaged over ranks it is the global
+            // mean), checked for finiteness in the same pass.
+            let scale = 1.0 / mine.len().max(1) as f32;
+            let mut grad_finite = true;
+            for g in grad.iter_mut() {
+                *g *= scale;
+                grad_finite &= g.is_finite();
+            }
+            // Agree on finiteness first, so every rank stops at the same step.
+            let bad = !loss.is_finite() || !grad_finite;
+            let mut first_bad = [if bad { rank as i64 } else { p as i64 }];
+            group.all_reduce_in_place(&mut first_bad, ReduceOp::Min, Algorithm::Butterfly)?;
+            if first_bad[0] < p as i64 {
+                return Err(Error::NonFinite {
+                    what: if bad && !loss.is_finite() {
+                        "loss"
+                    } else {
+                        "gradient"
+                    },
+                    epoch,
+                    step: step + 1,
+                    rank: Some(first_bad[0] as usize),
+                });
+            }
+            let timer = Instant::now();
+            self.strategy.after_backward(&mut ctx, &mut grad)?;
+            comm_secs += timer.elapsed().as_secs_f64();
+            let lr = t.schedule.rate(t.lr, ctx.global_step(), t.epochs * self.steps);
+            t.optimizer.step(params, &grad, lr, &mut self.optimizer);
+            let timer = Instant::now();
+            self.strategy.after_step(&mut ctx, params, &mut self.optimizer)?;
+            comm_secs += timer.elapsed().as_secs_f64();
+            bytes += ctx.bytes;
+            loss_sum += loss as f64;
+            on_step(epoch, step + 1, self.steps);
+        }
+        let epoch_secs = start.elapsed().as_secs_f64();
+        let mut total_loss = [loss_sum];
+        group.all_reduce_in_place(&mut total_loss, ReduceOp::Sum, Algorithm::Butterfly)?;
+        let accuracy = match test {
+            Some(d) => evaluate(group, model, params, d)?,
+            None => 0.0,
+        };
+        // Rank 0's timings, so the report is the same everywhere.
+        let mut times = [epoch_secs, comm_secs];
+        group.broadcast(&mut times, 0)?;
+        let m = EpochMetrics {
+            epoch,
+            train_loss: total_loss[0] / (self.steps * t.batch).max(1) as f64,
+            test_accuracy: accuracy,
+            epoch_secs: times[0],
+            allreduce_secs: times[1],
+            allreduce_bytes: bytes,
+        };
+        if let (Some(path), 0) = (&t.checkpoint, rank) {
+            self.save(path, epoch, params)?;
+        }
+        Ok(m)
+    }
+
+    fn header(&self, epoch: usize, n: usize) -> Header {
+        let t = self.trainer;
+        Header {
+            epoch,
+            seed: t.seed,
+            batch: t.batch,
+            params: n,
+            optimizer: t.optimizer.name().to_string(),
+            optimizer_steps: 0,
+            strategy: self.strategy.name(),
+            sections: Vec::new(),
+        }
+    }
+
+    fn save(&self, path: &std::path::Path, epoch: usize, params: &[f32]) -> Result<()> {
+        Checkpoint::new(
+            self.header(epoch, params.len()),
+            params.to_vec(),
+            self.optimizer.clone(),
+            self.strategy.state(),
+        )
+        .save(path)
+    }
+
+    /// Rank 0 loads the checkpoint and hands its state to every rank;
+    /// returns the epochs already done. Collective.
+    fn restore(&mut self, params: &mut [f32]) -> Result<usize> {
+        let t = self.trainer;
+        let group = self.group;
+        let path = t.checkpoint.as_ref().ok_or_else(|| Error::InvalidArgument {
+            what: "resume",
+            reason: "resuming needs a checkpoint path".into(),
+        })?;
+        let expected = self.header(0, params.len());
+        let loaded = if group.rank() == 0 {
+            Checkpoint::load(path).and_then(|c| {
+                let h = &c.header;
+                if h.params != expected.params || h.seed != expected.seed || h.batch != expected.batch {
+                    Err(mismatch(
+                        path,
+                        format!(
+                            "checkpoint of {} parameters, seed {}, batch {} does not match this run ({}, {}, {})",
+                            h.params, h.seed, h.batch, expected.params, t.seed, t.batch
+                        ),
+                    ))
+                } else if h.optimizer != expected.optimizer || c.optimizer.buffers.len() != t.optimizer.buffers() {
+                    Err(mismatch(
+                        path,
+                        format!(
+                            "checkpoint of optimizer {} does not match this run's {}",
+                            h.optimizer, expected.optimizer
+                        ),
+                    ))
+                } else {
+                    Ok(Some(c))
+                }
+            })
+        } else {
+            Ok(None)
+        };
+        // Every rank gets rank 0's verdict, then its header and values.
+        let mine = group.agree(loaded)?;
+        let header = group.broadcast_value(0, mine.as_ref().map(|c| &c.header))?;
+        let mut c = mine.unwrap_or_else(|| Checkpoint {
+            params: vec![0.0; header.params],
+            optimizer: OptimizerState {
+                buffers: Vec::new(),
+                steps: header.optimizer_steps,
+            },
+            strategy: Vec::new(),
+            header: header.clone(),
+        });
+        if group.rank() != 0 {
+            // The section table tells every rank what is coming.
+            for s in &header.sections {
+                if let Some(name) = s.name.strip_prefix("strategy.") {
+                    c.strategy.push(super::strategy::Section {
+                        name: name.to_string(),
+                        values: vec![0.0; s.len],
+                    });
+                } else {
+                    c.optimizer.buffers.push(vec![0.0; s.len]);
+                }
+            }
+        }
+        group.broadcast(&mut c.params, 0)?;
+        for b in &mut c.optimizer.buffers {
+            group.broadcast(b, 0)?;
+        }
+        for s in &mut c.strategy {
+            group.broadcast(&mut s.values, 0)?;
+        }
+        let restored = self.strategy.restore(&c.strategy);
+        group.agree(restored)?;
+        params.copy_from_slice(&c.params);
+        self.optimizer = c.optimizer;
+        Ok(header.epoch)
+    }
+}
+
+fn mismatch(path: &std::path::Path, reason: String) -> Error {
+    Error::Data {
+        path: path.display().to_string(),
+        reason,
+    }
+}
+
+/// Test accuracy, each rank scoring a slice of `data`. Collective.
+pub(crate) fn evaluate<M, C>(group: &Group<C>, model: &M, params: &[f32], data: &Dataset) -> Result<f64>
+where
+    M: Model,
+    C: Transport,
+{
+    let (p, r) = (group.size(), group.rank());
+    let range = chunk_range(data.len(), p, r);
+    let mut correct = 0u64;
+    let mut pred = vec![0u32; 512];
+    for start in range.clone().step_by(512) {
+        let end = (start + 512).min(range.end);
+        let rows = end - start;
+        model.predict(
+            params,
+            &data.features[start * data.dim..end * data.dim],
+            &mut pred[..rows],
+        );
+        correct += pred[..rows]
+            .iter()
+            .zip(&data.labels[start..end])
+            .filter(|(a, b)| a == b)
+            .count() as u64;
+    }
+    let mut c = [correct as i64];
+    group.all_reduce_in_place(&mut c, ReduceOp::Sum, Algorithm::Butterfly)?;
+    Ok(c[0] as f64 / data.len().max(1) as f64)
+}
+
+impl TrainerBuilder<GradientAllReduce> {
+    /// All-reduce algorithm for the gradients.
+    pub fn algorithm(mut self, a: Algorithm) -> Self {
+        self.strategy = GradientAllReduce::new(a);
+        self
+    }
+}
+
+impl<S: Strategy> TrainerBuilder<S> {
+    /// What the ranks exchange around each step (default: the gradient
+    /// all-reduce with the ring).
+    pub fn strategy<S2: Strategy>(self, strategy: S2) -> TrainerBuilder<S2> {
+        TrainerBuilder {
+            strategy,
+            optimizer: self.optimizer,
+            batches: self.batches,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            batch: self.batch,
+            lr: self.lr,
+            schedule: self.schedule,
+            epochs: self.epochs,
+            seed: self.seed,
+            checkpoint: self.checkpoint,
+            resume: self.resume,
+        }
+    }
+    /// The update rule (default: [`Sgd`] with [`momentum`](Self::momentum)
+    /// and [`weight_decay`](Self::weight_decay), which this replaces).
+    pub fn optimizer(mut self, o: impl Optimizer + 'static) -> Self {
+        self.optimizer = Some(Arc::new(o));
+        self
+    }
+    /// Which examples each rank computes at each step (default: [`SharedShuffle`]).
+    pub fn batches(mut self, b: impl BatchSource + 'static) -> Self {
+        self.batches = Arc::new(b);
+        self
+    }
+    /// Global batch size (split evenly across ranks).
+    pub fn batch(mut self, b: usize) -> Self {
+        self.batch = b;
+        self
+    }
+    /// Base learning rate.
+    pub fn lr(mut self, lr: f32) -> Self {
+        self.lr = lr;
+        self
+    }
+    /// Learning-rate schedule.
+    pub fn schedule(mut self, s: Schedule) -> Self {
+        self.schedule = s;
+        self
+    }
+    /// Momentum of the default SGD (0 = plain SGD).
+    pub fn momentum(mut self, m: f32) -> Self {
+        self.momentum = m;
+        self
+    }
+    /// L2 weight decay of the default SGD.
+    pub fn weight_decay(mut self, wd: f32) -> Self {
+        self.weight_decay = wd;
+        self
+    }
+    /// Epochs to train.
+    pub fn epochs(mut self, e: usize) -> Self {
+        self.epochs = e;
+        self
+    }
+    /// Seed of initialisation and shuffling.
+    pub fn seed(mut self, s: u64) -> Self {
+        self.seed = s;
+        self
+    }
+    /// Rank 0 writes a checkpoint here after every epoch.
+    pub fn checkpoint(mut self, path: impl Into<PathBuf>) -> Self {
+        self.checkpoint = Some(path.into());
+        self
+    }
+    /// Continue from the checkpoint (on any rank count that divides the batch).
+    pub fn resume(mut self, yes: bool) -> Self {
+        self.resume = yes;
+        self
+    }
+
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// A zero batch, a non-positive or non-finite learning rate, momentum
+    /// outside [0, 1), or a negative weight decay.
+    pub fn build(self) -> Result<Trainer<S>> {
+        let bad = |reason: String| {
+            Err(Error::InvalidArgument {
+                what: "optimizer setting",
+                reason,
+            })
+        };
+        if self.batch == 0 {
+            return bad("batch must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!("learning rate {} must be finite and > 0", self.lr));
+        }
+        let optimizer = match self.optimizer {
+            Some(o) => o,
+            None => Arc::new(Sgd::new(self.momentum, self.weight_decay)?),
+        };
+        Ok(Trainer {
+            strategy: self.strategy,
+            optimizer,
+            batches: self.batches,
+            batch: self.batch,
+            lr: self.lr,
+            schedule: self.schedule,
+            epochs: self.epochs,
+            seed: self.seed,
+            checkpoint: self.checkpoint,
+            resume: self.resume,
+        })
+    }
+}

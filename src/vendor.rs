@@ -1,0 +1,79 @@
+//! The vendor's own collectives, where the tools compare with them: the
+//! MPI library's `MPI_Allreduce` and `MPI_Barrier`, and what it says about
+//! itself. Implemented for the [`Mpi`] transport; the tools run without
+//! one (on threads, say), using a serial reference instead.
+
+use mpi::collective::SystemOperation;
+use mpi::traits::*;
+
+use crate::element::{DType, Element, ReduceOp};
+use crate::transport::Mpi;
+
+/// A vendor library beside ours, measured and trusted by the tools.
+pub trait Vendor {
+    /// The vendor's all-reduce of `send` into `recv` (bytes of `dtype`
+    /// elements; `avg` is its sum divided by the rank count). `false`, with
+    /// nothing done, when the vendor has no such datatype. Collective.
+    fn all_reduce(&self, dtype: DType, op: ReduceOp, send: &[u8], recv: &mut [u8]) -> bool;
+    /// The vendor's barrier. Collective.
+    fn barrier(&self);
+    /// The library's version line, e.g. `Open MPI v4.1.4, …`.
+    fn library(&self) -> String;
+    /// This process's host name as the library knows it.
+    fn host(&self) -> String;
+}
+
+fn system_op(op: ReduceOp) -> SystemOperation {
+    match op {
+        ReduceOp::Sum | ReduceOp::Avg => SystemOperation::sum(),
+        ReduceOp::Prod => SystemOperation::product(),
+        ReduceOp::Min => SystemOperation::min(),
+        ReduceOp::Max => SystemOperation::max(),
+    }
+}
+
+fn typed<T: Element + Equivalence>(mpi: &Mpi, op: ReduceOp, send: &[u8], recv: &mut [u8]) {
+    let (send, recv): (&[T], &mut [T]) = (bytemuck::cast_slice(send), bytemuck::cast_slice_mut(recv));
+    if send.is_empty() {
+        // Two empty Vecs share a dangling pointer, which MPI rejects as
+        // sendbuf == recvbuf; there is nothing to reduce anyway.
+        return;
+    }
+    mpi.communicator().all_reduce_into(send, recv, system_op(op));
+    if op == ReduceOp::Avg {
+        T::divide(recv, mpi.communicator().size() as usize);
+    }
+}
+
+impl Vendor for Mpi {
+    fn all_reduce(&self, dtype: DType, op: ReduceOp, send: &[u8], recv: &mut [u8]) -> bool {
+        match dtype {
+            DType::F32 => typed::<f32>(self, op, send, recv),
+            DType::F64 => typed::<f64>(self, op, send, recv),
+            DType::I32 => typed::<i32>(self, op, send, recv),
+            DType::I64 => typed::<i64>(self, op, send, recv),
+            DType::U8 => typed::<u8>(self, op, send, recv),
+            DType::F16 | DType::BF16 => return false,
+        }
+        true
+    }
+
+    fn barrier(&self) {
+        self.communicator().barrier();
+    }
+
+    fn library(&self) -> String {
+        mpi::environment::library_version()
+            .unwrap_or_default()
+            .trim_end_matches('\0')
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
+    fn host(&self) -> String {
+        mpi::environment::processor_name().unwrap_or_default()
+    }
+}

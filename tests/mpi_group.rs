@@ -1,0 +1,164 @@
+//! The transport's non-blocking primitives and the group's collectives on
+//! real MPI. Each test launches this test binary itself under `mpirun`,
+//! running only that test on every rank (a rank knows it is one by the
+//! launcher's environment).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ringreduce::transport::{AnySource, Transport};
+use ringreduce::{Error, Group, Mpi};
+
+/// Whether this process is a rank started by mpirun.
+fn rank_of_a_job() -> bool {
+    std::env::var_os("OMPI_COMM_WORLD_SIZE").is_some()
+}
+
+/// Runs test `name` of this binary on `ranks` ranks; fails with the ranks' output if any rank fails.
+fn launch(name: &str, ranks: usize) {
+    let me = std::env::current_exe().expect("test binary path");
+    let args = ["--exact", name, "--nocapture", "--test-threads", "1"];
+    let out = run_bounded(mpirun(ranks, &me, &args), Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "{name} at -n {ranks}:\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    // The harness on each rank reports the one test it ran.
+    assert_eq!(
+        stdout(&out).matches("test result: ok. 1 passed").count(),
+        ranks,
+        "{name} at -n {ranks} did not run on every rank:\n{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn nonblocking_primitives_and_any_source_on_mpi() {
+    if !rank_of_a_job() {
+        return launch("nonblocking_primitives_and_any_source_on_mpi", 4);
+    }
+    let universe = ringreduce::mpi::initialize().expect("MPI initialises once");
+    let t = Mpi::new(&universe.world());
+    let (p, r) = (t.size(), t.rank());
+    assert_eq!(p, 4);
+    let (right, left) = ((r + 1) % p, (r + p - 1) % p);
+
+    // Both neighbours at once, local work while the bytes travel.
+    let to_right = vec![r as u8; 100_000];
+    let to_left = vec![100 + r as u8; 3];
+    let (mut from_left, mut from_right) = (vec![0u8; 100_000], vec![0u8; 3]);
+    let (sum, got_left, got_right) = t
+        .scope(|s| {
+            let a = s.recv(&mut from_left, left)?;
+            let b = s.recv(&mut from_right, right)?;
+            let _ = s.send(&to_right, right)?; // completed when the scope ends
+            let c = s.send(&to_left, left)?;
+            let sum: u64 = (0..100_000u64).sum(); // overlapped computation
+                                                  // Poll one receive with test until it completes.
+            let mut pending = b;
+            let right_msg = loop {
+                match s.test_recv(pending)? {
+                    Ok(done) => break (done.done.peer, done.data.to_vec()),
+                    Err(again) => pending = again,
+                }
+            };
+            let left_msg = s.wait_recv(a)?;
+            s.wait_send(c)?;
+            Ok((
+                sum,
+                (left_msg.done.peer, left_msg.data.len(), left_msg.data[0]),
+                right_msg,
+            ))
+        })
+        .unwrap();
+    assert_eq!(sum, 4_999_950_000);
+    assert_eq!(got_left, (left, 100_000, left as u8));
+    assert_eq!(got_right, (right, vec![100 + right as u8; 3]));
+
+    // Any source with tags: every other rank sends tag 5 then tag 7; rank 0
+    // takes the tag-7 messages first, from whoever sends first, then tag 5.
+    if r == 0 {
+        let mut buf = [0u8; 8];
+        let mut from = Vec::new();
+        for _ in 1..p {
+            let d = t.recv_any(&mut buf, 7).unwrap();
+            assert_eq!((d.tag, d.len, buf[0]), (7, 2, 70 + d.peer as u8));
+            from.push(d.peer);
+        }
+        from.sort_unstable();
+        assert_eq!(from, vec![1, 2, 3]);
+        for q in 1..p {
+            let mut one = [0u8; 8];
+            let n = t
+                .scope(|s| {
+                    let h = s.recv_tagged(&mut one, q, 5)?;
+                    Ok(s.wait_recv(h)?.done.len)
+                })
+                .unwrap();
+            assert_eq!((n, one[0]), (1, 50 + q as u8));
+        }
+    } else {
+        t.send_tagged(&[50 + r as u8], 0, 5).unwrap();
+        t.send_tagged(&[70 + r as u8, 0], 0, 7).unwrap();
+    }
+    // Bad arguments are errors before anything starts.
+    assert!(matches!(
+        t.send_bytes(&[1], 9),
+        Err(Error::InvalidRank { rank: 9, size: 4 })
+    ));
+    assert!(t.send_tagged(&[1], 0, 40_000).is_err());
+}
+
+#[test]
+fn group_collectives_on_mpi_at_1_2_3_5_8_ranks() {
+    if !rank_of_a_job() {
+        for ranks in [1, 2, 3, 5, 8] {
+            launch("group_collectives_on_mpi_at_1_2_3_5_8_ranks", ranks);
+        }
+        return;
+    }
+    let universe = ringreduce::mpi::initialize().expect("MPI initialises once");
+    let g = Group::mpi(&universe.world()).unwrap();
+    let (p, r) = (g.size(), g.rank());
+    for root in 0..p {
+        let mut v: Vec<u64> = (0..5)
+            .map(|i| if r == root { (root * 10 + i) as u64 } else { 0 })
+            .collect();
+        g.broadcast(&mut v, root).unwrap();
+        assert_eq!(v, (0..5).map(|i| (root * 10 + i) as u64).collect::<Vec<_>>());
+    }
+    let mut all = vec![0f64; 2 * p];
+    g.all_gather(&[r as f64, -(r as f64)], &mut all).unwrap();
+    assert_eq!(
+        all,
+        (0..p).flat_map(|q| [q as f64, -(q as f64)]).collect::<Vec<_>>()
+    );
+    let varying = g.all_gather_varying(&vec![r as u32; r]).unwrap();
+    assert_eq!(varying, (0..p).map(|q| vec![q as u32; q]).collect::<Vec<_>>());
+    let text = g
+        .broadcast_value(0, (r == 0).then_some(&"from rank 0".to_string()))
+        .unwrap();
+    assert_eq!(text, "from rank 0");
+    g.barrier().unwrap();
+    assert_eq!(g.agree(Ok(r)).unwrap(), r);
+    let last = r + 1 == p;
+    let verdict = g.agree(if last {
+        Err(Error::InvalidArgument {
+            what: "input",
+            reason: "missing".into(),
+        })
+    } else {
+        Ok(())
+    });
+    match verdict {
+        Err(Error::InvalidArgument { .. }) if last => {}
+        Err(Error::Remote { rank, reason }) if !last => {
+            assert_eq!((rank, reason.as_str()), (p - 1, "invalid input: missing"));
+        }
+        other => panic!("rank {r}: {other:?}"),
+    }
+}
