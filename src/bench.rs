@@ -83,14 +83,14 @@ pub struct BenchConfig {
     pub dtype: DType,
     /// Reduce op.
     pub op: ReduceOp,
-    /// Smallest message in bytes.
-    pub min_bytes: u64,
-    /// Largest message in bytes (sizes double from `min_bytes`).
-    pub max_bytes: u64,
     /// Timed iterations; `None`: 1000 up to 8 KiB, 100 above (OSU's defaults).
     pub iters: Option<usize>,
     /// Warm-up iterations; `None`: 100 up to 8 KiB, 10 above.
     pub warmup: Option<usize>,
+    /// Smallest message in bytes.
+    pub min_bytes: u64,
+    /// Largest message in bytes (sizes double from `min_bytes`).
+    pub max_bytes: u64,
     /// Validate one result per row and count wrong elements.
     pub check: bool,
     /// Seed of the check data.

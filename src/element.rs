@@ -7,12 +7,54 @@
 //! CPU has it), reduced in `f32`, and narrowed back.
 
 use std::fmt;
-use std::str::FromStr;
 
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 
 use crate::error::{Error, Result};
+
+/// Parses one of `all` by its name (any case) or one of `aliases`.
+///
+/// # Errors
+/// [`Error::UnknownName`] listing the accepted names.
+pub(crate) fn parse_name<T: Copy>(
+    s: &str,
+    kind: &'static str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+    aliases: &[(&str, T)],
+) -> Result<T> {
+    let lower = s.to_ascii_lowercase();
+    all.iter()
+        .copied()
+        .find(|&x| name(x) == lower)
+        .or_else(|| aliases.iter().find(|(a, _)| *a == lower).map(|&(_, x)| x))
+        .ok_or_else(|| Error::UnknownName {
+            kind,
+            name: s.to_string(),
+            expected: all.iter().map(|&x| name(x)).collect::<Vec<_>>().join(", "),
+        })
+}
+
+/// `Display` and `FromStr` through a type's `name()`, accepting the names
+/// of `$all` (and the aliases) as an error of kind `$kind` says.
+macro_rules! named {
+    ($t:ty, $kind:literal, $all:expr $(, $alias:literal => $value:expr)*) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl std::str::FromStr for $t {
+            type Err = $crate::error::Error;
+            fn from_str(s: &str) -> $crate::error::Result<Self> {
+                $crate::element::parse_name(s, $kind, &$all, <$t>::name, &[$(($alias, $value)),*])
+            }
+        }
+    };
+}
+pub(crate) use named;
 
 /// The element types the library reduces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,26 +116,7 @@ impl DType {
     }
 }
 
-impl fmt::Display for DType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for DType {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        let lower = s.to_ascii_lowercase();
-        DType::ALL
-            .into_iter()
-            .find(|d| d.name() == lower || (lower == "float" && *d == DType::F32))
-            .ok_or_else(|| Error::UnknownName {
-                kind: "dtype",
-                name: s.to_string(),
-                expected: names(DType::ALL.iter().map(|d| d.name())),
-            })
-    }
-}
+named!(DType, "dtype", DType::ALL, "float" => DType::F32);
 
 /// The reduce operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -132,30 +155,7 @@ impl ReduceOp {
     }
 }
 
-impl fmt::Display for ReduceOp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for ReduceOp {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        let lower = s.to_ascii_lowercase();
-        ReduceOp::ALL
-            .into_iter()
-            .find(|o| o.name() == lower)
-            .ok_or_else(|| Error::UnknownName {
-                kind: "op",
-                name: s.to_string(),
-                expected: names(ReduceOp::ALL.iter().map(|o| o.name())),
-            })
-    }
-}
-
-pub(crate) fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
-    it.collect::<Vec<_>>().join(", ")
-}
+named!(ReduceOp, "op", ReduceOp::ALL);
 
 /// Which operand of a reduction comes first.
 ///
@@ -546,35 +546,15 @@ mod f16c {
 #[macro_export]
 macro_rules! with_dtype {
     ($dtype:expr, $T:ident => $body:expr) => {
+        $crate::with_dtype!(@arms $dtype, $T, $body;
+            F32 f32, F64 f64, F16 $crate::half::f16, BF16 $crate::half::bf16, I32 i32, I64 i64, U8 u8)
+    };
+    (@arms $dtype:expr, $T:ident, $body:expr; $($variant:ident $t:ty),*) => {
         match $dtype {
-            $crate::DType::F32 => {
-                type $T = f32;
+            $( $crate::DType::$variant => {
+                type $T = $t;
                 $body
-            }
-            $crate::DType::F64 => {
-                type $T = f64;
-                $body
-            }
-            $crate::DType::F16 => {
-                type $T = $crate::half::f16;
-                $body
-            }
-            $crate::DType::BF16 => {
-                type $T = $crate::half::bf16;
-                $body
-            }
-            $crate::DType::I32 => {
-                type $T = i32;
-                $body
-            }
-            $crate::DType::I64 => {
-                type $T = i64;
-                $body
-            }
-            $crate::DType::U8 => {
-                type $T = u8;
-                $body
-            }
+            } )*
         }
     };
 }

@@ -89,7 +89,7 @@ pub struct Failure {
 }
 
 /// How a case failed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum FailureKind {
     /// `wrong` elements differ from the reference; the first at `index`.
     Wrong {
@@ -194,12 +194,18 @@ pub fn run<C: Transport>(
 }
 
 /// One all-reduce to check: what, and the seed of its inputs.
-pub(crate) struct Case {
-    pub(crate) algorithm: Algorithm,
-    pub(crate) dtype: DType,
-    pub(crate) op: ReduceOp,
-    pub(crate) count: usize,
-    pub(crate) seed: u64,
+#[derive(Debug, Clone, Copy)]
+pub struct Case {
+    /// The schedule.
+    pub algorithm: Algorithm,
+    /// Element type.
+    pub dtype: DType,
+    /// Reduce op.
+    pub op: ReduceOp,
+    /// Elements per rank.
+    pub count: usize,
+    /// Seed of the inputs.
+    pub seed: u64,
 }
 
 /// Input of `rank` for a case: reproducible on every rank.
@@ -209,21 +215,6 @@ pub(crate) fn input<T: VerifyElement>(case: &Case, rank: usize) -> Vec<T> {
     let mut rng = ChaCha8Rng::seed_from_u64(case.seed ^ key);
     rng.set_stream(rank as u64);
     (0..case.count).map(|_| T::sample(&mut rng, case.op)).collect()
-}
-
-/// One rank's verdict on a case, as the ranks exchange it.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-enum Verdict {
-    Right,
-    Wrong {
-        wrong: usize,
-        index: usize,
-        got: f64,
-        expected: f64,
-    },
-    NotIdentical {
-        index: usize,
-    },
 }
 
 /// Runs one case (in place, or out of place into a fresh buffer) and checks
@@ -259,36 +250,20 @@ pub(crate) fn check_case<T: VerifyElement, C: Transport>(
         .zip(&root_copy)
         .position(|(a, b)| bytemuck::bytes_of(a) != bytemuck::bytes_of(b));
 
+    // Each rank's verdict (`None`: right), gathered so every rank reports the first failing one.
     let verdict = if let Some((wrong, index)) = first_wrong(&ours, &expected, case.op, p) {
-        Verdict::Wrong {
+        Some(FailureKind::Wrong {
             wrong,
             index,
             got: ours[index].to_f64(),
             expected: expected[index].to_f64(),
-        }
-    } else if let Some(index) = differs_from_root {
-        Verdict::NotIdentical { index }
+        })
     } else {
-        Verdict::Right
+        differs_from_root.map(|index| FailureKind::NotIdentical { index })
     };
     let all = group.all_gather_value(&verdict)?;
-    let Some((rank, v)) = all.iter().enumerate().find(|(_, v)| !matches!(v, Verdict::Right)) else {
+    let Some((rank, kind)) = all.into_iter().enumerate().find_map(|(r, v)| Some((r, v?))) else {
         return Ok(None);
-    };
-    let kind = match *v {
-        Verdict::Wrong {
-            wrong,
-            index,
-            got,
-            expected,
-        } => FailureKind::Wrong {
-            wrong,
-            index,
-            got,
-            expected,
-        },
-        Verdict::NotIdentical { index } => FailureKind::NotIdentical { index },
-        Verdict::Right => unreachable!("found a failing verdict"),
     };
     Ok(Some(Failure {
         algorithm: case.algorithm,

@@ -18,7 +18,7 @@
 //! log2 p' rounds, plus 2 when p ≠ p' (on the ranks that fold); k·s bytes
 //! sent per round; k elements reduced per round.
 
-use super::{finish, Cost, Schedule};
+use super::{finish, Buffers, Cost, Schedule};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::{Error, Result};
 use crate::scratch::Scratch;
@@ -31,8 +31,8 @@ impl Schedule for Butterfly {
     const TIE_ORDER: u8 = 1;
 
     fn cost(zero: Cost, p: u64, k: u64, s: u64) -> Cost {
-        let n = k * s;
         let pof2 = largest_power_of_two(p as usize) as u64;
+        let n = k * s;
         let extra = p - pof2;
         let l = u64::from(pof2.trailing_zeros());
         let folds = u64::from(extra > 0);
@@ -48,7 +48,8 @@ impl Schedule for Butterfly {
         }
     }
 
-    fn run<T: Element, C: Transport + ?Sized>(comm: &C, buf: &mut [T], op: ReduceOp) -> Result<()> {
+    fn run<T: Element, C: Transport + ?Sized>(comm: &C, data: Buffers<'_, T>, op: ReduceOp) -> Result<()> {
+        let buf = data.in_place();
         let mut scratch = Scratch::<T>::new(buf.len());
         let mut fold = Typed {
             rank: comm.rank(),
@@ -154,7 +155,10 @@ impl<T: Element> Fold for Typed<'_, T> {
         bytemuck::cast_slice(self.buf)
     }
     fn buffers(&mut self) -> (&[u8], &mut [u8]) {
-        (bytemuck::cast_slice(self.buf), bytemuck::cast_slice_mut(self.scratch))
+        (
+            bytemuck::cast_slice(self.buf),
+            bytemuck::cast_slice_mut(self.scratch),
+        )
     }
     fn merge(&mut self, got: usize, from: usize, order: Order) -> Result<()> {
         self.exact(got, from)?;

@@ -7,7 +7,7 @@
 //! Root: 2(p − 1) rounds, (p − 1)·k·s bytes out and (p − 1)·k·s in,
 //! (p − 1)·k elements reduced. Other ranks: 2 rounds, k·s bytes each way.
 
-use super::{finish, Cost, Schedule};
+use super::{finish, Buffers, Cost, Schedule};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::Result;
 use crate::scratch::Scratch;
@@ -24,40 +24,39 @@ impl Schedule for Central {
     /// The root's sends and receives happen one after another, so both
     /// count on its path.
     fn cost(zero: Cost, p: u64, k: u64, s: u64) -> Cost {
+        // The root receives from and sends to each of the p − 1 others.
+        let others = p - 1;
         let n = k * s;
         Cost {
-            rounds: 2 * (p - 1),
+            rounds: 2 * others,
             exchanges: 0,
-            messages: p - 1,
-            bytes_sent: (p - 1) * n,
-            total_bytes: 2 * (p - 1) * n,
-            path_bytes: 2 * (p - 1) * n,
-            reduced: (p - 1) * k,
+            messages: others,
+            bytes_sent: others * n,
+            total_bytes: 2 * others * n,
+            path_bytes: 2 * others * n,
+            reduced: others * k,
             ..zero
         }
     }
 
-    fn run<T: Element, C: Transport + ?Sized>(comm: &C, buf: &mut [T], op: ReduceOp) -> Result<()> {
-        all_reduce(comm, buf, op)
+    fn run<T: Element, C: Transport + ?Sized>(comm: &C, data: Buffers<'_, T>, op: ReduceOp) -> Result<()> {
+        let buf = data.in_place();
+        let p = comm.size();
+        if comm.rank() != ROOT {
+            comm.send(buf, ROOT)?;
+            return comm.recv(buf, ROOT);
+        }
+        let mut scratch = Scratch::<T>::new(buf.len());
+        for src in 1..p {
+            // step src: gather rank src's vector and fold it in
+            comm.recv(&mut scratch, src)?;
+            T::reduce(op, buf, &scratch, Order::AccFirst);
+        }
+        finish(op, buf, p);
+        for dest in 1..p {
+            // step p - 1 + dest: hand the result back
+            comm.send(buf, dest)?;
+        }
+        Ok(())
     }
-}
-
-fn all_reduce<T: Element, C: Transport + ?Sized>(comm: &C, buf: &mut [T], op: ReduceOp) -> Result<()> {
-    let p = comm.size();
-    if comm.rank() != ROOT {
-        comm.send(buf, ROOT)?;
-        return comm.recv(buf, ROOT);
-    }
-    let mut scratch = Scratch::<T>::new(buf.len());
-    for src in 1..p {
-        // step src: gather rank src's vector and fold it in
-        comm.recv(&mut scratch, src)?;
-        T::reduce(op, buf, &scratch, Order::AccFirst);
-    }
-    finish(op, buf, p);
-    for dest in 1..p {
-        // step p - 1 + dest: hand the result back
-        comm.send(buf, dest)?;
-    }
-    Ok(())
 }

@@ -10,16 +10,16 @@
 //! non-power-of-two p and odd counts.
 //!
 //! Adding an algorithm is one new file and one line in the `registry!`
-//! below: the enum variant, its name on the command line, the dispatch, the
-//! cost table, `auto`'s candidates and the wire index all come from there.
+//! below: the module, the enum variant, its name on the command line, the
+//! dispatch, the cost table, `auto`'s candidates and the wire index all come
+//! from there. (`rustfmt` does not see modules declared by a macro, so
+//! `scripts/test.sh` checks the format of these files by name.)
 
-use std::fmt;
 use std::ops::Range;
-use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::element::{names, Element, ReduceOp};
+use crate::element::{Element, ReduceOp};
 use crate::error::{Error, Result};
 use crate::transport::Transport;
 
@@ -36,19 +36,30 @@ pub(crate) trait Schedule {
     /// hold it to the `Counting` transport.
     fn cost(zero: Cost, p: u64, count: u64, elem_size: u64) -> Cost;
 
-    /// All-reduces `buf` in place. Called with p ≥ 2 and a non-empty buffer.
-    fn run<T: Element, C: Transport + ?Sized>(comm: &C, buf: &mut [T], op: ReduceOp) -> Result<()>;
+    /// All-reduces `data` (in place or out of place). Called with p ≥ 2
+    /// and a non-empty buffer.
+    fn run<T: Element, C: Transport + ?Sized>(comm: &C, data: Buffers<'_, T>, op: ReduceOp) -> Result<()>;
+}
 
-    /// All-reduces `input` into `buf` (same length). The default copies
-    /// the input first; schedules that can read it in place override this.
-    fn run_out_of_place<T: Element, C: Transport + ?Sized>(
-        comm: &C,
-        input: &[T],
-        buf: &mut [T],
-        op: ReduceOp,
-    ) -> Result<()> {
-        buf.copy_from_slice(input);
-        Self::run(comm, buf, op)
+/// The buffers of one call: one, all-reduced in place, or an input and an
+/// output of the same length.
+pub(crate) enum Buffers<'a, T> {
+    /// The buffer holds the input and receives the result.
+    InPlace(&'a mut [T]),
+    /// The result goes to the second buffer; the first is only read.
+    OutOfPlace(&'a [T], &'a mut [T]),
+}
+
+impl<'a, T: Copy> Buffers<'a, T> {
+    /// The result buffer, holding the input: copied there when out of place.
+    pub(crate) fn in_place(self) -> &'a mut [T] {
+        match self {
+            Buffers::InPlace(buf) => buf,
+            Buffers::OutOfPlace(input, buf) => {
+                buf.copy_from_slice(input);
+                buf
+            }
+        }
     }
 }
 
@@ -115,6 +126,8 @@ macro_rules! registry {
         impl Algorithm {
             /// Every concrete schedule (all but `Auto`), in registry order.
             pub const CONCRETE: [Algorithm; [$(stringify!($variant)),*].len()] = [$(Algorithm::$variant),*];
+            /// The concrete schedules, then `Auto`.
+            const CONCRETE_AND_AUTO: [Algorithm; Algorithm::CONCRETE.len() + 1] = [$(Algorithm::$variant,)* Algorithm::Auto];
 
             /// The lower-case name used on the command line.
             pub fn name(self) -> &'static str {
@@ -159,14 +172,13 @@ macro_rules! registry {
                 buf: &mut [T],
                 op: ReduceOp,
             ) -> Result<()> {
-                match (self, input) {
-                    $(
-                        (Algorithm::$variant, None) => <$module::$ty as Schedule>::run(comm, buf, op),
-                        (Algorithm::$variant, Some(x)) => {
-                            <$module::$ty as Schedule>::run_out_of_place(comm, x, buf, op)
-                        }
-                    )*
-                    (Algorithm::Auto, _) => Err(Error::InvalidArgument {
+                let data = match input {
+                    Some(x) => Buffers::OutOfPlace(x, buf),
+                    None => Buffers::InPlace(buf),
+                };
+                match self {
+                    $( Algorithm::$variant => <$module::$ty as Schedule>::run(comm, data, op), )*
+                    Algorithm::Auto => Err(Error::InvalidArgument {
                         what: "algorithm",
                         reason: "`auto` must be resolved before it runs".into(),
                     }),
@@ -216,26 +228,7 @@ impl Algorithm {
     }
 }
 
-impl fmt::Display for Algorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Algorithm {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        let lower = s.to_ascii_lowercase();
-        let all = Algorithm::CONCRETE.into_iter().chain([Algorithm::Auto]);
-        all.clone()
-            .find(|a| a.name() == lower)
-            .ok_or_else(|| Error::UnknownName {
-                kind: "algorithm",
-                name: s.to_string(),
-                expected: names(all.map(|a| a.name())),
-            })
-    }
-}
+crate::element::named!(Algorithm, "algorithm", Algorithm::CONCRETE_AND_AUTO);
 
 impl Serialize for Algorithm {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {

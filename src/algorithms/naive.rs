@@ -14,7 +14,7 @@
 //! p − 1 rounds; (p − 1)·k·s bytes sent per rank; (p − 1)·k elements reduced;
 //! up to (p − 1)·k elements of extra memory on rank p − 1.
 
-use super::{finish, Cost, Schedule};
+use super::{finish, Buffers, Cost, Schedule};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::Result;
 use crate::scratch::Scratch;
@@ -40,62 +40,59 @@ impl Schedule for Naive {
         }
     }
 
-    fn run<T: Element, C: Transport + ?Sized>(comm: &C, buf: &mut [T], op: ReduceOp) -> Result<()> {
-        all_reduce(comm, buf, op)
-    }
-}
+    fn run<T: Element, C: Transport + ?Sized>(comm: &C, data: Buffers<'_, T>, op: ReduceOp) -> Result<()> {
+        let buf = data.in_place();
+        let p = comm.size();
+        let r = comm.rank();
+        let right = (r + 1) % p;
+        let left = (r + p - 1) % p;
 
-fn all_reduce<T: Element, C: Transport + ?Sized>(comm: &C, buf: &mut [T], op: ReduceOp) -> Result<()> {
-    let p = comm.size();
-    let r = comm.rank();
-    let right = (r + 1) % p;
-    let left = (r + p - 1) % p;
+        let k = buf.len();
+        // The vector to pass on next round, and the one arriving.
+        let mut forward = Scratch::<T>::new(k);
+        let mut incoming = Scratch::<T>::new(k);
+        // Right fold of the vectors from ranks above r (None until p−1 arrives).
+        let mut high: Option<Scratch<T>> = None;
+        // Vectors from ranks r−1, r−2, …, 0, in arrival order.
+        let mut low: Vec<Scratch<T>> = Vec::with_capacity(r);
 
-    let k = buf.len();
-    // The vector to pass on next round, and the one arriving.
-    let mut forward = Scratch::<T>::new(k);
-    let mut incoming = Scratch::<T>::new(k);
-    // Right fold of the vectors from ranks above r (None until p−1 arrives).
-    let mut high: Option<Scratch<T>> = None;
-    // Vectors from ranks r−1, r−2, …, 0, in arrival order.
-    let mut low: Vec<Scratch<T>> = Vec::with_capacity(r);
-
-    for s in 0..p - 1 {
-        // step s: pass the vector of rank (r - s) right, receive rank (r - s - 1)'s from the left
-        if s == 0 {
-            comm.sendrecv(buf, right, &mut incoming, left)?;
-        } else {
-            comm.sendrecv(&forward, right, &mut incoming, left)?;
-        }
-        let from = (r + 2 * p - s - 1) % p;
-        // After the last round nothing is forwarded, so the arrival can be kept as is.
-        let keep = |incoming: &mut Scratch<T>| {
-            if s == p - 2 {
-                std::mem::replace(incoming, Scratch::new(0))
+        for s in 0..p - 1 {
+            // step s: pass the vector of rank (r - s) right, receive rank (r - s - 1)'s from the left
+            if s == 0 {
+                comm.sendrecv(buf, right, &mut incoming, left)?;
             } else {
-                let mut copy = Scratch::new(k);
-                copy.copy_from_slice(incoming);
-                copy
+                comm.sendrecv(&forward, right, &mut incoming, left)?;
             }
-        };
-        if from < r {
-            low.push(keep(&mut incoming));
-        } else {
-            match high.as_mut() {
-                None => high = Some(keep(&mut incoming)),
-                Some(acc) => T::reduce(op, acc, &incoming, Order::SrcFirst),
+            let from = (r + 2 * p - s - 1) % p;
+            // After the last round nothing is forwarded, so the arrival can be kept as is.
+            let keep = |incoming: &mut Scratch<T>| {
+                if s == p - 2 {
+                    std::mem::replace(incoming, Scratch::new(0))
+                } else {
+                    let mut copy = Scratch::new(k);
+                    copy.copy_from_slice(incoming);
+                    copy
+                }
+            };
+            if from < r {
+                low.push(keep(&mut incoming));
+            } else {
+                match high.as_mut() {
+                    None => high = Some(keep(&mut incoming)),
+                    Some(acc) => T::reduce(op, acc, &incoming, Order::SrcFirst),
+                }
             }
+            std::mem::swap(&mut forward, &mut incoming);
         }
-        std::mem::swap(&mut forward, &mut incoming);
-    }
 
-    // Finish the fold: own vector, then the lower ranks from r−1 down to 0.
-    if let Some(acc) = high {
-        T::reduce(op, buf, &acc, Order::AccFirst);
+        // Finish the fold: own vector, then the lower ranks from r−1 down to 0.
+        if let Some(acc) = high {
+            T::reduce(op, buf, &acc, Order::AccFirst);
+        }
+        for x in &low {
+            T::reduce(op, buf, x, Order::SrcFirst);
+        }
+        finish(op, buf, p);
+        Ok(())
     }
-    for x in &low {
-        T::reduce(op, buf, x, Order::SrcFirst);
-    }
-    finish(op, buf, p);
-    Ok(())
 }

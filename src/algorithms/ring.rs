@@ -12,7 +12,7 @@
 //! ≈ 2·(p − 1)/p·k·s bytes in all — the lower bound of Patarasuk & Yuan (2009).
 //! Reduces ≈ (p − 1)/p·k elements.
 
-use super::{chunk_range, disjoint, finish, Cost, Schedule};
+use super::{chunk_range, disjoint, finish, Buffers, Cost, Schedule};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::Result;
 use crate::scratch::Scratch;
@@ -43,17 +43,12 @@ impl Schedule for Ring {
         }
     }
 
-    fn run<T: Element, C: Transport + ?Sized>(comm: &C, buf: &mut [T], op: ReduceOp) -> Result<()> {
-        all_reduce(comm, None, buf, op)
-    }
-
-    fn run_out_of_place<T: Element, C: Transport + ?Sized>(
-        comm: &C,
-        input: &[T],
-        buf: &mut [T],
-        op: ReduceOp,
-    ) -> Result<()> {
-        all_reduce(comm, Some(input), buf, op)
+    /// Out of place, the input is read where it is: never copied.
+    fn run<T: Element, C: Transport + ?Sized>(comm: &C, data: Buffers<'_, T>, op: ReduceOp) -> Result<()> {
+        match data {
+            Buffers::InPlace(buf) => all_reduce(comm, None, buf, op),
+            Buffers::OutOfPlace(input, buf) => all_reduce(comm, Some(input), buf, op),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use ringreduce::vendor::Vendor;
 use ringreduce::{calibrate, DType, Group, Mpi, ReduceOp, Settings};
 
 use super::report::{bench_header, bench_row, osu_header, osu_row};
-use super::{fail, init_mpi, one, size_range, subjects, Format, List};
+use super::{fail, on_world, one, size_range, subjects, Format, List};
 
 /// Settings of `ringreduce bench`.
 #[derive(clap::Args, Debug)]
@@ -70,9 +70,10 @@ pub fn run(args: Args) -> ExitCode {
         }),
         None => Ok(s),
     });
-    if let Err(e) = &settings {
-        return fail(e);
-    }
+    let settings = match settings {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
     let cfg = BenchConfig {
         subjects: args.algo.0.clone(),
         dtype: args.dtype,
@@ -84,18 +85,15 @@ pub fn run(args: Args) -> ExitCode {
         check: args.check,
         seed: args.seed,
     };
-    let universe = match init_mpi() {
-        Ok(u) => u,
-        Err(code) => return code,
-    };
     // Rank 0's settings on every rank.
-    let group = match Group::with_rank0_settings(Mpi::new(&universe.world()), settings) {
-        Ok(g) => g,
-        Err(e) => return fail(e),
-    };
+    on_world(Some(settings), |group| measure(&args, &cfg, group))
+}
+
+/// Calibrates if asked, then times and prints. Collective.
+fn measure(args: &Args, cfg: &BenchConfig, group: &Group<Mpi>) -> ExitCode {
     let vendor = Some(group.transport() as &dyn Vendor);
     if args.calibrate {
-        match calibrate::run(&group, cfg.max_bytes.max(1 << 20), vendor) {
+        match calibrate::run(group, cfg.max_bytes.max(1 << 20), vendor) {
             Ok(outcome) => {
                 let mut s = group.settings();
                 s.tuning.params = outcome.calibration.params;
@@ -106,9 +104,9 @@ pub fn run(args: Args) -> ExitCode {
     }
     let root = group.rank() == 0;
     if root {
-        print_header(&args, &cfg, group.size());
+        print_header(args, cfg, group.size());
     }
-    let result = bench::run(&group, &cfg, vendor, |row| {
+    let result = bench::run(group, cfg, vendor, |row| {
         if !root {
             return;
         }

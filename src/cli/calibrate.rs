@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use ringreduce::calibrate::{self, Outcome};
 use ringreduce::vendor::Vendor;
 
-use super::{fail, init_mpi, size_arg, world_group, writable};
+use super::{fail, on_world, size_arg, writable};
 
 /// Settings of `ringreduce calibrate`.
 #[derive(clap::Args, Debug)]
@@ -24,27 +24,21 @@ pub fn run(args: Args) -> ExitCode {
     if let Err(e) = writable(&args.out) {
         return fail(format!("--out {}: {e}", args.out.display()));
     }
-    let universe = match init_mpi() {
-        Ok(u) => u,
-        Err(code) => return code,
-    };
-    let group = match world_group(&universe) {
-        Ok(g) => g,
-        Err(code) => return code,
-    };
-    let outcome = match calibrate::run(&group, args.max_bytes, Some(group.transport() as &dyn Vendor)) {
-        Ok(o) => o,
-        Err(e) => return fail(e),
-    };
-    if group.rank() != 0 {
-        return ExitCode::SUCCESS;
-    }
-    print(&outcome);
-    if let Err(e) = outcome.calibration.save(&args.out) {
-        return fail(e);
-    }
-    println!("wrote {}", args.out.display());
-    ExitCode::SUCCESS
+    on_world(None, |group| {
+        let outcome = match calibrate::run(group, args.max_bytes, Some(group.transport() as &dyn Vendor)) {
+            Ok(o) => o,
+            Err(e) => return fail(e),
+        };
+        if group.rank() != 0 {
+            return ExitCode::SUCCESS;
+        }
+        print(&outcome);
+        if let Err(e) = outcome.calibration.save(&args.out) {
+            return fail(e);
+        }
+        println!("wrote {}", args.out.display());
+        ExitCode::SUCCESS
+    })
 }
 
 fn print(outcome: &Outcome) {

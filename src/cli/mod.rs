@@ -18,7 +18,7 @@ use std::str::FromStr;
 use clap::ValueEnum;
 use ringreduce::bench::Subject;
 use ringreduce::units::parse_size;
-use ringreduce::{Algorithm, DType, Group, Mpi, ReduceOp};
+use ringreduce::{Algorithm, DType, Group, Mpi, ReduceOp, Settings};
 
 /// Output format of reports.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -163,14 +163,21 @@ pub fn writable(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Initialises MPI; the universe must outlive every group.
-pub fn init_mpi() -> Result<ringreduce::mpi::environment::Universe, ExitCode> {
-    ringreduce::mpi::initialize().ok_or_else(|| fail("MPI could not be initialised"))
-}
-
-/// The world's group with rank 0's settings from the environment.
-pub fn world_group(universe: &ringreduce::mpi::environment::Universe) -> Result<Group<Mpi>, ExitCode> {
-    Group::mpi(&universe.world()).map_err(fail)
+/// Initialises MPI and runs `f` with the world's group: rank 0's settings
+/// from the environment, or rank 0's `settings` when given.
+pub fn on_world(settings: Option<Settings>, f: impl FnOnce(&Group<Mpi>) -> ExitCode) -> ExitCode {
+    let Some(universe) = ringreduce::mpi::initialize() else {
+        return fail("MPI could not be initialised");
+    };
+    let transport = Mpi::new(&universe.world());
+    let group = match settings {
+        Some(s) => Group::with_rank0_settings(transport, Ok(s)),
+        None => Group::from_env(transport),
+    };
+    match group {
+        Ok(g) => f(&g),
+        Err(e) => fail(e),
+    }
 }
 
 /// Exit code 0 when `failures` is 0, else 1.

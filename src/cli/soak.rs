@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use ringreduce::soak::{self, SoakConfig, SoakReport};
 use ringreduce::units::format_size;
 
-use super::{exit_failures, fail, init_mpi, size_arg, world_group};
+use super::{exit_failures, fail, on_world, size_arg};
 
 /// Settings of `ringreduce soak`.
 #[derive(clap::Args, Debug)]
@@ -44,28 +44,21 @@ pub fn run(args: Args) -> ExitCode {
         check: args.check,
         warmup: args.warmup,
     };
-    let universe = match init_mpi() {
-        Ok(u) => u,
-        Err(code) => return code,
-    };
-    let group = match world_group(&universe) {
-        Ok(g) => g,
-        Err(code) => return code,
-    };
-    let root = group.rank() == 0;
-    if root {
-        println!(
-            "# ringreduce soak: {} ranks, {} calls up to {} per rank, seed {}, check {}",
-            group.size(),
-            cfg.calls,
-            format_size(cfg.max_bytes),
-            cfg.seed,
-            if cfg.check { "on" } else { "off" }
-        );
-    }
-    let progress = |r: &SoakReport| {
+    on_world(None, |group| {
+        let root = group.rank() == 0;
         if root {
             println!(
+                "# ringreduce soak: {} ranks, {} calls up to {} per rank, seed {}, check {}",
+                group.size(),
+                cfg.calls,
+                format_size(cfg.max_bytes),
+                cfg.seed,
+                if cfg.check { "on" } else { "off" }
+            );
+        }
+        let progress = |r: &SoakReport| {
+            if root {
+                println!(
                 "{:>8} calls  {:>4} failures  rss {:.1} MiB (after warm-up {:.1} MiB, growth {:+.2} MiB)  {:.1} s",
                 r.calls,
                 r.failures,
@@ -74,17 +67,17 @@ pub fn run(args: Args) -> ExitCode {
                 growth(r),
                 r.seconds
             );
-        }
-    };
-    let vendor = Some(group.transport() as &dyn ringreduce::vendor::Vendor);
-    let report = match soak::run(&group, &cfg, vendor, progress, |call, f| {
-        println!("call {call}: {f}")
-    }) {
-        Ok(r) => r,
-        Err(e) => return fail(e),
-    };
-    if root {
-        println!(
+            }
+        };
+        let vendor = Some(group.transport() as &dyn ringreduce::vendor::Vendor);
+        let report = match soak::run(group, &cfg, vendor, progress, |call, f| {
+            println!("call {call}: {f}")
+        }) {
+            Ok(r) => r,
+            Err(e) => return fail(e),
+        };
+        if root {
+            println!(
             "soak: {} calls, {} failures; resident memory {:.1} MiB after warm-up, {:.1} MiB at the end (largest rank growth {:+.2} MiB)",
             report.calls,
             report.failures,
@@ -92,6 +85,7 @@ pub fn run(args: Args) -> ExitCode {
             mib(report.rss_now),
             growth(&report)
         );
-    }
-    exit_failures(report.failures)
+        }
+        exit_failures(report.failures)
+    })
 }

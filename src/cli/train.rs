@@ -7,7 +7,7 @@ use ringreduce::train::{data, Dataset, EpochMetrics, Mlp, Model, SyncSgd};
 use ringreduce::{Algorithm, Error};
 
 use super::report::{epoch_row, metrics_csv, EPOCH_HEADER};
-use super::{fail, init_mpi, launched, one, world_group, writable};
+use super::{fail, launched, on_world, one, writable};
 
 /// Settings of `ringreduce train`.
 #[derive(clap::Args, Debug)]
@@ -79,65 +79,52 @@ pub fn run(o: Args) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let universe = match init_mpi() {
-        Ok(u) => u,
-        Err(code) => return code,
-    };
-    let group = match world_group(&universe) {
-        Ok(g) => g,
-        Err(code) => return code,
-    };
-    let root = group.rank() == 0;
-    if root {
-        println!(
+    on_world(None, |group| {
+        let root = group.rank() == 0;
+        if root {
+            println!(
             "# train: {} ranks, {} ({} train / {} test, {} features, {} classes), model {:?} ({} parameters), batch {}, lr {}, momentum {}, {}",
             group.size(), o.data, train.len(), test.len(), train.dim, train.classes,
             model.sizes(), model.num_params(), o.batch, o.lr, o.momentum, o.algo
         );
-        println!("{EPOCH_HEADER}");
-    }
-    let mut params = opt.init_params(&model);
-    // A progress bar on a terminal; plain per-epoch lines otherwise. Under
-    // mpirun a rank's stdout is a pseudo-terminal even when the job's output
-    // goes to a file, so launched ranks always print plain lines.
-    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let bar = (root && terminal && !launched()).then(progress_bar);
-    let on_step = |epoch: usize, step: usize, steps: usize| {
+            println!("{EPOCH_HEADER}");
+        }
+        let mut params = opt.init_params(&model);
+        // A progress bar on a terminal; plain per-epoch lines otherwise. Under
+        // mpirun a rank's stdout is a pseudo-terminal even when the job's output
+        // goes to a file, so launched ranks always print plain lines.
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        let bar = (root && terminal && !launched()).then(progress_bar);
+        let opt = match bar.clone() {
+            Some(bar) => opt.on_step(move |epoch, step, steps| {
+                if step == 1 {
+                    bar.set_length(steps as u64);
+                    bar.set_prefix(epoch.to_string());
+                }
+                bar.set_position(step as u64);
+            }),
+            None => opt,
+        };
+        let on_epoch = |m: &EpochMetrics| match &bar {
+            Some(bar) if root && !bar.is_hidden() => bar.println(epoch_row(m)),
+            _ if root => println!("{}", epoch_row(m)),
+            _ => {}
+        };
+        let result = opt.fit(group, &model, &mut params, &train, Some(&test), on_epoch);
         if let Some(bar) = &bar {
-            if step == 1 {
-                bar.set_length(steps as u64);
-                bar.set_prefix(epoch.to_string());
+            bar.finish_and_clear();
+        }
+        let history = match result {
+            Ok(h) => h,
+            Err(e) => return fail(e),
+        };
+        if root {
+            if let Err(e) = outputs(&o, &history) {
+                return fail(e);
             }
-            bar.set_position(step as u64);
         }
-    };
-    let on_epoch = |m: &EpochMetrics| match &bar {
-        Some(bar) if root && !bar.is_hidden() => bar.println(epoch_row(m)),
-        _ if root => println!("{}", epoch_row(m)),
-        _ => {}
-    };
-    let result = opt.fit_with_progress(
-        &group,
-        &model,
-        &mut params,
-        &train,
-        Some(&test),
-        on_step,
-        on_epoch,
-    );
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
-    let history = match result {
-        Ok(h) => h,
-        Err(e) => return fail(e),
-    };
-    if root {
-        if let Err(e) = outputs(&o, &history) {
-            return fail(e);
-        }
-    }
-    ExitCode::SUCCESS
+        ExitCode::SUCCESS
+    })
 }
 
 /// Refuses settings and output paths that would fail after training.

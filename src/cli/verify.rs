@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use ringreduce::verify::{self, VerifyConfig};
 use ringreduce::{Algorithm, DType, ReduceOp};
 
-use super::{exit_failures, fail, init_mpi, list, world_group, List};
+use super::{exit_failures, fail, list, on_world, List};
 
 /// Settings of `ringreduce verify`.
 #[derive(clap::Args, Debug)]
@@ -36,31 +36,25 @@ pub fn run(args: Args) -> ExitCode {
         dtypes: args.dtype.0,
         ops: args.op.0,
     };
-    let universe = match init_mpi() {
-        Ok(u) => u,
-        Err(code) => return code,
-    };
-    let group = match world_group(&universe) {
-        Ok(g) => g,
-        Err(code) => return code,
-    };
-    let p = group.size();
-    let root = group.rank() == 0;
-    if root {
-        let counts = verify::counts(p, cfg.max_count);
-        let cases = cfg.algorithms.len() * cfg.dtypes.len() * cfg.ops.len() * counts.len();
-        println!(
-            "# ringreduce verify: {p} ranks, {cases} cases, counts {counts:?}, seed {}",
-            cfg.seed
-        );
-    }
-    let vendor = Some(group.transport() as &dyn ringreduce::vendor::Vendor);
-    let report = match verify::run(&group, &cfg, vendor, |f| println!("{f}")) {
-        Ok(report) => report,
-        Err(e) => return fail(e),
-    };
-    if root {
-        println!("{} passed, {} failed", report.passed, report.failed);
-    }
-    exit_failures(report.failed as u64)
+    on_world(None, |group| {
+        let p = group.size();
+        let root = group.rank() == 0;
+        if root {
+            let counts = verify::counts(p, cfg.max_count);
+            let cases = cfg.algorithms.len() * cfg.dtypes.len() * cfg.ops.len() * counts.len();
+            println!(
+                "# ringreduce verify: {p} ranks, {cases} cases, counts {counts:?}, seed {}",
+                cfg.seed
+            );
+        }
+        let vendor = Some(group.transport() as &dyn ringreduce::vendor::Vendor);
+        let report = match verify::run(group, &cfg, vendor, |f| println!("{f}")) {
+            Ok(report) => report,
+            Err(e) => return fail(e),
+        };
+        if root {
+            println!("{} passed, {} failed", report.passed, report.failed);
+        }
+        exit_failures(report.failed as u64)
+    })
 }

@@ -60,11 +60,21 @@ pub trait Optimizer: Send + Sync + fmt::Debug {
     fn step(&self, params: &mut [f32], grad: &[f32], lr: f32, state: &mut OptimizerState);
 }
 
-fn bad(reason: String) -> Error {
-    Error::InvalidArgument {
-        what: "optimizer setting",
-        reason,
+/// `Ok` when `ok`, else an optimizer-setting error saying `why`.
+fn require(ok: bool, why: impl FnOnce() -> String) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument {
+            what: "optimizer setting",
+            reason: why(),
+        })
     }
+}
+
+/// Whether `x` is finite and at least 0.
+fn non_negative(x: f32) -> bool {
+    x.is_finite() && x >= 0.0
 }
 
 /// SGD with heavy-ball momentum and L2 weight decay:
@@ -81,12 +91,12 @@ impl Sgd {
     /// # Errors
     /// Values outside those ranges.
     pub fn new(momentum: f32, weight_decay: f32) -> Result<Self> {
-        if !(0.0..1.0).contains(&momentum) {
-            return Err(bad(format!("momentum {momentum} must be in [0, 1)")));
-        }
-        if !(weight_decay.is_finite() && weight_decay >= 0.0) {
-            return Err(bad(format!("weight decay {weight_decay} must be ≥ 0")));
-        }
+        require((0.0..1.0).contains(&momentum), || {
+            format!("momentum {momentum} must be in [0, 1)")
+        })?;
+        require(non_negative(weight_decay), || {
+            format!("weight decay {weight_decay} must be ≥ 0")
+        })?;
         Ok(Sgd {
             momentum,
             weight_decay,
@@ -128,16 +138,16 @@ impl Adam {
     /// Values outside those ranges.
     pub fn new(beta1: f32, beta2: f32, eps: f32, weight_decay: f32) -> Result<Self> {
         for (name, b) in [("beta1", beta1), ("beta2", beta2)] {
-            if !(0.0..1.0).contains(&b) {
-                return Err(bad(format!("{name} {b} must be in [0, 1)")));
-            }
+            require((0.0..1.0).contains(&b), || {
+                format!("{name} {b} must be in [0, 1)")
+            })?;
         }
-        if !(eps.is_finite() && eps > 0.0) {
-            return Err(bad(format!("epsilon {eps} must be > 0")));
-        }
-        if !(weight_decay.is_finite() && weight_decay >= 0.0) {
-            return Err(bad(format!("weight decay {weight_decay} must be ≥ 0")));
-        }
+        require(non_negative(eps) && eps > 0.0, || {
+            format!("epsilon {eps} must be > 0")
+        })?;
+        require(non_negative(weight_decay), || {
+            format!("weight decay {weight_decay} must be ≥ 0")
+        })?;
         Ok(Adam {
             beta1,
             beta2,

@@ -58,6 +58,12 @@ pub struct EpochMetrics {
 pub struct Trainer<S: Strategy = GradientAllReduce> {
     strategy: S,
     optimizer: Arc<dyn Optimizer>,
+    cfg: Config,
+}
+
+/// The settings of a run besides the strategy and the optimizer.
+#[derive(Debug, Clone)]
+struct Config {
     batches: Arc<dyn BatchSource>,
     batch: usize,
     lr: f32,
@@ -66,6 +72,17 @@ pub struct Trainer<S: Strategy = GradientAllReduce> {
     seed: u64,
     checkpoint: Option<PathBuf>,
     resume: bool,
+    on_step: Option<StepHook>,
+}
+
+/// Called with (epoch, step, steps per epoch) after every step.
+#[derive(Clone)]
+struct StepHook(Arc<dyn Fn(usize, usize, usize) + Send + Sync>);
+
+impl std::fmt::Debug for StepHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StepHook")
+    }
 }
 
 /// Synchronous data-parallel SGD: the trainer with [`GradientAllReduce`].
@@ -76,16 +93,9 @@ pub type SyncSgd = Trainer<GradientAllReduce>;
 pub struct TrainerBuilder<S: Strategy> {
     strategy: S,
     optimizer: Option<Arc<dyn Optimizer>>,
-    batches: Arc<dyn BatchSource>,
     momentum: f32,
     weight_decay: f32,
-    batch: usize,
-    lr: f32,
-    schedule: Schedule,
-    epochs: usize,
-    seed: u64,
-    checkpoint: Option<PathBuf>,
-    resume: bool,
+    cfg: Config,
 }
 
 impl Trainer<GradientAllReduce> {
@@ -95,31 +105,41 @@ impl Trainer<GradientAllReduce> {
         TrainerBuilder {
             strategy: GradientAllReduce::default(),
             optimizer: None,
-            batches: Arc::new(SharedShuffle),
             momentum: 0.0,
             weight_decay: 0.0,
-            batch: 256,
-            lr: 0.1,
-            schedule: Schedule::Constant,
-            epochs: 5,
-            seed: 42,
-            checkpoint: None,
-            resume: false,
+            cfg: Config {
+                batches: Arc::new(SharedShuffle),
+                batch: 256,
+                lr: 0.1,
+                schedule: Schedule::Constant,
+                epochs: 5,
+                seed: 42,
+                checkpoint: None,
+                resume: false,
+                on_step: None,
+            },
         }
     }
 }
 
 impl<S: Strategy> Trainer<S> {
+    /// Calls `f(epoch, step, steps)` after every step, on every rank (for
+    /// progress bars).
+    pub fn on_step(mut self, f: impl Fn(usize, usize, usize) + Send + Sync + 'static) -> Self {
+        self.cfg.on_step = Some(StepHook(Arc::new(f)));
+        self
+    }
+
     /// Initial parameters from the seed (the same on every rank).
     pub fn init_params<M: Model>(&self, model: &M) -> Vec<f32> {
         let mut p = vec![0f32; model.num_params()];
-        model.init(&mut p, self.seed);
+        model.init(&mut p, self.cfg.seed);
         p
     }
 
     /// Global batch size.
     pub fn batch(&self) -> usize {
-        self.batch
+        self.cfg.batch
     }
 
     /// The strategy.
@@ -132,7 +152,7 @@ impl<S: Strategy> Trainer<S> {
     /// r of p the slice `s·B + r·B/p .. s·B + (r+1)·B/p`. The same on every
     /// rank and rank count, so one can tell which rank saw which example.
     pub fn epoch_order(&self, epoch: usize, n: usize) -> Vec<usize> {
-        self.batches.order(self.seed, epoch, n)
+        self.cfg.batches.order(self.cfg.seed, epoch, n)
     }
 
     /// Trains `params` on `train` for the configured epochs and evaluates on
@@ -152,26 +172,6 @@ impl<S: Strategy> Trainer<S> {
         params: &mut [f32],
         train: &Dataset,
         test: Option<&Dataset>,
-        on_epoch: impl FnMut(&EpochMetrics),
-    ) -> Result<Vec<EpochMetrics>>
-    where
-        M: Model,
-        C: Transport,
-    {
-        self.fit_with_progress(group, model, params, train, test, |_, _, _| {}, on_epoch)
-    }
-
-    /// [`Trainer::fit`] that also calls `on_step(epoch, step, steps)` after
-    /// every step (for progress bars).
-    #[allow(clippy::too_many_arguments)]
-    pub fn fit_with_progress<M, C>(
-        &self,
-        group: &Group<C>,
-        model: &M,
-        params: &mut [f32],
-        train: &Dataset,
-        test: Option<&Dataset>,
-        mut on_step: impl FnMut(usize, usize, usize),
         mut on_epoch: impl FnMut(&EpochMetrics),
     ) -> Result<Vec<EpochMetrics>>
     where
@@ -184,18 +184,18 @@ impl<S: Strategy> Trainer<S> {
             group,
             strategy: self.strategy.clone(),
             optimizer: OptimizerState::new(&*self.optimizer, params.len()),
-            steps: self.batches.steps(self.batch, train.len()),
+            steps: self.cfg.batches.steps(self.cfg.batch, train.len()),
         };
-        let done = if self.resume { run.restore(params)? } else { 0 };
+        let done = if self.cfg.resume { run.restore(params)? } else { 0 };
         let mut ctx = Step::new(group, done.max(1), 0, run.steps);
         run.strategy.start(&mut ctx, params)?;
         let mut history = Vec::new();
-        for epoch in done + 1..=self.epochs {
-            let m = run.epoch(epoch, model, params, train, test, &mut on_step)?;
+        for epoch in done + 1..=self.cfg.epochs {
+            let m = run.epoch(epoch, model, params, train, test)?;
             on_epoch(&m);
             history.push(m);
         }
-        let mut ctx = Step::new(group, self.epochs.max(1), run.steps, run.steps);
+        let mut ctx = Step::new(group, self.cfg.epochs.max(1), run.steps, run.steps);
         run.strategy.finish(&mut ctx, params)?;
         Ok(history)
     }
@@ -212,7 +212,7 @@ impl<S: Strategy> Trainer<S> {
             what: "training setup",
             reason,
         };
-        self.batches.check(self.batch, train.len(), p)?;
+        self.cfg.batches.check(self.cfg.batch, train.len(), p)?;
         for d in std::iter::once(train).chain(test) {
             if d.dim != model.input_dim() {
                 return Err(invalid(format!(
@@ -252,17 +252,16 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         params: &mut [f32],
         train: &Dataset,
         test: Option<&Dataset>,
-        on_step: &mut impl FnMut(usize, usize, usize),
     ) -> Result<EpochMetrics> {
         let t = self.trainer;
         let group = self.group;
         let (p, rank) = (group.size(), group.rank());
-        let local = t.batch / p;
+        let local = t.cfg.batch / p;
         let n = params.len();
         let mut grad = vec![0f32; n];
         let mut x = vec![0f32; local * train.dim];
         let mut y = vec![0u32; local];
-        let order = t.batches.order(t.seed, epoch, train.len());
+        let order = t.cfg.batches.order(t.cfg.seed, epoch, train.len());
         let start = Instant::now();
         let (mut comm_secs, mut loss_sum, mut bytes) = (0.0, 0.0f64, 0u64);
         for step in 0..self.steps {
@@ -270,7 +269,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             let timer = Instant::now();
             self.strategy.before_step(&mut ctx, params)?;
             comm_secs += timer.elapsed().as_secs_f64();
-            let mine = t.batches.local(&order, t.batch, step, rank, p);
+            let mine = t.cfg.batches.local(&order, t.cfg.batch, step, rank, p);
             for (j, &i) in mine.iter().enumerate() {
                 x[j * train.dim..(j + 1) * train.dim].copy_from_slice(train.row(i));
                 y[j] = train.labels[i];
@@ -303,14 +302,19 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             let timer = Instant::now();
             self.strategy.after_backward(&mut ctx, &mut grad)?;
             comm_secs += timer.elapsed().as_secs_f64();
-            let lr = t.schedule.rate(t.lr, ctx.global_step(), t.epochs * self.steps);
+            let lr = t
+                .cfg
+                .schedule
+                .rate(t.cfg.lr, ctx.global_step(), t.cfg.epochs * self.steps);
             t.optimizer.step(params, &grad, lr, &mut self.optimizer);
             let timer = Instant::now();
             self.strategy.after_step(&mut ctx, params, &mut self.optimizer)?;
             comm_secs += timer.elapsed().as_secs_f64();
             bytes += ctx.bytes;
             loss_sum += loss as f64;
-            on_step(epoch, step + 1, self.steps);
+            if let Some(hook) = &t.cfg.on_step {
+                (hook.0)(epoch, step + 1, self.steps);
+            }
         }
         let epoch_secs = start.elapsed().as_secs_f64();
         let mut total_loss = [loss_sum];
@@ -324,13 +328,13 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         group.broadcast(&mut times, 0)?;
         let m = EpochMetrics {
             epoch,
-            train_loss: total_loss[0] / (self.steps * t.batch).max(1) as f64,
+            train_loss: total_loss[0] / (self.steps * t.cfg.batch).max(1) as f64,
             test_accuracy: accuracy,
             epoch_secs: times[0],
             allreduce_secs: times[1],
             allreduce_bytes: bytes,
         };
-        if let (Some(path), 0) = (&t.checkpoint, rank) {
+        if let (Some(path), 0) = (&t.cfg.checkpoint, rank) {
             self.save(path, epoch, params)?;
         }
         Ok(m)
@@ -340,8 +344,8 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         let t = self.trainer;
         Header {
             epoch,
-            seed: t.seed,
-            batch: t.batch,
+            seed: t.cfg.seed,
+            batch: t.cfg.batch,
             params: n,
             optimizer: t.optimizer.name().to_string(),
             optimizer_steps: 0,
@@ -365,7 +369,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
     fn restore(&mut self, params: &mut [f32]) -> Result<usize> {
         let t = self.trainer;
         let group = self.group;
-        let path = t.checkpoint.as_ref().ok_or_else(|| Error::InvalidArgument {
+        let path = t.cfg.checkpoint.as_ref().ok_or_else(|| Error::InvalidArgument {
             what: "resume",
             reason: "resuming needs a checkpoint path".into(),
         })?;
@@ -378,7 +382,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
                         path,
                         format!(
                             "checkpoint of {} parameters, seed {}, batch {} does not match this run ({}, {}, {})",
-                            h.params, h.seed, h.batch, expected.params, t.seed, t.batch
+                            h.params, h.seed, h.batch, expected.params, t.cfg.seed, t.cfg.batch
                         ),
                     ))
                 } else if h.optimizer != expected.optimizer || c.optimizer.buffers.len() != t.optimizer.buffers() {
@@ -480,23 +484,36 @@ impl TrainerBuilder<GradientAllReduce> {
     }
 }
 
+/// Builder methods that set one field each.
+macro_rules! setters {
+    ($( $(#[$doc:meta])* $name:ident: $ty:ty => $($field:ident).+; )*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, value: $ty) -> Self {
+                self.$($field).+ = value;
+                self
+            }
+        )*
+    };
+}
+
 impl<S: Strategy> TrainerBuilder<S> {
     /// What the ranks exchange around each step (default: the gradient
     /// all-reduce with the ring).
     pub fn strategy<S2: Strategy>(self, strategy: S2) -> TrainerBuilder<S2> {
+        let TrainerBuilder {
+            optimizer,
+            momentum,
+            weight_decay,
+            cfg,
+            ..
+        } = self;
         TrainerBuilder {
             strategy,
-            optimizer: self.optimizer,
-            batches: self.batches,
-            momentum: self.momentum,
-            weight_decay: self.weight_decay,
-            batch: self.batch,
-            lr: self.lr,
-            schedule: self.schedule,
-            epochs: self.epochs,
-            seed: self.seed,
-            checkpoint: self.checkpoint,
-            resume: self.resume,
+            optimizer,
+            momentum,
+            weight_decay,
+            cfg,
         }
     }
     /// The update rule (default: [`Sgd`] with [`momentum`](Self::momentum)
@@ -507,53 +524,31 @@ impl<S: Strategy> TrainerBuilder<S> {
     }
     /// Which examples each rank computes at each step (default: [`SharedShuffle`]).
     pub fn batches(mut self, b: impl BatchSource + 'static) -> Self {
-        self.batches = Arc::new(b);
-        self
-    }
-    /// Global batch size (split evenly across ranks).
-    pub fn batch(mut self, b: usize) -> Self {
-        self.batch = b;
-        self
-    }
-    /// Base learning rate.
-    pub fn lr(mut self, lr: f32) -> Self {
-        self.lr = lr;
-        self
-    }
-    /// Learning-rate schedule.
-    pub fn schedule(mut self, s: Schedule) -> Self {
-        self.schedule = s;
-        self
-    }
-    /// Momentum of the default SGD (0 = plain SGD).
-    pub fn momentum(mut self, m: f32) -> Self {
-        self.momentum = m;
-        self
-    }
-    /// L2 weight decay of the default SGD.
-    pub fn weight_decay(mut self, wd: f32) -> Self {
-        self.weight_decay = wd;
-        self
-    }
-    /// Epochs to train.
-    pub fn epochs(mut self, e: usize) -> Self {
-        self.epochs = e;
-        self
-    }
-    /// Seed of initialisation and shuffling.
-    pub fn seed(mut self, s: u64) -> Self {
-        self.seed = s;
+        self.cfg.batches = Arc::new(b);
         self
     }
     /// Rank 0 writes a checkpoint here after every epoch.
     pub fn checkpoint(mut self, path: impl Into<PathBuf>) -> Self {
-        self.checkpoint = Some(path.into());
+        self.cfg.checkpoint = Some(path.into());
         self
     }
-    /// Continue from the checkpoint (on any rank count that divides the batch).
-    pub fn resume(mut self, yes: bool) -> Self {
-        self.resume = yes;
-        self
+    setters! {
+        /// Global batch size (split evenly across ranks).
+        batch: usize => cfg.batch;
+        /// Base learning rate.
+        lr: f32 => cfg.lr;
+        /// Learning-rate schedule.
+        schedule: Schedule => cfg.schedule;
+        /// Momentum of the default SGD (0 = plain SGD).
+        momentum: f32 => momentum;
+        /// L2 weight decay of the default SGD.
+        weight_decay: f32 => weight_decay;
+        /// Epochs to train.
+        epochs: usize => cfg.epochs;
+        /// Seed of initialisation and shuffling.
+        seed: u64 => cfg.seed;
+        /// Continue from the checkpoint (on any rank count that divides the batch).
+        resume: bool => cfg.resume;
     }
 
     /// Checks the settings.
@@ -568,11 +563,11 @@ impl<S: Strategy> TrainerBuilder<S> {
                 reason,
             })
         };
-        if self.batch == 0 {
+        if self.cfg.batch == 0 {
             return bad("batch must be at least 1".into());
         }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad(format!("learning rate {} must be finite and > 0", self.lr));
+        if !(self.cfg.lr.is_finite() && self.cfg.lr > 0.0) {
+            return bad(format!("learning rate {} must be finite and > 0", self.cfg.lr));
         }
         let optimizer = match self.optimizer {
             Some(o) => o,
@@ -581,14 +576,7 @@ impl<S: Strategy> TrainerBuilder<S> {
         Ok(Trainer {
             strategy: self.strategy,
             optimizer,
-            batches: self.batches,
-            batch: self.batch,
-            lr: self.lr,
-            schedule: self.schedule,
-            epochs: self.epochs,
-            seed: self.seed,
-            checkpoint: self.checkpoint,
-            resume: self.resume,
+            cfg: self.cfg,
         })
     }
 }

@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::mpsc::{channel, Receiver, Sender};
 
-use super::{valid_rank, valid_tag, AnySource, Done, Progress, Tag, Transport};
+use super::{valid_rank, valid_tag, valid_target, AnySource, Done, Progress, Tag, Transport};
 use crate::error::{Error, Result};
 
 /// Creates groups of in-process ranks connected by channels.
@@ -301,8 +301,6 @@ fn reported() -> Error {
 }
 
 impl Transport for LocalEndpoint {
-    type Request = LocalRequest;
-
     fn rank(&self) -> usize {
         self.rank
     }
@@ -311,9 +309,14 @@ impl Transport for LocalEndpoint {
         self.size
     }
 
+    type Request = LocalRequest;
+
+    fn progress(&self) -> Option<&Progress> {
+        Some(&self.progress)
+    }
+
     unsafe fn start_send(&self, buf: &[u8], dest: usize, tag: Tag) -> Result<LocalRequest> {
-        valid_rank(dest, self.size)?;
-        valid_tag(tag)?;
+        valid_target(dest, self.size, tag)?;
         let env = Envelope {
             src: self.rank,
             tag,
@@ -375,10 +378,6 @@ impl Transport for LocalEndpoint {
                 Err(_) => unreachable!("an endpoint holds a sender to its own inbox"),
             }
         }
-    }
-
-    fn progress(&self) -> Option<&Progress> {
-        Some(&self.progress)
     }
 }
 

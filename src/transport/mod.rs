@@ -362,6 +362,11 @@ pub(crate) fn valid_rank(peer: usize, size: usize) -> Result<()> {
     }
 }
 
+/// Returns an error unless `peer` and `tag` are a valid destination or source.
+pub(crate) fn valid_target(peer: usize, size: usize, tag: Tag) -> Result<()> {
+    valid_rank(peer, size).and(valid_tag(tag))
+}
+
 /// Returns an error unless `tag` is valid on every transport.
 pub(crate) fn valid_tag(tag: Tag) -> Result<()> {
     if tag <= MAX_TAG {

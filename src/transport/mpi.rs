@@ -8,7 +8,7 @@ use mpi::raw::AsRaw;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
-use super::{valid_rank, valid_tag, AnySource, Done, Progress, Tag, Transport};
+use super::{valid_tag, valid_target, AnySource, Done, Progress, Tag, Transport};
 use crate::error::{rank_list, Error, Result};
 
 /// Largest message handed to MPI in one call. MPI counts are C `int`s, so
@@ -69,6 +69,35 @@ pub struct Mpi {
     rank: usize,
     size: usize,
     progress: Progress,
+}
+
+/// `MPI_Irecv`'s signature, which `MPI_Isend` takes too (through [`isend`]).
+type Post = unsafe extern "C" fn(
+    *mut std::ffi::c_void,
+    i32,
+    mpi::ffi::MPI_Datatype,
+    i32,
+    i32,
+    mpi::ffi::MPI_Comm,
+    *mut MPI_Request,
+) -> i32;
+
+/// `MPI_Isend` with the receive's pointer type.
+///
+/// # Safety
+/// As `MPI_Isend`: a valid buffer of `count` bytes that stays unmodified
+/// until the request completes, valid handles.
+unsafe extern "C" fn isend(
+    buf: *mut std::ffi::c_void,
+    count: i32,
+    datatype: mpi::ffi::MPI_Datatype,
+    dest: i32,
+    tag: i32,
+    comm: mpi::ffi::MPI_Comm,
+    request: *mut MPI_Request,
+) -> i32 {
+    // SAFETY: the caller's obligations are MPI_Isend's; it only reads the buffer.
+    unsafe { mpi::ffi::MPI_Isend(buf.cast_const(), count, datatype, dest, tag, comm, request) }
 }
 
 /// A started operation of the [`Mpi`] transport: one MPI request, or
@@ -155,28 +184,17 @@ impl Mpi {
             // before returning, and errors abort the job (ERRORS_ARE_FATAL).
             unsafe {
                 let at = ptr.add(offset.min(len)).cast::<std::ffi::c_void>();
+                let post: Post = if receiving { mpi::ffi::MPI_Irecv } else { isend };
                 let dt = u8::equivalent_datatype().as_raw();
-                if receiving {
-                    mpi::ffi::MPI_Irecv(
-                        at,
-                        count,
-                        dt,
-                        source,
-                        i32::from(tag),
-                        self.comm.as_raw(),
-                        h.as_mut_ptr(),
-                    );
-                } else {
-                    mpi::ffi::MPI_Isend(
-                        at,
-                        count,
-                        dt,
-                        source,
-                        i32::from(tag),
-                        self.comm.as_raw(),
-                        h.as_mut_ptr(),
-                    );
-                }
+                post(
+                    at,
+                    count,
+                    dt,
+                    source,
+                    i32::from(tag),
+                    self.comm.as_raw(),
+                    h.as_mut_ptr(),
+                );
                 h.assume_init()
             }
         };
@@ -452,14 +470,12 @@ impl Transport for Mpi {
     }
 
     unsafe fn start_send(&self, buf: &[u8], dest: usize, tag: Tag) -> Result<MpiRequest> {
-        valid_rank(dest, self.size)?;
-        valid_tag(tag)?;
+        valid_target(dest, self.size, tag)?;
         Ok(self.start(buf.as_ptr().cast_mut(), buf.len(), Some(dest), tag, false))
     }
 
     unsafe fn start_recv(&self, buf: &mut [u8], src: usize, tag: Tag) -> Result<MpiRequest> {
-        valid_rank(src, self.size)?;
-        valid_tag(tag)?;
+        valid_target(src, self.size, tag)?;
         Ok(self.start(buf.as_mut_ptr(), buf.len(), Some(src), tag, true))
     }
 
