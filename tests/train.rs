@@ -2,7 +2,10 @@
 //! batch on 1 rank and on p ranks gives the same parameters, for every
 //! all-reduce algorithm, and every rank holds the same bits.
 
-use ringreduce::train::{data, Mlp, Model, Schedule, SyncSgd};
+use ringreduce::train::{
+    data, Adam, GradientAllReduce, Mlp, Model, Schedule, Section, Step, Strategy, SyncSgd, Trainer,
+};
+use ringreduce::Transport;
 use ringreduce::{Algorithm, Error, Group};
 
 fn sgd(algorithm: Algorithm, batch: usize, epochs: usize) -> SyncSgd {
@@ -234,6 +237,133 @@ fn resuming_gives_exactly_the_uninterrupted_parameters() {
         std::fs::read(dir.join("split.ckpt")).unwrap(),
         before,
         "checkpoint changed"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A strategy with state: the gradient all-reduce, plus a running sum of
+/// the averaged gradient that goes into checkpoints.
+#[derive(Debug, Clone, Default)]
+struct Accumulating {
+    sum: Vec<f32>,
+    steps: f32,
+}
+
+impl Strategy for Accumulating {
+    fn name(&self) -> String {
+        "accumulating".into()
+    }
+    fn start<C: Transport>(&mut self, _ctx: &mut Step<'_, C>, params: &mut [f32]) -> ringreduce::Result<()> {
+        if self.sum.is_empty() {
+            self.sum = vec![0.0; params.len()];
+        }
+        Ok(())
+    }
+    fn after_backward<C: Transport>(
+        &mut self,
+        ctx: &mut Step<'_, C>,
+        grad: &mut [f32],
+    ) -> ringreduce::Result<()> {
+        GradientAllReduce::new(Algorithm::Butterfly).after_backward(ctx, grad)?;
+        self.sum.iter_mut().zip(grad.iter()).for_each(|(s, g)| *s += g);
+        self.steps += 1.0;
+        Ok(())
+    }
+    fn state(&self) -> Vec<Section> {
+        vec![
+            Section {
+                name: "sum".into(),
+                values: self.sum.clone(),
+            },
+            Section {
+                name: "steps".into(),
+                values: vec![self.steps],
+            },
+        ]
+    }
+    fn restore(&mut self, sections: &[Section]) -> ringreduce::Result<()> {
+        match sections {
+            [sum, steps] if sum.name == "sum" && steps.name == "steps" => {
+                self.sum = sum.values.clone();
+                self.steps = steps.values[0];
+                Ok(())
+            }
+            _ => Err(Error::InvalidArgument {
+                what: "strategy state",
+                reason: format!("{} sections", sections.len()),
+            }),
+        }
+    }
+}
+
+#[test]
+fn adam_and_a_stateful_strategy_resume_exactly() {
+    let dir = ckpt_dir("state");
+    let train = data::synthetic(240, 4, 3, 9);
+    let model = Mlp::new(vec![4, 8, 3]).unwrap();
+    let opt = |epochs: usize, file: &str, resume: bool| {
+        SyncSgd::builder()
+            .batch(12)
+            .lr(0.05)
+            .epochs(epochs)
+            .seed(5)
+            .optimizer(Adam::default())
+            .checkpoint(dir.join(file))
+            .resume(resume)
+            .strategy(Accumulating::default())
+            .build()
+            .unwrap()
+    };
+    let run = |p: usize, o: Trainer<Accumulating>| {
+        Group::local(p, |g| {
+            let mut params = o.init_params(&model);
+            let h = o
+                .fit(&g, &model, &mut params, &train, Some(&train), |_| {})
+                .unwrap();
+            (params, h)
+        })
+    };
+    let whole = run(2, opt(3, "whole.ckpt", false)).remove(0);
+    run(2, opt(1, "split.ckpt", false));
+    let rest = run(2, opt(3, "split.ckpt", true)).remove(0);
+    assert_eq!(rest.1.len(), 2, "resume must run only the remaining epochs");
+    assert_eq!(
+        bytemuck::cast_slice::<f32, u8>(&rest.0),
+        bytemuck::cast_slice::<f32, u8>(&whole.0),
+        "parameters differ after resuming with Adam"
+    );
+    // The checkpoints hold the same optimizer and strategy state, byte for byte.
+    let (a, b) = (
+        std::fs::read(dir.join("whole.ckpt")).unwrap(),
+        std::fs::read(dir.join("split.ckpt")).unwrap(),
+    );
+    assert!(a == b, "final checkpoints differ");
+    let c = ringreduce::train::checkpoint::Checkpoint::load(&dir.join("whole.ckpt")).unwrap();
+    assert_eq!(
+        (c.header.optimizer.as_str(), c.optimizer.buffers.len()),
+        ("adam", 2)
+    );
+    assert_eq!(c.strategy[1].values, vec![3.0 * 20.0]);
+    // Adam learns: the loss falls epoch by epoch.
+    assert!(whole.1.windows(2).all(|w| w[1].train_loss < w[0].train_loss), "{:?}", whole.1);
+    // An SGD run cannot resume an Adam checkpoint.
+    let sgd = SyncSgd::builder()
+        .batch(12)
+        .seed(5)
+        .epochs(4)
+        .checkpoint(dir.join("whole.ckpt"))
+        .resume(true)
+        .build()
+        .unwrap();
+    let refused = Group::local(2, |g| {
+        let mut params = sgd.init_params(&model);
+        sgd.fit(&g, &model, &mut params, &train, None, |_| {})
+            .unwrap_err()
+            .to_string()
+    });
+    assert!(
+        refused.iter().all(|e| e.contains("optimizer adam")),
+        "{refused:?}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
