@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use ringreduce::{Algorithm, DType, ReduceOp};
 
 const LIMIT: Duration = Duration::from_secs(300);
 
@@ -23,7 +24,8 @@ fn verify_passes(ranks: usize) {
         stderr(&out)
     );
     let last = text.lines().last().unwrap_or_default();
-    let cases = 4 * 7 * 5 * ringreduce::verify::counts(ranks, 65537).len();
+    let (algorithms, dtypes, ops) = (Algorithm::CONCRETE.len(), DType::ALL.len(), ReduceOp::ALL.len());
+    let cases = algorithms * dtypes * ops * ringreduce::verify::counts(ranks, 65537).len();
     assert_eq!(
         last,
         format!("{cases} passed, 0 failed"),
@@ -115,8 +117,8 @@ fn bench_checks_every_algorithm_and_the_vendor_at_3_ranks() {
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
     let rows: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split(',').collect()).collect();
-    // 15 sizes (4 B .. 64 KiB) × 6 subjects, every result checked and right.
-    assert_eq!(rows.len(), 15 * 6, "{text}");
+    // 15 sizes (4 B .. 64 KiB) × every algorithm, auto and mpi, every result checked and right.
+    assert_eq!(rows.len(), 15 * (Algorithm::CONCRETE.len() + 2), "{text}");
     for r in &rows {
         assert_eq!(r[9], "0", "wrong elements: {r:?}");
         assert!(r[4].parse::<f64>().unwrap() > 0.0, "{r:?}");

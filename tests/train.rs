@@ -345,7 +345,11 @@ fn adam_and_a_stateful_strategy_resume_exactly() {
     );
     assert_eq!(c.strategy[1].values, vec![3.0 * 20.0]);
     // Adam learns: the loss falls epoch by epoch.
-    assert!(whole.1.windows(2).all(|w| w[1].train_loss < w[0].train_loss), "{:?}", whole.1);
+    assert!(
+        whole.1.windows(2).all(|w| w[1].train_loss < w[0].train_loss),
+        "{:?}",
+        whole.1
+    );
     // An SGD run cannot resume an Adam checkpoint.
     let sgd = SyncSgd::builder()
         .batch(12)
