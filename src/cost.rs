@@ -315,35 +315,19 @@ pub struct Tuning {
 }
 
 impl Tuning {
-    /// The concrete algorithm `Auto` runs for this call.
-    ///
-    /// A training loop asks the same question every step, so the last answer
-    /// is kept per thread and reused while the question is the same.
+    /// The concrete algorithm `Auto` runs for this call: the forced one,
+    /// or the model's choice ([`select`]); beyond what the model computes in
+    /// 64 bits, the ring, the bandwidth-optimal answer anyway.
+    /// ([`Group`](crate::Group) keeps the last answer, so a training loop
+    /// that asks the same question every step pays for it once.)
     pub fn resolve(&self, p: usize, count: usize, elem_size: usize) -> Algorithm {
         if let Some(a) = self.force {
             return a;
         }
-        type Memo = Option<(usize, usize, usize, CostParams, Algorithm)>;
-        thread_local! {
-            static LAST: std::cell::Cell<Memo> = const { std::cell::Cell::new(None) };
+        match check_range(p, count, elem_size) {
+            Ok(()) => select(p, count, elem_size, &self.params),
+            Err(_) => Algorithm::Ring,
         }
-        LAST.with(|last| match last.get() {
-            Some((lp, lc, ls, params, a))
-                if (lp, lc, ls) == (p, count, elem_size) && params == self.params =>
-            {
-                a
-            }
-            _ => {
-                // Beyond what the model computes in 64 bits, the ring is the
-                // bandwidth-optimal answer anyway.
-                let a = match check_range(p, count, elem_size) {
-                    Ok(()) => select(p, count, elem_size, &self.params),
-                    Err(_) => Algorithm::Ring,
-                };
-                last.set(Some((p, count, elem_size, self.params, a)));
-                a
-            }
-        })
     }
 }
 

@@ -58,13 +58,13 @@ fn plot_error(reason: impl std::fmt::Display) -> Error {
 fn ensure_font() -> Result<()> {
     static FONT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     FONT.get_or_init(|| {
-        let mut candidates: Vec<PathBuf> = std::env::var_os("RINGREDUCE_FONT")
-            .map(PathBuf::from)
-            .into_iter()
-            .collect();
+        let mut candidates: Vec<PathBuf> = crate::group::font_from_env().into_iter().collect();
         candidates.extend(FONT_CANDIDATES.iter().map(PathBuf::from));
         let path = candidates.iter().find(|p| p.is_file()).ok_or_else(|| {
-            "no font for plots: install fonts-dejavu-core or set RINGREDUCE_FONT to a .ttf file".to_string()
+            format!(
+                "no font for plots: install fonts-dejavu-core or set {} to a .ttf file",
+                crate::group::ENV_FONT
+            )
         })?;
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         // The font lives for the whole process, as plotters requires.

@@ -23,11 +23,12 @@ use ringreduce::{Algorithm, DType, Group, Mpi, ReduceOp, Settings};
 /// Output format of reports.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
-    /// Aligned columns for people.
+    // (Plain comments: doc comments here would turn clap's help into the long layout.)
+    // Aligned columns for people.
     Table,
-    /// Comma-separated values with a header line.
+    // Comma-separated values with a header line.
     Csv,
-    /// One JSON document.
+    // One JSON document.
     Json,
 }
 

@@ -18,12 +18,14 @@ use serde::Serialize;
 
 pub use self::check::FUSE_MAX;
 pub use self::settings::{
-    parse_timeout, CheckConfig, Settings, DEFAULT_TIMEOUT, ENV_ALGO, ENV_CALIBRATION, ENV_CHECK, ENV_TIMEOUT,
+    font_from_env, parse_timeout, CheckConfig, Settings, DEFAULT_TIMEOUT, ENV_ALGO, ENV_CALIBRATION,
+    ENV_CHECK, ENV_FONT, ENV_TIMEOUT,
 };
 
 use self::check::{agree_on_call, Agreed, Kind, Signature, ROOT_CHOOSES};
 use self::collectives::{all_gather_blocks, broadcast_bytes};
 use crate::algorithms::Algorithm;
+use crate::cost::Tuning;
 use bytemuck::Pod;
 
 use crate::element::{Element, ReduceOp};
@@ -61,8 +63,11 @@ use crate::transport::{Local, LocalEndpoint, Mpi, Transport};
 /// ```
 pub struct Group<C: Transport> {
     transport: C,
-    settings: Cell<Settings>,
+    tuning: Cell<Tuning>,
+    checks: Cell<CheckConfig>,
     calls: Cell<u64>,
+    /// `Auto`'s last answer: a training loop asks the same question every step.
+    auto: Cell<Option<(usize, usize, Algorithm)>>,
 }
 
 impl<C: Transport> Group<C> {
@@ -76,8 +81,10 @@ impl<C: Transport> Group<C> {
     pub fn with_settings(transport: C, settings: Settings) -> Self {
         let g = Group {
             transport,
-            settings: Cell::new(Settings::default()),
+            tuning: Cell::new(Tuning::default()),
+            checks: Cell::new(CheckConfig::default()),
             calls: Cell::new(0),
+            auto: Cell::new(None),
         };
         g.set_settings(settings);
         g
@@ -139,13 +146,18 @@ impl<C: Transport> Group<C> {
 
     /// The settings.
     pub fn settings(&self) -> Settings {
-        self.settings.get()
+        Settings {
+            tuning: self.tuning.get(),
+            checks: self.checks.get(),
+        }
     }
 
     /// Replaces the settings (and the transport's stall timeout). Every rank
     /// must make the same change between the same calls.
     pub fn set_settings(&self, settings: Settings) {
-        self.settings.set(settings);
+        self.tuning.set(settings.tuning);
+        self.checks.set(settings.checks);
+        self.auto.set(None);
         if let Some(progress) = self.transport.progress() {
             progress.set_timeout(settings.checks.timeout);
         }
@@ -170,7 +182,7 @@ impl<C: Transport> Group<C> {
     /// when the mismatch check is off (the call *is* an agreement).
     fn agree_plain(&self, kind: Kind, sig: Signature, local: Result<()>, always: bool) -> Result<()> {
         let call = self.begin(kind);
-        if always || self.settings().checks.mismatch {
+        if always || self.checks.get().mismatch {
             agree_on_call::<C, u8>(&self.transport, call, sig, local, None).map(drop)
         } else {
             local
@@ -179,9 +191,16 @@ impl<C: Transport> Group<C> {
 
     /// The concrete algorithm `algorithm` means for this call.
     pub fn resolve(&self, algorithm: Algorithm, count: usize, elem_size: usize) -> Algorithm {
-        match algorithm {
-            Algorithm::Auto => self.settings().tuning.resolve(self.size(), count, elem_size),
-            concrete => concrete,
+        if algorithm != Algorithm::Auto {
+            return algorithm;
+        }
+        match self.auto.get() {
+            Some((c, s, a)) if (c, s) == (count, elem_size) => a,
+            _ => {
+                let a = self.tuning.get().resolve(self.size(), count, elem_size);
+                self.auto.set(Some((count, elem_size, a)));
+                a
+            }
         }
     }
 
@@ -243,10 +262,10 @@ impl<C: Transport> Group<C> {
             }),
             _ => Ok(()),
         };
+        let p = self.size();
         let algorithm = self.resolve(algorithm, buf.len(), std::mem::size_of::<T>());
         let call = self.begin(Kind::AllReduce);
-        let p = self.size();
-        if p > 1 && self.settings().checks.mismatch {
+        if p > 1 && self.checks.get().mismatch {
             let sig = Signature::all_reduce(buf.len(), T::DTYPE, op, algorithm);
             let bytes = std::mem::size_of_val(buf);
             // Small butterfly calls ride inside the agreement's messages.

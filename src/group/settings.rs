@@ -20,6 +20,15 @@ pub const ENV_CALIBRATION: &str = "RINGREDUCE_CALIBRATION";
 /// Environment variable forcing the algorithm `Auto` runs (`ring`, `naive`, …).
 pub const ENV_ALGO: &str = "RINGREDUCE_ALGO";
 
+/// Environment variable naming the TrueType font of the charts (`ringreduce plot`).
+pub const ENV_FONT: &str = "RINGREDUCE_FONT";
+
+/// The chart font [`ENV_FONT`] names, if set. (Read here, with every other
+/// `RINGREDUCE_*` variable.)
+pub fn font_from_env() -> Option<std::path::PathBuf> {
+    env_value(ENV_FONT).map(std::path::PathBuf::from)
+}
+
 /// The stall timeout unless configured otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 

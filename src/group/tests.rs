@@ -367,3 +367,21 @@ fn settings_from_rank_0_reach_every_rank() {
     assert_eq!(out[0], "invalid RINGREDUCE_CHECK: `maybe`");
     assert_eq!(out[1], "rank 0: invalid RINGREDUCE_CHECK: `maybe`");
 }
+
+#[test]
+fn auto_follows_new_settings() {
+    // The group keeps auto's last answer; new settings must not reuse it.
+    let out = Group::local(3, |g| {
+        let mut v = [1.0f32; 64];
+        g.all_reduce_in_place(&mut v, ReduceOp::Sum, Algorithm::Auto).unwrap();
+        let before = g.resolve(Algorithm::Auto, 64, 4);
+        let mut s = g.settings();
+        s.tuning.force = Some(Algorithm::Central);
+        g.set_settings(s);
+        (before, g.resolve(Algorithm::Auto, 64, 4))
+    });
+    for (before, after) in out {
+        assert_ne!(before, Algorithm::Central);
+        assert_eq!(after, Algorithm::Central);
+    }
+}

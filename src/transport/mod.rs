@@ -354,6 +354,7 @@ impl<X: AnySource + ?Sized> AnySource for &X {
 }
 
 /// Returns an error unless `peer` is a valid rank of a group of `size`.
+#[inline]
 pub(crate) fn valid_rank(peer: usize, size: usize) -> Result<()> {
     if peer < size {
         Ok(())
@@ -363,8 +364,13 @@ pub(crate) fn valid_rank(peer: usize, size: usize) -> Result<()> {
 }
 
 /// Returns an error unless `peer` and `tag` are a valid destination or source.
+#[inline]
 pub(crate) fn valid_target(peer: usize, size: usize, tag: Tag) -> Result<()> {
-    valid_rank(peer, size).and(valid_tag(tag))
+    if peer < size && tag <= MAX_TAG {
+        return Ok(());
+    }
+    valid_rank(peer, size)?;
+    valid_tag(tag)
 }
 
 /// Returns an error unless `tag` is valid on every transport.

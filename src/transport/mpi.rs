@@ -161,6 +161,7 @@ impl Mpi {
     }
 
     /// Starts one operation over the pieces of `len` bytes at `ptr`.
+    #[inline]
     fn start(&self, ptr: *mut u8, len: usize, peer: Option<usize>, tag: Tag, receiving: bool) -> MpiRequest {
         static EMPTY: [u8; 1] = [0];
         // An empty slice's dangling pointer can equal a sentinel MPI gives
@@ -215,6 +216,7 @@ impl Mpi {
     }
 
     /// Tests every incomplete piece of `req` once; `Some` when all are done.
+    #[inline]
     fn poll(req: &mut MpiRequest) -> Option<Done> {
         if req.pending > 0 {
             // SAFETY: reading an immutable constant the MPI shim exports.
