@@ -373,7 +373,8 @@ fn auto_follows_new_settings() {
     // The group keeps auto's last answer; new settings must not reuse it.
     let out = Group::local(3, |g| {
         let mut v = [1.0f32; 64];
-        g.all_reduce_in_place(&mut v, ReduceOp::Sum, Algorithm::Auto).unwrap();
+        g.all_reduce_in_place(&mut v, ReduceOp::Sum, Algorithm::Auto)
+            .unwrap();
         let before = g.resolve(Algorithm::Auto, 64, 4);
         let mut s = g.settings();
         s.tuning.force = Some(Algorithm::Central);
