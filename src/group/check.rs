@@ -36,6 +36,9 @@ use crate::transport::Transport;
 
 use super::collectives::{all_gather_blocks, broadcast_bytes};
 
+/// Exit code of a job aborted because a rank stalled (see [`crate::Mpi`]).
+pub use crate::transport::STALL_EXIT as ABORT_CODE;
+
 /// Which collective a call is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {

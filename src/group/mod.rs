@@ -379,12 +379,14 @@ impl<C: Transport> Group<C> {
     /// # Errors
     /// As described; also a transport failure.
     pub fn agree<V>(&self, local: Result<V>) -> Result<V> {
-        let (verdict, value) = match local {
-            Ok(v) => (Ok(()), Some(v)),
-            Err(e) => (Err(e), None),
-        };
-        self.agree_plain(Kind::Agree, Signature::of(Kind::Agree), verdict, true)?;
-        value.ok_or_else(|| unreachable_error("agree"))
+        let sig = Signature::of(Kind::Agree);
+        match local {
+            Ok(v) => self.agree_plain(Kind::Agree, sig, Ok(()), true).map(|()| v),
+            // A rank that failed never passes the agreement.
+            Err(e) => Err(self
+                .agree_plain(Kind::Agree, sig, Err(e), true)
+                .expect_err("an agreement passed on a rank that failed")),
+        }
     }
 
     /// Sends `value` from `root` to every rank (serialized with serde);
@@ -432,13 +434,6 @@ impl<C: Transport> Group<C> {
             .iter()
             .map(|b| crate::wire::decode(b))
             .collect()
-    }
-}
-
-fn unreachable_error(what: &'static str) -> Error {
-    Error::InvalidArgument {
-        what,
-        reason: "an agreement passed although this rank failed".into(),
     }
 }
 

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 pub use self::counting::{CallStats, Counting};
 pub use self::local::{Local, LocalEndpoint, LocalRequest};
-pub use self::mpi::{Mpi, MpiRequest};
+pub use self::mpi::{Mpi, MpiRequest, STALL_EXIT};
 pub use self::scope::{Received, RecvHandle, Scope, SendHandle};
 
 use crate::error::{Error, Result};

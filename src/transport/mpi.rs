@@ -27,8 +27,8 @@ const QUERY: mpi::Tag = 1;
 const REPLY: mpi::Tag = 2;
 /// Bytes of a census reply: call number, agreeing flag, label.
 const REPLY_LEN: usize = 48;
-/// Exit code of a job aborted because a rank stalled.
-pub(crate) const STALL_EXIT: i32 = 3;
+/// Exit code of a job the MPI transport aborted because a rank stalled.
+pub const STALL_EXIT: i32 = 3;
 
 /// Transport over an rsmpi communicator.
 ///
