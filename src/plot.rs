@@ -257,6 +257,31 @@ fn number_label(v: f64) -> String {
     }
 }
 
+/// Draws a training run's loss and test accuracy per epoch to `path` (PNG or SVG).
+///
+/// # Errors
+/// Those of [`draw`].
+pub fn training(history: &[crate::train::EpochMetrics], title: &str, path: &Path) -> Result<()> {
+    let series = |name: &str, f: fn(&crate::train::EpochMetrics) -> f64| Series {
+        name: name.into(),
+        points: history.iter().map(|m| (m.epoch as f64, f(m))).collect(),
+    };
+    let series = [
+        series("train loss", |m| m.train_loss),
+        series("test accuracy", |m| m.test_accuracy),
+    ];
+    let chart = Chart {
+        title,
+        x_label: "epoch",
+        y_label: "loss / accuracy",
+        log_x: false,
+        x_bytes: false,
+        log_y: false,
+        series: &series,
+    };
+    draw(&chart, path)
+}
+
 /// Reads the CSV written by `ringreduce bench --format csv` into one series
 /// per algorithm for latency (µs) and bus bandwidth (GB/s) against bytes.
 /// `auto:ring` and friends are all plotted as `auto`.

@@ -1,6 +1,6 @@
 //! `ringreduce train`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use ringreduce::train::{data, Dataset, EpochMetrics, Mlp, Model, SyncSgd};
@@ -71,8 +71,8 @@ pub fn run(o: Args) -> ExitCode {
             .epochs(o.epochs)
             .seed(o.seed)
             .build()?;
-        let (train, test) = load(&o)?;
-        let model = model(&o, train.dim, train.classes.max(test.classes))?;
+        let (train, test) = data::named(&o.data, o.seed)?;
+        let model = Mlp::named(&o.model, &o.hidden, train.dim, train.classes.max(test.classes))?;
         Ok((opt, train, test, model))
     })();
     let (opt, train, test, model) = match setup {
@@ -148,45 +148,6 @@ fn preflight(o: &Args) -> ringreduce::Result<()> {
     Ok(())
 }
 
-fn load(o: &Args) -> ringreduce::Result<(Dataset, Dataset)> {
-    match o.data.as_str() {
-        "fashion-mnist" => data::fashion_mnist(Path::new(data::FASHION_MNIST_DIR)),
-        // One draw split in two, so train and test share the class means.
-        "synthetic" => Ok(data::synthetic(7000, 20, 5, o.seed).split(6000)),
-        // A directory of the four MNIST-layout IDX files (MNIST, Fashion-MNIST, KMNIST).
-        dir if Path::new(dir).is_dir() => data::fashion_mnist(Path::new(dir)),
-        path => data::load_csv(Path::new(path)).map(|d| (d.clone(), d)),
-    }
-}
-
-fn model(o: &Args, dim: usize, classes: usize) -> ringreduce::Result<Mlp> {
-    match o.model.as_str() {
-        "softmax" => Mlp::softmax(dim, classes),
-        "mlp" => {
-            let hidden: Vec<usize> = o
-                .hidden
-                .split(',')
-                .map(|h| h.trim().parse::<usize>())
-                .collect::<Result<_, _>>()
-                .map_err(|_| Error::InvalidArgument {
-                    what: "--hidden",
-                    reason: format!("`{}` is not a comma-separated list of widths", o.hidden),
-                })?;
-            Mlp::new(
-                std::iter::once(dim)
-                    .chain(hidden)
-                    .chain(std::iter::once(classes))
-                    .collect(),
-            )
-        }
-        other => Err(Error::UnknownName {
-            kind: "model",
-            name: other.to_string(),
-            expected: "softmax, mlp".into(),
-        }),
-    }
-}
-
 fn progress_bar() -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stdout());
     bar.set_style(
@@ -207,25 +168,7 @@ fn outputs(o: &Args, history: &[EpochMetrics]) -> ringreduce::Result<()> {
         println!("metrics: {}", path.display());
     }
     if let Some(path) = &o.plot {
-        use ringreduce::plot::{draw, Chart, Series};
-        let series = |name: &str, f: fn(&EpochMetrics) -> f64| Series {
-            name: name.into(),
-            points: history.iter().map(|m| (m.epoch as f64, f(m))).collect(),
-        };
-        let series = [
-            series("train loss", |m| m.train_loss),
-            series("test accuracy", |m| m.test_accuracy),
-        ];
-        let chart = Chart {
-            title: "synchronous SGD",
-            x_label: "epoch",
-            y_label: "loss / accuracy",
-            log_x: false,
-            x_bytes: false,
-            log_y: false,
-            series: &series,
-        };
-        draw(&chart, path)?;
+        ringreduce::plot::training(history, "synchronous SGD", path)?;
         println!("plot: {}", path.display());
     }
     Ok(())

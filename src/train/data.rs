@@ -224,6 +224,24 @@ pub fn load_csv(path: &Path) -> Result<Dataset> {
     })
 }
 
+/// The data set a name or path on the command line means, as (train, test):
+/// `fashion-mnist` (Debian's package), `synthetic` (one seeded draw of 7000
+/// examples, 20 features, 5 classes, split 6000/1000 so both halves share the
+/// class means), a directory of the four MNIST-layout IDX files (MNIST,
+/// Fashion-MNIST, KMNIST), or a CSV file — which has no held-out part, so
+/// it serves as both.
+///
+/// # Errors
+/// Those of the loaders.
+pub fn named(spec: &str, seed: u64) -> Result<(Dataset, Dataset)> {
+    match spec {
+        "fashion-mnist" => fashion_mnist(Path::new(FASHION_MNIST_DIR)),
+        "synthetic" => Ok(synthetic(7000, 20, 5, seed).split(6000)),
+        dir if Path::new(dir).is_dir() => fashion_mnist(Path::new(dir)),
+        path => load_csv(Path::new(path)).map(|d| (d.clone(), d)),
+    }
+}
+
 /// A seeded synthetic classification set: `classes` Gaussian blobs in `dim`
 /// dimensions (unit variance around means drawn from [−2, 2]).
 pub fn synthetic(n: usize, dim: usize, classes: usize, seed: u64) -> Dataset {

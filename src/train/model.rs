@@ -91,6 +91,39 @@ impl Mlp {
         Mlp::new(vec![dim, classes])
     }
 
+    /// The model a command line names: `softmax` (no hidden layer) or `mlp`
+    /// with `hidden` widths, comma-separated (`128` or `256,128`), for
+    /// `dim` features and `classes` classes.
+    ///
+    /// # Errors
+    /// An unknown kind, widths that do not parse, or the errors of [`Mlp::new`].
+    pub fn named(kind: &str, hidden: &str, dim: usize, classes: usize) -> Result<Self> {
+        match kind {
+            "softmax" => Mlp::softmax(dim, classes),
+            "mlp" => {
+                let widths: Vec<usize> = hidden
+                    .split(',')
+                    .map(|h| h.trim().parse::<usize>())
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|_| Error::InvalidArgument {
+                        what: "--hidden",
+                        reason: format!("`{hidden}` is not a comma-separated list of widths"),
+                    })?;
+                Mlp::new(
+                    std::iter::once(dim)
+                        .chain(widths)
+                        .chain(std::iter::once(classes))
+                        .collect(),
+                )
+            }
+            other => Err(Error::UnknownName {
+                kind: "model",
+                name: other.to_string(),
+                expected: "softmax, mlp".into(),
+            }),
+        }
+    }
+
     /// Layer widths.
     pub fn sizes(&self) -> &[usize] {
         &self.sizes
