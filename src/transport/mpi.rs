@@ -155,11 +155,6 @@ impl Mpi {
         &self.comm
     }
 
-    /// Ends the job: `MPI_Abort` on the transport's communicator.
-    pub fn abort(&self, code: i32) -> ! {
-        self.comm.abort(code)
-    }
-
     /// Starts one operation over the pieces of `len` bytes at `ptr`.
     #[inline]
     fn start(&self, ptr: *mut u8, len: usize, peer: Option<usize>, tag: Tag, receiving: bool) -> MpiRequest {
