@@ -183,7 +183,10 @@ pub trait Element: bytemuck::Pod + Send + Sync + PartialEq + fmt::Debug + fmt::D
 
     /// Element-wise `acc[i] = op(acc[i], src[i])` (or `op(src[i], acc[i])` for
     /// [`Order::SrcFirst`]). `Avg` reduces like `Sum`; the division is done
-    /// once at the end by [`Element::divide`].
+    /// once at the end by [`Element::divide`]. For floats every NaN result is
+    /// the type's one canonical quiet NaN (`f32::NAN`: 0x7fc00000, f64
+    /// 0x7ff8…, f16 0x7e00, bf16 0x7fc0), whatever the operands' signs and
+    /// payloads, so results are bitwise identical on every rank.
     ///
     /// # Panics
     /// If the slices differ in length (an internal invariant, not user input).
@@ -237,6 +240,28 @@ fn ordered<T: Copy>(acc: &mut [T], src: &[T], order: Order, f: impl Fn(T, T) -> 
     }
 }
 
+/// Runs `$kernel!(args)` compiled for AVX2 when the CPU has it (the NaN
+/// selects of the float kernels are blends there; plain SSE2 has none),
+/// and for the baseline target otherwise.
+macro_rules! with_avx2 {
+    ($kernel:ident($($arg:ident: $ty:ty),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2")]
+            fn avx2($($arg: $ty),*) {
+                $kernel($($arg),*)
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2 (checked just above); the function
+                // is the portable kernel compiled with AVX2 enabled.
+                unsafe { avx2($($arg),*) };
+                return;
+            }
+        }
+        $kernel($($arg),*)
+    }};
+}
+
 macro_rules! float_element {
     ($t:ty, $dtype:expr) => {
         impl Element for $t {
@@ -244,39 +269,52 @@ macro_rules! float_element {
             const EPSILON: f64 = <$t>::EPSILON as f64;
 
             fn reduce(op: ReduceOp, acc: &mut [Self], src: &[Self], order: Order) {
-                match op {
-                    ReduceOp::Sum | ReduceOp::Avg => ordered(acc, src, order, |a, b| a + b),
-                    ReduceOp::Prod => ordered(acc, src, order, |a, b| a * b),
-                    ReduceOp::Min => ordered(acc, src, order, |a: $t, b: $t| {
-                        if a.is_nan() || b.is_nan() {
-                            a + b
-                        } else if b < a {
-                            b
-                        } else {
-                            a
-                        }
-                    }),
-                    ReduceOp::Max => ordered(acc, src, order, |a: $t, b: $t| {
-                        if a.is_nan() || b.is_nan() {
-                            a + b
-                        } else if b > a {
-                            b
-                        } else {
-                            a
-                        }
-                    }),
+                // Every NaN result is the one canonical quiet NaN: the
+                // hardware picks a NaN operand's payload by operand order,
+                // which the compiler is free to swap (`+` commutes).
+                #[inline(always)]
+                fn kernel(op: ReduceOp, acc: &mut [$t], src: &[$t], order: Order) {
+                    let canon = |x: $t| if x.is_nan() { <$t>::NAN } else { x };
+                    match op {
+                        ReduceOp::Sum | ReduceOp::Avg => ordered(acc, src, order, |a, b| canon(a + b)),
+                        ReduceOp::Prod => ordered(acc, src, order, |a, b| canon(a * b)),
+                        ReduceOp::Min => ordered(acc, src, order, |a: $t, b: $t| {
+                            if a.is_nan() || b.is_nan() {
+                                <$t>::NAN
+                            } else if b < a {
+                                b
+                            } else {
+                                a
+                            }
+                        }),
+                        ReduceOp::Max => ordered(acc, src, order, |a: $t, b: $t| {
+                            if a.is_nan() || b.is_nan() {
+                                <$t>::NAN
+                            } else if b > a {
+                                b
+                            } else {
+                                a
+                            }
+                        }),
+                    }
                 }
+                with_avx2!(kernel(op: ReduceOp, acc: &mut [$t], src: &[$t], order: Order))
             }
 
             fn reduce_into(op: ReduceOp, dst: &mut [Self], a: &[Self], b: &[Self]) {
-                match op {
-                    ReduceOp::Sum | ReduceOp::Avg => zip3_apply(dst, a, b, |x, y| x + y),
-                    ReduceOp::Prod => zip3_apply(dst, a, b, |x, y| x * y),
-                    _ => {
-                        dst.copy_from_slice(a);
-                        Self::reduce(op, dst, b, Order::AccFirst);
+                #[inline(always)]
+                fn kernel(op: ReduceOp, dst: &mut [$t], a: &[$t], b: &[$t]) {
+                    let canon = |x: $t| if x.is_nan() { <$t>::NAN } else { x };
+                    match op {
+                        ReduceOp::Sum | ReduceOp::Avg => zip3_apply(dst, a, b, |x, y| canon(x + y)),
+                        ReduceOp::Prod => zip3_apply(dst, a, b, |x, y| canon(x * y)),
+                        _ => {
+                            dst.copy_from_slice(a);
+                            <$t as Element>::reduce(op, dst, b, Order::AccFirst);
+                        }
                     }
                 }
+                with_avx2!(kernel(op: ReduceOp, dst: &mut [$t], a: &[$t], b: &[$t]))
             }
 
             fn divide(buf: &mut [Self], n: usize) {
@@ -385,15 +423,26 @@ macro_rules! half_element {
 half_element!(f16, DType::F16, f16_fast_path);
 half_element!(bf16, DType::BF16, bf16_fast_path);
 
-/// The f32 operations 16-bit floats are reduced with (NaN-propagating min/max).
+/// The one quiet NaN every NaN result becomes (see `Element::reduce`).
+#[inline(always)]
+fn canon_f32(x: f32) -> f32 {
+    if x.is_nan() {
+        f32::NAN
+    } else {
+        x
+    }
+}
+
+/// The f32 operations 16-bit floats are reduced with (NaN-propagating
+/// min/max, every NaN result canonical).
 #[inline(always)]
 fn f32_op(op: ReduceOp) -> fn(f32, f32) -> f32 {
     match op {
-        ReduceOp::Sum | ReduceOp::Avg => |a, b| a + b,
-        ReduceOp::Prod => |a, b| a * b,
+        ReduceOp::Sum | ReduceOp::Avg => |a, b| canon_f32(a + b),
+        ReduceOp::Prod => |a, b| canon_f32(a * b),
         ReduceOp::Min => |a: f32, b: f32| {
             if a.is_nan() || b.is_nan() {
-                a + b
+                f32::NAN
             } else if b < a {
                 b
             } else {
@@ -402,7 +451,7 @@ fn f32_op(op: ReduceOp) -> fn(f32, f32) -> f32 {
         },
         ReduceOp::Max => |a: f32, b: f32| {
             if a.is_nan() || b.is_nan() {
-                a + b
+                f32::NAN
             } else if b > a {
                 b
             } else {
@@ -418,8 +467,9 @@ fn bf16_to_f32(b: u16) -> f32 {
     f32::from_bits((b as u32) << 16)
 }
 
-/// f32 → bf16 rounding to nearest, ties to even, NaNs kept quiet — the same
-/// bits as `half::bf16::from_f32`, written branch-free so loops vectorise.
+/// f32 → bf16 rounding to nearest, ties to even — the same bits as
+/// `half::bf16::from_f32` for numbers — with every NaN the canonical quiet
+/// NaN 0x7fc0; written branch-free so loops vectorise.
 #[inline(always)]
 fn f32_to_bf16(f: f32) -> u16 {
     let x = f.to_bits();
@@ -427,7 +477,7 @@ fn f32_to_bf16(f: f32) -> u16 {
     let round_up = (x & 0x8000 != 0) && (x & 0x17FFF != 0);
     let rounded = ((x >> 16) as u16).wrapping_add(round_up as u16);
     if nan {
-        ((x >> 16) | 0x0040) as u16
+        0x7fc0
     } else {
         rounded
     }
@@ -465,6 +515,7 @@ fn bf16_kernel(op: ReduceOp, acc: &mut [u16], src: &[u16], order: Order) {
         };
     }
     match op {
+        // (f32_to_bf16 makes every NaN the canonical one.)
         ReduceOp::Sum | ReduceOp::Avg => go!(|a: f32, b: f32| a + b),
         ReduceOp::Prod => go!(|a: f32, b: f32| a * b),
         ReduceOp::Min => go!(f32_op(ReduceOp::Min)),
@@ -493,11 +544,11 @@ fn f16_fast_path(op: ReduceOp, acc: &mut [f16], src: &[f16], order: Order) -> bo
 #[cfg(target_arch = "x86_64")]
 mod f16c {
     use std::arch::x86_64::{
-        __m128i, _mm256_add_ps, _mm256_cvtph_ps, _mm256_cvtps_ph, _mm_loadu_si128, _mm_storeu_si128,
-        _MM_FROUND_TO_NEAREST_INT,
+        __m128i, _mm256_add_ps, _mm256_cvtph_ps, _mm256_cvtps_ph, _mm_and_si128, _mm_blendv_epi8,
+        _mm_cmpgt_epi16, _mm_loadu_si128, _mm_set1_epi16, _mm_storeu_si128, _MM_FROUND_TO_NEAREST_INT,
     };
 
-    use super::Order;
+    use super::{canon_f32, Order};
 
     /// `acc = acc + src` on f16 bits, eight lanes at a time, in f32.
     ///
@@ -518,6 +569,10 @@ mod f16c {
                     Order::SrcFirst => _mm256_add_ps(b, a),
                 };
                 let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(s);
+                // NaN lanes (|h| > inf) become the canonical quiet NaN, in the
+                // 16-bit domain: cheaper than a blend of the f32 lanes.
+                let nan = _mm_cmpgt_epi16(_mm_and_si128(h, _mm_set1_epi16(0x7fff)), _mm_set1_epi16(0x7c00));
+                let h = _mm_blendv_epi8(h, _mm_set1_epi16(0x7e00), nan);
                 _mm_storeu_si128(acc.as_mut_ptr().add(i) as *mut __m128i, h);
             }
             i += 8;
@@ -531,7 +586,7 @@ mod f16c {
                 Order::AccFirst => a + b,
                 Order::SrcFirst => b + a,
             };
-            acc[j] = half::f16::from_f32(s).to_bits();
+            acc[j] = half::f16::from_f32(canon_f32(s)).to_bits();
         }
     }
 }

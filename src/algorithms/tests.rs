@@ -314,3 +314,74 @@ fn out_of_place_is_bitwise_the_in_place_result() {
         }
     }
 }
+
+/// A NaN of `T` with the given sign and (non-zero) payload bits.
+fn nan_bits<T: Element>(negative: bool, payload: u64) -> T {
+    let bits: u64 = match T::DTYPE {
+        DType::F32 => 0x7f80_0000 | (u64::from(negative) << 31) | (payload % 0x7f_ffff + 1),
+        DType::F64 => {
+            0x7ff0_0000_0000_0000 | (u64::from(negative) << 63) | (payload % 0xf_ffff_ffff_ffff + 1)
+        }
+        DType::F16 => 0x7c00 | (u64::from(negative) << 15) | (payload % 0x3ff + 1),
+        DType::BF16 => 0x7f80 | (u64::from(negative) << 15) | (payload % 0x7f + 1),
+        other => panic!("{other} has no NaN"),
+    };
+    let bytes = bits.to_le_bytes();
+    bytemuck::pod_read_unaligned(&bytes[..std::mem::size_of::<T>()])
+}
+
+/// The canonical quiet NaN every NaN result must be.
+fn canonical_nan<T: Element>() -> T {
+    let bits: u64 = match T::DTYPE {
+        DType::F32 => 0x7fc0_0000,
+        DType::F64 => 0x7ff8_0000_0000_0000,
+        DType::F16 => 0x7e00,
+        _ => 0x7fc0,
+    };
+    bytemuck::pod_read_unaligned(&bits.to_le_bytes()[..std::mem::size_of::<T>()])
+}
+
+fn hostile_nans<T: Element + crate::verify::VerifyElement>(p: usize) {
+    let k = 64;
+    // Element i: NaN on every rank (different signs and payloads) when
+    // i % 3 == 0, on one rank only when i % 3 == 1, finite otherwise.
+    let inputs: Vec<Vec<T>> = (0..p)
+        .map(|r| {
+            (0..k)
+                .map(|i| {
+                    let nan = i % 3 == 0 || (i % 3 == 1 && r == i % p);
+                    if nan {
+                        nan_bits::<T>((r + i) % 2 == 1, (r * 7919 + i * 104_729) as u64)
+                    } else {
+                        T::sample(&mut rand::rngs::mock::StepRng::new(i as u64, 1), ReduceOp::Sum)
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    for algorithm in Algorithm::CONCRETE {
+        for op in ReduceOp::ALL {
+            let what = format!("{algorithm} {op} {} p={p}", T::DTYPE);
+            let out = run_all(&inputs, op, algorithm);
+            assert_identical(&out, &what);
+            for (i, x) in out[0].iter().enumerate() {
+                if i % 3 != 2 {
+                    assert!(
+                        bytemuck::bytes_of(x) == bytemuck::bytes_of(&canonical_nan::<T>()),
+                        "{what}: element {i} is {x:?}, not the canonical NaN"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn nan_results_are_the_same_bits_on_every_rank() {
+    for p in [2, 3, 5, 8, 16] {
+        hostile_nans::<f32>(p);
+        hostile_nans::<f64>(p);
+        hostile_nans::<half::f16>(p);
+        hostile_nans::<half::bf16>(p);
+    }
+}
