@@ -169,14 +169,15 @@ impl Cost {
     pub fn predict(&self, params: &CostParams, elem_size: usize) -> f64 {
         let message = self.path_bytes.checked_div(self.rounds).unwrap_or(0);
         self.exchanges as f64 * params.message_time(message)
-            + (self.rounds - self.exchanges) as f64 * params.oneway_time(message)
-            + (self.reduced * elem_size as u64) as f64 * params.gamma
+            + self.rounds.saturating_sub(self.exchanges) as f64 * params.oneway_time(message)
+            + self.reduced as f64 * elem_size as f64 * params.gamma
     }
 }
 
 /// Rounds, messages and bytes of `algorithm` for `p` ranks all-reducing
 /// `count` elements of `elem_size` bytes. `Auto` is costed as the algorithm
-/// it would choose under the default parameters.
+/// it would choose under the default parameters. Beyond what 64-bit byte
+/// counts hold ([`check_range`]) every figure saturates at `u64::MAX`.
 pub fn cost(algorithm: Algorithm, p: usize, count: usize, elem_size: usize) -> Cost {
     match algorithm.exact_cost(p, count, elem_size) {
         Some(c) => c,
@@ -202,8 +203,7 @@ pub fn check_range(p: usize, count: usize, elem_size: usize) -> Result<()> {
             reason: "must be at least 1".into(),
         });
     }
-    let total = (p as u128) * (p as u128 - 1) * (count as u128) * (elem_size as u128);
-    if total > u64::MAX as u128 || (count as u128) * (elem_size as u128) > u64::MAX as u128 / 2 {
+    if !crate::algorithms::in_model_range(p, count, elem_size) {
         return Err(Error::InvalidArgument {
             what: "size",
             reason: format!("{p} ranks × {count} elements × {elem_size} B overflows 64-bit byte counts"),
@@ -218,7 +218,7 @@ pub fn lower_bound_bytes(p: usize, count: usize, elem_size: usize) -> f64 {
     if p <= 1 {
         return 0.0;
     }
-    2.0 * (p - 1) as f64 / p as f64 * (count * elem_size) as f64
+    2.0 * (p - 1) as f64 / p as f64 * (count as f64 * elem_size as f64)
 }
 
 /// The concrete algorithm with the lowest predicted time. Equal
@@ -243,7 +243,7 @@ pub fn ring_message_bytes(p: usize, count: usize, elem_size: usize) -> u64 {
     if p == 0 {
         0
     } else {
-        (chunk_range(count, p, 0).len() * elem_size) as u64
+        (chunk_range(count, p, 0).len() as u64).saturating_mul(elem_size as u64)
     }
 }
 
@@ -391,6 +391,34 @@ mod tests {
                 use_it(&cal);
             }
         }
+    }
+
+    #[test]
+    fn public_helpers_never_panic_on_extreme_arguments() {
+        // Regression: chunk_range(10, 0, 0) divided by zero; the cost
+        // figures overflowed on huge arguments (debug builds panic on overflow).
+        let big = usize::MAX;
+        for p in [0, 1, 2, 3, 1 << 20, big] {
+            for count in [0, 1, 10, big / 8, big] {
+                for i in [0, 1, p.saturating_sub(1), p, big] {
+                    let r = crate::algorithms::chunk_range(count, p, i);
+                    assert!(r.start <= r.end && r.end <= count, "{count} {p} {i}: {r:?}");
+                }
+                for s in [0, 1, 8, big] {
+                    for a in Algorithm::CONCRETE.into_iter().chain([Algorithm::Auto]) {
+                        let c = cost(a, p, count, s);
+                        assert!(c.predict(&CostParams::default(), s) >= 0.0);
+                    }
+                    assert!(lower_bound_bytes(p, count, s) >= 0.0);
+                    let _ = ring_message_bytes(p, count, s);
+                    if p > 0 {
+                        let _ = select(p, count, s, &CostParams::default());
+                    }
+                }
+            }
+        }
+        assert_eq!(crate::algorithms::chunk_range(10, 0, 0), 10..10);
+        assert_eq!(cost(Algorithm::Ring, big, big, 8).bytes_sent, u64::MAX);
     }
 
     #[test]

@@ -90,6 +90,20 @@ fn ser_name<S: serde::Serializer>(a: &Algorithm, s: S) -> std::result::Result<S:
 }
 
 impl Cost {
+    /// Every figure at `u64::MAX`: a cost too large to count.
+    pub fn saturated(algorithm: Algorithm) -> Cost {
+        Cost {
+            algorithm,
+            rounds: u64::MAX,
+            exchanges: u64::MAX,
+            messages: u64::MAX,
+            bytes_sent: u64::MAX,
+            total_bytes: u64::MAX,
+            path_bytes: u64::MAX,
+            reduced: u64::MAX,
+        }
+    }
+
     /// No communication at all: what p = 1 or an empty buffer costs.
     pub fn zero(algorithm: Algorithm) -> Cost {
         Cost {
@@ -146,7 +160,8 @@ macro_rules! registry {
             }
 
             /// The exact cost of a concrete algorithm (see [`Cost`]); `None`
-            /// for `Auto`, whose cost depends on the tuning.
+            /// for `Auto`, whose cost depends on the tuning. Beyond what
+            /// 64-bit byte counts hold, every figure saturates at `u64::MAX`.
             pub fn exact_cost(self, p: usize, count: usize, elem_size: usize) -> Option<Cost> {
                 let zero = Cost::zero(self);
                 if self == Algorithm::Auto {
@@ -154,6 +169,9 @@ macro_rules! registry {
                 }
                 if p <= 1 || count == 0 {
                     return Some(zero); // the trivial exits of every call
+                }
+                if !in_model_range(p, count, elem_size) {
+                    return Some(Cost::saturated(self));
                 }
                 let (p, k, s) = (p as u64, count as u64, elem_size as u64);
                 Some(match self {
@@ -243,12 +261,25 @@ impl<'de> serde::Deserialize<'de> for Algorithm {
     }
 }
 
+/// Whether every figure of a cost for `p` ranks and `count` elements of
+/// `elem_size` bytes fits in 64 bits: p·(p−1)·n and 2·n do, for
+/// n = count·max(elem_size, 1).
+pub(crate) fn in_model_range(p: usize, count: usize, elem_size: usize) -> bool {
+    let (p, n) = (p as u128, count as u128 * elem_size.max(1) as u128);
+    p.saturating_mul(p.saturating_sub(1)).saturating_mul(n) <= u64::MAX as u128 && n <= u64::MAX as u128 / 2
+}
+
 /// The element range of chunk `i` when `k` elements are cut into `p`
 /// chunks: the first `k % p` chunks have one element more, so chunk sizes
-/// differ by at most one and may be empty when k < p.
+/// differ by at most one and may be empty when k < p. Chunks past the last
+/// (`i ≥ p`), and every chunk of `p = 0`, are empty ranges at `k`.
 pub fn chunk_range(k: usize, p: usize, i: usize) -> Range<usize> {
+    if i >= p {
+        return k..k;
+    }
     let base = k / p;
     let rem = k % p;
+    // i < p, so i·base + min(i, rem) ≤ k: no overflow.
     let start = i * base + i.min(rem);
     let len = base + usize::from(i < rem);
     start..start + len
