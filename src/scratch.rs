@@ -3,7 +3,10 @@
 //! A training loop all-reduces the same gradient size every step; allocating
 //! (and page-faulting in) fresh receive buffers each call costs more than a
 //! copy of the data. Buffers come from a small per-thread pool and go back
-//! to it when dropped, as NCCL and Horovod keep their staging buffers.
+//! to it when dropped, as NCCL and Horovod keep their staging buffers — at
+//! most [`POOL_SIZE`] of them and [`POOL_BYTES`] in all: a buffer that would
+//! take the pool past that is freed instead, so one huge call does not keep
+//! its memory for the rest of the process.
 
 use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
@@ -11,7 +14,9 @@ use std::ops::{Deref, DerefMut};
 use crate::element::Element;
 
 /// Buffers kept per thread; more are freed on return.
-const POOL_SIZE: usize = 4;
+pub(crate) const POOL_SIZE: usize = 4;
+/// Bytes the pooled buffers of one thread may hold together (256 MiB).
+pub(crate) const POOL_BYTES: usize = 256 << 20;
 
 thread_local! {
     static POOL: RefCell<Vec<Vec<u64>>> = const { RefCell::new(Vec::new()) };
@@ -90,11 +95,15 @@ impl<T: Element> Drop for Scratch<T> {
             return;
         }
         let words = std::mem::take(&mut self.words);
+        if words.len() * 8 > POOL_BYTES {
+            return; // too large to keep: freed here
+        }
         POOL.with(|p| {
             let mut pool = p.borrow_mut();
             pool.push(words);
-            if pool.len() > POOL_SIZE {
-                // Drop the smallest: the large ones are the costly to remake.
+            // Over the limits, drop the smallest: the large ones are the
+            // costly to remake (and each fits the byte limit alone).
+            while pool.len() > POOL_SIZE || pool.iter().map(|w| w.len() * 8).sum::<usize>() > POOL_BYTES {
                 let smallest = (0..pool.len()).min_by_key(|&i| pool[i].len()).unwrap_or(0);
                 pool.swap_remove(smallest);
             }
@@ -102,9 +111,31 @@ impl<T: Element> Drop for Scratch<T> {
     }
 }
 
+/// Bytes the pool of this thread holds now.
+#[cfg(test)]
+fn pooled_bytes() -> usize {
+    POOL.with(|p| p.borrow().iter().map(|w| w.len() * 8).sum())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_buffer_is_freed_and_the_pool_stays_under_its_limit() {
+        // Regression: after one 2.2 GiB call the pool kept 1.1 GiB per rank.
+        {
+            let big = Scratch::<u8>::new(POOL_BYTES + 8);
+            assert_eq!(big.len(), POOL_BYTES + 8);
+        }
+        assert!(pooled_bytes() <= POOL_BYTES, "{} bytes pooled", pooled_bytes());
+        // Several large-but-allowed buffers at once: kept only up to the limit.
+        {
+            let held: Vec<Scratch<u8>> = (0..4).map(|_| Scratch::new(POOL_BYTES / 3)).collect();
+            assert_eq!(held.len(), 4);
+        }
+        assert!(pooled_bytes() <= POOL_BYTES, "{} bytes pooled", pooled_bytes());
+    }
 
     #[test]
     fn buffers_are_reused_and_sized() {
