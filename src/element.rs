@@ -129,7 +129,10 @@ pub enum ReduceOp {
     Min,
     /// Element-wise maximum. For floats a NaN in either operand gives NaN.
     Max,
-    /// Sum, then divided by the number of ranks (integers: truncating division).
+    /// The mean over the ranks. f32, f64: the sum, then divided by the rank
+    /// count. Integers: the exact mean (summed in a wider type, so it cannot
+    /// wrap), truncated toward zero. f16, bf16: each value divided by the
+    /// rank count and summed in f32, rounded to the type once. See [`Widen`].
     Avg,
 }
 
@@ -206,8 +209,29 @@ pub trait Element: bytemuck::Pod + Send + Sync + PartialEq + fmt::Debug + fmt::D
     /// Divides every element by `n` (the last step of `Avg`).
     fn divide(buf: &mut [Self], n: usize);
 
+    /// How `Avg` travels for this type: summed in the type itself, then
+    /// divided (the default), or in a wider one so the sum cannot overflow.
+    const AVG: Widen = Widen::None;
+
     /// The value as `f64`, for reports and tolerance checks.
     fn to_f64(self) -> f64;
+}
+
+/// How [`ReduceOp::Avg`] of a type is computed (see [`Element::AVG`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Widen {
+    /// Sum in the type, then divide: f32 and f64 (the average overflows to
+    /// ±inf exactly when the sum does, |Σx| > the type's maximum).
+    None,
+    /// Sum exactly in i64, divide truncating toward zero, narrow: u8, i32.
+    I64,
+    /// Sum the high and low 32-bit halves in two i64 words each, combine
+    /// exactly in i128, divide truncating toward zero: i64.
+    HiLo,
+    /// Divide each value by the rank count in f32, sum in f32, round to the
+    /// type once: f16, bf16 (bf16 shares f32's range, so the sum of the
+    /// undivided values could overflow f32 too).
+    F32,
 }
 
 /// Applies `f` element-wise; the loop the compiler vectorises.
@@ -335,10 +359,11 @@ float_element!(f32, DType::F32);
 float_element!(f64, DType::F64);
 
 macro_rules! int_element {
-    ($t:ty, $dtype:expr) => {
+    ($t:ty, $dtype:expr, $widen:expr) => {
         impl Element for $t {
             const DTYPE: DType = $dtype;
             const EPSILON: f64 = 0.0;
+            const AVG: Widen = $widen;
 
             fn reduce(op: ReduceOp, acc: &mut [Self], src: &[Self], order: Order) {
                 // Wrapping arithmetic and min/max are commutative, so the
@@ -377,9 +402,9 @@ macro_rules! int_element {
     };
 }
 
-int_element!(i32, DType::I32);
-int_element!(i64, DType::I64);
-int_element!(u8, DType::U8);
+int_element!(i32, DType::I32, Widen::I64);
+int_element!(i64, DType::I64, Widen::HiLo);
+int_element!(u8, DType::U8, Widen::I64);
 
 /// Block length for widening 16-bit floats (fits two `f32` blocks in L1).
 const HALF_BLOCK: usize = 512;
@@ -389,6 +414,7 @@ macro_rules! half_element {
         impl Element for $t {
             const DTYPE: DType = $dtype;
             const EPSILON: f64 = <$t>::EPSILON.to_f64_const();
+            const AVG: Widen = Widen::F32;
 
             fn reduce(op: ReduceOp, acc: &mut [Self], src: &[Self], order: Order) {
                 assert_eq!(acc.len(), src.len(), "reduce kernel on unequal slices");

@@ -22,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::algorithms::Algorithm;
-use crate::element::{DType, Element, ReduceOp};
+use crate::element::{DType, Element, ReduceOp, Widen};
 use crate::error::Result;
 use crate::group::Group;
 use crate::transport::Transport;
@@ -334,8 +334,13 @@ pub fn within_tolerance<T: Element>(got: T, expected: T, op: ReduceOp, p: usize)
 }
 
 /// `op` over the rows of `inputs` as a left fold in rank order — what a
-/// single process would compute.
+/// single process would compute. `Avg` follows the type's
+/// [`Widen`](crate::element::Widen): the exact mean for integers (in i128,
+/// truncated toward zero), the f64 mean rounded once for f16 and bf16.
 pub fn serial_reference<T: Element>(inputs: &[Vec<T>], op: ReduceOp) -> Vec<T> {
+    if op == ReduceOp::Avg && T::AVG != Widen::None && !inputs.is_empty() {
+        return exact_mean(inputs);
+    }
     let mut acc = inputs.first().cloned().unwrap_or_default();
     for x in inputs.iter().skip(1) {
         T::reduce(op, &mut acc, x, crate::element::Order::AccFirst);
@@ -346,13 +351,54 @@ pub fn serial_reference<T: Element>(inputs: &[Vec<T>], op: ReduceOp) -> Vec<T> {
     acc
 }
 
+/// The mean of the rows of `inputs`, element by element, as `Avg` defines it
+/// for the types it widens.
+fn exact_mean<T: Element>(inputs: &[Vec<T>]) -> Vec<T> {
+    let p = inputs.len();
+    let k = inputs[0].len();
+    let bytes = |x: &T| -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[..std::mem::size_of::<T>()].copy_from_slice(bytemuck::bytes_of(x));
+        b
+    };
+    (0..k)
+        .map(|i| {
+            let column = inputs.iter().map(|row| &row[i]);
+            let out: [u8; 8] = match T::DTYPE {
+                DType::U8 | DType::I32 | DType::I64 => {
+                    let value = |x: &T| -> i128 {
+                        let b = bytes(x);
+                        match T::DTYPE {
+                            DType::U8 => i128::from(b[0]),
+                            DType::I32 => i128::from(i32::from_le_bytes(b[..4].try_into().expect("4 bytes"))),
+                            _ => i128::from(i64::from_le_bytes(b)),
+                        }
+                    };
+                    let mean = column.map(value).sum::<i128>() / p as i128;
+                    (mean as i64).to_le_bytes()
+                }
+                _ => {
+                    let mean = column.map(|x| x.to_f64()).sum::<f64>() / p as f64;
+                    let half = match T::DTYPE {
+                        DType::F16 => half::f16::from_f64(mean).to_bits(),
+                        _ => half::bf16::from_f64(mean).to_bits(),
+                    };
+                    u64::from(half).to_le_bytes()
+                }
+            };
+            bytemuck::pod_read_unaligned(&out[..std::mem::size_of::<T>()])
+        })
+        .collect()
+}
+
 /// Element types `verify` and `bench` can generate and check.
 pub trait VerifyElement: Element {
     /// A random input value suited to `op` (bounded so products stay finite).
     fn sample<R: Rng + ?Sized>(rng: &mut R, op: ReduceOp) -> Self;
-    /// Whether the vendor's result for `op` can serve as the reference.
-    fn vendor_trusted(_op: ReduceOp) -> bool {
-        true
+    /// Whether the vendor's result for `op` can serve as the reference: not
+    /// for the averages this library widens (the vendor's sum wraps or overflows).
+    fn vendor_trusted(op: ReduceOp) -> bool {
+        op != ReduceOp::Avg || Self::AVG == Widen::None
     }
 }
 

@@ -228,6 +228,9 @@ registry! {
     Central => central::Central,
 }
 
+mod average;
+
+pub(crate) use average::widened as widened_average;
 pub(crate) use butterfly::{recursive_doubling, Fold};
 
 impl Algorithm {

@@ -385,3 +385,45 @@ fn nan_results_are_the_same_bits_on_every_rank() {
         hostile_nans::<half::bf16>(p);
     }
 }
+
+/// Every rank passes `per_rank(r)` (k copies); every algorithm must return `want`.
+fn average_is<T: Element>(p: usize, per_rank: impl Fn(usize) -> T, want: T) {
+    let inputs: Vec<Vec<T>> = (0..p).map(|r| vec![per_rank(r); 5]).collect();
+    for algorithm in Algorithm::CONCRETE.into_iter().chain([Algorithm::Auto]) {
+        let out = run_all(&inputs, ReduceOp::Avg, algorithm);
+        assert_identical(&out, &format!("{algorithm} avg {} p={p}", T::DTYPE));
+        assert!(
+            out.iter().all(|v| v.iter().all(|x| bytemuck::bytes_of(x) == bytemuck::bytes_of(&want))),
+            "{algorithm} avg {} p={p}: {:?}, want {want:?}",
+            T::DTYPE,
+            out[0]
+        );
+        // Out of place too.
+        let out = Group::local(p, |g| {
+            let mut recv = vec![T::zeroed(); 5];
+            g.all_reduce(&inputs[g.rank()], &mut recv, ReduceOp::Avg, algorithm).unwrap();
+            recv
+        });
+        assert!(out.iter().all(|v| v[0] == want), "{algorithm} out-of-place avg {}", T::DTYPE);
+    }
+}
+
+#[test]
+fn averages_of_large_values_do_not_overflow() {
+    // Regression: u8 avg(200, 200) gave 72, i32 avg(MAX, MAX) −1, and f16
+    // or bf16 averages of large finite values inf.
+    for p in [2, 3, 5] {
+        average_is(p, |_| 200u8, 200);
+        average_is(p, |r| if r == 0 { 255u8 } else { 0 }, (255 / p) as u8);
+        average_is(p, |_| i32::MAX, i32::MAX);
+        average_is(p, |_| i32::MIN, i32::MIN);
+        average_is(p, |_| i64::MAX, i64::MAX);
+        average_is(p, |_| i64::MIN, i64::MIN);
+        // MAX and MIN alternate: the exact mean, truncated toward zero.
+        let mixed = |r: usize| if r % 2 == 0 { i64::MAX } else { i64::MIN };
+        let sum: i128 = (0..p).map(|r| i128::from(mixed(r))).sum();
+        average_is(p, mixed, (sum / p as i128) as i64);
+        average_is(p, |_| half::f16::from_f32(60000.0), half::f16::from_f32(60000.0));
+        average_is(p, |_| half::bf16::from_f32(3.0e38), half::bf16::from_f32(3.0e38));
+    }
+}

@@ -24,11 +24,11 @@ pub use self::settings::{
 
 use self::check::{agree_on_call, Agreed, Kind, Signature, ROOT_CHOOSES};
 use self::collectives::{all_gather_blocks, broadcast_bytes};
-use crate::algorithms::Algorithm;
+use crate::algorithms::{widened_average, Algorithm};
 use crate::cost::Tuning;
 use bytemuck::Pod;
 
-use crate::element::{Element, ReduceOp};
+use crate::element::{Element, ReduceOp, Widen};
 use crate::error::{Error, Result};
 use crate::transport::{Local, LocalEndpoint, Mpi, Transport};
 
@@ -268,8 +268,13 @@ impl<C: Transport> Group<C> {
         if p > 1 && self.checks.get().mismatch {
             let sig = Signature::all_reduce(buf.len(), T::DTYPE, op, algorithm);
             let bytes = std::mem::size_of_val(buf);
-            // Small butterfly calls ride inside the agreement's messages.
-            let fuse = local.is_ok() && algorithm == Algorithm::Butterfly && bytes > 0 && bytes <= FUSE_MAX;
+            // Small butterfly calls ride inside the agreement's messages
+            // (not a widened average: its data travel in another type).
+            let fuse = local.is_ok()
+                && algorithm == Algorithm::Butterfly
+                && bytes > 0
+                && bytes <= FUSE_MAX
+                && !widened(op, T::AVG);
             if fuse {
                 if let Some(x) = input {
                     buf.copy_from_slice(x);
@@ -288,6 +293,9 @@ impl<C: Transport> Group<C> {
                 buf.copy_from_slice(x);
             }
             return Ok(());
+        }
+        if widened(op, T::AVG) {
+            return widened_average(&self.transport, algorithm, input, buf);
         }
         algorithm.run(&self.transport, input, buf, op)
     }
@@ -435,6 +443,11 @@ impl<C: Transport> Group<C> {
             .map(|b| crate::wire::decode(b))
             .collect()
     }
+}
+
+/// Whether `op` on a type averaging as `w` takes the widened path.
+fn widened(op: ReduceOp, w: Widen) -> bool {
+    op == ReduceOp::Avg && w != Widen::None
 }
 
 impl Group<Mpi> {
