@@ -11,6 +11,8 @@
 //! RINGREDUCE_TIMEOUT=2 mpirun -n 2 target/release/examples/faults late 10
 //! # 100000 all-reduces of 1 MiB: stop (kill -STOP) or kill a rank meanwhile
 //! mpirun -n 2 target/release/examples/faults loop 100000
+//! # two 1 GiB all-reduces with a 0.1 s timeout: progress, not a stall
+//! RINGREDUCE_TIMEOUT=0.1 mpirun -n 2 target/release/examples/faults big 1024 2
 //! ```
 //! Exit status: 0 when every call succeeded, 2 when a call returned an
 //! error (printed once, by rank 0); a stall aborts the job with status 3.
@@ -45,6 +47,16 @@ fn main() -> ExitCode {
             assert!(x.iter().all(|&v| v == want), "rank {rank}: wrong sum");
             Ok(())
         }
+        Some("big") => {
+            // CALLS butterfly all-reduces of MIB MiB: long transfers that
+            // make progress all the time.
+            let mut grad = vec![1.0f32; (number(1, 1024) as usize) << 18];
+            for _ in 0..number(2, 2) {
+                group.all_reduce_in_place(&mut grad, ReduceOp::Avg, Algorithm::Butterfly)?;
+            }
+            assert!(grad.iter().all(|&g| g == 1.0), "rank {rank}: wrong average");
+            Ok(())
+        }
         Some("loop") => {
             let mut grad = vec![1.0f32; 1 << 18];
             for _ in 0..number(1, 100_000) {
@@ -54,7 +66,7 @@ fn main() -> ExitCode {
         }
         _ => Err(ringreduce::Error::InvalidArgument {
             what: "mode",
-            reason: "expected `mismatch`, `late SECS` or `loop CALLS`".into(),
+            reason: "expected `mismatch`, `late SECS`, `big MIB CALLS` or `loop CALLS`".into(),
         }),
     });
     match result {

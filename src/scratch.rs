@@ -45,18 +45,20 @@ impl<T: Element> Scratch<T> {
         let words_needed = (len * size).div_ceil(8);
         let mut words = POOL.with(|p| {
             let mut pool = p.borrow_mut();
-            // The smallest pooled buffer that fits, else the largest to grow.
+            // The smallest pooled buffer that fits (else none: a new one is made).
             let best = pool
                 .iter()
                 .enumerate()
                 .filter(|(_, w)| w.len() >= words_needed)
                 .min_by_key(|(_, w)| w.len())
-                .map(|(i, _)| i)
-                .or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].len()));
+                .map(|(i, _)| i);
             best.map(|i| pool.swap_remove(i)).unwrap_or_default()
         });
         if words.len() < words_needed {
-            words.resize(words_needed, 0);
+            // A fresh zeroed allocation (calloc: the pages are mapped as
+            // they are first written, by the transfer itself) rather than
+            // growing the old one, which would write every zero up front.
+            words = vec![0; words_needed];
         }
         Scratch {
             words,

@@ -1,6 +1,6 @@
 //! The namespace cluster: real network namespaces on a bridge, MPI over TCP
 //! between them, launched by `scripts/cluster.sh`. Needs root; without it the
-//! test fails unless RINGREDUCE_SKIP_CLUSTER_TESTS=1 says to skip it.
+//! tests fail unless RINGREDUCE_SKIP_CLUSTER_TESTS=1 says to skip them.
 
 mod common;
 
@@ -16,12 +16,58 @@ fn script() -> PathBuf {
 
 /// A cluster.sh command on this test's own prefix and subnet.
 fn cluster(args: &[&str]) -> Command {
+    on_cluster("rrtest", "10.79.0", args)
+}
+
+/// A cluster.sh command on the cluster of `prefix` and `subnet` (each test
+/// its own, so they can run at the same time).
+fn on_cluster(prefix: &str, subnet: &str, args: &[&str]) -> Command {
     let mut c = Command::new("bash");
     c.arg(script())
         .args(args)
-        .env("RINGREDUCE_CLUSTER_PREFIX", "rrtest")
-        .env("RINGREDUCE_CLUSTER_SUBNET", "10.79.0");
+        .env("RINGREDUCE_CLUSTER_PREFIX", prefix)
+        .env("RINGREDUCE_CLUSTER_SUBNET", subnet);
     c
+}
+
+/// Whether the tests may make namespaces; without root they must be told to skip.
+fn may_make_namespaces() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    if !root {
+        assert!(
+            std::env::var("RINGREDUCE_SKIP_CLUSTER_TESTS").as_deref() == Ok("1"),
+            "the cluster tests need root (ip netns); run as root or set RINGREDUCE_SKIP_CLUSTER_TESTS=1 to skip them"
+        );
+    }
+    root
+}
+
+#[test]
+fn a_long_transfer_over_a_slow_link_is_progress_not_a_stall() {
+    // Regression: the stall deadline ran from the start of a wait and a
+    // message was one piece, so a transfer longer than the timeout aborted a
+    // healthy job. 128 MiB each way at 100 Mbit/s takes ≈ 11 s; with a 1 s
+    // timeout the job must still finish (its 4 MiB pieces land every ≈ 0.35 s).
+    if !may_make_namespaces() {
+        return;
+    }
+    let limit = Duration::from_secs(300);
+    let slow = |args: &[&str]| on_cluster("rrslow", "10.79.1", args);
+    run_bounded(slow(&["down"]), limit);
+    let up = run_bounded(slow(&["up", "2", "--rate", "100mbit"]), limit);
+    assert!(up.status.success(), "{}{}", stdout(&up), stderr(&up));
+    let faults = example("faults");
+    let mut cmd = slow(&["run", "--", faults.to_str().unwrap(), "big", "128", "1"]);
+    cmd.env("RINGREDUCE_TIMEOUT", "1");
+    let out = run_bounded(cmd, limit);
+    let down = run_bounded(slow(&["down"]), limit);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("every call succeeded"), "{}", stdout(&out));
+    assert!(down.status.success(), "{}", stderr(&down));
 }
 
 fn namespaces() -> String {
@@ -34,16 +80,7 @@ fn namespaces() -> String {
 
 #[test]
 fn three_hosts_run_verify_over_tcp_and_leave_nothing_behind() {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
-    if !root {
-        assert!(
-            std::env::var("RINGREDUCE_SKIP_CLUSTER_TESTS").as_deref() == Ok("1"),
-            "the cluster test needs root (ip netns); run as root or set RINGREDUCE_SKIP_CLUSTER_TESTS=1 to skip it"
-        );
+    if !may_make_namespaces() {
         return;
     }
     let limit = Duration::from_secs(300);

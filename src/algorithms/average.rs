@@ -33,8 +33,12 @@ pub(crate) fn widened<T: Element, C: Transport + ?Sized>(
             algorithm.run(comm, None, &mut wide, ReduceOp::Sum)?;
             // The mean of values of the type lies within the type.
             match T::DTYPE {
-                DType::U8 => narrow(&wide, bytemuck::cast_slice_mut::<T, u8>(buf), |s| (s as i128 / p) as u8),
-                _ => narrow(&wide, bytemuck::cast_slice_mut::<T, i32>(buf), |s| (s as i128 / p) as i32),
+                DType::U8 => narrow(&wide, bytemuck::cast_slice_mut::<T, u8>(buf), |s| {
+                    (s as i128 / p) as u8
+                }),
+                _ => narrow(&wide, bytemuck::cast_slice_mut::<T, i32>(buf), |s| {
+                    (s as i128 / p) as i32
+                }),
             }
             Ok(())
         }

@@ -393,7 +393,9 @@ fn average_is<T: Element>(p: usize, per_rank: impl Fn(usize) -> T, want: T) {
         let out = run_all(&inputs, ReduceOp::Avg, algorithm);
         assert_identical(&out, &format!("{algorithm} avg {} p={p}", T::DTYPE));
         assert!(
-            out.iter().all(|v| v.iter().all(|x| bytemuck::bytes_of(x) == bytemuck::bytes_of(&want))),
+            out.iter().all(|v| v
+                .iter()
+                .all(|x| bytemuck::bytes_of(x) == bytemuck::bytes_of(&want))),
             "{algorithm} avg {} p={p}: {:?}, want {want:?}",
             T::DTYPE,
             out[0]
@@ -401,10 +403,15 @@ fn average_is<T: Element>(p: usize, per_rank: impl Fn(usize) -> T, want: T) {
         // Out of place too.
         let out = Group::local(p, |g| {
             let mut recv = vec![T::zeroed(); 5];
-            g.all_reduce(&inputs[g.rank()], &mut recv, ReduceOp::Avg, algorithm).unwrap();
+            g.all_reduce(&inputs[g.rank()], &mut recv, ReduceOp::Avg, algorithm)
+                .unwrap();
             recv
         });
-        assert!(out.iter().all(|v| v[0] == want), "{algorithm} out-of-place avg {}", T::DTYPE);
+        assert!(
+            out.iter().all(|v| v[0] == want),
+            "{algorithm} out-of-place avg {}",
+            T::DTYPE
+        );
     }
 }
 

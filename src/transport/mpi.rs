@@ -11,9 +11,11 @@ use mpi::traits::*;
 use super::{valid_tag, valid_target, AnySource, Done, Progress, Tag, Transport};
 use crate::error::{rank_list, Error, Result};
 
-/// Largest message handed to MPI in one call. MPI counts are C `int`s, so
-/// larger buffers are sent as several messages of at most this many bytes.
-const MAX_MESSAGE: usize = 1 << 30;
+/// Largest message handed to MPI in one call: larger buffers travel as
+/// several messages of at most this many bytes, so that a long transfer
+/// shows progress (each piece that completes resets the stall deadline) and
+/// MPI's C `int` counts never overflow.
+const PIECE: usize = 4 << 20;
 
 /// Polls of a pending request before the clock is first read.
 const SPINS: u32 = 256;
@@ -48,8 +50,9 @@ pub const STALL_EXIT: i32 = 3;
 ///
 /// MPI errors abort the job under rsmpi's default error handler
 /// (`MPI_ERRORS_ARE_FATAL`); they are not returned as [`Error`]. A rank
-/// killed by a signal ends the job through `mpirun`. Receives larger than
-/// 1 GiB travel as several messages and must be exactly as long as the send.
+/// killed by a signal ends the job through `mpirun`. Messages larger than
+/// 4 MiB travel as several pieces: such a receive must be exactly as long as
+/// the send, and a receive from any source holds at most 4 MiB.
 ///
 /// # Examples
 /// ```no_run
@@ -162,15 +165,15 @@ impl Mpi {
         // An empty slice's dangling pointer can equal a sentinel MPI gives
         // meaning to (OpenMPI's MPI_IN_PLACE is (void*)1): use a real address.
         let ptr = if len == 0 { EMPTY.as_ptr().cast_mut() } else { ptr };
-        let n = len.div_ceil(MAX_MESSAGE).max(1);
+        let n = len.div_ceil(PIECE).max(1);
         let source = match peer {
             Some(p) => p as i32,
             // SAFETY: reading an immutable constant the MPI shim exports.
             None => unsafe { mpi::ffi::RSMPI_ANY_SOURCE },
         };
         let post = |i: usize| -> MPI_Request {
-            let offset = i * MAX_MESSAGE;
-            let count = (len - offset.min(len)).min(MAX_MESSAGE) as i32;
+            let offset = i * PIECE;
+            let count = (len - offset.min(len)).min(PIECE) as i32;
             let mut h = std::mem::MaybeUninit::<MPI_Request>::uninit();
             // SAFETY: `ptr + offset .. + count` lies inside the caller's
             // buffer (or is the 1-byte static for an empty one), which the
@@ -289,15 +292,32 @@ impl Mpi {
         answers
     }
 
-    /// The deadline of a wait for `peer` has passed: take a census, and if
-    /// this is the lowest rank still waiting, report and abort the job.
-    /// Otherwise return; the lowest waiting rank's deadline comes soon.
-    fn stalled(&self, peer: Option<usize>, receiving: bool, timeout: Duration) {
+    /// `reqs` made no progress for `timeout`: take a census (which lasts up
+    /// to [`GRACE`]), test the requests again, and if they still made no
+    /// progress and this is the lowest rank waiting, report and abort the
+    /// job. Otherwise return and wait on; the lowest waiting rank's deadline
+    /// comes soon.
+    fn deadline(&self, reqs: &mut [MpiRequest], done: &mut [Done], timeout: Duration) {
+        let left = |reqs: &[MpiRequest]| reqs.iter().map(|r| r.pending).sum::<usize>();
+        let before = left(reqs);
         let answers = self.census();
+        for (req, d) in reqs.iter_mut().zip(done.iter_mut()) {
+            if let Some(x) = Mpi::poll(req) {
+                *d = x;
+            }
+        }
         let lowest = answers.iter().position(Option::is_some);
-        if lowest != Some(self.rank) {
+        if left(reqs) < before || lowest != Some(self.rank) {
             return;
         }
+        // Name the first peer still awaited, a sender before a receiver.
+        let open = |r: &&MpiRequest| r.pending > 0;
+        let first = reqs
+            .iter()
+            .filter(open)
+            .find(|r| r.receiving)
+            .or_else(|| reqs.iter().find(open));
+        let (peer, receiving) = first.map_or((None, true), |r| (r.peer, r.receiving));
         let wait = Stall {
             label: self.progress.label().to_string(),
             call: self.progress.call(),
@@ -361,8 +381,9 @@ impl Stall {
         let ranks = 0..answers.len();
         let silent: Vec<usize> = ranks.clone().filter(|&r| answers[r].is_none()).collect();
         if self.agreeing {
+            // Ranks in a later call have finished this one: not missing.
             let missing: Vec<usize> = ranks
-                .filter(|&r| answers[r].as_ref().map_or(true, |a| a.call != call))
+                .filter(|&r| answers[r].as_ref().map_or(true, |a| a.call < call))
                 .collect();
             let elsewhere: Vec<String> = missing
                 .iter()
@@ -427,31 +448,29 @@ impl<'m> Waiting<'m> {
         }
     }
 
-    /// Called after every poll that found work pending; `stuck` names what
-    /// is still awaited. The first polls only spin (the fast path reads no
-    /// clock); later ones answer census queries, yield the core, and
-    /// watch the deadline.
-    fn idle(&mut self, stuck: impl FnOnce() -> (Option<usize>, bool)) {
+    /// The wait made progress: the deadline runs from now.
+    fn progressed(&mut self) {
+        self.start = None;
+    }
+
+    /// Called after every poll that found work pending. The first polls
+    /// only spin (the fast path reads no clock); later ones answer census
+    /// queries and yield the core. Returns the timeout once no progress has
+    /// been made for that long.
+    fn idle(&mut self) -> Option<Duration> {
         self.spins = self.spins.wrapping_add(1);
         if self.spins < SPINS || self.spins % 16 != 0 {
-            return;
+            return None;
         }
         let now = Instant::now();
         let start = *self.start.get_or_insert(now);
         let waited = now - start;
         if waited < PATIENT {
-            return;
+            return None;
         }
         self.mpi.answer_queries();
         std::thread::yield_now();
-        if let Some(timeout) = self.mpi.progress.timeout() {
-            if waited >= timeout {
-                let (peer, receiving) = stuck();
-                self.mpi.stalled(peer, receiving, timeout);
-                // Not the reporting rank: wait on; the reporter aborts the job.
-                self.start = Some(Instant::now());
-            }
-        }
+        self.mpi.progress.timeout().filter(|&t| waited >= t)
     }
 }
 
@@ -486,6 +505,7 @@ impl Transport for Mpi {
             "wait_all: `done` is shorter than `reqs`"
         );
         let mut wait = Waiting::new(self);
+        let mut left = usize::MAX;
         loop {
             let mut all = true;
             for (req, d) in reqs.iter_mut().zip(done.iter_mut()) {
@@ -497,16 +517,17 @@ impl Transport for Mpi {
             if all {
                 return Ok(());
             }
-            wait.idle(|| {
-                // Name the first peer still awaited, a sender before a receiver.
-                let open = |r: &&MpiRequest| r.pending > 0;
-                let first = reqs
-                    .iter()
-                    .filter(open)
-                    .find(|r| r.receiving)
-                    .or_else(|| reqs.iter().find(open));
-                first.map_or((None, true), |r| (r.peer, r.receiving))
-            });
+            // A piece that completed is progress: the deadline starts again.
+            let now_left: usize = reqs.iter().map(|r| r.pending).sum();
+            if now_left < left {
+                left = now_left;
+                wait.progressed();
+            }
+            if let Some(timeout) = wait.idle() {
+                self.deadline(reqs, done, timeout);
+                left = usize::MAX;
+                wait.progressed();
+            }
         }
     }
 
@@ -518,10 +539,10 @@ impl Transport for Mpi {
 impl AnySource for Mpi {
     unsafe fn start_recv_any(&self, buf: &mut [u8], tag: Tag) -> Result<MpiRequest> {
         valid_tag(tag)?;
-        if buf.len() > MAX_MESSAGE {
+        if buf.len() > PIECE {
             return Err(Error::InvalidArgument {
                 what: "receive buffer",
-                reason: format!("receives from any source hold at most {MAX_MESSAGE} bytes"),
+                reason: format!("receives from any source hold at most {PIECE} bytes"),
             });
         }
         Ok(self.start(buf.as_mut_ptr(), buf.len(), None, tag, true))
@@ -582,6 +603,19 @@ mod tests {
         assert_eq!(
             half.message(&all),
             "all_reduce #812: rank 3 has not accepted a message for 2.5 s"
+        );
+        // A rank already in a later call has finished this one: not named.
+        let answers = [
+            joined(812),
+            Some(Answer {
+                call: 813,
+                ..joined(812).unwrap()
+            }),
+            None,
+        ];
+        assert_eq!(
+            stall(true, true).message(&answers),
+            "rank 2 has not joined all_reduce #812 after 60 s"
         );
         let mut any = stall(false, true);
         any.peer = None;
