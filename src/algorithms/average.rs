@@ -27,8 +27,8 @@ pub(crate) fn widened<T: Element, C: Transport + ?Sized>(
             let mut wide = Scratch::<i64>::new(buf.len());
             let x = input.unwrap_or(buf);
             match T::DTYPE {
-                DType::U8 => widen(bytemuck::cast_slice::<T, u8>(x), &mut wide, |v| i64::from(v)),
-                _ => widen(bytemuck::cast_slice::<T, i32>(x), &mut wide, |v| i64::from(v)),
+                DType::U8 => widen(bytemuck::cast_slice::<T, u8>(x), &mut wide, i64::from),
+                _ => widen(bytemuck::cast_slice::<T, i32>(x), &mut wide, i64::from),
             }
             algorithm.run(comm, None, &mut wide, ReduceOp::Sum)?;
             // The mean of values of the type lies within the type.
