@@ -289,16 +289,14 @@ impl Calibration {
         Ok(cal)
     }
 
-    /// Writes the calibration as pretty JSON, atomically (temporary file + rename).
+    /// Writes the calibration as pretty JSON, atomically (see the checkpoints).
     pub fn save(&self, path: &Path) -> Result<()> {
         let bad = |reason: String| Error::InvalidArgument {
             what: "calibration file",
             reason,
         };
         let text = serde_json::to_string_pretty(self).map_err(|e| bad(e.to_string()))?;
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, text + "\n")
-            .and_then(|_| std::fs::rename(&tmp, path))
+        crate::files::write_atomically(path, (text + "\n").as_bytes())
             .map_err(|e| bad(format!("{}: {e}", path.display())))
     }
 }

@@ -36,6 +36,7 @@ pub mod error;
 pub mod group;
 pub mod transport;
 
+mod files;
 mod scratch;
 mod wire;
 

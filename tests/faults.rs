@@ -130,6 +130,88 @@ fn bad_check_settings_stop_every_rank_with_one_line() {
     }
 }
 
+#[test]
+fn a_failed_checkpoint_write_stops_every_rank_at_once_and_keeps_the_last_one() {
+    // Regression: when rank 0 could not save, it returned alone and the
+    // other ranks waited for the whole stall timeout. Here a file-size limit
+    // (`ulimit -f`) makes the write fail with EFBIG on rank 0.
+    let _guard = serial();
+    let dir = std::env::temp_dir().join(format!("ringreduce-fullckpt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ckpt = dir.join("run.ckpt");
+    let train = |epochs: &str, resume: bool| {
+        let mut a: Vec<String> = [
+            "train",
+            "--data",
+            "synthetic",
+            "--hidden",
+            "16",
+            "--batch",
+            "60",
+            "--epochs",
+        ]
+        .map(String::from)
+        .to_vec();
+        a.extend([
+            epochs.to_string(),
+            "--checkpoint".into(),
+            ckpt.to_str().unwrap().to_string(),
+        ]);
+        if resume {
+            a.push("--resume".into());
+        }
+        a
+    };
+    let args = train("1", false);
+    let out = run_bounded(
+        mpirun(
+            2,
+            &ringreduce(),
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        ),
+        LIMIT,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before = std::fs::read(&ckpt).unwrap();
+    // Each rank: ignore SIGXFSZ, limit files to 2 blocks, then train on.
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 2; exec {} \"$@\"",
+        ringreduce().display()
+    );
+    let mut sh_args = vec!["-c".to_string(), script, "sh".into()];
+    sh_args.extend(train("3", true));
+    let start = Instant::now();
+    let out = run_bounded(
+        mpirun(
+            2,
+            std::path::Path::new("/bin/sh"),
+            &sh_args.iter().map(String::as_str).collect::<Vec<_>>(),
+        ),
+        LIMIT,
+    );
+    let took = start.elapsed();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let lines = ours(&err);
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("File too large"), "{err}");
+    assert!(
+        took < STOP_LIMIT,
+        "took {took:?}: the other rank waited for the timeout"
+    );
+    assert!(
+        std::fs::read(&ckpt).unwrap() == before,
+        "the last good checkpoint changed"
+    );
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "run.ckpt")
+        .collect();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Kills rank 1 with SIGKILL after the first checkpoint, checks the job
 /// ends within 10 s, resumes, and compares the final checkpoint with an
 /// uninterrupted run's: byte for byte.

@@ -1,12 +1,14 @@
 //! Checkpoints: parameters, optimizer state, strategy state and progress,
-//! written by rank 0 atomically (temporary file, fsync, rename) so a crash
-//! never leaves a torn file where the last good one was.
+//! written by rank 0 atomically (a temporary file of its own beside the
+//! target, fsync, rename, fsync of the directory) so a crash never leaves a
+//! torn file where the last good one was.
 //!
-//! Format: the 8 bytes `RRCKPT02`, a little-endian u64 header length, a
+//! Format: the 8 bytes `RRCKPT03`, a little-endian u64 header length, a
 //! JSON [`Header`] (which lists the sections), then the parameters and
-//! every section's values as little-endian f32, in the header's order.
+//! every section's values as little-endian f32, in the header's order, and
+//! last the CRC-32 of everything before it (little-endian u32). A file whose
+//! checksum does not match, or whose values are not all finite, is refused.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -15,7 +17,7 @@ use super::optim::OptimizerState;
 use super::strategy::Section;
 use crate::error::{Error, Result};
 
-const MAGIC: &[u8; 8] = b"RRCKPT02";
+const MAGIC: &[u8; 8] = b"RRCKPT03";
 
 /// Name and length of one section of values after the parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,24 +121,28 @@ impl Checkpoint {
         for v in values {
             bytes.extend_from_slice(&v.to_le_bytes());
         }
-        let tmp = path.with_extension("tmp");
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        };
-        write().map_err(|e| bad(path, format!("cannot write checkpoint: {e}")))
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        crate::files::write_atomically(path, &bytes)
+            .map_err(|e| bad(path, format!("cannot write checkpoint: {e}")))
     }
 
     /// Reads a checkpoint written by [`Checkpoint::save`].
     ///
     /// # Errors
-    /// [`Error::Data`] for a missing, truncated or foreign file.
+    /// [`Error::Data`] for a missing, truncated, corrupt or foreign file, or
+    /// one holding a value that is not finite.
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| bad(path, e.to_string()))?;
-        if bytes.len() < 16 || &bytes[..8] != MAGIC {
+        if bytes.len() < 20 || &bytes[..8] != MAGIC {
             return Err(bad(path, "not a ringreduce checkpoint"));
+        }
+        let (bytes, crc) = bytes.split_at(bytes.len() - 4);
+        if crc32fast::hash(bytes).to_le_bytes() != crc {
+            return Err(bad(
+                path,
+                "checksum mismatch: the checkpoint is corrupt or truncated",
+            ));
         }
         let hlen = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
         let body = bytes
@@ -161,9 +167,17 @@ impl Checkpoint {
                 ),
             ));
         }
-        let mut values = floats
+        let all: Vec<f32> = floats
             .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")));
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect();
+        if let Some(i) = all.iter().position(|v| !v.is_finite()) {
+            return Err(bad(
+                path,
+                format!("value {i} is {}: not a usable training state", all[i]),
+            ));
+        }
+        let mut values = all.into_iter();
         let mut take = |n: usize| values.by_ref().take(n).collect::<Vec<f32>>();
         let params = take(header.params);
         let mut optimizer = OptimizerState {
@@ -234,6 +248,9 @@ mod tests {
         let mut bytes = MAGIC.to_vec();
         bytes.extend((text.len() as u64).to_le_bytes());
         bytes.extend(text);
+        // A valid checksum, so the size arithmetic is what refuses it.
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend(crc.to_le_bytes());
         std::fs::write(&path, bytes).unwrap();
         assert!(Checkpoint::load(&path)
             .unwrap_err()
@@ -269,6 +286,20 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("truncated"));
+        // One flipped bit anywhere is caught by the checksum.
+        for at in [12, bytes.len() / 2, bytes.len() - 5] {
+            let mut flipped = bytes.clone();
+            flipped[at] ^= 0x10;
+            std::fs::write(&path, &flipped).unwrap();
+            let e = Checkpoint::load(&path).unwrap_err().to_string();
+            assert!(e.contains("checksum mismatch"), "byte {at}: {e}");
+        }
+        // A state with a NaN weight is refused, however it got written.
+        let mut nan = c.clone();
+        nan.params[1] = f32::NAN;
+        nan.save(&path).unwrap();
+        let e = Checkpoint::load(&path).unwrap_err().to_string();
+        assert!(e.contains("value 1 is NaN"), "{e}");
         std::fs::write(&path, b"hello world, not a checkpoint").unwrap();
         assert!(Checkpoint::load(&path)
             .unwrap_err()

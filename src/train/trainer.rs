@@ -334,8 +334,15 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             allreduce_secs: times[1],
             allreduce_bytes: bytes,
         };
-        if let (Some(path), 0) = (&t.cfg.checkpoint, rank) {
-            self.save(path, epoch, params)?;
+        if let Some(path) = &t.cfg.checkpoint {
+            // Rank 0 writes; every rank learns whether that worked, so a
+            // failed write ends every rank at once with its error.
+            let saved = if rank == 0 {
+                self.save(path, epoch, params)
+            } else {
+                Ok(())
+            };
+            group.agree(saved)?;
         }
         Ok(m)
     }

@@ -1,0 +1,86 @@
+//! Writing files so that a crash or a full disk never leaves a torn file
+//! where the last good one was.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Replaces `path` with `bytes` atomically: writes a new temporary file
+/// beside it (`<name>.tmp.<pid>.<n>`, created exclusively, so two writers
+/// never share one), fsyncs it, renames it over `path` and fsyncs the
+/// directory. On any error the temporary file is removed and `path` is as
+/// it was.
+///
+/// # Errors
+/// The first I/O error.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!("{name}.tmp.{}.{nanos:x}{n}", std::process::id()));
+        let mut file = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        };
+        let written = file
+            .write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        // The rename is durable once the directory is.
+        return std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_replace_and_leave_no_temporary_file() {
+        let dir = std::env::temp_dir().join(format!("ringreduce-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Names that share a stem, or end in .tmp, no longer share a temporary file.
+        for name in ["run.tmp", "run-lr0.01", "run-lr0.02"] {
+            let path = dir.join(name);
+            write_atomically(&path, name.as_bytes()).unwrap();
+            write_atomically(&path, format!("{name}!").as_bytes()).unwrap();
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{name}!"));
+        }
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp."))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        // A target that cannot be replaced: an error, the temporary file gone.
+        let blocked = dir.join("a-directory");
+        std::fs::create_dir_all(blocked.join("inside")).unwrap();
+        assert!(write_atomically(&blocked, b"x").is_err());
+        assert!(std::fs::read_dir(&dir).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(".tmp.")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
