@@ -127,7 +127,8 @@ impl CostParams {
         l.alpha + bytes as f64 * l.beta
     }
 
-    /// Checks that every constant is finite and not negative and the lines
+    /// Checks that every constant lies between 0 and 1000 seconds (per
+    /// message or byte), which keeps predictions finite, and that the lines
     /// are in increasing order.
     pub fn validate(&self) -> Result<()> {
         let bad = |reason: String| Error::InvalidArgument {
@@ -140,9 +141,10 @@ impl CostParams {
             named.push(("alpha", l.alpha));
             named.push(("beta", l.beta));
         }
+        // The bound keeps every prediction finite (≤ 2^64 rounds or bytes × 1e3 s).
         for (name, v) in named {
-            if !v.is_finite() || v < 0.0 {
-                return Err(bad(format!("{name} = {v} (must be finite and ≥ 0)")));
+            if !(0.0..=1e3).contains(&v) {
+                return Err(bad(format!("{name} = {v} (must be from 0 to 1000 seconds)")));
             }
         }
         if [self.lines, oneway]
@@ -280,7 +282,10 @@ impl Calibration {
             what: "calibration file",
             reason,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        let mut text = String::new();
+        crate::files::open_regular(path, 1 << 20)
+            .and_then(|mut f| std::io::Read::read_to_string(&mut f, &mut text))
+            .map_err(|e| bad(format!("{}: {e}", path.display())))?;
         let cal: Calibration =
             serde_json::from_str(&text).map_err(|e| bad(format!("{}: {e}", path.display())))?;
         cal.params
@@ -479,6 +484,9 @@ mod tests {
             assert!(err.contains(name), "{name}: {err}");
         }
         assert!(Calibration::load(&dir.join("absent.json")).is_err());
+        // Regression: /dev/zero as a calibration file grew memory without end.
+        let e = Calibration::load(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
         let good = Calibration {
             params: CostParams::default(),
             ranks: 2,

@@ -51,6 +51,28 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
     }
 }
 
+/// Opens `path` for reading if it is a regular file of at most `cap` bytes
+/// — not a directory, a device such as `/dev/zero`, or a pipe, whose
+/// reading would not end or not be bounded.
+///
+/// # Errors
+/// The open's error, or `InvalidInput` saying which rule the file breaks.
+pub(crate) fn open_regular(path: &Path, cap: u64) -> std::io::Result<std::fs::File> {
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    let refuse = |why: String| Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, why));
+    if !meta.is_file() {
+        return refuse("not a regular file".into());
+    }
+    if meta.len() > cap {
+        return refuse(format!(
+            "{} bytes, more than the {cap} read from such a file",
+            meta.len()
+        ));
+    }
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,6 +76,11 @@ fn cost_rejects_bad_input_in_one_line() {
         &["cost", "--ranks", "4", "--bytes", "4K", "--alpha", "-1"],
         "alpha",
     );
+    // Regression: an absurd constant printed inf and NaN with exit 0.
+    bad_input(
+        &["cost", "--ranks", "4", "--bytes", "4K", "--alpha", "1e308"],
+        "alpha = 100000000",
+    );
     let dir = std::env::temp_dir().join(format!("ringreduce-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("bad.json");

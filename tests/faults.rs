@@ -212,6 +212,34 @@ fn a_failed_checkpoint_write_stops_every_rank_at_once_and_keeps_the_last_one() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn data_missing_on_one_rank_is_named_in_one_line() {
+    // Regression: when only rank 1 lacked its data file, the job exited 2
+    // without a word (only rank 0 prints, and rank 0 was fine).
+    let _guard = serial();
+    let dir = std::env::temp_dir().join(format!("ringreduce-onerank-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("data-0.csv"), "1,0.5,2\n0,1,-1\n1,0,0\n0,2,2\n").unwrap();
+    let script = format!(
+        "exec {} train --data {}/data-$OMPI_COMM_WORLD_RANK.csv --batch 2 --epochs 1",
+        ringreduce().display(),
+        dir.display()
+    );
+    let out = run_bounded(
+        mpirun(2, std::path::Path::new("/bin/sh"), &["-c", &script]),
+        LIMIT,
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let lines = ours(&err);
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with("ringreduce: rank 1: ") && lines[0].contains("data-1.csv"),
+        "{err}"
+    );
+}
+
 /// Kills rank 1 with SIGKILL after the first checkpoint, checks the job
 /// ends within 10 s, resumes, and compares the final checkpoint with an
 /// uninterrupted run's: byte for byte.

@@ -224,8 +224,9 @@ fn resuming_gives_exactly_the_uninterrupted_parameters() {
     let before = std::fs::read(dir.join("split.ckpt")).unwrap();
     let mut poisoned = train.clone();
     poisoned.features[0] = f32::NAN;
+    // (A fresh run: resuming on other data is refused before any step.)
     let diverged = Group::local(2, |t| {
-        let o = opt(5, "split.ckpt", true);
+        let o = opt(5, "split.ckpt", false);
         let mut params = o.init_params(&model);
         o.fit(&t, &model, &mut params, &poisoned, None, |_| {})
     });
@@ -237,6 +238,40 @@ fn resuming_gives_exactly_the_uninterrupted_parameters() {
         std::fs::read(dir.join("split.ckpt")).unwrap(),
         before,
         "checkpoint changed"
+    );
+
+    // Resuming is refused, on every rank and saying why, with other data,
+    // another learning rate, or a checkpoint already at the last epoch.
+    let refuse = |o: SyncSgd, data: &data::Dataset, why: &str| {
+        let out = Group::local(2, |t| {
+            let mut params = o.init_params(&model);
+            o.fit(&t, &model, &mut params, data, None, |_| {}).map(drop)
+        });
+        for r in out {
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains(why), "{why}: {e}");
+        }
+    };
+    refuse(
+        opt(3, "whole.ckpt", true),
+        &data::synthetic(240, 4, 3, 10),
+        "this run's data are",
+    );
+    let other_lr = SyncSgd::builder()
+        .batch(12)
+        .lr(0.1)
+        .momentum(0.9)
+        .epochs(5)
+        .seed(5)
+        .checkpoint(dir.join("whole.ckpt"))
+        .resume(true)
+        .build()
+        .unwrap();
+    refuse(other_lr, &train, "this run has lr 0.1");
+    refuse(
+        opt(3, "whole.ckpt", true),
+        &train,
+        "checkpoint is at epoch 3 and this run trains 3",
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -57,29 +57,38 @@ pub struct Args {
 /// Checks everything that can be checked before MPI starts, trains, and
 /// writes the metrics and the plot.
 pub fn run(o: Args) -> ExitCode {
-    let setup = (|| -> ringreduce::Result<(SyncSgd, Dataset, Dataset, Mlp)> {
+    // What is the same on every rank is checked before MPI starts.
+    let opt = (|| -> ringreduce::Result<SyncSgd> {
         preflight(&o)?;
         let mut builder = SyncSgd::builder().resume(o.resume);
         if let Some(path) = &o.checkpoint {
             builder = builder.checkpoint(path);
         }
-        let opt = builder
+        builder
             .algorithm(o.algo)
             .batch(o.batch)
             .lr(o.lr)
             .momentum(o.momentum)
             .epochs(o.epochs)
             .seed(o.seed)
-            .build()?;
-        let (train, test) = data::named(&o.data, o.seed)?;
-        let model = Mlp::named(&o.model, &o.hidden, train.dim, train.classes.max(test.classes))?;
-        Ok((opt, train, test, model))
+            .build()
     })();
-    let (opt, train, test, model) = match setup {
-        Ok(s) => s,
+    let opt = match opt {
+        Ok(opt) => opt,
         Err(e) => return fail(e),
     };
     on_world(None, |group| {
+        // Each rank reads the data itself: a rank that cannot is named by
+        // rank 0 (`rank 1: …`), and every rank stops.
+        let loaded = (|| -> ringreduce::Result<(Dataset, Dataset, Mlp)> {
+            let (train, test) = data::named(&o.data, o.seed)?;
+            let model = Mlp::named(&o.model, &o.hidden, train.dim, train.classes.max(test.classes))?;
+            Ok((train, test, model))
+        })();
+        let (train, test, model) = match group.agree(loaded) {
+            Ok(l) => l,
+            Err(e) => return fail(e),
+        };
         let root = group.rank() == 0;
         if root {
             println!(

@@ -117,10 +117,12 @@ fn parse_switch(v: &str) -> Option<bool> {
 }
 
 /// Parses a stall timeout: plain seconds (`60`, `0.5`), a duration with a
-/// unit (`500ms`, `2m`, `1h`), or `0`/`off`/`none` for no timeout.
+/// unit (`500ms`, `2m`, `1h`), or `0`/`off`/`none` for no timeout. Other
+/// timeouts must lie between 1 ms and 10^9 s.
 ///
 /// # Errors
-/// [`Error::InvalidArgument`] for anything else, negative or non-finite values.
+/// [`Error::InvalidArgument`] for anything else: negative, non-finite, or
+/// outside that range (a tiny value once rounded to zero, silently off).
 pub fn parse_timeout(v: &str) -> Result<Option<Duration>> {
     let bad = |reason: String| Error::InvalidArgument {
         what: ENV_TIMEOUT,
@@ -131,12 +133,23 @@ pub fn parse_timeout(v: &str) -> Result<Option<Duration>> {
         return Ok(None);
     }
     let d = match v.parse::<f64>() {
-        Ok(s) if s.is_finite() && (0.0..=1e9).contains(&s) => Duration::from_secs_f64(s),
-        Ok(_) => return Err(bad(format!("`{v}` is not a number of seconds from 0 to 1e9"))),
+        Ok(s) if s == 0.0 => return Ok(None),
+        Ok(s) if s.is_finite() && (1e-3..=1e9).contains(&s) => Duration::from_secs_f64(s),
+        Ok(_) => {
+            return Err(bad(format!(
+                "`{v}` is not 0 or a number of seconds from 0.001 to 1e9"
+            )))
+        }
         Err(_) => humantime::parse_duration(v)
             .map_err(|e| bad(format!("`{v}`: {e} (use seconds, e.g. 60, or 500ms, 2m, off)")))?,
     };
-    Ok((!d.is_zero()).then_some(d))
+    if d.is_zero() {
+        return Ok(None);
+    }
+    if d < Duration::from_millis(1) || d > Duration::from_secs(1_000_000_000) {
+        return Err(bad(format!("`{v}` is outside 1 ms to 1e9 s")));
+    }
+    Ok(Some(d))
 }
 
 #[cfg(test)]
@@ -151,7 +164,19 @@ mod tests {
         assert_eq!(parse_timeout("2m").unwrap(), Some(Duration::from_secs(120)));
         assert_eq!(parse_timeout("0").unwrap(), None);
         assert_eq!(parse_timeout("off").unwrap(), None);
-        for bad in ["-1", "abc", "nan", "inf", "1e99", ""] {
+        // Regression: 1e-10 rounded to zero and meant no timeout; a huge
+        // duration with a unit overflowed on the way to the other ranks.
+        for bad in [
+            "-1",
+            "abc",
+            "nan",
+            "inf",
+            "1e99",
+            "",
+            "1e-10",
+            "18446744073709551615s",
+            "10ns",
+        ] {
             assert!(parse_timeout(bad).is_err(), "{bad}");
         }
     }

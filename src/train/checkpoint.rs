@@ -45,6 +45,10 @@ pub struct Header {
     pub optimizer_steps: u64,
     /// The strategy's name.
     pub strategy: String,
+    /// Learning rate, schedule and optimizer settings, as text.
+    pub settings: String,
+    /// The training data's size, shape and checksum, as text.
+    pub data: String,
     /// The sections after the parameters, in order.
     pub sections: Vec<SectionInfo>,
 }
@@ -133,7 +137,10 @@ impl Checkpoint {
     /// [`Error::Data`] for a missing, truncated, corrupt or foreign file, or
     /// one holding a value that is not finite.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| bad(path, e.to_string()))?;
+        let mut bytes = Vec::new();
+        crate::files::open_regular(path, u64::MAX)
+            .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut bytes))
+            .map_err(|e| bad(path, e.to_string()))?;
         if bytes.len() < 20 || &bytes[..8] != MAGIC {
             return Err(bad(path, "not a ringreduce checkpoint"));
         }
@@ -220,6 +227,8 @@ mod tests {
             optimizer: "sgd".into(),
             optimizer_steps: 0,
             strategy: "sync:ring".into(),
+            settings: "lr 0.1".into(),
+            data: "12 examples".into(),
             sections: Vec::new(),
         }
     }

@@ -64,17 +64,34 @@ fn data_error(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Reads a file, gunzipping it when it starts with the gzip magic.
-fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| data_error(path, e.to_string()))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| data_error(path, format!("corrupt gzip data: {e}")))?;
-        Ok(out)
+/// Largest data file (or IDX payload) read: 16 GiB.
+pub const MAX_FILE_BYTES: u64 = 16 << 30;
+
+/// Labels must be below this: a model has at most this many classes.
+pub const MAX_CLASSES: usize = 1 << 16;
+
+/// Opens a data file: a regular file of at most [`MAX_FILE_BYTES`].
+fn open_data(path: &Path) -> Result<std::fs::File> {
+    crate::files::open_regular(path, MAX_FILE_BYTES).map_err(|e| data_error(path, e.to_string()))
+}
+
+/// Reads an IDX file, gunzipping it when it starts with the gzip magic
+/// (several concatenated gzip members too, as pigz and `cat a.gz b.gz`
+/// write). The header is read first, and no more is decompressed than its
+/// dimensions declare (plus one byte, to notice extra data).
+fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
+    let mut file = std::io::BufReader::new(open_data(path)?);
+    let gz = std::io::BufRead::fill_buf(&mut file)
+        .map_err(|e| data_error(path, e.to_string()))?
+        .starts_with(&[0x1f, 0x8b]);
+    if gz {
+        parse_idx_from(
+            flate2::bufread::MultiGzDecoder::new(file),
+            path,
+            "corrupt gzip data: ",
+        )
     } else {
-        Ok(raw)
+        parse_idx_from(file, path, "")
     }
 }
 
@@ -82,46 +99,66 @@ fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
 /// Checks the magic (0x0000 0x08 ndim) and that the data is exactly as long
 /// as the dimensions say.
 pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
-    if bytes.len() < 4 {
+    parse_idx_from(bytes, path, "")
+}
+
+/// [`parse_idx`] over a reader, reading no more than the header declares;
+/// read errors are prefixed with `what`.
+fn parse_idx_from(mut r: impl Read, path: &Path, what: &str) -> Result<(Vec<usize>, Vec<u8>)> {
+    let io = |e: std::io::Error| data_error(path, format!("{what}{e}"));
+    // Reads up to `n` bytes; fewer only at the end of the stream.
+    let mut read_upto = |n: u64| -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        r.by_ref().take(n).read_to_end(&mut buf).map_err(io)?;
+        Ok(buf)
+    };
+    let magic = read_upto(4)?;
+    if magic.len() < 4 {
         return Err(data_error(path, "truncated IDX header"));
     }
-    if bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 {
+    if magic[0] != 0 || magic[1] != 0 || magic[2] != 0x08 {
         return Err(data_error(
             path,
             format!(
                 "not an IDX file of unsigned bytes (magic {:02x}{:02x}{:02x}{:02x})",
-                bytes[0], bytes[1], bytes[2], bytes[3]
+                magic[0], magic[1], magic[2], magic[3]
             ),
         ));
     }
-    let ndim = bytes[3] as usize;
-    if ndim == 0 || bytes.len() < 4 + 4 * ndim {
+    let ndim = magic[3] as usize;
+    let header = read_upto(4 * ndim as u64)?;
+    if ndim == 0 || header.len() < 4 * ndim {
         return Err(data_error(path, "truncated IDX header"));
     }
-    let dims: Vec<usize> = (0..ndim)
-        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize)
+    let dims: Vec<usize> = header
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")) as usize)
         .collect();
     let total = dims
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| data_error(path, "dimensions overflow"))?;
-    let data = &bytes[4 + 4 * ndim..];
+        .filter(|&t| t as u64 <= MAX_FILE_BYTES)
+        .ok_or_else(|| data_error(path, format!("IDX dimensions {dims:?} are too large")))?;
+    // One byte more than declared tells a longer file from an exact one.
+    let data = read_upto(total as u64 + 1)?;
     if data.len() != total {
+        let has = if data.len() > total {
+            "more".to_string()
+        } else {
+            data.len().to_string()
+        };
         return Err(data_error(
             path,
-            format!(
-                "IDX dimensions {dims:?} need {total} bytes of data, file has {}",
-                data.len()
-            ),
+            format!("IDX dimensions {dims:?} need {total} bytes of data, file has {has}"),
         ));
     }
-    Ok((dims, data.to_vec()))
+    Ok((dims, data))
 }
 
 /// Loads an IDX image file and its label file: pixels scaled to [0, 1].
 pub fn load_idx(images: &Path, labels: &Path) -> Result<Dataset> {
-    let (idims, pixels) = parse_idx(&read_maybe_gz(images)?, images)?;
-    let (ldims, labs) = parse_idx(&read_maybe_gz(labels)?, labels)?;
+    let (idims, pixels) = read_idx(images)?;
+    let (ldims, labs) = read_idx(labels)?;
     if idims.len() < 2 {
         return Err(data_error(images, "an image file needs at least 2 dimensions"));
     }
@@ -167,9 +204,15 @@ pub fn fashion_mnist(dir: &Path) -> Result<(Dataset, Dataset)> {
 }
 
 /// Loads a CSV file: one example per line, the integer label first, then
-/// the features. A header line (non-numeric first field) is skipped.
+/// the features. A first line none of whose fields is a number is a header
+/// and skipped; a byte-order mark is ignored; labels are below
+/// [`MAX_CLASSES`].
 pub fn load_csv(path: &Path) -> Result<Dataset> {
-    let text = std::fs::read_to_string(path).map_err(|e| data_error(path, e.to_string()))?;
+    let mut text = String::new();
+    open_data(path)?
+        .read_to_string(&mut text)
+        .map_err(|e| data_error(path, e.to_string()))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut features = Vec::new();
     let mut labels = Vec::new();
     let mut dim = None;
@@ -179,10 +222,18 @@ pub fn load_csv(path: &Path) -> Result<Dataset> {
             continue;
         }
         let mut fields = line.split(',').map(str::trim);
+        if n == 0 && line.split(',').all(|f| f.trim().parse::<f64>().is_err()) {
+            continue; // a header: names, not numbers
+        }
         let first = fields.next().unwrap_or("");
         let label: u32 = match first.parse() {
-            Ok(l) => l,
-            Err(_) if n == 0 => continue, // header
+            Ok(l) if (l as usize) < MAX_CLASSES => l,
+            Ok(l) => {
+                return Err(data_error(
+                    path,
+                    format!("line {}: label {l} is not below {MAX_CLASSES} classes", n + 1),
+                ))
+            }
             Err(_) => {
                 return Err(data_error(
                     path,
@@ -309,10 +360,7 @@ mod tests {
             (vec![0x1f, 0x8b, 1, 2, 3], "corrupt gzip"),
         ] {
             std::fs::write(&p, &bytes).unwrap();
-            let err = read_maybe_gz(&p)
-                .and_then(|b| parse_idx(&b, &p))
-                .unwrap_err()
-                .to_string();
+            let err = read_idx(&p).unwrap_err().to_string();
             assert!(err.contains(needle), "{needle}: {err}");
         }
         let img = tmp("i.idx");
@@ -324,6 +372,61 @@ mod tests {
             .to_string()
             .contains("3 labels for 2 images"));
         assert!(load_idx(&tmp("absent"), &lab).is_err());
+    }
+
+    #[test]
+    fn reads_are_bounded_and_multi_member_gzip_loads() {
+        // Regression: a small gzip expanding far beyond its declared
+        // dimensions was decompressed whole before the size check.
+        let bomb = tmp("bomb.idx.gz");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut gz, &idx(&[10], &[1; 10])).unwrap();
+        std::io::Write::write_all(&mut gz, &vec![0u8; 64 << 20]).unwrap();
+        std::fs::write(&bomb, gz.finish().unwrap()).unwrap();
+        let err = read_idx(&bomb).unwrap_err().to_string();
+        assert!(err.contains("need 10 bytes of data, file has more"), "{err}");
+        // Devices and directories are refused instead of read without end.
+        for path in [Path::new("/dev/zero"), Path::new("/tmp")] {
+            assert!(read_idx(path)
+                .unwrap_err()
+                .to_string()
+                .contains("not a regular file"));
+            assert!(load_csv(path)
+                .unwrap_err()
+                .to_string()
+                .contains("not a regular file"));
+        }
+        // pigz and `cat a.gz b.gz` write several gzip members.
+        let data = idx(&[6], &[1, 2, 3, 4, 5, 6]);
+        let member = |part: &[u8]| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut gz, part).unwrap();
+            gz.finish().unwrap()
+        };
+        let multi = tmp("multi.idx.gz");
+        std::fs::write(&multi, [member(&data[..7]), member(&data[7..])].concat()).unwrap();
+        assert_eq!(read_idx(&multi).unwrap(), (vec![6], vec![1, 2, 3, 4, 5, 6]));
+    }
+
+    #[test]
+    fn csv_labels_headers_and_byte_order_marks() {
+        let p = tmp("labels.csv");
+        // Regression: a label of 2^32 − 1 made a model of 2^32 classes.
+        std::fs::write(&p, "4294967295,0.5\n0,1\n").unwrap();
+        assert!(load_csv(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("not below 65536 classes"));
+        // Regression: a first line with a bad label was dropped as a header.
+        for bad in ["NaN,1,2\n1,0,0\n", "-1,1,2\n1,0,0\n"] {
+            std::fs::write(&p, bad).unwrap();
+            let e = load_csv(&p).unwrap_err().to_string();
+            assert!(e.contains("line 1: label"), "{bad:?}: {e}");
+        }
+        std::fs::write(&p, "\u{feff}1,0.5\n0,1\n").unwrap();
+        assert_eq!(load_csv(&p).unwrap().labels, vec![1, 0]);
+        std::fs::write(&p, "\u{feff}label,x\n1,0.5\n").unwrap();
+        assert_eq!(load_csv(&p).unwrap().labels, vec![1]);
     }
 
     #[test]

@@ -75,16 +75,32 @@ impl Mlp {
     /// A network with layer widths `sizes` (input, hidden…, classes).
     ///
     /// # Errors
-    /// Fewer than two sizes, or a zero width.
+    /// Fewer than two sizes, a zero width, or more than
+    /// [`Mlp::MAX_PARAMS`] parameters in all.
     pub fn new(sizes: Vec<usize>) -> Result<Self> {
+        let bad = |reason: String| Error::InvalidArgument {
+            what: "model",
+            reason,
+        };
         if sizes.len() < 2 || sizes.contains(&0) {
-            return Err(Error::InvalidArgument {
-                what: "model",
-                reason: format!("layer sizes {sizes:?}: need input and output widths, all ≥ 1"),
-            });
+            return Err(bad(format!(
+                "layer sizes {sizes:?}: need input and output widths, all ≥ 1"
+            )));
         }
-        Ok(Mlp { sizes })
+        let params = sizes.windows(2).try_fold(0usize, |n, w| {
+            w[0].checked_mul(w[1])?.checked_add(w[1])?.checked_add(n)
+        });
+        match params {
+            Some(n) if n <= Mlp::MAX_PARAMS => Ok(Mlp { sizes }),
+            _ => Err(bad(format!(
+                "layer sizes {sizes:?}: more than {} parameters",
+                Mlp::MAX_PARAMS
+            ))),
+        }
     }
+
+    /// The most parameters a network may have (2^31: 8 GiB of f32).
+    pub const MAX_PARAMS: usize = 1 << 31;
 
     /// Softmax regression: `dim` inputs straight to `classes` outputs.
     pub fn softmax(dim: usize, classes: usize) -> Result<Self> {
@@ -347,6 +363,14 @@ mod tests {
     fn bad_shapes_are_errors() {
         assert!(Mlp::new(vec![3]).is_err());
         assert!(Mlp::new(vec![3, 0, 2]).is_err());
+        // Regression: widths whose parameter count wraps or does not fit in
+        // memory were accepted (a wrapped count panicked in `init`).
+        for huge in [1usize << 32, 9_223_372_036_854_775_808, usize::MAX] {
+            let e = Mlp::named("mlp", &huge.to_string(), 784, 10)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("more than 2147483648 parameters"), "{huge}: {e}");
+        }
         assert_eq!(
             Mlp::new(vec![784, 128, 10]).unwrap().num_params(),
             784 * 128 + 128 + 128 * 10 + 10

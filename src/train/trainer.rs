@@ -185,6 +185,10 @@ impl<S: Strategy> Trainer<S> {
             strategy: self.strategy.clone(),
             optimizer: OptimizerState::new(&*self.optimizer, params.len()),
             steps: self.cfg.batches.steps(self.cfg.batch, train.len()),
+            data: match &self.cfg.checkpoint {
+                Some(_) => fingerprint(train),
+                None => String::new(),
+            },
         };
         let done = if self.cfg.resume { run.restore(params)? } else { 0 };
         let mut ctx = Step::new(group, done.max(1), 0, run.steps);
@@ -240,6 +244,22 @@ struct Run<'a, S: Strategy, C: Transport> {
     strategy: S,
     optimizer: OptimizerState,
     steps: usize,
+    /// What the checkpoints say of the training data ([`fingerprint`]).
+    data: String,
+}
+
+/// Size, shape and checksum of a data set: what a resumed run must match.
+fn fingerprint(d: &Dataset) -> String {
+    let mut h = crc32fast::Hasher::new();
+    h.update(bytemuck::cast_slice(&d.features));
+    h.update(bytemuck::cast_slice(&d.labels));
+    format!(
+        "{} examples × {} features, {} classes, CRC-32 {:08x}",
+        d.len(),
+        d.dim,
+        d.classes,
+        h.finalize()
+    )
 }
 
 impl<S: Strategy, C: Transport> Run<'_, S, C> {
@@ -357,6 +377,11 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             optimizer: t.optimizer.name().to_string(),
             optimizer_steps: 0,
             strategy: self.strategy.name(),
+            settings: format!(
+                "lr {}, {:?} schedule, {:?}",
+                t.cfg.lr, t.cfg.schedule, t.optimizer
+            ),
+            data: self.data.clone(),
             sections: Vec::new(),
         }
     }
@@ -398,6 +423,30 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
                         format!(
                             "checkpoint of optimizer {} does not match this run's {}",
                             h.optimizer, expected.optimizer
+                        ),
+                    ))
+                } else if h.settings != expected.settings {
+                    Err(mismatch(
+                        path,
+                        format!(
+                            "checkpoint was made with {}; this run has {} (resume with the same settings)",
+                            h.settings, expected.settings
+                        ),
+                    ))
+                } else if h.data != expected.data {
+                    Err(mismatch(
+                        path,
+                        format!(
+                            "checkpoint was made on {}; this run's data are {}",
+                            h.data, expected.data
+                        ),
+                    ))
+                } else if h.epoch >= t.cfg.epochs {
+                    Err(mismatch(
+                        path,
+                        format!(
+                            "checkpoint is at epoch {} and this run trains {}: nothing left to do (raise --epochs)",
+                            h.epoch, t.cfg.epochs
                         ),
                     ))
                 } else {
