@@ -133,7 +133,7 @@ pub fn parse_timeout(v: &str) -> Result<Option<Duration>> {
         return Ok(None);
     }
     let d = match v.parse::<f64>() {
-        Ok(s) if s == 0.0 => return Ok(None),
+        Ok(0.0) => return Ok(None),
         Ok(s) if s.is_finite() && (1e-3..=1e9).contains(&s) => Duration::from_secs_f64(s),
         Ok(_) => {
             return Err(bad(format!(
