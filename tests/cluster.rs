@@ -10,6 +10,14 @@ use std::time::Duration;
 
 use common::*;
 
+/// The cluster tests run one at a time: each keeps both cores busy, and the
+/// slow-link test's timing claim would not hold beside another.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster.sh")
 }
@@ -52,6 +60,7 @@ fn a_long_transfer_over_a_slow_link_is_progress_not_a_stall() {
     // message was one piece, so a transfer longer than the timeout aborted a
     // healthy job. 128 MiB each way at 100 Mbit/s takes ≈ 11 s; with a 1 s
     // timeout the job must still finish (its 4 MiB pieces land every ≈ 0.35 s).
+    let _guard = serial();
     if !may_make_namespaces() {
         return;
     }
@@ -80,6 +89,7 @@ fn namespaces() -> String {
 
 #[test]
 fn three_hosts_run_verify_over_tcp_and_leave_nothing_behind() {
+    let _guard = serial();
     if !may_make_namespaces() {
         return;
     }

@@ -178,5 +178,24 @@ fn group_collectives_on_mpi_at_1_2_3_5_8_ranks() {
         }
         other => panic!("rank {r}: {other:?}"),
     }
+    // An argument error on one rank reaches every rank, and the next call
+    // pairs with the next call everywhere (issue: it used to desynchronise).
+    if p > 1 {
+        let mut recv = vec![0.0f32; if r == 1 { 3 } else { 4 }];
+        match g.all_reduce(
+            &[1.0f32; 4],
+            &mut recv,
+            ringreduce::ReduceOp::Sum,
+            ringreduce::Algorithm::Ring,
+        ) {
+            Err(Error::LengthMismatch { send: 4, recv: 3 }) if r == 1 => {}
+            Err(Error::Remote { rank: 1, .. }) if r != 1 => {}
+            other => panic!("rank {r}: {other:?}"),
+        }
+        let mut w = [1i32; 3];
+        g.all_reduce_in_place(&mut w, ringreduce::ReduceOp::Sum, ringreduce::Algorithm::Ring)
+            .unwrap();
+        assert_eq!(w, [p as i32; 3]);
+    }
     finished(r);
 }

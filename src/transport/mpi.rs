@@ -48,6 +48,12 @@ pub const STALL_EXIT: i32 = 3;
 /// `ringreduce: rank 3 has not joined all_reduce #812 after 60 s` — to
 /// standard error and calls `MPI_Abort` with exit code 3.
 ///
+/// An `Mpi` (and a [`Group`](crate::Group) over one) stays on the thread
+/// that made it: it is not `Send`, because rsmpi's communicator handles are
+/// not. Threads that communicate at once each need their own `Mpi::new` over
+/// their own communicator, with MPI initialised at `MPI_THREAD_MULTIPLE`
+/// (`mpi::initialize_with_threading`).
+///
 /// MPI errors abort the job under rsmpi's default error handler
 /// (`MPI_ERRORS_ARE_FATAL`); they are not returned as [`Error`]. A rank
 /// killed by a signal ends the job through `mpirun`. Messages larger than
