@@ -269,6 +269,39 @@ mod tests {
     }
 
     #[test]
+    fn jobs_whose_paths_differ_only_in_extension_keep_their_own_checkpoints() {
+        // Regression: `run-lr0.01` and `run-lr0.02` shared the temporary file
+        // `run-lr0.tmp`, and one job's checkpoint could hold the other's state.
+        let dir = std::env::temp_dir().join(format!("ringreduce-ckpt-pair-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let save = |name: &str, value: f32| {
+            let path = dir.join(name);
+            for i in 0..200 {
+                let c = Checkpoint::new(
+                    header(i),
+                    vec![value; 64],
+                    OptimizerState {
+                        buffers: vec![vec![value; 64]],
+                        steps: i as u64,
+                    },
+                    Vec::new(),
+                );
+                c.save(&path).unwrap();
+                assert_eq!(
+                    Checkpoint::load(&path).unwrap().params[0],
+                    value,
+                    "{name} holds another job's state"
+                );
+            }
+        };
+        std::thread::scope(|s| {
+            s.spawn(|| save("run-lr0.01", 1.0));
+            s.spawn(|| save("run-lr0.02", 2.0));
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn round_trip_and_corruption() {
         let dir = std::env::temp_dir().join(format!("ringreduce-ckpt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
