@@ -65,7 +65,19 @@ pub fn parse_size(text: &str) -> Result<u64> {
     number.checked_mul(1u64 << shift).ok_or_else(|| bad("too large"))
 }
 
-/// Formats bytes with a binary suffix when it is exact (`4096` → `4K`).
+/// Bytes as people write them: `16 MiB`, `4 KiB`, `1000 B` (a binary unit
+/// only when it is exact).
+pub fn human_size(bytes: u64) -> String {
+    for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+            return format!("{} {unit}", bytes >> shift);
+        }
+    }
+    format!("{bytes} B")
+}
+
+/// Formats bytes with a binary suffix when it is exact (`4096` → `4K`),
+/// as the command line takes them.
 pub fn format_size(bytes: u64) -> String {
     for (shift, suffix) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
         if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
@@ -97,6 +109,8 @@ mod tests {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
         assert_eq!(format_size(16 << 20), "16M");
+        assert_eq!(human_size(16 << 20), "16 MiB");
+        assert_eq!(human_size(407080), "407080 B");
         assert_eq!(format_size(1000), "1000");
     }
 }

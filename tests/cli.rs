@@ -43,6 +43,24 @@ fn malformed_numbers_and_commands_are_one_line_errors() {
 }
 
 #[test]
+fn clap_tips_survive_the_one_line_error() {
+    bad_input(
+        &["train", "--epoch", "2"],
+        "unexpected argument '--epoch' found (tip: a similar argument exists: '--epochs')",
+    );
+}
+
+#[test]
+fn an_unknown_algorithm_in_the_environment_names_the_variable() {
+    let mut cmd = Command::new(ringreduce());
+    cmd.args(["verify", "--max-count", "4"]).env("RINGREDUCE_ALGO", "tree");
+    let out = run_bounded(cmd, Duration::from_secs(60));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("invalid RINGREDUCE_ALGO: unknown algorithm `tree`"), "{err}");
+}
+
+#[test]
 fn help_lists_the_subcommands() {
     let out = run_bounded(
         {

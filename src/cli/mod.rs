@@ -137,13 +137,17 @@ pub fn parse_error(e: clap::Error) -> ExitCode {
         }
         return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
     }
-    // One line: clap's first line, without the usage block.
+    // One line: clap's first line and its tip, without the usage block.
     let rendered = e.render().to_string();
     let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
     let mut first = lines.next().unwrap_or("invalid arguments").to_string();
     if first.ends_with(':') {
         // "the following required arguments were not provided:" names them next.
         first = format!("{first} {}", lines.next().unwrap_or(""));
+    }
+    // "tip: a similar argument exists: '--epochs'", as clap suggests.
+    if let Some(tip) = rendered.lines().map(str::trim).find(|l| l.starts_with("tip:")) {
+        first = format!("{first} ({tip})");
     }
     fail(first.trim_start_matches("error: "))
 }

@@ -131,9 +131,9 @@ pub fn print_cost(c: &CostReport, format: Format) {
         }
         Format::Table => {
             println!(
-                "# {} ranks, {} B per rank ({} {}); ring messages: α = {:.3} µs, β = {:.4} ns/B; γ = {:.4} ns/B",
+                "# {} ranks, {} per rank ({} {}); ring messages: α = {:.3} µs, β = {:.4} ns/B; γ = {:.4} ns/B",
                 c.ranks,
-                ringreduce::units::format_size(c.bytes),
+                ringreduce::units::human_size(c.bytes),
                 c.count,
                 c.dtype,
                 c.ring_line.0 * 1e6,

@@ -85,7 +85,10 @@ impl Settings {
             s.tuning.params = Calibration::load(Path::new(&path))?.params;
         }
         if let Some(name) = env_value(ENV_ALGO) {
-            let a: Algorithm = name.parse()?;
+            let a: Algorithm = name.parse().map_err(|e: Error| Error::InvalidArgument {
+                what: ENV_ALGO,
+                reason: e.to_string(),
+            })?;
             s.tuning.force = (a != Algorithm::Auto).then_some(a);
         }
         if let Some(v) = env_value(ENV_CHECK) {
