@@ -6,7 +6,9 @@
 #
 #   scripts/cluster.sh up N [--rate 1gbit]   create hosts rr-h1 .. rr-hN
 #   scripts/cluster.sh run [-n RANKS] -- CMD ARGS…
-#                                            mpirun CMD with one rank per host
+#                                            mpirun CMD with one rank per host, in
+#                                            the caller's directory (CMD: a path,
+#                                            or a name on PATH)
 #   scripts/cluster.sh status                what exists
 #   scripts/cluster.sh down                  remove everything `up` created
 #
@@ -16,6 +18,8 @@
 # RINGREDUCE_CLUSTER_PREFIX and RINGREDUCE_CLUSTER_SUBNET (three octets)
 # change the names and addresses.
 set -euo pipefail
+# Commands run in the caller's directory; the script works from the repository.
+CALLER_DIR=$PWD
 cd "$(dirname "$0")/.."
 
 # Overridable so that tests can run a cluster of their own beside a user's.
@@ -102,6 +106,8 @@ AGENT
     for k in $(seq "$n"); do
       ip netns exec "${PREFIX}-h1" ping -c1 -W2 "$SUBNET.$k" >/dev/null || { down; die "host $k unreachable"; }
     done
+  else
+    echo "cluster.sh: ping not found (Debian: iputils-ping); hosts not checked for reachability" >&2
   fi
   echo "cluster up: $n hosts (${PREFIX}-h1 .. ${PREFIX}-h$n) on $BRIDGE, $SUBNET.0/24, links ${rate:-unlimited}"
 }
@@ -120,8 +126,14 @@ run() {
   done
   [ "${1:-}" = "--" ] && shift
   (($#)) || die "usage: cluster.sh run [-n RANKS] -- CMD ARGS…"
+  # A path, or a name resolved on PATH (`run -- hostname`), made absolute.
   local cmd
-  cmd=$(readlink -f "$1") || die "$1 not found"
+  if [[ "$1" == */* ]]; then
+    cmd=$(cd "$CALLER_DIR" && readlink -e "$1") || die "$1 not found"
+  else
+    cmd=$(type -P "$1") || die "$1 not found on PATH"
+  fi
+  [ -x "$cmd" ] || die "$1 is not an executable file"
   shift
   source scripts/mpienv.sh
   local export=(-x PATH)
@@ -132,6 +144,7 @@ run() {
   # address it uses is a cluster one.
   ip netns exec "${PREFIX}-h1" unshare --uts sh -c 'hostname "$0"; exec "$@"' "${PREFIX}-h1" \
     mpirun -n "$ranks" --hostfile "$STATE/hostfile" \
+    --wdir "$CALLER_DIR" \
     --mca plm_rsh_agent "$AGENT" \
     --mca btl tcp,self \
     --mca btl_tcp_if_include "$SUBNET.0/24" \

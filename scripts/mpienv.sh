@@ -1,4 +1,4 @@
-# Sourced by the scripts: OpenMPI settings for these machines (DESIGN.md §5).
+# Sourced by the scripts: Open MPI settings for these machines (README, "Across nodes").
 # - as root OpenMPI refuses to start unless explicitly allowed;
 # - more ranks than cores needs oversubscription (a correctness setting);
 # - yielding when idle keeps oversubscribed or namespaced ranks from starving.

@@ -105,7 +105,12 @@ fn three_hosts_run_verify_over_tcp_and_leave_nothing_behind() {
     assert_eq!(again.status.code(), Some(2));
     assert!(stderr(&again).contains("already up"), "{}", stderr(&again));
 
-    let names = run_bounded(cluster(&["run", "--", "/usr/bin/hostname"]), limit);
+    // Commands found on PATH, run in the caller's directory.
+    let names = run_bounded(cluster(&["run", "--", "hostname"]), limit);
+    let here = std::env::temp_dir();
+    let mut pwd = cluster(&["run", "--", "pwd"]);
+    pwd.current_dir(&here);
+    let dirs = run_bounded(pwd, limit);
     let mut seen: Vec<String> = stdout(&names).lines().map(str::to_string).collect();
     seen.sort();
     let verify = run_bounded(
@@ -128,6 +133,13 @@ fn three_hosts_run_verify_over_tcp_and_leave_nothing_behind() {
         ["rrtest-h1", "rrtest-h2", "rrtest-h3"],
         "{}",
         stderr(&names)
+    );
+    let here = here.canonicalize().unwrap();
+    assert!(
+        stdout(&dirs).lines().all(|l| std::path::Path::new(l) == here) && stdout(&dirs).lines().count() == 3,
+        "{}{}",
+        stdout(&dirs),
+        stderr(&dirs)
     );
     let text = stdout(&verify);
     assert!(verify.status.success(), "{text}\n{}", stderr(&verify));
