@@ -89,8 +89,12 @@ pub struct BenchConfig {
     pub warmup: Option<usize>,
     /// Smallest message in bytes.
     pub min_bytes: u64,
-    /// Largest message in bytes (sizes double from `min_bytes`).
+    /// Largest message in bytes.
     pub max_bytes: u64,
+    /// Each size is this many times the one before (nccl-tests' `-f`; 2).
+    pub factor: u64,
+    /// Time the in-place call too (nccl-tests' second column group).
+    pub in_place: bool,
     /// Validate one result per row and count wrong elements.
     pub check: bool,
     /// Seed of the check data.
@@ -98,13 +102,20 @@ pub struct BenchConfig {
 }
 
 impl BenchConfig {
-    /// The message sizes: `min_bytes`, doubling, up to `max_bytes`, each
-    /// rounded down to whole elements.
+    /// The message sizes: `min_bytes`, times `factor` each step, up to
+    /// `max_bytes`, each rounded down to whole elements.
     ///
     /// # Errors
-    /// When the range is empty or reversed, or holds no whole element.
+    /// When the range is empty or reversed, holds no whole element, or the
+    /// factor is below 2.
     pub fn sizes(&self) -> Result<Vec<u64>> {
         let s = self.dtype.size() as u64;
+        if self.factor < 2 {
+            return Err(Error::InvalidArgument {
+                what: "size factor",
+                reason: format!("{} does not grow the size; use 2 or more", self.factor),
+            });
+        }
         if self.min_bytes > self.max_bytes {
             return Err(Error::InvalidArgument {
                 what: "size range",
@@ -124,7 +135,7 @@ impl BenchConfig {
         let mut b = self.min_bytes.max(s);
         while b <= self.max_bytes {
             out.push(b / s * s);
-            b = match b.checked_mul(2) {
+            b = match b.checked_mul(self.factor) {
                 Some(n) => n,
                 None => break,
             };
@@ -134,8 +145,8 @@ impl BenchConfig {
     }
 }
 
-/// One line of the report.
-#[derive(Debug, Clone, Serialize)]
+/// One line of the report: one subject at one size.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Row {
     /// Message size in bytes.
     pub bytes: u64,
@@ -145,7 +156,7 @@ pub struct Row {
     pub dtype: String,
     /// Algorithm (`auto:ring` when auto chose the ring).
     pub algo: String,
-    /// Average over ranks of each rank's mean time, µs.
+    /// Average over ranks of each rank's mean time, µs (out of place).
     pub avg_us: f64,
     /// Smallest rank mean, µs.
     pub min_us: f64,
@@ -160,6 +171,66 @@ pub struct Row {
     /// Time the cost model predicts for the out-of-place call (model plus
     /// the copy of the input), µs (ours only).
     pub predicted_us: Option<f64>,
+    /// The in-place call, when timed.
+    pub in_place: Option<Timing>,
+    /// Ranks.
+    pub ranks: usize,
+    /// Reduce op.
+    pub op: String,
+    /// Rank 0's host name.
+    pub host: String,
+    /// UTC date of the run, `2026-11-23`.
+    pub date: String,
+}
+
+/// Times of one call kind (the in-place one, in a [`Row`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Timing {
+    /// Average over ranks of each rank's mean time, µs.
+    pub avg_us: f64,
+    /// Smallest rank mean, µs.
+    pub min_us: f64,
+    /// Largest rank mean, µs.
+    pub max_us: f64,
+    /// Algorithm bandwidth, GB/s.
+    pub algbw: f64,
+    /// Bus bandwidth, GB/s.
+    pub busbw: f64,
+    /// Elements that differed from the reference (all ranks), when checking.
+    pub wrong: Option<u64>,
+}
+
+/// This host's name (`/proc/sys/kernel/hostname`, else `$HOSTNAME`).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// Today's UTC date, `2026-11-23`.
+pub fn utc_date() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// Runs the benchmark over `group` (its settings: the call checks of the
@@ -221,6 +292,13 @@ pub fn run<C: Transport>(
     Ok(rows)
 }
 
+/// Where a timed call leaves its result.
+#[derive(Clone, Copy, PartialEq)]
+enum Placement {
+    OutOfPlace,
+    InPlace,
+}
+
 fn time_one<T: VerifyElement, C: Transport>(
     group: &Group<C>,
     vendor: Option<&dyn Vendor>,
@@ -233,9 +311,6 @@ fn time_one<T: VerifyElement, C: Transport>(
     let p = group.size();
     let count = case.count;
     let bytes = (count * T::DTYPE.size()) as u64;
-    let small = bytes <= 8192;
-    let iters = cfg.iters.unwrap_or(if small { 1000 } else { 100 }).max(1);
-    let warmup = cfg.warmup.unwrap_or(if small { 100 } else { 10 });
 
     // `-nocheck` subjects run with the call checks off, the same on every rank.
     let settings = group.settings();
@@ -245,62 +320,34 @@ fn time_one<T: VerifyElement, C: Transport>(
             ..settings
         });
     }
-    let call = |recv: &mut [T]| -> Result<()> {
-        match subject {
-            Subject::Ours(a) | Subject::Unchecked(a) => group.all_reduce(send, recv, cfg.op, a),
-            Subject::Vendor => {
-                if let Some(v) = vendor {
-                    v.all_reduce(
-                        T::DTYPE,
-                        cfg.op,
-                        bytemuck::cast_slice(send),
-                        bytemuck::cast_slice_mut(recv),
-                    );
-                }
-                Ok(())
-            }
-        }
-    };
-    // OSU's barrier after every timed call: the vendor's where there is one.
-    let barrier = || -> Result<()> {
-        match vendor {
-            Some(v) => {
-                v.barrier();
-                Ok(())
-            }
-            None => group.barrier(),
-        }
-    };
-
-    let timed = (|| -> Result<f64> {
-        for _ in 0..warmup {
-            call(recv)?;
-        }
-        barrier()?;
-        let mut total = 0.0;
-        for _ in 0..iters {
-            let start = Instant::now();
-            call(recv)?;
-            total += start.elapsed().as_secs_f64();
-            barrier()?;
-        }
-        Ok(total / iters as f64 * 1e6)
+    let timed = (|| -> Result<(Timing, Option<Timing>)> {
+        let out = time_placement(
+            group,
+            vendor,
+            cfg,
+            subject,
+            case,
+            send,
+            recv,
+            Placement::OutOfPlace,
+        )?;
+        let inp = match cfg.in_place {
+            true => Some(time_placement(
+                group,
+                vendor,
+                cfg,
+                subject,
+                case,
+                send,
+                recv,
+                Placement::InPlace,
+            )?),
+            false => None,
+        };
+        Ok((out, inp))
     })();
     group.set_settings(settings);
-    let mine = timed?;
-    let times = group.all_gather_value(&mine)?;
-    let avg = times.iter().sum::<f64>() / p as f64;
-    let min = times.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = times.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-
-    let wrong = if cfg.check {
-        call(recv)?;
-        let expected = reference(group, vendor, case, send)?;
-        let local = first_wrong(recv, &expected, cfg.op, p).map_or(0, |(w, _)| w as u64);
-        Some(group.all_gather_value(&local)?.iter().sum())
-    } else {
-        None
-    };
+    let (out, in_place) = timed?;
 
     let elem = T::DTYPE.size();
     let (algo, predicted_us) = match subject {
@@ -325,6 +372,113 @@ fn time_one<T: VerifyElement, C: Transport>(
             (name, Some(predicted))
         }
     };
+    Ok(Row {
+        bytes,
+        count: count as u64,
+        dtype: T::DTYPE.to_string(),
+        algo,
+        avg_us: out.avg_us,
+        min_us: out.min_us,
+        max_us: out.max_us,
+        algbw: out.algbw,
+        busbw: out.busbw,
+        wrong: out.wrong,
+        predicted_us,
+        in_place,
+        ranks: p,
+        op: cfg.op.to_string(),
+        host: host_name(),
+        date: utc_date(),
+    })
+}
+
+/// Warm-up, timed calls each followed by a barrier (OSU's method), the
+/// ranks' means gathered, and the optional check of one more call.
+#[allow(clippy::too_many_arguments)]
+fn time_placement<T: VerifyElement, C: Transport>(
+    group: &Group<C>,
+    vendor: Option<&dyn Vendor>,
+    cfg: &BenchConfig,
+    subject: Subject,
+    case: &Case,
+    send: &[T],
+    recv: &mut [T],
+    placement: Placement,
+) -> Result<Timing> {
+    let p = group.size();
+    let bytes = std::mem::size_of_val(send) as u64;
+    let small = bytes <= 8192;
+    let iters = cfg.iters.unwrap_or(if small { 1000 } else { 100 }).max(1);
+    let warmup = cfg.warmup.unwrap_or(if small { 100 } else { 10 });
+    // In place, the buffer starts as the input; repeated sums grow (floats
+    // saturate at ±inf, integers wrap), which costs the kernels nothing.
+    if placement == Placement::InPlace {
+        recv.copy_from_slice(send);
+    }
+    let call = |recv: &mut [T]| -> Result<()> {
+        match (subject, placement) {
+            (Subject::Ours(a) | Subject::Unchecked(a), Placement::OutOfPlace) => {
+                group.all_reduce(send, recv, cfg.op, a)
+            }
+            (Subject::Ours(a) | Subject::Unchecked(a), Placement::InPlace) => {
+                group.all_reduce_in_place(recv, cfg.op, a)
+            }
+            (Subject::Vendor, _) => {
+                if let Some(v) = vendor {
+                    match placement {
+                        Placement::OutOfPlace => v.all_reduce(
+                            T::DTYPE,
+                            cfg.op,
+                            bytemuck::cast_slice(send),
+                            bytemuck::cast_slice_mut(recv),
+                        ),
+                        Placement::InPlace => {
+                            v.all_reduce_in_place(T::DTYPE, cfg.op, bytemuck::cast_slice_mut(recv))
+                        }
+                    };
+                }
+                Ok(())
+            }
+        }
+    };
+    // OSU's barrier after every timed call: the vendor's where there is one.
+    let barrier = || -> Result<()> {
+        match vendor {
+            Some(v) => {
+                v.barrier();
+                Ok(())
+            }
+            None => group.barrier(),
+        }
+    };
+    for _ in 0..warmup {
+        call(recv)?;
+    }
+    barrier()?;
+    let mut total = 0.0;
+    for _ in 0..iters {
+        let start = Instant::now();
+        call(recv)?;
+        total += start.elapsed().as_secs_f64();
+        barrier()?;
+    }
+    let mine = total / iters as f64 * 1e6;
+    let times = group.all_gather_value(&mine)?;
+    let avg = times.iter().sum::<f64>() / p as f64;
+    let min = times.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = times.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+
+    let wrong = if cfg.check {
+        if placement == Placement::InPlace {
+            recv.copy_from_slice(send);
+        }
+        call(recv)?;
+        let expected = reference(group, vendor, case, send)?;
+        let local = first_wrong(recv, &expected, cfg.op, p).map_or(0, |(w, _)| w as u64);
+        Some(group.all_gather_value(&local)?.iter().sum())
+    } else {
+        None
+    };
     let algbw = if avg > 0.0 {
         bytes as f64 / (avg * 1e-6) / 1e9
     } else {
@@ -335,29 +489,29 @@ fn time_one<T: VerifyElement, C: Transport>(
     } else {
         0.0
     };
-    Ok(Row {
-        bytes,
-        count: count as u64,
-        dtype: T::DTYPE.to_string(),
-        algo,
+    Ok(Timing {
         avg_us: avg,
         min_us: min,
         max_us: max,
         algbw,
         busbw,
         wrong,
-        predicted_us,
     })
 }
 
-/// Column header of the CSV format (what `ringreduce plot` reads).
+/// Column header of the CSV format (what `ringreduce plot` and
+/// `ringreduce summary` read). The `ip_` columns are the in-place call's,
+/// empty when it was not timed.
 pub const CSV_HEADER: &str =
-    "bytes,count,type,algo,avg_us,min_us,max_us,algbw_gbs,busbw_gbs,wrong,predicted_us";
+    "bytes,count,type,algo,avg_us,min_us,max_us,algbw_gbs,busbw_gbs,wrong,predicted_us,\
+ip_avg_us,ip_min_us,ip_max_us,ip_algbw_gbs,ip_busbw_gbs,ip_wrong,ranks,op,host,date";
 
 /// One row of the CSV format.
 pub fn csv_row(r: &Row) -> String {
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    let ip = r.in_place;
     format!(
-        "{},{},{},{},{:.3},{:.3},{:.3},{:.4},{:.4},{},{}",
+        "{},{},{},{},{:.3},{:.3},{:.3},{:.4},{:.4},{},{},{},{},{},{},{},{},{},{},{},{}",
         r.bytes,
         r.count,
         r.dtype,
@@ -367,14 +521,113 @@ pub fn csv_row(r: &Row) -> String {
         r.max_us,
         r.algbw,
         r.busbw,
-        r.wrong.map_or(String::new(), |w| w.to_string()),
-        r.predicted_us.map_or(String::new(), |p| format!("{p:.3}"))
+        opt(r.wrong.map(|w| w.to_string())),
+        opt(r.predicted_us.map(|p| format!("{p:.3}"))),
+        opt(ip.map(|t| format!("{:.3}", t.avg_us))),
+        opt(ip.map(|t| format!("{:.3}", t.min_us))),
+        opt(ip.map(|t| format!("{:.3}", t.max_us))),
+        opt(ip.map(|t| format!("{:.4}", t.algbw))),
+        opt(ip.map(|t| format!("{:.4}", t.busbw))),
+        opt(ip.and_then(|t| t.wrong).map(|w| w.to_string())),
+        r.ranks,
+        r.op,
+        r.host,
+        r.date
     )
+}
+
+/// Reads a CSV that [`csv_row`] wrote (header first) back into rows.
+///
+/// # Errors
+/// Another header, or a row whose fields do not parse (naming its line).
+pub fn parse_csv(text: &str) -> Result<Vec<Row>> {
+    let bad = |reason: String| Error::InvalidArgument {
+        what: "bench CSV",
+        reason,
+    };
+    let mut lines = text.lines();
+    if lines.next().map(str::trim) != Some(CSV_HEADER) {
+        return Err(bad("not a `ringreduce bench --format csv` file".into()));
+    }
+    let mut rows = Vec::new();
+    for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let n = i + 2;
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 21 {
+            return Err(bad(format!("line {n}: {} fields, the header has 21", f.len())));
+        }
+        fn num<T: std::str::FromStr>(f: &[&str], i: usize, n: usize) -> Result<T> {
+            f[i].parse().map_err(|_| Error::InvalidArgument {
+                what: "bench CSV",
+                reason: format!("line {n}: field {} `{}` is not a number", i + 1, f[i]),
+            })
+        }
+        fn opt<T: std::str::FromStr>(f: &[&str], i: usize, n: usize) -> Result<Option<T>> {
+            if f[i].is_empty() {
+                Ok(None)
+            } else {
+                num(f, i, n).map(Some)
+            }
+        }
+        let in_place = match f[11] {
+            "" => None,
+            _ => Some(Timing {
+                avg_us: num(&f, 11, n)?,
+                min_us: num(&f, 12, n)?,
+                max_us: num(&f, 13, n)?,
+                algbw: num(&f, 14, n)?,
+                busbw: num(&f, 15, n)?,
+                wrong: opt(&f, 16, n)?,
+            }),
+        };
+        rows.push(Row {
+            bytes: num(&f, 0, n)?,
+            count: num(&f, 1, n)?,
+            dtype: f[2].to_string(),
+            algo: f[3].to_string(),
+            avg_us: num(&f, 4, n)?,
+            min_us: num(&f, 5, n)?,
+            max_us: num(&f, 6, n)?,
+            algbw: num(&f, 7, n)?,
+            busbw: num(&f, 8, n)?,
+            wrong: opt(&f, 9, n)?,
+            predicted_us: opt(&f, 10, n)?,
+            in_place,
+            ranks: num(&f, 17, n)?,
+            op: f[18].to_string(),
+            host: f[19].to_string(),
+            date: f[20].to_string(),
+        });
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_and_size_factors() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_415), (2025, 11, 23));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        let cfg = |min, max, factor| BenchConfig {
+            subjects: vec![],
+            dtype: DType::F32,
+            op: ReduceOp::Sum,
+            min_bytes: min,
+            max_bytes: max,
+            iters: None,
+            warmup: None,
+            check: false,
+            seed: 1,
+            factor,
+            in_place: false,
+        };
+        assert_eq!(cfg(8, 1024, 4).sizes().unwrap(), [8, 32, 128, 512]);
+        assert_eq!(cfg(4, 16, 2).sizes().unwrap(), [4, 8, 16]);
+        assert!(cfg(4, 16, 1).sizes().is_err());
+    }
 
     #[test]
     fn bench_runs_on_threads_with_checked_results() {
@@ -393,6 +646,8 @@ mod tests {
                 warmup: Some(1),
                 check: true,
                 seed: 1,
+                factor: 2,
+                in_place: true,
             };
             run(&g, &cfg, None, |_| {}).unwrap()
         });
@@ -401,6 +656,26 @@ mod tests {
         assert!(rows
             .iter()
             .all(|r| r.wrong == Some(0) && r.avg_us > 0.0 && r.min_us <= r.max_us));
+        // The in-place calls were timed and checked too.
+        assert!(rows
+            .iter()
+            .all(|r| r.in_place.is_some_and(|t| t.wrong == Some(0) && t.avg_us > 0.0)));
+        assert!(rows
+            .iter()
+            .all(|r| r.ranks == 3 && r.op == "sum" && r.date.len() == 10));
+        // The CSV reads back as written.
+        let csv: String = std::iter::once(CSV_HEADER.to_string())
+            .chain(rows.iter().map(csv_row))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let back = parse_csv(&csv).unwrap();
+        assert_eq!(back.len(), rows.len());
+        assert_eq!(csv_row(&back[5]), csv_row(&rows[5]));
+        assert!(parse_csv("bytes,time\n").is_err());
+        assert!(parse_csv(&csv.replacen(",sum,", ",sum,x,", 1))
+            .unwrap_err()
+            .to_string()
+            .contains("line 2: 22 fields"));
         assert!(rows.iter().any(|r| r.algo == "butterfly-nocheck"));
         assert!(rows.iter().any(|r| r.algo.starts_with("auto:")));
         // Without a vendor the `mpi` subject is refused, on every rank.
@@ -415,6 +690,8 @@ mod tests {
                 warmup: None,
                 check: false,
                 seed: 1,
+                factor: 2,
+                in_place: false,
             };
             run(&g, &cfg, None, |_| {}).unwrap_err().to_string()
         });

@@ -48,6 +48,8 @@ pub mod calibrate;
 pub mod plot;
 #[cfg(feature = "tools")]
 pub mod soak;
+#[cfg(feature = "tools")]
+pub mod summary;
 #[cfg(feature = "train")]
 pub mod train;
 #[cfg(feature = "tools")]

@@ -50,8 +50,10 @@ enum Command {
     Calibrate(cli::calibrate::Args),
     /// Train a classifier with synchronous data-parallel SGD (run under mpirun).
     Train(cli::train::Args),
-    /// Draw latency and bus-bandwidth charts (PNG and SVG) from a `bench --format csv` file.
+    /// Draw charts (PNG and SVG): latency and bus bandwidth from `bench --format csv` files, or a training run from its `--metrics` file.
     Plot(cli::plot::Args),
+    /// Medians and ranges over several `bench --format csv` runs, and paired ratios to the vendor.
+    Summary(cli::plot::SummaryArgs),
     /// Time the algorithms beside the vendor's MPI_Allreduce (run under mpirun).
     Bench(cli::bench::Args),
 }
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Calibrate(args) => cli::calibrate::run(args),
         Command::Train(args) => cli::train::run(args),
         Command::Plot(args) => cli::plot::run(args),
+        Command::Summary(args) => cli::plot::summary(args),
         Command::Bench(args) => cli::bench::run(args),
     }
 }

@@ -1,10 +1,16 @@
-//! PNG and SVG line charts of benchmark (and training) results, with
-//! plotters — no Python needed.
+//! PNG and SVG charts of benchmark and training results, with plotters —
+//! no Python needed.
+//!
+//! Bench charts draw each subject's median over the runs as a line with
+//! markers and its min–max range as a band; the training chart draws the
+//! loss (per-epoch points over a thin line of the logged steps) on the left
+//! axis and the held-out accuracy on the right. Colours are the Tableau 10
+//! palette, each line also has its own marker, and legends sit below the
+//! plot so they cover no data.
 //!
 //! Text is drawn with the DejaVu Sans font from Debian's `fonts-dejavu-core`
 //! (installed by `scripts/setup.sh`), or the TTF named by `RINGREDUCE_FONT`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -13,14 +19,39 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::summary::Summary;
+use crate::train::MetricsLog;
 
-/// One line of a chart.
+/// Opens `$path` as a PNG or SVG drawing area of `$size` named `$root`
+/// and evaluates `$body` (generic over the backend) on it.
+macro_rules! on_backend {
+    ($path:expr, $size:expr, $root:ident => $body:expr) => {{
+        let path: &Path = $path;
+        check_extension(path)?;
+        let svg = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+        let result = if svg {
+            let $root = SVGBackend::new(path, $size).into_drawing_area();
+            $body
+        } else {
+            let $root = BitMapBackend::new(path, $size).into_drawing_area();
+            $body
+        };
+        result.map_err(|e| plot_error(format!("{}: {e}", path.display())))
+    }};
+}
+
+/// One line of a chart: its points and, optionally, a band around them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
     /// Legend label.
     pub name: String,
     /// (x, y) points in x order.
     pub points: Vec<(f64, f64)>,
+    /// (x, low, high) of the band (the range over runs); empty for none.
+    pub band: Vec<(f64, f64, f64)>,
 }
 
 /// A chart to draw.
@@ -40,6 +71,100 @@ pub struct Chart<'a> {
     pub log_y: bool,
     /// The lines.
     pub series: &'a [Series],
+}
+
+/// Tableau 10: distinguishable, none faint on white.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// The colour of series `i`.
+fn colour(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+/// Evaluates `$body` with `$m` bound to marker `$kind` (circle, triangle,
+/// square, diamond, cross, in turn) at `$at` in `$colour`.
+macro_rules! with_marker {
+    ($at:expr, $kind:expr, $colour:expr, |$m:ident| $body:expr) => {{
+        let (at, colour): (_, RGBColor) = ($at, $colour);
+        let fill = colour.filled();
+        match $kind % 5 {
+            0 => {
+                let $m = Circle::new(at, 4, fill);
+                $body
+            }
+            1 => {
+                let $m = TriangleMarker::new(at, 5, fill);
+                $body
+            }
+            2 => {
+                let $m = EmptyElement::at(at) + Rectangle::new([(-4, -4), (4, 4)], fill);
+                $body
+            }
+            3 => {
+                let $m = EmptyElement::at(at) + Polygon::new(vec![(0, -5), (5, 0), (0, 5), (-5, 0)], fill);
+                $body
+            }
+            _ => {
+                let $m = Cross::new(at, 4, colour.stroke_width(2));
+                $body
+            }
+        }
+    }};
+}
+
+/// An entry of a legend: label, colour, marker (`None`: a line only), line width.
+struct Entry {
+    label: String,
+    colour: RGBColor,
+    marker: Option<usize>,
+    width: u32,
+}
+
+/// Height of the legend strip under a chart with `n` entries.
+fn legend_height(n: usize) -> u32 {
+    12 + 24 * n.div_ceil(LEGEND_COLUMNS) as u32
+}
+
+const LEGEND_COLUMNS: usize = 4;
+
+/// Draws the legend in its own strip, so it covers no data.
+fn legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[Entry],
+) -> std::result::Result<(), String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let width = area.dim_in_pixel().0 as i32;
+    let col = (width - 100) / LEGEND_COLUMNS as i32;
+    for (k, entry) in entries.iter().enumerate() {
+        let x = 90 + col * (k % LEGEND_COLUMNS) as i32;
+        let y = 14 + 24 * (k / LEGEND_COLUMNS) as i32;
+        let style = entry.colour.stroke_width(entry.width);
+        area.draw(&PathElement::new(vec![(x, y), (x + 28, y)], style))
+            .map_err(|x| e(&x))?;
+        if let Some(kind) = entry.marker {
+            with_marker!((x + 14, y), kind, entry.colour, |m| area
+                .draw(&m)
+                .map_err(|x| e(&x))?);
+        }
+        area.draw(&Text::new(
+            entry.label.clone(),
+            (x + 36, y - 8),
+            ("sans-serif", 15),
+        ))
+        .map_err(|x| e(&x))?;
+    }
+    Ok(())
 }
 
 const FONT_CANDIDATES: [&str; 2] = [
@@ -82,14 +207,16 @@ fn ensure_font() -> Result<()> {
 /// An unknown extension, no data, no font, or a file that cannot be written.
 pub fn draw(chart: &Chart, path: &Path) -> Result<()> {
     ensure_font()?;
-    let points: Vec<(f64, f64)> = chart
+    let usable = |v: f64, log: bool| v.is_finite() && (!log || v > 0.0);
+    let pts: Vec<(f64, f64)> = chart
         .series
         .iter()
-        .flat_map(|s| s.points.iter().copied())
-        .collect();
-    let usable = |v: f64, log: bool| v.is_finite() && (!log || v > 0.0);
-    let pts: Vec<_> = points
-        .into_iter()
+        .flat_map(|s| {
+            s.points
+                .iter()
+                .copied()
+                .chain(s.band.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]))
+        })
         .filter(|&(x, y)| usable(x, chart.log_x) && usable(y, chart.log_y))
         .collect();
     if pts.is_empty() {
@@ -99,37 +226,23 @@ pub fn draw(chart: &Chart, path: &Path) -> Result<()> {
     for &(x, y) in &pts {
         (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
     }
-    let pad = |lo: f64, hi: f64, log: bool| {
-        if log {
-            (lo / 1.5, hi * 1.5)
-        } else {
-            let span = (hi - lo).max(hi.abs() * 0.1).max(1e-12);
-            (
-                (lo - 0.05 * span).min(0.0f64.max(lo - 0.05 * span)),
-                hi + 0.08 * span,
-            )
-        }
-    };
     let (x0, x1) = pad(x0, x1, chart.log_x);
     let (y0, y1) = pad(y0, y1, chart.log_y);
-    let size = (960, 600);
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let result = match ext.as_str() {
-        "png" => {
-            let root = BitMapBackend::new(path, size).into_drawing_area();
-            draw_on(root, chart, (x0, x1), (y0, y1))
-        }
-        "svg" => {
-            let root = SVGBackend::new(path, size).into_drawing_area();
-            draw_on(root, chart, (x0, x1), (y0, y1))
-        }
-        _ => return check_extension(path),
-    };
-    result.map_err(|e| plot_error(format!("{}: {e}", path.display())))
+    on_backend!(path, (960, 600 + legend_height(chart.series.len())), root => {
+        draw_on(root, chart, (x0, x1), (y0, y1))
+    })
+}
+
+/// Room around the data: a factor on log axes, 5 % below and 8 % above on
+/// linear ones (never below zero for data that is not).
+fn pad(lo: f64, hi: f64, log: bool) -> (f64, f64) {
+    if log {
+        (lo / 1.5, hi * 1.5)
+    } else {
+        let span = (hi - lo).max(hi.abs() * 0.1).max(1e-12);
+        let low = lo - 0.05 * span;
+        (if lo >= 0.0 { low.max(0.0) } else { low }, hi + 0.08 * span)
+    }
 }
 
 /// Whether `path` names a file [`draw`] can write (`.png` or `.svg`).
@@ -184,8 +297,10 @@ where
 {
     let e = |e: &dyn std::fmt::Display| e.to_string();
     root.fill(&WHITE).map_err(|x| e(&x))?;
-    let mut ctx = ChartBuilder::on(&root)
-        .caption(chart.title, ("sans-serif", 24))
+    let height = root.dim_in_pixel().1;
+    let (plot_area, legend_area) = root.split_vertically(height - legend_height(chart.series.len()));
+    let mut ctx = ChartBuilder::on(&plot_area)
+        .caption(chart.title, ("sans-serif", 22))
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(72)
@@ -205,25 +320,49 @@ where
         .x_label_formatter(&x_fmt)
         .y_label_formatter(&y_fmt)
         .label_style(("sans-serif", 14))
+        .light_line_style(RGBColor(240, 240, 240))
+        .max_light_lines(2)
         .draw()
         .map_err(|x| e(&x))?;
+    // Bands first, so that every line is drawn over every band.
     for (i, s) in chart.series.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        let style = ShapeStyle::from(color).stroke_width(2);
-        ctx.draw_series(LineSeries::new(s.points.iter().copied(), style))
-            .map_err(|x| e(&x))?
-            .label(s.name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
-        ctx.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+        if s.band.iter().any(|&(_, lo, hi)| hi > lo) {
+            let outline: Vec<(f64, f64)> = s
+                .band
+                .iter()
+                .map(|&(x, lo, _)| (x, lo))
+                .chain(s.band.iter().rev().map(|&(x, _, hi)| (x, hi)))
+                .collect();
+            ctx.draw_series(std::iter::once(Polygon::new(
+                outline,
+                colour(i).mix(0.18).filled(),
+            )))
             .map_err(|x| e(&x))?;
+        }
     }
-    ctx.configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(|x| e(&x))?;
+    let mut entries = Vec::new();
+    for (i, s) in chart.series.iter().enumerate() {
+        let c = colour(i);
+        ctx.draw_series(LineSeries::new(s.points.iter().copied(), c.stroke_width(2)))
+            .map_err(|x| e(&x))?;
+        for &p in &s.points {
+            with_marker!(p, i, c, |m| ctx
+                .draw_series(std::iter::once(m))
+                .map_err(|x| e(&x))?);
+        }
+        let ranged = s.band.iter().any(|&(_, lo, hi)| hi > lo);
+        entries.push(Entry {
+            label: if ranged {
+                format!("{} (band: min–max)", s.name)
+            } else {
+                s.name.clone()
+            },
+            colour: c,
+            marker: Some(i),
+            width: 2,
+        });
+    }
+    legend(&legend_area, &entries)?;
     root.present().map_err(|x| e(&x))
 }
 
@@ -257,84 +396,201 @@ fn number_label(v: f64) -> String {
     }
 }
 
-/// Draws a training run's loss and test accuracy per epoch to `path` (PNG or SVG).
+/// Draws a training run's metrics to `path` (PNG or SVG): the training
+/// loss on the left axis (the mean of each logged stretch of steps as a
+/// thin line, each epoch's mean as points), the held-out accuracy on the
+/// right, epochs as integer ticks.
 ///
 /// # Errors
-/// Those of [`draw`].
-pub fn training(history: &[crate::train::EpochMetrics], title: &str, path: &Path) -> Result<()> {
-    let series = |name: &str, f: fn(&crate::train::EpochMetrics) -> f64| Series {
-        name: name.into(),
-        points: history.iter().map(|m| (m.epoch as f64, f(m))).collect(),
+/// No epochs, no font, an unknown extension, or a file that cannot be
+/// written.
+pub fn training(log: &MetricsLog, title: &str, path: &Path) -> Result<()> {
+    ensure_font()?;
+    let epochs: Vec<_> = log.epochs().collect();
+    let Some(last) = epochs.last() else {
+        return Err(plot_error(format!("{}: no epochs to plot", path.display())));
     };
-    let series = [
-        series("train loss", |m| m.train_loss),
-        series("test accuracy", |m| m.test_accuracy),
-    ];
-    let chart = Chart {
+    let per_epoch = log.steps_per_epoch().unwrap_or(1).max(1) as f64;
+    let steps: Vec<(f64, f64)> = log
+        .steps()
+        .map(|(s, l)| (s as f64 / per_epoch, l))
+        .filter(|p| p.1.is_finite())
+        .collect();
+    let losses = epochs
+        .iter()
+        .map(|m| m.train_loss)
+        .chain(steps.iter().map(|p| p.1))
+        .filter(|v| v.is_finite());
+    let top = losses.fold(0.0f64, f64::max).max(1e-6) * 1.08;
+    let accuracy: Vec<(f64, f64)> = epochs
+        .iter()
+        .filter_map(|m| m.test_accuracy.map(|a| (m.epoch as f64, a)))
+        .collect();
+    let low_acc = accuracy.iter().map(|p| p.1).fold(1.0f64, f64::min);
+    let acc_low = ((low_acc - 0.05).max(0.0) * 10.0).floor() / 10.0;
+    // A little room above 1, so a perfect score is not drawn on the frame.
+    let acc_range = acc_low..1.0 + 0.03 * (1.0 - acc_low);
+    let n = last.epoch;
+    let ticks = (n + 1).min(12);
+    let acc_name = log.accuracy.as_deref().map(|a| a.replace('_', " "));
+    let mut entries = vec![Entry {
+        label: "train loss per epoch".into(),
+        colour: colour(0),
+        marker: Some(0),
+        width: 2,
+    }];
+    if !steps.is_empty() {
+        entries.push(Entry {
+            label: "train loss, logged steps".into(),
+            colour: colour(0),
+            marker: None,
+            width: 1,
+        });
+    }
+    if let Some(name) = &acc_name {
+        entries.push(Entry {
+            label: format!("{name} (right axis)"),
+            colour: colour(1),
+            marker: Some(1),
+            width: 2,
+        });
+    }
+    let size = (960, 600 + legend_height(entries.len()));
+    let data = TrainingChart {
         title,
-        x_label: "epoch",
-        y_label: "loss / accuracy",
-        log_x: false,
-        x_bytes: false,
-        log_y: false,
-        series: &series,
+        epochs: n,
+        ticks,
+        top,
+        acc_range,
+        acc_name: acc_name.as_deref(),
+        steps,
+        points: epochs.iter().map(|m| (m.epoch as f64, m.train_loss)).collect(),
+        accuracy,
+        entries,
     };
-    draw(&chart, path)
+    on_backend!(path, size, root => draw_training(root, &data))
 }
 
-/// Reads the CSV written by `ringreduce bench --format csv` into one series
-/// per algorithm for latency (µs) and bus bandwidth (GB/s) against bytes.
-/// `auto:ring` and friends are all plotted as `auto`.
+/// What [`training`] draws.
+struct TrainingChart<'a> {
+    title: &'a str,
+    epochs: usize,
+    ticks: usize,
+    top: f64,
+    acc_range: std::ops::Range<f64>,
+    acc_name: Option<&'a str>,
+    steps: Vec<(f64, f64)>,
+    points: Vec<(f64, f64)>,
+    accuracy: Vec<(f64, f64)>,
+    entries: Vec<Entry>,
+}
+
+fn draw_training<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    t: &TrainingChart,
+) -> std::result::Result<(), String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    root.fill(&WHITE).map_err(|x| e(&x))?;
+    let height = root.dim_in_pixel().1;
+    let (plot_area, legend_area) = root.split_vertically(height - legend_height(t.entries.len()));
+    let x_range = || 0.0..t.epochs as f64 + 0.25;
+    let mut ctx = ChartBuilder::on(&plot_area)
+        .caption(t.title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
+        .right_y_label_area_size(if t.acc_name.is_some() { 72 } else { 0 })
+        .build_cartesian_2d(x_range(), 0.0..t.top)
+        .map_err(|x| e(&x))?
+        .set_secondary_coord(x_range(), t.acc_range.clone());
+    ctx.configure_mesh()
+        .x_desc("epoch")
+        .y_desc("training loss")
+        .x_labels(t.ticks)
+        // Whole epochs only.
+        .x_label_formatter(&|v| {
+            if (v - v.round()).abs() < 1e-9 {
+                format!("{v:.0}")
+            } else {
+                String::new()
+            }
+        })
+        .y_label_formatter(&|v| number_label(*v))
+        .label_style(("sans-serif", 14))
+        .light_line_style(RGBColor(240, 240, 240))
+        .max_light_lines(2)
+        .draw()
+        .map_err(|x| e(&x))?;
+    if let Some(name) = t.acc_name {
+        ctx.configure_secondary_axes()
+            .y_desc(name)
+            .y_label_formatter(&|v| number_label(*v))
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|x| e(&x))?;
+    }
+    let loss = colour(0);
+    ctx.draw_series(LineSeries::new(
+        t.steps.iter().copied(),
+        loss.mix(0.55).stroke_width(1),
+    ))
+    .map_err(|x| e(&x))?;
+    ctx.draw_series(LineSeries::new(t.points.iter().copied(), loss.stroke_width(2)))
+        .map_err(|x| e(&x))?;
+    for &p in &t.points {
+        with_marker!(p, 0, loss, |m| ctx
+            .draw_series(std::iter::once(m))
+            .map_err(|x| e(&x))?);
+    }
+    if t.acc_name.is_some() {
+        let c = colour(1);
+        ctx.draw_secondary_series(LineSeries::new(t.accuracy.iter().copied(), c.stroke_width(2)))
+            .map_err(|x| e(&x))?;
+        for &p in &t.accuracy {
+            with_marker!(p, 1, c, |m| ctx
+                .draw_secondary_series(std::iter::once(m))
+                .map_err(|x| e(&x))?);
+        }
+    }
+    legend(&legend_area, &t.entries)?;
+    root.present().map_err(|x| e(&x))
+}
+
+/// One series per subject of `summary`: (median, band) of latency in µs
+/// and of bus bandwidth in GB/s against bytes.
+pub fn bench_series(summary: &Summary) -> (Vec<Series>, Vec<Series>) {
+    let mut latency = Vec::new();
+    let mut busbw = Vec::new();
+    for subject in &summary.subjects {
+        let cells: Vec<_> = summary.cells.iter().filter(|c| &c.subject == subject).collect();
+        let x = |c: &crate::summary::Cell| c.bytes as f64;
+        latency.push(Series {
+            name: subject.clone(),
+            points: cells.iter().map(|c| (x(c), c.time.median)).collect(),
+            band: cells.iter().map(|c| (x(c), c.time.min, c.time.max)).collect(),
+        });
+        busbw.push(Series {
+            name: subject.clone(),
+            points: cells.iter().map(|c| (x(c), c.busbw.median)).collect(),
+            band: cells.iter().map(|c| (x(c), c.busbw.min, c.busbw.max)).collect(),
+        });
+    }
+    (latency, busbw)
+}
+
+/// Draws `latency.{png,svg}` and `busbw.{png,svg}` of `summary` into
+/// `out_dir`, titled `title` (default: [`Summary::title`]); returns the
+/// files written.
 ///
 /// # Errors
-/// A missing file, or a header or row that is not the bench CSV.
-pub fn bench_series(csv: &Path) -> Result<(Vec<Series>, Vec<Series>)> {
-    let bad = |reason: String| Error::InvalidArgument {
-        what: "bench CSV",
-        reason,
-    };
-    let text = std::fs::read_to_string(csv).map_err(|e| bad(format!("{}: {e}", csv.display())))?;
-    let mut lines = text.lines();
-    if lines.next() != Some(crate::bench::CSV_HEADER) {
-        return Err(bad(format!(
-            "{}: not a `ringreduce bench --format csv` file",
-            csv.display()
-        )));
-    }
-    let mut latency: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    let mut busbw: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for (n, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let f: Vec<&str> = line.split(',').collect();
-        let num = |i: usize| -> Result<f64> {
-            f.get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .ok_or_else(|| bad(format!("{} line {}: bad field {}", csv.display(), n + 2, i + 1)))
-        };
-        let algo = f
-            .get(3)
-            .map(|a| a.split(':').next().unwrap_or(a))
-            .unwrap_or("")
-            .to_string();
-        let (bytes, avg, bus) = (num(0)?, num(4)?, num(8)?);
-        latency.entry(algo.clone()).or_default().push((bytes, avg));
-        busbw.entry(algo).or_default().push((bytes, bus));
-    }
-    let to_series = |m: BTreeMap<String, Vec<(f64, f64)>>| {
-        m.into_iter()
-            .map(|(name, points)| Series { name, points })
-            .collect::<Vec<_>>()
-    };
-    Ok((to_series(latency), to_series(busbw)))
-}
-
-/// Draws `latency.{png,svg}` and `busbw.{png,svg}` from a bench CSV into
-/// `out_dir`; returns the files written.
-pub fn plot_bench(csv: &Path, out_dir: &Path, title: &str) -> Result<Vec<PathBuf>> {
-    let (latency, busbw) = bench_series(csv)?;
+/// A directory that cannot be made, or those of [`draw`].
+pub fn plot_bench(summary: &Summary, out_dir: &Path, title: Option<&str>) -> Result<Vec<PathBuf>> {
+    let (latency, busbw) = bench_series(summary);
     std::fs::create_dir_all(out_dir).map_err(|e| plot_error(format!("{}: {e}", out_dir.display())))?;
+    let title = title.map_or_else(|| summary.title(), str::to_string);
     // (file stem, title suffix, y label, logarithmic y, series)
     let charts = [
-        ("latency", "latency", "time (µs)", true, &latency),
+        ("latency", "all-reduce time", "time per call (µs)", true, &latency),
         ("busbw", "bus bandwidth", "busbw (GB/s)", false, &busbw),
     ];
     let mut written = Vec::new();
@@ -342,7 +598,7 @@ pub fn plot_bench(csv: &Path, out_dir: &Path, title: &str) -> Result<Vec<PathBuf
         for (stem, what, y_label, log_y, series) in charts {
             let path = out_dir.join(format!("{stem}.{ext}"));
             let chart = Chart {
-                title: &format!("{title}: {what}"),
+                title: &format!("{what}: {title}"),
                 x_label: "message size (bytes)",
                 y_label,
                 log_x: true,
@@ -374,28 +630,43 @@ mod tests {
     fn charts_are_written_and_bad_input_is_an_error() {
         let dir = std::env::temp_dir().join(format!("ringreduce-plot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let csv = dir.join("b.csv");
         let mut text = format!("{}\n", crate::bench::CSV_HEADER);
         for (i, algo) in ["ring", "mpi", "auto:ring"].iter().enumerate() {
             for b in [4u64, 64, 1024] {
-                text += &format!("{b},{},f32,{algo},{}.0,1,2,0.1,0.1,,\n", b / 4, i + 1);
+                text += &format!(
+                    "{b},{},f32,{algo},{}.0,1,2,0.1,0.1,,,,,,,,,2,sum,h,2026-11-23\n",
+                    b / 4,
+                    i + 1
+                );
             }
         }
-        std::fs::write(&csv, text).unwrap();
-        let (lat, _) = bench_series(&csv).unwrap();
+        let run = crate::bench::parse_csv(&text).unwrap();
+        let mut slow = run.clone();
+        for r in &mut slow {
+            r.avg_us *= 2.0;
+        }
+        let summary = Summary::new(&[run, slow]).unwrap();
+        let (lat, _) = bench_series(&summary);
         assert_eq!(
             lat.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-            ["auto", "mpi", "ring"]
+            ["ring", "mpi", "auto"]
         );
-        let files = plot_bench(&csv, &dir.join("out"), "test").unwrap();
+        // Median of 1 and 2 µs, band from 1 to 2.
+        assert_eq!(lat[0].points[0], (4.0, 1.5));
+        assert_eq!(lat[0].band[0], (4.0, 1.0, 2.0));
+        let files = plot_bench(&summary, &dir.join("out"), None).unwrap();
+        assert_eq!(files.len(), 4);
         for f in &files {
             let head = std::fs::read(f).unwrap();
             let png = head.starts_with(b"\x89PNG");
             let svg = String::from_utf8_lossy(&head).contains("<svg");
             assert!(png || svg, "{} is neither PNG nor SVG", f.display());
         }
-        std::fs::write(&csv, "size,time\n1,2\n").unwrap();
-        assert!(bench_series(&csv).is_err());
+        let svg = std::fs::read_to_string(dir.join("out/latency.svg")).unwrap();
+        assert!(
+            svg.contains("2 ranks, f32 sum, h, 2026-11-23, median of 2 runs"),
+            "title missing"
+        );
         let chart = Chart {
             title: "t",
             x_label: "x",
@@ -409,6 +680,8 @@ mod tests {
             draw(&chart, &dir.join("chart.bmp")).is_err(),
             "unknown extension accepted"
         );
+        let empty = MetricsLog::new(1, "sync:ring", None);
+        assert!(training(&empty, "t", &dir.join("t.png")).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -4,6 +4,7 @@
 //! one (on threads, say), using a serial reference instead.
 
 use mpi::collective::SystemOperation;
+use mpi::raw::AsRaw;
 use mpi::traits::*;
 
 use crate::element::{DType, Element, ReduceOp};
@@ -15,6 +16,9 @@ pub trait Vendor {
     /// elements; `avg` is its sum divided by the rank count). `false`, with
     /// nothing done, when the vendor has no such datatype. Collective.
     fn all_reduce(&self, dtype: DType, op: ReduceOp, send: &[u8], recv: &mut [u8]) -> bool;
+    /// The vendor's in-place all-reduce of `buf` (`MPI_IN_PLACE`); `false`,
+    /// with nothing done, as for [`Vendor::all_reduce`]. Collective.
+    fn all_reduce_in_place(&self, dtype: DType, op: ReduceOp, buf: &mut [u8]) -> bool;
     /// The vendor's barrier. Collective.
     fn barrier(&self);
     /// The library's version line, e.g. `Open MPI v4.1.4, …`.
@@ -45,7 +49,59 @@ fn typed<T: Element + Equivalence>(mpi: &Mpi, op: ReduceOp, send: &[u8], recv: &
     }
 }
 
+/// `MPI_IN_PLACE`, which rsmpi does not export: `(void *) 1` in Open MPI,
+/// `(void *) -1` in MPICH and the MPIs derived from it (Intel MPI, Cray
+/// MPICH, MVAPICH), told apart by the library's version string.
+fn mpi_in_place() -> *mut std::ffi::c_void {
+    static IN_PLACE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let v = *IN_PLACE.get_or_init(|| {
+        let version = mpi::environment::library_version().unwrap_or_default();
+        if version.contains("Open MPI") {
+            1
+        } else {
+            usize::MAX
+        }
+    });
+    v as *mut std::ffi::c_void
+}
+
+fn typed_in_place<T: Element + Equivalence>(mpi: &Mpi, op: ReduceOp, buf: &mut [u8]) {
+    let buf: &mut [T] = bytemuck::cast_slice_mut(buf);
+    if buf.is_empty() {
+        return;
+    }
+    let comm = mpi.communicator();
+    // SAFETY: MPI_IN_PLACE as the send buffer makes MPI read and write
+    // `buf`, `buf.len()` elements of T's datatype, which it owns mutably
+    // for the call; the datatype, op and communicator are live handles.
+    unsafe {
+        mpi::ffi::MPI_Allreduce(
+            mpi_in_place().cast_const(),
+            buf.as_mut_ptr().cast(),
+            buf.len() as i32,
+            T::equivalent_datatype().as_raw(),
+            system_op(op).as_raw(),
+            comm.as_raw(),
+        );
+    }
+    if op == ReduceOp::Avg {
+        T::divide(buf, comm.size() as usize);
+    }
+}
+
 impl Vendor for Mpi {
+    fn all_reduce_in_place(&self, dtype: DType, op: ReduceOp, buf: &mut [u8]) -> bool {
+        match dtype {
+            DType::F32 => typed_in_place::<f32>(self, op, buf),
+            DType::F64 => typed_in_place::<f64>(self, op, buf),
+            DType::I32 => typed_in_place::<i32>(self, op, buf),
+            DType::I64 => typed_in_place::<i64>(self, op, buf),
+            DType::U8 => typed_in_place::<u8>(self, op, buf),
+            DType::F16 | DType::BF16 => return false,
+        }
+        true
+    }
+
     fn all_reduce(&self, dtype: DType, op: ReduceOp, send: &[u8], recv: &mut [u8]) -> bool {
         match dtype {
             DType::F32 => typed::<f32>(self, op, send, recv),

@@ -53,11 +53,15 @@ fn clap_tips_survive_the_one_line_error() {
 #[test]
 fn an_unknown_algorithm_in_the_environment_names_the_variable() {
     let mut cmd = Command::new(ringreduce());
-    cmd.args(["verify", "--max-count", "4"]).env("RINGREDUCE_ALGO", "tree");
+    cmd.args(["verify", "--max-count", "4"])
+        .env("RINGREDUCE_ALGO", "tree");
     let out = run_bounded(cmd, Duration::from_secs(60));
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("invalid RINGREDUCE_ALGO: unknown algorithm `tree`"), "{err}");
+    assert!(
+        err.contains("invalid RINGREDUCE_ALGO: unknown algorithm `tree`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -147,7 +151,10 @@ fn cost_table_csv_and_json_agree_with_the_model() {
 #[test]
 fn bench_rejects_bad_input_in_one_line() {
     bad_input(&["bench", "-m", "10:5"], "minimum is above maximum");
-    bad_input(&["bench", "-m", "10"], "MIN:MAX");
+    bad_input(&["bench", "-m", "4K:x"], "expected a whole number of bytes");
+    bad_input(&["bench", "-f", "1"], "does not grow the size");
+    bad_input(&["bench", "-c", "2"], "expected 0 or 1");
+    bad_input(&["bench", "-m", "4:8", "-b", "4"], "cannot be used with");
     bad_input(&["bench", "--algo", "ring,tree"], "unknown algorithm `tree`");
     bad_input(&["bench", "--osu"], "exactly one");
 }
@@ -263,6 +270,173 @@ fn plot_rejects_missing_and_foreign_files_in_one_line() {
             "--out",
             dir.to_str().unwrap(),
         ],
+        "not a `ringreduce bench --format csv` file",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A CSV of two separable classes: label, then two features.
+fn two_class_csv(path: &std::path::Path, n: usize) {
+    let rows: String = (0..n)
+        .map(|i| {
+            let c = i % 2;
+            let x = if c == 0 { -1.0 } else { 1.0 } + (i % 7) as f64 * 0.05;
+            format!("{c},{x},{}\n", -x)
+        })
+        .collect();
+    std::fs::write(path, rows).unwrap();
+}
+
+#[test]
+fn a_csv_alone_reports_no_accuracy_and_a_held_out_set_is_named() {
+    let dir = std::env::temp_dir().join(format!("ringreduce-heldout-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (data, test, metrics) = (dir.join("train.csv"), dir.join("test.csv"), dir.join("m.csv"));
+    two_class_csv(&data, 200);
+    two_class_csv(&test, 40);
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--model",
+            "softmax",
+            "--batch",
+            "20",
+        ];
+        args.extend(["--epochs", "2", "--metrics", metrics.to_str().unwrap()]);
+        args.extend(extra);
+        let out = ringreduce_cmd(&args);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        (stdout(&out), std::fs::read_to_string(&metrics).unwrap())
+    };
+    // No held-out set: said in the header; no accuracy column anywhere.
+    let (text, csv) = train(&[]);
+    assert!(
+        text.contains("200 train, no held-out set: accuracy not measured"),
+        "{text}"
+    );
+    assert!(text.contains("# train: 1 rank, "), "{text}");
+    assert!(
+        !text.contains("_acc") && !csv.contains("accuracy"),
+        "{text}\n{csv}"
+    );
+    // On one rank nothing is all-reduced: the last column is 0.
+    let last = text.lines().rfind(|l| l.trim_start().starts_with("2 ")).unwrap();
+    assert_eq!(last.split_whitespace().last(), Some("0.0"), "{text}");
+    // A test file.
+    let (text, csv) = train(&["--test", test.to_str().unwrap()]);
+    assert!(
+        text.contains("200 train / 40 test") && text.contains("test_acc"),
+        "{text}"
+    );
+    assert!(csv.lines().next().unwrap().contains(",test_accuracy,"), "{csv}");
+    // A validation split: seeded, stratified, its own column.
+    let (text, csv) = train(&["--val-split", "0.25"]);
+    assert!(
+        text.contains("150 train / 50 validation (0.25 of the training set, stratified)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("val_acc") && csv.contains(",val_accuracy,"),
+        "{text}\n{csv}"
+    );
+    bad_input(
+        &[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--test",
+            test.to_str().unwrap(),
+            "--val-split",
+            "0.2",
+        ],
+        "cannot be used with",
+    );
+    bad_input(
+        &["train", "--data", data.to_str().unwrap(), "--val-split", "1.5"],
+        "between 0 and 1",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn plot_and_summary_read_what_bench_and_train_write() {
+    let dir = std::env::temp_dir().join(format!("ringreduce-summary-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Two runs of a one-rank sweep (no mpirun needed for one rank).
+    let mut runs = Vec::new();
+    for r in 0..2 {
+        let out = ringreduce_cmd(&[
+            "bench", "--algo", "ring,mpi", "-m", "4:64", "-n", "5", "-w", "1", "--format", "csv",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let path = dir.join(format!("run{r}.csv"));
+        std::fs::write(&path, stdout(&out)).unwrap();
+        runs.push(path);
+    }
+    let files: Vec<&str> = runs.iter().map(|p| p.to_str().unwrap()).collect();
+    let mut args = vec!["summary", "--csv"];
+    args.extend(&files);
+    let out = ringreduce_cmd(&args);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        text.contains("1 rank, f32 sum") && text.contains("median of 2 runs"),
+        "{text}"
+    );
+    // 5 sizes × 2 subjects, then ring/vendor and best-fixed/vendor per size.
+    assert_eq!(
+        text.lines().filter(|l| l.contains(" B  ")).count(),
+        5 * 2 + 5 * 2,
+        "{text}"
+    );
+    let mut args = vec!["plot", "--out", dir.to_str().unwrap(), "--csv"];
+    args.extend(&files);
+    let out = ringreduce_cmd(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::read(dir.join("latency.png"))
+        .unwrap()
+        .starts_with(b"\x89PNG"));
+    // A training metrics file draws the training chart.
+    let metrics = dir.join("m.csv");
+    let out = ringreduce_cmd(&[
+        "train",
+        "--data",
+        "synthetic",
+        "--epochs",
+        "2",
+        "--batch",
+        "60",
+        "--metrics",
+        metrics.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ringreduce_cmd(&[
+        "plot",
+        "--csv",
+        metrics.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::read(dir.join("training.png"))
+        .unwrap()
+        .starts_with(b"\x89PNG"));
+    bad_input(
+        &[
+            "plot",
+            "--csv",
+            metrics.to_str().unwrap(),
+            runs[0].to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        "one training metrics file",
+    );
+    std::fs::write(dir.join("junk.csv"), "a,b\n1,2\n").unwrap();
+    bad_input(
+        &["summary", "--csv", dir.join("junk.csv").to_str().unwrap()],
         "not a `ringreduce bench --format csv` file",
     );
     std::fs::remove_dir_all(&dir).unwrap();

@@ -121,6 +121,8 @@ fn bench_checks_every_algorithm_and_the_vendor_at_3_ranks() {
     assert_eq!(rows.len(), 15 * (Algorithm::CONCRETE.len() + 2), "{text}");
     for r in &rows {
         assert_eq!(r[9], "0", "wrong elements: {r:?}");
+        // The in-place call too, the vendor's MPI_IN_PLACE included.
+        assert_eq!(r[16], "0", "wrong elements in place: {r:?}");
         assert!(r[4].parse::<f64>().unwrap() > 0.0, "{r:?}");
     }
     assert!(rows.iter().any(|r| r[3] == "mpi") && rows.iter().any(|r| r[3].starts_with("auto:")));
@@ -263,20 +265,35 @@ fn train_writes_metrics_plot_and_checkpoint_and_resumes() {
         ),
     );
     assert!(whole.status.success(), "{}{}", stdout(&whole), stderr(&whole));
-    let csv = std::fs::read_to_string(&metrics).unwrap();
-    assert_eq!(csv.lines().count(), 3, "{csv}");
+    let log = ringreduce::train::MetricsLog::load(&metrics).unwrap();
+    let epochs: Vec<_> = log.epochs().cloned().collect();
+    assert_eq!(epochs.len(), 2, "{}", log.to_csv());
+    // 100 steps per epoch, a step row every 50 (the default --log-every).
+    assert_eq!(log.steps().map(|s| s.0).collect::<Vec<_>>(), [50, 100, 150, 200]);
+    assert!(log
+        .lines
+        .iter()
+        .all(|l| l.ranks == 2 && l.strategy == "sync:ring"));
     // The synthetic blobs are well separated: a held-out accuracy near 1.
-    let accuracy: f64 = csv
-        .lines()
-        .last()
-        .unwrap()
-        .split(',')
-        .nth(2)
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(accuracy > 0.9, "test accuracy {accuracy}:\n{csv}");
+    let accuracy = epochs[1].test_accuracy.unwrap();
+    assert!(accuracy > 0.9, "test accuracy {accuracy}:\n{}", log.to_csv());
+    assert!(epochs[1].samples_per_sec > 0.0 && epochs[1].step == 200);
     assert!(std::fs::read(&plot).unwrap().starts_with(b"\x89PNG"));
+    // Progress on stderr (not a terminal under mpirun): plain lines, rank 0's only.
+    let progress: Vec<&str> = std::str::from_utf8(&whole.stderr)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("epoch "))
+        .collect();
+    assert_eq!(progress.len(), 4, "{progress:?}");
+    assert!(
+        progress[3].starts_with("epoch 2/2  step 200/200  loss "),
+        "{progress:?}"
+    );
+    assert!(
+        progress[3].contains(" samples/s  elapsed ") && progress[3].contains("  ETA "),
+        "{progress:?}"
+    );
     let final_line = |text: &str| {
         text.lines()
             .rfind(|l| l.trim_start().starts_with('2'))
@@ -285,11 +302,21 @@ fn train_writes_metrics_plot_and_checkpoint_and_resumes() {
     let uninterrupted =
         final_line(&stdout(&whole)).unwrap_or_else(|| panic!("no epoch 2 line:\n{}", stdout(&whole)));
 
-    // One epoch, then resume on 3 ranks to epoch 2: same loss and accuracy to the printed digits.
-    assert!(run(2, with("1", &[])).status.success());
-    let resumed = run(3, with("2", &["--resume"]));
+    // One epoch, then resume on 3 ranks to epoch 2: same loss and accuracy
+    // to the printed digits, and the metrics file keeps epoch 1's rows.
+    let part = dir.join("part.csv");
+    let part_arg = ["--metrics", part.to_str().unwrap()];
+    assert!(run(2, with("1", &part_arg)).status.success());
+    let resumed = run(3, with("2", &[&part_arg[..], &["--resume"]].concat()));
     let text = stdout(&resumed);
     assert!(resumed.status.success(), "{text}{}", stderr(&resumed));
+    assert!(
+        text.contains(&format!(
+            "resumed from epoch 1 of 2 (checkpoint {})",
+            ckpt.display()
+        )),
+        "{text}"
+    );
     assert!(
         !text.lines().any(|l| l.trim_start().starts_with("1 ")),
         "epoch 1 ran again:\n{text}"
@@ -301,6 +328,17 @@ fn train_writes_metrics_plot_and_checkpoint_and_resumes() {
             .collect::<Vec<_>>()
     };
     assert_eq!(cols(&final_line(&text).unwrap()), cols(&uninterrupted));
+    let log = ringreduce::train::MetricsLog::load(&part).unwrap();
+    let ranks: Vec<(usize, usize)> = log
+        .lines
+        .iter()
+        .filter_map(|l| match &l.row {
+            ringreduce::train::log::Row::Epoch(m) => Some((m.epoch, l.ranks)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ranks, [(1, 2), (2, 3)], "{}", log.to_csv());
+    assert_eq!(log.steps().count(), 4, "{}", log.to_csv());
 
     // A batch the rank count does not divide: one line, non-zero exit.
     let bad = run(

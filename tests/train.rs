@@ -74,10 +74,60 @@ fn softmax_regression_learns_the_synthetic_blobs() {
             .unwrap()
     });
     let last = metrics[0].last().unwrap();
-    assert!(last.test_accuracy > 0.9, "accuracy {}", last.test_accuracy);
+    let accuracy = last.test_accuracy.unwrap();
+    assert!(accuracy > 0.9, "accuracy {accuracy}");
     assert!(metrics[0][0].train_loss > last.train_loss, "loss did not fall");
     assert_eq!(metrics[0], metrics[2], "ranks report different metrics");
     assert_eq!(last.allreduce_bytes, (model.num_params() * 4 * (600 / 30)) as u64);
+    assert_eq!((last.step, metrics[0][0].step), (5 * 20, 20));
+}
+
+#[test]
+fn step_losses_are_global_the_same_on_every_rank_and_one_rank_moves_no_bytes() {
+    let train = data::synthetic(240, 4, 3, 1);
+    let model = Mlp::softmax(4, 3).unwrap();
+    let run = |p: usize| {
+        Group::local(p, |g| {
+            let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let log = seen.clone();
+            let opt = SyncSgd::builder()
+                .batch(24)
+                .lr(0.5)
+                .epochs(2)
+                .build()
+                .unwrap()
+                .on_step(move |m| log.lock().unwrap().push((m.global_step, m.loss)));
+            let mut params = opt.init_params(&model);
+            let history = opt.fit(&g, &model, &mut params, &train, None, |_| {}).unwrap();
+            let steps = seen.lock().unwrap().clone();
+            (history, steps)
+        })
+    };
+    let one = run(1);
+    let three = run(3);
+    let (history, steps) = &one[0];
+    assert_eq!(steps.len(), 20);
+    assert_eq!(
+        steps.iter().map(|s| s.0).collect::<Vec<_>>(),
+        (1..=20).collect::<Vec<_>>()
+    );
+    // Without a held-out set there is no accuracy; on one rank no bytes move.
+    assert!(history
+        .iter()
+        .all(|m| m.test_accuracy.is_none() && m.allreduce_bytes == 0));
+    // The epoch's loss is the mean of its steps' global batch losses.
+    let mean: f64 = steps[..10].iter().map(|s| s.1).sum::<f64>() / 10.0;
+    assert!(
+        (history[0].train_loss - mean).abs() < 1e-9,
+        "{} vs {mean}",
+        history[0].train_loss
+    );
+    // Every rank sees the same global step losses, equal to one rank's up to rounding.
+    assert_eq!(three[0].1, three[2].1);
+    for (a, b) in three[0].1.iter().zip(steps) {
+        assert!((a.1 - b.1).abs() < 1e-4 * b.1.abs().max(1.0), "{a:?} vs {b:?}");
+    }
+    assert!(three[0].0.iter().all(|m| m.allreduce_bytes > 0));
 }
 
 #[test]

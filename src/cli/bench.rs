@@ -8,8 +8,8 @@ use ringreduce::cost::Calibration;
 use ringreduce::vendor::Vendor;
 use ringreduce::{calibrate, DType, Group, Mpi, ReduceOp, Settings};
 
-use super::report::{bench_header, bench_row, osu_header, osu_row};
-use super::{fail, on_world, one, size_range, subjects, Format, List};
+use super::report::{bench_footer, bench_header, bench_row, osu_header, osu_row};
+use super::{fail, on_world, one, size_arg, size_range, subjects, Format, List};
 
 /// Settings of `ringreduce bench`.
 #[derive(clap::Args, Debug)]
@@ -23,18 +23,35 @@ pub struct Args {
     /// Reduce op.
     #[arg(long, default_value = "sum", value_parser = one::<ReduceOp>)]
     op: ReduceOp,
-    /// Size range MIN:MAX in bytes, doubling (units allowed: 4:16M).
-    #[arg(short = 'm', long = "message-size", default_value = "4:16M", value_parser = size_range)]
-    sizes: (u64, u64),
-    /// Timed iterations per size (default: 1000 up to 8 KiB, 100 above).
-    #[arg(long)]
+    /// Sizes [MIN:]MAX in bytes (OSU's -m; K, M, G are powers of two:
+    /// 4:16M, or 4K for 1 element up to 4 KiB).
+    #[arg(short = 'm', long = "message-size", value_parser = size_range, conflicts_with_all = ["minbytes", "maxbytes"])]
+    sizes: Option<(u64, u64)>,
+    /// Smallest size (nccl-tests' -b).
+    #[arg(short = 'b', long, value_parser = size_arg, default_value = "4")]
+    minbytes: u64,
+    /// Largest size (nccl-tests' -e).
+    #[arg(short = 'e', long, value_parser = size_arg, default_value = "16M")]
+    maxbytes: u64,
+    /// Each size is this many times the one before (nccl-tests' -f).
+    #[arg(short = 'f', long, default_value_t = 2)]
+    stepfactor: u64,
+    /// Timed iterations per size (nccl-tests' -n, OSU's -i; default: 1000
+    /// up to 8 KiB, 100 above).
+    #[arg(short = 'n', long, visible_short_alias = 'i', visible_alias = "iterations")]
     iters: Option<usize>,
-    /// Warm-up iterations per size (default: 100 up to 8 KiB, 10 above).
-    #[arg(long)]
+    /// Warm-up iterations per size (nccl-tests' -w, OSU's -x; default: 100
+    /// up to 8 KiB, 10 above).
+    #[arg(short = 'w', long, visible_short_alias = 'x', visible_alias = "warmup_iters")]
     warmup: Option<usize>,
-    /// Validate one result per row and fill #wrong.
-    #[arg(long)]
+    /// Validate one result per row and fill #wrong (nccl-tests' -c 0/1;
+    /// alone it means 1).
+    #[arg(short = 'c', long, num_args = 0..=1, default_value = "0", default_missing_value = "1", value_parser = zero_one)]
     check: bool,
+    /// Time the out-of-place call only (by default the in-place call too,
+    /// as nccl-tests does).
+    #[arg(long)]
+    no_in_place: bool,
     /// Add the cost model's predicted time and the measured/predicted ratio.
     #[arg(long)]
     predict: bool,
@@ -74,16 +91,20 @@ pub fn run(args: Args) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
+    let (min_bytes, max_bytes) = args.sizes.unwrap_or((args.minbytes, args.maxbytes));
     let cfg = BenchConfig {
         subjects: args.algo.0.clone(),
         dtype: args.dtype,
         op: args.op,
-        min_bytes: args.sizes.0,
-        max_bytes: args.sizes.1,
+        min_bytes,
+        max_bytes,
+        factor: args.stepfactor,
         iters: args.iters,
         warmup: args.warmup,
         check: args.check,
         seed: args.seed,
+        // OSU's layout has no in-place column.
+        in_place: !args.no_in_place && !args.osu,
     };
     // Rank 0's settings on every rank.
     on_world(Some(settings), |group| measure(&args, &cfg, group))
@@ -114,7 +135,7 @@ fn measure(args: &Args, cfg: &BenchConfig, group: &Group<Mpi>) -> ExitCode {
             println!("{}", osu_row(row));
         } else {
             match args.format {
-                Format::Table => println!("{}", bench_row(row, args.predict)),
+                Format::Table => println!("{}", bench_row(row, cfg.in_place, args.predict)),
                 Format::Csv => println!("{}", csv_row(row)),
                 Format::Json => {}
             }
@@ -124,13 +145,22 @@ fn measure(args: &Args, cfg: &BenchConfig, group: &Group<Mpi>) -> ExitCode {
         Ok(rows) => rows,
         Err(e) => return fail(e),
     };
+    if root && matches!(args.format, Format::Table) && !args.osu {
+        for line in bench_footer(&rows, cfg.check) {
+            println!("{line}");
+        }
+    }
     if root && matches!(args.format, Format::Json) && !args.osu {
         println!(
             "{}",
             serde_json::to_string_pretty(&rows).expect("JSON of plain values")
         );
     }
-    let wrong: u64 = rows.iter().filter_map(|r| r.wrong).sum();
+    let wrong: u64 = rows
+        .iter()
+        .flat_map(|r| [r.wrong, r.in_place.and_then(|t| t.wrong)])
+        .flatten()
+        .sum();
     if wrong > 0 {
         if root {
             eprintln!("ringreduce: {wrong} wrong elements in checked results");
@@ -156,9 +186,18 @@ fn print_header(args: &Args, cfg: &BenchConfig, ranks: usize) {
                 cfg.iters.map_or_else(default, |i| i.to_string()),
                 cfg.warmup.map_or_else(default, |i| i.to_string())
             );
-            println!("{}", bench_header(args.predict));
+            println!("{}", bench_header(cfg.in_place, args.predict));
         }
         Format::Csv => println!("{CSV_HEADER}"),
         Format::Json => {}
+    }
+}
+
+/// nccl-tests' `-c 0/1`: 0, 1, false or true.
+fn zero_one(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "true" => Ok(true),
+        "0" | "false" => Ok(false),
+        _ => Err(format!("`{s}`: expected 0 or 1")),
     }
 }

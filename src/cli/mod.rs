@@ -6,6 +6,7 @@ pub mod bench;
 pub mod calibrate;
 pub mod cost;
 pub mod plot;
+pub mod progress;
 pub mod report;
 pub mod soak;
 pub mod train;
@@ -86,12 +87,12 @@ pub fn size_arg(s: &str) -> Result<u64, String> {
     parse_size(s).map_err(|e| e.to_string())
 }
 
-/// Parses `MIN:MAX` byte sizes.
+/// Parses `MIN:MAX` byte sizes, or OSU's `MAX` alone (from one element).
 pub fn size_range(s: &str) -> Result<(u64, u64), String> {
-    let (lo, hi) = s
-        .split_once(':')
-        .ok_or_else(|| format!("`{s}`: expected MIN:MAX, e.g. 4:16M"))?;
-    let (lo, hi) = (size_arg(lo)?, size_arg(hi)?);
+    let (lo, hi) = match s.split_once(':') {
+        Some((lo, hi)) => (size_arg(lo)?, size_arg(hi)?),
+        None => (1, size_arg(s)?),
+    };
     if lo > hi {
         return Err(format!("`{s}`: minimum is above maximum"));
     }
@@ -105,13 +106,6 @@ pub fn launcher_rank() -> usize {
         .iter()
         .find_map(|v| std::env::var(v).ok()?.parse().ok())
         .unwrap_or(0)
-}
-
-/// Whether this process was started by a launcher (mpirun).
-pub fn launched() -> bool {
-    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some())
 }
 
 /// Prints one error line (from rank 0 only) and returns exit code 2.

@@ -1,30 +1,135 @@
-//! `ringreduce plot`.
+//! `ringreduce plot` and `ringreduce summary`: charts and tables from the
+//! CSV files `bench` and `train` write.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use ringreduce::summary::Summary;
+use ringreduce::train::MetricsLog;
+use ringreduce::Error;
 
 use super::fail;
 
 /// Settings of `ringreduce plot`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The CSV written by `ringreduce bench --format csv`.
-    #[arg(long)]
-    csv: PathBuf,
-    /// Directory for latency.{png,svg} and busbw.{png,svg}.
+    /// `bench --format csv` files (several runs of one sweep: medians with
+    /// a min–max band), or one `train --metrics` file.
+    #[arg(long, required = true, num_args = 1..)]
+    csv: Vec<PathBuf>,
+    /// Directory for latency.{png,svg} and busbw.{png,svg}, or training.{png,svg}.
     #[arg(long)]
     out: PathBuf,
-    /// Chart title prefix.
-    #[arg(long, default_value = "ringreduce all-reduce", allow_hyphen_values = true)]
-    title: String,
+    /// Chart title (default: ranks, type, op, host and date from the CSV).
+    #[arg(long, allow_hyphen_values = true)]
+    title: Option<String>,
 }
 
-/// Draws the bench charts and names the files written.
+/// Settings of `ringreduce summary`.
+#[derive(clap::Args, Debug)]
+pub struct SummaryArgs {
+    /// `bench --format csv` files: several runs of one sweep.
+    #[arg(long, required = true, num_args = 1..)]
+    csv: Vec<PathBuf>,
+    /// Plain text, or a Markdown table for a README.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
+    format: SummaryFormat,
+}
+
+/// Layout of `ringreduce summary`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SummaryFormat {
+    // One line per subject and size, then the ratios.
+    Text,
+    // One table row per size.
+    Markdown,
+}
+
+/// Reads a CSV file (at most 256 MiB) as text, naming it in errors.
+fn read(path: &Path) -> ringreduce::Result<String> {
+    let data = |reason: String| Error::Data {
+        path: path.display().to_string(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| data(e.to_string()))?;
+    if !meta.is_file() || meta.len() > 256 << 20 {
+        return Err(data("not a regular file of at most 256 MiB".into()));
+    }
+    std::fs::read_to_string(path).map_err(|e| data(e.to_string()))
+}
+
+/// The summary of bench CSV files.
+fn summarise(files: &[PathBuf]) -> ringreduce::Result<Summary> {
+    let runs = files
+        .iter()
+        .map(|f| {
+            ringreduce::bench::parse_csv(&read(f)?).map_err(|e| Error::Data {
+                path: f.display().to_string(),
+                reason: e.to_string(),
+            })
+        })
+        .collect::<ringreduce::Result<Vec<_>>>()?;
+    Summary::new(&runs)
+}
+
+/// Draws the charts and names the files written.
 pub fn run(args: Args) -> ExitCode {
-    match ringreduce::plot::plot_bench(&args.csv, &args.out, &args.title) {
+    let drawn = (|| -> ringreduce::Result<Vec<PathBuf>> {
+        let first = read(&args.csv[0])?;
+        if first.starts_with("epoch,step,") {
+            if args.csv.len() > 1 {
+                return Err(Error::InvalidArgument {
+                    what: "--csv",
+                    reason: "one training metrics file at a time".into(),
+                });
+            }
+            let log = MetricsLog::parse(&first).map_err(|e| Error::Data {
+                path: args.csv[0].display().to_string(),
+                reason: e.to_string(),
+            })?;
+            std::fs::create_dir_all(&args.out).map_err(|e| Error::Data {
+                path: args.out.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            let title = args.title.clone().unwrap_or_else(|| training_title(&log));
+            let mut files = Vec::new();
+            for ext in ["png", "svg"] {
+                let path = args.out.join(format!("training.{ext}"));
+                ringreduce::plot::training(&log, &title, &path)?;
+                files.push(path);
+            }
+            return Ok(files);
+        }
+        ringreduce::plot::plot_bench(&summarise(&args.csv)?, &args.out, args.title.as_deref())
+    })();
+    match drawn {
         Ok(files) => {
             for f in files {
                 println!("wrote {}", f.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// `sync:ring, 2 ranks` (the last run's, for a resumed log).
+pub fn training_title(log: &MetricsLog) -> String {
+    format!(
+        "training: {}, {} rank{}",
+        log.strategy,
+        log.ranks,
+        if log.ranks == 1 { "" } else { "s" }
+    )
+}
+
+/// Prints the summary of several bench runs.
+pub fn summary(args: SummaryArgs) -> ExitCode {
+    match summarise(&args.csv) {
+        Ok(s) => {
+            match args.format {
+                SummaryFormat::Text => print!("{}", s.to_text()),
+                SummaryFormat::Markdown => print!("{}", s.to_markdown()),
             }
             ExitCode::SUCCESS
         }

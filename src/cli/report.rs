@@ -8,25 +8,66 @@ use ringreduce::DType;
 
 use super::Format;
 
-/// Column header of the bench table.
-pub fn bench_header(predict: bool) -> String {
+/// Column header of the bench table: nccl-tests' out-of-place and
+/// in-place column groups (the second when `in_place`), units in brackets.
+pub fn bench_header(in_place: bool, predict: bool) -> String {
+    let mut groups = format!("#{:>47}{:<73}", "", "out-of-place");
     let mut h = format!(
-        "{:>12} {:>10} {:>5} {:>16} {:>12} {:>12} {:>12} {:>8} {:>8} {:>7}",
-        "size(B)", "count", "type", "algo", "avg(us)", "min(us)", "max(us)", "algbw", "busbw", "#wrong"
+        "{:>12} {:>10} {:>5} {:>16} {:>12} {:>12} {:>12} {:>11} {:>11} {:>7}",
+        "size(B)",
+        "count",
+        "type",
+        "algo",
+        "time(us)",
+        "min(us)",
+        "max(us)",
+        "algbw(GB/s)",
+        "busbw(GB/s)",
+        "#wrong"
     );
+    if in_place {
+        groups += "in-place";
+        h += &format!(
+            "  {:>12} {:>11} {:>11} {:>7}",
+            "time(us)", "algbw(GB/s)", "busbw(GB/s)", "#wrong"
+        );
+    }
     if predict {
         h += &format!(" {:>12} {:>10}", "pred(us)", "meas/pred");
     }
-    h
+    format!("{}\n{h}", groups.trim_end())
 }
 
-/// One row of the bench table.
-pub fn bench_row(r: &Row, predict: bool) -> String {
-    let wrong = r.wrong.map_or("-".to_string(), |w| w.to_string());
+/// One row of the bench table, columns as [`bench_header`].
+pub fn bench_row(r: &Row, in_place: bool, predict: bool) -> String {
+    let wrong = |w: Option<u64>| w.map_or("-".to_string(), |w| w.to_string());
     let mut line = format!(
-        "{:>12} {:>10} {:>5} {:>16} {:>12.2} {:>12.2} {:>12.2} {:>8.3} {:>8.3} {:>7}",
-        r.bytes, r.count, r.dtype, r.algo, r.avg_us, r.min_us, r.max_us, r.algbw, r.busbw, wrong
+        "{:>12} {:>10} {:>5} {:>16} {:>12.2} {:>12.2} {:>12.2} {:>11.3} {:>11.3} {:>7}",
+        r.bytes,
+        r.count,
+        r.dtype,
+        r.algo,
+        r.avg_us,
+        r.min_us,
+        r.max_us,
+        r.algbw,
+        r.busbw,
+        wrong(r.wrong)
     );
+    if in_place {
+        match r.in_place {
+            Some(t) => {
+                line += &format!(
+                    "  {:>12.2} {:>11.3} {:>11.3} {:>7}",
+                    t.avg_us,
+                    t.algbw,
+                    t.busbw,
+                    wrong(t.wrong)
+                )
+            }
+            None => line += &format!("  {:>12} {:>11} {:>11} {:>7}", "-", "-", "-", "-"),
+        }
+    }
     if predict {
         match r.predicted_us {
             Some(p) => line += &format!(" {:>12.2} {:>10.2}", p, r.avg_us / p),
@@ -34,6 +75,54 @@ pub fn bench_row(r: &Row, predict: bool) -> String {
         }
     }
     line
+}
+
+/// nccl-tests' closing lines: the bus bandwidth averaged over every size
+/// and both placements (one line per subject when there are several), and
+/// the count of wrong values when checked.
+pub fn bench_footer(rows: &[Row], check: bool) -> Vec<String> {
+    let mut subjects: Vec<String> = Vec::new();
+    let mut sums: Vec<(f64, usize)> = Vec::new();
+    for r in rows {
+        // `auto:ring` and `auto:butterfly` are one subject.
+        let name = r.algo.split(':').next().unwrap_or(&r.algo).to_string();
+        let i = match subjects.iter().position(|s| *s == name) {
+            Some(i) => i,
+            None => {
+                subjects.push(name);
+                sums.push((0.0, 0));
+                subjects.len() - 1
+            }
+        };
+        for bw in std::iter::once(r.busbw).chain(r.in_place.map(|t| t.busbw)) {
+            sums[i].0 += bw;
+            sums[i].1 += 1;
+        }
+    }
+    let mut lines: Vec<String> = subjects
+        .iter()
+        .zip(&sums)
+        .map(|(name, (sum, n))| {
+            let avg = sum / (*n).max(1) as f64;
+            if subjects.len() == 1 {
+                format!("# Avg bus bandwidth    : {avg:.5} GB/s")
+            } else {
+                format!("# Avg bus bandwidth    : {avg:.5} GB/s  ({name})")
+            }
+        })
+        .collect();
+    if check {
+        let wrong: u64 = rows
+            .iter()
+            .flat_map(|r| [r.wrong, r.in_place.and_then(|t| t.wrong)])
+            .flatten()
+            .sum();
+        lines.push(format!(
+            "# Out of bounds values : {wrong} {}",
+            if wrong == 0 { "OK" } else { "FAILED" }
+        ));
+    }
+    lines
 }
 
 /// The `osu_allreduce` header for `dtype` (a blank line first, as OSU prints).
@@ -175,30 +264,23 @@ pub fn print_cost(c: &CostReport, format: Format) {
     }
 }
 
-/// Column header of the per-epoch training lines.
-pub const EPOCH_HEADER: &str = "epoch  train_loss  test_acc  epoch_s  allreduce_share  allreduced_MB";
+/// Column header of the per-epoch training lines; `accuracy` names the
+/// held-out column (`test_acc`, `val_acc`) or is `None` without one.
+pub fn epoch_header(accuracy: Option<&str>) -> String {
+    let acc = accuracy.map_or(String::new(), |a| format!("  {a:>8}"));
+    format!("epoch  train_loss{acc}  epoch_s  samples/s  allreduce_share  allreduced_MB")
+}
 
-/// One per-epoch training line.
+/// One per-epoch training line, columns as [`epoch_header`].
 pub fn epoch_row(m: &EpochMetrics) -> String {
+    let acc = m.test_accuracy.map_or(String::new(), |a| format!("  {a:>8.4}"));
     format!(
-        "{:>5}  {:>10.4}  {:>8.4}  {:>7.2}  {:>14.1}%  {:>13.1}",
+        "{:>5}  {:>10.4}{acc}  {:>7.3}  {:>9.0}  {:>14.1}%  {:>13.1}",
         m.epoch,
         m.train_loss,
-        m.test_accuracy,
         m.epoch_secs,
+        m.samples_per_sec,
         100.0 * m.allreduce_secs / m.epoch_secs.max(1e-12),
         m.allreduce_bytes as f64 / 1e6
     )
-}
-
-/// The metrics CSV of a training run.
-pub fn metrics_csv(history: &[EpochMetrics]) -> String {
-    let mut csv = String::from("epoch,train_loss,test_accuracy,epoch_secs,allreduce_secs,allreduce_bytes\n");
-    for m in history {
-        csv += &format!(
-            "{},{},{},{},{},{}\n",
-            m.epoch, m.train_loss, m.test_accuracy, m.epoch_secs, m.allreduce_secs, m.allreduce_bytes
-        );
-    }
-    csv
 }

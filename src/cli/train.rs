@@ -3,11 +3,16 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ringreduce::train::{data, Dataset, EpochMetrics, Mlp, Model, SyncSgd};
+use std::sync::Arc;
+
+use ringreduce::train::data::{HeldOut, Sets};
+use ringreduce::train::log::{MetricsLog, Row};
+use ringreduce::train::{data, EpochMetrics, Mlp, Model, Strategy, SyncSgd};
 use ringreduce::{Algorithm, Error};
 
-use super::report::{epoch_row, metrics_csv, EPOCH_HEADER};
-use super::{fail, launched, on_world, one, writable};
+use super::progress::Progress;
+use super::report::{epoch_header, epoch_row};
+use super::{fail, on_world, one, writable};
 
 /// Settings of `ringreduce train`.
 #[derive(clap::Args, Debug)]
@@ -16,6 +21,14 @@ pub struct Args {
     /// MNIST-layout IDX files (train-images-idx3-ubyte[.gz] …), or a CSV file (label, features…).
     #[arg(long, default_value = "fashion-mnist")]
     data: String,
+    /// Held-out set to measure accuracy on: a CSV file, or a directory's
+    /// t10k-* IDX files (default: the data set's own test part; a CSV has none).
+    #[arg(long, value_name = "FILE")]
+    test: Option<PathBuf>,
+    /// Hold out this fraction of the training set (seeded by --seed,
+    /// stratified by class) and report val_accuracy on it.
+    #[arg(long, value_name = "F", conflicts_with = "test")]
+    val_split: Option<f64>,
     /// softmax or mlp.
     #[arg(long, default_value = "mlp")]
     model: String,
@@ -40,16 +53,22 @@ pub struct Args {
     /// Seed of initialisation and shuffling.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Write per-epoch metrics to this CSV file (rank 0).
+    /// Write metrics to this CSV file (rank 0): a row every --log-every
+    /// steps and one per epoch, rewritten after every epoch.
     #[arg(long)]
     metrics: Option<PathBuf>,
+    /// Log the loss every N steps: a line on stderr (without a terminal)
+    /// and a row in --metrics; 0 for none.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    log_every: usize,
     /// Draw loss and accuracy per epoch to this PNG or SVG file (rank 0).
     #[arg(long)]
     plot: Option<PathBuf>,
     /// Rank 0 writes a checkpoint here after every epoch.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
-    /// Continue from --checkpoint (on any rank count dividing --batch).
+    /// Continue from --checkpoint (on any rank count dividing --batch),
+    /// appending to --metrics.
     #[arg(long, requires = "checkpoint")]
     resume: bool,
 }
@@ -80,60 +99,155 @@ pub fn run(o: Args) -> ExitCode {
     on_world(None, |group| {
         // Each rank reads the data itself: a rank that cannot is named by
         // rank 0 (`rank 1: …`), and every rank stops.
-        let loaded = (|| -> ringreduce::Result<(Dataset, Dataset, Mlp)> {
-            let (train, test) = data::named(&o.data, o.seed)?;
-            let model = Mlp::named(&o.model, &o.hidden, train.dim, train.classes.max(test.classes))?;
-            Ok((train, test, model))
+        let loaded = (|| -> ringreduce::Result<(Sets, Mlp)> {
+            let sets = data::load(&o.data, o.test.as_deref(), o.val_split, o.seed)?;
+            let classes = sets
+                .held_out
+                .iter()
+                .fold(sets.train.classes, |c, d| c.max(d.classes));
+            let model = Mlp::named(&o.model, &o.hidden, sets.train.dim, classes)?;
+            Ok((sets, model))
         })();
-        let (train, test, model) = match group.agree(loaded) {
+        let (sets, model) = match group.agree(loaded) {
             Ok(l) => l,
             Err(e) => return fail(e),
         };
         let root = group.rank() == 0;
+        // Rank 0 keeps the metrics of the epochs a resumed run does not redo.
+        let mut log = MetricsLog::new(group.size(), opt.strategy().name(), sets.kind.accuracy_column());
+        let earlier = match (root, o.resume, &o.metrics) {
+            (true, true, Some(path)) if path.exists() => earlier_metrics(path, &log),
+            _ => Ok(None),
+        };
+        match group.agree(earlier) {
+            Ok(Some(old)) => log.lines = old.lines,
+            Ok(None) => {}
+            Err(e) => return fail(e),
+        }
+        let p = group.size();
         if root {
             println!(
-            "# train: {} ranks, {} ({} train / {} test, {} features, {} classes), model {:?} ({} parameters), batch {}, lr {}, momentum {}, {}",
-            group.size(), o.data, train.len(), test.len(), train.dim, train.classes,
-            model.sizes(), model.num_params(), o.batch, o.lr, o.momentum, o.algo
-        );
-            println!("{EPOCH_HEADER}");
+                "# train: {p} rank{}, {} ({}), model {:?} ({} parameters), batch {}, lr {}, momentum {}, {}",
+                if p == 1 { "" } else { "s" },
+                o.data,
+                describe(&sets),
+                model.sizes(),
+                model.num_params(),
+                o.batch,
+                o.lr,
+                o.momentum,
+                o.algo
+            );
         }
         let mut params = opt.init_params(&model);
-        // A progress bar on a terminal; plain per-epoch lines otherwise. Under
-        // mpirun a rank's stdout is a pseudo-terminal even when the job's output
-        // goes to a file, so launched ranks always print plain lines.
-        let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
-        let bar = (root && terminal && !launched()).then(progress_bar);
-        let opt = match bar.clone() {
-            Some(bar) => opt.on_step(move |epoch, step, steps| {
-                if step == 1 {
-                    bar.set_length(steps as u64);
-                    bar.set_prefix(epoch.to_string());
+        let progress = Arc::new(Progress::new(root, o.log_every, o.batch));
+        let resumed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let opt = {
+            let (progress, resumed) = (progress.clone(), resumed.clone());
+            let (epochs, checkpoint) = (o.epochs, o.checkpoint.clone().unwrap_or_default());
+            opt.on_step(move |m| progress.step(m)).on_resume(move |&done| {
+                resumed.store(done, std::sync::atomic::Ordering::Relaxed);
+                if root {
+                    println!(
+                        "resumed from epoch {done} of {epochs} (checkpoint {})",
+                        checkpoint.display()
+                    );
                 }
-                bar.set_position(step as u64);
-            }),
-            None => opt,
+            })
         };
-        let on_epoch = |m: &EpochMetrics| match &bar {
-            Some(bar) if root && !bar.is_hidden() => bar.println(epoch_row(m)),
-            _ if root => println!("{}", epoch_row(m)),
-            _ => {}
-        };
-        let result = opt.fit(group, &model, &mut params, &train, Some(&test), on_epoch);
-        if let Some(bar) = &bar {
-            bar.finish_and_clear();
+        if root {
+            println!("{}", epoch_header(sets.kind.accuracy_column().map(short_name)));
         }
+        let mut saved = Ok(());
+        let on_epoch = |m: &EpochMetrics| {
+            if !root {
+                return;
+            }
+            progress.println(&epoch_row(m));
+            if m.epoch == resumed.load(std::sync::atomic::Ordering::Relaxed) + 1 {
+                log.truncate_after(m.epoch - 1);
+            }
+            for row in progress.take_rows() {
+                log.push(row);
+            }
+            log.push(Row::Epoch(m.clone()));
+            if let (Some(path), Ok(())) = (&o.metrics, &saved) {
+                saved = log.save(path);
+            }
+        };
+        let result = opt.fit(
+            group,
+            &model,
+            &mut params,
+            &sets.train,
+            sets.held_out.as_ref(),
+            on_epoch,
+        );
+        progress.finish();
+        let result = result.and_then(|h| group.agree(saved).map(|()| h));
         let history = match result {
             Ok(h) => h,
             Err(e) => return fail(e),
         };
         if root {
-            if let Err(e) = outputs(&o, &history) {
-                return fail(e);
+            if let Some(path) = &o.metrics {
+                println!("metrics: {}", path.display());
+            }
+            if let Some(path) = &o.plot {
+                if let Err(e) = ringreduce::plot::training(
+                    &log,
+                    &format!("{}, {}", super::plot::training_title(&log), o.data),
+                    path,
+                ) {
+                    return fail(e);
+                }
+                println!("plot: {}", path.display());
+            }
+            if history.is_empty() {
+                println!("no epochs left to run");
             }
         }
         ExitCode::SUCCESS
     })
+}
+
+/// `60000 train / 10000 test, 784 features, 10 classes`, and what a run
+/// without a held-out set does not measure.
+fn describe(sets: &Sets) -> String {
+    let (train, n) = (&sets.train, sets.held_out.as_ref().map_or(0, |d| d.len()));
+    let held = match sets.kind {
+        HeldOut::Test => format!(" / {n} test"),
+        HeldOut::Validation(f) => format!(" / {n} validation ({f} of the training set, stratified)"),
+        HeldOut::None => ", no held-out set: accuracy not measured (give --test or --val-split)".into(),
+    };
+    format!(
+        "{} train{held}, {} features, {} classes",
+        train.len(),
+        train.dim,
+        train.classes
+    )
+}
+
+/// `test_accuracy` → `test_acc` in the terminal table.
+fn short_name(column: &str) -> &str {
+    column.strip_suffix("uracy").unwrap_or(column)
+}
+
+/// The metrics file a resumed run appends to, when it is one this run can
+/// continue (the same held-out column).
+fn earlier_metrics(path: &std::path::Path, log: &MetricsLog) -> ringreduce::Result<Option<MetricsLog>> {
+    let old = MetricsLog::load(path)?;
+    if old.accuracy != log.accuracy {
+        return Err(Error::Data {
+            path: path.display().to_string(),
+            reason: format!(
+                "has the columns `{}`, this run writes `{}`: move it away to start a new file",
+                old.header(),
+                log.header()
+            ),
+        });
+    }
+    Ok(Some(old))
 }
 
 /// Refuses settings and output paths that would fail after training.
@@ -153,32 +267,6 @@ fn preflight(o: &Args) -> ringreduce::Result<()> {
     }
     if let Some(plot) = &o.plot {
         ringreduce::plot::check_extension(plot)?;
-    }
-    Ok(())
-}
-
-fn progress_bar() -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stdout());
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:40}] {pos}/{len} steps, {eta} left")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar
-}
-
-/// Rank 0 writes the metrics CSV and draws the plot.
-fn outputs(o: &Args, history: &[EpochMetrics]) -> ringreduce::Result<()> {
-    if let Some(path) = &o.metrics {
-        std::fs::write(path, metrics_csv(history)).map_err(|e| Error::Data {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        println!("metrics: {}", path.display());
-    }
-    if let Some(path) = &o.plot {
-        ringreduce::plot::training(history, "synchronous SGD", path)?;
-        println!("plot: {}", path.display());
     }
     Ok(())
 }

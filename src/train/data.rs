@@ -51,6 +51,54 @@ impl Dataset {
         (self, rest)
     }
 
+    /// A seeded, stratified split: `fraction` of each class's examples
+    /// (rounded, chosen by a shuffle seeded with `seed`) form the second
+    /// set; both keep the original order. The same on every rank.
+    ///
+    /// # Errors
+    /// A fraction outside (0, 1), or one that leaves either set empty.
+    pub fn stratified_split(self, fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
+        let invalid = |reason: String| Error::InvalidArgument {
+            what: "--val-split",
+            reason,
+        };
+        if !(fraction > 0.0 && fraction < 1.0) {
+            return Err(invalid(format!("{fraction} is not a fraction between 0 and 1")));
+        }
+        let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); self.classes];
+        for (i, &l) in self.labels.iter().enumerate() {
+            by_class[l as usize].push(i);
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_0000_5B11_7000);
+        let mut held = vec![false; self.len()];
+        for members in &mut by_class {
+            let take = (members.len() as f64 * fraction).round() as usize;
+            rand::seq::SliceRandom::shuffle(members.as_mut_slice(), &mut rng);
+            for &i in &members[..take] {
+                held[i] = true;
+            }
+        }
+        let n_held = held.iter().filter(|&&h| h).count();
+        if n_held == 0 || n_held == self.len() {
+            return Err(invalid(format!(
+                "a fraction {fraction} of {} examples leaves {} for validation and {} for training",
+                self.len(),
+                n_held,
+                self.len() - n_held
+            )));
+        }
+        let part = |keep: bool| {
+            let idx: Vec<usize> = (0..self.len()).filter(|&i| held[i] == keep).collect();
+            Dataset {
+                features: idx.iter().flat_map(|&i| self.row(i).iter().copied()).collect(),
+                labels: idx.iter().map(|&i| self.labels[i]).collect(),
+                dim: self.dim,
+                classes: self.classes,
+            }
+        };
+        Ok((part(false), part(true)))
+    }
+
     /// Features of example `i`.
     pub fn row(&self, i: usize) -> &[f32] {
         &self.features[i * self.dim..(i + 1) * self.dim]
@@ -184,23 +232,29 @@ pub fn load_idx(images: &Path, labels: &Path) -> Result<Dataset> {
 /// Loads Fashion-MNIST (train, test) from a directory holding the four
 /// `*-idx?-ubyte[.gz]` files, by default [`FASHION_MNIST_DIR`].
 pub fn fashion_mnist(dir: &Path) -> Result<(Dataset, Dataset)> {
-    let find = |stem: &str| -> Result<PathBuf> {
-        [dir.join(format!("{stem}.gz")), dir.join(stem)]
+    Ok((
+        fashion_mnist_part(dir, "train")?,
+        fashion_mnist_part(dir, "t10k")?,
+    ))
+}
+
+/// One part (`train` or `t10k`) of an MNIST-layout directory.
+fn fashion_mnist_part(dir: &Path, part: &str) -> Result<Dataset> {
+    let find = |stem: String| -> Result<PathBuf> {
+        [dir.join(format!("{stem}.gz")), dir.join(&stem)]
             .into_iter()
             .find(|p| p.is_file())
             .ok_or_else(|| {
                 data_error(
-                    &dir.join(stem),
+                    &dir.join(&stem),
                     "missing (install Debian's dataset-fashion-mnist, or run scripts/setup.sh)",
                 )
             })
     };
-    let train = load_idx(
-        &find("train-images-idx3-ubyte")?,
-        &find("train-labels-idx1-ubyte")?,
-    )?;
-    let test = load_idx(&find("t10k-images-idx3-ubyte")?, &find("t10k-labels-idx1-ubyte")?)?;
-    Ok((train, test))
+    load_idx(
+        &find(format!("{part}-images-idx3-ubyte"))?,
+        &find(format!("{part}-labels-idx1-ubyte"))?,
+    )
 }
 
 /// Loads a CSV file: one example per line, the integer label first, then
@@ -280,17 +334,110 @@ pub fn load_csv(path: &Path) -> Result<Dataset> {
 /// examples, 20 features, 5 classes, split 6000/1000 so both halves share the
 /// class means), a directory of the four MNIST-layout IDX files (MNIST,
 /// Fashion-MNIST, KMNIST), or a CSV file — which has no held-out part, so
-/// it serves as both.
+/// its test set is `None`.
 ///
 /// # Errors
 /// Those of the loaders.
-pub fn named(spec: &str, seed: u64) -> Result<(Dataset, Dataset)> {
+pub fn named(spec: &str, seed: u64) -> Result<(Dataset, Option<Dataset>)> {
     match spec {
-        "fashion-mnist" => fashion_mnist(Path::new(FASHION_MNIST_DIR)),
-        "synthetic" => Ok(synthetic(7000, 20, 5, seed).split(6000)),
-        dir if Path::new(dir).is_dir() => fashion_mnist(Path::new(dir)),
-        path => load_csv(Path::new(path)).map(|d| (d.clone(), d)),
+        "fashion-mnist" => fashion_mnist(Path::new(FASHION_MNIST_DIR)).map(|(a, b)| (a, Some(b))),
+        "synthetic" => {
+            let (a, b) = synthetic(7000, 20, 5, seed).split(6000);
+            Ok((a, Some(b)))
+        }
+        dir if Path::new(dir).is_dir() => fashion_mnist(Path::new(dir)).map(|(a, b)| (a, Some(b))),
+        path => load_csv(Path::new(path)).map(|d| (d, None)),
     }
+}
+
+/// Where a run's held-out examples come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HeldOut {
+    /// The data set's own test part, or a `--test` file.
+    Test,
+    /// A seeded, stratified fraction of the training set.
+    Validation(f64),
+    /// None: no accuracy is measured.
+    None,
+}
+
+impl HeldOut {
+    /// The metrics' name of the accuracy on this set: `test_accuracy`,
+    /// `val_accuracy`, or `None`.
+    pub fn accuracy_column(&self) -> Option<&'static str> {
+        match self {
+            HeldOut::Test => Some("test_accuracy"),
+            HeldOut::Validation(_) => Some("val_accuracy"),
+            HeldOut::None => None,
+        }
+    }
+}
+
+/// The sets of a run: what trains and what measures.
+#[derive(Debug, Clone)]
+pub struct Sets {
+    /// Training examples.
+    pub train: Dataset,
+    /// Held-out examples, when there are any.
+    pub held_out: Option<Dataset>,
+    /// Where the held-out examples come from.
+    pub kind: HeldOut,
+}
+
+/// Loads `spec` as [`named`] does, then picks the held-out set: the file
+/// or directory `test` (a directory's `t10k-*` files) when given, else a
+/// seeded stratified `val_split` fraction of the training set when given,
+/// else the data set's own test part — and a CSV without either has none.
+///
+/// # Errors
+/// Those of the loaders; both `test` and `val_split`; a fraction outside
+/// (0, 1); a split that leaves either side empty; a test set whose features
+/// differ in number from the training set's.
+pub fn load(spec: &str, test: Option<&Path>, val_split: Option<f64>, seed: u64) -> Result<Sets> {
+    let invalid = |what: &'static str, reason: String| Error::InvalidArgument { what, reason };
+    if test.is_some() && val_split.is_some() {
+        return Err(invalid(
+            "--val-split",
+            "one held-out set per run: give --test or --val-split, not both".into(),
+        ));
+    }
+    let (train, own_test) = named(spec, seed)?;
+    if let Some(path) = test {
+        let test = if path.is_dir() {
+            fashion_mnist_part(path, "t10k")?
+        } else {
+            load_csv(path)?
+        };
+        if test.dim != train.dim {
+            return Err(data_error(
+                path,
+                format!("{} features, the training set has {}", test.dim, train.dim),
+            ));
+        }
+        return Ok(Sets {
+            train,
+            held_out: Some(test),
+            kind: HeldOut::Test,
+        });
+    }
+    if let Some(f) = val_split {
+        let (train, val) = train.stratified_split(f, seed)?;
+        return Ok(Sets {
+            train,
+            held_out: Some(val),
+            kind: HeldOut::Validation(f),
+        });
+    }
+    let kind = if own_test.is_some() {
+        HeldOut::Test
+    } else {
+        HeldOut::None
+    };
+    Ok(Sets {
+        train,
+        held_out: own_test,
+        kind,
+    })
 }
 
 /// A seeded synthetic classification set: `classes` Gaussian blobs in `dim`
@@ -467,6 +614,68 @@ mod tests {
             (7, 3, 21, 9)
         );
         assert_eq!(b.row(0), synthetic(10, 3, 2, 1).row(7));
+    }
+
+    #[test]
+    fn stratified_split_keeps_class_shares_and_is_seeded() {
+        // 90 of class 0, 10 of class 1: a plain 20 % cut could miss class 1.
+        let labels: Vec<u32> = (0..100).map(|i| u32::from(i % 10 == 3)).collect();
+        let d = Dataset {
+            features: (0..100).map(|i| i as f32).collect(),
+            labels: labels.clone(),
+            dim: 1,
+            classes: 2,
+        };
+        let (train, val) = d.clone().stratified_split(0.2, 7).unwrap();
+        assert_eq!((train.len(), val.len()), (80, 20));
+        let ones = |s: &Dataset| s.labels.iter().filter(|&&l| l == 1).count();
+        assert_eq!((ones(&train), ones(&val)), (8, 2));
+        // Every example lands in exactly one set, rows intact, order kept.
+        let mut all: Vec<f32> = train.features.iter().chain(&val.features).copied().collect();
+        assert!(train.features.windows(2).all(|w| w[0] < w[1]));
+        all.sort_by(f32::total_cmp);
+        assert_eq!(all, d.features);
+        for (x, l) in val.features.iter().zip(&val.labels) {
+            assert_eq!(labels[*x as usize], *l);
+        }
+        // The seed decides; the same seed gives the same split.
+        assert_eq!(d.clone().stratified_split(0.2, 7).unwrap().1, val);
+        assert_ne!(d.clone().stratified_split(0.2, 8).unwrap().1, val);
+        for bad in [0.0, 1.0, -0.5, f64::NAN, 0.001] {
+            assert!(d.clone().stratified_split(bad, 7).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_csv_alone_has_no_held_out_set_and_test_or_val_split_give_one() {
+        let path = tmp("heldout.csv");
+        let rows: String = (0..40).map(|i| format!("{},{},{}\n", i % 2, i, -i)).collect();
+        std::fs::write(&path, rows).unwrap();
+        let spec = path.to_str().unwrap();
+        let alone = load(spec, None, None, 1).unwrap();
+        assert_eq!(
+            (alone.kind.clone(), alone.held_out.is_none(), alone.train.len()),
+            (HeldOut::None, true, 40)
+        );
+        assert_eq!(alone.kind.accuracy_column(), None);
+        let val = load(spec, None, Some(0.25), 1).unwrap();
+        assert_eq!(val.kind.accuracy_column(), Some("val_accuracy"));
+        assert_eq!((val.train.len(), val.held_out.as_ref().unwrap().len()), (30, 10));
+        let test_path = tmp("heldout-test.csv");
+        std::fs::write(&test_path, "1,5,6\n0,7,8\n").unwrap();
+        let test = load(spec, Some(&test_path), None, 1).unwrap();
+        assert_eq!(
+            (test.kind.clone(), test.train.len(), test.held_out.unwrap().len()),
+            (HeldOut::Test, 40, 2)
+        );
+        std::fs::write(&test_path, "1,5\n").unwrap();
+        let narrow = load(spec, Some(&test_path), None, 1).unwrap_err().to_string();
+        assert!(narrow.contains("1 features, the training set has 2"), "{narrow}");
+        let both = load(spec, Some(&test_path), Some(0.5), 1)
+            .unwrap_err()
+            .to_string();
+        assert!(both.contains("not both"), "{both}");
+        assert_eq!(load("synthetic", None, None, 1).unwrap().kind, HeldOut::Test);
     }
 
     #[test]

@@ -27,7 +27,7 @@
 //! let accuracy = Group::local(2, |g| {
 //!     let mut params = sgd.init_params(&model);
 //!     let metrics = sgd.fit(&g, &model, &mut params, &train, Some(&train), |_| {}).unwrap();
-//!     metrics.last().unwrap().test_accuracy
+//!     metrics.last().unwrap().test_accuracy.unwrap()
 //! });
 //! assert!(accuracy[0] > 0.8 && accuracy[0] == accuracy[1]);
 //! ```
@@ -35,6 +35,7 @@
 mod batches;
 pub mod checkpoint;
 pub mod data;
+pub mod log;
 mod model;
 mod optim;
 mod strategy;
@@ -42,7 +43,8 @@ mod trainer;
 
 pub use self::batches::{BatchSource, SharedShuffle};
 pub use self::data::Dataset;
+pub use self::log::MetricsLog;
 pub use self::model::{Mlp, Model};
 pub use self::optim::{Adam, Optimizer, OptimizerState, Schedule, Sgd};
 pub use self::strategy::{GradientAllReduce, Section, Step, Strategy};
-pub use self::trainer::{EpochMetrics, SyncSgd, Trainer, TrainerBuilder};
+pub use self::trainer::{EpochMetrics, StepMetrics, SyncSgd, Trainer, TrainerBuilder};

@@ -48,9 +48,13 @@ impl<'a, C: Transport> Step<'a, C> {
     pub fn global_step(&self) -> usize {
         (self.epoch - 1) * self.steps_per_epoch + self.step
     }
-    /// Records `bytes` this rank handed to collectives (for the epoch's metrics).
+    /// Records `bytes` this rank handed to collectives (for the epoch's
+    /// metrics). On one rank nothing crosses a network, and nothing is
+    /// counted.
     pub fn count_bytes(&mut self, bytes: u64) {
-        self.bytes += bytes;
+        if self.group.size() > 1 {
+            self.bytes += bytes;
+        }
     }
 }
 

@@ -24,18 +24,42 @@ use crate::transport::Transport;
 pub struct EpochMetrics {
     /// Epoch number, from 1.
     pub epoch: usize,
+    /// Steps taken over the whole run at the end of this epoch.
+    pub step: usize,
     /// Mean training loss over the epoch's examples.
     pub train_loss: f64,
-    /// Accuracy on the test set (0 when none was given).
-    pub test_accuracy: f64,
+    /// Accuracy on the held-out set given to `fit`; `None` without one.
+    pub test_accuracy: Option<f64>,
     /// Wall time of the epoch on rank 0's clock, seconds (training steps only).
     pub epoch_secs: f64,
+    /// Training examples per second over all ranks (global batch × steps ÷
+    /// `epoch_secs`).
+    pub samples_per_sec: f64,
     /// Seconds of the epoch spent in the strategy's communication (the
     /// gradient all-reduce, for synchronous SGD), on rank 0's clock.
     pub allreduce_secs: f64,
     /// Bytes the strategy handed to collectives on each rank (for
-    /// synchronous SGD: gradient buffer size × steps).
+    /// synchronous SGD: gradient buffer size × steps; 0 on one rank).
     pub allreduce_bytes: u64,
+}
+
+/// What one step did, given to the [`Trainer::on_step`] hook on every rank.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepMetrics {
+    /// Epoch, from 1.
+    pub epoch: usize,
+    /// Epochs of the run.
+    pub epochs: usize,
+    /// Step within the epoch, from 1.
+    pub step: usize,
+    /// Steps per epoch.
+    pub steps: usize,
+    /// Steps over the whole run, this one included.
+    pub global_step: usize,
+    /// Mean loss over this step's global batch (the same on every rank).
+    pub loss: f64,
+    /// Seconds since the epoch began, on this rank's clock.
+    pub epoch_secs: f64,
 }
 
 /// Data-parallel training: a [`Strategy`] (what the ranks exchange), an
@@ -50,7 +74,7 @@ pub struct EpochMetrics {
 /// let accuracy = Group::local(2, |g| {
 ///     let mut params = sgd.init_params(&model);
 ///     let metrics = sgd.fit(&g, &model, &mut params, &train, Some(&train), |_| {}).unwrap();
-///     metrics.last().unwrap().test_accuracy
+///     metrics.last().unwrap().test_accuracy.unwrap()
 /// });
 /// assert!(accuracy[0] > 0.8 && accuracy[0] == accuracy[1]);
 /// ```
@@ -72,16 +96,22 @@ struct Config {
     seed: u64,
     checkpoint: Option<PathBuf>,
     resume: bool,
-    on_step: Option<StepHook>,
+    on_step: Option<Hook<StepMetrics>>,
+    on_resume: Option<Hook<usize>>,
 }
 
-/// Called with (epoch, step, steps per epoch) after every step.
-#[derive(Clone)]
-struct StepHook(Arc<dyn Fn(usize, usize, usize) + Send + Sync>);
+/// A callback of the loop (for progress bars and logs).
+struct Hook<T>(Arc<dyn Fn(&T) + Send + Sync>);
 
-impl std::fmt::Debug for StepHook {
+impl<T> Clone for Hook<T> {
+    fn clone(&self) -> Self {
+        Hook(self.0.clone())
+    }
+}
+
+impl<T> std::fmt::Debug for Hook<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StepHook")
+        f.write_str("Hook")
     }
 }
 
@@ -117,16 +147,24 @@ impl Trainer<GradientAllReduce> {
                 checkpoint: None,
                 resume: false,
                 on_step: None,
+                on_resume: None,
             },
         }
     }
 }
 
 impl<S: Strategy> Trainer<S> {
-    /// Calls `f(epoch, step, steps)` after every step, on every rank (for
-    /// progress bars).
-    pub fn on_step(mut self, f: impl Fn(usize, usize, usize) + Send + Sync + 'static) -> Self {
-        self.cfg.on_step = Some(StepHook(Arc::new(f)));
+    /// Calls `f` after every step, on every rank (for progress bars and
+    /// logs).
+    pub fn on_step(mut self, f: impl Fn(&StepMetrics) + Send + Sync + 'static) -> Self {
+        self.cfg.on_step = Some(Hook(Arc::new(f)));
+        self
+    }
+
+    /// Calls `f(epochs done)` on every rank once a resumed run has restored
+    /// its checkpoint, before its first step.
+    pub fn on_resume(mut self, f: impl Fn(&usize) + Send + Sync + 'static) -> Self {
+        self.cfg.on_resume = Some(Hook(Arc::new(f)));
         self
     }
 
@@ -191,6 +229,9 @@ impl<S: Strategy> Trainer<S> {
             },
         };
         let done = if self.cfg.resume { run.restore(params)? } else { 0 };
+        if let (true, Some(hook)) = (self.cfg.resume, &self.cfg.on_resume) {
+            (hook.0)(&done);
+        }
         let mut ctx = Step::new(group, done.max(1), 0, run.steps);
         run.strategy.start(&mut ctx, params)?;
         let mut history = Vec::new();
@@ -303,11 +344,15 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
                 *g *= scale;
                 grad_finite &= g.is_finite();
             }
-            // Agree on finiteness first, so every rank stops at the same step.
+            // Agree on finiteness first, so every rank stops at the same
+            // step; the same all-reduce sums the batch's loss.
             let bad = !loss.is_finite() || !grad_finite;
-            let mut first_bad = [if bad { rank as i64 } else { p as i64 }];
-            group.all_reduce_in_place(&mut first_bad, ReduceOp::Min, Algorithm::Butterfly)?;
-            if first_bad[0] < p as i64 {
+            let mut agreed = [if bad { 0.0 } else { loss as f64 }, f64::from(u8::from(bad))];
+            group.all_reduce_in_place(&mut agreed, ReduceOp::Sum, Algorithm::Butterfly)?;
+            if agreed[1] > 0.0 {
+                // Rare: a second all-reduce names the first rank.
+                let mut first_bad = [if bad { rank as i64 } else { p as i64 }];
+                group.all_reduce_in_place(&mut first_bad, ReduceOp::Min, Algorithm::Butterfly)?;
                 return Err(Error::NonFinite {
                     what: if bad && !loss.is_finite() {
                         "loss"
@@ -331,26 +376,34 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             self.strategy.after_step(&mut ctx, params, &mut self.optimizer)?;
             comm_secs += timer.elapsed().as_secs_f64();
             bytes += ctx.bytes;
-            loss_sum += loss as f64;
+            loss_sum += agreed[0];
             if let Some(hook) = &t.cfg.on_step {
-                (hook.0)(epoch, step + 1, self.steps);
+                (hook.0)(&StepMetrics {
+                    epoch,
+                    epochs: t.cfg.epochs,
+                    step: step + 1,
+                    steps: self.steps,
+                    global_step: ctx.global_step() + 1,
+                    loss: agreed[0] / t.cfg.batch as f64,
+                    epoch_secs: start.elapsed().as_secs_f64(),
+                });
             }
         }
         let epoch_secs = start.elapsed().as_secs_f64();
-        let mut total_loss = [loss_sum];
-        group.all_reduce_in_place(&mut total_loss, ReduceOp::Sum, Algorithm::Butterfly)?;
         let accuracy = match test {
-            Some(d) => evaluate(group, model, params, d)?,
-            None => 0.0,
+            Some(d) => Some(evaluate(group, model, params, d)?),
+            None => None,
         };
         // Rank 0's timings, so the report is the same everywhere.
         let mut times = [epoch_secs, comm_secs];
         group.broadcast(&mut times, 0)?;
         let m = EpochMetrics {
             epoch,
-            train_loss: total_loss[0] / (self.steps * t.cfg.batch).max(1) as f64,
+            step: epoch * self.steps,
+            train_loss: loss_sum / (self.steps * t.cfg.batch).max(1) as f64,
             test_accuracy: accuracy,
             epoch_secs: times[0],
+            samples_per_sec: (self.steps * t.cfg.batch) as f64 / times[0].max(1e-9),
             allreduce_secs: times[1],
             allreduce_bytes: bytes,
         };

@@ -1,0 +1,348 @@
+//! The metrics log of a training run: one CSV file with a row every few
+//! steps and a row per epoch, as PyTorch Lightning's `CSVLogger` writes it
+//! (fields a row does not have are empty).
+//!
+//! ```text
+//! epoch,step,ranks,strategy,train_loss_step,train_loss,test_accuracy,epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes
+//! 1,50,2,sync:ring,0.9132,,,,,,
+//! 1,100,2,sync:ring,0.4410,,,,,,
+//! 1,100,2,sync:ring,,0.6771,0.9460,0.412,14563.1,0.051,20428800
+//! ```
+//!
+//! `train_loss_step` is the mean loss over the steps since the previous
+//! step row; the accuracy column is `test_accuracy`, `val_accuracy`, or
+//! absent when the run has no held-out set. In pandas:
+//! `df.dropna(subset=["train_loss"])` keeps the epochs.
+
+use std::path::Path;
+
+use super::trainer::EpochMetrics;
+use crate::error::{Error, Result};
+
+/// One row of the log.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Row {
+    /// The mean loss of the steps up to `step` since the previous step row.
+    Step {
+        /// Epoch, from 1.
+        epoch: usize,
+        /// Steps over the whole run.
+        step: usize,
+        /// Mean loss per example.
+        loss: f64,
+    },
+    /// The end of an epoch.
+    Epoch(EpochMetrics),
+}
+
+impl Row {
+    /// The row's epoch.
+    pub fn epoch(&self) -> usize {
+        match self {
+            Row::Step { epoch, .. } => *epoch,
+            Row::Epoch(m) => m.epoch,
+        }
+    }
+}
+
+/// A row with the run that wrote it (a resumed run may have another rank
+/// count or all-reduce algorithm).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    /// Ranks of the run that wrote the row.
+    pub ranks: usize,
+    /// Its strategy's name (`sync:ring`).
+    pub strategy: String,
+    /// The row.
+    pub row: Row,
+}
+
+/// A training run's metrics: what the CSV holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsLog {
+    /// Ranks of the rows [`MetricsLog::push`] adds.
+    pub ranks: usize,
+    /// Strategy of the rows [`MetricsLog::push`] adds.
+    pub strategy: String,
+    /// The accuracy column (`test_accuracy`, `val_accuracy`), or `None`.
+    pub accuracy: Option<String>,
+    /// Rows in order.
+    pub lines: Vec<Line>,
+}
+
+const BEFORE: &str = "epoch,step,ranks,strategy,train_loss_step,train_loss";
+const AFTER: &str = "epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes";
+
+fn bad(reason: String) -> Error {
+    Error::InvalidArgument {
+        what: "metrics CSV",
+        reason,
+    }
+}
+
+impl MetricsLog {
+    /// An empty log.
+    pub fn new(ranks: usize, strategy: impl Into<String>, accuracy: Option<&str>) -> Self {
+        MetricsLog {
+            ranks,
+            strategy: strategy.into(),
+            accuracy: accuracy.map(str::to_string),
+            lines: Vec::new(),
+        }
+    }
+
+    /// Adds a row of the current run.
+    pub fn push(&mut self, row: Row) {
+        self.lines.push(Line {
+            ranks: self.ranks,
+            strategy: self.strategy.clone(),
+            row,
+        });
+    }
+
+    /// The rows.
+    pub fn rows(&self) -> impl Iterator<Item = &Row> {
+        self.lines.iter().map(|l| &l.row)
+    }
+
+    /// The CSV header line (no newline).
+    pub fn header(&self) -> String {
+        match &self.accuracy {
+            Some(a) => format!("{BEFORE},{a},{AFTER}"),
+            None => format!("{BEFORE},{AFTER}"),
+        }
+    }
+
+    /// The epoch rows.
+    pub fn epochs(&self) -> impl Iterator<Item = &EpochMetrics> {
+        self.rows().filter_map(|r| match r {
+            Row::Epoch(m) => Some(m),
+            Row::Step { .. } => None,
+        })
+    }
+
+    /// The step rows as (global step, loss).
+    pub fn steps(&self) -> impl Iterator<Item = (usize, f64)> + '_ {
+        self.rows().filter_map(|r| match r {
+            Row::Step { step, loss, .. } => Some((*step, *loss)),
+            Row::Epoch(_) => None,
+        })
+    }
+
+    /// Steps per epoch, from the first epoch row (`None` before one).
+    pub fn steps_per_epoch(&self) -> Option<usize> {
+        self.epochs().next().map(|m| m.step / m.epoch.max(1))
+    }
+
+    /// Drops the rows of epochs after `epoch` (what a resumed run redoes).
+    pub fn truncate_after(&mut self, epoch: usize) {
+        self.lines.retain(|l| l.row.epoch() <= epoch);
+    }
+
+    /// The whole CSV, header first.
+    pub fn to_csv(&self) -> String {
+        let mut csv = self.header() + "\n";
+        let acc_cols = usize::from(self.accuracy.is_some());
+        for Line {
+            ranks: p,
+            strategy: s,
+            row,
+        } in &self.lines
+        {
+            match row {
+                Row::Step { epoch, step, loss } => {
+                    csv += &format!("{epoch},{step},{p},{s},{loss},{}\n", ",".repeat(4 + acc_cols));
+                }
+                Row::Epoch(m) => {
+                    let acc = match (acc_cols, m.test_accuracy) {
+                        (0, _) => String::new(),
+                        (_, Some(a)) => format!("{a},"),
+                        (_, None) => ",".into(),
+                    };
+                    csv += &format!(
+                        "{},{},{p},{s},,{},{acc}{},{},{},{}\n",
+                        m.epoch,
+                        m.step,
+                        m.train_loss,
+                        m.epoch_secs,
+                        m.samples_per_sec,
+                        m.allreduce_secs,
+                        m.allreduce_bytes
+                    );
+                }
+            }
+        }
+        csv
+    }
+
+    /// Writes the CSV to `path` atomically (a reader never sees half a file).
+    ///
+    /// # Errors
+    /// [`Error::Data`] naming the path.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        crate::files::write_atomically(path, self.to_csv().as_bytes()).map_err(|e| Error::Data {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Reads the CSV at `path` (at most 1 GiB).
+    ///
+    /// # Errors
+    /// [`Error::Data`] naming the path for a file that cannot be read or
+    /// parsed.
+    pub fn load(path: &Path) -> Result<MetricsLog> {
+        let data = |reason: String| Error::Data {
+            path: path.display().to_string(),
+            reason,
+        };
+        let mut text = String::new();
+        crate::files::open_regular(path, 1 << 30)
+            .and_then(|mut f| std::io::Read::read_to_string(&mut f, &mut text))
+            .map_err(|e| data(e.to_string()))?;
+        MetricsLog::parse(&text).map_err(|e| data(e.to_string()))
+    }
+
+    /// Reads a CSV that [`MetricsLog::to_csv`] wrote.
+    ///
+    /// # Errors
+    /// Another header, or a row with a wrong field count or an unreadable
+    /// number (naming the line).
+    pub fn parse(text: &str) -> Result<MetricsLog> {
+        let mut lines = text.lines();
+        let header = lines.next().unwrap_or("");
+        let accuracy = header
+            .strip_prefix(BEFORE)
+            .and_then(|rest| rest.strip_suffix(AFTER))
+            .and_then(|mid| match mid {
+                "," => Some(None),
+                _ => mid
+                    .strip_prefix(',')
+                    .and_then(|m| m.strip_suffix(','))
+                    .filter(|m| matches!(*m, "test_accuracy" | "val_accuracy"))
+                    .map(Some),
+            })
+            .ok_or_else(|| {
+                bad(format!(
+                    "not a `ringreduce train --metrics` file (header `{header}`)"
+                ))
+            })?;
+        let mut log = MetricsLog::new(0, "", accuracy);
+        let fields = 10 + usize::from(accuracy.is_some());
+        for (i, line) in lines.enumerate() {
+            let n = i + 2;
+            let f: Vec<&str> = line.split(',').collect();
+            if f.len() != fields {
+                return Err(bad(format!(
+                    "line {n}: {} fields, the header has {fields}",
+                    f.len()
+                )));
+            }
+            fn num<T: std::str::FromStr>(s: &str, n: usize, name: &str) -> Result<T> {
+                s.parse()
+                    .map_err(|_| bad(format!("line {n}: {name} `{s}` is not a number")))
+            }
+            let (epoch, step) = (num(f[0], n, "epoch")?, num(f[1], n, "step")?);
+            (log.ranks, log.strategy) = (num(f[2], n, "ranks")?, f[3].to_string());
+            let row = if f[4].is_empty() {
+                let rest = &f[6 + usize::from(accuracy.is_some())..];
+                Row::Epoch(EpochMetrics {
+                    epoch,
+                    step,
+                    train_loss: num(f[5], n, "train_loss")?,
+                    test_accuracy: match accuracy {
+                        Some(name) if !f[6].is_empty() => Some(num(f[6], n, name)?),
+                        _ => None,
+                    },
+                    epoch_secs: num(rest[0], n, "epoch_secs")?,
+                    samples_per_sec: num(rest[1], n, "samples_per_sec")?,
+                    allreduce_secs: num(rest[2], n, "allreduce_secs")?,
+                    allreduce_bytes: num(rest[3], n, "allreduce_bytes")?,
+                })
+            } else {
+                Row::Step {
+                    epoch,
+                    step,
+                    loss: num(f[4], n, "train_loss_step")?,
+                }
+            };
+            log.push(row);
+        }
+        Ok(log)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epoch(e: usize, acc: Option<f64>) -> EpochMetrics {
+        EpochMetrics {
+            epoch: e,
+            step: 10 * e,
+            train_loss: 1.0 / e as f64,
+            test_accuracy: acc,
+            epoch_secs: 0.001234,
+            samples_per_sec: 123456.5,
+            allreduce_secs: 0.0001,
+            allreduce_bytes: 4096,
+        }
+    }
+
+    fn log(acc: Option<&str>) -> MetricsLog {
+        let mut l = MetricsLog::new(3, "sync:ring", acc);
+        for e in 1..=3 {
+            l.ranks = e;
+            l.push(Row::Step {
+                epoch: e,
+                step: 10 * e - 5,
+                loss: 0.1 * e as f64,
+            });
+            l.push(Row::Epoch(epoch(e, acc.map(|_| 0.5 + 0.1 * e as f64))));
+        }
+        l
+    }
+
+    #[test]
+    fn round_trips_with_and_without_an_accuracy_column() {
+        for acc in [Some("test_accuracy"), Some("val_accuracy"), None] {
+            let l = log(acc);
+            let csv = l.to_csv();
+            assert_eq!(MetricsLog::parse(&csv).unwrap(), l, "{csv}");
+            assert_eq!(
+                csv.lines().nth(1).unwrap().split(',').count(),
+                csv.lines().next().unwrap().split(',').count()
+            );
+        }
+        let csv = log(None).to_csv();
+        assert!(!csv.contains("accuracy"), "{csv}");
+        assert_eq!(log(None).steps_per_epoch(), Some(10));
+        assert_eq!(log(None).steps().count(), 3);
+    }
+
+    #[test]
+    fn truncation_keeps_earlier_epochs() {
+        let mut l = log(Some("test_accuracy"));
+        l.truncate_after(2);
+        assert_eq!(l.lines.len(), 4);
+        assert_eq!(l.epochs().last().unwrap().epoch, 2);
+    }
+
+    #[test]
+    fn foreign_or_damaged_files_are_named_errors() {
+        let csv = log(Some("test_accuracy")).to_csv();
+        let e = MetricsLog::parse("size,time\n1,2\n").unwrap_err().to_string();
+        assert!(e.contains("not a `ringreduce train --metrics` file"), "{e}");
+        let short = csv.replacen(",sync:ring,,", ",sync:ring,", 1);
+        let e = MetricsLog::parse(&short).unwrap_err().to_string();
+        assert!(e.contains("line 3: 10 fields, the header has 11"), "{e}");
+        let e = MetricsLog::parse(&csv.replace("123456.5", "fast"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("samples_per_sec `fast`"), "{e}");
+        let e = MetricsLog::parse(&csv.replacen(",sync:ring,", ",x,sync:ring,", 1))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2: 12 fields"), "{e}");
+    }
+}
