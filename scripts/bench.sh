@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Benchmark sweep: every algorithm and the vendor's MPI_Allreduce, side by
-# side, at every size; results, environment and plots go to
-# results/<date>-<host>/.
+# side, at every size, repeated R times with the subjects in a rotated order
+# each time; the summary (medians, min–max, paired ratios to the vendor),
+# the runs, the environment and the charts go to results/<date>-<host>/.
 #
-#   scripts/bench.sh [-n RANKS] [-m MIN:MAX] [--dtype f32] [--op sum] [--iters N]
+#   scripts/bench.sh [-n RANKS] [-m MIN:MAX] [-r RUNS] [--dtype f32] [--op sum]
+#                    [--iters N] [--warmup N] [--no-in-place]
 #   scripts/bench.sh --cluster 4 [--rate 1gbit] [...]   on a namespace cluster
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +13,7 @@ cd "$(dirname "$0")/.."
 args="$*"
 ranks=2
 sizes=4:16M
+runs=5
 dtype=f32
 op=sum
 cluster=""
@@ -20,16 +23,19 @@ while (($#)); do
   case "$1" in
     -n) ranks="$2"; shift 2 ;;
     -m) sizes="$2"; shift 2 ;;
+    -r|--runs) runs="$2"; shift 2 ;;
     --dtype) dtype="$2"; shift 2 ;;
     --op) op="$2"; shift 2 ;;
     --iters) extra+=(--iters "$2"); shift 2 ;;
     --warmup) extra+=(--warmup "$2"); shift 2 ;;
+    --no-in-place) extra+=(--no-in-place); shift ;;
     --cluster) cluster="$2"; shift 2 ;;
     --rate) rate="$2"; shift 2 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 [[ "$ranks" =~ ^[0-9]+$ ]] && [ "$ranks" -ge 1 ] || { echo "bench.sh: -n needs a rank count" >&2; exit 2; }
+[[ "$runs" =~ ^[0-9]+$ ]] && [ "$runs" -ge 1 ] || { echo "bench.sh: -r needs a run count" >&2; exit 2; }
 
 scripts/setup.sh
 source scripts/mpienv.sh
@@ -55,13 +61,17 @@ if [ -n "$cluster" ]; then
   trap 'scripts/cluster.sh down >/dev/null' EXIT
   launch=(scripts/cluster.sh run -n "$ranks" --)
   setting="namespace cluster: $cluster hosts, links ${rate:-unlimited}, TCP"
+elif [ "$ranks" -le "$(nproc)" ]; then
+  # Ranks that fit on the cores: one core each, busy-polling (yielding adds noise).
+  export OMPI_MCA_mpi_yield_when_idle=0
+  launch=(mpirun -n "$ranks" --bind-to core)
+  setting="one machine, shared memory, $ranks ranks bound to cores"
 else
-  # Ranks that fit on the cores measure best busy-polling; yielding adds noise.
-  if [ "$ranks" -le "$(nproc)" ]; then export OMPI_MCA_mpi_yield_when_idle=0; fi
   launch=(mpirun -n "$ranks")
-  setting="one machine, shared memory, $ranks ranks"
+  setting="one machine, shared memory, $ranks ranks on $(nproc) cores (oversubscribed: correctness only)"
 fi
 
+subjects=(naive butterfly ring central auto mpi)
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "host: $(hostname)"
@@ -74,22 +84,23 @@ fi
   echo "mpi: $(mpirun --version 2>&1 | head -1)"
   echo "commit: $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo '-dirty')"
   echo "command: scripts/bench.sh $args"
-  echo "bench: ringreduce bench --algo all -m $sizes --dtype $dtype --op $op ${extra[*]}"
+  echo "runs: $runs, each: ringreduce bench --algo <${subjects[*]}, rotated by the run number> -m $sizes --dtype $dtype --op $op ${extra[*]}"
   env | grep -E '^(OMPI_MCA|RINGREDUCE)_' | sort | sed 's/^/env: /'
 } > "$dir/env.txt"
 
-echo "== ${setting}: results in $dir"
-"${launch[@]}" "$(readlink -f $bin)" bench --algo all -m "$sizes" --dtype "$dtype" --op "$op" \
-  --format csv "${extra[@]}" | tee "$dir/bench.csv"
-$bin plot --csv "$dir/bench.csv" --out "$dir" --title "$setting, $dtype $op"
+echo "== ${setting}: $runs runs, results in $dir"
+files=()
+for run in $(seq "$runs"); do
+  # Rotate the order, so that no subject always runs first (or last) at a size.
+  shift_by=$(( (run - 1) % ${#subjects[@]} ))
+  order=("${subjects[@]:shift_by}" "${subjects[@]:0:shift_by}")
+  algos=$(IFS=,; echo "${order[*]}")
+  echo "-- run $run of $runs: --algo $algos"
+  "${launch[@]}" "$(readlink -f $bin)" bench --algo "$algos" -m "$sizes" --dtype "$dtype" --op "$op" \
+    --format csv "${extra[@]}" > "$dir/run$run.csv"
+  files+=("$dir/run$run.csv")
+done
 
-# Our best algorithm (auto included) against the vendor's, per size.
-echo
-echo "# best of ours / vendor MPI_Allreduce, per size (time ratio; < 1 is faster)"
-awk -F, 'NR > 1 {
-    if ($4 == "mpi") mpi[$1] = $5
-    else if (!($1 in best) || $5 < best[$1]) { best[$1] = $5; name[$1] = $4 }
-    sizes[$1] = 1
-  }
-  END { for (b in sizes) if (b in mpi) printf "%12d  %-16s %10.2f us  mpi %10.2f us  ratio %.2f\n", b, name[b], best[b], mpi[b], best[b] / mpi[b] }' \
-  "$dir/bench.csv" | sort -n | tee "$dir/ratios.txt"
+$bin summary --csv "${files[@]}" | tee "$dir/summary.txt"
+$bin summary --csv "${files[@]}" --format markdown > "$dir/summary.md"
+$bin plot --csv "${files[@]}" --out "$dir"

@@ -34,7 +34,7 @@ trap 'rm -f "$out" "$out".*' EXIT
 for run in $(seq "$runs"); do
   echo "# run $run of $runs" >&2
   mpirun -n "$ranks" target/release/ringreduce bench --calibrate --predict --format csv \
-    -m "$sizes" --algo naive,butterfly,ring,central,auto,mpi "${iters[@]}" | tail -n +2 > "$out.$run"
+    -m "$sizes" --algo naive,butterfly,ring,central,auto,mpi --no-in-place "${iters[@]}" | tail -n +2 > "$out.$run"
 done
 
 # Median over runs of the measured and predicted times per (size, algorithm);

@@ -15,5 +15,15 @@ echo "== cargo clippy --all-targets -- -D warnings (default features, then the c
 cargo clippy --all-targets --quiet -- -D warnings
 cargo clippy --all-targets --quiet --no-default-features -- -D warnings
 cargo clippy --lib --quiet --no-default-features --features train -- -D warnings
+# tests/interop.rs loads a checkpoint in Python with safetensors.numpy:
+# when the system Python lacks it, a virtual environment gets it from PyPI.
+if ! python3 -c 'import safetensors.numpy, numpy' 2>/dev/null; then
+  if ! target/pyenv/bin/python -c 'import safetensors.numpy, numpy' 2>/dev/null; then
+    echo "== installing safetensors and numpy (PyPI) into target/pyenv"
+    python3 -m venv target/pyenv
+    target/pyenv/bin/pip install --quiet --disable-pip-version-check safetensors numpy
+  fi
+  export RINGREDUCE_PYTHON="$PWD/target/pyenv/bin/python"
+fi
 echo "== cargo test"
 cargo test

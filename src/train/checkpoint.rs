@@ -3,21 +3,32 @@
 //! target, fsync, rename, fsync of the directory) so a crash never leaves a
 //! torn file where the last good one was.
 //!
-//! Format: the 8 bytes `RRCKPT03`, a little-endian u64 header length, a
-//! JSON [`Header`] (which lists the sections), then the parameters and
-//! every section's values as little-endian f32, in the header's order, and
-//! last the CRC-32 of everything before it (little-endian u32). A file whose
-//! checksum does not match, or whose values are not all finite, is refused.
+//! Format: [safetensors](https://github.com/huggingface/safetensors), so
+//! that any safetensors reader opens it (`safetensors.numpy.load_file` in
+//! Python). Tensors, all F32 and one-dimensional: `params`, then
+//! `optimizer.0`, `optimizer.1`, … (the optimizer's buffers) and
+//! `strategy.NAME` (the strategy's state). `__metadata__` holds
+//! `format = ringreduce-checkpoint/4`, every [`Header`] field as text
+//! (`epoch`, `seed`, `batch`, `params`, `optimizer`, `optimizer_steps`,
+//! `strategy`, `settings`, `data`, and `sections`, a JSON list of the
+//! section names in order), and `crc32`: the CRC-32 (8 hex digits) of the
+//! other metadata (each key and value followed by a NUL, keys sorted) and
+//! then every tensor's name and little-endian bytes in that order. A file
+//! whose checksum does not match, or whose values are not all finite, is
+//! refused, as are checkpoints of the older `RRCKPT03` layout.
 
+use std::collections::HashMap;
 use std::path::Path;
 
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use super::optim::OptimizerState;
 use super::strategy::Section;
 use crate::error::{Error, Result};
 
-const MAGIC: &[u8; 8] = b"RRCKPT03";
+/// The `format` entry of `__metadata__`.
+pub const FORMAT: &str = "ringreduce-checkpoint/4";
 
 /// Name and length of one section of values after the parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,12 +79,82 @@ pub struct Checkpoint {
 
 const OPTIMIZER: &str = "optimizer.";
 const STRATEGY: &str = "strategy.";
+const PARAMS: &str = "params";
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
     Error::Data {
         path: path.display().to_string(),
         reason: reason.into(),
     }
+}
+
+/// The metadata of `header` (without `crc32`).
+fn metadata(h: &Header) -> HashMap<String, String> {
+    let names: Vec<&str> = h.sections.iter().map(|s| s.name.as_str()).collect();
+    [
+        ("format", FORMAT.to_string()),
+        ("epoch", h.epoch.to_string()),
+        ("seed", h.seed.to_string()),
+        ("batch", h.batch.to_string()),
+        ("params", h.params.to_string()),
+        ("optimizer", h.optimizer.clone()),
+        ("optimizer_steps", h.optimizer_steps.to_string()),
+        ("strategy", h.strategy.clone()),
+        ("settings", h.settings.clone()),
+        ("data", h.data.clone()),
+        (
+            "sections",
+            serde_json::to_string(&names).expect("JSON of strings"),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// The checksum of the metadata (but `crc32`) and the tensors, in order.
+fn checksum<'a>(
+    meta: &HashMap<String, String>,
+    tensors: impl Iterator<Item = (&'a str, &'a [f32])>,
+) -> String {
+    let mut h = crc32fast::Hasher::new();
+    let mut keys: Vec<&String> = meta.keys().filter(|k| *k != "crc32").collect();
+    keys.sort();
+    for k in keys {
+        for part in [k.as_bytes(), meta[k].as_bytes()] {
+            h.update(part);
+            h.update(&[0]);
+        }
+    }
+    for (name, values) in tensors {
+        h.update(name.as_bytes());
+        h.update(&[0]);
+        for v in values {
+            h.update(&v.to_le_bytes());
+        }
+    }
+    format!("{:08x}", h.finalize())
+}
+
+/// The same safetensors file with its JSON header's keys sorted, so that
+/// one state always gives the same bytes (the writer lays out a hash map,
+/// whose order changes from process to process).
+fn canonical(bytes: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
+    let n = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+        .filter(|&n| bytes.len() >= 8 + n)
+        .ok_or("short safetensors buffer")?;
+    // serde_json's map is ordered by key (no `preserve_order` here).
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).map_err(|e| e.to_string())?;
+    let mut text = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+    // The data stays 8-byte aligned, as the format asks.
+    text.resize(text.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + n..]);
+    Ok(out)
 }
 
 impl Checkpoint {
@@ -107,26 +188,40 @@ impl Checkpoint {
         }
     }
 
+    /// The tensors in checkpoint order: `params`, then the sections.
+    fn tensors(&self) -> Vec<(&str, &[f32])> {
+        std::iter::once((PARAMS, self.params.as_slice()))
+            .chain(
+                self.header.sections.iter().map(|s| s.name.as_str()).zip(
+                    self.optimizer
+                        .buffers
+                        .iter()
+                        .map(Vec::as_slice)
+                        .chain(self.strategy.iter().map(|s| s.values.as_slice())),
+                ),
+            )
+            .collect()
+    }
+
     /// Writes the checkpoint atomically.
+    ///
+    /// # Errors
+    /// [`Error::Data`] naming the path when it cannot be written.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let header = serde_json::to_vec(&self.header).map_err(|e| bad(path, e.to_string()))?;
-        let floats = self.params.len()
-            + self.optimizer.buffers.iter().map(Vec::len).sum::<usize>()
-            + self.strategy.iter().map(|s| s.values.len()).sum::<usize>();
-        let mut bytes = Vec::with_capacity(16 + header.len() + 4 * floats);
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&header);
-        let values = self
-            .params
+        let tensors = self.tensors();
+        let mut meta = metadata(&self.header);
+        meta.insert("crc32".into(), checksum(&meta, tensors.iter().copied()));
+        let views = tensors
             .iter()
-            .chain(self.optimizer.buffers.iter().flatten())
-            .chain(self.strategy.iter().flat_map(|s| &s.values));
-        for v in values {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
-        let crc = crc32fast::hash(&bytes);
-        bytes.extend_from_slice(&crc.to_le_bytes());
+            .map(|&(name, values)| {
+                TensorView::new(Dtype::F32, vec![values.len()], bytemuck::cast_slice(values))
+                    .map(|v| (name.to_string(), v))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| bad(path, format!("cannot write checkpoint: {e}")))?;
+        let bytes = safetensors::serialize(views, &Some(meta))
+            .map_err(|e| bad(path, format!("cannot write checkpoint: {e}")))?;
+        let bytes = canonical(bytes).map_err(|e| bad(path, format!("cannot write checkpoint: {e}")))?;
         crate::files::write_atomically(path, &bytes)
             .map_err(|e| bad(path, format!("cannot write checkpoint: {e}")))
     }
@@ -134,75 +229,134 @@ impl Checkpoint {
     /// Reads a checkpoint written by [`Checkpoint::save`].
     ///
     /// # Errors
-    /// [`Error::Data`] for a missing, truncated, corrupt or foreign file, or
-    /// one holding a value that is not finite.
+    /// [`Error::Data`] for a missing, truncated, corrupt or foreign file, one
+    /// of the older `RRCKPT03` layout, or one holding a value that is not
+    /// finite.
     pub fn load(path: &Path) -> Result<Self> {
         let mut bytes = Vec::new();
         crate::files::open_regular(path, u64::MAX)
             .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut bytes))
             .map_err(|e| bad(path, e.to_string()))?;
-        if bytes.len() < 20 || &bytes[..8] != MAGIC {
-            return Err(bad(path, "not a ringreduce checkpoint"));
+        if bytes.starts_with(b"RRCKPT") {
+            return Err(bad(
+                path,
+                "a checkpoint of the older RRCKPT03 layout; this version reads safetensors \
+                 checkpoints only: train again without --resume",
+            ));
         }
-        let (bytes, crc) = bytes.split_at(bytes.len() - 4);
-        if crc32fast::hash(bytes).to_le_bytes() != crc {
+        // A length prefix, then a JSON object: a safetensors file, however damaged.
+        let looks_right = bytes.get(8) == Some(&b'{');
+        let unreadable = |e: safetensors::SafeTensorError| {
+            if looks_right {
+                bad(path, format!("truncated or corrupt checkpoint ({e:?})"))
+            } else {
+                bad(path, "not a ringreduce checkpoint (not a safetensors file)")
+            }
+        };
+        let file = SafeTensors::deserialize(&bytes).map_err(unreadable)?;
+        let (_, info) = SafeTensors::read_metadata(&bytes).map_err(unreadable)?;
+        let meta = info.metadata().clone().unwrap_or_default();
+        if meta.get("format").map(String::as_str) != Some(FORMAT) {
+            return Err(bad(
+                path,
+                format!("not a ringreduce checkpoint (no `format = {FORMAT}` in its __metadata__)"),
+            ));
+        }
+        let field = |k: &str| {
+            meta.get(k)
+                .ok_or_else(|| bad(path, format!("bad checkpoint header: no `{k}`")))
+        };
+        let number = |k: &str| -> Result<u64> {
+            field(k)?
+                .parse()
+                .map_err(|_| bad(path, format!("bad checkpoint header: `{k}` is not a number")))
+        };
+        let names: Vec<String> = serde_json::from_str(field("sections")?)
+            .map_err(|e| bad(path, format!("bad checkpoint header: sections: {e}")))?;
+        let values = |name: &str| -> Result<Vec<f32>> {
+            let t = file
+                .tensor(name)
+                .map_err(|_| bad(path, format!("truncated checkpoint: no tensor `{name}`")))?;
+            if t.dtype() != Dtype::F32 || t.shape().len() != 1 {
+                return Err(bad(
+                    path,
+                    format!(
+                        "tensor `{name}` is {:?} {:?}, not a list of F32",
+                        t.dtype(),
+                        t.shape()
+                    ),
+                ));
+            }
+            Ok(t.data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect())
+        };
+        let params = values(PARAMS)?;
+        let sections: Vec<(String, Vec<f32>)> = names
+            .iter()
+            .map(|n| values(n).map(|v| (n.clone(), v)))
+            .collect::<Result<_>>()?;
+        let tensors = std::iter::once((PARAMS, params.as_slice()))
+            .chain(sections.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
+        if field("crc32")? != &checksum(&meta, tensors) {
             return Err(bad(
                 path,
                 "checksum mismatch: the checkpoint is corrupt or truncated",
             ));
         }
-        let hlen = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
-        let body = bytes
-            .get(16..)
-            .filter(|b| b.len() >= hlen)
-            .ok_or_else(|| bad(path, "truncated checkpoint"))?;
-        let header: Header = serde_json::from_slice(&body[..hlen])
-            .map_err(|e| bad(path, format!("bad checkpoint header: {e}")))?;
-        let floats = &body[hlen..];
-        let total = header
-            .sections
-            .iter()
-            .try_fold(header.params, |t, s| t.checked_add(s.len));
-        if total.and_then(|t| t.checked_mul(4)) != Some(floats.len()) {
+        let header = Header {
+            epoch: number("epoch")? as usize,
+            seed: number("seed")?,
+            batch: number("batch")? as usize,
+            params: number("params")? as usize,
+            optimizer: field("optimizer")?.clone(),
+            optimizer_steps: number("optimizer_steps")?,
+            strategy: field("strategy")?.clone(),
+            settings: field("settings")?.clone(),
+            data: field("data")?.clone(),
+            sections: sections
+                .iter()
+                .map(|(n, v)| SectionInfo {
+                    name: n.clone(),
+                    len: v.len(),
+                })
+                .collect(),
+        };
+        if header.params != params.len() {
             return Err(bad(
                 path,
                 format!(
-                    "truncated checkpoint: {} bytes of values for {} parameters and {} sections",
-                    floats.len(),
-                    header.params,
-                    header.sections.len()
+                    "truncated checkpoint: {} parameters for a header of {}",
+                    params.len(),
+                    header.params
                 ),
             ));
         }
-        let all: Vec<f32> = floats
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-            .collect();
-        if let Some(i) = all.iter().position(|v| !v.is_finite()) {
+        let all = std::iter::once(&params)
+            .chain(sections.iter().map(|s| &s.1))
+            .flatten();
+        if let Some((i, v)) = all.enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(bad(
                 path,
-                format!("value {i} is {}: not a usable training state", all[i]),
+                format!("value {i} is {v}: not a usable training state"),
             ));
         }
-        let mut values = all.into_iter();
-        let mut take = |n: usize| values.by_ref().take(n).collect::<Vec<f32>>();
-        let params = take(header.params);
         let mut optimizer = OptimizerState {
             buffers: Vec::new(),
             steps: header.optimizer_steps,
         };
         let mut strategy = Vec::new();
-        for s in &header.sections {
-            let v = take(s.len);
-            if let Some(name) = s.name.strip_prefix(STRATEGY) {
+        for (name, v) in sections {
+            if let Some(name) = name.strip_prefix(STRATEGY) {
                 strategy.push(Section {
                     name: name.to_string(),
                     values: v,
                 });
-            } else if s.name.starts_with(OPTIMIZER) {
+            } else if name.starts_with(OPTIMIZER) {
                 optimizer.buffers.push(v);
             } else {
-                return Err(bad(path, format!("unknown checkpoint section `{}`", s.name)));
+                return Err(bad(path, format!("unknown checkpoint section `{name}`")));
             }
         }
         Ok(Checkpoint {
@@ -237,34 +391,24 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
             let path = std::env::temp_dir().join(format!("ringreduce-ckpt-fuzz-{}", std::process::id()));
-            for prefix in [&b""[..], &MAGIC[..]] {
-                std::fs::write(&path, [prefix, &bytes[..]].concat()).unwrap();
+            // Raw bytes, and bytes behind a plausible safetensors length prefix.
+            let prefix = (bytes.len() as u64 / 2).to_le_bytes();
+            for head in [&b""[..], &prefix[..], &b"RRCKPT03"[..]] {
+                std::fs::write(&path, [head, &bytes[..]].concat()).unwrap();
                 let _ = Checkpoint::load(&path);
             }
         }
     }
 
     #[test]
-    fn a_huge_parameter_count_is_an_error_not_an_overflow() {
-        let path = std::env::temp_dir().join(format!("ringreduce-ckpt-huge-{}", std::process::id()));
-        let mut h = header(1);
-        h.params = usize::MAX / 2;
-        h.sections = vec![SectionInfo {
-            name: "optimizer.0".into(),
-            len: usize::MAX / 2,
-        }];
-        let text = serde_json::to_vec(&h).unwrap();
-        let mut bytes = MAGIC.to_vec();
-        bytes.extend((text.len() as u64).to_le_bytes());
-        bytes.extend(text);
-        // A valid checksum, so the size arithmetic is what refuses it.
-        let crc = crc32fast::hash(&bytes);
-        bytes.extend(crc.to_le_bytes());
-        std::fs::write(&path, bytes).unwrap();
-        assert!(Checkpoint::load(&path)
-            .unwrap_err()
-            .to_string()
-            .contains("truncated"));
+    fn the_older_layout_is_refused_with_a_clear_message() {
+        let path = std::env::temp_dir().join(format!("ringreduce-ckpt-old-{}", std::process::id()));
+        std::fs::write(&path, b"RRCKPT03\x02\0\0\0\0\0\0\0{}").unwrap();
+        let e = Checkpoint::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("older RRCKPT03 layout") && e.contains("without --resume"),
+            "{e}"
+        );
         std::fs::remove_file(&path).unwrap();
     }
 
@@ -323,18 +467,37 @@ mod tests {
         assert_eq!(Checkpoint::load(&path).unwrap(), c);
         assert!(!path.with_extension("tmp").exists());
         let bytes = std::fs::read(&path).unwrap();
+        // One state, one byte sequence (the metadata's order is fixed).
+        for _ in 0..5 {
+            c.save(&path).unwrap();
+            assert!(
+                std::fs::read(&path).unwrap() == bytes,
+                "the bytes of a checkpoint changed"
+            );
+        }
         std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
         assert!(Checkpoint::load(&path)
             .unwrap_err()
             .to_string()
             .contains("truncated"));
-        // One flipped bit anywhere is caught by the checksum.
-        for at in [12, bytes.len() / 2, bytes.len() - 5] {
+        // One flipped bit in any value, or in a metadata value, is caught
+        // by the checksum; anywhere else the file no longer parses.
+        let epoch_at = bytes.windows(11).position(|w| w == b"\"epoch\":\"3\"").unwrap() + 9;
+        for at in [epoch_at, bytes.len() - 40, bytes.len() - 5] {
             let mut flipped = bytes.clone();
-            flipped[at] ^= 0x10;
+            flipped[at] ^= 0x01;
             std::fs::write(&path, &flipped).unwrap();
             let e = Checkpoint::load(&path).unwrap_err().to_string();
             assert!(e.contains("checksum mismatch"), "byte {at}: {e}");
+        }
+        for at in 0..bytes.len() {
+            let mut flipped = bytes.clone();
+            flipped[at] ^= 0x10;
+            std::fs::write(&path, &flipped).unwrap();
+            assert!(
+                Checkpoint::load(&path).is_err(),
+                "byte {at} flipped went unnoticed"
+            );
         }
         // A state with a NaN weight is refused, however it got written.
         let mut nan = c.clone();
