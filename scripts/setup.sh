@@ -6,9 +6,15 @@
 #   - fonts-dejavu-core (the font of the PNG/SVG charts)
 #   - dataset-fashion-mnist (the default training data, /usr/share/datasets/fashion-mnist)
 #   - iproute2 (ip, tc: the network-namespace cluster of scripts/cluster.sh)
+#   - python3-venv (scripts/test.sh fetches safetensors for the checkpoint interop test)
+# `scripts/setup.sh mpich` adds Debian's MPICH (mpich libmpich-dev) beside
+# Open MPI, which stays the default `mpirun` (scripts/mpich.sh).
 set -euo pipefail
 
-packages=(openmpi-bin libopenmpi-dev libclang-dev pkg-config fonts-dejavu-core dataset-fashion-mnist iproute2)
+packages=(openmpi-bin libopenmpi-dev libclang-dev pkg-config fonts-dejavu-core dataset-fashion-mnist iproute2 python3-venv)
+if [ "${1:-}" = mpich ]; then
+  packages+=(mpich libmpich-dev)
+fi
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
-# The test command: formatting, lints, and every test (mpirun tests included).
+# The test command: formatting, lints, and every test (mpirun tests
+# included) against Open MPI, then the MPICH leg (scripts/mpich.sh).
+# RINGREDUCE_MPI=openmpi runs the first part only, RINGREDUCE_MPI=mpich the
+# second only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+case "${RINGREDUCE_MPI:-both}" in
+  both | openmpi) ;;
+  mpich) exec scripts/mpich.sh ;;
+  *) echo "test.sh: RINGREDUCE_MPI must be openmpi, mpich or unset (both), not ${RINGREDUCE_MPI}" >&2; exit 2 ;;
+esac
 
 scripts/setup.sh
 source scripts/mpienv.sh
@@ -27,3 +36,6 @@ if ! python3 -c 'import safetensors.numpy, numpy' 2>/dev/null; then
 fi
 echo "== cargo test"
 cargo test
+if [ "${RINGREDUCE_MPI:-both}" = both ]; then
+  scripts/mpich.sh
+fi

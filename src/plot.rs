@@ -350,13 +350,8 @@ where
                 .draw_series(std::iter::once(m))
                 .map_err(|x| e(&x))?);
         }
-        let ranged = s.band.iter().any(|&(_, lo, hi)| hi > lo);
         entries.push(Entry {
-            label: if ranged {
-                format!("{} (band: min–max)", s.name)
-            } else {
-                s.name.clone()
-            },
+            label: s.name.clone(),
             colour: c,
             marker: Some(i),
             width: 2,
@@ -599,7 +594,11 @@ pub fn plot_bench(summary: &Summary, out_dir: &Path, title: Option<&str>) -> Res
             let path = out_dir.join(format!("{stem}.{ext}"));
             let chart = Chart {
                 title: &format!("{what}: {title}"),
-                x_label: "message size (bytes)",
+                x_label: if summary.runs > 1 {
+                    "message size (bytes); lines: median, bands: min–max over the runs"
+                } else {
+                    "message size (bytes)"
+                },
                 y_label,
                 log_x: true,
                 x_bytes: true,

@@ -21,6 +21,17 @@ pub trait Vendor {
     fn all_reduce_in_place(&self, dtype: DType, op: ReduceOp, buf: &mut [u8]) -> bool;
     /// The vendor's barrier. Collective.
     fn barrier(&self);
+    /// Whether the vendor reduces `dtype` under `op` as MPI defines it, so
+    /// its result can serve as a reference. Collective (the answer may come
+    /// from a probe), the same on every rank. By default: yes.
+    fn trusted(&self, _dtype: DType, _op: ReduceOp) -> bool {
+        true
+    }
+    /// What the vendor is known to get wrong here, one line each (probed
+    /// now; collective).
+    fn flaws(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// The library's version line, e.g. `Open MPI v4.1.4, …`.
     fn library(&self) -> String;
     /// This process's host name as the library knows it.
@@ -89,7 +100,41 @@ fn typed_in_place<T: Element + Equivalence>(mpi: &Mpi, op: ReduceOp, buf: &mut [
     }
 }
 
+/// Whether `MPI_MIN` and `MPI_MAX` on `MPI_UINT8_T` compare as unsigned:
+/// MPICH 4.0.2 (Debian 12's) compares them as signed, so that
+/// min(60, 234) = 234 (pmodels/mpich#6083, fixed in pmodels/mpich#6085).
+/// Rank 0 offers 60 and 234, the others 234 and 60. Collective.
+fn unsigned_min_max_right(mpi: &Mpi) -> bool {
+    let mine: [u8; 2] = if mpi.communicator().rank() == 0 {
+        [60, 234]
+    } else {
+        [234, 60]
+    };
+    let (mut min, mut max) = ([0u8; 2], [0u8; 2]);
+    typed::<u8>(mpi, ReduceOp::Min, &mine, &mut min);
+    typed::<u8>(mpi, ReduceOp::Max, &mine, &mut max);
+    if mpi.communicator().size() == 1 {
+        return true;
+    }
+    min == [60, 60] && max == [234, 234]
+}
+
 impl Vendor for Mpi {
+    fn trusted(&self, dtype: DType, op: ReduceOp) -> bool {
+        !(dtype == DType::U8 && matches!(op, ReduceOp::Min | ReduceOp::Max)) || unsigned_min_max_right(self)
+    }
+
+    fn flaws(&self) -> Vec<String> {
+        if unsigned_min_max_right(self) {
+            return Vec::new();
+        }
+        vec![format!(
+            "{}: MPI_MIN and MPI_MAX on MPI_UINT8_T compare as signed (min(60, 234) = 234; \
+             pmodels/mpich#6083); u8 min and max are checked against the serial reference",
+            self.library()
+        )]
+    }
+
     fn all_reduce_in_place(&self, dtype: DType, op: ReduceOp, buf: &mut [u8]) -> bool {
         match dtype {
             DType::F32 => typed_in_place::<f32>(self, op, buf),
@@ -125,8 +170,9 @@ impl Vendor for Mpi {
             .lines()
             .next()
             .unwrap_or_default()
-            .trim()
-            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     fn host(&self) -> String {

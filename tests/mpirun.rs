@@ -79,7 +79,7 @@ fn verify_runs_as_an_mpi_singleton_without_mpirun() {
     let out = run_bounded(cmd, LIMIT);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
-    assert!(text.contains("1 ranks"), "{text}");
+    assert!(text.contains("verify: 1 rank, "), "{text}");
     assert_eq!(text.lines().last(), Some("40 passed, 0 failed"), "{text}");
 }
 

@@ -179,8 +179,8 @@ fn print_header(args: &Args, cfg: &BenchConfig, ranks: usize) {
         Format::Table => {
             let default = || "osu-default".to_string();
             println!(
-                "# ringreduce bench: {} ranks, {} {}, iters {}, warmup {}",
-                ranks,
+                "# ringreduce bench: {}, {} {}, iters {}, warmup {}",
+                super::ranks(ranks),
                 cfg.dtype,
                 cfg.op,
                 cfg.iters.map_or_else(default, |i| i.to_string()),

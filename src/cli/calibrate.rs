@@ -44,8 +44,11 @@ pub fn run(args: Args) -> ExitCode {
 fn print(outcome: &Outcome) {
     let c = &outcome.calibration;
     println!(
-        "# ringreduce calibrate: {} ranks on {} ({}), {}",
-        c.ranks, c.host, c.cpu, c.mpi_version
+        "# ringreduce calibrate: {} on {} ({}), {}",
+        super::ranks(c.ranks),
+        c.host,
+        c.cpu,
+        c.mpi_version
     );
     println!(
         "{:>10} {:>14} {:>10} {:>14} {:>10}",

@@ -66,6 +66,11 @@ pub fn list<T: Listed>(s: &str) -> Result<List<T>, String> {
     s.split(',').map(one::<T>).collect::<Result<_, _>>().map(List)
 }
 
+/// `1 rank`, `3 ranks`.
+pub fn ranks(n: usize) -> String {
+    format!("{n} rank{}", if n == 1 { "" } else { "s" })
+}
+
 /// Parses one name.
 pub fn one<T: FromStr<Err = ringreduce::Error>>(s: &str) -> Result<T, String> {
     s.trim().parse::<T>().map_err(|e| e.to_string())

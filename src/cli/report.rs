@@ -220,8 +220,8 @@ pub fn print_cost(c: &CostReport, format: Format) {
         }
         Format::Table => {
             println!(
-                "# {} ranks, {} per rank ({} {}); ring messages: α = {:.3} µs, β = {:.4} ns/B; γ = {:.4} ns/B",
-                c.ranks,
+                "# {}, {} per rank ({} {}); ring messages: α = {:.3} µs, β = {:.4} ns/B; γ = {:.4} ns/B",
+                super::ranks(c.ranks),
                 ringreduce::units::human_size(c.bytes),
                 c.count,
                 c.dtype,

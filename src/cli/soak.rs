@@ -48,8 +48,8 @@ pub fn run(args: Args) -> ExitCode {
         let root = group.rank() == 0;
         if root {
             println!(
-                "# ringreduce soak: {} ranks, {} calls up to {} per rank, seed {}, check {}",
-                group.size(),
+                "# ringreduce soak: {}, {} calls up to {} per rank, seed {}, check {}",
+                super::ranks(group.size()),
                 cfg.calls,
                 format_size(cfg.max_bytes),
                 cfg.seed,

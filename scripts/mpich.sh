@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The MPICH leg of the tests: builds ringreduce against Debian's MPICH
+# (installed beside Open MPI, which stays the default) into target/mpich, so
+# the Open MPI build in target/ is left alone, and checks it under
+# mpirun.mpich: `verify` at 1 to 4 ranks, `bench --check` (in place too, with
+# MPICH's MPI_IN_PLACE) at 3 ranks, and two epochs of `train` at 2 ranks.
+#
+#   scripts/mpich.sh            (also run by scripts/test.sh; RINGREDUCE_MPI=mpich runs it alone)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh mpich
+export CARGO_TARGET_DIR="$PWD/target/mpich"
+echo "== building against MPICH (MPI_PKG_CONFIG=mpich, $CARGO_TARGET_DIR)"
+MPI_PKG_CONFIG=mpich cargo build --release --quiet --bins
+bin="$CARGO_TARGET_DIR/release/ringreduce"
+if ! ldd "$bin" | grep -q 'libmpich\.so'; then
+  echo "mpich.sh: $bin is not linked with libmpich:" >&2
+  ldd "$bin" | grep -i mpi >&2
+  exit 1
+fi
+run=(mpirun.mpich)
+echo "linked with $(ldd "$bin" | grep -o 'libmpich[^ ]*')"
+
+fail=0
+for n in 1 2 3 4; do
+  echo "== verify at $n rank(s) under MPICH"
+  out=$("${run[@]}" -n "$n" "$bin" verify) || fail=1
+  # The header, MPICH's known flaws, the tally.
+  grep -v '^  ' <<<"$out"
+  grep -q ', 0 failed$' <<<"$out" || fail=1
+done
+echo "== bench --check at 3 ranks under MPICH"
+"${run[@]}" -n 3 "$bin" bench --check -m 4:64K -n 3 -w 1 | tail -n 1 || fail=1
+echo "== train at 2 ranks under MPICH"
+"${run[@]}" -n 2 "$bin" train --data synthetic --epochs 2 --batch 60 --log-every 0 | tail -n 2 || fail=1
+if [ "$fail" -ne 0 ]; then
+  echo "mpich.sh: the MPICH leg failed" >&2
+  exit 1
+fi
+echo "== MPICH leg passed"
