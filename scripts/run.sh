@@ -23,11 +23,11 @@ mpirun -n "$ranks" "$bin" verify --max-count 4099 | tail -1
 
 echo "== mpirun -n $ranks ringreduce train: MLP 784-128-10 on Fashion-MNIST, ring all-reduce, $epochs epochs"
 mpirun -n "$ranks" "$bin" train --data fashion-mnist --model mlp --hidden 128 --epochs "$epochs" \
-  --batch 256 --lr 0.2 --momentum 0.9 --algo ring --checkpoint "$out/mlp.ckpt" \
+  --batch 256 --lr 0.2 --momentum 0.9 --algo ring --checkpoint "$out/mlp.safetensors" \
   --metrics "$out/metrics.csv" --plot "$out/loss.png"
 
 params=$(( (784 * 128 + 128 + 128 * 10 + 10) * 4 ))
 echo "== cost model for the gradient buffer ($params bytes) at $ranks ranks"
 "$bin" cost --ranks "$ranks" --bytes "$params"
 
-echo "== written: $out/metrics.csv, $out/loss.png, $out/mlp.ckpt"
+echo "== written: $out/metrics.csv, $out/loss.png, $out/mlp.safetensors"

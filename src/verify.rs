@@ -7,8 +7,10 @@
 //! the type (f32, f64, i32, i64, u8) or with a serial rank-ordered reference
 //! (f16, bf16, u8 sum/avg — which OpenMPI 4.1's AVX kernels saturate instead
 //! of wrapping — and everything when run without MPI, e.g. on threads;
-//! every rank regenerates every rank's input). It then checks that every
-//! rank holds the same bytes as rank 0.
+//! every rank regenerates every rank's input). A vendor may also distrust
+//! itself: [`Vendor::trusted`] probes it once (MPICH 4.0.2 reduces u8 min
+//! and max as signed) and those cases take the serial reference too. It
+//! then checks that every rank holds the same bytes as rank 0.
 //!
 //! Integers must match exactly. Floats may differ from the reference by the
 //! rounding of a different summation order, bounded per element by
