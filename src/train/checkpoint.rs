@@ -397,6 +397,7 @@ mod tests {
                 std::fs::write(&path, [head, &bytes[..]].concat()).unwrap();
                 let _ = Checkpoint::load(&path);
             }
+            std::fs::remove_file(&path).unwrap();
         }
     }
 
