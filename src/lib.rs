@@ -36,7 +36,7 @@ pub mod error;
 pub mod group;
 pub mod transport;
 
-mod files;
+pub mod files;
 mod scratch;
 mod wire;
 

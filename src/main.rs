@@ -48,8 +48,10 @@ enum Command {
     Cost(cli::cost::Args),
     /// Measure α, β (ping-pong / exchange sweep) and γ (local kernel); under mpirun -n 2 or more.
     Calibrate(cli::calibrate::Args),
-    /// Train a classifier with synchronous data-parallel SGD (run under mpirun).
+    /// Train a classifier with data-parallel SGD: synchronous, local SGD, gossip (run under mpirun).
     Train(cli::train::Args),
+    /// Train with several strategies on the same model, data and seed, and compare accuracy against time and bytes (run under mpirun).
+    Compare(cli::compare::Args),
     /// Draw charts (PNG and SVG): latency and bus bandwidth from `bench --format csv` files, or a training run from its `--metrics` file.
     Plot(cli::plot::Args),
     /// Medians and ranges over several `bench --format csv` runs, and paired ratios to the vendor.
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::Cost(args) => cli::cost::run(args),
         Command::Calibrate(args) => cli::calibrate::run(args),
         Command::Train(args) => cli::train::run(args),
+        Command::Compare(args) => cli::compare::run(args),
         Command::Plot(args) => cli::plot::run(args),
         Command::Summary(args) => cli::plot::summary(args),
         Command::Bench(args) => cli::bench::run(args),

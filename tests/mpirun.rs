@@ -391,3 +391,109 @@ fn a_short_soak_passes_at_3_ranks() {
     assert!(last.starts_with("soak: 300 calls, 0 failures;"), "{text}");
     assert!(last.contains("resident memory"), "{text}");
 }
+
+/// The strategies' invariants (gossip keeps the synchronous average, the
+/// complete graph averages in one mix, local SGD with τ = 1 is synchronous
+/// SGD) across real MPI ranks.
+#[test]
+fn strategy_invariants_hold_under_mpirun_at_2_to_5_ranks() {
+    for ranks in 2..=5 {
+        let out = run_bounded(mpirun(ranks, &example("strategies"), &[]), LIMIT);
+        assert!(
+            out.status.success(),
+            "-n {ranks}:\n{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert!(
+            stdout(&out).contains(&format!("strategy invariants hold at {ranks} ranks")),
+            "{}",
+            stdout(&out)
+        );
+    }
+}
+
+/// `train --strategy` for gossip and local SGD: the consensus column, the
+/// strategy in the metrics, an exact resume on the same rank count and a
+/// clear refusal on another.
+#[test]
+fn train_with_gossip_and_local_sgd_resumes_exactly() {
+    let dir = std::env::temp_dir().join(format!("ringreduce-strategy-mpi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, strategy) in ["gossip:expo", "local:tau=4,momentum"].into_iter().enumerate() {
+        let (ckpt, metrics) = (dir.join(format!("{i}.safetensors")), dir.join(format!("{i}.csv")));
+        let args = |stop_after: Option<&'static str>, resume: bool| {
+            let mut a = vec![
+                "train".to_string(),
+                "--data".into(),
+                "synthetic".into(),
+                "--hidden".into(),
+                "16".into(),
+                "--batch".into(),
+                "60".into(),
+                "--strategy".into(),
+                strategy.into(),
+                "--epochs".into(),
+                "2".into(),
+                "--checkpoint".into(),
+                ckpt.display().to_string(),
+                "--metrics".into(),
+                metrics.display().to_string(),
+            ];
+            if resume {
+                a.push("--resume".into());
+            }
+            if let Some(e) = stop_after {
+                a.extend(["--stop-after".into(), e.into()]);
+            }
+            a
+        };
+        let run = |ranks: usize, a: Vec<String>| {
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            run_bounded(mpirun(ranks, &ringreduce(), &a), LIMIT)
+        };
+        let whole = run(3, args(None, false));
+        let text = stdout(&whole);
+        assert!(whole.status.success(), "{strategy}: {text}{}", stderr(&whole));
+        assert!(
+            text.contains(&format!(", {strategy}")) && text.contains("consensus"),
+            "{text}"
+        );
+        let log = ringreduce::train::MetricsLog::load(&metrics).unwrap();
+        assert!(
+            log.lines.iter().all(|l| l.strategy == strategy),
+            "{}",
+            log.to_csv()
+        );
+        let full: Vec<_> = log.epochs().cloned().collect();
+        assert!(
+            full.iter().all(|m| m.consensus_distance.is_some()),
+            "{}",
+            log.to_csv()
+        );
+
+        // Stopped after epoch 1 of 2 (as a killed job), then resumed.
+        assert!(run(3, args(Some("1"), false)).status.success());
+        let resumed = run(3, args(None, true));
+        assert!(resumed.status.success(), "{}", stderr(&resumed));
+        let log = ringreduce::train::MetricsLog::load(&metrics).unwrap();
+        let again: Vec<_> = log.epochs().cloned().collect();
+        assert_eq!(again.len(), 2);
+        assert_eq!(again[1].train_loss, full[1].train_loss, "{strategy}");
+        assert_eq!(again[1].test_accuracy, full[1].test_accuracy, "{strategy}");
+        assert_eq!(
+            again[1].consensus_distance, full[1].consensus_distance,
+            "{strategy}"
+        );
+
+        assert!(run(3, args(Some("1"), false)).status.success());
+        let other = run(2, args(None, true));
+        assert_eq!(other.status.code(), Some(2), "{strategy}");
+        assert!(
+            stderr(&other).contains("resume it on 3 ranks"),
+            "{}",
+            stderr(&other)
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

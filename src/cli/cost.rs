@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use ringreduce::cost::{self, Calibration, CostParams};
+use ringreduce::train::{AnyStrategy, Strategy};
+use ringreduce::units::human_size;
 use ringreduce::{Algorithm, DType, Error};
 
 use super::report::{print_cost, CostReport};
@@ -39,6 +41,16 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Training strategies (spellings of `train --strategy`, space-separated):
+    /// what each sends per step for a model of --bytes of f32 parameters.
+    #[arg(long, num_args = 1.., value_name = "SPEC", value_parser = one::<AnyStrategy>)]
+    strategy: Vec<AnyStrategy>,
+    /// Steps of the run the strategies are costed over.
+    #[arg(long, default_value_t = 1000, requires = "strategy")]
+    steps: usize,
+    /// Optimizer state buffers averaged with `,momentum` (1: SGD with momentum; 2: Adam).
+    #[arg(long, default_value_t = 1, requires = "strategy")]
+    buffers: usize,
 }
 
 /// Prints the model's figures for every algorithm asked for.
@@ -68,6 +80,9 @@ fn params(args: &Args) -> ringreduce::Result<CostParams> {
 fn report(args: &Args) -> ringreduce::Result<()> {
     let params = params(args)?;
     params.validate()?;
+    if !args.strategy.is_empty() {
+        return strategies(args, &params);
+    }
     let (ranks, bytes, dtype) = (args.ranks, args.bytes, args.dtype);
     let s = dtype.size();
     if bytes % s as u64 != 0 {
@@ -102,5 +117,67 @@ fn report(args: &Args) -> ringreduce::Result<()> {
         },
         args.format,
     );
+    Ok(())
+}
+
+/// Bytes, rounds and predicted time per step of each strategy.
+fn strategies(args: &Args, params: &CostParams) -> ringreduce::Result<()> {
+    if args.dtype != DType::F32 || args.bytes % 4 != 0 {
+        return Err(Error::InvalidArgument {
+            what: "--strategy",
+            reason: "strategies train f32 parameters: give --bytes as a multiple of 4 and no other --dtype"
+                .into(),
+        });
+    }
+    let n = usize::try_from(args.bytes / 4).unwrap_or(usize::MAX);
+    cost::check_range(args.ranks, n, 4)?;
+    let rows: Vec<_> = args
+        .strategy
+        .iter()
+        .map(|s| {
+            s.check(args.ranks)?;
+            Ok(s.communication(args.ranks, n, args.steps, args.buffers, params))
+        })
+        .collect::<ringreduce::Result<_>>()?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default()),
+        Format::Csv => {
+            println!("strategy,ranks,params_bytes,steps,bytes,rounds,predicted_secs");
+            for r in &rows {
+                println!(
+                    "{},{},{},{},{},{},{}",
+                    ringreduce::train::log::csv_field(&r.strategy),
+                    args.ranks,
+                    args.bytes,
+                    r.steps,
+                    r.bytes,
+                    r.rounds,
+                    r.predicted_secs
+                );
+            }
+        }
+        Format::Table => {
+            println!(
+                "# {}, {} of f32 parameters, {} steps; bytes sent by the busiest rank",
+                super::ranks(args.ranks),
+                human_size(args.bytes),
+                args.steps
+            );
+            println!(
+                "{:<32} {:>14} {:>12} {:>16} {:>11}",
+                "strategy", "bytes/step", "rounds/step", "predicted_us/step", "total_MB"
+            );
+            for r in &rows {
+                println!(
+                    "{:<32} {:>14.0} {:>12.3} {:>16.2} {:>11.1}",
+                    r.strategy,
+                    r.bytes_per_step(),
+                    r.rounds_per_step(),
+                    1e6 * r.predicted_secs / r.steps.max(1) as f64,
+                    r.bytes as f64 / 1e6
+                );
+            }
+        }
+    }
     Ok(())
 }

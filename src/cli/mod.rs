@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod calibrate;
+pub mod compare;
 pub mod cost;
 pub mod plot;
 pub mod progress;

@@ -265,10 +265,12 @@ pub fn print_cost(c: &CostReport, format: Format) {
 }
 
 /// Column header of the per-epoch training lines; `accuracy` names the
-/// held-out column (`test_acc`, `val_acc`) or is `None` without one.
-pub fn epoch_header(accuracy: Option<&str>) -> String {
+/// held-out column (`test_acc`, `val_acc`) or is `None` without one;
+/// `consensus` adds the consensus distance (strategies whose ranks differ).
+pub fn epoch_header(accuracy: Option<&str>, consensus: bool) -> String {
     let acc = accuracy.map_or(String::new(), |a| format!("  {a:>8}"));
-    format!("epoch  train_loss{acc}  epoch_s  samples/s  allreduce_share  allreduced_MB")
+    let cons = if consensus { "  consensus" } else { "" };
+    format!("epoch  train_loss{acc}  epoch_s  samples/s  allreduce_share  allreduced_MB{cons}")
 }
 
 /// One per-epoch training line, columns as [`epoch_header`].
@@ -282,5 +284,7 @@ pub fn epoch_row(m: &EpochMetrics) -> String {
         m.samples_per_sec,
         100.0 * m.allreduce_secs / m.epoch_secs.max(1e-12),
         m.allreduce_bytes as f64 / 1e6
-    )
+    ) + &m
+        .consensus_distance
+        .map_or(String::new(), |d| format!("  {d:>9.3e}"))
 }

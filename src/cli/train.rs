@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ringreduce::train::data::{HeldOut, Sets};
 use ringreduce::train::log::{MetricsLog, Row};
-use ringreduce::train::{data, EpochMetrics, Mlp, Model, Strategy, SyncSgd};
+use ringreduce::train::{data, AnyStrategy, EpochMetrics, Mlp, Model, Strategy, SyncSgd, Trainer};
 use ringreduce::{Algorithm, Error};
 
 use super::progress::Progress;
@@ -47,9 +47,14 @@ pub struct Args {
     /// Momentum.
     #[arg(long, default_value_t = 0.9, allow_hyphen_values = true)]
     momentum: f32,
-    /// Gradient all-reduce algorithm.
+    /// Gradient all-reduce algorithm of synchronous SGD.
     #[arg(long, default_value = "ring", value_parser = one::<Algorithm>)]
     algo: Algorithm,
+    /// What the ranks exchange: sync:ALGO, local:tau=T[,warmup=W][,momentum],
+    /// postlocal:warmup=W,tau=T, oneshot, or gossip:ring|torus|expo|expo1|complete
+    /// (default: sync with --algo).
+    #[arg(long, value_name = "SPEC", value_parser = one::<AnyStrategy>, conflicts_with = "algo")]
+    strategy: Option<AnyStrategy>,
     /// Seed of initialisation and shuffling.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -71,20 +76,33 @@ pub struct Args {
     /// appending to --metrics.
     #[arg(long, requires = "checkpoint")]
     resume: bool,
+    /// Stop after this epoch of the --epochs planned (which still set the
+    /// schedule and a strategy's final averaging): a time slice of a longer
+    /// run, continued with --resume.
+    #[arg(long, value_name = "EPOCH", requires = "checkpoint")]
+    stop_after: Option<usize>,
 }
 
 /// Checks everything that can be checked before MPI starts, trains, and
 /// writes the metrics and the plot.
 pub fn run(o: Args) -> ExitCode {
     // What is the same on every rank is checked before MPI starts.
-    let opt = (|| -> ringreduce::Result<SyncSgd> {
+    let opt = (|| -> ringreduce::Result<Trainer<AnyStrategy>> {
         preflight(&o)?;
-        let mut builder = SyncSgd::builder().resume(o.resume);
+        let strategy =
+            o.strategy
+                .clone()
+                .unwrap_or(AnyStrategy::Sync(ringreduce::train::GradientAllReduce::new(
+                    o.algo,
+                )));
+        let mut builder = SyncSgd::builder()
+            .strategy(strategy)
+            .resume(o.resume)
+            .stop_after(o.stop_after);
         if let Some(path) = &o.checkpoint {
             builder = builder.checkpoint(path);
         }
         builder
-            .algorithm(o.algo)
             .batch(o.batch)
             .lr(o.lr)
             .momentum(o.momentum)
@@ -125,6 +143,9 @@ pub fn run(o: Args) -> ExitCode {
             Err(e) => return fail(e),
         }
         let p = group.size();
+        if let Err(e) = opt.strategy().check(p) {
+            return fail(e);
+        }
         if root {
             println!(
                 "# train: {p} rank{}, {} ({}), model {:?} ({} parameters), batch {}, lr {}, momentum {}, {}",
@@ -136,7 +157,7 @@ pub fn run(o: Args) -> ExitCode {
                 o.batch,
                 o.lr,
                 o.momentum,
-                o.algo
+                describe_strategy(opt.strategy(), p)
             );
         }
         let mut params = opt.init_params(&model);
@@ -156,7 +177,13 @@ pub fn run(o: Args) -> ExitCode {
             })
         };
         if root {
-            println!("{}", epoch_header(sets.kind.accuracy_column().map(short_name)));
+            println!(
+                "{}",
+                epoch_header(
+                    sets.kind.accuracy_column().map(short_name),
+                    opt.strategy().replicas_differ()
+                )
+            );
         }
         let mut saved = Ok(());
         let on_epoch = |m: &EpochMetrics| {
@@ -209,6 +236,17 @@ pub fn run(o: Args) -> ExitCode {
         }
         ExitCode::SUCCESS
     })
+}
+
+/// The strategy's name, and for gossip the mixing's spectral gap.
+fn describe_strategy(s: &AnyStrategy, p: usize) -> String {
+    match s {
+        AnyStrategy::Gossip(g) => match g.topology.spectral_gap(p) {
+            Some(gap) => format!("{}, spectral gap {gap:.4} per step", s.name()),
+            None => s.name(),
+        },
+        _ => s.name(),
+    }
 }
 
 /// `60000 train / 10000 test, 784 features, 10 classes`, and what a run

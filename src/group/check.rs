@@ -48,16 +48,18 @@ pub(crate) enum Kind {
     AllGatherVarying,
     Barrier,
     Agree,
+    Neighbors,
 }
 
 impl Kind {
-    const ALL: [Kind; 6] = [
+    const ALL: [Kind; 7] = [
         Kind::AllReduce,
         Kind::Broadcast,
         Kind::AllGather,
         Kind::AllGatherVarying,
         Kind::Barrier,
         Kind::Agree,
+        Kind::Neighbors,
     ];
 
     /// The name in messages and stall reports.
@@ -68,6 +70,7 @@ impl Kind {
             Kind::AllGather | Kind::AllGatherVarying => "all_gather",
             Kind::Barrier => "barrier",
             Kind::Agree => "agree",
+            Kind::Neighbors => "neighbor_exchange",
         }
     }
 }
@@ -139,6 +142,7 @@ impl fmt::Display for Signature {
             Kind::AllGatherVarying => write!(f, "all_gather of {count}-byte elements"),
             Kind::Barrier => f.write_str("barrier"),
             Kind::Agree => f.write_str("agree"),
+            Kind::Neighbors => write!(f, "neighbor_exchange of {count} bytes"),
         }
     }
 }

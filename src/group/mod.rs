@@ -368,6 +368,80 @@ impl<C: Transport> Group<C> {
             .collect())
     }
 
+    /// Sends `mine` to every rank of `send_to` and receives one block of the
+    /// same length from every rank of `recv_from` into `out` (the block of
+    /// `recv_from[k]` at `k·n..(k+1)·n` for n = `mine.len()`), all at once
+    /// with non-blocking sends and receives: one round. What a gossip step
+    /// needs (BlueFog's `neighbor_allgather`). Every rank calls it at the
+    /// same point with the same length; the lists must match across ranks
+    /// (i sends to j exactly when j receives from i) — the caller's graph
+    /// guarantees that, the call checks compare only the call and length.
+    ///
+    /// # Errors
+    /// `out` not `recv_from.len()·n` long, a rank out of range or listed
+    /// twice (on every rank), a mismatch, or a transport failure.
+    pub fn neighbor_exchange<T: Pod>(
+        &self,
+        mine: &[T],
+        send_to: &[usize],
+        recv_from: &[usize],
+        out: &mut [T],
+    ) -> Result<()> {
+        let (p, n) = (self.size(), mine.len());
+        let local = (|| {
+            if out.len() != recv_from.len().saturating_mul(n) {
+                return Err(Error::InvalidArgument {
+                    what: "neighbor_exchange output",
+                    reason: format!("{} elements for {} neighbours × {n}", out.len(), recv_from.len()),
+                });
+            }
+            for list in [send_to, recv_from] {
+                for (i, &r) in list.iter().enumerate() {
+                    crate::transport::valid_rank(r, p)?;
+                    if list[..i].contains(&r) {
+                        return Err(Error::InvalidArgument {
+                            what: "neighbor_exchange peers",
+                            reason: format!("rank {r} listed twice"),
+                        });
+                    }
+                }
+            }
+            Ok(())
+        })();
+        let sig = Signature::moving(Kind::Neighbors, std::mem::size_of_val(mine) as u64, 0);
+        self.agree_plain(Kind::Neighbors, sig, local, false)?;
+        let bytes: &[u8] = bytemuck::cast_slice(mine);
+        let out: &mut [u8] = bytemuck::cast_slice_mut(out);
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.transport.scope(|s| {
+            let mut recvs = Vec::with_capacity(recv_from.len());
+            for (block, &src) in out.chunks_mut(bytes.len()).zip(recv_from) {
+                recvs.push(s.recv(block, src)?);
+            }
+            let mut sends = Vec::with_capacity(send_to.len());
+            for &dest in send_to {
+                sends.push(s.send(bytes, dest)?);
+            }
+            for r in recvs {
+                let got = s.wait_recv(r)?;
+                if got.done.len != bytes.len() {
+                    return Err(Error::MessageSize {
+                        rank: self.rank(),
+                        from: got.done.peer,
+                        expected: bytes.len(),
+                        got: got.done.len,
+                    });
+                }
+            }
+            for h in sends {
+                s.wait_send(h)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Returns once every rank has called it. The barrier is the call
     /// check's agreement itself (48-byte messages, ⌊log2 p⌋ (+2) rounds),
     /// so it also catches a rank that called another collective.

@@ -3,21 +3,53 @@
 //! (fields a row does not have are empty).
 //!
 //! ```text
-//! epoch,step,ranks,strategy,train_loss_step,train_loss,test_accuracy,epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes
-//! 1,50,2,sync:ring,0.9132,,,,,,
-//! 1,100,2,sync:ring,0.4410,,,,,,
-//! 1,100,2,sync:ring,,0.6771,0.9460,0.412,14563.1,0.051,20428800
+//! epoch,step,ranks,strategy,train_loss_step,train_loss,test_accuracy,epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes,rounds,consensus_distance
+//! 1,50,2,sync:ring,0.9132,,,,,,,,
+//! 1,100,2,sync:ring,0.4410,,,,,,,,
+//! 1,100,2,sync:ring,,0.6771,0.9460,0.412,14563.1,0.051,20428800,200,
 //! ```
 //!
 //! `train_loss_step` is the mean loss over the steps since the previous
 //! step row; the accuracy column is `test_accuracy`, `val_accuracy`, or
-//! absent when the run has no held-out set. In pandas:
+//! absent when the run has no held-out set; `consensus_distance` is empty
+//! for strategies whose ranks hold the same parameters. Files without the
+//! last two columns (earlier versions) are still read. In pandas:
 //! `df.dropna(subset=["train_loss"])` keeps the epochs.
 
 use std::path::Path;
 
 use super::trainer::EpochMetrics;
 use crate::error::{Error, Result};
+
+/// `field` as one CSV field: quoted (quotes doubled) when it holds a
+/// comma, a quote or a line break, as RFC 4180 and pandas read it — a
+/// strategy such as `postlocal:warmup=200,tau=8` has a comma.
+pub fn csv_field(field: &str) -> std::borrow::Cow<'_, str> {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\"")).into()
+    } else {
+        field.into()
+    }
+}
+
+/// Splits one CSV line into fields, undoing [`csv_field`]'s quoting.
+pub fn csv_fields(line: &str) -> Vec<String> {
+    let (mut fields, mut field, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(std::mem::take(&mut field)),
+            _ => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields
+}
 
 /// One row of the log.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,7 +103,9 @@ pub struct MetricsLog {
 }
 
 const BEFORE: &str = "epoch,step,ranks,strategy,train_loss_step,train_loss";
-const AFTER: &str = "epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes";
+const AFTER: &str = "epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes,rounds,consensus_distance";
+/// The header's end before the consensus distance was logged (still read).
+const AFTER_V1: &str = "epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes";
 
 fn bad(reason: String) -> Error {
     Error::InvalidArgument {
@@ -145,13 +179,14 @@ impl MetricsLog {
         let acc_cols = usize::from(self.accuracy.is_some());
         for Line {
             ranks: p,
-            strategy: s,
+            strategy,
             row,
         } in &self.lines
         {
+            let s = csv_field(strategy);
             match row {
                 Row::Step { epoch, step, loss } => {
-                    csv += &format!("{epoch},{step},{p},{s},{loss},{}\n", ",".repeat(4 + acc_cols));
+                    csv += &format!("{epoch},{step},{p},{s},{loss},{}\n", ",".repeat(6 + acc_cols));
                 }
                 Row::Epoch(m) => {
                     let acc = match (acc_cols, m.test_accuracy) {
@@ -160,14 +195,16 @@ impl MetricsLog {
                         (_, None) => ",".into(),
                     };
                     csv += &format!(
-                        "{},{},{p},{s},,{},{acc}{},{},{},{}\n",
+                        "{},{},{p},{s},,{},{acc}{},{},{},{},{},{}\n",
                         m.epoch,
                         m.step,
                         m.train_loss,
                         m.epoch_secs,
                         m.samples_per_sec,
                         m.allreduce_secs,
-                        m.allreduce_bytes
+                        m.allreduce_bytes,
+                        m.rounds,
+                        m.consensus_distance.map_or(String::new(), |d| d.to_string())
                     );
                 }
             }
@@ -211,9 +248,10 @@ impl MetricsLog {
     pub fn parse(text: &str) -> Result<MetricsLog> {
         let mut lines = text.lines();
         let header = lines.next().unwrap_or("");
+        let consensus = !header.ends_with(AFTER_V1);
         let accuracy = header
             .strip_prefix(BEFORE)
-            .and_then(|rest| rest.strip_suffix(AFTER))
+            .and_then(|rest| rest.strip_suffix(AFTER).or_else(|| rest.strip_suffix(AFTER_V1)))
             .and_then(|mid| match mid {
                 "," => Some(None),
                 _ => mid
@@ -228,10 +266,11 @@ impl MetricsLog {
                 ))
             })?;
         let mut log = MetricsLog::new(0, "", accuracy);
-        let fields = 10 + usize::from(accuracy.is_some());
+        let fields = 10 + usize::from(accuracy.is_some()) + 2 * usize::from(consensus);
         for (i, line) in lines.enumerate() {
             let n = i + 2;
-            let f: Vec<&str> = line.split(',').collect();
+            let owned = csv_fields(line);
+            let f: Vec<&str> = owned.iter().map(String::as_str).collect();
             if f.len() != fields {
                 return Err(bad(format!(
                     "line {n}: {} fields, the header has {fields}",
@@ -258,6 +297,14 @@ impl MetricsLog {
                     samples_per_sec: num(rest[1], n, "samples_per_sec")?,
                     allreduce_secs: num(rest[2], n, "allreduce_secs")?,
                     allreduce_bytes: num(rest[3], n, "allreduce_bytes")?,
+                    rounds: match rest.get(4) {
+                        Some(r) => num(r, n, "rounds")?,
+                        None => 0,
+                    },
+                    consensus_distance: match rest.get(5) {
+                        Some(d) if !d.is_empty() => Some(num(d, n, "consensus_distance")?),
+                        _ => None,
+                    },
                 })
             } else {
                 Row::Step {
@@ -286,6 +333,8 @@ mod tests {
             samples_per_sec: 123456.5,
             allreduce_secs: 0.0001,
             allreduce_bytes: 4096,
+            rounds: 20,
+            consensus_distance: None,
         }
     }
 
@@ -298,7 +347,9 @@ mod tests {
                 step: 10 * e - 5,
                 loss: 0.1 * e as f64,
             });
-            l.push(Row::Epoch(epoch(e, acc.map(|_| 0.5 + 0.1 * e as f64))));
+            let mut m = epoch(e, acc.map(|_| 0.5 + 0.1 * e as f64));
+            m.consensus_distance = (e == 2).then_some(0.25);
+            l.push(Row::Epoch(m));
         }
         l
     }
@@ -335,7 +386,7 @@ mod tests {
         assert!(e.contains("not a `ringreduce train --metrics` file"), "{e}");
         let short = csv.replacen(",sync:ring,,", ",sync:ring,", 1);
         let e = MetricsLog::parse(&short).unwrap_err().to_string();
-        assert!(e.contains("line 3: 10 fields, the header has 11"), "{e}");
+        assert!(e.contains("line 3: 12 fields, the header has 13"), "{e}");
         let e = MetricsLog::parse(&csv.replace("123456.5", "fast"))
             .unwrap_err()
             .to_string();
@@ -343,6 +394,33 @@ mod tests {
         let e = MetricsLog::parse(&csv.replacen(",sync:ring,", ",x,sync:ring,", 1))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("line 2: 12 fields"), "{e}");
+        assert!(e.contains("line 2: 14 fields"), "{e}");
+    }
+
+    #[test]
+    fn strategies_with_commas_are_quoted_and_read_back() {
+        let mut l = log(Some("test_accuracy"));
+        l.lines[0].strategy = "postlocal:warmup=200,tau=8".into();
+        l.lines[1].strategy = "say \"hi\"".into();
+        let csv = l.to_csv();
+        assert!(csv.contains(",\"postlocal:warmup=200,tau=8\","), "{csv}");
+        let back = MetricsLog::parse(&csv).unwrap();
+        assert_eq!(back.lines, l.lines);
+        assert_eq!(csv_fields("a,\"b,c\",\"d\"\"e\""), ["a", "b,c", "d\"e"]);
+    }
+
+    #[test]
+    fn files_without_the_rounds_and_consensus_columns_are_still_read() {
+        let l = log(Some("test_accuracy"));
+        let old: String = l
+            .to_csv()
+            .lines()
+            .map(|line| line.rsplitn(3, ',').nth(2).unwrap().to_string() + "\n")
+            .collect();
+        let read = MetricsLog::parse(&old).unwrap();
+        assert_eq!(read.epochs().count(), 3);
+        assert!(read
+            .epochs()
+            .all(|m| m.consensus_distance.is_none() && m.rounds == 0));
     }
 }

@@ -8,7 +8,10 @@
 //! - [`BatchSource`]: which examples each rank computes at each step
 //!   ([`SharedShuffle`]: one shuffle, every global batch split across ranks);
 //! - [`Strategy`]: what crosses the network around each step
-//!   ([`GradientAllReduce`]: synchronous data parallelism);
+//!   ([`GradientAllReduce`]: synchronous data parallelism; [`LocalSgd`]:
+//!   local SGD, post-local SGD and one-shot model averaging; [`Gossip`]:
+//!   decentralized SGD on a [`topology`]; [`AnyStrategy`]: any of them,
+//!   parsed from its command-line spelling);
 //! - [`Trainer`]: the loop — batches, gradients, the strategy's hooks, the
 //!   optimizer, metrics, checkpoints and resume.
 //!
@@ -32,19 +35,27 @@
 //! assert!(accuracy[0] > 0.8 && accuracy[0] == accuracy[1]);
 //! ```
 
+mod any;
 mod batches;
 pub mod checkpoint;
 pub mod data;
+mod gossip;
+mod local;
 pub mod log;
 mod model;
 mod optim;
 mod strategy;
+pub mod topology;
 mod trainer;
 
+pub use self::any::AnyStrategy;
 pub use self::batches::{BatchSource, SharedShuffle};
 pub use self::data::Dataset;
+pub use self::gossip::Gossip;
+pub use self::local::LocalSgd;
 pub use self::log::MetricsLog;
 pub use self::model::{Mlp, Model};
 pub use self::optim::{Adam, Optimizer, OptimizerState, Schedule, Sgd};
 pub use self::strategy::{GradientAllReduce, Section, Step, Strategy};
+pub use self::topology::Topology;
 pub use self::trainer::{EpochMetrics, StepMetrics, SyncSgd, Trainer, TrainerBuilder};

@@ -12,7 +12,7 @@
 use std::fmt;
 
 use crate::algorithms::Algorithm;
-use crate::element::ReduceOp;
+use crate::element::{Element, ReduceOp};
 use crate::error::Result;
 use crate::group::Group;
 use crate::transport::Transport;
@@ -30,17 +30,28 @@ pub struct Step<'a, C: Transport> {
     pub step: usize,
     /// Steps per epoch.
     pub steps_per_epoch: usize,
+    /// Steps of the whole run (epochs × steps per epoch).
+    pub total_steps: usize,
     pub(crate) bytes: u64,
+    pub(crate) rounds: u64,
 }
 
 impl<'a, C: Transport> Step<'a, C> {
-    pub(crate) fn new(group: &'a Group<C>, epoch: usize, step: usize, steps_per_epoch: usize) -> Self {
+    pub(crate) fn new(
+        group: &'a Group<C>,
+        epoch: usize,
+        step: usize,
+        steps_per_epoch: usize,
+        epochs: usize,
+    ) -> Self {
         Step {
             group,
             epoch,
             step,
             steps_per_epoch,
+            total_steps: epochs * steps_per_epoch,
             bytes: 0,
+            rounds: 0,
         }
     }
 
@@ -48,13 +59,46 @@ impl<'a, C: Transport> Step<'a, C> {
     pub fn global_step(&self) -> usize {
         (self.epoch - 1) * self.steps_per_epoch + self.step
     }
-    /// Records `bytes` this rank handed to collectives (for the epoch's
-    /// metrics). On one rank nothing crosses a network, and nothing is
-    /// counted.
-    pub fn count_bytes(&mut self, bytes: u64) {
+
+    /// Whether this is the run's last step.
+    pub fn is_last(&self) -> bool {
+        self.global_step() + 1 == self.total_steps
+    }
+    /// Records `bytes` this rank sent in `rounds` sequential rounds (for
+    /// the epoch's metrics). On one rank nothing crosses a network, and
+    /// nothing is counted.
+    pub fn count(&mut self, bytes: u64, rounds: u64) {
         if self.group.size() > 1 {
             self.bytes += bytes;
+            self.rounds += rounds;
         }
+    }
+
+    /// Records `bytes` sent in one round; see [`Step::count`].
+    pub fn count_bytes(&mut self, bytes: u64) {
+        self.count(bytes, 1);
+    }
+
+    /// All-reduces `buf` in place over the group and counts what the
+    /// busiest rank sends and its rounds, from the algorithm's exact cost
+    /// model (which the `Counting` transport's tests hold to the bytes on
+    /// the wire).
+    ///
+    /// # Errors
+    /// As [`Group::all_reduce_in_place`].
+    pub fn all_reduce<T: Element>(
+        &mut self,
+        buf: &mut [T],
+        op: ReduceOp,
+        algorithm: Algorithm,
+    ) -> Result<()> {
+        self.group.all_reduce_in_place(buf, op, algorithm)?;
+        let size = std::mem::size_of::<T>();
+        let concrete = self.group.resolve(algorithm, buf.len(), size);
+        if let Some(c) = concrete.exact_cost(self.group.size(), buf.len(), size) {
+            self.count(c.bytes_sent, c.rounds);
+        }
+        Ok(())
     }
 }
 
@@ -76,6 +120,22 @@ pub trait Strategy: Clone + Send + Sync + fmt::Debug {
     /// Name in reports and checkpoints (`sync:ring`).
     fn name(&self) -> String;
 
+    /// Whether the ranks' parameters (and optimizer state) may differ
+    /// between steps — local SGD between averagings, gossip always. The
+    /// loop then evaluates the ranks' average, reports the consensus
+    /// distance, and checkpoints every rank's state. Default: no.
+    fn replicas_differ(&self) -> bool {
+        false
+    }
+
+    /// Checks the strategy's settings for `p` ranks before the run starts.
+    ///
+    /// # Errors
+    /// Settings that cannot work on `p` ranks (a torus on a prime count).
+    fn check(&self, _p: usize) -> Result<()> {
+        Ok(())
+    }
+
     /// Before the first step (after the parameters are initialised or
     /// restored, the same on every rank).
     fn start<C: Transport>(&mut self, _ctx: &mut Step<'_, C>, _params: &mut [f32]) -> Result<()> {
@@ -90,6 +150,18 @@ pub trait Strategy: Clone + Send + Sync + fmt::Debug {
     /// After the backward pass: `grad` holds this rank's mean gradient over
     /// its examples; on return it is the gradient the optimizer applies.
     fn after_backward<C: Transport>(&mut self, ctx: &mut Step<'_, C>, grad: &mut [f32]) -> Result<()>;
+
+    /// After [`after_backward`](Strategy::after_backward), before the
+    /// optimizer: `params` are still those the gradient `grad` was computed
+    /// at. Gossip mixes the parameters with the neighbours' here.
+    fn before_update<C: Transport>(
+        &mut self,
+        _ctx: &mut Step<'_, C>,
+        _params: &mut [f32],
+        _grad: &[f32],
+    ) -> Result<()> {
+        Ok(())
+    }
 
     /// After the optimizer updated `params`.
     fn after_step<C: Transport>(
@@ -150,9 +222,6 @@ impl Strategy for GradientAllReduce {
     }
 
     fn after_backward<C: Transport>(&mut self, ctx: &mut Step<'_, C>, grad: &mut [f32]) -> Result<()> {
-        ctx.group
-            .all_reduce_in_place(grad, ReduceOp::Avg, self.algorithm)?;
-        ctx.count_bytes(std::mem::size_of_val(grad) as u64);
-        Ok(())
+        ctx.all_reduce(grad, ReduceOp::Avg, self.algorithm)
     }
 }

@@ -12,7 +12,7 @@ use super::checkpoint::{Checkpoint, Header};
 use super::data::Dataset;
 use super::model::Model;
 use super::optim::{Optimizer, OptimizerState, Schedule, Sgd};
-use super::strategy::{GradientAllReduce, Step, Strategy};
+use super::strategy::{GradientAllReduce, Section, Step, Strategy};
 use crate::algorithms::{chunk_range, Algorithm};
 use crate::element::ReduceOp;
 use crate::error::{Error, Result};
@@ -38,9 +38,17 @@ pub struct EpochMetrics {
     /// Seconds of the epoch spent in the strategy's communication (the
     /// gradient all-reduce, for synchronous SGD), on rank 0's clock.
     pub allreduce_secs: f64,
-    /// Bytes the strategy handed to collectives on each rank (for
-    /// synchronous SGD: gradient buffer size × steps; 0 on one rank).
+    /// Bytes the busiest rank sent for the strategy (the exact cost model
+    /// of each all-reduce, the bytes of each gossip exchange; for
+    /// synchronous SGD with the ring ≈ 2·(p−1)/p × gradient size × steps;
+    /// 0 on one rank).
     pub allreduce_bytes: u64,
+    /// Sequential communication rounds of those sends.
+    pub rounds: u64,
+    /// For strategies whose ranks' parameters differ (local SGD, gossip):
+    /// the mean over ranks of ‖w_i − w̄‖₂ at the end of the epoch; `None`
+    /// for the others. The accuracy is then that of the average w̄.
+    pub consensus_distance: Option<f64>,
 }
 
 /// What one step did, given to the [`Trainer::on_step`] hook on every rank.
@@ -96,6 +104,7 @@ struct Config {
     seed: u64,
     checkpoint: Option<PathBuf>,
     resume: bool,
+    stop_after: Option<usize>,
     on_step: Option<Hook<StepMetrics>>,
     on_resume: Option<Hook<usize>>,
 }
@@ -146,6 +155,7 @@ impl Trainer<GradientAllReduce> {
                 seed: 42,
                 checkpoint: None,
                 resume: false,
+                stop_after: None,
                 on_step: None,
                 on_resume: None,
             },
@@ -232,16 +242,28 @@ impl<S: Strategy> Trainer<S> {
         if let (true, Some(hook)) = (self.cfg.resume, &self.cfg.on_resume) {
             (hook.0)(&done);
         }
-        let mut ctx = Step::new(group, done.max(1), 0, run.steps);
+        let mut ctx = Step::new(group, done.max(1), 0, run.steps, self.cfg.epochs);
         run.strategy.start(&mut ctx, params)?;
         let mut history = Vec::new();
-        for epoch in done + 1..=self.cfg.epochs {
+        let last = self
+            .cfg
+            .stop_after
+            .map_or(self.cfg.epochs, |s| s.min(self.cfg.epochs));
+        for epoch in done + 1..=last {
             let m = run.epoch(epoch, model, params, train, test)?;
             on_epoch(&m);
             history.push(m);
         }
-        let mut ctx = Step::new(group, self.cfg.epochs.max(1), run.steps, run.steps);
-        run.strategy.finish(&mut ctx, params)?;
+        let mut ctx = Step::new(
+            group,
+            self.cfg.epochs.max(1),
+            run.steps,
+            run.steps,
+            self.cfg.epochs,
+        );
+        if last == self.cfg.epochs {
+            run.strategy.finish(&mut ctx, params)?;
+        }
         Ok(history)
     }
 
@@ -258,6 +280,7 @@ impl<S: Strategy> Trainer<S> {
             reason,
         };
         self.cfg.batches.check(self.cfg.batch, train.len(), p)?;
+        self.strategy.check(p)?;
         for d in std::iter::once(train).chain(test) {
             if d.dim != model.input_dim() {
                 return Err(invalid(format!(
@@ -324,9 +347,9 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         let mut y = vec![0u32; local];
         let order = t.cfg.batches.order(t.cfg.seed, epoch, train.len());
         let start = Instant::now();
-        let (mut comm_secs, mut loss_sum, mut bytes) = (0.0, 0.0f64, 0u64);
+        let (mut comm_secs, mut loss_sum, mut bytes, mut rounds) = (0.0, 0.0f64, 0u64, 0u64);
         for step in 0..self.steps {
-            let mut ctx = Step::new(group, epoch, step, self.steps);
+            let mut ctx = Step::new(group, epoch, step, self.steps, t.cfg.epochs);
             let timer = Instant::now();
             self.strategy.before_step(&mut ctx, params)?;
             comm_secs += timer.elapsed().as_secs_f64();
@@ -366,6 +389,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             }
             let timer = Instant::now();
             self.strategy.after_backward(&mut ctx, &mut grad)?;
+            self.strategy.before_update(&mut ctx, params, &grad)?;
             comm_secs += timer.elapsed().as_secs_f64();
             let lr = t
                 .cfg
@@ -376,6 +400,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             self.strategy.after_step(&mut ctx, params, &mut self.optimizer)?;
             comm_secs += timer.elapsed().as_secs_f64();
             bytes += ctx.bytes;
+            rounds += ctx.rounds;
             loss_sum += agreed[0];
             if let Some(hook) = &t.cfg.on_step {
                 (hook.0)(&StepMetrics {
@@ -390,8 +415,24 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             }
         }
         let epoch_secs = start.elapsed().as_secs_f64();
+        // Ranks whose parameters differ are scored as their average (not
+        // counted in the strategy's bytes, like the scoring's own all-reduce).
+        let differ = self.strategy.replicas_differ();
+        let mean = if differ && p > 1 {
+            let mut mean = params.to_vec();
+            group.all_reduce_in_place(&mut mean, ReduceOp::Avg, Algorithm::Ring)?;
+            Some(mean)
+        } else {
+            None
+        };
+        let consensus = match &mean {
+            Some(mean) => Some(consensus_distance(group, params, mean)?),
+            None if differ => Some(0.0),
+            None => None,
+        };
+        let scored = mean.as_deref().unwrap_or(params);
         let accuracy = match test {
-            Some(d) => Some(evaluate(group, model, params, d)?),
+            Some(d) => Some(evaluate(group, model, scored, d)?),
             None => None,
         };
         // Rank 0's timings, so the report is the same everywhere.
@@ -406,18 +447,44 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             samples_per_sec: (self.steps * t.cfg.batch) as f64 / times[0].max(1e-9),
             allreduce_secs: times[1],
             allreduce_bytes: bytes,
+            rounds,
+            consensus_distance: consensus,
         };
         if let Some(path) = &t.cfg.checkpoint {
+            // Ranks that differ hand rank 0 their parameters and optimizer
+            // state; the file's `params` is their average.
+            let replicas = match &mean {
+                Some(mean) => Some((mean.clone(), self.gather_replicas(params)?)),
+                None => None,
+            };
             // Rank 0 writes; every rank learns whether that worked, so a
             // failed write ends every rank at once with its error.
             let saved = if rank == 0 {
-                self.save(path, epoch, params)
+                self.save(path, epoch, params, replicas)
             } else {
                 Ok(())
             };
             group.agree(saved)?;
         }
         Ok(m)
+    }
+
+    /// Every rank's parameters and optimizer buffers, as checkpoint
+    /// sections `replicas.params` and `replicas.optimizer.K` of p × n
+    /// values (rank r's at r·n). Collective.
+    fn gather_replicas(&self, params: &[f32]) -> Result<Vec<Section>> {
+        let group = self.group;
+        let p = group.size();
+        let gather = |name: String, mine: &[f32]| -> Result<Section> {
+            let mut values = vec![0f32; p * mine.len()];
+            group.all_gather(mine, &mut values)?;
+            Ok(Section { name, values })
+        };
+        let mut out = vec![gather("replicas.params".into(), params)?];
+        for (k, b) in self.optimizer.buffers.iter().enumerate() {
+            out.push(gather(format!("replicas.optimizer.{k}"), b)?);
+        }
+        Ok(out)
     }
 
     fn header(&self, epoch: usize, n: usize) -> Header {
@@ -439,12 +506,26 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         }
     }
 
-    fn save(&self, path: &std::path::Path, epoch: usize, params: &[f32]) -> Result<()> {
+    fn save(
+        &self,
+        path: &std::path::Path,
+        epoch: usize,
+        params: &[f32],
+        replicas: Option<(Vec<f32>, Vec<Section>)>,
+    ) -> Result<()> {
+        let mut sections = self.strategy.state();
+        let params = match replicas {
+            Some((mean, gathered)) => {
+                sections.extend(gathered);
+                mean
+            }
+            None => params.to_vec(),
+        };
         Checkpoint::new(
             self.header(epoch, params.len()),
-            params.to_vec(),
+            params,
             self.optimizer.clone(),
-            self.strategy.state(),
+            sections,
         )
         .save(path)
     }
@@ -541,10 +622,43 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         for s in &mut c.strategy {
             group.broadcast(&mut s.values, 0)?;
         }
-        let restored = self.strategy.restore(&c.strategy);
+        let (replicas, own): (Vec<Section>, Vec<Section>) = c
+            .strategy
+            .into_iter()
+            .partition(|s| s.name.starts_with("replicas."));
+        let restored = self.strategy.restore(&own);
         group.agree(restored)?;
         params.copy_from_slice(&c.params);
         self.optimizer = c.optimizer;
+        if !replicas.is_empty() {
+            // Every rank takes back its own parameters and optimizer state;
+            // every rank sees the same lengths, so all fail or none.
+            let (p, r, n) = (group.size(), group.rank(), params.len());
+            let saved = replicas[0].values.len() / n.max(1);
+            if replicas.iter().any(|s| s.values.len() != p * n) {
+                return Err(mismatch(
+                    path,
+                    format!(
+                        "checkpoint holds the state of {saved} ranks ({} on {saved} ranks, whose parameters differ); resume it on {saved} ranks",
+                        header.strategy
+                    ),
+                ));
+            }
+            for s in &replicas {
+                let mine = &s.values[r * n..(r + 1) * n];
+                match s
+                    .name
+                    .strip_prefix("replicas.optimizer.")
+                    .map(str::parse::<usize>)
+                {
+                    None => params.copy_from_slice(mine),
+                    Some(Ok(k)) if k < self.optimizer.buffers.len() => {
+                        self.optimizer.buffers[k].copy_from_slice(mine)
+                    }
+                    Some(_) => return Err(mismatch(path, format!("unexpected section {}", s.name))),
+                }
+            }
+        }
         Ok(header.epoch)
     }
 }
@@ -554,6 +668,21 @@ fn mismatch(path: &std::path::Path, reason: String) -> Error {
         path: path.display().to_string(),
         reason,
     }
+}
+
+/// The mean over ranks of ‖params − mean‖₂. Collective.
+fn consensus_distance<C: Transport>(group: &Group<C>, params: &[f32], mean: &[f32]) -> Result<f64> {
+    let squares: f64 = params
+        .iter()
+        .zip(mean)
+        .map(|(&a, &b)| {
+            let d = f64::from(a) - f64::from(b);
+            d * d
+        })
+        .sum();
+    let mut d = [squares.sqrt()];
+    group.all_reduce_in_place(&mut d, ReduceOp::Avg, Algorithm::Butterfly)?;
+    Ok(d[0])
 }
 
 /// Test accuracy, each rank scoring a slice of `data`. Collective.
@@ -658,6 +787,11 @@ impl<S: Strategy> TrainerBuilder<S> {
         seed: u64 => cfg.seed;
         /// Continue from the checkpoint (on any rank count that divides the batch).
         resume: bool => cfg.resume;
+        /// Stop after this epoch (of the planned [`epochs`](Self::epochs),
+        /// whose length still sets the schedule and a strategy's final
+        /// averaging): a time slice of a longer run, continued later with
+        /// [`resume`](Self::resume).
+        stop_after: Option<usize> => cfg.stop_after;
     }
 
     /// Checks the settings.

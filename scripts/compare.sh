@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Every training strategy on the same model, data, seed and global batch, in
+# one MPI job (`ringreduce compare`): the table (time and bytes to the target
+# accuracy, final accuracy), the CSV of every epoch and the two charts go to
+# results/compare-<date>-<where>/.
+#
+#   scripts/compare.sh [-n RANKS] [--epochs 5] [--target 0.85] [--data fashion-mnist]
+#                      [--strategies "sync:ring local:tau=8 …"]
+#   scripts/compare.sh --cluster 4 --rate 100mbit [...]   on a namespace cluster (root)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+args="$*"
+ranks=2
+epochs=5
+target=0.85
+data=fashion-mnist
+strategies="sync:ring local:tau=8 local:tau=32 postlocal:warmup=200,tau=8 oneshot gossip:ring gossip:expo1"
+cluster=""
+rate=""
+while (($#)); do
+  case "$1" in
+    -n) ranks="$2"; shift 2 ;;
+    --epochs) epochs="$2"; shift 2 ;;
+    --target) target="$2"; shift 2 ;;
+    --data) data="$2"; shift 2 ;;
+    --strategies) strategies="$2"; shift 2 ;;
+    --cluster) cluster="$2"; shift 2 ;;
+    --rate) rate="$2"; shift 2 ;;
+    *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+scripts/setup.sh
+source scripts/mpienv.sh
+cargo build --release --quiet --bins
+bin="$(readlink -f target/release/ringreduce)"
+
+where=$(hostname)
+[ -n "$cluster" ] && where="cluster${cluster}x${rate:-unlimited}"
+dir="results/compare-$(date -u +%Y%m%d-%H%M%S)-$where"
+mkdir -p "$dir"
+
+if [ -n "$cluster" ]; then
+  ranks=$cluster
+  scripts/cluster.sh up "$cluster" ${rate:+--rate "$rate"}
+  trap 'scripts/cluster.sh down >/dev/null' EXIT
+  launch=(scripts/cluster.sh run -n "$ranks" --)
+  setting="namespace cluster: $cluster hosts, links ${rate:-unlimited}, TCP"
+elif [ "$ranks" -le "$(nproc)" ]; then
+  export OMPI_MCA_mpi_yield_when_idle=0
+  launch=(mpirun -n "$ranks" --bind-to core)
+  setting="one machine, shared memory, $ranks ranks bound to cores"
+else
+  launch=(mpirun -n "$ranks")
+  setting="one machine, shared memory, $ranks ranks on $(nproc) cores (oversubscribed)"
+fi
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "setting: $setting"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"
+  echo "mpi: $(mpirun --version 2>&1 | head -1)"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo '-dirty')"
+  echo "command: scripts/compare.sh $args"
+} > "$dir/env.txt"
+
+echo "== $setting: ${strategies}; results in $dir"
+# shellcheck disable=SC2086  # the strategies are one word each
+"${launch[@]}" "$bin" compare --data "$data" --epochs "$epochs" --target-acc "$target" \
+  --strategies $strategies --out "$dir/compare.csv" --plot "$dir" | tee "$dir/table.txt"

@@ -1,0 +1,332 @@
+//! `ringreduce compare`: every training strategy on the same model, data,
+//! seed and global batch, in one MPI job, with exact communication
+//! accounting; a CSV of epochs, a table, and accuracy against time and
+//! against bytes.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use ringreduce::plot::{Chart, Series};
+use ringreduce::train::{data, AnyStrategy, EpochMetrics, Mlp, Model, Strategy, SyncSgd};
+use ringreduce::Error;
+
+use super::{fail, on_world, one, writable};
+
+/// Settings of `ringreduce compare`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The strategies, space-separated, in the spellings of `train
+    /// --strategy`: sync:ring local:tau=8 postlocal:warmup=200,tau=8 oneshot gossip:ring …
+    #[arg(long, required = true, num_args = 1.., value_name = "SPEC", value_parser = one::<AnyStrategy>)]
+    strategies: Vec<AnyStrategy>,
+    /// Data set, as for `train`.
+    #[arg(long, default_value = "fashion-mnist")]
+    data: String,
+    /// softmax or mlp.
+    #[arg(long, default_value = "mlp")]
+    model: String,
+    /// Hidden layer widths of the MLP, comma-separated.
+    #[arg(long, default_value = "128")]
+    hidden: String,
+    /// Epochs every strategy trains (the fixed budget).
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+    /// Accuracy whose first crossing the table reports time and bytes for.
+    #[arg(long, value_name = "A", default_value_t = 0.85)]
+    target_acc: f64,
+    /// Global batch size (split across ranks).
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.2)]
+    lr: f32,
+    /// Momentum.
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f32,
+    /// Seed of initialisation and shuffling (the same for every strategy).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// The CSV of every strategy's epochs (rank 0).
+    #[arg(long)]
+    out: PathBuf,
+    /// Directory for accuracy_vs_time.{png,svg} and accuracy_vs_bytes.{png,svg}.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+/// The CSV's header: the strategy's spelling first.
+pub const HEADER: &str =
+    "strategy,epoch,ranks,wall_secs,bytes_sent,rounds,train_loss,test_accuracy,consensus_distance";
+
+/// One strategy's run: its epochs with cumulative time, bytes and rounds.
+struct Curve {
+    name: String,
+    epochs: Vec<EpochMetrics>,
+    /// Why the run stopped early (a non-finite loss or gradient).
+    stopped: Option<String>,
+}
+
+impl Curve {
+    /// (epoch, cumulative seconds, cumulative bytes, cumulative rounds, metrics).
+    fn cumulative(&self) -> impl Iterator<Item = (f64, u64, u64, &EpochMetrics)> {
+        let (mut t, mut b, mut r) = (0.0, 0u64, 0u64);
+        self.epochs.iter().map(move |m| {
+            t += m.epoch_secs;
+            b += m.allreduce_bytes;
+            r += m.rounds;
+            (t, b, r, m)
+        })
+    }
+
+    /// Seconds and bytes when the accuracy first reached `target`.
+    fn to_target(&self, target: f64) -> Option<(f64, u64, usize)> {
+        self.cumulative()
+            .find(|(_, _, _, m)| m.test_accuracy.is_some_and(|a| a >= target))
+            .map(|(t, b, _, m)| (t, b, m.epoch))
+    }
+}
+
+fn csv(curves: &[Curve], ranks: usize) -> String {
+    let mut out = format!("{HEADER}\n");
+    for c in curves {
+        for (t, b, r, m) in c.cumulative() {
+            let _ = writeln!(
+                out,
+                "{},{},{ranks},{t},{b},{r},{},{},{}",
+                ringreduce::train::log::csv_field(&c.name),
+                m.epoch,
+                m.train_loss,
+                m.test_accuracy.map_or(String::new(), |a| a.to_string()),
+                m.consensus_distance.map_or(String::new(), |d| d.to_string())
+            );
+        }
+    }
+    out
+}
+
+fn table(curves: &[Curve], target: f64) -> String {
+    let mut out = format!(
+        "{:<30} {:>7} {:>14} {:>13} {:>10} {:>9} {:>12} {:>10}\n",
+        "strategy",
+        "epochs",
+        format!("s_to_{target}"),
+        format!("MB_to_{target}"),
+        "final_acc",
+        "total_s",
+        "total_MB",
+        "consensus"
+    );
+    for c in curves {
+        let last = c.cumulative().last();
+        let (t, b, _, m) = match (last, &c.stopped) {
+            (Some(x), _) => x,
+            (None, Some(why)) => {
+                let _ = writeln!(out, "{:<30} {why}", c.name);
+                continue;
+            }
+            (None, None) => continue,
+        };
+        let (tt, bt) = match c.to_target(target) {
+            Some((tt, bt, e)) => (format!("{tt:.2} (ep {e})"), format!("{:.1}", bt as f64 / 1e6)),
+            None => ("not reached".to_string(), "-".to_string()),
+        };
+        let _ = writeln!(
+            out,
+            "{:<30} {:>7} {:>14} {:>13} {:>10} {:>9.2} {:>12.1} {:>10}",
+            c.name,
+            m.epoch,
+            tt,
+            bt,
+            m.test_accuracy.map_or("-".into(), |a| format!("{a:.4}")),
+            t,
+            b as f64 / 1e6,
+            m.consensus_distance.map_or("-".into(), |d| format!("{d:.3e}"))
+        );
+        if let Some(why) = &c.stopped {
+            let _ = writeln!(out, "{:<30} then {why}", "");
+        }
+    }
+    out
+}
+
+fn charts(curves: &[Curve], title: &str, dir: &std::path::Path) -> ringreduce::Result<Vec<PathBuf>> {
+    let series = |x: &dyn Fn(f64, u64) -> f64| -> Vec<Series> {
+        curves
+            .iter()
+            .map(|c| Series {
+                name: c.name.clone(),
+                points: c
+                    .cumulative()
+                    .filter_map(|(t, b, _, m)| Some((x(t, b), m.test_accuracy?)))
+                    .collect(),
+                band: Vec::new(),
+            })
+            .collect()
+    };
+    let mut written = Vec::new();
+    for (stem, x_label, points) in [
+        (
+            "accuracy_vs_time",
+            "training time (s, rank 0's clock, evaluation excluded)",
+            series(&|t, _| t),
+        ),
+        (
+            "accuracy_vs_bytes",
+            "MB sent by the busiest rank",
+            series(&|_, b| b as f64 / 1e6),
+        ),
+    ] {
+        let chart = Chart {
+            title,
+            x_label,
+            y_label: "test accuracy",
+            log_x: false,
+            x_bytes: false,
+            log_y: false,
+            series: &points,
+        };
+        for ext in ["png", "svg"] {
+            let path = dir.join(format!("{stem}.{ext}"));
+            ringreduce::plot::draw(&chart, &path)?;
+            written.push(path);
+        }
+    }
+    Ok(written)
+}
+
+/// Runs every strategy in turn and reports.
+pub fn run(o: Args) -> ExitCode {
+    let bad = |what: &'static str, reason: String| Error::InvalidArgument { what, reason };
+    let checked = (|| -> ringreduce::Result<()> {
+        if o.epochs == 0 {
+            return Err(bad("--epochs", "must be at least 1".into()));
+        }
+        if !(0.0..=1.0).contains(&o.target_acc) {
+            return Err(bad(
+                "--target-acc",
+                format!("{} is not an accuracy in [0, 1]", o.target_acc),
+            ));
+        }
+        writable(&o.out).map_err(|e| bad("--out", format!("{}: {e}", o.out.display())))?;
+        if let Some(dir) = &o.plot {
+            if !dir.is_dir() {
+                return Err(bad("--plot", format!("{}: not a directory", dir.display())));
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = checked {
+        return fail(e);
+    }
+    on_world(None, |group| {
+        let loaded = (|| -> ringreduce::Result<_> {
+            let sets = data::load(&o.data, None, None, o.seed)?;
+            let Some(test) = sets.held_out else {
+                return Err(bad(
+                    "--data",
+                    format!("{} has no test part to measure accuracy on", o.data),
+                ));
+            };
+            let classes = sets.train.classes.max(test.classes);
+            let model = Mlp::named(&o.model, &o.hidden, sets.train.dim, classes)?;
+            Ok((sets.train, test, model))
+        })();
+        let (train, test, model) = match group.agree(loaded) {
+            Ok(l) => l,
+            Err(e) => return fail(e),
+        };
+        let (root, p) = (group.rank() == 0, group.size());
+        if root {
+            println!(
+                "# compare: {}, {} ({} train / {} test), model {:?} ({} parameters), batch {}, lr {}, momentum {}, seed {}, {} epochs each",
+                super::ranks(p),
+                o.data,
+                train.len(),
+                test.len(),
+                model.sizes(),
+                model.num_params(),
+                o.batch,
+                o.lr,
+                o.momentum,
+                o.seed,
+                o.epochs
+            );
+        }
+        let mut curves = Vec::new();
+        for strategy in &o.strategies {
+            let trainer = SyncSgd::builder()
+                .strategy(strategy.clone())
+                .batch(o.batch)
+                .lr(o.lr)
+                .momentum(o.momentum)
+                .epochs(o.epochs)
+                .seed(o.seed)
+                .build();
+            let trainer = match trainer {
+                Ok(t) => t,
+                Err(e) => return fail(e),
+            };
+            let name = strategy.name();
+            let mut params = trainer.init_params(&model);
+            let mut epochs = Vec::new();
+            let fitted = trainer.fit(group, &model, &mut params, &train, Some(&test), |m| {
+                epochs.push(m.clone());
+                if root {
+                    println!(
+                        "{name:<30} epoch {:>3}  loss {:.4}  acc {:.4}  {:.3} s  {:.1} MB sent{}",
+                        m.epoch,
+                        m.train_loss,
+                        m.test_accuracy.unwrap_or(f64::NAN),
+                        m.epoch_secs,
+                        m.allreduce_bytes as f64 / 1e6,
+                        m.consensus_distance
+                            .map_or(String::new(), |d| format!("  consensus {d:.3e}"))
+                    );
+                }
+            });
+            // A strategy that diverges is a result, not a failure of the
+            // comparison (every rank stops it at the same step).
+            let stopped = match fitted {
+                Ok(_) => None,
+                Err(e @ Error::NonFinite { .. }) => {
+                    if root {
+                        println!("{name:<30} stopped: {e}");
+                    }
+                    Some(format!("diverged: {e}"))
+                }
+                Err(e) => return fail(format!("{name}: {e}")),
+            };
+            curves.push(Curve {
+                name,
+                epochs,
+                stopped,
+            });
+        }
+        if root {
+            print!("{}", table(&curves, o.target_acc));
+            if let Err(e) = ringreduce::files::write_atomically(&o.out, csv(&curves, p).as_bytes()) {
+                return fail(format!("{}: {e}", o.out.display()));
+            }
+            println!("csv: {}", o.out.display());
+        }
+        if let Some(dir) = &o.plot {
+            let drawn = if root {
+                let title = format!("{}, {}, {} epochs", super::ranks(p), o.data, o.epochs);
+                charts(&curves, &title, dir).map(Some)
+            } else {
+                Ok(None)
+            };
+            match group.agree(drawn) {
+                Ok(Some(paths)) => {
+                    for path in paths {
+                        println!("plot: {}", path.display());
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return fail(e),
+            }
+        }
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,320 @@
+//! Every built-in strategy behind one type, spelled as on the command line.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::algorithms::Algorithm;
+use crate::cost::{select, CostParams};
+use crate::error::{Error, Result};
+use crate::transport::Transport;
+
+use super::gossip::Gossip;
+use super::local::LocalSgd;
+use super::optim::OptimizerState;
+use super::strategy::{GradientAllReduce, Section, Step, Strategy};
+
+/// A built-in strategy chosen at run time (`train --strategy`, `compare`).
+///
+/// | spelling | strategy |
+/// |---|---|
+/// | `sync:ALGO` (`sync` = `sync:ring`) | [`GradientAllReduce`] |
+/// | `local:tau=T[,warmup=W][,momentum][,algo=A]` | [`LocalSgd`] averaging every T steps |
+/// | `postlocal:warmup=W,tau=T` | the same, synchronous for the first W steps |
+/// | `oneshot` | [`LocalSgd::one_shot`]: average once, at the end |
+/// | `gossip:TOPOLOGY` | [`Gossip`] on ring, torus, expo, expo1, complete or edges=0-1/… |
+///
+/// ```
+/// use ringreduce::train::{AnyStrategy, Strategy};
+/// let s: AnyStrategy = "postlocal:warmup=200,tau=8".parse().unwrap();
+/// assert_eq!(s.name(), "postlocal:warmup=200,tau=8");
+/// assert!("local:tau=0".parse::<AnyStrategy>().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnyStrategy {
+    /// Synchronous SGD: the gradient all-reduced every step.
+    Sync(GradientAllReduce),
+    /// Local SGD, post-local SGD, one-shot averaging.
+    Local(LocalSgd),
+    /// Decentralized gossip SGD.
+    Gossip(Gossip),
+}
+
+impl Default for AnyStrategy {
+    fn default() -> Self {
+        AnyStrategy::Sync(GradientAllReduce::default())
+    }
+}
+
+fn invalid(reason: String) -> Error {
+    Error::InvalidArgument {
+        what: "strategy",
+        reason,
+    }
+}
+
+const EXPECTED: &str =
+    "expected sync:ALGO, local:tau=T, postlocal:warmup=W,tau=T, oneshot or gossip:TOPOLOGY";
+
+impl FromStr for AnyStrategy {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim();
+        let (kind, rest) = s.split_once(':').unwrap_or((s, ""));
+        match kind {
+            "sync" => {
+                let algorithm = if rest.is_empty() {
+                    Algorithm::Ring
+                } else {
+                    rest.parse()?
+                };
+                Ok(AnyStrategy::Sync(GradientAllReduce::new(algorithm)))
+            }
+            "gossip" => {
+                if rest.is_empty() {
+                    return Err(invalid(format!(
+                        "`{s}` names no topology (gossip:ring, torus, expo, expo1, complete or edges=0-1/…)"
+                    )));
+                }
+                Ok(AnyStrategy::Gossip(Gossip::new(rest.parse()?)))
+            }
+            "local" | "postlocal" | "oneshot" => {
+                let mut l = LocalSgd::one_shot();
+                let (mut tau, mut warmup) = (None, None);
+                for item in rest.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                    let (key, value) = item.split_once('=').unwrap_or((item, ""));
+                    let number = || -> Result<usize> {
+                        value.parse().map_err(|_| {
+                            invalid(format!("`{item}` in `{s}`: {key} takes a whole number of steps"))
+                        })
+                    };
+                    match key {
+                        "tau" if value == "inf" => tau = Some(None),
+                        "tau" => tau = Some(Some(number()?)),
+                        "warmup" => warmup = Some(number()?),
+                        "momentum" if value.is_empty() => l.average_momentum = true,
+                        "algo" => l.algorithm = value.parse()?,
+                        _ => {
+                            return Err(invalid(format!(
+                                "unknown setting `{item}` in `{s}` (tau=, warmup=, momentum, algo=)"
+                            )))
+                        }
+                    }
+                }
+                match (kind, tau, warmup) {
+                    ("local", Some(t), w) => {
+                        l.period = t;
+                        l.warmup_steps = w.unwrap_or(0);
+                    }
+                    ("postlocal", Some(t), Some(w)) => {
+                        l.period = t;
+                        l.warmup_steps = w;
+                    }
+                    ("oneshot", None, None) => {}
+                    ("local", None, _) => {
+                        return Err(invalid(format!("`{s}` needs tau=T (steps between averagings)")))
+                    }
+                    ("postlocal", ..) => return Err(invalid(format!("`{s}` needs warmup=W and tau=T"))),
+                    _ => return Err(invalid(format!("`{s}`: oneshot takes no tau or warmup"))),
+                }
+                l.check(1)?;
+                Ok(AnyStrategy::Local(l))
+            }
+            _ => Err(invalid(format!("unknown strategy `{s}` ({EXPECTED})"))),
+        }
+    }
+}
+
+/// What a strategy puts on the wire over a run, from the exact cost model
+/// of each all-reduce and the topology of each gossip step: the figures
+/// `train` and `compare` count, predicted without running.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Communication {
+    /// The strategy's spelling.
+    pub strategy: String,
+    /// Steps of the run.
+    pub steps: usize,
+    /// Bytes the busiest rank sends over the run.
+    pub bytes: u64,
+    /// Sequential rounds over the run.
+    pub rounds: u64,
+    /// Predicted seconds of communication over the run (α-β-γ model).
+    pub predicted_secs: f64,
+}
+
+impl Communication {
+    /// Bytes per step, on average over the run.
+    pub fn bytes_per_step(&self) -> f64 {
+        self.bytes as f64 / self.steps.max(1) as f64
+    }
+    /// Rounds per step, on average over the run.
+    pub fn rounds_per_step(&self) -> f64 {
+        self.rounds as f64 / self.steps.max(1) as f64
+    }
+}
+
+impl AnyStrategy {
+    /// What this strategy sends over a run of `steps` steps on `p` ranks
+    /// for a model of `params` f32 parameters, with an optimizer of
+    /// `buffers` state buffers (1 for SGD with momentum, 0 without, 2 for
+    /// Adam), under the cost constants `cost`.
+    pub fn communication(
+        &self,
+        p: usize,
+        params: usize,
+        steps: usize,
+        buffers: usize,
+        cost: &CostParams,
+    ) -> Communication {
+        let mut c = Communication {
+            strategy: self.name(),
+            steps,
+            bytes: 0,
+            rounds: 0,
+            predicted_secs: 0.0,
+        };
+        if p <= 1 {
+            return c;
+        }
+        let all_reduce = |c: &mut Communication, algorithm: Algorithm, times: u64| {
+            let algorithm = match algorithm {
+                Algorithm::Auto => select(p, params, 4, cost),
+                a => a,
+            };
+            if let Some(x) = algorithm.exact_cost(p, params, 4) {
+                c.bytes += times * x.bytes_sent;
+                c.rounds += times * x.rounds;
+                c.predicted_secs += times as f64 * x.predict(cost, 4);
+            }
+        };
+        match self {
+            AnyStrategy::Sync(s) => all_reduce(&mut c, s.algorithm, steps as u64),
+            AnyStrategy::Local(l) => {
+                let synced = l.warmup_steps.min(steps);
+                let averagings = (synced..steps).filter(|&s| l.averages_after(s, steps)).count() as u64;
+                let per = 1 + if l.average_momentum { buffers as u64 } else { 0 };
+                all_reduce(&mut c, l.algorithm, synced as u64 + averagings * per);
+            }
+            AnyStrategy::Gossip(g) => {
+                for step in 0..steps {
+                    // The busiest rank of the step: the most out-neighbours.
+                    let sends = (0..p)
+                        .map(|r| g.topology.plan(p, r, step).send_to.len())
+                        .max()
+                        .unwrap_or(0);
+                    let bytes = (sends * params * 4) as u64;
+                    if bytes > 0 {
+                        c.bytes += bytes;
+                        c.rounds += 1;
+                        let line = cost.line_for(bytes);
+                        c.predicted_secs += line.alpha + bytes as f64 * line.beta;
+                    }
+                }
+                if steps > 0 {
+                    all_reduce(&mut c, Algorithm::Ring, 1);
+                }
+            }
+        }
+        c
+    }
+}
+
+impl fmt::Display for AnyStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// Calls the same method on whichever strategy this is.
+macro_rules! each {
+    ($self:expr, $s:ident => $e:expr) => {
+        match $self {
+            AnyStrategy::Sync($s) => $e,
+            AnyStrategy::Local($s) => $e,
+            AnyStrategy::Gossip($s) => $e,
+        }
+    };
+}
+
+impl Strategy for AnyStrategy {
+    fn name(&self) -> String {
+        each!(self, s => s.name())
+    }
+    fn replicas_differ(&self) -> bool {
+        each!(self, s => s.replicas_differ())
+    }
+    fn check(&self, p: usize) -> Result<()> {
+        each!(self, s => s.check(p))
+    }
+    fn start<C: Transport>(&mut self, ctx: &mut Step<'_, C>, params: &mut [f32]) -> Result<()> {
+        each!(self, s => s.start(ctx, params))
+    }
+    fn before_step<C: Transport>(&mut self, ctx: &mut Step<'_, C>, params: &mut [f32]) -> Result<()> {
+        each!(self, s => s.before_step(ctx, params))
+    }
+    fn after_backward<C: Transport>(&mut self, ctx: &mut Step<'_, C>, grad: &mut [f32]) -> Result<()> {
+        each!(self, s => s.after_backward(ctx, grad))
+    }
+    fn before_update<C: Transport>(
+        &mut self,
+        ctx: &mut Step<'_, C>,
+        params: &mut [f32],
+        grad: &[f32],
+    ) -> Result<()> {
+        each!(self, s => s.before_update(ctx, params, grad))
+    }
+    fn after_step<C: Transport>(
+        &mut self,
+        ctx: &mut Step<'_, C>,
+        params: &mut [f32],
+        optimizer: &mut OptimizerState,
+    ) -> Result<()> {
+        each!(self, s => s.after_step(ctx, params, optimizer))
+    }
+    fn finish<C: Transport>(&mut self, ctx: &mut Step<'_, C>, params: &mut [f32]) -> Result<()> {
+        each!(self, s => s.finish(ctx, params))
+    }
+    fn state(&self) -> Vec<Section> {
+        each!(self, s => s.state())
+    }
+    fn restore(&mut self, sections: &[Section]) -> Result<()> {
+        each!(self, s => s.restore(sections))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spellings_round_trip_and_bad_ones_say_why() {
+        for s in [
+            "sync:ring",
+            "sync:butterfly",
+            "local:tau=8",
+            "local:tau=1,momentum",
+            "postlocal:warmup=200,tau=8",
+            "oneshot",
+            "gossip:ring",
+            "gossip:expo1",
+            "gossip:edges=0-1/1-2",
+        ] {
+            assert_eq!(s.parse::<AnyStrategy>().unwrap().name(), s);
+        }
+        assert_eq!("sync".parse::<AnyStrategy>().unwrap().name(), "sync:ring");
+        for (bad, says) in [
+            ("local:tau=0", "tau must be at least 1"),
+            ("local", "needs tau=T"),
+            ("local:tau=x", "takes a whole number"),
+            ("local:tau=4,speed=2", "unknown setting `speed=2`"),
+            ("postlocal:tau=8", "needs warmup=W and tau=T"),
+            ("gossip:star", "unknown topology `star`"),
+            ("gossip", "names no topology"),
+            ("async", "unknown strategy `async`"),
+            ("sync:fast", "fast"),
+        ] {
+            let e = bad.parse::<AnyStrategy>().unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Local SGD and model averaging: ranks step on their own examples and
+//! average their parameters every τ steps.
+
+use crate::algorithms::Algorithm;
+use crate::element::ReduceOp;
+use crate::error::{Error, Result};
+use crate::transport::Transport;
+
+use super::optim::OptimizerState;
+use super::strategy::{Step, Strategy};
+
+/// Periodic model averaging (local SGD), post-local SGD and one-shot
+/// averaging.
+///
+/// The batch semantics are those of synchronous SGD: every step each rank
+/// computes the gradient of its own B/p examples of the step's global batch
+/// B (the batch source decides which), but applies it to its own
+/// parameters without exchanging it. Every `period` steps (τ) the ranks
+/// average their parameters with one all-reduce of `algorithm` — and the
+/// optimizer's buffers (momentum) too when `average_momentum` is set. The
+/// first `warmup_steps` steps are synchronous (the gradient is all-reduced,
+/// as [`GradientAllReduce`](super::GradientAllReduce) does): post-local SGD
+/// (Lin et al. 2020). `period: None` averages once, at the end of training
+/// (one-shot averaging, Zinkevich et al.'s SimuParallelSGD). The last step
+/// of the run always averages, so the trained model is one model.
+///
+/// With τ = 1, plain SGD and no momentum averaging this is synchronous SGD
+/// up to float rounding: the mean of (w − η·g_i) is w − η·mean(g_i).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalSgd {
+    /// Steps between averagings (τ); `None`: once, at the end.
+    pub period: Option<usize>,
+    /// Synchronous steps before local ones begin.
+    pub warmup_steps: usize,
+    /// Average the optimizer's buffers (momentum, Adam's moments) with the parameters.
+    pub average_momentum: bool,
+    /// The all-reduce of the averaging (and of the warm-up's gradients).
+    pub algorithm: Algorithm,
+}
+
+impl LocalSgd {
+    /// Averaging every `period` steps, no warm-up, momentum kept local, the ring.
+    ///
+    /// # Errors
+    /// A period of 0.
+    pub fn new(period: usize) -> Result<Self> {
+        let s = LocalSgd {
+            period: Some(period),
+            warmup_steps: 0,
+            average_momentum: false,
+            algorithm: Algorithm::Ring,
+        };
+        s.check(1)?;
+        Ok(s)
+    }
+
+    /// One-shot averaging: every rank trains alone, the models are averaged once at the end.
+    pub fn one_shot() -> Self {
+        LocalSgd {
+            period: None,
+            warmup_steps: 0,
+            average_momentum: false,
+            algorithm: Algorithm::Ring,
+        }
+    }
+
+    /// Whether the step with 0-based global index `step` ends with an averaging.
+    pub fn averages_after(&self, step: usize, total_steps: usize) -> bool {
+        if step + 1 == total_steps {
+            return true;
+        }
+        match (self.period, step.checked_sub(self.warmup_steps)) {
+            (Some(tau), Some(local)) => (local + 1) % tau == 0,
+            _ => false,
+        }
+    }
+}
+
+impl Strategy for LocalSgd {
+    fn name(&self) -> String {
+        let mut name = match (self.period, self.warmup_steps) {
+            (None, 0) => "oneshot".to_string(),
+            (None, w) => format!("postlocal:warmup={w},tau=inf"),
+            (Some(t), 0) => format!("local:tau={t}"),
+            (Some(t), w) => format!("postlocal:warmup={w},tau={t}"),
+        };
+        if self.average_momentum {
+            name.push_str(",momentum");
+        }
+        if self.algorithm != Algorithm::Ring {
+            name.push_str(&format!(",algo={}", self.algorithm));
+        }
+        name
+    }
+
+    fn replicas_differ(&self) -> bool {
+        true
+    }
+
+    fn check(&self, _p: usize) -> Result<()> {
+        if self.period == Some(0) {
+            return Err(Error::InvalidArgument {
+                what: "local SGD period",
+                reason: "tau must be at least 1 step (tau=1 averages after every step)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn after_backward<C: Transport>(&mut self, ctx: &mut Step<'_, C>, grad: &mut [f32]) -> Result<()> {
+        if ctx.global_step() < self.warmup_steps {
+            ctx.all_reduce(grad, ReduceOp::Avg, self.algorithm)?;
+        }
+        Ok(())
+    }
+
+    fn after_step<C: Transport>(
+        &mut self,
+        ctx: &mut Step<'_, C>,
+        params: &mut [f32],
+        optimizer: &mut OptimizerState,
+    ) -> Result<()> {
+        let step = ctx.global_step();
+        // During the warm-up every rank applied the same averaged gradient:
+        // nothing to average.
+        if step < self.warmup_steps || !self.averages_after(step, ctx.total_steps) {
+            return Ok(());
+        }
+        ctx.all_reduce(params, ReduceOp::Avg, self.algorithm)?;
+        if self.average_momentum {
+            for b in &mut optimizer.buffers {
+                ctx.all_reduce(b, ReduceOp::Avg, self.algorithm)?;
+            }
+        }
+        Ok(())
+    }
+}

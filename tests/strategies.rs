@@ -1,0 +1,260 @@
+//! Local SGD, post-local SGD, one-shot averaging and gossip SGD on
+//! threads: where their maths meets synchronous SGD's, they agree with it;
+//! their ranks stay together; they resume exactly; bad settings are
+//! one-line errors on every rank.
+
+use ringreduce::train::{data, AnyStrategy, EpochMetrics, Mlp, Model, Schedule, SyncSgd, Trainer};
+use ringreduce::{Algorithm, Group};
+
+fn trainer(strategy: &str, momentum: f32, epochs: usize) -> Trainer<AnyStrategy> {
+    SyncSgd::builder()
+        .strategy(strategy.parse::<AnyStrategy>().unwrap())
+        .batch(60)
+        .lr(0.1)
+        .momentum(momentum)
+        .schedule(Schedule::Constant)
+        .epochs(epochs)
+        .seed(3)
+        .build()
+        .unwrap()
+}
+
+type Run = (Vec<f32>, Vec<EpochMetrics>);
+
+fn train(p: usize, t: &Trainer<AnyStrategy>) -> Vec<Run> {
+    let sets = data::synthetic(600, 6, 3, 11);
+    let model = Mlp::new(vec![6, 10, 3]).unwrap();
+    Group::local(p, |g| {
+        let mut params = t.init_params(&model);
+        let h = t
+            .fit(&g, &model, &mut params, &sets, Some(&sets), |_| {})
+            .unwrap();
+        (params, h)
+    })
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
+}
+
+/// Plain SGD: averaging the parameters after each rank stepped with its own
+/// gradient is stepping with the averaged gradient. Float rounding differs
+/// (an average of p parameter vectors instead of p gradients): over the
+/// 20 steps here the parameters agree within 1e-5 · max|w|.
+#[test]
+fn local_sgd_with_tau_1_is_synchronous_sgd() {
+    for p in [2, 3, 4, 5] {
+        let sync = train(p, &trainer("sync:ring", 0.0, 2));
+        let local = train(p, &trainer("local:tau=1", 0.0, 2));
+        let scale = sync[0].0.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for r in 0..p {
+            let d = max_diff(&sync[r].0, &local[r].0);
+            assert!(d <= 1e-5 * scale, "p={p} rank {r}: {d} (scale {scale})");
+            // The last step averages: every rank holds the same bits.
+            assert_eq!(local[r].0, local[0].0, "p={p} rank {r}");
+        }
+        // The accounting: τ = 1 moves the parameters once per step, as sync
+        // moves the gradient.
+        assert_eq!(
+            local[0].1[0].allreduce_bytes, sync[0].1[0].allreduce_bytes,
+            "p={p}"
+        );
+    }
+}
+
+#[test]
+fn averaging_less_often_moves_fewer_bytes_and_still_learns() {
+    // 600 examples, batch 60: 10 steps per epoch, 30 in all. Averagings
+    // (or, in a warm-up, gradient all-reduces) per epoch, counted by hand:
+    // local τ = 5 averages after steps 5, 10, …; post-local syncs steps
+    // 1–4, then averages after local steps 3, 6, … (steps 7, 10, 13, …,
+    // 28) and after the last step; one-shot only after the last.
+    let n = Mlp::new(vec![6, 10, 3]).unwrap().num_params();
+    // Each averaging or gradient all-reduce: the ring's exact bytes at p = 4.
+    let ring = Algorithm::Ring.exact_cost(4, n, 4).unwrap();
+    for (spec, per_epoch) in [
+        ("sync:ring", [10, 10, 10]),
+        ("local:tau=5", [2, 2, 2]),
+        ("postlocal:warmup=4,tau=3", [6, 3, 4]),
+        ("oneshot", [0, 0, 1]),
+    ] {
+        let runs = train(4, &trainer(spec, 0.9, 3));
+        let h = &runs[0].1;
+        let bytes: Vec<u64> = h.iter().map(|m| m.allreduce_bytes).collect();
+        assert_eq!(bytes, per_epoch.map(|k| k * ring.bytes_sent), "{spec}");
+        let rounds: Vec<u64> = h.iter().map(|m| m.rounds).collect();
+        assert_eq!(rounds, per_epoch.map(|k| k * ring.rounds), "{spec}");
+        let acc = h.last().unwrap().test_accuracy.unwrap();
+        assert!(acc > 0.8, "{spec}: accuracy {acc}");
+        for r in &runs {
+            assert_eq!(r.0, runs[0].0, "{spec}: the final model is one model");
+        }
+        match spec {
+            "sync:ring" => assert!(h.iter().all(|m| m.consensus_distance.is_none())),
+            _ => assert!(
+                h.iter().all(|m| m.consensus_distance.is_some_and(f64::is_finite)),
+                "{spec}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn gossip_ranks_stay_together_on_every_connected_graph() {
+    for spec in [
+        "gossip:ring",
+        "gossip:torus",
+        "gossip:expo",
+        "gossip:expo1",
+        "gossip:complete",
+    ] {
+        for p in [2, 3, 4, 5] {
+            let t = trainer(spec, 0.9, 4);
+            if spec == "gossip:torus" && p != 4 {
+                continue;
+            }
+            let runs = train(p, &t);
+            let h = &runs[0].1;
+            let norm = runs[0]
+                .0
+                .iter()
+                .map(|w| f64::from(*w).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            for m in h {
+                let d = m.consensus_distance.unwrap();
+                assert!(
+                    d.is_finite() && d < 0.1 * norm,
+                    "{spec} p={p} epoch {}: {d} vs ‖w‖ {norm}",
+                    m.epoch
+                );
+            }
+            assert!(h.last().unwrap().test_accuracy.unwrap() > 0.8, "{spec} p={p}");
+            for r in &runs {
+                assert_eq!(
+                    r.0, runs[0].0,
+                    "{spec} p={p}: the run ends with the consensus model"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_settings_are_one_line_errors_on_every_rank() {
+    let sets = data::synthetic(600, 6, 3, 11);
+    let model = Mlp::new(vec![6, 10, 3]).unwrap();
+    for (spec, p, says) in [
+        ("gossip:torus", 5, "5 ranks is prime"),
+        ("gossip:edges=0-1/2-3", 4, "disconnected"),
+        ("gossip:edges=0-1/1-7", 4, "edge 1-7"),
+    ] {
+        let t = trainer(spec, 0.0, 1);
+        let out = Group::local(p, |g| {
+            let mut params = t.init_params(&model);
+            t.fit(&g, &model, &mut params, &sets, None, |_| {}).map(drop)
+        });
+        for r in out {
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains(says) && !e.contains('\n'), "{spec}: {e}");
+        }
+    }
+}
+
+#[test]
+fn every_strategy_resumes_exactly_and_refuses_another_rank_count() {
+    let dir = std::env::temp_dir().join(format!("ringreduce-strategies-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sets = data::synthetic(600, 6, 3, 11);
+    let model = Mlp::new(vec![6, 10, 3]).unwrap();
+    for (i, spec) in [
+        "local:tau=3",
+        "postlocal:warmup=5,tau=4,momentum",
+        "oneshot",
+        "gossip:ring",
+        "gossip:expo1",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = dir.join(format!("{i}.safetensors"));
+        // The first part stops after epoch 1 of the planned 3 (the plan
+        // decides the last step's averaging), as a killed job would.
+        let t = |stop_after: Option<usize>, resume: bool| {
+            SyncSgd::builder()
+                .strategy(spec.parse::<AnyStrategy>().unwrap())
+                .batch(60)
+                .lr(0.1)
+                .momentum(0.9)
+                .schedule(Schedule::Cosine)
+                .epochs(3)
+                .stop_after(stop_after)
+                .seed(3)
+                .checkpoint(&path)
+                .resume(resume)
+                .build()
+                .unwrap()
+        };
+        let run = |p: usize, t: Trainer<AnyStrategy>| {
+            Group::local(p, |g| {
+                let mut params = t.init_params(&model);
+                t.fit(&g, &model, &mut params, &sets, None, |_| {})
+                    .map(|h| (params, h))
+            })
+        };
+        let whole = run(3, t(None, false));
+        let first = run(3, t(Some(1), false));
+        assert_eq!(first[0].as_ref().unwrap().1.len(), 1, "{spec}");
+        let rest = run(3, t(None, true));
+        for (a, b) in whole.iter().zip(&rest) {
+            let (a, b) = (a.as_ref().unwrap(), b.as_ref().unwrap());
+            assert_eq!(b.1.len(), 2, "{spec}");
+            assert!(
+                bytemuck::cast_slice::<f32, u8>(&a.0) == bytemuck::cast_slice::<f32, u8>(&b.0),
+                "{spec}: the resumed run's parameters differ"
+            );
+            assert_eq!(a.1[2].consensus_distance, b.1[1].consensus_distance, "{spec}");
+        }
+        // Every rank's own state is in the file: another rank count cannot take it.
+        run(3, t(Some(1), false));
+        for r in run(2, t(None, true)) {
+            let e = r.unwrap_err().to_string();
+            assert!(
+                e.contains("holds the state of 3 ranks") && e.contains("resume it on 3 ranks"),
+                "{spec}: {e}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The cost model's prediction of each strategy's bytes and rounds over a
+/// run equals what the trainer counted.
+#[test]
+fn predicted_communication_equals_the_counted() {
+    let n = Mlp::new(vec![6, 10, 3]).unwrap().num_params();
+    for spec in [
+        "sync:ring",
+        "sync:butterfly",
+        "local:tau=4",
+        "local:tau=3,momentum",
+        "postlocal:warmup=7,tau=6",
+        "oneshot",
+        "gossip:ring",
+        "gossip:expo",
+        "gossip:expo1",
+        "gossip:complete",
+    ] {
+        for p in [2, 3, 5] {
+            let runs = train(p, &trainer(spec, 0.9, 3));
+            let (bytes, rounds) = runs[0]
+                .1
+                .iter()
+                .fold((0, 0), |(b, r), m| (b + m.allreduce_bytes, r + m.rounds));
+            let s: AnyStrategy = spec.parse().unwrap();
+            let c = s.communication(p, n, 30, 1, &ringreduce::cost::CostParams::default());
+            assert_eq!((bytes, rounds), (c.bytes, c.rounds), "{spec} p={p}");
+            assert!(c.predicted_secs > 0.0, "{spec} p={p}");
+        }
+    }
+}
