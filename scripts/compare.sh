@@ -47,13 +47,16 @@ if [ -n "$cluster" ]; then
   trap 'scripts/cluster.sh down >/dev/null' EXIT
   launch=(scripts/cluster.sh run -n "$ranks" --)
   setting="namespace cluster: $cluster hosts, links ${rate:-unlimited}, TCP"
+  short="$cluster hosts, ${rate:-unlimited} links"
 elif [ "$ranks" -le "$(nproc)" ]; then
   export OMPI_MCA_mpi_yield_when_idle=0
   launch=(mpirun -n "$ranks" --bind-to core)
   setting="one machine, shared memory, $ranks ranks bound to cores"
+  short="$ranks ranks, shared memory"
 else
   launch=(mpirun -n "$ranks")
   setting="one machine, shared memory, $ranks ranks on $(nproc) cores (oversubscribed)"
+  short="$ranks ranks, shared memory (oversubscribed)"
 fi
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -67,4 +70,5 @@ fi
 echo "== $setting: ${strategies}; results in $dir"
 # shellcheck disable=SC2086  # the strategies are one word each
 "${launch[@]}" "$bin" compare --data "$data" --epochs "$epochs" --target-acc "$target" \
-  --strategies $strategies --out "$dir/compare.csv" --plot "$dir" | tee "$dir/table.txt"
+  --strategies $strategies --out "$dir/compare.csv" --plot "$dir" \
+  --title "$short, $data, $epochs epochs" | tee "$dir/table.txt"

@@ -52,7 +52,7 @@ enum Command {
     Train(cli::train::Args),
     /// Train with several strategies on the same model, data and seed, and compare accuracy against time and bytes (run under mpirun).
     Compare(cli::compare::Args),
-    /// Draw charts (PNG and SVG): latency and bus bandwidth from `bench --format csv` files, or a training run from its `--metrics` file.
+    /// Draw charts (PNG and SVG): latency and bus bandwidth from `bench --format csv` files, a training run from its `--metrics` file, or a `compare` CSV.
     Plot(cli::plot::Args),
     /// Medians and ranges over several `bench --format csv` runs, and paired ratios to the vendor.
     Summary(cli::plot::SummaryArgs),

@@ -131,12 +131,21 @@ struct Entry {
     width: u32,
 }
 
-/// Height of the legend strip under a chart with `n` entries.
-fn legend_height(n: usize) -> u32 {
-    12 + 24 * n.div_ceil(LEGEND_COLUMNS) as u32
+/// Height of the legend strip under a chart with these labels.
+fn legend_height<'a>(labels: impl Iterator<Item = &'a str> + Clone) -> u32 {
+    let n = labels.clone().count();
+    12 + 24 * n.div_ceil(legend_columns(labels)) as u32
 }
 
-const LEGEND_COLUMNS: usize = 4;
+/// Four columns, or three when a label would run into the next column
+/// (or off the chart): a strategy spelled `postlocal:warmup=200,tau=8`.
+fn legend_columns<'a>(mut labels: impl Iterator<Item = &'a str>) -> usize {
+    if labels.any(|l| l.chars().count() > 22) {
+        3
+    } else {
+        4
+    }
+}
 
 /// Draws the legend in its own strip, so it covers no data.
 fn legend<DB: DrawingBackend>(
@@ -145,10 +154,11 @@ fn legend<DB: DrawingBackend>(
 ) -> std::result::Result<(), String> {
     let e = |e: &dyn std::fmt::Display| e.to_string();
     let width = area.dim_in_pixel().0 as i32;
-    let col = (width - 100) / LEGEND_COLUMNS as i32;
+    let columns = legend_columns(entries.iter().map(|e| e.label.as_str()));
+    let col = (width - 100) / columns as i32;
     for (k, entry) in entries.iter().enumerate() {
-        let x = 90 + col * (k % LEGEND_COLUMNS) as i32;
-        let y = 14 + 24 * (k / LEGEND_COLUMNS) as i32;
+        let x = 90 + col * (k % columns) as i32;
+        let y = 14 + 24 * (k / columns) as i32;
         let style = entry.colour.stroke_width(entry.width);
         area.draw(&PathElement::new(vec![(x, y), (x + 28, y)], style))
             .map_err(|x| e(&x))?;
@@ -228,7 +238,7 @@ pub fn draw(chart: &Chart, path: &Path) -> Result<()> {
     }
     let (x0, x1) = pad(x0, x1, chart.log_x);
     let (y0, y1) = pad(y0, y1, chart.log_y);
-    on_backend!(path, (960, 600 + legend_height(chart.series.len())), root => {
+    on_backend!(path, (960, 600 + legend_height(chart.series.iter().map(|s| s.name.as_str()))), root => {
         draw_on(root, chart, (x0, x1), (y0, y1))
     })
 }
@@ -298,7 +308,8 @@ where
     let e = |e: &dyn std::fmt::Display| e.to_string();
     root.fill(&WHITE).map_err(|x| e(&x))?;
     let height = root.dim_in_pixel().1;
-    let (plot_area, legend_area) = root.split_vertically(height - legend_height(chart.series.len()));
+    let (plot_area, legend_area) =
+        root.split_vertically(height - legend_height(chart.series.iter().map(|s| s.name.as_str())));
     let mut ctx = ChartBuilder::on(&plot_area)
         .caption(chart.title, ("sans-serif", 22))
         .margin(16)
@@ -450,7 +461,7 @@ pub fn training(log: &MetricsLog, title: &str, path: &Path) -> Result<()> {
             width: 2,
         });
     }
-    let size = (960, 600 + legend_height(entries.len()));
+    let size = (960, 600 + legend_height(entries.iter().map(|e| e.label.as_str())));
     let data = TrainingChart {
         title,
         epochs: n,
@@ -487,7 +498,8 @@ fn draw_training<DB: DrawingBackend>(
     let e = |e: &dyn std::fmt::Display| e.to_string();
     root.fill(&WHITE).map_err(|x| e(&x))?;
     let height = root.dim_in_pixel().1;
-    let (plot_area, legend_area) = root.split_vertically(height - legend_height(t.entries.len()));
+    let (plot_area, legend_area) =
+        root.split_vertically(height - legend_height(t.entries.iter().map(|e| e.label.as_str())));
     let x_range = || 0.0..t.epochs as f64 + 0.25;
     let mut ctx = ChartBuilder::on(&plot_area)
         .caption(t.title, ("sans-serif", 22))

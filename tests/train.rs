@@ -182,7 +182,7 @@ fn a_non_finite_example_is_reported_at_its_step_and_by_the_rank_that_saw_it() {
     let train = data::synthetic(100, 3, 2, 1);
     let model = Mlp::softmax(3, 2).unwrap();
     let opt = SyncSgd::builder().batch(10).epochs(1).build().unwrap();
-    let order = opt.epoch_order(1, train.len());
+    let order = opt.epoch_order(1, train.len(), 5);
     // 5 ranks, 2 examples each per step: position (step−1)·10 + 2·rank.
     for (rank, step, value) in [
         (3usize, 4usize, f32::NAN),

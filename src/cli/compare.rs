@@ -47,12 +47,21 @@ pub struct Args {
     /// Seed of initialisation and shuffling (the same for every strategy).
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Which examples each rank computes: `shuffle` (every step's global
+    /// batch split across the ranks, one shuffle per epoch) or `shards`
+    /// (each rank its own fixed part of the data, as SimuParallelSGD and
+    /// decentralized SGD assume).
+    #[arg(long, value_enum, default_value_t = super::Partition::Shuffle)]
+    partition: super::Partition,
     /// The CSV of every strategy's epochs (rank 0).
     #[arg(long)]
     out: PathBuf,
     /// Directory for accuracy_vs_time.{png,svg} and accuracy_vs_bytes.{png,svg}.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Chart title (default: ranks, data set and epochs).
+    #[arg(long, allow_hyphen_values = true)]
+    title: Option<String>,
 }
 
 /// The CSV's header: the strategy's spelling first.
@@ -105,9 +114,11 @@ fn csv(curves: &[Curve], ranks: usize) -> String {
     out
 }
 
+/// The summary table; the consensus column is the largest distance at
+/// the end of an epoch (the last step of a run averages it to 0).
 fn table(curves: &[Curve], target: f64) -> String {
     let mut out = format!(
-        "{:<30} {:>7} {:>14} {:>13} {:>10} {:>9} {:>12} {:>10}\n",
+        "{:<30} {:>7} {:>14} {:>13} {:>10} {:>9} {:>12} {:>13}\n",
         "strategy",
         "epochs",
         format!("s_to_{target}"),
@@ -115,7 +126,7 @@ fn table(curves: &[Curve], target: f64) -> String {
         "final_acc",
         "total_s",
         "total_MB",
-        "consensus"
+        "max_consensus"
     );
     for c in curves {
         let last = c.cumulative().last();
@@ -133,7 +144,7 @@ fn table(curves: &[Curve], target: f64) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<30} {:>7} {:>14} {:>13} {:>10} {:>9.2} {:>12.1} {:>10}",
+            "{:<30} {:>7} {:>14} {:>13} {:>10} {:>9.2} {:>12.1} {:>13}",
             c.name,
             m.epoch,
             tt,
@@ -141,7 +152,11 @@ fn table(curves: &[Curve], target: f64) -> String {
             m.test_accuracy.map_or("-".into(), |a| format!("{a:.4}")),
             t,
             b as f64 / 1e6,
-            m.consensus_distance.map_or("-".into(), |d| format!("{d:.3e}"))
+            c.epochs
+                .iter()
+                .filter_map(|m| m.consensus_distance)
+                .reduce(f64::max)
+                .map_or("-".into(), |d| format!("{d:.3e}"))
         );
         if let Some(why) = &c.stopped {
             let _ = writeln!(out, "{:<30} then {why}", "");
@@ -150,31 +165,107 @@ fn table(curves: &[Curve], target: f64) -> String {
     out
 }
 
-fn charts(curves: &[Curve], title: &str, dir: &std::path::Path) -> ringreduce::Result<Vec<PathBuf>> {
-    let series = |x: &dyn Fn(f64, u64) -> f64| -> Vec<Series> {
-        curves
+/// One point of a comparison chart: a strategy's accuracy after `secs`
+/// of training and `bytes` sent (cumulative).
+pub struct Point {
+    /// The strategy's spelling.
+    pub strategy: String,
+    /// Cumulative training seconds.
+    pub secs: f64,
+    /// Cumulative bytes sent by the busiest rank.
+    pub bytes: u64,
+    /// Test accuracy.
+    pub accuracy: f64,
+}
+
+fn points(curves: &[Curve]) -> Vec<Point> {
+    curves
+        .iter()
+        .flat_map(|c| {
+            c.cumulative().filter_map(|(secs, bytes, _, m)| {
+                Some(Point {
+                    strategy: c.name.clone(),
+                    secs,
+                    bytes,
+                    accuracy: m.test_accuracy?,
+                })
+            })
+        })
+        .collect()
+}
+
+/// Reads the points of a CSV that `compare` wrote.
+///
+/// # Errors
+/// Another header, or a row with a wrong field count or an unreadable number.
+pub fn parse_points(text: &str) -> ringreduce::Result<Vec<Point>> {
+    let bad = |reason: String| Error::InvalidArgument {
+        what: "compare CSV",
+        reason,
+    };
+    let mut lines = text.lines();
+    if lines.next() != Some(HEADER) {
+        return Err(bad("not a `ringreduce compare` file".into()));
+    }
+    let mut out = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let f = ringreduce::train::log::csv_fields(line);
+        let num = |k: usize| -> ringreduce::Result<f64> {
+            f[k].parse()
+                .map_err(|_| bad(format!("line {}: `{}` is not a number", i + 2, f[k])))
+        };
+        if f.len() != HEADER.split(',').count() {
+            return Err(bad(format!("line {}: {} fields", i + 2, f.len())));
+        }
+        if f[7].is_empty() {
+            continue;
+        }
+        out.push(Point {
+            strategy: f[0].clone(),
+            secs: num(3)?,
+            bytes: num(4)? as u64,
+            accuracy: num(7)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Draws accuracy against time and against bytes into `dir`.
+///
+/// # Errors
+/// No points, no font, or files that cannot be written.
+pub fn charts(points: &[Point], title: &str, dir: &std::path::Path) -> ringreduce::Result<Vec<PathBuf>> {
+    let mut names: Vec<&str> = Vec::new();
+    for p in points {
+        if !names.contains(&p.strategy.as_str()) {
+            names.push(&p.strategy);
+        }
+    }
+    let series = |x: &dyn Fn(&Point) -> f64| -> Vec<Series> {
+        names
             .iter()
-            .map(|c| Series {
-                name: c.name.clone(),
-                points: c
-                    .cumulative()
-                    .filter_map(|(t, b, _, m)| Some((x(t, b), m.test_accuracy?)))
+            .map(|&name| Series {
+                name: name.to_string(),
+                points: points
+                    .iter()
+                    .filter(|p| p.strategy == name)
+                    .map(|p| (x(p), p.accuracy))
                     .collect(),
                 band: Vec::new(),
             })
             .collect()
     };
     let mut written = Vec::new();
-    for (stem, x_label, points) in [
+    for (stem, x_label, lines) in [
         (
             "accuracy_vs_time",
             "training time (s, rank 0's clock, evaluation excluded)",
-            series(&|t, _| t),
+            series(&|p| p.secs),
         ),
         (
             "accuracy_vs_bytes",
             "MB sent by the busiest rank",
-            series(&|_, b| b as f64 / 1e6),
+            series(&|p| p.bytes as f64 / 1e6),
         ),
     ] {
         let chart = Chart {
@@ -184,7 +275,7 @@ fn charts(curves: &[Curve], title: &str, dir: &std::path::Path) -> ringreduce::R
             log_x: false,
             x_bytes: false,
             log_y: false,
-            series: &points,
+            series: &lines,
         };
         for ext in ["png", "svg"] {
             let path = dir.join(format!("{stem}.{ext}"));
@@ -257,6 +348,7 @@ pub fn run(o: Args) -> ExitCode {
         for strategy in &o.strategies {
             let trainer = SyncSgd::builder()
                 .strategy(strategy.clone())
+                .batches_from(o.partition.source())
                 .batch(o.batch)
                 .lr(o.lr)
                 .momentum(o.momentum)
@@ -312,8 +404,11 @@ pub fn run(o: Args) -> ExitCode {
         }
         if let Some(dir) = &o.plot {
             let drawn = if root {
-                let title = format!("{}, {}, {} epochs", super::ranks(p), o.data, o.epochs);
-                charts(&curves, &title, dir).map(Some)
+                let title = o
+                    .title
+                    .clone()
+                    .unwrap_or_else(|| format!("{}, {}, {} epochs", super::ranks(p), o.data, o.epochs));
+                charts(&points(&curves), &title, dir).map(Some)
             } else {
                 Ok(None)
             };

@@ -34,6 +34,25 @@ pub enum Format {
     Json,
 }
 
+/// `--partition`: which examples each rank trains on.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Partition {
+    // One shuffle per epoch, every global batch split across the ranks.
+    Shuffle,
+    // Each rank its own fixed part of the data.
+    Shards,
+}
+
+impl Partition {
+    /// The library's batch source.
+    pub fn source(self) -> std::sync::Arc<dyn ringreduce::train::BatchSource> {
+        match self {
+            Partition::Shuffle => std::sync::Arc::new(ringreduce::train::SharedShuffle),
+            Partition::Shards => std::sync::Arc::new(ringreduce::train::Shards),
+        }
+    }
+}
+
 /// Names that can be listed on the command line, with `all` for every one.
 pub trait Listed: FromStr<Err = ringreduce::Error> + Copy + Send + Sync + 'static {
     /// What `all` means.

@@ -14,10 +14,11 @@ use super::fail;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// `bench --format csv` files (several runs of one sweep: medians with
-    /// a min–max band), or one `train --metrics` file.
+    /// a min–max band), one `train --metrics` file, or `compare --out` files.
     #[arg(long, required = true, num_args = 1..)]
     csv: Vec<PathBuf>,
-    /// Directory for latency.{png,svg} and busbw.{png,svg}, or training.{png,svg}.
+    /// Directory for latency.{png,svg} and busbw.{png,svg}, training.{png,svg},
+    /// or accuracy_vs_time.{png,svg} and accuracy_vs_bytes.{png,svg}.
     #[arg(long)]
     out: PathBuf,
     /// Chart title (default: ranks, type, op, host and date from the CSV).
@@ -76,6 +77,29 @@ fn summarise(files: &[PathBuf]) -> ringreduce::Result<Summary> {
 pub fn run(args: Args) -> ExitCode {
     let drawn = (|| -> ringreduce::Result<Vec<PathBuf>> {
         let first = read(&args.csv[0])?;
+        if first.starts_with(super::compare::HEADER) {
+            let mut points = Vec::new();
+            for path in &args.csv {
+                let text = if points.is_empty() {
+                    first.clone()
+                } else {
+                    read(path)?
+                };
+                points.extend(super::compare::parse_points(&text).map_err(|e| Error::Data {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?);
+            }
+            std::fs::create_dir_all(&args.out).map_err(|e| Error::Data {
+                path: args.out.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            let title = args
+                .title
+                .clone()
+                .unwrap_or_else(|| "training strategies compared".into());
+            return super::compare::charts(&points, &title, &args.out);
+        }
         if first.starts_with("epoch,step,") {
             if args.csv.len() > 1 {
                 return Err(Error::InvalidArgument {

@@ -58,6 +58,12 @@ pub struct Args {
     /// Seed of initialisation and shuffling.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Which examples each rank computes: `shuffle` (every step's global
+    /// batch split across the ranks, one shuffle per epoch) or `shards`
+    /// (each rank its own fixed part of the data, as SimuParallelSGD and
+    /// decentralized SGD assume).
+    #[arg(long, value_enum, default_value_t = super::Partition::Shuffle)]
+    partition: super::Partition,
     /// Write metrics to this CSV file (rank 0): a row every --log-every
     /// steps and one per epoch, rewritten after every epoch.
     #[arg(long)]
@@ -103,6 +109,7 @@ pub fn run(o: Args) -> ExitCode {
             builder = builder.checkpoint(path);
         }
         builder
+            .batches_from(o.partition.source())
             .batch(o.batch)
             .lr(o.lr)
             .momentum(o.momentum)

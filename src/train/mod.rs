@@ -6,7 +6,8 @@
 //! - [`Optimizer`]: the update rule ([`Sgd`] with momentum and weight decay,
 //!   [`Adam`]); its state lives in the loop and in checkpoints;
 //! - [`BatchSource`]: which examples each rank computes at each step
-//!   ([`SharedShuffle`]: one shuffle, every global batch split across ranks);
+//!   ([`SharedShuffle`]: one shuffle, every global batch split across ranks;
+//!   [`Shards`]: each rank its own part of the data for the whole run);
 //! - [`Strategy`]: what crosses the network around each step
 //!   ([`GradientAllReduce`]: synchronous data parallelism; [`LocalSgd`]:
 //!   local SGD, post-local SGD and one-shot model averaging; [`Gossip`]:
@@ -49,7 +50,7 @@ pub mod topology;
 mod trainer;
 
 pub use self::any::AnyStrategy;
-pub use self::batches::{BatchSource, SharedShuffle};
+pub use self::batches::{BatchSource, Shards, SharedShuffle};
 pub use self::data::Dataset;
 pub use self::gossip::Gossip;
 pub use self::local::LocalSgd;

@@ -195,12 +195,13 @@ impl<S: Strategy> Trainer<S> {
         &self.strategy
     }
 
-    /// The order in which epoch `epoch` (1-based) visits `n` examples: with
-    /// the default batch source step s uses positions `s·B .. (s+1)·B`, rank
-    /// r of p the slice `s·B + r·B/p .. s·B + (r+1)·B/p`. The same on every
-    /// rank and rank count, so one can tell which rank saw which example.
-    pub fn epoch_order(&self, epoch: usize, n: usize) -> Vec<usize> {
-        self.cfg.batches.order(self.cfg.seed, epoch, n)
+    /// The order in which epoch `epoch` (1-based) visits `n` examples on
+    /// `p` ranks: with the default batch source step s uses positions
+    /// `s·B .. (s+1)·B`, rank r of p the slice `s·B + r·B/p .. s·B +
+    /// (r+1)·B/p` — the same on every rank and rank count, so one can tell
+    /// which rank saw which example.
+    pub fn epoch_order(&self, epoch: usize, n: usize, p: usize) -> Vec<usize> {
+        self.cfg.batches.order(self.cfg.seed, epoch, n, p)
     }
 
     /// Trains `params` on `train` for the configured epochs and evaluates on
@@ -345,7 +346,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         let mut grad = vec![0f32; n];
         let mut x = vec![0f32; local * train.dim];
         let mut y = vec![0u32; local];
-        let order = t.cfg.batches.order(t.cfg.seed, epoch, train.len());
+        let order = t.cfg.batches.order(t.cfg.seed, epoch, train.len(), p);
         let start = Instant::now();
         let (mut comm_secs, mut loss_sum, mut bytes, mut rounds) = (0.0, 0.0f64, 0u64, 0u64);
         for step in 0..self.steps {
@@ -498,8 +499,8 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             optimizer_steps: 0,
             strategy: self.strategy.name(),
             settings: format!(
-                "lr {}, {:?} schedule, {:?}",
-                t.cfg.lr, t.cfg.schedule, t.optimizer
+                "lr {}, {:?} schedule, {:?}, batches {:?}",
+                t.cfg.lr, t.cfg.schedule, t.optimizer, t.cfg.batches
             ),
             data: self.data.clone(),
             sections: Vec::new(),
@@ -763,6 +764,11 @@ impl<S: Strategy> TrainerBuilder<S> {
     /// Which examples each rank computes at each step (default: [`SharedShuffle`]).
     pub fn batches(mut self, b: impl BatchSource + 'static) -> Self {
         self.cfg.batches = Arc::new(b);
+        self
+    }
+    /// [`batches`](Self::batches) from a shared batch source.
+    pub fn batches_from(mut self, b: Arc<dyn BatchSource>) -> Self {
+        self.cfg.batches = b;
         self
     }
     /// Rank 0 writes a checkpoint here after every epoch.
