@@ -74,6 +74,8 @@ struct Curve {
     epochs: Vec<EpochMetrics>,
     /// Why the run stopped early (a non-finite loss or gradient).
     stopped: Option<String>,
+    /// Bytes the cost model predicts for the epochs run.
+    predicted: u64,
 }
 
 impl Curve {
@@ -118,7 +120,7 @@ fn csv(curves: &[Curve], ranks: usize) -> String {
 /// the end of an epoch (the last step of a run averages it to 0).
 fn table(curves: &[Curve], target: f64) -> String {
     let mut out = format!(
-        "{:<30} {:>7} {:>14} {:>13} {:>10} {:>9} {:>12} {:>13}\n",
+        "{:<30} {:>7} {:>14} {:>13} {:>10} {:>9} {:>12} {:>12} {:>13}\n",
         "strategy",
         "epochs",
         format!("s_to_{target}"),
@@ -126,6 +128,7 @@ fn table(curves: &[Curve], target: f64) -> String {
         "final_acc",
         "total_s",
         "total_MB",
+        "predicted_MB",
         "max_consensus"
     );
     for c in curves {
@@ -144,7 +147,7 @@ fn table(curves: &[Curve], target: f64) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<30} {:>7} {:>14} {:>13} {:>10} {:>9.2} {:>12.1} {:>13}",
+            "{:<30} {:>7} {:>14} {:>13} {:>10} {:>9.2} {:>12.1} {:>12.1} {:>13}",
             c.name,
             m.epoch,
             tt,
@@ -152,6 +155,7 @@ fn table(curves: &[Curve], target: f64) -> String {
             m.test_accuracy.map_or("-".into(), |a| format!("{a:.4}")),
             t,
             b as f64 / 1e6,
+            c.predicted as f64 / 1e6,
             c.epochs
                 .iter()
                 .filter_map(|m| m.consensus_distance)
@@ -389,10 +393,22 @@ pub fn run(o: Args) -> ExitCode {
                 }
                 Err(e) => return fail(format!("{name}: {e}")),
             };
+            let steps = epochs.len() * (train.len() / o.batch.max(1));
+            let buffers = usize::from(o.momentum != 0.0);
+            let predicted = strategy
+                .communication(
+                    p,
+                    model.num_params(),
+                    steps,
+                    buffers,
+                    &ringreduce::cost::CostParams::default(),
+                )
+                .bytes;
             curves.push(Curve {
                 name,
                 epochs,
                 stopped,
+                predicted,
             });
         }
         if root {
