@@ -49,27 +49,10 @@ if ! err=$($bin bench --algo ring -m "$sizes" --dtype "$dtype" --op "$op" --iter
   exit 2
 fi
 
-stamp=$(date -u +%Y%m%d-%H%M%S)
-where=$(hostname)
-[ -n "$cluster" ] && where="cluster${cluster}x${rate:-unlimited}"
-dir="results/$stamp-$where"
+# shellcheck source=scripts/launch.sh
+source scripts/launch.sh
+dir="results/$(date -u +%Y%m%d-%H%M%S)-$where"
 mkdir -p "$dir"
-
-if [ -n "$cluster" ]; then
-  ranks=$cluster
-  scripts/cluster.sh up "$cluster" ${rate:+--rate "$rate"}
-  trap 'scripts/cluster.sh down >/dev/null' EXIT
-  launch=(scripts/cluster.sh run -n "$ranks" --)
-  setting="namespace cluster: $cluster hosts, links ${rate:-unlimited}, TCP"
-elif [ "$ranks" -le "$(nproc)" ]; then
-  # Ranks that fit on the cores: one core each, busy-polling (yielding adds noise).
-  export OMPI_MCA_mpi_yield_when_idle=0
-  launch=(mpirun -n "$ranks" --bind-to core)
-  setting="one machine, shared memory, $ranks ranks bound to cores"
-else
-  launch=(mpirun -n "$ranks")
-  setting="one machine, shared memory, $ranks ranks on $(nproc) cores (oversubscribed: correctness only)"
-fi
 
 subjects=(naive butterfly ring central auto mpi)
 {

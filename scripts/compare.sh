@@ -5,7 +5,7 @@
 # results/compare-<date>-<where>/.
 #
 #   scripts/compare.sh [-n RANKS] [--epochs 5] [--target 0.85] [--data fashion-mnist]
-#                      [--strategies "sync:ring local:tau=8 …"]
+#                      [--batch 256] [--lr 0.2] [--strategies "sync:ring local:tau=8 …"]
 #   scripts/compare.sh --cluster 4 --rate 100mbit [...]   on a namespace cluster (root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +15,8 @@ ranks=2
 epochs=5
 target=0.85
 data=fashion-mnist
+batch=256
+lr=0.2
 strategies="sync:ring local:tau=8 local:tau=32 postlocal:warmup=200,tau=8 oneshot gossip:ring gossip:expo1"
 cluster=""
 rate=""
@@ -24,6 +26,8 @@ while (($#)); do
     --epochs) epochs="$2"; shift 2 ;;
     --target) target="$2"; shift 2 ;;
     --data) data="$2"; shift 2 ;;
+    --batch) batch="$2"; shift 2 ;;
+    --lr) lr="$2"; shift 2 ;;
     --strategies) strategies="$2"; shift 2 ;;
     --cluster) cluster="$2"; shift 2 ;;
     --rate) rate="$2"; shift 2 ;;
@@ -36,28 +40,10 @@ source scripts/mpienv.sh
 cargo build --release --quiet --bins
 bin="$(readlink -f target/release/ringreduce)"
 
-where=$(hostname)
-[ -n "$cluster" ] && where="cluster${cluster}x${rate:-unlimited}"
+# shellcheck source=scripts/launch.sh
+source scripts/launch.sh
 dir="results/compare-$(date -u +%Y%m%d-%H%M%S)-$where"
 mkdir -p "$dir"
-
-if [ -n "$cluster" ]; then
-  ranks=$cluster
-  scripts/cluster.sh up "$cluster" ${rate:+--rate "$rate"}
-  trap 'scripts/cluster.sh down >/dev/null' EXIT
-  launch=(scripts/cluster.sh run -n "$ranks" --)
-  setting="namespace cluster: $cluster hosts, links ${rate:-unlimited}, TCP"
-  short="$cluster hosts, ${rate:-unlimited} links"
-elif [ "$ranks" -le "$(nproc)" ]; then
-  export OMPI_MCA_mpi_yield_when_idle=0
-  launch=(mpirun -n "$ranks" --bind-to core)
-  setting="one machine, shared memory, $ranks ranks bound to cores"
-  short="$ranks ranks, shared memory"
-else
-  launch=(mpirun -n "$ranks")
-  setting="one machine, shared memory, $ranks ranks on $(nproc) cores (oversubscribed)"
-  short="$ranks ranks, shared memory (oversubscribed)"
-fi
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "setting: $setting"
@@ -70,5 +56,6 @@ fi
 echo "== $setting: ${strategies}; results in $dir"
 # shellcheck disable=SC2086  # the strategies are one word each
 "${launch[@]}" "$bin" compare --data "$data" --epochs "$epochs" --target-acc "$target" \
+  --batch "$batch" --lr "$lr" --momentum 0.9 \
   --strategies $strategies --out "$dir/compare.csv" --plot "$dir" \
   --title "$short, $data, $epochs epochs" | tee "$dir/table.txt"

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use ringreduce::plot::{Chart, Series};
-use ringreduce::train::{data, AnyStrategy, EpochMetrics, Mlp, Model, Strategy, SyncSgd};
+use ringreduce::train::{data, AnyStrategy, EpochMetrics, Mlp, Model, Strategy};
 use ringreduce::Error;
 
 use super::{fail, on_world, one, writable};
@@ -16,43 +16,15 @@ use super::{fail, on_world, one, writable};
 /// Settings of `ringreduce compare`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    #[command(flatten)]
+    recipe: super::Recipe,
     /// The strategies, space-separated, in the spellings of `train
     /// --strategy`: sync:ring local:tau=8 postlocal:warmup=200,tau=8 oneshot gossip:ring …
     #[arg(long, required = true, num_args = 1.., value_name = "SPEC", value_parser = one::<AnyStrategy>)]
     strategies: Vec<AnyStrategy>,
-    /// Data set, as for `train`.
-    #[arg(long, default_value = "fashion-mnist")]
-    data: String,
-    /// softmax or mlp.
-    #[arg(long, default_value = "mlp")]
-    model: String,
-    /// Hidden layer widths of the MLP, comma-separated.
-    #[arg(long, default_value = "128")]
-    hidden: String,
-    /// Epochs every strategy trains (the fixed budget).
-    #[arg(long, default_value_t = 5)]
-    epochs: usize,
     /// Accuracy whose first crossing the table reports time and bytes for.
     #[arg(long, value_name = "A", default_value_t = 0.85)]
     target_acc: f64,
-    /// Global batch size (split across ranks).
-    #[arg(long, default_value_t = 256)]
-    batch: usize,
-    /// Learning rate.
-    #[arg(long, default_value_t = 0.2)]
-    lr: f32,
-    /// Momentum.
-    #[arg(long, default_value_t = 0.9)]
-    momentum: f32,
-    /// Seed of initialisation and shuffling (the same for every strategy).
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Which examples each rank computes: `shuffle` (every step's global
-    /// batch split across the ranks, one shuffle per epoch) or `shards`
-    /// (each rank its own fixed part of the data, as SimuParallelSGD and
-    /// decentralized SGD assume).
-    #[arg(long, value_enum, default_value_t = super::Partition::Shuffle)]
-    partition: super::Partition,
     /// The CSV of every strategy's epochs (rank 0).
     #[arg(long)]
     out: PathBuf,
@@ -294,7 +266,7 @@ pub fn charts(points: &[Point], title: &str, dir: &std::path::Path) -> ringreduc
 pub fn run(o: Args) -> ExitCode {
     let bad = |what: &'static str, reason: String| Error::InvalidArgument { what, reason };
     let checked = (|| -> ringreduce::Result<()> {
-        if o.epochs == 0 {
+        if o.recipe.epochs == 0 {
             return Err(bad("--epochs", "must be at least 1".into()));
         }
         if !(0.0..=1.0).contains(&o.target_acc) {
@@ -316,15 +288,15 @@ pub fn run(o: Args) -> ExitCode {
     }
     on_world(None, |group| {
         let loaded = (|| -> ringreduce::Result<_> {
-            let sets = data::load(&o.data, None, None, o.seed)?;
+            let sets = data::load(&o.recipe.data, None, None, o.recipe.seed)?;
             let Some(test) = sets.held_out else {
                 return Err(bad(
                     "--data",
-                    format!("{} has no test part to measure accuracy on", o.data),
+                    format!("{} has no test part to measure accuracy on", o.recipe.data),
                 ));
             };
             let classes = sets.train.classes.max(test.classes);
-            let model = Mlp::named(&o.model, &o.hidden, sets.train.dim, classes)?;
+            let model = Mlp::named(&o.recipe.model, &o.recipe.hidden, sets.train.dim, classes)?;
             Ok((sets.train, test, model))
         })();
         let (train, test, model) = match group.agree(loaded) {
@@ -336,29 +308,21 @@ pub fn run(o: Args) -> ExitCode {
             println!(
                 "# compare: {}, {} ({} train / {} test), model {:?} ({} parameters), batch {}, lr {}, momentum {}, seed {}, {} epochs each",
                 super::ranks(p),
-                o.data,
+                o.recipe.data,
                 train.len(),
                 test.len(),
                 model.sizes(),
                 model.num_params(),
-                o.batch,
-                o.lr,
-                o.momentum,
-                o.seed,
-                o.epochs
+                o.recipe.batch,
+                o.recipe.lr,
+                o.recipe.momentum,
+                o.recipe.seed,
+                o.recipe.epochs
             );
         }
         let mut curves = Vec::new();
         for strategy in &o.strategies {
-            let trainer = SyncSgd::builder()
-                .strategy(strategy.clone())
-                .batches_from(o.partition.source())
-                .batch(o.batch)
-                .lr(o.lr)
-                .momentum(o.momentum)
-                .epochs(o.epochs)
-                .seed(o.seed)
-                .build();
+            let trainer = o.recipe.builder(strategy.clone()).build();
             let trainer = match trainer {
                 Ok(t) => t,
                 Err(e) => return fail(e),
@@ -393,8 +357,8 @@ pub fn run(o: Args) -> ExitCode {
                 }
                 Err(e) => return fail(format!("{name}: {e}")),
             };
-            let steps = epochs.len() * (train.len() / o.batch.max(1));
-            let buffers = usize::from(o.momentum != 0.0);
+            let steps = epochs.len() * (train.len() / o.recipe.batch.max(1));
+            let buffers = usize::from(o.recipe.momentum != 0.0);
             let predicted = strategy
                 .communication(
                     p,
@@ -420,10 +384,14 @@ pub fn run(o: Args) -> ExitCode {
         }
         if let Some(dir) = &o.plot {
             let drawn = if root {
-                let title = o
-                    .title
-                    .clone()
-                    .unwrap_or_else(|| format!("{}, {}, {} epochs", super::ranks(p), o.data, o.epochs));
+                let title = o.title.clone().unwrap_or_else(|| {
+                    format!(
+                        "{}, {}, {} epochs",
+                        super::ranks(p),
+                        o.recipe.data,
+                        o.recipe.epochs
+                    )
+                });
                 charts(&points(&curves), &title, dir).map(Some)
             } else {
                 Ok(None)

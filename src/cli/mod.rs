@@ -34,6 +34,60 @@ pub enum Format {
     Json,
 }
 
+/// What `train` and `compare` train: data, model, batch, optimizer settings
+/// and seed (one set of flags, one set of defaults).
+#[derive(clap::Args, Debug, Clone)]
+pub struct Recipe {
+    /// fashion-mnist (Debian's dataset-fashion-mnist), synthetic, a directory of
+    /// MNIST-layout IDX files (train-images-idx3-ubyte[.gz] …), or a CSV file (label, features…).
+    #[arg(long, default_value = "fashion-mnist")]
+    pub data: String,
+    /// softmax or mlp.
+    #[arg(long, default_value = "mlp")]
+    pub model: String,
+    /// Hidden layer widths of the MLP, comma-separated.
+    #[arg(long, default_value = "128")]
+    pub hidden: String,
+    /// Epochs.
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    /// Global batch size (split across ranks).
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.1, allow_hyphen_values = true)]
+    pub lr: f32,
+    /// Momentum.
+    #[arg(long, default_value_t = 0.9, allow_hyphen_values = true)]
+    pub momentum: f32,
+    /// Seed of initialisation and shuffling.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Which examples each rank computes: `shuffle` (every step's global
+    /// batch split across the ranks, one shuffle per epoch) or `shards`
+    /// (each rank its own fixed part of the data, as SimuParallelSGD and
+    /// decentralized SGD assume).
+    #[arg(long, value_enum, default_value_t = Partition::Shuffle)]
+    pub partition: Partition,
+}
+
+impl Recipe {
+    /// A trainer builder with these settings and `strategy`.
+    pub fn builder(
+        &self,
+        strategy: ringreduce::train::AnyStrategy,
+    ) -> ringreduce::train::TrainerBuilder<ringreduce::train::AnyStrategy> {
+        ringreduce::train::SyncSgd::builder()
+            .strategy(strategy)
+            .batches_from(self.partition.source())
+            .batch(self.batch)
+            .lr(self.lr)
+            .momentum(self.momentum)
+            .epochs(self.epochs)
+            .seed(self.seed)
+    }
+}
+
 /// `--partition`: which examples each rank trains on.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Partition {

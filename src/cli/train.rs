@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ringreduce::train::data::{HeldOut, Sets};
 use ringreduce::train::log::{MetricsLog, Row};
-use ringreduce::train::{data, AnyStrategy, EpochMetrics, Mlp, Model, Strategy, SyncSgd, Trainer};
+use ringreduce::train::{data, AnyStrategy, EpochMetrics, Mlp, Model, Strategy, Trainer};
 use ringreduce::{Algorithm, Error};
 
 use super::progress::Progress;
@@ -17,10 +17,8 @@ use super::{fail, on_world, one, writable};
 /// Settings of `ringreduce train`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// fashion-mnist (Debian's dataset-fashion-mnist), synthetic, a directory of
-    /// MNIST-layout IDX files (train-images-idx3-ubyte[.gz] …), or a CSV file (label, features…).
-    #[arg(long, default_value = "fashion-mnist")]
-    data: String,
+    #[command(flatten)]
+    recipe: super::Recipe,
     /// Held-out set to measure accuracy on: a CSV file, or a directory's
     /// t10k-* IDX files (default: the data set's own test part; a CSV has none).
     #[arg(long, value_name = "FILE")]
@@ -29,24 +27,6 @@ pub struct Args {
     /// stratified by class) and report val_accuracy on it.
     #[arg(long, value_name = "F", conflicts_with = "test")]
     val_split: Option<f64>,
-    /// softmax or mlp.
-    #[arg(long, default_value = "mlp")]
-    model: String,
-    /// Hidden layer widths of the MLP, comma-separated.
-    #[arg(long, default_value = "128")]
-    hidden: String,
-    /// Epochs.
-    #[arg(long, default_value_t = 5)]
-    epochs: usize,
-    /// Global batch size (split across ranks).
-    #[arg(long, default_value_t = 128)]
-    batch: usize,
-    /// Learning rate.
-    #[arg(long, default_value_t = 0.1, allow_hyphen_values = true)]
-    lr: f32,
-    /// Momentum.
-    #[arg(long, default_value_t = 0.9, allow_hyphen_values = true)]
-    momentum: f32,
     /// Gradient all-reduce algorithm of synchronous SGD.
     #[arg(long, default_value = "ring", value_parser = one::<Algorithm>)]
     algo: Algorithm,
@@ -55,15 +35,6 @@ pub struct Args {
     /// (default: sync with --algo).
     #[arg(long, value_name = "SPEC", value_parser = one::<AnyStrategy>, conflicts_with = "algo")]
     strategy: Option<AnyStrategy>,
-    /// Seed of initialisation and shuffling.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Which examples each rank computes: `shuffle` (every step's global
-    /// batch split across the ranks, one shuffle per epoch) or `shards`
-    /// (each rank its own fixed part of the data, as SimuParallelSGD and
-    /// decentralized SGD assume).
-    #[arg(long, value_enum, default_value_t = super::Partition::Shuffle)]
-    partition: super::Partition,
     /// Write metrics to this CSV file (rank 0): a row every --log-every
     /// steps and one per epoch, rewritten after every epoch.
     #[arg(long)]
@@ -101,21 +72,15 @@ pub fn run(o: Args) -> ExitCode {
                 .unwrap_or(AnyStrategy::Sync(ringreduce::train::GradientAllReduce::new(
                     o.algo,
                 )));
-        let mut builder = SyncSgd::builder()
-            .strategy(strategy)
+        let mut builder = o
+            .recipe
+            .builder(strategy)
             .resume(o.resume)
             .stop_after(o.stop_after);
         if let Some(path) = &o.checkpoint {
             builder = builder.checkpoint(path);
         }
-        builder
-            .batches_from(o.partition.source())
-            .batch(o.batch)
-            .lr(o.lr)
-            .momentum(o.momentum)
-            .epochs(o.epochs)
-            .seed(o.seed)
-            .build()
+        builder.build()
     })();
     let opt = match opt {
         Ok(opt) => opt,
@@ -125,12 +90,12 @@ pub fn run(o: Args) -> ExitCode {
         // Each rank reads the data itself: a rank that cannot is named by
         // rank 0 (`rank 1: …`), and every rank stops.
         let loaded = (|| -> ringreduce::Result<(Sets, Mlp)> {
-            let sets = data::load(&o.data, o.test.as_deref(), o.val_split, o.seed)?;
+            let sets = data::load(&o.recipe.data, o.test.as_deref(), o.val_split, o.recipe.seed)?;
             let classes = sets
                 .held_out
                 .iter()
                 .fold(sets.train.classes, |c, d| c.max(d.classes));
-            let model = Mlp::named(&o.model, &o.hidden, sets.train.dim, classes)?;
+            let model = Mlp::named(&o.recipe.model, &o.recipe.hidden, sets.train.dim, classes)?;
             Ok((sets, model))
         })();
         let (sets, model) = match group.agree(loaded) {
@@ -157,22 +122,22 @@ pub fn run(o: Args) -> ExitCode {
             println!(
                 "# train: {p} rank{}, {} ({}), model {:?} ({} parameters), batch {}, lr {}, momentum {}, {}",
                 if p == 1 { "" } else { "s" },
-                o.data,
+                o.recipe.data,
                 describe(&sets),
                 model.sizes(),
                 model.num_params(),
-                o.batch,
-                o.lr,
-                o.momentum,
+                o.recipe.batch,
+                o.recipe.lr,
+                o.recipe.momentum,
                 describe_strategy(opt.strategy(), p)
             );
         }
         let mut params = opt.init_params(&model);
-        let progress = Arc::new(Progress::new(root, o.log_every, o.batch));
+        let progress = Arc::new(Progress::new(root, o.log_every, o.recipe.batch));
         let resumed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let opt = {
             let (progress, resumed) = (progress.clone(), resumed.clone());
-            let (epochs, checkpoint) = (o.epochs, o.checkpoint.clone().unwrap_or_default());
+            let (epochs, checkpoint) = (o.recipe.epochs, o.checkpoint.clone().unwrap_or_default());
             opt.on_step(move |m| progress.step(m)).on_resume(move |&done| {
                 resumed.store(done, std::sync::atomic::Ordering::Relaxed);
                 if root {
@@ -230,7 +195,7 @@ pub fn run(o: Args) -> ExitCode {
             if let Some(path) = &o.plot {
                 if let Err(e) = ringreduce::plot::training(
                     &log,
-                    &format!("{}, {}", super::plot::training_title(&log), o.data),
+                    &format!("{}, {}", super::plot::training_title(&log), o.recipe.data),
                     path,
                 ) {
                     return fail(e);
@@ -298,7 +263,7 @@ fn earlier_metrics(path: &std::path::Path, log: &MetricsLog) -> ringreduce::Resu
 /// Refuses settings and output paths that would fail after training.
 fn preflight(o: &Args) -> ringreduce::Result<()> {
     let bad = |what: &'static str, reason: String| Error::InvalidArgument { what, reason };
-    if o.epochs == 0 {
+    if o.recipe.epochs == 0 {
         return Err(bad("--epochs", "must be at least 1".into()));
     }
     for (flag, path) in [

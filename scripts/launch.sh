@@ -1,0 +1,25 @@
+# Sourced by bench.sh and compare.sh: how to launch `ranks` ranks, given
+# `ranks`, `cluster` (hosts, or empty for this machine) and `rate`. Sets
+# `where` (for the results directory), `launch` (the command prefix),
+# `setting` (for env.txt) and `short` (for chart titles); brings a namespace
+# cluster up, and down again on exit.
+where=$(hostname)
+if [ -n "$cluster" ]; then
+  where="cluster${cluster}x${rate:-unlimited}"
+  ranks=$cluster
+  scripts/cluster.sh up "$cluster" ${rate:+--rate "$rate"}
+  trap 'scripts/cluster.sh down >/dev/null' EXIT
+  launch=(scripts/cluster.sh run -n "$ranks" --)
+  setting="namespace cluster: $cluster hosts, links ${rate:-unlimited}, TCP"
+  short="$cluster hosts, ${rate:-unlimited} links"
+elif [ "$ranks" -le "$(nproc)" ]; then
+  # Ranks that fit on the cores: one core each, busy-polling (yielding adds noise).
+  export OMPI_MCA_mpi_yield_when_idle=0
+  launch=(mpirun -n "$ranks" --bind-to core)
+  setting="one machine, shared memory, $ranks ranks bound to cores"
+  short="$ranks ranks, shared memory"
+else
+  launch=(mpirun -n "$ranks")
+  setting="one machine, shared memory, $ranks ranks on $(nproc) cores (oversubscribed: correctness only)"
+  short="$ranks ranks, shared memory (oversubscribed)"
+fi
