@@ -228,7 +228,7 @@ pub fn lower_bound_bytes(p: usize, count: usize, elem_size: usize) -> f64 {
 /// (`TIE_ORDER`): the ring wins ties at large sizes and the butterfly (the
 /// leaner code) its ties with the naive ring at p = 2.
 pub fn select(p: usize, count: usize, elem_size: usize, params: &CostParams) -> Algorithm {
-    let mut candidates = Algorithm::CONCRETE;
+    let mut candidates: Vec<Algorithm> = Algorithm::CONCRETE.into_iter().filter(|a| a.in_auto()).collect();
     candidates.sort_by_key(|a| a.tie_order());
     let mut best = (candidates[0], f64::INFINITY);
     for a in candidates {

@@ -178,3 +178,32 @@ fn auto_runs_what_the_tuning_chooses_on_every_rank() {
         cost::cost(chosen, 4, 10, 4).rounds
     );
 }
+
+#[test]
+fn rabenseifner_has_the_rings_bandwidth_in_logarithmic_rounds_and_is_not_yet_autos() {
+    for p in [2usize, 4, 8, 16] {
+        let k = p * 1000;
+        let r = cost::cost(Algorithm::Rabenseifner, p, k, 4);
+        assert_eq!(r.bytes_sent as f64, cost::lower_bound_bytes(p, k, 4), "p={p}");
+        assert_eq!(r.rounds, 2 * u64::from(p.trailing_zeros()), "p={p}");
+    }
+    // Off a power of two the folding ranks also send the whole vector once.
+    let r = cost::cost(Algorithm::Rabenseifner, 6, 6000, 4);
+    assert_eq!(r.rounds, 2 * 2 + 2);
+    // `auto` leaves it out until its predicted time is checked against measurements.
+    for params in [
+        CostParams::default(),
+        CostParams::line(5e-6, 1e-9, 1e-10),
+        CostParams::line(0.0, 1e-9, 1e-10),
+    ] {
+        for p in 2..=16 {
+            for k in [1, 1000, 1 << 20] {
+                assert_ne!(
+                    cost::select(p, k, 4, &params),
+                    Algorithm::Rabenseifner,
+                    "p={p} k={k}"
+                );
+            }
+        }
+    }
+}

@@ -29,6 +29,9 @@ pub(crate) trait Schedule {
     const NAME: &'static str;
     /// Rank among algorithms whose predicted times tie: lower wins.
     const TIE_ORDER: u8;
+    /// Whether `auto` may choose it (its predicted time validated against
+    /// measurements).
+    const AUTO: bool = true;
 
     /// Rounds, messages, bytes and reduced elements of one call on `p ≥ 2`
     /// ranks with `count ≥ 1` elements of `elem_size` bytes, filled into
@@ -151,6 +154,14 @@ macro_rules! registry {
                 }
             }
 
+            /// Whether `auto` may choose it.
+            pub(crate) fn in_auto(self) -> bool {
+                match self {
+                    $( Algorithm::$variant => <$module::$ty as Schedule>::AUTO, )*
+                    Algorithm::Auto => false,
+                }
+            }
+
             /// Rank among algorithms whose predicted times tie (lower wins).
             pub(crate) fn tie_order(self) -> u8 {
                 match self {
@@ -226,6 +237,12 @@ registry! {
     /// in rank order and sends the result back. Root: 2(p−1) rounds,
     /// (p−1)·k·s bytes out and in.
     Central => central::Central,
+    /// Rabenseifner: reduce-scatter by recursive halving, all-gather by
+    /// recursive doubling, with the butterfly's fold for p not a power of
+    /// two. Rounds 2·log2 p' (+2); bytes ≈ 2·(p'−1)/p'·k·s, the ring's
+    /// bandwidth in logarithmically many rounds. Not yet a candidate of
+    /// `auto` (its predicted time is not yet checked against measurements).
+    Rabenseifner => rabenseifner::Rabenseifner,
 }
 
 mod average;

@@ -14,7 +14,7 @@ use super::{fail, on_world, one, size_arg, size_range, subjects, Format, List};
 /// Settings of `ringreduce bench`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// What to time, comma-separated: naive, butterfly, ring, central, auto, mpi, or `all`.
+    /// What to time, comma-separated: naive, butterfly, ring, central, rabenseifner, auto, mpi, or `all`.
     #[arg(long, default_value = "all", value_parser = subjects)]
     algo: List<Subject>,
     /// Element type.
