@@ -156,18 +156,9 @@ pub struct Row {
     pub dtype: String,
     /// Algorithm (`auto:ring` when auto chose the ring).
     pub algo: String,
-    /// Average over ranks of each rank's mean time, µs (out of place).
-    pub avg_us: f64,
-    /// Smallest rank mean, µs.
-    pub min_us: f64,
-    /// Largest rank mean, µs.
-    pub max_us: f64,
-    /// Algorithm bandwidth, GB/s.
-    pub algbw: f64,
-    /// Bus bandwidth, GB/s.
-    pub busbw: f64,
-    /// Elements that differed from the reference (all ranks), when checking.
-    pub wrong: Option<u64>,
+    /// The out-of-place call (its fields at the top level in JSON).
+    #[serde(flatten)]
+    pub time: Timing,
     /// Time the cost model predicts for the out-of-place call (model plus
     /// the copy of the input), µs (ours only).
     pub predicted_us: Option<f64>,
@@ -377,12 +368,7 @@ fn time_one<T: VerifyElement, C: Transport>(
         count: count as u64,
         dtype: T::DTYPE.to_string(),
         algo,
-        avg_us: out.avg_us,
-        min_us: out.min_us,
-        max_us: out.max_us,
-        algbw: out.algbw,
-        busbw: out.busbw,
-        wrong: out.wrong,
+        time: out,
         predicted_us,
         in_place,
         ranks: p,
@@ -506,29 +492,33 @@ pub const CSV_HEADER: &str =
     "bytes,count,type,algo,avg_us,min_us,max_us,algbw_gbs,busbw_gbs,wrong,predicted_us,\
 ip_avg_us,ip_min_us,ip_max_us,ip_algbw_gbs,ip_busbw_gbs,ip_wrong,ranks,op,host,date";
 
+/// The six CSV columns of a timing (empty ones for none).
+fn timing_csv(t: Option<&Timing>) -> String {
+    match t {
+        Some(t) => format!(
+            "{:.3},{:.3},{:.3},{:.4},{:.4},{}",
+            t.avg_us,
+            t.min_us,
+            t.max_us,
+            t.algbw,
+            t.busbw,
+            t.wrong.map(|w| w.to_string()).unwrap_or_default()
+        ),
+        None => ",,,,,".into(),
+    }
+}
+
 /// One row of the CSV format.
 pub fn csv_row(r: &Row) -> String {
-    let opt = |v: Option<String>| v.unwrap_or_default();
-    let ip = r.in_place;
     format!(
-        "{},{},{},{},{:.3},{:.3},{:.3},{:.4},{:.4},{},{},{},{},{},{},{},{},{},{},{},{}",
+        "{},{},{},{},{},{},{},{},{},{},{}",
         r.bytes,
         r.count,
         r.dtype,
         r.algo,
-        r.avg_us,
-        r.min_us,
-        r.max_us,
-        r.algbw,
-        r.busbw,
-        opt(r.wrong.map(|w| w.to_string())),
-        opt(r.predicted_us.map(|p| format!("{p:.3}"))),
-        opt(ip.map(|t| format!("{:.3}", t.avg_us))),
-        opt(ip.map(|t| format!("{:.3}", t.min_us))),
-        opt(ip.map(|t| format!("{:.3}", t.max_us))),
-        opt(ip.map(|t| format!("{:.4}", t.algbw))),
-        opt(ip.map(|t| format!("{:.4}", t.busbw))),
-        opt(ip.and_then(|t| t.wrong).map(|w| w.to_string())),
+        timing_csv(Some(&r.time)),
+        r.predicted_us.map(|p| format!("{p:.3}")).unwrap_or_default(),
+        timing_csv(r.in_place.as_ref()),
         r.ranks,
         r.op,
         r.host,
@@ -569,28 +559,27 @@ pub fn parse_csv(text: &str) -> Result<Vec<Row>> {
                 num(f, i, n).map(Some)
             }
         }
+        // The six columns of a timing, from `at`.
+        let timing = |at: usize| -> Result<Timing> {
+            Ok(Timing {
+                avg_us: num(&f, at, n)?,
+                min_us: num(&f, at + 1, n)?,
+                max_us: num(&f, at + 2, n)?,
+                algbw: num(&f, at + 3, n)?,
+                busbw: num(&f, at + 4, n)?,
+                wrong: opt(&f, at + 5, n)?,
+            })
+        };
         let in_place = match f[11] {
             "" => None,
-            _ => Some(Timing {
-                avg_us: num(&f, 11, n)?,
-                min_us: num(&f, 12, n)?,
-                max_us: num(&f, 13, n)?,
-                algbw: num(&f, 14, n)?,
-                busbw: num(&f, 15, n)?,
-                wrong: opt(&f, 16, n)?,
-            }),
+            _ => Some(timing(11)?),
         };
         rows.push(Row {
             bytes: num(&f, 0, n)?,
             count: num(&f, 1, n)?,
             dtype: f[2].to_string(),
             algo: f[3].to_string(),
-            avg_us: num(&f, 4, n)?,
-            min_us: num(&f, 5, n)?,
-            max_us: num(&f, 6, n)?,
-            algbw: num(&f, 7, n)?,
-            busbw: num(&f, 8, n)?,
-            wrong: opt(&f, 9, n)?,
+            time: timing(4)?,
             predicted_us: opt(&f, 10, n)?,
             in_place,
             ranks: num(&f, 17, n)?,
@@ -655,7 +644,7 @@ mod tests {
         assert_eq!(rows.len(), 11 * 3);
         assert!(rows
             .iter()
-            .all(|r| r.wrong == Some(0) && r.avg_us > 0.0 && r.min_us <= r.max_us));
+            .all(|r| r.time.wrong == Some(0) && r.time.avg_us > 0.0 && r.time.min_us <= r.time.max_us));
         // The in-place calls were timed and checked too.
         assert!(rows
             .iter()

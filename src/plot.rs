@@ -654,7 +654,7 @@ mod tests {
         let run = crate::bench::parse_csv(&text).unwrap();
         let mut slow = run.clone();
         for r in &mut slow {
-            r.avg_us *= 2.0;
+            r.time.avg_us *= 2.0;
         }
         let summary = Summary::new(&[run, slow]).unwrap();
         let (lat, _) = bench_series(&summary);

@@ -143,7 +143,7 @@ impl Summary {
             .iter()
             .map(|run| {
                 run.iter()
-                    .map(|r| ((subject_of(&r.algo).to_string(), r.bytes), r.avg_us))
+                    .map(|r| ((subject_of(&r.algo).to_string(), r.bytes), r.time.avg_us))
                     .collect()
             })
             .collect();
@@ -170,8 +170,8 @@ impl Summary {
                 Cell {
                     subject: subjects[i].clone(),
                     bytes,
-                    time: of(&|r| Some(r.avg_us)).expect("rows"),
-                    busbw: of(&|r| Some(r.busbw)).expect("rows"),
+                    time: of(&|r| Some(r.time.avg_us)).expect("rows"),
+                    busbw: of(&|r| Some(r.time.busbw)).expect("rows"),
                     in_place: of(&|r| r.in_place.map(|t| t.avg_us)),
                     chosen,
                 }
@@ -367,6 +367,7 @@ fn fmt_us(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::Timing;
 
     fn row(algo: &str, bytes: u64, us: f64) -> Row {
         Row {
@@ -374,12 +375,14 @@ mod tests {
             count: bytes / 4,
             dtype: "f32".into(),
             algo: algo.into(),
-            avg_us: us,
-            min_us: us,
-            max_us: us,
-            algbw: 0.0,
-            busbw: 1.0,
-            wrong: None,
+            time: Timing {
+                avg_us: us,
+                min_us: us,
+                max_us: us,
+                algbw: 0.0,
+                busbw: 1.0,
+                wrong: None,
+            },
             predicted_us: None,
             in_place: None,
             ranks: 2,

@@ -158,7 +158,7 @@ fn measure(args: &Args, cfg: &BenchConfig, group: &Group<Mpi>) -> ExitCode {
     }
     let wrong: u64 = rows
         .iter()
-        .flat_map(|r| [r.wrong, r.in_place.and_then(|t| t.wrong)])
+        .flat_map(|r| [r.time.wrong, r.in_place.and_then(|t| t.wrong)])
         .flatten()
         .sum();
     if wrong > 0 {

@@ -47,12 +47,12 @@ pub fn bench_row(r: &Row, in_place: bool, predict: bool) -> String {
         r.count,
         r.dtype,
         r.algo,
-        r.avg_us,
-        r.min_us,
-        r.max_us,
-        r.algbw,
-        r.busbw,
-        wrong(r.wrong)
+        r.time.avg_us,
+        r.time.min_us,
+        r.time.max_us,
+        r.time.algbw,
+        r.time.busbw,
+        wrong(r.time.wrong)
     );
     if in_place {
         match r.in_place {
@@ -70,7 +70,7 @@ pub fn bench_row(r: &Row, in_place: bool, predict: bool) -> String {
     }
     if predict {
         match r.predicted_us {
-            Some(p) => line += &format!(" {:>12.2} {:>10.2}", p, r.avg_us / p),
+            Some(p) => line += &format!(" {:>12.2} {:>10.2}", p, r.time.avg_us / p),
             None => line += &format!(" {:>12} {:>10}", "-", "-"),
         }
     }
@@ -94,7 +94,7 @@ pub fn bench_footer(rows: &[Row], check: bool) -> Vec<String> {
                 subjects.len() - 1
             }
         };
-        for bw in std::iter::once(r.busbw).chain(r.in_place.map(|t| t.busbw)) {
+        for bw in std::iter::once(r.time.busbw).chain(r.in_place.map(|t| t.busbw)) {
             sums[i].0 += bw;
             sums[i].1 += 1;
         }
@@ -114,7 +114,7 @@ pub fn bench_footer(rows: &[Row], check: bool) -> Vec<String> {
     if check {
         let wrong: u64 = rows
             .iter()
-            .flat_map(|r| [r.wrong, r.in_place.and_then(|t| t.wrong)])
+            .flat_map(|r| [r.time.wrong, r.in_place.and_then(|t| t.wrong)])
             .flatten()
             .sum();
         lines.push(format!(
@@ -140,7 +140,7 @@ pub fn osu_header(dtype: DType) -> String {
 
 /// One `osu_allreduce` row: `%-10d%20.2f`.
 pub fn osu_row(r: &Row) -> String {
-    format!("{:<10}{:>20.2}", r.bytes, r.avg_us)
+    format!("{:<10}{:>20.2}", r.bytes, r.time.avg_us)
 }
 
 /// Everything `ringreduce cost` reports for one rank count and size.
