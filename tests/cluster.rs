@@ -58,11 +58,12 @@ fn may_make_namespaces() -> bool {
 fn a_long_transfer_over_a_slow_link_is_progress_not_a_stall() {
     // Regression: the stall deadline ran from the start of a wait and a
     // message was one piece, so a transfer longer than the timeout aborted a
-    // healthy job. 128 MiB each way at 100 Mbit/s takes ≈ 11 s; with a 3 s
-    // timeout the job must still finish (its 4 MiB pieces land every ≈ 0.35 s).
-    // Not 1 s: the shaper drops packets past its 50 ms queue, and a TCP
-    // retransmission back-off (200 ms, 400 ms, 800 ms…) once left rank 1
-    // without a byte for over a second in a full test run.
+    // healthy job. 256 MiB each way at 100 Mbit/s takes ≈ 22 s; with a 6 s
+    // timeout the job must still finish (its 4 MiB pieces land every ≈ 0.35 s),
+    // and the unfixed logic (one 22 s wait) cannot. Not shorter: the shaper
+    // drops packets past its 50 ms queue, and TCP's retransmission back-off
+    // (200 ms, 400 ms, 800 ms, …) left a rank without a byte for over 1 s,
+    // and once over 3 s, in full test runs.
     let _guard = serial();
     if !may_make_namespaces() {
         return;
@@ -73,8 +74,8 @@ fn a_long_transfer_over_a_slow_link_is_progress_not_a_stall() {
     let up = run_bounded(slow(&["up", "2", "--rate", "100mbit"]), limit);
     assert!(up.status.success(), "{}{}", stdout(&up), stderr(&up));
     let faults = example("faults");
-    let mut cmd = slow(&["run", "--", faults.to_str().unwrap(), "big", "128", "1"]);
-    cmd.env("RINGREDUCE_TIMEOUT", "3");
+    let mut cmd = slow(&["run", "--", faults.to_str().unwrap(), "big", "256", "1"]);
+    cmd.env("RINGREDUCE_TIMEOUT", "6");
     let out = run_bounded(cmd, limit);
     let down = run_bounded(slow(&["down"]), limit);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
