@@ -14,13 +14,17 @@ export CARGO_TARGET_DIR="$PWD/target/mpich"
 echo "== building against MPICH (MPI_PKG_CONFIG=mpich, $CARGO_TARGET_DIR)"
 MPI_PKG_CONFIG=mpich cargo build --release --quiet --bins
 bin="$CARGO_TARGET_DIR/release/ringreduce"
-if ! ldd "$bin" | grep -q 'libmpich\.so'; then
+# ldd's output is captured first: under pipefail, `ldd | grep -q` fails
+# whenever grep exits at the first match before ldd has written the rest
+# (ldd then dies of SIGPIPE).
+libs=$(ldd "$bin")
+if [[ "$libs" != *libmpich.so* ]]; then
   echo "mpich.sh: $bin is not linked with libmpich:" >&2
-  ldd "$bin" | grep -i mpi >&2
+  grep -i mpi <<<"$libs" >&2
   exit 1
 fi
 run=(mpirun.mpich)
-echo "linked with $(ldd "$bin" | grep -o 'libmpich[^ ]*')"
+echo "linked with $(grep -o 'libmpich[^ ]*' <<<"$libs")"
 
 fail=0
 for n in 1 2 3 4; do
