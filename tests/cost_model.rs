@@ -90,7 +90,7 @@ fn measure(algorithm: Algorithm, p: usize, k: usize) -> Measured {
 fn counted_traffic_equals_the_model_exactly() {
     let mut cases = 0;
     for p in 1..=16usize {
-        for k in [0, 1, p - 1, p, p + 1, 1000, 12345] {
+        for k in [0, 1, p - 1, p, p + 1, 1000, 12345, 150_001] {
             for algorithm in Algorithm::CONCRETE {
                 let m = measure(algorithm, p, k);
                 let c = cost::cost(algorithm, p, k, 4);
@@ -108,7 +108,7 @@ fn counted_traffic_equals_the_model_exactly() {
             }
         }
     }
-    assert_eq!(cases, 16 * 7 * Algorithm::CONCRETE.len());
+    assert_eq!(cases, 16 * 8 * Algorithm::CONCRETE.len());
 }
 
 #[test]

@@ -243,12 +243,19 @@ registry! {
     /// bandwidth in logarithmically many rounds. Not yet a candidate of
     /// `auto` (its predicted time is not yet checked against measurements).
     Rabenseifner => rabenseifner::Rabenseifner,
+    /// Shared memory, for ranks on one node: no messages; every rank reads
+    /// the others' data from a shared segment. Up to 4032 bytes: one
+    /// barrier, every rank reduces all p inputs. Larger: 256 KiB pieces,
+    /// rank r reduces slice r of each, two barriers per piece. An error
+    /// (on every rank) when the ranks do not share a node.
+    Shm => shm::Shm,
 }
 
 mod average;
 
 pub(crate) use average::widened as widened_average;
 pub(crate) use butterfly::{recursive_doubling, Fold};
+pub(crate) use shm::{header as shm_header, post as shm_post, reduce_slots as shm_reduce_slots};
 
 impl Algorithm {
     /// Position in [`Algorithm::CONCRETE`], `CONCRETE.len()` for `Auto`:

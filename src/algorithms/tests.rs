@@ -113,6 +113,52 @@ fn floats_match_the_serial_reference_on_awkward_shapes() {
 }
 
 #[test]
+fn shared_memory_pieces_match_the_serial_reference() {
+    // Vectors of several pieces, the last one partial, in place and out of place.
+    let piece = crate::transport::Shape::DEFAULT.piece;
+    for p in [2, 3, 5, 8] {
+        for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Avg] {
+            let k = 2 * piece / 4 + p + 1; // f32: three pieces
+            check_case::<f32>(p, k, op, 3);
+            let k = piece / 8 + 1; // f64: two pieces, the second of one element
+            check_case::<f64>(p, k, op, 4);
+            let inputs = random_inputs::<f32>(p, 3 * piece / 4 - 1, op, 5);
+            let both = Group::local(p, |g| {
+                let mut out = vec![0.0f32; inputs[0].len()];
+                all_reduce(&g, &inputs[g.rank()], &mut out, op, Algorithm::Shm).unwrap();
+                let mut inplace = inputs[g.rank()].clone();
+                all_reduce_in_place(&g, &mut inplace, op, Algorithm::Shm).unwrap();
+                assert!(bytemuck::cast_slice::<f32, u8>(&out) == bytemuck::cast_slice::<f32, u8>(&inplace));
+                out
+            });
+            assert_identical(&both, &format!("shm out of place p={p} {op}"));
+        }
+    }
+}
+
+#[test]
+fn shared_memory_is_an_error_on_every_rank_when_ranks_do_not_share_a_node() {
+    let out = Local::run_apart(3, |ep| {
+        let g = Group::new(ep);
+        let mut v = vec![1.0f32; 100];
+        let e = g
+            .all_reduce_in_place(&mut v, ReduceOp::Sum, Algorithm::Shm)
+            .unwrap_err();
+        // the group stays usable
+        g.all_reduce_in_place(&mut v, ReduceOp::Sum, Algorithm::Ring)
+            .unwrap();
+        (e.to_string(), v[0])
+    });
+    for (e, v) in out {
+        assert!(
+            e.contains("`shm` needs every rank of the group on one node"),
+            "{e}"
+        );
+        assert_eq!(v, 3.0);
+    }
+}
+
+#[test]
 fn min_max_tie_break_on_signed_zero_is_the_same_everywhere() {
     // -0.0 == 0.0, so which one min returns depends on operand order; every
     // rank must still end with the same bits.

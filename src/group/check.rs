@@ -28,11 +28,13 @@
 
 use std::fmt;
 
-use crate::algorithms::{finish, recursive_doubling, Algorithm, Fold};
+use crate::algorithms::{
+    finish, recursive_doubling, shm_header, shm_post, shm_reduce_slots, Algorithm, Fold,
+};
 use crate::element::{DType, Element, Order, ReduceOp};
 use crate::error::{rank_list, Error, Result};
 use crate::scratch::Scratch;
-use crate::transport::Transport;
+use crate::transport::{Segment, Transport};
 
 use super::collectives::{all_gather_blocks, broadcast_bytes};
 
@@ -211,6 +213,9 @@ pub(crate) fn agree_on_call<C: Transport + ?Sized, T: Element>(
 ) -> Result<Agreed> {
     sig.poisoned = local.is_err();
     let words = sig.encode(call);
+    if let Some(seg) = comm.segment() {
+        return agree_on_segment(comm, seg, words, local, data);
+    }
     let fused = data.is_some() && !sig.poisoned;
     let mut frame = Frame::new(comm.rank(), words, data.filter(|_| !sig.poisoned));
     if let Some(progress) = comm.progress() {
@@ -252,6 +257,54 @@ fn disagreement<C: Transport + ?Sized>(comm: &C, words: [i64; WORDS], local: Res
         .chunks_exact(WORDS)
         .map(|c| Signature::decode([c[0], c[1], c[2]]))
         .collect();
+    verdict(comm, &all, local)
+}
+
+/// The agreement on a shared segment (every rank on one node): each rank
+/// posts its words (and the fused data) in its slot, one barrier, and every
+/// rank reads every rank's words — so a disagreement needs no gathering.
+/// The fused data are reduced as [`Algorithm::Shm`] reduces small calls.
+fn agree_on_segment<C: Transport + ?Sized, T: Element>(
+    comm: &C,
+    seg: &Segment,
+    words: [i64; WORDS],
+    local: Result<()>,
+    data: Option<(&mut [T], ReduceOp)>,
+) -> Result<Agreed> {
+    let slot = seg.next_slot();
+    let data = data.filter(|_| local.is_ok());
+    let empty: &[T] = &[];
+    let posted = data.as_ref().map_or(empty, |(d, _)| &**d);
+    shm_post(seg, slot, bytemuck::bytes_of(&words), posted);
+    if let Some(progress) = comm.progress() {
+        progress.set_agreeing(true);
+    }
+    let run = seg.barrier(&mut |waited| comm.idle(waited));
+    if let Some(progress) = comm.progress() {
+        progress.set_agreeing(false);
+    }
+    run?;
+    let all: Vec<[i64; WORDS]> = (0..seg.size())
+        .map(|j| bytemuck::pod_read_unaligned(shm_header(seg, j, slot, WORDS * 8)))
+        .collect();
+    if all.iter().all(|w| *w == words) {
+        return match (local, data) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Some((d, op))) => {
+                shm_reduce_slots(seg, slot, d, op);
+                Ok(Agreed::Fused)
+            }
+            (Ok(()), None) => Ok(Agreed::Proceed),
+        };
+    }
+    let all: Vec<(u64, Signature)> = all.into_iter().map(Signature::decode).collect();
+    Err(verdict(comm, &all, local)?)
+}
+
+/// After a failed agreement, with every rank's call (`all`): the error
+/// this rank returns — the first poisoned rank's own error text, or the
+/// one mismatch report every rank shares.
+fn verdict<C: Transport + ?Sized>(comm: &C, all: &[(u64, Signature)], local: Result<()>) -> Result<Error> {
     match all.iter().position(|(_, s)| s.poisoned) {
         Some(first) => {
             // The first rank that failed tells the others why.
@@ -271,7 +324,7 @@ fn disagreement<C: Transport + ?Sized>(comm: &C, words: [i64; WORDS], local: Res
                 },
             })
         }
-        None => Ok(mismatch(&all)),
+        None => Ok(mismatch(all)),
     }
 }
 

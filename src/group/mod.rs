@@ -268,13 +268,14 @@ impl<C: Transport> Group<C> {
         if p > 1 && self.checks.get().mismatch {
             let sig = Signature::all_reduce(buf.len(), T::DTYPE, op, algorithm);
             let bytes = std::mem::size_of_val(buf);
-            // Small butterfly calls ride inside the agreement's messages
-            // (not a widened average: its data travel in another type).
-            let fuse = local.is_ok()
-                && algorithm == Algorithm::Butterfly
-                && bytes > 0
-                && bytes <= FUSE_MAX
-                && !widened(op, T::AVG);
+            // Small calls ride inside the agreement (not a widened average:
+            // its data travel in another type): butterfly calls in its
+            // messages, shared-memory calls in its slots.
+            let rides = match self.transport.segment() {
+                Some(seg) => algorithm == Algorithm::Shm && bytes <= seg.shape().slot,
+                None => algorithm == Algorithm::Butterfly && bytes <= FUSE_MAX,
+            };
+            let fuse = local.is_ok() && rides && bytes > 0 && !widened(op, T::AVG);
             if fuse {
                 if let Some(x) = input {
                     buf.copy_from_slice(x);

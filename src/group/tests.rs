@@ -52,39 +52,56 @@ fn fused_butterfly_calls_are_bitwise_the_plain_butterfly() {
 }
 
 #[test]
-fn fused_calls_add_no_round_to_the_butterfly() {
-    // With the checks on, a small butterfly all-reduce costs exactly the
-    // butterfly's rounds: the agreement travels in the same messages.
+fn fused_calls_add_no_round() {
+    // With the checks on, a small all-reduce costs exactly its algorithm's
+    // rounds: the agreement travels in the same messages (butterfly, ranks
+    // apart) or the same slots (shm, ranks sharing a node).
     for p in [2, 3, 4, 5, 8] {
-        let rounds = |checks: CheckConfig| {
-            let settings = Settings {
-                checks,
-                ..Settings::default()
+        for (algorithm, shared) in [(Algorithm::Butterfly, false), (Algorithm::Shm, true)] {
+            let rounds = |checks: CheckConfig| {
+                let settings = Settings {
+                    checks,
+                    ..Settings::default()
+                };
+                let f = |ep| {
+                    let g = Group::with_settings(Counting::new(ep), settings);
+                    let mut v = vec![1.0f32; 16];
+                    g.all_reduce_in_place(&mut v, ReduceOp::Sum, algorithm).unwrap();
+                    assert!(v.iter().all(|&x| x == p as f32));
+                    g.transport().stats().rounds
+                };
+                match shared {
+                    true => Local::run(p, f),
+                    false => Local::run_apart(p, f),
+                }
             };
-            Local::run(p, |ep| {
-                let g = Group::with_settings(Counting::new(ep), settings);
-                let mut v = vec![1.0f32; 16];
-                g.all_reduce_in_place(&mut v, ReduceOp::Sum, Algorithm::Butterfly)
-                    .unwrap();
-                assert!(v.iter().all(|&x| x == p as f32));
-                g.transport().stats().rounds
-            })
-        };
-        assert_eq!(rounds(CheckConfig::default()), rounds(CheckConfig::OFF), "p={p}");
+            let (on, off) = (rounds(CheckConfig::default()), rounds(CheckConfig::OFF));
+            assert_eq!(on, off, "{algorithm} p={p}");
+            if algorithm == Algorithm::Shm {
+                assert_eq!(on, vec![1; p], "one barrier");
+            }
+        }
     }
 }
 
 #[test]
 fn fused_and_plain_frames_meet_when_ranks_disagree() {
-    // Rank 1 sends a fused frame (small butterfly), the others plain ones, and back.
-    for p in [2, 3, 4, 5] {
-        let out = Group::local(p, |g| {
+    // Rank 1 sends a fused frame (small butterfly), the others plain ones,
+    // and back; ranks apart (messages) and sharing a node (slots).
+    for (p, shared) in [2, 3, 4, 5].into_iter().flat_map(|p| [(p, false), (p, true)]) {
+        let f = |ep| {
+            let g = Group::new(ep);
             let n = if g.rank() == 1 { 3 } else { 5000 };
             let mut v = vec![1.0f64; n];
             g.all_reduce_in_place(&mut v, ReduceOp::Sum, Algorithm::Butterfly)
                 .unwrap_err()
                 .to_string()
-        });
+        };
+        let out = if shared {
+            Local::run(p, f)
+        } else {
+            Local::run_apart(p, f)
+        };
         let one = "rank 1 passed 3 f64 sum butterfly";
         let want = if p == 2 {
             // groups of one: by rank

@@ -2,7 +2,9 @@
 
 use std::cell::Cell;
 
-use super::{AnySource, Done, Progress, Tag, Transport};
+use std::time::Duration;
+
+use super::{AnySource, Done, Progress, Segment, Tag, Transport};
 use crate::error::Result;
 
 /// Calls and bytes one rank made through a [`Counting`] transport.
@@ -32,25 +34,35 @@ pub struct CallStats {
 pub struct Counting<T> {
     inner: T,
     stats: Cell<CallStats>,
+    barriers_before: Cell<u64>,
 }
 
 impl<T: Transport> Counting<T> {
     /// Wraps `inner` with all counters at zero.
     pub fn new(inner: T) -> Self {
+        let before = inner.segment().map_or(0, Segment::barriers);
         Counting {
             inner,
             stats: Cell::new(CallStats::default()),
+            barriers_before: Cell::new(before),
         }
     }
 
-    /// The counters so far.
+    /// The counters so far. Barriers on the shared [`Segment`] count as rounds.
     pub fn stats(&self) -> CallStats {
-        self.stats.get()
+        let mut s = self.stats.get();
+        s.rounds += self.barriers() - self.barriers_before.get();
+        s
     }
 
     /// Sets every counter back to zero.
     pub fn reset(&self) {
         self.stats.set(CallStats::default());
+        self.barriers_before.set(self.barriers());
+    }
+
+    fn barriers(&self) -> u64 {
+        self.inner.segment().map_or(0, Segment::barriers)
     }
 
     /// The wrapped transport.
@@ -127,6 +139,14 @@ impl<T: Transport> Transport for Counting<T> {
 
     fn progress(&self) -> Option<&Progress> {
         self.inner.progress()
+    }
+
+    fn segment(&self) -> Option<&Segment> {
+        self.inner.segment()
+    }
+
+    fn idle(&self, waited: Duration) -> Result<bool> {
+        self.inner.idle(waited)
     }
 }
 

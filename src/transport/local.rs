@@ -11,6 +11,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::mpsc::{channel, Receiver, Sender};
 
+use super::shm::{Segment, Shape};
 use super::{valid_rank, valid_tag, valid_target, AnySource, Done, Progress, Tag, Transport};
 use crate::error::{Error, Result};
 
@@ -36,12 +37,31 @@ pub struct Local;
 
 impl Local {
     /// Creates the `size` endpoints of one group; endpoint `i` is rank `i`.
+    /// They share a [`Segment`], like MPI ranks on one node.
     pub fn endpoints(size: usize) -> Vec<LocalEndpoint> {
+        Local::endpoints_with(size, true)
+    }
+
+    /// Endpoints without a shared segment: ranks as if each were on its own
+    /// node, where everything travels as messages.
+    pub fn endpoints_apart(size: usize) -> Vec<LocalEndpoint> {
+        Local::endpoints_with(size, false)
+    }
+
+    fn endpoints_with(size: usize, shared: bool) -> Vec<LocalEndpoint> {
         let (senders, inboxes): (Vec<_>, Vec<_>) = (0..size).map(|_| channel()).unzip();
+        let segments: Vec<Option<Segment>> = match shared {
+            true => Segment::local(size, Shape::DEFAULT)
+                .into_iter()
+                .map(Some)
+                .collect(),
+            false => (0..size).map(|_| None).collect(),
+        };
         inboxes
             .into_iter()
+            .zip(segments)
             .enumerate()
-            .map(|(rank, inbox)| LocalEndpoint {
+            .map(|(rank, (inbox, segment))| LocalEndpoint {
                 rank,
                 size,
                 to: senders.clone(),
@@ -51,6 +71,7 @@ impl Local {
                     ..Engine::default()
                 }),
                 progress: Progress::default(),
+                segment,
             })
             .collect()
     }
@@ -65,12 +86,29 @@ impl Local {
         R: Send,
         F: Fn(LocalEndpoint) -> R + Sync,
     {
+        Local::run_on(Local::endpoints(size), f)
+    }
+
+    /// [`Local::run`] over [`Local::endpoints_apart`]: no shared segment.
+    ///
+    /// # Panics
+    /// Re-raises a panic of any rank's thread.
+    pub fn run_apart<R, F>(size: usize, f: F) -> Vec<R>
+    where
+        R: Send,
+        F: Fn(LocalEndpoint) -> R + Sync,
+    {
+        Local::run_on(Local::endpoints_apart(size), f)
+    }
+
+    fn run_on<R, F>(endpoints: Vec<LocalEndpoint>, f: F) -> Vec<R>
+    where
+        R: Send,
+        F: Fn(LocalEndpoint) -> R + Sync,
+    {
         let f = &f;
         std::thread::scope(|s| {
-            let handles: Vec<_> = Local::endpoints(size)
-                .into_iter()
-                .map(|ep| s.spawn(move || f(ep)))
-                .collect();
+            let handles: Vec<_> = endpoints.into_iter().map(|ep| s.spawn(move || f(ep))).collect();
             handles
                 .into_iter()
                 .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
@@ -127,6 +165,7 @@ pub struct LocalEndpoint {
     inbox: Receiver<Envelope>,
     engine: RefCell<Engine>,
     progress: Progress,
+    segment: Option<Segment>,
 }
 
 /// A started operation of a [`LocalEndpoint`].
@@ -315,6 +354,10 @@ impl Transport for LocalEndpoint {
         Some(&self.progress)
     }
 
+    fn segment(&self) -> Option<&Segment> {
+        self.segment.as_ref()
+    }
+
     unsafe fn start_send(&self, buf: &[u8], dest: usize, tag: Tag) -> Result<LocalRequest> {
         valid_target(dest, self.size, tag)?;
         let env = Envelope {
@@ -389,6 +432,9 @@ impl AnySource for LocalEndpoint {
 
 impl Drop for LocalEndpoint {
     fn drop(&mut self) {
+        if let Some(seg) = &self.segment {
+            seg.leave();
+        }
         for (dest, to) in self.to.iter().enumerate() {
             if dest != self.rank {
                 let _ = to.send(Envelope {

@@ -27,6 +27,7 @@ mod counting;
 mod local;
 mod mpi;
 mod scope;
+mod shm;
 
 use std::cell::Cell;
 use std::time::Duration;
@@ -35,6 +36,8 @@ pub use self::counting::{CallStats, Counting};
 pub use self::local::{Local, LocalEndpoint, LocalRequest};
 pub use self::mpi::{Mpi, MpiRequest, STALL_EXIT};
 pub use self::scope::{Received, RecvHandle, Scope, SendHandle};
+pub(crate) use self::shm::SLOT_HEADER;
+pub use self::shm::{Segment, Shape};
 
 use crate::error::{Error, Result};
 
@@ -178,6 +181,25 @@ pub trait Transport {
     /// transport keeps one (see [`Progress`]).
     fn progress(&self) -> Option<&Progress> {
         None
+    }
+
+    /// The memory every rank of the group shares, when they all run on one
+    /// node and the transport set it up (see [`Segment`]).
+    fn segment(&self) -> Option<&Segment> {
+        None
+    }
+
+    /// What a rank does while it spins on the [`Segment`] waiting for
+    /// others, `waited` into the wait: yield the core, and (a transport with
+    /// a stall timeout) report a stall. Returns `true` when the wait's clock
+    /// should restart (a census was taken).
+    ///
+    /// # Errors
+    /// The transport's own, e.g. a peer known to have failed.
+    fn idle(&self, waited: Duration) -> Result<bool> {
+        let _ = waited;
+        std::thread::yield_now();
+        Ok(false)
     }
 
     /// Sends `buf` to `dest` and returns when `buf` may be reused.

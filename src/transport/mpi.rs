@@ -8,6 +8,7 @@ use mpi::raw::AsRaw;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
+use super::shm::{Segment, Shape};
 use super::{valid_tag, valid_target, AnySource, Done, Progress, Tag, Transport};
 use crate::error::{rank_list, Error, Result};
 
@@ -78,6 +79,8 @@ pub struct Mpi {
     rank: usize,
     size: usize,
     progress: Progress,
+    /// The shared memory of a group on one node, and its window.
+    shared: Option<(Segment, mpi::ffi::MPI_Win)>,
 }
 
 /// `MPI_Irecv`'s signature, which `MPI_Isend` takes too (through [`isend`]).
@@ -150,12 +153,18 @@ impl Mpi {
         let control = comm.duplicate();
         let rank = comm.rank() as usize;
         let size = comm.size() as usize;
+        let shared = if size > 1 {
+            share(&comm, Shape::DEFAULT)
+        } else {
+            None
+        };
         Mpi {
             comm,
             control,
             rank,
             size,
             progress: Progress::default(),
+            shared,
         }
     }
 
@@ -335,6 +344,92 @@ impl Mpi {
         let message = wait.message(&answers);
         eprintln!("ringreduce: {message}; aborting the job");
         self.comm.abort(STALL_EXIT)
+    }
+}
+
+/// When every rank of `comm` is on this node (`MPI_COMM_TYPE_SHARED`
+/// spans it), a shared window of one `shape` part per rank and the segment
+/// over it; `None` otherwise. Collective over `comm`.
+fn share(comm: &SimpleCommunicator, shape: Shape) -> Option<(Segment, mpi::ffi::MPI_Win)> {
+    let node = comm.split_shared(comm.rank());
+    if node.size() != comm.size() {
+        return None; // the same answer on every rank: the sizes are the same
+    }
+    let part = shape.part();
+    let asked = part + 64; // room to align the part to a cache line
+    let mut win = std::mem::MaybeUninit::<mpi::ffi::MPI_Win>::uninit();
+    let mut base: *mut u8 = std::ptr::null_mut();
+    // SAFETY: valid communicator and info handles; `base` and `win` are
+    // written by the call (MPI errors abort the job). The memory is the
+    // window's until `MPI_Win_free` (in `Mpi`'s drop).
+    let win = unsafe {
+        mpi::ffi::MPI_Win_allocate_shared(
+            asked as mpi::ffi::MPI_Aint,
+            1,
+            mpi::ffi::RSMPI_INFO_NULL,
+            node.as_raw(),
+            (&mut base as *mut *mut u8).cast(),
+            win.as_mut_ptr(),
+        );
+        win.assume_init()
+    };
+    // SAFETY: our own part: `asked` bytes, written by no one else yet;
+    // zero it (MPI does not) before the barrier below publishes it.
+    unsafe { std::ptr::write_bytes(base, 0, asked) };
+    let bases = (0..comm.size())
+        .map(|r| {
+            let mut size: mpi::ffi::MPI_Aint = 0;
+            let mut unit: std::os::raw::c_int = 0;
+            let mut ptr: *mut u8 = std::ptr::null_mut();
+            // SAFETY: a shared window of this group; out-parameters are valid.
+            unsafe {
+                mpi::ffi::MPI_Win_shared_query(
+                    win,
+                    r,
+                    &mut size,
+                    &mut unit,
+                    (&mut ptr as *mut *mut u8).cast(),
+                )
+            };
+            // Open MPI's parts start a few bytes into a page: align up.
+            let skip = ptr.align_offset(64);
+            std::ptr::NonNull::new(ptr.wrapping_add(skip)).filter(|_| size as usize >= part + skip)
+        })
+        .collect::<Option<Vec<_>>>();
+    // Every rank's part is zeroed before anyone starts using the segment.
+    node.barrier();
+    let Some(bases) = bases else {
+        // Never seen: an MPI whose shared windows are smaller or unaligned.
+        // Each rank's answer could differ, so agree before giving up.
+        unreachable_shared(win)
+    };
+    // SAFETY: every rank's part of the window, zeroed, alive until
+    // `MPI_Win_free`, which `Mpi`'s drop calls after dropping the segment.
+    let segment = unsafe { Segment::new(bases, comm.rank() as usize, shape, None) };
+    Some((segment, win))
+}
+
+/// A shared window whose parts are unusable: the job cannot use shared
+/// memory consistently, so it stops with a clear message.
+fn unreachable_shared(_win: mpi::ffi::MPI_Win) -> ! {
+    eprintln!("ringreduce: MPI_Win_shared_query gave a part smaller than asked");
+    std::process::exit(STALL_EXIT)
+}
+
+impl Drop for Mpi {
+    fn drop(&mut self) {
+        if let Some((segment, mut win)) = self.shared.take() {
+            drop(segment);
+            let mut finalized = 0;
+            // SAFETY: MPI_Finalized may be called at any time.
+            unsafe { mpi::ffi::MPI_Finalized(&mut finalized) };
+            if finalized == 0 {
+                // SAFETY: the window made in `share`, freed once; every rank
+                // drops its transport at the same point of the program
+                // (collectively, as it was made).
+                unsafe { mpi::ffi::MPI_Win_free(&mut win) };
+            }
+        }
     }
 }
 
@@ -539,6 +634,27 @@ impl Transport for Mpi {
 
     fn progress(&self) -> Option<&Progress> {
         Some(&self.progress)
+    }
+
+    fn segment(&self) -> Option<&Segment> {
+        self.shared.as_ref().map(|(s, _)| s)
+    }
+
+    /// Answers census queries and yields the core; past the stall timeout,
+    /// takes a census and (the lowest waiting rank) reports and aborts.
+    fn idle(&self, waited: Duration) -> Result<bool> {
+        if waited < PATIENT {
+            return Ok(false);
+        }
+        self.answer_queries();
+        std::thread::yield_now();
+        match self.progress.timeout() {
+            Some(timeout) if waited >= timeout => {
+                self.deadline(&mut [], &mut [], timeout);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 

@@ -1,0 +1,211 @@
+//! Shared-memory all-reduce for ranks on one node.
+//!
+//! No messages: the ranks read each other's data from the group's
+//! [`Segment`] (`MPI_Win_allocate_shared`), synchronised by the segment's
+//! barrier (one counter per rank in its own cache line).
+//!
+//! - **Small** (at most a slot, 4032 bytes): every rank writes its vector
+//!   into its slot, one barrier, and every rank reduces all p slots in rank
+//!   order — `op(op(x0, x1), x2)…` — into its result. With the call checks
+//!   on, the check's words travel in the same slot, so checked or not the
+//!   call is one barrier.
+//! - **Large**: piece by piece (256 KiB per rank), every rank copies its
+//!   piece into its buffer; barrier; rank r reduces slice r of the piece
+//!   (chunk r of p, see [`chunk_range`]) reading it from every rank's buffer
+//!   in rank order, and publishes the result in its own buffer; barrier;
+//!   every rank copies the other finished slices out. Buffers alternate by
+//!   piece, so a piece costs two barriers and the working set stays in cache.
+//!
+//! Every slice is reduced once, in rank order, and copied bitwise to every
+//! rank: the results are bitwise identical everywhere.
+//!
+//! # Cost
+//! No bytes on the wire. Small: 1 barrier, (p−1)·k elements reduced per
+//! rank. Large: 2 barriers per piece; the busiest rank (rank 0, which gets
+//! the largest slice) reduces (p−1)·⌈len/p⌉ per piece. Memory traffic per
+//! rank ≈ n read + n written to copy in, n read + n/p written to reduce,
+//! n/p read and written to publish, n·(p−1)/p read and written to copy out.
+
+use super::{chunk_range, finish, Buffers, Cost, Schedule};
+use crate::element::{Element, Order, ReduceOp};
+use crate::error::{Error, Result};
+use crate::transport::{Segment, Shape, Transport, SLOT_HEADER};
+
+pub(crate) struct Shm;
+
+impl Schedule for Shm {
+    const NAME: &'static str = "shm";
+    const TIE_ORDER: u8 = 5;
+    /// Not yet a candidate: `auto` does not know yet whether the ranks share a node.
+    const AUTO: bool = false;
+
+    fn cost(zero: Cost, p: u64, k: u64, s: u64) -> Cost {
+        let shape = Shape::DEFAULT;
+        if k * s <= shape.slot as u64 {
+            return Cost {
+                rounds: 1,
+                reduced: (p - 1) * k,
+                ..zero
+            };
+        }
+        let e = piece_elements(shape, s as usize) as u64;
+        let (full, last) = (k / e, k % e);
+        let slices = full * e.div_ceil(p) + last.div_ceil(p);
+        Cost {
+            rounds: 2 * (full + u64::from(last > 0)),
+            reduced: (p - 1) * slices,
+            ..zero
+        }
+    }
+
+    fn run<T: Element, C: Transport + ?Sized>(comm: &C, data: Buffers<'_, T>, op: ReduceOp) -> Result<()> {
+        let seg = segment(comm)?;
+        let (input, buf) = match data {
+            Buffers::InPlace(buf) => (None, buf),
+            Buffers::OutOfPlace(input, buf) => (Some(input), buf),
+        };
+        let mut idle = |waited| comm.idle(waited);
+        if std::mem::size_of_val(buf) <= seg.shape().slot {
+            let slot = seg.next_slot();
+            post(seg, slot, &[], input.unwrap_or(&*buf));
+            seg.barrier(&mut idle)?;
+            reduce_slots(seg, slot, buf, op);
+            return Ok(());
+        }
+        large(seg, &mut idle, input, buf, op)
+    }
+}
+
+/// The group's segment, or the error for ranks not sharing one.
+pub(crate) fn segment<C: Transport + ?Sized>(comm: &C) -> Result<&Segment> {
+    comm.segment().ok_or_else(|| Error::InvalidArgument {
+        what: "algorithm",
+        reason: "`shm` needs every rank of the group on one node (MPI_COMM_TYPE_SHARED spanning it); \
+                 use `ring` or `auto` across nodes"
+            .into(),
+    })
+}
+
+/// Elements of type size `s` in one piece.
+fn piece_elements(shape: Shape, s: usize) -> usize {
+    (shape.piece / s.max(1)).max(1)
+}
+
+/// `len` elements of `T` at `ptr`, shared.
+///
+/// # Safety
+/// `ptr` is aligned for `T` and `len` elements lie within one part of the
+/// segment that no rank writes while the slice lives (the barrier protocol).
+unsafe fn shared<'a, T>(ptr: *const u8, len: usize) -> &'a [T] {
+    // SAFETY: as the caller promises.
+    unsafe { std::slice::from_raw_parts(ptr.cast::<T>(), len) }
+}
+
+/// `len` elements of `T` at `ptr`, exclusively.
+///
+/// # Safety
+/// As [`shared`], and no rank reads them while the slice lives.
+unsafe fn exclusive<'a, T>(ptr: *mut u8, len: usize) -> &'a mut [T] {
+    // SAFETY: as the caller promises.
+    unsafe { std::slice::from_raw_parts_mut(ptr.cast::<T>(), len) }
+}
+
+/// Writes `header` (at most [`SLOT_HEADER`] bytes) and `data` (at most a
+/// slot's data bytes) into this rank's slot `slot`, before the barrier that
+/// publishes it.
+pub(crate) fn post<T: Element>(seg: &Segment, slot: usize, header: &[u8], data: &[T]) {
+    assert!(header.len() <= SLOT_HEADER && std::mem::size_of_val(data) <= seg.shape().slot);
+    let base = seg.slot(seg.rank(), slot);
+    // SAFETY: this rank's own slot for the coming barrier: the others read
+    // it only after that barrier and are done with it before the next one,
+    // which this rank passes before it writes the slot again (module docs
+    // of the segment). Header and data fit the slot (asserted); the data
+    // start 64-byte aligned.
+    unsafe {
+        exclusive::<u8>(base, header.len()).copy_from_slice(header);
+        exclusive::<T>(base.add(SLOT_HEADER), data.len()).copy_from_slice(data);
+    }
+}
+
+/// The first `len` bytes of `rank`'s header in slot `slot`, after the
+/// barrier that published it.
+pub(crate) fn header(seg: &Segment, rank: usize, slot: usize, len: usize) -> &[u8] {
+    assert!(len <= SLOT_HEADER);
+    // SAFETY: written by its owner before the barrier this rank has passed,
+    // not rewritten before the next barrier (see `post`).
+    unsafe { shared(seg.slot(rank, slot), len) }
+}
+
+/// After the barrier that published slot `slot`: `buf` = `op` over every
+/// rank's slot data, in rank order (`buf.len()` elements each), averaged
+/// for `Avg`.
+pub(crate) fn reduce_slots<T: Element>(seg: &Segment, slot: usize, buf: &mut [T], op: ReduceOp) {
+    let len = buf.len();
+    let data = |j: usize| -> &[T] {
+        // SAFETY: as `header`; every rank posted `len` elements (the call
+        // checks, or the caller's contract, guarantee equal lengths).
+        unsafe { shared(seg.slot(j, slot).add(SLOT_HEADER), len) }
+    };
+    let p = seg.size();
+    T::reduce_into(op, buf, data(0), data(1));
+    for j in 2..p {
+        T::reduce(op, buf, data(j), Order::AccFirst);
+    }
+    finish(op, buf, p);
+}
+
+/// The piece-by-piece path (module docs).
+fn large<T: Element>(
+    seg: &Segment,
+    idle: &mut dyn FnMut(std::time::Duration) -> Result<bool>,
+    input: Option<&[T]>,
+    buf: &mut [T],
+    op: ReduceOp,
+) -> Result<()> {
+    let (p, r) = (seg.size(), seg.rank());
+    let s = std::mem::size_of::<T>();
+    let e = piece_elements(seg.shape(), s);
+    let k = buf.len();
+    let mut start = 0;
+    while start < k {
+        let len = e.min(k - start);
+        let piece = start..start + len;
+        let b = seg.take_buffer();
+        let at = |j: usize, i: usize| {
+            // SAFETY: i ≤ len ≤ e elements: within buffer b of j's part.
+            unsafe { seg.buffer(j, b).add(i * s) }
+        };
+        // SAFETY: this rank's own buffer b: others read it only after the
+        // next barrier and are done with it before this rank takes buffer
+        // b again two pieces on (which follows two more barriers).
+        let mine = unsafe { exclusive::<T>(at(r, 0), len) };
+        mine.copy_from_slice(&input.unwrap_or(&*buf)[piece.clone()]);
+        seg.barrier(idle)?;
+
+        let own = chunk_range(len, p, r);
+        if !own.is_empty() {
+            // SAFETY: slice `own` of every buffer b is written by no one
+            // until the next barrier (each rank writes only its own slice).
+            let part = |j: usize| unsafe { shared::<T>(at(j, own.start), own.len()) };
+            let out = &mut buf[piece.start + own.start..piece.start + own.end];
+            T::reduce_into(op, out, part(0), part(1));
+            for j in 2..p {
+                T::reduce(op, out, part(j), Order::AccFirst);
+            }
+            finish(op, out, p);
+            // SAFETY: our own slice, which only this rank reads until the barrier.
+            unsafe { exclusive::<T>(at(r, own.start), own.len()) }.copy_from_slice(out);
+        }
+        seg.barrier(idle)?;
+
+        for j in (0..p).filter(|&j| j != r) {
+            let theirs = chunk_range(len, p, j);
+            // SAFETY: rank j's finished slice, published before the barrier,
+            // unchanged until j takes buffer b again (two barriers on).
+            let done = unsafe { shared::<T>(at(j, theirs.start), theirs.len()) };
+            buf[piece.start + theirs.start..piece.start + theirs.end].copy_from_slice(done);
+        }
+        start += len;
+    }
+    Ok(())
+}

@@ -1,0 +1,322 @@
+//! Shared memory among the ranks of one node: a [`Segment`].
+//!
+//! When every rank of a group runs on one node, the group can share memory
+//! (`MPI_Win_allocate_shared` under MPI, one heap block for the thread
+//! ranks of [`Local`](super::Local)). A segment holds one *part* per rank,
+//! each laid out as
+//!
+//! ```text
+//! [ control line | slot 0 | slot 1 | buffer 0 | buffer 1 ]
+//!   128 B          header + small data     piece bytes each
+//! ```
+//!
+//! The control line holds the rank's barrier counter; only its owner writes
+//! it. A barrier is: bump my counter (release), then wait until every other
+//! rank's counter has reached mine (acquire) — one cache line written per
+//! rank, no messages, no contention. Everything a rank wrote before the
+//! barrier is visible to every rank after it.
+//!
+//! Slots and buffers alternate so that one barrier per step suffices: a
+//! rank writes slot `g % 2` before barrier `g`, and others read it before
+//! they reach barrier `g + 1`, which its owner must pass before it writes
+//! that slot again (for barrier `g + 2`). Buffers alternate the same way,
+//! by piece. Spinning observes the group's stall timeout through the
+//! transport's [`idle`](super::Transport::idle).
+
+use std::cell::Cell;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+
+/// Bytes of a rank's control line (two cache lines: adjacent-line
+/// prefetch never makes two ranks' counters share).
+const CONTROL: usize = 128;
+/// Bytes at the front of a slot reserved for the call check's words.
+pub(crate) const SLOT_HEADER: usize = 64;
+/// Polls of a flag before the clock is first read.
+const SPINS: u32 = 1024;
+
+/// The sizes of a segment's parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// Bytes of data a slot holds after its header: the largest all-reduce
+    /// that travels in one step with its call check.
+    pub slot: usize,
+    /// Bytes of each of the two buffers: the piece a large all-reduce
+    /// moves per step.
+    pub piece: usize,
+}
+
+impl Shape {
+    /// What every transport allocates: slots of 4 KiB with their header
+    /// (an all-reduce of up to 4032 bytes is one step) and pieces of
+    /// 256 KiB (with every rank's two buffers, the working set of a
+    /// 2-rank all-reduce stays within 1 MiB of cache).
+    pub const DEFAULT: Shape = Shape {
+        slot: 4096 - SLOT_HEADER,
+        piece: 256 << 10,
+    };
+
+    fn slot_bytes(self) -> usize {
+        (SLOT_HEADER + self.slot).next_multiple_of(64)
+    }
+
+    fn piece_bytes(self) -> usize {
+        self.piece.next_multiple_of(64)
+    }
+
+    /// Bytes of one rank's part (a multiple of the page size).
+    pub(crate) fn part(self) -> usize {
+        (CONTROL + 2 * self.slot_bytes() + 2 * self.piece_bytes()).next_multiple_of(4096)
+    }
+}
+
+/// A page-aligned, zeroed heap block: every part of a [`Local`](super::Local) group.
+pub(crate) struct HeapBlock {
+    ptr: NonNull<u8>,
+    layout: std::alloc::Layout,
+}
+
+impl HeapBlock {
+    pub(crate) fn new(bytes: usize) -> Arc<HeapBlock> {
+        let layout = std::alloc::Layout::from_size_align(bytes.max(4096), 4096).expect("segment layout");
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = NonNull::new(ptr).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        Arc::new(HeapBlock { ptr, layout })
+    }
+
+    pub(crate) fn base(&self) -> NonNull<u8> {
+        self.ptr
+    }
+}
+
+impl Drop for HeapBlock {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout, freed once.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+// SAFETY: the block is plain memory; who reads and writes which bytes when
+// is governed by the segment's barrier protocol, not by the block.
+unsafe impl Send for HeapBlock {}
+// SAFETY: as above.
+unsafe impl Sync for HeapBlock {}
+
+/// The shared memory of a group whose ranks are all on one node (see the
+/// module docs). Obtained from [`Transport::segment`](super::Transport::segment);
+/// the shared-memory all-reduce ([`Algorithm::Shm`](crate::Algorithm::Shm))
+/// and the call checks use it.
+pub struct Segment {
+    bases: Vec<NonNull<u8>>,
+    rank: usize,
+    shape: Shape,
+    /// Barriers this rank has passed (its counter's value).
+    barriers: Cell<u64>,
+    /// Buffer pieces this rank has used (which buffer is next).
+    pieces: Cell<u64>,
+    /// The heap block of thread ranks (an MPI window is the transport's to free).
+    _block: Option<Arc<HeapBlock>>,
+}
+
+// SAFETY: a segment moves with the endpoint of the one rank that uses it;
+// the memory it points into stays valid for as long as it lives (`_owner`),
+// and concurrent access by the other ranks follows the barrier protocol.
+// It is not `Sync` (its counters are `Cell`s).
+unsafe impl Send for Segment {}
+
+impl Segment {
+    /// A segment over `bases` (each rank's part, `shape.part()` bytes,
+    /// 64-byte aligned, zeroed), seen by `rank`.
+    ///
+    /// # Safety
+    /// Every base must point to `shape.part()` bytes that stay valid while
+    /// the segment lives, shared by exactly these ranks, each of which makes its
+    /// own `Segment` over the same bases and shape and starts at the same
+    /// time (counters at zero). (`block`, when given, is the memory.)
+    pub(crate) unsafe fn new(
+        bases: Vec<NonNull<u8>>,
+        rank: usize,
+        shape: Shape,
+        block: Option<Arc<HeapBlock>>,
+    ) -> Segment {
+        debug_assert!(bases.iter().all(|b| b.as_ptr() as usize % 64 == 0));
+        Segment {
+            bases,
+            rank,
+            shape,
+            barriers: Cell::new(0),
+            pieces: Cell::new(0),
+            _block: block,
+        }
+    }
+
+    /// Parts of the thread ranks of one [`Local`](super::Local) group.
+    pub(crate) fn local(size: usize, shape: Shape) -> Vec<Segment> {
+        let part = shape.part();
+        let block = HeapBlock::new(part * size);
+        let bases: Vec<NonNull<u8>> = (0..size)
+            // SAFETY: part·r < part·size, inside the block (so not null).
+            .map(|r| unsafe { NonNull::new_unchecked(block.base().as_ptr().add(part * r)) })
+            .collect();
+        (0..size)
+            // SAFETY: the block holds every part, is zeroed and lives in
+            // each segment's owner; every rank gets a segment at once.
+            .map(|r| unsafe { Segment::new(bases.clone(), r, shape, Some(block.clone())) })
+            .collect()
+    }
+
+    /// Ranks sharing the segment.
+    pub fn size(&self) -> usize {
+        self.bases.len()
+    }
+
+    /// This rank.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// The sizes of slots and pieces.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// Barriers this rank has passed: the segment's synchronisation rounds.
+    pub fn barriers(&self) -> u64 {
+        self.barriers.get()
+    }
+
+    fn counter(&self, rank: usize) -> &AtomicU64 {
+        // SAFETY: every part begins with its control line, 64-byte aligned;
+        // the counter is only ever accessed atomically.
+        unsafe { &*self.bases[rank].as_ptr().cast::<AtomicU64>() }
+    }
+
+    fn left_flag(&self, rank: usize) -> &AtomicU64 {
+        // SAFETY: as `counter`, 8 bytes further in the control line.
+        unsafe { &*self.bases[rank].as_ptr().add(8).cast::<AtomicU64>() }
+    }
+
+    /// Marks this rank as gone: others waiting for it fail instead of hanging.
+    pub(crate) fn leave(&self) {
+        self.left_flag(self.rank).store(1, Ordering::Release);
+    }
+
+    /// Waits until every rank has reached this rank's next barrier. Between
+    /// polls that find a rank missing, `idle(waited)` runs (after a short
+    /// spin); it returns `true` when it took a census and the clock restarts.
+    ///
+    /// # Errors
+    /// [`Error::Transport`] when an awaited rank left, or `idle`'s error.
+    pub(crate) fn barrier(&self, idle: &mut dyn FnMut(Duration) -> Result<bool>) -> Result<()> {
+        let g = self.barriers.get() + 1;
+        self.barriers.set(g);
+        self.counter(self.rank).store(g, Ordering::Release);
+        for j in (0..self.size()).filter(|&j| j != self.rank) {
+            let mut spins = 0u32;
+            let mut start: Option<Instant> = None;
+            while self.counter(j).load(Ordering::Acquire) < g {
+                spins = spins.wrapping_add(1);
+                if spins < SPINS {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                if self.left_flag(j).load(Ordering::Acquire) != 0 {
+                    return Err(Error::Transport {
+                        rank: self.rank,
+                        reason: format!("rank {j} has left the group"),
+                    });
+                }
+                let now = Instant::now();
+                if idle(now - *start.get_or_insert(now))? {
+                    start = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Which slot the next barrier's data goes to.
+    pub(crate) fn next_slot(&self) -> usize {
+        ((self.barriers.get() + 1) % 2) as usize
+    }
+
+    /// Takes the next piece buffer (alternating).
+    pub(crate) fn take_buffer(&self) -> usize {
+        let b = self.pieces.get();
+        self.pieces.set(b + 1);
+        (b % 2) as usize
+    }
+
+    /// Start of slot `s` (header first) of `rank`'s part.
+    pub(crate) fn slot(&self, rank: usize, s: usize) -> *mut u8 {
+        debug_assert!(s < 2);
+        // SAFETY: inside the part (see `Shape::part`).
+        unsafe {
+            self.bases[rank]
+                .as_ptr()
+                .add(CONTROL + s * self.shape.slot_bytes())
+        }
+    }
+
+    /// Start of buffer `b` of `rank`'s part.
+    pub(crate) fn buffer(&self, rank: usize, b: usize) -> *mut u8 {
+        debug_assert!(b < 2);
+        let off = CONTROL + 2 * self.shape.slot_bytes() + b * self.shape.piece_bytes();
+        // SAFETY: inside the part (see `Shape::part`).
+        unsafe { self.bases[rank].as_ptr().add(off) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn barriers_order_writes_and_a_departed_rank_is_an_error() {
+        let p = 4;
+        let segs = Segment::local(p, Shape::DEFAULT);
+        let sums: Vec<u64> = std::thread::scope(|s| {
+            let handles: Vec<_> = segs
+                .into_iter()
+                .map(|seg| {
+                    s.spawn(move || {
+                        let mut total = 0;
+                        let mut idle = |_| {
+                            std::thread::yield_now();
+                            Ok(false)
+                        };
+                        for round in 0..200u64 {
+                            let slot = seg.next_slot();
+                            // SAFETY: this rank's own slot, read by others only after the barrier.
+                            unsafe {
+                                seg.slot(seg.rank(), slot)
+                                    .cast::<u64>()
+                                    .write(round * 10 + seg.rank() as u64)
+                            };
+                            seg.barrier(&mut idle).unwrap();
+                            for j in 0..p {
+                                // SAFETY: written before the barrier; rewritten only two barriers on.
+                                total += unsafe { seg.slot(j, slot).cast::<u64>().read() };
+                            }
+                        }
+                        seg.leave();
+                        if seg.rank() == 0 {
+                            // Everyone else has left: the next barrier fails.
+                            let e = seg.barrier(&mut idle).unwrap_err();
+                            assert!(e.to_string().contains("has left"), "{e}");
+                        }
+                        total
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let want: u64 = (0..200u64).map(|r| 4 * r * 10 + 6).sum();
+        assert_eq!(sums, vec![want; p]);
+    }
+}
