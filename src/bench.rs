@@ -264,6 +264,16 @@ pub fn run<C: Transport>(
             });
         }
     }
+    // Shared memory only where the ranks share a node (unless it is all
+    // that was asked for: then it runs and reports its error).
+    let runnable = |s: &&Subject| match s {
+        Subject::Ours(a) | Subject::Unchecked(a) => group.supports(*a),
+        _ => true,
+    };
+    let mut subjects: Vec<Subject> = cfg.subjects.iter().filter(runnable).copied().collect();
+    if subjects.is_empty() {
+        subjects = cfg.subjects.clone();
+    }
     let mut rows = Vec::new();
     for bytes in sizes {
         crate::with_dtype!(cfg.dtype, T => {
@@ -273,7 +283,7 @@ pub fn run<C: Transport>(
             let case = Case { algorithm: Algorithm::Ring, dtype: T::DTYPE, op: cfg.op, count, seed: cfg.seed };
             let send: Vec<T> = input(&case, group.rank());
             let mut recv = send.clone();
-            for &subject in &cfg.subjects {
+            for &subject in &subjects {
                 let row = time_one::<T, C>(group, vendor, cfg, subject, &case, &send, &mut recv)?;
                 on_row(&row);
                 rows.push(row);

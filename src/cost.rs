@@ -332,6 +332,18 @@ impl Tuning {
             Err(_) => Algorithm::Ring,
         }
     }
+
+    /// [`Tuning::resolve`] for a group whose ranks share a node (`shared`,
+    /// a [`Segment`](crate::transport::Segment)): there `Auto` runs
+    /// [`Algorithm::Shm`] at every size — measured faster than every
+    /// message-based schedule from 8 B to 16 MiB (README, "Shared memory").
+    pub fn resolve_on(&self, p: usize, count: usize, elem_size: usize, shared: bool) -> Algorithm {
+        match (self.force, shared) {
+            (Some(a), _) => a,
+            (None, true) => Algorithm::Shm,
+            (None, false) => self.resolve(p, count, elem_size),
+        }
+    }
 }
 
 #[cfg(test)]

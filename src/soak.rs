@@ -60,8 +60,12 @@ struct Draw {
     in_place: bool,
 }
 
-fn draw(rng: &mut ChaCha8Rng, p: usize, max_bytes: u64, seed: u64) -> Draw {
-    let algorithms: Vec<Algorithm> = Algorithm::CONCRETE.into_iter().chain([Algorithm::Auto]).collect();
+/// Every algorithm and `Auto`: what a soak draws from (those the group runs).
+fn every_algorithm() -> Vec<Algorithm> {
+    Algorithm::CONCRETE.into_iter().chain([Algorithm::Auto]).collect()
+}
+
+fn draw(rng: &mut ChaCha8Rng, algorithms: &[Algorithm], p: usize, max_bytes: u64, seed: u64) -> Draw {
     let algorithm = algorithms[rng.gen_range(0..algorithms.len())];
     let dtype = DType::ALL[rng.gen_range(0..DType::ALL.len())];
     let op = ReduceOp::ALL[rng.gen_range(0..ReduceOp::ALL.len())];
@@ -126,8 +130,9 @@ pub fn run<C: Transport>(
     let mut report = SoakReport::default();
     let mut mine_start = resident_bytes();
     let every = (cfg.calls / 10).max(1);
+    let algorithms = group.runnable(&every_algorithm());
     for call in 1..=cfg.calls {
-        let d = draw(&mut rng, p, cfg.max_bytes, cfg.seed);
+        let d = draw(&mut rng, &algorithms, p, cfg.max_bytes, cfg.seed);
         let failure = if cfg.check {
             crate::with_dtype!(d.case.dtype, T => check_case::<T, C>(group, vendor, &d.case, d.in_place))?
         } else {
@@ -180,7 +185,10 @@ mod tests {
         let mut b = ChaCha8Rng::seed_from_u64(7);
         let (mut algos, mut dtypes, mut zero, mut out_of_place) = (vec![], vec![], 0, 0);
         for _ in 0..2000 {
-            let (x, y) = (draw(&mut a, 4, 1 << 20, 1), draw(&mut b, 4, 1 << 20, 1));
+            let (x, y) = (
+                draw(&mut a, &every_algorithm(), 4, 1 << 20, 1),
+                draw(&mut b, &every_algorithm(), 4, 1 << 20, 1),
+            );
             assert_eq!(
                 (x.case.count, x.case.seed, x.in_place),
                 (y.case.count, y.case.seed, y.in_place)

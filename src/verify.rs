@@ -168,10 +168,16 @@ pub fn run<C: Transport>(
     let bytes = (cfg.max_count as u64).saturating_mul(8);
     group.agree(crate::units::check_memory(bytes, 5 + p as u64, "--max-count"))?;
     let mut report = Report::default();
+    // Shared memory only where the ranks share a node; asked for alone
+    // elsewhere, it runs and reports its error.
+    let mut algorithms = group.runnable(&cfg.algorithms);
+    if algorithms.is_empty() {
+        algorithms = cfg.algorithms.clone();
+    }
     for &dtype in &cfg.dtypes {
         for &op in &cfg.ops {
             for count in counts(p, cfg.max_count) {
-                for &algorithm in &cfg.algorithms {
+                for &algorithm in &algorithms {
                     let case = Case {
                         algorithm,
                         dtype,

@@ -162,21 +162,27 @@ fn auto_runs_what_the_tuning_chooses_on_every_rank() {
         });
         assert_eq!(auto, direct, "auto forced to {force}");
     }
-    // Unforced: the model's choice for this p and size.
+    // Unforced, ranks apart: the model's choice for this p and size.
     let params = CostParams::line(1e-3, 1e-12, 0.0);
     let chosen = cost::select(4, 10, 4, &params);
+    assert_ne!(chosen, Algorithm::Shm);
     let tuning = Tuning { params, force: None };
-    let rounds = Local::run(4, |t| {
+    let f = |t| {
         let g = counted(t, tuning);
         let mut v = vec![1i32; 10];
+        let chosen = g.resolve(Algorithm::Auto, v.len(), 4);
         g.all_reduce_in_place(&mut v, ReduceOp::Sum, Algorithm::Auto)
             .unwrap();
-        g.transport().stats().rounds
-    });
+        (chosen, g.transport().stats().rounds)
+    };
+    let apart = Local::run_apart(4, f);
+    assert!(apart.iter().all(|&(a, _)| a == chosen), "{apart:?}");
     assert_eq!(
-        rounds.into_iter().max().unwrap(),
+        apart.iter().map(|&(_, r)| r).max().unwrap(),
         cost::cost(chosen, 4, 10, 4).rounds
     );
+    // Ranks sharing a node: shared memory, one barrier.
+    assert_eq!(Local::run(4, f), vec![(Algorithm::Shm, 1); 4]);
 }
 
 #[test]

@@ -131,9 +131,10 @@ macro_rules! registry {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum Algorithm {
             $( $(#[$doc])* $variant, )*
-            /// Picks one of the others per call: the lowest time predicted by
-            /// the cost model ([`crate::cost::select`]) for this p and size,
-            /// under the group's [`Tuning`](crate::cost::Tuning) (a
+            /// Picks one of the others per call: `Shm` when every rank shares
+            /// a node, else the lowest time predicted by the cost model
+            /// ([`crate::cost::select`]) for this p and size, under the
+            /// group's [`Tuning`](crate::cost::Tuning) (a
             /// calibration file via `RINGREDUCE_CALIBRATION`, or built-in
             /// defaults). `RINGREDUCE_ALGO` overrides the choice, like
             /// `NCCL_ALGO`. Every rank makes the same choice.

@@ -126,6 +126,21 @@ fn measure(args: &Args, cfg: &BenchConfig, group: &Group<Mpi>) -> ExitCode {
     let root = group.rank() == 0;
     if root {
         print_header(args, cfg, group.size());
+        let apart = !group.supports(ringreduce::Algorithm::Shm);
+        let asked = |s: &Subject| {
+            matches!(
+                s,
+                Subject::Ours(ringreduce::Algorithm::Shm) | Subject::Unchecked(ringreduce::Algorithm::Shm)
+            )
+        };
+        if apart
+            && matches!(args.format, Format::Table)
+            && !args.osu
+            && cfg.subjects.iter().any(asked)
+            && cfg.subjects.len() > 1
+        {
+            println!("# note: shm left out: the ranks do not share a node");
+        }
     }
     let result = bench::run(group, cfg, vendor, |row| {
         if !root {

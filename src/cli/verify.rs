@@ -39,14 +39,23 @@ pub fn run(args: Args) -> ExitCode {
     on_world(None, |group| {
         let p = group.size();
         let root = group.rank() == 0;
+        let runnable = group.runnable(&cfg.algorithms);
         if root {
             let counts = verify::counts(p, cfg.max_count);
-            let cases = cfg.algorithms.len() * cfg.dtypes.len() * cfg.ops.len() * counts.len();
+            let algorithms = if runnable.is_empty() {
+                cfg.algorithms.len()
+            } else {
+                runnable.len()
+            };
+            let cases = algorithms * cfg.dtypes.len() * cfg.ops.len() * counts.len();
             println!(
                 "# ringreduce verify: {p} rank{}, {cases} cases, counts {counts:?}, seed {}",
                 if p == 1 { "" } else { "s" },
                 cfg.seed
             );
+        }
+        if root && !runnable.is_empty() && runnable.len() < cfg.algorithms.len() {
+            println!("# note: shm left out: the ranks do not share a node");
         }
         let vendor = Some(group.transport() as &dyn ringreduce::vendor::Vendor);
         // What the MPI library gets wrong here is checked against the serial

@@ -189,6 +189,18 @@ impl<C: Transport> Group<C> {
         }
     }
 
+    /// Whether this group can run `algorithm`: all but [`Algorithm::Shm`]
+    /// run anywhere; `Shm` needs every rank on one node (a shared
+    /// [`Segment`](crate::transport::Segment)). The same on every rank.
+    pub fn supports(&self, algorithm: Algorithm) -> bool {
+        algorithm != Algorithm::Shm || self.transport.segment().is_some()
+    }
+
+    /// `algorithms` without those this group cannot run ([`Group::supports`]).
+    pub fn runnable(&self, algorithms: &[Algorithm]) -> Vec<Algorithm> {
+        algorithms.iter().copied().filter(|&a| self.supports(a)).collect()
+    }
+
     /// The concrete algorithm `algorithm` means for this call.
     pub fn resolve(&self, algorithm: Algorithm, count: usize, elem_size: usize) -> Algorithm {
         if algorithm != Algorithm::Auto {
@@ -197,7 +209,11 @@ impl<C: Transport> Group<C> {
         match self.auto.get() {
             Some((c, s, a)) if (c, s) == (count, elem_size) => a,
             _ => {
-                let a = self.tuning.get().resolve(self.size(), count, elem_size);
+                let shared = self.transport.segment().is_some();
+                let a = self
+                    .tuning
+                    .get()
+                    .resolve_on(self.size(), count, elem_size, shared);
                 self.auto.set(Some((count, elem_size, a)));
                 a
             }
