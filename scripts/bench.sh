@@ -5,7 +5,7 @@
 # the runs, the environment and the charts go to results/<date>-<host>/.
 #
 #   scripts/bench.sh [-n RANKS] [-m MIN:MAX] [-r RUNS] [--dtype f32] [--op sum]
-#                    [--iters N] [--warmup N] [--no-in-place]
+#                    [--iters N] [--warmup N] [--no-in-place] [--algo a,b,...]
 #   scripts/bench.sh --cluster 4 [--rate 1gbit] [...]   on a namespace cluster
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,7 @@ dtype=f32
 op=sum
 cluster=""
 rate=""
+algo=""
 extra=()
 while (($#)); do
   case "$1" in
@@ -31,6 +32,7 @@ while (($#)); do
     --no-in-place) extra+=(--no-in-place); shift ;;
     --cluster) cluster="$2"; shift 2 ;;
     --rate) rate="$2"; shift 2 ;;
+    --algo) algo="$2"; shift 2 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -54,7 +56,14 @@ source scripts/launch.sh
 dir="results/$(date -u +%Y%m%d-%H%M%S)-$where"
 mkdir -p "$dir"
 
-subjects=(naive butterfly ring central auto mpi)
+# Shared memory only where the ranks share a node.
+if [ -n "$algo" ]; then
+  IFS=, read -r -a subjects <<<"$algo"
+elif [ -n "$cluster" ]; then
+  subjects=(naive butterfly ring central auto mpi)
+else
+  subjects=(naive butterfly ring central shm auto mpi)
+fi
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "host: $(hostname)"

@@ -193,7 +193,7 @@ impl<C: Transport> Group<C> {
     /// run anywhere; `Shm` needs every rank on one node (a shared
     /// [`Segment`](crate::transport::Segment)). The same on every rank.
     pub fn supports(&self, algorithm: Algorithm) -> bool {
-        algorithm != Algorithm::Shm || self.transport.segment().is_some()
+        algorithm != Algorithm::Shm || self.size() <= 1 || self.transport.segment().is_some()
     }
 
     /// `algorithms` without those this group cannot run ([`Group::supports`]).

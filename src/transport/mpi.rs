@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use mpi::collective::SystemOperation;
 use mpi::ffi::{MPI_Request, MPI_Status};
 use mpi::point_to_point::Status;
 use mpi::raw::AsRaw;
@@ -357,6 +358,16 @@ fn share(comm: &SimpleCommunicator, shape: Shape) -> Option<(Segment, mpi::ffi::
     }
     let part = shape.part();
     let asked = part + 64; // room to align the part to a cache line
+                           // The window is a file (in /dev/shm) of every rank's part: where the
+                           // file-size limit is lower, Open MPI fails inside the collective
+                           // allocation and cannot recover, so every rank checks first and the
+                           // group goes by messages if any rank could not hold it.
+    let fits = i32::from(file_size_limit() >= (asked as u64 + 4096) * comm.size() as u64);
+    let mut all_fit = 0i32;
+    node.all_reduce_into(&fits, &mut all_fit, SystemOperation::min());
+    if all_fit == 0 {
+        return None;
+    }
     let mut win = std::mem::MaybeUninit::<mpi::ffi::MPI_Win>::uninit();
     let mut base: *mut u8 = std::ptr::null_mut();
     // SAFETY: valid communicator and info handles; `base` and `win` are
@@ -407,6 +418,20 @@ fn share(comm: &SimpleCommunicator, shape: Shape) -> Option<(Segment, mpi::ffi::
     // `MPI_Win_free`, which `Mpi`'s drop calls after dropping the segment.
     let segment = unsafe { Segment::new(bases, comm.rank() as usize, shape, None) };
     Some((segment, win))
+}
+
+/// This process's file-size limit in bytes (`RLIMIT_FSIZE`; `u64::MAX`
+/// when unlimited or unknown).
+fn file_size_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim) } != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
+        return u64::MAX;
+    }
+    lim.rlim_cur as u64
 }
 
 /// A shared window whose parts are unusable: the job cannot use shared

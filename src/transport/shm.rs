@@ -225,7 +225,11 @@ impl Segment {
                     std::hint::spin_loop();
                     continue;
                 }
-                if self.left_flag(j).load(Ordering::Acquire) != 0 {
+                // A rank that left after reaching this barrier is no failure:
+                // its counter was stored before its flag, so read it again.
+                if self.left_flag(j).load(Ordering::Acquire) != 0
+                    && self.counter(j).load(Ordering::Acquire) < g
+                {
                     return Err(Error::Transport {
                         rank: self.rank,
                         reason: format!("rank {j} has left the group"),
