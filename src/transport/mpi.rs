@@ -431,7 +431,7 @@ fn file_size_limit() -> u64 {
     if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim) } != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
         return u64::MAX;
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 /// A shared window whose parts are unusable: the job cannot use shared
