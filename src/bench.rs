@@ -363,7 +363,9 @@ fn time_one<T: VerifyElement, C: Transport>(
             };
             // The benchmark times the out-of-place call, which copies the input
             // first — except the ring, which writes the output directly.
-            let model = cost::cost(chosen, p, count, elem).predict(&tuning.params, elem);
+            // Checked subjects pay the call check's agreement too.
+            let checked = matches!(subject, Subject::Ours(_)) && settings.checks.mismatch;
+            let model = cost::predict_call(chosen, p, count, elem, &tuning.params, checked);
             let copy = if chosen == Algorithm::Ring {
                 0.0
             } else {

@@ -228,11 +228,62 @@ pub fn lower_bound_bytes(p: usize, count: usize, elem_size: usize) -> f64 {
 /// (`TIE_ORDER`): the ring wins ties at large sizes and the butterfly (the
 /// leaner code) its ties with the naive ring at p = 2.
 pub fn select(p: usize, count: usize, elem_size: usize, params: &CostParams) -> Algorithm {
+    select_checked(p, count, elem_size, params, false)
+}
+
+/// The call check's agreement before one all-reduce of `algorithm` (see
+/// [`crate::group::check`]): a butterfly of 48-byte headers over messages
+/// — except for a butterfly call of at most [`FUSE_MAX`](crate::group::FUSE_MAX)
+/// bytes, which rides inside it and adds nothing. (Ranks sharing a node
+/// agree through the shared segment instead: one barrier, which a small
+/// `shm` call shares.)
+pub fn check_cost(algorithm: Algorithm, p: usize, count: usize, elem_size: usize) -> Cost {
+    let bytes = count.saturating_mul(elem_size);
+    let fused = algorithm == Algorithm::Butterfly && bytes > 0 && bytes <= crate::group::FUSE_MAX;
+    if p <= 1 || fused {
+        return Cost::zero(Algorithm::Butterfly);
+    }
+    let words = crate::group::check::HEADER / 8;
+    Algorithm::Butterfly
+        .exact_cost(p, words, 8)
+        .unwrap_or(Cost::zero(Algorithm::Butterfly))
+}
+
+/// Predicted seconds of one all-reduce call of a concrete `algorithm`:
+/// its own cost, plus the call check's agreement when `checked`
+/// ([`check_cost`]).
+pub fn predict_call(
+    algorithm: Algorithm,
+    p: usize,
+    count: usize,
+    elem_size: usize,
+    params: &CostParams,
+    checked: bool,
+) -> f64 {
+    let own = cost(algorithm, p, count, elem_size).predict(params, elem_size);
+    let check = match checked {
+        true => check_cost(algorithm, p, count, elem_size).predict(params, 8),
+        false => 0.0,
+    };
+    own + check
+}
+
+/// [`select`] for calls that pay the call check's agreement (`checked`,
+/// the default): a butterfly call small enough to ride inside the
+/// agreement gains its rounds on every other candidate — at 3 ranks and
+/// 8 B that makes the butterfly, not the naive ring, the choice.
+pub fn select_checked(
+    p: usize,
+    count: usize,
+    elem_size: usize,
+    params: &CostParams,
+    checked: bool,
+) -> Algorithm {
     let mut candidates: Vec<Algorithm> = Algorithm::CONCRETE.into_iter().filter(|a| a.in_auto()).collect();
     candidates.sort_by_key(|a| a.tie_order());
     let mut best = (candidates[0], f64::INFINITY);
     for a in candidates {
-        let t = cost(a, p, count, elem_size).predict(params, elem_size);
+        let t = predict_call(a, p, count, elem_size, params, checked);
         if t < best.1 {
             best = (a, t);
         }
@@ -333,14 +384,27 @@ impl Tuning {
         }
     }
 
-    /// [`Tuning::resolve`] for a group whose ranks share a node (`shared`,
+    /// [`Tuning::resolve`] for a group: whose ranks share a node (`shared`,
     /// a [`Segment`](crate::transport::Segment)): there `Auto` runs
     /// [`Algorithm::Shm`] at every size — measured faster than every
     /// message-based schedule from 8 B to 16 MiB (README, "Shared memory").
-    pub fn resolve_on(&self, p: usize, count: usize, elem_size: usize, shared: bool) -> Algorithm {
+    /// With `checked` (the call checks on), the choice counts each
+    /// candidate's agreement ([`select_checked`]).
+    pub fn resolve_on(
+        &self,
+        p: usize,
+        count: usize,
+        elem_size: usize,
+        shared: bool,
+        checked: bool,
+    ) -> Algorithm {
         match (self.force, shared) {
             (Some(a), _) => a,
             (None, true) => Algorithm::Shm,
+            (None, false) if checked => match check_range(p, count, elem_size) {
+                Ok(()) => select_checked(p, count, elem_size, &self.params, true),
+                Err(_) => Algorithm::Ring,
+            },
             (None, false) => self.resolve(p, count, elem_size),
         }
     }

@@ -213,3 +213,27 @@ fn rabenseifner_has_the_rings_bandwidth_in_logarithmic_rounds_and_is_not_yet_aut
         }
     }
 }
+
+#[test]
+fn auto_counts_the_call_checks_agreement() {
+    // At 3 ranks and 8 B the naive ring has fewer rounds than the
+    // butterfly (2 against 3), but with the checks on it also pays the
+    // agreement's 3 rounds, while a small butterfly rides inside it.
+    let params = CostParams::default();
+    assert_eq!(cost::select(3, 2, 4, &params), Algorithm::Naive);
+    assert_eq!(cost::select_checked(3, 2, 4, &params, true), Algorithm::Butterfly);
+    let check = |a| cost::check_cost(a, 3, 2, 4).rounds;
+    assert_eq!((check(Algorithm::Butterfly), check(Algorithm::Naive)), (0, 3));
+    // A group of ranks apart (messages) with the checks on chooses the
+    // butterfly, and the whole call is the butterfly's 3 rounds.
+    let out = Local::run_apart(3, |t| {
+        let g = Group::new(Counting::new(t));
+        let chosen = g.resolve(Algorithm::Auto, 2, 4);
+        let mut v = [1.0f32; 2];
+        g.all_reduce_in_place(&mut v, ReduceOp::Sum, Algorithm::Auto)
+            .unwrap();
+        (chosen, g.transport().stats().rounds)
+    });
+    assert!(out.iter().all(|&(a, _)| a == Algorithm::Butterfly), "{out:?}");
+    assert_eq!(out.iter().map(|&(_, r)| r).max(), Some(3));
+}

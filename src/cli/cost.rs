@@ -112,7 +112,7 @@ fn report(args: &Args) -> ringreduce::Result<()> {
             params: &params,
             rows: &rows,
             bound: cost::lower_bound_bytes(ranks, count, s),
-            chosen: cost::select(ranks, count, s, &params),
+            chosen: cost::select_checked(ranks, count, s, &params, true),
             ring_line: (line.alpha, line.beta),
         },
         args.format,

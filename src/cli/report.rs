@@ -168,7 +168,10 @@ pub struct CostReport<'a> {
 /// Prints a cost report in `format`.
 pub fn print_cost(c: &CostReport, format: Format) {
     let s = c.dtype.size();
-    let predict = |row: &Cost| row.predict(c.params, s) * 1e6;
+    // What one call costs with the call checks on (the default): the
+    // algorithm and the agreement before it (nothing for a small butterfly).
+    let predict =
+        |row: &Cost| ringreduce::cost::predict_call(row.algorithm, c.ranks, c.count, s, c.params, true) * 1e6;
     match format {
         Format::Json => {
             let rows: Vec<_> = c
@@ -229,6 +232,7 @@ pub fn print_cost(c: &CostReport, format: Format) {
                 c.ring_line.1 * 1e9,
                 c.params.gamma * 1e9
             );
+            println!("# predicted_us includes the call check's agreement (a butterfly of 48-B headers; a butterfly call of at most 4048 B rides in it)");
             println!(
                 "{:<12} {:>7} {:>9} {:>14} {:>16} {:>14} {:>12} {:>14}",
                 "algorithm",

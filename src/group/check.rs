@@ -185,7 +185,7 @@ impl Signature {
 }
 
 /// Bytes of the agreement's header: each word's minimum and its complement's.
-const HEADER: usize = 2 * WORDS * 8;
+pub(crate) const HEADER: usize = 2 * WORDS * 8;
 
 /// Largest message, in bytes, whose butterfly all-reduce travels inside the
 /// agreement's own messages (header + data ≤ 4 KiB, within the usual eager

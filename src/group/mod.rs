@@ -210,10 +210,11 @@ impl<C: Transport> Group<C> {
             Some((c, s, a)) if (c, s) == (count, elem_size) => a,
             _ => {
                 let shared = self.transport.segment().is_some();
+                let checked = self.checks.get().mismatch;
                 let a = self
                     .tuning
                     .get()
-                    .resolve_on(self.size(), count, elem_size, shared);
+                    .resolve_on(self.size(), count, elem_size, shared, checked);
                 self.auto.set(Some((count, elem_size, a)));
                 a
             }
