@@ -223,6 +223,8 @@ pub fn lower_bound_bytes(p: usize, count: usize, elem_size: usize) -> f64 {
     2.0 * (p - 1) as f64 / p as f64 * (count as f64 * elem_size as f64)
 }
 
+pub use crate::algorithms::two_level_cost;
+
 /// The concrete algorithm with the lowest predicted time. Equal
 /// predictions go to the one each schedule ranks first for ties
 /// (`TIE_ORDER`): the ring wins ties at large sizes and the butterfly (the

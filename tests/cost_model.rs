@@ -64,8 +64,14 @@ struct Measured {
     reduced: u64,
 }
 
+/// Counted on ranks apart (one per node, where the registry's costs hold),
+/// except `shm`, which needs every rank on one node.
 fn measure(algorithm: Algorithm, p: usize, k: usize) -> Measured {
-    let per_rank = Local::run(p, |t| {
+    let run = |f| match algorithm {
+        Algorithm::Shm => Local::run(p, f),
+        _ => Local::run_apart(p, f),
+    };
+    let per_rank = run(|t| {
         let g = counted(t, Tuning::default());
         let mut buf = vec![Tally(1.0); k];
         REDUCED.with(|r| r.set(0));
@@ -236,4 +242,47 @@ fn auto_counts_the_call_checks_agreement() {
     });
     assert!(out.iter().all(|&(a, _)| a == Algorithm::Butterfly), "{out:?}");
     assert_eq!(out.iter().map(|&(_, r)| r).max(), Some(3));
+}
+
+#[test]
+fn the_two_level_cost_is_exact_on_node_layouts() {
+    for (nodes, per) in [(2usize, 2usize), (3, 2), (2, 3), (4, 2), (1, 4)] {
+        for k in [1usize, 3, 1000, 150_001] {
+            let per_rank = Local::run_nodes(nodes, per, |t| {
+                let g = counted(t, Tuning::default());
+                let mut buf = vec![Tally(1.0); k];
+                REDUCED.with(|r| r.set(0));
+                g.all_reduce_in_place(&mut buf, ReduceOp::Sum, Algorithm::Hierarchical)
+                    .unwrap();
+                assert!(buf.iter().all(|x| x.0 == (nodes * per) as f32));
+                (g.transport().stats(), REDUCED.with(|r| r.get()))
+            });
+            let c = cost::two_level_cost(nodes as u64, per as u64, k as u64, 4);
+            let what = format!("{nodes}x{per} k={k}");
+            let max =
+                |f: &dyn Fn(&(ringreduce::CallStats, u64)) -> u64| per_rank.iter().map(f).max().unwrap();
+            assert_eq!(max(&|(s, _)| s.rounds), c.rounds, "{what}: rounds");
+            assert_eq!(max(&|(s, _)| s.messages_sent), c.messages, "{what}: messages");
+            assert_eq!(max(&|(s, _)| s.bytes_sent), c.bytes_sent, "{what}: bytes");
+            assert_eq!(
+                per_rank.iter().map(|(s, _)| s.bytes_sent).sum::<u64>(),
+                c.total_bytes,
+                "{what}: total"
+            );
+            assert_eq!(max(&|(_, r)| *r), c.reduced, "{what}: reduced");
+        }
+    }
+    // 2 nodes × 2 ranks, n = 16 MiB: all ranks together send 2n (all of it
+    // between nodes), the flat ring 6n — of which 3n between nodes when
+    // ranks are placed by slot (hops 1→2 and 3→0), all 6n round-robin.
+    let k = 4 << 20;
+    let two = cost::two_level_cost(2, 2, k, 4);
+    let flat = cost::cost(Algorithm::Ring, 4, k as usize, 4);
+    assert_eq!(
+        two.total_bytes * 3,
+        flat.total_bytes,
+        "{} vs {}",
+        two.total_bytes,
+        flat.total_bytes
+    );
 }

@@ -250,12 +250,19 @@ registry! {
     /// rank r reduces slice r of each, two barriers per piece. An error
     /// (on every rank) when the ranks do not share a node.
     Shm => shm::Shm,
+    /// Two-level, node-aware: shared memory inside each node (each local
+    /// rank reduces one slice of every 256 KiB piece), the ring across
+    /// nodes among the ranks holding the same slice, shared memory again
+    /// to distribute. Bytes between nodes fall by the ranks per node. With
+    /// one rank per node (or nodes of different sizes) it is the ring.
+    Hierarchical => hierarchical::Hierarchical,
 }
 
 mod average;
 
 pub(crate) use average::widened as widened_average;
 pub(crate) use butterfly::{recursive_doubling, Fold};
+pub use hierarchical::two_level_cost;
 pub(crate) use shm::{header as shm_header, post as shm_post, reduce_slots as shm_reduce_slots};
 
 impl Algorithm {

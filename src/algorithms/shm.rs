@@ -29,7 +29,7 @@
 use super::{chunk_range, finish, Buffers, Cost, Schedule};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::{Error, Result};
-use crate::transport::{Segment, Shape, Transport, SLOT_HEADER};
+use crate::transport::{whole_segment, Segment, Shape, Transport, SLOT_HEADER};
 
 pub(crate) struct Shm;
 
@@ -72,13 +72,13 @@ impl Schedule for Shm {
             reduce_slots(seg, slot, buf, op);
             return Ok(());
         }
-        large(seg, &mut idle, input, buf, op)
+        pieces(seg, &mut idle, input, buf, op, &mut |_| Ok(()), seg.size())
     }
 }
 
 /// The group's segment, or the error for ranks not sharing one.
 pub(crate) fn segment<C: Transport + ?Sized>(comm: &C) -> Result<&Segment> {
-    comm.segment().ok_or_else(|| Error::InvalidArgument {
+    whole_segment(comm).ok_or_else(|| Error::InvalidArgument {
         what: "algorithm",
         reason: "`shm` needs every rank of the group on one node (MPI_COMM_TYPE_SHARED spanning it); \
                  use `ring` or `auto` across nodes"
@@ -154,13 +154,18 @@ pub(crate) fn reduce_slots<T: Element>(seg: &Segment, slot: usize, buf: &mut [T]
     finish(op, buf, p);
 }
 
-/// The piece-by-piece path (module docs).
-fn large<T: Element>(
+/// The piece-by-piece path (module docs), over the ranks of `seg`. Each
+/// rank's reduced slice goes through `across` before it is published (the
+/// two-level all-reduce reduces it across nodes there; empty slices skip
+/// it, on every rank alike), and `Avg` divides by `ranks`.
+pub(crate) fn pieces<T: Element>(
     seg: &Segment,
     idle: &mut dyn FnMut(std::time::Duration) -> Result<bool>,
     input: Option<&[T]>,
     buf: &mut [T],
     op: ReduceOp,
+    across: &mut dyn FnMut(&mut [T]) -> Result<()>,
+    ranks: usize,
 ) -> Result<()> {
     let (p, r) = (seg.size(), seg.rank());
     let s = std::mem::size_of::<T>();
@@ -192,7 +197,8 @@ fn large<T: Element>(
             for j in 2..p {
                 T::reduce(op, out, part(j), Order::AccFirst);
             }
-            finish(op, out, p);
+            across(out)?;
+            finish(op, out, ranks);
             // SAFETY: our own slice, which only this rank reads until the barrier.
             unsafe { exclusive::<T>(at(r, own.start), own.len()) }.copy_from_slice(out);
         }

@@ -137,6 +137,41 @@ fn shared_memory_pieces_match_the_serial_reference() {
 }
 
 #[test]
+fn two_level_matches_the_serial_reference_on_node_layouts() {
+    // nodes × ranks per node, ranks placed by slot; sizes from empty to
+    // three pieces; every rank bitwise identical, in place and out of place.
+    let piece = crate::transport::Shape::DEFAULT.piece / 4;
+    for (nodes, per) in [(2, 2), (3, 2), (2, 3), (4, 1), (1, 3), (2, 4)] {
+        let p = nodes * per;
+        for k in [0, 1, per + 1, 1009, 2 * piece + 3] {
+            for op in [ReduceOp::Sum, ReduceOp::Min, ReduceOp::Avg] {
+                let inputs = random_inputs::<f32>(p, k, op, 9);
+                let expected = serial_reference(&inputs, op);
+                let out = Local::run_nodes(nodes, per, |ep| {
+                    let g = Group::new(ep);
+                    let mut inplace = inputs[g.rank()].clone();
+                    all_reduce_in_place(&g, &mut inplace, op, Algorithm::Hierarchical).unwrap();
+                    let mut out = vec![0.0f32; k];
+                    all_reduce(&g, &inputs[g.rank()], &mut out, op, Algorithm::Hierarchical).unwrap();
+                    assert!(
+                        bytemuck::cast_slice::<f32, u8>(&out) == bytemuck::cast_slice::<f32, u8>(&inplace)
+                    );
+                    out
+                });
+                let what = format!("hierarchical {nodes}x{per} {op} k={k}");
+                assert_identical(&out, &what);
+                if let Some((wrong, i)) = first_wrong(&out[0], &expected, op, p) {
+                    panic!(
+                        "{what}: {wrong} wrong, first at {i}: {} vs {}",
+                        out[0][i], expected[i]
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn shared_memory_is_an_error_on_every_rank_when_ranks_do_not_share_a_node() {
     let out = Local::run_apart(3, |ep| {
         let g = Group::new(ep);

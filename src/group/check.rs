@@ -34,7 +34,7 @@ use crate::algorithms::{
 use crate::element::{DType, Element, Order, ReduceOp};
 use crate::error::{rank_list, Error, Result};
 use crate::scratch::Scratch;
-use crate::transport::{Segment, Transport};
+use crate::transport::{whole_segment, Segment, Transport};
 
 use super::collectives::{all_gather_blocks, broadcast_bytes};
 
@@ -213,7 +213,7 @@ pub(crate) fn agree_on_call<C: Transport + ?Sized, T: Element>(
 ) -> Result<Agreed> {
     sig.poisoned = local.is_err();
     let words = sig.encode(call);
-    if let Some(seg) = comm.segment() {
+    if let Some(seg) = whole_segment(comm) {
         return agree_on_segment(comm, seg, words, local, data);
     }
     let fused = data.is_some() && !sig.poisoned;

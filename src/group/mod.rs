@@ -30,7 +30,7 @@ use bytemuck::Pod;
 
 use crate::element::{Element, ReduceOp, Widen};
 use crate::error::{Error, Result};
-use crate::transport::{Local, LocalEndpoint, Mpi, Transport};
+use crate::transport::{whole_segment, Local, LocalEndpoint, Mpi, Transport};
 
 /// The ranks of one communicator, and every collective call among them.
 ///
@@ -193,7 +193,7 @@ impl<C: Transport> Group<C> {
     /// run anywhere; `Shm` needs every rank on one node (a shared
     /// [`Segment`](crate::transport::Segment)). The same on every rank.
     pub fn supports(&self, algorithm: Algorithm) -> bool {
-        algorithm != Algorithm::Shm || self.size() <= 1 || self.transport.segment().is_some()
+        algorithm != Algorithm::Shm || self.size() <= 1 || whole_segment(&self.transport).is_some()
     }
 
     /// `algorithms` without those this group cannot run ([`Group::supports`]).
@@ -209,7 +209,7 @@ impl<C: Transport> Group<C> {
         match self.auto.get() {
             Some((c, s, a)) if (c, s) == (count, elem_size) => a,
             _ => {
-                let shared = self.transport.segment().is_some();
+                let shared = whole_segment(&self.transport).is_some();
                 let checked = self.checks.get().mismatch;
                 let a = self
                     .tuning
@@ -288,7 +288,7 @@ impl<C: Transport> Group<C> {
             // Small calls ride inside the agreement (not a widened average:
             // its data travel in another type): butterfly calls in its
             // messages, shared-memory calls in its slots.
-            let rides = match self.transport.segment() {
+            let rides = match whole_segment(&self.transport) {
                 Some(seg) => algorithm == Algorithm::Shm && bytes <= seg.shape().slot,
                 None => algorithm == Algorithm::Butterfly && bytes <= FUSE_MAX,
             };

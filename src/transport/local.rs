@@ -39,24 +39,27 @@ impl Local {
     /// Creates the `size` endpoints of one group; endpoint `i` is rank `i`.
     /// They share a [`Segment`], like MPI ranks on one node.
     pub fn endpoints(size: usize) -> Vec<LocalEndpoint> {
-        Local::endpoints_with(size, true)
+        Local::endpoints_on(&vec![0; size])
     }
 
     /// Endpoints without a shared segment: ranks as if each were on its own
     /// node, where everything travels as messages.
     pub fn endpoints_apart(size: usize) -> Vec<LocalEndpoint> {
-        Local::endpoints_with(size, false)
+        Local::endpoints_on(&(0..size).collect::<Vec<_>>())
     }
 
-    fn endpoints_with(size: usize, shared: bool) -> Vec<LocalEndpoint> {
+    /// Endpoints of `nodes` × `per_node` ranks, as MPI places them by slot:
+    /// ranks 0..per_node on the first node, and so on. The ranks of a node
+    /// share a [`Segment`]; between nodes everything travels as messages.
+    pub fn endpoints_nodes(nodes: usize, per_node: usize) -> Vec<LocalEndpoint> {
+        let per = per_node.max(1);
+        Local::endpoints_on(&(0..nodes * per).map(|r| r / per).collect::<Vec<_>>())
+    }
+
+    fn endpoints_on(node_of: &[usize]) -> Vec<LocalEndpoint> {
+        let size = node_of.len();
         let (senders, inboxes): (Vec<_>, Vec<_>) = (0..size).map(|_| channel()).unzip();
-        let segments: Vec<Option<Segment>> = match shared {
-            true => Segment::local(size, Shape::DEFAULT)
-                .into_iter()
-                .map(Some)
-                .collect(),
-            false => (0..size).map(|_| None).collect(),
-        };
+        let segments = Segment::local(node_of, Shape::DEFAULT);
         inboxes
             .into_iter()
             .zip(segments)
@@ -87,6 +90,18 @@ impl Local {
         F: Fn(LocalEndpoint) -> R + Sync,
     {
         Local::run_on(Local::endpoints(size), f)
+    }
+
+    /// [`Local::run`] over [`Local::endpoints_nodes`]: `nodes` × `per_node` ranks.
+    ///
+    /// # Panics
+    /// Re-raises a panic of any rank's thread.
+    pub fn run_nodes<R, F>(nodes: usize, per_node: usize, f: F) -> Vec<R>
+    where
+        R: Send,
+        F: Fn(LocalEndpoint) -> R + Sync,
+    {
+        Local::run_on(Local::endpoints_nodes(nodes, per_node), f)
     }
 
     /// [`Local::run`] over [`Local::endpoints_apart`]: no shared segment.

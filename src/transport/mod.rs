@@ -28,6 +28,7 @@ mod local;
 mod mpi;
 mod scope;
 mod shm;
+mod sub;
 
 use std::cell::Cell;
 use std::time::Duration;
@@ -38,8 +39,15 @@ pub use self::mpi::{Mpi, MpiRequest, STALL_EXIT};
 pub use self::scope::{Received, RecvHandle, Scope, SendHandle};
 pub(crate) use self::shm::SLOT_HEADER;
 pub use self::shm::{Segment, Shape};
+pub(crate) use self::sub::Sub;
 
 use crate::error::{Error, Result};
+
+/// The transport's [`Segment`] when it spans the whole group (every rank
+/// on one node); `None` when the group spans nodes.
+pub fn whole_segment<C: Transport + ?Sized>(comm: &C) -> Option<&Segment> {
+    comm.segment().filter(|s| s.size() == comm.size())
+}
 
 /// A message tag. Tags from 0 to [`MAX_TAG`] are valid on every transport.
 pub type Tag = u16;
@@ -183,8 +191,9 @@ pub trait Transport {
         None
     }
 
-    /// The memory every rank of the group shares, when they all run on one
-    /// node and the transport set it up (see [`Segment`]).
+    /// The memory this rank shares with the group's other ranks on its
+    /// node, when there are any and the transport set it up (see
+    /// [`Segment`]; [`whole_segment`] when it must span the group).
     fn segment(&self) -> Option<&Segment> {
         None
     }

@@ -9,7 +9,7 @@ use mpi::raw::AsRaw;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
-use super::shm::{Segment, Shape};
+use super::shm::{Nodes, Segment, Shape};
 use super::{valid_tag, valid_target, AnySource, Done, Progress, Tag, Transport};
 use crate::error::{rank_list, Error, Result};
 
@@ -348,13 +348,24 @@ impl Mpi {
     }
 }
 
-/// When every rank of `comm` is on this node (`MPI_COMM_TYPE_SHARED`
-/// spans it), a shared window of one `shape` part per rank and the segment
-/// over it; `None` otherwise. Collective over `comm`.
+/// The node's shared memory: when other ranks of `comm` share this node
+/// (`MPI_COMM_TYPE_SHARED`), a shared window of one `shape` part per rank
+/// of the node and the segment over it; `None` for a rank alone on its
+/// node. Collective over `comm`.
 fn share(comm: &SimpleCommunicator, shape: Shape) -> Option<(Segment, mpi::ffi::MPI_Win)> {
     let node = comm.split_shared(comm.rank());
-    if node.size() != comm.size() {
-        return None; // the same answer on every rank: the sizes are the same
+    // Every rank learns every rank's node, named by its lowest group rank
+    // (the node communicator orders ranks by group rank: the split's key).
+    let mut first = comm.rank();
+    node.process_at_rank(0).broadcast_into(&mut first);
+    let mut node_of = vec![0i32; comm.size() as usize];
+    comm.all_gather_into(&first, &mut node_of[..]);
+    let nodes = Nodes {
+        node_of: node_of.iter().map(|&n| n as usize).collect(),
+        me: comm.rank() as usize,
+    };
+    if node.size() == 1 {
+        return None; // alone on its node: nothing to share
     }
     let part = shape.part();
     let asked = part + 64; // room to align the part to a cache line
@@ -362,7 +373,7 @@ fn share(comm: &SimpleCommunicator, shape: Shape) -> Option<(Segment, mpi::ffi::
                            // file-size limit is lower, Open MPI fails inside the collective
                            // allocation and cannot recover, so every rank checks first and the
                            // group goes by messages if any rank could not hold it.
-    let fits = i32::from(file_size_limit() >= (asked as u64 + 4096) * comm.size() as u64);
+    let fits = i32::from(file_size_limit() >= (asked as u64 + 4096) * node.size() as u64);
     let mut all_fit = 0i32;
     node.all_reduce_into(&fits, &mut all_fit, SystemOperation::min());
     if all_fit == 0 {
@@ -387,7 +398,7 @@ fn share(comm: &SimpleCommunicator, shape: Shape) -> Option<(Segment, mpi::ffi::
     // SAFETY: our own part: `asked` bytes, written by no one else yet;
     // zero it (MPI does not) before the barrier below publishes it.
     unsafe { std::ptr::write_bytes(base, 0, asked) };
-    let bases = (0..comm.size())
+    let bases = (0..node.size())
         .map(|r| {
             let mut size: mpi::ffi::MPI_Aint = 0;
             let mut unit: std::os::raw::c_int = 0;
@@ -416,7 +427,7 @@ fn share(comm: &SimpleCommunicator, shape: Shape) -> Option<(Segment, mpi::ffi::
     };
     // SAFETY: every rank's part of the window, zeroed, alive until
     // `MPI_Win_free`, which `Mpi`'s drop calls after dropping the segment.
-    let segment = unsafe { Segment::new(bases, comm.rank() as usize, shape, None) };
+    let segment = unsafe { Segment::new(bases, node.rank() as usize, &nodes, shape, None) };
     Some((segment, win))
 }
 

@@ -107,13 +107,57 @@ unsafe impl Send for HeapBlock {}
 // SAFETY: as above.
 unsafe impl Sync for HeapBlock {}
 
+/// Which node each rank of a group is on (`node_of[r]`, any labels), seen
+/// by rank `me`.
+pub(crate) struct Nodes {
+    pub(crate) node_of: Vec<usize>,
+    pub(crate) me: usize,
+}
+
+impl Nodes {
+    /// The ranks on `node`, ascending.
+    fn members_with(&self, node: usize) -> Vec<usize> {
+        (0..self.node_of.len())
+            .filter(|&r| self.node_of[r] == node)
+            .collect()
+    }
+
+    /// The ranks with `me`'s local index on every node, nodes ordered by
+    /// their lowest rank; empty unless every node holds as many ranks.
+    fn rail(&self) -> Vec<usize> {
+        let mine = self.members_with(self.node_of[self.me]);
+        let index = mine.iter().position(|&r| r == self.me).unwrap_or(0);
+        let mut firsts: Vec<usize> = Vec::new();
+        for r in 0..self.node_of.len() {
+            if !firsts.iter().any(|&f| self.node_of[f] == self.node_of[r]) {
+                firsts.push(r);
+            }
+        }
+        let nodes: Vec<Vec<usize>> = firsts
+            .iter()
+            .map(|&f| self.members_with(self.node_of[f]))
+            .collect();
+        if nodes.iter().any(|m| m.len() != mine.len()) {
+            return Vec::new();
+        }
+        nodes.iter().map(|m| m[index]).collect()
+    }
+}
+
 /// The shared memory of a group whose ranks are all on one node (see the
 /// module docs). Obtained from [`Transport::segment`](super::Transport::segment);
 /// the shared-memory all-reduce ([`Algorithm::Shm`](crate::Algorithm::Shm))
 /// and the call checks use it.
 pub struct Segment {
     bases: Vec<NonNull<u8>>,
+    /// This rank's index among the segment's ranks (its local index).
     rank: usize,
+    /// The group ranks sharing the segment (a node), ascending.
+    members: Vec<usize>,
+    /// The group ranks with this rank's local index on every node, in node
+    /// order (the node of the lowest group rank first): whom a two-level
+    /// all-reduce talks to across nodes. Empty when nodes differ in size.
+    rail: Vec<usize>,
     shape: Shape,
     /// Barriers this rank has passed (its counter's value).
     barriers: Cell<u64>,
@@ -141,13 +185,18 @@ impl Segment {
     pub(crate) unsafe fn new(
         bases: Vec<NonNull<u8>>,
         rank: usize,
+        nodes: &Nodes,
         shape: Shape,
         block: Option<Arc<HeapBlock>>,
     ) -> Segment {
         debug_assert!(bases.iter().all(|b| b.as_ptr() as usize % 64 == 0));
+        let members = nodes.members_with(nodes.node_of[nodes.me]);
+        debug_assert_eq!(members.len(), bases.len());
         Segment {
             bases,
             rank,
+            rail: nodes.rail(),
+            members,
             shape,
             barriers: Cell::new(0),
             pieces: Cell::new(0),
@@ -155,19 +204,47 @@ impl Segment {
         }
     }
 
-    /// Parts of the thread ranks of one [`Local`](super::Local) group.
-    pub(crate) fn local(size: usize, shape: Shape) -> Vec<Segment> {
+    /// The segments of thread ranks on `node_of.len()` ranks, rank r on
+    /// node `node_of[r]`: one heap block per node (`None` for a rank alone
+    /// on its node).
+    pub(crate) fn local(node_of: &[usize], shape: Shape) -> Vec<Option<Segment>> {
         let part = shape.part();
-        let block = HeapBlock::new(part * size);
-        let bases: Vec<NonNull<u8>> = (0..size)
-            // SAFETY: part·r < part·size, inside the block (so not null).
-            .map(|r| unsafe { NonNull::new_unchecked(block.base().as_ptr().add(part * r)) })
-            .collect();
-        (0..size)
-            // SAFETY: the block holds every part, is zeroed and lives in
-            // each segment's owner; every rank gets a segment at once.
-            .map(|r| unsafe { Segment::new(bases.clone(), r, shape, Some(block.clone())) })
-            .collect()
+        let mut out: Vec<Option<Segment>> = (0..node_of.len()).map(|_| None).collect();
+        let mut nodes: Vec<usize> = node_of.to_vec();
+        nodes.sort_unstable();
+        nodes.dedup();
+        for node in nodes {
+            let members: Vec<usize> = (0..node_of.len()).filter(|&r| node_of[r] == node).collect();
+            if members.len() < 2 {
+                continue;
+            }
+            let block = HeapBlock::new(part * members.len());
+            let bases: Vec<NonNull<u8>> = (0..members.len())
+                // SAFETY: part·i < part·len, inside the block (so not null).
+                .map(|i| unsafe { NonNull::new_unchecked(block.base().as_ptr().add(part * i)) })
+                .collect();
+            for (i, &r) in members.iter().enumerate() {
+                let view = Nodes {
+                    node_of: node_of.to_vec(),
+                    me: r,
+                };
+                // SAFETY: the block holds every part of the node, is zeroed and
+                // lives in each segment; every member gets its segment at once.
+                out[r] = Some(unsafe { Segment::new(bases.clone(), i, &view, shape, Some(block.clone())) });
+            }
+        }
+        out
+    }
+
+    /// The group ranks sharing this segment (a node), ascending.
+    pub fn members(&self) -> &[usize] {
+        &self.members
+    }
+
+    /// The group ranks with this rank's local index on every node, in node
+    /// order; empty when the nodes hold different numbers of ranks.
+    pub fn rail(&self) -> &[usize] {
+        &self.rail
     }
 
     /// Ranks sharing the segment.
@@ -283,7 +360,10 @@ mod tests {
     #[test]
     fn barriers_order_writes_and_a_departed_rank_is_an_error() {
         let p = 4;
-        let segs = Segment::local(p, Shape::DEFAULT);
+        let segs: Vec<Segment> = Segment::local(&[0; 4], Shape::DEFAULT)
+            .into_iter()
+            .flatten()
+            .collect();
         let sums: Vec<u64> = std::thread::scope(|s| {
             let handles: Vec<_> = segs
                 .into_iter()
