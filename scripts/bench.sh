@@ -6,7 +6,7 @@
 #
 #   scripts/bench.sh [-n RANKS] [-m MIN:MAX] [-r RUNS] [--dtype f32] [--op sum]
 #                    [--iters N] [--warmup N] [--no-in-place] [--algo a,b,...]
-#   scripts/bench.sh --cluster 4 [--rate 1gbit] [...]   on a namespace cluster
+#   scripts/bench.sh --cluster 4 [--rate 1gbit] [--slots L] [...]   on a namespace cluster
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +18,7 @@ dtype=f32
 op=sum
 cluster=""
 rate=""
+slots=1
 algo=""
 extra=()
 while (($#)); do
@@ -33,6 +34,7 @@ while (($#)); do
     --cluster) cluster="$2"; shift 2 ;;
     --rate) rate="$2"; shift 2 ;;
     --algo) algo="$2"; shift 2 ;;
+    --slots) slots="$2"; shift 2 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done

@@ -4,9 +4,11 @@
 # token-bucket rate limit on both ends of its link. MPI runs across them over
 # TCP, launched through an rsh agent that enters the host's namespace.
 #
-#   scripts/cluster.sh up N [--rate 1gbit]   create hosts rr-h1 .. rr-hN
+#   scripts/cluster.sh up N [--rate 1gbit] [--slots L]
+#                                            create hosts rr-h1 .. rr-hN, each
+#                                            with L slots (ranks; default 1)
 #   scripts/cluster.sh run [-n RANKS] -- CMD ARGS…
-#                                            mpirun CMD with one rank per host, in
+#                                            mpirun CMD with L ranks per host, in
 #                                            the caller's directory (CMD: a path,
 #                                            or a name on PATH)
 #   scripts/cluster.sh status                what exists
@@ -49,11 +51,16 @@ down() {
 
 up() {
   need_root
-  local n="${1:-}" rate=""
+  local n="${1:-}" rate="" slots=1
   shift || true
   while (($#)); do
     case "$1" in
       --rate) rate="${2:-}"; [ -n "$rate" ] || die "--rate needs a value such as 1gbit"; shift 2 ;;
+      --slots)
+        slots="${2:-}"
+        [[ "$slots" =~ ^[0-9]+$ ]] && [ "$slots" -ge 1 ] && [ "$slots" -le 64 ] \
+          || die "--slots needs a rank count per host from 1 to 64"
+        shift 2 ;;
       *) die "unknown argument to up: $1" ;;
     esac
   done
@@ -88,7 +95,7 @@ up() {
     mkdir -p "/etc/netns/$h"
     cp "$hostsfile" "/etc/netns/$h/hosts"
     echo "$h" > "/etc/netns/$h/hostname"
-    echo "$h slots=1" >> "$STATE/hostfile"
+    echo "$h slots=$slots" >> "$STATE/hostfile"
   done
   rm -f "$hostsfile"
   # The rsh agent: run the command inside the host's namespace, with its own
@@ -100,6 +107,7 @@ exec ip netns exec "$host" unshare --uts sh -c "hostname $host; $*"
 AGENT
   chmod +x "$AGENT"
   echo "${rate:-unlimited}" > "$STATE/rate"
+  echo "$slots" > "$STATE/slots"
   trap - ERR
   # Check every host is reachable from the first (when ping is installed).
   if command -v ping >/dev/null; then
@@ -109,15 +117,16 @@ AGENT
   else
     echo "cluster.sh: ping not found (Debian: iputils-ping); hosts not checked for reachability" >&2
   fi
-  echo "cluster up: $n hosts (${PREFIX}-h1 .. ${PREFIX}-h$n) on $BRIDGE, $SUBNET.0/24, links ${rate:-unlimited}"
+  echo "cluster up: $n hosts (${PREFIX}-h1 .. ${PREFIX}-h$n) on $BRIDGE, $SUBNET.0/24, links ${rate:-unlimited}, $slots rank(s) per host"
 }
 
 run() {
   need_root
   [ -f "$STATE/hostfile" ] || die "no cluster is up; run 'scripts/cluster.sh up N' first"
-  local n
+  local n slots
   n=$(wc -l < "$STATE/hostfile")
-  local ranks=$n
+  slots=$(cat "$STATE/slots" 2>/dev/null || echo 1)
+  local ranks=$((n * slots))
   while (($#)) && [ "$1" != "--" ]; do
     case "$1" in
       -n) ranks="$2"; shift 2 ;;
@@ -140,13 +149,16 @@ run() {
   for v in RINGREDUCE_CALIBRATION RINGREDUCE_ALGO RINGREDUCE_TIMEOUT RINGREDUCE_CHECK; do
     [ -n "${!v:-}" ] && export+=(-x "$v")
   done
+  # Ranks on one host talk through shared memory (vader), as on a real node.
+  local btl=tcp,self
+  [ "$slots" -gt 1 ] && btl=tcp,vader,self
   # mpirun itself runs on the first host (with that host's name), so every
   # address it uses is a cluster one.
   ip netns exec "${PREFIX}-h1" unshare --uts sh -c 'hostname "$0"; exec "$@"' "${PREFIX}-h1" \
     mpirun -n "$ranks" --hostfile "$STATE/hostfile" \
     --wdir "$CALLER_DIR" \
     --mca plm_rsh_agent "$AGENT" \
-    --mca btl tcp,self \
+    --mca btl "$btl" \
     --mca btl_tcp_if_include "$SUBNET.0/24" \
     --mca oob_tcp_if_include "$SUBNET.0/24" \
     --mca mpi_yield_when_idle 1 \
@@ -160,6 +172,7 @@ status() {
   if [ -z "$hs" ]; then echo "no cluster"; return; fi
   echo "hosts: $(echo "$hs" | tr '\n' ' ')"
   echo "links: $(cat "$STATE/rate" 2>/dev/null || echo '?')"
+  echo "ranks per host: $(cat "$STATE/slots" 2>/dev/null || echo 1)"
 }
 
 case "${1:-}" in
@@ -167,5 +180,5 @@ case "${1:-}" in
   run) shift; run "$@" ;;
   down) down; echo "cluster down" ;;
   status) status ;;
-  *) die "usage: cluster.sh up N [--rate 1gbit] | run [-n RANKS] -- CMD… | status | down" ;;
+  *) die "usage: cluster.sh up N [--rate 1gbit] [--slots L] | run [-n RANKS] -- CMD… | status | down" ;;
 esac

@@ -1,17 +1,24 @@
 # Sourced by bench.sh and compare.sh: how to launch `ranks` ranks, given
-# `ranks`, `cluster` (hosts, or empty for this machine) and `rate`. Sets
+# `ranks`, `cluster` (hosts, or empty for this machine), `rate` and `slots`
+# (ranks per host, default 1). Sets
 # `where` (for the results directory), `launch` (the command prefix),
 # `setting` (for env.txt) and `short` (for chart titles); brings a namespace
 # cluster up, and down again on exit.
 where=$(hostname)
+slots=${slots:-1}
 if [ -n "$cluster" ]; then
   where="cluster${cluster}x${rate:-unlimited}"
-  ranks=$cluster
-  scripts/cluster.sh up "$cluster" ${rate:+--rate "$rate"}
+  ranks=$((cluster * slots))
+  per=""
+  if [ "$slots" -gt 1 ]; then
+    where="${where}x${slots}"
+    per=", $slots ranks per host (by slot; shared memory inside a host)"
+  fi
+  scripts/cluster.sh up "$cluster" ${rate:+--rate "$rate"} --slots "$slots"
   trap 'scripts/cluster.sh down >/dev/null' EXIT
   launch=(scripts/cluster.sh run -n "$ranks" --)
-  setting="namespace cluster: $cluster hosts, links ${rate:-unlimited}, TCP"
-  short="$cluster hosts, ${rate:-unlimited} links"
+  setting="namespace cluster: $cluster hosts, links ${rate:-unlimited}, TCP$per"
+  short="$cluster hosts${per:+ × $slots}, ${rate:-unlimited} links"
 elif [ "$ranks" -le "$(nproc)" ]; then
   # Ranks that fit on the cores: one core each, busy-polling (yielding adds noise).
   export OMPI_MCA_mpi_yield_when_idle=0

@@ -160,3 +160,59 @@ fn three_hosts_run_verify_over_tcp_and_leave_nothing_behind() {
         "links left behind"
     );
 }
+
+#[test]
+fn two_hosts_of_two_ranks_share_memory_inside_each_host() {
+    // 2 hosts × 2 slots: the ranks of a host share a segment, the
+    // two-level all-reduce runs shared memory inside the hosts and the ring
+    // across them (vectors of up to two pieces), and `shm`, which needs one
+    // node, is left out with a note.
+    let _guard = serial();
+    if !may_make_namespaces() {
+        return;
+    }
+    let limit = Duration::from_secs(300);
+    let two = |args: &[&str]| on_cluster("rrnode", "10.79.2", args);
+    run_bounded(two(&["down"]), limit);
+    let up = run_bounded(two(&["up", "2", "--slots", "2"]), limit);
+    assert!(up.status.success(), "{}{}", stdout(&up), stderr(&up));
+    let names = run_bounded(two(&["run", "--", "hostname"]), limit);
+    let verify = run_bounded(
+        two(&[
+            "run",
+            "--",
+            ringreduce().to_str().unwrap(),
+            "verify",
+            "--algo",
+            "hierarchical,ring,shm",
+            "--max-count",
+            "70000",
+            "--dtype",
+            "f32,f64",
+        ]),
+        limit,
+    );
+    run_bounded(two(&["down"]), limit);
+    let mut seen: Vec<String> = stdout(&names).lines().map(str::to_string).collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["rrnode-h1", "rrnode-h1", "rrnode-h2", "rrnode-h2"],
+        "{}",
+        stderr(&names)
+    );
+    let text = stdout(&verify);
+    assert!(verify.status.success(), "{text}\n{}", stderr(&verify));
+    assert!(
+        text.contains("# nodes: 2 nodes × 2 ranks, sharing memory inside each node"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# note: shm left out: the ranks do not share a node"),
+        "{text}"
+    );
+    assert!(
+        text.contains("4 ranks") && text.ends_with(" passed, 0 failed\n"),
+        "{text}"
+    );
+}

@@ -54,6 +54,9 @@ pub fn run(args: Args) -> ExitCode {
                 cfg.seed
             );
         }
+        if root {
+            println!("# nodes: {}", nodes(group.transport()));
+        }
         if root && !runnable.is_empty() && runnable.len() < cfg.algorithms.len() {
             println!("# note: shm left out: the ranks do not share a node");
         }
@@ -74,4 +77,20 @@ pub fn run(args: Args) -> ExitCode {
         }
         exit_failures(report.failed as u64)
     })
+}
+
+/// How the ranks sit on nodes, as rank 0 sees it: what `shm` and
+/// `hierarchical` can use.
+fn nodes(t: &impl ringreduce::Transport) -> String {
+    match t.segment() {
+        Some(seg) if seg.size() == t.size() => format!("1 node × {} ranks, sharing memory", seg.size()),
+        Some(seg) if !seg.rail().is_empty() => format!(
+            "{} nodes × {} ranks, sharing memory inside each node",
+            seg.rail().len(),
+            seg.size()
+        ),
+        Some(seg) => format!("nodes of different sizes (rank 0's holds {} ranks)", seg.size()),
+        None if t.size() == 1 => "1 node × 1 rank".to_string(),
+        None => "rank 0 shares its node with no other rank (messages only)".to_string(),
+    }
 }
