@@ -256,6 +256,11 @@ registry! {
     /// to distribute. Bytes between nodes fall by the ranks per node. With
     /// one rank per node (or nodes of different sizes) it is the ring.
     Hierarchical => hierarchical::Hierarchical,
+    /// Pipelined ring: the ring's schedule with every chunk cut into m
+    /// segments (≈ √(2(p−1)·n·β/α) from the built-in model, 1–64) that are
+    /// forwarded as soon as they are reduced, so the ring's steps overlap.
+    /// The ring's bytes and bitwise results, in 2(p−1)·m messages.
+    Pipelined => pipelined::Pipelined,
 }
 
 mod average;

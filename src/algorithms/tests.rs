@@ -172,6 +172,38 @@ fn two_level_matches_the_serial_reference_on_node_layouts() {
 }
 
 #[test]
+fn the_pipelined_ring_is_bitwise_the_ring_in_many_segments() {
+    for p in [2, 3, 5, 8] {
+        for k in [1, p + 1, 1009, 100_003] {
+            let m = pipelined::segments(p as u64, k as u64, 4);
+            if k == 100_003 {
+                assert!(m > 4, "p={p} k={k}: {m} segments");
+            }
+            for op in [ReduceOp::Sum, ReduceOp::Avg, ReduceOp::Max] {
+                let inputs = random_inputs::<f32>(p, k, op, 13);
+                let ring = Local::run_apart(p, |ep| {
+                    let g = Group::new(ep);
+                    let mut v = inputs[g.rank()].clone();
+                    all_reduce_in_place(&g, &mut v, op, Algorithm::Ring).unwrap();
+                    let mut out = vec![0.0f32; k];
+                    all_reduce(&g, &inputs[g.rank()], &mut out, op, Algorithm::Pipelined).unwrap();
+                    let mut inplace = inputs[g.rank()].clone();
+                    all_reduce_in_place(&g, &mut inplace, op, Algorithm::Pipelined).unwrap();
+                    (v, out, inplace)
+                });
+                for (r, (ring, out, inplace)) in ring.iter().enumerate() {
+                    let b = |v: &Vec<f32>| bytemuck::cast_slice::<f32, u8>(v).to_vec();
+                    assert!(
+                        b(ring) == b(out) && b(ring) == b(inplace),
+                        "p={p} k={k} {op} rank {r}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn shared_memory_is_an_error_on_every_rank_when_ranks_do_not_share_a_node() {
     let out = Local::run_apart(3, |ep| {
         let g = Group::new(ep);
