@@ -441,3 +441,31 @@ fn plot_and_summary_read_what_bench_and_train_write() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn cost_explain_shows_each_candidate_and_the_call_checks_share() {
+    let mut cmd = Command::new(ringreduce());
+    cmd.args(["cost", "--ranks", "3", "--bytes", "8", "--explain"]);
+    let out = run_bounded(cmd, Duration::from_secs(60));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    // The small butterfly rides in the agreement; the naive ring pays it.
+    let row = |name: &str| -> Vec<f64> {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{text}"));
+        line.split_whitespace()
+            .skip(1)
+            .take(3)
+            .map(|x| x.parse().unwrap())
+            .collect()
+    };
+    assert_eq!(row("butterfly")[1], 0.0, "{text}");
+    assert!(row("naive")[1] > 0.0, "{text}");
+    assert!(
+        text.contains("auto chooses: butterfly (call checks on); naive with RINGREDUCE_CHECK=0"),
+        "{text}"
+    );
+    assert!(text.contains("not a candidate: shm"), "{text}");
+}

@@ -156,7 +156,7 @@ macro_rules! registry {
             }
 
             /// Whether `auto` may choose it.
-            pub(crate) fn in_auto(self) -> bool {
+            pub fn in_auto(self) -> bool {
                 match self {
                     $( Algorithm::$variant => <$module::$ty as Schedule>::AUTO, )*
                     Algorithm::Auto => false,

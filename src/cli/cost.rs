@@ -41,6 +41,10 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// How `auto` decides: every candidate's predicted time (algorithm and
+    /// call check apart), the choice, and why the others are not candidates.
+    #[arg(long, conflicts_with = "strategy")]
+    explain: bool,
     /// Training strategies (spellings of `train --strategy`, space-separated):
     /// what each sends per step for a model of --bytes of f32 parameters.
     #[arg(long, num_args = 1.., value_name = "SPEC", value_parser = one::<AnyStrategy>)]
@@ -96,6 +100,10 @@ fn report(args: &Args) -> ringreduce::Result<()> {
         reason: format!("{bytes} B does not fit this machine's address space"),
     })?;
     cost::check_range(ranks, count, s)?;
+    if args.explain {
+        explain(ranks, count, dtype, &params);
+        return Ok(());
+    }
     let rows: Vec<_> = args
         .algo
         .0
@@ -180,4 +188,41 @@ fn strategies(args: &Args, params: &CostParams) -> ringreduce::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `cost --explain`: auto's decision for ranks apart (one per node), with
+/// the call checks on and off, candidate by candidate.
+fn explain(ranks: usize, count: usize, dtype: DType, params: &CostParams) {
+    let s = dtype.size();
+    let bytes = count as u64 * s as u64;
+    println!(
+        "# auto at {}, {} per rank ({count} {dtype}), ranks on different nodes",
+        super::ranks(ranks),
+        human_size(bytes)
+    );
+    println!(
+        "{:<12} {:>14} {:>14} {:>14}",
+        "candidate", "algorithm_us", "check_us", "total_us"
+    );
+    let chosen = cost::select_checked(ranks, count, s, params, true);
+    let unchecked = cost::select_checked(ranks, count, s, params, false);
+    for a in Algorithm::CONCRETE.into_iter().filter(|a| a.in_auto()) {
+        let own = cost::predict_call(a, ranks, count, s, params, false) * 1e6;
+        let total = cost::predict_call(a, ranks, count, s, params, true) * 1e6;
+        let mark = if a == chosen { "  <- auto" } else { "" };
+        println!(
+            "{:<12} {own:>14.2} {:>14.2} {total:>14.2}{mark}",
+            a.name(),
+            total - own
+        );
+    }
+    println!("auto chooses: {chosen} (call checks on); {unchecked} with RINGREDUCE_CHECK=0");
+    for a in Algorithm::CONCRETE.into_iter().filter(|a| !a.in_auto()) {
+        let why = match a {
+            Algorithm::Shm => "needs every rank on one node — and there auto runs it at every size",
+            Algorithm::Hierarchical => "weighs node layouts the model does not know yet; run it by name across nodes of several ranks",
+            _ => "its predicted time is not yet checked against measurements",
+        };
+        println!("not a candidate: {a} ({why})");
+    }
 }
