@@ -6,6 +6,7 @@
 #
 #   scripts/bench.sh [-n RANKS] [-m MIN:MAX] [-r RUNS] [--dtype f32] [--op sum]
 #                    [--iters N] [--warmup N] [--no-in-place] [--algo a,b,...]
+#                    [--calibrate]   (each run calibrates auto's model in its own job first)
 #   scripts/bench.sh --cluster 4 [--rate 1gbit] [--slots L] [...]   on a namespace cluster
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,7 @@ while (($#)); do
     --iters) extra+=(--iters "$2"); shift 2 ;;
     --warmup) extra+=(--warmup "$2"); shift 2 ;;
     --no-in-place) extra+=(--no-in-place); shift ;;
+    --calibrate) extra+=(--calibrate); shift ;;
     --cluster) cluster="$2"; shift 2 ;;
     --rate) rate="$2"; shift 2 ;;
     --algo) algo="$2"; shift 2 ;;
