@@ -345,7 +345,7 @@ pub fn within_tolerance<T: Element>(got: T, expected: T, op: ReduceOp, p: usize)
 
 /// `op` over the rows of `inputs` as a left fold in rank order — what a
 /// single process would compute. `Avg` follows the type's
-/// [`Widen`](crate::element::Widen): the exact mean for integers (in i128,
+/// [`Widen`]: the exact mean for integers (in i128,
 /// truncated toward zero), the f64 mean rounded once for f16 and bf16.
 pub fn serial_reference<T: Element>(inputs: &[Vec<T>], op: ReduceOp) -> Vec<T> {
     if op == ReduceOp::Avg && T::AVG != Widen::None && !inputs.is_empty() {

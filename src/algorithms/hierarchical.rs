@@ -72,7 +72,7 @@ impl Schedule for Hierarchical {
 
 /// The exact cost of the two-level all-reduce on `nodes` × `per_node`
 /// ranks (`per_node` ≥ 2; with 1 it is the flat ring's, see
-/// [`Schedule::cost`]) of `k` elements of `s` bytes, for the busiest rank
+/// `Algorithm::exact_cost`) of `k` elements of `s` bytes, for the busiest rank
 /// (local index 0, which holds the largest slice of every piece).
 /// `total_bytes` sums every rail.
 pub fn two_level_cost(nodes: u64, per_node: u64, k: u64, s: u64) -> Cost {
