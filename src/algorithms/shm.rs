@@ -72,7 +72,7 @@ impl Schedule for Shm {
             reduce_slots(seg, slot, buf, op);
             return Ok(());
         }
-        pieces(seg, &mut idle, input, buf, op)
+        pieces(seg, &mut idle, input, buf, op, &mut |_| Ok(()), seg.size())
     }
 }
 
@@ -154,14 +154,18 @@ pub(crate) fn reduce_slots<T: Element>(seg: &Segment, slot: usize, buf: &mut [T]
     finish(op, buf, p);
 }
 
-/// The piece-by-piece path (module docs): reduce-scatter and all-gather
-/// of each piece back to back, while it is in cache.
-fn pieces<T: Element>(
+/// The piece-by-piece path (module docs), over the ranks of `seg`. Each
+/// rank's reduced slice goes through `across` before it is published (the
+/// two-level all-reduce reduces it across nodes there; empty slices skip
+/// it, on every rank alike), and `Avg` divides by `ranks`.
+pub(crate) fn pieces<T: Element>(
     seg: &Segment,
     idle: &mut dyn FnMut(std::time::Duration) -> Result<bool>,
     input: Option<&[T]>,
     buf: &mut [T],
     op: ReduceOp,
+    across: &mut dyn FnMut(&mut [T]) -> Result<()>,
+    ranks: usize,
 ) -> Result<()> {
     let (p, r) = (seg.size(), seg.rank());
     let s = std::mem::size_of::<T>();
@@ -193,7 +197,8 @@ fn pieces<T: Element>(
             for j in 2..p {
                 T::reduce(op, out, part(j), Order::AccFirst);
             }
-            finish(op, out, p);
+            across(out)?;
+            finish(op, out, ranks);
             // SAFETY: our own slice, which only this rank reads until the barrier.
             unsafe { exclusive::<T>(at(r, own.start), own.len()) }.copy_from_slice(out);
         }
@@ -205,104 +210,6 @@ fn pieces<T: Element>(
             // unchanged until j takes buffer b again (two barriers on).
             let done = unsafe { shared::<T>(at(j, theirs.start), theirs.len()) };
             buf[piece.start + theirs.start..piece.start + theirs.end].copy_from_slice(done);
-        }
-        start += len;
-    }
-    Ok(())
-}
-
-/// The element ranges, within the vector, of this rank's slice of every
-/// piece: what [`reduce_scatter_pieces`] leaves reduced (over the
-/// segment's ranks) and [`all_gather_pieces`] distributes.
-pub(crate) fn own_slices(seg: &Segment, k: usize, elem_size: usize) -> Vec<std::ops::Range<usize>> {
-    let e = piece_elements(seg.shape(), elem_size);
-    (0..k.div_ceil(e))
-        .map(|i| {
-            let start = i * e;
-            let own = chunk_range(e.min(k - start), seg.size(), seg.rank());
-            start + own.start..start + own.end
-        })
-        .collect()
-}
-
-/// First half of a two-level all-reduce: piece by piece, every rank copies
-/// its piece in; barrier; each rank reduces its slice (see [`own_slices`])
-/// over the segment's ranks, in rank order, into `buf` — not yet averaged.
-/// One barrier per piece. The rest of `buf` is left as it was.
-pub(crate) fn reduce_scatter_pieces<T: Element>(
-    seg: &Segment,
-    idle: &mut dyn FnMut(std::time::Duration) -> Result<bool>,
-    input: Option<&[T]>,
-    buf: &mut [T],
-    op: ReduceOp,
-) -> Result<()> {
-    let (p, r) = (seg.size(), seg.rank());
-    let s = std::mem::size_of::<T>();
-    let e = piece_elements(seg.shape(), s);
-    let k = buf.len();
-    let mut start = 0;
-    while start < k {
-        let len = e.min(k - start);
-        let piece = start..start + len;
-        let b = seg.take_buffer();
-        let at = |j: usize, i: usize| {
-            // SAFETY: i ≤ len ≤ e elements: within buffer b of j's part.
-            unsafe { seg.buffer(j, b).add(i * s) }
-        };
-        // SAFETY: this rank's own buffer b: the others read it only after
-        // the next barrier and are done with it before their following
-        // barrier, which this rank passes before it takes buffer b again.
-        let mine = unsafe { exclusive::<T>(at(r, 0), len) };
-        mine.copy_from_slice(&input.unwrap_or(&*buf)[piece.clone()]);
-        seg.barrier(idle)?;
-        let own = chunk_range(len, p, r);
-        if !own.is_empty() {
-            // SAFETY: buffer b is written by no one until every rank has
-            // passed the next barrier.
-            let part = |j: usize| unsafe { shared::<T>(at(j, own.start), own.len()) };
-            let out = &mut buf[piece.start + own.start..piece.start + own.end];
-            T::reduce_into(op, out, part(0), part(1));
-            for j in 2..p {
-                T::reduce(op, out, part(j), Order::AccFirst);
-            }
-        }
-        start += len;
-    }
-    Ok(())
-}
-
-/// Second half of a two-level all-reduce: piece by piece, every rank
-/// publishes its finished slice (from `buf`); barrier; every rank copies
-/// the other slices into `buf`. One barrier per piece.
-pub(crate) fn all_gather_pieces<T: Element>(
-    seg: &Segment,
-    idle: &mut dyn FnMut(std::time::Duration) -> Result<bool>,
-    buf: &mut [T],
-) -> Result<()> {
-    let (p, r) = (seg.size(), seg.rank());
-    let s = std::mem::size_of::<T>();
-    let e = piece_elements(seg.shape(), s);
-    let k = buf.len();
-    let mut start = 0;
-    while start < k {
-        let len = e.min(k - start);
-        let b = seg.take_buffer();
-        let at = |j: usize, i: usize| {
-            // SAFETY: i ≤ len ≤ e elements: within buffer b of j's part.
-            unsafe { seg.buffer(j, b).add(i * s) }
-        };
-        let own = chunk_range(len, p, r);
-        // SAFETY: this rank's own slice of its buffer b, read by others only
-        // after the next barrier and before their following one.
-        unsafe { exclusive::<T>(at(r, own.start), own.len()) }
-            .copy_from_slice(&buf[start + own.start..start + own.end]);
-        seg.barrier(idle)?;
-        for j in (0..p).filter(|&j| j != r) {
-            let theirs = chunk_range(len, p, j);
-            // SAFETY: rank j's slice, published before the barrier and not
-            // rewritten before every rank has passed the next one.
-            let done = unsafe { shared::<T>(at(j, theirs.start), theirs.len()) };
-            buf[start + theirs.start..start + theirs.end].copy_from_slice(done);
         }
         start += len;
     }
