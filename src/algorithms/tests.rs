@@ -90,13 +90,19 @@ fn check_case<T: VerifyElement>(p: usize, k: usize, op: ReduceOp, seed: u64) {
     for algorithm in Algorithm::CONCRETE {
         let what = format!("{algorithm} {} {op} p={p} k={k}", T::DTYPE);
         let out = run_all(&inputs, op, algorithm);
-        assert_identical(&out, &what);
-        if let Some((wrong, i)) = first_wrong(&out[0], &expected, op, p) {
-            panic!(
-                "{what}: {wrong} wrong, first at {i}: {} vs {}",
-                out[0][i], expected[i]
-            );
-        }
+        assert_correct(&out, &expected, op, &what);
+    }
+}
+
+/// Every rank's result is bitwise rank 0's, and rank 0's agrees with the
+/// serial reference `expected`.
+fn assert_correct<T: VerifyElement>(results: &[Vec<T>], expected: &[T], op: ReduceOp, what: &str) {
+    assert_identical(results, what);
+    if let Some((wrong, i)) = first_wrong(&results[0], expected, op, results.len()) {
+        panic!(
+            "{what}: {wrong} wrong, first at {i}: {} vs {}",
+            results[0][i], expected[i]
+        );
     }
 }
 
@@ -158,14 +164,12 @@ fn two_level_matches_the_serial_reference_on_node_layouts() {
                     );
                     out
                 });
-                let what = format!("hierarchical {nodes}x{per} {op} k={k}");
-                assert_identical(&out, &what);
-                if let Some((wrong, i)) = first_wrong(&out[0], &expected, op, p) {
-                    panic!(
-                        "{what}: {wrong} wrong, first at {i}: {} vs {}",
-                        out[0][i], expected[i]
-                    );
-                }
+                assert_correct(
+                    &out,
+                    &expected,
+                    op,
+                    &format!("hierarchical {nodes}x{per} {op} k={k}"),
+                );
             }
         }
     }
