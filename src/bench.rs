@@ -362,14 +362,23 @@ fn time_one<T: VerifyElement, C: Transport>(
                 subject.name()
             };
             // The benchmark times the out-of-place call, which copies the input
-            // first — except the ring, which writes the output directly.
-            // Checked subjects pay the call check's agreement too.
+            // first — except the schedules that read it where it is and write
+            // the output directly. Checked subjects pay the call check's
+            // agreement too.
             let checked = matches!(subject, Subject::Ours(_)) && settings.checks.mismatch;
             let model = cost::predict_call(chosen, p, count, elem, &tuning.params, checked);
-            let copy = if chosen == Algorithm::Ring {
-                0.0
-            } else {
-                tuning.params.copy * bytes as f64
+            let direct = [
+                Algorithm::Ring,
+                Algorithm::Pipelined,
+                Algorithm::Shm,
+                Algorithm::Hierarchical,
+            ];
+            let copy = match direct.contains(&chosen) {
+                true => 0.0,
+                false => {
+                    let footprint = cost::cost(chosen, p, count, elem).footprint;
+                    tuning.params.copy_time(bytes, footprint.saturating_add(bytes))
+                }
             };
             let predicted = (model + copy) * 1e6;
             (name, Some(predicted))

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::cost::{Calibration, CostParams, Line, MAX_LINES};
+use crate::cost::{Calibration, CostParams, Level, Line, MAX_LINES, MEMORY_LEVELS};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::{Error, Result};
 use crate::group::Group;
@@ -85,39 +85,57 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// The piecewise fit: up to [`MAX_LINES`] lines over consecutive ranges of
 /// the sweep (each of at least 3 points), with the breaks that minimise the
-/// squared relative error. The last line covers every larger message.
+/// squared relative error (dynamic programming over the break positions).
+/// The last line covers every larger message; unused lines repeat it.
 pub fn fit_lines(points: &[(f64, f64)]) -> [Line; MAX_LINES] {
-    let err = |(a, b): (f64, f64), pts: &[(f64, f64)]| -> f64 {
-        pts.iter().map(|&(n, t)| ((a + n * b - t) / t).powi(2)).sum()
-    };
-    let line = |pts: &[(f64, f64)], last: bool| {
+    const MIN: usize = 3;
+    let n = points.len();
+    let line = |i: usize, j: usize| {
+        let pts = &points[i..j];
         let (alpha, beta) = fit_line(pts);
-        let up_to = if last {
+        let err: f64 = pts
+            .iter()
+            .map(|&(m, t)| ((alpha + m * beta - t) / t).powi(2))
+            .sum();
+        let up_to = if j == n {
             u64::MAX
         } else {
             pts[pts.len() - 1].0 as u64
         };
-        (Line { up_to, alpha, beta }, err((alpha, beta), pts))
+        (Line { up_to, alpha, beta }, err)
     };
-    let n = points.len();
-    let (one, e1) = line(points, true);
-    let mut best = (e1, [one; MAX_LINES]);
-    const MIN: usize = 3;
-    for i in MIN..n.saturating_sub(MIN - 1) {
-        let (a, ea) = line(&points[..i], false);
-        let (b, eb) = line(&points[i..], true);
-        if ea + eb < best.0 {
-            best = (ea + eb, [a, b, b]);
-        }
-        for j in i + MIN..n.saturating_sub(MIN - 1) {
-            let (b, eb) = line(&points[i..j], false);
-            let (c, ec) = line(&points[j..], true);
-            if ea + eb + ec < best.0 {
-                best = (ea + eb + ec, [a, b, c]);
+    if n < 2 * MIN {
+        return [line(0, n).0; MAX_LINES];
+    }
+    // best[l][j]: least error of l + 1 lines over points[..j], and the start of the last.
+    let mut best = vec![vec![(f64::INFINITY, 0usize); n + 1]; MAX_LINES];
+    for (j, b) in best[0].iter_mut().enumerate().skip(MIN) {
+        *b = (line(0, j).1, 0);
+    }
+    for l in 1..MAX_LINES {
+        for j in (l + 1) * MIN..=n {
+            for i in l * MIN..=j - MIN {
+                let e = best[l - 1][i].0 + line(i, j).1;
+                if e < best[l][j].0 {
+                    best[l][j] = (e, i);
+                }
             }
         }
     }
-    best.1
+    // The fewest lines that come within 5 % of the best fit's error.
+    let least = best.iter().map(|b| b[n].0).fold(f64::INFINITY, f64::min);
+    let used = (0..MAX_LINES)
+        .find(|&l| best[l][n].0 <= least * 1.05 + 1e-12)
+        .unwrap_or(0);
+    let mut starts = vec![n];
+    for l in (0..=used).rev() {
+        let j = *starts.last().unwrap_or(&n);
+        starts.push(best[l][j].1);
+    }
+    starts.reverse(); // 0, …, n
+    let fitted: Vec<Line> = starts.windows(2).map(|w| line(w[0], w[1]).0).collect();
+    let last = fitted[fitted.len() - 1];
+    std::array::from_fn(|i| fitted.get(i).copied().unwrap_or(last))
 }
 
 /// Runs the calibration over the group's transport: ranks 0 and 1
@@ -210,9 +228,11 @@ pub fn run<C: Transport>(group: &Group<C>, max_bytes: u64, vendor: Option<&dyn V
 
     let mut local = [measure_gamma(), measure_copy()];
     group.broadcast(&mut local, 0)?;
+    let memory = measure_memory(group)?;
     let params = CostParams {
         lines,
         oneway: Some(oneway),
+        memory: Some(memory),
         gamma: local[0],
         copy: local[1],
     };
@@ -249,6 +269,49 @@ fn seconds_per_byte(kernel: impl Fn(&mut [f32], &[f32])) -> f64 {
         })
         .collect();
     median(times) / (KERNEL_LEN * 4) as f64
+}
+
+/// Working sets of the memory levels: 32 KiB (L1) to 128 MiB (DRAM), ×4.
+const FOOTPRINTS: [u64; MEMORY_LEVELS] = [
+    32 << 10,
+    128 << 10,
+    512 << 10,
+    2 << 20,
+    8 << 20,
+    32 << 20,
+    128 << 20,
+];
+
+/// The memory levels: at each working set, every rank at once (as in a
+/// collective, the ranks of a node share its caches and memory bus) copies
+/// one half of its footprint to the other and times it; a byte copied is
+/// read once and written once, so the price is half the copy time per
+/// byte. Rank 0's medians, broadcast.
+fn measure_memory<C: Transport>(group: &Group<C>) -> Result<[Level; MEMORY_LEVELS]> {
+    let mut per_byte = [0.0f64; MEMORY_LEVELS];
+    for (price, &footprint) in per_byte.iter_mut().zip(&FOOTPRINTS) {
+        let len = footprint as usize / 8; // f32 elements per half
+        let src = vec![1.0f32; len];
+        let mut dst = vec![0.5f32; len];
+        // ≈ 4 MiB copied per batch, at least 2 copies.
+        let reps = ((4usize << 20) / (len * 4)).max(2);
+        let mut times = Vec::new();
+        for _batch in 0..7 {
+            group.barrier()?;
+            let start = Instant::now();
+            for _ in 0..reps {
+                f32::copy(&mut dst, std::hint::black_box(&src));
+                std::hint::black_box(&mut dst);
+            }
+            times.push(start.elapsed().as_secs_f64() / reps as f64);
+        }
+        *price = median(times) / (2 * len * 4) as f64;
+    }
+    group.broadcast(&mut per_byte, 0)?;
+    Ok(std::array::from_fn(|i| Level {
+        footprint: FOOTPRINTS[i],
+        per_byte: per_byte[i],
+    }))
 }
 
 /// γ: the f32 sum kernel.
@@ -295,8 +358,8 @@ mod tests {
             .collect();
         let l = fit_lines(&pts);
         assert_eq!(
-            (l[0].up_to, l[1].up_to, l[2].up_to),
-            (2048, 1048576, u64::MAX),
+            l.map(|l| l.up_to),
+            [2048, 1048576, u64::MAX, u64::MAX, u64::MAX],
             "{l:?}"
         );
         assert!(

@@ -16,12 +16,24 @@
 //! exchange (`sendrecv`, both directions at once) or one-way (a lone send or
 //! receive) — see [`CostParams`].
 //!
-//! | algorithm | rounds | of which exchanges | path bytes | reduced elements |
-//! |---|---|---|---|---|
-//! | naive | p−1 | p−1 | (p−1)·n | (p−1)·k |
-//! | butterfly | L (+2) | L | rounds·n | (L (+1))·k |
-//! | ring | 2(p−1) | 2(p−1) | 2(p−1)·⌈k/p⌉·s | k − ⌊k/p⌋ |
-//! | central | 2(p−1) | 0 | 2(p−1)·n | (p−1)·k |
+//! A calibration with memory levels ([`CostParams::memory`], measured by
+//! `ringreduce calibrate` and built in) replaces γ by the memory traffic
+//! of each schedule — bytes read and written by its reductions and copies,
+//! [`Cost::memory_bytes`], counted exactly like the wire bytes — priced per
+//! byte at the schedule's working set ([`Cost::footprint`]): an order of
+//! magnitude cheaper while the working set stays in cache than beyond it.
+//! Each round's bytes are priced by the β of a calibration message with the
+//! same working set, so a ring whose chunks are small but whose buffer is
+//! not pays the out-of-cache β:
+//!
+//! `time = Σ_rounds (α(m) + m·β(W)) + memory_bytes·μ(W)`
+//!
+//! | algorithm | rounds | of which exchanges | path bytes | reduced elements | memory bytes |
+//! |---|---|---|---|---|---|
+//! | naive | p−1 | p−1 | (p−1)·n | (p−1)·k | (3(p−1) + 2(p−2))·n |
+//! | butterfly | L (+2) | L | rounds·n | (L (+1))·k | 3·reduced·s |
+//! | ring | 2(p−1) | 2(p−1) | 2(p−1)·⌈k/p⌉·s | k − ⌊k/p⌋ | 3·reduced·s |
+//! | central | 2(p−1) | 0 | 2(p−1)·n | (p−1)·k | 3·reduced·s |
 //!
 //! with n = k·s bytes, L = log2 p' for the largest power of two p' ≤ p, and
 //! the bracketed terms only when p ≠ p'. The central root's sends and
@@ -36,7 +48,19 @@ use crate::algorithms::{chunk_range, Algorithm};
 use crate::error::{Error, Result};
 
 /// Most message-size ranges a [`CostParams`] distinguishes.
-pub const MAX_LINES: usize = 3;
+pub const MAX_LINES: usize = 5;
+
+/// Working-set sizes at which [`CostParams::memory`] prices memory traffic.
+pub const MEMORY_LEVELS: usize = 7;
+
+/// The price of local memory traffic for one working-set size.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Level {
+    /// Bytes the rank works on (its buffer plus scratch).
+    pub footprint: u64,
+    /// Seconds per byte read or written.
+    pub per_byte: f64,
+}
 
 /// `α + m·β` for messages of m ≤ `up_to` bytes (and above the previous line's).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -59,11 +83,20 @@ pub struct Line {
 /// their own.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CostParams {
-    /// Exchange rounds: lines in increasing `up_to`; the last covers every larger message.
+    /// Exchange rounds: lines in increasing `up_to`; the last covers every
+    /// larger message. A file may hold fewer lines; the last one repeats.
+    #[serde(deserialize_with = "de_lines")]
     pub lines: [Line; MAX_LINES],
     /// One-way rounds; `None`: the exchange lines.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de_opt_lines")]
     pub oneway: Option<[Line; MAX_LINES]>,
+    /// Local memory traffic ([`Cost::memory_bytes`]) by working set, in
+    /// increasing footprint; between two levels the price is interpolated
+    /// in log footprint, beyond the ends it is the end's. `None` (files
+    /// written before it existed): reductions cost `gamma` per byte reduced
+    /// and every byte on the wire is priced by the line of its message size.
+    #[serde(default)]
+    pub memory: Option<[Level; MEMORY_LEVELS]>,
     /// Seconds per byte reduced by the local kernel.
     pub gamma: f64,
     /// Seconds per byte of a local copy (out-of-place calls copy the input first).
@@ -76,16 +109,32 @@ impl Default for CostParams {
     /// memory on the 2-core x86-64 machines this project is developed on.
     fn default() -> Self {
         let line = |up_to, alpha, beta| Line { up_to, alpha, beta };
+        let level = |footprint, per_byte| Level { footprint, per_byte };
         CostParams {
             lines: [
                 line(256, 1.35e-6, 0.4e-9),
                 line(2048, 2.4e-6, 0.33e-9),
+                line(u64::MAX, 8.2e-6, 0.27e-9),
+                line(u64::MAX, 8.2e-6, 0.27e-9),
                 line(u64::MAX, 8.2e-6, 0.27e-9),
             ],
             oneway: Some([
                 line(256, 1.0e-6, 0.1e-9),
                 line(2048, 1.2e-6, 0.4e-9),
                 line(u64::MAX, 6.0e-6, 0.26e-9),
+                line(u64::MAX, 6.0e-6, 0.26e-9),
+                line(u64::MAX, 6.0e-6, 0.26e-9),
+            ]),
+            // Every rank copying at once: caches hold up to ≈ 8 MiB a rank
+            // (L2 and the shared L3), beyond it memory's bandwidth.
+            memory: Some([
+                level(32 << 10, 0.009e-9),
+                level(128 << 10, 0.009e-9),
+                level(512 << 10, 0.009e-9),
+                level(2 << 20, 0.009e-9),
+                level(8 << 20, 0.0095e-9),
+                level(32 << 20, 0.055e-9),
+                level(128 << 20, 0.063e-9),
             ]),
             gamma: 0.13e-9,
             copy: 0.11e-9,
@@ -105,6 +154,7 @@ impl CostParams {
         CostParams {
             lines: [l; MAX_LINES],
             oneway: None,
+            memory: None,
             gamma,
             copy: 0.0,
         }
@@ -127,6 +177,58 @@ impl CostParams {
         l.alpha + bytes as f64 * l.beta
     }
 
+    /// Seconds of a round moving `bytes` (an exchange, or one-way) inside a
+    /// call whose working set is `footprint` bytes: α of the line of its
+    /// size (the protocol), β of the line of the calibration message with
+    /// the same working set — the sweep cycles three buffers, so a message
+    /// of m bytes works on 3m. Without [`memory`](Self::memory) levels the
+    /// footprint is not known to matter and the size's own line is used.
+    pub fn round_time(&self, bytes: u64, footprint: u64, exchange: bool) -> f64 {
+        let lines = match exchange {
+            true => &self.lines,
+            false => self.oneway.as_ref().unwrap_or(&self.lines),
+        };
+        let alpha = pick(lines, bytes).alpha;
+        let wide = match self.memory {
+            Some(_) => bytes.max(footprint / 3),
+            None => bytes,
+        };
+        alpha + bytes as f64 * pick(lines, wide).beta
+    }
+
+    /// Seconds per byte of memory traffic with a working set of `footprint`
+    /// bytes: the [`memory`](Self::memory) levels interpolated in log
+    /// footprint; without them, half the copy constant (a copied byte is
+    /// read once and written once).
+    pub fn memory_per_byte(&self, footprint: u64) -> f64 {
+        let Some(levels) = &self.memory else {
+            return self.copy / 2.0;
+        };
+        let w = footprint.max(1) as f64;
+        let first = levels[0];
+        if w <= first.footprint as f64 {
+            return first.per_byte;
+        }
+        for pair in levels.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            if w <= b.footprint as f64 {
+                let (la, lb) = ((a.footprint.max(1) as f64).ln(), (b.footprint.max(1) as f64).ln());
+                let t = if lb > la { (w.ln() - la) / (lb - la) } else { 1.0 };
+                return a.per_byte + t * (b.per_byte - a.per_byte);
+            }
+        }
+        levels[MEMORY_LEVELS - 1].per_byte
+    }
+
+    /// Seconds to copy `bytes` (out-of-place calls copy their input) in a
+    /// call working on `footprint` bytes.
+    pub fn copy_time(&self, bytes: u64, footprint: u64) -> f64 {
+        match self.memory {
+            Some(_) => 2.0 * bytes as f64 * self.memory_per_byte(footprint),
+            None => bytes as f64 * self.copy,
+        }
+    }
+
     /// Checks that every constant lies between 0 and 1000 seconds (per
     /// message or byte), which keeps predictions finite, and that the lines
     /// are in increasing order.
@@ -136,6 +238,9 @@ impl CostParams {
             reason,
         };
         let mut named = vec![("gamma", self.gamma), ("copy", self.copy)];
+        for l in self.memory.iter().flatten() {
+            named.push(("memory per byte", l.per_byte));
+        }
         let oneway = self.oneway.unwrap_or(self.lines);
         for l in self.lines.iter().chain(&oneway) {
             named.push(("alpha", l.alpha));
@@ -153,8 +258,33 @@ impl CostParams {
         {
             return Err(bad("lines must be in increasing `up_to` order".into()));
         }
+        if let Some(levels) = &self.memory {
+            if levels.windows(2).any(|w| w[0].footprint > w[1].footprint) {
+                return Err(bad("memory levels must be in increasing footprint order".into()));
+            }
+        }
         Ok(())
     }
+}
+
+/// 1 to [`MAX_LINES`] lines, the last repeated to fill the array.
+fn de_lines<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<[Line; MAX_LINES], D::Error> {
+    let v = Vec::<Line>::deserialize(d)?;
+    match (v.last(), v.len() <= MAX_LINES) {
+        (Some(&last), true) => Ok(std::array::from_fn(|i| v.get(i).copied().unwrap_or(last))),
+        _ => Err(serde::de::Error::custom(format!(
+            "expected 1 to {MAX_LINES} lines, found {}",
+            v.len()
+        ))),
+    }
+}
+
+fn de_opt_lines<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<[Line; MAX_LINES]>, D::Error> {
+    #[derive(Deserialize)]
+    struct Wrap(#[serde(deserialize_with = "de_lines")] [Line; MAX_LINES]);
+    Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
 }
 
 fn pick(lines: &[Line; MAX_LINES], bytes: u64) -> &Line {
@@ -168,10 +298,22 @@ impl Cost {
     /// Predicted seconds of an in-place call under `params` for elements of
     /// `elem_size` bytes: every round moves one message of
     /// `path_bytes / rounds` bytes.
+    ///
+    /// With [`CostParams::memory`] levels, local work is priced as memory
+    /// traffic instead of by γ: `memory_bytes` at the per-byte price of the
+    /// call's working set, and each round's bytes by the β of the same
+    /// working set ([`CostParams::round_time`]) — in cache or out of it.
     pub fn predict(&self, params: &CostParams, elem_size: usize) -> f64 {
         let message = self.path_bytes.checked_div(self.rounds).unwrap_or(0);
+        let oneway = self.rounds.saturating_sub(self.exchanges) as f64;
+        if params.memory.is_some() {
+            let w = self.footprint;
+            return self.exchanges as f64 * params.round_time(message, w, true)
+                + oneway * params.round_time(message, w, false)
+                + self.memory_bytes as f64 * params.memory_per_byte(w);
+        }
         self.exchanges as f64 * params.message_time(message)
-            + self.rounds.saturating_sub(self.exchanges) as f64 * params.oneway_time(message)
+            + oneway * params.oneway_time(message)
             + self.reduced as f64 * elem_size as f64 * params.gamma
     }
 }
@@ -577,5 +719,70 @@ mod tests {
         good.save(&path).unwrap();
         assert_eq!(Calibration::load(&path).unwrap(), good);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn three_line_files_load_and_repeat_their_last_line() {
+        // Files written before there were five lines, and before memory levels.
+        let text = r#"{"lines": [{"up_to": 256, "alpha": 1e-6, "beta": 1e-10},
+            {"up_to": 2048, "alpha": 2e-6, "beta": 2e-10},
+            {"up_to": 18446744073709551615, "alpha": 3e-6, "beta": 3e-10}],
+            "oneway": [{"up_to": 18446744073709551615, "alpha": 4e-6, "beta": 4e-10}],
+            "gamma": 1e-10, "ranks": 2}"#;
+        let c: Calibration = serde_json::from_str(text).unwrap();
+        let q = c.params;
+        assert_eq!(q.lines[2], q.lines[4]);
+        assert_eq!(q.oneway.unwrap().map(|l| l.alpha), [4e-6; MAX_LINES]);
+        assert_eq!(q.memory, None);
+        assert_eq!(q.message_time(1 << 20), 3e-6 + (1u64 << 20) as f64 * 3e-10);
+        let six = text.replacen("[{", "[{\"up_to\": 1, \"alpha\": 0, \"beta\": 0}, {\"up_to\": 2, \"alpha\": 0, \"beta\": 0}, {\"up_to\": 3, \"alpha\": 0, \"beta\": 0}, {", 1);
+        let err = serde_json::from_str::<Calibration>(&six).unwrap_err().to_string();
+        assert!(err.contains("1 to 5 lines, found 6"), "{err}");
+    }
+
+    fn with_memory(per_byte: [f64; MEMORY_LEVELS]) -> CostParams {
+        let mut q = CostParams::line(2e-6, 1e-10, 1e-9);
+        q.memory = Some(std::array::from_fn(|i| Level {
+            footprint: 1 << (10 + 2 * i),
+            per_byte: per_byte[i],
+        }));
+        q
+    }
+
+    #[test]
+    fn memory_is_priced_by_working_set_between_the_levels() {
+        let q = with_memory([1e-12, 1e-12, 2e-12, 4e-12, 8e-12, 8e-12, 8e-12]);
+        // At a level, its price; halfway in log footprint, halfway in price;
+        // beyond the ends, the end's.
+        assert_eq!(q.memory_per_byte(1 << 14), 2e-12);
+        assert!((q.memory_per_byte(1 << 15) - 3e-12).abs() < 1e-24);
+        assert_eq!(q.memory_per_byte(1), 1e-12);
+        assert_eq!(q.memory_per_byte(u64::MAX), 8e-12);
+        assert_eq!(q.copy_time(1000, 1 << 16), 2.0 * 1000.0 * 4e-12);
+        let mut bad = q;
+        bad.memory.as_mut().unwrap().swap(0, 3);
+        assert!(bad.validate().unwrap_err().to_string().contains("increasing footprint"));
+    }
+
+    #[test]
+    fn with_memory_levels_local_work_is_memory_traffic_not_gamma() {
+        // A ring of 4 ranks over 1 MiB: 6 rounds of 64 Ki elements, 3 of
+        // every 4 elements reduced, 3 bytes of traffic per byte reduced.
+        let c = cost(Algorithm::Ring, 4, 1 << 18, 4);
+        assert_eq!((c.rounds, c.path_bytes, c.reduced), (6, 6 << 18, 3 << 16));
+        assert_eq!(c.memory_bytes, 3 * (3 << 16) * 4);
+        let q = with_memory([5e-12; MEMORY_LEVELS]);
+        let message = (1u64 << 18) as f64;
+        let expect = 6.0 * (2e-6 + message * 1e-10) + c.memory_bytes as f64 * 5e-12;
+        assert!((c.predict(&q, 4) - expect).abs() < 1e-15, "{} {expect}", c.predict(&q, 4));
+        // Without levels: γ per byte reduced, as before.
+        let old = CostParams::line(2e-6, 1e-10, 1e-9);
+        let expect = 6.0 * (2e-6 + message * 1e-10) + (3 << 16) as f64 * 4.0 * 1e-9;
+        assert!((c.predict(&old, 4) - expect).abs() < 1e-15);
+        // The same traffic out of cache costs what the larger level says.
+        let cold = with_memory([5e-12, 5e-12, 5e-12, 5e-12, 5e-12, 5e-12, 5e-11]);
+        let big = cost(Algorithm::Ring, 4, 1 << 24, 4);
+        assert!(big.footprint > 1 << 22);
+        assert!(big.predict(&cold, 4) > big.predict(&q, 4));
     }
 }

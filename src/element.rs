@@ -206,6 +206,16 @@ pub trait Element: bytemuck::Pod + Send + Sync + PartialEq + fmt::Debug + fmt::D
         Self::reduce(op, dst, b, Order::AccFirst);
     }
 
+    /// `dst = src`: every copy a schedule makes of element data goes
+    /// through here, so that its memory traffic can be counted (the cost
+    /// model's `memory_bytes`) the way the reductions are.
+    ///
+    /// # Panics
+    /// If the slices differ in length (an internal invariant, not user input).
+    fn copy(dst: &mut [Self], src: &[Self]) {
+        dst.copy_from_slice(src);
+    }
+
     /// Divides every element by `n` (the last step of `Avg`).
     fn divide(buf: &mut [Self], n: usize);
 

@@ -1,6 +1,7 @@
 //! The cost model against the code: every algorithm, run over the Counting
 //! transport, must put exactly the modelled rounds, messages and bytes on
-//! the wire and reduce exactly the modelled number of elements.
+//! the wire, reduce exactly the modelled number of elements and move
+//! exactly the modelled bytes through memory in its reductions and copies.
 
 use std::cell::Cell;
 use std::fmt;
@@ -21,9 +22,20 @@ fn counted(t: LocalEndpoint, tuning: Tuning) -> Group<Counting<LocalEndpoint>> {
 
 thread_local! {
     static REDUCED: Cell<u64> = const { Cell::new(0) };
+    static MEMORY: Cell<u64> = const { Cell::new(0) };
 }
 
-/// An f32 whose reduce kernel counts the elements it reduces on this thread.
+/// One rank's counts: transport statistics, (elements reduced, memory bytes).
+type RankCounts = (ringreduce::CallStats, (u64, u64));
+
+fn tally(reduced: usize, memory: usize) {
+    REDUCED.with(|r| r.set(r.get() + reduced as u64));
+    MEMORY.with(|m| m.set(m.get() + memory as u64));
+}
+
+/// An f32 whose kernels count, on this thread, the elements they reduce and
+/// the bytes they read and write (a reduction reads two operands and writes
+/// one, a copy reads one and writes one).
 #[derive(Clone, Copy, PartialEq, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(transparent)]
 struct Tally(f32);
@@ -38,13 +50,26 @@ impl Element for Tally {
     const DTYPE: DType = DType::F32;
     const EPSILON: f64 = f32::EPSILON as f64;
     fn reduce(op: ReduceOp, acc: &mut [Self], src: &[Self], order: Order) {
-        REDUCED.with(|r| r.set(r.get() + acc.len() as u64));
+        tally(acc.len(), 12 * acc.len());
         f32::reduce(
             op,
             bytemuck::cast_slice_mut(acc),
             bytemuck::cast_slice(src),
             order,
         );
+    }
+    fn reduce_into(op: ReduceOp, dst: &mut [Self], a: &[Self], b: &[Self]) {
+        tally(dst.len(), 12 * dst.len());
+        f32::reduce_into(
+            op,
+            bytemuck::cast_slice_mut(dst),
+            bytemuck::cast_slice(a),
+            bytemuck::cast_slice(b),
+        );
+    }
+    fn copy(dst: &mut [Self], src: &[Self]) {
+        tally(0, 8 * dst.len());
+        dst.copy_from_slice(src);
     }
     fn divide(buf: &mut [Self], n: usize) {
         f32::divide(bytemuck::cast_slice_mut(buf), n);
@@ -62,6 +87,7 @@ struct Measured {
     bytes_sent: u64,
     total_bytes: u64,
     reduced: u64,
+    memory: u64,
 }
 
 /// Counted on ranks apart (one per node, where the registry's costs hold),
@@ -75,21 +101,29 @@ fn measure(algorithm: Algorithm, p: usize, k: usize) -> Measured {
         let g = counted(t, Tuning::default());
         let mut buf = vec![Tally(1.0); k];
         REDUCED.with(|r| r.set(0));
+        MEMORY.with(|m| m.set(0));
         g.all_reduce_in_place(&mut buf, ReduceOp::Sum, algorithm).unwrap();
         assert!(
             buf.iter().all(|x| x.0 == p as f32),
             "{algorithm} p={p} k={k}: wrong sum"
         );
-        (g.transport().stats(), REDUCED.with(|r| r.get()))
+        (
+            g.transport().stats(),
+            REDUCED.with(|r| r.get()),
+            MEMORY.with(|m| m.get()),
+        )
     });
-    per_rank.iter().fold(Measured::default(), |m, (s, red)| Measured {
-        rounds: m.rounds.max(s.rounds),
-        exchanges: m.exchanges.max(s.exchanges),
-        messages: m.messages.max(s.messages_sent),
-        bytes_sent: m.bytes_sent.max(s.bytes_sent),
-        total_bytes: m.total_bytes + s.bytes_sent,
-        reduced: m.reduced.max(*red),
-    })
+    per_rank
+        .iter()
+        .fold(Measured::default(), |m, (s, red, mem)| Measured {
+            rounds: m.rounds.max(s.rounds),
+            exchanges: m.exchanges.max(s.exchanges),
+            messages: m.messages.max(s.messages_sent),
+            bytes_sent: m.bytes_sent.max(s.bytes_sent),
+            total_bytes: m.total_bytes + s.bytes_sent,
+            reduced: m.reduced.max(*red),
+            memory: m.memory.max(*mem),
+        })
 }
 
 #[test]
@@ -110,6 +144,7 @@ fn counted_traffic_equals_the_model_exactly() {
                 );
                 assert_eq!(m.total_bytes, c.total_bytes, "{what}: total bytes");
                 assert_eq!(m.reduced, c.reduced, "{what}: elements reduced");
+                assert_eq!(m.memory, c.memory_bytes, "{what}: memory traffic");
                 cases += 1;
             }
         }
@@ -252,15 +287,16 @@ fn the_two_level_cost_is_exact_on_node_layouts() {
                 let g = counted(t, Tuning::default());
                 let mut buf = vec![Tally(1.0); k];
                 REDUCED.with(|r| r.set(0));
+                MEMORY.with(|m| m.set(0));
                 g.all_reduce_in_place(&mut buf, ReduceOp::Sum, Algorithm::Hierarchical)
                     .unwrap();
                 assert!(buf.iter().all(|x| x.0 == (nodes * per) as f32));
-                (g.transport().stats(), REDUCED.with(|r| r.get()))
+                let counts = (REDUCED.with(|r| r.get()), MEMORY.with(|m| m.get()));
+                (g.transport().stats(), counts)
             });
             let c = cost::two_level_cost(nodes as u64, per as u64, k as u64, 4);
             let what = format!("{nodes}x{per} k={k}");
-            let max =
-                |f: &dyn Fn(&(ringreduce::CallStats, u64)) -> u64| per_rank.iter().map(f).max().unwrap();
+            let max = |f: &dyn Fn(&RankCounts) -> u64| per_rank.iter().map(f).max().unwrap();
             assert_eq!(max(&|(s, _)| s.rounds), c.rounds, "{what}: rounds");
             assert_eq!(max(&|(s, _)| s.messages_sent), c.messages, "{what}: messages");
             assert_eq!(max(&|(s, _)| s.bytes_sent), c.bytes_sent, "{what}: bytes");
@@ -269,7 +305,8 @@ fn the_two_level_cost_is_exact_on_node_layouts() {
                 c.total_bytes,
                 "{what}: total"
             );
-            assert_eq!(max(&|(_, r)| *r), c.reduced, "{what}: reduced");
+            assert_eq!(max(&|(_, r)| r.0), c.reduced, "{what}: reduced");
+            assert_eq!(max(&|(_, r)| r.1), c.memory_bytes, "{what}: memory traffic");
         }
     }
     // 2 nodes × 2 ranks, n = 16 MiB: all ranks together send 2n (all of it

@@ -44,6 +44,8 @@ impl Schedule for Butterfly {
             total_bytes: (pof2 * l + 2 * extra) * n,
             path_bytes: (l + 2 * folds) * n,
             reduced: (l + folds) * k,
+            memory_bytes: 3 * (l + folds) * n,
+            footprint: 2 * n,
             ..zero
         }
     }

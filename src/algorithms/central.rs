@@ -35,6 +35,8 @@ impl Schedule for Central {
             total_bytes: 2 * others * n,
             path_bytes: 2 * others * n,
             reduced: others * k,
+            memory_bytes: 3 * others * n,
+            footprint: 2 * n,
             ..zero
         }
     }

@@ -102,9 +102,12 @@ pub fn two_level_cost(nodes: u64, per_node: u64, k: u64, s: u64) -> Cost {
                 c.bytes_sent += ring.bytes_sent;
                 c.path_bytes += ring.path_bytes;
                 c.reduced += (per_node - 1) * sl + ring.reduced;
+                // shm's copies and reduction of the piece (see `Shm`), then the rail's ring
+                c.memory_bytes += (4 * len + 3 * (per_node - 1) * sl) * s + ring.memory_bytes;
             }
         }
         start += len;
     }
+    c.footprint = k * s + per_node * (k * s).min(2 * e * s);
     c
 }

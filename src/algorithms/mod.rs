@@ -53,13 +53,13 @@ pub(crate) enum Buffers<'a, T> {
     OutOfPlace(&'a [T], &'a mut [T]),
 }
 
-impl<'a, T: Copy> Buffers<'a, T> {
+impl<'a, T: Element> Buffers<'a, T> {
     /// The result buffer, holding the input: copied there when out of place.
     pub(crate) fn in_place(self) -> &'a mut [T] {
         match self {
             Buffers::InPlace(buf) => buf,
             Buffers::OutOfPlace(input, buf) => {
-                buf.copy_from_slice(input);
+                T::copy(buf, input);
                 buf
             }
         }
@@ -86,6 +86,14 @@ pub struct Cost {
     pub path_bytes: u64,
     /// Elements reduced by the busiest rank.
     pub reduced: u64,
+    /// Bytes of local memory traffic of the busiest rank's reductions and
+    /// copies: a reduction of b bytes reads 2b and writes b (3b), a copy of
+    /// b bytes reads b and writes b (2b). What the transport itself copies
+    /// is priced by its β instead.
+    pub memory_bytes: u64,
+    /// Working set of the busiest rank: the buffer plus the schedule's
+    /// scratch, in bytes. It decides whether the traffic stays in cache.
+    pub footprint: u64,
 }
 
 fn ser_name<S: serde::Serializer>(a: &Algorithm, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -104,6 +112,8 @@ impl Cost {
             total_bytes: u64::MAX,
             path_bytes: u64::MAX,
             reduced: u64::MAX,
+            memory_bytes: u64::MAX,
+            footprint: u64::MAX,
         }
     }
 
@@ -118,6 +128,8 @@ impl Cost {
             total_bytes: 0,
             path_bytes: 0,
             reduced: 0,
+            memory_bytes: 0,
+            footprint: 0,
         }
     }
 }

@@ -36,6 +36,11 @@ impl Schedule for Naive {
             total_bytes: p * (p - 1) * n,
             path_bytes: (p - 1) * n,
             reduced: (p - 1) * k,
+            // Each arrival is reduced once; the busiest rank (r = p − 3, or
+            // the last two) also copies p − 2 of them to keep the order fixed.
+            memory_bytes: (3 * (p - 1) + 2 * (p - 2)).saturating_mul(n),
+            // buffer, incoming, forward and up to p − 2 kept copies
+            footprint: (p + 1).saturating_mul(n),
             ..zero
         }
     }
@@ -70,7 +75,7 @@ impl Schedule for Naive {
                     std::mem::replace(incoming, Scratch::new(0))
                 } else {
                     let mut copy = Scratch::new(k);
-                    copy.copy_from_slice(incoming);
+                    T::copy(&mut copy, incoming);
                     copy
                 }
             };

@@ -46,6 +46,7 @@ impl Schedule for Pipelined {
             exchanges: 0,
             messages: 2 * (p - 1) * m,
             path_bytes: ring.path_bytes,
+            footprint: ring.footprint + (ring.footprint - k * s),
             ..ring
         }
     }

@@ -93,6 +93,8 @@ impl Schedule for Rabenseifner {
             total_bytes: (total + extra as u64 * k64) * s,
             path_bytes: path_max * s,
             reduced: reduced_max,
+            memory_bytes: 3 * reduced_max * s,
+            footprint: 2 * k64 * s,
             ..zero
         }
     }

@@ -39,6 +39,8 @@ impl Schedule for Ring {
             total_bytes: 2 * (p - 1) * k * s,
             path_bytes: 2 * (p - 1) * big * s,
             reduced: k - q,
+            memory_bytes: 3 * (k - q) * s,
+            footprint: (k + big) * s,
             ..zero
         }
     }

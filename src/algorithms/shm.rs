@@ -42,18 +42,26 @@ impl Schedule for Shm {
     fn cost(zero: Cost, p: u64, k: u64, s: u64) -> Cost {
         let shape = Shape::DEFAULT;
         if k * s <= shape.slot as u64 {
+            // Post a copy into the slot, then reduce all p slots.
             return Cost {
                 rounds: 1,
                 reduced: (p - 1) * k,
+                memory_bytes: (2 + 3 * (p - 1)) * k * s,
+                footprint: (1 + p) * k * s,
                 ..zero
             };
         }
         let e = piece_elements(shape, s as usize) as u64;
         let (full, last) = (k / e, k % e);
         let slices = full * e.div_ceil(p) + last.div_ceil(p);
+        // Per piece of len elements the busiest rank copies len in, reduces
+        // its slice, publishes it and copies the len − slice others out:
+        // 4·len bytes of copy traffic and 3 per byte reduced.
         Cost {
             rounds: 2 * (full + u64::from(last > 0)),
             reduced: (p - 1) * slices,
+            memory_bytes: (4 * k + 3 * (p - 1) * slices) * s,
+            footprint: k * s + p * (k * s).min(2 * e * s),
             ..zero
         }
     }
@@ -123,7 +131,7 @@ pub(crate) fn post<T: Element>(seg: &Segment, slot: usize, header: &[u8], data: 
     // start 64-byte aligned.
     unsafe {
         exclusive::<u8>(base, header.len()).copy_from_slice(header);
-        exclusive::<T>(base.add(SLOT_HEADER), data.len()).copy_from_slice(data);
+        T::copy(exclusive::<T>(base.add(SLOT_HEADER), data.len()), data);
     }
 }
 
@@ -184,7 +192,7 @@ pub(crate) fn pieces<T: Element>(
         // next barrier and are done with it before this rank takes buffer
         // b again two pieces on (which follows two more barriers).
         let mine = unsafe { exclusive::<T>(at(r, 0), len) };
-        mine.copy_from_slice(&input.unwrap_or(&*buf)[piece.clone()]);
+        T::copy(mine, &input.unwrap_or(&*buf)[piece.clone()]);
         seg.barrier(idle)?;
 
         let own = chunk_range(len, p, r);
@@ -200,7 +208,7 @@ pub(crate) fn pieces<T: Element>(
             across(out)?;
             finish(op, out, ranks);
             // SAFETY: our own slice, which only this rank reads until the barrier.
-            unsafe { exclusive::<T>(at(r, own.start), own.len()) }.copy_from_slice(out);
+            T::copy(unsafe { exclusive::<T>(at(r, own.start), own.len()) }, out);
         }
         seg.barrier(idle)?;
 
@@ -209,7 +217,10 @@ pub(crate) fn pieces<T: Element>(
             // SAFETY: rank j's finished slice, published before the barrier,
             // unchanged until j takes buffer b again (two barriers on).
             let done = unsafe { shared::<T>(at(j, theirs.start), theirs.len()) };
-            buf[piece.start + theirs.start..piece.start + theirs.end].copy_from_slice(done);
+            T::copy(
+                &mut buf[piece.start + theirs.start..piece.start + theirs.end],
+                done,
+            );
         }
         start += len;
     }

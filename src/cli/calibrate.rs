@@ -99,4 +99,12 @@ fn print(outcome: &Outcome) {
         q.copy * 1e9,
         1e-9 / q.copy
     );
+    for l in q.memory.iter().flatten() {
+        println!(
+            "memory traffic, working set {:>9} B: {:.4} ns/B ({:.2} GB/s), every rank at once",
+            l.footprint,
+            l.per_byte * 1e9,
+            1e-9 / l.per_byte
+        );
+    }
 }

@@ -187,6 +187,8 @@ pub fn print_cost(c: &CostReport, format: Format) {
                         "total_bytes": row.total_bytes,
                         "path_bytes": row.path_bytes,
                         "reduced": row.reduced,
+                        "memory_bytes": row.memory_bytes,
+                        "footprint": row.footprint,
                         "predicted_us": predict(row),
                     })
                 })
@@ -202,11 +204,11 @@ pub fn print_cost(c: &CostReport, format: Format) {
         }
         Format::Csv => {
             println!(
-                "algorithm,rounds,exchanges,messages,bytes_sent,total_bytes,path_bytes,reduced,predicted_us,chosen"
+                "algorithm,rounds,exchanges,messages,bytes_sent,total_bytes,path_bytes,reduced,memory_bytes,footprint,predicted_us,chosen"
             );
             for row in c.rows {
                 println!(
-                    "{},{},{},{},{},{},{},{},{:.3},{}",
+                    "{},{},{},{},{},{},{},{},{},{},{:.3},{}",
                     row.algorithm,
                     row.rounds,
                     row.exchanges,
@@ -215,11 +217,13 @@ pub fn print_cost(c: &CostReport, format: Format) {
                     row.total_bytes,
                     row.path_bytes,
                     row.reduced,
+                    row.memory_bytes,
+                    row.footprint,
                     predict(row),
                     row.algorithm == c.chosen
                 );
             }
-            println!("lower-bound,,,,{:.0},,,,,", c.bound);
+            println!("lower-bound,,,,{:.0},,,,,,,", c.bound);
         }
         Format::Table => {
             println!(
@@ -232,9 +236,16 @@ pub fn print_cost(c: &CostReport, format: Format) {
                 c.ring_line.1 * 1e9,
                 c.params.gamma * 1e9
             );
+            if c.params.memory.is_some() {
+                println!("# local work is priced as memory traffic (memory_bytes) at the price of each algorithm's working set, e.g. {:.4} ns/B at {}, {:.4} ns/B at {}",
+                    c.params.memory_per_byte(c.bytes) * 1e9,
+                    ringreduce::units::human_size(c.bytes),
+                    c.params.memory_per_byte(c.bytes.saturating_mul(4)) * 1e9,
+                    ringreduce::units::human_size(c.bytes.saturating_mul(4)));
+            }
             println!("# predicted_us includes the call check's agreement (a butterfly of 48-B headers; a butterfly call of at most 4048 B rides in it)");
             println!(
-                "{:<12} {:>7} {:>9} {:>14} {:>16} {:>14} {:>12} {:>14}",
+                "{:<12} {:>7} {:>9} {:>14} {:>16} {:>14} {:>12} {:>14} {:>14}",
                 "algorithm",
                 "rounds",
                 "messages",
@@ -242,6 +253,7 @@ pub fn print_cost(c: &CostReport, format: Format) {
                 "total_bytes",
                 "path_bytes",
                 "reduced",
+                "memory_bytes",
                 "predicted_us"
             );
             for row in c.rows {
@@ -251,7 +263,7 @@ pub fn print_cost(c: &CostReport, format: Format) {
                     ""
                 };
                 println!(
-                    "{:<12} {:>7} {:>9} {:>14} {:>16} {:>14} {:>12} {:>14.2}{mark}",
+                    "{:<12} {:>7} {:>9} {:>14} {:>16} {:>14} {:>12} {:>14} {:>14.2}{mark}",
                     row.algorithm.name(),
                     row.rounds,
                     row.messages,
@@ -259,6 +271,7 @@ pub fn print_cost(c: &CostReport, format: Format) {
                     row.total_bytes,
                     row.path_bytes,
                     row.reduced,
+                    row.memory_bytes,
                     predict(row)
                 );
             }
