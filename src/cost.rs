@@ -510,6 +510,10 @@ pub struct Tuning {
     pub params: CostParams,
     /// When set, `Auto` always runs this algorithm.
     pub force: Option<Algorithm>,
+    /// When set, the pipelined ring cuts each chunk into this many segments
+    /// (at most one per element) instead of the model's count.
+    #[serde(default)]
+    pub segments: Option<u32>,
 }
 
 impl Tuning {
@@ -571,6 +575,7 @@ mod tests {
         let t = Tuning {
             params: cal.params,
             force: None,
+            segments: None,
         };
         for p in [1, 2, 3, 8, 1 << 20] {
             for count in [0, 1, 1000, 1 << 40, usize::MAX / 8] {
@@ -656,7 +661,11 @@ mod tests {
     fn tuning_survives_the_wire() {
         for force in [None, Some(Algorithm::Ring), Some(Algorithm::Central)] {
             for params in [CostParams::default(), CostParams::line(1e-6, 2e-10, 3e-11)] {
-                let t = Tuning { params, force };
+                let t = Tuning {
+                    params,
+                    force,
+                    segments: force.map(|_| 12),
+                };
                 let back: Tuning = crate::wire::decode(&crate::wire::encode(&t).unwrap()).unwrap();
                 assert_eq!(back, t);
             }
@@ -761,7 +770,11 @@ mod tests {
         assert_eq!(q.copy_time(1000, 1 << 16), 2.0 * 1000.0 * 4e-12);
         let mut bad = q;
         bad.memory.as_mut().unwrap().swap(0, 3);
-        assert!(bad.validate().unwrap_err().to_string().contains("increasing footprint"));
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("increasing footprint"));
     }
 
     #[test]
@@ -774,7 +787,11 @@ mod tests {
         let q = with_memory([5e-12; MEMORY_LEVELS]);
         let message = (1u64 << 18) as f64;
         let expect = 6.0 * (2e-6 + message * 1e-10) + c.memory_bytes as f64 * 5e-12;
-        assert!((c.predict(&q, 4) - expect).abs() < 1e-15, "{} {expect}", c.predict(&q, 4));
+        assert!(
+            (c.predict(&q, 4) - expect).abs() < 1e-15,
+            "{} {expect}",
+            c.predict(&q, 4)
+        );
         // Without levels: γ per byte reduced, as before.
         let old = CostParams::line(2e-6, 1e-10, 1e-9);
         let expect = 6.0 * (2e-6 + message * 1e-10) + (3 << 16) as f64 * 4.0 * 1e-9;

@@ -187,6 +187,7 @@ fn auto_runs_what_the_tuning_chooses_on_every_rank() {
         let tuning = Tuning {
             params: CostParams::default(),
             force: Some(force),
+            segments: None,
         };
         let auto = Local::run(5, |t| {
             let g = counted(t, tuning);
@@ -207,7 +208,11 @@ fn auto_runs_what_the_tuning_chooses_on_every_rank() {
     let params = CostParams::line(1e-3, 1e-12, 0.0);
     let chosen = cost::select(4, 10, 4, &params);
     assert_ne!(chosen, Algorithm::Shm);
-    let tuning = Tuning { params, force: None };
+    let tuning = Tuning {
+        params,
+        force: None,
+        segments: None,
+    };
     let f = |t| {
         let g = counted(t, tuning);
         let mut v = vec![1i32; 10];

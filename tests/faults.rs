@@ -118,7 +118,11 @@ fn a_stopped_rank_mid_run_is_reported_and_the_job_aborted() {
 #[test]
 fn bad_check_settings_stop_every_rank_with_one_line() {
     let _guard = serial();
-    for (var, value) in [("RINGREDUCE_TIMEOUT", "soon"), ("RINGREDUCE_CHECK", "maybe")] {
+    for (var, value) in [
+        ("RINGREDUCE_TIMEOUT", "soon"),
+        ("RINGREDUCE_CHECK", "maybe"),
+        ("RINGREDUCE_SEGMENTS", "0"),
+    ] {
         let mut cmd = mpirun(2, &ringreduce(), &["verify", "--max-count", "10"]);
         cmd.env(var, value);
         let out = run_bounded(cmd, LIMIT);

@@ -18,7 +18,7 @@
 //! log2 p' rounds, plus 2 when p ≠ p' (on the ranks that fold); k·s bytes
 //! sent per round; k elements reduced per round.
 
-use super::{finish, Buffers, Cost, Schedule};
+use super::{finish, Buffers, Cost, Schedule, Tuning};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::{Error, Result};
 use crate::scratch::Scratch;
@@ -50,7 +50,12 @@ impl Schedule for Butterfly {
         }
     }
 
-    fn run<T: Element, C: Transport + ?Sized>(comm: &C, data: Buffers<'_, T>, op: ReduceOp) -> Result<()> {
+    fn run<T: Element, C: Transport + ?Sized>(
+        comm: &C,
+        data: Buffers<'_, T>,
+        op: ReduceOp,
+        _: &Tuning,
+    ) -> Result<()> {
         let buf = data.in_place();
         let mut scratch = Scratch::<T>::new(buf.len());
         let mut fold = Typed {

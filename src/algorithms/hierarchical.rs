@@ -26,7 +26,7 @@
 
 use super::ring::Ring;
 use super::shm::pieces;
-use super::{chunk_range, Buffers, Cost, Schedule};
+use super::{chunk_range, Buffers, Cost, Schedule, Tuning};
 use crate::element::{Element, ReduceOp};
 use crate::error::Result;
 use crate::transport::{Shape, Sub, Transport};
@@ -47,10 +47,15 @@ impl Schedule for Hierarchical {
         }
     }
 
-    fn run<T: Element, C: Transport + ?Sized>(comm: &C, data: Buffers<'_, T>, op: ReduceOp) -> Result<()> {
+    fn run<T: Element, C: Transport + ?Sized>(
+        comm: &C,
+        data: Buffers<'_, T>,
+        op: ReduceOp,
+        tuning: &Tuning,
+    ) -> Result<()> {
         let seg = match comm.segment() {
             Some(seg) if !seg.rail().is_empty() => seg,
-            _ => return Ring::run(comm, data, op),
+            _ => return Ring::run(comm, data, op, tuning),
         };
         let (input, buf) = match data {
             Buffers::InPlace(buf) => (None, buf),
@@ -63,7 +68,7 @@ impl Schedule for Hierarchical {
             if rail.size() < 2 {
                 return Ok(());
             }
-            Ring::run(&rail, Buffers::InPlace(slice), across_op)
+            Ring::run(&rail, Buffers::InPlace(slice), across_op, tuning)
         };
         let mut idle = |waited| comm.idle(waited);
         pieces(seg, &mut idle, input, buf, op, &mut across, comm.size())

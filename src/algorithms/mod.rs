@@ -19,6 +19,7 @@ use std::ops::Range;
 
 use serde::Serialize;
 
+use crate::cost::Tuning;
 use crate::element::{Element, ReduceOp};
 use crate::error::{Error, Result};
 use crate::transport::Transport;
@@ -40,8 +41,14 @@ pub(crate) trait Schedule {
     fn cost(zero: Cost, p: u64, count: u64, elem_size: u64) -> Cost;
 
     /// All-reduces `data` (in place or out of place). Called with p ≥ 2
-    /// and a non-empty buffer.
-    fn run<T: Element, C: Transport + ?Sized>(comm: &C, data: Buffers<'_, T>, op: ReduceOp) -> Result<()>;
+    /// and a non-empty buffer; `tuning` holds the group's overrides (every
+    /// rank's alike).
+    fn run<T: Element, C: Transport + ?Sized>(
+        comm: &C,
+        data: Buffers<'_, T>,
+        op: ReduceOp,
+        tuning: &Tuning,
+    ) -> Result<()>;
 }
 
 /// The buffers of one call: one, all-reduced in place, or an input and an
@@ -213,13 +220,14 @@ macro_rules! registry {
                 input: Option<&[T]>,
                 buf: &mut [T],
                 op: ReduceOp,
+                tuning: &Tuning,
             ) -> Result<()> {
                 let data = match input {
                     Some(x) => Buffers::OutOfPlace(x, buf),
                     None => Buffers::InPlace(buf),
                 };
                 match self {
-                    $( Algorithm::$variant => <$module::$ty as Schedule>::run(comm, data, op), )*
+                    $( Algorithm::$variant => <$module::$ty as Schedule>::run(comm, data, op, tuning), )*
                     Algorithm::Auto => Err(Error::InvalidArgument {
                         what: "algorithm",
                         reason: "`auto` must be resolved before it runs".into(),

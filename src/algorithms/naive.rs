@@ -14,7 +14,7 @@
 //! p − 1 rounds; (p − 1)·k·s bytes sent per rank; (p − 1)·k elements reduced;
 //! up to (p − 1)·k elements of extra memory on rank p − 1.
 
-use super::{finish, Buffers, Cost, Schedule};
+use super::{finish, Buffers, Cost, Schedule, Tuning};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::Result;
 use crate::scratch::Scratch;
@@ -45,7 +45,12 @@ impl Schedule for Naive {
         }
     }
 
-    fn run<T: Element, C: Transport + ?Sized>(comm: &C, data: Buffers<'_, T>, op: ReduceOp) -> Result<()> {
+    fn run<T: Element, C: Transport + ?Sized>(
+        comm: &C,
+        data: Buffers<'_, T>,
+        op: ReduceOp,
+        _: &Tuning,
+    ) -> Result<()> {
         let buf = data.in_place();
         let p = comm.size();
         let r = comm.rank();

@@ -12,7 +12,8 @@
 //!
 //! m ≈ √(2(p−1)·n·β/α) — the segment count that balances the per-message
 //! latency against the pipeline's fill time — from the built-in cost model
-//! ([`CostParams::default`]), clamped to 1..=64 and to the chunk length.
+//! ([`CostParams::default`]), clamped to 1..=64 and to the chunk length;
+//! [`Tuning::segments`] (`RINGREDUCE_SEGMENTS`) sets it instead.
 //! Operand order is the ring's, so results are bitwise the ring's.
 //!
 //! # Cost
@@ -20,7 +21,7 @@
 //! its own (2(p−1)·m rounds, one-way) plus one wait for each phase's sends.
 
 use super::ring::Ring;
-use super::{chunk_range, finish, Buffers, Cost, Schedule};
+use super::{chunk_range, finish, Buffers, Cost, Schedule, Tuning};
 use crate::cost::CostParams;
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::Result;
@@ -39,29 +40,45 @@ impl Schedule for Pipelined {
     const AUTO: bool = false;
 
     fn cost(zero: Cost, p: u64, k: u64, s: u64) -> Cost {
-        let m = segments(p, k, s);
-        let ring = Ring::cost(zero, p, k, s);
-        Cost {
-            rounds: 2 * (p - 1) * m + 2,
-            exchanges: 0,
-            messages: 2 * (p - 1) * m,
-            path_bytes: ring.path_bytes,
-            footprint: ring.footprint + (ring.footprint - k * s),
-            ..ring
-        }
+        segmented_cost(zero, p, k, s, None)
     }
 
-    fn run<T: Element, C: Transport + ?Sized>(comm: &C, data: Buffers<'_, T>, op: ReduceOp) -> Result<()> {
+    fn run<T: Element, C: Transport + ?Sized>(
+        comm: &C,
+        data: Buffers<'_, T>,
+        op: ReduceOp,
+        tuning: &Tuning,
+    ) -> Result<()> {
+        let over = tuning.segments;
         match data {
-            Buffers::InPlace(buf) => all_reduce(comm, None, buf, op),
-            Buffers::OutOfPlace(input, buf) => all_reduce(comm, Some(input), buf, op),
+            Buffers::InPlace(buf) => all_reduce(comm, None, buf, op, over),
+            Buffers::OutOfPlace(input, buf) => all_reduce(comm, Some(input), buf, op, over),
         }
+    }
+}
+
+/// The exact cost with `over` segments per chunk ([`Tuning::segments`]),
+/// or the model's count.
+pub(crate) fn segmented_cost(zero: Cost, p: u64, k: u64, s: u64, over: Option<u32>) -> Cost {
+    let m = segments(p, k, s, over);
+    let ring = Ring::cost(zero, p, k, s);
+    Cost {
+        rounds: 2 * (p - 1) * m + 2,
+        exchanges: 0,
+        messages: 2 * (p - 1) * m,
+        path_bytes: ring.path_bytes,
+        footprint: ring.footprint + (ring.footprint - k * s),
+        ..ring
     }
 }
 
 /// Segments per chunk for `p` ranks and `k` elements of `s` bytes: the same
 /// on every rank (a function of the call alone).
-pub(crate) fn segments(p: u64, k: u64, s: u64) -> u64 {
+pub(crate) fn segments(p: u64, k: u64, s: u64, over: Option<u32>) -> u64 {
+    let most = k.div_ceil(p).max(1);
+    if let Some(m) = over {
+        return u64::from(m).clamp(1, most);
+    }
     let n = (k * s) as f64;
     let line = CostParams::default().line_for((k * s).div_ceil(p)).to_owned();
     let m = (2.0 * (p - 1) as f64 * n * line.beta / line.alpha).sqrt().round() as u64;
@@ -141,13 +158,14 @@ fn all_reduce<T: Element, C: Transport + ?Sized>(
     input: Option<&[T]>,
     buf: &mut [T],
     op: ReduceOp,
+    over: Option<u32>,
 ) -> Result<()> {
     let p = comm.size();
     let r = comm.rank();
     let k = buf.len();
     let s = std::mem::size_of::<T>();
     let (right, left) = ((r + 1) % p, (r + p - 1) % p);
-    let m = segments(p as u64, k as u64, s as u64) as usize;
+    let m = segments(p as u64, k as u64, s as u64, over) as usize;
     let steps = p - 1;
     let chunk = |i: usize| chunk_range(k, p, i % p);
     // Segment j of chunk c, as an element range of the vector.

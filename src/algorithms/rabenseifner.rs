@@ -22,7 +22,7 @@
 //! logarithmically many rounds. Reduces ≈ (p' − 1)/p'·k elements.
 
 use super::butterfly::largest_power_of_two;
-use super::{disjoint, finish, Buffers, Cost, Schedule};
+use super::{disjoint, finish, Buffers, Cost, Schedule, Tuning};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::Result;
 use crate::scratch::Scratch;
@@ -99,7 +99,12 @@ impl Schedule for Rabenseifner {
         }
     }
 
-    fn run<T: Element, C: Transport + ?Sized>(comm: &C, data: Buffers<'_, T>, op: ReduceOp) -> Result<()> {
+    fn run<T: Element, C: Transport + ?Sized>(
+        comm: &C,
+        data: Buffers<'_, T>,
+        op: ReduceOp,
+        _: &Tuning,
+    ) -> Result<()> {
         all_reduce(comm, data.in_place(), op)
     }
 }

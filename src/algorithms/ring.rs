@@ -12,7 +12,7 @@
 //! ≈ 2·(p − 1)/p·k·s bytes in all — the lower bound of Patarasuk & Yuan (2009).
 //! Reduces ≈ (p − 1)/p·k elements.
 
-use super::{chunk_range, disjoint, finish, Buffers, Cost, Schedule};
+use super::{chunk_range, disjoint, finish, Buffers, Cost, Schedule, Tuning};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::Result;
 use crate::scratch::Scratch;
@@ -46,7 +46,12 @@ impl Schedule for Ring {
     }
 
     /// Out of place, the input is read where it is: never copied.
-    fn run<T: Element, C: Transport + ?Sized>(comm: &C, data: Buffers<'_, T>, op: ReduceOp) -> Result<()> {
+    fn run<T: Element, C: Transport + ?Sized>(
+        comm: &C,
+        data: Buffers<'_, T>,
+        op: ReduceOp,
+        _: &Tuning,
+    ) -> Result<()> {
         match data {
             Buffers::InPlace(buf) => all_reduce(comm, None, buf, op),
             Buffers::OutOfPlace(input, buf) => all_reduce(comm, Some(input), buf, op),

@@ -26,7 +26,7 @@
 //! rank ≈ n read + n written to copy in, n read + n/p written to reduce,
 //! n/p read and written to publish, n·(p−1)/p read and written to copy out.
 
-use super::{chunk_range, finish, Buffers, Cost, Schedule};
+use super::{chunk_range, finish, Buffers, Cost, Schedule, Tuning};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::{Error, Result};
 use crate::transport::{whole_segment, Segment, Shape, Transport, SLOT_HEADER};
@@ -66,7 +66,12 @@ impl Schedule for Shm {
         }
     }
 
-    fn run<T: Element, C: Transport + ?Sized>(comm: &C, data: Buffers<'_, T>, op: ReduceOp) -> Result<()> {
+    fn run<T: Element, C: Transport + ?Sized>(
+        comm: &C,
+        data: Buffers<'_, T>,
+        op: ReduceOp,
+        _: &Tuning,
+    ) -> Result<()> {
         let seg = segment(comm)?;
         let (input, buf) = match data {
             Buffers::InPlace(buf) => (None, buf),

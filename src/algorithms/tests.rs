@@ -179,7 +179,7 @@ fn two_level_matches_the_serial_reference_on_node_layouts() {
 fn the_pipelined_ring_is_bitwise_the_ring_in_many_segments() {
     for p in [2, 3, 5, 8] {
         for k in [1, p + 1, 1009, 100_003] {
-            let m = pipelined::segments(p as u64, k as u64, 4);
+            let m = pipelined::segments(p as u64, k as u64, 4, None);
             if k == 100_003 {
                 assert!(m > 4, "p={p} k={k}: {m} segments");
             }
@@ -204,6 +204,41 @@ fn the_pipelined_ring_is_bitwise_the_ring_in_many_segments() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn the_pipelined_rings_segment_count_can_be_set_and_is_what_travels() {
+    // Tuning::segments (RINGREDUCE_SEGMENTS) overrides the model's count:
+    // the counted messages are 2(p−1)·m for the m asked for (at most one
+    // segment per element of a chunk), and the result is still the ring's.
+    let (p, k) = (3usize, 10_000usize);
+    for (over, m) in [(1u32, 1u64), (7, 7), (1_000_000, 3334)] {
+        let inputs = random_inputs::<f32>(p, k, ReduceOp::Sum, 5);
+        let out = Local::run_apart(p, |ep| {
+            let mut settings = Settings::default();
+            settings.tuning.segments = Some(over);
+            settings.checks = CheckConfig::OFF;
+            let g = Group::with_settings(Counting::new(ep), settings);
+            let mut v = inputs[g.rank()].clone();
+            all_reduce_in_place(&g, &mut v, ReduceOp::Sum, Algorithm::Pipelined).unwrap();
+            let sent = g.transport().stats().messages_sent;
+            let mut ring = inputs[g.rank()].clone();
+            all_reduce_in_place(&g, &mut ring, ReduceOp::Sum, Algorithm::Ring).unwrap();
+            (sent, v == ring)
+        });
+        let want = pipelined::segmented_cost(
+            Cost::zero(Algorithm::Pipelined),
+            p as u64,
+            k as u64,
+            4,
+            Some(over),
+        );
+        assert_eq!(want.messages, 2 * (p as u64 - 1) * m, "asked {over}");
+        assert!(
+            out.iter().all(|&(sent, same)| sent == want.messages && same),
+            "asked {over}: {out:?}"
+        );
     }
 }
 

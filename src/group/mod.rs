@@ -19,7 +19,7 @@ use serde::Serialize;
 pub use self::check::FUSE_MAX;
 pub use self::settings::{
     font_from_env, parse_timeout, CheckConfig, Settings, DEFAULT_TIMEOUT, ENV_ALGO, ENV_CALIBRATION,
-    ENV_CHECK, ENV_FONT, ENV_TIMEOUT,
+    ENV_CHECK, ENV_FONT, ENV_SEGMENTS, ENV_TIMEOUT,
 };
 
 use self::check::{agree_on_call, Agreed, Kind, Signature, ROOT_CHOOSES};
@@ -313,9 +313,9 @@ impl<C: Transport> Group<C> {
             return Ok(());
         }
         if widened(op, T::AVG) {
-            return widened_average(&self.transport, algorithm, input, buf);
+            return widened_average(&self.transport, algorithm, input, buf, &self.settings().tuning);
         }
-        algorithm.run(&self.transport, input, buf, op)
+        algorithm.run(&self.transport, input, buf, op, &self.settings().tuning)
     }
 
     /// Broadcasts `buf` from rank `root` to every rank (binomial tree,

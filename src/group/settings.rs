@@ -19,6 +19,8 @@ pub const ENV_TIMEOUT: &str = "RINGREDUCE_TIMEOUT";
 pub const ENV_CALIBRATION: &str = "RINGREDUCE_CALIBRATION";
 /// Environment variable forcing the algorithm `Auto` runs (`ring`, `naive`, …).
 pub const ENV_ALGO: &str = "RINGREDUCE_ALGO";
+/// Segments per chunk of the pipelined ring (1 to 1048576), in place of the model's count.
+pub const ENV_SEGMENTS: &str = "RINGREDUCE_SEGMENTS";
 
 /// Environment variable naming the TrueType font of the charts (`ringreduce plot`).
 pub const ENV_FONT: &str = "RINGREDUCE_FONT";
@@ -73,7 +75,7 @@ pub struct Settings {
 
 impl Settings {
     /// The defaults, changed by the environment: [`ENV_CALIBRATION`] and
-    /// [`ENV_ALGO`] for the tuning, [`ENV_CHECK`] and [`ENV_TIMEOUT`] for
+    /// [`ENV_ALGO`] and [`ENV_SEGMENTS`] for the tuning, [`ENV_CHECK`] and [`ENV_TIMEOUT`] for
     /// the checks. Unset or empty variables leave the defaults.
     ///
     /// # Errors
@@ -90,6 +92,13 @@ impl Settings {
                 reason: e.to_string(),
             })?;
             s.tuning.force = (a != Algorithm::Auto).then_some(a);
+        }
+        if let Some(v) = env_value(ENV_SEGMENTS) {
+            let m = v.parse::<u32>().ok().filter(|m| (1..=1 << 20).contains(m));
+            s.tuning.segments = Some(m.ok_or_else(|| Error::InvalidArgument {
+                what: ENV_SEGMENTS,
+                reason: format!("`{v}` is not a segment count from 1 to 1048576"),
+            })?);
         }
         if let Some(v) = env_value(ENV_CHECK) {
             s.checks.mismatch = parse_switch(&v).ok_or_else(|| Error::InvalidArgument {
@@ -191,6 +200,7 @@ mod tests {
                 tuning: Tuning {
                     params: crate::cost::CostParams::line(1e-6, 2e-10, 3e-11),
                     force: Some(Algorithm::Central),
+                    segments: Some(9),
                 },
                 checks,
             };
