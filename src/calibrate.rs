@@ -30,6 +30,9 @@ pub struct Point {
     pub pingpong: f64,
     /// Median exchange (sendrecv) time, seconds.
     pub exchange: f64,
+    /// Median time of a ring shift on every rank (send right, receive from
+    /// the left), seconds; with 3 or more ranks.
+    pub shift: Option<f64>,
     /// The fitted exchange time, seconds.
     pub fitted: f64,
     /// The fitted one-way time, seconds.
@@ -173,7 +176,7 @@ pub fn run<C: Transport>(group: &Group<C>, max_bytes: u64, vendor: Option<&dyn V
             (50_000_000 / n).clamp(6, 100) as usize
         };
         let mut bufs = vec![vec![1u8; n as usize]; 3];
-        let (mut pp, mut ex) = (Vec::new(), Vec::new());
+        let (mut pp, mut ex, mut sh) = (Vec::new(), Vec::new(), Vec::new());
         for _batch in 0..7 {
             group.barrier()?;
             // ping-pong: half the round trip
@@ -208,14 +211,31 @@ pub fn run<C: Transport>(group: &Group<C>, max_bytes: u64, vendor: Option<&dyn V
                 }
             }
             ex.push(start.elapsed().as_secs_f64() / iters as f64);
+            if p >= 3 {
+                // shift: every rank sends right and receives from the left
+                group.barrier()?;
+                let (right, left) = ((rank + 1) % p, (rank + p - 1) % p);
+                let start = Instant::now();
+                for i in 0..iters {
+                    let (a, rest) = bufs.split_at_mut(1);
+                    let (send, recv) = if i % 2 == 0 {
+                        (&a[0], &mut rest[0])
+                    } else {
+                        (&rest[1], &mut a[0])
+                    };
+                    t.sendrecv(send, right, recv, left)?;
+                }
+                sh.push(start.elapsed().as_secs_f64() / iters as f64);
+            }
         }
         // Rank 0's view is the one reported; share it so every rank agrees.
-        let mut vals = [median(pp), median(ex)];
+        let mut vals = [median(pp), median(ex), if p >= 3 { median(sh) } else { 0.0 }];
         group.broadcast(&mut vals, 0)?;
         points.push(Point {
             bytes: n,
             pingpong: vals[0],
             exchange: vals[1],
+            shift: (p >= 3).then_some(vals[2]),
             fitted: 0.0,
             fitted_oneway: 0.0,
         });
@@ -225,6 +245,11 @@ pub fn run<C: Transport>(group: &Group<C>, max_bytes: u64, vendor: Option<&dyn V
     let lines = fit_lines(&exchange);
     let pingpong: Vec<(f64, f64)> = points.iter().map(|p| (p.bytes as f64, p.pingpong)).collect();
     let oneway = fit_lines(&pingpong);
+    let shifts: Vec<(f64, f64)> = points
+        .iter()
+        .filter_map(|p| p.shift.map(|t| (p.bytes as f64, t)))
+        .collect();
+    let shift = (!shifts.is_empty()).then(|| fit_lines(&shifts));
 
     let mut local = [measure_gamma(), measure_copy()];
     group.broadcast(&mut local, 0)?;
@@ -232,6 +257,7 @@ pub fn run<C: Transport>(group: &Group<C>, max_bytes: u64, vendor: Option<&dyn V
     let params = CostParams {
         lines,
         oneway: Some(oneway),
+        shift,
         memory: Some(memory),
         gamma: local[0],
         copy: local[1],

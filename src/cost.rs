@@ -90,6 +90,11 @@ pub struct CostParams {
     /// One-way rounds; `None`: the exchange lines.
     #[serde(default, deserialize_with = "de_opt_lines")]
     pub oneway: Option<[Line; MAX_LINES]>,
+    /// Exchange rounds of the schedules that shift around a ring (send
+    /// right, receive from the left: [`Algorithm::shifts`]), measured on 3
+    /// or more ranks; `None`: the exchange lines.
+    #[serde(default, deserialize_with = "de_opt_lines")]
+    pub shift: Option<[Line; MAX_LINES]>,
     /// Local memory traffic ([`Cost::memory_bytes`]) by working set, in
     /// increasing footprint; between two levels the price is interpolated
     /// in log footprint, beyond the ends it is the end's. `None` (files
@@ -127,6 +132,7 @@ impl Default for CostParams {
             ]),
             // Every rank copying at once: caches hold up to ≈ 8 MiB a rank
             // (L2 and the shared L3), beyond it memory's bandwidth.
+            shift: None,
             memory: Some([
                 level(32 << 10, 0.009e-9),
                 level(128 << 10, 0.009e-9),
@@ -154,6 +160,7 @@ impl CostParams {
         CostParams {
             lines: [l; MAX_LINES],
             oneway: None,
+            shift: None,
             memory: None,
             gamma,
             copy: 0.0,
@@ -177,23 +184,29 @@ impl CostParams {
         l.alpha + bytes as f64 * l.beta
     }
 
-    /// Seconds of a round moving `bytes` (an exchange, or one-way) inside a
-    /// call whose working set is `footprint` bytes: α of the line of its
-    /// size (the protocol), β of the line of the calibration message with
-    /// the same working set — the sweep cycles three buffers, so a message
-    /// of m bytes works on 3m. Without [`memory`](Self::memory) levels the
-    /// footprint is not known to matter and the size's own line is used.
-    pub fn round_time(&self, bytes: u64, footprint: u64, exchange: bool) -> f64 {
-        let lines = match exchange {
-            true => &self.lines,
-            false => self.oneway.as_ref().unwrap_or(&self.lines),
-        };
+    /// Seconds of a round moving `bytes` inside a call whose working set is
+    /// `footprint` bytes: α of the line of its size (the protocol), β of the
+    /// line of the calibration message with the same working set — the
+    /// sweep cycles three buffers, so a message of m bytes works on 3m.
+    /// Without [`memory`](Self::memory) levels the footprint is not known to
+    /// matter and the size's own line is used.
+    pub fn round_time(&self, bytes: u64, footprint: u64, kind: Round) -> f64 {
+        let lines = self.lines_for(kind);
         let alpha = pick(lines, bytes).alpha;
         let wide = match self.memory {
             Some(_) => bytes.max(footprint / 3),
             None => bytes,
         };
         alpha + bytes as f64 * pick(lines, wide).beta
+    }
+
+    /// The lines that price rounds of `kind`.
+    pub fn lines_for(&self, kind: Round) -> &[Line; MAX_LINES] {
+        match kind {
+            Round::Swap => &self.lines,
+            Round::Shift => self.shift.as_ref().unwrap_or(&self.lines),
+            Round::OneWay => self.oneway.as_ref().unwrap_or(&self.lines),
+        }
     }
 
     /// Seconds per byte of memory traffic with a working set of `footprint`
@@ -242,7 +255,8 @@ impl CostParams {
             named.push(("memory per byte", l.per_byte));
         }
         let oneway = self.oneway.unwrap_or(self.lines);
-        for l in self.lines.iter().chain(&oneway) {
+        let shift = self.shift.unwrap_or(self.lines);
+        for l in self.lines.iter().chain(&oneway).chain(&shift) {
             named.push(("alpha", l.alpha));
             named.push(("beta", l.beta));
         }
@@ -252,7 +266,7 @@ impl CostParams {
                 return Err(bad(format!("{name} = {v} (must be from 0 to 1000 seconds)")));
             }
         }
-        if [self.lines, oneway]
+        if [self.lines, oneway, shift]
             .iter()
             .any(|ls| ls.windows(2).any(|w| w[0].up_to > w[1].up_to))
         {
@@ -265,6 +279,18 @@ impl CostParams {
         }
         Ok(())
     }
+}
+
+/// The kinds of round the model prices apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Round {
+    /// Both directions at once with one peer (`sendrecv` to and from it).
+    Swap,
+    /// Both directions at once, to one neighbour and from the other, on
+    /// every rank (a ring step).
+    Shift,
+    /// A lone send or receive.
+    OneWay,
 }
 
 /// 1 to [`MAX_LINES`] lines, the last repeated to fill the array.
@@ -306,13 +332,18 @@ impl Cost {
     pub fn predict(&self, params: &CostParams, elem_size: usize) -> f64 {
         let message = self.path_bytes.checked_div(self.rounds).unwrap_or(0);
         let oneway = self.rounds.saturating_sub(self.exchanges) as f64;
+        let kind = match self.algorithm.shifts() {
+            true => Round::Shift,
+            false => Round::Swap,
+        };
         if params.memory.is_some() {
             let w = self.footprint;
-            return self.exchanges as f64 * params.round_time(message, w, true)
-                + oneway * params.round_time(message, w, false)
+            return self.exchanges as f64 * params.round_time(message, w, kind)
+                + oneway * params.round_time(message, w, Round::OneWay)
                 + self.memory_bytes as f64 * params.memory_per_byte(w);
         }
-        self.exchanges as f64 * params.message_time(message)
+        let l = pick(params.lines_for(kind), message);
+        self.exchanges as f64 * (l.alpha + message as f64 * l.beta)
             + oneway * params.oneway_time(message)
             + self.reduced as f64 * elem_size as f64 * params.gamma
     }
@@ -801,5 +832,26 @@ mod tests {
         let big = cost(Algorithm::Ring, 4, 1 << 24, 4);
         assert!(big.footprint > 1 << 22);
         assert!(big.predict(&cold, 4) > big.predict(&q, 4));
+    }
+
+    #[test]
+    fn ring_shifts_are_priced_by_their_own_lines() {
+        // The ring and the naive ring shift; the butterfly swaps. A shift
+        // line twice as slow doubles the ring's message time only.
+        let mut q = CostParams::line(2e-6, 1e-10, 0.0);
+        let slow = Line {
+            up_to: u64::MAX,
+            alpha: 4e-6,
+            beta: 2e-10,
+        };
+        let (ring, fly) = (
+            cost(Algorithm::Ring, 4, 1000, 4),
+            cost(Algorithm::Butterfly, 4, 1000, 4),
+        );
+        let before = (ring.predict(&q, 4), fly.predict(&q, 4));
+        q.shift = Some([slow; MAX_LINES]);
+        assert!((ring.predict(&q, 4) - 2.0 * before.0).abs() < 1e-15);
+        assert_eq!(fly.predict(&q, 4), before.1);
+        assert!(Algorithm::Naive.shifts() && !Algorithm::Central.shifts());
     }
 }

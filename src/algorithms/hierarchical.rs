@@ -36,6 +36,7 @@ pub(crate) struct Hierarchical;
 impl Schedule for Hierarchical {
     const NAME: &'static str = "hierarchical";
     const TIE_ORDER: u8 = 6;
+    const SHIFTS: bool = true;
     /// `auto` does not yet weigh node layouts.
     const AUTO: bool = false;
 

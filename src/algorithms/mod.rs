@@ -33,6 +33,12 @@ pub(crate) trait Schedule {
     /// Whether `auto` may choose it (its predicted time validated against
     /// measurements).
     const AUTO: bool = true;
+    /// Whether its exchanges are shifts — send to one neighbour, receive
+    /// from the other, every rank at once, as in a ring — rather than
+    /// pairwise swaps. Over TCP a shift costs more than a swap of the same
+    /// size (each connection carries one direction only), and the cost model
+    /// prices it from a calibration of its own when there is one.
+    const SHIFTS: bool = false;
 
     /// Rounds, messages, bytes and reduced elements of one call on `p ≥ 2`
     /// ranks with `count ≥ 1` elements of `elem_size` bytes, filled into
@@ -178,6 +184,14 @@ macro_rules! registry {
             pub fn in_auto(self) -> bool {
                 match self {
                     $( Algorithm::$variant => <$module::$ty as Schedule>::AUTO, )*
+                    Algorithm::Auto => false,
+                }
+            }
+
+            /// Whether its exchange rounds are ring shifts (see `Schedule::SHIFTS`).
+            pub fn shifts(self) -> bool {
+                match self {
+                    $( Algorithm::$variant => <$module::$ty as Schedule>::SHIFTS, )*
                     Algorithm::Auto => false,
                 }
             }

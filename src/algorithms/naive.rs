@@ -25,6 +25,7 @@ pub(crate) struct Naive;
 impl Schedule for Naive {
     const NAME: &'static str = "naive";
     const TIE_ORDER: u8 = 2;
+    const SHIFTS: bool = true;
 
     fn cost(zero: Cost, p: u64, k: u64, s: u64) -> Cost {
         let n = k * s;

@@ -23,6 +23,7 @@ pub(crate) struct Ring;
 impl Schedule for Ring {
     const NAME: &'static str = "ring";
     const TIE_ORDER: u8 = 0;
+    const SHIFTS: bool = true;
 
     fn cost(zero: Cost, p: u64, k: u64, s: u64) -> Cost {
         let q = k / p;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use ringreduce::calibrate::{self, Outcome};
+use ringreduce::cost::Round;
 use ringreduce::vendor::Vendor;
 
 use super::{fail, on_world, size_arg, writable};
@@ -50,13 +51,27 @@ fn print(outcome: &Outcome) {
         c.cpu,
         c.mpi_version
     );
+    let q = &c.params;
     println!(
-        "{:>10} {:>14} {:>10} {:>14} {:>10}",
-        "bytes", "one-way(us)", "residual", "exchange(us)", "residual"
+        "{:>10} {:>14} {:>10} {:>14} {:>10}{}",
+        "bytes",
+        "one-way(us)",
+        "residual",
+        "exchange(us)",
+        "residual",
+        if q.shift.is_some() { "  ring-shift(us)" } else { "" }
     );
     for p in &outcome.points {
+        let shift = match (p.shift, q.shift) {
+            (Some(t), Some(_)) => format!(
+                " {:>15.3} ({:+.1}%)",
+                t * 1e6,
+                (t / q.round_time(p.bytes, 0, Round::Shift) - 1.0) * 100.0
+            ),
+            _ => String::new(),
+        };
         println!(
-            "{:>10} {:>14.3} {:>9.1}% {:>14.3} {:>9.1}%",
+            "{:>10} {:>14.3} {:>9.1}% {:>14.3} {:>9.1}%{shift}",
             p.bytes,
             p.pingpong * 1e6,
             p.residual_oneway() * 100.0,
@@ -64,9 +79,10 @@ fn print(outcome: &Outcome) {
             p.residual() * 100.0
         );
     }
-    let q = &c.params;
     let oneway = q.oneway.unwrap_or(q.lines);
-    for (kind, lines) in [("exchange", &q.lines), ("one-way", &oneway)] {
+    let shift = q.shift.map(|s| ("ring shift", s));
+    let kinds = [("exchange", q.lines), ("one-way", oneway)];
+    for (kind, lines) in kinds.iter().chain(shift.as_ref()).map(|(k, l)| (*k, l)) {
         let mut lower = 0;
         for l in lines {
             if l.up_to < lower {
