@@ -18,7 +18,7 @@ use crate::cost::{Calibration, CostParams, Level, Line, MAX_LINES, MEMORY_LEVELS
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::{Error, Result};
 use crate::group::Group;
-use crate::transport::Transport;
+use crate::transport::{whole_segment, Transport};
 use crate::vendor::Vendor;
 
 /// One size of the sweep.
@@ -254,10 +254,12 @@ pub fn run<C: Transport>(group: &Group<C>, max_bytes: u64, vendor: Option<&dyn V
     let mut local = [measure_gamma(), measure_copy()];
     group.broadcast(&mut local, 0)?;
     let memory = measure_memory(group)?;
+    let barrier = measure_barrier(group)?;
     let params = CostParams {
         lines,
         oneway: Some(oneway),
         shift,
+        barrier,
         memory: Some(memory),
         gamma: local[0],
         copy: local[1],
@@ -338,6 +340,28 @@ fn measure_memory<C: Transport>(group: &Group<C>) -> Result<[Level; MEMORY_LEVEL
         footprint: FOOTPRINTS[i],
         per_byte: per_byte[i],
     }))
+}
+
+/// Seconds per barrier on the group's shared segment (median of 7 batches
+/// of 1000), when every rank shares a node; `None` otherwise.
+fn measure_barrier<C: Transport>(group: &Group<C>) -> Result<Option<f64>> {
+    let t = group.transport();
+    let Some(seg) = whole_segment(t) else {
+        return Ok(None);
+    };
+    let mut idle = |waited| t.idle(waited);
+    let mut times = Vec::new();
+    for _batch in 0..7 {
+        group.barrier()?;
+        let start = Instant::now();
+        for _ in 0..1000 {
+            seg.barrier(&mut idle)?;
+        }
+        times.push(start.elapsed().as_secs_f64() / 1000.0);
+    }
+    let mut v = [median(times)];
+    group.broadcast(&mut v, 0)?;
+    Ok(Some(v[0]))
 }
 
 /// γ: the f32 sum kernel.

@@ -102,6 +102,10 @@ pub struct CostParams {
     /// and every byte on the wire is priced by the line of its message size.
     #[serde(default)]
     pub memory: Option<[Level; MEMORY_LEVELS]>,
+    /// Seconds of one barrier on a node's shared segment (the rounds of
+    /// [`Algorithm::Shm`]); `None`: priced as an empty exchange.
+    #[serde(default)]
+    pub barrier: Option<f64>,
     /// Seconds per byte reduced by the local kernel.
     pub gamma: f64,
     /// Seconds per byte of a local copy (out-of-place calls copy the input first).
@@ -133,6 +137,7 @@ impl Default for CostParams {
             // Every rank copying at once: caches hold up to ≈ 8 MiB a rank
             // (L2 and the shared L3), beyond it memory's bandwidth.
             shift: None,
+            barrier: Some(0.1e-6),
             memory: Some([
                 level(32 << 10, 0.009e-9),
                 level(128 << 10, 0.009e-9),
@@ -161,6 +166,7 @@ impl CostParams {
             lines: [l; MAX_LINES],
             oneway: None,
             shift: None,
+            barrier: None,
             memory: None,
             gamma,
             copy: 0.0,
@@ -254,6 +260,7 @@ impl CostParams {
         for l in self.memory.iter().flatten() {
             named.push(("memory per byte", l.per_byte));
         }
+        named.extend(self.barrier.map(|b| ("barrier", b)));
         let oneway = self.oneway.unwrap_or(self.lines);
         let shift = self.shift.unwrap_or(self.lines);
         for l in self.lines.iter().chain(&oneway).chain(&shift) {
@@ -336,6 +343,10 @@ impl Cost {
             true => Round::Shift,
             false => Round::Swap,
         };
+        if let (Algorithm::Shm, Some(barrier)) = (self.algorithm, params.barrier) {
+            return self.rounds as f64 * barrier
+                + self.memory_bytes as f64 * params.memory_per_byte(self.footprint);
+        }
         if params.memory.is_some() {
             let w = self.footprint;
             return self.exchanges as f64 * params.round_time(message, w, kind)
@@ -409,11 +420,19 @@ pub fn select(p: usize, count: usize, elem_size: usize, params: &CostParams) -> 
 /// The call check's agreement before one all-reduce of `algorithm` (see
 /// [`crate::group::check`]): a butterfly of 48-byte headers over messages
 /// — except for a butterfly call of at most [`FUSE_MAX`](crate::group::FUSE_MAX)
-/// bytes, which rides inside it and adds nothing. (Ranks sharing a node
+/// bytes, which rides inside it and adds nothing. Ranks sharing a node
 /// agree through the shared segment instead: one barrier, which a small
-/// `shm` call shares.)
+/// `shm` call shares (for `shm`, which only runs there, that is what is
+/// counted; the other algorithms are costed as across nodes).
 pub fn check_cost(algorithm: Algorithm, p: usize, count: usize, elem_size: usize) -> Cost {
     let bytes = count.saturating_mul(elem_size);
+    if algorithm == Algorithm::Shm && p > 1 {
+        let rides = bytes > 0 && bytes <= crate::transport::Shape::DEFAULT.slot;
+        return Cost {
+            rounds: u64::from(!rides),
+            ..Cost::zero(Algorithm::Shm)
+        };
+    }
     let fused = algorithm == Algorithm::Butterfly && bytes > 0 && bytes <= crate::group::FUSE_MAX;
     if p <= 1 || fused {
         return Cost::zero(Algorithm::Butterfly);

@@ -115,6 +115,9 @@ fn print(outcome: &Outcome) {
         q.copy * 1e9,
         1e-9 / q.copy
     );
+    if let Some(b) = q.barrier {
+        println!("shared-memory barrier = {:.3} us", b * 1e6);
+    }
     for l in q.memory.iter().flatten() {
         println!(
             "memory traffic, working set {:>9} B: {:.4} ns/B ({:.2} GB/s), every rank at once",
