@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod algorithms;
+pub mod compress;
 pub mod cost;
 pub mod element;
 pub mod error;

@@ -35,6 +35,11 @@ pub struct Args {
     /// (default: sync with --algo).
     #[arg(long, value_name = "SPEC", value_parser = one::<AnyStrategy>, conflicts_with = "algo")]
     strategy: Option<AnyStrategy>,
+    /// Gradient compression of synchronous SGD: none, or fp16 / bf16
+    /// (16-bit floats on the wire of the ring, accumulated in f32; the same
+    /// as `--strategy sync:ring,compress=fp16`).
+    #[arg(long, value_name = "C", default_value = "none")]
+    compress: String,
     /// Write metrics to this CSV file (rank 0): a row every --log-every
     /// steps and one per epoch, rewritten after every epoch.
     #[arg(long)]
@@ -66,12 +71,25 @@ pub fn run(o: Args) -> ExitCode {
     // What is the same on every rank is checked before MPI starts.
     let opt = (|| -> ringreduce::Result<Trainer<AnyStrategy>> {
         preflight(&o)?;
-        let strategy =
+        let mut strategy =
             o.strategy
                 .clone()
                 .unwrap_or(AnyStrategy::Sync(ringreduce::train::GradientAllReduce::new(
                     o.algo,
                 )));
+        if o.compress.trim() != "none" {
+            let wire: ringreduce::compress::Wire = o.compress.parse()?;
+            match &mut strategy {
+                AnyStrategy::Sync(s) => s.wire = Some(wire),
+                other => {
+                    return Err(ringreduce::Error::InvalidArgument {
+                        what: "--compress",
+                        reason: format!("compresses the gradient of sync strategies, not {}", other.name()),
+                    })
+                }
+            }
+            strategy.check(1)?;
+        }
         let mut builder = o
             .recipe
             .builder(strategy)

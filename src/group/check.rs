@@ -51,10 +51,11 @@ pub(crate) enum Kind {
     Barrier,
     Agree,
     Neighbors,
+    AllReduceWire,
 }
 
 impl Kind {
-    const ALL: [Kind; 7] = [
+    const ALL: [Kind; 8] = [
         Kind::AllReduce,
         Kind::Broadcast,
         Kind::AllGather,
@@ -62,6 +63,7 @@ impl Kind {
         Kind::Barrier,
         Kind::Agree,
         Kind::Neighbors,
+        Kind::AllReduceWire,
     ];
 
     /// The name in messages and stall reports.
@@ -73,6 +75,7 @@ impl Kind {
             Kind::Barrier => "barrier",
             Kind::Agree => "agree",
             Kind::Neighbors => "neighbor_exchange",
+            Kind::AllReduceWire => "all_reduce_wire",
         }
     }
 }
@@ -145,6 +148,7 @@ impl fmt::Display for Signature {
             Kind::Barrier => f.write_str("barrier"),
             Kind::Agree => f.write_str("agree"),
             Kind::Neighbors => write!(f, "neighbor_exchange of {count} bytes"),
+            Kind::AllReduceWire => write!(f, "{count} f32 over a {dtype} wire {}", self.op),
         }
     }
 }

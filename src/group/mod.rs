@@ -264,6 +264,42 @@ impl<C: Transport> Group<C> {
         self.reduce(Some(send), recv, op, algorithm)
     }
 
+    /// All-reduces f32 `buf` in place with 16-bit floats on the wire and
+    /// f32 accumulation: a ring that sends half the bytes
+    /// ([`wire_cost`](crate::compress::wire_cost)), every rank ending with
+    /// the same bits, within the error bound of [`crate::compress`] of the
+    /// f32 result. On one rank nothing crosses a wire and `buf` is unchanged.
+    ///
+    /// ```
+    /// use ringreduce::{compress::Wire, Group, ReduceOp};
+    /// let out = Group::local(3, |g| {
+    ///     let mut v = vec![0.1f32 * (g.rank() + 1) as f32; 5];
+    ///     g.all_reduce_wire(&mut v, ReduceOp::Sum, Wire::Bf16).unwrap();
+    ///     v
+    /// });
+    /// assert!(out.iter().all(|v| v == &out[0]));
+    /// assert!((out[0][0] - 0.6).abs() <= 3.0 * 2f32.powi(-8) * 0.6);
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Group::all_reduce_in_place`]; ranks passing different lengths,
+    /// ops or wire types, or mixing this call with another, get
+    /// [`Error::Mismatch`] (with the checks on).
+    pub fn all_reduce_wire(&self, buf: &mut [f32], op: ReduceOp, wire: crate::compress::Wire) -> Result<()> {
+        let sig = Signature {
+            count: buf.len() as u64,
+            dtype: wire.dtype(),
+            op,
+            algorithm: Algorithm::Ring,
+            ..Signature::of(Kind::AllReduceWire)
+        };
+        self.agree_plain(Kind::AllReduceWire, sig, Ok(()), false)?;
+        if self.size() <= 1 || buf.is_empty() {
+            return Ok(());
+        }
+        crate::compress::wire_ring(&self.transport, buf, op, wire)
+    }
+
     fn reduce<T: Element>(
         &self,
         input: Option<&[T]>,

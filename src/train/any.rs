@@ -18,6 +18,7 @@ use super::strategy::{GradientAllReduce, Section, Step, Strategy};
 /// | spelling | strategy |
 /// |---|---|
 /// | `sync:ALGO` (`sync` = `sync:ring`) | [`GradientAllReduce`] |
+/// | `sync:ring,compress=fp16` (or `bf16`; `sync,compress=…`) | the same, 16-bit floats on the wire |
 /// | `local:tau=T[,warmup=W][,momentum][,algo=A]` | [`LocalSgd`] averaging every T steps |
 /// | `postlocal:warmup=W,tau=T` | the same, synchronous for the first W steps |
 /// | `oneshot` | [`LocalSgd::one_shot`]: average once, at the end |
@@ -60,15 +61,40 @@ impl FromStr for AnyStrategy {
 
     fn from_str(s: &str) -> Result<Self> {
         let s = s.trim();
-        let (kind, rest) = s.split_once(':').unwrap_or((s, ""));
+        // `sync,compress=…` names no algorithm: the settings follow a comma.
+        let (kind, rest) = match s.split_once(':') {
+            Some(parts) => parts,
+            None => s.split_once(',').filter(|(k, _)| *k == "sync").unwrap_or((s, "")),
+        };
         match kind {
             "sync" => {
-                let algorithm = if rest.is_empty() {
-                    Algorithm::Ring
-                } else {
-                    rest.parse()?
+                let mut items = rest
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|i| !i.is_empty())
+                    .peekable();
+                let algorithm = match items.peek() {
+                    Some(first) if !first.contains('=') => {
+                        let a = first.parse()?;
+                        items.next();
+                        a
+                    }
+                    _ => Algorithm::Ring,
                 };
-                Ok(AnyStrategy::Sync(GradientAllReduce::new(algorithm)))
+                let mut sync = GradientAllReduce::new(algorithm);
+                for item in items {
+                    match item.split_once('=') {
+                        Some(("compress", "none")) => sync.wire = None,
+                        Some(("compress", w)) => sync.wire = Some(w.parse()?),
+                        _ => {
+                            return Err(invalid(format!(
+                                "unknown setting `{item}` in `{s}` (compress=none|fp16|bf16)"
+                            )))
+                        }
+                    }
+                }
+                sync.check(1)?;
+                Ok(AnyStrategy::Sync(sync))
             }
             "gossip" => {
                 if rest.is_empty() {
@@ -188,6 +214,12 @@ impl AnyStrategy {
             }
         };
         match self {
+            AnyStrategy::Sync(GradientAllReduce { wire: Some(_), .. }) => {
+                let x = crate::compress::wire_cost(p, params);
+                c.bytes += steps as u64 * x.bytes_sent;
+                c.rounds += steps as u64 * x.rounds;
+                c.predicted_secs += steps as f64 * x.predict(cost, 2);
+            }
             AnyStrategy::Sync(s) => all_reduce(&mut c, s.algorithm, steps as u64),
             AnyStrategy::Local(l) => {
                 let synced = l.warmup_steps.min(steps);

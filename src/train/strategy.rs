@@ -12,6 +12,7 @@
 use std::fmt;
 
 use crate::algorithms::Algorithm;
+use crate::compress::{wire_cost, Wire};
 use crate::element::{Element, ReduceOp};
 use crate::error::Result;
 use crate::group::Group;
@@ -98,6 +99,18 @@ impl<'a, C: Transport> Step<'a, C> {
         if let Some(c) = concrete.exact_cost(self.group.size(), buf.len(), size) {
             self.count(c.bytes_sent, c.rounds);
         }
+        Ok(())
+    }
+
+    /// [`Group::all_reduce_wire`] (16-bit floats on the wire, f32
+    /// accumulation), counted from [`wire_cost`].
+    ///
+    /// # Errors
+    /// As [`Group::all_reduce_wire`].
+    pub fn all_reduce_wire(&mut self, buf: &mut [f32], op: ReduceOp, wire: Wire) -> Result<()> {
+        self.group.all_reduce_wire(buf, op, wire)?;
+        let c = wire_cost(self.group.size(), buf.len());
+        self.count(c.bytes_sent, c.rounds);
         Ok(())
     }
 }
@@ -195,17 +208,33 @@ pub trait Strategy: Clone + Send + Sync + fmt::Debug {
 /// Synchronous data parallelism: every step the flat gradient buffer is
 /// averaged over the ranks with one all-reduce of `algorithm`, so every
 /// rank applies the same update — parallel minibatch SGD, equal to serial
-/// minibatch SGD with the same global batch.
+/// minibatch SGD with the same global batch. With a [`Wire`] the gradient
+/// travels as 16-bit floats through the ring, accumulated in f32
+/// ([`Group::all_reduce_wire`]): half the bytes, every rank still applying
+/// the same update.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GradientAllReduce {
-    /// The all-reduce schedule (or `Auto`).
+    /// The all-reduce schedule (or `Auto`); the ring when `wire` is set.
     pub algorithm: Algorithm,
+    /// 16-bit floats on the wire, or f32 (`None`).
+    pub wire: Option<Wire>,
 }
 
 impl GradientAllReduce {
     /// All-reduce the gradient with `algorithm`.
     pub fn new(algorithm: Algorithm) -> Self {
-        GradientAllReduce { algorithm }
+        GradientAllReduce {
+            algorithm,
+            wire: None,
+        }
+    }
+
+    /// All-reduce the gradient with the ring, as `wire` on the wire.
+    pub fn on_wire(wire: Wire) -> Self {
+        GradientAllReduce {
+            algorithm: Algorithm::Ring,
+            wire: Some(wire),
+        }
     }
 }
 
@@ -218,10 +247,26 @@ impl Default for GradientAllReduce {
 
 impl Strategy for GradientAllReduce {
     fn name(&self) -> String {
-        format!("sync:{}", self.algorithm)
+        match self.wire {
+            None => format!("sync:{}", self.algorithm),
+            Some(w) => format!("sync:{},compress={w}", self.algorithm),
+        }
+    }
+
+    fn check(&self, _p: usize) -> Result<()> {
+        match (self.wire, self.algorithm) {
+            (Some(w), a) if a != Algorithm::Ring => Err(crate::Error::InvalidArgument {
+                what: "strategy",
+                reason: format!("compress={w} runs the ring with 16-bit floats on the wire, not {a}"),
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn after_backward<C: Transport>(&mut self, ctx: &mut Step<'_, C>, grad: &mut [f32]) -> Result<()> {
-        ctx.all_reduce(grad, ReduceOp::Avg, self.algorithm)
+        match self.wire {
+            Some(w) => ctx.all_reduce_wire(grad, ReduceOp::Avg, w),
+            None => ctx.all_reduce(grad, ReduceOp::Avg, self.algorithm),
+        }
     }
 }

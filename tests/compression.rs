@@ -1,0 +1,91 @@
+//! Gradient compression in the trainer: 16-bit floats on the wire of the
+//! ring, f32 accumulation. Every rank applies the same update, the bytes
+//! counted are the model's (half the f32 ring's), and it learns as f32 does.
+
+use ringreduce::compress::{wire_cost, Wire};
+use ringreduce::train::{data, AnyStrategy, EpochMetrics, Mlp, Model, Schedule, Strategy, SyncSgd, Trainer};
+use ringreduce::{Algorithm, Group};
+
+fn trainer(strategy: &str, epochs: usize) -> Trainer<AnyStrategy> {
+    SyncSgd::builder()
+        .strategy(strategy.parse::<AnyStrategy>().unwrap())
+        .batch(60)
+        .lr(0.1)
+        .momentum(0.9)
+        .schedule(Schedule::Constant)
+        .epochs(epochs)
+        .seed(3)
+        .build()
+        .unwrap()
+}
+
+fn train(p: usize, t: &Trainer<AnyStrategy>) -> Vec<(Vec<f32>, Vec<EpochMetrics>)> {
+    let sets = data::synthetic(600, 6, 3, 11);
+    let model = Mlp::new(vec![6, 10, 3]).unwrap();
+    Group::local(p, |g| {
+        let mut params = t.init_params(&model);
+        let h = t
+            .fit(&g, &model, &mut params, &sets, Some(&sets), |_| {})
+            .unwrap();
+        (params, h)
+    })
+}
+
+#[test]
+fn a_16_bit_wire_halves_the_bytes_keeps_ranks_identical_and_learns() {
+    let n = Mlp::new(vec![6, 10, 3]).unwrap().num_params();
+    let p = 4;
+    let f32_ring = Algorithm::Ring.exact_cost(p, n, 4).unwrap();
+    let plain = train(p, &trainer("sync:ring", 3));
+    let plain_acc = plain[0].1.last().unwrap().test_accuracy.unwrap();
+    for wire in Wire::ALL {
+        let spec = format!("sync:ring,compress={wire}");
+        let runs = train(p, &trainer(&spec, 3));
+        let h = &runs[0].1;
+        // 10 steps per epoch, each one wire all-reduce of the gradient.
+        let per_step = wire_cost(p, n);
+        assert_eq!(2 * per_step.bytes_sent, f32_ring.bytes_sent);
+        for m in h {
+            assert_eq!(m.allreduce_bytes, 10 * per_step.bytes_sent, "{spec}");
+            assert_eq!(m.rounds, 10 * per_step.rounds, "{spec}");
+        }
+        for r in &runs {
+            assert_eq!(r.0, runs[0].0, "{spec}: every rank applies the same update");
+        }
+        let acc = h.last().unwrap().test_accuracy.unwrap();
+        assert!(
+            acc > 0.8 && acc > plain_acc - 0.05,
+            "{spec}: accuracy {acc} (f32: {plain_acc})"
+        );
+        // Not the f32 run: the gradient did travel rounded.
+        assert_ne!(runs[0].0, plain[0].0, "{spec}");
+    }
+}
+
+#[test]
+fn compress_spellings_parse_and_bad_ones_say_why() {
+    let s: AnyStrategy = "sync,compress=bf16".parse().unwrap();
+    assert_eq!(s.name(), "sync:ring,compress=bf16");
+    let s: AnyStrategy = "sync:ring,compress=none".parse().unwrap();
+    assert_eq!(s.name(), "sync:ring");
+    for (bad, says) in [
+        ("sync:butterfly,compress=fp16", "not butterfly"),
+        ("sync:ring,compress=fp8", "fp8"),
+        ("sync:ring,level=3", "unknown setting `level=3`"),
+    ] {
+        let e = bad.parse::<AnyStrategy>().unwrap_err().to_string();
+        assert!(e.contains(says), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn the_communication_model_counts_the_wire() {
+    let n = 101_770;
+    let s: AnyStrategy = "sync:ring,compress=fp16".parse().unwrap();
+    let c = s.communication(4, n, 100, 1, &Default::default());
+    assert_eq!(c.bytes, 100 * wire_cost(4, n).bytes_sent);
+    let f: AnyStrategy = "sync:ring".parse().unwrap();
+    let cf = f.communication(4, n, 100, 1, &Default::default());
+    assert_eq!(2 * c.bytes, cf.bytes);
+    assert!(c.predicted_secs < cf.predicted_secs);
+}
