@@ -472,7 +472,11 @@ fn cost_explain_shows_each_candidate_and_the_call_checks_share() {
 
 #[test]
 fn compress_settings_that_cannot_work_are_one_line_errors() {
-    bad_input(&["train", "--compress", "fp8"], "unknown 16-bit wire type `fp8`");
+    bad_input(&["train", "--compress", "fp8"], "unknown compression `fp8`");
+    bad_input(
+        &["train", "--compress", "fp16", "--no-error-feedback"],
+        "error feedback applies to topk:F",
+    );
     bad_input(
         &["train", "--strategy", "local:tau=4", "--compress", "fp16"],
         "compresses the gradient of sync strategies, not local:tau=4",

@@ -89,3 +89,23 @@ fn the_communication_model_counts_the_wire() {
     assert_eq!(2 * c.bytes, cf.bytes);
     assert!(c.predicted_secs < cf.predicted_secs);
 }
+
+#[test]
+fn top_k_with_error_feedback_learns_and_keeps_ranks_identical() {
+    let runs = train(4, &trainer("sync,compress=topk:0.1", 3));
+    let acc = runs[0].1.last().unwrap().test_accuracy.unwrap();
+    assert!(acc > 0.8, "accuracy {acc}");
+    for r in &runs {
+        assert_eq!(r.0, runs[0].0, "every rank applies the same update");
+    }
+    let s: AnyStrategy = "sync,compress=topk:0.1,error-feedback=off".parse().unwrap();
+    assert_eq!(s.name(), "sync,compress=topk:0.1,error-feedback=off");
+    for bad in [
+        "sync,compress=topk:0",
+        "sync,compress=topk:x",
+        "sync:butterfly,compress=topk:0.1",
+        "sync,error-feedback=on",
+    ] {
+        assert!(bad.parse::<AnyStrategy>().is_err(), "{bad}");
+    }
+}

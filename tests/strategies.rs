@@ -173,6 +173,7 @@ fn every_strategy_resumes_exactly_and_refuses_another_rank_count() {
         "oneshot",
         "gossip:ring",
         "gossip:expo1",
+        "sync,compress=topk:0.1",
     ]
     .into_iter()
     .enumerate()
@@ -244,6 +245,9 @@ fn predicted_communication_equals_the_counted() {
         "gossip:expo",
         "gossip:expo1",
         "gossip:complete",
+        "sync:ring,compress=fp16",
+        "sync,compress=topk:0.05",
+        "sync,compress=topk:0.3,error-feedback=off",
     ] {
         for p in [2, 3, 5] {
             let runs = train(p, &trainer(spec, 0.9, 3));

@@ -35,11 +35,15 @@ pub struct Args {
     /// (default: sync with --algo).
     #[arg(long, value_name = "SPEC", value_parser = one::<AnyStrategy>, conflicts_with = "algo")]
     strategy: Option<AnyStrategy>,
-    /// Gradient compression of synchronous SGD: none, or fp16 / bf16
-    /// (16-bit floats on the wire of the ring, accumulated in f32; the same
-    /// as `--strategy sync:ring,compress=fp16`).
+    /// Gradient compression of synchronous SGD: none; fp16 or bf16 (16-bit
+    /// floats on the wire of the ring, accumulated in f32); topk:F (each
+    /// rank's ⌈F·n⌉ largest coordinates, all-gathered, with error feedback).
+    /// The same as `--strategy sync:ring,compress=C`.
     #[arg(long, value_name = "C", default_value = "none")]
     compress: String,
+    /// Turn off error feedback of --compress topk:F (to compare).
+    #[arg(long)]
+    no_error_feedback: bool,
     /// Write metrics to this CSV file (rank 0): a row every --log-every
     /// steps and one per epoch, rewritten after every epoch.
     #[arg(long)]
@@ -77,10 +81,16 @@ pub fn run(o: Args) -> ExitCode {
                 .unwrap_or(AnyStrategy::Sync(ringreduce::train::GradientAllReduce::new(
                     o.algo,
                 )));
-        if o.compress.trim() != "none" {
-            let wire: ringreduce::compress::Wire = o.compress.parse()?;
-            match &mut strategy {
-                AnyStrategy::Sync(s) => s.wire = Some(wire),
+        if o.compress.trim() != "none" || o.no_error_feedback {
+            match &strategy {
+                AnyStrategy::Sync(s) => {
+                    let ef = if o.no_error_feedback {
+                        ",error-feedback=off"
+                    } else {
+                        ""
+                    };
+                    strategy = format!("sync:{},compress={}{ef}", s.algorithm, o.compress.trim()).parse()?;
+                }
                 other => {
                     return Err(ringreduce::Error::InvalidArgument {
                         what: "--compress",

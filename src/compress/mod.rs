@@ -183,5 +183,7 @@ pub(crate) fn wire_ring<C: Transport + ?Sized>(
     Ok(())
 }
 
+pub mod topk;
+
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@ use crate::transport::Transport;
 use super::gossip::Gossip;
 use super::local::LocalSgd;
 use super::optim::OptimizerState;
+use super::sparse::TopKSgd;
 use super::strategy::{GradientAllReduce, Section, Step, Strategy};
 
 /// A built-in strategy chosen at run time (`train --strategy`, `compare`).
@@ -22,6 +23,7 @@ use super::strategy::{GradientAllReduce, Section, Step, Strategy};
 /// | `local:tau=T[,warmup=W][,momentum][,algo=A]` | [`LocalSgd`] averaging every T steps |
 /// | `postlocal:warmup=W,tau=T` | the same, synchronous for the first W steps |
 /// | `oneshot` | [`LocalSgd::one_shot`]: average once, at the end |
+/// | `sync,compress=topk:F[,error-feedback=off]` | [`TopKSgd`]: each rank's ⌈F·n⌉ largest coordinates, all-gathered |
 /// | `gossip:TOPOLOGY` | [`Gossip`] on ring, torus, expo, expo1, complete or edges=0-1/… |
 ///
 /// ```
@@ -38,6 +40,8 @@ pub enum AnyStrategy {
     Local(LocalSgd),
     /// Decentralized gossip SGD.
     Gossip(Gossip),
+    /// Synchronous SGD with top-k sparsified gradients.
+    TopK(TopKSgd),
 }
 
 impl Default for AnyStrategy {
@@ -61,10 +65,11 @@ impl FromStr for AnyStrategy {
 
     fn from_str(s: &str) -> Result<Self> {
         let s = s.trim();
-        // `sync,compress=…` names no algorithm: the settings follow a comma.
-        let (kind, rest) = match s.split_once(':') {
-            Some(parts) => parts,
-            None => s.split_once(',').filter(|(k, _)| *k == "sync").unwrap_or((s, "")),
+        // The kind ends at the first `:` — or `,` for `sync,compress=…`,
+        // which names no algorithm.
+        let (kind, rest) = match s.find([':', ',']) {
+            Some(i) if s[..i] == *"sync" || s.as_bytes()[i] == b':' => (&s[..i], &s[i + 1..]),
+            _ => (s, ""),
         };
         match kind {
             "sync" => {
@@ -82,16 +87,47 @@ impl FromStr for AnyStrategy {
                     _ => Algorithm::Ring,
                 };
                 let mut sync = GradientAllReduce::new(algorithm);
+                let (mut topk, mut feedback) = (None, None);
                 for item in items {
                     match item.split_once('=') {
                         Some(("compress", "none")) => sync.wire = None,
-                        Some(("compress", w)) => sync.wire = Some(w.parse()?),
+                        Some(("compress", c)) if c.starts_with("topk:") => {
+                            let f = &c["topk:".len()..];
+                            topk = Some(f.parse::<f64>().map_err(|_| {
+                                invalid(format!("`{item}` in `{s}`: topk takes a fraction, e.g. topk:0.01"))
+                            })?);
+                        }
+                        Some(("compress", w)) => {
+                            sync.wire = Some(w.parse().map_err(|_| {
+                                invalid(format!("unknown compression `{w}` in `{s}` (none, fp16, bf16 or topk:F)"))
+                            })?)
+                        }
+                        Some(("error-feedback", v)) => {
+                            feedback = Some(match v {
+                                "on" => true,
+                                "off" => false,
+                                _ => return Err(invalid(format!("`{item}` in `{s}`: error-feedback=on|off"))),
+                            })
+                        }
                         _ => {
                             return Err(invalid(format!(
-                                "unknown setting `{item}` in `{s}` (compress=none|fp16|bf16)"
+                                "unknown setting `{item}` in `{s}` (compress=none|fp16|bf16|topk:F, error-feedback=on|off)"
                             )))
                         }
                     }
+                }
+                if let Some(fraction) = topk {
+                    if algorithm != Algorithm::Ring || sync.wire.is_some() {
+                        return Err(invalid(format!(
+                            "`{s}`: top-k is not linear, so its pairs are all-gathered: it takes no algorithm or wire type"
+                        )));
+                    }
+                    let mut t = TopKSgd::new(fraction)?;
+                    t.error_feedback = feedback.unwrap_or(true);
+                    return Ok(AnyStrategy::TopK(t));
+                }
+                if feedback.is_some() {
+                    return Err(invalid(format!("`{s}`: error feedback applies to topk:F")));
                 }
                 sync.check(1)?;
                 Ok(AnyStrategy::Sync(sync))
@@ -214,6 +250,16 @@ impl AnyStrategy {
             }
         };
         match self {
+            AnyStrategy::TopK(t) => {
+                // A ring all-gather of every rank's k pairs each step.
+                let block = (crate::compress::topk::k_of(t.fraction, params)
+                    * crate::compress::topk::PAIR_BYTES) as u64;
+                let rounds = (p - 1) as u64;
+                c.bytes += steps as u64 * rounds * block;
+                c.rounds += steps as u64 * rounds;
+                c.predicted_secs += (steps as u64 * rounds) as f64
+                    * cost.round_time(block, block * p as u64, crate::cost::Round::Shift);
+            }
             AnyStrategy::Sync(GradientAllReduce { wire: Some(_), .. }) => {
                 let x = crate::compress::wire_cost(p, params);
                 c.bytes += steps as u64 * x.bytes_sent;
@@ -264,6 +310,7 @@ macro_rules! each {
             AnyStrategy::Sync($s) => $e,
             AnyStrategy::Local($s) => $e,
             AnyStrategy::Gossip($s) => $e,
+            AnyStrategy::TopK($s) => $e,
         }
     };
 }
