@@ -220,7 +220,7 @@ mod tests {
             let mut s = TopKSgd::new(0.1).unwrap();
             s.error_feedback = false;
             let mut ctx = Step::new(&g, 1, 0, 1, 1);
-            s.start(&mut ctx, &mut vec![0.0; 50]).unwrap();
+            s.start(&mut ctx, &mut [0.0; 50]).unwrap();
             let mut grad: Vec<f32> = (0..50).map(|i| i as f32).collect();
             s.after_backward(&mut ctx, &mut grad).unwrap();
             (grad, s.residual().iter().all(|&e| e == 0.0))
