@@ -109,3 +109,20 @@ fn top_k_with_error_feedback_learns_and_keeps_ranks_identical() {
         assert!(bad.parse::<AnyStrategy>().is_err(), "{bad}");
     }
 }
+
+#[test]
+fn qsgd_learns_and_keeps_ranks_identical() {
+    let runs = train(4, &trainer("sync,compress=qsgd:levels=16", 3));
+    let acc = runs[0].1.last().unwrap().test_accuracy.unwrap();
+    assert!(acc > 0.8, "accuracy {acc}");
+    for r in &runs {
+        assert_eq!(r.0, runs[0].0, "every rank applies the same update");
+    }
+    for bad in [
+        "sync,compress=qsgd:levels=0",
+        "sync,compress=qsgd:levels=200",
+        "sync,compress=qsgd:levels=8,error-feedback=on",
+    ] {
+        assert!(bad.parse::<AnyStrategy>().is_err(), "{bad}");
+    }
+}

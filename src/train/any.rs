@@ -11,6 +11,7 @@ use crate::transport::Transport;
 use super::gossip::Gossip;
 use super::local::LocalSgd;
 use super::optim::OptimizerState;
+use super::qsgd::QsgdSgd;
 use super::sparse::TopKSgd;
 use super::strategy::{GradientAllReduce, Section, Step, Strategy};
 
@@ -24,6 +25,7 @@ use super::strategy::{GradientAllReduce, Section, Step, Strategy};
 /// | `postlocal:warmup=W,tau=T` | the same, synchronous for the first W steps |
 /// | `oneshot` | [`LocalSgd::one_shot`]: average once, at the end |
 /// | `sync,compress=topk:F[,error-feedback=off]` | [`TopKSgd`]: each rank's ⌈F·n⌉ largest coordinates, all-gathered |
+/// | `sync,compress=qsgd:levels=S` | [`QsgdSgd`]: QSGD, one byte per coordinate, all-gathered |
 /// | `gossip:TOPOLOGY` | [`Gossip`] on ring, torus, expo, expo1, complete or edges=0-1/… |
 ///
 /// ```
@@ -42,6 +44,8 @@ pub enum AnyStrategy {
     Gossip(Gossip),
     /// Synchronous SGD with top-k sparsified gradients.
     TopK(TopKSgd),
+    /// Synchronous SGD with QSGD-quantized gradients.
+    Qsgd(QsgdSgd),
 }
 
 impl Default for AnyStrategy {
@@ -87,7 +91,7 @@ impl FromStr for AnyStrategy {
                     _ => Algorithm::Ring,
                 };
                 let mut sync = GradientAllReduce::new(algorithm);
-                let (mut topk, mut feedback) = (None, None);
+                let (mut topk, mut feedback, mut qsgd) = (None, None, None);
                 for item in items {
                     match item.split_once('=') {
                         Some(("compress", "none")) => sync.wire = None,
@@ -97,9 +101,15 @@ impl FromStr for AnyStrategy {
                                 invalid(format!("`{item}` in `{s}`: topk takes a fraction, e.g. topk:0.01"))
                             })?);
                         }
+                        Some(("compress", c)) if c.starts_with("qsgd:levels=") => {
+                            let l = &c["qsgd:levels=".len()..];
+                            qsgd = Some(l.parse::<u8>().map_err(|_| {
+                                invalid(format!("`{item}` in `{s}`: qsgd takes levels=1..127, e.g. qsgd:levels=16"))
+                            })?);
+                        }
                         Some(("compress", w)) => {
                             sync.wire = Some(w.parse().map_err(|_| {
-                                invalid(format!("unknown compression `{w}` in `{s}` (none, fp16, bf16 or topk:F)"))
+                                invalid(format!("unknown compression `{w}` in `{s}` (none, fp16, bf16, topk:F or qsgd:levels=S)"))
                             })?)
                         }
                         Some(("error-feedback", v)) => {
@@ -111,10 +121,18 @@ impl FromStr for AnyStrategy {
                         }
                         _ => {
                             return Err(invalid(format!(
-                                "unknown setting `{item}` in `{s}` (compress=none|fp16|bf16|topk:F, error-feedback=on|off)"
+                                "unknown setting `{item}` in `{s}` (compress=none|fp16|bf16|topk:F|qsgd:levels=S, error-feedback=on|off)"
                             )))
                         }
                     }
+                }
+                if let Some(levels) = qsgd {
+                    if algorithm != Algorithm::Ring || sync.wire.is_some() || feedback.is_some() {
+                        return Err(invalid(format!(
+                            "`{s}`: QSGD is not linear, so its levels are all-gathered: it takes no algorithm, wire type or error feedback"
+                        )));
+                    }
+                    return Ok(AnyStrategy::Qsgd(QsgdSgd::new(levels)?));
                 }
                 if let Some(fraction) = topk {
                     if algorithm != Algorithm::Ring || sync.wire.is_some() {
@@ -250,6 +268,14 @@ impl AnyStrategy {
             }
         };
         match self {
+            AnyStrategy::Qsgd(_) => {
+                let block = QsgdSgd::block_bytes(params) as u64;
+                let rounds = (p - 1) as u64;
+                c.bytes += steps as u64 * rounds * block;
+                c.rounds += steps as u64 * rounds;
+                c.predicted_secs += (steps as u64 * rounds) as f64
+                    * cost.round_time(block, block * p as u64, crate::cost::Round::Shift);
+            }
             AnyStrategy::TopK(t) => {
                 // A ring all-gather of every rank's k pairs each step.
                 let block = (crate::compress::topk::k_of(t.fraction, params)
@@ -311,6 +337,7 @@ macro_rules! each {
             AnyStrategy::Local($s) => $e,
             AnyStrategy::Gossip($s) => $e,
             AnyStrategy::TopK($s) => $e,
+            AnyStrategy::Qsgd($s) => $e,
         }
     };
 }

@@ -1,0 +1,166 @@
+//! QSGD: stochastic quantization of the gradient to s levels per
+//! coordinate (Alistarh et al. 2017), unbiased, one byte per coordinate.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::element::Element;
+use crate::error::{Error, Result};
+use crate::transport::Transport;
+
+use super::strategy::{Step, Strategy};
+
+/// Most levels: a level and a sign fit one byte.
+pub const MAX_LEVELS: u8 = 127;
+
+/// Quantizes `v` to `levels` levels: coordinate i becomes
+/// ‖v‖·sign(v_i)·l/s with l = ⌊s·|v_i|/‖v‖⌋ or l + 1, the upper one with
+/// probability s·|v_i|/‖v‖ − l — so its expectation is v_i. Returns ‖v‖
+/// (f32) and one byte per coordinate: the sign in the top bit, l below.
+pub fn quantize(v: &[f32], levels: u8, rng: &mut impl Rng) -> (f32, Vec<u8>) {
+    let norm = v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt() as f32;
+    let s = levels as f32;
+    let bytes = v
+        .iter()
+        .map(|&x| {
+            if norm == 0.0 || !x.is_finite() {
+                return 0;
+            }
+            let r = (x.abs() / norm * s).min(s);
+            let low = r.floor();
+            let up = rng.gen::<f32>() < r - low;
+            let l = (low as u8 + u8::from(up)).min(levels);
+            l | if x < 0.0 { 0x80 } else { 0 }
+        })
+        .collect();
+    (norm, bytes)
+}
+
+/// Adds the coordinates [`quantize`] encoded to `out`.
+pub fn add_dequantized(norm: f32, bytes: &[u8], levels: u8, out: &mut [f32]) {
+    let unit = norm / levels as f32;
+    for (o, &b) in out.iter_mut().zip(bytes) {
+        let x = (b & 0x7f) as f32 * unit;
+        *o += if b & 0x80 != 0 { -x } else { x };
+    }
+}
+
+/// Synchronous SGD whose gradient travels QSGD-quantized: every rank
+/// sends its norm (4 bytes) and one byte per coordinate, all-gathered (a
+/// ring, p − 1 rounds); every rank decodes all of them in rank order into
+/// the same averaged gradient. QSGD is unbiased, so it takes no error
+/// feedback. The random rounding is seeded by `seed`, the rank and the
+/// step, so a run — and a resumed run — repeats exactly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QsgdSgd {
+    /// Levels s, 1 to 127.
+    pub levels: u8,
+    /// Seed of the rounding.
+    pub seed: u64,
+}
+
+impl QsgdSgd {
+    /// `levels` levels.
+    ///
+    /// # Errors
+    /// Levels outside 1..=127.
+    pub fn new(levels: u8) -> Result<Self> {
+        let s = QsgdSgd { levels, seed: 0 };
+        s.check(1)?;
+        Ok(s)
+    }
+
+    /// Bytes one rank sends per step for `n` coordinates.
+    pub fn block_bytes(n: usize) -> usize {
+        4 + n
+    }
+}
+
+impl Strategy for QsgdSgd {
+    fn name(&self) -> String {
+        format!("sync,compress=qsgd:levels={}", self.levels)
+    }
+
+    fn check(&self, _p: usize) -> Result<()> {
+        match self.levels {
+            1..=MAX_LEVELS => Ok(()),
+            l => Err(Error::InvalidArgument {
+                what: "strategy",
+                reason: format!(
+                    "qsgd:levels={l}: levels must be 1 to {MAX_LEVELS} (a level and a sign in one byte)"
+                ),
+            }),
+        }
+    }
+
+    fn after_backward<C: Transport>(&mut self, ctx: &mut Step<'_, C>, grad: &mut [f32]) -> Result<()> {
+        let (p, r) = (ctx.group.size(), ctx.group.rank());
+        if p <= 1 {
+            return Ok(());
+        }
+        let stream =
+            self.seed ^ ((r as u64) << 48) ^ (ctx.global_step() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut rng = ChaCha8Rng::seed_from_u64(stream);
+        let (norm, levels) = quantize(grad, self.levels, &mut rng);
+        let n = grad.len();
+        let block = Self::block_bytes(n);
+        let mut mine = Vec::with_capacity(block);
+        mine.extend_from_slice(&norm.to_le_bytes());
+        mine.extend_from_slice(&levels);
+        let mut all = vec![0u8; p * block];
+        ctx.group.all_gather(&mine, &mut all)?;
+        ctx.count(((p - 1) * block) as u64, p as u64 - 1);
+        grad.fill(0.0);
+        for b in all.chunks_exact(block) {
+            let norm = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            add_dequantized(norm, &b[4..], self.levels, grad);
+        }
+        f32::divide(grad, p);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantization_is_unbiased() {
+        // Mean of M quantizations of one vector, per coordinate, against the
+        // vector: each is a two-point variable 1/s·‖v‖ apart, so the mean's
+        // standard deviation is at most ‖v‖/(2s·√M); allow 5 of them.
+        let v: Vec<f32> = (0..64).map(|i| ((i * 37 % 29) as f32 - 14.0) * 0.1).collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        for levels in [1u8, 4, 16] {
+            let m = 20_000;
+            let mut mean = vec![0f64; v.len()];
+            let mut rng = ChaCha8Rng::seed_from_u64(levels as u64);
+            for _ in 0..m {
+                let (nq, q) = quantize(&v, levels, &mut rng);
+                let mut out = vec![0f32; v.len()];
+                add_dequantized(nq, &q, levels, &mut out);
+                for (a, o) in mean.iter_mut().zip(&out) {
+                    *a += *o as f64 / m as f64;
+                }
+            }
+            let tol = 5.0 * norm as f64 / (2.0 * levels as f64 * (m as f64).sqrt());
+            for (i, (&a, &x)) in mean.iter().zip(&v).enumerate() {
+                assert!(
+                    (a - x as f64).abs() <= tol,
+                    "s={levels} i={i}: mean {a} vs {x} (tolerance {tol})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn levels_and_signs_fit_one_byte_and_zero_stays_zero() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let (n, q) = quantize(&[3.0, -4.0, 0.0], 127, &mut rng);
+        assert_eq!(n, 5.0);
+        assert_eq!(q[2], 0);
+        assert!(q[1] & 0x80 != 0 && q[0] & 0x80 == 0);
+        let (n0, q0) = quantize(&[0.0; 4], 8, &mut rng);
+        assert_eq!((n0, q0), (0.0, vec![0; 4]));
+    }
+}
