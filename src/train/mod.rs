@@ -57,7 +57,7 @@ pub use self::data::Dataset;
 pub use self::gossip::Gossip;
 pub use self::local::LocalSgd;
 pub use self::log::MetricsLog;
-pub use self::model::{Mlp, Model};
+pub use self::model::{Matrix, Mlp, Model};
 pub use self::optim::{Adam, Optimizer, OptimizerState, Schedule, Sgd};
 pub use self::qsgd::QsgdSgd;
 pub use self::sparse::TopKSgd;

@@ -23,12 +23,39 @@ pub trait Model: Sync {
     fn loss_and_grad(&self, params: &[f32], x: &[f32], y: &[u32], grad: &mut [f32]) -> f32;
     /// Writes the predicted class of every row of `x` into `out`.
     fn predict(&self, params: &[f32], x: &[f32], out: &mut [u32]);
+    /// The weight matrices inside the parameter buffer, for compressors
+    /// that work on matrices (PowerSGD); the rest counts as small tensors.
+    /// Default: none.
+    fn matrices(&self) -> Vec<Matrix> {
+        Vec::new()
+    }
+}
+
+/// A row-major matrix inside a flat parameter buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Matrix {
+    /// Index of its first element.
+    pub offset: usize,
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
 }
 
 /// `c = a·b + beta·c` for row-major matrices, `a` m×k (or its transpose
 /// stored k×m), `b` k×n (or its transpose stored n×k), `c` m×n.
 #[allow(clippy::too_many_arguments)]
-fn gemm(m: usize, k: usize, n: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool, beta: f32, c: &mut [f32]) {
+pub(crate) fn gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    a_t: bool,
+    b: &[f32],
+    b_t: bool,
+    beta: f32,
+    c: &mut [f32],
+) {
     assert!(
         a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
         "gemm operand too short"
@@ -195,6 +222,19 @@ impl Model for Mlp {
 
     fn input_dim(&self) -> usize {
         self.sizes[0]
+    }
+
+    /// Each layer's weights: inputs × outputs.
+    fn matrices(&self) -> Vec<Matrix> {
+        self.offsets()
+            .into_iter()
+            .enumerate()
+            .map(|(l, (w, _))| Matrix {
+                offset: w,
+                rows: self.sizes[l],
+                cols: self.sizes[l + 1],
+            })
+            .collect()
     }
 
     fn init(&self, params: &mut [f32], seed: u64) {

@@ -29,11 +29,71 @@ pub struct TopKSgd {
     pub fraction: f64,
     /// Keep and add back what was not sent.
     pub error_feedback: bool,
-    residual: Vec<f32>,
+    residual: Residuals,
+}
+
+/// Error feedback's per-rank residual, and how it reaches checkpoints: the
+/// residuals differ between ranks, so every rank's is gathered at the end
+/// of each epoch (not counted in the strategy's bytes, like the scoring),
+/// saved as one section, and on resume each rank takes back its own.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Residuals {
+    pub(crate) own: Vec<f32>,
     /// Every rank's residual (rank order), gathered at the last epoch end.
     gathered: Vec<f32>,
     /// From a checkpoint, until `start` takes this rank's part.
     restored: Option<Vec<f32>>,
+}
+
+impl Residuals {
+    /// Zeros of `n`, or this rank's part of a restored checkpoint.
+    pub(crate) fn start<C: Transport>(&mut self, ctx: &Step<'_, C>, n: usize) -> Result<()> {
+        let (p, r) = (ctx.group.size(), ctx.group.rank());
+        self.own = vec![0.0; n];
+        self.gathered.clear();
+        if let Some(all) = self.restored.take() {
+            if all.len() != p * n {
+                let saved = all.len() / n.max(1);
+                return Err(invalid(format!(
+                    "the checkpoint holds the state of {saved} ranks (their error-feedback residuals): resume it on {saved} ranks"
+                )));
+            }
+            self.own.copy_from_slice(&all[r * n..(r + 1) * n]);
+        }
+        Ok(())
+    }
+
+    /// Gathers every rank's residual at the end of an epoch. Collective.
+    pub(crate) fn after_step<C: Transport>(&mut self, ctx: &Step<'_, C>) -> Result<()> {
+        if ctx.step + 1 == ctx.steps_per_epoch {
+            self.gathered = vec![0.0; ctx.group.size() * self.own.len()];
+            ctx.group.all_gather(&self.own, &mut self.gathered)?;
+        }
+        Ok(())
+    }
+
+    /// The checkpoint section, once gathered.
+    pub(crate) fn state(&self) -> Vec<Section> {
+        match self.gathered.is_empty() {
+            true => Vec::new(),
+            false => vec![Section {
+                name: "residuals".into(),
+                values: self.gathered.clone(),
+            }],
+        }
+    }
+
+    /// Takes the section back; an error when it is missing.
+    pub(crate) fn restore(&mut self, sections: &[Section]) -> Result<()> {
+        self.restored = sections
+            .iter()
+            .find(|s| s.name == "residuals")
+            .map(|s| s.values.clone());
+        match self.restored {
+            Some(_) => Ok(()),
+            None => Err(invalid("the checkpoint holds no error-feedback residuals".into())),
+        }
+    }
 }
 
 impl TopKSgd {
@@ -45,9 +105,7 @@ impl TopKSgd {
         let s = TopKSgd {
             fraction,
             error_feedback: true,
-            residual: Vec::new(),
-            gathered: Vec::new(),
-            restored: None,
+            residual: Residuals::default(),
         };
         s.check(1)?;
         Ok(s)
@@ -55,11 +113,11 @@ impl TopKSgd {
 
     /// This rank's residual (what error feedback has not sent yet).
     pub fn residual(&self) -> &[f32] {
-        &self.residual
+        &self.residual.own
     }
 }
 
-fn invalid(reason: String) -> Error {
+pub(crate) fn invalid(reason: String) -> Error {
     Error::InvalidArgument {
         what: "strategy",
         reason,
@@ -88,19 +146,7 @@ impl Strategy for TopKSgd {
     }
 
     fn start<C: Transport>(&mut self, ctx: &mut Step<'_, C>, params: &mut [f32]) -> Result<()> {
-        let (p, r, n) = (ctx.group.size(), ctx.group.rank(), params.len());
-        self.residual = vec![0.0; n];
-        self.gathered.clear();
-        if let Some(all) = self.restored.take() {
-            if all.len() != p * n {
-                let saved = all.len() / n.max(1);
-                return Err(invalid(format!(
-                    "the checkpoint holds the state of {saved} ranks (their error-feedback residuals): resume it on {saved} ranks"
-                )));
-            }
-            self.residual.copy_from_slice(&all[r * n..(r + 1) * n]);
-        }
-        Ok(())
+        self.residual.start(ctx, params.len())
     }
 
     fn after_backward<C: Transport>(&mut self, ctx: &mut Step<'_, C>, grad: &mut [f32]) -> Result<()> {
@@ -109,16 +155,16 @@ impl Strategy for TopKSgd {
             return Ok(());
         }
         if self.error_feedback {
-            for (g, e) in grad.iter_mut().zip(&self.residual) {
+            for (g, e) in grad.iter_mut().zip(&self.residual.own) {
                 *g += e;
             }
         }
         let k = k_of(self.fraction, grad.len());
         let mine = top_k(grad, k);
         if self.error_feedback {
-            self.residual.copy_from_slice(grad);
+            self.residual.own.copy_from_slice(grad);
             for pair in &mine {
-                self.residual[pair.index as usize] = 0.0;
+                self.residual.own[pair.index as usize] = 0.0;
             }
         }
         let mut all = vec![Pair { index: 0, value: 0.0 }; p * k];
@@ -135,34 +181,21 @@ impl Strategy for TopKSgd {
         _params: &mut [f32],
         _optimizer: &mut OptimizerState,
     ) -> Result<()> {
-        // Residuals for the checkpoint, at the end of every epoch.
-        if self.error_feedback && ctx.step + 1 == ctx.steps_per_epoch {
-            let p = ctx.group.size();
-            self.gathered = vec![0.0; p * self.residual.len()];
-            ctx.group.all_gather(&self.residual, &mut self.gathered)?;
+        match self.error_feedback {
+            true => self.residual.after_step(ctx),
+            false => Ok(()),
         }
-        Ok(())
     }
 
     fn state(&self) -> Vec<Section> {
-        match self.gathered.is_empty() {
-            true => Vec::new(),
-            false => vec![Section {
-                name: "residuals".into(),
-                values: self.gathered.clone(),
-            }],
-        }
+        self.residual.state()
     }
 
     fn restore(&mut self, sections: &[Section]) -> Result<()> {
-        self.restored = sections
-            .iter()
-            .find(|s| s.name == "residuals")
-            .map(|s| s.values.clone());
-        if self.error_feedback && self.restored.is_none() {
-            return Err(invalid("the checkpoint holds no error-feedback residuals".into()));
+        match self.error_feedback {
+            true => self.residual.restore(sections),
+            false => Ok(()),
         }
-        Ok(())
     }
 }
 

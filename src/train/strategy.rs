@@ -35,6 +35,7 @@ pub struct Step<'a, C: Transport> {
     pub total_steps: usize,
     pub(crate) bytes: u64,
     pub(crate) rounds: u64,
+    pub(crate) matrices: Vec<super::model::Matrix>,
 }
 
 impl<'a, C: Transport> Step<'a, C> {
@@ -53,7 +54,14 @@ impl<'a, C: Transport> Step<'a, C> {
             total_steps: epochs * steps_per_epoch,
             bytes: 0,
             rounds: 0,
+            matrices: Vec::new(),
         }
+    }
+
+    /// The model's weight matrices ([`Model::matrices`](super::Model::matrices));
+    /// set for [`Strategy::start`].
+    pub fn matrices(&self) -> &[super::model::Matrix] {
+        &self.matrices
     }
 
     /// Steps taken before this one over the whole run.

@@ -244,6 +244,7 @@ impl<S: Strategy> Trainer<S> {
             (hook.0)(&done);
         }
         let mut ctx = Step::new(group, done.max(1), 0, run.steps, self.cfg.epochs);
+        ctx.matrices = model.matrices();
         run.strategy.start(&mut ctx, params)?;
         let mut history = Vec::new();
         let last = self
