@@ -49,7 +49,7 @@ enum Command {
     /// Measure α, β (ping-pong / exchange sweep) and γ (local kernel); under mpirun -n 2 or more.
     Calibrate(cli::calibrate::Args),
     /// Train a classifier with data-parallel SGD: synchronous, local SGD, gossip (run under mpirun).
-    Train(cli::train::Args),
+    Train(Box<cli::train::Args>),
     /// Train with several strategies on the same model, data and seed, and compare accuracy against time and bytes (run under mpirun).
     Compare(cli::compare::Args),
     /// Draw charts (PNG and SVG): latency and bus bandwidth from `bench --format csv` files, a training run from its `--metrics` file, or a `compare` CSV.
@@ -70,7 +70,7 @@ fn main() -> ExitCode {
         Command::Soak(args) => cli::soak::run(args),
         Command::Cost(args) => cli::cost::run(args),
         Command::Calibrate(args) => cli::calibrate::run(args),
-        Command::Train(args) => cli::train::run(args),
+        Command::Train(args) => cli::train::run(*args),
         Command::Compare(args) => cli::compare::run(args),
         Command::Plot(args) => cli::plot::run(args),
         Command::Summary(args) => cli::plot::summary(args),

@@ -126,3 +126,53 @@ fn qsgd_learns_and_keeps_ranks_identical() {
         assert!(bad.parse::<AnyStrategy>().is_err(), "{bad}");
     }
 }
+
+#[test]
+fn powersgd_learns_counts_its_two_all_reduces_and_keeps_ranks_identical() {
+    let model = Mlp::new(vec![6, 10, 3]).unwrap();
+    for spec in [
+        "sync:ring,compress=powersgd:rank=1",
+        "sync:butterfly,compress=powersgd:rank=2,error-feedback=off",
+    ] {
+        let runs = train(3, &trainer(spec, 3));
+        let acc = runs[0].1.last().unwrap().test_accuracy.unwrap();
+        assert!(acc > 0.8, "{spec}: accuracy {acc}");
+        for r in &runs {
+            assert_eq!(r.0, runs[0].0, "{spec}: every rank applies the same update");
+        }
+        let s: AnyStrategy = spec.parse().unwrap();
+        assert_eq!(s.name(), spec);
+        let c = s.communication_for(
+            3,
+            model.num_params(),
+            &model.matrices(),
+            30,
+            1,
+            &Default::default(),
+        );
+        let (bytes, rounds) = runs[0]
+            .1
+            .iter()
+            .fold((0, 0), |(b, r), m| (b + m.allreduce_bytes, r + m.rounds));
+        assert_eq!((bytes, rounds), (c.bytes, c.rounds), "{spec}");
+        // Against the same all-reduce uncompressed: rank 1 compresses both
+        // layers (60 → 16 and 30 → 13 elements); rank 2 neither (a rate
+        // below PyTorch's default 2), so it sends what sync does.
+        let algo = spec.split([':', ',']).nth(1).unwrap();
+        let plain: AnyStrategy = format!("sync:{algo}").parse().unwrap();
+        let base = plain
+            .communication(3, model.num_params(), 30, 1, &Default::default())
+            .bytes;
+        match spec.contains("rank=1") {
+            true => assert!(c.bytes < base, "{spec}: {} vs {base}", c.bytes),
+            false => assert_eq!(c.bytes, base, "{spec}"),
+        }
+    }
+    for bad in [
+        "sync,compress=powersgd:rank=0",
+        "sync,compress=powersgd:rank=x",
+        "sync:ring,compress=fp16,compress=powersgd:rank=1",
+    ] {
+        assert!(bad.parse::<AnyStrategy>().is_err(), "{bad}");
+    }
+}

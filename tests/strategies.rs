@@ -175,6 +175,7 @@ fn every_strategy_resumes_exactly_and_refuses_another_rank_count() {
         "gossip:expo1",
         "sync,compress=topk:0.1",
         "sync,compress=qsgd:levels=8",
+        "sync:ring,compress=powersgd:rank=1",
     ]
     .into_iter()
     .enumerate()

@@ -36,8 +36,9 @@ pub struct Args {
     #[arg(long, value_name = "SPEC", value_parser = one::<AnyStrategy>, conflicts_with = "algo")]
     strategy: Option<AnyStrategy>,
     /// Gradient compression of synchronous SGD: none; fp16 or bf16 (16-bit
-    /// floats on the wire of the ring, accumulated in f32); topk:F (each
-    /// rank's ⌈F·n⌉ largest coordinates, all-gathered, with error feedback).
+    /// floats on the wire of the ring, accumulated in f32); powersgd:rank=R
+    /// (low-rank factors, error feedback); topk:F (each rank's ⌈F·n⌉
+    /// largest coordinates, all-gathered, error feedback); qsgd:levels=S.
     /// The same as `--strategy sync:ring,compress=C`.
     #[arg(long, value_name = "C", default_value = "none")]
     compress: String,

@@ -10,7 +10,9 @@ use crate::transport::Transport;
 
 use super::gossip::Gossip;
 use super::local::LocalSgd;
+use super::model::Matrix;
 use super::optim::OptimizerState;
+use super::powersgd::PowerSgd;
 use super::qsgd::QsgdSgd;
 use super::sparse::TopKSgd;
 use super::strategy::{GradientAllReduce, Section, Step, Strategy};
@@ -25,6 +27,7 @@ use super::strategy::{GradientAllReduce, Section, Step, Strategy};
 /// | `postlocal:warmup=W,tau=T` | the same, synchronous for the first W steps |
 /// | `oneshot` | [`LocalSgd::one_shot`]: average once, at the end |
 /// | `sync,compress=topk:F[,error-feedback=off]` | [`TopKSgd`]: each rank's ⌈F·n⌉ largest coordinates, all-gathered |
+/// | `sync:ALGO,compress=powersgd:rank=R[,error-feedback=off]` | [`PowerSgd`]: rank-R factors of every weight matrix, two all-reduces |
 /// | `sync,compress=qsgd:levels=S` | [`QsgdSgd`]: QSGD, one byte per coordinate, all-gathered |
 /// | `gossip:TOPOLOGY` | [`Gossip`] on ring, torus, expo, expo1, complete or edges=0-1/… |
 ///
@@ -46,6 +49,8 @@ pub enum AnyStrategy {
     TopK(TopKSgd),
     /// Synchronous SGD with QSGD-quantized gradients.
     Qsgd(QsgdSgd),
+    /// Synchronous SGD with PowerSGD's low-rank gradients.
+    PowerSgd(PowerSgd),
 }
 
 impl Default for AnyStrategy {
@@ -91,7 +96,7 @@ impl FromStr for AnyStrategy {
                     _ => Algorithm::Ring,
                 };
                 let mut sync = GradientAllReduce::new(algorithm);
-                let (mut topk, mut feedback, mut qsgd) = (None, None, None);
+                let (mut topk, mut feedback, mut qsgd, mut power) = (None, None, None, None);
                 for item in items {
                     match item.split_once('=') {
                         Some(("compress", "none")) => sync.wire = None,
@@ -99,6 +104,12 @@ impl FromStr for AnyStrategy {
                             let f = &c["topk:".len()..];
                             topk = Some(f.parse::<f64>().map_err(|_| {
                                 invalid(format!("`{item}` in `{s}`: topk takes a fraction, e.g. topk:0.01"))
+                            })?);
+                        }
+                        Some(("compress", c)) if c.starts_with("powersgd:rank=") => {
+                            let r = &c["powersgd:rank=".len()..];
+                            power = Some(r.parse::<usize>().map_err(|_| {
+                                invalid(format!("`{item}` in `{s}`: powersgd takes rank=R, e.g. powersgd:rank=2"))
                             })?);
                         }
                         Some(("compress", c)) if c.starts_with("qsgd:levels=") => {
@@ -109,7 +120,7 @@ impl FromStr for AnyStrategy {
                         }
                         Some(("compress", w)) => {
                             sync.wire = Some(w.parse().map_err(|_| {
-                                invalid(format!("unknown compression `{w}` in `{s}` (none, fp16, bf16, topk:F or qsgd:levels=S)"))
+                                invalid(format!("unknown compression `{w}` in `{s}` (none, fp16, bf16, topk:F, qsgd:levels=S or powersgd:rank=R)"))
                             })?)
                         }
                         Some(("error-feedback", v)) => {
@@ -121,10 +132,19 @@ impl FromStr for AnyStrategy {
                         }
                         _ => {
                             return Err(invalid(format!(
-                                "unknown setting `{item}` in `{s}` (compress=none|fp16|bf16|topk:F|qsgd:levels=S, error-feedback=on|off)"
+                                "unknown setting `{item}` in `{s}` (compress=none|fp16|bf16|topk:F|qsgd:levels=S|powersgd:rank=R, error-feedback=on|off)"
                             )))
                         }
                     }
+                }
+                if let Some(rank) = power {
+                    if sync.wire.is_some() {
+                        return Err(invalid(format!("`{s}`: PowerSGD's factors travel as f32")));
+                    }
+                    let mut ps = PowerSgd::new(rank)?;
+                    ps.algorithm = algorithm;
+                    ps.error_feedback = feedback.unwrap_or(true);
+                    return Ok(AnyStrategy::PowerSgd(ps));
                 }
                 if let Some(levels) = qsgd {
                     if algorithm != Algorithm::Ring || sync.wire.is_some() || feedback.is_some() {
@@ -145,7 +165,9 @@ impl FromStr for AnyStrategy {
                     return Ok(AnyStrategy::TopK(t));
                 }
                 if feedback.is_some() {
-                    return Err(invalid(format!("`{s}`: error feedback applies to topk:F")));
+                    return Err(invalid(format!(
+                        "`{s}`: error feedback applies to topk:F and powersgd:rank=R"
+                    )));
                 }
                 sync.check(1)?;
                 Ok(AnyStrategy::Sync(sync))
@@ -237,11 +259,28 @@ impl AnyStrategy {
     /// What this strategy sends over a run of `steps` steps on `p` ranks
     /// for a model of `params` f32 parameters, with an optimizer of
     /// `buffers` state buffers (1 for SGD with momentum, 0 without, 2 for
-    /// Adam), under the cost constants `cost`.
+    /// Adam), under the cost constants `cost`. PowerSGD is costed as if
+    /// the model had no weight matrix (everything uncompressed); see
+    /// [`AnyStrategy::communication_for`].
     pub fn communication(
         &self,
         p: usize,
         params: usize,
+        steps: usize,
+        buffers: usize,
+        cost: &CostParams,
+    ) -> Communication {
+        self.communication_for(p, params, &[], steps, buffers, cost)
+    }
+
+    /// [`AnyStrategy::communication`] for a model whose weight matrices
+    /// are `matrices` ([`Model::matrices`](super::Model::matrices)), which
+    /// PowerSGD's factors depend on.
+    pub fn communication_for(
+        &self,
+        p: usize,
+        params: usize,
+        matrices: &[Matrix],
         steps: usize,
         buffers: usize,
         cost: &CostParams,
@@ -256,18 +295,26 @@ impl AnyStrategy {
         if p <= 1 {
             return c;
         }
-        let all_reduce = |c: &mut Communication, algorithm: Algorithm, times: u64| {
+        let all_reduce_of = |c: &mut Communication, algorithm: Algorithm, count: usize, times: u64| {
             let algorithm = match algorithm {
-                Algorithm::Auto => select(p, params, 4, cost),
+                Algorithm::Auto => select(p, count, 4, cost),
                 a => a,
             };
-            if let Some(x) = algorithm.exact_cost(p, params, 4) {
+            if let Some(x) = algorithm.exact_cost(p, count, 4) {
                 c.bytes += times * x.bytes_sent;
                 c.rounds += times * x.rounds;
                 c.predicted_secs += times as f64 * x.predict(cost, 4);
             }
         };
+        let all_reduce = |c: &mut Communication, algorithm: Algorithm, times: u64| {
+            all_reduce_of(c, algorithm, params, times)
+        };
         match self {
+            AnyStrategy::PowerSgd(s) => {
+                let (first, second) = s.sizes(params, matrices);
+                all_reduce_of(&mut c, s.algorithm, first, steps as u64);
+                all_reduce_of(&mut c, s.algorithm, second, steps as u64);
+            }
             AnyStrategy::Qsgd(_) => {
                 let block = QsgdSgd::block_bytes(params) as u64;
                 let rounds = (p - 1) as u64;
@@ -338,6 +385,7 @@ macro_rules! each {
             AnyStrategy::Gossip($s) => $e,
             AnyStrategy::TopK($s) => $e,
             AnyStrategy::Qsgd($s) => $e,
+            AnyStrategy::PowerSgd($s) => $e,
         }
     };
 }
