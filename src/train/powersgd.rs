@@ -83,6 +83,169 @@ impl PowerSgd {
         (first + n - compressed, second)
     }
 
+    /// Which matrices are compressed, which elements travel uncompressed,
+    /// and the starting Q's, for a model of `n` parameters.
+    fn prepare(&mut self, n: usize, matrices: &[Matrix]) -> Result<()> {
+        let r = self.rank;
+        self.compressed = matrices.iter().copied().filter(|m| self.worth(m)).collect();
+        let mut covered: Vec<(usize, usize)> = self
+            .compressed
+            .iter()
+            .map(|m| (m.offset, m.offset + m.rows * m.cols))
+            .collect();
+        covered.sort_unstable();
+        self.small.clear();
+        let mut at = 0;
+        for (a, b) in covered {
+            if a > at {
+                self.small.push(at..a);
+            }
+            at = b;
+        }
+        if at < n {
+            self.small.push(at..n);
+        }
+        // Q starts random and the same on every rank (a fixed seed).
+        let len: usize = self.compressed.iter().map(|m| m.cols * r).sum();
+        let mut rng = ChaCha8Rng::seed_from_u64(0x5eed_9051);
+        self.qs = (0..len).map(|_| normal(&mut rng)).collect();
+        if let Some(q) = self.restored_q.take() {
+            if q.len() != len {
+                return Err(invalid(format!(
+                    "the checkpoint holds PowerSGD factors of {} elements, this model and rank need {len}",
+                    q.len()
+                )));
+            }
+            self.qs = q;
+        }
+        Ok(())
+    }
+
+    /// One step's compression of `grad` in place, `reduce` averaging a
+    /// buffer over the ranks (the identity on one rank).
+    fn round(&mut self, grad: &mut [f32], reduce: &mut dyn FnMut(&mut [f32]) -> Result<()>) -> Result<()> {
+        let r = self.rank;
+        if self.error_feedback {
+            for (g, e) in grad.iter_mut().zip(&self.residual.own) {
+                *g += e;
+            }
+        }
+        let (first, second) = (
+            self.compressed.iter().map(|m| m.rows * r).sum::<usize>(),
+            self.compressed.iter().map(|m| m.cols * r).sum::<usize>(),
+        );
+        let small: usize = self.small.iter().map(|s| s.len()).sum();
+        // First all-reduce: every P = M·Q, then the small tensors.
+        let mut buf = vec![0f32; first + small];
+        let (mut at, mut q_at) = (0, 0);
+        for m in &self.compressed {
+            let w = &grad[m.offset..m.offset + m.rows * m.cols];
+            let q = &self.qs[q_at..q_at + m.cols * r];
+            gemm(
+                m.rows,
+                m.cols,
+                r,
+                w,
+                false,
+                q,
+                false,
+                0.0,
+                &mut buf[at..at + m.rows * r],
+            );
+            at += m.rows * r;
+            q_at += m.cols * r;
+        }
+        for s in &self.small {
+            buf[at..at + s.len()].copy_from_slice(&grad[s.clone()]);
+            at += s.len();
+        }
+        reduce(&mut buf)?;
+        // Orthogonalize each P; Q = Mᵀ·P; second all-reduce.
+        let mut at = 0;
+        for m in &self.compressed {
+            orthogonalize(&mut buf[at..at + m.rows * r], m.rows, r);
+            at += m.rows * r;
+        }
+        let (mut at, mut q_at) = (0, 0);
+        for m in &self.compressed {
+            let w = &grad[m.offset..m.offset + m.rows * m.cols];
+            gemm(
+                m.cols,
+                m.rows,
+                r,
+                w,
+                true,
+                &buf[at..at + m.rows * r],
+                false,
+                0.0,
+                &mut self.qs[q_at..q_at + m.cols * r],
+            );
+            at += m.rows * r;
+            q_at += m.cols * r;
+        }
+        debug_assert_eq!(q_at, second);
+        reduce(&mut self.qs)?;
+        // The applied gradient: P·Qᵀ per matrix, the small tensors as they
+        // came; the residual keeps what the factors missed.
+        let (mut at, mut q_at) = (0, 0);
+        for m in &self.compressed {
+            let range = m.offset..m.offset + m.rows * m.cols;
+            let mut approx = vec![0f32; m.rows * m.cols];
+            gemm(
+                m.rows,
+                r,
+                m.cols,
+                &buf[at..at + m.rows * r],
+                false,
+                &self.qs[q_at..q_at + m.cols * r],
+                true,
+                0.0,
+                &mut approx,
+            );
+            if self.error_feedback {
+                for ((e, g), a) in self.residual.own[range.clone()]
+                    .iter_mut()
+                    .zip(&grad[range.clone()])
+                    .zip(&approx)
+                {
+                    *e = g - a;
+                }
+            }
+            grad[range].copy_from_slice(&approx);
+            at += m.rows * r;
+            q_at += m.cols * r;
+        }
+        for s in &self.small {
+            grad[s.clone()].copy_from_slice(&buf[at..at + s.len()]);
+            if self.error_feedback {
+                self.residual.own[s.clone()].fill(0.0);
+            }
+            at += s.len();
+        }
+        Ok(())
+    }
+
+    /// Seconds of this rank's local work in one step (the products,
+    /// Gram–Schmidt and error feedback, no communication) for a model of
+    /// `n` parameters whose weight matrices are `matrices`: the median of 5
+    /// runs on random data here.
+    pub fn codec_secs(&self, n: usize, matrices: &[Matrix]) -> Result<f64> {
+        let mut s = self.clone();
+        s.prepare(n, matrices)?;
+        s.residual.own = vec![0.0; if s.error_feedback { n } else { 0 }];
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let grad: Vec<f32> = (0..n).map(|_| normal(&mut rng) * 1e-2).collect();
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let mut g = grad.clone();
+            let t = std::time::Instant::now();
+            s.round(&mut g, &mut |_| Ok(()))?;
+            times.push(t.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(times[2])
+    }
+
     /// Whether `m` is compressed (see `min_compression_rate`).
     fn worth(&self, m: &Matrix) -> bool {
         let factors = ((m.rows + m.cols) * self.rank) as f64;
@@ -136,38 +299,7 @@ impl Strategy for PowerSgd {
 
     fn start<C: Transport>(&mut self, ctx: &mut Step<'_, C>, params: &mut [f32]) -> Result<()> {
         let n = params.len();
-        let r = self.rank;
-        self.compressed = ctx.matrices().iter().copied().filter(|m| self.worth(m)).collect();
-        let mut covered: Vec<(usize, usize)> = self
-            .compressed
-            .iter()
-            .map(|m| (m.offset, m.offset + m.rows * m.cols))
-            .collect();
-        covered.sort_unstable();
-        self.small.clear();
-        let mut at = 0;
-        for (a, b) in covered {
-            if a > at {
-                self.small.push(at..a);
-            }
-            at = b;
-        }
-        if at < n {
-            self.small.push(at..n);
-        }
-        // Q starts random and the same on every rank (a fixed seed).
-        let len: usize = self.compressed.iter().map(|m| m.cols * r).sum();
-        let mut rng = ChaCha8Rng::seed_from_u64(0x5eed_9051);
-        self.qs = (0..len).map(|_| normal(&mut rng)).collect();
-        if let Some(q) = self.restored_q.take() {
-            if q.len() != len {
-                return Err(invalid(format!(
-                    "the checkpoint holds PowerSGD factors of {} elements, this model and rank need {len}",
-                    q.len()
-                )));
-            }
-            self.qs = q;
-        }
+        self.prepare(n, ctx.matrices())?;
         self.residual.start(ctx, if self.error_feedback { n } else { 0 })
     }
 
@@ -175,105 +307,8 @@ impl Strategy for PowerSgd {
         if ctx.group.size() <= 1 {
             return Ok(());
         }
-        let r = self.rank;
-        if self.error_feedback {
-            for (g, e) in grad.iter_mut().zip(&self.residual.own) {
-                *g += e;
-            }
-        }
-        let (first, second) = (
-            self.compressed.iter().map(|m| m.rows * r).sum::<usize>(),
-            self.compressed.iter().map(|m| m.cols * r).sum::<usize>(),
-        );
-        let small: usize = self.small.iter().map(|s| s.len()).sum();
-        // First all-reduce: every P = M·Q, then the small tensors.
-        let mut buf = vec![0f32; first + small];
-        let (mut at, mut q_at) = (0, 0);
-        for m in &self.compressed {
-            let w = &grad[m.offset..m.offset + m.rows * m.cols];
-            let q = &self.qs[q_at..q_at + m.cols * r];
-            gemm(
-                m.rows,
-                m.cols,
-                r,
-                w,
-                false,
-                q,
-                false,
-                0.0,
-                &mut buf[at..at + m.rows * r],
-            );
-            at += m.rows * r;
-            q_at += m.cols * r;
-        }
-        for s in &self.small {
-            buf[at..at + s.len()].copy_from_slice(&grad[s.clone()]);
-            at += s.len();
-        }
-        ctx.all_reduce(&mut buf, ReduceOp::Avg, self.algorithm)?;
-        // Orthogonalize each P; Q = Mᵀ·P; second all-reduce.
-        let mut at = 0;
-        for m in &self.compressed {
-            orthogonalize(&mut buf[at..at + m.rows * r], m.rows, r);
-            at += m.rows * r;
-        }
-        let (mut at, mut q_at) = (0, 0);
-        for m in &self.compressed {
-            let w = &grad[m.offset..m.offset + m.rows * m.cols];
-            gemm(
-                m.cols,
-                m.rows,
-                r,
-                w,
-                true,
-                &buf[at..at + m.rows * r],
-                false,
-                0.0,
-                &mut self.qs[q_at..q_at + m.cols * r],
-            );
-            at += m.rows * r;
-            q_at += m.cols * r;
-        }
-        debug_assert_eq!(q_at, second);
-        ctx.all_reduce(&mut self.qs, ReduceOp::Avg, self.algorithm)?;
-        // The applied gradient: P·Qᵀ per matrix, the small tensors as they
-        // came; the residual keeps what the factors missed.
-        let (mut at, mut q_at) = (0, 0);
-        for m in &self.compressed {
-            let range = m.offset..m.offset + m.rows * m.cols;
-            let mut approx = vec![0f32; m.rows * m.cols];
-            gemm(
-                m.rows,
-                r,
-                m.cols,
-                &buf[at..at + m.rows * r],
-                false,
-                &self.qs[q_at..q_at + m.cols * r],
-                true,
-                0.0,
-                &mut approx,
-            );
-            if self.error_feedback {
-                for ((e, g), a) in self.residual.own[range.clone()]
-                    .iter_mut()
-                    .zip(&grad[range.clone()])
-                    .zip(&approx)
-                {
-                    *e = g - a;
-                }
-            }
-            grad[range].copy_from_slice(&approx);
-            at += m.rows * r;
-            q_at += m.cols * r;
-        }
-        for s in &self.small {
-            grad[s.clone()].copy_from_slice(&buf[at..at + s.len()]);
-            if self.error_feedback {
-                self.residual.own[s.clone()].fill(0.0);
-            }
-            at += s.len();
-        }
-        Ok(())
+        let algorithm = self.algorithm;
+        self.round(grad, &mut |buf| ctx.all_reduce(buf, ReduceOp::Avg, algorithm))
     }
 
     fn after_step<C: Transport>(
