@@ -486,3 +486,64 @@ fn compress_settings_that_cannot_work_are_one_line_errors() {
         "not butterfly",
     );
 }
+
+#[test]
+fn cost_compress_prints_every_compressor_against_the_ring() {
+    let out = ringreduce_cmd(&[
+        "cost",
+        "--ranks",
+        "4",
+        "--layers",
+        "784,128,10",
+        "--compress",
+        "none",
+        "fp16",
+        "powersgd:rank=2",
+        "topk:0.01",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("101770 f32 parameters"), "{text}");
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name}: {text}"))
+            .to_string()
+    };
+    assert!(row("none ").ends_with("never"), "{text}");
+    // The ring's bytes from the busiest rank at 4 ranks: (2k − 2⌊k/4⌋)·4 = 610 624; fp16 half.
+    assert!(
+        row("none ").contains("610624") && row("fp16 ").contains("305312"),
+        "{text}"
+    );
+    assert!(
+        row("powersgd:rank=2").contains("Gbit/s") && row("topk:0.01").contains("Gbit/s"),
+        "{text}"
+    );
+    bad_input(
+        &[
+            "cost",
+            "--ranks",
+            "4",
+            "--layers",
+            "784,128,10",
+            "--compress",
+            "zip",
+        ],
+        "unknown compression `zip`",
+    );
+    bad_input(
+        &[
+            "cost",
+            "--ranks",
+            "4",
+            "--bytes",
+            "4K",
+            "--layers",
+            "784,10",
+            "--compress",
+            "fp16",
+        ],
+        "not both",
+    );
+}

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use ringreduce::cost::{self, Calibration, CostParams};
-use ringreduce::train::{AnyStrategy, Strategy};
+use ringreduce::train::{AnyStrategy, Model, Strategy};
 use ringreduce::units::human_size;
 use ringreduce::{Algorithm, DType, Error};
 
@@ -18,8 +18,8 @@ pub struct Args {
     #[arg(long, allow_hyphen_values = true)]
     ranks: usize,
     /// Message size per rank: bytes, or with a unit (4K, 16M, 1G).
-    #[arg(long, value_parser = size_arg, allow_hyphen_values = true)]
-    bytes: u64,
+    #[arg(long, value_parser = size_arg, allow_hyphen_values = true, required_unless_present = "layers")]
+    bytes: Option<u64>,
     /// Element type.
     #[arg(long, default_value = "f32", value_parser = one::<DType>)]
     dtype: DType,
@@ -55,6 +55,33 @@ pub struct Args {
     /// Optimizer state buffers averaged with `,momentum` (1: SGD with momentum; 2: Adam).
     #[arg(long, default_value_t = 1, requires = "strategy")]
     buffers: usize,
+    /// Gradient compressors (spellings of `train --compress`, space-separated):
+    /// bytes and rounds per step, this machine's encode/decode time, and the
+    /// link bandwidth below which each beats the uncompressed ring.
+    #[arg(long, num_args = 1.., value_name = "C", conflicts_with_all = ["strategy", "explain"])]
+    compress: Vec<String>,
+    /// The model as an MLP's layer widths (784,128,10): its parameter count
+    /// replaces --bytes, and its weight matrices are what PowerSGD factors.
+    #[arg(long, value_name = "W,W,…", value_delimiter = ',')]
+    layers: Vec<usize>,
+}
+
+impl Args {
+    /// Bytes per rank: --bytes, or the f32 parameters of --layers.
+    fn bytes(&self) -> ringreduce::Result<u64> {
+        match (self.bytes, self.layers.is_empty()) {
+            (Some(b), true) => Ok(b),
+            (None, false) => Ok(4 * ringreduce::train::Mlp::new(self.layers.clone())?.num_params() as u64),
+            (Some(_), false) => Err(Error::InvalidArgument {
+                what: "--layers",
+                reason: "give the model's size as --bytes or as --layers, not both".into(),
+            }),
+            (None, true) => Err(Error::InvalidArgument {
+                what: "--bytes",
+                reason: "give the model's size as --bytes or --layers".into(),
+            }),
+        }
+    }
 }
 
 /// Prints the model's figures for every algorithm asked for.
@@ -84,10 +111,13 @@ fn params(args: &Args) -> ringreduce::Result<CostParams> {
 fn report(args: &Args) -> ringreduce::Result<()> {
     let params = params(args)?;
     params.validate()?;
+    if !args.compress.is_empty() {
+        return compression(args, &params);
+    }
     if !args.strategy.is_empty() {
         return strategies(args, &params);
     }
-    let (ranks, bytes, dtype) = (args.ranks, args.bytes, args.dtype);
+    let (ranks, bytes, dtype) = (args.ranks, args.bytes()?, args.dtype);
     let s = dtype.size();
     if bytes % s as u64 != 0 {
         return Err(Error::InvalidArgument {
@@ -130,14 +160,15 @@ fn report(args: &Args) -> ringreduce::Result<()> {
 
 /// Bytes, rounds and predicted time per step of each strategy.
 fn strategies(args: &Args, params: &CostParams) -> ringreduce::Result<()> {
-    if args.dtype != DType::F32 || args.bytes % 4 != 0 {
+    let bytes = args.bytes()?;
+    if args.dtype != DType::F32 || bytes % 4 != 0 {
         return Err(Error::InvalidArgument {
             what: "--strategy",
             reason: "strategies train f32 parameters: give --bytes as a multiple of 4 and no other --dtype"
                 .into(),
         });
     }
-    let n = usize::try_from(args.bytes / 4).unwrap_or(usize::MAX);
+    let n = usize::try_from(bytes / 4).unwrap_or(usize::MAX);
     cost::check_range(args.ranks, n, 4)?;
     let rows: Vec<_> = args
         .strategy
@@ -156,7 +187,7 @@ fn strategies(args: &Args, params: &CostParams) -> ringreduce::Result<()> {
                     "{},{},{},{},{},{},{}",
                     ringreduce::train::log::csv_field(&r.strategy),
                     args.ranks,
-                    args.bytes,
+                    bytes,
                     r.steps,
                     r.bytes,
                     r.rounds,
@@ -168,7 +199,7 @@ fn strategies(args: &Args, params: &CostParams) -> ringreduce::Result<()> {
             println!(
                 "# {}, {} of f32 parameters, {} steps; bytes sent by the busiest rank",
                 super::ranks(args.ranks),
-                human_size(args.bytes),
+                human_size(bytes),
                 args.steps
             );
             println!(
@@ -183,6 +214,92 @@ fn strategies(args: &Args, params: &CostParams) -> ringreduce::Result<()> {
                     r.rounds_per_step(),
                     1e6 * r.predicted_secs / r.steps.max(1) as f64,
                     r.bytes as f64 / 1e6
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `cost --compress`: each compressor's bytes, rounds, local work and
+/// break-even bandwidth against the uncompressed ring.
+fn compression(args: &Args, params: &CostParams) -> ringreduce::Result<()> {
+    let bytes = args.bytes()?;
+    if args.dtype != DType::F32 || bytes % 4 != 0 {
+        return Err(Error::InvalidArgument {
+            what: "--compress",
+            reason: "compressors work on f32 gradients: give --bytes as a multiple of 4 and no other --dtype"
+                .into(),
+        });
+    }
+    let n = usize::try_from(bytes / 4).unwrap_or(usize::MAX);
+    cost::check_range(args.ranks, n, 4)?;
+    if args.ranks < 2 {
+        return Err(Error::InvalidArgument {
+            what: "--ranks",
+            reason: "compression saves bytes between ranks: give 2 or more".into(),
+        });
+    }
+    let matrices = match args.layers.is_empty() {
+        true => Vec::new(),
+        false => ringreduce::train::Mlp::new(args.layers.clone())?.matrices(),
+    };
+    let rows = ringreduce::train::codec::compression_costs(&args.compress, args.ranks, n, &matrices, params)?;
+    let gbit = |b: Option<f64>| match b {
+        None => "never".to_string(),
+        Some(b) if b.is_infinite() => "always".to_string(),
+        Some(b) => format!("{:.3} Gbit/s", b * 8.0 / 1e9),
+    };
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default()),
+        Format::Csv => {
+            println!(
+                "compressor,ranks,params,bytes_per_step,rounds_per_step,codec_us,comm_us,break_even_gbit_s"
+            );
+            for r in &rows {
+                println!(
+                    "{},{},{n},{},{},{:.3},{:.3},{}",
+                    ringreduce::train::log::csv_field(&r.compressor),
+                    args.ranks,
+                    r.bytes_per_step,
+                    r.rounds_per_step,
+                    r.codec_secs * 1e6,
+                    r.comm_secs * 1e6,
+                    r.break_even
+                        .map_or(String::new(), |b| format!("{}", b * 8.0 / 1e9))
+                );
+            }
+        }
+        Format::Table => {
+            let model = match args.layers.is_empty() {
+                true => format!(
+                    "{} of f32 parameters (no weight matrices: give --layers for PowerSGD)",
+                    human_size(bytes)
+                ),
+                false => format!(
+                    "an MLP {} ({n} f32 parameters)",
+                    args.layers
+                        .iter()
+                        .map(|w| w.to_string())
+                        .collect::<Vec<_>>()
+                        .join("-")
+                ),
+            };
+            println!("# {}, {model}; per step, busiest rank", super::ranks(args.ranks));
+            println!("# codec: local encode/decode work measured on this machine; comm: predicted by the cost model");
+            println!(
+                "{:<22} {:>12} {:>7} {:>12} {:>12}  beats the ring on links slower than",
+                "compressor", "bytes", "rounds", "codec_us", "comm_us"
+            );
+            for r in &rows {
+                println!(
+                    "{:<22} {:>12} {:>7} {:>12.1} {:>12.1}  {}",
+                    r.compressor,
+                    r.bytes_per_step,
+                    r.rounds_per_step,
+                    r.codec_secs * 1e6,
+                    r.comm_secs * 1e6,
+                    gbit(r.break_even)
                 );
             }
         }

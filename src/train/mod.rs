@@ -39,6 +39,7 @@
 mod any;
 mod batches;
 pub mod checkpoint;
+pub mod codec;
 pub mod data;
 mod gossip;
 mod local;

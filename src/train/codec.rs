@@ -1,0 +1,196 @@
+//! What gradient compression costs and when it pays: bytes and rounds per
+//! step (exact), this machine's local work per step (measured), and the
+//! break-even bandwidth below which a compressor beats the uncompressed
+//! ring.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::compress::topk::{densify, k_of, top_k};
+use crate::cost::CostParams;
+use crate::element::Element;
+use crate::error::{Error, Result};
+
+use super::any::AnyStrategy;
+use super::model::Matrix;
+use super::qsgd::{add_dequantized, quantize};
+use super::strategy::Strategy;
+
+/// One compressor's figures for one step.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompressionCost {
+    /// Its spelling (`none`, `fp16`, `powersgd:rank=2`, …).
+    pub compressor: String,
+    /// Bytes the busiest rank sends per step.
+    pub bytes_per_step: u64,
+    /// Sequential rounds per step.
+    pub rounds_per_step: u64,
+    /// Local work of encoding and decoding per step, measured here (median of 5).
+    pub codec_secs: f64,
+    /// Predicted communication time per step under the cost constants.
+    pub comm_secs: f64,
+    /// Link bandwidth in bytes per second below which this compressor's
+    /// step (communication + local work) is faster than the uncompressed
+    /// ring's: `None` never (it sends no fewer bytes), infinity always.
+    pub break_even: Option<f64>,
+}
+
+fn median_secs(mut f: impl FnMut()) -> f64 {
+    let mut t: Vec<f64> = (0..5)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[2]
+}
+
+/// Seconds of the local work `strategy` adds to a step on `p` ranks for
+/// `n` parameters (0 for the uncompressed ring, whose reduction the cost
+/// model prices already).
+///
+/// # Errors
+/// A strategy that is no compressor of synchronous SGD.
+pub fn codec_secs(strategy: &AnyStrategy, p: usize, n: usize, matrices: &[Matrix]) -> Result<f64> {
+    let grad: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-5)
+        .collect();
+    Ok(match strategy {
+        AnyStrategy::Sync(s) => match s.wire {
+            None => 0.0,
+            Some(w) => {
+                // The ring encodes n values in all and decodes (2p − 1)/p·n.
+                let mut bits = vec![0u16; n];
+                let mut back = vec![0f32; n];
+                let enc = median_secs(|| w.encode(&grad, &mut bits));
+                let dec = median_secs(|| w.decode(&bits, &mut back));
+                enc + dec * (2 * p - 1) as f64 / p as f64
+            }
+        },
+        AnyStrategy::TopK(t) => {
+            let k = k_of(t.fraction, n);
+            let mut residual = vec![0f32; n];
+            let mut out = vec![0f32; n];
+            median_secs(|| {
+                let mut acc = grad.clone();
+                for (a, e) in acc.iter_mut().zip(&residual) {
+                    *a += e;
+                }
+                let mine = top_k(&acc, k);
+                residual.copy_from_slice(&acc);
+                let all: Vec<_> = (0..p).flat_map(|_| mine.iter().copied()).collect();
+                densify(&all, &mut out);
+                f32::divide(&mut out, p);
+            })
+        }
+        AnyStrategy::Qsgd(q) => {
+            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+            let mut out = vec![0f32; n];
+            median_secs(|| {
+                let (norm, levels) = quantize(&grad, q.levels, &mut rng);
+                out.fill(0.0);
+                for _ in 0..p {
+                    add_dequantized(norm, &levels, q.levels, &mut out);
+                }
+            })
+        }
+        AnyStrategy::PowerSgd(ps) => ps.codec_secs(n, matrices)?,
+        other => {
+            return Err(Error::InvalidArgument {
+                what: "compressor",
+                reason: format!("{} is not a gradient compressor of synchronous SGD", other.name()),
+            })
+        }
+    })
+}
+
+/// The figures of each compressor (spellings of `train --compress`) on `p`
+/// ranks for a model of `n` f32 parameters with weight matrices
+/// `matrices`, under `params`, against the uncompressed ring. The break-even
+/// uses one latency α for both (the line of the ring's message) and solves
+/// rounds·α + bytes·β + local work for the β where they meet.
+///
+/// # Errors
+/// An unknown compressor.
+pub fn compression_costs(
+    compressors: &[String],
+    p: usize,
+    n: usize,
+    matrices: &[Matrix],
+    params: &CostParams,
+) -> Result<Vec<CompressionCost>> {
+    let figures = |c: &str| -> Result<CompressionCost> {
+        let s: AnyStrategy = format!("sync:ring,compress={c}").parse()?;
+        let comm = s.communication_for(p, n, matrices, 1, 0, params);
+        Ok(CompressionCost {
+            compressor: c.to_string(),
+            bytes_per_step: comm.bytes,
+            rounds_per_step: comm.rounds,
+            codec_secs: codec_secs(&s, p, n, matrices)?,
+            comm_secs: comm.predicted_secs,
+            break_even: None,
+        })
+    };
+    let ring = figures("none")?;
+    let alpha = params
+        .line_for(ring.bytes_per_step / ring.rounds_per_step.max(1))
+        .alpha;
+    compressors
+        .iter()
+        .map(|c| {
+            let mut f = figures(c.trim())?;
+            if f.bytes_per_step < ring.bytes_per_step {
+                let extra = (f.rounds_per_step as f64 - ring.rounds_per_step as f64) * alpha + f.codec_secs
+                    - ring.codec_secs;
+                let saved = (ring.bytes_per_step - f.bytes_per_step) as f64;
+                f.break_even = Some(if extra <= 0.0 {
+                    f64::INFINITY
+                } else {
+                    saved / extra
+                });
+            }
+            Ok(f)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_break_even_is_where_the_step_times_meet() {
+        // Under one α and a link of bandwidth b: rounds·α + bytes/b + local
+        // work. Slower than the break-even the compressor's step is the
+        // shorter, faster the ring's.
+        let alpha = 1e-5;
+        let params = CostParams::line(alpha, 1e-9, 0.0);
+        let mlp = super::super::Mlp::new(vec![50, 40, 10]).unwrap();
+        let n = super::super::Model::num_params(&mlp);
+        let m = super::super::Model::matrices(&mlp);
+        let specs: Vec<String> = ["fp16", "topk:0.05", "powersgd:rank=1", "qsgd:levels=8"]
+            .map(String::from)
+            .to_vec();
+        let rows = compression_costs(&specs, 4, n, &m, &params).unwrap();
+        let ring = &compression_costs(&["none".into()], 4, n, &m, &params).unwrap()[0];
+        assert_eq!(ring.break_even, None);
+        let t = |c: &CompressionCost, bw: f64| {
+            c.rounds_per_step as f64 * alpha + c.bytes_per_step as f64 / bw + c.codec_secs
+        };
+        for r in &rows {
+            assert!(r.bytes_per_step < ring.bytes_per_step, "{}", r.compressor);
+            match r.break_even {
+                Some(b) if b.is_finite() => {
+                    assert!(t(r, 0.9 * b) < t(ring, 0.9 * b), "{}", r.compressor);
+                    assert!(t(r, 1.1 * b) > t(ring, 1.1 * b), "{}", r.compressor);
+                }
+                Some(_) => assert!(t(r, 1e15) <= t(ring, 1e15), "{}", r.compressor),
+                None => panic!("{} sends fewer bytes: it has a break-even", r.compressor),
+            }
+        }
+        assert!(compression_costs(&["gzip".into()], 4, n, &m, &params).is_err());
+    }
+}
