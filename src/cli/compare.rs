@@ -360,9 +360,10 @@ pub fn run(o: Args) -> ExitCode {
             let steps = epochs.len() * (train.len() / o.recipe.batch.max(1));
             let buffers = usize::from(o.recipe.momentum != 0.0);
             let predicted = strategy
-                .communication(
+                .communication_for(
                     p,
                     model.num_params(),
+                    &model.matrices(),
                     steps,
                     buffers,
                     &ringreduce::cost::CostParams::default(),
