@@ -176,3 +176,16 @@ fn powersgd_learns_counts_its_two_all_reduces_and_keeps_ranks_identical() {
         assert!(bad.parse::<AnyStrategy>().is_err(), "{bad}");
     }
 }
+
+#[test]
+fn powersgd_is_linear_so_every_all_reduce_algorithm_carries_it() {
+    // Its factors are all-reduced: any algorithm, every rank the same bits.
+    for algo in Algorithm::CONCRETE {
+        let spec = format!("sync:{algo},compress=powersgd:rank=1");
+        let runs = train(3, &trainer(&spec, 1));
+        for r in &runs {
+            assert_eq!(r.0, runs[0].0, "{spec}: every rank applies the same update");
+        }
+        assert!(runs[0].1[0].train_loss.is_finite(), "{spec}");
+    }
+}
