@@ -95,6 +95,10 @@ fn top_k_with_error_feedback_learns_and_keeps_ranks_identical() {
     let runs = train(4, &trainer("sync,compress=topk:0.1", 3));
     let acc = runs[0].1.last().unwrap().test_accuracy.unwrap();
     assert!(acc > 0.8, "accuracy {acc}");
+    // Selecting and densifying is local work, reported apart from the gather.
+    for m in &runs[0].1 {
+        assert!(m.codec_secs > 0.0 && m.codec_secs <= m.allreduce_secs, "{m:?}");
+    }
     for r in &runs {
         assert_eq!(r.0, runs[0].0, "every rank applies the same update");
     }

@@ -334,11 +334,13 @@ pub fn run(o: Args) -> ExitCode {
                 epochs.push(m.clone());
                 if root {
                     println!(
-                        "{name:<30} epoch {:>3}  loss {:.4}  acc {:.4}  {:.3} s  {:.1} MB sent{}",
+                        "{name:<30} epoch {:>3}  loss {:.4}  acc {:.4}  {:.3} s (comm {:.3}, codec {:.3})  {:.1} MB sent{}",
                         m.epoch,
                         m.train_loss,
                         m.test_accuracy.unwrap_or(f64::NAN),
                         m.epoch_secs,
+                        m.allreduce_secs - m.codec_secs,
+                        m.codec_secs,
                         m.allreduce_bytes as f64 / 1e6,
                         m.consensus_distance
                             .map_or(String::new(), |d| format!("  consensus {d:.3e}"))

@@ -86,7 +86,8 @@ impl Strategy for Gossip {
         params: &mut [f32],
         _grad: &[f32],
     ) -> Result<()> {
-        let sent = self.mix(ctx.group, ctx.global_step(), params)?;
+        let step = ctx.global_step();
+        let sent = ctx.timed(|g| self.mix(g, step, params))?;
         ctx.count(sent, u64::from(sent > 0));
         Ok(())
     }

@@ -296,6 +296,8 @@ impl MetricsLog {
                     epoch_secs: num(rest[0], n, "epoch_secs")?,
                     samples_per_sec: num(rest[1], n, "samples_per_sec")?,
                     allreduce_secs: num(rest[2], n, "allreduce_secs")?,
+                    // Not a column of the file (yet): the terminal and compare show it.
+                    codec_secs: 0.0,
                     allreduce_bytes: num(rest[3], n, "allreduce_bytes")?,
                     rounds: match rest.get(4) {
                         Some(r) => num(r, n, "rounds")?,
@@ -332,6 +334,7 @@ mod tests {
             epoch_secs: 0.001234,
             samples_per_sec: 123456.5,
             allreduce_secs: 0.0001,
+            codec_secs: 0.0,
             allreduce_bytes: 4096,
             rounds: 20,
             consensus_distance: None,

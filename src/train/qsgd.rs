@@ -108,7 +108,7 @@ impl Strategy for QsgdSgd {
         mine.extend_from_slice(&norm.to_le_bytes());
         mine.extend_from_slice(&levels);
         let mut all = vec![0u8; p * block];
-        ctx.group.all_gather(&mine, &mut all)?;
+        ctx.all_gather(&mine, &mut all)?;
         ctx.count(((p - 1) * block) as u64, p as u64 - 1);
         grad.fill(0.0);
         for b in all.chunks_exact(block) {

@@ -64,10 +64,10 @@ impl Residuals {
     }
 
     /// Gathers every rank's residual at the end of an epoch. Collective.
-    pub(crate) fn after_step<C: Transport>(&mut self, ctx: &Step<'_, C>) -> Result<()> {
+    pub(crate) fn after_step<C: Transport>(&mut self, ctx: &mut Step<'_, C>) -> Result<()> {
         if ctx.step + 1 == ctx.steps_per_epoch {
             self.gathered = vec![0.0; ctx.group.size() * self.own.len()];
-            ctx.group.all_gather(&self.own, &mut self.gathered)?;
+            ctx.all_gather(&self.own, &mut self.gathered)?;
         }
         Ok(())
     }
@@ -168,7 +168,7 @@ impl Strategy for TopKSgd {
             }
         }
         let mut all = vec![Pair { index: 0, value: 0.0 }; p * k];
-        ctx.group.all_gather(&mine, &mut all)?;
+        ctx.all_gather(&mine, &mut all)?;
         ctx.count(((p - 1) * k * PAIR_BYTES) as u64, p as u64 - 1);
         densify(&all, grad);
         f32::divide(grad, p);

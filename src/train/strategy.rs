@@ -36,6 +36,9 @@ pub struct Step<'a, C: Transport> {
     pub(crate) bytes: u64,
     pub(crate) rounds: u64,
     pub(crate) matrices: Vec<super::model::Matrix>,
+    /// Seconds spent inside this step's collective calls made through
+    /// `Step` (the rest of a hook's time is local work).
+    pub(crate) wire_secs: f64,
 }
 
 impl<'a, C: Transport> Step<'a, C> {
@@ -55,7 +58,27 @@ impl<'a, C: Transport> Step<'a, C> {
             bytes: 0,
             rounds: 0,
             matrices: Vec::new(),
+            wire_secs: 0.0,
         }
+    }
+
+    /// Runs `f` (a collective call) and counts its time as communication
+    /// (in [`EpochMetrics::allreduce_secs`](super::EpochMetrics), and not in
+    /// `codec_secs`).
+    pub fn timed<R>(&mut self, f: impl FnOnce(&Group<C>) -> Result<R>) -> Result<R> {
+        let start = std::time::Instant::now();
+        let out = f(self.group);
+        self.wire_secs += start.elapsed().as_secs_f64();
+        out
+    }
+
+    /// [`Group::all_gather`], timed as communication; not counted (the
+    /// caller counts what it sends with [`Step::count`]).
+    ///
+    /// # Errors
+    /// As [`Group::all_gather`].
+    pub fn all_gather<T: bytemuck::Pod>(&mut self, mine: &[T], out: &mut [T]) -> Result<()> {
+        self.timed(|g| g.all_gather(mine, out))
     }
 
     /// The model's weight matrices ([`Model::matrices`](super::Model::matrices));
@@ -101,7 +124,7 @@ impl<'a, C: Transport> Step<'a, C> {
         op: ReduceOp,
         algorithm: Algorithm,
     ) -> Result<()> {
-        self.group.all_reduce_in_place(buf, op, algorithm)?;
+        self.timed(|g| g.all_reduce_in_place(buf, op, algorithm))?;
         let size = std::mem::size_of::<T>();
         let concrete = self.group.resolve(algorithm, buf.len(), size);
         if let Some(c) = concrete.exact_cost(self.group.size(), buf.len(), size) {
@@ -116,7 +139,7 @@ impl<'a, C: Transport> Step<'a, C> {
     /// # Errors
     /// As [`Group::all_reduce_wire`].
     pub fn all_reduce_wire(&mut self, buf: &mut [f32], op: ReduceOp, wire: Wire) -> Result<()> {
-        self.group.all_reduce_wire(buf, op, wire)?;
+        self.timed(|g| g.all_reduce_wire(buf, op, wire))?;
         let c = wire_cost(self.group.size(), buf.len());
         self.count(c.bytes_sent, c.rounds);
         Ok(())

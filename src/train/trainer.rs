@@ -38,6 +38,10 @@ pub struct EpochMetrics {
     /// Seconds of the epoch spent in the strategy's communication (the
     /// gradient all-reduce, for synchronous SGD), on rank 0's clock.
     pub allreduce_secs: f64,
+    /// Of `allreduce_secs`, the strategy's local work outside its collective
+    /// calls: a compressor's encoding and decoding (fp16's conversions run
+    /// inside its ring and count as communication); ≈ 0 without compression.
+    pub codec_secs: f64,
     /// Bytes the busiest rank sent for the strategy (the exact cost model
     /// of each all-reduce, the bytes of each gossip exchange; for
     /// synchronous SGD with the ring ≈ 2·(p−1)/p × gradient size × steps;
@@ -350,6 +354,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         let order = t.cfg.batches.order(t.cfg.seed, epoch, train.len(), p);
         let start = Instant::now();
         let (mut comm_secs, mut loss_sum, mut bytes, mut rounds) = (0.0, 0.0f64, 0u64, 0u64);
+        let mut wire_secs = 0.0;
         for step in 0..self.steps {
             let mut ctx = Step::new(group, epoch, step, self.steps, t.cfg.epochs);
             let timer = Instant::now();
@@ -403,6 +408,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             comm_secs += timer.elapsed().as_secs_f64();
             bytes += ctx.bytes;
             rounds += ctx.rounds;
+            wire_secs += ctx.wire_secs;
             loss_sum += agreed[0];
             if let Some(hook) = &t.cfg.on_step {
                 (hook.0)(&StepMetrics {
@@ -438,7 +444,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             None => None,
         };
         // Rank 0's timings, so the report is the same everywhere.
-        let mut times = [epoch_secs, comm_secs];
+        let mut times = [epoch_secs, comm_secs, (comm_secs - wire_secs).max(0.0)];
         group.broadcast(&mut times, 0)?;
         let m = EpochMetrics {
             epoch,
@@ -448,6 +454,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             epoch_secs: times[0],
             samples_per_sec: (self.steps * t.cfg.batch) as f64 / times[0].max(1e-9),
             allreduce_secs: times[1],
+            codec_secs: times[2],
             allreduce_bytes: bytes,
             rounds,
             consensus_distance: consensus,
