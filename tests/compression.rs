@@ -3,33 +3,16 @@
 //! counted are the model's (half the f32 ring's), and it learns as f32 does.
 
 use ringreduce::compress::{wire_cost, Wire};
-use ringreduce::train::{data, AnyStrategy, EpochMetrics, Mlp, Model, Schedule, Strategy, SyncSgd, Trainer};
-use ringreduce::{Algorithm, Group};
+use ringreduce::train::{AnyStrategy, Mlp, Model, Strategy, Trainer};
+use ringreduce::Algorithm;
+
+mod training;
 
 fn trainer(strategy: &str, epochs: usize) -> Trainer<AnyStrategy> {
-    SyncSgd::builder()
-        .strategy(strategy.parse::<AnyStrategy>().unwrap())
-        .batch(60)
-        .lr(0.1)
-        .momentum(0.9)
-        .schedule(Schedule::Constant)
-        .epochs(epochs)
-        .seed(3)
-        .build()
-        .unwrap()
+    training::trainer(strategy, 0.9, epochs)
 }
 
-fn train(p: usize, t: &Trainer<AnyStrategy>) -> Vec<(Vec<f32>, Vec<EpochMetrics>)> {
-    let sets = data::synthetic(600, 6, 3, 11);
-    let model = Mlp::new(vec![6, 10, 3]).unwrap();
-    Group::local(p, |g| {
-        let mut params = t.init_params(&model);
-        let h = t
-            .fit(&g, &model, &mut params, &sets, Some(&sets), |_| {})
-            .unwrap();
-        (params, h)
-    })
-}
+use training::train;
 
 #[test]
 fn a_16_bit_wire_halves_the_bytes_keeps_ranks_identical_and_learns() {

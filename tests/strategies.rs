@@ -3,35 +3,12 @@
 //! their ranks stay together; they resume exactly; bad settings are
 //! one-line errors on every rank.
 
-use ringreduce::train::{data, AnyStrategy, EpochMetrics, Mlp, Model, Schedule, SyncSgd, Trainer};
+use ringreduce::train::{data, AnyStrategy, Mlp, Model, Schedule, SyncSgd, Trainer};
 use ringreduce::{Algorithm, Group};
 
-fn trainer(strategy: &str, momentum: f32, epochs: usize) -> Trainer<AnyStrategy> {
-    SyncSgd::builder()
-        .strategy(strategy.parse::<AnyStrategy>().unwrap())
-        .batch(60)
-        .lr(0.1)
-        .momentum(momentum)
-        .schedule(Schedule::Constant)
-        .epochs(epochs)
-        .seed(3)
-        .build()
-        .unwrap()
-}
+mod training;
 
-type Run = (Vec<f32>, Vec<EpochMetrics>);
-
-fn train(p: usize, t: &Trainer<AnyStrategy>) -> Vec<Run> {
-    let sets = data::synthetic(600, 6, 3, 11);
-    let model = Mlp::new(vec![6, 10, 3]).unwrap();
-    Group::local(p, |g| {
-        let mut params = t.init_params(&model);
-        let h = t
-            .fit(&g, &model, &mut params, &sets, Some(&sets), |_| {})
-            .unwrap();
-        (params, h)
-    })
-}
+use training::{train, trainer};
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)

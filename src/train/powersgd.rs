@@ -317,10 +317,7 @@ impl Strategy for PowerSgd {
         _params: &mut [f32],
         _optimizer: &mut OptimizerState,
     ) -> Result<()> {
-        match self.error_feedback {
-            true => self.residual.after_step(ctx),
-            false => Ok(()),
-        }
+        self.residual.after_step(ctx, self.error_feedback)
     }
 
     fn state(&self) -> Vec<Section> {
@@ -342,10 +339,7 @@ impl Strategy for PowerSgd {
         if self.restored_q.is_none() {
             return Err(invalid("the checkpoint holds no PowerSGD factors".into()));
         }
-        match self.error_feedback {
-            true => self.residual.restore(sections),
-            false => Ok(()),
-        }
+        self.residual.restore(sections, self.error_feedback)
     }
 }
 

@@ -63,9 +63,10 @@ impl Residuals {
         Ok(())
     }
 
-    /// Gathers every rank's residual at the end of an epoch. Collective.
-    pub(crate) fn after_step<C: Transport>(&mut self, ctx: &mut Step<'_, C>) -> Result<()> {
-        if ctx.step + 1 == ctx.steps_per_epoch {
+    /// With error feedback `on`, gathers every rank's residual at the end
+    /// of an epoch. Collective.
+    pub(crate) fn after_step<C: Transport>(&mut self, ctx: &mut Step<'_, C>, on: bool) -> Result<()> {
+        if on && ctx.step + 1 == ctx.steps_per_epoch {
             self.gathered = vec![0.0; ctx.group.size() * self.own.len()];
             ctx.all_gather(&self.own, &mut self.gathered)?;
         }
@@ -83,15 +84,16 @@ impl Residuals {
         }
     }
 
-    /// Takes the section back; an error when it is missing.
-    pub(crate) fn restore(&mut self, sections: &[Section]) -> Result<()> {
+    /// Takes the section back; with error feedback `on`, an error when it
+    /// is missing.
+    pub(crate) fn restore(&mut self, sections: &[Section], on: bool) -> Result<()> {
         self.restored = sections
             .iter()
             .find(|s| s.name == "residuals")
             .map(|s| s.values.clone());
-        match self.restored {
-            Some(_) => Ok(()),
-            None => Err(invalid("the checkpoint holds no error-feedback residuals".into())),
+        match (on, &self.restored) {
+            (true, None) => Err(invalid("the checkpoint holds no error-feedback residuals".into())),
+            _ => Ok(()),
         }
     }
 }
@@ -181,10 +183,7 @@ impl Strategy for TopKSgd {
         _params: &mut [f32],
         _optimizer: &mut OptimizerState,
     ) -> Result<()> {
-        match self.error_feedback {
-            true => self.residual.after_step(ctx),
-            false => Ok(()),
-        }
+        self.residual.after_step(ctx, self.error_feedback)
     }
 
     fn state(&self) -> Vec<Section> {
@@ -192,10 +191,7 @@ impl Strategy for TopKSgd {
     }
 
     fn restore(&mut self, sections: &[Section]) -> Result<()> {
-        match self.error_feedback {
-            true => self.residual.restore(sections),
-            false => Ok(()),
-        }
+        self.residual.restore(sections, self.error_feedback)
     }
 }
 
