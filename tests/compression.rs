@@ -176,3 +176,37 @@ fn powersgd_is_linear_so_every_all_reduce_algorithm_carries_it() {
         assert!(runs[0].1[0].train_loss.is_finite(), "{spec}");
     }
 }
+
+#[test]
+fn random_k_shares_its_coordinates_so_every_all_reduce_carries_it() {
+    // The same coordinates on every rank: a linear compressor, through any
+    // algorithm, every rank the same bits; its bytes are the all-reduce of k.
+    let n = Mlp::new(vec![6, 10, 3]).unwrap().num_params();
+    for algo in Algorithm::CONCRETE {
+        let spec = format!("sync:{algo},compress=randomk:0.25");
+        let runs = train(3, &trainer(&spec, 1));
+        for r in &runs {
+            assert_eq!(r.0, runs[0].0, "{spec}: every rank applies the same update");
+        }
+        let k = n.div_ceil(4);
+        if let Some(c) = algo.exact_cost(3, k, 4) {
+            if algo != Algorithm::Shm && algo != Algorithm::Hierarchical {
+                assert_eq!(runs[0].1[0].allreduce_bytes, 10 * c.bytes_sent, "{spec}");
+            }
+        }
+    }
+    let runs = train(4, &trainer("sync:ring,compress=randomk:0.3", 3));
+    let acc = runs[0].1.last().unwrap().test_accuracy.unwrap();
+    assert!(acc > 0.8, "accuracy {acc}");
+    let s: AnyStrategy = "sync:ring,compress=randomk:0.3,error-feedback=on"
+        .parse()
+        .unwrap();
+    assert_eq!(s.name(), "sync:ring,compress=randomk:0.3,error-feedback=on");
+    for bad in [
+        "sync,compress=randomk:0",
+        "sync,compress=randomk:2",
+        "sync:ring,compress=fp16,compress=randomk:0.1",
+    ] {
+        assert!(bad.parse::<AnyStrategy>().is_err(), "{bad}");
+    }
+}

@@ -153,6 +153,7 @@ fn every_strategy_resumes_exactly_and_refuses_another_rank_count() {
         "sync,compress=topk:0.1",
         "sync,compress=qsgd:levels=8",
         "sync:ring,compress=powersgd:rank=1",
+        "sync:ring,compress=randomk:0.3,error-feedback=on",
     ]
     .into_iter()
     .enumerate()
@@ -232,6 +233,7 @@ fn predicted_communication_equals_the_counted() {
         "sync,compress=topk:0.05",
         "sync,compress=topk:0.3,error-feedback=off",
         "sync,compress=qsgd:levels=16",
+        "sync:butterfly,compress=randomk:0.2",
     ] {
         for p in [2, 3, 5] {
             let runs = train(p, &trainer(spec, 0.9, 3));

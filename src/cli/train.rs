@@ -38,7 +38,8 @@ pub struct Args {
     /// Gradient compression of synchronous SGD: none; fp16 or bf16 (16-bit
     /// floats on the wire of the ring, accumulated in f32); powersgd:rank=R
     /// (low-rank factors, error feedback); topk:F (each rank's ⌈F·n⌉
-    /// largest coordinates, all-gathered, error feedback); qsgd:levels=S.
+    /// largest coordinates, all-gathered, error feedback); randomk:F
+    /// (coordinates shared by the ranks, all-reduced); qsgd:levels=S.
     /// The same as `--strategy sync:ring,compress=C`.
     #[arg(long, value_name = "C", default_value = "none")]
     compress: String,

@@ -14,6 +14,7 @@ use super::model::Matrix;
 use super::optim::OptimizerState;
 use super::powersgd::PowerSgd;
 use super::qsgd::QsgdSgd;
+use super::randomk::RandomKSgd;
 use super::sparse::TopKSgd;
 use super::strategy::{GradientAllReduce, Section, Step, Strategy};
 
@@ -28,6 +29,7 @@ use super::strategy::{GradientAllReduce, Section, Step, Strategy};
 /// | `oneshot` | [`LocalSgd::one_shot`]: average once, at the end |
 /// | `sync,compress=topk:F[,error-feedback=off]` | [`TopKSgd`]: each rank's ⌈F·n⌉ largest coordinates, all-gathered |
 /// | `sync:ALGO,compress=powersgd:rank=R[,error-feedback=off]` | [`PowerSgd`]: rank-R factors of every weight matrix, two all-reduces |
+/// | `sync:ALGO,compress=randomk:F[,error-feedback=on]` | [`RandomKSgd`]: ⌈F·n⌉ coordinates shared by the ranks, all-reduced |
 /// | `sync,compress=qsgd:levels=S` | [`QsgdSgd`]: QSGD, one byte per coordinate, all-gathered |
 /// | `gossip:TOPOLOGY` | [`Gossip`] on ring, torus, expo, expo1, complete or edges=0-1/… |
 ///
@@ -51,6 +53,8 @@ pub enum AnyStrategy {
     Qsgd(QsgdSgd),
     /// Synchronous SGD with PowerSGD's low-rank gradients.
     PowerSgd(PowerSgd),
+    /// Synchronous SGD with random-k gradients (shared coordinates).
+    RandomK(RandomKSgd),
 }
 
 impl Default for AnyStrategy {
@@ -96,7 +100,8 @@ impl FromStr for AnyStrategy {
                     _ => Algorithm::Ring,
                 };
                 let mut sync = GradientAllReduce::new(algorithm);
-                let (mut topk, mut feedback, mut qsgd, mut power) = (None, None, None, None);
+                let (mut topk, mut feedback, mut qsgd, mut power, mut randomk) =
+                    (None, None, None, None, None);
                 for item in items {
                     match item.split_once('=') {
                         Some(("compress", "none")) => sync.wire = None,
@@ -112,6 +117,12 @@ impl FromStr for AnyStrategy {
                                 invalid(format!("`{item}` in `{s}`: powersgd takes rank=R, e.g. powersgd:rank=2"))
                             })?);
                         }
+                        Some(("compress", c)) if c.starts_with("randomk:") => {
+                            let f = &c["randomk:".len()..];
+                            randomk = Some(f.parse::<f64>().map_err(|_| {
+                                invalid(format!("`{item}` in `{s}`: randomk takes a fraction, e.g. randomk:0.01"))
+                            })?);
+                        }
                         Some(("compress", c)) if c.starts_with("qsgd:levels=") => {
                             let l = &c["qsgd:levels=".len()..];
                             qsgd = Some(l.parse::<u8>().map_err(|_| {
@@ -120,7 +131,7 @@ impl FromStr for AnyStrategy {
                         }
                         Some(("compress", w)) => {
                             sync.wire = Some(w.parse().map_err(|_| {
-                                invalid(format!("unknown compression `{w}` in `{s}` (none, fp16, bf16, topk:F, qsgd:levels=S or powersgd:rank=R)"))
+                                invalid(format!("unknown compression `{w}` in `{s}` (none, fp16, bf16, topk:F, randomk:F, qsgd:levels=S or powersgd:rank=R)"))
                             })?)
                         }
                         Some(("error-feedback", v)) => {
@@ -132,7 +143,7 @@ impl FromStr for AnyStrategy {
                         }
                         _ => {
                             return Err(invalid(format!(
-                                "unknown setting `{item}` in `{s}` (compress=none|fp16|bf16|topk:F|qsgd:levels=S|powersgd:rank=R, error-feedback=on|off)"
+                                "unknown setting `{item}` in `{s}` (compress=none|fp16|bf16|topk:F|randomk:F|qsgd:levels=S|powersgd:rank=R, error-feedback=on|off)"
                             )))
                         }
                     }
@@ -145,6 +156,15 @@ impl FromStr for AnyStrategy {
                     ps.algorithm = algorithm;
                     ps.error_feedback = feedback.unwrap_or(true);
                     return Ok(AnyStrategy::PowerSgd(ps));
+                }
+                if let Some(fraction) = randomk {
+                    if sync.wire.is_some() {
+                        return Err(invalid(format!("`{s}`: random-k's values travel as f32")));
+                    }
+                    let mut rk = RandomKSgd::new(fraction)?;
+                    rk.algorithm = algorithm;
+                    rk.error_feedback = feedback.unwrap_or(false);
+                    return Ok(AnyStrategy::RandomK(rk));
                 }
                 if let Some(levels) = qsgd {
                     if algorithm != Algorithm::Ring || sync.wire.is_some() || feedback.is_some() {
@@ -166,7 +186,7 @@ impl FromStr for AnyStrategy {
                 }
                 if feedback.is_some() {
                     return Err(invalid(format!(
-                        "`{s}`: error feedback applies to topk:F and powersgd:rank=R"
+                        "`{s}`: error feedback applies to topk:F, randomk:F and powersgd:rank=R"
                     )));
                 }
                 sync.check(1)?;
@@ -310,6 +330,10 @@ impl AnyStrategy {
             all_reduce_of(c, algorithm, params, times)
         };
         match self {
+            AnyStrategy::RandomK(s) => {
+                let k = crate::compress::topk::k_of(s.fraction, params);
+                all_reduce_of(&mut c, s.algorithm, k, steps as u64);
+            }
             AnyStrategy::PowerSgd(s) => {
                 let (first, second) = s.sizes(params, matrices);
                 all_reduce_of(&mut c, s.algorithm, first, steps as u64);
@@ -386,6 +410,7 @@ macro_rules! each {
             AnyStrategy::TopK($s) => $e,
             AnyStrategy::Qsgd($s) => $e,
             AnyStrategy::PowerSgd($s) => $e,
+            AnyStrategy::RandomK($s) => $e,
         }
     };
 }

@@ -98,6 +98,17 @@ pub fn codec_secs(strategy: &AnyStrategy, p: usize, n: usize, matrices: &[Matrix
             })
         }
         AnyStrategy::PowerSgd(ps) => ps.codec_secs(n, matrices)?,
+        AnyStrategy::RandomK(rk) => {
+            let mut out = grad.clone();
+            median_secs(|| {
+                let idx = rk.coordinates(n, 1);
+                let values: Vec<f32> = idx.iter().map(|&i| out[i]).collect();
+                out.fill(0.0);
+                for (&i, v) in idx.iter().zip(values) {
+                    out[i] = v;
+                }
+            })
+        }
         other => {
             return Err(Error::InvalidArgument {
                 what: "compressor",
