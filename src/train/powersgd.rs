@@ -10,8 +10,7 @@ use crate::error::Result;
 use crate::transport::Transport;
 
 use super::model::{gemm, Matrix};
-use super::optim::OptimizerState;
-use super::sparse::{invalid, Residuals};
+use super::sparse::{invalid, residual_after_step, Residuals};
 use super::strategy::{Section, Step, Strategy};
 
 /// Synchronous SGD whose weight-matrix gradients travel as rank-r factors.
@@ -125,11 +124,7 @@ impl PowerSgd {
     /// buffer over the ranks (the identity on one rank).
     fn round(&mut self, grad: &mut [f32], reduce: &mut dyn FnMut(&mut [f32]) -> Result<()>) -> Result<()> {
         let r = self.rank;
-        if self.error_feedback {
-            for (g, e) in grad.iter_mut().zip(&self.residual.own) {
-                *g += e;
-            }
-        }
+        self.residual.add_back(grad, self.error_feedback);
         let (first, second) = (
             self.compressed.iter().map(|m| m.rows * r).sum::<usize>(),
             self.compressed.iter().map(|m| m.cols * r).sum::<usize>(),
@@ -311,14 +306,7 @@ impl Strategy for PowerSgd {
         self.round(grad, &mut |buf| ctx.all_reduce(buf, ReduceOp::Avg, algorithm))
     }
 
-    fn after_step<C: Transport>(
-        &mut self,
-        ctx: &mut Step<'_, C>,
-        _params: &mut [f32],
-        _optimizer: &mut OptimizerState,
-    ) -> Result<()> {
-        self.residual.after_step(ctx, self.error_feedback)
-    }
+    residual_after_step!();
 
     fn state(&self) -> Vec<Section> {
         let mut s = vec![Section {

@@ -9,8 +9,7 @@ use crate::element::ReduceOp;
 use crate::error::Result;
 use crate::transport::Transport;
 
-use super::optim::OptimizerState;
-use super::sparse::{invalid, Residuals};
+use super::sparse::{invalid, residual_after_step, Residuals};
 use super::strategy::{Section, Step, Strategy};
 
 /// Synchronous SGD whose gradient travels as k = ⌈fraction·n⌉ coordinates
@@ -93,11 +92,7 @@ impl Strategy for RandomKSgd {
         if ctx.group.size() <= 1 {
             return Ok(());
         }
-        if self.error_feedback {
-            for (g, e) in grad.iter_mut().zip(&self.residual.own) {
-                *g += e;
-            }
-        }
+        self.residual.add_back(grad, self.error_feedback);
         let idx = self.coordinates(grad.len(), ctx.global_step());
         let mut values: Vec<f32> = idx.iter().map(|&i| grad[i]).collect();
         if self.error_feedback {
@@ -114,14 +109,7 @@ impl Strategy for RandomKSgd {
         Ok(())
     }
 
-    fn after_step<C: Transport>(
-        &mut self,
-        ctx: &mut Step<'_, C>,
-        _params: &mut [f32],
-        _optimizer: &mut OptimizerState,
-    ) -> Result<()> {
-        self.residual.after_step(ctx, self.error_feedback)
-    }
+    residual_after_step!();
 
     fn state(&self) -> Vec<Section> {
         self.residual.state()

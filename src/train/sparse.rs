@@ -6,7 +6,6 @@ use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::transport::Transport;
 
-use super::optim::OptimizerState;
 use super::strategy::{Section, Step, Strategy};
 
 /// Synchronous SGD whose gradient travels as each rank's top-k coordinates
@@ -61,6 +60,16 @@ impl Residuals {
             self.own.copy_from_slice(&all[r * n..(r + 1) * n]);
         }
         Ok(())
+    }
+
+    /// With error feedback `on`, adds the residual to `grad` (what the
+    /// compressor then selects from).
+    pub(crate) fn add_back(&self, grad: &mut [f32], on: bool) {
+        if on {
+            for (g, e) in grad.iter_mut().zip(&self.own) {
+                *g += e;
+            }
+        }
     }
 
     /// With error feedback `on`, gathers every rank's residual at the end
@@ -119,6 +128,22 @@ impl TopKSgd {
     }
 }
 
+/// The `after_step` hook of a strategy with `residual: Residuals` and
+/// `error_feedback: bool`: gathers the residuals at epoch ends.
+macro_rules! residual_after_step {
+    () => {
+        fn after_step<C: Transport>(
+            &mut self,
+            ctx: &mut Step<'_, C>,
+            _params: &mut [f32],
+            _optimizer: &mut super::optim::OptimizerState,
+        ) -> Result<()> {
+            self.residual.after_step(ctx, self.error_feedback)
+        }
+    };
+}
+pub(crate) use residual_after_step;
+
 pub(crate) fn invalid(reason: String) -> Error {
     Error::InvalidArgument {
         what: "strategy",
@@ -156,11 +181,7 @@ impl Strategy for TopKSgd {
         if p <= 1 {
             return Ok(());
         }
-        if self.error_feedback {
-            for (g, e) in grad.iter_mut().zip(&self.residual.own) {
-                *g += e;
-            }
-        }
+        self.residual.add_back(grad, self.error_feedback);
         let k = k_of(self.fraction, grad.len());
         let mine = top_k(grad, k);
         if self.error_feedback {
@@ -177,14 +198,7 @@ impl Strategy for TopKSgd {
         Ok(())
     }
 
-    fn after_step<C: Transport>(
-        &mut self,
-        ctx: &mut Step<'_, C>,
-        _params: &mut [f32],
-        _optimizer: &mut OptimizerState,
-    ) -> Result<()> {
-        self.residual.after_step(ctx, self.error_feedback)
-    }
+    residual_after_step!();
 
     fn state(&self) -> Vec<Section> {
         self.residual.state()
