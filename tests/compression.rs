@@ -78,9 +78,10 @@ fn top_k_with_error_feedback_learns_and_keeps_ranks_identical() {
     let runs = train(4, &trainer("sync,compress=topk:0.1", 3));
     let acc = runs[0].1.last().unwrap().test_accuracy.unwrap();
     assert!(acc > 0.8, "accuracy {acc}");
-    // Selecting and densifying is local work, reported apart from the gather.
+    // Selecting and densifying are timed apart from the gather.
     for m in &runs[0].1 {
-        assert!(m.codec_secs > 0.0 && m.codec_secs <= m.allreduce_secs, "{m:?}");
+        assert!(m.encode_secs > 0.0 && m.decode_secs > 0.0, "{m:?}");
+        assert!(m.encode_secs + m.decode_secs <= m.allreduce_secs, "{m:?}");
     }
     for r in &runs {
         assert_eq!(r.0, runs[0].0, "every rank applies the same update");
@@ -208,5 +209,57 @@ fn random_k_shares_its_coordinates_so_every_all_reduce_carries_it() {
         "sync:ring,compress=fp16,compress=randomk:0.1",
     ] {
         assert!(bad.parse::<AnyStrategy>().is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn the_transport_counts_the_modelled_bytes_of_random_k_and_qsgd_codes() {
+    use ringreduce::compress::{gathered_traffic, reduced_traffic, CodeTraffic};
+    use ringreduce::train::{Qsgd, RandomK};
+    use ringreduce::{CheckConfig, Counting, Group, Local, ReduceOp, Settings};
+    // Data only: the call checks off, so the transport sees the codes alone.
+    fn counted<F>(p: usize, f: F) -> CodeTraffic
+    where
+        F: Fn(&Group<Counting<ringreduce::LocalEndpoint>>) + Sync,
+    {
+        let stats = Local::run_apart(p, |t| {
+            let settings = Settings {
+                checks: CheckConfig::OFF,
+                ..Settings::default()
+            };
+            let g = Group::with_settings(Counting::new(t), settings);
+            f(&g);
+            g.transport().stats()
+        });
+        CodeTraffic {
+            bytes_sent: stats.iter().map(|s| s.bytes_sent).max().unwrap(),
+            total_bytes: stats.iter().map(|s| s.bytes_sent).sum(),
+            rounds: stats.iter().map(|s| s.rounds).max().unwrap(),
+        }
+    }
+    for p in [2usize, 3, 5] {
+        for n in [1usize, 10, 999] {
+            for algo in [Algorithm::Ring, Algorithm::Butterfly, Algorithm::Naive] {
+                let rk = RandomK::new(0.2, 7);
+                let got = counted(p, |g| {
+                    let mut v: Vec<f32> = (0..n).map(|i| i as f32).collect();
+                    g.all_reduce_compressed(&mut rk.clone(), &mut v, ReduceOp::Avg, algo, 3)
+                        .unwrap();
+                });
+                assert_eq!(
+                    Some(got),
+                    reduced_traffic(&rk, algo, p, n),
+                    "randomk {algo} p={p} n={n}"
+                );
+            }
+            let q = Qsgd { levels: 16, seed: 1 };
+            let got = counted(p, |g| {
+                let mut v: Vec<f32> = (0..n).map(|i| i as f32 - 4.0).collect();
+                g.all_gather_compressed(&mut q.clone(), &mut v, ReduceOp::Avg, 3)
+                    .unwrap();
+            });
+            assert_eq!(got, gathered_traffic(&q, p, n), "qsgd p={p} n={n}");
+            assert_eq!(got.bytes_sent, ((p - 1) * (4 + n)) as u64);
+        }
     }
 }

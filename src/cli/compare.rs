@@ -89,10 +89,12 @@ fn csv(curves: &[Curve], ranks: usize) -> String {
 }
 
 /// The summary table; the consensus column is the largest distance at
-/// the end of an epoch (the last step of a run averages it to 0).
+/// the end of an epoch (the last step of a run averages it to 0); KB_step
+/// is what the busiest rank sends per step; enc% and dec% are the shares
+/// of the training time spent encoding and decoding.
 fn table(curves: &[Curve], target: f64) -> String {
     let mut out = format!(
-        "{:<30} {:>7} {:>14} {:>13} {:>10} {:>9} {:>12} {:>12} {:>13}\n",
+        "{:<34} {:>6} {:>14} {:>12} {:>9} {:>8} {:>9} {:>11} {:>8} {:>5} {:>5} {:>13}\n",
         "strategy",
         "epochs",
         format!("s_to_{target}"),
@@ -101,6 +103,9 @@ fn table(curves: &[Curve], target: f64) -> String {
         "total_s",
         "total_MB",
         "predicted_MB",
+        "KB_step",
+        "enc%",
+        "dec%",
         "max_consensus"
     );
     for c in curves {
@@ -108,7 +113,7 @@ fn table(curves: &[Curve], target: f64) -> String {
         let (t, b, _, m) = match (last, &c.stopped) {
             (Some(x), _) => x,
             (None, Some(why)) => {
-                let _ = writeln!(out, "{:<30} {why}", c.name);
+                let _ = writeln!(out, "{:<34} {why}", c.name);
                 continue;
             }
             (None, None) => continue,
@@ -117,9 +122,13 @@ fn table(curves: &[Curve], target: f64) -> String {
             Some((tt, bt, e)) => (format!("{tt:.2} (ep {e})"), format!("{:.1}", bt as f64 / 1e6)),
             None => ("not reached".to_string(), "-".to_string()),
         };
+        let share = |f: fn(&EpochMetrics) -> f64| {
+            100.0 * c.epochs.iter().map(f).sum::<f64>()
+                / c.epochs.iter().map(|m| m.epoch_secs).sum::<f64>().max(1e-12)
+        };
         let _ = writeln!(
             out,
-            "{:<30} {:>7} {:>14} {:>13} {:>10} {:>9.2} {:>12.1} {:>12.1} {:>13}",
+            "{:<34} {:>6} {:>14} {:>12} {:>9} {:>8.2} {:>9.1} {:>11.1} {:>8.1} {:>5.1} {:>5.1} {:>13}",
             c.name,
             m.epoch,
             tt,
@@ -128,6 +137,9 @@ fn table(curves: &[Curve], target: f64) -> String {
             t,
             b as f64 / 1e6,
             c.predicted as f64 / 1e6,
+            b as f64 / 1e3 / m.step.max(1) as f64,
+            share(|m| m.encode_secs),
+            share(|m| m.decode_secs),
             c.epochs
                 .iter()
                 .filter_map(|m| m.consensus_distance)
@@ -135,7 +147,7 @@ fn table(curves: &[Curve], target: f64) -> String {
                 .map_or("-".into(), |d| format!("{d:.3e}"))
         );
         if let Some(why) = &c.stopped {
-            let _ = writeln!(out, "{:<30} then {why}", "");
+            let _ = writeln!(out, "{:<34} then {why}", "");
         }
     }
     out
@@ -334,13 +346,14 @@ pub fn run(o: Args) -> ExitCode {
                 epochs.push(m.clone());
                 if root {
                     println!(
-                        "{name:<30} epoch {:>3}  loss {:.4}  acc {:.4}  {:.3} s (comm {:.3}, codec {:.3})  {:.1} MB sent{}",
+                        "{name:<34} epoch {:>3}  loss {:.4}  acc {:.4}  {:.3} s (enc {:.3}, comm {:.3}, dec {:.3})  {:.1} MB sent{}",
                         m.epoch,
                         m.train_loss,
                         m.test_accuracy.unwrap_or(f64::NAN),
                         m.epoch_secs,
-                        m.allreduce_secs - m.codec_secs,
-                        m.codec_secs,
+                        m.encode_secs,
+                        (m.allreduce_secs - m.encode_secs - m.decode_secs).max(0.0),
+                        m.decode_secs,
                         m.allreduce_bytes as f64 / 1e6,
                         m.consensus_distance
                             .map_or(String::new(), |d| format!("  consensus {d:.3e}"))

@@ -8,7 +8,8 @@
 //! the two apart by construction: a linear compressor is a way of running
 //! an all-reduce (this module's [`Wire`] is one, through
 //! [`Group::all_reduce_wire`](crate::Group::all_reduce_wire)); nothing here
-//! hands a non-linear encoding to an all-reduce.
+//! hands a non-linear encoding to an all-reduce: the [`Compressor`] trait
+//! and its [`Linear`] marker ([`codec`]) make that a compile error.
 //!
 //! # 16-bit floats on the wire, f32 accumulation
 //!
@@ -142,7 +143,17 @@ pub(crate) fn wire_ring<C: Transport + ?Sized>(
     buf: &mut [f32],
     op: ReduceOp,
     wire: Wire,
+    times: &mut crate::group::CodecTimes,
 ) -> Result<()> {
+    // Conversions are timed as encoding and decoding, the rest as the wire.
+    let start = std::time::Instant::now();
+    let mut enc = std::time::Duration::ZERO;
+    let mut dec = std::time::Duration::ZERO;
+    let timed = |d: &mut std::time::Duration, f: &mut dyn FnMut()| {
+        let t = std::time::Instant::now();
+        f();
+        *d += t.elapsed();
+    };
     let p = comm.size();
     let r = comm.rank();
     let k = buf.len();
@@ -157,10 +168,12 @@ pub(crate) fn wire_ring<C: Transport + ?Sized>(
     for s in 0..p - 1 {
         let send = chunk(r + p - s);
         let recv = chunk(r + 2 * p - s - 1);
-        wire.encode(&buf[send.clone()], &mut out[..send.len()]);
+        timed(&mut enc, &mut || {
+            wire.encode(&buf[send.clone()], &mut out[..send.len()])
+        });
         comm.sendrecv(&out[..send.len()], right, &mut inc[..recv.len()], left)?;
         let d = &mut decoded[..recv.len()];
-        wire.decode(&inc[..recv.len()], d);
+        timed(&mut dec, &mut || wire.decode(&inc[..recv.len()], d));
         f32::reduce(op, &mut buf[recv], d, Order::SrcFirst);
     }
 
@@ -168,22 +181,36 @@ pub(crate) fn wire_ring<C: Transport + ?Sized>(
     // keep what the others will decode.
     let owned = chunk(r + 1);
     super::algorithms::finish(op, &mut buf[owned.clone()], p);
-    wire.encode(&buf[owned.clone()], &mut out[..owned.len()]);
-    wire.decode(&out[..owned.len()], &mut buf[owned.clone()]);
+    timed(&mut enc, &mut || {
+        wire.encode(&buf[owned.clone()], &mut out[..owned.len()])
+    });
+    timed(&mut dec, &mut || {
+        wire.decode(&out[..owned.len()], &mut buf[owned.clone()])
+    });
 
     // All-gather: forward the encoded chunks unchanged, decode each arrival.
     let mut carried = owned.len();
     for s in 0..p - 1 {
         let recv = chunk(r + p - s);
         comm.sendrecv(&out[..carried], right, &mut inc[..recv.len()], left)?;
-        wire.decode(&inc[..recv.len()], &mut buf[recv.clone()]);
+        timed(&mut dec, &mut || {
+            wire.decode(&inc[..recv.len()], &mut buf[recv.clone()])
+        });
         std::mem::swap(&mut out, &mut inc);
         carried = recv.len();
     }
+    times.encode += enc;
+    times.decode += dec;
+    times.wire += start.elapsed().saturating_sub(enc + dec);
     Ok(())
 }
 
+pub mod codec;
 pub mod topk;
+
+pub use codec::{
+    gathered_traffic, reduced_traffic, Cast, CodeTraffic, Compressor, ErrorFeedback, Linear, TopK,
+};
 
 #[cfg(test)]
 mod tests;

@@ -28,6 +28,17 @@ use crate::algorithms::{widened_average, Algorithm};
 use crate::cost::Tuning;
 use bytemuck::Pod;
 
+/// Where a compressed collective spent its time (accumulated).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct CodecTimes {
+    /// Encoding this rank's values.
+    pub encode: std::time::Duration,
+    /// The collective call on the codes.
+    pub wire: std::time::Duration,
+    /// Decoding the result.
+    pub decode: std::time::Duration,
+}
+
 use crate::element::{Element, ReduceOp, Widen};
 use crate::error::{Error, Result};
 use crate::transport::{whole_segment, Local, LocalEndpoint, Mpi, Transport};
@@ -286,6 +297,16 @@ impl<C: Transport> Group<C> {
     /// ops or wire types, or mixing this call with another, get
     /// [`Error::Mismatch`] (with the checks on).
     pub fn all_reduce_wire(&self, buf: &mut [f32], op: ReduceOp, wire: crate::compress::Wire) -> Result<()> {
+        self.wire_reduce(buf, op, wire, &mut CodecTimes::default())
+    }
+
+    pub(crate) fn wire_reduce(
+        &self,
+        buf: &mut [f32],
+        op: ReduceOp,
+        wire: crate::compress::Wire,
+        times: &mut CodecTimes,
+    ) -> Result<()> {
         let sig = Signature {
             count: buf.len() as u64,
             dtype: wire.dtype(),
@@ -297,7 +318,139 @@ impl<C: Transport> Group<C> {
         if self.size() <= 1 || buf.is_empty() {
             return Ok(());
         }
-        crate::compress::wire_ring(&self.transport, buf, op, wire)
+        crate::compress::wire_ring(&self.transport, buf, op, wire, times)
+    }
+
+    /// All-reduces `buf` through a [`Linear`](crate::compress::Linear)
+    /// compressor: every rank encodes its values, the codes are all-reduced
+    /// with `op` by `algorithm` (any; the codes add because every rank
+    /// encodes in the same basis), and the result is decoded on every rank
+    /// — the same bits everywhere. `stream` must be the same on every rank
+    /// (the global step): randomized compressors draw from it. A
+    /// non-linear compressor does not compile here
+    /// ([`all_gather_compressed`](Group::all_gather_compressed) takes it).
+    ///
+    /// ```
+    /// use ringreduce::{compress::Cast, half::bf16, Algorithm, Group, ReduceOp};
+    /// let out = Group::local(3, |g| {
+    ///     let mut v = vec![0.5f32 * (g.rank() + 1) as f32; 4];
+    ///     let mut cast = Cast::<bf16>::new();
+    ///     g.all_reduce_compressed(&mut cast, &mut v, ReduceOp::Sum, Algorithm::Butterfly, 0).unwrap();
+    ///     v
+    /// });
+    /// assert_eq!(out[0], vec![3.0; 4]);
+    /// assert!(out.iter().all(|v| v == &out[0]));
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Group::all_reduce_in_place`] on the codes.
+    pub fn all_reduce_compressed<L>(
+        &self,
+        compressor: &mut L,
+        buf: &mut [f32],
+        op: ReduceOp,
+        algorithm: Algorithm,
+        stream: u64,
+    ) -> Result<()>
+    where
+        L: crate::compress::Linear,
+        L::Word: Element,
+    {
+        self.compressed_reduce(compressor, buf, op, algorithm, stream, &mut CodecTimes::default())
+    }
+
+    pub(crate) fn compressed_reduce<L>(
+        &self,
+        c: &mut L,
+        buf: &mut [f32],
+        op: ReduceOp,
+        algorithm: Algorithm,
+        stream: u64,
+        times: &mut CodecTimes,
+    ) -> Result<()>
+    where
+        L: crate::compress::Linear,
+        L::Word: Element,
+    {
+        let start = std::time::Instant::now();
+        let mut code = vec![<L::Word as bytemuck::Zeroable>::zeroed(); c.code_len(buf.len())];
+        c.encode(buf, stream, self.rank(), &mut code);
+        let encoded = std::time::Instant::now();
+        times.encode += encoded - start;
+        self.all_reduce_in_place(&mut code, op, algorithm)?;
+        let reduced = std::time::Instant::now();
+        times.wire += reduced - encoded;
+        c.decode(&code, buf);
+        times.decode += reduced.elapsed();
+        Ok(())
+    }
+
+    /// Sums (`ReduceOp::Sum`) or averages (`ReduceOp::Avg`) `buf` over the
+    /// ranks through any [`Compressor`](crate::compress::Compressor): every
+    /// rank's code is all-gathered (a ring: p − 1 rounds, (p − 1) codes
+    /// sent per rank) and every rank decodes them all in rank order into
+    /// the same bits. The route for compressors that are not linear.
+    ///
+    /// ```
+    /// use ringreduce::{compress::TopK, Group, ReduceOp};
+    /// let out = Group::local(2, |g| {
+    ///     let mut v = vec![0.0f32; 4];
+    ///     v[g.rank()] = 8.0; // each rank's largest value, at its own index
+    ///     g.all_gather_compressed(&mut TopK::new(0.25), &mut v, ReduceOp::Avg, 0).unwrap();
+    ///     v
+    /// });
+    /// assert_eq!(out[0], vec![4.0, 4.0, 0.0, 0.0]);
+    /// ```
+    ///
+    /// # Errors
+    /// An op other than sum or average ([`Error::InvalidArgument`] on
+    /// every rank), and the errors of [`Group::all_gather`].
+    pub fn all_gather_compressed<K: crate::compress::Compressor>(
+        &self,
+        compressor: &mut K,
+        buf: &mut [f32],
+        op: ReduceOp,
+        stream: u64,
+    ) -> Result<()> {
+        self.compressed_gather(compressor, buf, op, stream, &mut CodecTimes::default())
+    }
+
+    pub(crate) fn compressed_gather<K: crate::compress::Compressor>(
+        &self,
+        c: &mut K,
+        buf: &mut [f32],
+        op: ReduceOp,
+        stream: u64,
+        times: &mut CodecTimes,
+    ) -> Result<()> {
+        let start = std::time::Instant::now();
+        let local = match op {
+            ReduceOp::Sum | ReduceOp::Avg => Ok(()),
+            other => Err(Error::InvalidArgument {
+                what: "op",
+                reason: format!("compressed codes are summed or averaged, not reduced by {other}"),
+            }),
+        };
+        let len = c.code_len(buf.len());
+        let mut code = vec![<K::Word as bytemuck::Zeroable>::zeroed(); len];
+        if local.is_ok() {
+            c.encode(buf, stream, self.rank(), &mut code);
+        }
+        let encoded = std::time::Instant::now();
+        times.encode += encoded - start;
+        let mut all = vec![<K::Word as bytemuck::Zeroable>::zeroed(); self.size() * len];
+        self.gather_checked(&code, &mut all, local)?;
+        let gathered = std::time::Instant::now();
+        times.wire += gathered - encoded;
+        buf.fill(0.0);
+        for code in all.chunks_exact(len.max(1)).take(self.size()) {
+            c.add_decoded(code, buf);
+        }
+        if op == ReduceOp::Avg {
+            f32::divide(buf, self.size());
+        }
+        times.decode += gathered.elapsed();
+        Ok(())
     }
 
     fn reduce<T: Element>(
@@ -377,9 +530,14 @@ impl<C: Transport> Group<C> {
     /// `out` not `size()·mine.len()` long (on every rank), a mismatch, or a
     /// transport failure.
     pub fn all_gather<T: Pod>(&self, mine: &[T], out: &mut [T]) -> Result<()> {
+        self.gather_checked(mine, out, Ok(()))
+    }
+
+    /// [`Group::all_gather`] with this rank's own verdict on the call.
+    fn gather_checked<T: Pod>(&self, mine: &[T], out: &mut [T], verdict: Result<()>) -> Result<()> {
         let (p, n) = (self.size(), mine.len());
         let local = if out.len() == p.saturating_mul(n) {
-            Ok(())
+            verdict
         } else {
             Err(Error::InvalidArgument {
                 what: "all_gather output",

@@ -7,14 +7,14 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::compress::topk::{densify, k_of, top_k};
+use crate::compress::{Compressor, ErrorFeedback, TopK};
 use crate::cost::CostParams;
-use crate::element::Element;
 use crate::error::{Error, Result};
 
 use super::any::AnyStrategy;
 use super::model::Matrix;
-use super::qsgd::{add_dequantized, quantize};
+use super::qsgd::Qsgd;
+use super::randomk::RandomK;
 use super::strategy::Strategy;
 
 /// One compressor's figures for one step.
@@ -48,6 +48,20 @@ fn median_secs(mut f: impl FnMut()) -> f64 {
     t[2]
 }
 
+/// Seconds to encode `grad` once and decode p codes (the all-gathered
+/// route: every rank decodes every rank's code).
+fn gathered_secs<K: Compressor>(mut c: K, grad: &[f32], p: usize) -> f64 {
+    let mut code = vec![<K::Word as bytemuck::Zeroable>::zeroed(); c.code_len(grad.len())];
+    let mut out = vec![0f32; grad.len()];
+    median_secs(|| {
+        c.encode(grad, 1, 0, &mut code);
+        out.fill(0.0);
+        for _ in 0..p {
+            c.add_decoded(&code, &mut out);
+        }
+    })
+}
+
 /// Seconds of the local work `strategy` adds to a step on `p` ranks for
 /// `n` parameters (0 for the uncompressed ring, whose reduction the cost
 /// model prices already).
@@ -70,43 +84,28 @@ pub fn codec_secs(strategy: &AnyStrategy, p: usize, n: usize, matrices: &[Matrix
                 enc + dec * (2 * p - 1) as f64 / p as f64
             }
         },
-        AnyStrategy::TopK(t) => {
-            let k = k_of(t.fraction, n);
-            let mut residual = vec![0f32; n];
-            let mut out = vec![0f32; n];
-            median_secs(|| {
-                let mut acc = grad.clone();
-                for (a, e) in acc.iter_mut().zip(&residual) {
-                    *a += e;
-                }
-                let mine = top_k(&acc, k);
-                residual.copy_from_slice(&acc);
-                let all: Vec<_> = (0..p).flat_map(|_| mine.iter().copied()).collect();
-                densify(&all, &mut out);
-                f32::divide(&mut out, p);
-            })
-        }
-        AnyStrategy::Qsgd(q) => {
-            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
-            let mut out = vec![0f32; n];
-            median_secs(|| {
-                let (norm, levels) = quantize(&grad, q.levels, &mut rng);
-                out.fill(0.0);
-                for _ in 0..p {
-                    add_dequantized(norm, &levels, q.levels, &mut out);
-                }
-            })
-        }
+        AnyStrategy::TopK(t) => gathered_secs(
+            ErrorFeedback::new(TopK::new(t.fraction), t.error_feedback),
+            &grad,
+            p,
+        ),
+        AnyStrategy::Qsgd(q) => gathered_secs(
+            Qsgd {
+                levels: q.levels,
+                seed: q.seed,
+            },
+            &grad,
+            p,
+        ),
         AnyStrategy::PowerSgd(ps) => ps.codec_secs(n, matrices)?,
         AnyStrategy::RandomK(rk) => {
-            let mut out = grad.clone();
+            // Encoded once, decoded once (the all-reduce sums the codes).
+            let mut c = ErrorFeedback::new(RandomK::new(rk.fraction, rk.seed), rk.error_feedback);
+            let mut code = vec![0f32; c.code_len(n)];
+            let mut out = vec![0f32; n];
             median_secs(|| {
-                let idx = rk.coordinates(n, 1);
-                let values: Vec<f32> = idx.iter().map(|&i| out[i]).collect();
-                out.fill(0.0);
-                for (&i, v) in idx.iter().zip(values) {
-                    out[i] = v;
-                }
+                c.encode(&grad, 1, 0, &mut code);
+                c.decode(&code, &mut out);
             })
         }
         other => {

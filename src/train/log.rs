@@ -103,7 +103,10 @@ pub struct MetricsLog {
 }
 
 const BEFORE: &str = "epoch,step,ranks,strategy,train_loss_step,train_loss";
-const AFTER: &str = "epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes,rounds,consensus_distance";
+const AFTER: &str =
+    "epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes,rounds,consensus_distance,encode_secs,decode_secs";
+/// The header's end before the encode and decode times were logged (still read).
+const AFTER_V2: &str = "epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes,rounds,consensus_distance";
 /// The header's end before the consensus distance was logged (still read).
 const AFTER_V1: &str = "epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes";
 
@@ -186,7 +189,7 @@ impl MetricsLog {
             let s = csv_field(strategy);
             match row {
                 Row::Step { epoch, step, loss } => {
-                    csv += &format!("{epoch},{step},{p},{s},{loss},{}\n", ",".repeat(6 + acc_cols));
+                    csv += &format!("{epoch},{step},{p},{s},{loss},{}\n", ",".repeat(8 + acc_cols));
                 }
                 Row::Epoch(m) => {
                     let acc = match (acc_cols, m.test_accuracy) {
@@ -195,7 +198,7 @@ impl MetricsLog {
                         (_, None) => ",".into(),
                     };
                     csv += &format!(
-                        "{},{},{p},{s},,{},{acc}{},{},{},{},{},{}\n",
+                        "{},{},{p},{s},,{},{acc}{},{},{},{},{},{},{},{}\n",
                         m.epoch,
                         m.step,
                         m.train_loss,
@@ -204,7 +207,9 @@ impl MetricsLog {
                         m.allreduce_secs,
                         m.allreduce_bytes,
                         m.rounds,
-                        m.consensus_distance.map_or(String::new(), |d| d.to_string())
+                        m.consensus_distance.map_or(String::new(), |d| d.to_string()),
+                        m.encode_secs,
+                        m.decode_secs,
                     );
                 }
             }
@@ -248,10 +253,20 @@ impl MetricsLog {
     pub fn parse(text: &str) -> Result<MetricsLog> {
         let mut lines = text.lines();
         let header = lines.next().unwrap_or("");
-        let consensus = !header.ends_with(AFTER_V1);
+        // Columns after allreduce_bytes: none (v1), rounds and consensus
+        // (v2), and the encode and decode times (now).
+        let extra = match () {
+            _ if header.ends_with(AFTER) => 4,
+            _ if header.ends_with(AFTER_V2) => 2,
+            _ => 0,
+        };
         let accuracy = header
             .strip_prefix(BEFORE)
-            .and_then(|rest| rest.strip_suffix(AFTER).or_else(|| rest.strip_suffix(AFTER_V1)))
+            .and_then(|rest| {
+                rest.strip_suffix(AFTER)
+                    .or_else(|| rest.strip_suffix(AFTER_V2))
+                    .or_else(|| rest.strip_suffix(AFTER_V1))
+            })
             .and_then(|mid| match mid {
                 "," => Some(None),
                 _ => mid
@@ -266,7 +281,7 @@ impl MetricsLog {
                 ))
             })?;
         let mut log = MetricsLog::new(0, "", accuracy);
-        let fields = 10 + usize::from(accuracy.is_some()) + 2 * usize::from(consensus);
+        let fields = 10 + usize::from(accuracy.is_some()) + extra;
         for (i, line) in lines.enumerate() {
             let n = i + 2;
             let owned = csv_fields(line);
@@ -296,8 +311,14 @@ impl MetricsLog {
                     epoch_secs: num(rest[0], n, "epoch_secs")?,
                     samples_per_sec: num(rest[1], n, "samples_per_sec")?,
                     allreduce_secs: num(rest[2], n, "allreduce_secs")?,
-                    // Not a column of the file (yet): the terminal and compare show it.
-                    codec_secs: 0.0,
+                    encode_secs: match rest.get(6) {
+                        Some(s) => num(s, n, "encode_secs")?,
+                        None => 0.0,
+                    },
+                    decode_secs: match rest.get(7) {
+                        Some(s) => num(s, n, "decode_secs")?,
+                        None => 0.0,
+                    },
                     allreduce_bytes: num(rest[3], n, "allreduce_bytes")?,
                     rounds: match rest.get(4) {
                         Some(r) => num(r, n, "rounds")?,
@@ -334,7 +355,8 @@ mod tests {
             epoch_secs: 0.001234,
             samples_per_sec: 123456.5,
             allreduce_secs: 0.0001,
-            codec_secs: 0.0,
+            encode_secs: 0.00002,
+            decode_secs: 0.00003,
             allreduce_bytes: 4096,
             rounds: 20,
             consensus_distance: None,
@@ -389,7 +411,7 @@ mod tests {
         assert!(e.contains("not a `ringreduce train --metrics` file"), "{e}");
         let short = csv.replacen(",sync:ring,,", ",sync:ring,", 1);
         let e = MetricsLog::parse(&short).unwrap_err().to_string();
-        assert!(e.contains("line 3: 12 fields, the header has 13"), "{e}");
+        assert!(e.contains("line 3: 14 fields, the header has 15"), "{e}");
         let e = MetricsLog::parse(&csv.replace("123456.5", "fast"))
             .unwrap_err()
             .to_string();
@@ -397,7 +419,7 @@ mod tests {
         let e = MetricsLog::parse(&csv.replacen(",sync:ring,", ",x,sync:ring,", 1))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("line 2: 14 fields"), "{e}");
+        assert!(e.contains("line 2: 16 fields"), "{e}");
     }
 
     #[test]
@@ -413,17 +435,27 @@ mod tests {
     }
 
     #[test]
-    fn files_without_the_rounds_and_consensus_columns_are_still_read() {
-        let l = log(Some("test_accuracy"));
-        let old: String = l
-            .to_csv()
-            .lines()
-            .map(|line| line.rsplitn(3, ',').nth(2).unwrap().to_string() + "\n")
-            .collect();
-        let read = MetricsLog::parse(&old).unwrap();
+    fn files_of_earlier_versions_are_still_read() {
+        // Drops the last `k` columns of every line.
+        let without = |k: usize| -> String {
+            log(Some("test_accuracy"))
+                .to_csv()
+                .lines()
+                .map(|line| line.rsplitn(k + 1, ',').nth(k).unwrap().to_string() + "\n")
+                .collect()
+        };
+        // Without encode and decode times.
+        let read = MetricsLog::parse(&without(2)).unwrap();
+        assert_eq!(read.epochs().count(), 3);
+        assert_eq!(read.epochs().nth(1).unwrap().consensus_distance, Some(0.25));
+        assert!(read
+            .epochs()
+            .all(|m| m.encode_secs == 0.0 && m.decode_secs == 0.0));
+        // Without rounds and consensus too.
+        let read = MetricsLog::parse(&without(4)).unwrap();
         assert_eq!(read.epochs().count(), 3);
         assert!(read
             .epochs()
-            .all(|m| m.consensus_distance.is_none() && m.rounds == 0));
+            .all(|m| m.consensus_distance.is_none() && m.rounds == 0 && m.encode_secs == 0.0));
     }
 }

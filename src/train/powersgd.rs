@@ -1,12 +1,15 @@
 //! PowerSGD (Vogels, Karimireddy and Jaggi, 2019): low-rank gradient
 //! compression that stays all-reducible.
 
+use std::time::Instant;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::algorithms::Algorithm;
 use crate::element::ReduceOp;
 use crate::error::Result;
+use crate::group::CodecTimes;
 use crate::transport::Transport;
 
 use super::model::{gemm, Matrix};
@@ -40,7 +43,8 @@ pub struct PowerSgd {
     /// times the factors' (n + m)·r (PyTorch's `min_compression_rate`,
     /// default 2); the others travel uncompressed.
     pub min_compression_rate: f64,
-    residual: Residuals,
+    residual: Vec<f32>,
+    residuals: Residuals,
     /// The compressed matrices and their Q's (m × r each, concatenated).
     compressed: Vec<Matrix>,
     qs: Vec<f32>,
@@ -50,6 +54,11 @@ pub struct PowerSgd {
 }
 
 impl PowerSgd {
+    /// This rank's residual (empty without error feedback or before the run).
+    pub fn residual(&self) -> &[f32] {
+        &self.residual
+    }
+
     /// Rank-`rank` factors, with error feedback, over the ring.
     ///
     /// # Errors
@@ -60,7 +69,8 @@ impl PowerSgd {
             error_feedback: true,
             algorithm: Algorithm::Ring,
             min_compression_rate: 2.0,
-            residual: Residuals::default(),
+            residual: Vec::new(),
+            residuals: Residuals::default(),
             compressed: Vec::new(),
             qs: Vec::new(),
             small: Vec::new(),
@@ -122,9 +132,26 @@ impl PowerSgd {
 
     /// One step's compression of `grad` in place, `reduce` averaging a
     /// buffer over the ranks (the identity on one rank).
-    fn round(&mut self, grad: &mut [f32], reduce: &mut dyn FnMut(&mut [f32]) -> Result<()>) -> Result<()> {
+    /// The time outside `reduce` goes to `times`: the products up to the
+    /// second all-reduce are encoding, P·Qᵀ and the residual decoding.
+    fn round(
+        &mut self,
+        grad: &mut [f32],
+        reduce: &mut dyn FnMut(&mut [f32]) -> Result<()>,
+        times: &mut CodecTimes,
+    ) -> Result<()> {
+        let mut clock = Instant::now();
+        let lap = |d: &mut std::time::Duration, clock: &mut Instant| {
+            let now = Instant::now();
+            *d += now - *clock;
+            *clock = now;
+        };
         let r = self.rank;
-        self.residual.add_back(grad, self.error_feedback);
+        if self.error_feedback {
+            for (g, e) in grad.iter_mut().zip(&self.residual) {
+                *g += e;
+            }
+        }
         let (first, second) = (
             self.compressed.iter().map(|m| m.rows * r).sum::<usize>(),
             self.compressed.iter().map(|m| m.cols * r).sum::<usize>(),
@@ -154,7 +181,9 @@ impl PowerSgd {
             buf[at..at + s.len()].copy_from_slice(&grad[s.clone()]);
             at += s.len();
         }
+        lap(&mut times.encode, &mut clock);
         reduce(&mut buf)?;
+        lap(&mut times.wire, &mut clock);
         // Orthogonalize each P; Q = Mᵀ·P; second all-reduce.
         let mut at = 0;
         for m in &self.compressed {
@@ -179,7 +208,9 @@ impl PowerSgd {
             q_at += m.cols * r;
         }
         debug_assert_eq!(q_at, second);
+        lap(&mut times.encode, &mut clock);
         reduce(&mut self.qs)?;
+        lap(&mut times.wire, &mut clock);
         // The applied gradient: P·Qᵀ per matrix, the small tensors as they
         // came; the residual keeps what the factors missed.
         let (mut at, mut q_at) = (0, 0);
@@ -198,7 +229,7 @@ impl PowerSgd {
                 &mut approx,
             );
             if self.error_feedback {
-                for ((e, g), a) in self.residual.own[range.clone()]
+                for ((e, g), a) in self.residual[range.clone()]
                     .iter_mut()
                     .zip(&grad[range.clone()])
                     .zip(&approx)
@@ -213,10 +244,11 @@ impl PowerSgd {
         for s in &self.small {
             grad[s.clone()].copy_from_slice(&buf[at..at + s.len()]);
             if self.error_feedback {
-                self.residual.own[s.clone()].fill(0.0);
+                self.residual[s.clone()].fill(0.0);
             }
             at += s.len();
         }
+        lap(&mut times.decode, &mut clock);
         Ok(())
     }
 
@@ -227,14 +259,14 @@ impl PowerSgd {
     pub fn codec_secs(&self, n: usize, matrices: &[Matrix]) -> Result<f64> {
         let mut s = self.clone();
         s.prepare(n, matrices)?;
-        s.residual.own = vec![0.0; if s.error_feedback { n } else { 0 }];
+        s.residual = vec![0.0; if s.error_feedback { n } else { 0 }];
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let grad: Vec<f32> = (0..n).map(|_| normal(&mut rng) * 1e-2).collect();
         let mut times = Vec::new();
         for _ in 0..5 {
             let mut g = grad.clone();
             let t = std::time::Instant::now();
-            s.round(&mut g, &mut |_| Ok(()))?;
+            s.round(&mut g, &mut |_| Ok(()), &mut CodecTimes::default())?;
             times.push(t.elapsed().as_secs_f64());
         }
         times.sort_by(f64::total_cmp);
@@ -295,7 +327,10 @@ impl Strategy for PowerSgd {
     fn start<C: Transport>(&mut self, ctx: &mut Step<'_, C>, params: &mut [f32]) -> Result<()> {
         let n = params.len();
         self.prepare(n, ctx.matrices())?;
-        self.residual.start(ctx, if self.error_feedback { n } else { 0 })
+        self.residual = self
+            .residuals
+            .start(ctx, if self.error_feedback { n } else { 0 })?;
+        Ok(())
     }
 
     fn after_backward<C: Transport>(&mut self, ctx: &mut Step<'_, C>, grad: &mut [f32]) -> Result<()> {
@@ -303,7 +338,15 @@ impl Strategy for PowerSgd {
             return Ok(());
         }
         let algorithm = self.algorithm;
-        self.round(grad, &mut |buf| ctx.all_reduce(buf, ReduceOp::Avg, algorithm))
+        let mut times = CodecTimes::default();
+        self.round(
+            grad,
+            &mut |buf| ctx.all_reduce(buf, ReduceOp::Avg, algorithm),
+            &mut times,
+        )?;
+        ctx.codec.encode += times.encode;
+        ctx.codec.decode += times.decode;
+        Ok(())
     }
 
     residual_after_step!();
@@ -314,7 +357,7 @@ impl Strategy for PowerSgd {
             values: self.qs.clone(),
         }];
         if self.error_feedback {
-            s.extend(self.residual.state());
+            s.extend(self.residuals.state());
         }
         s
     }
@@ -327,7 +370,7 @@ impl Strategy for PowerSgd {
         if self.restored_q.is_none() {
             return Err(invalid("the checkpoint holds no PowerSGD factors".into()));
         }
-        self.residual.restore(sections, self.error_feedback)
+        self.residuals.restore(sections, self.error_feedback)
     }
 }
 
@@ -404,7 +447,7 @@ mod tests {
             s.after_backward(&mut ctx, &mut grad).unwrap();
             // What this rank held = what was applied + what it keeps.
             for i in 0..64 {
-                let back = grad[i] + s.residual.own[i];
+                let back = grad[i] + s.residual[i];
                 assert!((back - grads[g.rank()][i]).abs() < 1e-4, "i={i}");
             }
             (grad, ctx.bytes)

@@ -4,7 +4,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::element::Element;
+use crate::compress::Compressor;
 use crate::error::{Error, Result};
 use crate::transport::Transport;
 
@@ -76,6 +76,47 @@ impl QsgdSgd {
     }
 }
 
+/// The compressor: the norm (4 bytes, little-endian) then one byte per
+/// coordinate ([`quantize`]). Not linear — each rank scales by its own
+/// norm and draws its own rounding — so codes are all-gathered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Qsgd {
+    /// Levels s, 1 to 127.
+    pub levels: u8,
+    /// Seed of the rounding (with the rank and the stream).
+    pub seed: u64,
+}
+
+impl Compressor for Qsgd {
+    type Word = u8;
+
+    fn name(&self) -> String {
+        format!("qsgd:levels={}", self.levels)
+    }
+
+    fn code_len(&self, n: usize) -> usize {
+        QsgdSgd::block_bytes(n)
+    }
+
+    fn encode(&mut self, values: &[f32], stream: u64, rank: usize, code: &mut [u8]) {
+        let stream = self.seed ^ ((rank as u64) << 48) ^ stream.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut rng = ChaCha8Rng::seed_from_u64(stream);
+        let (norm, levels) = quantize(values, self.levels, &mut rng);
+        code[..4].copy_from_slice(&norm.to_le_bytes());
+        code[4..].copy_from_slice(&levels);
+    }
+
+    fn decode(&mut self, code: &[u8], out: &mut [f32]) {
+        out.fill(0.0);
+        self.add_decoded(code, out);
+    }
+
+    fn add_decoded(&mut self, code: &[u8], out: &mut [f32]) {
+        let norm = f32::from_le_bytes([code[0], code[1], code[2], code[3]]);
+        add_dequantized(norm, &code[4..], self.levels, out);
+    }
+}
+
 impl Strategy for QsgdSgd {
     fn name(&self) -> String {
         format!("sync,compress=qsgd:levels={}", self.levels)
@@ -94,29 +135,14 @@ impl Strategy for QsgdSgd {
     }
 
     fn after_backward<C: Transport>(&mut self, ctx: &mut Step<'_, C>, grad: &mut [f32]) -> Result<()> {
-        let (p, r) = (ctx.group.size(), ctx.group.rank());
-        if p <= 1 {
+        if ctx.group.size() <= 1 {
             return Ok(());
         }
-        let stream =
-            self.seed ^ ((r as u64) << 48) ^ (ctx.global_step() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let mut rng = ChaCha8Rng::seed_from_u64(stream);
-        let (norm, levels) = quantize(grad, self.levels, &mut rng);
-        let n = grad.len();
-        let block = Self::block_bytes(n);
-        let mut mine = Vec::with_capacity(block);
-        mine.extend_from_slice(&norm.to_le_bytes());
-        mine.extend_from_slice(&levels);
-        let mut all = vec![0u8; p * block];
-        ctx.all_gather(&mine, &mut all)?;
-        ctx.count(((p - 1) * block) as u64, p as u64 - 1);
-        grad.fill(0.0);
-        for b in all.chunks_exact(block) {
-            let norm = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            add_dequantized(norm, &b[4..], self.levels, grad);
-        }
-        f32::divide(grad, p);
-        Ok(())
+        let mut codec = Qsgd {
+            levels: self.levels,
+            seed: self.seed,
+        };
+        ctx.all_gather_compressed(&mut codec, grad)
     }
 }
 

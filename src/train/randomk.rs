@@ -5,7 +5,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::algorithms::Algorithm;
 use crate::compress::topk::k_of;
-use crate::element::ReduceOp;
+use crate::compress::{Compressor, ErrorFeedback, Linear};
 use crate::error::Result;
 use crate::transport::Transport;
 
@@ -32,8 +32,69 @@ pub struct RandomKSgd {
     pub algorithm: Algorithm,
     /// Seed of the coordinates (with the step).
     pub seed: u64,
-    residual: Residuals,
+    codec: ErrorFeedback<RandomK>,
+    residuals: Residuals,
 }
+
+/// The compressor: k = ⌈fraction·n⌉ values at coordinates drawn from a
+/// seed and the call's stream (the global step), the same on every rank —
+/// so [`Linear`]: the codes add.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RandomK {
+    /// Fraction of the values kept, in (0, 1].
+    pub fraction: f64,
+    /// Seed of the coordinates (with the stream).
+    pub seed: u64,
+    idx: Vec<usize>,
+}
+
+impl RandomK {
+    /// `fraction` of the values at coordinates drawn from `seed`.
+    pub fn new(fraction: f64, seed: u64) -> Self {
+        RandomK {
+            fraction,
+            seed,
+            idx: Vec::new(),
+        }
+    }
+
+    /// The coordinates of `stream` for `n` values, in increasing order: the
+    /// same on every rank.
+    pub fn coordinates(&self, n: usize, stream: u64) -> Vec<usize> {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ stream.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut idx = rand::seq::index::sample(&mut rng, n, k_of(self.fraction, n)).into_vec();
+        idx.sort_unstable();
+        idx
+    }
+}
+
+impl Compressor for RandomK {
+    type Word = f32;
+
+    fn name(&self) -> String {
+        format!("randomk:{}", self.fraction)
+    }
+
+    fn code_len(&self, n: usize) -> usize {
+        k_of(self.fraction, n)
+    }
+
+    fn encode(&mut self, values: &[f32], stream: u64, _rank: usize, code: &mut [f32]) {
+        self.idx = self.coordinates(values.len(), stream);
+        for (c, &i) in code.iter_mut().zip(&self.idx) {
+            *c = values[i];
+        }
+    }
+
+    fn decode(&mut self, code: &[f32], out: &mut [f32]) {
+        out.fill(0.0);
+        for (&c, &i) in code.iter().zip(&self.idx) {
+            out[i] = c;
+        }
+    }
+}
+
+impl Linear for RandomK {}
 
 impl RandomKSgd {
     /// `fraction` of the coordinates, no error feedback, the ring.
@@ -46,7 +107,8 @@ impl RandomKSgd {
             error_feedback: false,
             algorithm: Algorithm::Ring,
             seed: 0x7a4d_0c5e,
-            residual: Residuals::default(),
+            codec: ErrorFeedback::new(RandomK::new(fraction, 0x7a4d_0c5e), false),
+            residuals: Residuals::default(),
         };
         s.check(1)?;
         Ok(s)
@@ -55,11 +117,12 @@ impl RandomKSgd {
     /// The coordinates of global step `step` for `n` parameters, in
     /// increasing order: the same on every rank.
     pub fn coordinates(&self, n: usize, step: usize) -> Vec<usize> {
-        let mut rng =
-            ChaCha8Rng::seed_from_u64(self.seed ^ (step as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let mut idx = rand::seq::index::sample(&mut rng, n, k_of(self.fraction, n)).into_vec();
-        idx.sort_unstable();
-        idx
+        RandomK::new(self.fraction, self.seed).coordinates(n, step as u64)
+    }
+
+    /// This rank's residual (empty without error feedback).
+    pub fn residual(&self) -> &[f32] {
+        self.codec.residual()
     }
 }
 
@@ -85,37 +148,25 @@ impl Strategy for RandomKSgd {
 
     fn start<C: Transport>(&mut self, ctx: &mut Step<'_, C>, params: &mut [f32]) -> Result<()> {
         let n = if self.error_feedback { params.len() } else { 0 };
-        self.residual.start(ctx, n)
+        self.codec = ErrorFeedback::new(RandomK::new(self.fraction, self.seed), self.error_feedback);
+        self.codec.set_residual(self.residuals.start(ctx, n)?);
+        Ok(())
     }
 
     fn after_backward<C: Transport>(&mut self, ctx: &mut Step<'_, C>, grad: &mut [f32]) -> Result<()> {
         if ctx.group.size() <= 1 {
             return Ok(());
         }
-        self.residual.add_back(grad, self.error_feedback);
-        let idx = self.coordinates(grad.len(), ctx.global_step());
-        let mut values: Vec<f32> = idx.iter().map(|&i| grad[i]).collect();
-        if self.error_feedback {
-            self.residual.own.copy_from_slice(grad);
-            for &i in &idx {
-                self.residual.own[i] = 0.0;
-            }
-        }
-        ctx.all_reduce(&mut values, ReduceOp::Avg, self.algorithm)?;
-        grad.fill(0.0);
-        for (&i, v) in idx.iter().zip(values) {
-            grad[i] = v;
-        }
-        Ok(())
+        ctx.all_reduce_compressed(&mut self.codec, grad, self.algorithm)
     }
 
     residual_after_step!();
 
     fn state(&self) -> Vec<Section> {
-        self.residual.state()
+        self.residuals.state()
     }
 
     fn restore(&mut self, sections: &[Section]) -> Result<()> {
-        self.residual.restore(sections, self.error_feedback)
+        self.residuals.restore(sections, self.error_feedback)
     }
 }

@@ -1,8 +1,7 @@
 //! Top-k sparsified SGD with error feedback: each rank sends only its k
 //! largest gradient coordinates, all-gathered as (index, value) pairs.
 
-use crate::compress::topk::{densify, k_of, top_k, Pair, PAIR_BYTES};
-use crate::element::Element;
+use crate::compress::{ErrorFeedback, TopK};
 use crate::error::{Error, Result};
 use crate::transport::Transport;
 
@@ -15,9 +14,10 @@ use super::strategy::{Section, Step, Strategy};
 /// into the same dense gradient, averaged over the ranks.
 ///
 /// With error feedback (the default; Stich et al. 2018, Karimireddy et al.
-/// 2019) each rank adds back what it did not send: it selects from
-/// `g + residual` and keeps the rest as the next residual, so over the
-/// steps every coordinate is sent eventually. The residuals differ between
+/// 2019; the generic [`ErrorFeedback`] around [`TopK`]) each rank adds back
+/// what it did not send: it selects from `g + residual` and keeps the rest
+/// as the next residual, so over the steps every coordinate is sent
+/// eventually. The residuals differ between
 /// ranks; they are gathered at the end of every epoch (not counted in the
 /// strategy's bytes, like the scoring) and saved in checkpoints, so a
 /// resumed run continues exactly — the state PyTorch's PowerSGD hook loses
@@ -28,7 +28,8 @@ pub struct TopKSgd {
     pub fraction: f64,
     /// Keep and add back what was not sent.
     pub error_feedback: bool,
-    residual: Residuals,
+    codec: ErrorFeedback<TopK>,
+    residuals: Residuals,
 }
 
 /// Error feedback's per-rank residual, and how it reaches checkpoints: the
@@ -37,7 +38,6 @@ pub struct TopKSgd {
 /// saved as one section, and on resume each rank takes back its own.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct Residuals {
-    pub(crate) own: Vec<f32>,
     /// Every rank's residual (rank order), gathered at the last epoch end.
     gathered: Vec<f32>,
     /// From a checkpoint, until `start` takes this rank's part.
@@ -45,10 +45,11 @@ pub(crate) struct Residuals {
 }
 
 impl Residuals {
-    /// Zeros of `n`, or this rank's part of a restored checkpoint.
-    pub(crate) fn start<C: Transport>(&mut self, ctx: &Step<'_, C>, n: usize) -> Result<()> {
+    /// This rank's first residual: zeros of `n`, or its part of a restored
+    /// checkpoint.
+    pub(crate) fn start<C: Transport>(&mut self, ctx: &Step<'_, C>, n: usize) -> Result<Vec<f32>> {
         let (p, r) = (ctx.group.size(), ctx.group.rank());
-        self.own = vec![0.0; n];
+        let mut own = vec![0.0; n];
         self.gathered.clear();
         if let Some(all) = self.restored.take() {
             if all.len() != p * n {
@@ -57,29 +58,22 @@ impl Residuals {
                     "the checkpoint holds the state of {saved} ranks (their error-feedback residuals): resume it on {saved} ranks"
                 )));
             }
-            self.own.copy_from_slice(&all[r * n..(r + 1) * n]);
+            own.copy_from_slice(&all[r * n..(r + 1) * n]);
         }
-        Ok(())
+        Ok(own)
     }
 
-    /// With error feedback `on`, adds the residual to `grad` (what the
-    /// compressor then selects from).
-    pub(crate) fn add_back(&self, grad: &mut [f32], on: bool) {
-        if on {
-            for (g, e) in grad.iter_mut().zip(&self.own) {
-                *g += e;
-            }
-        }
+    /// Whether `ctx` is the last step of an epoch, where
+    /// [`gather`](Residuals::gather) is called.
+    pub(crate) fn due<C: Transport>(ctx: &Step<'_, C>) -> bool {
+        ctx.step + 1 == ctx.steps_per_epoch
     }
 
-    /// With error feedback `on`, gathers every rank's residual at the end
-    /// of an epoch. Collective.
-    pub(crate) fn after_step<C: Transport>(&mut self, ctx: &mut Step<'_, C>, on: bool) -> Result<()> {
-        if on && ctx.step + 1 == ctx.steps_per_epoch {
-            self.gathered = vec![0.0; ctx.group.size() * self.own.len()];
-            ctx.all_gather(&self.own, &mut self.gathered)?;
-        }
-        Ok(())
+    /// Gathers every rank's residual `own` (at the end of an epoch).
+    /// Collective.
+    pub(crate) fn gather<C: Transport>(&mut self, ctx: &mut Step<'_, C>, own: &[f32]) -> Result<()> {
+        self.gathered = vec![0.0; ctx.group.size() * own.len()];
+        ctx.all_gather(own, &mut self.gathered)
     }
 
     /// The checkpoint section, once gathered.
@@ -116,7 +110,8 @@ impl TopKSgd {
         let s = TopKSgd {
             fraction,
             error_feedback: true,
-            residual: Residuals::default(),
+            codec: ErrorFeedback::new(TopK::new(fraction), true),
+            residuals: Residuals::default(),
         };
         s.check(1)?;
         Ok(s)
@@ -124,12 +119,13 @@ impl TopKSgd {
 
     /// This rank's residual (what error feedback has not sent yet).
     pub fn residual(&self) -> &[f32] {
-        &self.residual.own
+        self.codec.residual()
     }
 }
 
-/// The `after_step` hook of a strategy with `residual: Residuals` and
-/// `error_feedback: bool`: gathers the residuals at epoch ends.
+/// The `after_step` hook of a strategy with `residuals: Residuals`,
+/// `error_feedback: bool` and a method `residual()`: with error feedback,
+/// gathers the residuals at epoch ends.
 macro_rules! residual_after_step {
     () => {
         fn after_step<C: Transport>(
@@ -138,7 +134,11 @@ macro_rules! residual_after_step {
             _params: &mut [f32],
             _optimizer: &mut super::optim::OptimizerState,
         ) -> Result<()> {
-            self.residual.after_step(ctx, self.error_feedback)
+            if self.error_feedback && super::sparse::Residuals::due(ctx) {
+                let own = self.residual().to_vec();
+                self.residuals.gather(ctx, &own)?;
+            }
+            Ok(())
         }
     };
 }
@@ -173,7 +173,10 @@ impl Strategy for TopKSgd {
     }
 
     fn start<C: Transport>(&mut self, ctx: &mut Step<'_, C>, params: &mut [f32]) -> Result<()> {
-        self.residual.start(ctx, params.len())
+        self.codec = ErrorFeedback::new(TopK::new(self.fraction), self.error_feedback);
+        let n = if self.error_feedback { params.len() } else { 0 };
+        self.codec.set_residual(self.residuals.start(ctx, n)?);
+        Ok(())
     }
 
     fn after_backward<C: Transport>(&mut self, ctx: &mut Step<'_, C>, grad: &mut [f32]) -> Result<()> {
@@ -181,37 +184,24 @@ impl Strategy for TopKSgd {
         if p <= 1 {
             return Ok(());
         }
-        self.residual.add_back(grad, self.error_feedback);
-        let k = k_of(self.fraction, grad.len());
-        let mine = top_k(grad, k);
-        if self.error_feedback {
-            self.residual.own.copy_from_slice(grad);
-            for pair in &mine {
-                self.residual.own[pair.index as usize] = 0.0;
-            }
-        }
-        let mut all = vec![Pair { index: 0, value: 0.0 }; p * k];
-        ctx.all_gather(&mine, &mut all)?;
-        ctx.count(((p - 1) * k * PAIR_BYTES) as u64, p as u64 - 1);
-        densify(&all, grad);
-        f32::divide(grad, p);
-        Ok(())
+        ctx.all_gather_compressed(&mut self.codec, grad)
     }
 
     residual_after_step!();
 
     fn state(&self) -> Vec<Section> {
-        self.residual.state()
+        self.residuals.state()
     }
 
     fn restore(&mut self, sections: &[Section]) -> Result<()> {
-        self.residual.restore(sections, self.error_feedback)
+        self.residuals.restore(sections, self.error_feedback)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compress::topk::{k_of, top_k, PAIR_BYTES};
     use crate::group::Group;
 
     #[test]

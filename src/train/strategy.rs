@@ -12,10 +12,11 @@
 use std::fmt;
 
 use crate::algorithms::Algorithm;
-use crate::compress::{wire_cost, Wire};
+use crate::compress::codec::{gathered_traffic, reduced_traffic};
+use crate::compress::{wire_cost, Compressor, Linear, Wire};
 use crate::element::{Element, ReduceOp};
 use crate::error::Result;
-use crate::group::Group;
+use crate::group::{CodecTimes, Group};
 use crate::transport::Transport;
 
 use super::optim::OptimizerState;
@@ -36,9 +37,8 @@ pub struct Step<'a, C: Transport> {
     pub(crate) bytes: u64,
     pub(crate) rounds: u64,
     pub(crate) matrices: Vec<super::model::Matrix>,
-    /// Seconds spent inside this step's collective calls made through
-    /// `Step` (the rest of a hook's time is local work).
-    pub(crate) wire_secs: f64,
+    /// Of the hooks' time, encoding and decoding by a compressor.
+    pub(crate) codec: CodecTimes,
 }
 
 impl<'a, C: Transport> Step<'a, C> {
@@ -58,18 +58,74 @@ impl<'a, C: Transport> Step<'a, C> {
             bytes: 0,
             rounds: 0,
             matrices: Vec::new(),
-            wire_secs: 0.0,
+            codec: CodecTimes::default(),
         }
     }
 
-    /// Runs `f` (a collective call) and counts its time as communication
-    /// (in [`EpochMetrics::allreduce_secs`](super::EpochMetrics), and not in
-    /// `codec_secs`).
+    /// Runs `f` (a collective call on the group).
     pub fn timed<R>(&mut self, f: impl FnOnce(&Group<C>) -> Result<R>) -> Result<R> {
+        f(self.group)
+    }
+
+    /// Runs `f` (a compressor's encoding outside the calls below) and
+    /// counts its time as encoding.
+    pub fn encoding<R>(&mut self, f: impl FnOnce() -> R) -> R {
         let start = std::time::Instant::now();
-        let out = f(self.group);
-        self.wire_secs += start.elapsed().as_secs_f64();
+        let out = f();
+        self.codec.encode += start.elapsed();
         out
+    }
+
+    /// Runs `f` and counts its time as decoding; see [`Step::encoding`].
+    pub fn decoding<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        let start = std::time::Instant::now();
+        let out = f();
+        self.codec.decode += start.elapsed();
+        out
+    }
+
+    /// Runs a compressed collective that reports its own split.
+    fn split<R>(&mut self, f: impl FnOnce(&Group<C>, &mut CodecTimes) -> Result<R>) -> Result<R> {
+        let mut t = CodecTimes::default();
+        let out = f(self.group, &mut t);
+        self.codec.encode += t.encode;
+        self.codec.decode += t.decode;
+        out
+    }
+
+    /// [`Group::all_reduce_compressed`]: the codes of a linear compressor
+    /// all-reduced by `algorithm`, averaged; counted from the algorithm's
+    /// exact cost for the code, encoding and decoding timed apart.
+    ///
+    /// # Errors
+    /// As [`Group::all_reduce_compressed`].
+    pub fn all_reduce_compressed<L>(&mut self, c: &mut L, buf: &mut [f32], algorithm: Algorithm) -> Result<()>
+    where
+        L: Linear,
+        L::Word: Element,
+    {
+        let stream = self.global_step() as u64;
+        self.split(|g, t| g.compressed_reduce(c, buf, ReduceOp::Avg, algorithm, stream, t))?;
+        let (len, size) = (c.code_len(buf.len()), std::mem::size_of::<L::Word>());
+        let concrete = self.group.resolve(algorithm, len, size);
+        if let Some(t) = reduced_traffic(c, concrete, self.group.size(), buf.len()) {
+            self.count(t.bytes_sent, t.rounds);
+        }
+        Ok(())
+    }
+
+    /// [`Group::all_gather_compressed`]: every rank's code all-gathered,
+    /// all decoded and averaged; counted as the ring all-gather's (p − 1)
+    /// codes in p − 1 rounds, encoding and decoding timed apart.
+    ///
+    /// # Errors
+    /// As [`Group::all_gather_compressed`].
+    pub fn all_gather_compressed<K: Compressor>(&mut self, c: &mut K, buf: &mut [f32]) -> Result<()> {
+        let stream = self.global_step() as u64;
+        self.split(|g, t| g.compressed_gather(c, buf, ReduceOp::Avg, stream, t))?;
+        let t = gathered_traffic(c, self.group.size(), buf.len());
+        self.count(t.bytes_sent, t.rounds);
+        Ok(())
     }
 
     /// [`Group::all_gather`], timed as communication; not counted (the
@@ -139,7 +195,7 @@ impl<'a, C: Transport> Step<'a, C> {
     /// # Errors
     /// As [`Group::all_reduce_wire`].
     pub fn all_reduce_wire(&mut self, buf: &mut [f32], op: ReduceOp, wire: Wire) -> Result<()> {
-        self.timed(|g| g.all_reduce_wire(buf, op, wire))?;
+        self.split(|g, t| g.wire_reduce(buf, op, wire, t))?;
         let c = wire_cost(self.group.size(), buf.len());
         self.count(c.bytes_sent, c.rounds);
         Ok(())

@@ -38,10 +38,14 @@ pub struct EpochMetrics {
     /// Seconds of the epoch spent in the strategy's communication (the
     /// gradient all-reduce, for synchronous SGD), on rank 0's clock.
     pub allreduce_secs: f64,
-    /// Of `allreduce_secs`, the strategy's local work outside its collective
-    /// calls: a compressor's encoding and decoding (fp16's conversions run
-    /// inside its ring and count as communication); ≈ 0 without compression.
-    pub codec_secs: f64,
+    /// Of `allreduce_secs`, a compressor's encoding (0 without one): the
+    /// conversions to 16 bits inside the fp16 ring, top-k's selection with
+    /// error feedback's add-back, QSGD's quantization, PowerSGD's
+    /// projections and orthogonalisation.
+    pub encode_secs: f64,
+    /// Of `allreduce_secs`, a compressor's decoding (0 without one): what
+    /// turns the received codes back into a dense gradient.
+    pub decode_secs: f64,
     /// Bytes the busiest rank sent for the strategy (the exact cost model
     /// of each all-reduce, the bytes of each gossip exchange; for
     /// synchronous SGD with the ring ≈ 2·(p−1)/p × gradient size × steps;
@@ -354,7 +358,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         let order = t.cfg.batches.order(t.cfg.seed, epoch, train.len(), p);
         let start = Instant::now();
         let (mut comm_secs, mut loss_sum, mut bytes, mut rounds) = (0.0, 0.0f64, 0u64, 0u64);
-        let mut wire_secs = 0.0;
+        let (mut encode_secs, mut decode_secs) = (0.0, 0.0);
         for step in 0..self.steps {
             let mut ctx = Step::new(group, epoch, step, self.steps, t.cfg.epochs);
             let timer = Instant::now();
@@ -408,7 +412,8 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             comm_secs += timer.elapsed().as_secs_f64();
             bytes += ctx.bytes;
             rounds += ctx.rounds;
-            wire_secs += ctx.wire_secs;
+            encode_secs += ctx.codec.encode.as_secs_f64();
+            decode_secs += ctx.codec.decode.as_secs_f64();
             loss_sum += agreed[0];
             if let Some(hook) = &t.cfg.on_step {
                 (hook.0)(&StepMetrics {
@@ -444,7 +449,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             None => None,
         };
         // Rank 0's timings, so the report is the same everywhere.
-        let mut times = [epoch_secs, comm_secs, (comm_secs - wire_secs).max(0.0)];
+        let mut times = [epoch_secs, comm_secs, encode_secs, decode_secs];
         group.broadcast(&mut times, 0)?;
         let m = EpochMetrics {
             epoch,
@@ -454,7 +459,8 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             epoch_secs: times[0],
             samples_per_sec: (self.steps * t.cfg.batch) as f64 / times[0].max(1e-9),
             allreduce_secs: times[1],
-            codec_secs: times[2],
+            encode_secs: times[2],
+            decode_secs: times[3],
             allreduce_bytes: bytes,
             rounds,
             consensus_distance: consensus,
