@@ -254,11 +254,11 @@ fn compression(args: &Args, params: &CostParams) -> ringreduce::Result<()> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default()),
         Format::Csv => {
             println!(
-                "compressor,ranks,params,bytes_per_step,rounds_per_step,codec_us,comm_us,break_even_gbit_s"
+                "compressor,ranks,params,bytes_per_step,rounds_per_step,codec_us,comm_us,break_even_gbit_s,break_even_fp16_gbit_s"
             );
             for r in &rows {
                 println!(
-                    "{},{},{n},{},{},{:.3},{:.3},{}",
+                    "{},{},{n},{},{},{:.3},{:.3},{},{}",
                     ringreduce::train::log::csv_field(&r.compressor),
                     args.ranks,
                     r.bytes_per_step,
@@ -266,6 +266,8 @@ fn compression(args: &Args, params: &CostParams) -> ringreduce::Result<()> {
                     r.codec_secs * 1e6,
                     r.comm_secs * 1e6,
                     r.break_even
+                        .map_or(String::new(), |b| format!("{}", b * 8.0 / 1e9)),
+                    r.break_even_fp16
                         .map_or(String::new(), |b| format!("{}", b * 8.0 / 1e9))
                 );
             }
@@ -288,18 +290,25 @@ fn compression(args: &Args, params: &CostParams) -> ringreduce::Result<()> {
             println!("# {}, {model}; per step, busiest rank", super::ranks(args.ranks));
             println!("# codec: local encode/decode work measured on this machine; comm: predicted by the cost model");
             println!(
-                "{:<22} {:>12} {:>7} {:>12} {:>12}  beats the ring on links slower than",
-                "compressor", "bytes", "rounds", "codec_us", "comm_us"
+                "{:<22} {:>12} {:>7} {:>12} {:>12}  {:>22}  {:>22}",
+                "compressor",
+                "bytes",
+                "rounds",
+                "codec_us",
+                "comm_us",
+                "beats the ring below",
+                "beats fp16 below"
             );
             for r in &rows {
                 println!(
-                    "{:<22} {:>12} {:>7} {:>12.1} {:>12.1}  {}",
+                    "{:<22} {:>12} {:>7} {:>12.1} {:>12.1}  {:>22}  {:>22}",
                     r.compressor,
                     r.bytes_per_step,
                     r.rounds_per_step,
                     r.codec_secs * 1e6,
                     r.comm_secs * 1e6,
-                    gbit(r.break_even)
+                    gbit(r.break_even),
+                    gbit(r.break_even_fp16)
                 );
             }
         }

@@ -34,6 +34,26 @@ pub struct CompressionCost {
     /// step (communication + local work) is faster than the uncompressed
     /// ring's: `None` never (it sends no fewer bytes), infinity always.
     pub break_even: Option<f64>,
+    /// The same against the fp16 wire ring (the cheap baseline a
+    /// compressor must beat to be worth its convergence risk).
+    pub break_even_fp16: Option<f64>,
+}
+
+/// The bandwidth in bytes per second below which `f`'s step (rounds·α +
+/// bytes/bandwidth + local work) is shorter than `base`'s: `None` when it
+/// sends no fewer bytes, infinity when it is never longer.
+fn break_even(f: &CompressionCost, base: &CompressionCost, alpha: f64) -> Option<f64> {
+    if f.bytes_per_step >= base.bytes_per_step {
+        return None;
+    }
+    let extra =
+        (f.rounds_per_step as f64 - base.rounds_per_step as f64) * alpha + f.codec_secs - base.codec_secs;
+    let saved = (base.bytes_per_step - f.bytes_per_step) as f64;
+    Some(if extra <= 0.0 {
+        f64::INFINITY
+    } else {
+        saved / extra
+    })
 }
 
 fn median_secs(mut f: impl FnMut()) -> f64 {
@@ -142,9 +162,11 @@ pub fn compression_costs(
             codec_secs: codec_secs(&s, p, n, matrices)?,
             comm_secs: comm.predicted_secs,
             break_even: None,
+            break_even_fp16: None,
         })
     };
     let ring = figures("none")?;
+    let fp16 = figures("fp16")?;
     let alpha = params
         .line_for(ring.bytes_per_step / ring.rounds_per_step.max(1))
         .alpha;
@@ -152,16 +174,8 @@ pub fn compression_costs(
         .iter()
         .map(|c| {
             let mut f = figures(c.trim())?;
-            if f.bytes_per_step < ring.bytes_per_step {
-                let extra = (f.rounds_per_step as f64 - ring.rounds_per_step as f64) * alpha + f.codec_secs
-                    - ring.codec_secs;
-                let saved = (ring.bytes_per_step - f.bytes_per_step) as f64;
-                f.break_even = Some(if extra <= 0.0 {
-                    f64::INFINITY
-                } else {
-                    saved / extra
-                });
-            }
+            f.break_even = break_even(&f, &ring, alpha);
+            f.break_even_fp16 = break_even(&f, &fp16, alpha);
             Ok(f)
         })
         .collect()
@@ -190,6 +204,16 @@ mod tests {
         let t = |c: &CompressionCost, bw: f64| {
             c.rounds_per_step as f64 * alpha + c.bytes_per_step as f64 / bw + c.codec_secs
         };
+        let fp16 = &rows[0];
+        assert_eq!(fp16.break_even_fp16, None);
+        for r in &rows[1..3] {
+            // Top-k and PowerSGD send fewer bytes than fp16 as well.
+            let b = r.break_even_fp16.unwrap();
+            if b.is_finite() {
+                assert!(t(r, 0.9 * b) < t(fp16, 0.9 * b), "{}", r.compressor);
+                assert!(t(r, 1.1 * b) > t(fp16, 1.1 * b), "{}", r.compressor);
+            }
+        }
         for r in &rows {
             assert!(r.bytes_per_step < ring.bytes_per_step, "{}", r.compressor);
             match r.break_even {
