@@ -86,7 +86,7 @@ where
 {
 }
 
-/// A cast of f32 values to a 16-bit float ([`f16`] or [`bf16`]): linear
+/// A cast of f32 values to a 16-bit float ([`struct@f16`] or [`struct@bf16`]): linear
 /// (up to rounding), so the casts are all-reduced *in 16 bits* and cast
 /// back — each rank's input and each addition rounded to 16 bits, where
 /// the [wire ring](super::Wire) accumulates in f32.
@@ -274,7 +274,7 @@ pub struct CodeTraffic {
 
 /// The traffic of [`Group::all_reduce_compressed`](crate::Group::all_reduce_compressed)
 /// of `n` values on `p` ranks by a concrete `algorithm`: its exact cost for
-/// the code (`None` where it has none, as [`Algorithm::exact_cost`]).
+/// the code (`None` where it has none, as [`Algorithm::exact_cost`](crate::Algorithm::exact_cost)).
 pub fn reduced_traffic<L>(c: &L, algorithm: crate::Algorithm, p: usize, n: usize) -> Option<CodeTraffic>
 where
     L: Linear,

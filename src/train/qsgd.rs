@@ -77,7 +77,7 @@ impl QsgdSgd {
 }
 
 /// The compressor: the norm (4 bytes, little-endian) then one byte per
-/// coordinate ([`quantize`]). Not linear — each rank scales by its own
+/// coordinate (stochastic rounding, as `QsgdSgd` sends). Not linear — each rank scales by its own
 /// norm and draws its own rounding — so codes are all-gathered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Qsgd {
