@@ -488,6 +488,28 @@ fn compress_settings_that_cannot_work_are_one_line_errors() {
 }
 
 #[test]
+fn parameter_server_settings_that_cannot_work_are_one_line_errors() {
+    bad_input(&["train", "--strategy", "ps:sync"], "ps:async or ps:ssp=S");
+    bad_input(&["train", "--strategy", "ps:ssp=-1"], "ps:async or ps:ssp=S");
+    bad_input(
+        &["train", "--servers", "2"],
+        "is a setting of the parameter server",
+    );
+    bad_input(
+        &["train", "--strategy", "local:tau=4", "--record", "x.log"],
+        "is a setting of the parameter server",
+    );
+    bad_input(
+        &["train", "--strategy", "ps:async", "--compress", "fp16"],
+        "not available with the parameter server",
+    );
+    bad_input(
+        &["train", "--strategy", "ps:async", "--straggler", "1"],
+        "expected RANK:FACTOR",
+    );
+}
+
+#[test]
 fn cost_compress_prints_every_compressor_against_the_ring() {
     let out = ringreduce_cmd(&[
         "cost",

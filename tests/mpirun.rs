@@ -497,3 +497,79 @@ fn train_with_gossip_and_local_sgd_resumes_exactly() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The epoch rows' (train_loss, accuracy) of a `--metrics` file.
+fn losses_and_accuracies(path: &std::path::Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f[4].is_empty())
+        .map(|f| (f[5].to_string(), f[6].to_string()))
+        .collect()
+}
+
+#[test]
+fn a_recorded_parameter_server_run_replays_exactly_under_mpirun() {
+    let dir = std::env::temp_dir().join(format!("ringreduce-ps-mpirun-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for servers in ["1", "2"] {
+        let log = dir.join(format!("record{servers}.log"));
+        let run = |extra: &[&str], metrics: &std::path::Path| {
+            let mut args = vec![
+                "train",
+                "--data",
+                "synthetic",
+                "--strategy",
+                "ps:async",
+                "--servers",
+                servers,
+                "--epochs",
+                "3",
+                "--batch",
+                "60",
+                "--lr",
+                "0.1",
+                "--metrics",
+            ];
+            args.push(metrics.to_str().unwrap());
+            args.extend_from_slice(extra);
+            let out = run_bounded(mpirun(4, &ringreduce(), &args), LIMIT);
+            assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+            let text = stdout(&out);
+            assert!(text.contains("staleness 0:"), "{text}");
+            losses_and_accuracies(metrics)
+        };
+        let recorded = run(&["--record", log.to_str().unwrap()], &dir.join("m0.csv"));
+        assert_eq!(recorded.len(), 3);
+        for i in 1..=2 {
+            let replayed = run(
+                &["--replay", log.to_str().unwrap()],
+                &dir.join(format!("m{i}.csv")),
+            );
+            assert_eq!(replayed, recorded, "{servers} servers, replay {i}");
+        }
+    }
+    // Bad settings: one line, every rank stops.
+    for (args, says) in [
+        (vec!["--servers", "4"], "leave no worker"),
+        (vec!["--n-push", "0"], "n_push and n_fetch"),
+        (vec!["--straggler", "0:2"], "is not a worker"),
+    ] {
+        let mut all = vec![
+            "train",
+            "--data",
+            "synthetic",
+            "--strategy",
+            "ps:ssp=1",
+            "--epochs",
+            "1",
+            "--batch",
+            "60",
+        ];
+        all.extend(args);
+        let out = run_bounded(mpirun(4, &ringreduce(), &all), LIMIT);
+        let err = stderr(&out);
+        assert!(!out.status.success() && err.contains(says), "{all:?}: {err}");
+    }
+}

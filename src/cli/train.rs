@@ -31,10 +31,36 @@ pub struct Args {
     #[arg(long, default_value = "ring", value_parser = one::<Algorithm>)]
     algo: Algorithm,
     /// What the ranks exchange: sync:ALGO, local:tau=T[,warmup=W][,momentum],
-    /// postlocal:warmup=W,tau=T, oneshot, or gossip:ring|torus|expo|expo1|complete
-    /// (default: sync with --algo).
-    #[arg(long, value_name = "SPEC", value_parser = one::<AnyStrategy>, conflicts_with = "algo")]
-    strategy: Option<AnyStrategy>,
+    /// postlocal:warmup=W,tau=T, oneshot, gossip:ring|torus|expo|expo1|complete,
+    /// or a parameter server: ps:async or ps:ssp=S (at most S pushes ahead of
+    /// the slowest worker; 0 is bulk-synchronous) (default: sync with --algo).
+    #[arg(long, value_name = "SPEC", value_parser = one::<Spec>, conflicts_with = "algo")]
+    strategy: Option<Spec>,
+    /// Parameter server: server ranks (the first ones), each holding a
+    /// contiguous shard of the parameters.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    servers: usize,
+    /// Parameter server: steps whose gradients a worker sums into one push.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    n_push: usize,
+    /// Parameter server: a worker pulls the parameters every N steps.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    n_fetch: usize,
+    /// Parameter server: divide an update's learning rate by its staleness.
+    #[arg(long)]
+    staleness_lr: bool,
+    /// Parameter server: write the order in which the servers applied
+    /// updates and served pulls to this file.
+    #[arg(long, value_name = "LOG")]
+    record: Option<PathBuf>,
+    /// Parameter server: force the order of a --record file; the run's
+    /// parameters repeat bit for bit.
+    #[arg(long, value_name = "LOG", conflicts_with = "record")]
+    replay: Option<PathBuf>,
+    /// Parameter server: slow worker RANK's computation by FACTOR (it sleeps
+    /// FACTOR − 1 times its compute time after each gradient).
+    #[arg(long, value_name = "RANK:FACTOR", value_parser = straggler)]
+    straggler: Option<(usize, f64)>,
     /// Gradient compression of synchronous SGD: none; fp16 or bf16 (16-bit
     /// floats on the wire of the ring, accumulated in f32); powersgd:rank=R
     /// (low-rank factors, error feedback); topk:F (each rank's ⌈F·n⌉
@@ -71,18 +97,74 @@ pub struct Args {
     stop_after: Option<usize>,
 }
 
+/// `--strategy`: a strategy of the trainer, or the parameter server.
+#[derive(Debug, Clone)]
+enum Spec {
+    /// `ps:async` (`None`) or `ps:ssp=S`.
+    Ps(Option<u64>),
+    Strategy(AnyStrategy),
+}
+
+impl std::str::FromStr for Spec {
+    type Err = Error;
+
+    fn from_str(s: &str) -> ringreduce::Result<Spec> {
+        let Some(mode) = s.trim().strip_prefix("ps:") else {
+            return s.parse().map(Spec::Strategy);
+        };
+        let bad = || Error::InvalidArgument {
+            what: "strategy",
+            reason: format!("`{s}`: a parameter server is ps:async or ps:ssp=S with S a whole number ≥ 0"),
+        };
+        match mode {
+            "async" => Ok(Spec::Ps(None)),
+            m => m
+                .strip_prefix("ssp=")
+                .and_then(|v| v.parse().ok())
+                .map(|v| Spec::Ps(Some(v)))
+                .ok_or_else(bad),
+        }
+    }
+}
+
+/// `RANK:FACTOR`.
+fn straggler(s: &str) -> Result<(usize, f64), String> {
+    let bad = || format!("`{s}`: expected RANK:FACTOR, e.g. 1:3");
+    let (r, f) = s.split_once(':').ok_or_else(bad)?;
+    Ok((
+        r.trim().parse().map_err(|_| bad())?,
+        f.trim().parse().map_err(|_| bad())?,
+    ))
+}
+
 /// Checks everything that can be checked before MPI starts, trains, and
 /// writes the metrics and the plot.
 pub fn run(o: Args) -> ExitCode {
+    if let Some(Spec::Ps(bound)) = o.strategy {
+        return run_ps(o, bound);
+    }
     // What is the same on every rank is checked before MPI starts.
     let opt = (|| -> ringreduce::Result<Trainer<AnyStrategy>> {
         preflight(&o)?;
-        let mut strategy =
-            o.strategy
-                .clone()
-                .unwrap_or(AnyStrategy::Sync(ringreduce::train::GradientAllReduce::new(
-                    o.algo,
-                )));
+        let mut strategy = match &o.strategy {
+            Some(Spec::Strategy(s)) => s.clone(),
+            _ => AnyStrategy::Sync(ringreduce::train::GradientAllReduce::new(o.algo)),
+        };
+        let ps_only = [
+            ("--servers", o.servers != 1),
+            ("--n-push", o.n_push != 1),
+            ("--n-fetch", o.n_fetch != 1),
+            ("--staleness-lr", o.staleness_lr),
+            ("--record", o.record.is_some()),
+            ("--replay", o.replay.is_some()),
+            ("--straggler", o.straggler.is_some()),
+        ];
+        if let Some((flag, _)) = ps_only.iter().find(|(_, given)| *given) {
+            return Err(Error::InvalidArgument {
+                what: flag,
+                reason: "is a setting of the parameter server (--strategy ps:async or ps:ssp=S)".into(),
+            });
+        }
         if o.compress.trim() != "none" || o.no_error_feedback {
             match &strategy {
                 AnyStrategy::Sync(s) => {
@@ -309,4 +391,143 @@ fn preflight(o: &Args) -> ringreduce::Result<()> {
         ringreduce::plot::check_extension(plot)?;
     }
     Ok(())
+}
+
+/// `train --strategy ps:…`: the parameter server.
+fn run_ps(o: Args, bound: Option<u64>) -> ExitCode {
+    let ps = ringreduce::train::ParameterServer {
+        servers: o.servers,
+        max_staleness: bound,
+        n_push: o.n_push,
+        n_fetch: o.n_fetch,
+        staleness_lr: o.staleness_lr,
+        record: o.record.clone(),
+        replay: o.replay.clone(),
+        straggler: o.straggler,
+    };
+    let opt = (|| -> ringreduce::Result<Trainer<AnyStrategy>> {
+        preflight(&o)?;
+        for (flag, given) in [
+            ("--compress", o.compress.trim() != "none" || o.no_error_feedback),
+            ("--checkpoint", o.checkpoint.is_some()),
+        ] {
+            if given {
+                return Err(Error::InvalidArgument {
+                    what: flag,
+                    reason: format!("is not available with the parameter server ({})", ps.name()),
+                });
+            }
+        }
+        if let Some(path) = &o.record {
+            writable(path).map_err(|e| Error::InvalidArgument {
+                what: "--record",
+                reason: format!("{}: {e}", path.display()),
+            })?;
+        }
+        o.recipe.builder(AnyStrategy::default()).build()
+    })();
+    let opt = match opt {
+        Ok(opt) => opt,
+        Err(e) => return fail(e),
+    };
+    on_world(None, |group| {
+        let loaded = (|| -> ringreduce::Result<(Sets, Mlp)> {
+            let sets = data::load(&o.recipe.data, o.test.as_deref(), o.val_split, o.recipe.seed)?;
+            let classes = sets
+                .held_out
+                .iter()
+                .fold(sets.train.classes, |c, d| c.max(d.classes));
+            let model = Mlp::named(&o.recipe.model, &o.recipe.hidden, sets.train.dim, classes)?;
+            Ok((sets, model))
+        })();
+        let (sets, model) = match group.agree(loaded) {
+            Ok(l) => l,
+            Err(e) => return fail(e),
+        };
+        let (p, root) = (group.size(), group.rank() == 0);
+        if root {
+            println!(
+                "# train: {p} ranks ({} servers, {} workers), {} ({}), model {:?} ({} parameters), batch {}, lr {}, momentum {} (at the servers), {}{}",
+                ps.servers,
+                p.saturating_sub(ps.servers),
+                o.recipe.data,
+                describe(&sets),
+                model.sizes(),
+                model.num_params(),
+                o.recipe.batch,
+                o.recipe.lr,
+                o.recipe.momentum,
+                ps.name(),
+                o.straggler.map_or(String::new(), |(r, f)| format!(", rank {r} slowed {f}×"))
+            );
+        }
+        let mut params = opt.init_params(&model);
+        let result = ps.fit(
+            &opt,
+            group,
+            &model,
+            &mut params,
+            &sets.train,
+            sets.held_out.as_ref(),
+        );
+        let epochs = match result {
+            Ok(e) => e,
+            Err(e) => return fail(e),
+        };
+        let mut log = MetricsLog::new(p, ps.name(), sets.kind.accuracy_column());
+        if root {
+            println!(
+                "{}",
+                epoch_header(sets.kind.accuracy_column().map(short_name), false)
+            );
+            for e in &epochs {
+                println!("{}", epoch_row(&e.metrics));
+                println!("       staleness {}", histogram(&e.staleness));
+                log.push(Row::Epoch(e.metrics.clone()));
+            }
+        }
+        let saved = match (&o.metrics, root) {
+            (Some(path), true) => log.save(path),
+            _ => Ok(()),
+        };
+        let plotted = match (&o.plot, root) {
+            (Some(path), true) => {
+                ringreduce::plot::training(&log, &format!("{}, {}", ps.name(), o.recipe.data), path)
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = group.agree(saved.and(plotted)) {
+            return fail(e);
+        }
+        if root {
+            for (what, path) in [("metrics", &o.metrics), ("plot", &o.plot), ("record", &o.record)] {
+                if let Some(path) = path {
+                    println!("{what}: {}", path.display());
+                }
+            }
+        }
+        ExitCode::SUCCESS
+    })
+}
+
+/// `0:120 1:80 2:3 (mean 0.64, max 2)`: updates by staleness.
+fn histogram(counts: &[u64]) -> String {
+    let total: u64 = counts.iter().sum();
+    let mean = counts
+        .iter()
+        .enumerate()
+        .map(|(s, &c)| s as f64 * c as f64)
+        .sum::<f64>()
+        / total.max(1) as f64;
+    let bins: Vec<String> = counts
+        .iter()
+        .enumerate()
+        .filter(|(_, &c)| c > 0)
+        .map(|(s, c)| format!("{s}:{c}"))
+        .collect();
+    format!(
+        "{} (mean {mean:.2}, max {})",
+        bins.join(" "),
+        counts.len().saturating_sub(1)
+    )
 }

@@ -96,20 +96,20 @@ pub struct StepMetrics {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Trainer<S: Strategy = GradientAllReduce> {
-    strategy: S,
-    optimizer: Arc<dyn Optimizer>,
-    cfg: Config,
+    pub(crate) strategy: S,
+    pub(crate) optimizer: Arc<dyn Optimizer>,
+    pub(crate) cfg: Config,
 }
 
 /// The settings of a run besides the strategy and the optimizer.
 #[derive(Debug, Clone)]
-struct Config {
-    batches: Arc<dyn BatchSource>,
-    batch: usize,
-    lr: f32,
-    schedule: Schedule,
-    epochs: usize,
-    seed: u64,
+pub(crate) struct Config {
+    pub(crate) batches: Arc<dyn BatchSource>,
+    pub(crate) batch: usize,
+    pub(crate) lr: f32,
+    pub(crate) schedule: Schedule,
+    pub(crate) epochs: usize,
+    pub(crate) seed: u64,
     checkpoint: Option<PathBuf>,
     resume: bool,
     stop_after: Option<usize>,
@@ -277,7 +277,7 @@ impl<S: Strategy> Trainer<S> {
         Ok(history)
     }
 
-    fn check_setup<M: Model>(
+    pub(crate) fn check_setup<M: Model>(
         &self,
         p: usize,
         model: &M,

@@ -1,0 +1,939 @@
+//! Asynchronous parameter-server SGD (Downpour; bounded staleness) on one
+//! MPI job, with the staleness each update had made visible and an
+//! asynchronous run recorded and replayed bit for bit.
+//!
+//! Ranks `0..S` are servers, each holding a contiguous shard of the
+//! parameters ([`shard_ranges`]); the others are workers. A worker pulls
+//! every shard (all servers at once), computes the gradient of its part of
+//! the global batch, accumulates `n_push` of them and pushes each shard's
+//! slice to its server. A server applies each push as it arrives with the
+//! trainer's optimizer (momentum at the server, as Downpour), at the
+//! learning rate divided by the number of workers (a push is one worker's
+//! share of a global batch) and, with `staleness_lr`, by the update's
+//! staleness. Staleness = the shard's version when the push is applied −
+//! the version the worker computed on.
+//!
+//! With `max_staleness = Some(s)` (SSP) a server answers a worker's pull
+//! only while that worker is at most `s` pushes ahead of the slowest
+//! unfinished worker; `s = 0` is bulk-synchronous, and with one server,
+//! `n_push = n_fetch = 1` and plain SGD it is synchronous SGD (up to the
+//! order of the floating-point sum).
+//!
+//! A record ([`ParameterServer::record`]) lists, per server, the order in
+//! which it served pulls and applied pushes; a replay forces the same order
+//! (a server buffers early messages until the log names them), so the run's
+//! parameters repeat bit for bit.
+//!
+//! The asynchronous phase uses the transport's tagged point-to-point
+//! messages directly; everything after it (snapshots, metrics, the record)
+//! goes through the group's checked collectives.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::algorithms::{chunk_range, Algorithm};
+use crate::element::ReduceOp;
+use crate::error::{Error, Result};
+use crate::group::Group;
+use crate::transport::{AnySource, Done, Tag, Transport};
+
+use super::data::Dataset;
+use super::model::Model;
+use super::optim::OptimizerState;
+use super::strategy::Strategy;
+use super::trainer::{evaluate, EpochMetrics, Trainer};
+
+/// Messages to a server.
+const TO_SERVER: Tag = 301;
+/// A server's answer to a pull.
+const TO_WORKER: Tag = 302;
+
+const PULL: u64 = 1;
+const PUSH: u64 = 2;
+const DONE: u64 = 3;
+/// A worker stopped (a non-finite loss or gradient): servers answer every
+/// pull with it from then on.
+const ABORT: u64 = 4;
+const REPLY: u64 = 5;
+/// Header words of every message: kind, clock, version, worker step.
+const HEADER: usize = 4;
+
+/// The contiguous shards of `n` parameters over `servers` servers,
+/// balanced in bytes (sizes differ by at most one; empty when there are
+/// fewer parameters than servers).
+pub fn shard_ranges(n: usize, servers: usize) -> Vec<Range<usize>> {
+    (0..servers).map(|k| chunk_range(n, servers, k)).collect()
+}
+
+/// The parameter-server strategy's settings (see the module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParameterServer {
+    /// Server ranks (the first ones), at least 1, fewer than the ranks.
+    pub servers: usize,
+    /// `None`: asynchronous; `Some(s)`: a worker at most `s` pushes ahead
+    /// of the slowest (SSP; 0 is bulk-synchronous).
+    pub max_staleness: Option<u64>,
+    /// Steps whose gradients a worker sums into one push (≥ 1); a push
+    /// also ends every epoch.
+    pub n_push: usize,
+    /// A worker pulls every `n_fetch` steps (≥ 1).
+    pub n_fetch: usize,
+    /// Divide an update's learning rate by its staleness (when ≥ 1).
+    pub staleness_lr: bool,
+    /// Write the order of every server's events to this file.
+    pub record: Option<PathBuf>,
+    /// Force the order of a file `record` wrote.
+    pub replay: Option<PathBuf>,
+    /// Slow one worker rank's computation by a factor: it sleeps
+    /// (factor − 1) × its compute time after each gradient.
+    pub straggler: Option<(usize, f64)>,
+}
+
+impl Default for ParameterServer {
+    /// One server, asynchronous, pushes and pulls every step.
+    fn default() -> Self {
+        ParameterServer {
+            servers: 1,
+            max_staleness: None,
+            n_push: 1,
+            n_fetch: 1,
+            staleness_lr: false,
+            record: None,
+            replay: None,
+            straggler: None,
+        }
+    }
+}
+
+/// One epoch of a parameter-server run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PsEpoch {
+    /// The usual metrics: the parameters scored are the servers' shards at
+    /// the moment the last worker's last push of the epoch was applied
+    /// (faster workers may be further on); `epoch_secs` runs to that
+    /// moment on the servers' clocks; `allreduce_bytes` is what the
+    /// busiest worker sent.
+    pub metrics: EpochMetrics,
+    /// `staleness[s]`: updates of the epoch (by the pushing worker's step)
+    /// applied with staleness s, summed over servers.
+    pub staleness: Vec<u64>,
+    /// The same per worker (worker index = rank − servers).
+    pub per_worker: Vec<Vec<u64>>,
+}
+
+fn invalid(reason: String) -> Error {
+    Error::InvalidArgument {
+        what: "parameter server",
+        reason,
+    }
+}
+
+impl ParameterServer {
+    /// Checks the settings on `p` ranks.
+    ///
+    /// # Errors
+    /// One-line reasons: no server, no worker, `n_push` or `n_fetch` 0, a
+    /// straggler that is no worker or a factor below 1, record and replay
+    /// together.
+    pub fn check(&self, p: usize) -> Result<()> {
+        if self.servers == 0 {
+            return Err(invalid("--servers must be at least 1".into()));
+        }
+        if self.servers >= p {
+            return Err(invalid(format!(
+                "{} servers on {p} ranks leave no worker: use fewer servers than ranks",
+                self.servers
+            )));
+        }
+        if self.n_push == 0 || self.n_fetch == 0 {
+            return Err(invalid("n_push and n_fetch must be at least 1".into()));
+        }
+        if let Some((r, f)) = self.straggler {
+            if r < self.servers || r >= p {
+                return Err(invalid(format!(
+                    "straggler rank {r} is not a worker (workers are ranks {}..{})",
+                    self.servers,
+                    p - 1
+                )));
+            }
+            if !(f.is_finite() && f >= 1.0) {
+                return Err(invalid(format!("straggler factor {f} must be at least 1")));
+            }
+        }
+        if self.record.is_some() && self.replay.is_some() {
+            return Err(invalid("record and replay are exclusive".into()));
+        }
+        Ok(())
+    }
+
+    /// The spelling (`ps:async`, `ps:ssp=2`).
+    pub fn name(&self) -> String {
+        match self.max_staleness {
+            None => "ps:async".into(),
+            Some(s) => format!("ps:ssp={s}"),
+        }
+    }
+
+    /// Trains `params` (the same initial values on every rank) with the
+    /// trainer's optimizer, batches, learning rate, schedule, epochs and
+    /// seed; on return every rank holds the final parameters. Collective.
+    ///
+    /// # Errors
+    /// Bad settings or data (on every rank before anything is sent); a
+    /// worker's non-finite loss or gradient ([`Error::NonFinite`] on every
+    /// rank); a record that cannot be written or a replay log that does not
+    /// fit this run; transport failures.
+    pub fn fit<S, M, C>(
+        &self,
+        trainer: &Trainer<S>,
+        group: &Group<C>,
+        model: &M,
+        params: &mut [f32],
+        train: &Dataset,
+        test: Option<&Dataset>,
+    ) -> Result<Vec<PsEpoch>>
+    where
+        S: Strategy,
+        M: Model,
+        C: AnySource,
+    {
+        let p = group.size();
+        let setup = self.check(p).and_then(|()| {
+            let w = p.saturating_sub(self.servers).max(1);
+            trainer.check_setup(w, model, params, train, test)
+        });
+        let log = match (&setup, &self.replay) {
+            (Ok(()), Some(path)) => Some(Log::load(path)),
+            _ => None,
+        }
+        .transpose();
+        let log = group.agree(setup.and(log))?;
+        let shape = Shape::of(self, trainer, train.len(), p);
+        if let Some(l) = &log {
+            group.agree(l.fits(&shape, &self.replay))?;
+        }
+        let r = group.rank();
+        let start = Instant::now();
+        let outcome = if r < self.servers {
+            let mine = log.as_ref().map(|l| l.events_of(r));
+            Side::Server(serve(
+                self,
+                trainer,
+                group.transport(),
+                params,
+                &shape,
+                mine,
+                start,
+            )?)
+        } else {
+            Side::Worker(work(
+                self,
+                trainer,
+                group.transport(),
+                model,
+                params,
+                train,
+                &shape,
+            )?)
+        };
+        self.finish(group, model, params, test, &shape, outcome)
+    }
+
+    /// The collective phase: the first failure, snapshots, metrics, record.
+    fn finish<M: Model, C: Transport>(
+        &self,
+        group: &Group<C>,
+        model: &M,
+        params: &mut [f32],
+        test: Option<&Dataset>,
+        shape: &Shape,
+        outcome: Side,
+    ) -> Result<Vec<PsEpoch>> {
+        let (e, w, s) = (shape.epochs, shape.workers, self.servers);
+        // A worker that stopped names itself: the lowest such rank wins.
+        let stopped = match &outcome {
+            Side::Worker(wk) => wk.stopped.map_or(i64::MAX, |(epoch, step)| {
+                ((group.rank() as i64) << 40) | ((epoch as i64) << 20) | step as i64
+            }),
+            Side::Server(_) => i64::MAX,
+        };
+        let mut first = [stopped];
+        group.all_reduce_in_place(&mut first, ReduceOp::Min, Algorithm::Ring)?;
+        if first[0] != i64::MAX {
+            return Err(Error::NonFinite {
+                what: "loss or gradient",
+                epoch: ((first[0] >> 20) & 0xfffff) as usize,
+                step: (first[0] & 0xfffff) as usize,
+                rank: Some((first[0] >> 40) as usize),
+            });
+        }
+        // Snapshots of every shard at every epoch end, in server order.
+        let (snaps, hist, times, events) = match &outcome {
+            Side::Server(sv) => (
+                sv.snapshots.concat(),
+                sv.hist.clone(),
+                sv.times.clone(),
+                sv.events.clone(),
+            ),
+            Side::Worker(_) => (Vec::new(), Vec::new(), vec![0.0; e], Vec::new()),
+        };
+        let all = group.all_gather_varying(&snaps)?;
+        let ranges = shard_ranges(params.len(), s);
+        let at = |epoch: usize| -> Vec<f32> {
+            let mut v = vec![0f32; params.len()];
+            for (k, range) in ranges.iter().enumerate() {
+                let len = range.len();
+                v[range.clone()].copy_from_slice(&all[k][epoch * len..(epoch + 1) * len]);
+            }
+            v
+        };
+        // Staleness: [epoch][worker][staleness] counts, summed over servers
+        // at the deepest staleness any server saw.
+        let mut depth = [hist.iter().flatten().map(Vec::len).max().unwrap_or(0) as i64];
+        group.all_reduce_in_place(&mut depth, ReduceOp::Max, Algorithm::Ring)?;
+        let depth = depth[0] as usize;
+        let mut h = vec![0i64; e * w * depth];
+        for (epoch, per) in hist.iter().enumerate() {
+            for (wi, counts) in per.iter().enumerate() {
+                let at = (epoch * w + wi) * depth;
+                for (x, &c) in h[at..at + counts.len()].iter_mut().zip(counts) {
+                    *x = c as i64;
+                }
+            }
+        }
+        group.all_reduce_in_place(&mut h, ReduceOp::Sum, Algorithm::Ring)?;
+        let h: Vec<u64> = h.into_iter().map(|c| c as u64).collect();
+        let mut times = times;
+        group.all_reduce_in_place(&mut times, ReduceOp::Max, Algorithm::Ring)?;
+        let (mut loss, mut sent) = match &outcome {
+            Side::Worker(wk) => (wk.loss.clone(), wk.bytes.iter().map(|&b| b as i64).collect()),
+            Side::Server(_) => (vec![0.0; e], vec![0i64; e]),
+        };
+        group.all_reduce_in_place(&mut loss, ReduceOp::Sum, Algorithm::Ring)?;
+        group.all_reduce_in_place(&mut sent, ReduceOp::Max, Algorithm::Ring)?;
+        if let Some(path) = &self.record {
+            let every = group.all_gather_varying(&events)?;
+            let written = match group.rank() {
+                0 => Log::write(path, shape, &every[..s]),
+                _ => Ok(()),
+            };
+            group.agree(written)?;
+        }
+        let mut out = Vec::with_capacity(e);
+        for epoch in 0..e {
+            let scored = at(epoch);
+            let accuracy = match test {
+                Some(d) => Some(evaluate(group, model, &scored, d)?),
+                None => None,
+            };
+            let secs = times[epoch] - if epoch == 0 { 0.0 } else { times[epoch - 1] };
+            let per_worker: Vec<Vec<u64>> = (0..w)
+                .map(|wi| h[(epoch * w + wi) * depth..(epoch * w + wi + 1) * depth].to_vec())
+                .collect();
+            let staleness = (0..depth)
+                .map(|d| per_worker.iter().map(|v| v[d]).sum())
+                .collect();
+            out.push(PsEpoch {
+                metrics: EpochMetrics {
+                    epoch: epoch + 1,
+                    step: (epoch + 1) * shape.steps,
+                    train_loss: loss[epoch] / (shape.steps * shape.batch).max(1) as f64,
+                    test_accuracy: accuracy,
+                    epoch_secs: secs,
+                    samples_per_sec: (shape.steps * shape.batch) as f64 / secs.max(1e-9),
+                    allreduce_secs: 0.0,
+                    encode_secs: 0.0,
+                    decode_secs: 0.0,
+                    allreduce_bytes: sent[epoch] as u64,
+                    rounds: 0,
+                    consensus_distance: None,
+                },
+                staleness,
+                per_worker,
+            });
+        }
+        if e > 0 {
+            params.copy_from_slice(&at(e - 1));
+        }
+        Ok(out)
+    }
+}
+
+/// The run's fixed figures, the same on every rank.
+#[derive(Debug, Clone, PartialEq)]
+struct Shape {
+    servers: usize,
+    workers: usize,
+    epochs: usize,
+    steps: usize,
+    batch: usize,
+    n_push: usize,
+    n_fetch: usize,
+    seed: u64,
+}
+
+impl Shape {
+    fn of<S: Strategy>(ps: &ParameterServer, t: &Trainer<S>, n: usize, p: usize) -> Shape {
+        Shape {
+            servers: ps.servers,
+            workers: p - ps.servers,
+            epochs: t.cfg.epochs,
+            steps: t.cfg.batches.steps(t.cfg.batch, n),
+            batch: t.cfg.batch,
+            n_push: ps.n_push,
+            n_fetch: ps.n_fetch,
+            seed: t.cfg.seed,
+        }
+    }
+
+    fn header(&self) -> String {
+        format!(
+            "# ringreduce ps log v1 servers={} workers={} epochs={} steps={} batch={} n_push={} n_fetch={} seed={}",
+            self.servers, self.workers, self.epochs, self.steps, self.batch, self.n_push, self.n_fetch, self.seed
+        )
+    }
+}
+
+enum Side {
+    Server(ServerOut),
+    Worker(WorkerOut),
+}
+
+/// What a server did: its shard at each epoch end, when, the staleness
+/// counts (`[epoch][worker][staleness]`) and its events in order.
+struct ServerOut {
+    snapshots: Vec<Vec<f32>>,
+    times: Vec<f64>,
+    hist: Vec<Vec<Vec<u64>>>,
+    events: Vec<u64>,
+}
+
+/// What a worker did: its loss sum and bytes sent per epoch, and where it
+/// stopped on a non-finite value.
+struct WorkerOut {
+    loss: Vec<f64>,
+    bytes: Vec<u64>,
+    stopped: Option<(usize, usize)>,
+}
+
+/// One logged event of a server: 4 words (kind, worker, clock, version).
+const EVENT: usize = 4;
+
+fn header(kind: u64, clock: u64, version: u64, step: u64) -> [u64; HEADER] {
+    [kind, clock, version, step]
+}
+
+fn message(h: [u64; HEADER], payload: &[f32]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(HEADER * 8 + payload.len() * 4);
+    for w in h {
+        m.extend_from_slice(&w.to_le_bytes());
+    }
+    m.extend_from_slice(bytemuck::cast_slice(payload));
+    m
+}
+
+fn parse(m: &[u8]) -> ([u64; HEADER], &[u8]) {
+    let mut h = [0u64; HEADER];
+    for (i, w) in h.iter_mut().enumerate() {
+        *w = u64::from_le_bytes(m[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+    }
+    (h, &m[HEADER * 8..])
+}
+
+fn floats(b: &[u8], out: &mut [f32]) {
+    for (o, c) in out.iter_mut().zip(b.chunks_exact(4)) {
+        *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    }
+}
+
+/// A message a server has received and not yet handled (replay).
+struct Pending {
+    worker: usize,
+    head: [u64; HEADER],
+    body: Vec<u8>,
+}
+
+/// A server's state through the asynchronous phase.
+struct Server<'a, S: Strategy, C: AnySource> {
+    ps: &'a ParameterServer,
+    t: &'a Trainer<S>,
+    comm: &'a C,
+    shape: &'a Shape,
+    start: Instant,
+    shard: Vec<f32>,
+    state: OptimizerState,
+    grad: Vec<f32>,
+    version: u64,
+    /// Pushes applied per worker.
+    clocks: Vec<u64>,
+    done: Vec<bool>,
+    /// Per worker, the global step after its last push.
+    pushed: Vec<usize>,
+    aborted: bool,
+    out: ServerOut,
+}
+
+impl<S: Strategy, C: AnySource> Server<'_, S, C> {
+    fn fail(&self, reason: String) -> Error {
+        Error::Transport {
+            rank: self.comm.rank(),
+            reason: format!("parameter server: {reason}"),
+        }
+    }
+
+    fn receive(&self, buf: &mut [u8]) -> Result<Pending> {
+        let d: Done = self.comm.recv_any(buf, TO_SERVER)?;
+        let (head, body) = parse(&buf[..d.len]);
+        Ok(Pending {
+            worker: d.peer - self.ps.servers,
+            head,
+            body: body.to_vec(),
+        })
+    }
+
+    fn apply(&mut self, m: &Pending) {
+        let (w, e) = (self.shape.workers, self.shape.epochs);
+        let [_, clock, base, step] = m.head;
+        floats(&m.body, &mut self.grad);
+        let staleness = self.version.saturating_sub(base);
+        let total = self.shape.epochs * self.shape.steps;
+        let mut lr = self.t.cfg.schedule.rate(self.t.cfg.lr, step as usize, total) / w as f32;
+        if self.ps.staleness_lr && staleness >= 1 {
+            lr /= staleness as f32;
+        }
+        self.t
+            .optimizer
+            .step(&mut self.shard, &self.grad, lr, &mut self.state);
+        self.version += 1;
+        self.clocks[m.worker] = clock;
+        self.pushed[m.worker] = step as usize + 1;
+        let epoch = (step as usize / self.shape.steps.max(1)).min(e.saturating_sub(1));
+        let counts = &mut self.out.hist[epoch][m.worker];
+        if counts.len() <= staleness as usize {
+            counts.resize(staleness as usize + 1, 0);
+        }
+        counts[staleness as usize] += 1;
+        self.out
+            .events
+            .extend_from_slice(&[PUSH, m.worker as u64, clock, self.version]);
+        // Epochs every worker has finished: snapshot once.
+        let slowest = self.pushed.iter().copied().min().unwrap_or(0);
+        while self.out.snapshots.len() < e && slowest >= (self.out.snapshots.len() + 1) * self.shape.steps {
+            self.out.snapshots.push(self.shard.clone());
+            self.out.times.push(self.start.elapsed().as_secs_f64());
+        }
+    }
+
+    fn answer(&mut self, worker: usize, clock: u64) -> Result<()> {
+        let kind = if self.aborted { ABORT } else { REPLY };
+        let body: &[f32] = if self.aborted { &[] } else { &self.shard };
+        let m = message(header(kind, 0, self.version, 0), body);
+        self.comm.send_tagged(&m, worker + self.ps.servers, TO_WORKER)?;
+        self.out
+            .events
+            .extend_from_slice(&[PULL, worker as u64, clock, self.version]);
+        Ok(())
+    }
+
+    /// Marks a DONE or ABORT; false for any other message.
+    fn ends(&mut self, m: &Pending) -> bool {
+        match m.head[0] {
+            DONE => self.done[m.worker] = true,
+            ABORT => {
+                self.aborted = true;
+                self.done[m.worker] = true;
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    fn all_done(&self) -> bool {
+        self.done.iter().all(|&d| d)
+    }
+
+    /// Bulk-synchronous: applies every complete round of held pushes (one
+    /// of each unfinished worker with the next clock), in worker order.
+    fn apply_rounds(&mut self, held: &mut Vec<Pending>) {
+        loop {
+            // A worker whose DONE overtook its held push is still in the round.
+            let live: Vec<usize> = (0..self.shape.workers)
+                .filter(|&i| !self.done[i] || held.iter().any(|m| m.worker == i))
+                .collect();
+            let Some(round) = live.iter().map(|&i| self.clocks[i] + 1).min() else {
+                return;
+            };
+            let mut of_round: Vec<Pending> = Vec::new();
+            let mut i = 0;
+            while i < held.len() {
+                if held[i].head[1] == round && live.contains(&held[i].worker) {
+                    of_round.push(held.remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+            if of_round.len() < live.len() {
+                held.extend(of_round);
+                return;
+            }
+            of_round.sort_by_key(|m| m.worker);
+            for m in &of_round {
+                self.apply(m);
+            }
+        }
+    }
+
+    /// As the messages come, pulls answered within the staleness bound.
+    /// With a bound of 0 (bulk-synchronous) pushes wait for their round:
+    /// every worker of a round computes on the same version, and the round
+    /// is applied in worker order.
+    fn run(&mut self, buf: &mut [u8]) -> Result<()> {
+        let mut waiting: Vec<(usize, u64)> = Vec::new();
+        let bsp = self.ps.max_staleness == Some(0);
+        let mut held: Vec<Pending> = Vec::new();
+        while !self.all_done() {
+            let m = self.receive(buf)?;
+            match m.head[0] {
+                PULL => waiting.push((m.worker, m.head[1])),
+                PUSH if bsp => {
+                    held.push(m);
+                    self.apply_rounds(&mut held);
+                }
+                PUSH => self.apply(&m),
+                kind => {
+                    if !self.ends(&m) {
+                        return Err(
+                            self.fail(format!("unknown message kind {kind} from worker {}", m.worker))
+                        );
+                    }
+                }
+            }
+            let slowest = (0..self.shape.workers)
+                .filter(|&i| !self.done[i])
+                .map(|i| self.clocks[i])
+                .min();
+            let mut i = 0;
+            while i < waiting.len() {
+                let (worker, clock) = waiting[i];
+                let allowed = match self.ps.max_staleness {
+                    None => true,
+                    Some(s) => slowest.map_or(true, |low| clock <= low + s),
+                };
+                if allowed || self.aborted {
+                    self.answer(worker, clock)?;
+                    waiting.remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        if !held.is_empty() && !self.aborted {
+            return Err(self.fail(format!("{} pushes of an unfinished round were left", held.len())));
+        }
+        Ok(())
+    }
+
+    /// In the order of `log`: early messages wait until the log names them.
+    fn replay(&mut self, buf: &mut [u8], log: &[[u64; EVENT]]) -> Result<()> {
+        let mut early: Vec<Pending> = Vec::new();
+        for (i, &[kind, worker, clock, version]) in log.iter().enumerate() {
+            let m = loop {
+                let at = early
+                    .iter()
+                    .position(|m| m.worker as u64 == worker && m.head[0] == kind && m.head[1] == clock);
+                if let Some(at) = at {
+                    break early.remove(at);
+                }
+                let m = self.receive(buf)?;
+                if !self.ends(&m) {
+                    early.push(m);
+                } else if self.aborted || self.all_done() {
+                    return Err(self.fail(format!(
+                        "the replay stopped at event {} of the record: a worker ended or stopped before it",
+                        i + 1
+                    )));
+                }
+            };
+            match kind {
+                PUSH => self.apply(&m),
+                _ => self.answer(m.worker, clock)?,
+            }
+            if self.version != version {
+                return Err(self.fail(format!(
+                    "the replay diverged at event {} of the record: version {} where the record has {version}",
+                    i + 1,
+                    self.version
+                )));
+            }
+        }
+        while !self.all_done() {
+            let m = self.receive(buf)?;
+            if !self.ends(&m) {
+                return Err(self.fail(format!(
+                    "worker {} sent a message the record does not hold (kind {}, clock {})",
+                    m.worker, m.head[0], m.head[1]
+                )));
+            }
+        }
+        if let Some(m) = early.first() {
+            return Err(self.fail(format!(
+                "worker {} sent a message the record does not hold (kind {}, clock {})",
+                m.worker, m.head[0], m.head[1]
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn serve<S: Strategy, C: AnySource>(
+    ps: &ParameterServer,
+    t: &Trainer<S>,
+    comm: &C,
+    params: &[f32],
+    shape: &Shape,
+    replay: Option<Vec<[u64; EVENT]>>,
+    start: Instant,
+) -> Result<ServerOut> {
+    let (w, e) = (shape.workers, shape.epochs);
+    let range = shard_ranges(params.len(), ps.servers)[comm.rank()].clone();
+    let shard = params[range].to_vec();
+    let mut buf = vec![0u8; HEADER * 8 + shard.len() * 4];
+    let mut sv = Server {
+        ps,
+        t,
+        comm,
+        shape,
+        start,
+        state: OptimizerState::new(t.optimizer.as_ref(), shard.len()),
+        grad: vec![0f32; shard.len()],
+        shard,
+        version: 0,
+        clocks: vec![0; w],
+        done: vec![false; w],
+        pushed: vec![0; w],
+        aborted: false,
+        out: ServerOut {
+            snapshots: Vec::new(),
+            times: Vec::new(),
+            hist: vec![vec![Vec::new(); w]; e],
+            events: Vec::new(),
+        },
+    };
+    match &replay {
+        Some(log) => sv.replay(&mut buf, log)?,
+        None => sv.run(&mut buf)?,
+    }
+    while sv.out.snapshots.len() < e {
+        sv.out.snapshots.push(sv.shard.clone());
+        sv.out.times.push(start.elapsed().as_secs_f64());
+    }
+    Ok(sv.out)
+}
+
+fn work<S: Strategy, M: Model, C: AnySource>(
+    ps: &ParameterServer,
+    t: &Trainer<S>,
+    comm: &C,
+    model: &M,
+    params: &[f32],
+    train: &Dataset,
+    shape: &Shape,
+) -> Result<WorkerOut> {
+    let (r, s, w) = (comm.rank(), ps.servers, shape.workers);
+    let wi = r - s;
+    let n = params.len();
+    let ranges = shard_ranges(n, s);
+    let mut local = params.to_vec();
+    let mut versions = vec![0u64; s];
+    let mut base = vec![0u64; s];
+    let mut grad = vec![0f32; n];
+    let mut acc = vec![0f32; n];
+    let mut in_acc = 0usize;
+    let mut clock = 0u64;
+    let per = shape.batch / w;
+    let mut x = vec![0f32; per * train.dim];
+    let mut y = vec![0u32; per];
+    let mut out = WorkerOut {
+        loss: vec![0.0; shape.epochs],
+        bytes: vec![0; shape.epochs],
+        stopped: None,
+    };
+    let mut replies: Vec<Vec<u8>> = ranges
+        .iter()
+        .map(|r| vec![0u8; HEADER * 8 + r.len() * 4])
+        .collect();
+    let slow = ps.straggler.filter(|&(rank, _)| rank == r).map(|(_, f)| f);
+    'run: for epoch in 1..=shape.epochs {
+        let order = t.cfg.batches.order(t.cfg.seed, epoch, train.len(), w);
+        for step in 0..shape.steps {
+            let g = (epoch - 1) * shape.steps + step;
+            if g % shape.n_fetch == 0 {
+                // Receives first, then the requests: a server's answer
+                // always finds its receive posted.
+                let request = message(header(PULL, clock, 0, g as u64), &[]);
+                let mut reqs = Vec::with_capacity(2 * s);
+                for (k, b) in replies.iter_mut().enumerate() {
+                    // SAFETY: every request is waited for below, before
+                    // `replies` is touched again or dropped.
+                    reqs.push(unsafe { comm.start_recv(b, k, TO_WORKER)? });
+                }
+                for k in 0..s {
+                    // SAFETY: as above; `request` outlives the wait.
+                    reqs.push(unsafe { comm.start_send(&request, k, TO_SERVER)? });
+                }
+                let mut done = vec![Done::default(); reqs.len()];
+                comm.wait_all(&mut reqs, &mut done)?;
+                out.bytes[epoch - 1] += (s * request.len()) as u64;
+                for (k, b) in replies.iter().enumerate() {
+                    let (h, body) = parse(b);
+                    if h[0] == ABORT {
+                        break 'run;
+                    }
+                    versions[k] = h[2];
+                    floats(body, &mut local[ranges[k].clone()]);
+                }
+            }
+            if in_acc == 0 {
+                base.copy_from_slice(&versions);
+            }
+            let mine = t.cfg.batches.local(&order, shape.batch, step, wi, w);
+            for (j, &i) in mine.iter().enumerate() {
+                x[j * train.dim..(j + 1) * train.dim].copy_from_slice(train.row(i));
+                y[j] = train.labels[i];
+            }
+            let began = Instant::now();
+            let loss = model.loss_and_grad(&local, &x[..mine.len() * train.dim], &y[..mine.len()], &mut grad);
+            if let Some(f) = slow {
+                std::thread::sleep(Duration::from_secs_f64(began.elapsed().as_secs_f64() * (f - 1.0)));
+            }
+            let scale = 1.0 / mine.len().max(1) as f32;
+            let mut finite = loss.is_finite();
+            for (a, g) in acc.iter_mut().zip(&grad) {
+                let v = g * scale;
+                finite &= v.is_finite();
+                *a += v;
+            }
+            if !finite {
+                out.stopped = Some((epoch, step + 1));
+                for k in 0..s {
+                    comm.send_tagged(&message(header(ABORT, clock, 0, g as u64), &[]), k, TO_SERVER)?;
+                }
+                return Ok(out);
+            }
+            out.loss[epoch - 1] += loss as f64;
+            in_acc += 1;
+            if in_acc == shape.n_push || step + 1 == shape.steps {
+                clock += 1;
+                let msgs: Vec<Vec<u8>> = ranges
+                    .iter()
+                    .enumerate()
+                    .map(|(k, range)| message(header(PUSH, clock, base[k], g as u64), &acc[range.clone()]))
+                    .collect();
+                let mut reqs = Vec::with_capacity(s);
+                for (k, m) in msgs.iter().enumerate() {
+                    // SAFETY: waited for below, while `msgs` lives.
+                    reqs.push(unsafe { comm.start_send(m, k, TO_SERVER)? });
+                }
+                let mut done = vec![Done::default(); s];
+                comm.wait_all(&mut reqs, &mut done)?;
+                out.bytes[epoch - 1] += msgs.iter().map(|m| m.len() as u64).sum::<u64>();
+                acc.fill(0.0);
+                in_acc = 0;
+            }
+        }
+    }
+    for k in 0..s {
+        comm.send_tagged(&message(header(DONE, clock, 0, 0), &[]), k, TO_SERVER)?;
+    }
+    Ok(out)
+}
+
+/// A record: per server, its events in order.
+#[derive(Debug, Clone, PartialEq)]
+struct Log {
+    header: String,
+    events: HashMap<usize, Vec<[u64; EVENT]>>,
+}
+
+impl Log {
+    fn write(path: &std::path::Path, shape: &Shape, every: &[Vec<u64>]) -> Result<()> {
+        let mut text = shape.header() + "\n";
+        for (k, ev) in every.iter().enumerate() {
+            for e in ev.chunks_exact(EVENT) {
+                let kind = if e[0] == PUSH { "apply" } else { "serve" };
+                text += &format!(
+                    "{kind} server={k} worker={} clock={} version={}\n",
+                    e[1], e[2], e[3]
+                );
+            }
+        }
+        crate::files::write_atomically(path, text.as_bytes()).map_err(|e| Error::Data {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn load(path: &std::path::Path) -> Result<Log> {
+        let data = |reason: String| Error::Data {
+            path: path.display().to_string(),
+            reason,
+        };
+        let mut text = String::new();
+        crate::files::open_regular(path, 1 << 30)
+            .and_then(|mut f| std::io::Read::read_to_string(&mut f, &mut text))
+            .map_err(|e| data(e.to_string()))?;
+        let mut lines = text.lines();
+        let header = lines.next().unwrap_or("").to_string();
+        if !header.starts_with("# ringreduce ps log v1 ") {
+            return Err(data("not a parameter-server record (`--record`)".into()));
+        }
+        let mut events: HashMap<usize, Vec<[u64; EVENT]>> = HashMap::new();
+        for (i, line) in lines.enumerate() {
+            let bad = || {
+                data(format!(
+                    "line {}: `{line}` is not `apply|serve server=K worker=W clock=C version=V`",
+                    i + 2
+                ))
+            };
+            let mut f = line.split_whitespace();
+            let kind = match f.next() {
+                Some("apply") => PUSH,
+                Some("serve") => PULL,
+                _ => return Err(bad()),
+            };
+            let mut num = |key: &str| -> Result<u64> {
+                f.next()
+                    .and_then(|s| s.strip_prefix(key))
+                    .and_then(|s| s.strip_prefix('='))
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(bad)
+            };
+            let (k, w, c, v) = (num("server")?, num("worker")?, num("clock")?, num("version")?);
+            events.entry(k as usize).or_default().push([kind, w, c, v]);
+        }
+        Ok(Log { header, events })
+    }
+
+    fn fits(&self, shape: &Shape, path: &Option<PathBuf>) -> Result<()> {
+        if self.header == shape.header() {
+            return Ok(());
+        }
+        Err(Error::Data {
+            path: path.as_ref().map_or(String::new(), |p| p.display().to_string()),
+            reason: format!(
+                "the record is of another run (`{}`; this run: `{}`)",
+                self.header.trim_start_matches("# ringreduce ps log v1 "),
+                shape.header().trim_start_matches("# ringreduce ps log v1 ")
+            ),
+        })
+    }
+
+    fn events_of(&self, server: usize) -> Vec<[u64; EVENT]> {
+        self.events.get(&server).cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests;

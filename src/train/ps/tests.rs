@@ -1,0 +1,259 @@
+use super::*;
+use crate::train::{data, Mlp, Schedule, SyncSgd};
+
+fn trainer(momentum: f32, epochs: usize) -> Trainer {
+    SyncSgd::builder()
+        .batch(60)
+        .lr(0.1)
+        .momentum(momentum)
+        .schedule(Schedule::Constant)
+        .epochs(epochs)
+        .seed(3)
+        .build()
+        .unwrap()
+}
+
+fn sets() -> (Dataset, Mlp) {
+    (data::synthetic(600, 6, 3, 11), Mlp::new(vec![6, 10, 3]).unwrap())
+}
+
+/// Every rank's final parameters and epochs.
+fn run(p: usize, ps: &ParameterServer, t: &Trainer) -> Vec<Result<(Vec<f32>, Vec<PsEpoch>)>> {
+    let (d, model) = sets();
+    Group::local(p, |g| {
+        let mut params = t.init_params(&model);
+        ps.fit(t, &g, &model, &mut params, &d, Some(&d))
+            .map(|e| (params, e))
+    })
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringreduce-ps-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("record.log")
+}
+
+#[test]
+fn shards_are_contiguous_balanced_and_cover_awkward_sizes() {
+    for (n, s) in [(10usize, 3usize), (2, 3), (0, 2), (7, 7), (101_770, 4)] {
+        let r = shard_ranges(n, s);
+        assert_eq!(r.len(), s);
+        assert_eq!(r[0].start, 0);
+        assert_eq!(r[s - 1].end, n);
+        for k in 1..s {
+            assert_eq!(r[k].start, r[k - 1].end, "n={n} s={s}");
+        }
+        let (lo, hi) = (
+            r.iter().map(|x| x.len()).min().unwrap(),
+            r.iter().map(|x| x.len()).max().unwrap(),
+        );
+        assert!(hi - lo <= 1, "n={n} s={s}: {r:?}");
+    }
+    // Fewer parameters than servers: some servers hold nothing, and it trains.
+    let ps = ParameterServer {
+        servers: 2,
+        ..Default::default()
+    };
+    let model = Mlp::new(vec![1, 1]).unwrap(); // 2 parameters
+    let d = data::synthetic(60, 1, 1, 5);
+    let t = trainer(0.0, 1);
+    let out = Group::local(5, |g| {
+        let mut params = t.init_params(&model);
+        ps.fit(&t, &g, &model, &mut params, &d, None).map(|_| params)
+    });
+    let first = out[0].as_ref().unwrap();
+    assert!(out.iter().all(|o| o.as_ref().unwrap() == first));
+}
+
+#[test]
+fn bad_settings_are_one_line_errors_on_every_rank() {
+    let t = trainer(0.9, 1);
+    for (ps, says) in [
+        (
+            ParameterServer {
+                servers: 3,
+                ..Default::default()
+            },
+            "leave no worker",
+        ),
+        (
+            ParameterServer {
+                servers: 0,
+                ..Default::default()
+            },
+            "at least 1",
+        ),
+        (
+            ParameterServer {
+                n_push: 0,
+                ..Default::default()
+            },
+            "n_push and n_fetch",
+        ),
+        (
+            ParameterServer {
+                n_fetch: 0,
+                ..Default::default()
+            },
+            "n_push and n_fetch",
+        ),
+        (
+            ParameterServer {
+                straggler: Some((0, 2.0)),
+                ..Default::default()
+            },
+            "is not a worker",
+        ),
+        (
+            ParameterServer {
+                straggler: Some((1, 0.5)),
+                ..Default::default()
+            },
+            "at least 1",
+        ),
+    ] {
+        for r in run(3, &ps, &t) {
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains(says) && !e.contains('\n'), "{ps:?}: {e}");
+        }
+    }
+}
+
+#[test]
+fn bulk_synchronous_with_one_server_is_synchronous_sgd() {
+    // s = 0, one server, n_push = n_fetch = 1, plain SGD, constant rate:
+    // the server applies each worker's mean gradient at lr/W, all computed
+    // on the same version — w − lr·Σg_i/W, summed in another order than the
+    // ring's, so equal within float rounding.
+    let t = trainer(0.0, 3);
+    let ps = ParameterServer {
+        max_staleness: Some(0),
+        ..Default::default()
+    };
+    let (d, model) = sets();
+    for workers in [2usize, 3] {
+        let sync = Group::local(workers, |g| {
+            let mut params = t.init_params(&model);
+            t.fit(&g, &model, &mut params, &d, Some(&d), |_| {}).unwrap();
+            params
+        });
+        let out = Group::local(workers + 1, |g| {
+            let mut params = t.init_params(&model);
+            ps.fit(&t, &g, &model, &mut params, &d, Some(&d))
+                .map(|e| (params, e))
+        });
+        for o in &out {
+            let (params, epochs) = o.as_ref().unwrap();
+            let worst = params
+                .iter()
+                .zip(&sync[0])
+                .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-5, "{workers} workers: relative difference {worst}");
+            // Every update was computed on the version before the round:
+            // staleness 0..W−1 (the others of the round applied first).
+            for e in epochs {
+                assert!(e.staleness.len() <= workers, "{:?}", e.staleness);
+                assert_eq!(e.staleness.iter().sum::<u64>(), (10 * workers) as u64);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_recorded_asynchronous_run_replays_bit_for_bit() {
+    let t = trainer(0.9, 2);
+    for servers in [1usize, 2] {
+        let path = tmp(&format!("replay{servers}"));
+        let rec = ParameterServer {
+            servers,
+            record: Some(path.clone()),
+            ..Default::default()
+        };
+        let recorded = run(4, &rec, &t);
+        let want = recorded[0].as_ref().unwrap().0.clone();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.lines().count() > 1, "{text}");
+        let rep = ParameterServer {
+            servers,
+            replay: Some(path.clone()),
+            ..Default::default()
+        };
+        for _ in 0..3 {
+            for r in run(4, &rep, &t) {
+                let got = r.unwrap().0;
+                assert_eq!(
+                    bytemuck::cast_slice::<f32, u32>(&got),
+                    bytemuck::cast_slice::<f32, u32>(&want),
+                    "{servers} servers"
+                );
+            }
+        }
+        // A record of another run is refused on every rank.
+        let other = trainer(0.9, 3);
+        let wrong: Vec<_> = Group::local(4, |g| {
+            let (d, model) = sets();
+            let mut params = other.init_params(&model);
+            rep.fit(&other, &g, &model, &mut params, &d, None).map(drop)
+        });
+        for r in wrong {
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains("the record is of another run"), "{e}");
+        }
+    }
+}
+
+#[test]
+fn bounded_staleness_holds_in_the_record() {
+    // At every pull it answered, the server had applied at least c − s
+    // pushes of every unfinished worker (c: the pulling worker's pushes).
+    let t = trainer(0.9, 2);
+    for s in [0u64, 1, 3] {
+        let path = tmp(&format!("ssp{s}"));
+        let ps = ParameterServer {
+            servers: 1,
+            max_staleness: Some(s),
+            straggler: Some((1, 3.0)),
+            record: Some(path.clone()),
+            ..Default::default()
+        };
+        for r in run(4, &ps, &t) {
+            r.unwrap();
+        }
+        let log = Log::load(&path).unwrap();
+        let mut clocks = [0u64; 3];
+        let steps = 10 * 2;
+        for &[kind, worker, clock, _] in &log.events_of(0) {
+            if kind == PUSH {
+                clocks[worker as usize] = clock;
+            } else {
+                let low = clocks
+                    .iter()
+                    .filter(|&&c| c < steps)
+                    .min()
+                    .copied()
+                    .unwrap_or(steps);
+                assert!(
+                    clock <= low + s,
+                    "s={s}: worker {worker} served at clock {clock}, slowest at {low}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_non_finite_gradient_stops_every_rank() {
+    let t = SyncSgd::builder()
+        .batch(60)
+        .lr(1e30)
+        .momentum(0.0)
+        .schedule(Schedule::Constant)
+        .epochs(2)
+        .build()
+        .unwrap();
+    for r in run(3, &ParameterServer::default(), &t) {
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("non-finite"), "{e}");
+    }
+}
