@@ -11,7 +11,7 @@ use ringreduce::plot::{Chart, Series};
 use ringreduce::train::{data, AnyStrategy, EpochMetrics, Mlp, Model, Strategy};
 use ringreduce::Error;
 
-use super::{fail, on_world, one, writable};
+use super::{fail, on_world, one, writable, Spec};
 
 /// Settings of `ringreduce compare`.
 #[derive(clap::Args, Debug)]
@@ -19,9 +19,13 @@ pub struct Args {
     #[command(flatten)]
     recipe: super::Recipe,
     /// The strategies, space-separated, in the spellings of `train
-    /// --strategy`: sync:ring local:tau=8 postlocal:warmup=200,tau=8 oneshot gossip:ring …
-    #[arg(long, required = true, num_args = 1.., value_name = "SPEC", value_parser = one::<AnyStrategy>)]
-    strategies: Vec<AnyStrategy>,
+    /// --strategy`: sync:ring local:tau=8 postlocal:warmup=200,tau=8 oneshot
+    /// gossip:ring ps:async ps:ssp=2 …
+    #[arg(long, required = true, num_args = 1.., value_name = "SPEC", value_parser = one::<Spec>)]
+    strategies: Vec<Spec>,
+    /// Server ranks of the parameter-server strategies (ps:…).
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    servers: usize,
     /// Accuracy whose first crossing the table reports time and bytes for.
     #[arg(long, value_name = "A", default_value_t = 0.85)]
     target_acc: f64,
@@ -333,7 +337,17 @@ pub fn run(o: Args) -> ExitCode {
             );
         }
         let mut curves = Vec::new();
-        for strategy in &o.strategies {
+        for spec in &o.strategies {
+            let strategy = match spec {
+                Spec::Strategy(s) => s,
+                Spec::Ps(bound) => match run_ps(&o, *bound, group, &model, &train, &test) {
+                    Ok(c) => {
+                        curves.push(c);
+                        continue;
+                    }
+                    Err(e) => return fail(e),
+                },
+            };
             let trainer = o.recipe.builder(strategy.clone()).build();
             let trainer = match trainer {
                 Ok(t) => t,
@@ -423,5 +437,60 @@ pub fn run(o: Args) -> ExitCode {
             }
         }
         ExitCode::SUCCESS
+    })
+}
+
+/// One parameter-server strategy of the comparison.
+fn run_ps(
+    o: &Args,
+    bound: Option<u64>,
+    group: &ringreduce::Group<ringreduce::Mpi>,
+    model: &Mlp,
+    train: &ringreduce::train::Dataset,
+    test: &ringreduce::train::Dataset,
+) -> ringreduce::Result<Curve> {
+    let ps = ringreduce::train::ParameterServer {
+        servers: o.servers,
+        max_staleness: bound,
+        ..Default::default()
+    };
+    let trainer = o.recipe.builder(AnyStrategy::default()).build()?;
+    let mut params = trainer.init_params(model);
+    let name = ps.name();
+    let root = group.rank() == 0;
+    let (epochs, stopped) = match ps.fit(&trainer, group, model, &mut params, train, Some(test)) {
+        Ok(e) => (e, None),
+        Err(e @ Error::NonFinite { .. }) => {
+            if root {
+                println!("{name:<34} stopped: {e}");
+            }
+            (Vec::new(), Some(format!("diverged: {e}")))
+        }
+        Err(e) => return Err(e),
+    };
+    if root {
+        for e in &epochs {
+            let m = &e.metrics;
+            let total: u64 = e.staleness.iter().sum();
+            let mean = e.staleness.iter().enumerate().map(|(s, &c)| s as f64 * c as f64).sum::<f64>() / total.max(1) as f64;
+            println!(
+                "{name:<34} epoch {:>3}  loss {:.4}  acc {:.4}  {:.3} s  {:.1} MB sent  staleness mean {mean:.2} max {} [{}]",
+                m.epoch,
+                m.train_loss,
+                m.test_accuracy.unwrap_or(f64::NAN),
+                m.epoch_secs,
+                m.allreduce_bytes as f64 / 1e6,
+                e.staleness.len().saturating_sub(1),
+                e.staleness.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" ")
+            );
+        }
+    }
+    let steps = train.len() / o.recipe.batch.max(1);
+    let predicted = ps.traffic(group.size(), model.num_params(), steps, epochs.len()).worker_sent;
+    Ok(Curve {
+        name,
+        epochs: epochs.into_iter().map(|e| e.metrics).collect(),
+        stopped,
+        predicted,
     })
 }

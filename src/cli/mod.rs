@@ -20,7 +20,8 @@ use std::str::FromStr;
 use clap::ValueEnum;
 use ringreduce::bench::Subject;
 use ringreduce::units::parse_size;
-use ringreduce::{Algorithm, DType, Group, Mpi, ReduceOp, Settings};
+use ringreduce::train::AnyStrategy;
+use ringreduce::{Algorithm, DType, Error, Group, Mpi, ReduceOp, Settings};
 
 /// Output format of reports.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -69,6 +70,50 @@ pub struct Recipe {
     /// decentralized SGD assume).
     #[arg(long, value_enum, default_value_t = Partition::Shuffle)]
     pub partition: Partition,
+    /// Slow rank RANK's computation by FACTOR (it sleeps FACTOR − 1 times
+    /// its compute time after each gradient): a straggler.
+    #[arg(long, value_name = "RANK:FACTOR", value_parser = straggler)]
+    pub straggler: Option<(usize, f64)>,
+}
+
+/// `--strategy`: a strategy of the trainer, or the parameter server.
+#[derive(Debug, Clone)]
+pub enum Spec {
+    /// `ps:async` (`None`) or `ps:ssp=S`.
+    Ps(Option<u64>),
+    Strategy(AnyStrategy),
+}
+
+impl std::str::FromStr for Spec {
+    type Err = Error;
+
+    fn from_str(s: &str) -> ringreduce::Result<Spec> {
+        let Some(mode) = s.trim().strip_prefix("ps:") else {
+            return s.parse().map(Spec::Strategy);
+        };
+        let bad = || Error::InvalidArgument {
+            what: "strategy",
+            reason: format!("`{s}`: a parameter server is ps:async or ps:ssp=S with S a whole number ≥ 0"),
+        };
+        match mode {
+            "async" => Ok(Spec::Ps(None)),
+            m => m
+                .strip_prefix("ssp=")
+                .and_then(|v| v.parse().ok())
+                .map(|v| Spec::Ps(Some(v)))
+                .ok_or_else(bad),
+        }
+    }
+}
+
+/// `RANK:FACTOR`.
+pub fn straggler(s: &str) -> Result<(usize, f64), String> {
+    let bad = || format!("`{s}`: expected RANK:FACTOR, e.g. 1:3");
+    let (r, f) = s.split_once(':').ok_or_else(bad)?;
+    Ok((
+        r.trim().parse().map_err(|_| bad())?,
+        f.trim().parse().map_err(|_| bad())?,
+    ))
 }
 
 impl Recipe {
@@ -85,6 +130,7 @@ impl Recipe {
             .momentum(self.momentum)
             .epochs(self.epochs)
             .seed(self.seed)
+            .straggler(self.straggler)
     }
 }
 

@@ -12,7 +12,7 @@ use ringreduce::{Algorithm, Error};
 
 use super::progress::Progress;
 use super::report::{epoch_header, epoch_row};
-use super::{fail, on_world, one, writable};
+use super::{fail, on_world, one, writable, Spec};
 
 /// Settings of `ringreduce train`.
 #[derive(clap::Args, Debug)]
@@ -57,10 +57,6 @@ pub struct Args {
     /// parameters repeat bit for bit.
     #[arg(long, value_name = "LOG", conflicts_with = "record")]
     replay: Option<PathBuf>,
-    /// Parameter server: slow worker RANK's computation by FACTOR (it sleeps
-    /// FACTOR − 1 times its compute time after each gradient).
-    #[arg(long, value_name = "RANK:FACTOR", value_parser = straggler)]
-    straggler: Option<(usize, f64)>,
     /// Gradient compression of synchronous SGD: none; fp16 or bf16 (16-bit
     /// floats on the wire of the ring, accumulated in f32); powersgd:rank=R
     /// (low-rank factors, error feedback); topk:F (each rank's ⌈F·n⌉
@@ -97,46 +93,6 @@ pub struct Args {
     stop_after: Option<usize>,
 }
 
-/// `--strategy`: a strategy of the trainer, or the parameter server.
-#[derive(Debug, Clone)]
-enum Spec {
-    /// `ps:async` (`None`) or `ps:ssp=S`.
-    Ps(Option<u64>),
-    Strategy(AnyStrategy),
-}
-
-impl std::str::FromStr for Spec {
-    type Err = Error;
-
-    fn from_str(s: &str) -> ringreduce::Result<Spec> {
-        let Some(mode) = s.trim().strip_prefix("ps:") else {
-            return s.parse().map(Spec::Strategy);
-        };
-        let bad = || Error::InvalidArgument {
-            what: "strategy",
-            reason: format!("`{s}`: a parameter server is ps:async or ps:ssp=S with S a whole number ≥ 0"),
-        };
-        match mode {
-            "async" => Ok(Spec::Ps(None)),
-            m => m
-                .strip_prefix("ssp=")
-                .and_then(|v| v.parse().ok())
-                .map(|v| Spec::Ps(Some(v)))
-                .ok_or_else(bad),
-        }
-    }
-}
-
-/// `RANK:FACTOR`.
-fn straggler(s: &str) -> Result<(usize, f64), String> {
-    let bad = || format!("`{s}`: expected RANK:FACTOR, e.g. 1:3");
-    let (r, f) = s.split_once(':').ok_or_else(bad)?;
-    Ok((
-        r.trim().parse().map_err(|_| bad())?,
-        f.trim().parse().map_err(|_| bad())?,
-    ))
-}
-
 /// Checks everything that can be checked before MPI starts, trains, and
 /// writes the metrics and the plot.
 pub fn run(o: Args) -> ExitCode {
@@ -157,7 +113,6 @@ pub fn run(o: Args) -> ExitCode {
             ("--staleness-lr", o.staleness_lr),
             ("--record", o.record.is_some()),
             ("--replay", o.replay.is_some()),
-            ("--straggler", o.straggler.is_some()),
         ];
         if let Some((flag, _)) = ps_only.iter().find(|(_, given)| *given) {
             return Err(Error::InvalidArgument {
@@ -403,7 +358,6 @@ fn run_ps(o: Args, bound: Option<u64>) -> ExitCode {
         staleness_lr: o.staleness_lr,
         record: o.record.clone(),
         replay: o.replay.clone(),
-        straggler: o.straggler,
     };
     let opt = (|| -> ringreduce::Result<Trainer<AnyStrategy>> {
         preflight(&o)?;
@@ -458,7 +412,7 @@ fn run_ps(o: Args, bound: Option<u64>) -> ExitCode {
                 o.recipe.lr,
                 o.recipe.momentum,
                 ps.name(),
-                o.straggler.map_or(String::new(), |(r, f)| format!(", rank {r} slowed {f}×"))
+                o.recipe.straggler.map_or(String::new(), |(r, f)| format!(", rank {r} slowed {f}×"))
             );
         }
         let mut params = opt.init_params(&model);

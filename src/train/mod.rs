@@ -64,7 +64,7 @@ pub use self::log::MetricsLog;
 pub use self::model::{Matrix, Mlp, Model};
 pub use self::optim::{Adam, Optimizer, OptimizerState, Schedule, Sgd};
 pub use self::powersgd::PowerSgd;
-pub use self::ps::{ParameterServer, PsEpoch};
+pub use self::ps::{ParameterServer, PsEpoch, PsTraffic};
 pub use self::qsgd::{Qsgd, QsgdSgd};
 pub use self::randomk::{RandomK, RandomKSgd};
 pub use self::sparse::TopKSgd;

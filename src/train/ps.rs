@@ -31,7 +31,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::algorithms::{chunk_range, Algorithm};
 use crate::element::ReduceOp;
@@ -43,7 +43,7 @@ use super::data::Dataset;
 use super::model::Model;
 use super::optim::OptimizerState;
 use super::strategy::Strategy;
-use super::trainer::{evaluate, EpochMetrics, Trainer};
+use super::trainer::{evaluate, straggle, EpochMetrics, Trainer};
 
 /// Messages to a server.
 const TO_SERVER: Tag = 301;
@@ -86,9 +86,6 @@ pub struct ParameterServer {
     pub record: Option<PathBuf>,
     /// Force the order of a file `record` wrote.
     pub replay: Option<PathBuf>,
-    /// Slow one worker rank's computation by a factor: it sleeps
-    /// (factor − 1) × its compute time after each gradient.
-    pub straggler: Option<(usize, f64)>,
 }
 
 impl Default for ParameterServer {
@@ -102,9 +99,20 @@ impl Default for ParameterServer {
             staleness_lr: false,
             record: None,
             replay: None,
-            straggler: None,
         }
     }
+}
+
+/// What a parameter-server run moves ([`ParameterServer::traffic`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PsTraffic {
+    /// Bytes each worker sends: pull requests and pushes.
+    pub worker_sent: u64,
+    /// Bytes the busiest server receives (its ingress: workers × shard
+    /// bytes per push).
+    pub server_received: u64,
+    /// Bytes the busiest server sends (its shard to each pull).
+    pub server_sent: u64,
 }
 
 /// One epoch of a parameter-server run.
@@ -134,9 +142,9 @@ impl ParameterServer {
     /// Checks the settings on `p` ranks.
     ///
     /// # Errors
-    /// One-line reasons: no server, no worker, `n_push` or `n_fetch` 0, a
-    /// straggler that is no worker or a factor below 1, record and replay
-    /// together.
+    /// One-line reasons: no server, no worker, `n_push` or `n_fetch` 0,
+    /// record and replay together; with a trainer's
+    /// [`straggler`](super::TrainerBuilder::straggler), one that is no worker.
     pub fn check(&self, p: usize) -> Result<()> {
         if self.servers == 0 {
             return Err(invalid("--servers must be at least 1".into()));
@@ -150,22 +158,26 @@ impl ParameterServer {
         if self.n_push == 0 || self.n_fetch == 0 {
             return Err(invalid("n_push and n_fetch must be at least 1".into()));
         }
-        if let Some((r, f)) = self.straggler {
-            if r < self.servers || r >= p {
-                return Err(invalid(format!(
-                    "straggler rank {r} is not a worker (workers are ranks {}..{})",
-                    self.servers,
-                    p - 1
-                )));
-            }
-            if !(f.is_finite() && f >= 1.0) {
-                return Err(invalid(format!("straggler factor {f} must be at least 1")));
-            }
-        }
         if self.record.is_some() && self.replay.is_some() {
             return Err(invalid("record and replay are exclusive".into()));
         }
         Ok(())
+    }
+
+    /// Bytes of a run of `epochs` × `steps` steps on `p` ranks for `n`
+    /// parameters (exact: message headers of 32 bytes included).
+    pub fn traffic(&self, p: usize, n: usize, steps: usize, epochs: usize) -> PsTraffic {
+        let (s, w) = (self.servers as u64, p.saturating_sub(self.servers) as u64);
+        let total = (steps * epochs) as u64;
+        let pulls = total.div_ceil(self.n_fetch as u64);
+        let pushes = epochs as u64 * (steps as u64).div_ceil(self.n_push as u64);
+        let head = (HEADER * 8) as u64;
+        let largest = shard_ranges(n, self.servers).iter().map(|r| r.len()).max().unwrap_or(0) as u64;
+        PsTraffic {
+            worker_sent: pulls * s * head + pushes * (s * head + 4 * n as u64),
+            server_received: w * (pulls * head + pushes * (head + 4 * largest)),
+            server_sent: w * pulls * (head + 4 * largest),
+        }
     }
 
     /// The spelling (`ps:async`, `ps:ssp=2`).
@@ -201,6 +213,15 @@ impl ParameterServer {
     {
         let p = group.size();
         let setup = self.check(p).and_then(|()| {
+            if let Some((r, _)) = trainer.cfg.straggler {
+                if r < self.servers || r >= p {
+                    return Err(invalid(format!(
+                        "straggler rank {r} is not a worker (workers are ranks {}..{})",
+                        self.servers,
+                        p - 1
+                    )));
+                }
+            }
             let w = p.saturating_sub(self.servers).max(1);
             trainer.check_setup(w, model, params, train, test)
         });
@@ -764,7 +785,6 @@ fn work<S: Strategy, M: Model, C: AnySource>(
         .iter()
         .map(|r| vec![0u8; HEADER * 8 + r.len() * 4])
         .collect();
-    let slow = ps.straggler.filter(|&(rank, _)| rank == r).map(|(_, f)| f);
     'run: for epoch in 1..=shape.epochs {
         let order = t.cfg.batches.order(t.cfg.seed, epoch, train.len(), w);
         for step in 0..shape.steps {
@@ -805,9 +825,7 @@ fn work<S: Strategy, M: Model, C: AnySource>(
             }
             let began = Instant::now();
             let loss = model.loss_and_grad(&local, &x[..mine.len() * train.dim], &y[..mine.len()], &mut grad);
-            if let Some(f) = slow {
-                std::thread::sleep(Duration::from_secs_f64(began.elapsed().as_secs_f64() * (f - 1.0)));
-            }
+            straggle(t.cfg.straggler, r, began);
             let scale = 1.0 / mine.len().max(1) as f32;
             let mut finite = loss.is_finite();
             for (a, g) in acc.iter_mut().zip(&grad) {

@@ -110,6 +110,7 @@ pub(crate) struct Config {
     pub(crate) schedule: Schedule,
     pub(crate) epochs: usize,
     pub(crate) seed: u64,
+    pub(crate) straggler: Option<(usize, f64)>,
     checkpoint: Option<PathBuf>,
     resume: bool,
     stop_after: Option<usize>,
@@ -164,6 +165,7 @@ impl Trainer<GradientAllReduce> {
                 checkpoint: None,
                 resume: false,
                 stop_after: None,
+                straggler: None,
                 on_step: None,
                 on_resume: None,
             },
@@ -236,6 +238,14 @@ impl<S: Strategy> Trainer<S> {
         C: Transport,
     {
         self.check_setup(group.size(), model, params, train, test)?;
+        if let Some((r, _)) = self.cfg.straggler {
+            if r >= group.size() {
+                return Err(Error::InvalidArgument {
+                    what: "training setup",
+                    reason: format!("straggler rank {r} is not one of the {} ranks", group.size()),
+                });
+            }
+        }
         let mut run = Run {
             trainer: self,
             group,
@@ -369,7 +379,9 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
                 x[j * train.dim..(j + 1) * train.dim].copy_from_slice(train.row(i));
                 y[j] = train.labels[i];
             }
+            let began = Instant::now();
             let loss = model.loss_and_grad(params, &x[..mine.len() * train.dim], &y[..mine.len()], &mut grad);
+            straggle(t.cfg.straggler, rank, began);
             // Local mean gradient (averaged over ranks it is the global
             // mean), checked for finiteness in the same pass.
             let scale = 1.0 / mine.len().max(1) as f32;
@@ -701,6 +713,16 @@ fn consensus_distance<C: Transport>(group: &Group<C>, params: &[f32], mean: &[f3
 }
 
 /// Test accuracy, each rank scoring a slice of `data`. Collective.
+/// The straggler's sleep: `(factor − 1)` × the time since `began`, on
+/// its rank only.
+pub(crate) fn straggle(straggler: Option<(usize, f64)>, rank: usize, began: Instant) {
+    if let Some((r, f)) = straggler {
+        if r == rank && f > 1.0 {
+            std::thread::sleep(began.elapsed().mul_f64(f - 1.0));
+        }
+    }
+}
+
 pub(crate) fn evaluate<M, C>(group: &Group<C>, model: &M, params: &[f32], data: &Dataset) -> Result<f64>
 where
     M: Model,
@@ -812,6 +834,10 @@ impl<S: Strategy> TrainerBuilder<S> {
         /// averaging): a time slice of a longer run, continued later with
         /// [`resume`](Self::resume).
         stop_after: Option<usize> => cfg.stop_after;
+        /// Slow one rank's computation by a factor ≥ 1: after each
+        /// gradient it sleeps (factor − 1) × the gradient's compute time —
+        /// a straggler, to compare strategies where one rank is slow.
+        straggler: Option<(usize, f64)> => cfg.straggler;
     }
 
     /// Checks the settings.
@@ -826,6 +852,11 @@ impl<S: Strategy> TrainerBuilder<S> {
                 reason,
             })
         };
+        if let Some((_, f)) = self.cfg.straggler {
+            if !(f.is_finite() && f >= 1.0) {
+                return bad(format!("straggler factor {f} must be at least 1"));
+            }
+        }
         if self.cfg.batch == 0 {
             return bad("batch must be at least 1".into());
         }

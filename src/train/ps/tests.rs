@@ -97,26 +97,41 @@ fn bad_settings_are_one_line_errors_on_every_rank() {
             },
             "n_push and n_fetch",
         ),
-        (
-            ParameterServer {
-                straggler: Some((0, 2.0)),
-                ..Default::default()
-            },
-            "is not a worker",
-        ),
-        (
-            ParameterServer {
-                straggler: Some((1, 0.5)),
-                ..Default::default()
-            },
-            "at least 1",
-        ),
     ] {
         for r in run(3, &ps, &t) {
             let e = r.unwrap_err().to_string();
             assert!(e.contains(says) && !e.contains('\n'), "{ps:?}: {e}");
         }
     }
+    let slow = SyncSgd::builder().batch(60).straggler(Some((0, 2.0))).build().unwrap();
+    for r in run(3, &ParameterServer::default(), &slow) {
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("straggler rank 0 is not a worker"), "{e}");
+    }
+    let e = SyncSgd::builder().straggler(Some((1, 0.5))).build().unwrap_err().to_string();
+    assert!(e.contains("straggler factor 0.5 must be at least 1"), "{e}");
+}
+
+#[test]
+fn the_workers_count_the_modelled_bytes() {
+    let t = trainer(0.9, 2);
+    let n = sets().1.num_params();
+    for (servers, n_push, n_fetch) in [(1usize, 1usize, 1usize), (2, 3, 2), (2, 4, 7)] {
+        let ps = ParameterServer {
+            servers,
+            n_push,
+            n_fetch,
+            ..Default::default()
+        };
+        for r in run(4, &ps, &t) {
+            let (_, epochs) = r.unwrap();
+            let counted: u64 = epochs.iter().map(|e| e.metrics.allreduce_bytes).sum();
+            assert_eq!(counted, ps.traffic(4, n, 10, 2).worker_sent, "{ps:?}");
+        }
+    }
+    let big = ParameterServer::default().traffic(5, 1000, 10, 1);
+    // 4 workers push 4000 bytes (+ header) a step into the one server.
+    assert_eq!(big.server_received, 4 * 10 * (32 + 32 + 4000));
 }
 
 #[test]
@@ -207,13 +222,20 @@ fn a_recorded_asynchronous_run_replays_bit_for_bit() {
 fn bounded_staleness_holds_in_the_record() {
     // At every pull it answered, the server had applied at least c − s
     // pushes of every unfinished worker (c: the pulling worker's pushes).
-    let t = trainer(0.9, 2);
+    let t = SyncSgd::builder()
+        .batch(60)
+        .lr(0.1)
+        .schedule(Schedule::Constant)
+        .epochs(2)
+        .seed(3)
+        .straggler(Some((1, 3.0)))
+        .build()
+        .unwrap();
     for s in [0u64, 1, 3] {
         let path = tmp(&format!("ssp{s}"));
         let ps = ParameterServer {
             servers: 1,
             max_staleness: Some(s),
-            straggler: Some((1, 3.0)),
             record: Some(path.clone()),
             ..Default::default()
         };
