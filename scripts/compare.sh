@@ -7,6 +7,7 @@
 #   scripts/compare.sh [-n RANKS] [--epochs 5] [--target 0.85] [--data fashion-mnist]
 #                      [--batch 256] [--lr 0.2] [--strategies "sync:ring local:tau=8 …"]
 #                      [--servers 1] [--straggler RANK:FACTOR]   (ps:… strategies; a slow rank)
+#                      [--momentum 0.9]
 #   scripts/compare.sh --cluster 4 --rate 100mbit [...]   on a namespace cluster (root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +34,7 @@ while (($#)); do
     --strategies) strategies="$2"; shift 2 ;;
     --cluster) cluster="$2"; shift 2 ;;
     --rate) rate="$2"; shift 2 ;;
-    --servers|--straggler) extra+=("$1" "$2"); shift 2 ;;
+    --servers|--straggler|--momentum) extra+=("$1" "$2"); shift 2 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -59,6 +60,6 @@ mkdir -p "$dir"
 echo "== $setting: ${strategies}; results in $dir"
 # shellcheck disable=SC2086  # the strategies are one word each
 "${launch[@]}" "$bin" compare --data "$data" --epochs "$epochs" --target-acc "$target" \
-  --batch "$batch" --lr "$lr" --momentum 0.9 \
+  --batch "$batch" --lr "$lr" \
   --strategies $strategies --out "$dir/compare.csv" --plot "$dir" ${extra[@]+"${extra[@]}"} \
   --title "$short, $data, $epochs epochs" | tee "$dir/table.txt"

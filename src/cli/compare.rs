@@ -472,7 +472,13 @@ fn run_ps(
         for e in &epochs {
             let m = &e.metrics;
             let total: u64 = e.staleness.iter().sum();
-            let mean = e.staleness.iter().enumerate().map(|(s, &c)| s as f64 * c as f64).sum::<f64>() / total.max(1) as f64;
+            let mean = e
+                .staleness
+                .iter()
+                .enumerate()
+                .map(|(s, &c)| s as f64 * c as f64)
+                .sum::<f64>()
+                / total.max(1) as f64;
             println!(
                 "{name:<34} epoch {:>3}  loss {:.4}  acc {:.4}  {:.3} s  {:.1} MB sent  staleness mean {mean:.2} max {} [{}]",
                 m.epoch,
@@ -486,7 +492,9 @@ fn run_ps(
         }
     }
     let steps = train.len() / o.recipe.batch.max(1);
-    let predicted = ps.traffic(group.size(), model.num_params(), steps, epochs.len()).worker_sent;
+    let predicted = ps
+        .traffic(group.size(), model.num_params(), steps, epochs.len())
+        .worker_sent;
     Ok(Curve {
         name,
         epochs: epochs.into_iter().map(|e| e.metrics).collect(),

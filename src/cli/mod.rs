@@ -19,8 +19,8 @@ use std::str::FromStr;
 
 use clap::ValueEnum;
 use ringreduce::bench::Subject;
-use ringreduce::units::parse_size;
 use ringreduce::train::AnyStrategy;
+use ringreduce::units::parse_size;
 use ringreduce::{Algorithm, DType, Error, Group, Mpi, ReduceOp, Settings};
 
 /// Output format of reports.

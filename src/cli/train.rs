@@ -156,15 +156,7 @@ pub fn run(o: Args) -> ExitCode {
     on_world(None, |group| {
         // Each rank reads the data itself: a rank that cannot is named by
         // rank 0 (`rank 1: …`), and every rank stops.
-        let loaded = (|| -> ringreduce::Result<(Sets, Mlp)> {
-            let sets = data::load(&o.recipe.data, o.test.as_deref(), o.val_split, o.recipe.seed)?;
-            let classes = sets
-                .held_out
-                .iter()
-                .fold(sets.train.classes, |c, d| c.max(d.classes));
-            let model = Mlp::named(&o.recipe.model, &o.recipe.hidden, sets.train.dim, classes)?;
-            Ok((sets, model))
-        })();
+        let loaded = load(&o);
         let (sets, model) = match group.agree(loaded) {
             Ok(l) => l,
             Err(e) => return fail(e),
@@ -385,15 +377,7 @@ fn run_ps(o: Args, bound: Option<u64>) -> ExitCode {
         Err(e) => return fail(e),
     };
     on_world(None, |group| {
-        let loaded = (|| -> ringreduce::Result<(Sets, Mlp)> {
-            let sets = data::load(&o.recipe.data, o.test.as_deref(), o.val_split, o.recipe.seed)?;
-            let classes = sets
-                .held_out
-                .iter()
-                .fold(sets.train.classes, |c, d| c.max(d.classes));
-            let model = Mlp::named(&o.recipe.model, &o.recipe.hidden, sets.train.dim, classes)?;
-            Ok((sets, model))
-        })();
+        let loaded = load(&o);
         let (sets, model) = match group.agree(loaded) {
             Ok(l) => l,
             Err(e) => return fail(e),
@@ -484,4 +468,15 @@ fn histogram(counts: &[u64]) -> String {
         bins.join(" "),
         counts.len().saturating_sub(1)
     )
+}
+
+/// The data sets and the model (each rank reads the data itself).
+fn load(o: &Args) -> ringreduce::Result<(Sets, Mlp)> {
+    let sets = data::load(&o.recipe.data, o.test.as_deref(), o.val_split, o.recipe.seed)?;
+    let classes = sets
+        .held_out
+        .iter()
+        .fold(sets.train.classes, |c, d| c.max(d.classes));
+    let model = Mlp::named(&o.recipe.model, &o.recipe.hidden, sets.train.dim, classes)?;
+    Ok((sets, model))
 }

@@ -238,10 +238,7 @@ impl MetricsLog {
             path: path.display().to_string(),
             reason,
         };
-        let mut text = String::new();
-        crate::files::open_regular(path, 1 << 30)
-            .and_then(|mut f| std::io::Read::read_to_string(&mut f, &mut text))
-            .map_err(|e| data(e.to_string()))?;
+        let text = crate::files::read_text(path)?;
         MetricsLog::parse(&text).map_err(|e| data(e.to_string()))
     }
 

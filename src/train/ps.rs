@@ -172,7 +172,11 @@ impl ParameterServer {
         let pulls = total.div_ceil(self.n_fetch as u64);
         let pushes = epochs as u64 * (steps as u64).div_ceil(self.n_push as u64);
         let head = (HEADER * 8) as u64;
-        let largest = shard_ranges(n, self.servers).iter().map(|r| r.len()).max().unwrap_or(0) as u64;
+        let largest = shard_ranges(n, self.servers)
+            .iter()
+            .map(|r| r.len())
+            .max()
+            .unwrap_or(0) as u64;
         PsTraffic {
             worker_sent: pulls * s * head + pushes * (s * head + 4 * n as u64),
             server_received: w * (pulls * head + pushes * (head + 4 * largest)),
@@ -898,10 +902,7 @@ impl Log {
             path: path.display().to_string(),
             reason,
         };
-        let mut text = String::new();
-        crate::files::open_regular(path, 1 << 30)
-            .and_then(|mut f| std::io::Read::read_to_string(&mut f, &mut text))
-            .map_err(|e| data(e.to_string()))?;
+        let text = crate::files::read_text(path)?;
         let mut lines = text.lines();
         let header = lines.next().unwrap_or("").to_string();
         if !header.starts_with("# ringreduce ps log v1 ") {

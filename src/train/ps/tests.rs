@@ -103,12 +103,20 @@ fn bad_settings_are_one_line_errors_on_every_rank() {
             assert!(e.contains(says) && !e.contains('\n'), "{ps:?}: {e}");
         }
     }
-    let slow = SyncSgd::builder().batch(60).straggler(Some((0, 2.0))).build().unwrap();
+    let slow = SyncSgd::builder()
+        .batch(60)
+        .straggler(Some((0, 2.0)))
+        .build()
+        .unwrap();
     for r in run(3, &ParameterServer::default(), &slow) {
         let e = r.unwrap_err().to_string();
         assert!(e.contains("straggler rank 0 is not a worker"), "{e}");
     }
-    let e = SyncSgd::builder().straggler(Some((1, 0.5))).build().unwrap_err().to_string();
+    let e = SyncSgd::builder()
+        .straggler(Some((1, 0.5)))
+        .build()
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("straggler factor 0.5 must be at least 1"), "{e}");
 }
 
