@@ -507,6 +507,49 @@ fn parameter_server_settings_that_cannot_work_are_one_line_errors() {
         &["train", "--strategy", "ps:async", "--straggler", "1"],
         "expected RANK:FACTOR",
     );
+    bad_input(&["train", "--strategy", "ps:async,servers=0"], "K ≥ 1");
+    bad_input(
+        &[
+            "cost",
+            "--ranks",
+            "3",
+            "--bytes",
+            "4000",
+            "--strategy",
+            "ps:servers=3",
+        ],
+        "leave no worker",
+    );
+}
+
+#[test]
+fn cost_prices_the_parameter_servers_busiest_link() {
+    let out = ringreduce_cmd(&[
+        "cost",
+        "--ranks",
+        "5",
+        "--bytes",
+        "400000",
+        "--alpha",
+        "1e-5",
+        "--beta",
+        "1e-9",
+        "--steps",
+        "10",
+        "--format",
+        "csv",
+        "--strategy",
+        "ps:async",
+        "ps:ssp=2,servers=2",
+    ]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    let rows: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert!(text.contains("\"ps:async,servers=1\""), "{text}");
+    // One server: 4 workers × (400000 + 32) bytes back per pull, 10 steps.
+    assert!(text.contains(&format!(",{},", 10 * 4 * (400_000 + 32))), "{text}");
+    let secs = |i: usize| -> f64 { rows[i].last().unwrap().parse().unwrap() };
+    assert!(secs(1) < 0.5 * secs(0), "{text}");
 }
 
 #[test]

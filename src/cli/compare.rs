@@ -340,7 +340,15 @@ pub fn run(o: Args) -> ExitCode {
         for spec in &o.strategies {
             let strategy = match spec {
                 Spec::Strategy(s) => s,
-                Spec::Ps(bound) => match run_ps(&o, *bound, group, &model, &train, &test) {
+                Spec::Ps { bound, servers } => match run_ps(
+                    &o,
+                    *bound,
+                    servers.unwrap_or(o.servers),
+                    group,
+                    &model,
+                    &train,
+                    &test,
+                ) {
                     Ok(c) => {
                         curves.push(c);
                         continue;
@@ -444,13 +452,14 @@ pub fn run(o: Args) -> ExitCode {
 fn run_ps(
     o: &Args,
     bound: Option<u64>,
+    servers: usize,
     group: &ringreduce::Group<ringreduce::Mpi>,
     model: &Mlp,
     train: &ringreduce::train::Dataset,
     test: &ringreduce::train::Dataset,
 ) -> ringreduce::Result<Curve> {
     let ps = ringreduce::train::ParameterServer {
-        servers: o.servers,
+        servers,
         max_staleness: bound,
         ..Default::default()
     };

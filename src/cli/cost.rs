@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use ringreduce::cost::{self, Calibration, CostParams};
-use ringreduce::train::{AnyStrategy, Model, Strategy};
+use ringreduce::train::{Model, Strategy};
 use ringreduce::units::human_size;
 use ringreduce::{Algorithm, DType, Error};
 
@@ -46,9 +46,11 @@ pub struct Args {
     #[arg(long, conflicts_with = "strategy")]
     explain: bool,
     /// Training strategies (spellings of `train --strategy`, space-separated):
-    /// what each sends per step for a model of --bytes of f32 parameters.
-    #[arg(long, num_args = 1.., value_name = "SPEC", value_parser = one::<AnyStrategy>)]
-    strategy: Vec<AnyStrategy>,
+    /// what each sends per step for a model of --bytes of f32 parameters;
+    /// `ps:async,servers=K` (or `ps:servers=K`) for the parameter server,
+    /// whose busiest rank is a server.
+    #[arg(long, num_args = 1.., value_name = "SPEC", value_parser = one::<super::Spec>)]
+    strategy: Vec<super::Spec>,
     /// Steps of the run the strategies are costed over.
     #[arg(long, default_value_t = 1000, requires = "strategy")]
     steps: usize,
@@ -173,9 +175,20 @@ fn strategies(args: &Args, params: &CostParams) -> ringreduce::Result<()> {
     let rows: Vec<_> = args
         .strategy
         .iter()
-        .map(|s| {
-            s.check(args.ranks)?;
-            Ok(s.communication(args.ranks, n, args.steps, args.buffers, params))
+        .map(|s| match s {
+            super::Spec::Strategy(s) => {
+                s.check(args.ranks)?;
+                Ok(s.communication(args.ranks, n, args.steps, args.buffers, params))
+            }
+            super::Spec::Ps { bound, servers } => {
+                let ps = ringreduce::train::ParameterServer {
+                    servers: servers.unwrap_or(1),
+                    max_staleness: *bound,
+                    ..Default::default()
+                };
+                ps.check(args.ranks)?;
+                Ok(ps.communication(args.ranks, n, args.steps, params))
+            }
         })
         .collect::<ringreduce::Result<_>>()?;
     match args.format {

@@ -79,8 +79,13 @@ pub struct Recipe {
 /// `--strategy`: a strategy of the trainer, or the parameter server.
 #[derive(Debug, Clone)]
 pub enum Spec {
-    /// `ps:async` (`None`) or `ps:ssp=S`.
-    Ps(Option<u64>),
+    /// `ps:async` or `ps:ssp=S`, optionally `,servers=K` (else `--servers`).
+    Ps {
+        /// `None`: asynchronous; `Some(s)`: SSP.
+        bound: Option<u64>,
+        /// Servers given in the spelling.
+        servers: Option<usize>,
+    },
     Strategy(AnyStrategy),
 }
 
@@ -88,21 +93,33 @@ impl std::str::FromStr for Spec {
     type Err = Error;
 
     fn from_str(s: &str) -> ringreduce::Result<Spec> {
-        let Some(mode) = s.trim().strip_prefix("ps:") else {
+        let Some(rest) = s.trim().strip_prefix("ps:") else {
             return s.parse().map(Spec::Strategy);
         };
-        let bad = || Error::InvalidArgument {
+        let bad = || {
+            Error::InvalidArgument {
             what: "strategy",
-            reason: format!("`{s}`: a parameter server is ps:async or ps:ssp=S with S a whole number ≥ 0"),
-        };
-        match mode {
-            "async" => Ok(Spec::Ps(None)),
-            m => m
-                .strip_prefix("ssp=")
-                .and_then(|v| v.parse().ok())
-                .map(|v| Spec::Ps(Some(v)))
-                .ok_or_else(bad),
+            reason: format!(
+                "`{s}`: a parameter server is ps:async or ps:ssp=S (S a whole number ≥ 0), optionally with ,servers=K (K ≥ 1)"
+            ),
         }
+        };
+        let (mut bound, mut servers) = (None, None);
+        for part in rest.split(',') {
+            match part.trim() {
+                "async" => {}
+                p => {
+                    if let Some(v) = p.strip_prefix("ssp=") {
+                        bound = Some(v.parse().map_err(|_| bad())?);
+                    } else if let Some(v) = p.strip_prefix("servers=") {
+                        servers = Some(v.parse().ok().filter(|&k: &usize| k >= 1).ok_or_else(bad)?);
+                    } else {
+                        return Err(bad());
+                    }
+                }
+            }
+        }
+        Ok(Spec::Ps { bound, servers })
     }
 }
 

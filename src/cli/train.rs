@@ -96,8 +96,8 @@ pub struct Args {
 /// Checks everything that can be checked before MPI starts, trains, and
 /// writes the metrics and the plot.
 pub fn run(o: Args) -> ExitCode {
-    if let Some(Spec::Ps(bound)) = o.strategy {
-        return run_ps(o, bound);
+    if let Some(Spec::Ps { bound, servers }) = o.strategy {
+        return run_ps(o, bound, servers);
     }
     // What is the same on every rank is checked before MPI starts.
     let opt = (|| -> ringreduce::Result<Trainer<AnyStrategy>> {
@@ -341,9 +341,9 @@ fn preflight(o: &Args) -> ringreduce::Result<()> {
 }
 
 /// `train --strategy ps:…`: the parameter server.
-fn run_ps(o: Args, bound: Option<u64>) -> ExitCode {
+fn run_ps(o: Args, bound: Option<u64>, servers: Option<usize>) -> ExitCode {
     let ps = ringreduce::train::ParameterServer {
-        servers: o.servers,
+        servers: servers.unwrap_or(o.servers),
         max_staleness: bound,
         n_push: o.n_push,
         n_fetch: o.n_fetch,

@@ -55,7 +55,7 @@ mod strategy;
 pub mod topology;
 mod trainer;
 
-pub use self::any::AnyStrategy;
+pub use self::any::{AnyStrategy, Communication};
 pub use self::batches::{BatchSource, Shards, SharedShuffle};
 pub use self::data::Dataset;
 pub use self::gossip::Gossip;

@@ -34,11 +34,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::algorithms::{chunk_range, Algorithm};
+use crate::cost::CostParams;
 use crate::element::ReduceOp;
 use crate::error::{Error, Result};
 use crate::group::Group;
 use crate::transport::{AnySource, Done, Tag, Transport};
 
+use super::any::Communication;
 use super::data::Dataset;
 use super::model::Model;
 use super::optim::OptimizerState;
@@ -182,6 +184,35 @@ impl ParameterServer {
             server_received: w * (pulls * head + pushes * (head + 4 * largest)),
             server_sent: w * pulls * (head + 4 * largest),
         }
+    }
+
+    /// What the busiest rank sends over `steps` steps on `p` ranks for
+    /// `n` parameters, the rounds of a worker, and the predicted time: a
+    /// push costs α + the busiest server's ingress (workers × its shard)
+    /// at β, a pull α + its egress; a server's link carries both
+    /// directions at once, so the time is the larger of the two sums
+    /// plus every round's α.
+    pub fn communication(&self, p: usize, n: usize, steps: usize, params: &CostParams) -> Communication {
+        let t = self.traffic(p, n, steps, 1);
+        let s = self.servers;
+        let pulls = (steps as u64).div_ceil(self.n_fetch as u64);
+        let pushes = (steps as u64).div_ceil(self.n_push as u64);
+        let largest = shard_ranges(n, s).iter().map(|r| r.len()).max().unwrap_or(0) as u64;
+        let message = (HEADER * 8) as u64 + 4 * largest;
+        let line = params.line_for(message);
+        let wire = (t.server_received.max(t.server_sent)) as f64 * line.beta;
+        Communication {
+            strategy: self.name_with_servers(),
+            steps,
+            bytes: t.server_sent.max(t.worker_sent),
+            rounds: pulls + pushes,
+            predicted_secs: wire + (pulls + pushes) as f64 * line.alpha,
+        }
+    }
+
+    /// `ps:async,servers=2`.
+    pub fn name_with_servers(&self) -> String {
+        format!("{},servers={}", self.name(), self.servers)
     }
 
     /// The spelling (`ps:async`, `ps:ssp=2`).

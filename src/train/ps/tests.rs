@@ -1,4 +1,5 @@
 use super::*;
+use crate::cost::CostParams;
 use crate::train::{data, Mlp, Schedule, SyncSgd};
 
 fn trainer(momentum: f32, epochs: usize) -> Trainer {
@@ -286,4 +287,33 @@ fn a_non_finite_gradient_stops_every_rank() {
         let e = r.unwrap_err().to_string();
         assert!(e.contains("non-finite"), "{e}");
     }
+}
+
+#[test]
+fn the_cost_model_prices_the_busiest_server() {
+    let params = CostParams::line(1e-5, 1e-9, 0.0);
+    let one = ParameterServer::default();
+    let c = one.communication(5, 1000, 10, &params);
+    let t = one.traffic(5, 1000, 10, 1);
+    // 4 workers × (32 + 4000) bytes into the server each step, the same
+    // back out; the two directions share the time, every round pays α.
+    assert_eq!(t.server_received, 10 * 4 * (32 + 32 + 4000));
+    assert_eq!(c.bytes, t.server_sent.max(t.worker_sent));
+    assert_eq!(c.rounds, 20);
+    let want = t.server_received.max(t.server_sent) as f64 * 1e-9 + 20.0 * 1e-5;
+    assert!(
+        (c.predicted_secs - want).abs() < 1e-12,
+        "{} vs {want}",
+        c.predicted_secs
+    );
+    // Two servers: 3 workers × half the parameters each (a model large
+    // enough for the bytes to dominate α).
+    let c = one.communication(5, 100_000, 10, &params);
+    let two = ParameterServer {
+        servers: 2,
+        ..Default::default()
+    }
+    .communication(5, 100_000, 10, &params);
+    assert!(two.predicted_secs < 0.5 * c.predicted_secs, "{two:?} vs {c:?}");
+    assert_eq!(two.strategy, "ps:async,servers=2");
 }
