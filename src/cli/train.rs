@@ -353,10 +353,7 @@ fn run_ps(o: Args, bound: Option<u64>, servers: Option<usize>) -> ExitCode {
     };
     let opt = (|| -> ringreduce::Result<Trainer<AnyStrategy>> {
         preflight(&o)?;
-        for (flag, given) in [
-            ("--compress", o.compress.trim() != "none" || o.no_error_feedback),
-            ("--checkpoint", o.checkpoint.is_some()),
-        ] {
+        for (flag, given) in [("--compress", o.compress.trim() != "none" || o.no_error_feedback)] {
             if given {
                 return Err(Error::InvalidArgument {
                     what: flag,
@@ -370,7 +367,15 @@ fn run_ps(o: Args, bound: Option<u64>, servers: Option<usize>) -> ExitCode {
                 reason: format!("{}: {e}", path.display()),
             })?;
         }
-        o.recipe.builder(AnyStrategy::default()).build()
+        let mut builder = o
+            .recipe
+            .builder(AnyStrategy::default())
+            .resume(o.resume)
+            .stop_after(o.stop_after);
+        if let Some(path) = &o.checkpoint {
+            builder = builder.checkpoint(path);
+        }
+        builder.build()
     })();
     let opt = match opt {
         Ok(opt) => opt,
@@ -413,6 +418,9 @@ fn run_ps(o: Args, bound: Option<u64>, servers: Option<usize>) -> ExitCode {
             Err(e) => return fail(e),
         };
         let mut log = MetricsLog::new(p, ps.name(), sets.kind.accuracy_column());
+        if root && epochs.is_empty() {
+            println!("no epochs left to run");
+        }
         if root {
             println!(
                 "{}",

@@ -41,6 +41,7 @@ use crate::group::Group;
 use crate::transport::{AnySource, Done, Tag, Transport};
 
 use super::any::Communication;
+use super::checkpoint::{Checkpoint, Header};
 use super::data::Dataset;
 use super::model::Model;
 use super::optim::OptimizerState;
@@ -266,12 +267,33 @@ impl ParameterServer {
         }
         .transpose();
         let log = group.agree(setup.and(log))?;
-        let shape = Shape::of(self, trainer, train.len(), p);
+        let r = group.rank();
+        // A resumed run: each server its shard; every rank the same epoch.
+        let restored = match (trainer.cfg.resume, &trainer.cfg.checkpoint) {
+            (true, Some(path)) if r < self.servers => Some(self.load_shard(trainer, path, params.len(), r)),
+            _ => None,
+        }
+        .transpose();
+        let restored = group.agree(restored)?;
+        let done = restored.as_ref().map_or(0, |c| c.header.epoch);
+        let mut range = [done as i64, -(done as i64)];
+        if r >= self.servers && trainer.cfg.resume {
+            range = [i64::MAX, i64::MAX];
+        }
+        group.all_reduce_in_place(&mut range, ReduceOp::Min, Algorithm::Ring)?;
+        let (first, last) = (range[0], -range[1]);
+        if first != last {
+            return Err(invalid(format!(
+                "the servers' shard checkpoints are of different epochs ({first} to {last}): resume needs all of one epoch"
+            )));
+        }
+        let shape = Shape::of(self, trainer, train.len(), p, first.max(0) as usize);
+        if shape.run == 0 {
+            return Ok(Vec::new());
+        }
         if let Some(l) = &log {
             group.agree(l.fits(&shape, &self.replay))?;
         }
-        let r = group.rank();
-        let start = Instant::now();
         let outcome = if r < self.servers {
             let mine = log.as_ref().map(|l| l.events_of(r));
             Side::Server(serve(
@@ -281,7 +303,7 @@ impl ParameterServer {
                 params,
                 &shape,
                 mine,
-                start,
+                restored,
             )?)
         } else {
             Side::Worker(work(
@@ -297,6 +319,63 @@ impl ParameterServer {
         self.finish(group, model, params, test, &shape, outcome)
     }
 
+    /// Server `k`'s part of the checkpoint at `path`: `PATH.shardKofS`,
+    /// written by that server when every worker has finished an epoch.
+    pub fn shard_path(&self, path: &std::path::Path, k: usize) -> PathBuf {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".shard{k}of{}", self.servers));
+        PathBuf::from(name)
+    }
+
+    fn shard_header<S: Strategy>(&self, t: &Trainer<S>, epoch: usize) -> Header {
+        Header {
+            epoch,
+            seed: t.cfg.seed,
+            batch: t.cfg.batch,
+            params: 0,
+            optimizer: t.optimizer.name().to_string(),
+            optimizer_steps: 0,
+            strategy: self.name_with_servers(),
+            settings: String::new(),
+            data: String::new(),
+            sections: Vec::new(),
+        }
+    }
+
+    fn load_shard<S: Strategy>(
+        &self,
+        t: &Trainer<S>,
+        path: &std::path::Path,
+        n: usize,
+        k: usize,
+    ) -> Result<Checkpoint> {
+        let file = self.shard_path(path, k);
+        let c = Checkpoint::load(&file)?;
+        let want = self.shard_header(t, c.header.epoch);
+        let len = shard_ranges(n, self.servers)[k].len();
+        let bad = |what: String| Error::Data {
+            path: file.display().to_string(),
+            reason: format!("{what}: resume with the settings it was written with"),
+        };
+        if c.header.strategy != want.strategy {
+            return Err(bad(format!(
+                "a shard of {}, this run is {}",
+                c.header.strategy, want.strategy
+            )));
+        }
+        if (c.header.seed, c.header.batch) != (want.seed, want.batch) || c.header.optimizer != want.optimizer
+        {
+            return Err(bad("another seed, batch or optimizer".into()));
+        }
+        if c.params.len() != len {
+            return Err(bad(format!(
+                "{} parameters, this server holds {len}",
+                c.params.len()
+            )));
+        }
+        Ok(c)
+    }
+
     /// The collective phase: the first failure, snapshots, metrics, record.
     fn finish<M: Model, C: Transport>(
         &self,
@@ -305,9 +384,9 @@ impl ParameterServer {
         params: &mut [f32],
         test: Option<&Dataset>,
         shape: &Shape,
-        outcome: Side,
+        mut outcome: Side,
     ) -> Result<Vec<PsEpoch>> {
-        let (e, w, s) = (shape.epochs, shape.workers, self.servers);
+        let (e, w, s) = (shape.run, shape.workers, self.servers);
         // A worker that stopped names itself: the lowest such rank wins.
         let stopped = match &outcome {
             Side::Worker(wk) => wk.stopped.map_or(i64::MAX, |(epoch, step)| {
@@ -325,6 +404,12 @@ impl ParameterServer {
                 rank: Some((first[0] >> 40) as usize),
             });
         }
+        // A shard checkpoint that could not be written stops every rank.
+        let written = match &mut outcome {
+            Side::Server(sv) => sv.unwritten.take().map_or(Ok(()), Err),
+            Side::Worker(_) => Ok(()),
+        };
+        group.agree(written)?;
         // Snapshots of every shard at every epoch end, in server order.
         let (snaps, hist, times, events) = match &outcome {
             Side::Server(sv) => (
@@ -393,8 +478,8 @@ impl ParameterServer {
                 .collect();
             out.push(PsEpoch {
                 metrics: EpochMetrics {
-                    epoch: epoch + 1,
-                    step: (epoch + 1) * shape.steps,
+                    epoch: shape.first + epoch + 1,
+                    step: (shape.first + epoch + 1) * shape.steps,
                     train_loss: loss[epoch] / (shape.steps * shape.batch).max(1) as f64,
                     test_accuracy: accuracy,
                     epoch_secs: secs,
@@ -422,7 +507,11 @@ impl ParameterServer {
 struct Shape {
     servers: usize,
     workers: usize,
+    /// Epochs planned (the schedule's length).
     epochs: usize,
+    /// Epochs done before this run (a resumed run), and to run now.
+    first: usize,
+    run: usize,
     steps: usize,
     batch: usize,
     n_push: usize,
@@ -431,11 +520,14 @@ struct Shape {
 }
 
 impl Shape {
-    fn of<S: Strategy>(ps: &ParameterServer, t: &Trainer<S>, n: usize, p: usize) -> Shape {
+    fn of<S: Strategy>(ps: &ParameterServer, t: &Trainer<S>, n: usize, p: usize, first: usize) -> Shape {
+        let until = t.cfg.stop_after.unwrap_or(t.cfg.epochs).min(t.cfg.epochs);
         Shape {
             servers: ps.servers,
             workers: p - ps.servers,
             epochs: t.cfg.epochs,
+            first,
+            run: until.saturating_sub(first),
             steps: t.cfg.batches.steps(t.cfg.batch, n),
             batch: t.cfg.batch,
             n_push: ps.n_push,
@@ -446,8 +538,17 @@ impl Shape {
 
     fn header(&self) -> String {
         format!(
-            "# ringreduce ps log v1 servers={} workers={} epochs={} steps={} batch={} n_push={} n_fetch={} seed={}",
-            self.servers, self.workers, self.epochs, self.steps, self.batch, self.n_push, self.n_fetch, self.seed
+            "# ringreduce ps log v1 servers={} workers={} epochs={} from={} run={} steps={} batch={} n_push={} n_fetch={} seed={}",
+            self.servers,
+            self.workers,
+            self.epochs,
+            self.first,
+            self.run,
+            self.steps,
+            self.batch,
+            self.n_push,
+            self.n_fetch,
+            self.seed
         )
     }
 }
@@ -460,6 +561,8 @@ enum Side {
 /// What a server did: its shard at each epoch end, when, the staleness
 /// counts (`[epoch][worker][staleness]`) and its events in order.
 struct ServerOut {
+    /// The first shard checkpoint that could not be written.
+    unwritten: Option<Error>,
     snapshots: Vec<Vec<f32>>,
     times: Vec<f64>,
     hist: Vec<Vec<Vec<u64>>>,
@@ -550,7 +653,7 @@ impl<S: Strategy, C: AnySource> Server<'_, S, C> {
     }
 
     fn apply(&mut self, m: &Pending) {
-        let (w, e) = (self.shape.workers, self.shape.epochs);
+        let (w, e, first) = (self.shape.workers, self.shape.run, self.shape.first);
         let [_, clock, base, step] = m.head;
         floats(&m.body, &mut self.grad);
         let staleness = self.version.saturating_sub(base);
@@ -565,7 +668,9 @@ impl<S: Strategy, C: AnySource> Server<'_, S, C> {
         self.version += 1;
         self.clocks[m.worker] = clock;
         self.pushed[m.worker] = step as usize + 1;
-        let epoch = (step as usize / self.shape.steps.max(1)).min(e.saturating_sub(1));
+        let epoch = (step as usize / self.shape.steps.max(1))
+            .saturating_sub(first)
+            .min(e.saturating_sub(1));
         let counts = &mut self.out.hist[epoch][m.worker];
         if counts.len() <= staleness as usize {
             counts.resize(staleness as usize + 1, 0);
@@ -576,9 +681,30 @@ impl<S: Strategy, C: AnySource> Server<'_, S, C> {
             .extend_from_slice(&[PUSH, m.worker as u64, clock, self.version]);
         // Epochs every worker has finished: snapshot once.
         let slowest = self.pushed.iter().copied().min().unwrap_or(0);
-        while self.out.snapshots.len() < e && slowest >= (self.out.snapshots.len() + 1) * self.shape.steps {
-            self.out.snapshots.push(self.shard.clone());
-            self.out.times.push(self.start.elapsed().as_secs_f64());
+        while self.out.snapshots.len() < e
+            && slowest >= (first + self.out.snapshots.len() + 1) * self.shape.steps
+        {
+            self.snapshot();
+        }
+    }
+
+    /// The shard at an epoch's end: kept for scoring, and with a
+    /// checkpoint path written (with the optimizer state) as this server's
+    /// part of the checkpoint.
+    fn snapshot(&mut self) {
+        self.out.snapshots.push(self.shard.clone());
+        self.out.times.push(self.start.elapsed().as_secs_f64());
+        let epoch = self.shape.first + self.out.snapshots.len();
+        if let (Some(path), None) = (&self.t.cfg.checkpoint, &self.out.unwritten) {
+            let c = Checkpoint::new(
+                self.ps.shard_header(self.t, epoch),
+                self.shard.clone(),
+                self.state.clone(),
+                Vec::new(),
+            );
+            if let Err(e) = c.save(&self.ps.shard_path(path, self.comm.rank())) {
+                self.out.unwritten = Some(e);
+            }
         }
     }
 
@@ -750,11 +876,19 @@ fn serve<S: Strategy, C: AnySource>(
     params: &[f32],
     shape: &Shape,
     replay: Option<Vec<[u64; EVENT]>>,
-    start: Instant,
+    restored: Option<Checkpoint>,
 ) -> Result<ServerOut> {
-    let (w, e) = (shape.workers, shape.epochs);
+    // Epoch times run from here on every server.
+    let start = Instant::now();
+    let (w, e) = (shape.workers, shape.run);
     let range = shard_ranges(params.len(), ps.servers)[comm.rank()].clone();
-    let shard = params[range].to_vec();
+    let (shard, state) = match restored {
+        Some(c) => (c.params, c.optimizer),
+        None => (
+            params[range.clone()].to_vec(),
+            OptimizerState::new(t.optimizer.as_ref(), range.len()),
+        ),
+    };
     let mut buf = vec![0u8; HEADER * 8 + shard.len() * 4];
     let mut sv = Server {
         ps,
@@ -762,15 +896,16 @@ fn serve<S: Strategy, C: AnySource>(
         comm,
         shape,
         start,
-        state: OptimizerState::new(t.optimizer.as_ref(), shard.len()),
+        state,
         grad: vec![0f32; shard.len()],
         shard,
         version: 0,
         clocks: vec![0; w],
         done: vec![false; w],
-        pushed: vec![0; w],
+        pushed: vec![shape.first * shape.steps; w],
         aborted: false,
         out: ServerOut {
+            unwritten: None,
             snapshots: Vec::new(),
             times: Vec::new(),
             hist: vec![vec![Vec::new(); w]; e],
@@ -782,8 +917,7 @@ fn serve<S: Strategy, C: AnySource>(
         None => sv.run(&mut buf)?,
     }
     while sv.out.snapshots.len() < e {
-        sv.out.snapshots.push(sv.shard.clone());
-        sv.out.times.push(start.elapsed().as_secs_f64());
+        sv.snapshot();
     }
     Ok(sv.out)
 }
@@ -812,15 +946,16 @@ fn work<S: Strategy, M: Model, C: AnySource>(
     let mut x = vec![0f32; per * train.dim];
     let mut y = vec![0u32; per];
     let mut out = WorkerOut {
-        loss: vec![0.0; shape.epochs],
-        bytes: vec![0; shape.epochs],
+        loss: vec![0.0; shape.run],
+        bytes: vec![0; shape.run],
         stopped: None,
     };
     let mut replies: Vec<Vec<u8>> = ranges
         .iter()
         .map(|r| vec![0u8; HEADER * 8 + r.len() * 4])
         .collect();
-    'run: for epoch in 1..=shape.epochs {
+    'run: for epoch in shape.first + 1..=shape.first + shape.run {
+        let at = epoch - shape.first - 1;
         let order = t.cfg.batches.order(t.cfg.seed, epoch, train.len(), w);
         for step in 0..shape.steps {
             let g = (epoch - 1) * shape.steps + step;
@@ -840,7 +975,7 @@ fn work<S: Strategy, M: Model, C: AnySource>(
                 }
                 let mut done = vec![Done::default(); reqs.len()];
                 comm.wait_all(&mut reqs, &mut done)?;
-                out.bytes[epoch - 1] += (s * request.len()) as u64;
+                out.bytes[at] += (s * request.len()) as u64;
                 for (k, b) in replies.iter().enumerate() {
                     let (h, body) = parse(b);
                     if h[0] == ABORT {
@@ -875,7 +1010,7 @@ fn work<S: Strategy, M: Model, C: AnySource>(
                 }
                 return Ok(out);
             }
-            out.loss[epoch - 1] += loss as f64;
+            out.loss[at] += loss as f64;
             in_acc += 1;
             if in_acc == shape.n_push || step + 1 == shape.steps {
                 clock += 1;
@@ -891,7 +1026,7 @@ fn work<S: Strategy, M: Model, C: AnySource>(
                 }
                 let mut done = vec![Done::default(); s];
                 comm.wait_all(&mut reqs, &mut done)?;
-                out.bytes[epoch - 1] += msgs.iter().map(|m| m.len() as u64).sum::<u64>();
+                out.bytes[at] += msgs.iter().map(|m| m.len() as u64).sum::<u64>();
                 acc.fill(0.0);
                 in_acc = 0;
             }

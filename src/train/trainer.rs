@@ -111,9 +111,9 @@ pub(crate) struct Config {
     pub(crate) epochs: usize,
     pub(crate) seed: u64,
     pub(crate) straggler: Option<(usize, f64)>,
-    checkpoint: Option<PathBuf>,
-    resume: bool,
-    stop_after: Option<usize>,
+    pub(crate) checkpoint: Option<PathBuf>,
+    pub(crate) resume: bool,
+    pub(crate) stop_after: Option<usize>,
     on_step: Option<Hook<StepMetrics>>,
     on_resume: Option<Hook<usize>>,
 }

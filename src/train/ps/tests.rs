@@ -317,3 +317,66 @@ fn the_cost_model_prices_the_busiest_server() {
     assert!(two.predicted_secs < 0.5 * c.predicted_secs, "{two:?} vs {c:?}");
     assert_eq!(two.strategy, "ps:async,servers=2");
 }
+
+#[test]
+fn a_resumed_run_continues_from_the_servers_shard_checkpoints() {
+    // Bulk-synchronous rounds apply in worker order, so a run is
+    // deterministic: stopping after epoch 1 and resuming must give the
+    // uninterrupted run's parameters bit for bit (2 servers, momentum).
+    let (d, model) = sets();
+    let dir = tmp("resume");
+    let path = dir.with_file_name("ckpt");
+    let ps = ParameterServer {
+        servers: 2,
+        max_staleness: Some(0),
+        ..Default::default()
+    };
+    let base = || {
+        SyncSgd::builder()
+            .batch(60)
+            .lr(0.1)
+            .momentum(0.9)
+            .epochs(3)
+            .seed(3)
+    };
+    let fit = |t: &Trainer| {
+        Group::local(5, |g| {
+            let mut params = t.init_params(&model);
+            ps.fit(t, &g, &model, &mut params, &d, Some(&d))
+                .map(|e| (params, e))
+        })
+    };
+    let whole = fit(&base().build().unwrap());
+    let want = whole[0].as_ref().unwrap().0.clone();
+    let first = fit(&base().checkpoint(&path).stop_after(Some(1)).build().unwrap());
+    assert_eq!(first[0].as_ref().unwrap().1.len(), 1);
+    assert!(ps.shard_path(&path, 0).exists() && ps.shard_path(&path, 1).exists());
+    let rest = fit(&base().checkpoint(&path).resume(true).build().unwrap());
+    for r in rest {
+        let (params, epochs) = r.unwrap();
+        assert_eq!(
+            epochs.iter().map(|e| e.metrics.epoch).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+        assert_eq!(
+            bytemuck::cast_slice::<f32, u32>(&params),
+            bytemuck::cast_slice::<f32, u32>(&want),
+            "resumed ≠ uninterrupted"
+        );
+    }
+    // Another server count refuses the shards, on every rank.
+    let other = ParameterServer {
+        servers: 1,
+        max_staleness: Some(0),
+        ..Default::default()
+    };
+    let t = base().checkpoint(&path).resume(true).build().unwrap();
+    let refused = Group::local(5, |g| {
+        let mut params = t.init_params(&model);
+        other.fit(&t, &g, &model, &mut params, &d, None).map(drop)
+    });
+    for r in refused {
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("ckpt.shard0of1"), "{e}");
+    }
+}
