@@ -139,15 +139,7 @@ pub fn run(o: Args) -> ExitCode {
             }
             strategy.check(1)?;
         }
-        let mut builder = o
-            .recipe
-            .builder(strategy)
-            .resume(o.resume)
-            .stop_after(o.stop_after);
-        if let Some(path) = &o.checkpoint {
-            builder = builder.checkpoint(path);
-        }
-        builder.build()
+        trainer(&o, strategy)
     })();
     let opt = match opt {
         Ok(opt) => opt,
@@ -367,15 +359,7 @@ fn run_ps(o: Args, bound: Option<u64>, servers: Option<usize>) -> ExitCode {
                 reason: format!("{}: {e}", path.display()),
             })?;
         }
-        let mut builder = o
-            .recipe
-            .builder(AnyStrategy::default())
-            .resume(o.resume)
-            .stop_after(o.stop_after);
-        if let Some(path) = &o.checkpoint {
-            builder = builder.checkpoint(path);
-        }
-        builder.build()
+        trainer(&o, AnyStrategy::default())
     })();
     let opt = match opt {
         Ok(opt) => opt,
@@ -487,4 +471,17 @@ fn load(o: &Args) -> ringreduce::Result<(Sets, Mlp)> {
         .fold(sets.train.classes, |c, d| c.max(d.classes));
     let model = Mlp::named(&o.recipe.model, &o.recipe.hidden, sets.train.dim, classes)?;
     Ok((sets, model))
+}
+
+/// The trainer of `strategy` with the recipe and the checkpoint settings.
+fn trainer(o: &Args, strategy: AnyStrategy) -> ringreduce::Result<Trainer<AnyStrategy>> {
+    let mut builder = o
+        .recipe
+        .builder(strategy)
+        .resume(o.resume)
+        .stop_after(o.stop_after);
+    if let Some(path) = &o.checkpoint {
+        builder = builder.checkpoint(path);
+    }
+    builder.build()
 }
