@@ -313,3 +313,59 @@ fn a_killed_rank_ends_training_and_resume_finishes_it_exactly() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(a == b, "resumed parameters differ from the uninterrupted run's");
 }
+
+/// A parameter-server job whose worker (rank 3) or server (rank 0) stops
+/// mid-run ends within 10 s, with one line naming the silent rank and
+/// what the reporting rank was waiting for; a killed worker ends the job
+/// through `mpirun`.
+#[test]
+fn a_stopped_or_killed_parameter_server_rank_ends_the_job_with_a_message() {
+    let _guard = serial();
+    for (strategy, victim, sig) in [
+        ("ps:async", 3, "STOP"),
+        ("ps:ssp=1", 3, "STOP"),
+        ("ps:async", 0, "STOP"),
+        ("ps:async", 3, "KILL"),
+    ] {
+        let args = [
+            "train",
+            "--data",
+            "synthetic",
+            "--strategy",
+            strategy,
+            "--epochs",
+            "100000",
+            "--batch",
+            "60",
+            "--lr",
+            "0.1",
+        ];
+        let mut cmd = mpirun(4, &ringreduce(), &args);
+        cmd.env("RINGREDUCE_TIMEOUT", "1");
+        let child = spawn(cmd);
+        let pid = rank_pid(child.id(), victim, Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(1500)); // well into the run
+        signal(pid, sig);
+        let start = Instant::now();
+        let out = wait_bounded(child, STOP_LIMIT);
+        let took = start.elapsed();
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        let err = stderr(&out);
+        let case = format!("{strategy}, rank {victim} {sig}");
+        assert!(!out.status.success(), "{case}: {err}");
+        assert!(took < STOP_LIMIT, "{case}: {took:?}");
+        if sig == "KILL" {
+            continue; // mpirun's own report
+        }
+        assert_eq!(out.status.code(), Some(3), "{case}: {err}");
+        let lines = ours(&err);
+        assert_eq!(lines.len(), 1, "{case}: {err}");
+        assert!(
+            lines[0].contains("parameter-server")
+                && lines[0].contains(&format!("not responding: rank {victim}")),
+            "{case}: {err}"
+        );
+    }
+}

@@ -607,6 +607,16 @@ fn floats(b: &[u8], out: &mut [f32]) {
     }
 }
 
+/// Names what this rank waits for in stall reports (`parameter-server
+/// update #12: no message from any rank for 60 s; not responding: rank 3`):
+/// the servers count updates, the workers their pushes.
+fn label<C: Transport>(comm: &C, what: &'static str, number: u64) {
+    if let Some(p) = comm.progress() {
+        p.begin(what, number);
+        p.set_agreeing(false);
+    }
+}
+
 /// A message a server has received and not yet handled (replay).
 struct Pending {
     worker: usize,
@@ -643,6 +653,7 @@ impl<S: Strategy, C: AnySource> Server<'_, S, C> {
     }
 
     fn receive(&self, buf: &mut [u8]) -> Result<Pending> {
+        label(self.comm, "parameter-server update", self.version + 1);
         let d: Done = self.comm.recv_any(buf, TO_SERVER)?;
         let (head, body) = parse(&buf[..d.len]);
         Ok(Pending {
@@ -974,6 +985,7 @@ fn work<S: Strategy, M: Model, C: AnySource>(
                     reqs.push(unsafe { comm.start_send(&request, k, TO_SERVER)? });
                 }
                 let mut done = vec![Done::default(); reqs.len()];
+                label(comm, "parameter-server pull", clock + 1);
                 comm.wait_all(&mut reqs, &mut done)?;
                 out.bytes[at] += (s * request.len()) as u64;
                 for (k, b) in replies.iter().enumerate() {
@@ -1025,6 +1037,7 @@ fn work<S: Strategy, M: Model, C: AnySource>(
                     reqs.push(unsafe { comm.start_send(m, k, TO_SERVER)? });
                 }
                 let mut done = vec![Done::default(); s];
+                label(comm, "parameter-server push", clock);
                 comm.wait_all(&mut reqs, &mut done)?;
                 out.bytes[at] += msgs.iter().map(|m| m.len() as u64).sum::<u64>();
                 acc.fill(0.0);
