@@ -573,3 +573,66 @@ fn a_recorded_parameter_server_run_replays_exactly_under_mpirun() {
         assert!(!out.status.success() && err.contains(says), "{all:?}: {err}");
     }
 }
+
+/// `compare` with parameter-server strategies writes their staleness
+/// histograms (CSV beside `--out`, chart in `--plot`). Bulk-synchronous
+/// rounds are applied in worker order, so worker i's update of a round
+/// has staleness i: per epoch, `steps` updates at each of 0, 1, 2.
+#[test]
+fn compare_writes_and_plots_the_parameter_servers_staleness() {
+    let dir = std::env::temp_dir().join(format!("ringreduce-compare-ps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("c.csv");
+    let args = [
+        "compare",
+        "--data",
+        "synthetic",
+        "--epochs",
+        "2",
+        "--batch",
+        "60",
+        "--lr",
+        "0.1",
+        "--momentum",
+        "0",
+        "--strategies",
+        "sync:ring",
+        "ps:ssp=0",
+        "ps:async",
+        "--out",
+        out.to_str().unwrap(),
+        "--plot",
+        dir.to_str().unwrap(),
+    ];
+    let run = run_bounded(mpirun(4, &ringreduce(), &args), LIMIT);
+    assert!(run.status.success(), "{}\n{}", stdout(&run), stderr(&run));
+    let text = std::fs::read_to_string(dir.join("c-staleness.csv")).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("strategy,epoch,staleness,updates"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    // synthetic: 6000 training examples, batch 60 → 100 steps; 3 workers.
+    for epoch in ["1", "2"] {
+        let bsp: Vec<(&str, &str)> = rows
+            .iter()
+            .filter(|r| r[0] == "ps:ssp=0" && r[1] == epoch)
+            .map(|r| (r[2], r[3]))
+            .collect();
+        assert_eq!(bsp, [("0", "100"), ("1", "100"), ("2", "100")], "{text}");
+        let async_total: u64 = rows
+            .iter()
+            .filter(|r| r[0] == "ps:async" && r[1] == epoch)
+            .map(|r| r[3].parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(async_total, 300, "{text}");
+    }
+    assert!(!rows.iter().any(|r| r[0] == "sync:ring"), "{text}");
+    for ext in ["png", "svg"] {
+        let chart = dir.join(format!("staleness.{ext}"));
+        assert!(
+            std::fs::metadata(&chart).map(|m| m.len() > 1000).unwrap_or(false),
+            "{}",
+            chart.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

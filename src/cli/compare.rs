@@ -29,10 +29,12 @@ pub struct Args {
     /// Accuracy whose first crossing the table reports time and bytes for.
     #[arg(long, value_name = "A", default_value_t = 0.85)]
     target_acc: f64,
-    /// The CSV of every strategy's epochs (rank 0).
+    /// The CSV of every strategy's epochs (rank 0); the parameter-server
+    /// strategies' staleness histograms go to OUT-staleness.csv beside it.
     #[arg(long)]
     out: PathBuf,
-    /// Directory for accuracy_vs_time.{png,svg} and accuracy_vs_bytes.{png,svg}.
+    /// Directory for accuracy_vs_time.{png,svg} and accuracy_vs_bytes.{png,svg}
+    /// (and staleness.{png,svg} when a parameter-server strategy runs).
     #[arg(long)]
     plot: Option<PathBuf>,
     /// Chart title (default: ranks, data set and epochs).
@@ -52,6 +54,9 @@ struct Curve {
     stopped: Option<String>,
     /// Bytes the cost model predicts for the epochs run.
     predicted: u64,
+    /// Parameter-server strategies: per epoch, `[s]` = updates applied
+    /// with staleness s (empty for the others).
+    staleness: Vec<Vec<u64>>,
 }
 
 impl Curve {
@@ -278,6 +283,79 @@ pub fn charts(points: &[Point], title: &str, dir: &std::path::Path) -> ringreduc
     Ok(written)
 }
 
+/// `OUT.csv` → `OUT-staleness.csv`, beside it.
+fn staleness_path(out: &std::path::Path) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map_or_else(|| "compare".into(), |s| s.to_string_lossy().into_owned());
+    out.with_file_name(format!("{stem}-staleness.csv"))
+}
+
+/// The staleness histograms of the parameter-server strategies:
+/// `strategy,epoch,staleness,updates`, one row per non-empty bin.
+fn staleness_csv(curves: &[Curve]) -> String {
+    let mut out = String::from("strategy,epoch,staleness,updates\n");
+    for c in curves {
+        for (m, hist) in c.epochs.iter().zip(&c.staleness) {
+            for (s, &n) in hist.iter().enumerate().filter(|(_, &n)| n > 0) {
+                let _ = writeln!(
+                    out,
+                    "{},{},{s},{n}",
+                    ringreduce::train::log::csv_field(&c.name),
+                    m.epoch
+                );
+            }
+        }
+    }
+    out
+}
+
+/// `staleness.{png,svg}`: per parameter-server strategy, the share of
+/// all its updates applied with each staleness (log scale: the tail is
+/// what matters). Nothing when no strategy has a histogram.
+fn staleness_chart(curves: &[Curve], title: &str, dir: &std::path::Path) -> ringreduce::Result<Vec<PathBuf>> {
+    let series: Vec<Series> = curves
+        .iter()
+        .filter(|c| !c.staleness.is_empty())
+        .map(|c| {
+            let depth = c.staleness.iter().map(Vec::len).max().unwrap_or(0);
+            let total: Vec<u64> = (0..depth)
+                .map(|s| c.staleness.iter().map(|h| h.get(s).copied().unwrap_or(0)).sum())
+                .collect();
+            let all = total.iter().sum::<u64>().max(1) as f64;
+            Series {
+                name: c.name.clone(),
+                points: total
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &n)| n > 0)
+                    .map(|(s, &n)| (s as f64, n as f64 / all))
+                    .collect(),
+                band: Vec::new(),
+            }
+        })
+        .collect();
+    if series.is_empty() {
+        return Ok(Vec::new());
+    }
+    let chart = Chart {
+        title,
+        x_label: "staleness (server version at apply - version computed on)",
+        y_label: "share of updates (all epochs)",
+        log_x: false,
+        x_bytes: false,
+        log_y: true,
+        series: &series,
+    };
+    let mut written = Vec::new();
+    for ext in ["png", "svg"] {
+        let path = dir.join(format!("staleness.{ext}"));
+        ringreduce::plot::draw(&chart, &path)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
 /// Runs every strategy in turn and reports.
 pub fn run(o: Args) -> ExitCode {
     let bad = |what: &'static str, reason: String| Error::InvalidArgument { what, reason };
@@ -411,6 +489,7 @@ pub fn run(o: Args) -> ExitCode {
                 epochs,
                 stopped,
                 predicted,
+                staleness: Vec::new(),
             });
         }
         if root {
@@ -419,6 +498,14 @@ pub fn run(o: Args) -> ExitCode {
                 return fail(format!("{}: {e}", o.out.display()));
             }
             println!("csv: {}", o.out.display());
+            if curves.iter().any(|c| !c.staleness.is_empty()) {
+                let path = staleness_path(&o.out);
+                if let Err(e) = ringreduce::files::write_atomically(&path, staleness_csv(&curves).as_bytes())
+                {
+                    return fail(format!("{}: {e}", path.display()));
+                }
+                println!("staleness csv: {}", path.display());
+            }
         }
         if let Some(dir) = &o.plot {
             let drawn = if root {
@@ -430,7 +517,12 @@ pub fn run(o: Args) -> ExitCode {
                         o.recipe.epochs
                     )
                 });
-                charts(&points(&curves), &title, dir).map(Some)
+                charts(&points(&curves), &title, dir)
+                    .and_then(|mut paths| {
+                        paths.extend(staleness_chart(&curves, &title, dir)?);
+                        Ok(paths)
+                    })
+                    .map(Some)
             } else {
                 Ok(None)
             };
@@ -506,6 +598,7 @@ fn run_ps(
         .worker_sent;
     Ok(Curve {
         name,
+        staleness: epochs.iter().map(|e| e.staleness.clone()).collect(),
         epochs: epochs.into_iter().map(|e| e.metrics).collect(),
         stopped,
         predicted,
