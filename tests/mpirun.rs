@@ -636,3 +636,100 @@ fn compare_writes_and_plots_the_parameter_servers_staleness() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A bulk-synchronous parameter-server run (2 servers) sliced by
+/// `--stop-after` and `--resume` ends with the uninterrupted run's
+/// metrics, every epoch's loss and accuracy bit for bit, in one file
+/// the resumed run appended to.
+#[test]
+fn a_resumed_parameter_server_run_appends_to_its_metrics_and_matches_the_whole_run() {
+    let dir = std::env::temp_dir().join(format!("ringreduce-ps-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |extra: &[&str], metrics: &std::path::Path| {
+        let mut args = vec![
+            "train",
+            "--data",
+            "synthetic",
+            "--strategy",
+            "ps:ssp=0",
+            "--servers",
+            "2",
+            "--epochs",
+            "3",
+            "--batch",
+            "60",
+            "--lr",
+            "0.1",
+            "--metrics",
+        ];
+        args.push(metrics.to_str().unwrap());
+        args.extend_from_slice(extra);
+        let out = run_bounded(mpirun(4, &ringreduce(), &args), LIMIT);
+        assert!(
+            out.status.success(),
+            "{args:?}\n{}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    };
+    let (whole, sliced) = (dir.join("whole.csv"), dir.join("sliced.csv"));
+    let ckpt = dir.join("ps.ckpt");
+    run(&[], &whole);
+    run(
+        &["--checkpoint", ckpt.to_str().unwrap(), "--stop-after", "1"],
+        &sliced,
+    );
+    assert_eq!(losses_and_accuracies(&sliced).len(), 1);
+    run(&["--checkpoint", ckpt.to_str().unwrap(), "--resume"], &sliced);
+    let expected = losses_and_accuracies(&whole);
+    assert_eq!(expected.len(), 3);
+    assert_eq!(losses_and_accuracies(&sliced), expected);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Dynamic shares under `mpirun`: with worker rank 3 five times slower,
+/// the fast workers apply more updates than it (fixed shares: equal
+/// counts), every epoch still holds one epoch's worth of batches
+/// (steps × workers = 300 one-batch updates at one server).
+#[test]
+fn with_dynamic_shares_a_straggler_contributes_fewer_updates() {
+    let updates = |spec: &str| -> Vec<Vec<u64>> {
+        let args = [
+            "train",
+            "--data",
+            "synthetic",
+            "--strategy",
+            spec,
+            "--epochs",
+            "3",
+            "--batch",
+            "60",
+            "--lr",
+            "0.1",
+            "--momentum",
+            "0",
+            "--straggler",
+            "3:5",
+        ];
+        let out = run_bounded(mpirun(4, &ringreduce(), &args), LIMIT);
+        let text = stdout(&out);
+        assert!(out.status.success(), "{text}\n{}", stderr(&out));
+        // `       updates   rank 1: 120, rank 2: 120, rank 3: 60`
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix("updates"))
+            .map(|l| {
+                l.split(',')
+                    .map(|part| part.rsplit(':').next().unwrap().trim().parse().unwrap())
+                    .collect()
+            })
+            .collect()
+    };
+    let fixed = updates("ps:async");
+    let dynamic = updates("ps:async,dynamic");
+    assert_eq!(fixed, vec![vec![100, 100, 100]; 3]);
+    assert_eq!(dynamic.len(), 3);
+    for epoch in &dynamic {
+        assert_eq!(epoch.iter().sum::<u64>(), 300, "{dynamic:?}");
+        assert!(epoch[0] > epoch[2] && epoch[1] > epoch[2], "{dynamic:?}");
+    }
+}

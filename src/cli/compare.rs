@@ -418,10 +418,15 @@ pub fn run(o: Args) -> ExitCode {
         for spec in &o.strategies {
             let strategy = match spec {
                 Spec::Strategy(s) => s,
-                Spec::Ps { bound, servers } => match run_ps(
+                Spec::Ps {
+                    bound,
+                    servers,
+                    dynamic,
+                } => match run_ps(
                     &o,
                     *bound,
                     servers.unwrap_or(o.servers),
+                    *dynamic,
                     group,
                     &model,
                     &train,
@@ -545,6 +550,7 @@ fn run_ps(
     o: &Args,
     bound: Option<u64>,
     servers: usize,
+    dynamic: bool,
     group: &ringreduce::Group<ringreduce::Mpi>,
     model: &Mlp,
     train: &ringreduce::train::Dataset,
@@ -553,6 +559,7 @@ fn run_ps(
     let ps = ringreduce::train::ParameterServer {
         servers,
         max_staleness: bound,
+        dynamic,
         ..Default::default()
     };
     let trainer = o.recipe.builder(AnyStrategy::default()).build()?;

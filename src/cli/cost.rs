@@ -180,10 +180,15 @@ fn strategies(args: &Args, params: &CostParams) -> ringreduce::Result<()> {
                 s.check(args.ranks)?;
                 Ok(s.communication(args.ranks, n, args.steps, args.buffers, params))
             }
-            super::Spec::Ps { bound, servers } => {
+            super::Spec::Ps {
+                bound,
+                servers,
+                dynamic,
+            } => {
                 let ps = ringreduce::train::ParameterServer {
                     servers: servers.unwrap_or(1),
                     max_staleness: *bound,
+                    dynamic: *dynamic,
                     ..Default::default()
                 };
                 ps.check(args.ranks)?;

@@ -79,12 +79,15 @@ pub struct Recipe {
 /// `--strategy`: a strategy of the trainer, or the parameter server.
 #[derive(Debug, Clone)]
 pub enum Spec {
-    /// `ps:async` or `ps:ssp=S`, optionally `,servers=K` (else `--servers`).
+    /// `ps:async` or `ps:ssp=S`, optionally `,servers=K` (else
+    /// `--servers`) and `,dynamic` (dynamic shares).
     Ps {
         /// `None`: asynchronous; `Some(s)`: SSP.
         bound: Option<u64>,
         /// Servers given in the spelling.
         servers: Option<usize>,
+        /// Workers run at their own speed; the servers count the epochs.
+        dynamic: bool,
     },
     Strategy(AnyStrategy),
 }
@@ -100,14 +103,15 @@ impl std::str::FromStr for Spec {
             Error::InvalidArgument {
             what: "strategy",
             reason: format!(
-                "`{s}`: a parameter server is ps:async or ps:ssp=S (S a whole number ≥ 0), optionally with ,servers=K (K ≥ 1)"
+                "`{s}`: a parameter server is ps:async or ps:ssp=S (S a whole number ≥ 0), optionally with ,servers=K (K ≥ 1) and ,dynamic"
             ),
         }
         };
-        let (mut bound, mut servers) = (None, None);
+        let (mut bound, mut servers, mut dynamic) = (None, None, false);
         for part in rest.split(',') {
             match part.trim() {
                 "async" => {}
+                "dynamic" => dynamic = true,
                 p => {
                     if let Some(v) = p.strip_prefix("ssp=") {
                         bound = Some(v.parse().map_err(|_| bad())?);
@@ -119,7 +123,11 @@ impl std::str::FromStr for Spec {
                 }
             }
         }
-        Ok(Spec::Ps { bound, servers })
+        Ok(Spec::Ps {
+            bound,
+            servers,
+            dynamic,
+        })
     }
 }
 

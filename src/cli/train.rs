@@ -96,8 +96,13 @@ pub struct Args {
 /// Checks everything that can be checked before MPI starts, trains, and
 /// writes the metrics and the plot.
 pub fn run(o: Args) -> ExitCode {
-    if let Some(Spec::Ps { bound, servers }) = o.strategy {
-        return run_ps(o, bound, servers);
+    if let Some(Spec::Ps {
+        bound,
+        servers,
+        dynamic,
+    }) = o.strategy
+    {
+        return run_ps(o, bound, servers, dynamic);
     }
     // What is the same on every rank is checked before MPI starts.
     let opt = (|| -> ringreduce::Result<Trainer<AnyStrategy>> {
@@ -333,7 +338,7 @@ fn preflight(o: &Args) -> ringreduce::Result<()> {
 }
 
 /// `train --strategy ps:…`: the parameter server.
-fn run_ps(o: Args, bound: Option<u64>, servers: Option<usize>) -> ExitCode {
+fn run_ps(o: Args, bound: Option<u64>, servers: Option<usize>, dynamic: bool) -> ExitCode {
     let ps = ringreduce::train::ParameterServer {
         servers: servers.unwrap_or(o.servers),
         max_staleness: bound,
@@ -342,6 +347,7 @@ fn run_ps(o: Args, bound: Option<u64>, servers: Option<usize>) -> ExitCode {
         staleness_lr: o.staleness_lr,
         record: o.record.clone(),
         replay: o.replay.clone(),
+        dynamic,
     };
     let opt = (|| -> ringreduce::Result<Trainer<AnyStrategy>> {
         preflight(&o)?;
@@ -388,6 +394,17 @@ fn run_ps(o: Args, bound: Option<u64>, servers: Option<usize>) -> ExitCode {
                 o.recipe.straggler.map_or(String::new(), |(r, f)| format!(", rank {r} slowed {f}×"))
             );
         }
+        // A resumed run appends to the metrics of the epochs it does not redo.
+        let mut log = MetricsLog::new(p, ps.name(), sets.kind.accuracy_column());
+        let earlier = match (root, o.resume, &o.metrics) {
+            (true, true, Some(path)) if path.exists() => earlier_metrics(path, &log),
+            _ => Ok(None),
+        };
+        match group.agree(earlier) {
+            Ok(Some(old)) => log.lines = old.lines,
+            Ok(None) => {}
+            Err(e) => return fail(e),
+        }
         let mut params = opt.init_params(&model);
         let result = ps.fit(
             &opt,
@@ -401,7 +418,9 @@ fn run_ps(o: Args, bound: Option<u64>, servers: Option<usize>) -> ExitCode {
             Ok(e) => e,
             Err(e) => return fail(e),
         };
-        let mut log = MetricsLog::new(p, ps.name(), sets.kind.accuracy_column());
+        if let Some(first) = epochs.first() {
+            log.truncate_after(first.metrics.epoch - 1);
+        }
         if root && epochs.is_empty() {
             println!("no epochs left to run");
         }
@@ -413,6 +432,13 @@ fn run_ps(o: Args, bound: Option<u64>, servers: Option<usize>) -> ExitCode {
             for e in &epochs {
                 println!("{}", epoch_row(&e.metrics));
                 println!("       staleness {}", histogram(&e.staleness));
+                let by: Vec<String> = e
+                    .per_worker
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| format!("rank {}: {}", i + ps.servers, h.iter().sum::<u64>()))
+                    .collect();
+                println!("       updates   {}", by.join(", "));
                 log.push(Row::Epoch(e.metrics.clone()));
             }
         }

@@ -19,6 +19,17 @@
 //! `n_push = n_fetch = 1` and plain SGD it is synchronous SGD (up to the
 //! order of the floating-point sum).
 //!
+//! Epochs: by default every worker computes its own part of every step
+//! of every epoch (fixed shares), so an epoch ends when the slowest worker
+//! has pushed its part — a straggler sets the pace, as in synchronous SGD.
+//! With [`ParameterServer::dynamic`] (Downpour's way) the workers run on
+//! through their parts of successive epochs, each at its own speed, and
+//! the servers count: an epoch ends when they have applied one epoch's
+//! worth of batches (steps × workers, from whichever workers), and the
+//! run ends after the planned epochs — later pushes are dropped and every
+//! pull is answered "stop". Fast workers then contribute more updates
+//! than a straggler instead of waiting for it.
+//!
 //! A record ([`ParameterServer::record`]) lists, per server, the order in
 //! which it served pulls and applied pushes; a replay forces the same order
 //! (a server buffers early messages until the log names them), so the run's
@@ -60,6 +71,8 @@ const DONE: u64 = 3;
 /// pull with it from then on.
 const ABORT: u64 = 4;
 const REPLY: u64 = 5;
+/// The answer to a pull once the planned epochs are applied (dynamic shares).
+const STOP: u64 = 6;
 /// Header words of every message: kind, clock, version, worker step.
 const HEADER: usize = 4;
 
@@ -89,6 +102,10 @@ pub struct ParameterServer {
     pub record: Option<PathBuf>,
     /// Force the order of a file `record` wrote.
     pub replay: Option<PathBuf>,
+    /// Dynamic shares: workers run at their own speed and the servers end
+    /// epochs by counting applied batches (see the module docs); `false`
+    /// (fixed shares): every worker computes its part of every step.
+    pub dynamic: bool,
 }
 
 impl Default for ParameterServer {
@@ -102,6 +119,7 @@ impl Default for ParameterServer {
             staleness_lr: false,
             record: None,
             replay: None,
+            dynamic: false,
         }
     }
 }
@@ -216,11 +234,16 @@ impl ParameterServer {
         format!("{},servers={}", self.name(), self.servers)
     }
 
-    /// The spelling (`ps:async`, `ps:ssp=2`).
+    /// The spelling (`ps:async`, `ps:ssp=2`, `ps:async,dynamic`).
     pub fn name(&self) -> String {
-        match self.max_staleness {
+        let base = match self.max_staleness {
             None => "ps:async".into(),
             Some(s) => format!("ps:ssp={s}"),
+        };
+        if self.dynamic {
+            base + ",dynamic"
+        } else {
+            base
         }
     }
 
@@ -448,11 +471,16 @@ impl ParameterServer {
         let h: Vec<u64> = h.into_iter().map(|c| c as u64).collect();
         let mut times = times;
         group.all_reduce_in_place(&mut times, ReduceOp::Max, Algorithm::Ring)?;
-        let (mut loss, mut sent) = match &outcome {
-            Side::Worker(wk) => (wk.loss.clone(), wk.bytes.iter().map(|&b| b as i64).collect()),
-            Side::Server(_) => (vec![0.0; e], vec![0i64; e]),
+        let (mut loss, mut sent, mut samples) = match &outcome {
+            Side::Worker(wk) => (
+                wk.loss.clone(),
+                wk.bytes.iter().map(|&b| b as i64).collect(),
+                wk.samples.iter().map(|&n| n as i64).collect(),
+            ),
+            Side::Server(_) => (vec![0.0; e], vec![0i64; e], vec![0i64; e]),
         };
         group.all_reduce_in_place(&mut loss, ReduceOp::Sum, Algorithm::Ring)?;
+        group.all_reduce_in_place(&mut samples, ReduceOp::Sum, Algorithm::Ring)?;
         group.all_reduce_in_place(&mut sent, ReduceOp::Max, Algorithm::Ring)?;
         if let Some(path) = &self.record {
             let every = group.all_gather_varying(&events)?;
@@ -471,16 +499,24 @@ impl ParameterServer {
             };
             let secs = times[epoch] - if epoch == 0 { 0.0 } else { times[epoch - 1] };
             let per_worker: Vec<Vec<u64>> = (0..w)
-                .map(|wi| h[(epoch * w + wi) * depth..(epoch * w + wi + 1) * depth].to_vec())
+                .map(|wi| trimmed(&h[(epoch * w + wi) * depth..(epoch * w + wi + 1) * depth]))
                 .collect();
-            let staleness = (0..depth)
-                .map(|d| per_worker.iter().map(|v| v[d]).sum())
+            let staleness: Vec<u64> = (0..depth)
+                .map(|d| per_worker.iter().map(|v| v.get(d).copied().unwrap_or(0)).sum())
                 .collect();
+            let staleness = trimmed(&staleness);
             out.push(PsEpoch {
                 metrics: EpochMetrics {
                     epoch: shape.first + epoch + 1,
                     step: (shape.first + epoch + 1) * shape.steps,
-                    train_loss: loss[epoch] / (shape.steps * shape.batch).max(1) as f64,
+                    // Fixed shares: the epoch's batches; dynamic: the
+                    // examples the workers computed in their parts of it.
+                    train_loss: loss[epoch]
+                        / match shape.dynamic {
+                            false => shape.steps * shape.batch,
+                            true => samples[epoch] as usize,
+                        }
+                        .max(1) as f64,
                     test_accuracy: accuracy,
                     epoch_secs: secs,
                     samples_per_sec: (shape.steps * shape.batch) as f64 / secs.max(1e-9),
@@ -502,6 +538,12 @@ impl ParameterServer {
     }
 }
 
+/// A histogram without its trailing empty bins.
+fn trimmed(counts: &[u64]) -> Vec<u64> {
+    let len = counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
+    counts[..len].to_vec()
+}
+
 /// The run's fixed figures, the same on every rank.
 #[derive(Debug, Clone, PartialEq)]
 struct Shape {
@@ -517,6 +559,7 @@ struct Shape {
     n_push: usize,
     n_fetch: usize,
     seed: u64,
+    dynamic: bool,
 }
 
 impl Shape {
@@ -533,12 +576,14 @@ impl Shape {
             n_push: ps.n_push,
             n_fetch: ps.n_fetch,
             seed: t.cfg.seed,
+            dynamic: ps.dynamic,
         }
     }
 
     fn header(&self) -> String {
+        let shares = if self.dynamic { " shares=dynamic" } else { "" };
         format!(
-            "# ringreduce ps log v1 servers={} workers={} epochs={} from={} run={} steps={} batch={} n_push={} n_fetch={} seed={}",
+            "# ringreduce ps log v1 servers={} workers={} epochs={} from={} run={} steps={} batch={} n_push={} n_fetch={} seed={}{shares}",
             self.servers,
             self.workers,
             self.epochs,
@@ -573,6 +618,8 @@ struct ServerOut {
 /// stopped on a non-finite value.
 struct WorkerOut {
     loss: Vec<f64>,
+    /// Examples whose loss `loss` sums, per epoch.
+    samples: Vec<u64>,
     bytes: Vec<u64>,
     stopped: Option<(usize, usize)>,
 }
@@ -640,6 +687,8 @@ struct Server<'a, S: Strategy, C: AnySource> {
     done: Vec<bool>,
     /// Per worker, the global step after its last push.
     pushed: Vec<usize>,
+    /// Batches applied, from the start of training (dynamic shares).
+    batches: usize,
     aborted: bool,
     out: ServerOut,
 }
@@ -663,9 +712,26 @@ impl<S: Strategy, C: AnySource> Server<'_, S, C> {
         })
     }
 
+    /// Dynamic shares: the planned epochs are all applied.
+    fn finished(&self) -> bool {
+        self.shape.dynamic && self.out.snapshots.len() >= self.shape.run
+    }
+
     fn apply(&mut self, m: &Pending) {
         let (w, e, first) = (self.shape.workers, self.shape.run, self.shape.first);
         let [_, clock, base, step] = m.head;
+        // Batches this push sums: its worker's steps since its last push.
+        let count = (step as usize + 1).saturating_sub(self.pushed[m.worker]);
+        self.clocks[m.worker] = clock;
+        self.pushed[m.worker] = step as usize + 1;
+        if self.finished() {
+            // Past the planned epochs: dropped, but logged so that a
+            // replay meets it in the same place.
+            self.out
+                .events
+                .extend_from_slice(&[PUSH, m.worker as u64, clock, self.version]);
+            return;
+        }
         floats(&m.body, &mut self.grad);
         let staleness = self.version.saturating_sub(base);
         let total = self.shape.epochs * self.shape.steps;
@@ -677,11 +743,15 @@ impl<S: Strategy, C: AnySource> Server<'_, S, C> {
             .optimizer
             .step(&mut self.shard, &self.grad, lr, &mut self.state);
         self.version += 1;
-        self.clocks[m.worker] = clock;
-        self.pushed[m.worker] = step as usize + 1;
-        let epoch = (step as usize / self.shape.steps.max(1))
-            .saturating_sub(first)
-            .min(e.saturating_sub(1));
+        let per_epoch = (self.shape.steps * w).max(1);
+        let epoch = if self.shape.dynamic {
+            self.batches / per_epoch
+        } else {
+            step as usize / self.shape.steps.max(1)
+        }
+        .saturating_sub(first)
+        .min(e.saturating_sub(1));
+        self.batches += count;
         let counts = &mut self.out.hist[epoch][m.worker];
         if counts.len() <= staleness as usize {
             counts.resize(staleness as usize + 1, 0);
@@ -690,11 +760,15 @@ impl<S: Strategy, C: AnySource> Server<'_, S, C> {
         self.out
             .events
             .extend_from_slice(&[PUSH, m.worker as u64, clock, self.version]);
-        // Epochs every worker has finished: snapshot once.
+        // Epochs every worker has finished (dynamic: epochs' worth of
+        // batches applied): snapshot once.
         let slowest = self.pushed.iter().copied().min().unwrap_or(0);
-        while self.out.snapshots.len() < e
-            && slowest >= (first + self.out.snapshots.len() + 1) * self.shape.steps
-        {
+        let (dynamic, batches, steps) = (self.shape.dynamic, self.batches, self.shape.steps);
+        let ended = |next: usize| match dynamic {
+            true => batches >= next * per_epoch,
+            false => slowest >= next * steps,
+        };
+        while self.out.snapshots.len() < e && ended(first + self.out.snapshots.len() + 1) {
             self.snapshot();
         }
     }
@@ -720,8 +794,14 @@ impl<S: Strategy, C: AnySource> Server<'_, S, C> {
     }
 
     fn answer(&mut self, worker: usize, clock: u64) -> Result<()> {
-        let kind = if self.aborted { ABORT } else { REPLY };
-        let body: &[f32] = if self.aborted { &[] } else { &self.shard };
+        let kind = if self.aborted {
+            ABORT
+        } else if self.finished() {
+            STOP
+        } else {
+            REPLY
+        };
+        let body: &[f32] = if kind == REPLY { &self.shard } else { &[] };
         let m = message(header(kind, 0, self.version, 0), body);
         self.comm.send_tagged(&m, worker + self.ps.servers, TO_WORKER)?;
         self.out
@@ -814,7 +894,7 @@ impl<S: Strategy, C: AnySource> Server<'_, S, C> {
                     None => true,
                     Some(s) => slowest.map_or(true, |low| clock <= low + s),
                 };
-                if allowed || self.aborted {
+                if allowed || self.aborted || self.finished() {
                     self.answer(worker, clock)?;
                     waiting.remove(i);
                 } else {
@@ -822,7 +902,7 @@ impl<S: Strategy, C: AnySource> Server<'_, S, C> {
                 }
             }
         }
-        if !held.is_empty() && !self.aborted {
+        if !held.is_empty() && !self.aborted && !self.finished() {
             return Err(self.fail(format!("{} pushes of an unfinished round were left", held.len())));
         }
         Ok(())
@@ -914,6 +994,7 @@ fn serve<S: Strategy, C: AnySource>(
         clocks: vec![0; w],
         done: vec![false; w],
         pushed: vec![shape.first * shape.steps; w],
+        batches: shape.first * shape.steps * w,
         aborted: false,
         out: ServerOut {
             unwritten: None,
@@ -958,6 +1039,7 @@ fn work<S: Strategy, M: Model, C: AnySource>(
     let mut y = vec![0u32; per];
     let mut out = WorkerOut {
         loss: vec![0.0; shape.run],
+        samples: vec![0; shape.run],
         bytes: vec![0; shape.run],
         stopped: None,
     };
@@ -965,7 +1047,13 @@ fn work<S: Strategy, M: Model, C: AnySource>(
         .iter()
         .map(|r| vec![0u8; HEADER * 8 + r.len() * 4])
         .collect();
-    'run: for epoch in shape.first + 1..=shape.first + shape.run {
+    // With dynamic shares a worker runs on (through its parts of later
+    // epochs) until a server answers "stop"; what it does past the planned
+    // epochs is not reported.
+    'run: for epoch in shape.first + 1.. {
+        if (!shape.dynamic && epoch > shape.first + shape.run) || shape.steps == 0 {
+            break;
+        }
         let at = epoch - shape.first - 1;
         let order = t.cfg.batches.order(t.cfg.seed, epoch, train.len(), w);
         for step in 0..shape.steps {
@@ -987,10 +1075,12 @@ fn work<S: Strategy, M: Model, C: AnySource>(
                 let mut done = vec![Done::default(); reqs.len()];
                 label(comm, "parameter-server pull", clock + 1);
                 comm.wait_all(&mut reqs, &mut done)?;
-                out.bytes[at] += (s * request.len()) as u64;
+                if let Some(b) = out.bytes.get_mut(at) {
+                    *b += (s * request.len()) as u64;
+                }
                 for (k, b) in replies.iter().enumerate() {
                     let (h, body) = parse(b);
-                    if h[0] == ABORT {
+                    if h[0] == ABORT || h[0] == STOP {
                         break 'run;
                     }
                     versions[k] = h[2];
@@ -1022,7 +1112,10 @@ fn work<S: Strategy, M: Model, C: AnySource>(
                 }
                 return Ok(out);
             }
-            out.loss[at] += loss as f64;
+            if at < shape.run {
+                out.loss[at] += loss as f64;
+                out.samples[at] += mine.len() as u64;
+            }
             in_acc += 1;
             if in_acc == shape.n_push || step + 1 == shape.steps {
                 clock += 1;
@@ -1039,7 +1132,9 @@ fn work<S: Strategy, M: Model, C: AnySource>(
                 let mut done = vec![Done::default(); s];
                 label(comm, "parameter-server push", clock);
                 comm.wait_all(&mut reqs, &mut done)?;
-                out.bytes[at] += msgs.iter().map(|m| m.len() as u64).sum::<u64>();
+                if let Some(b) = out.bytes.get_mut(at) {
+                    *b += msgs.iter().map(|m| m.len() as u64).sum::<u64>();
+                }
                 acc.fill(0.0);
                 in_acc = 0;
             }

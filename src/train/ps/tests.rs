@@ -187,11 +187,12 @@ fn bulk_synchronous_with_one_server_is_synchronous_sgd() {
 #[test]
 fn a_recorded_asynchronous_run_replays_bit_for_bit() {
     let t = trainer(0.9, 2);
-    for servers in [1usize, 2] {
-        let path = tmp(&format!("replay{servers}"));
+    for (servers, dynamic) in [(1usize, false), (2, false), (2, true)] {
+        let path = tmp(&format!("replay{servers}{dynamic}"));
         let rec = ParameterServer {
             servers,
             record: Some(path.clone()),
+            dynamic,
             ..Default::default()
         };
         let recorded = run(4, &rec, &t);
@@ -201,6 +202,7 @@ fn a_recorded_asynchronous_run_replays_bit_for_bit() {
         let rep = ParameterServer {
             servers,
             replay: Some(path.clone()),
+            dynamic,
             ..Default::default()
         };
         for _ in 0..3 {
