@@ -424,9 +424,12 @@ pub fn run(o: Args) -> ExitCode {
                     dynamic,
                 } => match run_ps(
                     &o,
-                    *bound,
-                    servers.unwrap_or(o.servers),
-                    *dynamic,
+                    ringreduce::train::ParameterServer {
+                        servers: servers.unwrap_or(o.servers),
+                        max_staleness: *bound,
+                        dynamic: *dynamic,
+                        ..Default::default()
+                    },
                     group,
                     &model,
                     &train,
@@ -548,20 +551,12 @@ pub fn run(o: Args) -> ExitCode {
 /// One parameter-server strategy of the comparison.
 fn run_ps(
     o: &Args,
-    bound: Option<u64>,
-    servers: usize,
-    dynamic: bool,
+    ps: ringreduce::train::ParameterServer,
     group: &ringreduce::Group<ringreduce::Mpi>,
     model: &Mlp,
     train: &ringreduce::train::Dataset,
     test: &ringreduce::train::Dataset,
 ) -> ringreduce::Result<Curve> {
-    let ps = ringreduce::train::ParameterServer {
-        servers,
-        max_staleness: bound,
-        dynamic,
-        ..Default::default()
-    };
     let trainer = o.recipe.builder(AnyStrategy::default()).build()?;
     let mut params = trainer.init_params(model);
     let name = ps.name();
