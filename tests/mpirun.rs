@@ -687,13 +687,13 @@ fn a_resumed_parameter_server_run_appends_to_its_metrics_and_matches_the_whole_r
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Dynamic shares under `mpirun`: with worker rank 3 five times slower,
+/// Dynamic shares under `mpirun`: with worker rank 3 twenty times slower,
 /// the fast workers apply more updates than it (fixed shares: equal
 /// counts), every epoch still holds one epoch's worth of batches
 /// (steps × workers = 300 one-batch updates at one server).
 #[test]
 fn with_dynamic_shares_a_straggler_contributes_fewer_updates() {
-    let updates = |spec: &str| -> Vec<Vec<u64>> {
+    let updates = |spec: &str| -> (Vec<Vec<u64>>, Vec<f64>) {
         let args = [
             "train",
             "--data",
@@ -709,23 +709,40 @@ fn with_dynamic_shares_a_straggler_contributes_fewer_updates() {
             "--momentum",
             "0",
             "--straggler",
-            "3:5",
+            "3:20",
         ];
         let out = run_bounded(mpirun(4, &ringreduce(), &args), LIMIT);
         let text = stdout(&out);
         assert!(out.status.success(), "{text}\n{}", stderr(&out));
         // `       updates   rank 1: 120, rank 2: 120, rank 3: 60`
-        text.lines()
+        let counts = text
+            .lines()
             .filter_map(|l| l.trim().strip_prefix("updates"))
             .map(|l| {
                 l.split(',')
                     .map(|part| part.rsplit(':').next().unwrap().trim().parse().unwrap())
                     .collect()
             })
-            .collect()
+            .collect();
+        // Epoch rows: the last column is the MB the busiest worker sent.
+        let mb = text
+            .lines()
+            .filter(|l| {
+                l.split_whitespace()
+                    .next()
+                    .is_some_and(|w| w.parse::<usize>().is_ok())
+            })
+            .map(|l| l.split_whitespace().last().unwrap().parse().unwrap())
+            .collect();
+        (counts, mb)
     };
-    let fixed = updates("ps:async");
-    let dynamic = updates("ps:async,dynamic");
+    let (fixed, fixed_mb) = updates("ps:async");
+    let (dynamic, dynamic_mb) = updates("ps:async,dynamic");
+    // The fastest worker sent more in an epoch than its fixed share.
+    assert_eq!(fixed_mb.len(), 3);
+    for (d, f) in dynamic_mb.iter().zip(&fixed_mb) {
+        assert!(d > f, "{dynamic_mb:?} vs {fixed_mb:?}");
+    }
     assert_eq!(fixed, vec![vec![100, 100, 100]; 3]);
     assert_eq!(dynamic.len(), 3);
     for epoch in &dynamic {

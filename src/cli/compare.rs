@@ -20,7 +20,7 @@ pub struct Args {
     recipe: super::Recipe,
     /// The strategies, space-separated, in the spellings of `train
     /// --strategy`: sync:ring local:tau=8 postlocal:warmup=200,tau=8 oneshot
-    /// gossip:ring ps:async ps:ssp=2 …
+    /// gossip:ring ps:async ps:ssp=2 ps:async,dynamic …
     #[arg(long, required = true, num_args = 1.., value_name = "SPEC", value_parser = one::<Spec>)]
     strategies: Vec<Spec>,
     /// Server ranks of the parameter-server strategies (ps:…).

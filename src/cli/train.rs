@@ -33,7 +33,9 @@ pub struct Args {
     /// What the ranks exchange: sync:ALGO, local:tau=T[,warmup=W][,momentum],
     /// postlocal:warmup=W,tau=T, oneshot, gossip:ring|torus|expo|expo1|complete,
     /// or a parameter server: ps:async or ps:ssp=S (at most S pushes ahead of
-    /// the slowest worker; 0 is bulk-synchronous) (default: sync with --algo).
+    /// the slowest worker; 0 is bulk-synchronous), with ,dynamic for dynamic
+    /// shares (workers run at their own speed, the servers count the
+    /// epochs) (default: sync with --algo).
     #[arg(long, value_name = "SPEC", value_parser = one::<Spec>, conflicts_with = "algo")]
     strategy: Option<Spec>,
     /// Parameter server: server ranks (the first ones), each holding a

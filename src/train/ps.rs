@@ -143,7 +143,8 @@ pub struct PsEpoch {
     /// the moment the last worker's last push of the epoch was applied
     /// (faster workers may be further on); `epoch_secs` runs to that
     /// moment on the servers' clocks; `allreduce_bytes` is what the
-    /// busiest worker sent.
+    /// busiest worker sent in its part of the epoch (dynamic shares: what
+    /// the servers received from the busiest worker while the epoch ran).
     pub metrics: EpochMetrics,
     /// `staleness[s]`: updates of the epoch (by the pushing worker's step)
     /// applied with staleness s, summed over servers.
@@ -434,14 +435,21 @@ impl ParameterServer {
         };
         group.agree(written)?;
         // Snapshots of every shard at every epoch end, in server order.
-        let (snaps, hist, times, events) = match &outcome {
+        let (snaps, hist, times, events, received) = match &outcome {
             Side::Server(sv) => (
                 sv.snapshots.concat(),
                 sv.hist.clone(),
                 sv.times.clone(),
                 sv.events.clone(),
+                sv.received.iter().map(|&b| b as i64).collect(),
             ),
-            Side::Worker(_) => (Vec::new(), Vec::new(), vec![0.0; e], Vec::new()),
+            Side::Worker(_) => (
+                Vec::new(),
+                Vec::new(),
+                vec![0.0; e],
+                Vec::new(),
+                vec![0i64; e * w],
+            ),
         };
         let all = group.all_gather_varying(&snaps)?;
         let ranges = shard_ranges(params.len(), s);
@@ -482,6 +490,19 @@ impl ParameterServer {
         group.all_reduce_in_place(&mut loss, ReduceOp::Sum, Algorithm::Ring)?;
         group.all_reduce_in_place(&mut samples, ReduceOp::Sum, Algorithm::Ring)?;
         group.all_reduce_in_place(&mut sent, ReduceOp::Max, Algorithm::Ring)?;
+        if shape.dynamic {
+            // A worker's epochs are not the servers': count what the
+            // servers received from each worker in each of their epochs.
+            let mut received = received;
+            group.all_reduce_in_place(&mut received, ReduceOp::Sum, Algorithm::Ring)?;
+            for (epoch, x) in sent.iter_mut().enumerate() {
+                *x = received[epoch * w..(epoch + 1) * w]
+                    .iter()
+                    .copied()
+                    .max()
+                    .unwrap_or(0);
+            }
+        }
         if let Some(path) = &self.record {
             let every = group.all_gather_varying(&events)?;
             let written = match group.rank() {
@@ -611,6 +632,9 @@ struct ServerOut {
     snapshots: Vec<Vec<f32>>,
     times: Vec<f64>,
     hist: Vec<Vec<Vec<u64>>>,
+    /// Bytes received from each worker during each epoch (`[epoch * w +
+    /// worker]`), by this server's clock.
+    received: Vec<u64>,
     events: Vec<u64>,
 }
 
@@ -701,12 +725,17 @@ impl<S: Strategy, C: AnySource> Server<'_, S, C> {
         }
     }
 
-    fn receive(&self, buf: &mut [u8]) -> Result<Pending> {
+    fn receive(&mut self, buf: &mut [u8]) -> Result<Pending> {
         label(self.comm, "parameter-server update", self.version + 1);
         let d: Done = self.comm.recv_any(buf, TO_SERVER)?;
         let (head, body) = parse(&buf[..d.len]);
+        let worker = d.peer - self.ps.servers;
+        let epoch = self.out.snapshots.len().min(self.shape.run.saturating_sub(1));
+        if let Some(b) = self.out.received.get_mut(epoch * self.shape.workers + worker) {
+            *b += d.len as u64;
+        }
         Ok(Pending {
-            worker: d.peer - self.ps.servers,
+            worker,
             head,
             body: body.to_vec(),
         })
@@ -1001,6 +1030,7 @@ fn serve<S: Strategy, C: AnySource>(
             snapshots: Vec::new(),
             times: Vec::new(),
             hist: vec![vec![Vec::new(); w]; e],
+            received: vec![0; e * w],
             events: Vec::new(),
         },
     };
