@@ -713,6 +713,9 @@ struct Server<'a, S: Strategy, C: AnySource> {
     pushed: Vec<usize>,
     /// Batches applied, from the start of training (dynamic shares).
     batches: usize,
+    /// When each worker's last message came, and any message.
+    heard: Vec<Instant>,
+    last_any: Instant,
     aborted: bool,
     out: ServerOut,
 }
@@ -730,6 +733,15 @@ impl<S: Strategy, C: AnySource> Server<'_, S, C> {
         let d: Done = self.comm.recv_any(buf, TO_SERVER)?;
         let (head, body) = parse(&buf[..d.len]);
         let worker = d.peer - self.ps.servers;
+        let now = Instant::now();
+        // After a long gap in which nothing came (or this server did not
+        // run) no worker can be judged silent: every clock starts again.
+        let timeout = self.comm.progress().and_then(|p| p.timeout());
+        if timeout.is_some_and(|t| now - self.last_any >= t / 2) {
+            self.heard.fill(now);
+        }
+        self.last_any = now;
+        self.heard[worker] = now;
         let epoch = self.out.snapshots.len().min(self.shape.run.saturating_sub(1));
         if let Some(b) = self.out.received.get_mut(epoch * self.shape.workers + worker) {
             *b += d.len as u64;
@@ -739,6 +751,34 @@ impl<S: Strategy, C: AnySource> Server<'_, S, C> {
             head,
             body: body.to_vec(),
         })
+    }
+
+    /// A worker silent for the stall timeout while others go on (its
+    /// server never waits in vain, so the transport's stall report cannot
+    /// see it) ends the job with a message naming it. Workers that have
+    /// finished, or whose pull this server holds, are not silent.
+    fn check_silence(&self, waiting: &[(usize, u64)]) -> Result<()> {
+        let Some(timeout) = self.comm.progress().and_then(|p| p.timeout()) else {
+            return Ok(());
+        };
+        let silent = (0..self.shape.workers).find(|&i| {
+            !self.done[i] && !waiting.iter().any(|&(w, _)| w == i) && self.heard[i].elapsed() >= timeout
+        });
+        let Some(i) = silent else {
+            return Ok(());
+        };
+        let secs = timeout.as_secs_f64();
+        let secs = if secs.fract() == 0.0 {
+            format!("{secs:.0}")
+        } else {
+            format!("{secs:.1}")
+        };
+        self.comm.abort_stalled(&format!(
+            "parameter-server update #{}: worker rank {} has sent nothing for {secs} s while the others went on (its last push was #{})",
+            self.version + 1,
+            i + self.ps.servers,
+            self.clocks[i]
+        ))
     }
 
     /// Dynamic shares: the planned epochs are all applied.
@@ -912,6 +952,7 @@ impl<S: Strategy, C: AnySource> Server<'_, S, C> {
                     }
                 }
             }
+            self.check_silence(&waiting)?;
             let slowest = (0..self.shape.workers)
                 .filter(|&i| !self.done[i])
                 .map(|i| self.clocks[i])
@@ -1024,6 +1065,8 @@ fn serve<S: Strategy, C: AnySource>(
         done: vec![false; w],
         pushed: vec![shape.first * shape.steps; w],
         batches: shape.first * shape.steps * w,
+        heard: vec![Instant::now(); w],
+        last_any: Instant::now(),
         aborted: false,
         out: ServerOut {
             unwritten: None,

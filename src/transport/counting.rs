@@ -148,6 +148,10 @@ impl<T: Transport> Transport for Counting<T> {
     fn idle(&self, waited: Duration) -> Result<bool> {
         self.inner.idle(waited)
     }
+
+    fn abort_stalled(&self, message: &str) -> Result<()> {
+        self.inner.abort_stalled(message)
+    }
 }
 
 impl<T: AnySource> AnySource for Counting<T> {

@@ -211,6 +211,21 @@ pub trait Transport {
         Ok(false)
     }
 
+    /// Ends the whole job because this rank found a stall the waits do not
+    /// see (e.g. a parameter server whose other workers go on while one is
+    /// silent): the MPI transport prints `ringreduce: {message}; aborting
+    /// the job` and calls `MPI_Abort` with exit code 3, as for any stall.
+    /// A transport that cannot end the job returns the message as an error.
+    ///
+    /// # Errors
+    /// [`Error::Transport`] with `message`, where the job cannot be ended.
+    fn abort_stalled(&self, message: &str) -> Result<()> {
+        Err(Error::Transport {
+            rank: self.rank(),
+            reason: message.to_string(),
+        })
+    }
+
     /// Sends `buf` to `dest` and returns when `buf` may be reused.
     fn send_bytes(&self, buf: &[u8], dest: usize) -> Result<()> {
         // SAFETY: the request is waited for before `buf`'s borrow ends.
@@ -374,6 +389,9 @@ impl<X: Transport + ?Sized> Transport for &X {
     }
     fn progress(&self) -> Option<&Progress> {
         (**self).progress()
+    }
+    fn abort_stalled(&self, message: &str) -> Result<()> {
+        (**self).abort_stalled(message)
     }
 }
 

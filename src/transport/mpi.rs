@@ -692,6 +692,11 @@ impl Transport for Mpi {
             _ => Ok(false),
         }
     }
+
+    fn abort_stalled(&self, message: &str) -> Result<()> {
+        eprintln!("ringreduce: {message}; aborting the job");
+        self.comm.abort(STALL_EXIT)
+    }
 }
 
 impl AnySource for Mpi {

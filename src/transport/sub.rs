@@ -74,4 +74,8 @@ impl<C: Transport + ?Sized> Transport for Sub<'_, C> {
     fn idle(&self, waited: Duration) -> Result<bool> {
         self.inner.idle(waited)
     }
+
+    fn abort_stalled(&self, message: &str) -> Result<()> {
+        self.inner.abort_stalled(message)
+    }
 }
