@@ -85,21 +85,36 @@ fn a_rank_that_joins_late_but_within_the_timeout_is_fine() {
     assert!(stdout(&out).contains("every call succeeded"));
 }
 
-#[test]
-fn a_stopped_rank_mid_run_is_reported_and_the_job_aborted() {
-    let _guard = serial();
-    let mut cmd = mpirun(2, &example("faults"), &["loop", "100000000"]);
-    cmd.env("RINGREDUCE_TIMEOUT", "1");
+/// Starts `cmd`, sends `sig` to MPI rank `rank` after `after`, and waits
+/// (at most [`STOP_LIMIT`]) for the job; returns its output and how long
+/// it took from the signal. The rank is killed afterwards in case a
+/// stopped process outlived the job.
+fn signal_rank_and_wait(
+    cmd: std::process::Command,
+    rank: usize,
+    sig: &str,
+    after: Duration,
+) -> (std::process::Output, Duration) {
     let child = spawn(cmd);
-    let pid = rank_pid(child.id(), 1, Duration::from_secs(30));
-    std::thread::sleep(Duration::from_millis(500)); // well into the loop
-    signal(pid, "STOP");
+    let pid = rank_pid(child.id(), rank, Duration::from_secs(30));
+    std::thread::sleep(after);
+    signal(pid, sig);
     let start = Instant::now();
     let out = wait_bounded(child, STOP_LIMIT);
     let took = start.elapsed();
     let _ = std::process::Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status();
+    (out, took)
+}
+
+#[test]
+fn a_stopped_rank_mid_run_is_reported_and_the_job_aborted() {
+    let _guard = serial();
+    let mut cmd = mpirun(2, &example("faults"), &["loop", "100000000"]);
+    cmd.env("RINGREDUCE_TIMEOUT", "1");
+    // 500 ms: well into the loop.
+    let (out, took) = signal_rank_and_wait(cmd, 1, "STOP", Duration::from_millis(500));
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(3), "{err}");
     let lines = ours(&err);
@@ -342,16 +357,8 @@ fn a_stopped_or_killed_parameter_server_rank_ends_the_job_with_a_message() {
         ];
         let mut cmd = mpirun(4, &ringreduce(), &args);
         cmd.env("RINGREDUCE_TIMEOUT", "1");
-        let child = spawn(cmd);
-        let pid = rank_pid(child.id(), victim, Duration::from_secs(30));
-        std::thread::sleep(Duration::from_millis(1500)); // well into the run
-        signal(pid, sig);
-        let start = Instant::now();
-        let out = wait_bounded(child, STOP_LIMIT);
-        let took = start.elapsed();
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
+        // 1.5 s: well into the run.
+        let (out, took) = signal_rank_and_wait(cmd, victim, sig, Duration::from_millis(1500));
         let err = stderr(&out);
         let case = format!("{strategy}, rank {victim} {sig}");
         assert!(!out.status.success(), "{case}: {err}");

@@ -533,20 +533,29 @@ fn a_recorded_parameter_server_run_replays_exactly_under_mpirun() {
                 "--metrics",
             ];
             args.push(metrics.to_str().unwrap());
+            // Each server writes its shard (parameters and momentum) at
+            // every epoch's end: the last ones are the final state.
+            let ckpt = metrics.with_extension("ckpt");
+            args.extend_from_slice(&["--checkpoint", ckpt.to_str().unwrap()]);
             args.extend_from_slice(extra);
             let out = run_bounded(mpirun(4, &ringreduce(), &args), LIMIT);
             assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
             let text = stdout(&out);
             assert!(text.contains("staleness 0:"), "{text}");
-            losses_and_accuracies(metrics)
+            let shards: Vec<Vec<u8>> = (0..servers.parse::<usize>().unwrap())
+                .map(|k| std::fs::read(format!("{}.shard{k}of{servers}", ckpt.display())).unwrap())
+                .collect();
+            (losses_and_accuracies(metrics), shards)
         };
         let recorded = run(&["--record", log.to_str().unwrap()], &dir.join("m0.csv"));
-        assert_eq!(recorded.len(), 3);
+        assert_eq!(recorded.0.len(), 3);
         for i in 1..=2 {
             let replayed = run(
                 &["--replay", log.to_str().unwrap()],
                 &dir.join(format!("m{i}.csv")),
             );
+            // Every epoch's loss and accuracy, and the final shards and
+            // optimizer state byte for byte.
             assert_eq!(replayed, recorded, "{servers} servers, replay {i}");
         }
     }

@@ -163,14 +163,8 @@ pub fn run(o: Args) -> ExitCode {
         let root = group.rank() == 0;
         // Rank 0 keeps the metrics of the epochs a resumed run does not redo.
         let mut log = MetricsLog::new(group.size(), opt.strategy().name(), sets.kind.accuracy_column());
-        let earlier = match (root, o.resume, &o.metrics) {
-            (true, true, Some(path)) if path.exists() => earlier_metrics(path, &log),
-            _ => Ok(None),
-        };
-        match group.agree(earlier) {
-            Ok(Some(old)) => log.lines = old.lines,
-            Ok(None) => {}
-            Err(e) => return fail(e),
+        if let Err(e) = group.agree(keep_earlier(&o, root, &mut log)) {
+            return fail(e);
         }
         let p = group.size();
         if let Err(e) = opt.strategy().check(p) {
@@ -301,6 +295,20 @@ fn short_name(column: &str) -> &str {
     column.strip_suffix("uracy").unwrap_or(column)
 }
 
+/// A resumed run's rank 0 takes the lines of its `--metrics` file into
+/// `log` (the epochs it does not redo); other ranks and fresh runs keep
+/// `log` as it is.
+fn keep_earlier(o: &Args, root: bool, log: &mut MetricsLog) -> ringreduce::Result<()> {
+    if let (true, true, Some(path)) = (root, o.resume, &o.metrics) {
+        if path.exists() {
+            if let Some(old) = earlier_metrics(path, log)? {
+                log.lines = old.lines;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The metrics file a resumed run appends to, when it is one this run can
 /// continue (the same held-out column).
 fn earlier_metrics(path: &std::path::Path, log: &MetricsLog) -> ringreduce::Result<Option<MetricsLog>> {
@@ -398,14 +406,8 @@ fn run_ps(o: Args, bound: Option<u64>, servers: Option<usize>, dynamic: bool) ->
         }
         // A resumed run appends to the metrics of the epochs it does not redo.
         let mut log = MetricsLog::new(p, ps.name(), sets.kind.accuracy_column());
-        let earlier = match (root, o.resume, &o.metrics) {
-            (true, true, Some(path)) if path.exists() => earlier_metrics(path, &log),
-            _ => Ok(None),
-        };
-        match group.agree(earlier) {
-            Ok(Some(old)) => log.lines = old.lines,
-            Ok(None) => {}
-            Err(e) => return fail(e),
+        if let Err(e) = group.agree(keep_earlier(&o, root, &mut log)) {
+            return fail(e);
         }
         let mut params = opt.init_params(&model);
         let result = ps.fit(
