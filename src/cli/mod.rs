@@ -43,7 +43,8 @@ pub struct Recipe {
     /// MNIST-layout IDX files (train-images-idx3-ubyte[.gz] …), or a CSV file (label, features…).
     #[arg(long, default_value = "fashion-mnist")]
     pub data: String,
-    /// softmax or mlp.
+    /// softmax, mlp (hidden widths from --hidden) or wide (784-1024-1024-1024-10
+    /// on Fashion-MNIST: three hidden layers of 1024, 2.9 M parameters).
     #[arg(long, default_value = "mlp")]
     pub model: String,
     /// Hidden layer widths of the MLP, comma-separated.

@@ -4,6 +4,8 @@
 //! of parameters and one of gradients, so the gradient all-reduce is a single
 //! call on one contiguous buffer.
 
+use std::ops::Range;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -21,6 +23,27 @@ pub trait Model: Sync {
     /// Returns the *sum* over the batch of the loss and overwrites `grad`
     /// with its gradient. `x` holds `y.len()` rows of `input_dim()` features.
     fn loss_and_grad(&self, params: &[f32], x: &[f32], y: &[u32], grad: &mut [f32]) -> f32;
+    /// [`loss_and_grad`](Model::loss_and_grad), telling `ready` about each
+    /// part of `grad` as soon as the backward pass has finished it — the
+    /// range and its final values, in the order the pass produces them
+    /// (for a layered network: the last layer first), the ranges together
+    /// covering the buffer once. A caller can start communicating a part
+    /// while the pass goes on (gradient buckets). The arithmetic is
+    /// `loss_and_grad`'s: the same bits.
+    ///
+    /// Default: the whole pass, then the whole buffer at once.
+    fn loss_and_grad_layered(
+        &self,
+        params: &[f32],
+        x: &[f32],
+        y: &[u32],
+        grad: &mut [f32],
+        ready: &mut dyn FnMut(Range<usize>, &[f32]),
+    ) -> f32 {
+        let loss = self.loss_and_grad(params, x, y, grad);
+        ready(0..grad.len(), grad);
+        loss
+    }
     /// Writes the predicted class of every row of `x` into `out`.
     fn predict(&self, params: &[f32], x: &[f32], out: &mut [u32]);
     /// The weight matrices inside the parameter buffer, for compressors
@@ -126,6 +149,11 @@ impl Mlp {
         }
     }
 
+    /// Hidden widths of the `wide` preset: 784-1024-1024-1024-10 has
+    /// 2 913 290 parameters (11.7 MB of f32), a model whose gradient
+    /// all-reduce can overlap a backward pass long enough to hide it.
+    pub const WIDE: [usize; 3] = [1024, 1024, 1024];
+
     /// The most parameters a network may have (2^31: 8 GiB of f32).
     pub const MAX_PARAMS: usize = 1 << 31;
 
@@ -134,15 +162,22 @@ impl Mlp {
         Mlp::new(vec![dim, classes])
     }
 
-    /// The model a command line names: `softmax` (no hidden layer) or `mlp`
-    /// with `hidden` widths, comma-separated (`128` or `256,128`), for
-    /// `dim` features and `classes` classes.
+    /// The model a command line names: `softmax` (no hidden layer), `mlp`
+    /// with `hidden` widths, comma-separated (`128` or `256,128`), or
+    /// `wide` (three hidden layers of 1024, [`Mlp::WIDE`]; `hidden` is not
+    /// used), for `dim` features and `classes` classes.
     ///
     /// # Errors
     /// An unknown kind, widths that do not parse, or the errors of [`Mlp::new`].
     pub fn named(kind: &str, hidden: &str, dim: usize, classes: usize) -> Result<Self> {
         match kind {
             "softmax" => Mlp::softmax(dim, classes),
+            "wide" => Mlp::new(
+                std::iter::once(dim)
+                    .chain(Mlp::WIDE)
+                    .chain(std::iter::once(classes))
+                    .collect(),
+            ),
             "mlp" => {
                 let widths: Vec<usize> = hidden
                     .split(',')
@@ -162,7 +197,7 @@ impl Mlp {
             other => Err(Error::UnknownName {
                 kind: "model",
                 name: other.to_string(),
-                expected: "softmax, mlp".into(),
+                expected: "softmax, mlp, wide".into(),
             }),
         }
     }
@@ -251,6 +286,19 @@ impl Model for Mlp {
     }
 
     fn loss_and_grad(&self, params: &[f32], x: &[f32], y: &[u32], grad: &mut [f32]) -> f32 {
+        self.loss_and_grad_layered(params, x, y, grad, &mut |_, _| {})
+    }
+
+    /// Reports each layer's weights and bias (one contiguous range) as soon
+    /// as its gradient is complete: the last layer first.
+    fn loss_and_grad_layered(
+        &self,
+        params: &[f32],
+        x: &[f32],
+        y: &[u32],
+        grad: &mut [f32],
+        ready: &mut dyn FnMut(Range<usize>, &[f32]),
+    ) -> f32 {
         let rows = y.len();
         let acts = self.forward(params, x, rows);
         let classes = *self.sizes.last().expect("two sizes");
@@ -292,6 +340,7 @@ impl Model for Mlp {
             for row in dz.chunks_exact(fan_out) {
                 db.iter_mut().zip(row).for_each(|(g, d)| *g += d);
             }
+            ready(w..b + fan_out, &grad[w..b + fan_out]);
             if l > 0 {
                 // da = dz · Wᵀ, then through the ReLU of layer l.
                 let mut da = vec![0f32; rows * fan_in];
@@ -397,6 +446,61 @@ mod tests {
         gradient_check(&Mlp::softmax(4, 3).unwrap());
         gradient_check(&Mlp::new(vec![4, 6, 3]).unwrap());
         gradient_check(&Mlp::new(vec![3, 5, 4, 2]).unwrap());
+    }
+
+    #[test]
+    fn the_layered_backward_reports_each_layer_once_last_first_with_its_final_bits() {
+        for model in [
+            Mlp::softmax(5, 3).unwrap(),
+            Mlp::new(vec![6, 7, 5, 3]).unwrap(),
+            Mlp::named("mlp", "9,4", 8, 4).unwrap(),
+        ] {
+            let n = model.num_params();
+            let mut params = vec![0f32; n];
+            model.init(&mut params, 7);
+            let rows = 5;
+            let x: Vec<f32> = (0..rows * model.input_dim())
+                .map(|i| ((i * 37 % 11) as f32 - 5.0) / 3.0)
+                .collect();
+            let y: Vec<u32> = (0..rows as u32).map(|i| i % 3).collect();
+            let mut whole = vec![0f32; n];
+            let loss = model.loss_and_grad(&params, &x, &y, &mut whole);
+            let mut parts: Vec<(Range<usize>, Vec<f32>)> = Vec::new();
+            let mut grad = vec![f32::NAN; n];
+            let layered = model.loss_and_grad_layered(&params, &x, &y, &mut grad, &mut |r, g| {
+                parts.push((r, g.to_vec()))
+            });
+            assert_eq!(loss.to_bits(), layered.to_bits());
+            assert_eq!(
+                bytemuck::cast_slice::<f32, u32>(&grad),
+                bytemuck::cast_slice::<f32, u32>(&whole)
+            );
+            // One part per layer, last layer first, covering the buffer.
+            assert_eq!(parts.len(), model.sizes().len() - 1);
+            let mut end = n;
+            for (r, g) in &parts {
+                assert_eq!(r.end, end, "{parts:?}");
+                end = r.start;
+                // What was reported is already final.
+                assert_eq!(
+                    bytemuck::cast_slice::<f32, u32>(g),
+                    bytemuck::cast_slice::<f32, u32>(&whole[r.clone()])
+                );
+            }
+            assert_eq!(end, 0);
+        }
+    }
+
+    #[test]
+    fn the_wide_preset_is_784_1024_1024_1024_10() {
+        let wide = Mlp::named("wide", "ignored", 784, 10).unwrap();
+        assert_eq!(wide.sizes(), &[784, 1024, 1024, 1024, 10]);
+        assert_eq!(
+            wide.num_params(),
+            784 * 1024 + 1024 + 2 * (1024 * 1024 + 1024) + 1024 * 10 + 10
+        );
+        let e = Mlp::named("deep", "", 784, 10).unwrap_err().to_string();
+        assert!(e.contains("softmax, mlp, wide"), "{e}");
     }
 
     #[test]
