@@ -759,3 +759,31 @@ fn with_dynamic_shares_a_straggler_contributes_fewer_updates() {
         assert!(epoch[0] > epoch[2] && epoch[1] > epoch[2], "{dynamic:?}");
     }
 }
+
+/// Non-blocking all-reduce on the communication thread: three calls in
+/// flight per algorithm (1, 1000 and 100 003 elements, sum and average),
+/// each equal to the blocking call bit for bit, at 2, 3 and 5 ranks; and
+/// MPI initialised below `MPI_THREAD_MULTIPLE` is one clear line.
+#[test]
+fn non_blocking_all_reduces_equal_the_blocking_ones_bitwise() {
+    for ranks in [2, 3, 5] {
+        let out = run_bounded(mpirun(ranks, &example("overlap"), &[]), LIMIT);
+        let text = stdout(&out);
+        assert!(out.status.success(), "{ranks} ranks: {text}\n{}", stderr(&out));
+        let count: usize = text
+            .split("overlap: ")
+            .nth(1)
+            .and_then(|t| t.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(count >= 3 * 6, "{ranks} ranks: {text}");
+        assert!(
+            text.contains(&format!("at {ranks} ranks equal the blocking ones bit for bit")),
+            "{text}"
+        );
+    }
+    let out = run_bounded(mpirun(2, &example("overlap"), &["--single"]), LIMIT);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("overlap: invalid MPI thread level: MPI was initialised at thread level Single; a communication thread needs MPI_THREAD_MULTIPLE"), "{err}");
+}

@@ -9,6 +9,7 @@
 
 pub mod check;
 mod collectives;
+pub mod overlap;
 mod settings;
 
 use std::cell::Cell;
@@ -17,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use self::check::FUSE_MAX;
+pub use self::overlap::{Overlapped, Pending};
 pub use self::settings::{
     font_from_env, parse_timeout, CheckConfig, Settings, DEFAULT_TIMEOUT, ENV_ALGO, ENV_CALIBRATION,
     ENV_CHECK, ENV_FONT, ENV_SEGMENTS, ENV_TIMEOUT,

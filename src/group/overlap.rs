@@ -1,0 +1,201 @@
+//! Non-blocking all-reduce over MPI: a communication thread per rank.
+//!
+//! Open MPI moves no message between MPI calls (`ompi_info`: "OMPI
+//! progress: no"), so a collective started and left alone does not advance
+//! while the caller computes. [`Group::overlapped`] therefore starts one
+//! thread per rank that owns its own [`Group`] over a private duplicate of
+//! the communicator and runs the collectives handed to it, one after the
+//! other in the order they were started — the same order on every rank,
+//! as for blocking calls. [`Overlapped::all_reduce_start`] moves the buffer
+//! into the thread and returns a [`Pending`]; [`Pending::wait`] hands it
+//! back reduced, [`Pending::test`] asks without blocking. Several calls may
+//! be pending at once; they complete in the order they were started.
+//!
+//! The thread's group has the caller's settings, so the call checks and
+//! stall reports work as for any call (its calls are numbered from 1).
+//! MPI must have been initialised at `MPI_THREAD_MULTIPLE`
+//! (`ringreduce::mpi::initialize_with_threading(Threading::Multiple)`):
+//! the caller's thread and the communication thread call MPI at once.
+
+use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
+use std::thread::JoinHandle;
+
+use mpi::raw::{AsRaw, FromRaw};
+use mpi::topology::SimpleCommunicator;
+
+use super::Group;
+use crate::algorithms::Algorithm;
+use crate::element::{Element, ReduceOp};
+use crate::error::{Error, Result};
+use crate::transport::Mpi;
+
+/// One collective for the communication thread.
+type Job = Box<dyn FnOnce(&Group<Mpi>) + Send>;
+
+/// A rank's communication thread (see the module docs). Dropping it lets
+/// the pending calls finish and joins the thread; drop it before the MPI
+/// `Universe`.
+pub struct Overlapped {
+    jobs: Option<Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    rank: usize,
+}
+
+/// An all-reduce started with [`Overlapped::all_reduce_start`].
+#[must_use = "a pending all-reduce hands its buffer back through wait()"]
+pub struct Pending<T> {
+    done: Receiver<Result<Vec<T>>>,
+    ready: Option<Result<Vec<T>>>,
+}
+
+/// A raw communicator handle moved into the communication thread.
+struct Handle(mpi::ffi::MPI_Comm);
+
+// SAFETY: an MPI communicator handle may be used from any thread of a
+// process initialised at MPI_THREAD_MULTIPLE (checked before the handle
+// is sent); the handle is only read, and the caller blocks until the
+// thread has duplicated it.
+unsafe impl Send for Handle {}
+
+impl Group<Mpi> {
+    /// Starts this rank's communication thread, with a group of its own
+    /// over a duplicate of this group's communicator and this group's
+    /// settings. Collective.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when MPI was not initialised at
+    /// `MPI_THREAD_MULTIPLE` (the same on every rank).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use ringreduce::{Algorithm, Group, ReduceOp};
+    /// use ringreduce::mpi::Threading;
+    /// let (universe, _) = ringreduce::mpi::initialize_with_threading(Threading::Multiple).unwrap();
+    /// let group = Group::mpi(&universe.world())?;
+    /// let overlap = group.overlapped()?;
+    /// let pending = overlap.all_reduce_start(vec![1.0f32; 1 << 20], ReduceOp::Sum, Algorithm::Ring);
+    /// // … compute while the all-reduce runs …
+    /// let summed = pending.wait()?;
+    /// # Ok::<(), ringreduce::Error>(())
+    /// ```
+    pub fn overlapped(&self) -> Result<Overlapped> {
+        let level = mpi::environment::threading_support();
+        if level != mpi::Threading::Multiple {
+            return Err(Error::InvalidArgument {
+                what: "MPI thread level",
+                reason: format!(
+                    "MPI was initialised at thread level {level:?}; a communication thread needs MPI_THREAD_MULTIPLE \
+                     (initialise with ringreduce::mpi::initialize_with_threading(Threading::Multiple))"
+                ),
+            });
+        }
+        let handle = Handle(self.transport().communicator().as_raw());
+        let settings = self.settings();
+        let (jobs, inbox) = channel::<Job>();
+        let (started, up) = channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("ringreduce-comm".into())
+            .spawn(move || {
+                let handle = handle;
+                // SAFETY: a valid communicator of this process (the
+                // caller's group holds it and waits on `up` below);
+                // ManuallyDrop: it is the caller's, never freed here.
+                let comm = std::mem::ManuallyDrop::new(unsafe { SimpleCommunicator::from_raw(handle.0) });
+                let group = Group::with_settings(Mpi::new(&*comm), settings);
+                let _ = started.send(());
+                for job in inbox {
+                    job(&group);
+                }
+            })
+            .map_err(|e| Error::InvalidArgument {
+                what: "overlapped",
+                reason: format!("the communication thread could not start: {e}"),
+            })?;
+        // The thread duplicates the communicator (collective on it) while
+        // this thread waits: the two never call it at once.
+        up.recv().map_err(|_| Error::Transport {
+            rank: self.rank(),
+            reason: "the communication thread stopped while starting".into(),
+        })?;
+        Ok(Overlapped {
+            jobs: Some(jobs),
+            thread: Some(thread),
+            rank: self.rank(),
+        })
+    }
+}
+
+impl Overlapped {
+    /// Starts an all-reduce of `buf` with `op` by `algorithm` (any, as
+    /// [`Group::all_reduce_in_place`]) on the communication thread; the
+    /// buffer comes back from [`Pending::wait`]. Every rank must start the
+    /// same calls in the same order.
+    pub fn all_reduce_start<T: Element + Send + 'static>(
+        &self,
+        mut buf: Vec<T>,
+        op: ReduceOp,
+        algorithm: Algorithm,
+    ) -> Pending<T> {
+        let (tx, done) = channel();
+        let job: Job = Box::new(move |g: &Group<Mpi>| {
+            let result = g.all_reduce_in_place(&mut buf, op, algorithm).map(|()| buf);
+            let _ = tx.send(result);
+        });
+        let ready = match self.jobs.as_ref().map(|j| j.send(job)) {
+            Some(Ok(())) => None,
+            _ => Some(Err(self.gone())),
+        };
+        Pending { done, ready }
+    }
+
+    fn gone(&self) -> Error {
+        Error::Transport {
+            rank: self.rank,
+            reason: "the communication thread has stopped".into(),
+        }
+    }
+}
+
+impl Drop for Overlapped {
+    fn drop(&mut self) {
+        drop(self.jobs.take()); // the thread ends after the calls queued
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl<T> Pending<T> {
+    /// Blocks until the all-reduce has completed; returns the reduced buffer.
+    ///
+    /// # Errors
+    /// The all-reduce's error, or [`Error::Transport`] when the
+    /// communication thread stopped.
+    pub fn wait(self) -> Result<Vec<T>> {
+        if let Some(r) = self.ready {
+            return r;
+        }
+        self.done.recv().unwrap_or_else(|_| {
+            Err(Error::Transport {
+                rank: usize::MAX,
+                reason: "the communication thread stopped before the all-reduce completed".into(),
+            })
+        })
+    }
+
+    /// Whether the all-reduce has completed (then [`wait`](Pending::wait)
+    /// returns at once). Does not block.
+    pub fn test(&mut self) -> bool {
+        if self.ready.is_some() {
+            return true;
+        }
+        match self.done.try_recv() {
+            Ok(r) => {
+                self.ready = Some(r);
+                true
+            }
+            Err(TryRecvError::Empty) => false,
+            Err(TryRecvError::Disconnected) => true,
+        }
+    }
+}
