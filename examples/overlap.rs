@@ -10,6 +10,8 @@ use ringreduce::mpi::Threading;
 use ringreduce::{Algorithm, Group, ReduceOp};
 
 fn main() -> Result<(), ringreduce::Error> {
+    // `--single`: initialise below MPI_THREAD_MULTIPLE (an error);
+    // `mismatch`, `late`: a fault during a pending call.
     let single = std::env::args().any(|a| a == "--single");
     let level = if single {
         Threading::Single
@@ -29,6 +31,34 @@ fn main() -> Result<(), ringreduce::Error> {
         }
     };
     let (rank, size) = (group.rank(), group.size());
+    // Faults during a pending call: the thread's group checks its calls
+    // and reports stalls as any group does.
+    match std::env::args().nth(1).as_deref() {
+        Some("mismatch") => {
+            // The last rank gets the length wrong.
+            let n = if rank + 1 == size { 1000 } else { 1024 };
+            let pending = overlap.all_reduce_start(vec![1.0f32; n], ReduceOp::Sum, Algorithm::Ring);
+            if let Err(e) = pending.wait() {
+                if rank == 0 {
+                    eprintln!("overlap: {e}");
+                }
+                drop(overlap);
+                std::process::exit(2);
+            }
+            return Ok(());
+        }
+        Some("late") => {
+            // Rank 1 starts its call long after the others.
+            if rank == 1 {
+                std::thread::sleep(std::time::Duration::from_secs(60));
+            }
+            overlap
+                .all_reduce_start(vec![1.0f32; 1024], ReduceOp::Sum, Algorithm::Ring)
+                .wait()?;
+            return Ok(());
+        }
+        _ => {}
+    }
     // Values whose sums depend on the order of the additions, so that a
     // different order would show in the bits.
     let data = |call: usize, n: usize| -> Vec<f32> {

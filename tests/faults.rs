@@ -378,3 +378,34 @@ fn a_stopped_or_killed_parameter_server_rank_ends_the_job_with_a_message() {
         assert!(lines[0].contains("parameter-server") && named, "{case}: {err}");
     }
 }
+
+/// Faults during a pending (non-blocking) all-reduce: the communication
+/// thread's group checks its calls and reports stalls like any group — a
+/// mismatched length is one line naming both sides on every rank (exit
+/// 2), a rank that never starts its call is named and the job aborted
+/// within 10 s (exit 3).
+#[test]
+fn a_mismatch_or_a_missing_rank_during_a_pending_all_reduce_is_reported() {
+    let _guard = serial();
+    let out = run_bounded(mpirun(4, &example("overlap"), &["mismatch"]), STOP_LIMIT);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("overlap:")).collect();
+    assert_eq!(
+        lines,
+        vec!["overlap: all_reduce #1: rank 3 passed 1000 f32 sum ring, ranks 0-2 passed 1024 f32 sum ring"],
+        "{err}"
+    );
+    let mut cmd = mpirun(3, &example("overlap"), &["late"]);
+    cmd.env("RINGREDUCE_TIMEOUT", "1");
+    let start = Instant::now();
+    let out = run_bounded(cmd, STOP_LIMIT);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(
+        ours(&err),
+        vec!["ringreduce: rank 1 has not joined all_reduce #1 after 1 s; aborting the job"],
+        "{err}"
+    );
+    assert!(start.elapsed() < STOP_LIMIT);
+}
