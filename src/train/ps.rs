@@ -767,16 +767,11 @@ impl<S: Strategy, C: AnySource> Server<'_, S, C> {
         let Some(i) = silent else {
             return Ok(());
         };
-        let secs = timeout.as_secs_f64();
-        let secs = if secs.fract() == 0.0 {
-            format!("{secs:.0}")
-        } else {
-            format!("{secs:.1}")
-        };
         self.comm.abort_stalled(&format!(
-            "parameter-server update #{}: worker rank {} has sent nothing for {secs} s while the others went on (its last push was #{})",
+            "parameter-server update #{}: worker rank {} has sent nothing for {} s while the others went on (its last push was #{})",
             self.version + 1,
             i + self.ps.servers,
+            crate::transport::format_secs(timeout),
             self.clocks[i]
         ))
     }

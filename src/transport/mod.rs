@@ -35,6 +35,8 @@ use std::time::Duration;
 
 pub use self::counting::{CallStats, Counting};
 pub use self::local::{Local, LocalEndpoint, LocalRequest};
+#[cfg(feature = "train")]
+pub(crate) use self::mpi::format_secs;
 pub use self::mpi::{Mpi, MpiRequest, STALL_EXIT};
 pub use self::scope::{Received, RecvHandle, Scope, SendHandle};
 pub(crate) use self::shm::SLOT_HEADER;

@@ -560,7 +560,7 @@ impl Stall {
 }
 
 /// "60", "2.5": seconds as configured, without noise digits.
-fn format_secs(d: Duration) -> String {
+pub(crate) fn format_secs(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s.fract() == 0.0 {
         format!("{s:.0}")
