@@ -316,7 +316,22 @@ pub fn writable(path: &Path) -> Result<(), String> {
 /// Initialises MPI and runs `f` with the world's group: rank 0's settings
 /// from the environment, or rank 0's `settings` when given.
 pub fn on_world(settings: Option<Settings>, f: impl FnOnce(&Group<Mpi>) -> ExitCode) -> ExitCode {
-    let Some(universe) = ringreduce::mpi::initialize() else {
+    on_world_at(settings, None, f)
+}
+
+/// [`on_world`], with MPI initialised at `threading` (e.g. `Multiple` for
+/// a communication thread) when given; what MPI grants is checked by the
+/// code that needs it.
+pub fn on_world_at(
+    settings: Option<Settings>,
+    threading: Option<ringreduce::mpi::Threading>,
+    f: impl FnOnce(&Group<Mpi>) -> ExitCode,
+) -> ExitCode {
+    let universe = match threading {
+        None => ringreduce::mpi::initialize(),
+        Some(level) => ringreduce::mpi::initialize_with_threading(level).map(|(u, _)| u),
+    };
+    let Some(universe) = universe else {
         return fail("MPI could not be initialised");
     };
     let transport = Mpi::new(&universe.world());

@@ -149,6 +149,10 @@ mod tests {
             global_step,
             loss,
             epoch_secs: 0.0,
+            step_secs: 0.0,
+            compute_secs: 0.0,
+            exposed_secs: 0.0,
+            comm_secs: 0.0,
         }
     }
 

@@ -7,12 +7,14 @@ use std::sync::Arc;
 
 use ringreduce::train::data::{HeldOut, Sets};
 use ringreduce::train::log::{MetricsLog, Row};
-use ringreduce::train::{data, AnyStrategy, EpochMetrics, Mlp, Model, Strategy, Trainer};
+use ringreduce::train::{
+    buckets, data, AnyStrategy, BucketChoice, BucketSize, EpochMetrics, Mlp, Model, Strategy, Trainer,
+};
 use ringreduce::{Algorithm, Error};
 
 use super::progress::Progress;
 use super::report::{epoch_header, epoch_row};
-use super::{fail, on_world, one, writable, Spec};
+use super::{fail, on_world, on_world_at, one, writable, Spec};
 
 /// Settings of `ringreduce train`.
 #[derive(clap::Args, Debug)]
@@ -70,6 +72,15 @@ pub struct Args {
     /// Turn off error feedback of --compress topk:F (to compare).
     #[arg(long)]
     no_error_feedback: bool,
+    /// Gradient buckets of synchronous SGD (f32 on the wire): their
+    /// all-reduces start during the backward pass, on a communication
+    /// thread, last layer first. auto: the size the cost model predicts
+    /// fastest from the first steps' timings, kept if a trial confirms it
+    /// (with algorithms whose sums a cut cannot change: any at 2 ranks,
+    /// butterfly, rabenseifner, naive, central, shm); N: buckets of at
+    /// least N MiB; 0: one all-reduce after the backward pass.
+    #[arg(long, value_name = "MB", default_value = "auto", value_parser = one::<BucketSize>)]
+    bucket_mb: BucketSize,
     /// Write metrics to this CSV file (rank 0): a row every --log-every
     /// steps and one per epoch, rewritten after every epoch.
     #[arg(long)]
@@ -146,13 +157,32 @@ pub fn run(o: Args) -> ExitCode {
             }
             strategy.check(1)?;
         }
+        match &mut strategy {
+            AnyStrategy::Sync(s) if s.wire.is_none() => s.buckets = o.bucket_mb,
+            _ if matches!(o.bucket_mb, BucketSize::Bytes(_)) => {
+                return Err(Error::InvalidArgument {
+                    what: "--bucket-mb",
+                    reason: format!(
+                        "cuts the gradient all-reduce of sync strategies (f32 on the wire), not {}",
+                        strategy.name()
+                    ),
+                })
+            }
+            _ => {}
+        }
         trainer(&o, strategy)
     })();
     let opt = match opt {
         Ok(opt) => opt,
         Err(e) => return fail(e),
     };
-    on_world(None, |group| {
+    // A communication thread for the buckets needs MPI_THREAD_MULTIPLE;
+    // `--bucket-mb 0` runs at the same level, so the two compare alike.
+    let threading = match opt.strategy() {
+        AnyStrategy::Sync(s) if s.wire.is_none() => Some(ringreduce::mpi::Threading::Multiple),
+        _ => None,
+    };
+    on_world_at(None, threading, |group| {
         // Each rank reads the data itself: a rank that cannot is named by
         // rank 0 (`rank 1: …`), and every rank stops.
         let loaded = load(&o);
@@ -187,10 +217,34 @@ pub fn run(o: Args) -> ExitCode {
         let mut params = opt.init_params(&model);
         let progress = Arc::new(Progress::new(root, o.log_every, o.recipe.batch));
         let resumed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let chosen = Arc::new(std::sync::Mutex::new(None::<BucketChoice>));
+        let chosen_hook = chosen.clone();
+        let step_times = Arc::new(std::sync::Mutex::new(Vec::<[f64; 4]>::new()));
+        let first_step = Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
         let opt = {
             let (progress, resumed) = (progress.clone(), resumed.clone());
             let (epochs, checkpoint) = (o.recipe.epochs, o.checkpoint.clone().unwrap_or_default());
-            opt.on_step(move |m| progress.step(m)).on_resume(move |&done| {
+            let steps = step_times.clone();
+            let first = first_step.clone();
+            opt.on_step(move |m| {
+                progress.step(m);
+                // The steps after a (resumed) run's warm-up.
+                let from = first.fetch_min(m.global_step, std::sync::atomic::Ordering::Relaxed);
+                if m.global_step >= from.min(m.global_step) + buckets::SETTLED {
+                    if let Ok(mut s) = steps.lock() {
+                        s.push([m.step_secs, m.compute_secs, m.exposed_secs, m.comm_secs]);
+                    }
+                }
+            })
+            .on_buckets(move |c| {
+                if root {
+                    println!("{}", describe_buckets(c));
+                }
+                if let Ok(mut slot) = chosen_hook.lock() {
+                    *slot = Some(c.clone());
+                }
+            })
+            .on_resume(move |&done| {
                 resumed.store(done, std::sync::atomic::Ordering::Relaxed);
                 if root {
                     println!(
@@ -257,9 +311,94 @@ pub fn run(o: Args) -> ExitCode {
             if history.is_empty() {
                 println!("no epochs left to run");
             }
+            let choice = chosen.lock().ok().and_then(|c| c.clone());
+            let steps = step_times.lock().map(|s| s.clone()).unwrap_or_default();
+            if !steps.is_empty() {
+                println!("{}", measured_steps(choice.as_ref(), &steps));
+            }
         }
         ExitCode::SUCCESS
     })
+}
+
+/// The bucket choice, one line (and the sweep of `auto`).
+fn describe_buckets(c: &BucketChoice) -> String {
+    let ms = |s: f64| format!("{:.1} ms", s * 1e3);
+    let mb = |b: u64| format!("{:.3} MiB", b as f64 / 1048576.0);
+    let what = match (c.cap_bytes, c.buckets.len()) {
+        (Some(cap), n) => format!(
+            "{} buckets of ≥ {} ({} MB, last layer first)",
+            n,
+            mb(cap),
+            c.buckets
+                .iter()
+                .map(|&k| format!("{:.2}", k as f64 * 4.0 / 1e6))
+                .collect::<Vec<_>>()
+                .join(" + ")
+        ),
+        (None, _) => "off (one all-reduce after the backward pass)".into(),
+    };
+    let mut line = format!(
+        "buckets: --bucket-mb {} → {what}; predicted step {} (one all-reduce: {}; warm-up measured {}{}), α {:.1} µs, β {:.3} ns/B{}",
+        c.requested,
+        ms(c.predicted_secs),
+        ms(c.predicted_unbucketed_secs),
+        ms(c.warmup_step_secs),
+        c.trial_secs.map_or(String::new(), |t| format!(", with buckets {}", ms(t))),
+        c.alpha * 1e6,
+        c.beta * 1e9,
+        match (&c.note, c.threaded) {
+            (Some(n), _) => format!(" ({n})"),
+            (None, false) => " (no communication thread: buckets run in place)".into(),
+            _ => String::new(),
+        }
+    );
+    if !c.sweep.is_empty() {
+        let sweep: Vec<String> = c
+            .sweep
+            .iter()
+            .map(|s| match s.cap_bytes {
+                Some(b) => format!("{} {}×{}", mb(b), s.buckets, ms(s.predicted_secs)),
+                None => format!("0 {}", ms(s.predicted_secs)),
+            })
+            .collect();
+        line += &format!("\n         predicted per cap: {}", sweep.join(", "));
+    }
+    line
+}
+
+/// Medians of the steps after the warm-up (against the buckets'
+/// prediction, when they were chosen).
+fn measured_steps(c: Option<&BucketChoice>, steps: &[[f64; 4]]) -> String {
+    let median = |i: usize| {
+        let mut v: Vec<f64> = steps.iter().map(|s| s[i]).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (step, compute, exposed, comm) = (median(0), median(1), median(2), median(3));
+    let overlap = if comm > 0.0 {
+        (1.0 - exposed / comm).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let predicted = match c {
+        Some(c) => format!(
+            "; predicted {:.1} ms, {:+.1} %",
+            c.predicted_secs * 1e3,
+            100.0 * (step / c.predicted_secs.max(1e-12) - 1.0)
+        ),
+        None => String::new(),
+    };
+    format!(
+        "steps: median {:.1} ms (of {} steps after the first {}{predicted}): compute {:.1} ms, communication {:.1} ms, exposed {:.1} ms, overlap {:.0} %",
+        step * 1e3,
+        steps.len(),
+        buckets::SETTLED,
+        compute * 1e3,
+        comm * 1e3,
+        exposed * 1e3,
+        100.0 * overlap
+    )
 }
 
 /// The strategy's name, and for gossip the mixing's spectral gap.

@@ -434,6 +434,9 @@ impl Strategy for AnyStrategy {
     fn after_backward<C: Transport>(&mut self, ctx: &mut Step<'_, C>, grad: &mut [f32]) -> Result<()> {
         each!(self, s => s.after_backward(ctx, grad))
     }
+    fn buckets(&self) -> Option<(crate::train::BucketSize, Algorithm)> {
+        each!(self, s => s.buckets())
+    }
     fn before_update<C: Transport>(
         &mut self,
         ctx: &mut Step<'_, C>,

@@ -3,11 +3,17 @@
 //! (fields a row does not have are empty).
 //!
 //! ```text
-//! epoch,step,ranks,strategy,train_loss_step,train_loss,test_accuracy,epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes,rounds,consensus_distance
-//! 1,50,2,sync:ring,0.9132,,,,,,,,
-//! 1,100,2,sync:ring,0.4410,,,,,,,,
-//! 1,100,2,sync:ring,,0.6771,0.9460,0.412,14563.1,0.051,20428800,200,
+//! epoch,step,ranks,strategy,train_loss_step,train_loss,test_accuracy,epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes,rounds,consensus_distance,encode_secs,decode_secs,compute_secs,comm_secs
+//! 1,50,2,sync:ring,0.9132,,,,,,,,,,,,
+//! 1,100,2,sync:ring,0.4410,,,,,,,,,,,,
+//! 1,100,2,sync:ring,,0.6771,0.9460,0.412,14563.1,0.051,20428800,200,,0,0,0.301,0.062
 //! ```
+//!
+//! `allreduce_secs` is the time the loop waited for communication;
+//! `comm_secs` the time communication took, hidden or not (they differ
+//! with gradient buckets: 1 − allreduce_secs ÷ comm_secs is the share
+//! hidden behind the backward pass); `compute_secs` the forward and
+//! backward passes.
 //!
 //! `train_loss_step` is the mean loss over the steps since the previous
 //! step row; the accuracy column is `test_accuracy`, `val_accuracy`, or
@@ -103,7 +109,9 @@ pub struct MetricsLog {
 }
 
 const BEFORE: &str = "epoch,step,ranks,strategy,train_loss_step,train_loss";
-const AFTER: &str =
+const AFTER: &str = "epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes,rounds,consensus_distance,encode_secs,decode_secs,compute_secs,comm_secs";
+/// The header's end before the compute and communication times were logged (still read).
+const AFTER_V3: &str =
     "epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes,rounds,consensus_distance,encode_secs,decode_secs";
 /// The header's end before the encode and decode times were logged (still read).
 const AFTER_V2: &str = "epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes,rounds,consensus_distance";
@@ -189,7 +197,7 @@ impl MetricsLog {
             let s = csv_field(strategy);
             match row {
                 Row::Step { epoch, step, loss } => {
-                    csv += &format!("{epoch},{step},{p},{s},{loss},{}\n", ",".repeat(8 + acc_cols));
+                    csv += &format!("{epoch},{step},{p},{s},{loss},{}\n", ",".repeat(10 + acc_cols));
                 }
                 Row::Epoch(m) => {
                     let acc = match (acc_cols, m.test_accuracy) {
@@ -198,7 +206,7 @@ impl MetricsLog {
                         (_, None) => ",".into(),
                     };
                     csv += &format!(
-                        "{},{},{p},{s},,{},{acc}{},{},{},{},{},{},{},{}\n",
+                        "{},{},{p},{s},,{},{acc}{},{},{},{},{},{},{},{},{},{}\n",
                         m.epoch,
                         m.step,
                         m.train_loss,
@@ -210,6 +218,8 @@ impl MetricsLog {
                         m.consensus_distance.map_or(String::new(), |d| d.to_string()),
                         m.encode_secs,
                         m.decode_secs,
+                        m.compute_secs,
+                        m.comm_secs,
                     );
                 }
             }
@@ -251,9 +261,11 @@ impl MetricsLog {
         let mut lines = text.lines();
         let header = lines.next().unwrap_or("");
         // Columns after allreduce_bytes: none (v1), rounds and consensus
-        // (v2), and the encode and decode times (now).
+        // (v2), the encode and decode times (v3), and the compute and
+        // communication times (now).
         let extra = match () {
-            _ if header.ends_with(AFTER) => 4,
+            _ if header.ends_with(AFTER) => 6,
+            _ if header.ends_with(AFTER_V3) => 4,
             _ if header.ends_with(AFTER_V2) => 2,
             _ => 0,
         };
@@ -261,6 +273,7 @@ impl MetricsLog {
             .strip_prefix(BEFORE)
             .and_then(|rest| {
                 rest.strip_suffix(AFTER)
+                    .or_else(|| rest.strip_suffix(AFTER_V3))
                     .or_else(|| rest.strip_suffix(AFTER_V2))
                     .or_else(|| rest.strip_suffix(AFTER_V1))
             })
@@ -316,6 +329,14 @@ impl MetricsLog {
                         Some(s) => num(s, n, "decode_secs")?,
                         None => 0.0,
                     },
+                    compute_secs: match rest.get(8) {
+                        Some(s) => num(s, n, "compute_secs")?,
+                        None => 0.0,
+                    },
+                    comm_secs: match rest.get(9) {
+                        Some(s) => num(s, n, "comm_secs")?,
+                        None => 0.0,
+                    },
                     allreduce_bytes: num(rest[3], n, "allreduce_bytes")?,
                     rounds: match rest.get(4) {
                         Some(r) => num(r, n, "rounds")?,
@@ -356,6 +377,8 @@ mod tests {
             decode_secs: 0.00003,
             allreduce_bytes: 4096,
             rounds: 20,
+            compute_secs: 0.0009,
+            comm_secs: 0.00025,
             consensus_distance: None,
         }
     }
@@ -408,7 +431,7 @@ mod tests {
         assert!(e.contains("not a `ringreduce train --metrics` file"), "{e}");
         let short = csv.replacen(",sync:ring,,", ",sync:ring,", 1);
         let e = MetricsLog::parse(&short).unwrap_err().to_string();
-        assert!(e.contains("line 3: 14 fields, the header has 15"), "{e}");
+        assert!(e.contains("line 3: 16 fields, the header has 17"), "{e}");
         let e = MetricsLog::parse(&csv.replace("123456.5", "fast"))
             .unwrap_err()
             .to_string();
@@ -416,7 +439,7 @@ mod tests {
         let e = MetricsLog::parse(&csv.replacen(",sync:ring,", ",x,sync:ring,", 1))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("line 2: 16 fields"), "{e}");
+        assert!(e.contains("line 2: 18 fields"), "{e}");
     }
 
     #[test]
@@ -441,15 +464,21 @@ mod tests {
                 .map(|line| line.rsplitn(k + 1, ',').nth(k).unwrap().to_string() + "\n")
                 .collect()
         };
-        // Without encode and decode times.
+        // Without compute and communication times.
         let read = MetricsLog::parse(&without(2)).unwrap();
+        assert_eq!(read.epochs().count(), 3);
+        assert!(read
+            .epochs()
+            .all(|m| m.compute_secs == 0.0 && m.comm_secs == 0.0 && m.encode_secs > 0.0));
+        // Without encode and decode times too.
+        let read = MetricsLog::parse(&without(4)).unwrap();
         assert_eq!(read.epochs().count(), 3);
         assert_eq!(read.epochs().nth(1).unwrap().consensus_distance, Some(0.25));
         assert!(read
             .epochs()
             .all(|m| m.encode_secs == 0.0 && m.decode_secs == 0.0));
         // Without rounds and consensus too.
-        let read = MetricsLog::parse(&without(4)).unwrap();
+        let read = MetricsLog::parse(&without(6)).unwrap();
         assert_eq!(read.epochs().count(), 3);
         assert!(read
             .epochs()

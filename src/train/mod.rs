@@ -38,6 +38,7 @@
 
 mod any;
 mod batches;
+pub mod buckets;
 pub mod checkpoint;
 pub mod codec;
 pub mod data;
@@ -57,6 +58,7 @@ mod trainer;
 
 pub use self::any::{AnyStrategy, Communication};
 pub use self::batches::{BatchSource, Shards, SharedShuffle};
+pub use self::buckets::{BucketChoice, BucketSize};
 pub use self::data::Dataset;
 pub use self::gossip::Gossip;
 pub use self::local::LocalSgd;

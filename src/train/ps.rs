@@ -542,6 +542,8 @@ impl ParameterServer {
                     epoch_secs: secs,
                     samples_per_sec: (shape.steps * shape.batch) as f64 / secs.max(1e-9),
                     allreduce_secs: 0.0,
+                    compute_secs: 0.0,
+                    comm_secs: 0.0,
                     encode_secs: 0.0,
                     decode_secs: 0.0,
                     allreduce_bytes: sent[epoch] as u64,

@@ -251,6 +251,14 @@ pub trait Strategy: Clone + Send + Sync + fmt::Debug {
     /// its examples; on return it is the gradient the optimizer applies.
     fn after_backward<C: Transport>(&mut self, ctx: &mut Step<'_, C>, grad: &mut [f32]) -> Result<()>;
 
+    /// Whether the gradient's average may be cut into buckets that start
+    /// during the backward pass (see [`super::buckets`]), and with which
+    /// algorithm; the trainer then does [`after_backward`](Strategy::after_backward)'s
+    /// averaging itself. Default: no.
+    fn buckets(&self) -> Option<(super::BucketSize, Algorithm)> {
+        None
+    }
+
     /// After [`after_backward`](Strategy::after_backward), before the
     /// optimizer: `params` are still those the gradient `grad` was computed
     /// at. Gossip mixes the parameters with the neighbours' here.
@@ -305,6 +313,9 @@ pub struct GradientAllReduce {
     pub algorithm: Algorithm,
     /// 16-bit floats on the wire, or f32 (`None`).
     pub wire: Option<Wire>,
+    /// Gradient buckets overlapping the backward pass ([`super::buckets`]);
+    /// f32 on the wire only. Default: off.
+    pub buckets: super::BucketSize,
 }
 
 impl GradientAllReduce {
@@ -313,6 +324,7 @@ impl GradientAllReduce {
         GradientAllReduce {
             algorithm,
             wire: None,
+            buckets: super::BucketSize::Off,
         }
     }
 
@@ -321,6 +333,7 @@ impl GradientAllReduce {
         GradientAllReduce {
             algorithm: Algorithm::Ring,
             wire: Some(wire),
+            buckets: super::BucketSize::Off,
         }
     }
 }
@@ -347,6 +360,13 @@ impl Strategy for GradientAllReduce {
                 reason: format!("compress={w} runs the ring with 16-bit floats on the wire, not {a}"),
             }),
             _ => Ok(()),
+        }
+    }
+
+    fn buckets(&self) -> Option<(super::BucketSize, Algorithm)> {
+        match self.wire {
+            None => Some((self.buckets, self.algorithm)),
+            Some(_) => None,
         }
     }
 

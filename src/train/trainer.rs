@@ -8,6 +8,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::batches::{BatchSource, SharedShuffle};
+use super::buckets::{BucketChoice, Bucketer, Timeline};
 use super::checkpoint::{Checkpoint, Header};
 use super::data::Dataset;
 use super::model::Model;
@@ -53,6 +54,14 @@ pub struct EpochMetrics {
     pub allreduce_bytes: u64,
     /// Sequential communication rounds of those sends.
     pub rounds: u64,
+    /// Seconds of the epoch's forward and backward passes (a straggler's
+    /// extra time included), rank 0.
+    pub compute_secs: f64,
+    /// Seconds the strategy's communication took, hidden or not: with
+    /// gradient buckets the bucket all-reduces' own time on the
+    /// communication thread, of which `allreduce_secs` is what the
+    /// training loop waited for; without, equal to `allreduce_secs`.
+    pub comm_secs: f64,
     /// For strategies whose ranks' parameters differ (local SGD, gossip):
     /// the mean over ranks of ‖w_i − w̄‖₂ at the end of the epoch; `None`
     /// for the others. The accuracy is then that of the average w̄.
@@ -76,6 +85,38 @@ pub struct StepMetrics {
     pub loss: f64,
     /// Seconds since the epoch began, on this rank's clock.
     pub epoch_secs: f64,
+    /// Seconds of this step, this rank.
+    pub step_secs: f64,
+    /// Of them, the forward and backward pass.
+    pub compute_secs: f64,
+    /// Seconds the step waited for communication after the pass (all of
+    /// the all-reduce without buckets; what was not hidden with them).
+    pub exposed_secs: f64,
+    /// Seconds the step's communication took, hidden or not.
+    pub comm_secs: f64,
+}
+
+impl StepMetrics {
+    /// The share of the communication hidden behind the pass:
+    /// 1 − exposed ÷ communication (0 without communication).
+    pub fn overlap(&self) -> f64 {
+        overlap(self.exposed_secs, self.comm_secs)
+    }
+}
+
+impl EpochMetrics {
+    /// The share of the epoch's communication hidden behind computation:
+    /// 1 − `allreduce_secs` ÷ `comm_secs` (0 without communication).
+    pub fn overlap(&self) -> f64 {
+        overlap(self.allreduce_secs, self.comm_secs)
+    }
+}
+
+fn overlap(exposed: f64, comm: f64) -> f64 {
+    match comm > 0.0 {
+        true => (1.0 - exposed / comm).clamp(0.0, 1.0),
+        false => 0.0,
+    }
 }
 
 /// Data-parallel training: a [`Strategy`] (what the ranks exchange), an
@@ -116,6 +157,7 @@ pub(crate) struct Config {
     pub(crate) stop_after: Option<usize>,
     on_step: Option<Hook<StepMetrics>>,
     on_resume: Option<Hook<usize>>,
+    on_buckets: Option<Hook<BucketChoice>>,
 }
 
 /// A callback of the loop (for progress bars and logs).
@@ -168,6 +210,7 @@ impl Trainer<GradientAllReduce> {
                 straggler: None,
                 on_step: None,
                 on_resume: None,
+                on_buckets: None,
             },
         }
     }
@@ -185,6 +228,13 @@ impl<S: Strategy> Trainer<S> {
     /// its checkpoint, before its first step.
     pub fn on_resume(mut self, f: impl Fn(&usize) + Send + Sync + 'static) -> Self {
         self.cfg.on_resume = Some(Hook(Arc::new(f)));
+        self
+    }
+
+    /// Calls `f` on every rank once the gradient buckets are chosen (after
+    /// the warm-up steps of a run that asked for buckets).
+    pub fn on_buckets(mut self, f: impl Fn(&BucketChoice) + Send + Sync + 'static) -> Self {
+        self.cfg.on_buckets = Some(Hook(Arc::new(f)));
         self
     }
 
@@ -252,6 +302,10 @@ impl<S: Strategy> Trainer<S> {
             strategy: self.strategy.clone(),
             optimizer: OptimizerState::new(&*self.optimizer, params.len()),
             steps: self.cfg.batches.steps(self.cfg.batch, train.len()),
+            buckets: match self.strategy.buckets() {
+                Some((size, algorithm)) => Bucketer::new(group, size, algorithm)?,
+                None => None,
+            },
             data: match &self.cfg.checkpoint {
                 Some(_) => fingerprint(train),
                 None => String::new(),
@@ -328,6 +382,8 @@ struct Run<'a, S: Strategy, C: Transport> {
     strategy: S,
     optimizer: OptimizerState,
     steps: usize,
+    /// Gradient buckets, when the strategy allows them and they are asked for.
+    buckets: Option<Bucketer>,
     /// What the checkpoints say of the training data ([`fingerprint`]).
     data: String,
 }
@@ -369,26 +425,42 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         let start = Instant::now();
         let (mut comm_secs, mut loss_sum, mut bytes, mut rounds) = (0.0, 0.0f64, 0u64, 0u64);
         let (mut encode_secs, mut decode_secs) = (0.0, 0.0);
+        let (mut compute_secs, mut hidden_secs) = (0.0, 0.0);
         for step in 0..self.steps {
+            let step_began = Instant::now();
             let mut ctx = Step::new(group, epoch, step, self.steps, t.cfg.epochs);
-            let timer = Instant::now();
             self.strategy.before_step(&mut ctx, params)?;
-            comm_secs += timer.elapsed().as_secs_f64();
+            let mut step_comm = step_began.elapsed().as_secs_f64();
             let mine = t.cfg.batches.local(&order, t.cfg.batch, step, rank, p);
             for (j, &i) in mine.iter().enumerate() {
                 x[j * train.dim..(j + 1) * train.dim].copy_from_slice(train.row(i));
                 y[j] = train.labels[i];
             }
-            let began = Instant::now();
-            let loss = model.loss_and_grad(params, &x[..mine.len() * train.dim], &y[..mine.len()], &mut grad);
-            straggle(t.cfg.straggler, rank, began);
             // Local mean gradient (averaged over ranks it is the global
             // mean), checked for finiteness in the same pass.
             let scale = 1.0 / mine.len().max(1) as f32;
+            let began = Instant::now();
+            let warming = self.buckets.as_ref().is_some_and(Bucketer::warming);
+            let mut flight = self.buckets.as_ref().and_then(|b| b.flight(group));
+            let mut layers = Vec::new();
             let mut grad_finite = true;
-            for g in grad.iter_mut() {
-                *g *= scale;
-                grad_finite &= g.is_finite();
+            let (xs, ys) = (&x[..mine.len() * train.dim], &y[..mine.len()]);
+            let loss = model.loss_and_grad_layered(params, xs, ys, &mut grad, &mut |range, values| {
+                if warming {
+                    layers.push((range.clone(), step_began.elapsed().as_secs_f64()));
+                }
+                if let Some(f) = flight.as_mut() {
+                    grad_finite &= f.ready(range, values, scale);
+                }
+            });
+            straggle(t.cfg.straggler, rank, began);
+            let step_compute = began.elapsed().as_secs_f64();
+            let backward_end = step_began.elapsed().as_secs_f64();
+            if flight.is_none() {
+                for g in grad.iter_mut() {
+                    *g *= scale;
+                    grad_finite &= g.is_finite();
+                }
             }
             // Agree on finiteness first, so every rank stops at the same
             // step; the same all-reduce sums the batch's loss.
@@ -396,6 +468,9 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             let mut agreed = [if bad { 0.0 } else { loss as f64 }, f64::from(u8::from(bad))];
             group.all_reduce_in_place(&mut agreed, ReduceOp::Sum, Algorithm::Butterfly)?;
             if agreed[1] > 0.0 {
+                if let Some(f) = flight.take() {
+                    let _ = f.land(&mut grad); // every rank drains its buckets alike
+                }
                 // Rare: a second all-reduce names the first rank.
                 let mut first_bad = [if bad { rank as i64 } else { p as i64 }];
                 group.all_reduce_in_place(&mut first_bad, ReduceOp::Min, Algorithm::Butterfly)?;
@@ -411,9 +486,21 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
                 });
             }
             let timer = Instant::now();
-            self.strategy.after_backward(&mut ctx, &mut grad)?;
+            let mut bucket_secs = None;
+            match flight.take() {
+                Some(f) => {
+                    let landed = f.land(&mut grad)?;
+                    ctx.count(landed.bytes, landed.rounds);
+                    bucket_secs = Some(landed.comm);
+                }
+                None => self.strategy.after_backward(&mut ctx, &mut grad)?,
+            }
             self.strategy.before_update(&mut ctx, params, &grad)?;
-            comm_secs += timer.elapsed().as_secs_f64();
+            let exposed = timer.elapsed().as_secs_f64();
+            // The buckets' time on the communication thread the loop did
+            // not wait for.
+            let hidden = bucket_secs.map_or(0.0, |b| (b - exposed).max(0.0));
+            step_comm += exposed;
             let lr = t
                 .cfg
                 .schedule
@@ -421,12 +508,28 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             t.optimizer.step(params, &grad, lr, &mut self.optimizer);
             let timer = Instant::now();
             self.strategy.after_step(&mut ctx, params, &mut self.optimizer)?;
-            comm_secs += timer.elapsed().as_secs_f64();
+            step_comm += timer.elapsed().as_secs_f64();
+            comm_secs += step_comm;
+            hidden_secs += hidden;
+            compute_secs += step_compute;
             bytes += ctx.bytes;
             rounds += ctx.rounds;
             encode_secs += ctx.codec.encode.as_secs_f64();
             decode_secs += ctx.codec.decode.as_secs_f64();
             loss_sum += agreed[0];
+            let step_secs = step_began.elapsed().as_secs_f64();
+            if let Some(bucketer) = self.buckets.as_mut().filter(|b| b.settling()) {
+                let timeline = warming.then_some(Timeline {
+                    layers,
+                    backward_end,
+                    rest: 0.0,
+                });
+                if let Some(choice) = bucketer.record(group, timeline, exposed, step_secs)? {
+                    if let Some(hook) = &t.cfg.on_buckets {
+                        (hook.0)(choice);
+                    }
+                }
+            }
             if let Some(hook) = &t.cfg.on_step {
                 (hook.0)(&StepMetrics {
                     epoch,
@@ -436,6 +539,10 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
                     global_step: ctx.global_step() + 1,
                     loss: agreed[0] / t.cfg.batch as f64,
                     epoch_secs: start.elapsed().as_secs_f64(),
+                    step_secs,
+                    compute_secs: step_compute,
+                    exposed_secs: step_comm,
+                    comm_secs: step_comm + hidden,
                 });
             }
         }
@@ -461,7 +568,14 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             None => None,
         };
         // Rank 0's timings, so the report is the same everywhere.
-        let mut times = [epoch_secs, comm_secs, encode_secs, decode_secs];
+        let mut times = [
+            epoch_secs,
+            comm_secs,
+            encode_secs,
+            decode_secs,
+            compute_secs,
+            comm_secs + hidden_secs,
+        ];
         group.broadcast(&mut times, 0)?;
         let m = EpochMetrics {
             epoch,
@@ -475,6 +589,8 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             decode_secs: times[3],
             allreduce_bytes: bytes,
             rounds,
+            compute_secs: times[4],
+            comm_secs: times[5],
             consensus_distance: consensus,
         };
         if let Some(path) = &t.cfg.checkpoint {
@@ -754,7 +870,18 @@ where
 impl TrainerBuilder<GradientAllReduce> {
     /// All-reduce algorithm for the gradients.
     pub fn algorithm(mut self, a: Algorithm) -> Self {
-        self.strategy = GradientAllReduce::new(a);
+        self.strategy = GradientAllReduce {
+            buckets: self.strategy.buckets,
+            ..GradientAllReduce::new(a)
+        };
+        self
+    }
+    /// Gradient buckets that start their all-reduce during the backward
+    /// pass ([`super::buckets`]; default: off). Needs MPI initialised at
+    /// `MPI_THREAD_MULTIPLE` for a given size; `Auto` turns itself off
+    /// without it.
+    pub fn buckets(mut self, size: super::BucketSize) -> Self {
+        self.strategy.buckets = size;
         self
     }
 }

@@ -228,6 +228,20 @@ pub trait Transport {
         })
     }
 
+    /// A communication thread that runs `group`'s all-reduces in the
+    /// background ([`Overlapped`](crate::group::Overlapped)), for callers
+    /// that overlap communication with computation (the trainer's gradient
+    /// buckets). `None`: this transport has none, and such callers run
+    /// their calls in place; `Some(Err)`: it has one but cannot start it
+    /// (MPI not initialised at `MPI_THREAD_MULTIPLE`). Collective.
+    fn comm_thread(group: &crate::group::Group<Self>) -> Option<Result<crate::group::Overlapped>>
+    where
+        Self: Sized,
+    {
+        let _ = group;
+        None
+    }
+
     /// Sends `buf` to `dest` and returns when `buf` may be reused.
     fn send_bytes(&self, buf: &[u8], dest: usize) -> Result<()> {
         // SAFETY: the request is waited for before `buf`'s borrow ends.

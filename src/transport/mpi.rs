@@ -82,7 +82,14 @@ pub struct Mpi {
     progress: Progress,
     /// The shared memory of a group on one node, and its window.
     shared: Option<(Segment, mpi::ffi::MPI_Win)>,
+    /// Sleep this long between polls of a wait that has not progressed
+    /// for [`NAP_AFTER`] (instead of spinning and yielding): a background
+    /// thread's waits then leave the cores to computation.
+    nap: Option<Duration>,
 }
+
+/// How long a napping wait spins before it sleeps between polls.
+const NAP_AFTER: Duration = Duration::from_micros(50);
 
 /// `MPI_Irecv`'s signature, which `MPI_Isend` takes too (through [`isend`]).
 type Post = unsafe extern "C" fn(
@@ -166,7 +173,18 @@ impl Mpi {
             size,
             progress: Progress::default(),
             shared,
+            nap: None,
         }
+    }
+
+    /// Waits that have not progressed for 50 µs sleep `nap` between polls
+    /// instead of spinning: for a communication thread that shares the
+    /// cores with computation (Open MPI moves TCP data only inside its
+    /// calls, so a poll every `nap` keeps a link busy while the socket
+    /// buffers hold more than `nap` of traffic).
+    pub fn napping(mut self, nap: Duration) -> Self {
+        self.nap = Some(nap);
+        self
     }
 
     /// The duplicated communicator the transport sends on.
@@ -596,17 +614,24 @@ impl<'m> Waiting<'m> {
     /// been made for that long.
     fn idle(&mut self) -> Option<Duration> {
         self.spins = self.spins.wrapping_add(1);
-        if self.spins < SPINS || self.spins % 16 != 0 {
+        let napping = self.mpi.nap.is_some();
+        if !napping && (self.spins < SPINS || self.spins % 16 != 0) {
             return None;
         }
         let now = Instant::now();
         let start = *self.start.get_or_insert(now);
         let waited = now - start;
+        match self.mpi.nap {
+            Some(nap) if waited >= NAP_AFTER => std::thread::sleep(nap),
+            _ => {}
+        }
         if waited < PATIENT {
             return None;
         }
         self.mpi.answer_queries();
-        std::thread::yield_now();
+        if !napping {
+            std::thread::yield_now();
+        }
         self.mpi.progress.timeout().filter(|&t| waited >= t)
     }
 }
@@ -679,11 +704,17 @@ impl Transport for Mpi {
     /// Answers census queries and yields the core; past the stall timeout,
     /// takes a census and (the lowest waiting rank) reports and aborts.
     fn idle(&self, waited: Duration) -> Result<bool> {
+        match self.nap {
+            Some(nap) if waited >= NAP_AFTER => std::thread::sleep(nap),
+            _ => {}
+        }
         if waited < PATIENT {
             return Ok(false);
         }
         self.answer_queries();
-        std::thread::yield_now();
+        if self.nap.is_none() {
+            std::thread::yield_now();
+        }
         match self.progress.timeout() {
             Some(timeout) if waited >= timeout => {
                 self.deadline(&mut [], &mut [], timeout);
@@ -691,6 +722,10 @@ impl Transport for Mpi {
             }
             _ => Ok(false),
         }
+    }
+
+    fn comm_thread(group: &crate::group::Group<Self>) -> Option<Result<crate::group::Overlapped>> {
+        Some(group.overlapped())
     }
 
     fn abort_stalled(&self, message: &str) -> Result<()> {
