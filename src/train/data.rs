@@ -105,7 +105,7 @@ impl Dataset {
     }
 }
 
-fn data_error(path: &Path, reason: impl Into<String>) -> Error {
+pub(crate) fn data_error(path: &Path, reason: impl Into<String>) -> Error {
     Error::Data {
         path: path.display().to_string(),
         reason: reason.into(),
@@ -119,7 +119,7 @@ pub const MAX_FILE_BYTES: u64 = 16 << 30;
 pub const MAX_CLASSES: usize = 1 << 16;
 
 /// Opens a data file: a regular file of at most [`MAX_FILE_BYTES`].
-fn open_data(path: &Path) -> Result<std::fs::File> {
+pub(crate) fn open_data(path: &Path) -> Result<std::fs::File> {
     crate::files::open_regular(path, MAX_FILE_BYTES).map_err(|e| data_error(path, e.to_string()))
 }
 

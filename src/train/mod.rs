@@ -43,6 +43,7 @@ pub mod checkpoint;
 pub mod codec;
 pub mod data;
 mod gossip;
+pub mod hogwild;
 mod local;
 pub mod log;
 mod model;
