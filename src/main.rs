@@ -56,6 +56,13 @@ enum Command {
     Plot(cli::plot::Args),
     /// Medians and ranges over several `bench --format csv` runs, and paired ratios to the vendor.
     Summary(cli::plot::SummaryArgs),
+    /// Hogwild!: lock-free SGD by threads sharing the parameters, on sparse problems (under mpirun: threads in every rank, averaging across ranks).
+    ///
+    /// Prints the problem's sparsity (Ω, Δ, ρ, conflict-graph degree), a
+    /// line per epoch (objective, accuracy or RMSE, updates/s, measured
+    /// conflict and lost-write rates) and a closing `result:` line with
+    /// the time to --target-loss.
+    Hogwild(Box<cli::hogwild::Args>),
     /// Time the algorithms beside the vendor's MPI_Allreduce (run under mpirun).
     Bench(cli::bench::Args),
 }
@@ -75,5 +82,6 @@ fn main() -> ExitCode {
         Command::Plot(args) => cli::plot::run(args),
         Command::Summary(args) => cli::plot::summary(args),
         Command::Bench(args) => cli::bench::run(args),
+        Command::Hogwild(args) => cli::hogwild::run(*args),
     }
 }

@@ -612,3 +612,142 @@ fn cost_compress_prints_every_compressor_against_the_ring() {
         "not both",
     );
 }
+
+#[test]
+fn hogwild_rejects_bad_input_in_one_line() {
+    let dir = std::env::temp_dir().join(format!("ringreduce-hogwild-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (bad, three, good) = (dir.join("bad.svm"), dir.join("three.svm"), dir.join("good.svm"));
+    std::fs::write(&bad, "+1 1:1 2:0.5\n-1 4:1 3:1\n").unwrap();
+    std::fs::write(&three, "1 1:1\n2 2:1\n3 1:1\n").unwrap();
+    std::fs::write(&good, "+1 1:1\n-1 2:1\n").unwrap();
+    let (bad, three, good) = (
+        bad.to_str().unwrap(),
+        three.to_str().unwrap(),
+        good.to_str().unwrap(),
+    );
+    bad_input(&["hogwild", "--data", "/nonexistent.svm"], "No such file");
+    bad_input(
+        &["hogwild", "--data", bad],
+        "bad.svm: line 2: index 3 follows 4; indices must ascend strictly",
+    );
+    bad_input(
+        &["hogwild", "--data", good, "--test", bad],
+        "bad.svm: line 2: index 3 follows 4",
+    );
+    bad_input(
+        &["hogwild", "--data", three],
+        "three.svm: labels 1, 2, 3: a binary classifier needs labels ±1 or 0/1",
+    );
+    bad_input(
+        &["hogwild", "--model", "mc", "--data", good],
+        "--model mc: runs on synthetic data",
+    );
+    bad_input(
+        &["hogwild", "--schedule", "serial", "--threads", "2"],
+        "the serial schedule runs 1 thread, not 2",
+    );
+    bad_input(&["hogwild", "--threads", "0"], "at least 1 thread");
+    bad_input(&["hogwild", "--threads", "100000"], "at most 1024 per rank");
+    bad_input(&["hogwild", "--schedule", "locks"], "unknown schedule `locks`");
+    bad_input(
+        &["hogwild", "--lr", "-1"],
+        "step size: -1 is not a positive number",
+    );
+    bad_input(&["hogwild", "--decay", "1.5"], "decay: 1.5 is not in (0, 1]");
+    bad_input(&["hogwild", "--flip", "2"], "--flip");
+    bad_input(&["hogwild", "--plot", "/tmp/objective.txt"], "png");
+    bad_input(&["hogwild", "--metrics", "/nonexistent/m.csv"], "does not exist");
+    bad_input(&["hogwild", "--test", good], "--test");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn hogwild_trains_a_libsvm_file_and_writes_metrics_plot_and_result() {
+    let dir = std::env::temp_dir().join(format!("ringreduce-hogwild-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Two separable classes, 0/1 labels: features 1–3 mark class 1, 4–6
+    // class 0, feature 7 is noise. The test file's highest index (9) is
+    // above the training file's: the model widens to it.
+    let rows = |n: usize, shift: usize| -> String {
+        (0..n)
+            .map(|i| {
+                let c = (i + shift) % 2;
+                let f = if c == 1 { 1 + i % 3 } else { 4 + i % 3 };
+                format!("{c} {f}:1 7:0.5\n")
+            })
+            .collect()
+    };
+    let (train, test, metrics, plot) = (
+        dir.join("train.svm"),
+        dir.join("test.svm.gz"),
+        dir.join("m.csv"),
+        dir.join("objective.svg"),
+    );
+    std::fs::write(&train, rows(400, 0)).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, (rows(60, 1) + "1 9:1\n").as_bytes()).unwrap();
+    std::fs::write(&test, gz.finish().unwrap()).unwrap();
+    let out = ringreduce_cmd(&[
+        "hogwild",
+        "--data",
+        train.to_str().unwrap(),
+        "--test",
+        test.to_str().unwrap(),
+        "--epochs",
+        "6",
+        "--threads",
+        "2",
+        "--target-loss",
+        "0.05",
+        "--metrics",
+        metrics.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("400 examples, 9 features, 2.0 nonzeros each; test 61 examples"),
+        "{text}"
+    );
+    // Features 1–6 each in a sixth of the examples, 7 in all: Ω 2, Δ 1.
+    assert!(
+        text.contains("sparsity: 400 examples, 9 coordinates: Ω 2 (mean support 2.0), Δ 1.0000, ρ 1.0000"),
+        "{text}"
+    );
+    let result = text
+        .lines()
+        .find(|l| l.starts_with("result: "))
+        .expect("a result line");
+    assert!(result.contains(" target_secs "), "{result}");
+    let csv = std::fs::read_to_string(&metrics).unwrap();
+    let mut lines = csv.lines();
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("epoch,wall_secs,epoch_secs,objective,train_accuracy,test_accuracy,"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert!(!rows.is_empty() && rows.len() <= 6, "{csv}");
+    for (k, r) in rows.iter().enumerate() {
+        assert_eq!(r[0], (k + 1).to_string());
+        assert_eq!(r[8], "400", "every example once an epoch: {csv}");
+        assert!(r[5].parse::<f64>().unwrap() > 0.9, "test accuracy: {csv}");
+    }
+    let last_objective: f64 = rows.last().unwrap()[3].parse().unwrap();
+    if rows.len() < 6 {
+        assert!(last_objective <= 0.05, "{csv}");
+    }
+    assert!(std::fs::read_to_string(&plot).unwrap().contains("<svg"));
+    // `ringreduce plot` reads the metrics file.
+    let out = ringreduce_cmd(&[
+        "plot",
+        "--csv",
+        metrics.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.join("objective.png").is_file());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

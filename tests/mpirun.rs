@@ -881,3 +881,74 @@ fn the_bucketed_trainer_equals_the_unbucketed_one_bitwise_under_mpirun() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `hogwild` under mpirun: each rank's threads take a share of every
+/// epoch, the ranks combine their parameters `--rounds` times an epoch and
+/// count the bytes; with one thread per rank the run repeats bit for bit.
+#[test]
+fn hogwild_hybrid_splits_epochs_counts_bytes_and_repeats_under_mpirun() {
+    let dir = std::env::temp_dir().join(format!("ringreduce-hogwild-mpi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let metrics = dir.join(name);
+        let mut args = vec![
+            "hogwild",
+            "--examples",
+            "3000",
+            "--test-examples",
+            "300",
+            "--features",
+            "500",
+            "--nnz",
+            "10",
+            "--epochs",
+            "4",
+            "--rounds",
+            "2",
+            "--lr",
+            "0.2",
+            "--metrics",
+            metrics.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let out = run_bounded(mpirun(2, &ringreduce(), &args), LIMIT);
+        let text = stdout(&out);
+        assert!(out.status.success(), "{text}{}", stderr(&out));
+        assert!(text.contains("# hogwild: 2 ranks × "), "{text}");
+        assert_eq!(text.matches("result: ").count(), 1, "rank 0 reports: {text}");
+        std::fs::read_to_string(&metrics)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(String::from).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    };
+    let per_call = Algorithm::Ring.exact_cost(2, 500, 4).unwrap().bytes_sent;
+    let hybrid = run("threads.csv", &["--threads", "2", "--combine", "sum"]);
+    assert_eq!(hybrid.len(), 4);
+    for (k, r) in hybrid.iter().enumerate() {
+        assert_eq!(r[8], "3000", "the ranks split each epoch");
+        assert_eq!(
+            r[13],
+            ((k as u64 + 1) * 2 * per_call).to_string(),
+            "averaging bytes"
+        );
+        assert!(r[5].parse::<f64>().unwrap() > 0.6, "test accuracy {r:?}");
+    }
+    let a = run("a.csv", &["--schedule", "serial"]);
+    let b = run("b.csv", &["--schedule", "serial"]);
+    // Columns other than times and rates of updates repeat exactly.
+    let keep = |rows: &[Vec<String>]| -> Vec<Vec<String>> {
+        rows.iter()
+            .map(|r| {
+                [0, 3, 4, 5, 8, 10, 12, 13]
+                    .iter()
+                    .map(|&i| r[i].clone())
+                    .collect()
+            })
+            .collect()
+    };
+    assert_eq!(keep(&a), keep(&b));
+    assert!(a.last().unwrap()[3].parse::<f64>().unwrap() < a[0][3].parse::<f64>().unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod calibrate;
 pub mod compare;
 pub mod cost;
+pub mod hogwild;
 pub mod plot;
 pub mod progress;
 pub mod report;

@@ -14,11 +14,13 @@ use super::fail;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// `bench --format csv` files (several runs of one sweep: medians with
-    /// a min–max band), one `train --metrics` file, or `compare --out` files.
+    /// a min–max band), one `train --metrics` file, `compare --out` files,
+    /// one `hogwild --metrics` file, or one `scripts/hogwild.sh` summary.
     #[arg(long, required = true, num_args = 1..)]
     csv: Vec<PathBuf>,
     /// Directory for latency.{png,svg} and busbw.{png,svg}, training.{png,svg},
-    /// or accuracy_vs_time.{png,svg} and accuracy_vs_bytes.{png,svg}.
+    /// accuracy_vs_time.{png,svg} and accuracy_vs_bytes.{png,svg},
+    /// objective.{png,svg}, or speedup-PROBLEM.{png,svg}.
     #[arg(long)]
     out: PathBuf,
     /// Chart title (default: ranks, type, op, host and date from the CSV).
@@ -99,6 +101,30 @@ pub fn run(args: Args) -> ExitCode {
                 .clone()
                 .unwrap_or_else(|| "training strategies compared".into());
             return super::compare::charts(&points, &title, &args.out);
+        }
+        for (header, draw) in [
+            (
+                super::hogwild::METRICS_HEADER,
+                super::hogwild::metrics_charts as fn(_, _, _) -> _,
+            ),
+            (super::hogwild::SWEEP_HEADER, super::hogwild::sweep_charts),
+        ] {
+            if first.starts_with(header) {
+                if args.csv.len() > 1 {
+                    return Err(Error::InvalidArgument {
+                        what: "--csv",
+                        reason: "one hogwild metrics or summary file at a time".into(),
+                    });
+                }
+                std::fs::create_dir_all(&args.out).map_err(|e| Error::Data {
+                    path: args.out.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                return draw(&first, args.title.as_deref(), &args.out).map_err(|e| Error::Data {
+                    path: args.csv[0].display().to_string(),
+                    reason: e.to_string(),
+                });
+            }
         }
         if first.starts_with("epoch,step,") {
             if args.csv.len() > 1 {

@@ -161,6 +161,25 @@ impl SparseSet {
         Ok(self)
     }
 
+    /// Splits off the examples from `at` on as a second set over the same
+    /// features (a held-out part of a generated set).
+    ///
+    /// # Panics
+    /// When `at` is above [`SparseSet::len`].
+    pub fn split_off(&mut self, at: usize) -> SparseSet {
+        assert!(at <= self.len(), "split_off at {at} of {}", self.len());
+        let start = self.indptr[at];
+        let indptr = self.indptr[at..].iter().map(|&p| p - start).collect();
+        self.indptr.truncate(at + 1);
+        SparseSet {
+            indptr,
+            indices: self.indices.split_off(start),
+            values: self.values.split_off(start),
+            labels: self.labels.split_off(at),
+            dim: self.dim,
+        }
+    }
+
     /// How many examples contain each feature (`d_u` of the paper's
     /// regulariser).
     pub fn feature_counts(&self) -> Vec<u32> {
@@ -567,6 +586,12 @@ mod tests {
         let e = set(vec![-1.0, 0.0, 1.0]).to_binary(p()).unwrap_err().to_string();
         assert!(e.contains("labels -1, 0, 1"), "{e}");
         assert!(set(vec![1.0]).with_dim(0).is_err());
+        let mut all = synthetic(10, 30, 4, 1.0, 0.0, 1);
+        let (whole, tail) = (all.clone(), all.split_off(7));
+        assert_eq!((all.len(), tail.len(), tail.dim()), (7, 3, 30));
+        assert_eq!(all.row(6), whole.row(6));
+        assert_eq!(tail.row(0), whole.row(7));
+        assert_eq!(tail.labels(), &whole.labels()[7..]);
         assert_eq!(set(vec![1.0]).with_dim(5).unwrap().dim(), 5);
     }
 
