@@ -2,6 +2,7 @@
 //! threads inside each rank, averaging across ranks under mpirun.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -140,6 +141,9 @@ pub enum UpdateArg {
 /// Most threads per rank.
 const MAX_THREADS: usize = 1024;
 
+/// Most nonzeros (or observed entries) generated: 2³⁰, 8 GiB of CSR.
+const MAX_SYNTHETIC_ENTRIES: usize = 1 << 30;
+
 /// Header of the `--metrics` file.
 pub const METRICS_HEADER: &str = "epoch,wall_secs,epoch_secs,objective,train_accuracy,test_accuracy,train_rmse,test_rmse,updates,updates_per_sec,conflict_rate,lost_rate,step,averaging_bytes";
 
@@ -197,11 +201,26 @@ fn preflight(o: &Args) -> ringreduce::Result<()> {
     if o.threads.is_some_and(|t| t > MAX_THREADS) {
         return Err(invalid("threads", format!("at most {MAX_THREADS} per rank")));
     }
-    if o.model == ModelKind::Mc && (o.data != "synthetic" || o.test.is_some()) {
-        return Err(invalid(
-            "--model mc",
-            "runs on synthetic data (--data synthetic, no --test)",
-        ));
+    if o.model == ModelKind::Mc {
+        if o.data != "synthetic" || o.test.is_some() {
+            return Err(invalid(
+                "--model mc",
+                "runs on synthetic data (--data synthetic, no --test)",
+            ));
+        }
+        let observed = o.observed.checked_add(o.observed / 10);
+        let params = o.rows.checked_add(o.cols).and_then(|n| n.checked_mul(o.rank));
+        if !(observed.is_some_and(|n| n <= MAX_SYNTHETIC_ENTRIES)
+            && params.is_some_and(|n| n <= sparse::MAX_FEATURES))
+        {
+            return Err(invalid(
+                "matrix completion",
+                format!(
+                    "--observed (+ a tenth held out) must be at most {MAX_SYNTHETIC_ENTRIES}, (--rows + --cols) × --rank at most {} parameters",
+                    sparse::MAX_FEATURES
+                ),
+            ));
+        }
     }
     if o.data == "synthetic" && o.model != ModelKind::Mc {
         if o.examples == 0 || o.features == 0 || o.nnz == 0 {
@@ -212,6 +231,20 @@ fn preflight(o: &Args) -> ringreduce::Result<()> {
         }
         if o.features > sparse::MAX_FEATURES {
             return Err(invalid("--features", format!("at most {}", sparse::MAX_FEATURES)));
+        }
+        let entries = o
+            .examples
+            .checked_add(o.test_examples)
+            .filter(|&n| n <= sparse::MAX_EXAMPLES)
+            .and_then(|n| n.checked_mul(o.nnz.min(o.features)))
+            .filter(|&e| e <= MAX_SYNTHETIC_ENTRIES);
+        if entries.is_none() {
+            return Err(invalid(
+                "synthetic data",
+                format!(
+                    "(--examples + --test-examples) × --nnz must be at most {MAX_SYNTHETIC_ENTRIES} nonzeros"
+                ),
+            ));
         }
         if !(o.exponent.is_finite() && o.exponent >= 0.0) {
             return Err(invalid("--exponent", "a finite number ≥ 0"));
@@ -358,7 +391,8 @@ fn train<P: Problem, C: Transport>(
         if !root {
             return;
         }
-        println!("{}", line(r));
+        // A closed stdout (`| head`) does not stop the run.
+        let _ = writeln!(std::io::stdout(), "{}", line(r));
         rows.push(csv_row(r));
         if let (Some(path), Ok(())) = (&o.metrics, &saved) {
             saved = std::fs::write(path, rows.join("\n") + "\n").map_err(|e| Error::Data {
@@ -494,6 +528,9 @@ fn summary(reports: &[EpochReport], target: Option<f64>) -> String {
 
 /// Training objective against seconds, one line per run.
 fn objective_chart(runs: &[(String, &[EpochReport])], title: &str, path: &Path) -> ringreduce::Result<()> {
+    // A logarithmic axis cannot show an objective of 0 (a separable set
+    // without regularisation).
+    let positive = runs.iter().all(|(_, rs)| rs.iter().all(|r| r.objective > 0.0));
     let series: Vec<Series> = runs
         .iter()
         .map(|(name, rs)| Series {
@@ -509,7 +546,7 @@ fn objective_chart(runs: &[(String, &[EpochReport])], title: &str, path: &Path) 
             y_label: "training objective",
             log_x: false,
             x_bytes: false,
-            log_y: true,
+            log_y: positive,
             series: &series,
         },
         path,
@@ -529,6 +566,7 @@ pub fn metrics_charts(text: &str, title: Option<&str>, out: &Path) -> ringreduce
         };
         points.push((num(1)?, num(3)?));
     }
+    let positive = points.iter().all(|p| p.1 > 0.0);
     let series = [Series {
         name: "training objective".into(),
         points,
@@ -544,7 +582,7 @@ pub fn metrics_charts(text: &str, title: Option<&str>, out: &Path) -> ringreduce
                 y_label: "training objective",
                 log_x: false,
                 x_bytes: false,
-                log_y: true,
+                log_y: positive,
                 series: &series,
             },
             &path,

@@ -43,7 +43,7 @@ mod tests;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Barrier, Mutex, RwLock};
+use std::sync::{Condvar, Mutex, RwLock};
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
@@ -69,9 +69,10 @@ pub const LOST_SAMPLE: u64 = 16;
 pub enum Schedule {
     /// One thread: plain SGD on the store (the baseline).
     Serial,
-    /// Hogwild! (seed 000 Alg. 2, the paper's experiments): each thread its
-    /// own without-replacement part of the examples each epoch, each update
-    /// writing the example's whole support, no locks.
+    /// Hogwild! (seed 000 Alg. 2, the paper's experiments): the threads
+    /// take the epoch's shuffle without replacement (claiming [`CHUNK`]
+    /// examples at a time), each update writing the example's whole
+    /// support, no locks.
     Hogwild,
     /// The analysed variant (seed 000 Alg. 3, the paper's random-coordinate
     /// rule): each update writes one coordinate of the support, drawn
@@ -87,6 +88,15 @@ pub enum Schedule {
     /// order of the threads (the paper's RR, as Vowpal Wabbit did).
     RoundRobin,
 }
+
+/// Most combinations across ranks per epoch ([`Config::rounds`]): every
+/// round costs each thread two barrier waits.
+pub const MAX_ROUNDS: usize = 1 << 16;
+
+/// Examples a thread claims at a time from the round's segment (every
+/// schedule but [`Schedule::RoundRobin`], whose turns follow a fixed
+/// partition).
+pub const CHUNK: usize = 64;
 
 /// Most locks [`Schedule::Striped`] keeps (coordinate u takes lock u mod this).
 pub const MAX_STRIPES: usize = 1 << 20;
@@ -263,8 +273,11 @@ impl Config {
         if !(self.decay > 0.0 && self.decay <= 1.0) {
             return bad("decay", format!("{} is not in (0, 1]", self.decay));
         }
-        if self.rounds == 0 {
-            return bad("rounds", "at least 1 averaging per epoch".into());
+        if !(1..=MAX_ROUNDS).contains(&self.rounds) {
+            return bad(
+                "rounds",
+                format!("1 to {MAX_ROUNDS} combinations per epoch, not {}", self.rounds),
+            );
         }
         if dim != store_len {
             return bad(
@@ -403,7 +416,7 @@ pub fn run_on<P: Problem, C: Transport>(
 
 /// What the threads share.
 struct Shared {
-    barrier: Barrier,
+    barrier: Gate,
     stop: AtomicBool,
     /// This epoch's shuffle of all examples.
     order: RwLock<Vec<u32>>,
@@ -413,6 +426,11 @@ struct Shared {
     stripes: Vec<AtomicBool>,
     /// Next turn of [`Schedule::RoundRobin`].
     turn: AtomicUsize,
+    /// Next unclaimed example of the round's segment: threads claim
+    /// [`CHUNK`] at a time, so a thread slowed down (by another process on
+    /// its core, say) leaves its work to the others instead of holding
+    /// them all at the barrier.
+    cursor: AtomicUsize,
     /// Every thread's counters of the epoch.
     counters: Mutex<Counters>,
 }
@@ -469,14 +487,18 @@ fn part<T>(items: &[T], t: usize, k: usize) -> &[T] {
     &items[t * n / k..(t + 1) * n / k]
 }
 
-/// Spins (then yields) until `done()`.
-fn wait_until(done: impl Fn() -> bool) {
+/// Spins (then yields) until `done()`, or until `gate` is broken (a thread
+/// panicked: what follows no longer matters).
+fn wait_until(gate: &Gate, done: impl Fn() -> bool) {
     loop {
         for _ in 0..64 {
             if done() {
                 return;
             }
             std::hint::spin_loop();
+        }
+        if gate.is_broken() {
+            return;
         }
         std::thread::yield_now();
     }
@@ -495,31 +517,149 @@ fn drive<P: Problem, C: Transport>(
         Some(g) => g.agree(checked)?,
         None => checked?,
     }
+    let ranks = group.map_or(1, |g| g.size());
+    if let Some(g) = group.filter(|_| ranks > 1) {
+        // Every rank must hold the same problem: the shares of an epoch are
+        // cut from one count of examples.
+        let (n, d) = (problem.examples() as i64, problem.dim() as i64);
+        let mut span = [n, -n, d, -d];
+        g.all_reduce_in_place(&mut span, ReduceOp::Max, Algorithm::Auto)?;
+        if span[0] != -span[1] || span[2] != -span[3] {
+            return Err(Error::InvalidArgument {
+                what: "hybrid",
+                reason: format!(
+                    "the ranks hold different problems: {} to {} examples, {} to {} parameters",
+                    -span[1], span[0], -span[3], span[2]
+                ),
+            });
+        }
+    }
+    // Rounds split an epoch for the combinations across ranks: one rank
+    // needs one.
+    let one_rank;
+    let cfg = if ranks > 1 {
+        cfg
+    } else {
+        one_rank = Config {
+            rounds: 1,
+            ..cfg.clone()
+        };
+        &one_rank
+    };
     let threads = cfg.thread_count();
     let stripes = match cfg.schedule {
         Schedule::Striped => problem.dim().clamp(1, MAX_STRIPES),
         _ => 0,
     };
     let shared = Shared {
-        barrier: Barrier::new(threads),
+        barrier: Gate::new(threads),
         stop: AtomicBool::new(false),
         order: RwLock::new(Vec::new()),
         global: Mutex::new(()),
         stripes: (0..stripes).map(|_| AtomicBool::new(false)).collect(),
         turn: AtomicUsize::new(0),
+        cursor: AtomicUsize::new(0),
         counters: Mutex::new(Counters::default()),
     };
     let place = group.map(|g| (g.rank(), g.size()));
+    // A thread that panics breaks the barrier on its way out, so the others
+    // stop instead of waiting for it; the scope then passes the panic on.
     std::thread::scope(|s| {
         for t in 1..threads {
             let shared = &shared;
-            s.spawn(move || worker(shared, problem, store, cfg, place, t));
+            let spawned = std::thread::Builder::new()
+                .name(format!("hogwild-{t}"))
+                .spawn_scoped(s, move || {
+                    let _guard = BreakOnPanic(&shared.barrier);
+                    worker(shared, problem, store, cfg, place, t)
+                });
+            if let Err(e) = spawned {
+                shared.barrier.break_all();
+                return Err(Error::InvalidArgument {
+                    what: "threads",
+                    reason: format!("cannot start thread {t} of {threads}: {e}"),
+                });
+            }
         }
+        let _guard = BreakOnPanic(&shared.barrier);
         leader(&shared, group, problem, test, store, cfg, &mut on_epoch)
     })
 }
 
-/// Thread 0 (the calling thread): prepares each epoch, runs its own part,
+/// A reusable barrier for `n` threads that can be broken: then every wait,
+/// present and future, returns `false` at once.
+struct Gate {
+    n: usize,
+    /// Arrived this generation, the generation, broken.
+    state: Mutex<(usize, u64, bool)>,
+    wake: Condvar,
+    broken: AtomicBool,
+}
+
+impl Gate {
+    fn new(n: usize) -> Gate {
+        Gate {
+            n,
+            state: Mutex::new((0, 0, false)),
+            wake: Condvar::new(),
+            broken: AtomicBool::new(false),
+        }
+    }
+
+    /// Waits for all `n` threads; `false` when the gate is broken.
+    fn wait(&self) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.2 {
+            return false;
+        }
+        let generation = s.1;
+        s.0 += 1;
+        if s.0 == self.n {
+            s.0 = 0;
+            s.1 += 1;
+            self.wake.notify_all();
+            return true;
+        }
+        while s.1 == generation && !s.2 {
+            s = self.wake.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        s.1 != generation
+    }
+
+    /// Breaks the gate: every waiter returns `false`.
+    fn break_all(&self) {
+        self.broken.store(true, Ordering::Release);
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.2 = true;
+        self.wake.notify_all();
+    }
+
+    fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
+    }
+}
+
+/// Breaks the gate when its thread unwinds from a panic.
+struct BreakOnPanic<'a>(&'a Gate);
+
+impl Drop for BreakOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.break_all();
+        }
+    }
+}
+
+/// What the leader returns when another thread broke the gate (the scope
+/// then re-raises that thread's panic).
+fn broken() -> Error {
+    Error::InvalidArgument {
+        what: "hogwild",
+        reason: "a thread panicked".into(),
+    }
+}
+
+/// Thread 0 (the calling thread): prepares each epoch, works as the others,
 /// averages across ranks and evaluates.
 fn leader<P: Problem, C: Transport>(
     shared: &Shared,
@@ -555,8 +695,11 @@ fn leader<P: Problem, C: Transport>(
             rand::seq::SliceRandom::shuffle(order.as_mut_slice(), &mut rng);
             *shared.order.write().unwrap_or_else(|p| p.into_inner()) = order;
             shared.turn.store(0, Ordering::Relaxed);
+            shared.cursor.store(0, Ordering::Relaxed);
         }
-        shared.barrier.wait(); // A: the epoch's order is ready
+        if !shared.barrier.wait() {
+            return Err(broken()); // A: the epoch's order is ready
+        }
         if shared.stop.load(Ordering::Relaxed) {
             break;
         }
@@ -564,7 +707,11 @@ fn leader<P: Problem, C: Transport>(
         let step = cfg.step * cfg.decay.powi(epoch as i32 - 1);
         for round in 0..cfg.rounds {
             local.round(shared, problem, store, epoch, round, step);
-            shared.barrier.wait(); // B: every thread's round is written
+            if !shared.barrier.wait() {
+                return Err(broken()); // B: every thread's round is written
+            }
+            // Nobody claims examples between B and C.
+            shared.cursor.store(0, Ordering::Relaxed);
             if let (Some(g), None) = (group, &failed) {
                 if ranks > 1 {
                     match combine(g, store, &mut base, cfg) {
@@ -576,7 +723,9 @@ fn leader<P: Problem, C: Transport>(
                     }
                 }
             }
-            shared.barrier.wait(); // C: the averaged store is in place
+            if !shared.barrier.wait() {
+                return Err(broken()); // C: the averaged store is in place
+            }
         }
         let mut secs = started.elapsed().as_secs_f64();
         let mut counts = {
@@ -643,7 +792,9 @@ fn leader<P: Problem, C: Transport>(
     if !shared.stop.load(Ordering::Relaxed) {
         // Every epoch ran: release the workers waiting at the next epoch.
         shared.stop.store(true, Ordering::Relaxed);
-        shared.barrier.wait();
+        if !shared.barrier.wait() {
+            return Err(broken());
+        }
     }
     match failed {
         Some(e) => Err(e),
@@ -662,9 +813,8 @@ fn worker<P: Problem>(
 ) {
     let mut local = Local::new(cfg, place, t);
     for epoch in 1.. {
-        shared.barrier.wait(); // A
-        if shared.stop.load(Ordering::Relaxed) {
-            return;
+        if !shared.barrier.wait() || shared.stop.load(Ordering::Relaxed) {
+            return; // A
         }
         let step = cfg.step * cfg.decay.powi(epoch as i32 - 1);
         for round in 0..cfg.rounds {
@@ -676,8 +826,9 @@ fn worker<P: Problem>(
                 .unwrap_or_else(|p| p.into_inner())
                 .add(&local.counts);
             local.counts = Counters::default();
-            shared.barrier.wait(); // B
-            shared.barrier.wait(); // C
+            if !shared.barrier.wait() || !shared.barrier.wait() {
+                return; // B, C
+            }
         }
     }
 }
@@ -783,8 +934,6 @@ impl Local {
         step: f32,
     ) {
         let order = shared.order.read().unwrap_or_else(|p| p.into_inner());
-        let mine = part(part(&order, self.rank, self.ranks), self.t, self.threads);
-        let segment = part(mine, round, self.rounds);
         let mut rng = ChaCha8Rng::seed_from_u64(
             self.seed
                 ^ ((epoch * 1_000_003 + round) as u64).wrapping_mul(0xA24B_AED4_963E_E407)
@@ -798,6 +947,8 @@ impl Local {
                 let share = part(&order, self.rank, self.ranks).len();
                 let turns = share.div_ceil(k).div_ceil(self.rounds);
                 let base = round * turns * k;
+                let mine = part(part(&order, self.rank, self.ranks), self.t, self.threads);
+                let segment = part(mine, round, self.rounds);
                 for i in 0..turns {
                     let e = segment.get(i).copied();
                     if let Some(e) = e {
@@ -805,7 +956,7 @@ impl Local {
                         problem.gradient(store, e as usize, &self.support, &mut self.read, &mut self.grad);
                     }
                     let my_turn = base + i * k + self.t;
-                    wait_until(|| shared.turn.load(Ordering::Acquire) == my_turn);
+                    wait_until(&shared.barrier, || shared.turn.load(Ordering::Acquire) == my_turn);
                     if e.is_some() {
                         self.write_all(store, step);
                     }
@@ -813,8 +964,17 @@ impl Local {
                 }
             }
             _ => {
-                for &e in segment {
-                    self.update(shared, problem, store, e as usize, step, &mut rng);
+                // The rank's share of the epoch, this round's part of it,
+                // claimed in chunks: every example once, whichever thread.
+                let segment = part(part(&order, self.rank, self.ranks), round, self.rounds);
+                loop {
+                    let from = shared.cursor.fetch_add(CHUNK, Ordering::Relaxed);
+                    if from >= segment.len() {
+                        break;
+                    }
+                    for &e in &segment[from..(from + CHUNK).min(segment.len())] {
+                        self.update(shared, problem, store, e as usize, step, &mut rng);
+                    }
                 }
             }
         }
@@ -860,7 +1020,7 @@ impl Local {
                 // In ascending order: no two threads wait on each other.
                 for &l in &self.locks {
                     let lock = &shared.stripes[l];
-                    wait_until(|| {
+                    wait_until(&shared.barrier, || {
                         lock.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
                             .is_ok()
                     });

@@ -265,7 +265,10 @@ impl Ratings {
         if rows == 0 || cols == 0 || rank == 0 || rows > u32::MAX as usize || cols > u32::MAX as usize {
             return Err(bad(format!("a {rows}×{cols} matrix of rank {rank}")));
         }
-        if observed as u128 > rows as u128 * cols as u128 || test >= observed {
+        if observed as u128 > rows as u128 * cols as u128
+            || test >= observed
+            || observed > super::sparse::MAX_EXAMPLES
+        {
             return Err(bad(format!(
                 "{observed} observed entries ({test} held out) of a {rows}×{cols} matrix"
             )));
@@ -324,6 +327,18 @@ impl Completion {
             return Err(Error::InvalidArgument {
                 what: "matrix completion",
                 reason: format!("rank {rank} and μ {mu} (need rank ≥ 1 and a finite μ ≥ 0)"),
+            });
+        }
+        let params = (data.rows + data.cols).checked_mul(rank);
+        if !params.is_some_and(|p| p <= super::sparse::MAX_FEATURES) {
+            return Err(Error::InvalidArgument {
+                what: "matrix completion",
+                reason: format!(
+                    "(rows + columns) × rank = ({} + {}) × {rank} exceeds {} parameters",
+                    data.rows,
+                    data.cols,
+                    super::sparse::MAX_FEATURES
+                ),
             });
         }
         let mut deg = vec![0u32; data.rows + data.cols];

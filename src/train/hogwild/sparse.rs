@@ -25,8 +25,13 @@ use rand::{Rng, SeedableRng};
 use crate::error::{Error, Result};
 use crate::train::data::{data_error, open_data, MAX_FILE_BYTES};
 
-/// Largest feature count (index) accepted: 2³¹.
-pub const MAX_FEATURES: usize = 1 << 31;
+/// Largest feature count (index) accepted: 2²⁶ (67 million; KDD 2010's
+/// 29 million fit). A model holds several arrays of this length, so one
+/// stray huge index must not make it allocate gigabytes.
+pub const MAX_FEATURES: usize = 1 << 26;
+
+/// Most examples in a set: examples are numbered with `u32`.
+pub const MAX_EXAMPLES: usize = u32::MAX as usize;
 
 /// Examples as compressed sparse rows: example `i` has the features
 /// `indices[indptr[i]..indptr[i+1]]` (0-based, strictly ascending, below
@@ -61,6 +66,12 @@ impl SparseSet {
         };
         if dim > MAX_FEATURES {
             return Err(bad(format!("{dim} features exceed the limit of {MAX_FEATURES}")));
+        }
+        if labels.len() > MAX_EXAMPLES {
+            return Err(bad(format!(
+                "{} examples exceed the limit of {MAX_EXAMPLES}",
+                labels.len()
+            )));
         }
         if indptr.len() != labels.len() + 1 {
             return Err(bad(format!(
@@ -301,6 +312,9 @@ fn parse_lines(mut r: impl BufRead, path: &Path) -> Result<SparseSet> {
             values.push(x);
         }
         dim = dim.max(prev as usize);
+        if labels.len() == MAX_EXAMPLES {
+            return Err(at(format!("more than {MAX_EXAMPLES} examples")));
+        }
         labels.push(y);
         indptr.push(indices.len());
     }
@@ -387,7 +401,8 @@ pub fn write_libsvm(set: &SparseSet, mut w: impl Write) -> std::io::Result<()> {
 /// examples. The same arguments give the same set on every machine.
 ///
 /// # Panics
-/// When `dim` is 0 or above [`MAX_FEATURES`], or `flip` is not in [0, 1].
+/// When `dim` is 0 or above [`MAX_FEATURES`], `n` above [`MAX_EXAMPLES`],
+/// or `flip` is not in [0, 1].
 pub fn synthetic(n: usize, dim: usize, nnz: usize, exponent: f64, flip: f64, seed: u64) -> SparseSet {
     assert!(
         (1..=MAX_FEATURES).contains(&dim),
@@ -397,6 +412,7 @@ pub fn synthetic(n: usize, dim: usize, nnz: usize, exponent: f64, flip: f64, see
         (0.0..=1.0).contains(&flip),
         "synthetic: flip {flip} not in [0, 1]"
     );
+    assert!(n <= MAX_EXAMPLES, "synthetic: {n} examples out of range");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     // Cumulative popularity of ranks 0..dim.
     let mut cdf = Vec::with_capacity(dim);
@@ -506,6 +522,10 @@ mod tests {
             ("+1 3:\n", "line 1: value `` of index 3 is not a finite number"),
             ("inf 3:1\n", "line 1: label `inf` is not a finite number"),
             ("+1 4294967296:1\n", "line 1: index 4294967296 exceeds the limit"),
+            (
+                "+1 67108865:1\n",
+                "line 1: index 67108865 exceeds the limit of 67108864",
+            ),
             ("# only a comment\n\n", "t.svm: no examples"),
         ];
         for (text, want) in cases {

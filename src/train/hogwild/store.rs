@@ -5,7 +5,7 @@
 //! the hardware does (rust-lang/rust#53639). A relaxed atomic load or store
 //! of a 32-bit word compiles to the same single `mov` (x86) or `ldr`/`str`
 //! (ARM) as a plain access, so the store costs nothing over a `Vec<f32>`
-//! (`benches/kernels.rs` measures it) and has no data race: every thread
+//! (`benches/hogwild.rs` measures it) and has no data race: every thread
 //! sees some value some thread wrote, never a torn one. Updates are not
 //! atomic read-modify-writes: [`Store::add`] loads, computes and stores, so
 //! an update that lands between another thread's load and store is lost,

@@ -140,7 +140,7 @@ fn matrix_completion_converges_on_every_schedule() {
     ] {
         let r = run_one(s, 3);
         assert!(
-            r.objective <= serial.objective * 1.05 + 1e-3,
+            r.objective <= serial.objective * 1.05,
             "{s}: {} vs {}",
             r.objective,
             serial.objective
@@ -309,4 +309,120 @@ fn the_hybrid_makes_one_model_on_every_rank_and_counts_its_bytes() {
         avg.objective,
         sum.objective
     );
+}
+
+#[test]
+fn a_write_after_another_threads_write_counts_as_a_conflict() {
+    // The update read coordinates 0 and 1 as 1.0 and 2.0 for its gradient;
+    // another thread then wrote coordinate 1.
+    for update in [Update::Lossy, Update::Exact] {
+        let cfg = Config {
+            update,
+            ..config(Schedule::Hogwild, 2, 1)
+        };
+        let w = Store::from_slice(&[1.0, 5.0, 7.0]);
+        let mut local = Local::new(&cfg, None, 1);
+        local.support = vec![0, 1];
+        local.read = vec![1.0, 2.0];
+        local.grad = vec![1.0, 1.0];
+        local.write_all(&w, 0.5);
+        let c = local.counts;
+        assert_eq!(
+            (c.updates, c.writes, c.conflicts, c.conflicting),
+            (1, 2, 1, 1),
+            "{update:?}"
+        );
+        assert_eq!(w.to_vec(), vec![0.5, 4.5, 7.0], "the write still lands");
+        // Unchanged coordinates: no conflict.
+        local.support = vec![2];
+        local.read = vec![7.0];
+        local.grad = vec![2.0];
+        local.write_all(&w, 0.5);
+        assert_eq!((local.counts.conflicts, local.counts.conflicting), (1, 1));
+        assert_eq!(w.to_vec(), vec![0.5, 4.5, 6.0]);
+    }
+}
+
+/// A problem that panics on one example, in a worker thread or in the
+/// calling (leader) thread.
+struct Panicky {
+    inner: Linear,
+    in_worker: bool,
+}
+
+impl Problem for Panicky {
+    fn examples(&self) -> usize {
+        self.inner.examples()
+    }
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn support(&self, e: usize, out: &mut Vec<u32>) {
+        let worker = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("hogwild-"));
+        if worker == self.in_worker && e % 97 == 5 {
+            panic!("example {e} is poisoned");
+        }
+        self.inner.support(e, out)
+    }
+    fn gradient<W: Weights + ?Sized>(
+        &self,
+        w: &W,
+        e: usize,
+        support: &[u32],
+        read: &mut Vec<f32>,
+        grad: &mut Vec<f32>,
+    ) {
+        self.inner.gradient(w, e, support, read, grad)
+    }
+    fn loss(&self, w: &[f32], e: usize) -> f64 {
+        self.inner.loss(w, e)
+    }
+    fn correct(&self, w: &[f32], e: usize) -> Option<bool> {
+        self.inner.correct(w, e)
+    }
+    fn squared_error(&self, w: &[f32], e: usize) -> Option<f64> {
+        self.inner.squared_error(w, e)
+    }
+    fn init(&self, seed: u64) -> Vec<f32> {
+        self.inner.init(seed)
+    }
+}
+
+#[test]
+fn a_panicking_thread_ends_the_run_with_its_panic_instead_of_a_hang() {
+    // Each case runs on its own thread, watched with a timeout: a hang
+    // fails the test instead of stalling the suite.
+    let cases: [(&str, Schedule); 5] = [
+        ("worker", Schedule::Hogwild),
+        ("worker", Schedule::RoundRobin),
+        ("worker", Schedule::Striped),
+        ("leader", Schedule::RoundRobin),
+        ("callback", Schedule::Hogwild),
+    ];
+    for (who, schedule) in cases {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let p = Panicky {
+                inner: svm(2000, 300, 8, 3),
+                in_worker: who == "worker",
+            };
+            let cfg = config(schedule, 4, 3);
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let w = Store::from_slice(&p.init(1));
+                if who == "callback" {
+                    let q = svm(2000, 300, 8, 3);
+                    run(&q, None, &w, &cfg, |_| panic!("stdout is closed")).map(|_| ())
+                } else {
+                    run(&p, None, &w, &cfg, |_| {}).map(|_| ())
+                }
+            }));
+            let _ = tx.send(outcome.is_err());
+        });
+        let panicked = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{who} panic under {schedule}: the run hung"));
+        assert!(panicked, "{who} panic under {schedule}: the panic was swallowed");
+    }
 }
