@@ -99,7 +99,8 @@ pub struct Args {
     #[arg(long, value_name = "K", default_value_t = 20)]
     nnz: usize,
     /// Synthetic svm/logreg: power-law exponent of feature popularity (0:
-    /// uniform; 0.65 at 47k features and 80 nonzeros gives RCV1's Δ ≈ 0.44).
+    /// uniform; 0.65 at 47k features and 80 nonzeros gives Δ ≈ 0.49, ρ ≈ 0.95: a dense
+    /// conflict graph, RCV1's "bad case").
     #[arg(long, value_name = "S", default_value_t = 0.65)]
     exponent: f64,
     /// Synthetic svm/logreg: fraction of labels flipped (noise).

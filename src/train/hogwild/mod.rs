@@ -34,6 +34,10 @@
 //! assert!(epochs.last().unwrap().train_accuracy.unwrap() > 0.9);
 //! ```
 
+// The store and everything racing on it are safe code: the compiler
+// refuses an `unsafe` block anywhere in this module.
+#![forbid(unsafe_code)]
+
 pub mod diagnostics;
 pub mod models;
 pub mod sparse;
