@@ -529,9 +529,6 @@ fn summary(reports: &[EpochReport], target: Option<f64>) -> String {
 
 /// Training objective against seconds, one line per run.
 fn objective_chart(runs: &[(String, &[EpochReport])], title: &str, path: &Path) -> ringreduce::Result<()> {
-    // A logarithmic axis cannot show an objective of 0 (a separable set
-    // without regularisation).
-    let positive = runs.iter().all(|(_, rs)| rs.iter().all(|r| r.objective > 0.0));
     let series: Vec<Series> = runs
         .iter()
         .map(|(name, rs)| Series {
@@ -540,6 +537,14 @@ fn objective_chart(runs: &[(String, &[EpochReport])], title: &str, path: &Path) 
             band: Vec::new(),
         })
         .collect();
+    draw_objective(&series, title, path)
+}
+
+/// Draws objective-against-seconds series. A logarithmic axis cannot show
+/// an objective of 0 (a separable set without regularisation): then the
+/// axis is linear.
+fn draw_objective(series: &[Series], title: &str, path: &Path) -> ringreduce::Result<()> {
+    let positive = series.iter().all(|s| s.points.iter().all(|p| p.1 > 0.0));
     ringreduce::plot::draw(
         &Chart {
             title,
@@ -548,7 +553,7 @@ fn objective_chart(runs: &[(String, &[EpochReport])], title: &str, path: &Path) 
             log_x: false,
             x_bytes: false,
             log_y: positive,
-            series: &series,
+            series,
         },
         path,
     )
@@ -567,7 +572,6 @@ pub fn metrics_charts(text: &str, title: Option<&str>, out: &Path) -> ringreduce
         };
         points.push((num(1)?, num(3)?));
     }
-    let positive = points.iter().all(|p| p.1 > 0.0);
     let series = [Series {
         name: "training objective".into(),
         points,
@@ -576,18 +580,7 @@ pub fn metrics_charts(text: &str, title: Option<&str>, out: &Path) -> ringreduce
     let mut files = Vec::new();
     for ext in ["png", "svg"] {
         let path = out.join(format!("objective.{ext}"));
-        ringreduce::plot::draw(
-            &Chart {
-                title: title.unwrap_or("Hogwild! training objective"),
-                x_label: "seconds of training",
-                y_label: "training objective",
-                log_x: false,
-                x_bytes: false,
-                log_y: positive,
-                series: &series,
-            },
-            &path,
-        )?;
+        draw_objective(&series, title.unwrap_or("Hogwild! training objective"), &path)?;
         files.push(path);
     }
     Ok(files)
