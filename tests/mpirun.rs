@@ -952,3 +952,57 @@ fn hogwild_hybrid_splits_epochs_counts_bytes_and_repeats_under_mpirun() {
     assert!(a.last().unwrap()[3].parse::<f64>().unwrap() < a[0][3].parse::<f64>().unwrap());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Only rank 0 writes `--metrics` and `--plot`: a directory that exists on
+/// rank 0's side only (its working directory here; its node on a cluster)
+/// is enough, and rank 0's answer reaches every rank.
+#[test]
+fn hogwild_outputs_need_their_directory_on_rank_0_only() {
+    let base = std::env::temp_dir().join(format!("ringreduce-hogwild-wdir-{}", std::process::id()));
+    let (zero, one) = (base.join("rank0"), base.join("rank1"));
+    std::fs::create_dir_all(zero.join("out")).unwrap();
+    std::fs::create_dir_all(&one).unwrap();
+    let program = ringreduce();
+    let args = [
+        "hogwild",
+        "--examples",
+        "1000",
+        "--features",
+        "100",
+        "--epochs",
+        "2",
+        "--metrics",
+        "out/m.csv",
+    ];
+    // Two application contexts: rank 0 in `zero` (mpirun's directory), rank 1 in `one`.
+    let mut cmd = mpirun(1, &program, &args);
+    cmd.current_dir(&zero)
+        .args([":", "-n", "1", "--wdir", one.to_str().unwrap()])
+        .arg(&program)
+        .args(args);
+    let out = run_bounded(cmd, LIMIT);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("# hogwild: 2 ranks"), "{}", stdout(&out));
+    assert_eq!(
+        std::fs::read_to_string(zero.join("out/m.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
+    // Missing on rank 0: one line, every rank stops.
+    let mut cmd = mpirun(1, &program, &args);
+    cmd.current_dir(&one)
+        .args([":", "-n", "1", "--wdir", zero.to_str().unwrap()])
+        .arg(&program)
+        .args(args);
+    let out = run_bounded(cmd, LIMIT);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.matches("ringreduce: ").count(), 1, "{err}");
+    assert!(
+        err.contains("invalid --metrics: out/m.csv: directory out does not exist"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&base).unwrap();
+}

@@ -164,7 +164,14 @@ pub fn run(o: Args) -> ExitCode {
         return fail(e);
     }
     on_world_at(None, Some(ringreduce::mpi::Threading::Funneled), |group| {
-        let loaded = group.agree(load(&o));
+        // Rank 0 writes the outputs: on a cluster their directory may
+        // exist on its node only. Its answer reaches every rank.
+        let outputs = if group.rank() == 0 {
+            outputs_writable(&o)
+        } else {
+            Ok(())
+        };
+        let loaded = group.agree(outputs).and_then(|()| group.agree(load(&o)));
         let loaded = match loaded {
             Ok(l) => l,
             Err(e) => return fail(e),
@@ -189,11 +196,6 @@ fn invalid(what: &'static str, reason: impl Into<String>) -> Error {
 
 /// What is the same on every rank, checked before MPI starts.
 fn preflight(o: &Args) -> ringreduce::Result<()> {
-    for (what, path) in [("--metrics", &o.metrics), ("--plot", &o.plot)] {
-        if let Some(p) = path {
-            writable(p).map_err(|e| invalid(what, format!("{}: {e}", p.display())))?;
-        }
-    }
     if let Some(p) = &o.plot {
         ringreduce::plot::check_extension(p)?;
     }
@@ -258,6 +260,16 @@ fn preflight(o: &Args) -> ringreduce::Result<()> {
                 "--test",
                 "is a libsvm file for --data FILE (synthetic data holds out --test-examples)",
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether rank 0 can write `--metrics` and `--plot`.
+fn outputs_writable(o: &Args) -> ringreduce::Result<()> {
+    for (what, path) in [("--metrics", &o.metrics), ("--plot", &o.plot)] {
+        if let Some(p) = path {
+            writable(p).map_err(|e| invalid(what, format!("{}: {e}", p.display())))?;
         }
     }
     Ok(())
