@@ -128,19 +128,27 @@ pub(crate) fn open_data(path: &Path) -> Result<std::fs::File> {
 /// write). The header is read first, and no more is decompressed than its
 /// dimensions declare (plus one byte, to notice extra data).
 fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
+    let (reader, what) = open_maybe_gz(path)?;
+    parse_idx_from(reader, path, what)
+}
+
+/// Opens a data file ([`open_data`]) as its contents: gunzipped when it
+/// starts with the gzip magic (several concatenated members too, as pigz
+/// and `cat a.gz b.gz` write). Also returns the prefix for read errors
+/// ("corrupt gzip data: " or nothing).
+pub(crate) fn open_maybe_gz(path: &Path) -> Result<(Box<dyn Read>, &'static str)> {
     let mut file = std::io::BufReader::new(open_data(path)?);
     let gz = std::io::BufRead::fill_buf(&mut file)
         .map_err(|e| data_error(path, e.to_string()))?
         .starts_with(&[0x1f, 0x8b]);
-    if gz {
-        parse_idx_from(
-            flate2::bufread::MultiGzDecoder::new(file),
-            path,
+    Ok(if gz {
+        (
+            Box::new(flate2::bufread::MultiGzDecoder::new(file)),
             "corrupt gzip data: ",
         )
     } else {
-        parse_idx_from(file, path, "")
-    }
+        (Box::new(file), "")
+    })
 }
 
 /// Parses an IDX file of unsigned bytes: returns its dimensions and data.

@@ -23,7 +23,7 @@ use std::path::Path;
 use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
-use crate::train::data::{data_error, open_data, MAX_FILE_BYTES};
+use crate::train::data::{data_error, open_maybe_gz, MAX_FILE_BYTES};
 
 /// Largest feature count (index) accepted: 2²⁶ (67 million; KDD 2010's
 /// 29 million fit). A model holds several arrays of this length, so one
@@ -345,23 +345,12 @@ fn clip(s: &str) -> String {
 /// file, is larger than [`MAX_FILE_BYTES`] (also once decompressed), is
 /// corrupt gzip, or has a bad line (see [`parse_libsvm`]).
 pub fn load_libsvm(path: &Path) -> Result<SparseSet> {
-    let mut file = std::io::BufReader::new(open_data(path)?);
-    let gz = file
-        .fill_buf()
-        .map_err(|e| data_error(path, e.to_string()))?
-        .starts_with(&[0x1f, 0x8b]);
+    let (reader, what) = open_maybe_gz(path)?;
     let mut text = Vec::new();
-    let read = if gz {
-        flate2::bufread::MultiGzDecoder::new(file)
-            .take(MAX_FILE_BYTES + 1)
-            .read_to_end(&mut text)
-            .map_err(|e| data_error(path, format!("corrupt gzip data: {e}")))
-    } else {
-        file.take(MAX_FILE_BYTES + 1)
-            .read_to_end(&mut text)
-            .map_err(|e| data_error(path, e.to_string()))
-    };
-    read?;
+    reader
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| data_error(path, format!("{what}{e}")))?;
     if text.len() as u64 > MAX_FILE_BYTES {
         return Err(data_error(
             path,
