@@ -17,9 +17,9 @@ source scripts/mpienv.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
-# The algorithm files are modules declared by the registry macro, which
-# rustfmt does not follow: check them by name.
-rustfmt --edition 2021 --check src/algorithms/*.rs
+# The algorithm and strategy files are modules declared by registry
+# macros, which rustfmt does not follow: check them by name.
+rustfmt --edition 2021 --check src/algorithms/*.rs src/train/strategies/*.rs
 echo "== cargo clippy --all-targets -- -D warnings (default features, then the core alone, then core + train)"
 cargo clippy --all-targets --quiet -- -D warnings
 cargo clippy --all-targets --quiet --no-default-features -- -D warnings

@@ -21,7 +21,7 @@ pub struct Args {
     /// The strategies, space-separated, in the spellings of `train
     /// --strategy`: sync:ring local:tau=8 postlocal:warmup=200,tau=8 oneshot
     /// gossip:ring ps:async ps:ssp=2 ps:async,dynamic …
-    #[arg(long, required = true, num_args = 1.., value_name = "SPEC", value_parser = one::<Spec>)]
+    #[arg(long, required = true, num_args = 1.., value_name = "SPEC", value_parser = one::<Spec>, long_help = super::strategy_help())]
     strategies: Vec<Spec>,
     /// Server ranks of the parameter-server strategies (ps:…).
     #[arg(long, value_name = "S", default_value_t = 1)]

@@ -133,6 +133,19 @@ impl std::str::FromStr for Spec {
     }
 }
 
+/// The long help of `--strategy`: every registered spelling, then the
+/// parameter server's.
+pub fn strategy_help() -> String {
+    format!(
+        "What the ranks exchange, one of:\n{}\nps:async | ps:ssp=S [,servers=K] [,dynamic]: a parameter server (SSP: at most S pushes ahead of the slowest worker, 0 is bulk-synchronous; dynamic: workers run at their own speed, the servers count the epochs)",
+        ringreduce::train::AnyStrategy::help()
+            .lines()
+            .map(|l| format!("  {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
+}
+
 /// `RANK:FACTOR`.
 pub fn straggler(s: &str) -> Result<(usize, f64), String> {
     let bad = || format!("`{s}`: expected RANK:FACTOR, e.g. 1:3");

@@ -32,13 +32,10 @@ pub struct Args {
     /// Gradient all-reduce algorithm of synchronous SGD.
     #[arg(long, default_value = "ring", value_parser = one::<Algorithm>)]
     algo: Algorithm,
-    /// What the ranks exchange: sync:ALGO, local:tau=T[,warmup=W][,momentum],
-    /// postlocal:warmup=W,tau=T, oneshot, gossip:ring|torus|expo|expo1|complete,
-    /// or a parameter server: ps:async or ps:ssp=S (at most S pushes ahead of
-    /// the slowest worker; 0 is bulk-synchronous), with ,dynamic for dynamic
-    /// shares (workers run at their own speed, the servers count the
-    /// epochs) (default: sync with --algo).
-    #[arg(long, value_name = "SPEC", value_parser = one::<Spec>, conflicts_with = "algo")]
+    /// What the ranks exchange: a strategy of the trainer (sync:ALGO,
+    /// local:tau=T, gossip:ring, …; --help lists every spelling) or a
+    /// parameter server (ps:async, ps:ssp=S) (default: sync with --algo).
+    #[arg(long, value_name = "SPEC", value_parser = one::<Spec>, conflicts_with = "algo", long_help = super::strategy_help())]
     strategy: Option<Spec>,
     /// Parameter server: server ranks (the first ones), each holding a
     /// contiguous shard of the parameters.
@@ -211,7 +208,7 @@ pub fn run(o: Args) -> ExitCode {
                 o.recipe.batch,
                 o.recipe.lr,
                 o.recipe.momentum,
-                describe_strategy(opt.strategy(), p)
+                opt.strategy().describe(p)
             );
         }
         let mut params = opt.init_params(&model);
@@ -399,17 +396,6 @@ fn measured_steps(c: Option<&BucketChoice>, steps: &[[f64; 4]]) -> String {
         exposed * 1e3,
         100.0 * overlap
     )
-}
-
-/// The strategy's name, and for gossip the mixing's spectral gap.
-fn describe_strategy(s: &AnyStrategy, p: usize) -> String {
-    match s {
-        AnyStrategy::Gossip(g) => match g.topology.spectral_gap(p) {
-            Some(gap) => format!("{}, spectral gap {gap:.4} per step", s.name()),
-            None => s.name(),
-        },
-        _ => s.name(),
-    }
 }
 
 /// `60000 train / 10000 test, 784 features, 10 classes`, and what a run

@@ -24,7 +24,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use super::optim::OptimizerState;
-use super::strategy::Section;
+use super::strategies::Section;
 use crate::error::{Error, Result};
 
 /// The `format` entry of `__metadata__`.

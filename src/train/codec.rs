@@ -7,15 +7,12 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::compress::{Compressor, ErrorFeedback, TopK};
+use crate::compress::Compressor;
 use crate::cost::CostParams;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
-use super::any::AnyStrategy;
 use super::model::Matrix;
-use super::qsgd::Qsgd;
-use super::randomk::RandomK;
-use super::strategy::Strategy;
+use super::strategies::AnyStrategy;
 
 /// One compressor's figures for one step.
 #[derive(Debug, Clone, Serialize)]
@@ -56,7 +53,7 @@ fn break_even(f: &CompressionCost, base: &CompressionCost, alpha: f64) -> Option
     })
 }
 
-fn median_secs(mut f: impl FnMut()) -> f64 {
+pub(crate) fn median_secs(mut f: impl FnMut()) -> f64 {
     let mut t: Vec<f64> = (0..5)
         .map(|_| {
             let s = Instant::now();
@@ -70,7 +67,7 @@ fn median_secs(mut f: impl FnMut()) -> f64 {
 
 /// Seconds to encode `grad` once and decode p codes (the all-gathered
 /// route: every rank decodes every rank's code).
-fn gathered_secs<K: Compressor>(mut c: K, grad: &[f32], p: usize) -> f64 {
+pub(crate) fn gathered_secs<K: Compressor>(mut c: K, grad: &[f32], p: usize) -> f64 {
     let mut code = vec![<K::Word as bytemuck::Zeroable>::zeroed(); c.code_len(grad.len())];
     let mut out = vec![0f32; grad.len()];
     median_secs(|| {
@@ -82,59 +79,11 @@ fn gathered_secs<K: Compressor>(mut c: K, grad: &[f32], p: usize) -> f64 {
     })
 }
 
-/// Seconds of the local work `strategy` adds to a step on `p` ranks for
-/// `n` parameters (0 for the uncompressed ring, whose reduction the cost
-/// model prices already).
-///
-/// # Errors
-/// A strategy that is no compressor of synchronous SGD.
-pub fn codec_secs(strategy: &AnyStrategy, p: usize, n: usize, matrices: &[Matrix]) -> Result<f64> {
-    let grad: Vec<f32> = (0..n)
+/// A gradient of `n` values for timing codecs (the same every call).
+pub(crate) fn probe_gradient(n: usize) -> Vec<f32> {
+    (0..n)
         .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-5)
-        .collect();
-    Ok(match strategy {
-        AnyStrategy::Sync(s) => match s.wire {
-            None => 0.0,
-            Some(w) => {
-                // The ring encodes n values in all and decodes (2p − 1)/p·n.
-                let mut bits = vec![0u16; n];
-                let mut back = vec![0f32; n];
-                let enc = median_secs(|| w.encode(&grad, &mut bits));
-                let dec = median_secs(|| w.decode(&bits, &mut back));
-                enc + dec * (2 * p - 1) as f64 / p as f64
-            }
-        },
-        AnyStrategy::TopK(t) => gathered_secs(
-            ErrorFeedback::new(TopK::new(t.fraction), t.error_feedback),
-            &grad,
-            p,
-        ),
-        AnyStrategy::Qsgd(q) => gathered_secs(
-            Qsgd {
-                levels: q.levels,
-                seed: q.seed,
-            },
-            &grad,
-            p,
-        ),
-        AnyStrategy::PowerSgd(ps) => ps.codec_secs(n, matrices)?,
-        AnyStrategy::RandomK(rk) => {
-            // Encoded once, decoded once (the all-reduce sums the codes).
-            let mut c = ErrorFeedback::new(RandomK::new(rk.fraction, rk.seed), rk.error_feedback);
-            let mut code = vec![0f32; c.code_len(n)];
-            let mut out = vec![0f32; n];
-            median_secs(|| {
-                c.encode(&grad, 1, 0, &mut code);
-                c.decode(&code, &mut out);
-            })
-        }
-        other => {
-            return Err(Error::InvalidArgument {
-                what: "compressor",
-                reason: format!("{} is not a gradient compressor of synchronous SGD", other.name()),
-            })
-        }
-    })
+        .collect()
 }
 
 /// The figures of each compressor (spellings of `train --compress`) on `p`
@@ -159,7 +108,7 @@ pub fn compression_costs(
             compressor: c.to_string(),
             bytes_per_step: comm.bytes,
             rounds_per_step: comm.rounds,
-            codec_secs: codec_secs(&s, p, n, matrices)?,
+            codec_secs: s.codec_secs(p, n, matrices)?,
             comm_secs: comm.predicted_secs,
             break_even: None,
             break_even_fp16: None,

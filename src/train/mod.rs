@@ -36,41 +36,27 @@
 //! assert!(accuracy[0] > 0.8 && accuracy[0] == accuracy[1]);
 //! ```
 
-mod any;
 mod batches;
 pub mod buckets;
 pub mod checkpoint;
 pub mod codec;
 pub mod data;
-mod gossip;
 pub mod hogwild;
-mod local;
 pub mod log;
 mod model;
 mod optim;
-mod powersgd;
 pub mod ps;
-mod qsgd;
-mod randomk;
-mod sparse;
-mod strategy;
+pub mod strategies;
 pub mod topology;
 mod trainer;
 
-pub use self::any::{AnyStrategy, Communication};
 pub use self::batches::{BatchSource, Shards, SharedShuffle};
 pub use self::buckets::{BucketChoice, BucketSize};
 pub use self::data::Dataset;
-pub use self::gossip::Gossip;
-pub use self::local::LocalSgd;
 pub use self::log::MetricsLog;
 pub use self::model::{Matrix, Mlp, Model};
 pub use self::optim::{Adam, Optimizer, OptimizerState, Schedule, Sgd};
-pub use self::powersgd::PowerSgd;
 pub use self::ps::{ParameterServer, PsEpoch, PsTraffic};
-pub use self::qsgd::{Qsgd, QsgdSgd};
-pub use self::randomk::{RandomK, RandomKSgd};
-pub use self::sparse::TopKSgd;
-pub use self::strategy::{GradientAllReduce, Section, Step, Strategy};
+pub use self::strategies::*;
 pub use self::topology::Topology;
 pub use self::trainer::{EpochMetrics, StepMetrics, SyncSgd, Trainer, TrainerBuilder};

@@ -51,12 +51,12 @@ use crate::error::{Error, Result};
 use crate::group::Group;
 use crate::transport::{AnySource, Done, Tag, Transport};
 
-use super::any::Communication;
 use super::checkpoint::{Checkpoint, Header};
 use super::data::Dataset;
 use super::model::Model;
 use super::optim::OptimizerState;
-use super::strategy::Strategy;
+use super::strategies::Communication;
+use super::strategies::Strategy;
 use super::trainer::{evaluate, straggle, EpochMetrics, Trainer};
 
 /// Messages to a server.

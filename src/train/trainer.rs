@@ -13,7 +13,7 @@ use super::checkpoint::{Checkpoint, Header};
 use super::data::Dataset;
 use super::model::Model;
 use super::optim::{Optimizer, OptimizerState, Schedule, Sgd};
-use super::strategy::{GradientAllReduce, Section, Step, Strategy};
+use super::strategies::{GradientAllReduce, Section, Step, Strategy};
 use crate::algorithms::{chunk_range, Algorithm};
 use crate::element::ReduceOp;
 use crate::error::{Error, Result};
@@ -749,7 +749,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             // The section table tells every rank what is coming.
             for s in &header.sections {
                 if let Some(name) = s.name.strip_prefix("strategy.") {
-                    c.strategy.push(super::strategy::Section {
+                    c.strategy.push(super::strategies::Section {
                         name: name.to_string(),
                         values: vec![0.0; s.len],
                     });

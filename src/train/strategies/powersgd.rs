@@ -12,9 +12,9 @@ use crate::error::Result;
 use crate::group::CodecTimes;
 use crate::transport::Transport;
 
-use super::model::{gemm, Matrix};
-use super::sparse::{invalid, residual_after_step, Residuals};
-use super::strategy::{Section, Step, Strategy};
+use super::residuals::{invalid, residual_after_step, Residuals};
+use super::{Registered, Section, Spelling, Step, Strategy, Tally};
+use crate::train::model::{gemm, Matrix};
 
 /// Synchronous SGD whose weight-matrix gradients travel as rank-r factors.
 ///
@@ -256,7 +256,7 @@ impl PowerSgd {
     /// Gram–Schmidt and error feedback, no communication) for a model of
     /// `n` parameters whose weight matrices are `matrices`: the median of 5
     /// runs on random data here.
-    pub fn codec_secs(&self, n: usize, matrices: &[Matrix]) -> Result<f64> {
+    pub fn measure_codec_secs(&self, n: usize, matrices: &[Matrix]) -> Result<f64> {
         let mut s = self.clone();
         s.prepare(n, matrices)?;
         s.residual = vec![0.0; if s.error_feedback { n } else { 0 }];
@@ -371,6 +371,32 @@ impl Strategy for PowerSgd {
             return Err(invalid("the checkpoint holds no PowerSGD factors".into()));
         }
         self.residuals.restore(sections, self.error_feedback)
+    }
+}
+
+impl Registered for PowerSgd {
+    const SYNOPSIS: &'static str = "sync[:ALGO],compress=powersgd:rank=R[,error-feedback=off]";
+    const HELP: &'static str =
+        "PowerSGD: rank-R factors of every weight matrix, two all-reduces by ALGO a step, error feedback";
+
+    fn parse(s: &Spelling<'_>) -> Option<Result<Self>> {
+        s.compressor("powersgd", |g, c| {
+            let rank = c.number::<usize>(s, Some("rank"), "powersgd takes rank=R, e.g. powersgd:rank=2")?;
+            let mut ps = PowerSgd::new(rank)?;
+            ps.algorithm = g.algorithm.unwrap_or(Algorithm::Ring);
+            ps.error_feedback = g.feedback.unwrap_or(true);
+            Ok(ps)
+        })
+    }
+
+    fn communication(&self, t: &mut Tally<'_>) {
+        let (first, second) = self.sizes(t.params, t.matrices);
+        t.all_reduce(self.algorithm, first, t.steps as u64);
+        t.all_reduce(self.algorithm, second, t.steps as u64);
+    }
+
+    fn codec_secs(&self, _p: usize, n: usize, matrices: &[Matrix]) -> Option<Result<f64>> {
+        Some(self.measure_codec_secs(n, matrices))
     }
 }
 

@@ -2,10 +2,15 @@
 //! largest gradient coordinates, all-gathered as (index, value) pairs.
 
 use crate::compress::{ErrorFeedback, TopK};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::transport::Transport;
 
-use super::strategy::{Section, Step, Strategy};
+use super::residuals::{invalid, residual_after_step, Residuals};
+use super::{Registered, Section, Spelling, Step, Strategy, Tally};
+use crate::algorithms::Algorithm;
+use crate::compress::topk::{k_of, PAIR_BYTES};
+use crate::train::codec::{gathered_secs, probe_gradient};
+use crate::train::Matrix;
 
 /// Synchronous SGD whose gradient travels as each rank's top-k coordinates
 /// (`k = ⌈fraction·n⌉`). Top-k is not linear — the ranks pick different
@@ -32,75 +37,6 @@ pub struct TopKSgd {
     residuals: Residuals,
 }
 
-/// Error feedback's per-rank residual, and how it reaches checkpoints: the
-/// residuals differ between ranks, so every rank's is gathered at the end
-/// of each epoch (not counted in the strategy's bytes, like the scoring),
-/// saved as one section, and on resume each rank takes back its own.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub(crate) struct Residuals {
-    /// Every rank's residual (rank order), gathered at the last epoch end.
-    gathered: Vec<f32>,
-    /// From a checkpoint, until `start` takes this rank's part.
-    restored: Option<Vec<f32>>,
-}
-
-impl Residuals {
-    /// This rank's first residual: zeros of `n`, or its part of a restored
-    /// checkpoint.
-    pub(crate) fn start<C: Transport>(&mut self, ctx: &Step<'_, C>, n: usize) -> Result<Vec<f32>> {
-        let (p, r) = (ctx.group.size(), ctx.group.rank());
-        let mut own = vec![0.0; n];
-        self.gathered.clear();
-        if let Some(all) = self.restored.take() {
-            if all.len() != p * n {
-                let saved = all.len() / n.max(1);
-                return Err(invalid(format!(
-                    "the checkpoint holds the state of {saved} ranks (their error-feedback residuals): resume it on {saved} ranks"
-                )));
-            }
-            own.copy_from_slice(&all[r * n..(r + 1) * n]);
-        }
-        Ok(own)
-    }
-
-    /// Whether `ctx` is the last step of an epoch, where
-    /// [`gather`](Residuals::gather) is called.
-    pub(crate) fn due<C: Transport>(ctx: &Step<'_, C>) -> bool {
-        ctx.step + 1 == ctx.steps_per_epoch
-    }
-
-    /// Gathers every rank's residual `own` (at the end of an epoch).
-    /// Collective.
-    pub(crate) fn gather<C: Transport>(&mut self, ctx: &mut Step<'_, C>, own: &[f32]) -> Result<()> {
-        self.gathered = vec![0.0; ctx.group.size() * own.len()];
-        ctx.all_gather(own, &mut self.gathered)
-    }
-
-    /// The checkpoint section, once gathered.
-    pub(crate) fn state(&self) -> Vec<Section> {
-        match self.gathered.is_empty() {
-            true => Vec::new(),
-            false => vec![Section {
-                name: "residuals".into(),
-                values: self.gathered.clone(),
-            }],
-        }
-    }
-
-    /// Takes the section back; with error feedback `on`, an error when it
-    /// is missing.
-    pub(crate) fn restore(&mut self, sections: &[Section], on: bool) -> Result<()> {
-        self.restored = sections
-            .iter()
-            .find(|s| s.name == "residuals")
-            .map(|s| s.values.clone());
-        match (on, &self.restored) {
-            (true, None) => Err(invalid("the checkpoint holds no error-feedback residuals".into())),
-            _ => Ok(()),
-        }
-    }
-}
-
 impl TopKSgd {
     /// Sends `fraction` of the coordinates, with error feedback.
     ///
@@ -120,34 +56,6 @@ impl TopKSgd {
     /// This rank's residual (what error feedback has not sent yet).
     pub fn residual(&self) -> &[f32] {
         self.codec.residual()
-    }
-}
-
-/// The `after_step` hook of a strategy with `residuals: Residuals`,
-/// `error_feedback: bool` and a method `residual()`: with error feedback,
-/// gathers the residuals at epoch ends.
-macro_rules! residual_after_step {
-    () => {
-        fn after_step<C: Transport>(
-            &mut self,
-            ctx: &mut Step<'_, C>,
-            _params: &mut [f32],
-            _optimizer: &mut super::optim::OptimizerState,
-        ) -> Result<()> {
-            if self.error_feedback && super::sparse::Residuals::due(ctx) {
-                let own = self.residual().to_vec();
-                self.residuals.gather(ctx, &own)?;
-            }
-            Ok(())
-        }
-    };
-}
-pub(crate) use residual_after_step;
-
-pub(crate) fn invalid(reason: String) -> Error {
-    Error::InvalidArgument {
-        what: "strategy",
-        reason,
     }
 }
 
@@ -195,6 +103,40 @@ impl Strategy for TopKSgd {
 
     fn restore(&mut self, sections: &[Section]) -> Result<()> {
         self.residuals.restore(sections, self.error_feedback)
+    }
+}
+
+impl Registered for TopKSgd {
+    const SYNOPSIS: &'static str = "sync,compress=topk:F[,error-feedback=off]";
+    const HELP: &'static str =
+        "each rank's ⌈F·n⌉ largest gradient coordinates (plus error feedback's residual), all-gathered";
+
+    fn parse(s: &Spelling<'_>) -> Option<Result<Self>> {
+        s.compressor("topk", |g, c| {
+            let fraction = c.number::<f64>(s, None, "topk takes a fraction, e.g. topk:0.01")?;
+            if g.algorithm.unwrap_or(Algorithm::Ring) != Algorithm::Ring {
+                return Err(s.invalid(format!(
+                    "`{}`: top-k is not linear, so its pairs are all-gathered: it takes no algorithm or wire type",
+                    s.text()
+                )));
+            }
+            let mut t = TopKSgd::new(fraction)?;
+            t.error_feedback = g.feedback.unwrap_or(true);
+            Ok(t)
+        })
+    }
+
+    fn communication(&self, t: &mut Tally<'_>) {
+        // A ring all-gather of every rank's k pairs each step.
+        t.all_gather(
+            (k_of(self.fraction, t.params) * PAIR_BYTES) as u64,
+            t.steps as u64,
+        );
+    }
+
+    fn codec_secs(&self, p: usize, n: usize, _: &[Matrix]) -> Option<Result<f64>> {
+        let codec = ErrorFeedback::new(TopK::new(self.fraction), self.error_feedback);
+        Some(Ok(gathered_secs(codec, &probe_gradient(n), p)))
     }
 }
 

@@ -6,8 +6,8 @@ use crate::element::ReduceOp;
 use crate::error::{Error, Result};
 use crate::transport::Transport;
 
-use super::optim::OptimizerState;
-use super::strategy::{Step, Strategy};
+use super::{Registered, Spelling, Step, Strategy, Tally};
+use crate::train::OptimizerState;
 
 /// Periodic model averaging (local SGD), post-local SGD and one-shot
 /// averaging.
@@ -133,5 +133,76 @@ impl Strategy for LocalSgd {
             }
         }
         Ok(())
+    }
+}
+
+impl Registered for LocalSgd {
+    const SYNOPSIS: &'static str =
+        "local:tau=T[,warmup=W][,momentum][,algo=A] | postlocal:warmup=W,tau=T | oneshot";
+    const HELP: &'static str = "local SGD: the parameters averaged every T steps (momentum: the optimizer's buffers too), after W synchronous steps; oneshot averages once, at the end";
+
+    fn parse(s: &Spelling<'_>) -> Option<Result<Self>> {
+        let kind = s.kind();
+        if !matches!(kind, "local" | "postlocal" | "oneshot") {
+            return None;
+        }
+        let text = s.text();
+        let parse = || -> Result<Self> {
+            let mut l = LocalSgd::one_shot();
+            let (mut tau, mut warmup) = (None, None);
+            for item in s.items() {
+                let (key, value) = item.split_once('=').unwrap_or((item, ""));
+                let number = || -> Result<usize> {
+                    value.parse().map_err(|_| {
+                        s.invalid(format!(
+                            "`{item}` in `{text}`: {key} takes a whole number of steps"
+                        ))
+                    })
+                };
+                match key {
+                    "tau" if value == "inf" => tau = Some(None),
+                    "tau" => tau = Some(Some(number()?)),
+                    "warmup" => warmup = Some(number()?),
+                    "momentum" if value.is_empty() => l.average_momentum = true,
+                    "algo" => l.algorithm = value.parse()?,
+                    _ => {
+                        return Err(s.invalid(format!(
+                            "unknown setting `{item}` in `{text}` (tau=, warmup=, momentum, algo=)"
+                        )))
+                    }
+                }
+            }
+            match (kind, tau, warmup) {
+                ("local", Some(t), w) => {
+                    l.period = t;
+                    l.warmup_steps = w.unwrap_or(0);
+                }
+                ("postlocal", Some(t), Some(w)) => {
+                    l.period = t;
+                    l.warmup_steps = w;
+                }
+                ("oneshot", None, None) => {}
+                ("local", None, _) => {
+                    return Err(s.invalid(format!("`{text}` needs tau=T (steps between averagings)")))
+                }
+                ("postlocal", ..) => return Err(s.invalid(format!("`{text}` needs warmup=W and tau=T"))),
+                _ => return Err(s.invalid(format!("`{text}`: oneshot takes no tau or warmup"))),
+            }
+            l.check(1)?;
+            Ok(l)
+        };
+        Some(parse())
+    }
+
+    fn communication(&self, t: &mut Tally<'_>) {
+        let steps = t.steps;
+        let synced = self.warmup_steps.min(steps);
+        let averagings = (synced..steps).filter(|&s| self.averages_after(s, steps)).count() as u64;
+        let per = 1 + if self.average_momentum {
+            t.buffers as u64
+        } else {
+            0
+        };
+        t.all_reduce(self.algorithm, t.params, synced as u64 + averagings * per);
     }
 }

@@ -9,8 +9,10 @@ use crate::compress::{Compressor, ErrorFeedback, Linear};
 use crate::error::Result;
 use crate::transport::Transport;
 
-use super::sparse::{invalid, residual_after_step, Residuals};
-use super::strategy::{Section, Step, Strategy};
+use super::residuals::{invalid, residual_after_step, Residuals};
+use super::{Registered, Section, Spelling, Step, Strategy, Tally};
+use crate::train::codec::{median_secs, probe_gradient};
+use crate::train::Matrix;
 
 /// Synchronous SGD whose gradient travels as k = ⌈fraction·n⌉ coordinates
 /// chosen at random — the same coordinates on every rank (a seed shared by
@@ -168,5 +170,37 @@ impl Strategy for RandomKSgd {
 
     fn restore(&mut self, sections: &[Section]) -> Result<()> {
         self.residuals.restore(sections, self.error_feedback)
+    }
+}
+
+impl Registered for RandomKSgd {
+    const SYNOPSIS: &'static str = "sync[:ALGO],compress=randomk:F[,error-feedback=on]";
+    const HELP: &'static str =
+        "⌈F·n⌉ coordinates drawn alike on every rank each step, all-reduced by ALGO (linear)";
+
+    fn parse(s: &Spelling<'_>) -> Option<Result<Self>> {
+        s.compressor("randomk", |g, c| {
+            let fraction = c.number::<f64>(s, None, "randomk takes a fraction, e.g. randomk:0.01")?;
+            let mut rk = RandomKSgd::new(fraction)?;
+            rk.algorithm = g.algorithm.unwrap_or(Algorithm::Ring);
+            rk.error_feedback = g.feedback.unwrap_or(false);
+            Ok(rk)
+        })
+    }
+
+    fn communication(&self, t: &mut Tally<'_>) {
+        t.all_reduce(self.algorithm, k_of(self.fraction, t.params), t.steps as u64);
+    }
+
+    fn codec_secs(&self, _p: usize, n: usize, _: &[Matrix]) -> Option<Result<f64>> {
+        // Encoded once, decoded once (the all-reduce sums the codes).
+        let grad = probe_gradient(n);
+        let mut c = ErrorFeedback::new(RandomK::new(self.fraction, self.seed), self.error_feedback);
+        let mut code = vec![0f32; c.code_len(n)];
+        let mut out = vec![0f32; n];
+        Some(Ok(median_secs(|| {
+            c.encode(&grad, 1, 0, &mut code);
+            c.decode(&code, &mut out);
+        })))
     }
 }

@@ -7,9 +7,9 @@ use crate::error::Result;
 use crate::group::Group;
 use crate::transport::Transport;
 
-use super::optim::OptimizerState;
-use super::strategy::{Step, Strategy};
-use super::topology::Topology;
+use super::{Registered, Spelling, Step, Strategy, Tally};
+use crate::train::topology::Topology;
+use crate::train::OptimizerState;
 
 /// Gossip SGD on a [`Topology`].
 ///
@@ -102,6 +102,50 @@ impl Strategy for Gossip {
             ctx.all_reduce(params, ReduceOp::Avg, Algorithm::Ring)?;
         }
         Ok(())
+    }
+}
+
+impl Registered for Gossip {
+    const SYNOPSIS: &'static str = "gossip:ring|torus|expo|expo1|complete|edges=0-1/1-2/…";
+    const HELP: &'static str =
+        "decentralized SGD: every step each rank averages its parameters with its neighbours' on the graph";
+
+    fn parse(s: &Spelling<'_>) -> Option<Result<Self>> {
+        if s.kind() != "gossip" {
+            return None;
+        }
+        Some(match s.rest() {
+            "" => Err(s.invalid(format!(
+                "`{}` names no topology (gossip:ring, torus, expo, expo1, complete or edges=0-1/…)",
+                s.text()
+            ))),
+            rest => rest.parse().map(Gossip::new),
+        })
+    }
+
+    fn communication(&self, t: &mut Tally<'_>) {
+        for step in 0..t.steps {
+            // The busiest rank of the step: the most out-neighbours.
+            let sends = (0..t.p)
+                .map(|r| self.topology.plan(t.p, r, step).send_to.len())
+                .max()
+                .unwrap_or(0);
+            let bytes = (sends * t.params * 4) as u64;
+            if bytes > 0 {
+                let line = t.cost.line_for(bytes);
+                t.add(bytes, 1, line.alpha + bytes as f64 * line.beta);
+            }
+        }
+        if t.steps > 0 {
+            t.all_reduce(Algorithm::Ring, t.params, 1);
+        }
+    }
+
+    fn describe(&self, p: usize) -> String {
+        match self.topology.spectral_gap(p) {
+            Some(gap) => format!("{}, spectral gap {gap:.4} per step", self.name()),
+            None => self.name(),
+        }
     }
 }
 

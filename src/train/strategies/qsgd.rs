@@ -8,7 +8,10 @@ use crate::compress::Compressor;
 use crate::error::{Error, Result};
 use crate::transport::Transport;
 
-use super::strategy::{Step, Strategy};
+use super::{Registered, Spelling, Step, Strategy, Tally};
+use crate::algorithms::Algorithm;
+use crate::train::codec::{gathered_secs, probe_gradient};
+use crate::train::Matrix;
 
 /// Most levels: a level and a sign fit one byte.
 pub const MAX_LEVELS: u8 = 127;
@@ -143,6 +146,37 @@ impl Strategy for QsgdSgd {
             seed: self.seed,
         };
         ctx.all_gather_compressed(&mut codec, grad)
+    }
+}
+
+impl Registered for QsgdSgd {
+    const SYNOPSIS: &'static str = "sync,compress=qsgd:levels=S";
+    const HELP: &'static str =
+        "QSGD: the gradient stochastically quantized to S levels, one byte per coordinate, all-gathered";
+
+    fn parse(s: &Spelling<'_>) -> Option<Result<Self>> {
+        s.compressor("qsgd", |g, c| {
+            let levels = c.number::<u8>(s, Some("levels"), "qsgd takes levels=1..127, e.g. qsgd:levels=16")?;
+            if g.algorithm.unwrap_or(Algorithm::Ring) != Algorithm::Ring || g.feedback.is_some() {
+                return Err(s.invalid(format!(
+                    "`{}`: QSGD is not linear, so its levels are all-gathered: it takes no algorithm, wire type or error feedback",
+                    s.text()
+                )));
+            }
+            QsgdSgd::new(levels)
+        })
+    }
+
+    fn communication(&self, t: &mut Tally<'_>) {
+        t.all_gather(QsgdSgd::block_bytes(t.params) as u64, t.steps as u64);
+    }
+
+    fn codec_secs(&self, p: usize, n: usize, _: &[Matrix]) -> Option<Result<f64>> {
+        let codec = Qsgd {
+            levels: self.levels,
+            seed: self.seed,
+        };
+        Some(Ok(gathered_secs(codec, &probe_gradient(n), p)))
     }
 }
 
