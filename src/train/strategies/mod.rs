@@ -395,6 +395,8 @@ registry! {
     PowerSgd => powersgd::PowerSgd,
     /// Synchronous SGD with random-k gradients (shared coordinates).
     RandomK => randomk::RandomKSgd,
+    /// DiLoCo: local SGD whose averaging is an outer Nesterov step.
+    DiLoCo => diloco::DiLoCo,
 }
 
 impl Default for AnyStrategy {

@@ -55,6 +55,8 @@ fn counted_wire_bytes_equal_the_prediction() {
         "gossip:expo",
         "gossip:expo1",
         "gossip:complete",
+        "diloco:h=3",
+        "diloco:h=4,outer-lr=0.5,outer-momentum=0.5",
     ] {
         for p in [2, 3, 4, 5] {
             let strategy: AnyStrategy = spec.parse().unwrap();
