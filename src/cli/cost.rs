@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use ringreduce::cost::{self, Calibration, CostParams};
-use ringreduce::train::{Model, Strategy};
+use ringreduce::train::{Model, Plan};
 use ringreduce::units::human_size;
 use ringreduce::{Algorithm, DType, Error};
 
@@ -49,8 +49,8 @@ pub struct Args {
     /// what each sends per step for a model of --bytes of f32 parameters;
     /// `ps:async,servers=K` (or `ps:servers=K`) for the parameter server,
     /// whose busiest rank is a server.
-    #[arg(long, num_args = 1.., value_name = "SPEC", value_parser = one::<super::Spec>)]
-    strategy: Vec<super::Spec>,
+    #[arg(long, num_args = 1.., value_name = "SPEC", value_parser = one::<Plan>)]
+    strategy: Vec<Plan>,
     /// Steps of the run the strategies are costed over.
     #[arg(long, default_value_t = 1000, requires = "strategy")]
     steps: usize,
@@ -175,25 +175,9 @@ fn strategies(args: &Args, params: &CostParams) -> ringreduce::Result<()> {
     let rows: Vec<_> = args
         .strategy
         .iter()
-        .map(|s| match s {
-            super::Spec::Strategy(s) => {
-                s.check(args.ranks)?;
-                Ok(s.communication(args.ranks, n, args.steps, args.buffers, params))
-            }
-            super::Spec::Ps {
-                bound,
-                servers,
-                dynamic,
-            } => {
-                let ps = ringreduce::train::ParameterServer {
-                    servers: servers.unwrap_or(1),
-                    max_staleness: *bound,
-                    dynamic: *dynamic,
-                    ..Default::default()
-                };
-                ps.check(args.ranks)?;
-                Ok(ps.communication(args.ranks, n, args.steps, params))
-            }
+        .map(|plan| {
+            plan.check(args.ranks)?;
+            Ok(plan.communication(args.ranks, n, &[], args.steps, args.buffers, params))
         })
         .collect::<ringreduce::Result<_>>()?;
     match args.format {

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod calibrate;
 pub mod compare;
 pub mod cost;
+pub mod curves;
 pub mod hogwild;
 pub mod plot;
 pub mod progress;
@@ -13,6 +14,7 @@ pub mod report;
 pub mod soak;
 pub mod train;
 pub mod verify;
+pub mod watch;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -20,9 +22,8 @@ use std::str::FromStr;
 
 use clap::ValueEnum;
 use ringreduce::bench::Subject;
-use ringreduce::train::AnyStrategy;
 use ringreduce::units::parse_size;
-use ringreduce::{Algorithm, DType, Error, Group, Mpi, ReduceOp, Settings};
+use ringreduce::{Algorithm, DType, Group, Mpi, ReduceOp, Settings};
 
 /// Output format of reports.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -78,61 +79,6 @@ pub struct Recipe {
     pub straggler: Option<(usize, f64)>,
 }
 
-/// `--strategy`: a strategy of the trainer, or the parameter server.
-#[derive(Debug, Clone)]
-pub enum Spec {
-    /// `ps:async` or `ps:ssp=S`, optionally `,servers=K` (else
-    /// `--servers`) and `,dynamic` (dynamic shares).
-    Ps {
-        /// `None`: asynchronous; `Some(s)`: SSP.
-        bound: Option<u64>,
-        /// Servers given in the spelling.
-        servers: Option<usize>,
-        /// Workers run at their own speed; the servers count the epochs.
-        dynamic: bool,
-    },
-    Strategy(AnyStrategy),
-}
-
-impl std::str::FromStr for Spec {
-    type Err = Error;
-
-    fn from_str(s: &str) -> ringreduce::Result<Spec> {
-        let Some(rest) = s.trim().strip_prefix("ps:") else {
-            return s.parse().map(Spec::Strategy);
-        };
-        let bad = || {
-            Error::InvalidArgument {
-            what: "strategy",
-            reason: format!(
-                "`{s}`: a parameter server is ps:async or ps:ssp=S (S a whole number ≥ 0), optionally with ,servers=K (K ≥ 1) and ,dynamic"
-            ),
-        }
-        };
-        let (mut bound, mut servers, mut dynamic) = (None, None, false);
-        for part in rest.split(',') {
-            match part.trim() {
-                "async" => {}
-                "dynamic" => dynamic = true,
-                p => {
-                    if let Some(v) = p.strip_prefix("ssp=") {
-                        bound = Some(v.parse().map_err(|_| bad())?);
-                    } else if let Some(v) = p.strip_prefix("servers=") {
-                        servers = Some(v.parse().ok().filter(|&k: &usize| k >= 1).ok_or_else(bad)?);
-                    } else {
-                        return Err(bad());
-                    }
-                }
-            }
-        }
-        Ok(Spec::Ps {
-            bound,
-            servers,
-            dynamic,
-        })
-    }
-}
-
 /// The long help of `--strategy`: every registered spelling, then the
 /// parameter server's.
 pub fn strategy_help() -> String {
@@ -157,13 +103,9 @@ pub fn straggler(s: &str) -> Result<(usize, f64), String> {
 }
 
 impl Recipe {
-    /// A trainer builder with these settings and `strategy`.
-    pub fn builder(
-        &self,
-        strategy: ringreduce::train::AnyStrategy,
-    ) -> ringreduce::train::TrainerBuilder<ringreduce::train::AnyStrategy> {
+    /// A trainer builder with these settings (a plan brings the strategy).
+    pub fn builder(&self) -> ringreduce::train::TrainerBuilder<ringreduce::train::GradientAllReduce> {
         ringreduce::train::SyncSgd::builder()
-            .strategy(strategy)
             .batches_from(self.partition.source())
             .batch(self.batch)
             .lr(self.lr)

@@ -79,7 +79,7 @@ fn summarise(files: &[PathBuf]) -> ringreduce::Result<Summary> {
 pub fn run(args: Args) -> ExitCode {
     let drawn = (|| -> ringreduce::Result<Vec<PathBuf>> {
         let first = read(&args.csv[0])?;
-        if first.starts_with(super::compare::HEADER) {
+        if first.starts_with(super::curves::HEADER) {
             let mut points = Vec::new();
             for path in &args.csv {
                 let text = if points.is_empty() {
@@ -87,7 +87,7 @@ pub fn run(args: Args) -> ExitCode {
                 } else {
                     read(path)?
                 };
-                points.extend(super::compare::parse_points(&text).map_err(|e| Error::Data {
+                points.extend(super::curves::parse_points(&text).map_err(|e| Error::Data {
                     path: path.display().to_string(),
                     reason: e.to_string(),
                 })?);
@@ -100,7 +100,7 @@ pub fn run(args: Args) -> ExitCode {
                 .title
                 .clone()
                 .unwrap_or_else(|| "training strategies compared".into());
-            return super::compare::charts(&points, &title, &args.out);
+            return super::curves::charts(&points, &title, &args.out);
         }
         for (header, draw) in [
             (

@@ -3,18 +3,16 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use std::sync::Arc;
-
-use ringreduce::train::data::{HeldOut, Sets};
+use ringreduce::train::data::Sets;
 use ringreduce::train::log::{MetricsLog, Row};
 use ringreduce::train::{
-    buckets, data, AnyStrategy, BucketChoice, BucketSize, EpochMetrics, Mlp, Model, Strategy, Trainer,
+    data, BucketSize, Mlp, Model, ParameterServer, Plan, PlanEpoch, PlanOptions, Trainer,
 };
 use ringreduce::{Algorithm, Error};
 
-use super::progress::Progress;
 use super::report::{epoch_header, epoch_row};
-use super::{fail, on_world, on_world_at, one, writable, Spec};
+use super::watch::{describe, histogram, short_name, Watch};
+use super::{fail, on_world_at, one, writable};
 
 /// Settings of `ringreduce train`.
 #[derive(clap::Args, Debug)]
@@ -35,8 +33,8 @@ pub struct Args {
     /// What the ranks exchange: a strategy of the trainer (sync:ALGO,
     /// local:tau=T, gossip:ring, …; --help lists every spelling) or a
     /// parameter server (ps:async, ps:ssp=S) (default: sync with --algo).
-    #[arg(long, value_name = "SPEC", value_parser = one::<Spec>, conflicts_with = "algo", long_help = super::strategy_help())]
-    strategy: Option<Spec>,
+    #[arg(long, value_name = "SPEC", conflicts_with = "algo", long_help = super::strategy_help())]
+    strategy: Option<String>,
     /// Parameter server: server ranks (the first ones), each holding a
     /// contiguous shard of the parameters.
     #[arg(long, value_name = "S", default_value_t = 1)]
@@ -106,318 +104,161 @@ pub struct Args {
 /// Checks everything that can be checked before MPI starts, trains, and
 /// writes the metrics and the plot.
 pub fn run(o: Args) -> ExitCode {
-    if let Some(Spec::Ps {
-        bound,
-        servers,
-        dynamic,
-    }) = o.strategy
-    {
-        return run_ps(o, bound, servers, dynamic);
-    }
     // What is the same on every rank is checked before MPI starts.
-    let opt = (|| -> ringreduce::Result<Trainer<AnyStrategy>> {
+    let planned = (|| -> ringreduce::Result<(Plan, Trainer)> {
         preflight(&o)?;
-        let mut strategy = match &o.strategy {
-            Some(Spec::Strategy(s)) => s.clone(),
-            _ => AnyStrategy::Sync(ringreduce::train::GradientAllReduce::new(o.algo)),
+        let options = PlanOptions {
+            algorithm: o.algo,
+            compress: Some(o.compress.clone()),
+            no_error_feedback: o.no_error_feedback,
+            buckets: o.bucket_mb,
+            parameter_server: ParameterServer {
+                servers: o.servers,
+                n_push: o.n_push,
+                n_fetch: o.n_fetch,
+                staleness_lr: o.staleness_lr,
+                record: o.record.clone(),
+                replay: o.replay.clone(),
+                ..ParameterServer::default()
+            },
         };
-        let ps_only = [
-            ("--servers", o.servers != 1),
-            ("--n-push", o.n_push != 1),
-            ("--n-fetch", o.n_fetch != 1),
-            ("--staleness-lr", o.staleness_lr),
-            ("--record", o.record.is_some()),
-            ("--replay", o.replay.is_some()),
-        ];
-        if let Some((flag, _)) = ps_only.iter().find(|(_, given)| *given) {
-            return Err(Error::InvalidArgument {
-                what: flag,
-                reason: "is a setting of the parameter server (--strategy ps:async or ps:ssp=S)".into(),
-            });
-        }
-        if o.compress.trim() != "none" || o.no_error_feedback {
-            match &strategy {
-                AnyStrategy::Sync(s) => {
-                    let ef = if o.no_error_feedback {
-                        ",error-feedback=off"
-                    } else {
-                        ""
-                    };
-                    strategy = format!("sync:{},compress={}{ef}", s.algorithm, o.compress.trim()).parse()?;
-                }
-                other => {
-                    return Err(ringreduce::Error::InvalidArgument {
-                        what: "--compress",
-                        reason: format!("compresses the gradient of sync strategies, not {}", other.name()),
-                    })
-                }
-            }
-            strategy.check(1)?;
-        }
-        match &mut strategy {
-            AnyStrategy::Sync(s) if s.wire.is_none() => s.buckets = o.bucket_mb,
-            _ if matches!(o.bucket_mb, BucketSize::Bytes(_)) => {
-                return Err(Error::InvalidArgument {
-                    what: "--bucket-mb",
-                    reason: format!(
-                        "cuts the gradient all-reduce of sync strategies (f32 on the wire), not {}",
-                        strategy.name()
-                    ),
-                })
-            }
-            _ => {}
-        }
-        trainer(&o, strategy)
+        let plan = Plan::new(o.strategy.as_deref(), &options)?;
+        options.check_applies(&plan)?;
+        Ok((plan, trainer(&o)?))
     })();
-    let opt = match opt {
-        Ok(opt) => opt,
+    let (plan, recipe) = match planned {
+        Ok(p) => p,
         Err(e) => return fail(e),
     };
     // A communication thread for the buckets needs MPI_THREAD_MULTIPLE;
     // `--bucket-mb 0` runs at the same level, so the two compare alike.
-    let threading = match opt.strategy() {
-        AnyStrategy::Sync(s) if s.wire.is_none() => Some(ringreduce::mpi::Threading::Multiple),
-        _ => None,
-    };
-    on_world_at(None, threading, |group| {
-        // Each rank reads the data itself: a rank that cannot is named by
-        // rank 0 (`rank 1: …`), and every rank stops.
-        let loaded = load(&o);
-        let (sets, model) = match group.agree(loaded) {
-            Ok(l) => l,
-            Err(e) => return fail(e),
-        };
-        let root = group.rank() == 0;
-        // Rank 0 keeps the metrics of the epochs a resumed run does not redo.
-        let mut log = MetricsLog::new(group.size(), opt.strategy().name(), sets.kind.accuracy_column());
-        if let Err(e) = group.agree(keep_earlier(&o, root, &mut log)) {
-            return fail(e);
-        }
-        let p = group.size();
-        if let Err(e) = opt.strategy().check(p) {
-            return fail(e);
-        }
-        if root {
-            println!(
-                "# train: {p} rank{}, {} ({}), model {:?} ({} parameters), batch {}, lr {}, momentum {}, {}",
-                if p == 1 { "" } else { "s" },
-                o.recipe.data,
-                describe(&sets),
-                model.sizes(),
-                model.num_params(),
-                o.recipe.batch,
-                o.recipe.lr,
-                o.recipe.momentum,
-                opt.strategy().describe(p)
-            );
-        }
-        let mut params = opt.init_params(&model);
-        let progress = Arc::new(Progress::new(root, o.log_every, o.recipe.batch));
-        let resumed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let chosen = Arc::new(std::sync::Mutex::new(None::<BucketChoice>));
-        let chosen_hook = chosen.clone();
-        let step_times = Arc::new(std::sync::Mutex::new(Vec::<[f64; 4]>::new()));
-        let first_step = Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
-        let opt = {
-            let (progress, resumed) = (progress.clone(), resumed.clone());
-            let (epochs, checkpoint) = (o.recipe.epochs, o.checkpoint.clone().unwrap_or_default());
-            let steps = step_times.clone();
-            let first = first_step.clone();
-            opt.on_step(move |m| {
-                progress.step(m);
-                // The steps after a (resumed) run's warm-up.
-                let from = first.fetch_min(m.global_step, std::sync::atomic::Ordering::Relaxed);
-                if m.global_step >= from.min(m.global_step) + buckets::SETTLED {
-                    if let Ok(mut s) = steps.lock() {
-                        s.push([m.step_secs, m.compute_secs, m.exposed_secs, m.comm_secs]);
-                    }
-                }
-            })
-            .on_buckets(move |c| {
-                if root {
-                    println!("{}", describe_buckets(c));
-                }
-                if let Ok(mut slot) = chosen_hook.lock() {
-                    *slot = Some(c.clone());
-                }
-            })
-            .on_resume(move |&done| {
-                resumed.store(done, std::sync::atomic::Ordering::Relaxed);
-                if root {
-                    println!(
-                        "resumed from epoch {done} of {epochs} (checkpoint {})",
-                        checkpoint.display()
-                    );
-                }
-            })
-        };
-        if root {
-            println!(
-                "{}",
-                epoch_header(
-                    sets.kind.accuracy_column().map(short_name),
-                    opt.strategy().replicas_differ()
-                )
-            );
-        }
-        let mut saved = Ok(());
-        let on_epoch = |m: &EpochMetrics| {
-            if !root {
-                return;
-            }
-            progress.println(&epoch_row(m));
-            if m.epoch == resumed.load(std::sync::atomic::Ordering::Relaxed) + 1 {
-                log.truncate_after(m.epoch - 1);
-            }
-            for row in progress.take_rows() {
-                log.push(row);
-            }
-            log.push(Row::Epoch(m.clone()));
-            if let (Some(path), Ok(())) = (&o.metrics, &saved) {
-                saved = log.save(path);
-            }
-        };
-        let result = opt.fit(
-            group,
-            &model,
-            &mut params,
-            &sets.train,
-            sets.held_out.as_ref(),
-            on_epoch,
-        );
-        progress.finish();
-        let result = result.and_then(|h| group.agree(saved).map(|()| h));
-        let history = match result {
-            Ok(h) => h,
-            Err(e) => return fail(e),
-        };
-        if root {
-            if let Some(path) = &o.metrics {
-                println!("metrics: {}", path.display());
-            }
-            if let Some(path) = &o.plot {
-                if let Err(e) = ringreduce::plot::training(
-                    &log,
-                    &format!("{}, {}", super::plot::training_title(&log), o.recipe.data),
-                    path,
-                ) {
-                    return fail(e);
-                }
-                println!("plot: {}", path.display());
-            }
-            if history.is_empty() {
-                println!("no epochs left to run");
-            }
-            let choice = chosen.lock().ok().and_then(|c| c.clone());
-            let steps = step_times.lock().map(|s| s.clone()).unwrap_or_default();
-            if !steps.is_empty() {
-                println!("{}", measured_steps(choice.as_ref(), &steps));
-            }
-        }
-        ExitCode::SUCCESS
-    })
+    let threading = plan
+        .wants_comm_thread()
+        .then_some(ringreduce::mpi::Threading::Multiple);
+    on_world_at(None, threading, |group| train(&o, &plan, recipe, group))
 }
 
-/// The bucket choice, one line (and the sweep of `auto`).
-fn describe_buckets(c: &BucketChoice) -> String {
-    let ms = |s: f64| format!("{:.1} ms", s * 1e3);
-    let mb = |b: u64| format!("{:.3} MiB", b as f64 / 1048576.0);
-    let what = match (c.cap_bytes, c.buckets.len()) {
-        (Some(cap), n) => format!(
-            "{} buckets of ≥ {} ({} MB, last layer first)",
-            n,
-            mb(cap),
-            c.buckets
-                .iter()
-                .map(|&k| format!("{:.2}", k as f64 * 4.0 / 1e6))
-                .collect::<Vec<_>>()
-                .join(" + ")
-        ),
-        (None, _) => "off (one all-reduce after the backward pass)".into(),
+/// `run` on every rank, once MPI is up.
+fn train(o: &Args, plan: &Plan, recipe: Trainer, group: &ringreduce::Group<ringreduce::Mpi>) -> ExitCode {
+    // Each rank reads the data itself: a rank that cannot is named by
+    // rank 0 (`rank 1: …`), and every rank stops.
+    let loaded = load(o);
+    let (sets, model) = match group.agree(loaded) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
     };
-    let mut line = format!(
-        "buckets: --bucket-mb {} → {what}; predicted step {} (one all-reduce: {}; warm-up measured {}{}), α {:.1} µs, β {:.3} ns/B{}",
-        c.requested,
-        ms(c.predicted_secs),
-        ms(c.predicted_unbucketed_secs),
-        ms(c.warmup_step_secs),
-        c.trial_secs.map_or(String::new(), |t| format!(", with buckets {}", ms(t))),
-        c.alpha * 1e6,
-        c.beta * 1e9,
-        match (&c.note, c.threaded) {
-            (Some(n), _) => format!(" ({n})"),
-            (None, false) => " (no communication thread: buckets run in place)".into(),
-            _ => String::new(),
-        }
-    );
-    if !c.sweep.is_empty() {
-        let sweep: Vec<String> = c
-            .sweep
-            .iter()
-            .map(|s| match s.cap_bytes {
-                Some(b) => format!("{} {}×{}", mb(b), s.buckets, ms(s.predicted_secs)),
-                None => format!("0 {}", ms(s.predicted_secs)),
-            })
-            .collect();
-        line += &format!("\n         predicted per cap: {}", sweep.join(", "));
+    let (p, root) = (group.size(), group.rank() == 0);
+    // Rank 0 keeps the metrics of the epochs a resumed run does not redo.
+    let mut log = MetricsLog::new(p, plan.name(), sets.kind.accuracy_column());
+    if let Err(e) = group.agree(keep_earlier(o, root, &mut log)) {
+        return fail(e);
     }
-    line
-}
-
-/// Medians of the steps after the warm-up (against the buckets'
-/// prediction, when they were chosen).
-fn measured_steps(c: Option<&BucketChoice>, steps: &[[f64; 4]]) -> String {
-    let median = |i: usize| {
-        let mut v: Vec<f64> = steps.iter().map(|s| s[i]).collect();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+    if let Err(e) = plan.check(p) {
+        return fail(e);
+    }
+    if root {
+        println!(
+            "# train: {p} rank{}, {} ({}), model {:?} ({} parameters), batch {}, lr {}, momentum {}, {}{}",
+            if p == 1 { "" } else { "s" },
+            o.recipe.data,
+            describe(&sets),
+            model.sizes(),
+            model.num_params(),
+            o.recipe.batch,
+            o.recipe.lr,
+            o.recipe.momentum,
+            plan.describe(p),
+            o.recipe
+                .straggler
+                .map_or(String::new(), |(r, f)| format!(", rank {r} slowed {f}×"))
+        );
+    }
+    let mut params = recipe.init_params(&model);
+    let watch = Watch::new(root, o.log_every, o.recipe.batch);
+    let recipe = watch.attach(recipe, o.recipe.epochs, o.checkpoint.clone().unwrap_or_default());
+    if root {
+        println!(
+            "{}",
+            epoch_header(
+                sets.kind.accuracy_column().map(short_name),
+                plan.replicas_differ()
+            )
+        );
+    }
+    let mut saved = Ok(());
+    let mut first = true;
+    let on_epoch = |e: &PlanEpoch| {
+        if !root {
+            return;
+        }
+        let m = &e.metrics;
+        watch.progress.println(&epoch_row(m));
+        if !e.staleness.is_empty() {
+            watch
+                .progress
+                .println(&format!("       staleness {}", histogram(&e.staleness)));
+            let servers = p - e.per_worker.len();
+            let by: Vec<String> = e
+                .per_worker
+                .iter()
+                .enumerate()
+                .map(|(i, h)| format!("rank {}: {}", i + servers, h.iter().sum::<u64>()))
+                .collect();
+            watch
+                .progress
+                .println(&format!("       updates   {}", by.join(", ")));
+        }
+        if std::mem::take(&mut first) {
+            log.truncate_after(m.epoch - 1);
+        }
+        for row in watch.progress.take_rows() {
+            log.push(row);
+        }
+        log.push(Row::Epoch(m.clone()));
+        if let (Some(path), Ok(())) = (&o.metrics, &saved) {
+            saved = log.save(path);
+        }
     };
-    let (step, compute, exposed, comm) = (median(0), median(1), median(2), median(3));
-    let overlap = if comm > 0.0 {
-        (1.0 - exposed / comm).clamp(0.0, 1.0)
-    } else {
-        0.0
+    let result = plan.fit(
+        &recipe,
+        group,
+        &model,
+        &mut params,
+        &sets.train,
+        sets.held_out.as_ref(),
+        on_epoch,
+    );
+    watch.progress.finish();
+    let result = result.and_then(|h| group.agree(saved).map(|()| h));
+    let history = match result {
+        Ok(h) => h,
+        Err(e) => return fail(e),
     };
-    let predicted = match c {
-        Some(c) => format!(
-            "; predicted {:.1} ms, {:+.1} %",
-            c.predicted_secs * 1e3,
-            100.0 * (step / c.predicted_secs.max(1e-12) - 1.0)
+    let plotted = match (&o.plot, root) {
+        (Some(path), true) => ringreduce::plot::training(
+            &log,
+            &format!("{}, {}", super::plot::training_title(&log), o.recipe.data),
+            path,
         ),
-        None => String::new(),
+        _ => Ok(()),
     };
-    format!(
-        "steps: median {:.1} ms (of {} steps after the first {}{predicted}): compute {:.1} ms, communication {:.1} ms, exposed {:.1} ms, overlap {:.0} %",
-        step * 1e3,
-        steps.len(),
-        buckets::SETTLED,
-        compute * 1e3,
-        comm * 1e3,
-        exposed * 1e3,
-        100.0 * overlap
-    )
-}
-
-/// `60000 train / 10000 test, 784 features, 10 classes`, and what a run
-/// without a held-out set does not measure.
-fn describe(sets: &Sets) -> String {
-    let (train, n) = (&sets.train, sets.held_out.as_ref().map_or(0, |d| d.len()));
-    let held = match sets.kind {
-        HeldOut::Test => format!(" / {n} test"),
-        HeldOut::Validation(f) => format!(" / {n} validation ({f} of the training set, stratified)"),
-        HeldOut::None => ", no held-out set: accuracy not measured (give --test or --val-split)".into(),
-    };
-    format!(
-        "{} train{held}, {} features, {} classes",
-        train.len(),
-        train.dim,
-        train.classes
-    )
-}
-
-/// `test_accuracy` → `test_acc` in the terminal table.
-fn short_name(column: &str) -> &str {
-    column.strip_suffix("uracy").unwrap_or(column)
+    if let Err(e) = group.agree(plotted) {
+        return fail(e);
+    }
+    if root {
+        for (what, path) in [("metrics", &o.metrics), ("plot", &o.plot), ("record", &o.record)] {
+            if let Some(path) = path {
+                println!("{what}: {}", path.display());
+            }
+        }
+        if history.is_empty() {
+            println!("no epochs left to run");
+        }
+        if let Some(line) = watch.steps_line() {
+            println!("{line}");
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// A resumed run's rank 0 takes the lines of its `--metrics` file into
@@ -461,6 +302,7 @@ fn preflight(o: &Args) -> ringreduce::Result<()> {
         ("--metrics", &o.metrics),
         ("--plot", &o.plot),
         ("--checkpoint", &o.checkpoint),
+        ("--record", &o.record),
     ] {
         if let Some(path) = path {
             writable(path).map_err(|e| bad(flag, format!("{}: {e}", path.display())))?;
@@ -470,151 +312,6 @@ fn preflight(o: &Args) -> ringreduce::Result<()> {
         ringreduce::plot::check_extension(plot)?;
     }
     Ok(())
-}
-
-/// `train --strategy ps:…`: the parameter server.
-fn run_ps(o: Args, bound: Option<u64>, servers: Option<usize>, dynamic: bool) -> ExitCode {
-    let ps = ringreduce::train::ParameterServer {
-        servers: servers.unwrap_or(o.servers),
-        max_staleness: bound,
-        n_push: o.n_push,
-        n_fetch: o.n_fetch,
-        staleness_lr: o.staleness_lr,
-        record: o.record.clone(),
-        replay: o.replay.clone(),
-        dynamic,
-    };
-    let opt = (|| -> ringreduce::Result<Trainer<AnyStrategy>> {
-        preflight(&o)?;
-        for (flag, given) in [("--compress", o.compress.trim() != "none" || o.no_error_feedback)] {
-            if given {
-                return Err(Error::InvalidArgument {
-                    what: flag,
-                    reason: format!("is not available with the parameter server ({})", ps.name()),
-                });
-            }
-        }
-        if let Some(path) = &o.record {
-            writable(path).map_err(|e| Error::InvalidArgument {
-                what: "--record",
-                reason: format!("{}: {e}", path.display()),
-            })?;
-        }
-        trainer(&o, AnyStrategy::default())
-    })();
-    let opt = match opt {
-        Ok(opt) => opt,
-        Err(e) => return fail(e),
-    };
-    on_world(None, |group| {
-        let loaded = load(&o);
-        let (sets, model) = match group.agree(loaded) {
-            Ok(l) => l,
-            Err(e) => return fail(e),
-        };
-        let (p, root) = (group.size(), group.rank() == 0);
-        if root {
-            println!(
-                "# train: {p} ranks ({} servers, {} workers), {} ({}), model {:?} ({} parameters), batch {}, lr {}, momentum {} (at the servers), {}{}",
-                ps.servers,
-                p.saturating_sub(ps.servers),
-                o.recipe.data,
-                describe(&sets),
-                model.sizes(),
-                model.num_params(),
-                o.recipe.batch,
-                o.recipe.lr,
-                o.recipe.momentum,
-                ps.name(),
-                o.recipe.straggler.map_or(String::new(), |(r, f)| format!(", rank {r} slowed {f}×"))
-            );
-        }
-        // A resumed run appends to the metrics of the epochs it does not redo.
-        let mut log = MetricsLog::new(p, ps.name(), sets.kind.accuracy_column());
-        if let Err(e) = group.agree(keep_earlier(&o, root, &mut log)) {
-            return fail(e);
-        }
-        let mut params = opt.init_params(&model);
-        let result = ps.fit(
-            &opt,
-            group,
-            &model,
-            &mut params,
-            &sets.train,
-            sets.held_out.as_ref(),
-        );
-        let epochs = match result {
-            Ok(e) => e,
-            Err(e) => return fail(e),
-        };
-        if let Some(first) = epochs.first() {
-            log.truncate_after(first.metrics.epoch - 1);
-        }
-        if root && epochs.is_empty() {
-            println!("no epochs left to run");
-        }
-        if root {
-            println!(
-                "{}",
-                epoch_header(sets.kind.accuracy_column().map(short_name), false)
-            );
-            for e in &epochs {
-                println!("{}", epoch_row(&e.metrics));
-                println!("       staleness {}", histogram(&e.staleness));
-                let by: Vec<String> = e
-                    .per_worker
-                    .iter()
-                    .enumerate()
-                    .map(|(i, h)| format!("rank {}: {}", i + ps.servers, h.iter().sum::<u64>()))
-                    .collect();
-                println!("       updates   {}", by.join(", "));
-                log.push(Row::Epoch(e.metrics.clone()));
-            }
-        }
-        let saved = match (&o.metrics, root) {
-            (Some(path), true) => log.save(path),
-            _ => Ok(()),
-        };
-        let plotted = match (&o.plot, root) {
-            (Some(path), true) => {
-                ringreduce::plot::training(&log, &format!("{}, {}", ps.name(), o.recipe.data), path)
-            }
-            _ => Ok(()),
-        };
-        if let Err(e) = group.agree(saved.and(plotted)) {
-            return fail(e);
-        }
-        if root {
-            for (what, path) in [("metrics", &o.metrics), ("plot", &o.plot), ("record", &o.record)] {
-                if let Some(path) = path {
-                    println!("{what}: {}", path.display());
-                }
-            }
-        }
-        ExitCode::SUCCESS
-    })
-}
-
-/// `0:120 1:80 2:3 (mean 0.64, max 2)`: updates by staleness.
-fn histogram(counts: &[u64]) -> String {
-    let total: u64 = counts.iter().sum();
-    let mean = counts
-        .iter()
-        .enumerate()
-        .map(|(s, &c)| s as f64 * c as f64)
-        .sum::<f64>()
-        / total.max(1) as f64;
-    let bins: Vec<String> = counts
-        .iter()
-        .enumerate()
-        .filter(|(_, &c)| c > 0)
-        .map(|(s, c)| format!("{s}:{c}"))
-        .collect();
-    format!(
-        "{} (mean {mean:.2}, max {})",
-        bins.join(" "),
-        counts.len().saturating_sub(1)
-    )
 }
 
 /// The data sets and the model (each rank reads the data itself).
@@ -628,13 +325,10 @@ fn load(o: &Args) -> ringreduce::Result<(Sets, Mlp)> {
     Ok((sets, model))
 }
 
-/// The trainer of `strategy` with the recipe and the checkpoint settings.
-fn trainer(o: &Args, strategy: AnyStrategy) -> ringreduce::Result<Trainer<AnyStrategy>> {
-    let mut builder = o
-        .recipe
-        .builder(strategy)
-        .resume(o.resume)
-        .stop_after(o.stop_after);
+/// The trainer of the recipe and the checkpoint settings (the plan brings
+/// its strategy).
+fn trainer(o: &Args) -> ringreduce::Result<Trainer> {
+    let mut builder = o.recipe.builder().resume(o.resume).stop_after(o.stop_after);
     if let Some(path) = &o.checkpoint {
         builder = builder.checkpoint(path);
     }

@@ -57,7 +57,7 @@ use super::model::Model;
 use super::optim::OptimizerState;
 use super::strategies::Communication;
 use super::strategies::Strategy;
-use super::trainer::{evaluate, straggle, EpochMetrics, Trainer};
+use super::trainer::{evaluate, straggle, EpochMetrics, PlanEpoch, Trainer};
 
 /// Messages to a server.
 const TO_SERVER: Tag = 301;
@@ -134,23 +134,6 @@ pub struct PsTraffic {
     pub server_received: u64,
     /// Bytes the busiest server sends (its shard to each pull).
     pub server_sent: u64,
-}
-
-/// One epoch of a parameter-server run.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PsEpoch {
-    /// The usual metrics: the parameters scored are the servers' shards at
-    /// the moment the last worker's last push of the epoch was applied
-    /// (faster workers may be further on); `epoch_secs` runs to that
-    /// moment on the servers' clocks; `allreduce_bytes` is what the
-    /// busiest worker sent in its part of the epoch (dynamic shares: what
-    /// the servers received from the busiest worker while the epoch ran).
-    pub metrics: EpochMetrics,
-    /// `staleness[s]`: updates of the epoch (by the pushing worker's step)
-    /// applied with staleness s, summed over servers.
-    pub staleness: Vec<u64>,
-    /// The same per worker (worker index = rank − servers).
-    pub per_worker: Vec<Vec<u64>>,
 }
 
 fn invalid(reason: String) -> Error {
@@ -265,7 +248,7 @@ impl ParameterServer {
         params: &mut [f32],
         train: &Dataset,
         test: Option<&Dataset>,
-    ) -> Result<Vec<PsEpoch>>
+    ) -> Result<Vec<PlanEpoch>>
     where
         S: Strategy,
         M: Model,
@@ -409,7 +392,7 @@ impl ParameterServer {
         test: Option<&Dataset>,
         shape: &Shape,
         mut outcome: Side,
-    ) -> Result<Vec<PsEpoch>> {
+    ) -> Result<Vec<PlanEpoch>> {
         let (e, w, s) = (shape.run, shape.workers, self.servers);
         // A worker that stopped names itself: the lowest such rank wins.
         let stopped = match &outcome {
@@ -526,7 +509,7 @@ impl ParameterServer {
                 .map(|d| per_worker.iter().map(|v| v.get(d).copied().unwrap_or(0)).sum())
                 .collect();
             let staleness = trimmed(&staleness);
-            out.push(PsEpoch {
+            out.push(PlanEpoch {
                 metrics: EpochMetrics {
                     epoch: shape.first + epoch + 1,
                     step: (shape.first + epoch + 1) * shape.steps,

@@ -68,6 +68,32 @@ pub struct EpochMetrics {
     pub consensus_distance: Option<f64>,
 }
 
+/// One epoch of a plan: the usual metrics and, for the parameter server,
+/// how stale its updates were.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanEpoch {
+    /// The metrics (for the parameter server see [`ParameterServer::fit`](super::ParameterServer::fit):
+    /// the parameters scored are the servers' shards when the last worker's
+    /// last push of the epoch was applied; `allreduce_bytes` is what the
+    /// busiest worker sent).
+    pub metrics: EpochMetrics,
+    /// `staleness[s]`: updates of the epoch applied with staleness s,
+    /// summed over servers (empty for the trainer's strategies).
+    pub staleness: Vec<u64>,
+    /// The same per worker (worker index = rank − servers).
+    pub per_worker: Vec<Vec<u64>>,
+}
+
+impl PlanEpoch {
+    pub(crate) fn of(metrics: EpochMetrics) -> Self {
+        PlanEpoch {
+            metrics,
+            staleness: Vec::new(),
+            per_worker: Vec::new(),
+        }
+    }
+}
+
 /// What one step did, given to the [`Trainer::on_step`] hook on every rank.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepMetrics {
@@ -236,6 +262,15 @@ impl<S: Strategy> Trainer<S> {
     pub fn on_buckets(mut self, f: impl Fn(&BucketChoice) + Send + Sync + 'static) -> Self {
         self.cfg.on_buckets = Some(Hook(Arc::new(f)));
         self
+    }
+
+    /// The same trainer (settings, optimizer, hooks) with `strategy`.
+    pub fn with_strategy<S2: Strategy>(&self, strategy: S2) -> Trainer<S2> {
+        Trainer {
+            strategy,
+            optimizer: self.optimizer.clone(),
+            cfg: self.cfg.clone(),
+        }
     }
 
     /// Initial parameters from the seed (the same on every rank).

@@ -19,7 +19,7 @@ fn sets() -> (Dataset, Mlp) {
 }
 
 /// Every rank's final parameters and epochs.
-fn run(p: usize, ps: &ParameterServer, t: &Trainer) -> Vec<Result<(Vec<f32>, Vec<PsEpoch>)>> {
+fn run(p: usize, ps: &ParameterServer, t: &Trainer) -> Vec<Result<(Vec<f32>, Vec<PlanEpoch>)>> {
     let (d, model) = sets();
     Group::local(p, |g| {
         let mut params = t.init_params(&model);

@@ -125,7 +125,7 @@ impl<'a, C: Transport> Step<'a, C> {
     }
 
     /// The model's weight matrices ([`Model::matrices`](crate::train::Model::matrices));
-    /// set for [`Strategy::start`].
+    /// set for [`Strategy::start`](super::Strategy::start).
     pub fn matrices(&self) -> &[crate::train::Matrix] {
         &self.matrices
     }
