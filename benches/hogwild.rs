@@ -12,7 +12,7 @@
 use std::cell::Cell;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringreduce::train::hogwild::{self, sparse, Completion, Linear, Loss, Problem, Ratings, Store};
+use ringreduce::hogwild::{self, sparse, Completion, Linear, Loss, Problem, Ratings, Store};
 
 fn pass<P: Problem>(c: &mut Criterion, name: &str, p: &P) {
     let mut group = c.benchmark_group("hogwild_serial_pass");

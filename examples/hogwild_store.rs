@@ -13,7 +13,7 @@
 
 use std::cell::Cell;
 
-use ringreduce::train::hogwild::{self, sparse, Completion, Linear, Loss, Problem, Ratings, Store};
+use ringreduce::hogwild::{self, sparse, Completion, Linear, Loss, Problem, Ratings, Store};
 
 fn passes<P: Problem>(p: &P, store: &str, passes: usize) -> f32 {
     let examples: Vec<u32> = (0..p.examples() as u32).collect();

@@ -6,11 +6,11 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use ringreduce::plot::{Chart, Series};
-use ringreduce::train::hogwild::{
+use ringreduce::hogwild::{
     self, sparse, Combine, Completion, Config, Diagnostics, EpochReport, Linear, Loss, Problem, Ratings,
     Schedule, SparseSet, Store, Update,
 };
+use ringreduce::plot::{Chart, Series};
 use ringreduce::{Algorithm, Error, Group, Transport};
 
 use super::{fail, on_world_at, one, writable};

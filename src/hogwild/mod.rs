@@ -25,7 +25,7 @@
 //!   ([`Config::rounds`] times an epoch) with one all-reduce.
 //!
 //! ```
-//! use ringreduce::train::hogwild::{self, sparse, Config, Linear, Loss, Problem, Schedule, Store};
+//! use ringreduce::hogwild::{self, sparse, Config, Linear, Loss, Problem, Schedule, Store};
 //! let data = sparse::synthetic(2000, 500, 10, 1.0, 0.0, 7);
 //! let svm = Linear::new(data, Loss::Hinge, 1e-4).unwrap();
 //! let w = Store::from_slice(&svm.init(1));

@@ -1,7 +1,7 @@
 use std::cell::Cell;
 
 use super::*;
-use crate::train::hogwild::models::{Completion, Ratings};
+use crate::hogwild::models::{Completion, Ratings};
 
 fn svm(n: usize, dim: usize, nnz: usize, seed: u64) -> Linear {
     Linear::new(sparse::synthetic(n, dim, nnz, 1.0, 0.02, seed), Loss::Hinge, 1e-3).unwrap()
