@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use ringreduce::hogwild::{
-    self, sparse, Combine, Completion, Config, Diagnostics, EpochReport, Linear, Loss, Problem, Ratings,
+    self, libsvm, Combine, Completion, Config, Diagnostics, EpochReport, Linear, Loss, Problem, Ratings,
     Schedule, SparseSet, Store, Update,
 };
 use ringreduce::plot::{Chart, Series};
@@ -214,13 +214,13 @@ fn preflight(o: &Args) -> ringreduce::Result<()> {
         let observed = o.observed.checked_add(o.observed / 10);
         let params = o.rows.checked_add(o.cols).and_then(|n| n.checked_mul(o.rank));
         if !(observed.is_some_and(|n| n <= MAX_SYNTHETIC_ENTRIES)
-            && params.is_some_and(|n| n <= sparse::MAX_FEATURES))
+            && params.is_some_and(|n| n <= libsvm::MAX_FEATURES))
         {
             return Err(invalid(
                 "matrix completion",
                 format!(
                     "--observed (+ a tenth held out) must be at most {MAX_SYNTHETIC_ENTRIES}, (--rows + --cols) × --rank at most {} parameters",
-                    sparse::MAX_FEATURES
+                    libsvm::MAX_FEATURES
                 ),
             ));
         }
@@ -232,13 +232,13 @@ fn preflight(o: &Args) -> ringreduce::Result<()> {
                 "--examples, --features and --nnz must be at least 1",
             ));
         }
-        if o.features > sparse::MAX_FEATURES {
-            return Err(invalid("--features", format!("at most {}", sparse::MAX_FEATURES)));
+        if o.features > libsvm::MAX_FEATURES {
+            return Err(invalid("--features", format!("at most {}", libsvm::MAX_FEATURES)));
         }
         let entries = o
             .examples
             .checked_add(o.test_examples)
-            .filter(|&n| n <= sparse::MAX_EXAMPLES)
+            .filter(|&n| n <= libsvm::MAX_EXAMPLES)
             .and_then(|n| n.checked_mul(o.nnz.min(o.features)))
             .filter(|&e| e <= MAX_SYNTHETIC_ENTRIES);
         if entries.is_none() {
@@ -315,7 +315,7 @@ fn load(o: &Args) -> ringreduce::Result<Loaded> {
         _ => Loss::Hinge,
     };
     let (train, test, what) = if o.data == "synthetic" {
-        let mut all = sparse::synthetic(
+        let mut all = libsvm::synthetic(
             o.examples + o.test_examples,
             o.features,
             o.nnz,
@@ -331,9 +331,9 @@ fn load(o: &Args) -> ringreduce::Result<Loaded> {
         (all, (o.test_examples > 0).then_some(test), what)
     } else {
         let path = Path::new(&o.data);
-        let train = sparse::load_libsvm(path)?.to_binary(path)?;
+        let train = libsvm::load_libsvm(path)?.to_binary(path)?;
         let test = match &o.test {
-            Some(t) => Some(sparse::load_libsvm(t)?.to_binary(t)?),
+            Some(t) => Some(libsvm::load_libsvm(t)?.to_binary(t)?),
             None => None,
         };
         let dim = test.as_ref().map_or(0, SparseSet::dim).max(train.dim());

@@ -10,7 +10,7 @@
 //!
 //! - [`Problem`]s: [`Linear`] (the sparse SVM with [`Loss::Hinge`], logistic
 //!   regression with [`Loss::Logistic`]) over a [`SparseSet`] (CSR rows, a
-//!   libsvm loader and a power-law generator in [`sparse`]), and low-rank
+//!   libsvm loader and a power-law generator in [`libsvm`]), and low-rank
 //!   matrix [`Completion`] over [`Ratings`];
 //! - [`Schedule`]s on the same store and data: serial SGD, Hogwild!, its
 //!   random-coordinate variant, a global mutex, per-coordinate locks, and
@@ -25,8 +25,8 @@
 //!   ([`Config::rounds`] times an epoch) with one all-reduce.
 //!
 //! ```
-//! use ringreduce::hogwild::{self, sparse, Config, Linear, Loss, Problem, Schedule, Store};
-//! let data = sparse::synthetic(2000, 500, 10, 1.0, 0.0, 7);
+//! use ringreduce::hogwild::{self, libsvm, Config, Linear, Loss, Problem, Schedule, Store};
+//! let data = libsvm::synthetic(2000, 500, 10, 1.0, 0.0, 7);
 //! let svm = Linear::new(data, Loss::Hinge, 1e-4).unwrap();
 //! let w = Store::from_slice(&svm.init(1));
 //! let cfg = Config { schedule: Schedule::Hogwild, threads: 2, epochs: 5, ..Config::default() };
@@ -39,8 +39,8 @@
 #![forbid(unsafe_code)]
 
 pub mod diagnostics;
+pub mod libsvm;
 pub mod models;
-pub mod sparse;
 pub mod store;
 #[cfg(test)]
 mod tests;
@@ -54,8 +54,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 pub use self::diagnostics::Diagnostics;
+pub use self::libsvm::SparseSet;
 pub use self::models::{Completion, Linear, Loss, Problem, Ratings};
-pub use self::sparse::SparseSet;
 pub use self::store::{Store, Weights};
 
 use crate::algorithms::Algorithm;

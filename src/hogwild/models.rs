@@ -11,7 +11,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::sparse::SparseSet;
+use super::libsvm::SparseSet;
 use super::store::Weights;
 use crate::error::{Error, Result};
 
@@ -267,7 +267,7 @@ impl Ratings {
         }
         if observed as u128 > rows as u128 * cols as u128
             || test >= observed
-            || observed > super::sparse::MAX_EXAMPLES
+            || observed > super::libsvm::MAX_EXAMPLES
         {
             return Err(bad(format!(
                 "{observed} observed entries ({test} held out) of a {rows}×{cols} matrix"
@@ -330,14 +330,14 @@ impl Completion {
             });
         }
         let params = (data.rows + data.cols).checked_mul(rank);
-        if !params.is_some_and(|p| p <= super::sparse::MAX_FEATURES) {
+        if !params.is_some_and(|p| p <= super::libsvm::MAX_FEATURES) {
             return Err(Error::InvalidArgument {
                 what: "matrix completion",
                 reason: format!(
                     "(rows + columns) × rank = ({} + {}) × {rank} exceeds {} parameters",
                     data.rows,
                     data.cols,
-                    super::sparse::MAX_FEATURES
+                    super::libsvm::MAX_FEATURES
                 ),
             });
         }

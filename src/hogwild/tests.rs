@@ -4,7 +4,7 @@ use super::*;
 use crate::hogwild::models::{Completion, Ratings};
 
 fn svm(n: usize, dim: usize, nnz: usize, seed: u64) -> Linear {
-    Linear::new(sparse::synthetic(n, dim, nnz, 1.0, 0.02, seed), Loss::Hinge, 1e-3).unwrap()
+    Linear::new(libsvm::synthetic(n, dim, nnz, 1.0, 0.02, seed), Loss::Hinge, 1e-3).unwrap()
 }
 
 fn config(schedule: Schedule, threads: usize, epochs: usize) -> Config {
@@ -269,7 +269,7 @@ fn a_target_stops_the_run_and_the_step_decays() {
 fn the_hybrid_makes_one_model_on_every_rank_and_counts_its_bytes() {
     // Uniform feature popularity: a sparse problem where the ranks' changes
     // rarely touch the same coordinate.
-    let data = sparse::synthetic(3000, 1000, 12, 0.0, 0.02, 8);
+    let data = libsvm::synthetic(3000, 1000, 12, 0.0, 0.02, 8);
     let p = Linear::new(data, Loss::Hinge, 1e-3).unwrap();
     let (serial, _) = final_objective(&p, &config(Schedule::Serial, 1, 10));
     let hybrid = |combine| {
