@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use ringreduce::hogwild::{
-    self, libsvm, Combine, Completion, Config, Diagnostics, EpochReport, Linear, Loss, Problem, Ratings,
-    Schedule, SparseSet, Store, Update,
+    self, libsvm, Combine, Completion, Config, Diagnostics, EpochReport, Loss, Problem, Ratings,
+    SparseLinear, SparseSet, Store, ThreadSchedule, Update,
 };
 use ringreduce::plot::{Chart, Series};
 use ringreduce::{Algorithm, Error, Group, Transport};
@@ -47,8 +47,8 @@ pub struct Args {
     /// serial, hogwild, coordinate (one random coordinate of the gradient
     /// per update, scaled by the support), mutex (one lock), striped
     /// (per-coordinate locks), roundrobin (threads write in turn).
-    #[arg(long, default_value = "hogwild", value_parser = one::<Schedule>)]
-    schedule: Schedule,
+    #[arg(long, default_value = "hogwild", value_parser = one::<ThreadSchedule>)]
+    schedule: ThreadSchedule,
     /// Passes over the data (at most; see --target-loss).
     #[arg(long, default_value_t = 20)]
     epochs: usize,
@@ -154,7 +154,7 @@ pub const SWEEP_HEADER: &str =
 
 /// The loaded problem and its held-out part.
 enum Loaded {
-    Linear(Linear, Option<Linear>, String),
+    Linear(SparseLinear, Option<SparseLinear>, String),
     Completion(Completion, Completion, String),
 }
 
@@ -276,11 +276,10 @@ fn outputs_writable(o: &Args) -> ringreduce::Result<()> {
 }
 
 fn config(o: &Args) -> Config {
+    let serial = o.schedule == ThreadSchedule::Serial;
     Config {
         schedule: o.schedule,
-        threads: o
-            .threads
-            .unwrap_or(if o.schedule == Schedule::Serial { 1 } else { 2 }),
+        threads: o.threads.unwrap_or(if serial { 1 } else { 2 }),
         epochs: o.epochs,
         step: o.lr,
         decay: o.decay,
@@ -351,7 +350,7 @@ fn load(o: &Args) -> ringreduce::Result<Loaded> {
         );
         (train, test, what)
     };
-    let p = Linear::new(train, loss, o.lambda)?;
+    let p = SparseLinear::new(train, loss, o.lambda)?;
     let t = test.map(|t| p.with_data(t));
     Ok(Loaded::Linear(p, t, what))
 }

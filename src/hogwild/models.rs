@@ -95,7 +95,7 @@ impl Loss {
 /// training examples with feature u. [`Loss::Hinge`] is the sparse SVM of
 /// the Hogwild! paper.
 #[derive(Debug, Clone)]
-pub struct Linear {
+pub struct SparseLinear {
     /// The examples (labels ±1).
     pub data: SparseSet,
     /// The loss.
@@ -108,13 +108,13 @@ pub struct Linear {
     reg: Vec<f32>,
 }
 
-impl Linear {
+impl SparseLinear {
     /// A classifier on `data` (labels must be ±1: see
     /// [`SparseSet::to_binary`]).
     ///
     /// # Errors
     /// A label other than ±1, or λ negative or not finite.
-    pub fn new(data: SparseSet, loss: Loss, lambda: f32) -> Result<Linear> {
+    pub fn new(data: SparseSet, loss: Loss, lambda: f32) -> Result<SparseLinear> {
         if !(lambda >= 0.0 && lambda.is_finite()) {
             return Err(Error::InvalidArgument {
                 what: "lambda",
@@ -135,7 +135,7 @@ impl Linear {
             .iter()
             .map(|&d| if d == 0 { 0.0 } else { lambda / d as f32 })
             .collect();
-        Ok(Linear {
+        Ok(SparseLinear {
             data,
             loss,
             lambda,
@@ -146,8 +146,8 @@ impl Linear {
     /// The same classifier on other examples (a test set): the
     /// regulariser's weights stay those of this training set; features
     /// beyond this set's dimension are ignored (they have no weight).
-    pub fn with_data(&self, data: SparseSet) -> Linear {
-        Linear {
+    pub fn with_data(&self, data: SparseSet) -> SparseLinear {
+        SparseLinear {
             data,
             loss: self.loss,
             lambda: self.lambda,
@@ -167,7 +167,7 @@ impl Linear {
     }
 }
 
-impl Problem for Linear {
+impl Problem for SparseLinear {
     fn examples(&self) -> usize {
         self.data.len()
     }
