@@ -1,5 +1,7 @@
 //! Hogwild!: lock-free shared-memory SGD on sparse problems (Niu, Recht,
-//! Ré, Wright 2011; seeds 000 Alg. 2–3 and 004), soundly in Rust.
+//! Ré, Wright, "HOGWILD!: A Lock-Free Approach to Parallelizing Stochastic
+//! Gradient Descent", NeurIPS 2011; the conflict-graph bound of
+//! [`diagnostics`] is Mania et al.'s, 2017), soundly in Rust.
 //!
 //! Threads share one parameter vector, a [`Store`] of relaxed atomics (no
 //! lock, no data race, the same instructions as plain `f32` accesses), and
@@ -73,13 +75,13 @@ pub const LOST_SAMPLE: u64 = 16;
 pub enum ThreadSchedule {
     /// One thread: plain SGD on the store (the baseline).
     Serial,
-    /// Hogwild! (seed 000 Alg. 2, the paper's experiments): the threads
-    /// take the epoch's shuffle without replacement (claiming [`CHUNK`]
-    /// examples at a time), each update writing the example's whole
-    /// support, no locks.
+    /// Hogwild! (Niu et al. 2011, Algorithm 1, as in their experiments):
+    /// the threads take the epoch's shuffle without replacement (claiming
+    /// [`CHUNK`] examples at a time), each update writing the example's
+    /// whole support, no locks.
     Hogwild,
-    /// The analysed variant (seed 000 Alg. 3, the paper's random-coordinate
-    /// rule): each update writes one coordinate of the support, drawn
+    /// The analysed variant (the update Niu et al. 2011 prove their rates
+    /// for): each update writes one coordinate of the support, drawn
     /// uniformly, with the step scaled by the support's size.
     Coordinate,
     /// One global lock around each update (read, gradient, write).
