@@ -12,7 +12,7 @@
 use std::cell::Cell;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringreduce::train::hogwild::{self, sparse, Completion, Linear, Loss, Problem, Ratings, Store};
+use ringreduce::hogwild::{self, libsvm, Completion, Loss, Problem, Ratings, SparseLinear, Store};
 
 fn pass<P: Problem>(c: &mut Criterion, name: &str, p: &P) {
     let mut group = c.benchmark_group("hogwild_serial_pass");
@@ -33,8 +33,8 @@ fn pass<P: Problem>(c: &mut Criterion, name: &str, p: &P) {
 
 fn passes(c: &mut Criterion) {
     // 20k examples of RCV1's 47k features × 80 nonzeros, power law 0.65.
-    let svm = Linear::new(
-        sparse::synthetic(20_000, 47_000, 80, 0.65, 0.02, 7),
+    let svm = SparseLinear::new(
+        libsvm::synthetic(20_000, 47_000, 80, 0.65, 0.02, 7),
         Loss::Hinge,
         1e-4,
     )

@@ -13,7 +13,7 @@
 
 use std::cell::Cell;
 
-use ringreduce::train::hogwild::{self, sparse, Completion, Linear, Loss, Problem, Ratings, Store};
+use ringreduce::hogwild::{self, libsvm, Completion, Loss, Problem, Ratings, SparseLinear, Store};
 
 fn passes<P: Problem>(p: &P, store: &str, passes: usize) -> f32 {
     let examples: Vec<u32> = (0..p.examples() as u32).collect();
@@ -52,9 +52,9 @@ fn main() {
     let Ok(n) = n.parse::<usize>() else { usage() };
     let sum = match problem.as_str() {
         "svm" => {
-            let data = sparse::synthetic(20_000, 47_000, 80, 0.65, 0.02, 7);
+            let data = libsvm::synthetic(20_000, 47_000, 80, 0.65, 0.02, 7);
             passes(
-                &Linear::new(data, Loss::Hinge, 1e-4).expect("±1 labels"),
+                &SparseLinear::new(data, Loss::Hinge, 1e-4).expect("±1 labels"),
                 store,
                 n,
             )

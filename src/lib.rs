@@ -14,6 +14,9 @@
 //!   and the call checks, and offers every collective;
 //! - `train` (feature `train`): data, models on flat buffers, optimizers,
 //!   the training loop and its strategies;
+//! - `hogwild` (feature `train`): Hogwild!, threads updating one shared
+//!   model through relaxed atomics on sparse problems; beside `train`, not
+//!   in it (it borrows only the data files' reader);
 //! - tools (feature `tools`): `verify`, `bench`, `soak`, `calibrate`, the
 //!   subcommands of the `ringreduce` binary (feature `cli`).
 //!
@@ -45,6 +48,8 @@ mod wire;
 pub mod bench;
 #[cfg(feature = "tools")]
 pub mod calibrate;
+#[cfg(feature = "train")]
+pub mod hogwild;
 #[cfg(feature = "cli")]
 pub mod plot;
 #[cfg(feature = "tools")]

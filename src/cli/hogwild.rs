@@ -6,11 +6,11 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use ringreduce::plot::{Chart, Series};
-use ringreduce::train::hogwild::{
-    self, sparse, Combine, Completion, Config, Diagnostics, EpochReport, Linear, Loss, Problem, Ratings,
-    Schedule, SparseSet, Store, Update,
+use ringreduce::hogwild::{
+    self, libsvm, Combine, Completion, Config, Diagnostics, EpochReport, Loss, Problem, Ratings,
+    SparseLinear, SparseSet, Store, ThreadSchedule, Update,
 };
+use ringreduce::plot::{Chart, Series};
 use ringreduce::{Algorithm, Error, Group, Transport};
 
 use super::{fail, on_world_at, one, writable};
@@ -47,8 +47,8 @@ pub struct Args {
     /// serial, hogwild, coordinate (one random coordinate of the gradient
     /// per update, scaled by the support), mutex (one lock), striped
     /// (per-coordinate locks), roundrobin (threads write in turn).
-    #[arg(long, default_value = "hogwild", value_parser = one::<Schedule>)]
-    schedule: Schedule,
+    #[arg(long, default_value = "hogwild", value_parser = one::<ThreadSchedule>)]
+    schedule: ThreadSchedule,
     /// Passes over the data (at most; see --target-loss).
     #[arg(long, default_value_t = 20)]
     epochs: usize,
@@ -154,7 +154,7 @@ pub const SWEEP_HEADER: &str =
 
 /// The loaded problem and its held-out part.
 enum Loaded {
-    Linear(Linear, Option<Linear>, String),
+    Linear(SparseLinear, Option<SparseLinear>, String),
     Completion(Completion, Completion, String),
 }
 
@@ -214,13 +214,13 @@ fn preflight(o: &Args) -> ringreduce::Result<()> {
         let observed = o.observed.checked_add(o.observed / 10);
         let params = o.rows.checked_add(o.cols).and_then(|n| n.checked_mul(o.rank));
         if !(observed.is_some_and(|n| n <= MAX_SYNTHETIC_ENTRIES)
-            && params.is_some_and(|n| n <= sparse::MAX_FEATURES))
+            && params.is_some_and(|n| n <= libsvm::MAX_FEATURES))
         {
             return Err(invalid(
                 "matrix completion",
                 format!(
                     "--observed (+ a tenth held out) must be at most {MAX_SYNTHETIC_ENTRIES}, (--rows + --cols) × --rank at most {} parameters",
-                    sparse::MAX_FEATURES
+                    libsvm::MAX_FEATURES
                 ),
             ));
         }
@@ -232,13 +232,13 @@ fn preflight(o: &Args) -> ringreduce::Result<()> {
                 "--examples, --features and --nnz must be at least 1",
             ));
         }
-        if o.features > sparse::MAX_FEATURES {
-            return Err(invalid("--features", format!("at most {}", sparse::MAX_FEATURES)));
+        if o.features > libsvm::MAX_FEATURES {
+            return Err(invalid("--features", format!("at most {}", libsvm::MAX_FEATURES)));
         }
         let entries = o
             .examples
             .checked_add(o.test_examples)
-            .filter(|&n| n <= sparse::MAX_EXAMPLES)
+            .filter(|&n| n <= libsvm::MAX_EXAMPLES)
             .and_then(|n| n.checked_mul(o.nnz.min(o.features)))
             .filter(|&e| e <= MAX_SYNTHETIC_ENTRIES);
         if entries.is_none() {
@@ -276,11 +276,10 @@ fn outputs_writable(o: &Args) -> ringreduce::Result<()> {
 }
 
 fn config(o: &Args) -> Config {
+    let serial = o.schedule == ThreadSchedule::Serial;
     Config {
         schedule: o.schedule,
-        threads: o
-            .threads
-            .unwrap_or(if o.schedule == Schedule::Serial { 1 } else { 2 }),
+        threads: o.threads.unwrap_or(if serial { 1 } else { 2 }),
         epochs: o.epochs,
         step: o.lr,
         decay: o.decay,
@@ -315,7 +314,7 @@ fn load(o: &Args) -> ringreduce::Result<Loaded> {
         _ => Loss::Hinge,
     };
     let (train, test, what) = if o.data == "synthetic" {
-        let mut all = sparse::synthetic(
+        let mut all = libsvm::synthetic(
             o.examples + o.test_examples,
             o.features,
             o.nnz,
@@ -331,9 +330,9 @@ fn load(o: &Args) -> ringreduce::Result<Loaded> {
         (all, (o.test_examples > 0).then_some(test), what)
     } else {
         let path = Path::new(&o.data);
-        let train = sparse::load_libsvm(path)?.to_binary(path)?;
+        let train = libsvm::load_libsvm(path)?.to_binary(path)?;
         let test = match &o.test {
-            Some(t) => Some(sparse::load_libsvm(t)?.to_binary(t)?),
+            Some(t) => Some(libsvm::load_libsvm(t)?.to_binary(t)?),
             None => None,
         };
         let dim = test.as_ref().map_or(0, SparseSet::dim).max(train.dim());
@@ -351,7 +350,7 @@ fn load(o: &Args) -> ringreduce::Result<Loaded> {
         );
         (train, test, what)
     };
-    let p = Linear::new(train, loss, o.lambda)?;
+    let p = SparseLinear::new(train, loss, o.lambda)?;
     let t = test.map(|t| p.with_data(t));
     Ok(Loaded::Linear(p, t, what))
 }

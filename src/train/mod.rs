@@ -41,7 +41,6 @@ pub mod buckets;
 pub mod checkpoint;
 pub mod codec;
 pub mod data;
-pub mod hogwild;
 pub mod log;
 mod model;
 mod optim;

@@ -1,5 +1,7 @@
 //! Hogwild!: lock-free shared-memory SGD on sparse problems (Niu, Recht,
-//! Ré, Wright 2011; seeds 000 Alg. 2–3 and 004), soundly in Rust.
+//! Ré, Wright, "HOGWILD!: A Lock-Free Approach to Parallelizing Stochastic
+//! Gradient Descent", NeurIPS 2011; the conflict-graph bound of
+//! [`diagnostics`] is Mania et al.'s, 2017), soundly in Rust.
 //!
 //! Threads share one parameter vector, a [`Store`] of relaxed atomics (no
 //! lock, no data race, the same instructions as plain `f32` accesses), and
@@ -8,11 +10,11 @@
 //! conflict graph's degree) — updates rarely collide and the speed-up is
 //! near-linear.
 //!
-//! - [`Problem`]s: [`Linear`] (the sparse SVM with [`Loss::Hinge`], logistic
+//! - [`Problem`]s: [`SparseLinear`] (the sparse SVM with [`Loss::Hinge`], logistic
 //!   regression with [`Loss::Logistic`]) over a [`SparseSet`] (CSR rows, a
-//!   libsvm loader and a power-law generator in [`sparse`]), and low-rank
+//!   libsvm loader and a power-law generator in [`libsvm`]), and low-rank
 //!   matrix [`Completion`] over [`Ratings`];
-//! - [`Schedule`]s on the same store and data: serial SGD, Hogwild!, its
+//! - [`ThreadSchedule`]s on the same store and data: serial SGD, Hogwild!, its
 //!   random-coordinate variant, a global mutex, per-coordinate locks, and
 //!   round-robin turns;
 //! - an epoch barrier between epochs, where the step size decays by β and
@@ -25,11 +27,11 @@
 //!   ([`Config::rounds`] times an epoch) with one all-reduce.
 //!
 //! ```
-//! use ringreduce::train::hogwild::{self, sparse, Config, Linear, Loss, Problem, Schedule, Store};
-//! let data = sparse::synthetic(2000, 500, 10, 1.0, 0.0, 7);
-//! let svm = Linear::new(data, Loss::Hinge, 1e-4).unwrap();
+//! use ringreduce::hogwild::{self, libsvm, Config, SparseLinear, Loss, Problem, ThreadSchedule, Store};
+//! let data = libsvm::synthetic(2000, 500, 10, 1.0, 0.0, 7);
+//! let svm = SparseLinear::new(data, Loss::Hinge, 1e-4).unwrap();
 //! let w = Store::from_slice(&svm.init(1));
-//! let cfg = Config { schedule: Schedule::Hogwild, threads: 2, epochs: 5, ..Config::default() };
+//! let cfg = Config { schedule: ThreadSchedule::Hogwild, threads: 2, epochs: 5, ..Config::default() };
 //! let epochs = hogwild::run(&svm, None, &w, &cfg, |_| {}).unwrap();
 //! assert!(epochs.last().unwrap().train_accuracy.unwrap() > 0.9);
 //! ```
@@ -39,8 +41,8 @@
 #![forbid(unsafe_code)]
 
 pub mod diagnostics;
+pub mod libsvm;
 pub mod models;
-pub mod sparse;
 pub mod store;
 #[cfg(test)]
 mod tests;
@@ -54,8 +56,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 pub use self::diagnostics::Diagnostics;
-pub use self::models::{Completion, Linear, Loss, Problem, Ratings};
-pub use self::sparse::SparseSet;
+pub use self::libsvm::SparseSet;
+pub use self::models::{Completion, Loss, Problem, Ratings, SparseLinear};
 pub use self::store::{Store, Weights};
 
 use crate::algorithms::Algorithm;
@@ -70,16 +72,16 @@ pub const LOST_SAMPLE: u64 = 16;
 
 /// How the threads share the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Schedule {
+pub enum ThreadSchedule {
     /// One thread: plain SGD on the store (the baseline).
     Serial,
-    /// Hogwild! (seed 000 Alg. 2, the paper's experiments): the threads
-    /// take the epoch's shuffle without replacement (claiming [`CHUNK`]
-    /// examples at a time), each update writing the example's whole
-    /// support, no locks.
+    /// Hogwild! (Niu et al. 2011, Algorithm 1, as in their experiments):
+    /// the threads take the epoch's shuffle without replacement (claiming
+    /// [`CHUNK`] examples at a time), each update writing the example's
+    /// whole support, no locks.
     Hogwild,
-    /// The analysed variant (seed 000 Alg. 3, the paper's random-coordinate
-    /// rule): each update writes one coordinate of the support, drawn
+    /// The analysed variant (the update Niu et al. 2011 prove their rates
+    /// for): each update writes one coordinate of the support, drawn
     /// uniformly, with the step scaled by the support's size.
     Coordinate,
     /// One global lock around each update (read, gradient, write).
@@ -98,55 +100,55 @@ pub enum Schedule {
 pub const MAX_ROUNDS: usize = 1 << 16;
 
 /// Examples a thread claims at a time from the round's segment (every
-/// schedule but [`Schedule::RoundRobin`], whose turns follow a fixed
+/// schedule but [`ThreadSchedule::RoundRobin`], whose turns follow a fixed
 /// partition).
 pub const CHUNK: usize = 64;
 
-/// Most locks [`Schedule::Striped`] keeps (coordinate u takes lock u mod this).
+/// Most locks [`ThreadSchedule::Striped`] keeps (coordinate u takes lock u mod this).
 pub const MAX_STRIPES: usize = 1 << 20;
 
-impl Schedule {
+impl ThreadSchedule {
     /// Every schedule.
-    pub const ALL: [Schedule; 6] = [
-        Schedule::Serial,
-        Schedule::Hogwild,
-        Schedule::Coordinate,
-        Schedule::Mutex,
-        Schedule::Striped,
-        Schedule::RoundRobin,
+    pub const ALL: [ThreadSchedule; 6] = [
+        ThreadSchedule::Serial,
+        ThreadSchedule::Hogwild,
+        ThreadSchedule::Coordinate,
+        ThreadSchedule::Mutex,
+        ThreadSchedule::Striped,
+        ThreadSchedule::RoundRobin,
     ];
 
     /// The command-line name.
     pub fn name(self) -> &'static str {
         match self {
-            Schedule::Serial => "serial",
-            Schedule::Hogwild => "hogwild",
-            Schedule::Coordinate => "coordinate",
-            Schedule::Mutex => "mutex",
-            Schedule::Striped => "striped",
-            Schedule::RoundRobin => "roundrobin",
+            ThreadSchedule::Serial => "serial",
+            ThreadSchedule::Hogwild => "hogwild",
+            ThreadSchedule::Coordinate => "coordinate",
+            ThreadSchedule::Mutex => "mutex",
+            ThreadSchedule::Striped => "striped",
+            ThreadSchedule::RoundRobin => "roundrobin",
         }
     }
 }
 
-impl std::fmt::Display for Schedule {
+impl std::fmt::Display for ThreadSchedule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
 }
 
-impl FromStr for Schedule {
+impl FromStr for ThreadSchedule {
     type Err = Error;
 
-    fn from_str(s: &str) -> Result<Schedule> {
+    fn from_str(s: &str) -> Result<ThreadSchedule> {
         let t = s.trim().to_ascii_lowercase();
-        Schedule::ALL
+        ThreadSchedule::ALL
             .into_iter()
-            .find(|x| x.name() == t || (t == "round-robin" && *x == Schedule::RoundRobin))
+            .find(|x| x.name() == t || (t == "round-robin" && *x == ThreadSchedule::RoundRobin))
             .ok_or_else(|| Error::UnknownName {
                 kind: "schedule",
                 name: s.to_string(),
-                expected: Schedule::ALL.map(|x| x.name()).join(", "),
+                expected: ThreadSchedule::ALL.map(|x| x.name()).join(", "),
             })
     }
 }
@@ -165,8 +167,8 @@ pub enum Update {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// How the threads share the store.
-    pub schedule: Schedule,
-    /// Threads per rank (1 for [`Schedule::Serial`]).
+    pub schedule: ThreadSchedule,
+    /// Threads per rank (1 for [`ThreadSchedule::Serial`]).
     pub threads: usize,
     /// Passes over the data.
     pub epochs: usize,
@@ -234,7 +236,7 @@ impl Default for Config {
     /// lossy writes, one averaging per epoch with the ring.
     fn default() -> Self {
         Config {
-            schedule: Schedule::Hogwild,
+            schedule: ThreadSchedule::Hogwild,
             threads: 2,
             epochs: 20,
             step: 0.5,
@@ -262,7 +264,7 @@ impl Config {
         if self.threads == 0 {
             return bad("threads", "at least 1 thread".into());
         }
-        if self.schedule == Schedule::Serial && self.threads != 1 {
+        if self.schedule == ThreadSchedule::Serial && self.threads != 1 {
             return bad(
                 "threads",
                 format!("the serial schedule runs 1 thread, not {}", self.threads),
@@ -294,7 +296,7 @@ impl Config {
 
     /// Threads that actually run.
     pub fn thread_count(&self) -> usize {
-        if self.schedule == Schedule::Serial {
+        if self.schedule == ThreadSchedule::Serial {
             1
         } else {
             self.threads
@@ -424,11 +426,11 @@ struct Shared {
     stop: AtomicBool,
     /// This epoch's shuffle of all examples.
     order: RwLock<Vec<u32>>,
-    /// Global lock of [`Schedule::Mutex`].
+    /// Global lock of [`ThreadSchedule::Mutex`].
     global: Mutex<()>,
-    /// Locks of [`Schedule::Striped`].
+    /// Locks of [`ThreadSchedule::Striped`].
     stripes: Vec<AtomicBool>,
-    /// Next turn of [`Schedule::RoundRobin`].
+    /// Next turn of [`ThreadSchedule::RoundRobin`].
     turn: AtomicUsize,
     /// Next unclaimed example of the round's segment: threads claim
     /// [`CHUNK`] at a time, so a thread slowed down (by another process on
@@ -552,7 +554,7 @@ fn drive<P: Problem, C: Transport>(
     };
     let threads = cfg.thread_count();
     let stripes = match cfg.schedule {
-        Schedule::Striped => problem.dim().clamp(1, MAX_STRIPES),
+        ThreadSchedule::Striped => problem.dim().clamp(1, MAX_STRIPES),
         _ => 0,
     };
     let shared = Shared {
@@ -892,7 +894,7 @@ fn evaluate<P: Problem + ?Sized>(problem: &P, w: &[f32]) -> Evaluation {
 
 /// One thread's buffers, random draws and counts.
 struct Local {
-    schedule: Schedule,
+    schedule: ThreadSchedule,
     exact: bool,
     threads: usize,
     rounds: usize,
@@ -944,7 +946,7 @@ impl Local {
                 ^ ((self.rank * 4099 + self.t) as u64).wrapping_mul(0x9FB2_1C65_1E98_DF25),
         );
         match self.schedule {
-            Schedule::RoundRobin => {
+            ThreadSchedule::RoundRobin => {
                 // Every thread takes the same number of turns a round: the
                 // longest part's (a thread out of examples passes).
                 let k = self.threads;
@@ -995,11 +997,11 @@ impl Local {
     ) {
         problem.support(e, &mut self.support);
         match self.schedule {
-            Schedule::Serial | Schedule::Hogwild => {
+            ThreadSchedule::Serial | ThreadSchedule::Hogwild => {
                 problem.gradient(store, e, &self.support, &mut self.read, &mut self.grad);
                 self.write_all(store, step);
             }
-            Schedule::Coordinate => {
+            ThreadSchedule::Coordinate => {
                 problem.gradient(store, e, &self.support, &mut self.read, &mut self.grad);
                 if !self.support.is_empty() {
                     let k = rng.gen_range(0..self.support.len());
@@ -1009,12 +1011,12 @@ impl Local {
                     self.counts.conflicts += hit as u64;
                 }
             }
-            Schedule::Mutex => {
+            ThreadSchedule::Mutex => {
                 let _guard = shared.global.lock().unwrap_or_else(|p| p.into_inner());
                 problem.gradient(store, e, &self.support, &mut self.read, &mut self.grad);
                 self.write_all(store, step);
             }
-            Schedule::Striped => {
+            ThreadSchedule::Striped => {
                 let stripes = shared.stripes.len();
                 self.locks.clear();
                 self.locks
@@ -1035,7 +1037,7 @@ impl Local {
                     shared.stripes[l].store(false, Ordering::Release);
                 }
             }
-            Schedule::RoundRobin => unreachable!("round-robin runs its own loop"),
+            ThreadSchedule::RoundRobin => unreachable!("round-robin runs its own loop"),
         }
     }
 

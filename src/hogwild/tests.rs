@@ -1,13 +1,13 @@
 use std::cell::Cell;
 
 use super::*;
-use crate::train::hogwild::models::{Completion, Ratings};
+use crate::hogwild::models::{Completion, Ratings};
 
-fn svm(n: usize, dim: usize, nnz: usize, seed: u64) -> Linear {
-    Linear::new(sparse::synthetic(n, dim, nnz, 1.0, 0.02, seed), Loss::Hinge, 1e-3).unwrap()
+fn svm(n: usize, dim: usize, nnz: usize, seed: u64) -> SparseLinear {
+    SparseLinear::new(libsvm::synthetic(n, dim, nnz, 1.0, 0.02, seed), Loss::Hinge, 1e-3).unwrap()
 }
 
-fn config(schedule: Schedule, threads: usize, epochs: usize) -> Config {
+fn config(schedule: ThreadSchedule, threads: usize, epochs: usize) -> Config {
     Config {
         schedule,
         threads,
@@ -67,8 +67,8 @@ fn a_pass_on_the_store_equals_one_on_plain_floats_bit_for_bit() {
 #[test]
 fn hogwild_on_one_thread_is_serial_sgd_bit_for_bit_with_no_conflicts() {
     let p = svm(800, 300, 10, 4);
-    let (a, ra) = final_objective(&p, &config(Schedule::Serial, 1, 4));
-    let (b, rb) = final_objective(&p, &config(Schedule::Hogwild, 1, 4));
+    let (a, ra) = final_objective(&p, &config(ThreadSchedule::Serial, 1, 4));
+    let (b, rb) = final_objective(&p, &config(ThreadSchedule::Hogwild, 1, 4));
     assert_eq!(a.to_bits(), b.to_bits());
     assert_eq!((ra.updates, ra.conflicts, rb.conflicts, ra.lost), (800, 0, 0, 0));
     assert_eq!(ra.writes, p.data.nnz() as u64);
@@ -78,16 +78,19 @@ fn hogwild_on_one_thread_is_serial_sgd_bit_for_bit_with_no_conflicts() {
 fn every_schedule_converges_to_within_5_percent_of_serial_sgd() {
     // 4000 sparse examples: 20 of 2000 power-law features each.
     let p = svm(4000, 2000, 20, 5);
-    let (serial, _) = final_objective(&p, &config(Schedule::Serial, 1, 12));
+    let (serial, _) = final_objective(&p, &config(ThreadSchedule::Serial, 1, 12));
     let start = evaluate(&p, &p.init(1)).objective;
     assert!(
         serial < 0.5 * start,
         "serial SGD itself must make progress: {start} → {serial}"
     );
-    for schedule in Schedule::ALL.into_iter().filter(|&s| s != Schedule::Serial) {
+    for schedule in ThreadSchedule::ALL
+        .into_iter()
+        .filter(|&s| s != ThreadSchedule::Serial)
+    {
         for threads in [2, 4] {
             let mut cfg = config(schedule, threads, 12);
-            if schedule == Schedule::Coordinate {
+            if schedule == ThreadSchedule::Coordinate {
                 // One coordinate an update (with a |e|-times step): noisier,
                 // so more passes at a slower decay.
                 (cfg.epochs, cfg.decay) = (60, 0.95);
@@ -98,7 +101,7 @@ fn every_schedule_converges_to_within_5_percent_of_serial_sgd() {
                 "{schedule} on {threads} threads: objective {obj} vs serial {serial}"
             );
             assert_eq!(r.updates, 4000, "{schedule}: every example once an epoch");
-            if matches!(schedule, Schedule::Mutex | Schedule::Striped) {
+            if matches!(schedule, ThreadSchedule::Mutex | ThreadSchedule::Striped) {
                 assert_eq!(r.conflicts, 0, "{schedule} holds locks across read and write");
             }
         }
@@ -108,8 +111,8 @@ fn every_schedule_converges_to_within_5_percent_of_serial_sgd() {
 #[test]
 fn exact_writes_lose_nothing_and_converge_like_lossy_ones() {
     let p = svm(3000, 1500, 15, 6);
-    let (serial, _) = final_objective(&p, &config(Schedule::Serial, 1, 10));
-    let mut cfg = config(Schedule::Hogwild, 3, 10);
+    let (serial, _) = final_objective(&p, &config(ThreadSchedule::Serial, 1, 10));
+    let mut cfg = config(ThreadSchedule::Hogwild, 3, 10);
     cfg.update = Update::Exact;
     let (obj, r) = final_objective(&p, &cfg);
     assert!(obj <= serial * 1.05, "{obj} vs {serial}");
@@ -130,13 +133,13 @@ fn matrix_completion_converges_on_every_schedule() {
         let w = Store::from_slice(&mc.init(2));
         run(&mc, Some(&held), &w, &cfg, |_| {}).unwrap().pop().unwrap()
     };
-    let serial = run_one(Schedule::Serial, 1);
+    let serial = run_one(ThreadSchedule::Serial, 1);
     assert!(serial.train_rmse.unwrap() < 0.02, "{serial:?}");
     for s in [
-        Schedule::Hogwild,
-        Schedule::Mutex,
-        Schedule::Striped,
-        Schedule::RoundRobin,
+        ThreadSchedule::Hogwild,
+        ThreadSchedule::Mutex,
+        ThreadSchedule::Striped,
+        ThreadSchedule::RoundRobin,
     ] {
         let r = run_one(s, 3);
         assert!(
@@ -163,7 +166,7 @@ fn a_dense_problem_where_every_update_conflicts_still_ends_finite() {
         16,
     )
     .unwrap();
-    let p = Linear::new(data, Loss::Logistic, 1e-3).unwrap();
+    let p = SparseLinear::new(data, Loss::Logistic, 1e-3).unwrap();
     let d = Diagnostics::of(&p, 0);
     assert_eq!(
         (d.omega, d.delta, d.rho, d.avg_degree),
@@ -172,7 +175,7 @@ fn a_dense_problem_where_every_update_conflicts_still_ends_finite() {
     for update in [Update::Lossy, Update::Exact] {
         let cfg = Config {
             update,
-            ..config(Schedule::Hogwild, 8, 3)
+            ..config(ThreadSchedule::Hogwild, 8, 3)
         };
         let (obj, r) = final_objective(&p, &cfg);
         assert!(obj.is_finite() && r.updates == n as u64, "{obj} {r:?}");
@@ -194,7 +197,7 @@ fn diagnostics_equal_hand_computed_values() {
         5,
     )
     .unwrap();
-    let p = Linear::new(data, Loss::Hinge, 0.0).unwrap();
+    let p = SparseLinear::new(data, Loss::Hinge, 0.0).unwrap();
     let d = Diagnostics::of(&p, 0);
     assert_eq!(d.omega, 3);
     assert_eq!(d.mean_support, 2.0);
@@ -228,24 +231,27 @@ fn settings_are_checked() {
     let p = svm(50, 20, 3, 1);
     let w = Store::zeros(20);
     let err = |cfg: Config| run(&p, None, &w, &cfg, |_| {}).unwrap_err().to_string();
-    assert!(err(config(Schedule::Serial, 2, 1)).contains("serial schedule runs 1 thread"));
-    assert!(err(config(Schedule::Hogwild, 0, 1)).contains("threads"));
+    assert!(err(config(ThreadSchedule::Serial, 2, 1)).contains("serial schedule runs 1 thread"));
+    assert!(err(config(ThreadSchedule::Hogwild, 0, 1)).contains("threads"));
     assert!(err(Config {
         step: -1.0,
-        ..config(Schedule::Hogwild, 1, 1)
+        ..config(ThreadSchedule::Hogwild, 1, 1)
     })
     .contains("step size"));
     assert!(err(Config {
         decay: 1.5,
-        ..config(Schedule::Hogwild, 1, 1)
+        ..config(ThreadSchedule::Hogwild, 1, 1)
     })
     .contains("decay"));
     let short = Store::zeros(19);
-    let e = run(&p, None, &short, &config(Schedule::Hogwild, 1, 1), |_| {}).unwrap_err();
+    let e = run(&p, None, &short, &config(ThreadSchedule::Hogwild, 1, 1), |_| {}).unwrap_err();
     assert!(e.to_string().contains("20 parameters, the store 19"), "{e}");
-    assert_eq!("round-robin".parse::<Schedule>().unwrap(), Schedule::RoundRobin);
+    assert_eq!(
+        "round-robin".parse::<ThreadSchedule>().unwrap(),
+        ThreadSchedule::RoundRobin
+    );
     assert!("hogwash"
-        .parse::<Schedule>()
+        .parse::<ThreadSchedule>()
         .unwrap_err()
         .to_string()
         .contains("hogwild, coordinate"));
@@ -256,7 +262,7 @@ fn a_target_stops_the_run_and_the_step_decays() {
     let p = svm(1000, 400, 8, 2);
     let cfg = Config {
         target: Some(0.3),
-        ..config(Schedule::Hogwild, 2, 30)
+        ..config(ThreadSchedule::Hogwild, 2, 30)
     };
     let w = Store::from_slice(&p.init(1));
     let r = run(&p, None, &w, &cfg, |_| {}).unwrap();
@@ -269,16 +275,16 @@ fn a_target_stops_the_run_and_the_step_decays() {
 fn the_hybrid_makes_one_model_on_every_rank_and_counts_its_bytes() {
     // Uniform feature popularity: a sparse problem where the ranks' changes
     // rarely touch the same coordinate.
-    let data = sparse::synthetic(3000, 1000, 12, 0.0, 0.02, 8);
-    let p = Linear::new(data, Loss::Hinge, 1e-3).unwrap();
-    let (serial, _) = final_objective(&p, &config(Schedule::Serial, 1, 10));
+    let data = libsvm::synthetic(3000, 1000, 12, 0.0, 0.02, 8);
+    let p = SparseLinear::new(data, Loss::Hinge, 1e-3).unwrap();
+    let (serial, _) = final_objective(&p, &config(ThreadSchedule::Serial, 1, 10));
     let hybrid = |combine| {
         let out = Group::local(3, |g| {
             let w = Store::from_slice(&p.init(1));
             let cfg = Config {
                 rounds: 2,
                 combine,
-                ..config(Schedule::Hogwild, 2, 10)
+                ..config(ThreadSchedule::Hogwild, 2, 10)
             };
             let r = run_on(&g, &p, None, &w, &cfg, |_| {}).unwrap();
             (w.to_vec(), r)
@@ -318,7 +324,7 @@ fn a_write_after_another_threads_write_counts_as_a_conflict() {
     for update in [Update::Lossy, Update::Exact] {
         let cfg = Config {
             update,
-            ..config(Schedule::Hogwild, 2, 1)
+            ..config(ThreadSchedule::Hogwild, 2, 1)
         };
         let w = Store::from_slice(&[1.0, 5.0, 7.0]);
         let mut local = Local::new(&cfg, None, 1);
@@ -346,7 +352,7 @@ fn a_write_after_another_threads_write_counts_as_a_conflict() {
 /// A problem that panics on one example, in a worker thread or in the
 /// calling (leader) thread.
 struct Panicky {
-    inner: Linear,
+    inner: SparseLinear,
     in_worker: bool,
 }
 
@@ -394,12 +400,12 @@ impl Problem for Panicky {
 fn a_panicking_thread_ends_the_run_with_its_panic_instead_of_a_hang() {
     // Each case runs on its own thread, watched with a timeout: a hang
     // fails the test instead of stalling the suite.
-    let cases: [(&str, Schedule); 5] = [
-        ("worker", Schedule::Hogwild),
-        ("worker", Schedule::RoundRobin),
-        ("worker", Schedule::Striped),
-        ("leader", Schedule::RoundRobin),
-        ("callback", Schedule::Hogwild),
+    let cases: [(&str, ThreadSchedule); 5] = [
+        ("worker", ThreadSchedule::Hogwild),
+        ("worker", ThreadSchedule::RoundRobin),
+        ("worker", ThreadSchedule::Striped),
+        ("leader", ThreadSchedule::RoundRobin),
+        ("callback", ThreadSchedule::Hogwild),
     ];
     for (who, schedule) in cases {
         let (tx, rx) = std::sync::mpsc::channel();

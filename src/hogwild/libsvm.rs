@@ -7,13 +7,13 @@
 //! ignored. A gzip file (one or several members) is read as its contents.
 //!
 //! ```
-//! use ringreduce::train::hogwild::sparse;
-//! let set = sparse::parse_libsvm(b"+1 1:0.5 4:2\n-1 2:1 # a comment\n", "mem".as_ref())?;
+//! use ringreduce::hogwild::libsvm;
+//! let set = libsvm::parse_libsvm(b"+1 1:0.5 4:2\n-1 2:1 # a comment\n", "mem".as_ref())?;
 //! assert_eq!((set.len(), set.dim(), set.nnz()), (2, 4, 3));
 //! assert_eq!(set.row(0), (&[0u32, 3][..], &[0.5f32, 2.0][..]));
 //! let mut text = Vec::new();
-//! sparse::write_libsvm(&set, &mut text)?;
-//! assert_eq!(sparse::parse_libsvm(&text, "mem".as_ref())?, set);
+//! libsvm::write_libsvm(&set, &mut text)?;
+//! assert_eq!(libsvm::parse_libsvm(&text, "mem".as_ref())?, set);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

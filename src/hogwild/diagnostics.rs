@@ -7,9 +7,12 @@
 //! - ρ = max over examples e of |{e' : e' ∩ e ≠ ∅}| / n (e counts itself),
 //!   the largest share of examples one example conflicts with;
 //! - the average degree of the conflict graph (examples adjacent when their
-//!   supports share a coordinate; no self-loops): the analysis of seed 004
-//!   bounds the asynchrony noise by SGD's own when the number of updates in
-//!   flight τ ≤ n / (2·average degree).
+//!   supports share a coordinate; no self-loops): the perturbed-iterate
+//!   analysis of Hogwild! (Mania, Pan, Papailiopoulos, Recht, Ramchandran,
+//!   Jordan, "Perturbed Iterate Analysis for Asynchronous Stochastic
+//!   Optimization", SIAM J. Optim. 2017) bounds the asynchrony noise by
+//!   SGD's own when the number of updates in flight τ ≤ n / (2·average
+//!   degree).
 //!
 //! Ω and Δ are exact. ρ and the degree need, per example, the union of its
 //! coordinates' example lists: exact up to [`EXACT_UP_TO`] examples, and

@@ -48,7 +48,7 @@ impl Weights for [Cell<f32>] {
 /// The parameter vector every thread shares.
 ///
 /// ```
-/// use ringreduce::train::hogwild::{Store, Weights};
+/// use ringreduce::hogwild::{Store, Weights};
 /// let w = Store::from_slice(&[1.0, 2.0]);
 /// std::thread::scope(|s| {
 ///     for _ in 0..2 {

@@ -11,7 +11,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::sparse::SparseSet;
+use super::libsvm::SparseSet;
 use super::store::Weights;
 use crate::error::{Error, Result};
 
@@ -95,7 +95,7 @@ impl Loss {
 /// training examples with feature u. [`Loss::Hinge`] is the sparse SVM of
 /// the Hogwild! paper.
 #[derive(Debug, Clone)]
-pub struct Linear {
+pub struct SparseLinear {
     /// The examples (labels ±1).
     pub data: SparseSet,
     /// The loss.
@@ -108,13 +108,13 @@ pub struct Linear {
     reg: Vec<f32>,
 }
 
-impl Linear {
+impl SparseLinear {
     /// A classifier on `data` (labels must be ±1: see
     /// [`SparseSet::to_binary`]).
     ///
     /// # Errors
     /// A label other than ±1, or λ negative or not finite.
-    pub fn new(data: SparseSet, loss: Loss, lambda: f32) -> Result<Linear> {
+    pub fn new(data: SparseSet, loss: Loss, lambda: f32) -> Result<SparseLinear> {
         if !(lambda >= 0.0 && lambda.is_finite()) {
             return Err(Error::InvalidArgument {
                 what: "lambda",
@@ -135,7 +135,7 @@ impl Linear {
             .iter()
             .map(|&d| if d == 0 { 0.0 } else { lambda / d as f32 })
             .collect();
-        Ok(Linear {
+        Ok(SparseLinear {
             data,
             loss,
             lambda,
@@ -146,8 +146,8 @@ impl Linear {
     /// The same classifier on other examples (a test set): the
     /// regulariser's weights stay those of this training set; features
     /// beyond this set's dimension are ignored (they have no weight).
-    pub fn with_data(&self, data: SparseSet) -> Linear {
-        Linear {
+    pub fn with_data(&self, data: SparseSet) -> SparseLinear {
+        SparseLinear {
             data,
             loss: self.loss,
             lambda: self.lambda,
@@ -167,7 +167,7 @@ impl Linear {
     }
 }
 
-impl Problem for Linear {
+impl Problem for SparseLinear {
     fn examples(&self) -> usize {
         self.data.len()
     }
@@ -267,7 +267,7 @@ impl Ratings {
         }
         if observed as u128 > rows as u128 * cols as u128
             || test >= observed
-            || observed > super::sparse::MAX_EXAMPLES
+            || observed > super::libsvm::MAX_EXAMPLES
         {
             return Err(bad(format!(
                 "{observed} observed entries ({test} held out) of a {rows}×{cols} matrix"
@@ -330,14 +330,14 @@ impl Completion {
             });
         }
         let params = (data.rows + data.cols).checked_mul(rank);
-        if !params.is_some_and(|p| p <= super::sparse::MAX_FEATURES) {
+        if !params.is_some_and(|p| p <= super::libsvm::MAX_FEATURES) {
             return Err(Error::InvalidArgument {
                 what: "matrix completion",
                 reason: format!(
                     "(rows + columns) × rank = ({} + {}) × {rank} exceeds {} parameters",
                     data.rows,
                     data.cols,
-                    super::sparse::MAX_FEATURES
+                    super::libsvm::MAX_FEATURES
                 ),
             });
         }
