@@ -87,6 +87,45 @@ pub(crate) fn read_text(path: &Path) -> crate::Result<String> {
     Ok(text)
 }
 
+/// A data file's error: [`crate::Error::Data`] naming the path.
+#[cfg(feature = "train")]
+pub(crate) fn data_error(path: &Path, reason: impl Into<String>) -> crate::Error {
+    crate::Error::Data {
+        path: path.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+#[cfg(feature = "train")]
+/// Largest data file (or IDX payload) read: 16 GiB.
+pub const MAX_FILE_BYTES: u64 = 16 << 30;
+
+/// Opens a data file: a regular file of at most [`MAX_FILE_BYTES`].
+#[cfg(feature = "train")]
+pub(crate) fn open_data(path: &Path) -> crate::Result<std::fs::File> {
+    open_regular(path, MAX_FILE_BYTES).map_err(|e| data_error(path, e.to_string()))
+}
+
+/// Opens a data file ([`open_data`]) as its contents: gunzipped when it
+/// starts with the gzip magic (several concatenated members too, as pigz
+/// and `cat a.gz b.gz` write). Also returns the prefix for read errors
+/// ("corrupt gzip data: " or nothing).
+#[cfg(feature = "train")]
+pub(crate) fn open_maybe_gz(path: &Path) -> crate::Result<(Box<dyn std::io::Read>, &'static str)> {
+    let mut file = std::io::BufReader::new(open_data(path)?);
+    let gz = std::io::BufRead::fill_buf(&mut file)
+        .map_err(|e| data_error(path, e.to_string()))?
+        .starts_with(&[0x1f, 0x8b]);
+    Ok(if gz {
+        (
+            Box::new(flate2::bufread::MultiGzDecoder::new(file)),
+            "corrupt gzip data: ",
+        )
+    } else {
+        (Box::new(file), "")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,7 +23,7 @@ use std::path::Path;
 use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
-use crate::train::data::{data_error, open_maybe_gz, MAX_FILE_BYTES};
+use crate::files::{data_error, open_maybe_gz, MAX_FILE_BYTES};
 
 /// Largest feature count (index) accepted: 2²⁶ (67 million; KDD 2010's
 /// 29 million fit). A model holds several arrays of this length, so one

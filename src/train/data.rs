@@ -105,23 +105,11 @@ impl Dataset {
     }
 }
 
-pub(crate) fn data_error(path: &Path, reason: impl Into<String>) -> Error {
-    Error::Data {
-        path: path.display().to_string(),
-        reason: reason.into(),
-    }
-}
-
-/// Largest data file (or IDX payload) read: 16 GiB.
-pub const MAX_FILE_BYTES: u64 = 16 << 30;
+pub use crate::files::MAX_FILE_BYTES;
+pub(crate) use crate::files::{data_error, open_data, open_maybe_gz};
 
 /// Labels must be below this: a model has at most this many classes.
 pub const MAX_CLASSES: usize = 1 << 16;
-
-/// Opens a data file: a regular file of at most [`MAX_FILE_BYTES`].
-pub(crate) fn open_data(path: &Path) -> Result<std::fs::File> {
-    crate::files::open_regular(path, MAX_FILE_BYTES).map_err(|e| data_error(path, e.to_string()))
-}
 
 /// Reads an IDX file, gunzipping it when it starts with the gzip magic
 /// (several concatenated gzip members too, as pigz and `cat a.gz b.gz`
@@ -130,25 +118,6 @@ pub(crate) fn open_data(path: &Path) -> Result<std::fs::File> {
 fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
     let (reader, what) = open_maybe_gz(path)?;
     parse_idx_from(reader, path, what)
-}
-
-/// Opens a data file ([`open_data`]) as its contents: gunzipped when it
-/// starts with the gzip magic (several concatenated members too, as pigz
-/// and `cat a.gz b.gz` write). Also returns the prefix for read errors
-/// ("corrupt gzip data: " or nothing).
-pub(crate) fn open_maybe_gz(path: &Path) -> Result<(Box<dyn Read>, &'static str)> {
-    let mut file = std::io::BufReader::new(open_data(path)?);
-    let gz = std::io::BufRead::fill_buf(&mut file)
-        .map_err(|e| data_error(path, e.to_string()))?
-        .starts_with(&[0x1f, 0x8b]);
-    Ok(if gz {
-        (
-            Box::new(flate2::bufread::MultiGzDecoder::new(file)),
-            "corrupt gzip data: ",
-        )
-    } else {
-        (Box::new(file), "")
-    })
 }
 
 /// Parses an IDX file of unsigned bytes: returns its dimensions and data.
