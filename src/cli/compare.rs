@@ -77,18 +77,7 @@ pub fn run(o: Args) -> ExitCode {
         Err(e) => return fail(e),
     };
     on_world(None, |group| {
-        let loaded = (|| -> ringreduce::Result<_> {
-            let sets = data::load(&o.recipe.data, None, None, o.recipe.seed)?;
-            let Some(test) = sets.held_out else {
-                return Err(bad(
-                    "--data",
-                    format!("{} has no test part to measure accuracy on", o.recipe.data),
-                ));
-            };
-            let classes = sets.train.classes.max(test.classes);
-            let model = Mlp::named(&o.recipe.model, &o.recipe.hidden, sets.train.dim, classes)?;
-            Ok((sets.train, test, model))
-        })();
+        let loaded = load(&o);
         let (train, test, model) = match group.agree(loaded) {
             Ok(l) => l,
             Err(e) => return fail(e),
@@ -163,6 +152,20 @@ pub fn run(o: Args) -> ExitCode {
         }
         ExitCode::SUCCESS
     })
+}
+
+/// The training and test sets and the model (each rank reads the data itself).
+fn load(o: &Args) -> ringreduce::Result<(ringreduce::train::Dataset, ringreduce::train::Dataset, Mlp)> {
+    let sets = data::load(&o.recipe.data, None, None, o.recipe.seed)?;
+    let Some(test) = sets.held_out else {
+        return Err(Error::InvalidArgument {
+            what: "--data",
+            reason: format!("{} has no test part to measure accuracy on", o.recipe.data),
+        });
+    };
+    let classes = sets.train.classes.max(test.classes);
+    let model = Mlp::named(&o.recipe.model, &o.recipe.hidden, sets.train.dim, classes)?;
+    Ok((sets.train, test, model))
 }
 
 /// One strategy of the comparison: trained, printed epoch by epoch, with

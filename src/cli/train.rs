@@ -157,21 +157,7 @@ fn train(o: &Args, plan: &Plan, recipe: Trainer, group: &ringreduce::Group<ringr
         return fail(e);
     }
     if root {
-        println!(
-            "# train: {p} rank{}, {} ({}), model {:?} ({} parameters), batch {}, lr {}, momentum {}, {}{}",
-            if p == 1 { "" } else { "s" },
-            o.recipe.data,
-            describe(&sets),
-            model.sizes(),
-            model.num_params(),
-            o.recipe.batch,
-            o.recipe.lr,
-            o.recipe.momentum,
-            plan.describe(p),
-            o.recipe
-                .straggler
-                .map_or(String::new(), |(r, f)| format!(", rank {r} slowed {f}×"))
-        );
+        println!("{}", header(o, plan, &sets, &model, p));
     }
     let mut params = recipe.init_params(&model);
     let watch = Watch::new(root, o.log_every, o.recipe.batch);
@@ -259,6 +245,25 @@ fn train(o: &Args, plan: &Plan, recipe: Trainer, group: &ringreduce::Group<ringr
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The run's first line: ranks, data, model, recipe and plan.
+fn header(o: &Args, plan: &Plan, sets: &Sets, model: &Mlp, p: usize) -> String {
+    format!(
+        "# train: {p} rank{}, {} ({}), model {:?} ({} parameters), batch {}, lr {}, momentum {}, {}{}",
+        if p == 1 { "" } else { "s" },
+        o.recipe.data,
+        describe(sets),
+        model.sizes(),
+        model.num_params(),
+        o.recipe.batch,
+        o.recipe.lr,
+        o.recipe.momentum,
+        plan.describe(p),
+        o.recipe
+            .straggler
+            .map_or(String::new(), |(r, f)| format!(", rank {r} slowed {f}×"))
+    )
 }
 
 /// A resumed run's rank 0 takes the lines of its `--metrics` file into

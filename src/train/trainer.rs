@@ -437,6 +437,28 @@ fn fingerprint(d: &Dataset) -> String {
     )
 }
 
+/// What an epoch's steps add up to (this rank's clock).
+#[derive(Default)]
+struct Sums {
+    comm_secs: f64,
+    loss: f64,
+    bytes: u64,
+    rounds: u64,
+    encode_secs: f64,
+    decode_secs: f64,
+    compute_secs: f64,
+    hidden_secs: f64,
+}
+
+/// A step's buffers, allocated once per epoch.
+struct Scratch {
+    grad: Vec<f32>,
+    x: Vec<f32>,
+    y: Vec<u32>,
+    order: Vec<usize>,
+    start: Instant,
+}
+
 impl<S: Strategy, C: Transport> Run<'_, S, C> {
     /// One epoch of steps, then the loss, the test accuracy, the metrics
     /// and the checkpoint.
@@ -449,139 +471,197 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         test: Option<&Dataset>,
     ) -> Result<EpochMetrics> {
         let t = self.trainer;
+        let p = self.group.size();
+        let local = t.cfg.batch / p;
+        let mut scratch = Scratch {
+            grad: vec![0f32; params.len()],
+            x: vec![0f32; local * train.dim],
+            y: vec![0u32; local],
+            order: t.cfg.batches.order(t.cfg.seed, epoch, train.len(), p),
+            start: Instant::now(),
+        };
+        let mut sums = Sums::default();
+        for step in 0..self.steps {
+            self.step(epoch, step, model, params, train, &mut scratch, &mut sums)?;
+        }
+        let epoch_secs = scratch.start.elapsed().as_secs_f64();
+        self.end_epoch(epoch, epoch_secs, model, params, test, &sums)
+    }
+
+    /// One step: the strategy's hooks around this rank's gradient and the
+    /// optimizer's update; adds its figures to `sums`.
+    #[allow(clippy::too_many_arguments)] // the epoch's state, passed down
+    fn step<M: Model>(
+        &mut self,
+        epoch: usize,
+        step: usize,
+        model: &M,
+        params: &mut [f32],
+        train: &Dataset,
+        scratch: &mut Scratch,
+        sums: &mut Sums,
+    ) -> Result<()> {
+        let t = self.trainer;
         let group = self.group;
         let (p, rank) = (group.size(), group.rank());
-        let local = t.cfg.batch / p;
-        let n = params.len();
-        let mut grad = vec![0f32; n];
-        let mut x = vec![0f32; local * train.dim];
-        let mut y = vec![0u32; local];
-        let order = t.cfg.batches.order(t.cfg.seed, epoch, train.len(), p);
-        let start = Instant::now();
-        let (mut comm_secs, mut loss_sum, mut bytes, mut rounds) = (0.0, 0.0f64, 0u64, 0u64);
-        let (mut encode_secs, mut decode_secs) = (0.0, 0.0);
-        let (mut compute_secs, mut hidden_secs) = (0.0, 0.0);
-        for step in 0..self.steps {
-            let step_began = Instant::now();
-            let mut ctx = Step::new(group, epoch, step, self.steps, t.cfg.epochs);
-            self.strategy.before_step(&mut ctx, params)?;
-            let mut step_comm = step_began.elapsed().as_secs_f64();
-            let mine = t.cfg.batches.local(&order, t.cfg.batch, step, rank, p);
-            for (j, &i) in mine.iter().enumerate() {
-                x[j * train.dim..(j + 1) * train.dim].copy_from_slice(train.row(i));
-                y[j] = train.labels[i];
+        let Scratch {
+            grad,
+            x,
+            y,
+            order,
+            start,
+        } = scratch;
+        let step_began = Instant::now();
+        let mut ctx = Step::new(group, epoch, step, self.steps, t.cfg.epochs);
+        self.strategy.before_step(&mut ctx, params)?;
+        let mut step_comm = step_began.elapsed().as_secs_f64();
+        let mine = t.cfg.batches.local(order, t.cfg.batch, step, rank, p);
+        for (j, &i) in mine.iter().enumerate() {
+            x[j * train.dim..(j + 1) * train.dim].copy_from_slice(train.row(i));
+            y[j] = train.labels[i];
+        }
+        // Local mean gradient (averaged over ranks it is the global
+        // mean), checked for finiteness in the same pass.
+        let scale = 1.0 / mine.len().max(1) as f32;
+        let began = Instant::now();
+        let warming = self.buckets.as_ref().is_some_and(Bucketer::warming);
+        let mut flight = self.buckets.as_ref().and_then(|b| b.flight(group));
+        let mut layers = Vec::new();
+        let mut grad_finite = true;
+        let (xs, ys) = (&x[..mine.len() * train.dim], &y[..mine.len()]);
+        let loss = model.loss_and_grad_layered(params, xs, ys, grad, &mut |range, values| {
+            if warming {
+                layers.push((range.clone(), step_began.elapsed().as_secs_f64()));
             }
-            // Local mean gradient (averaged over ranks it is the global
-            // mean), checked for finiteness in the same pass.
-            let scale = 1.0 / mine.len().max(1) as f32;
-            let began = Instant::now();
-            let warming = self.buckets.as_ref().is_some_and(Bucketer::warming);
-            let mut flight = self.buckets.as_ref().and_then(|b| b.flight(group));
-            let mut layers = Vec::new();
-            let mut grad_finite = true;
-            let (xs, ys) = (&x[..mine.len() * train.dim], &y[..mine.len()]);
-            let loss = model.loss_and_grad_layered(params, xs, ys, &mut grad, &mut |range, values| {
-                if warming {
-                    layers.push((range.clone(), step_began.elapsed().as_secs_f64()));
-                }
-                if let Some(f) = flight.as_mut() {
-                    grad_finite &= f.ready(range, values, scale);
-                }
-            });
-            straggle(t.cfg.straggler, rank, began);
-            let step_compute = began.elapsed().as_secs_f64();
-            let backward_end = step_began.elapsed().as_secs_f64();
-            if flight.is_none() {
-                for g in grad.iter_mut() {
-                    *g *= scale;
-                    grad_finite &= g.is_finite();
-                }
+            if let Some(f) = flight.as_mut() {
+                grad_finite &= f.ready(range, values, scale);
             }
-            // Agree on finiteness first, so every rank stops at the same
-            // step; the same all-reduce sums the batch's loss.
-            let bad = !loss.is_finite() || !grad_finite;
-            let mut agreed = [if bad { 0.0 } else { loss as f64 }, f64::from(u8::from(bad))];
-            group.all_reduce_in_place(&mut agreed, ReduceOp::Sum, Algorithm::Butterfly)?;
-            if agreed[1] > 0.0 {
-                if let Some(f) = flight.take() {
-                    let _ = f.land(&mut grad); // every rank drains its buckets alike
-                }
-                // Rare: a second all-reduce names the first rank.
-                let mut first_bad = [if bad { rank as i64 } else { p as i64 }];
-                group.all_reduce_in_place(&mut first_bad, ReduceOp::Min, Algorithm::Butterfly)?;
-                return Err(Error::NonFinite {
-                    what: if bad && !loss.is_finite() {
-                        "loss"
-                    } else {
-                        "gradient"
-                    },
-                    epoch,
-                    step: step + 1,
-                    rank: Some(first_bad[0] as usize),
-                });
-            }
-            let timer = Instant::now();
-            let mut bucket_secs = None;
-            match flight.take() {
-                Some(f) => {
-                    let landed = f.land(&mut grad)?;
-                    ctx.count(landed.bytes, landed.rounds);
-                    bucket_secs = Some(landed.comm);
-                }
-                None => self.strategy.after_backward(&mut ctx, &mut grad)?,
-            }
-            self.strategy.before_update(&mut ctx, params, &grad)?;
-            let exposed = timer.elapsed().as_secs_f64();
-            // The buckets' time on the communication thread the loop did
-            // not wait for.
-            let hidden = bucket_secs.map_or(0.0, |b| (b - exposed).max(0.0));
-            step_comm += exposed;
-            let lr = t
-                .cfg
-                .schedule
-                .rate(t.cfg.lr, ctx.global_step(), t.cfg.epochs * self.steps);
-            t.optimizer.step(params, &grad, lr, &mut self.optimizer);
-            let timer = Instant::now();
-            self.strategy.after_step(&mut ctx, params, &mut self.optimizer)?;
-            step_comm += timer.elapsed().as_secs_f64();
-            comm_secs += step_comm;
-            hidden_secs += hidden;
-            compute_secs += step_compute;
-            bytes += ctx.bytes;
-            rounds += ctx.rounds;
-            encode_secs += ctx.codec.encode.as_secs_f64();
-            decode_secs += ctx.codec.decode.as_secs_f64();
-            loss_sum += agreed[0];
-            let step_secs = step_began.elapsed().as_secs_f64();
-            if let Some(bucketer) = self.buckets.as_mut().filter(|b| b.settling()) {
-                let timeline = warming.then_some(Timeline {
-                    layers,
-                    backward_end,
-                    rest: 0.0,
-                });
-                if let Some(choice) = bucketer.record(group, timeline, exposed, step_secs)? {
-                    if let Some(hook) = &t.cfg.on_buckets {
-                        (hook.0)(choice);
-                    }
-                }
-            }
-            if let Some(hook) = &t.cfg.on_step {
-                (hook.0)(&StepMetrics {
-                    epoch,
-                    epochs: t.cfg.epochs,
-                    step: step + 1,
-                    steps: self.steps,
-                    global_step: ctx.global_step() + 1,
-                    loss: agreed[0] / t.cfg.batch as f64,
-                    epoch_secs: start.elapsed().as_secs_f64(),
-                    step_secs,
-                    compute_secs: step_compute,
-                    exposed_secs: step_comm,
-                    comm_secs: step_comm + hidden,
-                });
+        });
+        straggle(t.cfg.straggler, rank, began);
+        let step_compute = began.elapsed().as_secs_f64();
+        let backward_end = step_began.elapsed().as_secs_f64();
+        if flight.is_none() {
+            for g in grad.iter_mut() {
+                *g *= scale;
+                grad_finite &= g.is_finite();
             }
         }
-        let epoch_secs = start.elapsed().as_secs_f64();
+        let agreed = match self.agree_finite(epoch, step, loss, grad_finite) {
+            Ok(sum) => sum,
+            Err(e) => {
+                if let Some(f) = flight.take() {
+                    let _ = f.land(grad); // every rank drains its buckets alike
+                }
+                return Err(e);
+            }
+        };
+        let timer = Instant::now();
+        let mut bucket_secs = None;
+        match flight.take() {
+            Some(f) => {
+                let landed = f.land(grad)?;
+                ctx.count(landed.bytes, landed.rounds);
+                bucket_secs = Some(landed.comm);
+            }
+            None => self.strategy.after_backward(&mut ctx, grad)?,
+        }
+        self.strategy.before_update(&mut ctx, params, grad)?;
+        let exposed = timer.elapsed().as_secs_f64();
+        // The buckets' time on the communication thread the loop did
+        // not wait for.
+        let hidden = bucket_secs.map_or(0.0, |b| (b - exposed).max(0.0));
+        step_comm += exposed;
+        let lr = t
+            .cfg
+            .schedule
+            .rate(t.cfg.lr, ctx.global_step(), t.cfg.epochs * self.steps);
+        t.optimizer.step(params, grad, lr, &mut self.optimizer);
+        let timer = Instant::now();
+        self.strategy.after_step(&mut ctx, params, &mut self.optimizer)?;
+        step_comm += timer.elapsed().as_secs_f64();
+        sums.comm_secs += step_comm;
+        sums.hidden_secs += hidden;
+        sums.compute_secs += step_compute;
+        sums.bytes += ctx.bytes;
+        sums.rounds += ctx.rounds;
+        sums.encode_secs += ctx.codec.encode.as_secs_f64();
+        sums.decode_secs += ctx.codec.decode.as_secs_f64();
+        sums.loss += agreed;
+        let step_secs = step_began.elapsed().as_secs_f64();
+        if let Some(bucketer) = self.buckets.as_mut().filter(|b| b.settling()) {
+            let timeline = warming.then_some(Timeline {
+                layers,
+                backward_end,
+                rest: 0.0,
+            });
+            if let Some(choice) = bucketer.record(group, timeline, exposed, step_secs)? {
+                if let Some(hook) = &t.cfg.on_buckets {
+                    (hook.0)(choice);
+                }
+            }
+        }
+        if let Some(hook) = &t.cfg.on_step {
+            (hook.0)(&StepMetrics {
+                epoch,
+                epochs: t.cfg.epochs,
+                step: step + 1,
+                steps: self.steps,
+                global_step: ctx.global_step() + 1,
+                loss: agreed / t.cfg.batch as f64,
+                epoch_secs: start.elapsed().as_secs_f64(),
+                step_secs,
+                compute_secs: step_compute,
+                exposed_secs: step_comm,
+                comm_secs: step_comm + hidden,
+            });
+        }
+        Ok(())
+    }
+
+    /// Agrees on finiteness first, so every rank stops at the same step;
+    /// the same all-reduce sums the batch's loss, which it returns.
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] on every rank, naming the first rank whose
+    /// loss or gradient was not finite.
+    fn agree_finite(&self, epoch: usize, step: usize, loss: f32, grad_finite: bool) -> Result<f64> {
+        let group = self.group;
+        let (p, rank) = (group.size(), group.rank());
+        let bad = !loss.is_finite() || !grad_finite;
+        let mut agreed = [if bad { 0.0 } else { loss as f64 }, f64::from(u8::from(bad))];
+        group.all_reduce_in_place(&mut agreed, ReduceOp::Sum, Algorithm::Butterfly)?;
+        if agreed[1] == 0.0 {
+            return Ok(agreed[0]);
+        }
+        // Rare: a second all-reduce names the first rank.
+        let mut first_bad = [if bad { rank as i64 } else { p as i64 }];
+        group.all_reduce_in_place(&mut first_bad, ReduceOp::Min, Algorithm::Butterfly)?;
+        Err(Error::NonFinite {
+            what: if bad && !loss.is_finite() {
+                "loss"
+            } else {
+                "gradient"
+            },
+            epoch,
+            step: step + 1,
+            rank: Some(first_bad[0] as usize),
+        })
+    }
+
+    /// The epoch's end: the replicas' average where they differ, the test
+    /// accuracy, rank 0's timings for everyone, the metrics and the checkpoint.
+    fn end_epoch<M: Model>(
+        &mut self,
+        epoch: usize,
+        epoch_secs: f64,
+        model: &M,
+        params: &mut [f32],
+        test: Option<&Dataset>,
+        sums: &Sums,
+    ) -> Result<EpochMetrics> {
+        let t = self.trainer;
+        let group = self.group;
+        let (p, rank) = (group.size(), group.rank());
         // Ranks whose parameters differ are scored as their average (not
         // counted in the strategy's bytes, like the scoring's own all-reduce).
         let differ = self.strategy.replicas_differ();
@@ -605,25 +685,25 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         // Rank 0's timings, so the report is the same everywhere.
         let mut times = [
             epoch_secs,
-            comm_secs,
-            encode_secs,
-            decode_secs,
-            compute_secs,
-            comm_secs + hidden_secs,
+            sums.comm_secs,
+            sums.encode_secs,
+            sums.decode_secs,
+            sums.compute_secs,
+            sums.comm_secs + sums.hidden_secs,
         ];
         group.broadcast(&mut times, 0)?;
         let m = EpochMetrics {
             epoch,
             step: epoch * self.steps,
-            train_loss: loss_sum / (self.steps * t.cfg.batch).max(1) as f64,
+            train_loss: sums.loss / (self.steps * t.cfg.batch).max(1) as f64,
             test_accuracy: accuracy,
             epoch_secs: times[0],
             samples_per_sec: (self.steps * t.cfg.batch) as f64 / times[0].max(1e-9),
             allreduce_secs: times[1],
             encode_secs: times[2],
             decode_secs: times[3],
-            allreduce_bytes: bytes,
-            rounds,
+            allreduce_bytes: sums.bytes,
+            rounds: sums.rounds,
             compute_secs: times[4],
             comm_secs: times[5],
             consensus_distance: consensus,
