@@ -13,10 +13,10 @@ use std::fmt;
 
 use crate::algorithms::Algorithm;
 use crate::compress::codec::{gathered_traffic, reduced_traffic};
-use crate::compress::{wire_cost, Compressor, Linear, Wire};
+use crate::compress::{wire_cost, CodecTimes, Compressor, Linear, Wire};
 use crate::element::{Element, ReduceOp};
 use crate::error::Result;
-use crate::group::{CodecTimes, Group};
+use crate::group::Group;
 use crate::transport::Transport;
 
 use super::optim::OptimizerState;
