@@ -44,7 +44,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use crate::algorithms::Cost;
-use crate::algorithms::{chunk_range, Algorithm};
+use crate::algorithms::{chunk_range, Algorithm, Knobs, BUILT_IN_LINES};
 use crate::error::{Error, Result};
 
 /// Most message-size ranges a [`CostParams`] distinguishes.
@@ -119,14 +119,11 @@ impl Default for CostParams {
     fn default() -> Self {
         let line = |up_to, alpha, beta| Line { up_to, alpha, beta };
         let level = |footprint, per_byte| Level { footprint, per_byte };
+        // The exchange lines are the pipelined ring's, which cuts its
+        // segments by them (and sits below this module): one table for both.
+        let [small, medium, large] = BUILT_IN_LINES.map(|(up_to, alpha, beta)| line(up_to, alpha, beta));
         CostParams {
-            lines: [
-                line(256, 1.35e-6, 0.4e-9),
-                line(2048, 2.4e-6, 0.33e-9),
-                line(u64::MAX, 8.2e-6, 0.27e-9),
-                line(u64::MAX, 8.2e-6, 0.27e-9),
-                line(u64::MAX, 8.2e-6, 0.27e-9),
-            ],
+            lines: [small, medium, large, large, large],
             oneway: Some([
                 line(256, 1.0e-6, 0.1e-9),
                 line(2048, 1.2e-6, 0.4e-9),
@@ -578,6 +575,14 @@ pub struct Tuning {
 }
 
 impl Tuning {
+    /// What the schedules read of it (see [`Knobs`]): the pipelined ring's
+    /// segment count.
+    pub(crate) fn knobs(&self) -> Knobs {
+        Knobs {
+            segments: self.segments,
+        }
+    }
+
     /// The concrete algorithm `Auto` runs for this call: the forced one,
     /// or the model's choice ([`select`]); beyond what the model computes in
     /// 64 bits, the ring, the bandwidth-optimal answer anyway.

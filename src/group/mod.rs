@@ -494,9 +494,9 @@ impl<C: Transport> Group<C> {
             return Ok(());
         }
         if widened(op, T::AVG) {
-            return widened_average(&self.transport, algorithm, input, buf, &self.settings().tuning);
+            return widened_average(&self.transport, algorithm, input, buf, self.tuning.get().knobs());
         }
-        algorithm.run(&self.transport, input, buf, op, &self.settings().tuning)
+        algorithm.run(&self.transport, input, buf, op, self.tuning.get().knobs())
     }
 
     /// Broadcasts `buf` from rank `root` to every rank (binomial tree,
