@@ -74,13 +74,13 @@ pub(crate) fn open_regular(path: &Path, cap: u64) -> std::io::Result<std::fs::Fi
 }
 
 /// The text of the regular file at `path` (at most 1 GiB), errors as
-/// [`crate::Error::Data`] naming the path.
+/// [`Error::Data`](crate::error::Error::Data) naming the path.
 #[cfg(feature = "train")]
-pub(crate) fn read_text(path: &Path) -> crate::Result<String> {
+pub(crate) fn read_text(path: &Path) -> crate::error::Result<String> {
     let mut text = String::new();
     open_regular(path, 1 << 30)
         .and_then(|mut f| std::io::Read::read_to_string(&mut f, &mut text))
-        .map_err(|e| crate::Error::Data {
+        .map_err(|e| crate::error::Error::Data {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
