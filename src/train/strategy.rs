@@ -15,7 +15,7 @@ use crate::algorithms::Algorithm;
 use crate::compress::codec::{gathered_traffic, reduced_traffic};
 use crate::compress::{wire_cost, CodecTimes, Compressor, Linear, Wire};
 use crate::element::{Element, ReduceOp};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::group::Group;
 use crate::transport::Transport;
 
@@ -355,7 +355,7 @@ impl Strategy for GradientAllReduce {
 
     fn check(&self, _p: usize) -> Result<()> {
         match (self.wire, self.algorithm) {
-            (Some(w), a) if a != Algorithm::Ring => Err(crate::Error::InvalidArgument {
+            (Some(w), a) if a != Algorithm::Ring => Err(Error::InvalidArgument {
                 what: "strategy",
                 reason: format!("compress={w} runs the ring with 16-bit floats on the wire, not {a}"),
             }),
