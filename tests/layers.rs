@@ -24,13 +24,13 @@ const LAYERS: &[&str] = &[
     "scratch",
     // The core: moving bytes, the schedules, their prices, codecs, the front door.
     "transport",
-    "vendor",
     "algorithms",
     "cost",
     "compress",
     "group",
     // Training, then the tools behind the binary's subcommands.
     "train",
+    "vendor",
     "calibrate",
     "verify",
     "bench",
