@@ -44,7 +44,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use crate::algorithms::Cost;
-use crate::algorithms::{chunk_range, Algorithm};
+use crate::algorithms::{chunk_range, Algorithm, Knobs, BUILT_IN_LINES};
 use crate::error::{Error, Result};
 
 /// Most message-size ranges a [`CostParams`] distinguishes.
@@ -119,14 +119,11 @@ impl Default for CostParams {
     fn default() -> Self {
         let line = |up_to, alpha, beta| Line { up_to, alpha, beta };
         let level = |footprint, per_byte| Level { footprint, per_byte };
+        // The exchange lines are the pipelined ring's, which cuts its
+        // segments by them (and sits below this module): one table for both.
+        let [small, medium, large] = BUILT_IN_LINES.map(|(up_to, alpha, beta)| line(up_to, alpha, beta));
         CostParams {
-            lines: [
-                line(256, 1.35e-6, 0.4e-9),
-                line(2048, 2.4e-6, 0.33e-9),
-                line(u64::MAX, 8.2e-6, 0.27e-9),
-                line(u64::MAX, 8.2e-6, 0.27e-9),
-                line(u64::MAX, 8.2e-6, 0.27e-9),
-            ],
+            lines: [small, medium, large, large, large],
             oneway: Some([
                 line(256, 1.0e-6, 0.1e-9),
                 line(2048, 1.2e-6, 0.4e-9),
@@ -417,13 +414,24 @@ pub fn select(p: usize, count: usize, elem_size: usize, params: &CostParams) -> 
     select_checked(p, count, elem_size, params, false)
 }
 
+/// Bytes of the header every message of the call check's agreement carries
+/// ([`crate::group::check`]): three words of the call — its number, its
+/// count and the rest of its signature packed — as the minimum of each and
+/// of its complement, 8 bytes each.
+pub const CHECK_HEADER: usize = 48;
+
+/// Largest message, in bytes, whose butterfly all-reduce travels inside the
+/// agreement's own messages (header + data ≤ 4 KiB, within the usual eager
+/// limit): the check then costs no extra round at all.
+pub const FUSE_MAX: usize = 4096 - CHECK_HEADER;
+
 /// The call check's agreement before one all-reduce of `algorithm` (see
-/// [`crate::group::check`]): a butterfly of 48-byte headers over messages
-/// — except for a butterfly call of at most [`FUSE_MAX`](crate::group::FUSE_MAX)
-/// bytes, which rides inside it and adds nothing. Ranks sharing a node
-/// agree through the shared segment instead: one barrier, which a small
-/// `shm` call shares (for `shm`, which only runs there, that is what is
-/// counted; the other algorithms are costed as across nodes).
+/// [`crate::group::check`]): a butterfly of [`CHECK_HEADER`]-byte messages
+/// — except for a butterfly call of at most [`FUSE_MAX`] bytes, which rides
+/// inside it and adds nothing. Ranks sharing a node agree through the
+/// shared segment instead: one barrier, which a small `shm` call shares
+/// (for `shm`, which only runs there, that is what is counted; the other
+/// algorithms are costed as across nodes).
 pub fn check_cost(algorithm: Algorithm, p: usize, count: usize, elem_size: usize) -> Cost {
     let bytes = count.saturating_mul(elem_size);
     if algorithm == Algorithm::Shm && p > 1 {
@@ -433,11 +441,11 @@ pub fn check_cost(algorithm: Algorithm, p: usize, count: usize, elem_size: usize
             ..Cost::zero(Algorithm::Shm)
         };
     }
-    let fused = algorithm == Algorithm::Butterfly && bytes > 0 && bytes <= crate::group::FUSE_MAX;
+    let fused = algorithm == Algorithm::Butterfly && bytes > 0 && bytes <= FUSE_MAX;
     if p <= 1 || fused {
         return Cost::zero(Algorithm::Butterfly);
     }
-    let words = crate::group::check::HEADER / 8;
+    let words = CHECK_HEADER / 8;
     Algorithm::Butterfly
         .exact_cost(p, words, 8)
         .unwrap_or(Cost::zero(Algorithm::Butterfly))
@@ -567,6 +575,14 @@ pub struct Tuning {
 }
 
 impl Tuning {
+    /// What the schedules read of it (see [`Knobs`]): the pipelined ring's
+    /// segment count.
+    pub(crate) fn knobs(&self) -> Knobs {
+        Knobs {
+            segments: self.segments,
+        }
+    }
+
     /// The concrete algorithm `Auto` runs for this call: the forced one,
     /// or the model's choice ([`select`]); beyond what the model computes in
     /// 64 bits, the ring, the bandwidth-optimal answer anyway.

@@ -642,7 +642,7 @@ macro_rules! with_dtype {
     };
     (@arms $dtype:expr, $T:ident, $body:expr; $($variant:ident $t:ty),*) => {
         match $dtype {
-            $( $crate::DType::$variant => {
+            $( $crate::element::DType::$variant => {
                 type $T = $t;
                 $body
             } )*

@@ -74,23 +74,23 @@ pub(crate) fn open_regular(path: &Path, cap: u64) -> std::io::Result<std::fs::Fi
 }
 
 /// The text of the regular file at `path` (at most 1 GiB), errors as
-/// [`crate::Error::Data`] naming the path.
+/// [`Error::Data`](crate::error::Error::Data) naming the path.
 #[cfg(feature = "train")]
-pub(crate) fn read_text(path: &Path) -> crate::Result<String> {
+pub(crate) fn read_text(path: &Path) -> crate::error::Result<String> {
     let mut text = String::new();
     open_regular(path, 1 << 30)
         .and_then(|mut f| std::io::Read::read_to_string(&mut f, &mut text))
-        .map_err(|e| crate::Error::Data {
+        .map_err(|e| crate::error::Error::Data {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
     Ok(text)
 }
 
-/// A data file's error: [`crate::Error::Data`] naming the path.
+/// A data file's error: [`crate::error::Error::Data`] naming the path.
 #[cfg(feature = "train")]
-pub(crate) fn data_error(path: &Path, reason: impl Into<String>) -> crate::Error {
-    crate::Error::Data {
+pub(crate) fn data_error(path: &Path, reason: impl Into<String>) -> crate::error::Error {
+    crate::error::Error::Data {
         path: path.display().to_string(),
         reason: reason.into(),
     }
@@ -102,7 +102,7 @@ pub const MAX_FILE_BYTES: u64 = 16 << 30;
 
 /// Opens a data file: a regular file of at most [`MAX_FILE_BYTES`].
 #[cfg(feature = "train")]
-pub(crate) fn open_data(path: &Path) -> crate::Result<std::fs::File> {
+pub(crate) fn open_data(path: &Path) -> crate::error::Result<std::fs::File> {
     open_regular(path, MAX_FILE_BYTES).map_err(|e| data_error(path, e.to_string()))
 }
 
@@ -111,7 +111,7 @@ pub(crate) fn open_data(path: &Path) -> crate::Result<std::fs::File> {
 /// and `cat a.gz b.gz` write). Also returns the prefix for read errors
 /// ("corrupt gzip data: " or nothing).
 #[cfg(feature = "train")]
-pub(crate) fn open_maybe_gz(path: &Path) -> crate::Result<(Box<dyn std::io::Read>, &'static str)> {
+pub(crate) fn open_maybe_gz(path: &Path) -> crate::error::Result<(Box<dyn std::io::Read>, &'static str)> {
     let mut file = std::io::BufReader::new(open_data(path)?);
     let gz = std::io::BufRead::fill_buf(&mut file)
         .map_err(|e| data_error(path, e.to_string()))?

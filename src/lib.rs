@@ -4,21 +4,35 @@
 //! naive, butterfly (recursive doubling), bandwidth-optimal ring, and the
 //! parameter-server "central" pattern as a baseline.
 //!
-//! Layers, bottom to top (arrows only point down):
-//! - [`element`]: element types, ops, fast reduce kernels;
+//! Layers, bottom to top. Arrows only point down: a module names only
+//! modules of its own layer or of those below, never one above, and names
+//! nothing through the crate root's re-exports (`tests/layers.rs` holds
+//! every module of `src/` to it):
+//! - the ground: [`error`]; [`element`] — element types, ops, fast reduce
+//!   kernels; small helpers beside them ([`files`], `wire`, `scratch`, and
+//!   `units` with feature `tools`);
 //! - [`transport`]: rank, size, non-blocking byte movement — [`Mpi`],
-//!   [`Local`] (threads), [`Counting`];
+//!   [`Local`] (threads), [`Counting`]; an MPI communicator can be handed
+//!   to a second thread ([`transport::ThreadDuplicate`]);
 //! - [`algorithms`]: one file per all-reduce schedule with its exact cost;
-//! - [`cost`]: predicted time, `auto`'s choice, calibration files;
+//!   a schedule sees the transport and the few knobs a call passes down
+//!   (the pipelined ring's segment count), nothing of the layers above;
+//! - [`cost`]: predicted time, `auto`'s choice, calibration files, and the
+//!   price of the call checks (their header, [`cost::FUSE_MAX`]);
+//! - [`compress`]: fewer bytes on the wire — 16-bit wires, linear and
+//!   gathered compressors, and the time their codecs take;
 //! - [`group`]: the front door — [`Group`] owns a transport, the settings
-//!   and the call checks, and offers every collective;
+//!   and the call checks, offers every collective, and builds the
+//!   communication thread ([`group::Overlapped`]) from the transport's;
 //! - `train` (feature `train`): data, models on flat buffers, optimizers,
 //!   the training loop and its strategies;
 //! - `hogwild` (feature `train`): Hogwild!, threads updating one shared
 //!   model through relaxed atomics on sparse problems; beside `train`, not
-//!   in it (it borrows only the data files' reader);
-//! - tools (feature `tools`): `verify`, `bench`, `soak`, `calibrate`, the
-//!   subcommands of the `ringreduce` binary (feature `cli`).
+//!   in it (it reads data files through [`files`]);
+//! - tools (feature `tools`): `vendor` (the MPI library's own collectives,
+//!   to compare with), `calibrate`, `verify`, `bench`, `soak`, `summary`,
+//!   and `plot` with the subcommands of the `ringreduce` binary (feature
+//!   `cli`).
 //!
 //! ```
 //! use ringreduce::{Algorithm, Group, ReduceOp};

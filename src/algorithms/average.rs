@@ -6,7 +6,7 @@
 
 use half::{bf16, f16};
 
-use super::{Algorithm, Tuning};
+use super::{Algorithm, Knobs};
 use crate::element::{DType, Element, ReduceOp, Widen};
 use crate::error::Result;
 use crate::scratch::Scratch;
@@ -19,11 +19,11 @@ pub(crate) fn widened<T: Element, C: Transport + ?Sized>(
     algorithm: Algorithm,
     input: Option<&[T]>,
     buf: &mut [T],
-    tuning: &Tuning,
+    knobs: Knobs,
 ) -> Result<()> {
     let p = comm.size() as i128;
     match T::AVG {
-        Widen::None => algorithm.run(comm, input, buf, ReduceOp::Avg, tuning),
+        Widen::None => algorithm.run(comm, input, buf, ReduceOp::Avg, knobs),
         Widen::I64 => {
             let mut wide = Scratch::<i64>::new(buf.len());
             let x = input.unwrap_or(buf);
@@ -31,7 +31,7 @@ pub(crate) fn widened<T: Element, C: Transport + ?Sized>(
                 DType::U8 => widen(bytemuck::cast_slice::<T, u8>(x), &mut wide, i64::from),
                 _ => widen(bytemuck::cast_slice::<T, i32>(x), &mut wide, i64::from),
             }
-            algorithm.run(comm, None, &mut wide, ReduceOp::Sum, tuning)?;
+            algorithm.run(comm, None, &mut wide, ReduceOp::Sum, knobs)?;
             // The mean of values of the type lies within the type.
             match T::DTYPE {
                 DType::U8 => narrow(&wide, bytemuck::cast_slice_mut::<T, u8>(buf), |s| {
@@ -52,7 +52,7 @@ pub(crate) fn widened<T: Element, C: Transport + ?Sized>(
                 w[0] = v >> 32;
                 w[1] = v & 0xffff_ffff;
             }
-            algorithm.run(comm, None, &mut wide, ReduceOp::Sum, tuning)?;
+            algorithm.run(comm, None, &mut wide, ReduceOp::Sum, knobs)?;
             let out: &mut [i64] = bytemuck::cast_slice_mut(buf);
             for (o, w) in out.iter_mut().zip(wide.chunks_exact(2)) {
                 let sum = (i128::from(w[0]) << 32) + i128::from(w[1]);
@@ -70,7 +70,7 @@ pub(crate) fn widened<T: Element, C: Transport + ?Sized>(
                 DType::F16 => widen(bytemuck::cast_slice::<T, f16>(x), &mut wide, |v| v.to_f32() / d),
                 _ => widen(bytemuck::cast_slice::<T, bf16>(x), &mut wide, |v| v.to_f32() / d),
             }
-            algorithm.run(comm, None, &mut wide, ReduceOp::Sum, tuning)?;
+            algorithm.run(comm, None, &mut wide, ReduceOp::Sum, knobs)?;
             match T::DTYPE {
                 DType::F16 => narrow(&wide, bytemuck::cast_slice_mut::<T, f16>(buf), f16::from_f32),
                 _ => narrow(&wide, bytemuck::cast_slice_mut::<T, bf16>(buf), bf16::from_f32),

@@ -18,7 +18,7 @@
 //! log2 p' rounds, plus 2 when p ≠ p' (on the ranks that fold); k·s bytes
 //! sent per round; k elements reduced per round.
 
-use super::{finish, Buffers, Cost, Schedule, Tuning};
+use super::{finish, Buffers, Cost, Knobs, Schedule};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::{Error, Result};
 use crate::scratch::Scratch;
@@ -54,7 +54,7 @@ impl Schedule for Butterfly {
         comm: &C,
         data: Buffers<'_, T>,
         op: ReduceOp,
-        _: &Tuning,
+        _: Knobs,
     ) -> Result<()> {
         let buf = data.in_place();
         let mut scratch = Scratch::<T>::new(buf.len());

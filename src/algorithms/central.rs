@@ -7,7 +7,7 @@
 //! Root: 2(p − 1) rounds, (p − 1)·k·s bytes out and (p − 1)·k·s in,
 //! (p − 1)·k elements reduced. Other ranks: 2 rounds, k·s bytes each way.
 
-use super::{finish, Buffers, Cost, Schedule, Tuning};
+use super::{finish, Buffers, Cost, Knobs, Schedule};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::Result;
 use crate::scratch::Scratch;
@@ -45,7 +45,7 @@ impl Schedule for Central {
         comm: &C,
         data: Buffers<'_, T>,
         op: ReduceOp,
-        _: &Tuning,
+        _: Knobs,
     ) -> Result<()> {
         let buf = data.in_place();
         let p = comm.size();

@@ -26,7 +26,7 @@
 
 use super::ring::Ring;
 use super::shm::pieces;
-use super::{chunk_range, Buffers, Cost, Schedule, Tuning};
+use super::{chunk_range, Algorithm, Buffers, Cost, Knobs, Schedule};
 use crate::element::{Element, ReduceOp};
 use crate::error::Result;
 use crate::transport::{Shape, Sub, Transport};
@@ -52,11 +52,11 @@ impl Schedule for Hierarchical {
         comm: &C,
         data: Buffers<'_, T>,
         op: ReduceOp,
-        tuning: &Tuning,
+        knobs: Knobs,
     ) -> Result<()> {
         let seg = match comm.segment() {
             Some(seg) if !seg.rail().is_empty() => seg,
-            _ => return Ring::run(comm, data, op, tuning),
+            _ => return Ring::run(comm, data, op, knobs),
         };
         let (input, buf) = match data {
             Buffers::InPlace(buf) => (None, buf),
@@ -69,7 +69,7 @@ impl Schedule for Hierarchical {
             if rail.size() < 2 {
                 return Ok(());
             }
-            Ring::run(&rail, Buffers::InPlace(slice), across_op, tuning)
+            Ring::run(&rail, Buffers::InPlace(slice), across_op, knobs)
         };
         let mut idle = |waited| comm.idle(waited);
         pieces(seg, &mut idle, input, buf, op, &mut across, comm.size())
@@ -82,9 +82,9 @@ impl Schedule for Hierarchical {
 /// (local index 0, which holds the largest slice of every piece).
 /// `total_bytes` sums every rail.
 pub fn two_level_cost(nodes: u64, per_node: u64, k: u64, s: u64) -> Cost {
-    let zero = Cost::zero(crate::Algorithm::Hierarchical);
+    let zero = Cost::zero(Algorithm::Hierarchical);
     if per_node < 2 {
-        return crate::Algorithm::Hierarchical
+        return Algorithm::Hierarchical
             .exact_cost((nodes * per_node) as usize, k as usize, s as usize)
             .unwrap_or(zero);
     }

@@ -4,10 +4,10 @@
 //! name, its exact cost (rounds, messages, bytes, reduced elements — what
 //! the `Counting` transport measures) next to its schedule, and its `run`.
 //! All of them are written against [`Transport`] only; they see neither the
-//! call checks nor the tuning. Every algorithm keeps the invariants of the
-//! design notes: bitwise identical results on every rank, agreement with
-//! `MPI_Allreduce`, and support for p = 1, count = 0, count < p,
-//! non-power-of-two p and odd counts.
+//! call checks nor the tuning, only the `Knobs` a call passes down. Every
+//! algorithm keeps the invariants of the design notes: bitwise identical
+//! results on every rank, agreement with `MPI_Allreduce`, and support for
+//! p = 1, count = 0, count < p, non-power-of-two p and odd counts.
 //!
 //! Adding an algorithm is one new file and one line in the `registry!`
 //! below: the module, the enum variant, its name on the command line, the
@@ -19,7 +19,6 @@ use std::ops::Range;
 
 use serde::Serialize;
 
-use crate::cost::Tuning;
 use crate::element::{Element, ReduceOp};
 use crate::error::{Error, Result};
 use crate::transport::Transport;
@@ -47,14 +46,24 @@ pub(crate) trait Schedule {
     fn cost(zero: Cost, p: u64, count: u64, elem_size: u64) -> Cost;
 
     /// All-reduces `data` (in place or out of place). Called with p ≥ 2
-    /// and a non-empty buffer; `tuning` holds the group's overrides (every
+    /// and a non-empty buffer; `knobs` holds the group's overrides (every
     /// rank's alike).
     fn run<T: Element, C: Transport + ?Sized>(
         comm: &C,
         data: Buffers<'_, T>,
         op: ReduceOp,
-        tuning: &Tuning,
+        knobs: Knobs,
     ) -> Result<()>;
+}
+
+/// What the schedules read of the group's settings: the overrides a call
+/// passes down, every rank's alike. The group fills it from its tuning
+/// (`Tuning::knobs`); the default leaves every schedule to its own model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Knobs {
+    /// Segments per chunk of the pipelined ring (at most one per element);
+    /// `None`: the count of its built-in model.
+    pub(crate) segments: Option<u32>,
 }
 
 /// The buffers of one call: one, all-reduced in place, or an input and an
@@ -234,14 +243,14 @@ macro_rules! registry {
                 input: Option<&[T]>,
                 buf: &mut [T],
                 op: ReduceOp,
-                tuning: &Tuning,
+                knobs: Knobs,
             ) -> Result<()> {
                 let data = match input {
                     Some(x) => Buffers::OutOfPlace(x, buf),
                     None => Buffers::InPlace(buf),
                 };
                 match self {
-                    $( Algorithm::$variant => <$module::$ty as Schedule>::run(comm, data, op, tuning), )*
+                    $( Algorithm::$variant => <$module::$ty as Schedule>::run(comm, data, op, knobs), )*
                     Algorithm::Auto => Err(Error::InvalidArgument {
                         what: "algorithm",
                         reason: "`auto` must be resolved before it runs".into(),
@@ -302,6 +311,7 @@ mod average;
 pub(crate) use average::widened as widened_average;
 pub(crate) use butterfly::{recursive_doubling, Fold};
 pub use hierarchical::two_level_cost;
+pub(crate) use pipelined::BUILT_IN_LINES;
 pub(crate) use shm::{header as shm_header, post as shm_post, reduce_slots as shm_reduce_slots};
 
 impl Algorithm {

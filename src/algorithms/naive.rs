@@ -14,7 +14,7 @@
 //! p − 1 rounds; (p − 1)·k·s bytes sent per rank; (p − 1)·k elements reduced;
 //! up to (p − 1)·k elements of extra memory on rank p − 1.
 
-use super::{finish, Buffers, Cost, Schedule, Tuning};
+use super::{finish, Buffers, Cost, Knobs, Schedule};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::Result;
 use crate::scratch::Scratch;
@@ -50,7 +50,7 @@ impl Schedule for Naive {
         comm: &C,
         data: Buffers<'_, T>,
         op: ReduceOp,
-        _: &Tuning,
+        _: Knobs,
     ) -> Result<()> {
         let buf = data.in_place();
         let p = comm.size();

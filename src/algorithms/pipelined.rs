@@ -11,9 +11,10 @@
 //! all-gather receives straight into the result and forwards from there.
 //!
 //! m ≈ √(2(p−1)·n·β/α) — the segment count that balances the per-message
-//! latency against the pipeline's fill time — from the built-in cost model
-//! ([`CostParams::default`]), clamped to 1..=64 and to the chunk length;
-//! [`Tuning::segments`] (`RINGREDUCE_SEGMENTS`) sets it instead.
+//! latency against the pipeline's fill time — from the built-in model's
+//! exchange lines ([`BUILT_IN_LINES`]), clamped to 1..=64 and to the chunk
+//! length; [`Knobs::segments`] (the group's `RINGREDUCE_SEGMENTS`) sets it
+//! instead.
 //! Operand order is the ring's, so results are bitwise the ring's.
 //!
 //! # Cost
@@ -21,8 +22,7 @@
 //! its own (2(p−1)·m rounds, one-way) plus one wait for each phase's sends.
 
 use super::ring::Ring;
-use super::{chunk_range, finish, Buffers, Cost, Schedule, Tuning};
-use crate::cost::CostParams;
+use super::{chunk_range, finish, Buffers, Cost, Knobs, Schedule};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::Result;
 use crate::scratch::Scratch;
@@ -32,6 +32,18 @@ pub(crate) struct Pipelined;
 
 /// Most segments per chunk.
 const MAX_SEGMENTS: u64 = 64;
+
+/// The built-in model's exchange lines, `(up_to, α, β)`: seconds per
+/// message and per byte of an exchange of at most `up_to` bytes (the last
+/// line covers every larger one), measured by `ringreduce calibrate` at
+/// `-n 2` over shared memory on the project's 2-core x86-64 machines. The
+/// segment count is cut by them; the cost model's built-in constants take
+/// their exchange lines from here, so the two never drift apart.
+pub(crate) const BUILT_IN_LINES: [(u64, f64, f64); 3] = [
+    (256, 1.35e-6, 0.4e-9),
+    (2048, 2.4e-6, 0.33e-9),
+    (u64::MAX, 8.2e-6, 0.27e-9),
+];
 
 impl Schedule for Pipelined {
     const NAME: &'static str = "pipelined";
@@ -47,9 +59,9 @@ impl Schedule for Pipelined {
         comm: &C,
         data: Buffers<'_, T>,
         op: ReduceOp,
-        tuning: &Tuning,
+        knobs: Knobs,
     ) -> Result<()> {
-        let over = tuning.segments;
+        let over = knobs.segments;
         match data {
             Buffers::InPlace(buf) => all_reduce(comm, None, buf, op, over),
             Buffers::OutOfPlace(input, buf) => all_reduce(comm, Some(input), buf, op, over),
@@ -57,7 +69,7 @@ impl Schedule for Pipelined {
     }
 }
 
-/// The exact cost with `over` segments per chunk ([`Tuning::segments`]),
+/// The exact cost with `over` segments per chunk ([`Knobs::segments`]),
 /// or the model's count.
 pub(crate) fn segmented_cost(zero: Cost, p: u64, k: u64, s: u64, over: Option<u32>) -> Cost {
     let m = segments(p, k, s, over);
@@ -80,8 +92,12 @@ pub(crate) fn segments(p: u64, k: u64, s: u64, over: Option<u32>) -> u64 {
         return u64::from(m).clamp(1, most);
     }
     let n = (k * s) as f64;
-    let line = CostParams::default().line_for((k * s).div_ceil(p)).to_owned();
-    let m = (2.0 * (p - 1) as f64 * n * line.beta / line.alpha).sqrt().round() as u64;
+    let chunk = (k * s).div_ceil(p);
+    let &(_, alpha, beta) = BUILT_IN_LINES
+        .iter()
+        .find(|&&(up_to, ..)| chunk <= up_to)
+        .unwrap_or(&BUILT_IN_LINES[BUILT_IN_LINES.len() - 1]);
+    let m = (2.0 * (p - 1) as f64 * n * beta / alpha).sqrt().round() as u64;
     m.clamp(1, MAX_SEGMENTS).min(k.div_ceil(p).max(1))
 }
 

@@ -22,7 +22,7 @@
 //! logarithmically many rounds. Reduces ≈ (p' − 1)/p'·k elements.
 
 use super::butterfly::largest_power_of_two;
-use super::{disjoint, finish, Buffers, Cost, Schedule, Tuning};
+use super::{disjoint, finish, Buffers, Cost, Knobs, Schedule};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::Result;
 use crate::scratch::Scratch;
@@ -103,7 +103,7 @@ impl Schedule for Rabenseifner {
         comm: &C,
         data: Buffers<'_, T>,
         op: ReduceOp,
-        _: &Tuning,
+        _: Knobs,
     ) -> Result<()> {
         all_reduce(comm, data.in_place(), op)
     }

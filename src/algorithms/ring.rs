@@ -12,7 +12,7 @@
 //! ≈ 2·(p − 1)/p·k·s bytes in all — the lower bound of Patarasuk & Yuan (2009).
 //! Reduces ≈ (p − 1)/p·k elements.
 
-use super::{chunk_range, disjoint, finish, Buffers, Cost, Schedule, Tuning};
+use super::{chunk_range, disjoint, finish, Buffers, Cost, Knobs, Schedule};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::Result;
 use crate::scratch::Scratch;
@@ -51,7 +51,7 @@ impl Schedule for Ring {
         comm: &C,
         data: Buffers<'_, T>,
         op: ReduceOp,
-        _: &Tuning,
+        _: Knobs,
     ) -> Result<()> {
         match data {
             Buffers::InPlace(buf) => all_reduce(comm, None, buf, op),

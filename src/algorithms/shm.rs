@@ -26,7 +26,7 @@
 //! rank ≈ n read + n written to copy in, n read + n/p written to reduce,
 //! n/p read and written to publish, n·(p−1)/p read and written to copy out.
 
-use super::{chunk_range, finish, Buffers, Cost, Schedule, Tuning};
+use super::{chunk_range, finish, Buffers, Cost, Knobs, Schedule};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::{Error, Result};
 use crate::transport::{whole_segment, Segment, Shape, Transport, SLOT_HEADER};
@@ -70,7 +70,7 @@ impl Schedule for Shm {
         comm: &C,
         data: Buffers<'_, T>,
         op: ReduceOp,
-        _: &Tuning,
+        _: Knobs,
     ) -> Result<()> {
         let seg = segment(comm)?;
         let (input, buf) = match data {

@@ -208,8 +208,29 @@ fn the_pipelined_ring_is_bitwise_the_ring_in_many_segments() {
 }
 
 #[test]
+fn the_pipelined_rings_segment_count_follows_the_cost_models_built_in_lines() {
+    // The schedule reads its lines from its own table, the cost model its
+    // defaults: the count is √(2(p−1)·n·β/α) of the default exchange line of
+    // a chunk's size, as when the schedule asked the cost model itself.
+    let params = crate::cost::CostParams::default();
+    for p in [2u64, 3, 4, 7, 16, 64] {
+        for k in [1u64, 3, 64, 100, 512, 513, 4096, 100_003, 1 << 22] {
+            for s in [1u64, 2, 4, 8] {
+                let line = params.line_for((k * s).div_ceil(p));
+                let m = (2.0 * (p - 1) as f64 * (k * s) as f64 * line.beta / line.alpha)
+                    .sqrt()
+                    .round() as u64;
+                let want = m.clamp(1, 64).min(k.div_ceil(p).max(1));
+                assert_eq!(pipelined::segments(p, k, s, None), want, "p={p} k={k} s={s}");
+            }
+        }
+    }
+}
+
+#[test]
 fn the_pipelined_rings_segment_count_can_be_set_and_is_what_travels() {
-    // Tuning::segments (RINGREDUCE_SEGMENTS) overrides the model's count:
+    // Tuning::segments (RINGREDUCE_SEGMENTS), passed down as
+    // Knobs::segments, overrides the model's count:
     // the counted messages are 2(p−1)·m for the m asked for (at most one
     // segment per element of a chunk), and the result is still the ring's.
     let (p, k) = (3usize, 10_000usize);

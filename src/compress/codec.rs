@@ -43,6 +43,8 @@ use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 
 use super::topk::{densify, k_of, top_k, Pair};
+use crate::algorithms::Algorithm;
+use crate::element::Element;
 
 /// Turns f32 values into a code of [`Compressor::Word`]s and back.
 pub trait Compressor {
@@ -82,7 +84,7 @@ pub trait Compressor {
 /// ranks pick different bases makes the all-reduce's result meaningless.
 pub trait Linear: Compressor
 where
-    Self::Word: crate::Element,
+    Self::Word: Element,
 {
 }
 
@@ -258,7 +260,7 @@ impl<C: Compressor> Compressor for ErrorFeedback<C> {
 
 /// Error feedback keeps the inner compressor's basis: the residuals differ
 /// between ranks, but the codes of a shared-basis compressor still add.
-impl<C: Linear> Linear for ErrorFeedback<C> where C::Word: crate::Element {}
+impl<C: Linear> Linear for ErrorFeedback<C> where C::Word: Element {}
 
 /// What a compressed collective puts on the wire (the Counting transport's
 /// figures, data only: the call check's agreement aside).
@@ -274,11 +276,11 @@ pub struct CodeTraffic {
 
 /// The traffic of [`Group::all_reduce_compressed`](crate::Group::all_reduce_compressed)
 /// of `n` values on `p` ranks by a concrete `algorithm`: its exact cost for
-/// the code (`None` where it has none, as [`Algorithm::exact_cost`](crate::Algorithm::exact_cost)).
-pub fn reduced_traffic<L>(c: &L, algorithm: crate::Algorithm, p: usize, n: usize) -> Option<CodeTraffic>
+/// the code (`None` where it has none, as [`Algorithm::exact_cost`]).
+pub fn reduced_traffic<L>(c: &L, algorithm: Algorithm, p: usize, n: usize) -> Option<CodeTraffic>
 where
     L: Linear,
-    L::Word: crate::Element,
+    L::Word: Element,
 {
     algorithm
         .exact_cost(p, c.code_len(n), std::mem::size_of::<L::Word>())

@@ -41,6 +41,17 @@ use crate::element::{DType, Element, Order, ReduceOp};
 use crate::error::{Error, Result};
 use crate::transport::Transport;
 
+/// Where a compressed collective spent its time (accumulated).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct CodecTimes {
+    /// Encoding this rank's values.
+    pub encode: std::time::Duration,
+    /// The collective call on the codes.
+    pub wire: std::time::Duration,
+    /// Decoding the result.
+    pub decode: std::time::Duration,
+}
+
 /// A 16-bit float type f32 data travel as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Wire {
@@ -143,7 +154,7 @@ pub(crate) fn wire_ring<C: Transport + ?Sized>(
     buf: &mut [f32],
     op: ReduceOp,
     wire: Wire,
-    times: &mut crate::group::CodecTimes,
+    times: &mut CodecTimes,
 ) -> Result<()> {
     // Conversions are timed as encoding and decoding, the rest as the wire.
     let start = std::time::Instant::now();

@@ -31,6 +31,7 @@ use std::fmt;
 use crate::algorithms::{
     finish, recursive_doubling, shm_header, shm_post, shm_reduce_slots, Algorithm, Fold,
 };
+use crate::cost::CHECK_HEADER;
 use crate::element::{DType, Element, Order, ReduceOp};
 use crate::error::{rank_list, Error, Result};
 use crate::scratch::Scratch;
@@ -38,6 +39,8 @@ use crate::transport::{whole_segment, Segment, Transport};
 
 use super::collectives::{all_gather_blocks, broadcast_bytes};
 
+/// Largest butterfly all-reduce, in bytes, that rides inside the agreement.
+pub use crate::cost::FUSE_MAX;
 /// Exit code of a job aborted because a rank stalled (see [`crate::Mpi`]).
 pub use crate::transport::STALL_EXIT as ABORT_CODE;
 
@@ -188,13 +191,10 @@ impl Signature {
     }
 }
 
-/// Bytes of the agreement's header: each word's minimum and its complement's.
-pub(crate) const HEADER: usize = 2 * WORDS * 8;
-
-/// Largest message, in bytes, whose butterfly all-reduce travels inside the
-/// agreement's own messages (header + data ≤ 4 KiB, within the usual eager
-/// limit): the check then costs no extra round at all.
-pub const FUSE_MAX: usize = 4096 - HEADER;
+/// Bytes of the agreement's header: each word's minimum and its complement's
+/// (the size the cost model prices, [`CHECK_HEADER`]).
+const HEADER: usize = 2 * WORDS * 8;
+const _: () = assert!(HEADER == CHECK_HEADER, "the cost model prices another header");
 
 /// How a call continues after [`agree_on_call`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

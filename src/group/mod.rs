@@ -27,19 +27,9 @@ pub use self::settings::{
 use self::check::{agree_on_call, Agreed, Kind, Signature, ROOT_CHOOSES};
 use self::collectives::{all_gather_blocks, broadcast_bytes};
 use crate::algorithms::{widened_average, Algorithm};
+use crate::compress::CodecTimes;
 use crate::cost::Tuning;
 use bytemuck::Pod;
-
-/// Where a compressed collective spent its time (accumulated).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub(crate) struct CodecTimes {
-    /// Encoding this rank's values.
-    pub encode: std::time::Duration,
-    /// The collective call on the codes.
-    pub wire: std::time::Duration,
-    /// Decoding the result.
-    pub decode: std::time::Duration,
-}
 
 use crate::element::{Element, ReduceOp, Widen};
 use crate::error::{Error, Result};
@@ -504,9 +494,9 @@ impl<C: Transport> Group<C> {
             return Ok(());
         }
         if widened(op, T::AVG) {
-            return widened_average(&self.transport, algorithm, input, buf, &self.settings().tuning);
+            return widened_average(&self.transport, algorithm, input, buf, self.tuning.get().knobs());
         }
-        algorithm.run(&self.transport, input, buf, op, &self.settings().tuning)
+        algorithm.run(&self.transport, input, buf, op, self.tuning.get().knobs())
     }
 
     /// Broadcasts `buf` from rank `root` to every rank (binomial tree,

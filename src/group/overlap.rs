@@ -24,14 +24,11 @@ use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use mpi::raw::{AsRaw, FromRaw};
-use mpi::topology::SimpleCommunicator;
-
-use super::Group;
+use super::{Group, Settings};
 use crate::algorithms::Algorithm;
 use crate::element::{Element, ReduceOp};
 use crate::error::{Error, Result};
-use crate::transport::Mpi;
+use crate::transport::{Mpi, ThreadDuplicate, Transport};
 
 /// How long the communication thread sleeps between polls of a wait that
 /// is not progressing, leaving the cores to the caller's computation.
@@ -76,14 +73,18 @@ pub struct Pending<T> {
 /// A call's outcome and how long the communication thread worked on it.
 type Finished<T> = (Result<Vec<T>>, Duration);
 
-/// A raw communicator handle moved into the communication thread.
-struct Handle(mpi::ffi::MPI_Comm);
-
-// SAFETY: an MPI communicator handle may be used from any thread of a
-// process initialised at MPI_THREAD_MULTIPLE (checked before the handle
-// is sent); the handle is only read, and the caller blocks until the
-// thread has duplicated it.
-unsafe impl Send for Handle {}
+impl<C: Transport> Group<C> {
+    /// This rank's communication thread, when the transport can hand its
+    /// communicator to one ([`Transport::thread_duplicate`]): for callers
+    /// that overlap communication with computation (the trainer's gradient
+    /// buckets). `None`: the transport has none, and such callers run their
+    /// calls in place; `Some(Err)`: it has one but cannot start it (MPI not
+    /// initialised at `MPI_THREAD_MULTIPLE`). Collective.
+    pub fn comm_thread(&self) -> Option<Result<Overlapped>> {
+        let dup = self.transport().thread_duplicate()?;
+        Some(dup.and_then(|dup| Overlapped::start(dup, self.settings(), self.rank())))
+    }
+}
 
 impl Group<Mpi> {
     /// Starts this rank's communication thread, with a group of its own
@@ -107,30 +108,26 @@ impl Group<Mpi> {
     /// # Ok::<(), ringreduce::Error>(())
     /// ```
     pub fn overlapped(&self) -> Result<Overlapped> {
-        let level = mpi::environment::threading_support();
-        if level != mpi::Threading::Multiple {
-            return Err(Error::InvalidArgument {
-                what: "MPI thread level",
-                reason: format!(
-                    "MPI was initialised at thread level {level:?}; a communication thread needs MPI_THREAD_MULTIPLE \
-                     (initialise with ringreduce::mpi::initialize_with_threading(Threading::Multiple))"
-                ),
-            });
-        }
-        let handle = Handle(self.transport().communicator().as_raw());
-        let settings = self.settings();
+        Overlapped::start(self.transport().for_thread()?, self.settings(), self.rank())
+    }
+}
+
+impl Overlapped {
+    /// Starts the communication thread of rank `rank`: it opens `dup` as
+    /// its own transport and a group over it with `settings`, while the
+    /// caller — whose transport `dup` came from — waits. Collective.
+    fn start(dup: ThreadDuplicate, settings: Settings, rank: usize) -> Result<Overlapped> {
         let (jobs, inbox) = channel::<Job>();
         let (started, up) = channel::<()>();
         let thread = std::thread::Builder::new()
             .name("ringreduce-comm".into())
             .spawn(move || {
                 prioritise();
-                let handle = handle;
-                // SAFETY: a valid communicator of this process (the
-                // caller's group holds it and waits on `up` below);
-                // ManuallyDrop: it is the caller's, never freed here.
-                let comm = std::mem::ManuallyDrop::new(unsafe { SimpleCommunicator::from_raw(handle.0) });
-                let group = Group::with_settings(Mpi::new(&*comm).napping(NAP), settings);
+                // SAFETY: the caller's group holds the transport `dup` came
+                // from and waits on `up` below, calling nothing on it, until
+                // the duplicate is made.
+                let transport = unsafe { dup.open() };
+                let group = Group::with_settings(transport.napping(NAP), settings);
                 let _ = started.send(());
                 for job in inbox {
                     job(&group);
@@ -143,18 +140,16 @@ impl Group<Mpi> {
         // The thread duplicates the communicator (collective on it) while
         // this thread waits: the two never call it at once.
         up.recv().map_err(|_| Error::Transport {
-            rank: self.rank(),
+            rank,
             reason: "the communication thread stopped while starting".into(),
         })?;
         Ok(Overlapped {
             jobs: Some(jobs),
             thread: Some(thread),
-            rank: self.rank(),
+            rank,
         })
     }
-}
 
-impl Overlapped {
     /// Starts an all-reduce of `buf` with `op` by `algorithm` (any, as
     /// [`Group::all_reduce_in_place`]) on the communication thread; the
     /// buffer comes back from [`Pending::wait`]. Every rank must start the

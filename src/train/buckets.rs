@@ -364,7 +364,7 @@ impl Bucketer {
             );
             (None, Some(note))
         } else {
-            match C::comm_thread(group) {
+            match group.comm_thread() {
                 None => (None, None),
                 Some(Ok(t)) => (Some(t), None),
                 Some(Err(e)) if size == BucketSize::Auto => (None, Some(e.to_string())),

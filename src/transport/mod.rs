@@ -37,7 +37,7 @@ pub use self::counting::{CallStats, Counting};
 pub use self::local::{Local, LocalEndpoint, LocalRequest};
 #[cfg(feature = "train")]
 pub(crate) use self::mpi::format_secs;
-pub use self::mpi::{Mpi, MpiRequest, STALL_EXIT};
+pub use self::mpi::{Mpi, MpiRequest, ThreadDuplicate, STALL_EXIT};
 pub use self::scope::{Received, RecvHandle, Scope, SendHandle};
 pub(crate) use self::shm::SLOT_HEADER;
 pub use self::shm::{Segment, Shape};
@@ -228,17 +228,15 @@ pub trait Transport {
         })
     }
 
-    /// A communication thread that runs `group`'s all-reduces in the
-    /// background ([`Overlapped`](crate::group::Overlapped)), for callers
-    /// that overlap communication with computation (the trainer's gradient
-    /// buckets). `None`: this transport has none, and such callers run
-    /// their calls in place; `Some(Err)`: it has one but cannot start it
-    /// (MPI not initialised at `MPI_THREAD_MULTIPLE`). Collective.
-    fn comm_thread(group: &crate::group::Group<Self>) -> Option<Result<crate::group::Overlapped>>
-    where
-        Self: Sized,
-    {
-        let _ = group;
+    /// This transport's communicator for a second thread of this process,
+    /// which makes it its own [`Mpi`] over a private duplicate
+    /// ([`ThreadDuplicate::open`], on that thread): how a caller runs
+    /// collectives in the background while it computes (rsmpi's
+    /// `Communicator::duplicate`, for another thread). `None`: this
+    /// transport has none, and such callers run their calls in place;
+    /// `Some(Err)`: it has one but cannot hand it out (MPI not initialised
+    /// at `MPI_THREAD_MULTIPLE`). Not collective; opening it is.
+    fn thread_duplicate(&self) -> Option<Result<ThreadDuplicate>> {
         None
     }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use mpi::collective::SystemOperation;
 use mpi::ffi::{MPI_Request, MPI_Status};
 use mpi::point_to_point::Status;
-use mpi::raw::AsRaw;
+use mpi::raw::{AsRaw, FromRaw};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
@@ -53,7 +53,8 @@ pub const STALL_EXIT: i32 = 3;
 /// An `Mpi` (and a [`Group`](crate::Group) over one) stays on the thread
 /// that made it: it is not `Send`, because rsmpi's communicator handles are
 /// not. Threads that communicate at once each need their own `Mpi::new` over
-/// their own communicator, with MPI initialised at `MPI_THREAD_MULTIPLE`
+/// their own communicator ([`Mpi::for_thread`] hands one to another thread),
+/// with MPI initialised at `MPI_THREAD_MULTIPLE`
 /// (`mpi::initialize_with_threading`).
 ///
 /// MPI errors abort the job under rsmpi's default error handler
@@ -118,6 +119,37 @@ unsafe extern "C" fn isend(
 ) -> i32 {
     // SAFETY: the caller's obligations are MPI_Isend's; it only reads the buffer.
     unsafe { mpi::ffi::MPI_Isend(buf.cast_const(), count, datatype, dest, tag, comm, request) }
+}
+
+/// An [`Mpi`] transport's communicator on its way to a second thread of
+/// the process, which duplicates it there into an `Mpi` of its own
+/// ([`Transport::thread_duplicate`], [`Mpi::for_thread`]). Made only where
+/// MPI runs at `MPI_THREAD_MULTIPLE`.
+pub struct ThreadDuplicate {
+    comm: mpi::ffi::MPI_Comm,
+}
+
+// SAFETY: an MPI communicator handle may be used from any thread of a
+// process initialised at MPI_THREAD_MULTIPLE (checked before one is made);
+// the handle is only read, by `open`, whose caller keeps the communicator
+// alive and unused meanwhile.
+unsafe impl Send for ThreadDuplicate {}
+
+impl ThreadDuplicate {
+    /// This thread's own transport over a private duplicate of the
+    /// communicator ([`Mpi::new`]). Collective over the communicator, like
+    /// `Mpi::new`.
+    ///
+    /// # Safety
+    /// The `Mpi` this came from must stay alive, and its thread must make
+    /// no call on its communicator, until this returns (it waits for it).
+    pub unsafe fn open(self) -> Mpi {
+        // SAFETY: a valid communicator of this process (the caller keeps its
+        // `Mpi` alive until this returns); ManuallyDrop: it is that `Mpi`'s,
+        // never freed here.
+        let comm = std::mem::ManuallyDrop::new(unsafe { SimpleCommunicator::from_raw(self.comm) });
+        Mpi::new(&*comm)
+    }
 }
 
 /// A started operation of the [`Mpi`] transport: one MPI request, or
@@ -190,6 +222,29 @@ impl Mpi {
     /// The duplicated communicator the transport sends on.
     pub fn communicator(&self) -> &SimpleCommunicator {
         &self.comm
+    }
+
+    /// This communicator for a second thread of this process to duplicate
+    /// as its own `Mpi` ([`ThreadDuplicate::open`]). Not collective.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when MPI was not initialised at
+    /// `MPI_THREAD_MULTIPLE` (the same on every rank): the two threads
+    /// would call MPI at once.
+    pub fn for_thread(&self) -> Result<ThreadDuplicate> {
+        let level = mpi::environment::threading_support();
+        if level != mpi::Threading::Multiple {
+            return Err(Error::InvalidArgument {
+                what: "MPI thread level",
+                reason: format!(
+                    "MPI was initialised at thread level {level:?}; a communication thread needs MPI_THREAD_MULTIPLE \
+                     (initialise with ringreduce::mpi::initialize_with_threading(Threading::Multiple))"
+                ),
+            });
+        }
+        Ok(ThreadDuplicate {
+            comm: self.comm.as_raw(),
+        })
     }
 
     /// Starts one operation over the pieces of `len` bytes at `ptr`.
@@ -724,8 +779,8 @@ impl Transport for Mpi {
         }
     }
 
-    fn comm_thread(group: &crate::group::Group<Self>) -> Option<Result<crate::group::Overlapped>> {
-        Some(group.overlapped())
+    fn thread_duplicate(&self) -> Option<Result<ThreadDuplicate>> {
+        Some(self.for_thread())
     }
 
     fn abort_stalled(&self, message: &str) -> Result<()> {

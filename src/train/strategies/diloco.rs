@@ -107,7 +107,7 @@ impl Strategy for DiLoCo {
 
     fn check(&self, _p: usize) -> Result<()> {
         let bad = |reason: String| {
-            Err(crate::Error::InvalidArgument {
+            Err(crate::error::Error::InvalidArgument {
                 what: "DiLoCo",
                 reason,
             })
@@ -132,7 +132,7 @@ impl Strategy for DiLoCo {
             self.anchor = params.to_vec();
             self.velocity = vec![0.0; params.len()];
         } else if self.anchor.len() != params.len() || self.velocity.len() != params.len() {
-            return Err(crate::Error::InvalidArgument {
+            return Err(crate::error::Error::InvalidArgument {
                 what: "checkpoint",
                 reason: format!(
                     "DiLoCo's outer state holds {} values, the model has {} parameters",
@@ -181,7 +181,7 @@ impl Strategy for DiLoCo {
                 .iter()
                 .find(|s| s.name == name)
                 .map(|s| s.values.clone())
-                .ok_or_else(|| crate::Error::InvalidArgument {
+                .ok_or_else(|| crate::error::Error::InvalidArgument {
                     what: "checkpoint",
                     reason: format!("holds no `{name}` section: not a DiLoCo checkpoint"),
                 })

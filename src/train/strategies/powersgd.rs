@@ -7,9 +7,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::algorithms::Algorithm;
+use crate::compress::CodecTimes;
 use crate::element::ReduceOp;
 use crate::error::Result;
-use crate::group::CodecTimes;
 use crate::transport::Transport;
 
 use super::residuals::{invalid, residual_after_step, Residuals};

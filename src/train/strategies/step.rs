@@ -2,10 +2,11 @@
 
 use crate::algorithms::Algorithm;
 use crate::compress::codec::{gathered_traffic, reduced_traffic};
+use crate::compress::CodecTimes;
 use crate::compress::{wire_cost, Compressor, Linear, Wire};
 use crate::element::{Element, ReduceOp};
 use crate::error::Result;
-use crate::group::{CodecTimes, Group};
+use crate::group::Group;
 use crate::transport::Transport;
 
 /// Where a hook is called: the group, the position in the run, and the

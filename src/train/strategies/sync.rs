@@ -64,7 +64,7 @@ impl Strategy for GradientAllReduce {
 
     fn check(&self, _p: usize) -> Result<()> {
         match (self.wire, self.algorithm) {
-            (Some(w), a) if a != Algorithm::Ring => Err(crate::Error::InvalidArgument {
+            (Some(w), a) if a != Algorithm::Ring => Err(crate::error::Error::InvalidArgument {
                 what: "strategy",
                 reason: format!("compress={w} runs the ring with 16-bit floats on the wire, not {a}"),
             }),
