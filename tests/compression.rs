@@ -263,3 +263,40 @@ fn the_transport_counts_the_modelled_bytes_of_random_k_and_qsgd_codes() {
         }
     }
 }
+
+/// The fp16 and bf16 wires run on gradient buckets (a sync strategy's
+/// communication hook, started as the backward pass finishes each
+/// layer): every rank applies the same update, each bucketed step sends
+/// the wire ring's bytes of each bucket, and the run learns.
+#[test]
+fn a_16_bit_wire_runs_on_gradient_buckets() {
+    use ringreduce::train::{BucketSize, Plan, PlanOptions};
+    use std::sync::{Arc, Mutex};
+    let p = 4;
+    for wire in Wire::ALL {
+        let options = PlanOptions {
+            compress: Some(wire.to_string()),
+            buckets: BucketSize::Bytes(1),
+            ..PlanOptions::default()
+        };
+        let Plan::Hooks(strategy) = Plan::new(Some("sync:ring"), &options).unwrap() else {
+            panic!("sync is a strategy of the trainer");
+        };
+        let chosen = Arc::new(Mutex::new(Vec::new()));
+        let seen = chosen.clone();
+        let t = trainer("sync:ring", 3)
+            .with_strategy(strategy)
+            .on_buckets(move |c| *seen.lock().unwrap() = c.buckets.clone());
+        let runs = train(p, &t);
+        let buckets = chosen.lock().unwrap().clone();
+        assert!(buckets.len() > 1, "{wire}: {buckets:?}");
+        // Epoch 2's ten steps come after the warm-up: all bucketed.
+        let per_step: u64 = buckets.iter().map(|&k| wire_cost(p, k).bytes_sent).sum();
+        assert_eq!(runs[0].1[1].allreduce_bytes, 10 * per_step, "{wire}");
+        for r in &runs {
+            assert_eq!(r.0, runs[0].0, "{wire}: every rank applies the same update");
+        }
+        let acc = runs[0].1.last().unwrap().test_accuracy.unwrap();
+        assert!(acc > 0.8, "{wire}: accuracy {acc}");
+    }
+}

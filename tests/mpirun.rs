@@ -793,7 +793,8 @@ fn non_blocking_all_reduces_equal_the_blocking_ones_bitwise() {
 /// unbucketed one's byte for byte where the algorithm's sum does not
 /// depend on the cut (any algorithm at 2 ranks; the butterfly and
 /// Rabenseifner at 3), the choice and the measured steps are printed, and
-/// buckets asked of a strategy without them are a one-line error.
+/// buckets asked of a strategy without them are a one-line error; the
+/// fp16 wire runs on buckets too.
 #[test]
 fn the_bucketed_trainer_equals_the_unbucketed_one_bitwise_under_mpirun() {
     let dir = std::env::temp_dir().join(format!("ringreduce-buckets-{}", std::process::id()));
@@ -857,6 +858,40 @@ fn the_bucketed_trainer_equals_the_unbucketed_one_bitwise_under_mpirun() {
         "{text}"
     );
     assert!(plain == auto);
+    // The fp16 wire runs on buckets of a given size on the communication
+    // thread (its own bits: the wire rounds where each chunk's sum begins),
+    // repeatably; auto leaves it alone, saying why.
+    let wire = |bucket: &str| {
+        let ckpt = dir.join(format!("fp16-{bucket}.ckpt"));
+        let args = [
+            "train",
+            "--data",
+            "synthetic",
+            "--hidden",
+            "64,32",
+            "--epochs",
+            "2",
+            "--batch",
+            "60",
+            "--compress",
+            "fp16",
+            "--bucket-mb",
+            bucket,
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+        ];
+        let out = run_bounded(mpirun(3, &ringreduce(), &args), LIMIT);
+        let text = stdout(&out);
+        assert!(out.status.success(), "{args:?}\n{text}\n{}", stderr(&out));
+        (std::fs::read(&ckpt).unwrap(), text)
+    };
+    let (first, text) = wire("0.0001");
+    assert!(text.contains("buckets: --bucket-mb 0.0001 → 3 buckets"), "{text}");
+    assert!(first == wire("0.0001").0, "fp16 on buckets repeats bit for bit");
+    let (plain, _) = wire("0");
+    let (auto, text) = wire("auto");
+    assert!(text.contains("the fp16 wire rounds each chunk"), "{text}");
+    assert!(plain == auto);
     let out = run_bounded(
         mpirun(
             2,
@@ -865,8 +900,8 @@ fn the_bucketed_trainer_equals_the_unbucketed_one_bitwise_under_mpirun() {
                 "train",
                 "--data",
                 "synthetic",
-                "--compress",
-                "fp16",
+                "--strategy",
+                "local:tau=4",
                 "--bucket-mb",
                 "4",
             ],
@@ -876,7 +911,7 @@ fn the_bucketed_trainer_equals_the_unbucketed_one_bitwise_under_mpirun() {
     let err = stderr(&out);
     assert!(!out.status.success());
     assert!(
-        err.contains("--bucket-mb") && err.contains("not sync:ring,compress=fp16"),
+        err.contains("--bucket-mb") && err.contains("not local:tau=4"),
         "{err}"
     );
     std::fs::remove_dir_all(&dir).ok();

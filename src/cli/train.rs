@@ -67,7 +67,7 @@ pub struct Args {
     /// Turn off error feedback of --compress topk:F (to compare).
     #[arg(long)]
     no_error_feedback: bool,
-    /// Gradient buckets of synchronous SGD (f32 on the wire): their
+    /// Gradient buckets of synchronous SGD (f32 or fp16/bf16 on the wire): their
     /// all-reduces start during the backward pass, on a communication
     /// thread, last layer first. auto: the size the cost model predicts
     /// fastest from the first steps' timings, kept if a trial confirms it

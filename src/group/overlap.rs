@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use super::{Group, Settings};
 use crate::algorithms::Algorithm;
+use crate::compress::Wire;
 use crate::element::{Element, ReduceOp};
 use crate::error::{Error, Result};
 use crate::transport::{Mpi, ThreadDuplicate, Transport};
@@ -156,14 +157,30 @@ impl Overlapped {
     /// same calls in the same order.
     pub fn all_reduce_start<T: Element + Send + 'static>(
         &self,
-        mut buf: Vec<T>,
+        buf: Vec<T>,
         op: ReduceOp,
         algorithm: Algorithm,
+    ) -> Pending<T> {
+        self.start_call(buf, move |g, buf| g.all_reduce_in_place(buf, op, algorithm))
+    }
+
+    /// [`Group::all_reduce_wire`] on the communication thread: `buf`
+    /// all-reduced through the ring with 16-bit floats on the wire, f32
+    /// accumulation; as [`Overlapped::all_reduce_start`] otherwise.
+    pub fn all_reduce_wire_start(&self, buf: Vec<f32>, op: ReduceOp, wire: Wire) -> Pending<f32> {
+        self.start_call(buf, move |g, buf| g.all_reduce_wire(buf, op, wire))
+    }
+
+    /// Queues `call` on `buf` for the communication thread.
+    fn start_call<T: Send + 'static>(
+        &self,
+        mut buf: Vec<T>,
+        call: impl FnOnce(&Group<Mpi>, &mut [T]) -> Result<()> + Send + 'static,
     ) -> Pending<T> {
         let (tx, done) = channel();
         let job: Job = Box::new(move |g: &Group<Mpi>| {
             let began = Instant::now();
-            let result = g.all_reduce_in_place(&mut buf, op, algorithm).map(|()| buf);
+            let result = call(g, &mut buf).map(|()| buf);
             let _ = tx.send((result, began.elapsed()));
         });
         let ready = match self.jobs.as_ref().map(|j| j.send(job)) {

@@ -46,6 +46,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::algorithms::Algorithm;
+use crate::compress::{wire_cost, Wire};
 use crate::cost::{cost, CostParams};
 use crate::element::ReduceOp;
 use crate::error::{Error, Result};
@@ -72,6 +73,22 @@ const SMALL: usize = 256;
 
 /// Smallest candidate cap of `auto`, bytes.
 const SMALLEST_CAP: u64 = 64 << 10;
+
+/// What a strategy runs on each bucket as the backward pass finishes it —
+/// a communication hook on a gradient bucket, as PyTorch DDP's hooks
+/// receive a `GradBucket`: the average by an all-reduce `algorithm`, with
+/// f32 on the wire or, with `wire`, 16-bit floats on the ring's wire
+/// ([`crate::Group::all_reduce_wire`]). A strategy offers one through
+/// [`Strategy::buckets`](super::Strategy::buckets).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BucketHook {
+    /// How the gradient is cut.
+    pub size: BucketSize,
+    /// The all-reduce of each bucket (the ring when `wire` is set).
+    pub algorithm: Algorithm,
+    /// 16-bit floats on the wire, or f32 (`None`).
+    pub wire: Option<Wire>,
+}
 
 /// How the gradient's all-reduce is cut (`--bucket-mb`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -297,6 +314,7 @@ struct Sample {
 pub(crate) struct Bucketer {
     size: BucketSize,
     algorithm: Algorithm,
+    wire: Option<Wire>,
     thread: Option<Overlapped>,
     note: Option<String>,
     warm: Vec<Sample>,
@@ -312,6 +330,7 @@ pub(crate) struct Flight<'a, C: Transport> {
     group: &'a Group<C>,
     thread: Option<&'a Overlapped>,
     algorithm: Algorithm,
+    wire: Option<Wire>,
     buckets: &'a [Range<usize>],
     next: usize,
     buf: Vec<f32>,
@@ -345,35 +364,43 @@ impl Bucketer {
     /// # Errors
     /// A given size on MPI without `MPI_THREAD_MULTIPLE` (`auto` then
     /// turns buckets off, with a note).
-    pub(crate) fn new<C: Transport>(
-        group: &Group<C>,
-        size: BucketSize,
-        algorithm: Algorithm,
-    ) -> Result<Option<Self>> {
+    pub(crate) fn new<C: Transport>(group: &Group<C>, hook: BucketHook) -> Result<Option<Self>> {
+        let BucketHook {
+            size,
+            algorithm,
+            wire,
+        } = hook;
         if size == BucketSize::Off || group.size() < 2 {
             return Ok(None);
         }
         let p = group.size();
-        let (thread, note) = if size == BucketSize::Auto && !position_free(algorithm, p) {
-            // A cut chosen from timings would make the run's bits depend
-            // on the machine's mood.
-            let note = format!(
-                "auto buckets only where the cut leaves every sum's bits alone: {algorithm} at {p} ranks sums \
-                 each chunk starting from another rank, so a cut changes the last bits — give a size \
-                 (repeatable for that size) or butterfly or rabenseifner"
+        let (thread, note) =
+            if size == BucketSize::Auto && (wire.is_some() || !position_free(algorithm, p)) {
+                // A cut chosen from timings would make the run's bits depend
+                // on the machine's mood.
+                let why = match wire {
+                    Some(w) => format!("the {w} wire rounds each chunk where its sum begins"),
+                    None => format!("{algorithm} at {p} ranks sums each chunk starting from another rank"),
+                };
+                let note =
+                    format!(
+                "auto buckets only where the cut leaves every sum's bits alone: {why}, so a cut changes \
+                 the last bits — give a size (repeatable for that size){}",
+                if wire.is_none() { " or butterfly or rabenseifner" } else { "" }
             );
-            (None, Some(note))
-        } else {
-            match group.comm_thread() {
-                None => (None, None),
-                Some(Ok(t)) => (Some(t), None),
-                Some(Err(e)) if size == BucketSize::Auto => (None, Some(e.to_string())),
-                Some(Err(e)) => return Err(e),
-            }
-        };
+                (None, Some(note))
+            } else {
+                match group.comm_thread() {
+                    None => (None, None),
+                    Some(Ok(t)) => (Some(t), None),
+                    Some(Err(e)) if size == BucketSize::Auto => (None, Some(e.to_string())),
+                    Some(Err(e)) => return Err(e),
+                }
+            };
         Ok(Some(Bucketer {
             size,
             algorithm,
+            wire,
             thread,
             note,
             warm: Vec::new(),
@@ -392,6 +419,7 @@ impl Bucketer {
             group,
             thread: self.thread.as_ref(),
             algorithm: self.algorithm,
+            wire: self.wire,
             buckets,
             next: 0,
             buf: Vec::new(),
@@ -595,14 +623,18 @@ impl<C: Transport> Flight<'_, C> {
         self.filled += range.len();
         if self.filled == bucket.len() {
             let buf = std::mem::take(&mut self.buf);
-            let started = match self.thread {
-                Some(t) => Started::Pending(t.all_reduce_start(buf, ReduceOp::Avg, self.algorithm)),
-                None => {
+            let started = match (self.thread, self.wire) {
+                (Some(t), None) => Started::Pending(t.all_reduce_start(buf, ReduceOp::Avg, self.algorithm)),
+                (Some(t), Some(w)) => Started::Pending(t.all_reduce_wire_start(buf, ReduceOp::Avg, w)),
+                (None, wire) => {
                     let began = Instant::now();
                     let mut buf = buf;
-                    let r = self
-                        .group
-                        .all_reduce_in_place(&mut buf, ReduceOp::Avg, self.algorithm);
+                    let r = match wire {
+                        None => self
+                            .group
+                            .all_reduce_in_place(&mut buf, ReduceOp::Avg, self.algorithm),
+                        Some(w) => self.group.all_reduce_wire(&mut buf, ReduceOp::Avg, w),
+                    };
                     Started::Done(r.map(|()| buf), began.elapsed())
                 }
             };
@@ -647,8 +679,14 @@ impl<C: Transport> Flight<'_, C> {
             match r {
                 Ok(values) if self.error.is_none() => {
                     grad[bucket.clone()].copy_from_slice(&values);
-                    let algo = self.group.resolve(self.algorithm, values.len(), 4);
-                    if let Some(c) = algo.exact_cost(p, values.len(), 4) {
+                    let cost = match self.wire {
+                        Some(_) => Some(wire_cost(p, values.len())),
+                        None => {
+                            let algo = self.group.resolve(self.algorithm, values.len(), 4);
+                            algo.exact_cost(p, values.len(), 4)
+                        }
+                    };
+                    if let Some(c) = cost {
                         landed.bytes += c.bytes_sent;
                         landed.rounds += c.rounds;
                     }

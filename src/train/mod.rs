@@ -51,7 +51,7 @@ pub mod topology;
 mod trainer;
 
 pub use self::batches::{BatchSource, Shards, SharedShuffle};
-pub use self::buckets::{BucketChoice, BucketSize};
+pub use self::buckets::{BucketChoice, BucketHook, BucketSize};
 pub use self::data::Dataset;
 pub use self::log::MetricsLog;
 pub use self::model::{Matrix, Mlp, Model};

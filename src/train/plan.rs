@@ -44,7 +44,7 @@ pub struct PlanOptions {
     pub compress: Option<String>,
     /// Error feedback off (for the compressors that keep it).
     pub no_error_feedback: bool,
-    /// Gradient buckets of synchronous SGD with f32 on the wire.
+    /// Gradient buckets of synchronous SGD (f32 or a 16-bit wire).
     pub buckets: BucketSize,
     /// The parameter server's settings, which a `ps:` spelling completes
     /// (its staleness bound, dynamic shares and, when spelled, servers).
@@ -147,12 +147,12 @@ impl Plan {
         };
         let mut strategy: AnyStrategy = spelled.parse()?;
         match (&mut strategy, options.buckets) {
-            (AnyStrategy::Sync(s), size) if s.wire.is_none() => s.buckets = size,
+            (AnyStrategy::Sync(s), size) => s.buckets = size,
             (_, BucketSize::Bytes(_)) => {
                 return Err(flag(
                     "--bucket-mb",
                     format!(
-                        "cuts the gradient all-reduce of sync strategies (f32 on the wire), not {}",
+                        "cuts the gradient all-reduce of sync strategies, not {}",
                         strategy.name()
                     ),
                 ))

@@ -338,7 +338,7 @@ impl<S: Strategy> Trainer<S> {
             optimizer: OptimizerState::new(&*self.optimizer, params.len()),
             steps: self.cfg.batches.steps(self.cfg.batch, train.len()),
             buckets: match self.strategy.buckets() {
-                Some((size, algorithm)) => Bucketer::new(group, size, algorithm)?,
+                Some(hook) => Bucketer::new(group, hook)?,
                 None => None,
             },
             data: match &self.cfg.checkpoint {

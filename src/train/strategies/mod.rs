@@ -89,11 +89,11 @@ pub trait Strategy: Clone + Send + Sync + fmt::Debug {
     /// its examples; on return it is the gradient the optimizer applies.
     fn after_backward<C: Transport>(&mut self, ctx: &mut Step<'_, C>, grad: &mut [f32]) -> Result<()>;
 
-    /// Whether the gradient's average may be cut into buckets that start
-    /// during the backward pass (see [`crate::train::buckets`]), and with which
-    /// algorithm; the trainer then does [`after_backward`](Strategy::after_backward)'s
-    /// averaging itself. Default: no.
-    fn buckets(&self) -> Option<(crate::train::BucketSize, Algorithm)> {
+    /// Whether the gradient's exchange may run per bucket as the backward
+    /// pass finishes them (see [`crate::train::buckets`]), and what runs on
+    /// each bucket; the trainer then runs that hook instead of
+    /// [`after_backward`](Strategy::after_backward). Default: no.
+    fn buckets(&self) -> Option<crate::train::BucketHook> {
         None
     }
 
@@ -348,7 +348,7 @@ macro_rules! registry {
             fn after_backward<C: Transport>(&mut self, ctx: &mut Step<'_, C>, grad: &mut [f32]) -> Result<()> {
                 match self { $( AnyStrategy::$variant(s) => s.after_backward(ctx, grad), )* }
             }
-            fn buckets(&self) -> Option<(crate::train::BucketSize, Algorithm)> {
+            fn buckets(&self) -> Option<crate::train::BucketHook> {
                 match self { $( AnyStrategy::$variant(s) => s.buckets(), )* }
             }
             fn before_update<C: Transport>(

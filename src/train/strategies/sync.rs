@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::transport::Transport;
 
 use super::{Registered, Spelling, Step, Strategy, Tally};
-use crate::train::BucketSize;
+use crate::train::{BucketHook, BucketSize};
 
 /// Synchronous data parallelism: every step the flat gradient buffer is
 /// averaged over the ranks with one all-reduce of `algorithm`, so every
@@ -22,8 +22,8 @@ pub struct GradientAllReduce {
     pub algorithm: Algorithm,
     /// 16-bit floats on the wire, or f32 (`None`).
     pub wire: Option<Wire>,
-    /// Gradient buckets overlapping the backward pass ([`crate::train::buckets`]);
-    /// f32 on the wire only. Default: off.
+    /// Gradient buckets overlapping the backward pass ([`crate::train::buckets`]),
+    /// each all-reduced as the whole gradient would be. Default: off.
     pub buckets: BucketSize,
 }
 
@@ -72,11 +72,12 @@ impl Strategy for GradientAllReduce {
         }
     }
 
-    fn buckets(&self) -> Option<(BucketSize, Algorithm)> {
-        match self.wire {
-            None => Some((self.buckets, self.algorithm)),
-            Some(_) => None,
-        }
+    fn buckets(&self) -> Option<BucketHook> {
+        Some(BucketHook {
+            size: self.buckets,
+            algorithm: self.algorithm,
+            wire: self.wire,
+        })
     }
 
     fn after_backward<C: Transport>(&mut self, ctx: &mut Step<'_, C>, grad: &mut [f32]) -> Result<()> {
