@@ -799,8 +799,10 @@ fn non_blocking_all_reduces_equal_the_blocking_ones_bitwise() {
 fn the_bucketed_trainer_equals_the_unbucketed_one_bitwise_under_mpirun() {
     let dir = std::env::temp_dir().join(format!("ringreduce-buckets-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // `--algo ALGO` (or `--compress fp16` when `algo` is that).
     let run = |ranks: usize, algo: &str, bucket: &str| {
         let ckpt = dir.join(format!("{ranks}-{algo}-{bucket}.ckpt"));
+        let flag = if algo == "fp16" { "--compress" } else { "--algo" };
         let args = [
             "train",
             "--data",
@@ -811,7 +813,7 @@ fn the_bucketed_trainer_equals_the_unbucketed_one_bitwise_under_mpirun() {
             "2",
             "--batch",
             "60",
-            "--algo",
+            flag,
             algo,
             "--bucket-mb",
             bucket,
@@ -861,30 +863,7 @@ fn the_bucketed_trainer_equals_the_unbucketed_one_bitwise_under_mpirun() {
     // The fp16 wire runs on buckets of a given size on the communication
     // thread (its own bits: the wire rounds where each chunk's sum begins),
     // repeatably; auto leaves it alone, saying why.
-    let wire = |bucket: &str| {
-        let ckpt = dir.join(format!("fp16-{bucket}.ckpt"));
-        let args = [
-            "train",
-            "--data",
-            "synthetic",
-            "--hidden",
-            "64,32",
-            "--epochs",
-            "2",
-            "--batch",
-            "60",
-            "--compress",
-            "fp16",
-            "--bucket-mb",
-            bucket,
-            "--checkpoint",
-            ckpt.to_str().unwrap(),
-        ];
-        let out = run_bounded(mpirun(3, &ringreduce(), &args), LIMIT);
-        let text = stdout(&out);
-        assert!(out.status.success(), "{args:?}\n{text}\n{}", stderr(&out));
-        (std::fs::read(&ckpt).unwrap(), text)
-    };
+    let wire = |bucket: &str| run(3, "fp16", bucket);
     let (first, text) = wire("0.0001");
     assert!(text.contains("buckets: --bucket-mb 0.0001 → 3 buckets"), "{text}");
     assert!(first == wire("0.0001").0, "fp16 on buckets repeats bit for bit");

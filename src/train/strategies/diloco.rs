@@ -91,14 +91,14 @@ impl DiLoCo {
 
 impl Strategy for DiLoCo {
     fn name(&self) -> String {
-        let mut name = format!(
-            "diloco:h={},outer-lr={},outer-momentum={}",
+        let algo = match self.algorithm {
+            Algorithm::Ring => String::new(),
+            a => format!(",algo={a}"),
+        };
+        format!(
+            "diloco:h={},outer-lr={},outer-momentum={}{algo}",
             self.inner_steps, self.outer_lr, self.outer_momentum
-        );
-        if self.algorithm != Algorithm::Ring {
-            name.push_str(&format!(",algo={}", self.algorithm));
-        }
-        name
+        )
     }
 
     fn replicas_differ(&self) -> bool {
