@@ -3,7 +3,7 @@
 //! their ranks stay together; they resume exactly; bad settings are
 //! one-line errors on every rank.
 
-use ringreduce::train::{data, AnyStrategy, Mlp, Model, Schedule, SyncSgd, Trainer};
+use ringreduce::train::{data, AnyStrategy, LrSchedule, Mlp, Model, SyncSgd, Trainer};
 use ringreduce::{Algorithm, Group};
 
 mod training;
@@ -229,7 +229,7 @@ fn every_strategy_resumes_exactly_and_refuses_another_rank_count() {
                 .batch(60)
                 .lr(0.1)
                 .momentum(0.9)
-                .schedule(Schedule::Cosine)
+                .schedule(LrSchedule::Cosine)
                 .epochs(3)
                 .stop_after(stop_after)
                 .seed(3)

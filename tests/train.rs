@@ -3,7 +3,7 @@
 //! all-reduce algorithm, and every rank holds the same bits.
 
 use ringreduce::train::{
-    data, Adam, GradientAllReduce, Mlp, Model, Schedule, Section, Step, Strategy, SyncSgd, Trainer,
+    data, Adam, GradientAllReduce, LrSchedule, Mlp, Model, Section, Step, Strategy, SyncSgd, Trainer,
 };
 use ringreduce::Transport;
 use ringreduce::{Algorithm, Error, Group};
@@ -15,7 +15,7 @@ fn sgd(algorithm: Algorithm, batch: usize, epochs: usize) -> SyncSgd {
         .lr(0.2)
         .momentum(0.9)
         .weight_decay(1e-4)
-        .schedule(Schedule::Cosine)
+        .schedule(LrSchedule::Cosine)
         .epochs(epochs)
         .seed(5)
         .build()
@@ -226,7 +226,7 @@ fn resuming_gives_exactly_the_uninterrupted_parameters() {
             .batch(12)
             .lr(0.2)
             .momentum(0.9)
-            .schedule(Schedule::Constant)
+            .schedule(LrSchedule::Constant)
             .epochs(epochs)
             .seed(5)
             .checkpoint(dir.join(file))

@@ -682,7 +682,7 @@ fn leader<P: Problem, C: Transport>(
     let mut reports: Vec<EpochReport> = Vec::new();
     let mut failed: Option<Error> = None;
     let (mut wall, mut bytes, mut averagings) = (0.0f64, 0u64, 0u64);
-    let mut local = Local::new(cfg, place, 0);
+    let mut local = ThreadState::new(cfg, place, 0);
     let mut base = match cfg.combine {
         Combine::Sum if ranks > 1 => store.to_vec(),
         _ => Vec::new(),
@@ -817,7 +817,7 @@ fn worker<P: Problem>(
     place: Option<(usize, usize)>,
     t: usize,
 ) {
-    let mut local = Local::new(cfg, place, t);
+    let mut local = ThreadState::new(cfg, place, t);
     for epoch in 1.. {
         if !shared.barrier.wait() || shared.stop.load(Ordering::Relaxed) {
             return; // A
@@ -893,7 +893,7 @@ fn evaluate<P: Problem + ?Sized>(problem: &P, w: &[f32]) -> Evaluation {
 }
 
 /// One thread's buffers, random draws and counts.
-struct Local {
+struct ThreadState {
     schedule: ThreadSchedule,
     exact: bool,
     threads: usize,
@@ -909,10 +909,10 @@ struct Local {
     counts: Counters,
 }
 
-impl Local {
-    fn new(cfg: &Config, place: Option<(usize, usize)>, t: usize) -> Local {
+impl ThreadState {
+    fn new(cfg: &Config, place: Option<(usize, usize)>, t: usize) -> ThreadState {
         let (rank, ranks) = place.unwrap_or((0, 1));
-        Local {
+        ThreadState {
             schedule: cfg.schedule,
             exact: cfg.update == Update::Exact,
             threads: cfg.thread_count(),

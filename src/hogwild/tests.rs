@@ -327,7 +327,7 @@ fn a_write_after_another_threads_write_counts_as_a_conflict() {
             ..config(ThreadSchedule::Hogwild, 2, 1)
         };
         let w = Store::from_slice(&[1.0, 5.0, 7.0]);
-        let mut local = Local::new(&cfg, None, 1);
+        let mut local = ThreadState::new(&cfg, None, 1);
         local.support = vec![0, 1];
         local.read = vec![1.0, 2.0];
         local.grad = vec![1.0, 1.0];

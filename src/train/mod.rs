@@ -55,7 +55,7 @@ pub use self::buckets::{BucketChoice, BucketHook, BucketSize};
 pub use self::data::Dataset;
 pub use self::log::MetricsLog;
 pub use self::model::{Matrix, Mlp, Model};
-pub use self::optim::{Adam, Optimizer, OptimizerState, Schedule, Sgd};
+pub use self::optim::{Adam, LrSchedule, Optimizer, OptimizerState, Sgd};
 pub use self::plan::{Plan, PlanOptions};
 pub use self::ps::{ParameterServer, PsTraffic};
 pub use self::strategies::*;

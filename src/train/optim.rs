@@ -10,19 +10,19 @@ use crate::error::{Error, Result};
 
 /// Learning-rate schedule over the whole run.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Schedule {
+pub enum LrSchedule {
     /// The same rate every step.
     Constant,
     /// Cosine decay from the base rate to zero over all steps.
     Cosine,
 }
 
-impl Schedule {
+impl LrSchedule {
     /// The rate at `step` (0-based) of `total` steps, from `base`.
     pub fn rate(self, base: f32, step: usize, total: usize) -> f32 {
         match self {
-            Schedule::Constant => base,
-            Schedule::Cosine => {
+            LrSchedule::Constant => base,
+            LrSchedule::Cosine => {
                 let t = step as f32 / total.max(1) as f32;
                 base * 0.5 * (1.0 + (std::f32::consts::PI * t).cos())
             }
@@ -233,8 +233,8 @@ mod tests {
 
     #[test]
     fn cosine_decays_to_zero() {
-        assert_eq!(Schedule::Cosine.rate(0.4, 0, 10), 0.4);
-        assert!(Schedule::Cosine.rate(0.4, 10, 10).abs() < 1e-7);
-        assert_eq!(Schedule::Constant.rate(0.4, 7, 10), 0.4);
+        assert_eq!(LrSchedule::Cosine.rate(0.4, 0, 10), 0.4);
+        assert!(LrSchedule::Cosine.rate(0.4, 10, 10).abs() < 1e-7);
+        assert_eq!(LrSchedule::Constant.rate(0.4, 7, 10), 0.4);
     }
 }

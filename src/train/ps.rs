@@ -294,7 +294,7 @@ impl ParameterServer {
                 "the servers' shard checkpoints are of different epochs ({first} to {last}): resume needs all of one epoch"
             )));
         }
-        let shape = Shape::of(self, trainer, train.len(), p, first.max(0) as usize);
+        let shape = RunShape::of(self, trainer, train.len(), p, first.max(0) as usize);
         if shape.run == 0 {
             return Ok(Vec::new());
         }
@@ -390,7 +390,7 @@ impl ParameterServer {
         model: &M,
         params: &mut [f32],
         test: Option<&Dataset>,
-        shape: &Shape,
+        shape: &RunShape,
         mut outcome: Side,
     ) -> Result<Vec<PlanEpoch>> {
         let (e, w, s) = (shape.run, shape.workers, self.servers);
@@ -552,7 +552,7 @@ fn trimmed(counts: &[u64]) -> Vec<u64> {
 
 /// The run's fixed figures, the same on every rank.
 #[derive(Debug, Clone, PartialEq)]
-struct Shape {
+struct RunShape {
     servers: usize,
     workers: usize,
     /// Epochs planned (the schedule's length).
@@ -568,10 +568,10 @@ struct Shape {
     dynamic: bool,
 }
 
-impl Shape {
-    fn of<S: Strategy>(ps: &ParameterServer, t: &Trainer<S>, n: usize, p: usize, first: usize) -> Shape {
+impl RunShape {
+    fn of<S: Strategy>(ps: &ParameterServer, t: &Trainer<S>, n: usize, p: usize, first: usize) -> RunShape {
         let until = t.cfg.stop_after.unwrap_or(t.cfg.epochs).min(t.cfg.epochs);
-        Shape {
+        RunShape {
             servers: ps.servers,
             workers: p - ps.servers,
             epochs: t.cfg.epochs,
@@ -685,7 +685,7 @@ struct Server<'a, S: Strategy, C: AnySource> {
     ps: &'a ParameterServer,
     t: &'a Trainer<S>,
     comm: &'a C,
-    shape: &'a Shape,
+    shape: &'a RunShape,
     start: Instant,
     shard: Vec<f32>,
     state: OptimizerState,
@@ -1015,7 +1015,7 @@ fn serve<S: Strategy, C: AnySource>(
     t: &Trainer<S>,
     comm: &C,
     params: &[f32],
-    shape: &Shape,
+    shape: &RunShape,
     replay: Option<Vec<[u64; EVENT]>>,
     restored: Option<Checkpoint>,
 ) -> Result<ServerOut> {
@@ -1074,7 +1074,7 @@ fn work<S: Strategy, M: Model, C: AnySource>(
     model: &M,
     params: &[f32],
     train: &Dataset,
-    shape: &Shape,
+    shape: &RunShape,
 ) -> Result<WorkerOut> {
     let (r, s, w) = (comm.rank(), ps.servers, shape.workers);
     let wi = r - s;
@@ -1207,7 +1207,7 @@ struct Log {
 }
 
 impl Log {
-    fn write(path: &std::path::Path, shape: &Shape, every: &[Vec<u64>]) -> Result<()> {
+    fn write(path: &std::path::Path, shape: &RunShape, every: &[Vec<u64>]) -> Result<()> {
         let mut text = shape.header() + "\n";
         for (k, ev) in every.iter().enumerate() {
             for e in ev.chunks_exact(EVENT) {
@@ -1262,7 +1262,7 @@ impl Log {
         Ok(Log { header, events })
     }
 
-    fn fits(&self, shape: &Shape, path: &Option<PathBuf>) -> Result<()> {
+    fn fits(&self, shape: &RunShape, path: &Option<PathBuf>) -> Result<()> {
         if self.header == shape.header() {
             return Ok(());
         }

@@ -12,7 +12,7 @@ use super::buckets::{BucketChoice, Bucketer, Timeline};
 use super::checkpoint::{Checkpoint, Header};
 use super::data::Dataset;
 use super::model::Model;
-use super::optim::{Optimizer, OptimizerState, Schedule, Sgd};
+use super::optim::{LrSchedule, Optimizer, OptimizerState, Sgd};
 use super::strategies::{GradientAllReduce, Section, Step, Strategy};
 use crate::algorithms::{chunk_range, Algorithm};
 use crate::element::ReduceOp;
@@ -174,7 +174,7 @@ pub(crate) struct Config {
     pub(crate) batches: Arc<dyn BatchSource>,
     pub(crate) batch: usize,
     pub(crate) lr: f32,
-    pub(crate) schedule: Schedule,
+    pub(crate) schedule: LrSchedule,
     pub(crate) epochs: usize,
     pub(crate) seed: u64,
     pub(crate) straggler: Option<(usize, f64)>,
@@ -227,7 +227,7 @@ impl Trainer<GradientAllReduce> {
                 batches: Arc::new(SharedShuffle),
                 batch: 256,
                 lr: 0.1,
-                schedule: Schedule::Constant,
+                schedule: LrSchedule::Constant,
                 epochs: 5,
                 seed: 42,
                 checkpoint: None,
@@ -1060,7 +1060,7 @@ impl<S: Strategy> TrainerBuilder<S> {
         /// Base learning rate.
         lr: f32 => cfg.lr;
         /// Learning-rate schedule.
-        schedule: Schedule => cfg.schedule;
+        schedule: LrSchedule => cfg.schedule;
         /// Momentum of the default SGD (0 = plain SGD).
         momentum: f32 => momentum;
         /// L2 weight decay of the default SGD.

@@ -1,7 +1,7 @@
 //! The small training run the strategy and compression tests share: an MLP
 //! 6-10-3 on 600 synthetic examples, batch 60 (10 steps per epoch).
 
-use ringreduce::train::{data, AnyStrategy, EpochMetrics, Mlp, Schedule, SyncSgd, Trainer};
+use ringreduce::train::{data, AnyStrategy, EpochMetrics, LrSchedule, Mlp, SyncSgd, Trainer};
 use ringreduce::Group;
 
 /// A trainer of `strategy` (a spelling), constant learning rate 0.1.
@@ -11,7 +11,7 @@ pub fn trainer(strategy: &str, momentum: f32, epochs: usize) -> Trainer<AnyStrat
         .batch(60)
         .lr(0.1)
         .momentum(momentum)
-        .schedule(Schedule::Constant)
+        .schedule(LrSchedule::Constant)
         .epochs(epochs)
         .seed(3)
         .build()

@@ -1,13 +1,13 @@
 use super::*;
 use crate::cost::CostParams;
-use crate::train::{data, Mlp, Schedule, SyncSgd};
+use crate::train::{data, LrSchedule, Mlp, SyncSgd};
 
 fn trainer(momentum: f32, epochs: usize) -> Trainer {
     SyncSgd::builder()
         .batch(60)
         .lr(0.1)
         .momentum(momentum)
-        .schedule(Schedule::Constant)
+        .schedule(LrSchedule::Constant)
         .epochs(epochs)
         .seed(3)
         .build()
@@ -236,7 +236,7 @@ fn bounded_staleness_holds_in_the_record() {
     let t = SyncSgd::builder()
         .batch(60)
         .lr(0.1)
-        .schedule(Schedule::Constant)
+        .schedule(LrSchedule::Constant)
         .epochs(2)
         .seed(3)
         .straggler(Some((1, 3.0)))
@@ -281,7 +281,7 @@ fn a_non_finite_gradient_stops_every_rank() {
         .batch(60)
         .lr(1e30)
         .momentum(0.0)
-        .schedule(Schedule::Constant)
+        .schedule(LrSchedule::Constant)
         .epochs(2)
         .build()
         .unwrap();
