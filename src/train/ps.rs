@@ -394,29 +394,7 @@ impl ParameterServer {
         mut outcome: Side,
     ) -> Result<Vec<PlanEpoch>> {
         let (e, w, s) = (shape.run, shape.workers, self.servers);
-        // A worker that stopped names itself: the lowest such rank wins.
-        let stopped = match &outcome {
-            Side::Worker(wk) => wk.stopped.map_or(i64::MAX, |(epoch, step)| {
-                ((group.rank() as i64) << 40) | ((epoch as i64) << 20) | step as i64
-            }),
-            Side::Server(_) => i64::MAX,
-        };
-        let mut first = [stopped];
-        group.all_reduce_in_place(&mut first, ReduceOp::Min, Algorithm::Ring)?;
-        if first[0] != i64::MAX {
-            return Err(Error::NonFinite {
-                what: "loss or gradient",
-                epoch: ((first[0] >> 20) & 0xfffff) as usize,
-                step: (first[0] & 0xfffff) as usize,
-                rank: Some((first[0] >> 40) as usize),
-            });
-        }
-        // A shard checkpoint that could not be written stops every rank.
-        let written = match &mut outcome {
-            Side::Server(sv) => sv.unwritten.take().map_or(Ok(()), Err),
-            Side::Worker(_) => Ok(()),
-        };
-        group.agree(written)?;
+        agree_outcome(group, &mut outcome)?;
         // Snapshots of every shard at every epoch end, in server order.
         let (snaps, hist, times, events, received) = match &outcome {
             Side::Server(sv) => (
@@ -444,22 +422,7 @@ impl ParameterServer {
             }
             v
         };
-        // Staleness: [epoch][worker][staleness] counts, summed over servers
-        // at the deepest staleness any server saw.
-        let mut depth = [hist.iter().flatten().map(Vec::len).max().unwrap_or(0) as i64];
-        group.all_reduce_in_place(&mut depth, ReduceOp::Max, Algorithm::Ring)?;
-        let depth = depth[0] as usize;
-        let mut h = vec![0i64; e * w * depth];
-        for (epoch, per) in hist.iter().enumerate() {
-            for (wi, counts) in per.iter().enumerate() {
-                let at = (epoch * w + wi) * depth;
-                for (x, &c) in h[at..at + counts.len()].iter_mut().zip(counts) {
-                    *x = c as i64;
-                }
-            }
-        }
-        group.all_reduce_in_place(&mut h, ReduceOp::Sum, Algorithm::Ring)?;
-        let h: Vec<u64> = h.into_iter().map(|c| c as u64).collect();
+        let (h, depth) = staleness_counts(group, &hist, e, w)?;
         let mut times = times;
         group.all_reduce_in_place(&mut times, ReduceOp::Max, Algorithm::Ring)?;
         let (mut loss, mut sent, mut samples) = match &outcome {
@@ -542,6 +505,63 @@ impl ParameterServer {
         }
         Ok(out)
     }
+}
+
+/// Every rank learns the outcome's first failure: a worker that stopped
+/// (the lowest such rank names itself) or a shard checkpoint a server
+/// could not write. Collective.
+fn agree_outcome<C: Transport>(group: &Group<C>, outcome: &mut Side) -> Result<()> {
+    // A worker that stopped names itself: the lowest such rank wins.
+    let stopped = match &*outcome {
+        Side::Worker(wk) => wk.stopped.map_or(i64::MAX, |(epoch, step)| {
+            ((group.rank() as i64) << 40) | ((epoch as i64) << 20) | step as i64
+        }),
+        Side::Server(_) => i64::MAX,
+    };
+    let mut first = [stopped];
+    group.all_reduce_in_place(&mut first, ReduceOp::Min, Algorithm::Ring)?;
+    if first[0] != i64::MAX {
+        return Err(Error::NonFinite {
+            what: "loss or gradient",
+            epoch: ((first[0] >> 20) & 0xfffff) as usize,
+            step: (first[0] & 0xfffff) as usize,
+            rank: Some((first[0] >> 40) as usize),
+        });
+    }
+    // A shard checkpoint that could not be written stops every rank.
+    let written = match outcome {
+        Side::Server(sv) => sv.unwritten.take().map_or(Ok(()), Err),
+        Side::Worker(_) => Ok(()),
+    };
+    group.agree(written)?;
+    Ok(())
+}
+
+/// The servers' staleness histograms `hist` ([epoch][worker][staleness])
+/// summed over servers as one flat [epoch][worker][depth] table, at the
+/// deepest staleness any server saw (`depth`). Collective.
+fn staleness_counts<C: Transport>(
+    group: &Group<C>,
+    hist: &[Vec<Vec<u64>>],
+    e: usize,
+    w: usize,
+) -> Result<(Vec<u64>, usize)> {
+    // Staleness: [epoch][worker][staleness] counts, summed over servers
+    // at the deepest staleness any server saw.
+    let mut depth = [hist.iter().flatten().map(Vec::len).max().unwrap_or(0) as i64];
+    group.all_reduce_in_place(&mut depth, ReduceOp::Max, Algorithm::Ring)?;
+    let depth = depth[0] as usize;
+    let mut h = vec![0i64; e * w * depth];
+    for (epoch, per) in hist.iter().enumerate() {
+        for (wi, counts) in per.iter().enumerate() {
+            let at = (epoch * w + wi) * depth;
+            for (x, &c) in h[at..at + counts.len()].iter_mut().zip(counts) {
+                *x = c as i64;
+            }
+        }
+    }
+    group.all_reduce_in_place(&mut h, ReduceOp::Sum, Algorithm::Ring)?;
+    Ok((h.into_iter().map(|c| c as u64).collect(), depth))
 }
 
 /// A histogram without its trailing empty bins.
