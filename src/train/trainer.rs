@@ -788,6 +788,101 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         .save(path)
     }
 
+    /// `c` when it was made by a run like this one (`expected` is this
+    /// run's header); an error naming what differs.
+    fn fits(&self, path: &std::path::Path, c: Checkpoint, expected: &Header) -> Result<Option<Checkpoint>> {
+        let t = self.trainer;
+        let h = &c.header;
+        if h.params != expected.params || h.seed != expected.seed || h.batch != expected.batch {
+            Err(mismatch(
+                path,
+                format!(
+                    "checkpoint of {} parameters, seed {}, batch {} does not match this run ({}, {}, {})",
+                    h.params, h.seed, h.batch, expected.params, t.cfg.seed, t.cfg.batch
+                ),
+            ))
+        } else if h.optimizer != expected.optimizer || c.optimizer.buffers.len() != t.optimizer.buffers() {
+            Err(mismatch(
+                path,
+                format!(
+                    "checkpoint of optimizer {} does not match this run's {}",
+                    h.optimizer, expected.optimizer
+                ),
+            ))
+        } else if h.settings != expected.settings {
+            Err(mismatch(
+                path,
+                format!(
+                    "checkpoint was made with {}; this run has {} (resume with the same settings)",
+                    h.settings, expected.settings
+                ),
+            ))
+        } else if h.data != expected.data {
+            Err(mismatch(
+                path,
+                format!(
+                    "checkpoint was made on {}; this run's data are {}",
+                    h.data, expected.data
+                ),
+            ))
+        } else if h.epoch >= t.cfg.epochs {
+            Err(mismatch(
+                path,
+                format!(
+                    "checkpoint is at epoch {} and this run trains {}: nothing left to do (raise --epochs)",
+                    h.epoch, t.cfg.epochs
+                ),
+            ))
+        } else {
+            Ok(Some(c))
+        }
+    }
+
+    /// Every rank takes back its own parameters and optimizer state from
+    /// the checkpoint's `replicas.*` sections (of a strategy whose ranks
+    /// differ, `strategy`); every rank sees the same lengths, so all fail
+    /// or none.
+    fn take_replicas(
+        &mut self,
+        path: &std::path::Path,
+        strategy: &str,
+        params: &mut [f32],
+        replicas: &[Section],
+    ) -> Result<()> {
+        if replicas.is_empty() {
+            return Ok(());
+        }
+        let group = self.group;
+        // Every rank takes back its own parameters and optimizer state;
+        // every rank sees the same lengths, so all fail or none.
+        let (p, r, n) = (group.size(), group.rank(), params.len());
+        let saved = replicas[0].values.len() / n.max(1);
+        if replicas.iter().any(|s| s.values.len() != p * n) {
+            return Err(mismatch(
+                path,
+                format!(
+                    "checkpoint holds the state of {saved} ranks ({} on {saved} ranks, whose parameters differ); resume it on {saved} ranks",
+                    strategy
+                ),
+            ));
+        }
+        for s in replicas {
+            let mine = &s.values[r * n..(r + 1) * n];
+            match s
+                .name
+                .strip_prefix("replicas.optimizer.")
+                .map(str::parse::<usize>)
+            {
+                None => params.copy_from_slice(mine),
+                Some(Ok(k)) if k < self.optimizer.buffers.len() => {
+                    self.optimizer.buffers[k].copy_from_slice(mine)
+                }
+                Some(_) => return Err(mismatch(path, format!("unexpected section {}", s.name))),
+            }
+        }
+        Ok(())
+    }
+
     /// Rank 0 loads the checkpoint and hands its state to every rank;
     /// returns the epochs already done. Collective.
     fn restore(&mut self, params: &mut [f32]) -> Result<usize> {
@@ -799,52 +894,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         })?;
         let expected = self.header(0, params.len());
         let loaded = if group.rank() == 0 {
-            Checkpoint::load(path).and_then(|c| {
-                let h = &c.header;
-                if h.params != expected.params || h.seed != expected.seed || h.batch != expected.batch {
-                    Err(mismatch(
-                        path,
-                        format!(
-                            "checkpoint of {} parameters, seed {}, batch {} does not match this run ({}, {}, {})",
-                            h.params, h.seed, h.batch, expected.params, t.cfg.seed, t.cfg.batch
-                        ),
-                    ))
-                } else if h.optimizer != expected.optimizer || c.optimizer.buffers.len() != t.optimizer.buffers() {
-                    Err(mismatch(
-                        path,
-                        format!(
-                            "checkpoint of optimizer {} does not match this run's {}",
-                            h.optimizer, expected.optimizer
-                        ),
-                    ))
-                } else if h.settings != expected.settings {
-                    Err(mismatch(
-                        path,
-                        format!(
-                            "checkpoint was made with {}; this run has {} (resume with the same settings)",
-                            h.settings, expected.settings
-                        ),
-                    ))
-                } else if h.data != expected.data {
-                    Err(mismatch(
-                        path,
-                        format!(
-                            "checkpoint was made on {}; this run's data are {}",
-                            h.data, expected.data
-                        ),
-                    ))
-                } else if h.epoch >= t.cfg.epochs {
-                    Err(mismatch(
-                        path,
-                        format!(
-                            "checkpoint is at epoch {} and this run trains {}: nothing left to do (raise --epochs)",
-                            h.epoch, t.cfg.epochs
-                        ),
-                    ))
-                } else {
-                    Ok(Some(c))
-                }
-            })
+            Checkpoint::load(path).and_then(|c| self.fits(path, c, &expected))
         } else {
             Ok(None)
         };
@@ -888,35 +938,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         group.agree(restored)?;
         params.copy_from_slice(&c.params);
         self.optimizer = c.optimizer;
-        if !replicas.is_empty() {
-            // Every rank takes back its own parameters and optimizer state;
-            // every rank sees the same lengths, so all fail or none.
-            let (p, r, n) = (group.size(), group.rank(), params.len());
-            let saved = replicas[0].values.len() / n.max(1);
-            if replicas.iter().any(|s| s.values.len() != p * n) {
-                return Err(mismatch(
-                    path,
-                    format!(
-                        "checkpoint holds the state of {saved} ranks ({} on {saved} ranks, whose parameters differ); resume it on {saved} ranks",
-                        header.strategy
-                    ),
-                ));
-            }
-            for s in &replicas {
-                let mine = &s.values[r * n..(r + 1) * n];
-                match s
-                    .name
-                    .strip_prefix("replicas.optimizer.")
-                    .map(str::parse::<usize>)
-                {
-                    None => params.copy_from_slice(mine),
-                    Some(Ok(k)) if k < self.optimizer.buffers.len() => {
-                        self.optimizer.buffers[k].copy_from_slice(mine)
-                    }
-                    Some(_) => return Err(mismatch(path, format!("unexpected section {}", s.name))),
-                }
-            }
-        }
+        self.take_replicas(path, &header.strategy, params, &replicas)?;
         Ok(header.epoch)
     }
 }
