@@ -273,25 +273,7 @@ impl Checkpoint {
         };
         let names: Vec<String> = serde_json::from_str(field("sections")?)
             .map_err(|e| bad(path, format!("bad checkpoint header: sections: {e}")))?;
-        let values = |name: &str| -> Result<Vec<f32>> {
-            let t = file
-                .tensor(name)
-                .map_err(|_| bad(path, format!("truncated checkpoint: no tensor `{name}`")))?;
-            if t.dtype() != Dtype::F32 || t.shape().len() != 1 {
-                return Err(bad(
-                    path,
-                    format!(
-                        "tensor `{name}` is {:?} {:?}, not a list of F32",
-                        t.dtype(),
-                        t.shape()
-                    ),
-                ));
-            }
-            Ok(t.data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-                .collect())
-        };
+        let values = |name: &str| f32_tensor(&file, path, name);
         let params = values(PARAMS)?;
         let sections: Vec<(String, Vec<f32>)> = names
             .iter()
@@ -342,23 +324,7 @@ impl Checkpoint {
                 format!("value {i} is {v}: not a usable training state"),
             ));
         }
-        let mut optimizer = OptimizerState {
-            buffers: Vec::new(),
-            steps: header.optimizer_steps,
-        };
-        let mut strategy = Vec::new();
-        for (name, v) in sections {
-            if let Some(name) = name.strip_prefix(STRATEGY) {
-                strategy.push(Section {
-                    name: name.to_string(),
-                    values: v,
-                });
-            } else if name.starts_with(OPTIMIZER) {
-                optimizer.buffers.push(v);
-            } else {
-                return Err(bad(path, format!("unknown checkpoint section `{name}`")));
-            }
-        }
+        let (optimizer, strategy) = split_sections(path, sections, header.optimizer_steps)?;
         Ok(Checkpoint {
             header,
             params,
@@ -366,6 +332,54 @@ impl Checkpoint {
             strategy,
         })
     }
+}
+
+/// The tensor `name` of `file` as f32 values: a 1-D F32 tensor.
+fn f32_tensor(file: &SafeTensors<'_>, path: &Path, name: &str) -> Result<Vec<f32>> {
+    let t = file
+        .tensor(name)
+        .map_err(|_| bad(path, format!("truncated checkpoint: no tensor `{name}`")))?;
+    if t.dtype() != Dtype::F32 || t.shape().len() != 1 {
+        return Err(bad(
+            path,
+            format!(
+                "tensor `{name}` is {:?} {:?}, not a list of F32",
+                t.dtype(),
+                t.shape()
+            ),
+        ));
+    }
+    Ok(t.data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect())
+}
+
+/// The named sections as the optimizer's buffers (after `steps` steps)
+/// and the strategy's sections.
+fn split_sections(
+    path: &Path,
+    sections: Vec<(String, Vec<f32>)>,
+    steps: u64,
+) -> Result<(OptimizerState, Vec<Section>)> {
+    let mut optimizer = OptimizerState {
+        buffers: Vec::new(),
+        steps,
+    };
+    let mut strategy = Vec::new();
+    for (name, v) in sections {
+        if let Some(name) = name.strip_prefix(STRATEGY) {
+            strategy.push(Section {
+                name: name.to_string(),
+                values: v,
+            });
+        } else if name.starts_with(OPTIMIZER) {
+            optimizer.buffers.push(v);
+        } else {
+            return Err(bad(path, format!("unknown checkpoint section `{name}`")));
+        }
+    }
+    Ok((optimizer, strategy))
 }
 
 #[cfg(test)]
