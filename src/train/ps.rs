@@ -1132,32 +1132,12 @@ fn work<S: Strategy, M: Model, C: AnySource>(
         for step in 0..shape.steps {
             let g = (epoch - 1) * shape.steps + step;
             if g % shape.n_fetch == 0 {
-                // Receives first, then the requests: a server's answer
-                // always finds its receive posted.
-                let request = message(header(PULL, clock, 0, g as u64), &[]);
-                let mut reqs = Vec::with_capacity(2 * s);
-                for (k, b) in replies.iter_mut().enumerate() {
-                    // SAFETY: every request is waited for below, before
-                    // `replies` is touched again or dropped.
-                    reqs.push(unsafe { comm.start_recv(b, k, TO_WORKER)? });
-                }
-                for k in 0..s {
-                    // SAFETY: as above; `request` outlives the wait.
-                    reqs.push(unsafe { comm.start_send(&request, k, TO_SERVER)? });
-                }
-                let mut done = vec![Done::default(); reqs.len()];
-                label(comm, "parameter-server pull", clock + 1);
-                comm.wait_all(&mut reqs, &mut done)?;
+                let (sent, stop) = pull(comm, &mut replies, clock, g, &ranges, &mut versions, &mut local)?;
                 if let Some(b) = out.bytes.get_mut(at) {
-                    *b += (s * request.len()) as u64;
+                    *b += sent;
                 }
-                for (k, b) in replies.iter().enumerate() {
-                    let (h, body) = parse(b);
-                    if h[0] == ABORT || h[0] == STOP {
-                        break 'run;
-                    }
-                    versions[k] = h[2];
-                    floats(body, &mut local[ranges[k].clone()]);
+                if stop {
+                    break 'run;
                 }
             }
             if in_acc == 0 {
@@ -1192,21 +1172,9 @@ fn work<S: Strategy, M: Model, C: AnySource>(
             in_acc += 1;
             if in_acc == shape.n_push || step + 1 == shape.steps {
                 clock += 1;
-                let msgs: Vec<Vec<u8>> = ranges
-                    .iter()
-                    .enumerate()
-                    .map(|(k, range)| message(header(PUSH, clock, base[k], g as u64), &acc[range.clone()]))
-                    .collect();
-                let mut reqs = Vec::with_capacity(s);
-                for (k, m) in msgs.iter().enumerate() {
-                    // SAFETY: waited for below, while `msgs` lives.
-                    reqs.push(unsafe { comm.start_send(m, k, TO_SERVER)? });
-                }
-                let mut done = vec![Done::default(); s];
-                label(comm, "parameter-server push", clock);
-                comm.wait_all(&mut reqs, &mut done)?;
+                let sent = push(comm, &ranges, &acc, &base, clock, g)?;
                 if let Some(b) = out.bytes.get_mut(at) {
-                    *b += msgs.iter().map(|m| m.len() as u64).sum::<u64>();
+                    *b += sent;
                 }
                 acc.fill(0.0);
                 in_acc = 0;
@@ -1217,6 +1185,74 @@ fn work<S: Strategy, M: Model, C: AnySource>(
         comm.send_tagged(&message(header(DONE, clock, 0, 0), &[]), k, TO_SERVER)?;
     }
     Ok(out)
+}
+
+/// A worker's pull at global step `g`: every server's shard into `local`
+/// and its version into `versions`. Returns the bytes sent and whether a
+/// server answered stop or abort.
+fn pull<C: AnySource>(
+    comm: &C,
+    replies: &mut [Vec<u8>],
+    clock: u64,
+    g: usize,
+    ranges: &[Range<usize>],
+    versions: &mut [u64],
+    local: &mut [f32],
+) -> Result<(u64, bool)> {
+    let s = ranges.len();
+    // Receives first, then the requests: a server's answer always finds
+    // its receive posted.
+    let request = message(header(PULL, clock, 0, g as u64), &[]);
+    let mut reqs = Vec::with_capacity(2 * s);
+    for (k, b) in replies.iter_mut().enumerate() {
+        // SAFETY: every request is waited for below, before `replies` is
+        // touched again or dropped.
+        reqs.push(unsafe { comm.start_recv(b, k, TO_WORKER)? });
+    }
+    for k in 0..s {
+        // SAFETY: as above; `request` outlives the wait.
+        reqs.push(unsafe { comm.start_send(&request, k, TO_SERVER)? });
+    }
+    let mut done = vec![Done::default(); reqs.len()];
+    label(comm, "parameter-server pull", clock + 1);
+    comm.wait_all(&mut reqs, &mut done)?;
+    let sent = (s * request.len()) as u64;
+    for (k, b) in replies.iter().enumerate() {
+        let (h, body) = parse(b);
+        if h[0] == ABORT || h[0] == STOP {
+            return Ok((sent, true));
+        }
+        versions[k] = h[2];
+        floats(body, &mut local[ranges[k].clone()]);
+    }
+    Ok((sent, false))
+}
+
+/// A worker's push `clock` of the accumulated gradient `acc` at global
+/// step `g`: each shard's slice to its server, computed on versions
+/// `base`. Returns the bytes sent.
+fn push<C: AnySource>(
+    comm: &C,
+    ranges: &[Range<usize>],
+    acc: &[f32],
+    base: &[u64],
+    clock: u64,
+    g: usize,
+) -> Result<u64> {
+    let msgs: Vec<Vec<u8>> = ranges
+        .iter()
+        .enumerate()
+        .map(|(k, range)| message(header(PUSH, clock, base[k], g as u64), &acc[range.clone()]))
+        .collect();
+    let mut reqs = Vec::with_capacity(ranges.len());
+    for (k, m) in msgs.iter().enumerate() {
+        // SAFETY: waited for below, while `msgs` lives.
+        reqs.push(unsafe { comm.start_send(m, k, TO_SERVER)? });
+    }
+    let mut done = vec![Done::default(); ranges.len()];
+    label(comm, "parameter-server push", clock);
+    comm.wait_all(&mut reqs, &mut done)?;
+    Ok(msgs.iter().map(|m| m.len() as u64).sum())
 }
 
 /// A record: per server, its events in order.
