@@ -165,80 +165,10 @@ pub fn run<C: Transport>(group: &Group<C>, max_bytes: u64, vendor: Option<&dyn V
             reason: format!("--max-bytes {max_bytes} must be between 1 and 1G"),
         });
     }
-    let t = group.transport();
-    let rank = t.rank();
     let mut points = Vec::new();
     let mut n = 1u64;
     while n <= max_bytes {
-        let iters = if n <= 8192 {
-            200
-        } else {
-            (50_000_000 / n).clamp(6, 100) as usize
-        };
-        let mut bufs = vec![vec![1u8; n as usize]; 3];
-        let (mut pp, mut ex, mut sh) = (Vec::new(), Vec::new(), Vec::new());
-        for _batch in 0..7 {
-            group.barrier()?;
-            // ping-pong: half the round trip
-            let start = Instant::now();
-            for i in 0..iters {
-                let b = &mut bufs[i % 3];
-                match rank {
-                    0 => {
-                        t.send(b, 1)?;
-                        t.recv(b, 1)?;
-                    }
-                    1 => {
-                        t.recv(b, 0)?;
-                        t.send(b, 0)?;
-                    }
-                    _ => {}
-                }
-            }
-            pp.push(start.elapsed().as_secs_f64() / iters as f64 / 2.0);
-            group.barrier()?;
-            // exchange: both directions at once
-            let start = Instant::now();
-            for i in 0..iters {
-                if rank < 2 {
-                    let (a, rest) = bufs.split_at_mut(1);
-                    let (send, recv) = if i % 2 == 0 {
-                        (&a[0], &mut rest[0])
-                    } else {
-                        (&rest[1], &mut a[0])
-                    };
-                    t.sendrecv(send, 1 - rank, recv, 1 - rank)?;
-                }
-            }
-            ex.push(start.elapsed().as_secs_f64() / iters as f64);
-            if p >= 3 {
-                // shift: every rank sends right and receives from the left
-                group.barrier()?;
-                let (right, left) = ((rank + 1) % p, (rank + p - 1) % p);
-                let start = Instant::now();
-                for i in 0..iters {
-                    let (a, rest) = bufs.split_at_mut(1);
-                    let (send, recv) = if i % 2 == 0 {
-                        (&a[0], &mut rest[0])
-                    } else {
-                        (&rest[1], &mut a[0])
-                    };
-                    t.sendrecv(send, right, recv, left)?;
-                }
-                sh.push(start.elapsed().as_secs_f64() / iters as f64);
-            }
-        }
-        // Rank 0's view is the one reported; share it so every rank agrees.
-        let mut vals = [median(pp), median(ex), if p >= 3 { median(sh) } else { 0.0 }];
-        group.broadcast(&mut vals, 0)?;
-        points.push(Point {
-            bytes: n,
-            pingpong: vals[0],
-            exchange: vals[1],
-            shift: (p >= 3).then_some(vals[2]),
-            fitted: 0.0,
-            fitted_oneway: 0.0,
-        });
+        points.push(measure_size(group, n)?);
         n *= 2;
     }
     let exchange: Vec<(f64, f64)> = points.iter().map(|p| (p.bytes as f64, p.exchange)).collect();
@@ -278,6 +208,83 @@ pub fn run<C: Transport>(group: &Group<C>, max_bytes: u64, vendor: Option<&dyn V
         date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     };
     Ok(Outcome { calibration, points })
+}
+
+/// Ping-pong, exchange and (with 3 or more ranks) shift times of `n`-byte
+/// messages, rank 0's medians of 7 batches, the same on every rank.
+/// Collective.
+fn measure_size<C: Transport>(group: &Group<C>, n: u64) -> Result<Point> {
+    let (p, t) = (group.size(), group.transport());
+    let rank = t.rank();
+    let iters = if n <= 8192 {
+        200
+    } else {
+        (50_000_000 / n).clamp(6, 100) as usize
+    };
+    let mut bufs = vec![vec![1u8; n as usize]; 3];
+    let (mut pp, mut ex, mut sh) = (Vec::new(), Vec::new(), Vec::new());
+    for _batch in 0..7 {
+        group.barrier()?;
+        // ping-pong: half the round trip
+        let start = Instant::now();
+        for i in 0..iters {
+            let b = &mut bufs[i % 3];
+            match rank {
+                0 => {
+                    t.send(b, 1)?;
+                    t.recv(b, 1)?;
+                }
+                1 => {
+                    t.recv(b, 0)?;
+                    t.send(b, 0)?;
+                }
+                _ => {}
+            }
+        }
+        pp.push(start.elapsed().as_secs_f64() / iters as f64 / 2.0);
+        group.barrier()?;
+        // exchange: both directions at once
+        let start = Instant::now();
+        for i in 0..iters {
+            if rank < 2 {
+                let (a, rest) = bufs.split_at_mut(1);
+                let (send, recv) = if i % 2 == 0 {
+                    (&a[0], &mut rest[0])
+                } else {
+                    (&rest[1], &mut a[0])
+                };
+                t.sendrecv(send, 1 - rank, recv, 1 - rank)?;
+            }
+        }
+        ex.push(start.elapsed().as_secs_f64() / iters as f64);
+        if p >= 3 {
+            // shift: every rank sends right and receives from the left
+            group.barrier()?;
+            let (right, left) = ((rank + 1) % p, (rank + p - 1) % p);
+            let start = Instant::now();
+            for i in 0..iters {
+                let (a, rest) = bufs.split_at_mut(1);
+                let (send, recv) = if i % 2 == 0 {
+                    (&a[0], &mut rest[0])
+                } else {
+                    (&rest[1], &mut a[0])
+                };
+                t.sendrecv(send, right, recv, left)?;
+            }
+            sh.push(start.elapsed().as_secs_f64() / iters as f64);
+        }
+    }
+    // Rank 0's view is the one reported; share it so every rank agrees.
+    let mut vals = [median(pp), median(ex), if p >= 3 { median(sh) } else { 0.0 }];
+    group.broadcast(&mut vals, 0)?;
+    Ok(Point {
+        bytes: n,
+        pingpong: vals[0],
+        exchange: vals[1],
+        shift: (p >= 3).then_some(vals[2]),
+        fitted: 0.0,
+        fitted_oneway: 0.0,
+    })
 }
 
 /// Elements per buffer when timing local kernels: 16 MiB of f32, a

@@ -473,29 +473,14 @@ impl ParameterServer {
                 .collect();
             let staleness = trimmed(&staleness);
             out.push(PlanEpoch {
-                metrics: EpochMetrics {
-                    epoch: shape.first + epoch + 1,
-                    step: (shape.first + epoch + 1) * shape.steps,
-                    // Fixed shares: the epoch's batches; dynamic: the
-                    // examples the workers computed in their parts of it.
-                    train_loss: loss[epoch]
-                        / match shape.dynamic {
-                            false => shape.steps * shape.batch,
-                            true => samples[epoch] as usize,
-                        }
-                        .max(1) as f64,
-                    test_accuracy: accuracy,
-                    epoch_secs: secs,
-                    samples_per_sec: (shape.steps * shape.batch) as f64 / secs.max(1e-9),
-                    allreduce_secs: 0.0,
-                    compute_secs: 0.0,
-                    comm_secs: 0.0,
-                    encode_secs: 0.0,
-                    decode_secs: 0.0,
-                    allreduce_bytes: sent[epoch] as u64,
-                    rounds: 0,
-                    consensus_distance: None,
-                },
+                metrics: shape.metrics(
+                    epoch,
+                    loss[epoch],
+                    samples[epoch] as usize,
+                    sent[epoch] as u64,
+                    secs,
+                    accuracy,
+                ),
                 staleness,
                 per_worker,
             });
@@ -589,6 +574,43 @@ struct RunShape {
 }
 
 impl RunShape {
+    /// The metrics of epoch `epoch` (from 0) of the run: the loss summed
+    /// over the workers' `samples` examples, the busiest worker's `sent`
+    /// bytes, `secs` on the servers' clocks, the test accuracy.
+    fn metrics(
+        &self,
+        epoch: usize,
+        loss: f64,
+        samples: usize,
+        sent: u64,
+        secs: f64,
+        accuracy: Option<f64>,
+    ) -> EpochMetrics {
+        EpochMetrics {
+            epoch: self.first + epoch + 1,
+            step: (self.first + epoch + 1) * self.steps,
+            // Fixed shares: the epoch's batches; dynamic: the
+            // examples the workers computed in their parts of it.
+            train_loss: loss
+                / match self.dynamic {
+                    false => self.steps * self.batch,
+                    true => samples,
+                }
+                .max(1) as f64,
+            test_accuracy: accuracy,
+            epoch_secs: secs,
+            samples_per_sec: (self.steps * self.batch) as f64 / secs.max(1e-9),
+            allreduce_secs: 0.0,
+            compute_secs: 0.0,
+            comm_secs: 0.0,
+            encode_secs: 0.0,
+            decode_secs: 0.0,
+            allreduce_bytes: sent,
+            rounds: 0,
+            consensus_distance: None,
+        }
+    }
+
     fn of<S: Strategy>(ps: &ParameterServer, t: &Trainer<S>, n: usize, p: usize, first: usize) -> RunShape {
         let until = t.cfg.stop_after.unwrap_or(t.cfg.epochs).min(t.cfg.epochs);
         RunShape {

@@ -588,18 +588,12 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         sums.decode_secs += ctx.codec.decode.as_secs_f64();
         sums.loss += agreed;
         let step_secs = step_began.elapsed().as_secs_f64();
-        if let Some(bucketer) = self.buckets.as_mut().filter(|b| b.settling()) {
-            let timeline = warming.then_some(Timeline {
-                layers,
-                backward_end,
-                rest: 0.0,
-            });
-            if let Some(choice) = bucketer.record(group, timeline, exposed, step_secs)? {
-                if let Some(hook) = &t.cfg.on_buckets {
-                    (hook.0)(choice);
-                }
-            }
-        }
+        let timeline = warming.then_some(Timeline {
+            layers,
+            backward_end,
+            rest: 0.0,
+        });
+        self.settle_buckets(timeline, exposed, step_secs)?;
         if let Some(hook) = &t.cfg.on_step {
             (hook.0)(&StepMetrics {
                 epoch,
@@ -614,6 +608,20 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
                 exposed_secs: step_comm,
                 comm_secs: step_comm + hidden,
             });
+        }
+        Ok(())
+    }
+
+    /// Records a step while the buckets are being chosen (a warm-up step's
+    /// `timeline`, the seconds it waited for communication and the step's),
+    /// and reports the choice once it is made. Collective.
+    fn settle_buckets(&mut self, timeline: Option<Timeline>, exposed: f64, step_secs: f64) -> Result<()> {
+        if let Some(bucketer) = self.buckets.as_mut().filter(|b| b.settling()) {
+            if let Some(choice) = bucketer.record(self.group, timeline, exposed, step_secs)? {
+                if let Some(hook) = &self.trainer.cfg.on_buckets {
+                    (hook.0)(choice);
+                }
+            }
         }
         Ok(())
     }
