@@ -9,7 +9,7 @@ use crate::compress::{Compressor, ErrorFeedback, Linear};
 use crate::error::Result;
 use crate::transport::Transport;
 
-use super::residuals::{invalid, residual_after_step, Residuals};
+use super::residuals::{invalid, residual_after_step, residual_state, Residuals};
 use super::{Registered, Section, Spelling, Step, Strategy, Tally};
 use crate::train::codec::{median_secs, probe_gradient};
 use crate::train::Matrix;
@@ -163,14 +163,7 @@ impl Strategy for RandomKSgd {
     }
 
     residual_after_step!();
-
-    fn state(&self) -> Vec<Section> {
-        self.residuals.state()
-    }
-
-    fn restore(&mut self, sections: &[Section]) -> Result<()> {
-        self.residuals.restore(sections, self.error_feedback)
-    }
+    residual_state!();
 }
 
 impl Registered for RandomKSgd {

@@ -96,6 +96,21 @@ macro_rules! residual_after_step {
 }
 pub(crate) use residual_after_step;
 
+/// The `state` and `restore` hooks of a strategy whose only state is its
+/// `residuals: Residuals` (with `error_feedback: bool`).
+macro_rules! residual_state {
+    () => {
+        fn state(&self) -> Vec<Section> {
+            self.residuals.state()
+        }
+
+        fn restore(&mut self, sections: &[Section]) -> Result<()> {
+            self.residuals.restore(sections, self.error_feedback)
+        }
+    };
+}
+pub(crate) use residual_state;
+
 pub(crate) fn invalid(reason: String) -> Error {
     Error::InvalidArgument {
         what: "strategy",

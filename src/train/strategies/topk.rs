@@ -5,7 +5,7 @@ use crate::compress::{ErrorFeedback, TopK};
 use crate::error::Result;
 use crate::transport::Transport;
 
-use super::residuals::{invalid, residual_after_step, Residuals};
+use super::residuals::{invalid, residual_after_step, residual_state, Residuals};
 use super::{Registered, Section, Spelling, Step, Strategy, Tally};
 use crate::algorithms::Algorithm;
 use crate::compress::topk::{k_of, PAIR_BYTES};
@@ -96,14 +96,7 @@ impl Strategy for TopKSgd {
     }
 
     residual_after_step!();
-
-    fn state(&self) -> Vec<Section> {
-        self.residuals.state()
-    }
-
-    fn restore(&mut self, sections: &[Section]) -> Result<()> {
-        self.residuals.restore(sections, self.error_feedback)
-    }
+    residual_state!();
 }
 
 impl Registered for TopKSgd {
