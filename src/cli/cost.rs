@@ -160,18 +160,26 @@ fn report(args: &Args) -> ringreduce::Result<()> {
     Ok(())
 }
 
+impl Args {
+    /// The model's bytes and its f32 parameter count, for `flag`, which
+    /// needs f32 (`why`).
+    fn f32_params(&self, flag: &'static str, why: &str) -> ringreduce::Result<(u64, usize)> {
+        let bytes = self.bytes()?;
+        if self.dtype != DType::F32 || bytes % 4 != 0 {
+            return Err(Error::InvalidArgument {
+                what: flag,
+                reason: format!("{why}: give --bytes as a multiple of 4 and no other --dtype"),
+            });
+        }
+        let n = usize::try_from(bytes / 4).unwrap_or(usize::MAX);
+        cost::check_range(self.ranks, n, 4)?;
+        Ok((bytes, n))
+    }
+}
+
 /// Bytes, rounds and predicted time per step of each strategy.
 fn strategies(args: &Args, params: &CostParams) -> ringreduce::Result<()> {
-    let bytes = args.bytes()?;
-    if args.dtype != DType::F32 || bytes % 4 != 0 {
-        return Err(Error::InvalidArgument {
-            what: "--strategy",
-            reason: "strategies train f32 parameters: give --bytes as a multiple of 4 and no other --dtype"
-                .into(),
-        });
-    }
-    let n = usize::try_from(bytes / 4).unwrap_or(usize::MAX);
-    cost::check_range(args.ranks, n, 4)?;
+    let (bytes, n) = args.f32_params("--strategy", "strategies train f32 parameters")?;
     let rows: Vec<_> = args
         .strategy
         .iter()
@@ -226,16 +234,7 @@ fn strategies(args: &Args, params: &CostParams) -> ringreduce::Result<()> {
 /// `cost --compress`: each compressor's bytes, rounds, local work and
 /// break-even bandwidth against the uncompressed ring.
 fn compression(args: &Args, params: &CostParams) -> ringreduce::Result<()> {
-    let bytes = args.bytes()?;
-    if args.dtype != DType::F32 || bytes % 4 != 0 {
-        return Err(Error::InvalidArgument {
-            what: "--compress",
-            reason: "compressors work on f32 gradients: give --bytes as a multiple of 4 and no other --dtype"
-                .into(),
-        });
-    }
-    let n = usize::try_from(bytes / 4).unwrap_or(usize::MAX);
-    cost::check_range(args.ranks, n, 4)?;
+    let (bytes, n) = args.f32_params("--compress", "compressors work on f32 gradients")?;
     if args.ranks < 2 {
         return Err(Error::InvalidArgument {
             what: "--ranks",
