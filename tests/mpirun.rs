@@ -754,10 +754,17 @@ fn with_dynamic_shares_a_straggler_contributes_fewer_updates() {
     }
     assert_eq!(fixed, vec![vec![100, 100, 100]; 3]);
     assert_eq!(dynamic.len(), 3);
+    // The straggler (rank 3, 20× slower) applies fewer updates than the
+    // fastest worker in every epoch, and fewer than each fast worker over
+    // the run. (Per epoch and per worker it can lose: 4 ranks share 2
+    // cores with the other tests' ranks, and a fast worker starved for a
+    // whole epoch was seen: [23, 250, 27].) Fixed shares fail all of it.
     for epoch in &dynamic {
         assert_eq!(epoch.iter().sum::<u64>(), 300, "{dynamic:?}");
-        assert!(epoch[0] > epoch[2] && epoch[1] > epoch[2], "{dynamic:?}");
+        assert!(epoch[2] < epoch[0].max(epoch[1]), "{dynamic:?}");
     }
+    let total = |w: usize| dynamic.iter().map(|e| e[w]).sum::<u64>();
+    assert!(total(2) < total(0) && total(2) < total(1), "{dynamic:?}");
 }
 
 /// Non-blocking all-reduce on the communication thread: three calls in
