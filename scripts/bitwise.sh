@@ -20,7 +20,8 @@ trap 'rm -rf "$work"' EXIT
 strategies=(sync:naive sync:butterfly sync:ring sync:central sync:pipelined sync:rabenseifner sync:hierarchical sync:shm sync:auto
   local:tau=4 local:tau=3,momentum postlocal:warmup=5,tau=4 oneshot gossip:ring gossip:expo1
   sync:ring,compress=fp16 sync,compress=bf16 sync,compress=topk:0.1 "sync,compress=topk:0.1,error-feedback=off"
-  sync,compress=qsgd:levels=8 sync:ring,compress=powersgd:rank=1 sync:butterfly,compress=randomk:0.3)
+  sync,compress=qsgd:levels=8 sync:ring,compress=powersgd:rank=1 sync:butterfly,compress=randomk:0.3
+  "sync:ring,compress=randomk:0.2,error-feedback=on" "sync:butterfly,compress=powersgd:rank=2,error-feedback=off")
 common=(train --data synthetic --hidden 16 --epochs 2 --batch 60 --log-every 0)
 failed=0
 
@@ -57,7 +58,7 @@ for s in ps:async ps:ssp=1; do # (replays hold the order of the recorded run)
 done
 
 # Outputs without a run's times.
-mask() { sed -E 's/[0-9]+\.[0-9]+(e-?[0-9]+)?/T/g'; }
+mask() { sed -E 's/[0-9]+\.[0-9]+(e-?[0-9]+)?/T/g; s/ +/ /g'; } # times, and the widths they set
 for args in "cost --ranks 4 --bytes 1M" "cost --ranks 5 --bytes 4K --explain" \
   "cost --ranks 3 --layers 784,128,10 --strategy sync:ring local:tau=4,momentum postlocal:warmup=10,tau=8 oneshot gossip:expo1 sync,compress=topk:0.01 sync:ring,compress=powersgd:rank=2 ps:async,servers=2" \
   "cost --ranks 4 --layers 784,128,10 --compress none fp16 topk:0.01 randomk:0.1 qsgd:levels=16 powersgd:rank=2" "verify"; do

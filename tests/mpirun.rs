@@ -801,7 +801,7 @@ fn non_blocking_all_reduces_equal_the_blocking_ones_bitwise() {
 /// depend on the cut (any algorithm at 2 ranks; the butterfly and
 /// Rabenseifner at 3), the choice and the measured steps are printed, and
 /// buckets asked of a strategy without them are a one-line error; the
-/// fp16 wire runs on buckets too.
+/// fp16 wire, random-k and PowerSGD run on buckets too.
 #[test]
 fn the_bucketed_trainer_equals_the_unbucketed_one_bitwise_under_mpirun() {
     let dir = std::env::temp_dir().join(format!("ringreduce-buckets-{}", std::process::id()));
@@ -809,7 +809,8 @@ fn the_bucketed_trainer_equals_the_unbucketed_one_bitwise_under_mpirun() {
     // `--algo ALGO` (or `--compress fp16` when `algo` is that).
     let run = |ranks: usize, algo: &str, bucket: &str| {
         let ckpt = dir.join(format!("{ranks}-{algo}-{bucket}.ckpt"));
-        let flag = if algo == "fp16" { "--compress" } else { "--algo" };
+        let compressed = algo == "fp16" || algo.contains(':');
+        let flag = if compressed { "--compress" } else { "--algo" };
         let args = [
             "train",
             "--data",
@@ -878,6 +879,15 @@ fn the_bucketed_trainer_equals_the_unbucketed_one_bitwise_under_mpirun() {
     let (auto, text) = wire("auto");
     assert!(text.contains("the fp16 wire rounds each chunk"), "{text}");
     assert!(plain == auto);
+    // Random-k and PowerSGD run on buckets on the communication thread
+    // and train the whole gradient's bits (2 ranks: any cut sums alike).
+    for compress in ["randomk:0.3", "powersgd:rank=1"] {
+        let (plain, _) = run(2, compress, "0");
+        let (bucketed, text) = run(2, compress, "0.0001");
+        assert!(text.contains("buckets: --bucket-mb 0.0001 → 3 buckets"), "{text}");
+        assert!(text.contains("overlap"), "{text}");
+        assert!(plain == bucketed, "{compress}: the bucketed checkpoint differs");
+    }
     let out = run_bounded(
         mpirun(
             2,

@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::algorithms::Algorithm;
-use crate::compress::{wire_cost, Wire};
+use crate::compress::{wire_cost, CodecTimes, Wire};
 use crate::cost::{cost, CostParams};
 use crate::element::ReduceOp;
 use crate::error::{Error, Result};
@@ -88,6 +88,96 @@ pub struct BucketHook {
     pub algorithm: Algorithm,
     /// 16-bit floats on the wire, or f32 (`None`).
     pub wire: Option<Wire>,
+}
+
+/// What a strategy does to one bucket of the gradient around its
+/// all-reduces: the body of a communication hook (PyTorch DDP's comm hook
+/// on a `GradBucket`, PowerSGD's hook among them), cut at its all-reduces
+/// so that they run on the communication thread while the backward pass
+/// goes on. A bucket takes [`rounds`](BucketCodec::rounds) all-reduces:
+/// round r averages over the ranks the buffer that
+/// [`encode`](BucketCodec::encode) returns, and
+/// [`decode`](BucketCodec::decode) takes the average back. Every bucket's
+/// round 0 starts as the pass finishes the bucket; round r + 1 of a bucket
+/// starts once its round r is back, buckets in order — the same calls in
+/// the same order on every rank.
+///
+/// Without buckets the strategy runs the same codec on the whole gradient
+/// as one bucket ([`Step::exchange`](super::Step::exchange)), so a codec that treats every
+/// element alike wherever the cut falls (random-k with shared
+/// coordinates, PowerSGD per weight matrix) gives the same bits with
+/// buckets as without, for the algorithms of [`position_free`].
+pub trait BucketCodec {
+    /// All-reduces a bucket takes (default 1).
+    fn rounds(&self) -> usize {
+        1
+    }
+
+    /// Before a step's buckets: the global step `step` and the gradient's
+    /// length `n`.
+    fn begin(&mut self, _step: usize, _n: usize) {}
+
+    /// The buffer round `round` averages, for the bucket of the
+    /// parameters `range`. `bucket` holds this rank's gradient of `range`
+    /// (scaled as the optimizer takes it) and stays with the bucket from
+    /// round to round; `carry` holds what the previous round's
+    /// [`decode`](BucketCodec::decode) kept (empty in round 0).
+    fn encode(
+        &mut self,
+        round: usize,
+        range: Range<usize>,
+        bucket: &mut [f32],
+        carry: &mut Vec<f32>,
+    ) -> Vec<f32>;
+
+    /// Takes back round `round`'s average `reduced`, keeping what the next
+    /// round needs in `carry`. After the last round `bucket` holds the
+    /// gradient to apply.
+    fn decode(
+        &mut self,
+        round: usize,
+        range: Range<usize>,
+        bucket: &mut [f32],
+        carry: &mut Vec<f32>,
+        reduced: Vec<f32>,
+    );
+}
+
+/// Runs `codec` on the whole gradient `grad` of global step `step` as one
+/// bucket, `reduce` averaging each round's buffer over the ranks (empty
+/// buffers are not reduced: every rank's is empty alike); the codec's own
+/// work is timed into `times` (`encode` and `decode`), `reduce`'s into
+/// `times.wire`.
+///
+/// # Errors
+/// `reduce`'s error.
+pub(crate) fn exchange_whole(
+    codec: &mut dyn BucketCodec,
+    step: usize,
+    grad: &mut [f32],
+    reduce: &mut dyn FnMut(&mut [f32]) -> Result<()>,
+    times: &mut CodecTimes,
+) -> Result<()> {
+    let whole = 0..grad.len();
+    let mut clock = Instant::now();
+    let mut lap = |d: &mut Duration| {
+        let now = Instant::now();
+        *d += now - clock;
+        clock = now;
+    };
+    codec.begin(step, grad.len());
+    let mut carry = Vec::new();
+    for round in 0..codec.rounds() {
+        let mut buf = codec.encode(round, whole.clone(), grad, &mut carry);
+        lap(&mut times.encode);
+        if !buf.is_empty() {
+            reduce(&mut buf)?;
+        }
+        lap(&mut times.wire);
+        codec.decode(round, whole.clone(), grad, &mut carry, buf);
+        lap(&mut times.decode);
+    }
+    Ok(())
 }
 
 /// How the gradient's all-reduce is cut (`--bucket-mb`).
@@ -331,12 +421,20 @@ pub(crate) struct Flight<'a, C: Transport> {
     thread: Option<&'a Overlapped>,
     algorithm: Algorithm,
     wire: Option<Wire>,
+    codec: Option<&'a mut dyn BucketCodec>,
     buckets: &'a [Range<usize>],
-    next: usize,
     buf: Vec<f32>,
     filled: usize,
-    started: Vec<Started>,
+    slots: Vec<Slot>,
+    landed: Landed,
     error: Option<Error>,
+}
+
+/// A bucket between its rounds.
+struct Slot {
+    bucket: Vec<f32>,
+    carry: Vec<f32>,
+    call: Started,
 }
 
 enum Started {
@@ -345,11 +443,14 @@ enum Started {
 }
 
 /// What the buckets of a step did.
+#[derive(Default)]
 pub(crate) struct Landed {
     pub(crate) bytes: u64,
     pub(crate) rounds: u64,
     /// Seconds the all-reduces took (on the communication thread).
     pub(crate) comm: f64,
+    /// The codec's time on this thread.
+    pub(crate) codec: CodecTimes,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -412,19 +513,31 @@ impl Bucketer {
         }))
     }
 
-    /// This step's buckets, once the cut is chosen and has more than one.
-    pub(crate) fn flight<'a, C: Transport>(&'a self, group: &'a Group<C>) -> Option<Flight<'a, C>> {
+    /// The buckets of global step `step` of a gradient of `n`, once the
+    /// cut is chosen and has more than one, each run through `codec`
+    /// (`None`: averaged as they are).
+    pub(crate) fn flight<'a, C: Transport>(
+        &'a self,
+        group: &'a Group<C>,
+        mut codec: Option<&'a mut dyn BucketCodec>,
+        step: usize,
+        n: usize,
+    ) -> Option<Flight<'a, C>> {
         let buckets = self.active.as_deref()?;
+        if let Some(c) = codec.as_mut() {
+            c.begin(step, n);
+        }
         Some(Flight {
             group,
             thread: self.thread.as_ref(),
             algorithm: self.algorithm,
             wire: self.wire,
+            codec,
             buckets,
-            next: 0,
             buf: Vec::new(),
             filled: 0,
-            started: Vec::new(),
+            slots: Vec::new(),
+            landed: Landed::default(),
             error: None,
         })
     }
@@ -601,7 +714,8 @@ impl<C: Transport> Flight<'_, C> {
     /// yet scaled); starts each bucket once its last part is in. Returns
     /// whether the scaled values are all finite.
     pub(crate) fn ready(&mut self, range: Range<usize>, values: &[f32], scale: f32) -> bool {
-        let Some(bucket) = self.buckets.get(self.next).cloned() else {
+        let next = self.slots.len();
+        let Some(bucket) = self.buckets.get(next).cloned() else {
             self.fail(format!("the pass reported {range:?} after every bucket was full"));
             return true;
         };
@@ -622,27 +736,75 @@ impl<C: Transport> Flight<'_, C> {
         }
         self.filled += range.len();
         if self.filled == bucket.len() {
-            let buf = std::mem::take(&mut self.buf);
-            let started = match (self.thread, self.wire) {
-                (Some(t), None) => Started::Pending(t.all_reduce_start(buf, ReduceOp::Avg, self.algorithm)),
-                (Some(t), Some(w)) => Started::Pending(t.all_reduce_wire_start(buf, ReduceOp::Avg, w)),
-                (None, wire) => {
-                    let began = Instant::now();
-                    let mut buf = buf;
-                    let r = match wire {
-                        None => self
-                            .group
-                            .all_reduce_in_place(&mut buf, ReduceOp::Avg, self.algorithm),
-                        Some(w) => self.group.all_reduce_wire(&mut buf, ReduceOp::Avg, w),
-                    };
-                    Started::Done(r.map(|()| buf), began.elapsed())
-                }
+            let mut slot = Slot {
+                bucket: std::mem::take(&mut self.buf),
+                carry: Vec::new(),
+                call: Started::Done(Ok(Vec::new()), Duration::ZERO),
             };
-            self.started.push(started);
-            self.next += 1;
+            self.start(0, next, &mut slot);
+            self.slots.push(slot);
             self.filled = 0;
         }
         finite
+    }
+
+    /// Encodes round `round` of bucket `i` and starts its all-reduce.
+    fn start(&mut self, round: usize, i: usize, slot: &mut Slot) {
+        let range = self.buckets[i].clone();
+        let began = Instant::now();
+        let buf = match self.codec.as_mut() {
+            Some(c) => c.encode(round, range, &mut slot.bucket, &mut slot.carry),
+            None => std::mem::take(&mut slot.bucket),
+        };
+        self.landed.codec.encode += began.elapsed();
+        slot.call = match (buf.is_empty(), self.thread, self.wire) {
+            (true, _, _) => Started::Done(Ok(buf), Duration::ZERO),
+            (false, Some(t), None) => {
+                Started::Pending(t.all_reduce_start(buf, ReduceOp::Avg, self.algorithm))
+            }
+            (false, Some(t), Some(w)) => Started::Pending(t.all_reduce_wire_start(buf, ReduceOp::Avg, w)),
+            (false, None, wire) => {
+                let began = Instant::now();
+                let mut buf = buf;
+                let r = match wire {
+                    None => self
+                        .group
+                        .all_reduce_in_place(&mut buf, ReduceOp::Avg, self.algorithm),
+                    Some(w) => self.group.all_reduce_wire(&mut buf, ReduceOp::Avg, w),
+                };
+                Started::Done(r.map(|()| buf), began.elapsed())
+            }
+        };
+    }
+
+    /// Waits for a bucket's call and counts it.
+    fn finish(&mut self, call: Started) -> Option<Vec<f32>> {
+        let (r, took) = match call {
+            Started::Pending(pending) => pending.wait_timed(),
+            Started::Done(r, took) => (r, took),
+        };
+        self.landed.comm += took.as_secs_f64();
+        let values = match r {
+            Ok(values) => values,
+            Err(e) => {
+                self.error.get_or_insert(e);
+                return None;
+            }
+        };
+        let p = self.group.size();
+        let cost = match (values.is_empty(), self.wire) {
+            (true, _) => None,
+            (false, Some(_)) => Some(wire_cost(p, values.len())),
+            (false, None) => {
+                let algo = self.group.resolve(self.algorithm, values.len(), 4);
+                algo.exact_cost(p, values.len(), 4)
+            }
+        };
+        if let Some(c) = cost {
+            self.landed.bytes += c.bytes_sent;
+            self.landed.rounds += c.rounds;
+        }
+        Some(values)
     }
 
     fn fail(&mut self, reason: String) {
@@ -652,55 +814,54 @@ impl<C: Transport> Flight<'_, C> {
         });
     }
 
-    /// Waits for every bucket and writes the averaged values into `grad`.
+    /// Waits for the calls started, decoding nothing (every rank drains
+    /// its buckets alike when the step fails).
+    pub(crate) fn abandon(mut self) {
+        for slot in std::mem::take(&mut self.slots) {
+            let _ = self.finish(slot.call);
+        }
+    }
+
+    /// Runs every bucket's rounds to the end and writes the averaged
+    /// values into `grad`.
     ///
     /// # Errors
     /// A bucket's all-reduce error, or a pass that did not fill the buckets.
     pub(crate) fn land(mut self, grad: &mut [f32]) -> Result<Landed> {
-        if self.error.is_none() && self.next != self.buckets.len() {
+        if self.error.is_none() && self.slots.len() != self.buckets.len() {
             self.fail(format!(
                 "the pass filled {} of {} buckets",
-                self.next,
+                self.slots.len(),
                 self.buckets.len()
             ));
         }
-        let mut landed = Landed {
-            bytes: 0,
-            rounds: 0,
-            comm: 0.0,
-        };
-        let p = self.group.size();
-        for (started, bucket) in std::mem::take(&mut self.started).into_iter().zip(self.buckets) {
-            let (r, took) = match started {
-                Started::Pending(pending) => pending.wait_timed(),
-                Started::Done(r, took) => (r, took),
-            };
-            landed.comm += took.as_secs_f64();
-            match r {
-                Ok(values) if self.error.is_none() => {
-                    grad[bucket.clone()].copy_from_slice(&values);
-                    let cost = match self.wire {
-                        Some(_) => Some(wire_cost(p, values.len())),
-                        None => {
-                            let algo = self.group.resolve(self.algorithm, values.len(), 4);
-                            algo.exact_cost(p, values.len(), 4)
-                        }
-                    };
-                    if let Some(c) = cost {
-                        landed.bytes += c.bytes_sent;
-                        landed.rounds += c.rounds;
+        let mut slots = std::mem::take(&mut self.slots);
+        let rounds = self.codec.as_ref().map_or(1, |c| c.rounds());
+        for round in 0..rounds {
+            for (i, slot) in slots.iter_mut().enumerate() {
+                let call = std::mem::replace(&mut slot.call, Started::Done(Ok(Vec::new()), Duration::ZERO));
+                let reduced = self.finish(call);
+                if let (Some(reduced), None) = (reduced, &self.error) {
+                    let began = Instant::now();
+                    let range = self.buckets[i].clone();
+                    match self.codec.as_mut() {
+                        Some(c) => c.decode(round, range, &mut slot.bucket, &mut slot.carry, reduced),
+                        None => slot.bucket = reduced,
                     }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    self.error.get_or_insert(e);
+                    self.landed.codec.decode += began.elapsed();
+                    if round + 1 < rounds {
+                        self.start(round + 1, i, slot);
+                    }
                 }
             }
         }
-        match self.error {
-            Some(e) => Err(e),
-            None => Ok(landed),
+        if let Some(e) = self.error {
+            return Err(e);
         }
+        for (slot, range) in slots.iter().zip(self.buckets) {
+            grad[range.clone()].copy_from_slice(&slot.bucket);
+        }
+        Ok(self.landed)
     }
 }
 

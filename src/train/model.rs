@@ -65,6 +65,19 @@ pub struct Matrix {
     pub cols: usize,
 }
 
+impl Matrix {
+    /// One past its last element.
+    pub fn end(&self) -> usize {
+        self.offset + self.rows * self.cols
+    }
+
+    /// Its elements in `buf`, a part of the parameter buffer starting at
+    /// index `at`.
+    pub(crate) fn of<'a>(&self, buf: &'a [f32], at: usize) -> &'a [f32] {
+        &buf[self.offset - at..self.end() - at]
+    }
+}
+
 /// `c = a·b + beta·c` for row-major matrices, `a` m×k (or its transpose
 /// stored k×m), `b` k×n (or its transpose stored n×k), `c` m×n.
 #[allow(clippy::too_many_arguments)]

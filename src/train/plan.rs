@@ -146,13 +146,13 @@ impl Plan {
             }
         };
         let mut strategy: AnyStrategy = spelled.parse()?;
-        match (&mut strategy, options.buckets) {
-            (AnyStrategy::Sync(s), size) => s.buckets = size,
-            (_, BucketSize::Bytes(_)) => {
+        match (strategy.bucket_size(), options.buckets) {
+            (Some(size), asked) => *size = asked,
+            (None, BucketSize::Bytes(_)) => {
                 return Err(flag(
                     "--bucket-mb",
                     format!(
-                        "cuts the gradient all-reduce of sync strategies, not {}",
+                        "cuts the gradient all-reduce of sync strategies (f32, fp16/bf16, randomk, powersgd), not {}",
                         strategy.name()
                     ),
                 ))

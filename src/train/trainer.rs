@@ -525,7 +525,12 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         let scale = 1.0 / mine.len().max(1) as f32;
         let began = Instant::now();
         let warming = self.buckets.as_ref().is_some_and(Bucketer::warming);
-        let mut flight = self.buckets.as_ref().and_then(|b| b.flight(group));
+        let codec = self.strategy.bucket_codec();
+        let (n, global) = (params.len(), ctx.global_step());
+        let mut flight = self
+            .buckets
+            .as_ref()
+            .and_then(|b| b.flight(group, codec, global, n));
         let mut layers = Vec::new();
         let mut grad_finite = true;
         let (xs, ys) = (&x[..mine.len() * train.dim], &y[..mine.len()]);
@@ -546,11 +551,11 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
                 grad_finite &= g.is_finite();
             }
         }
-        let agreed = match self.agree_finite(epoch, step, loss, grad_finite) {
+        let agreed = match Self::agree_finite(group, epoch, step, loss, grad_finite) {
             Ok(sum) => sum,
             Err(e) => {
                 if let Some(f) = flight.take() {
-                    let _ = f.land(grad); // every rank drains its buckets alike
+                    f.abandon(); // every rank drains its buckets alike
                 }
                 return Err(e);
             }
@@ -561,6 +566,8 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             Some(f) => {
                 let landed = f.land(grad)?;
                 ctx.count(landed.bytes, landed.rounds);
+                ctx.codec.encode += landed.codec.encode;
+                ctx.codec.decode += landed.codec.decode;
                 bucket_secs = Some(landed.comm);
             }
             None => self.strategy.after_backward(&mut ctx, grad)?,
@@ -632,8 +639,13 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
     /// # Errors
     /// [`Error::NonFinite`] on every rank, naming the first rank whose
     /// loss or gradient was not finite.
-    fn agree_finite(&self, epoch: usize, step: usize, loss: f32, grad_finite: bool) -> Result<f64> {
-        let group = self.group;
+    fn agree_finite(
+        group: &Group<C>,
+        epoch: usize,
+        step: usize,
+        loss: f32,
+        grad_finite: bool,
+    ) -> Result<f64> {
         let (p, rank) = (group.size(), group.rank());
         let bad = !loss.is_finite() || !grad_finite;
         let mut agreed = [if bad { 0.0 } else { loss as f64 }, f64::from(u8::from(bad))];

@@ -1,7 +1,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::train::{data, Mlp, SyncSgd};
+use crate::train::{data, AnyStrategy, GradientAllReduce, Mlp, Strategy, SyncSgd};
 
 #[test]
 fn sizes_parse_as_mib_auto_or_off_and_bad_ones_say_why() {
@@ -100,6 +100,12 @@ fn only_the_ring_family_at_three_or_more_ranks_depends_on_the_cut() {
 /// Trains `p` thread ranks with `size` and returns rank 0's parameters and
 /// the bucket choice.
 fn train(p: usize, algorithm: Algorithm, size: BucketSize) -> (Vec<f32>, Option<BucketChoice>) {
+    train_with(p, GradientAllReduce::new(algorithm).into(), size)
+}
+
+/// [`train`] with `strategy`, its buckets of `size`.
+fn train_with(p: usize, mut strategy: AnyStrategy, size: BucketSize) -> (Vec<f32>, Option<BucketChoice>) {
+    *strategy.bucket_size().expect("a strategy with buckets") = size;
     let set = data::synthetic(360, 6, 3, 7);
     let model = Mlp::new(vec![6, 16, 12, 3]).unwrap();
     let chosen = Arc::new(Mutex::new(None));
@@ -109,8 +115,7 @@ fn train(p: usize, algorithm: Algorithm, size: BucketSize) -> (Vec<f32>, Option<
         .lr(0.3)
         .momentum(0.9)
         .epochs(2)
-        .algorithm(algorithm)
-        .buckets(size)
+        .strategy(strategy)
         .build()
         .unwrap()
         .on_buckets(move |c| *hook.lock().unwrap() = Some(c.clone()));
@@ -194,4 +199,33 @@ fn auto_leaves_the_ring_at_three_ranks_unbucketed_and_says_why() {
         "{note}"
     );
     assert!(bits(&plain) == bits(&auto));
+}
+
+/// Random-k (coordinates drawn for the whole gradient, each bucket sending
+/// those inside it) and PowerSGD (each weight matrix in the bucket that
+/// holds it) run on buckets — each layer its own — and train the same
+/// bits as on the whole gradient: at 2 ranks with any algorithm, at 3
+/// with the butterfly; with and without error feedback, and with a layer
+/// whose matrix PowerSGD sends uncompressed (12×3 at rank 2).
+#[test]
+fn random_k_and_powersgd_on_buckets_equal_the_whole_gradient_bit_for_bit() {
+    let cases = [
+        (2, "sync:ring,compress=randomk:0.3"),
+        (2, "sync:ring,compress=randomk:0.2,error-feedback=on"),
+        (3, "sync:butterfly,compress=randomk:0.2,error-feedback=on"),
+        (2, "sync:ring,compress=powersgd:rank=1"),
+        (3, "sync:butterfly,compress=powersgd:rank=2"),
+        (2, "sync:ring,compress=powersgd:rank=2,error-feedback=off"),
+    ];
+    for (p, spelling) in cases {
+        let strategy: AnyStrategy = spelling.parse().unwrap();
+        let (plain, _) = train_with(p, strategy.clone(), BucketSize::Off);
+        let (bucketed, choice) = train_with(p, strategy, BucketSize::Bytes(100));
+        let choice = choice.expect("the buckets were chosen");
+        assert_eq!(choice.buckets, vec![39, 204, 112], "p {p} {spelling}");
+        assert!(
+            bits(&plain) == bits(&bucketed),
+            "p {p} {spelling}: bucketed differs"
+        );
+    }
 }

@@ -29,6 +29,7 @@ use crate::transport::Transport;
 use super::model::Matrix;
 use super::optim::OptimizerState;
 
+mod hooks;
 mod residuals;
 mod spelling;
 mod step;
@@ -94,6 +95,19 @@ pub trait Strategy: Clone + Send + Sync + fmt::Debug {
     /// each bucket; the trainer then runs that hook instead of
     /// [`after_backward`](Strategy::after_backward). Default: no.
     fn buckets(&self) -> Option<crate::train::BucketHook> {
+        None
+    }
+
+    /// What the strategy does to each bucket around its all-reduces, when
+    /// it runs on buckets ([`buckets`](Strategy::buckets)); `None`: each
+    /// bucket is averaged as it is.
+    fn bucket_codec(&mut self) -> Option<&mut dyn crate::train::buckets::BucketCodec> {
+        None
+    }
+
+    /// The size of the gradient buckets, for a strategy that can cut its
+    /// gradient (`--bucket-mb` sets it). Default: none.
+    fn bucket_size(&mut self) -> Option<&mut crate::train::BucketSize> {
         None
     }
 
@@ -225,8 +239,12 @@ impl Tally<'_> {
     }
 
     /// `times` all-reduces of `count` f32 values by `algorithm` (`Auto`
-    /// resolved as the cost model would).
+    /// resolved as the cost model would); none when `count` is 0 (an
+    /// empty buffer is not sent).
     pub fn all_reduce(&mut self, algorithm: Algorithm, count: usize, times: u64) {
+        if count == 0 {
+            return;
+        }
         let algorithm = match algorithm {
             Algorithm::Auto => select(self.p, count, 4, self.cost),
             a => a,
@@ -350,6 +368,12 @@ macro_rules! registry {
             }
             fn buckets(&self) -> Option<crate::train::BucketHook> {
                 match self { $( AnyStrategy::$variant(s) => s.buckets(), )* }
+            }
+            fn bucket_codec(&mut self) -> Option<&mut dyn crate::train::buckets::BucketCodec> {
+                match self { $( AnyStrategy::$variant(s) => s.bucket_codec(), )* }
+            }
+            fn bucket_size(&mut self) -> Option<&mut crate::train::BucketSize> {
+                match self { $( AnyStrategy::$variant(s) => s.bucket_size(), )* }
             }
             fn before_update<C: Transport>(
                 &mut self,

@@ -1,20 +1,22 @@
 //! PowerSGD (Vogels, Karimireddy and Jaggi, 2019): low-rank gradient
 //! compression that stays all-reducible.
 
-use std::time::Instant;
+use std::ops::Range;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::algorithms::Algorithm;
 use crate::compress::CodecTimes;
-use crate::element::ReduceOp;
 use crate::error::Result;
 use crate::transport::Transport;
 
+use super::hooks::codec_hooks;
 use super::residuals::{invalid, residual_after_step, Residuals};
 use super::{Registered, Section, Spelling, Step, Strategy, Tally};
+use crate::train::buckets::{exchange_whole, BucketCodec};
 use crate::train::model::{gemm, Matrix};
+use crate::train::BucketSize;
 
 /// Synchronous SGD whose weight-matrix gradients travel as rank-r factors.
 ///
@@ -48,8 +50,16 @@ pub struct PowerSgd {
     /// The compressed matrices and their Q's (m × r each, concatenated).
     compressed: Vec<Matrix>,
     qs: Vec<f32>,
-    /// Parameter indices travelling uncompressed.
-    small: Vec<std::ops::Range<usize>>,
+    /// Where each compressed matrix's Q starts in `qs`.
+    q_at: Vec<usize>,
+    /// Gradient buckets overlapping the backward pass
+    /// ([`crate::train::buckets`]): each bucket compresses the weight
+    /// matrices wholly inside it (a matrix cut by the bucket's edge travels
+    /// uncompressed), so with buckets along the layers, as the trainer
+    /// cuts them, and the algorithms of
+    /// [`position_free`](crate::train::buckets::position_free) the bits
+    /// are those without buckets. Default: off.
+    pub buckets: BucketSize,
     restored_q: Option<Vec<f32>>,
 }
 
@@ -73,7 +83,8 @@ impl PowerSgd {
             residuals: Residuals::default(),
             compressed: Vec::new(),
             qs: Vec::new(),
-            small: Vec::new(),
+            q_at: Vec::new(),
+            buckets: BucketSize::Off,
             restored_q: None,
         };
         s.check(1)?;
@@ -92,28 +103,20 @@ impl PowerSgd {
         (first + n - compressed, second)
     }
 
-    /// Which matrices are compressed, which elements travel uncompressed,
-    /// and the starting Q's, for a model of `n` parameters.
-    fn prepare(&mut self, n: usize, matrices: &[Matrix]) -> Result<()> {
+    /// Which of the weight matrices `matrices` are compressed, and their
+    /// starting Q's.
+    fn prepare(&mut self, matrices: &[Matrix]) -> Result<()> {
         let r = self.rank;
         self.compressed = matrices.iter().copied().filter(|m| self.worth(m)).collect();
-        let mut covered: Vec<(usize, usize)> = self
+        self.q_at = self
             .compressed
             .iter()
-            .map(|m| (m.offset, m.offset + m.rows * m.cols))
+            .scan(0, |at, m| {
+                let here = *at;
+                *at += m.cols * r;
+                Some(here)
+            })
             .collect();
-        covered.sort_unstable();
-        self.small.clear();
-        let mut at = 0;
-        for (a, b) in covered {
-            if a > at {
-                self.small.push(at..a);
-            }
-            at = b;
-        }
-        if at < n {
-            self.small.push(at..n);
-        }
         // Q starts random and the same on every rank (a fixed seed).
         let len: usize = self.compressed.iter().map(|m| m.cols * r).sum();
         let mut rng = ChaCha8Rng::seed_from_u64(0x5eed_9051);
@@ -130,126 +133,33 @@ impl PowerSgd {
         Ok(())
     }
 
-    /// One step's compression of `grad` in place, `reduce` averaging a
-    /// buffer over the ranks (the identity on one rank).
-    /// The time outside `reduce` goes to `times`: the products up to the
-    /// second all-reduce are encoding, P·Qᵀ and the residual decoding.
-    fn round(
-        &mut self,
-        grad: &mut [f32],
-        reduce: &mut dyn FnMut(&mut [f32]) -> Result<()>,
-        times: &mut CodecTimes,
-    ) -> Result<()> {
-        let mut clock = Instant::now();
-        let lap = |d: &mut std::time::Duration, clock: &mut Instant| {
-            let now = Instant::now();
-            *d += now - *clock;
-            *clock = now;
-        };
-        let r = self.rank;
-        if self.error_feedback {
-            for (g, e) in grad.iter_mut().zip(&self.residual) {
-                *g += e;
+    /// The compressed matrices wholly inside `range` (indices into
+    /// `compressed`, in its order), and the rest of `range` — which
+    /// travels uncompressed — in increasing order.
+    fn split(&self, range: &Range<usize>) -> (Vec<usize>, Vec<Range<usize>>) {
+        let inside: Vec<usize> = (0..self.compressed.len())
+            .filter(|&i| {
+                let m = &self.compressed[i];
+                m.offset >= range.start && m.offset + m.rows * m.cols <= range.end
+            })
+            .collect();
+        let mut covered: Vec<(usize, usize)> = inside
+            .iter()
+            .map(|&i| (self.compressed[i].offset, self.compressed[i].end()))
+            .collect();
+        covered.sort_unstable();
+        let mut small = Vec::new();
+        let mut at = range.start;
+        for (a, b) in covered {
+            if a > at {
+                small.push(at..a);
             }
+            at = b;
         }
-        let (first, second) = (
-            self.compressed.iter().map(|m| m.rows * r).sum::<usize>(),
-            self.compressed.iter().map(|m| m.cols * r).sum::<usize>(),
-        );
-        let small: usize = self.small.iter().map(|s| s.len()).sum();
-        // First all-reduce: every P = M·Q, then the small tensors.
-        let mut buf = vec![0f32; first + small];
-        let (mut at, mut q_at) = (0, 0);
-        for m in &self.compressed {
-            let w = &grad[m.offset..m.offset + m.rows * m.cols];
-            let q = &self.qs[q_at..q_at + m.cols * r];
-            gemm(
-                m.rows,
-                m.cols,
-                r,
-                w,
-                false,
-                q,
-                false,
-                0.0,
-                &mut buf[at..at + m.rows * r],
-            );
-            at += m.rows * r;
-            q_at += m.cols * r;
+        if at < range.end {
+            small.push(at..range.end);
         }
-        for s in &self.small {
-            buf[at..at + s.len()].copy_from_slice(&grad[s.clone()]);
-            at += s.len();
-        }
-        lap(&mut times.encode, &mut clock);
-        reduce(&mut buf)?;
-        lap(&mut times.wire, &mut clock);
-        // Orthogonalize each P; Q = Mᵀ·P; second all-reduce.
-        let mut at = 0;
-        for m in &self.compressed {
-            orthogonalize(&mut buf[at..at + m.rows * r], m.rows, r);
-            at += m.rows * r;
-        }
-        let (mut at, mut q_at) = (0, 0);
-        for m in &self.compressed {
-            let w = &grad[m.offset..m.offset + m.rows * m.cols];
-            gemm(
-                m.cols,
-                m.rows,
-                r,
-                w,
-                true,
-                &buf[at..at + m.rows * r],
-                false,
-                0.0,
-                &mut self.qs[q_at..q_at + m.cols * r],
-            );
-            at += m.rows * r;
-            q_at += m.cols * r;
-        }
-        debug_assert_eq!(q_at, second);
-        lap(&mut times.encode, &mut clock);
-        reduce(&mut self.qs)?;
-        lap(&mut times.wire, &mut clock);
-        // The applied gradient: P·Qᵀ per matrix, the small tensors as they
-        // came; the residual keeps what the factors missed.
-        let (mut at, mut q_at) = (0, 0);
-        for m in &self.compressed {
-            let range = m.offset..m.offset + m.rows * m.cols;
-            let mut approx = vec![0f32; m.rows * m.cols];
-            gemm(
-                m.rows,
-                r,
-                m.cols,
-                &buf[at..at + m.rows * r],
-                false,
-                &self.qs[q_at..q_at + m.cols * r],
-                true,
-                0.0,
-                &mut approx,
-            );
-            if self.error_feedback {
-                for ((e, g), a) in self.residual[range.clone()]
-                    .iter_mut()
-                    .zip(&grad[range.clone()])
-                    .zip(&approx)
-                {
-                    *e = g - a;
-                }
-            }
-            grad[range].copy_from_slice(&approx);
-            at += m.rows * r;
-            q_at += m.cols * r;
-        }
-        for s in &self.small {
-            grad[s.clone()].copy_from_slice(&buf[at..at + s.len()]);
-            if self.error_feedback {
-                self.residual[s.clone()].fill(0.0);
-            }
-            at += s.len();
-        }
-        lap(&mut times.decode, &mut clock);
-        Ok(())
+        (inside, small)
     }
 
     /// Seconds of this rank's local work in one step (the products,
@@ -258,7 +168,7 @@ impl PowerSgd {
     /// runs on random data here.
     pub fn measure_codec_secs(&self, n: usize, matrices: &[Matrix]) -> Result<f64> {
         let mut s = self.clone();
-        s.prepare(n, matrices)?;
+        s.prepare(matrices)?;
         s.residual = vec![0.0; if s.error_feedback { n } else { 0 }];
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let grad: Vec<f32> = (0..n).map(|_| normal(&mut rng) * 1e-2).collect();
@@ -266,7 +176,7 @@ impl PowerSgd {
         for _ in 0..5 {
             let mut g = grad.clone();
             let t = std::time::Instant::now();
-            s.round(&mut g, &mut |_| Ok(()), &mut CodecTimes::default())?;
+            exchange_whole(&mut s, 1, &mut g, &mut |_| Ok(()), &mut CodecTimes::default())?;
             times.push(t.elapsed().as_secs_f64());
         }
         times.sort_by(f64::total_cmp);
@@ -305,6 +215,140 @@ fn orthogonalize(p: &mut [f32], n: usize, r: usize) {
     }
 }
 
+/// PowerSGD on a bucket: round 0 averages the P = M·Q of the weight
+/// matrices inside it and its other values; round 1 the Q = Mᵀ·P of the
+/// orthogonalized P's; the bucket's gradient is then P·Qᵀ per matrix and
+/// the averaged values elsewhere, the residual keeping what the factors
+/// missed. The products up to round 1 count as encoding, Gram–Schmidt
+/// and P·Qᵀ with the residual as decoding.
+impl BucketCodec for PowerSgd {
+    fn rounds(&self) -> usize {
+        2
+    }
+
+    fn encode(
+        &mut self,
+        round: usize,
+        range: Range<usize>,
+        bucket: &mut [f32],
+        carry: &mut Vec<f32>,
+    ) -> Vec<f32> {
+        let (r, at) = (self.rank, range.start);
+        let (inside, small) = self.split(&range);
+        let mut buf = Vec::new();
+        if round == 0 {
+            if self.error_feedback {
+                for (g, e) in bucket.iter_mut().zip(&self.residual[range.clone()]) {
+                    *g += e;
+                }
+            }
+            // Every P = M·Q, then the values travelling uncompressed.
+            for &i in &inside {
+                let m = self.compressed[i];
+                let q = &self.qs[self.q_at[i]..self.q_at[i] + m.cols * r];
+                let from = buf.len();
+                buf.resize(from + m.rows * r, 0.0);
+                gemm(
+                    m.rows,
+                    m.cols,
+                    r,
+                    m.of(bucket, at),
+                    false,
+                    q,
+                    false,
+                    0.0,
+                    &mut buf[from..],
+                );
+            }
+            for s in &small {
+                buf.extend_from_slice(&bucket[s.start - at..s.end - at]);
+            }
+        } else {
+            // Q = Mᵀ·P, P orthogonalized.
+            let mut p_at = 0;
+            for &i in &inside {
+                let m = self.compressed[i];
+                let from = buf.len();
+                buf.resize(from + m.cols * r, 0.0);
+                let p = &carry[p_at..p_at + m.rows * r];
+                gemm(
+                    m.cols,
+                    m.rows,
+                    r,
+                    m.of(bucket, at),
+                    true,
+                    p,
+                    false,
+                    0.0,
+                    &mut buf[from..],
+                );
+                p_at += m.rows * r;
+            }
+        }
+        buf
+    }
+
+    fn decode(
+        &mut self,
+        round: usize,
+        range: Range<usize>,
+        bucket: &mut [f32],
+        carry: &mut Vec<f32>,
+        reduced: Vec<f32>,
+    ) {
+        let (r, at) = (self.rank, range.start);
+        let (inside, small) = self.split(&range);
+        if round == 0 {
+            *carry = reduced;
+            let mut p_at = 0;
+            for &i in &inside {
+                let rows = self.compressed[i].rows;
+                orthogonalize(&mut carry[p_at..p_at + rows * r], rows, r);
+                p_at += rows * r;
+            }
+            return;
+        }
+        // The applied gradient: P·Qᵀ per matrix, the other values as they
+        // came; the residual keeps what the factors missed.
+        let (mut p_at, mut q_from) = (0, 0);
+        for &i in &inside {
+            let m = self.compressed[i];
+            let q = self.q_at[i];
+            self.qs[q..q + m.cols * r].copy_from_slice(&reduced[q_from..q_from + m.cols * r]);
+            let mut approx = vec![0f32; m.rows * m.cols];
+            let p = &carry[p_at..p_at + m.rows * r];
+            gemm(
+                m.rows,
+                r,
+                m.cols,
+                p,
+                false,
+                &self.qs[q..q + m.cols * r],
+                true,
+                0.0,
+                &mut approx,
+            );
+            let span = m.offset - at..m.end() - at;
+            if self.error_feedback {
+                let residual = &mut self.residual[m.offset..m.end()];
+                for ((e, g), a) in residual.iter_mut().zip(&bucket[span.clone()]).zip(&approx) {
+                    *e = g - a;
+                }
+            }
+            bucket[span].copy_from_slice(&approx);
+            p_at += m.rows * r;
+            q_from += m.cols * r;
+        }
+        for s in &small {
+            bucket[s.start - at..s.end - at].copy_from_slice(&carry[p_at..p_at + s.len()]);
+            if self.error_feedback {
+                self.residual[s.clone()].fill(0.0);
+            }
+            p_at += s.len();
+        }
+    }
+}
+
 impl Strategy for PowerSgd {
     fn name(&self) -> String {
         let ef = if self.error_feedback {
@@ -326,28 +370,14 @@ impl Strategy for PowerSgd {
 
     fn start<C: Transport>(&mut self, ctx: &mut Step<'_, C>, params: &mut [f32]) -> Result<()> {
         let n = params.len();
-        self.prepare(n, ctx.matrices())?;
+        self.prepare(ctx.matrices())?;
         self.residual = self
             .residuals
             .start(ctx, if self.error_feedback { n } else { 0 })?;
         Ok(())
     }
 
-    fn after_backward<C: Transport>(&mut self, ctx: &mut Step<'_, C>, grad: &mut [f32]) -> Result<()> {
-        if ctx.group.size() <= 1 {
-            return Ok(());
-        }
-        let algorithm = self.algorithm;
-        let mut times = CodecTimes::default();
-        self.round(
-            grad,
-            &mut |buf| ctx.all_reduce(buf, ReduceOp::Avg, algorithm),
-            &mut times,
-        )?;
-        ctx.codec.encode += times.encode;
-        ctx.codec.decode += times.decode;
-        Ok(())
-    }
+    codec_hooks!();
 
     residual_after_step!();
 

@@ -1,18 +1,22 @@
 //! Random-k sparsification with a shared seed: a linear compressor.
 
+use std::ops::Range;
+
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::algorithms::Algorithm;
 use crate::compress::topk::k_of;
-use crate::compress::{Compressor, ErrorFeedback, Linear};
+use crate::compress::{Compressor, Linear};
 use crate::error::Result;
 use crate::transport::Transport;
 
+use super::hooks::codec_hooks;
 use super::residuals::{invalid, residual_after_step, residual_state, Residuals};
 use super::{Registered, Section, Spelling, Step, Strategy, Tally};
+use crate::train::buckets::{exchange_whole, BucketCodec};
 use crate::train::codec::{median_secs, probe_gradient};
-use crate::train::Matrix;
+use crate::train::{BucketSize, Matrix};
 
 /// Synchronous SGD whose gradient travels as k = ⌈fraction·n⌉ coordinates
 /// chosen at random — the same coordinates on every rank (a seed shared by
@@ -34,7 +38,14 @@ pub struct RandomKSgd {
     pub algorithm: Algorithm,
     /// Seed of the coordinates (with the step).
     pub seed: u64,
-    codec: ErrorFeedback<RandomK>,
+    /// Gradient buckets overlapping the backward pass
+    /// ([`crate::train::buckets`]): each bucket sends the step's
+    /// coordinates that fall in it, so the values sent, and with the
+    /// algorithms of [`position_free`](crate::train::buckets::position_free)
+    /// their bits, are those without buckets. Default: off.
+    pub buckets: BucketSize,
+    residual: Vec<f32>,
+    idx: Vec<usize>,
     residuals: Residuals,
 }
 
@@ -109,7 +120,9 @@ impl RandomKSgd {
             error_feedback: false,
             algorithm: Algorithm::Ring,
             seed: 0x7a4d_0c5e,
-            codec: ErrorFeedback::new(RandomK::new(fraction, 0x7a4d_0c5e), false),
+            buckets: BucketSize::Off,
+            residual: Vec::new(),
+            idx: Vec::new(),
             residuals: Residuals::default(),
         };
         s.check(1)?;
@@ -124,7 +137,57 @@ impl RandomKSgd {
 
     /// This rank's residual (empty without error feedback).
     pub fn residual(&self) -> &[f32] {
-        self.codec.residual()
+        &self.residual
+    }
+
+    /// The step's coordinates inside `range`, as a range of `idx`.
+    fn inside(&self, range: &Range<usize>) -> Range<usize> {
+        self.idx.partition_point(|&i| i < range.start)..self.idx.partition_point(|&i| i < range.end)
+    }
+}
+
+/// Random-k on a bucket: the values at the step's coordinates inside it
+/// (with error feedback, of gradient + residual, whose sent values are
+/// zeroed), averaged, and zeros elsewhere — [`ErrorFeedback`] over
+/// [`RandomK`] cut to the bucket.
+///
+/// [`ErrorFeedback`]: crate::compress::ErrorFeedback
+impl BucketCodec for RandomKSgd {
+    fn begin(&mut self, step: usize, n: usize) {
+        self.idx = self.coordinates(n, step);
+        if self.error_feedback && self.residual.len() != n {
+            self.residual = vec![0.0; n];
+        }
+    }
+
+    fn encode(&mut self, _: usize, range: Range<usize>, bucket: &mut [f32], _: &mut Vec<f32>) -> Vec<f32> {
+        let at = range.start;
+        let picked = &self.idx[self.inside(&range)];
+        if !self.error_feedback {
+            return picked.iter().map(|&i| bucket[i - at]).collect();
+        }
+        let residual = &mut self.residual[range];
+        for (e, g) in residual.iter_mut().zip(bucket.iter()) {
+            *e += g;
+        }
+        picked
+            .iter()
+            .map(|&i| std::mem::take(&mut residual[i - at]))
+            .collect()
+    }
+
+    fn decode(
+        &mut self,
+        _: usize,
+        range: Range<usize>,
+        bucket: &mut [f32],
+        _: &mut Vec<f32>,
+        reduced: Vec<f32>,
+    ) {
+        bucket.fill(0.0);
+        for (&i, v) in self.idx[self.inside(&range)].iter().zip(reduced) {
+            bucket[i - range.start] = v;
+        }
     }
 }
 
@@ -150,17 +213,11 @@ impl Strategy for RandomKSgd {
 
     fn start<C: Transport>(&mut self, ctx: &mut Step<'_, C>, params: &mut [f32]) -> Result<()> {
         let n = if self.error_feedback { params.len() } else { 0 };
-        self.codec = ErrorFeedback::new(RandomK::new(self.fraction, self.seed), self.error_feedback);
-        self.codec.set_residual(self.residuals.start(ctx, n)?);
+        self.residual = self.residuals.start(ctx, n)?;
         Ok(())
     }
 
-    fn after_backward<C: Transport>(&mut self, ctx: &mut Step<'_, C>, grad: &mut [f32]) -> Result<()> {
-        if ctx.group.size() <= 1 {
-            return Ok(());
-        }
-        ctx.all_reduce_compressed(&mut self.codec, grad, self.algorithm)
-    }
+    codec_hooks!();
 
     residual_after_step!();
     residual_state!();
@@ -188,12 +245,13 @@ impl Registered for RandomKSgd {
     fn codec_secs(&self, _p: usize, n: usize, _: &[Matrix]) -> Option<Result<f64>> {
         // Encoded once, decoded once (the all-reduce sums the codes).
         let grad = probe_gradient(n);
-        let mut c = ErrorFeedback::new(RandomK::new(self.fraction, self.seed), self.error_feedback);
-        let mut code = vec![0f32; c.code_len(n)];
-        let mut out = vec![0f32; n];
-        Some(Ok(median_secs(|| {
-            c.encode(&grad, 1, 0, &mut code);
-            c.decode(&code, &mut out);
-        })))
+        let mut c = self.clone();
+        let (mut out, mut times, mut result) = (grad.clone(), Default::default(), Ok(()));
+        let secs = median_secs(|| {
+            if let Err(e) = exchange_whole(&mut c, 1, &mut out, &mut |_| Ok(()), &mut times) {
+                result = Err(e);
+            }
+        });
+        Some(result.map(|()| secs))
     }
 }

@@ -7,6 +7,7 @@ use crate::compress::{wire_cost, Compressor, Linear, Wire};
 use crate::element::{Element, ReduceOp};
 use crate::error::Result;
 use crate::group::Group;
+use crate::train::buckets::{exchange_whole, BucketCodec};
 use crate::transport::Transport;
 
 /// Where a hook is called: the group, the position in the run, and the
@@ -99,6 +100,33 @@ impl<'a, C: Transport> Step<'a, C> {
         if let Some(t) = reduced_traffic(c, concrete, self.group.size(), buf.len()) {
             self.count(t.bytes_sent, t.rounds);
         }
+        Ok(())
+    }
+
+    /// Runs `codec` on the whole gradient `grad` as one bucket
+    /// (the [`BucketCodec`]'s rounds in order): each round's buffer averaged by `algorithm`
+    /// and counted as [`Step::all_reduce`] counts it, the codec's work
+    /// timed as encoding and decoding.
+    ///
+    /// # Errors
+    /// As [`Group::all_reduce_in_place`].
+    pub fn exchange(
+        &mut self,
+        codec: &mut dyn BucketCodec,
+        grad: &mut [f32],
+        algorithm: Algorithm,
+    ) -> Result<()> {
+        let step = self.global_step();
+        let mut times = CodecTimes::default();
+        exchange_whole(
+            codec,
+            step,
+            grad,
+            &mut |buf| self.all_reduce(buf, ReduceOp::Avg, algorithm),
+            &mut times,
+        )?;
+        self.codec.encode += times.encode;
+        self.codec.decode += times.decode;
         Ok(())
     }
 

@@ -80,6 +80,10 @@ impl Strategy for GradientAllReduce {
         })
     }
 
+    fn bucket_size(&mut self) -> Option<&mut BucketSize> {
+        Some(&mut self.buckets)
+    }
+
     fn after_backward<C: Transport>(&mut self, ctx: &mut Step<'_, C>, grad: &mut [f32]) -> Result<()> {
         match self.wire {
             Some(w) => ctx.all_reduce_wire(grad, ReduceOp::Avg, w),
