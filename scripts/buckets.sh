@@ -7,7 +7,7 @@
 #
 #   scripts/buckets.sh [-n 2] [--sizes "0 1 4 16 64 auto"] [--repeats 3]
 #                      [--model wide] [--batch 240] [--epochs 1] [--algo ring]
-#                      [--bind core|none]
+#                      [--bind core|none] [--compress powersgd:rank=4]
 #   scripts/buckets.sh --cluster 4 --rate 1gbit [...]   on a namespace cluster (root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,7 @@ model=wide
 batch=240
 epochs=1
 algo=ring
+compress=none
 bind=""
 cluster=""
 rate=""
@@ -32,6 +33,7 @@ while (($#)); do
     --batch) batch="$2"; shift 2 ;;
     --epochs) epochs="$2"; shift 2 ;;
     --algo) algo="$2"; shift 2 ;;
+    --compress) compress="$2"; shift 2 ;;
     --bind) bind="$2"; shift 2 ;;
     --cluster) cluster="$2"; shift 2 ;;
     --rate) rate="$2"; shift 2 ;;
@@ -63,12 +65,12 @@ mkdir -p "$dir"
   echo "command: scripts/buckets.sh $args"
 } > "$dir/env.txt"
 
-echo "== $setting: model $model, batch $batch, --bucket-mb $sizes × $repeats; results in $dir"
+echo "== $setting: model $model, batch $batch, --compress $compress, --bucket-mb $sizes × $repeats; results in $dir"
 echo "repeat,bucket_mb,step_ms,compute_ms,comm_ms,exposed_ms,overlap,predicted_ms,buckets" > "$dir/runs.csv"
 for r in $(seq 1 "$repeats"); do
   for s in $sizes; do
     out="$dir/run-$r-$s.txt"
-    "${launch[@]}" "$bin" train --model "$model" --batch "$batch" --epochs "$epochs" --algo "$algo" \
+    "${launch[@]}" "$bin" train --model "$model" --batch "$batch" --epochs "$epochs" --algo "$algo" --compress "$compress" \
       --bucket-mb "$s" --log-every 0 > "$out" 2>&1
     line=$(grep '^steps: median' "$out")
     num() { sed -n "s/.*$1 \([0-9.]*\) ms.*/\1/p" <<<"$line"; }

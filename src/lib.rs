@@ -1,8 +1,13 @@
 //! # ringreduce
 //!
-//! MPI-style all-reduce for distributed machine learning, on top of rsmpi:
-//! naive, butterfly (recursive doubling), bandwidth-optimal ring, and the
-//! parameter-server "central" pattern as a baseline.
+//! MPI-style collectives and distributed training for machine learning, on
+//! top of rsmpi: all-reduce by the naive ring, the butterfly (recursive
+//! doubling), the bandwidth-optimal ring and its pipelined form,
+//! Rabenseifner, the parameter-server "central" pattern, a hierarchical
+//! and a shared-memory path, and `auto` (chosen by a calibrated cost
+//! model); with feature `train`, a data-parallel trainer and the other ways
+//! to train — local SGD, DiLoCo, gossip, gradient compression, an
+//! asynchronous parameter server, Hogwild!. The book is in `docs/`.
 //!
 //! Layers, bottom to top. Arrows only point down: a module names only
 //! modules of its own layer or of those below, never one above, and names

@@ -20,7 +20,9 @@ use clap::{Parser, Subcommand};
         RINGREDUCE_CHECK=0        skip the per-call agreement that catches mismatched calls\n  \
         RINGREDUCE_TIMEOUT=60     seconds a rank waits for another before the job is aborted (0: forever)\n  \
         RINGREDUCE_ALGO=ring      the algorithm `auto` runs\n  \
-        RINGREDUCE_CALIBRATION=F  calibration file (from `calibrate`) for `auto`"
+        RINGREDUCE_CALIBRATION=F  calibration file (from `calibrate`) for `auto`\n  \
+        RINGREDUCE_SEGMENTS=N     segments of the pipelined ring\n\
+        Documentation: README.md and docs/ in the source tree"
 )]
 struct Cli {
     #[command(subcommand)]
