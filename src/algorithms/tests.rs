@@ -600,7 +600,7 @@ fn averages_of_large_values_do_not_overflow() {
         average_is(p, |_| i64::MAX, i64::MAX);
         average_is(p, |_| i64::MIN, i64::MIN);
         // MAX and MIN alternate: the exact mean, truncated toward zero.
-        let mixed = |r: usize| if r % 2 == 0 { i64::MAX } else { i64::MIN };
+        let mixed = |r: usize| if r.is_multiple_of(2) { i64::MAX } else { i64::MIN };
         let sum: i128 = (0..p).map(|r| i128::from(mixed(r))).sum();
         average_is(p, mixed, (sum / p as i128) as i64);
         average_is(p, |_| half::f16::from_f32(60000.0), half::f16::from_f32(60000.0));

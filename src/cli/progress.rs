@@ -77,7 +77,7 @@ impl Progress {
             bar.set_position(m.global_step as u64);
         }
         let last = m.global_step == total;
-        if s.log_every == 0 || !(m.global_step % s.log_every == 0 || last) {
+        if s.log_every == 0 || !(m.global_step.is_multiple_of(s.log_every) || last) {
             return;
         }
         let (n, sum, since) = s.window;

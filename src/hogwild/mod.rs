@@ -1061,7 +1061,7 @@ impl ThreadState {
         } else {
             let now = store.load(j);
             let new = now + delta;
-            if self.counts.updates % LOST_SAMPLE == 0 {
+            if self.counts.updates.is_multiple_of(LOST_SAMPLE) {
                 self.counts.lost_checked += 1;
                 if !store.replace(j, now, new) {
                     // A write landed between the load and here: the lossy

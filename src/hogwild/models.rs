@@ -330,7 +330,7 @@ impl Completion {
             });
         }
         let params = (data.rows + data.cols).checked_mul(rank);
-        if !params.is_some_and(|p| p <= super::libsvm::MAX_FEATURES) {
+        if params.is_none_or(|p| p > super::libsvm::MAX_FEATURES) {
             return Err(Error::InvalidArgument {
                 what: "matrix completion",
                 reason: format!(

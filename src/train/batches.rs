@@ -43,7 +43,7 @@ impl BatchSource for SharedShuffle {
             what: "training setup",
             reason,
         };
-        if batch % p != 0 {
+        if !batch.is_multiple_of(p) {
             return Err(invalid(format!(
                 "global batch {batch} is not divisible by {p} ranks"
             )));

@@ -984,7 +984,7 @@ impl<S: Strategy, C: AnySource> Server<'_, S, C> {
                 let (worker, clock) = waiting[i];
                 let allowed = match self.ps.max_staleness {
                     None => true,
-                    Some(s) => slowest.map_or(true, |low| clock <= low + s),
+                    Some(s) => slowest.is_none_or(|low| clock <= low + s),
                 };
                 if allowed || self.aborted || self.finished() {
                     self.answer(worker, clock)?;
@@ -1153,7 +1153,7 @@ fn work<S: Strategy, M: Model, C: AnySource>(
         let order = t.cfg.batches.order(t.cfg.seed, epoch, train.len(), w);
         for step in 0..shape.steps {
             let g = (epoch - 1) * shape.steps + step;
-            if g % shape.n_fetch == 0 {
+            if g.is_multiple_of(shape.n_fetch) {
                 let (sent, stop) = pull(comm, &mut replies, clock, g, &ranges, &mut versions, &mut local)?;
                 if let Some(b) = out.bytes.get_mut(at) {
                     *b += sent;

@@ -132,7 +132,10 @@ fn offsets(p: usize) -> Vec<usize> {
 
 /// rows × cols of the torus on p ranks: rows the largest divisor ≤ √p.
 fn torus_shape(p: usize) -> Option<(usize, usize)> {
-    let rows = (2..=p).take_while(|r| r * r <= p).filter(|r| p % r == 0).last()?;
+    let rows = (2..=p)
+        .take_while(|r| r * r <= p)
+        .filter(|r| p.is_multiple_of(*r))
+        .last()?;
     Some((rows, p / rows))
 }
 

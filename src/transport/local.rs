@@ -204,7 +204,7 @@ impl LocalEndpoint {
     }
 
     fn matches(src: Option<usize>, tag: Tag, from: usize, with: Tag) -> bool {
-        tag == with && src.map_or(true, |s| s == from)
+        tag == with && src.is_none_or(|s| s == from)
     }
 
     /// Copies `msg` into a posted receive's buffer: its outcome.

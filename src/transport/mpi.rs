@@ -593,7 +593,7 @@ impl Stall {
         if self.agreeing {
             // Ranks in a later call have finished this one: not missing.
             let missing: Vec<usize> = ranks
-                .filter(|&r| answers[r].as_ref().map_or(true, |a| a.call < call))
+                .filter(|&r| answers[r].as_ref().is_none_or(|a| a.call < call))
                 .collect();
             let elsewhere: Vec<String> = missing
                 .iter()
@@ -670,7 +670,7 @@ impl<'m> Waiting<'m> {
     fn idle(&mut self) -> Option<Duration> {
         self.spins = self.spins.wrapping_add(1);
         let napping = self.mpi.nap.is_some();
-        if !napping && (self.spins < SPINS || self.spins % 16 != 0) {
+        if !napping && (self.spins < SPINS || !self.spins.is_multiple_of(16)) {
             return None;
         }
         let now = Instant::now();

@@ -189,7 +189,7 @@ impl Segment {
         shape: Shape,
         block: Option<Arc<HeapBlock>>,
     ) -> Segment {
-        debug_assert!(bases.iter().all(|b| b.as_ptr() as usize % 64 == 0));
+        debug_assert!(bases.iter().all(|b| (b.as_ptr() as usize).is_multiple_of(64)));
         let members = nodes.members_with(nodes.node_of[nodes.me]);
         debug_assert_eq!(members.len(), bases.len());
         Segment {
