@@ -10,6 +10,8 @@
 #   scripts/bench.sh --cluster 4 [--rate 1gbit] [--slots L] [...]   on a namespace cluster
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
+help_if_asked "$@"
 
 args="$*"
 ranks=2
@@ -64,9 +66,9 @@ mkdir -p "$dir"
 if [ -n "$algo" ]; then
   IFS=, read -r -a subjects <<<"$algo"
 elif [ -n "$cluster" ]; then
-  subjects=(naive butterfly ring central auto mpi)
+  mapfile -t subjects < <(algorithms | grep -vx shm)
 else
-  subjects=(naive butterfly ring central shm auto mpi)
+  mapfile -t subjects < <(algorithms)
 fi
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"

@@ -11,6 +11,8 @@
 # Prints one line per case (same / DIFFERENT) and exits non-zero if any differs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
+help_if_asked "$@"
 old=${1:?usage: scripts/bitwise.sh OLD_BINARY [NEW_BINARY]}
 new=${2:-target/release/ringreduce}
 source scripts/mpienv.sh

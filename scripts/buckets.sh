@@ -11,6 +11,8 @@
 #   scripts/buckets.sh --cluster 4 --rate 1gbit [...]   on a namespace cluster (root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
+help_if_asked "$@"
 
 args="$*"
 ranks=2

@@ -23,6 +23,8 @@ set -euo pipefail
 # Commands run in the caller's directory; the script works from the repository.
 CALLER_DIR=$PWD
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
+help_if_asked "$@"
 
 # Overridable so that tests can run a cluster of their own beside a user's.
 PREFIX=${RINGREDUCE_CLUSTER_PREFIX:-rr}

@@ -8,6 +8,8 @@
 #   scripts/cost_check.sh [-n RANKS] [-m MIN:MAX] [--iters N] [--runs N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
+help_if_asked "$@"
 
 ranks=2
 runs=3
@@ -28,13 +30,16 @@ source scripts/mpienv.sh
 # Ranks that fit on the cores measure best busy-polling; yielding adds noise.
 if [ "$ranks" -le "$(nproc)" ]; then export OMPI_MCA_mpi_yield_when_idle=0; fi
 cargo build --release --quiet --bins
+bin=target/release/ringreduce
+# The message-based algorithms (shm moves no message the model prices), and mpi.
+algos=$(algorithms | grep -vx shm | paste -sd,)
 
 out=$(mktemp)
 trap 'rm -f "$out" "$out".*' EXIT
 for run in $(seq "$runs"); do
   echo "# run $run of $runs" >&2
-  mpirun -n "$ranks" target/release/ringreduce bench --calibrate --predict --format csv \
-    -m "$sizes" --algo naive,butterfly,ring,central,auto,mpi --no-in-place "${iters[@]}" | tail -n +2 > "$out.$run"
+  mpirun -n "$ranks" "$bin" bench --calibrate --predict --format csv \
+    -m "$sizes" --algo "$algos" --no-in-place "${iters[@]}" | tail -n +2 > "$out.$run"
 done
 
 # Median over runs of the measured and predicted times per (size, algorithm);

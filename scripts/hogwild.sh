@@ -25,6 +25,8 @@
 # lock holders cost, not more parallelism.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
+help_if_asked "$@"
 
 args="$*"
 threads="1 2 4 8"

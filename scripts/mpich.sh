@@ -8,6 +8,8 @@
 #   scripts/mpich.sh            (also run by scripts/test.sh; RINGREDUCE_MPI=mpich runs it alone)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
+help_if_asked "$@"
 
 scripts/setup.sh mpich
 export CARGO_TARGET_DIR="$PWD/target/mpich"

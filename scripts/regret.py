@@ -4,6 +4,8 @@ median over runs of auto's time against the fastest fixed algorithm's median.
    scripts/regret.py RESULTS_DIR...
 """
 import sys,csv,glob,statistics as st,collections
+if not sys.argv[1:] or sys.argv[1] in ("-h", "--help"):
+    print(__doc__.strip()); sys.exit(0)
 for d in sys.argv[1:]:
     print('#', d)
     t=collections.defaultdict(list); name={}

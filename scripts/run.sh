@@ -5,6 +5,8 @@
 #   RANKS=4 EPOCHS=3 scripts/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
+help_if_asked "$@"
 
 scripts/setup.sh
 source scripts/mpienv.sh

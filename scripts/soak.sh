@@ -7,6 +7,8 @@
 # Output also goes to results/soak-<date>.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
+help_if_asked "$@"
 
 ranks=4
 calls=10000

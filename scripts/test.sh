@@ -5,6 +5,8 @@
 # second only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
+help_if_asked "$@"
 
 case "${RINGREDUCE_MPI:-both}" in
   both | openmpi) ;;

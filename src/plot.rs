@@ -8,8 +8,11 @@
 //! palette, each line also has its own marker, and legends sit below the
 //! plot so they cover no data.
 //!
-//! Text is drawn with the DejaVu Sans font from Debian's `fonts-dejavu-core`
-//! (installed by `scripts/setup.sh`), or the TTF named by `RINGREDUCE_FONT`.
+//! Text is drawn with DejaVu Sans, built into the binary
+//! (`assets/DejaVuSans.ttf`, Bitstream Vera licence in
+//! `assets/DejaVuSans-LICENSE.txt`), so charts render alike on every
+//! machine, with or without system fonts; `RINGREDUCE_FONT` names another
+//! TrueType file.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -177,10 +180,8 @@ fn legend<DB: DrawingBackend>(
     Ok(())
 }
 
-const FONT_CANDIDATES: [&str; 2] = [
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-];
+/// DejaVu Sans, the charts' font unless `RINGREDUCE_FONT` names another.
+const BUILT_IN_FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
 fn plot_error(reason: impl std::fmt::Display) -> Error {
     Error::InvalidArgument {
@@ -193,19 +194,17 @@ fn plot_error(reason: impl std::fmt::Display) -> Error {
 fn ensure_font() -> Result<()> {
     static FONT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     FONT.get_or_init(|| {
-        let mut candidates: Vec<PathBuf> = crate::group::font_from_env().into_iter().collect();
-        candidates.extend(FONT_CANDIDATES.iter().map(PathBuf::from));
-        let path = candidates.iter().find(|p| p.is_file()).ok_or_else(|| {
-            format!(
-                "no font for plots: install fonts-dejavu-core or set {} to a .ttf file",
-                crate::group::ENV_FONT
-            )
-        })?;
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        // The font lives for the whole process, as plotters requires.
-        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        let (bytes, name): (&'static [u8], String) = match crate::group::font_from_env() {
+            Some(path) => {
+                let bytes = std::fs::read(&path)
+                    .map_err(|e| format!("{} names {}: {e}", crate::group::ENV_FONT, path.display()))?;
+                // The font lives for the whole process, as plotters requires.
+                (Box::leak(bytes.into_boxed_slice()), path.display().to_string())
+            }
+            None => (BUILT_IN_FONT, "the built-in DejaVu Sans".into()),
+        };
         plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
-            .map_err(|_| format!("{}: not a usable TrueType font", path.display()))
+            .map_err(|_| format!("{name}: not a usable TrueType font"))
     })
     .clone()
     .map_err(plot_error)

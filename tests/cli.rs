@@ -762,3 +762,18 @@ fn hogwild_trains_a_libsvm_file_and_writes_metrics_plot_and_result() {
     assert!(dir.join("objective.png").is_file());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Flags that nccl-tests and OSU spell alike but mean differently are
+/// refused with the alternatives named; `bench --list` prints the names
+/// `--algo` takes, from the registry (what scripts read).
+#[test]
+fn ambiguous_benchmark_flags_are_refused_and_the_algorithms_listed() {
+    bad_input(&["bench", "-i", "1M"], "-n/--iters N for iterations");
+    bad_input(&["bench", "-i", "100"], "nccl-tests' the step in bytes");
+    let out = ringreduce_cmd(&["bench", "--list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let names: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    for want in ["ring", "butterfly", "rabenseifner", "pipelined", "auto", "mpi"] {
+        assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+    }
+}

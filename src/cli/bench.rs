@@ -14,14 +14,16 @@ use super::{fail, on_world, one, size_arg, size_range, subjects, Format, List};
 /// Settings of `ringreduce bench`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// What to time, comma-separated: naive, butterfly, ring, central, rabenseifner, auto, mpi, or `all`.
-    #[arg(long, default_value = "all", value_parser = subjects)]
+    #[arg(long, default_value = "all", value_parser = subjects, help = algo_help())]
     algo: List<Subject>,
-    /// Element type.
-    #[arg(long, default_value = "f32", value_parser = one::<DType>)]
+    /// Print the names --algo takes (`all` times these), one a line, and exit.
+    #[arg(long)]
+    list: bool,
+    /// Element type (nccl-tests' -d).
+    #[arg(short = 'd', long, visible_alias = "datatype", default_value = "f32", value_parser = one::<DType>)]
     dtype: DType,
-    /// Reduce op.
-    #[arg(long, default_value = "sum", value_parser = one::<ReduceOp>)]
+    /// Reduce op (nccl-tests' -o).
+    #[arg(short = 'o', long, default_value = "sum", value_parser = one::<ReduceOp>)]
     op: ReduceOp,
     /// Sizes [MIN:]MAX in bytes (OSU's -m; K, M, G are powers of two:
     /// 4:16M, or 4K for 1 element up to 4 KiB).
@@ -36,10 +38,13 @@ pub struct Args {
     /// Each size is this many times the one before (nccl-tests' -f).
     #[arg(short = 'f', long, default_value_t = 2)]
     stepfactor: u64,
-    /// Timed iterations per size (nccl-tests' -n, OSU's -i; default: 1000
-    /// up to 8 KiB, 100 above).
-    #[arg(short = 'n', long, visible_short_alias = 'i', visible_alias = "iterations")]
+    /// Timed iterations per size (nccl-tests' -n, OSU's --iterations;
+    /// default: 1000 up to 8 KiB, 100 above).
+    #[arg(short = 'n', long, visible_alias = "iterations")]
     iters: Option<usize>,
+    /// `-i` is refused: OSU's iterations but nccl-tests' step in bytes.
+    #[arg(short = 'i', hide = true, allow_hyphen_values = true)]
+    ambiguous_i: Option<String>,
     /// Warm-up iterations per size (nccl-tests' -w, OSU's -x; default: 100
     /// up to 8 KiB, 10 above).
     #[arg(short = 'w', long, visible_short_alias = 'x', visible_alias = "warmup_iters")]
@@ -73,8 +78,25 @@ pub struct Args {
     seed: u64,
 }
 
+/// The help of `--algo`, from the algorithms' registry.
+fn algo_help() -> String {
+    let names: Vec<String> = Subject::all().into_iter().map(Subject::name).collect();
+    format!("What to time, comma-separated: {}, or `all` (any algorithm also as NAME-nocheck: without the call check)", names.join(", "))
+}
+
 /// Times every subject at every size and prints the rows as they come.
 pub fn run(args: Args) -> ExitCode {
+    if args.list {
+        for s in Subject::all() {
+            println!("{}", s.name());
+        }
+        return ExitCode::SUCCESS;
+    }
+    if let Some(v) = &args.ambiguous_i {
+        return fail(format!(
+            "-i {v}: OSU's -i is iterations, nccl-tests' the step in bytes; say which: -n/--iters N for iterations, -f/--stepfactor F for the size step (sizes grow by a factor)"
+        ));
+    }
     if args.osu && args.algo.0.len() != 1 {
         return fail("--osu prints one algorithm: pass exactly one with --algo");
     }

@@ -207,12 +207,20 @@ pub fn size_range(s: &str) -> Result<(u64, u64), String> {
 }
 
 /// This process's rank as told by the launcher, before MPI is initialised
-/// (so that only one rank prints argument errors under mpirun).
+/// (so that only one rank prints argument errors under mpirun): Open MPI,
+/// PMIx (Open MPI 5, `srun --mpi=pmix`), MPICH's Hydra and PMI-1/2, Slurm,
+/// MVAPICH.
 pub fn launcher_rank() -> usize {
-    ["OMPI_COMM_WORLD_RANK", "PMI_RANK"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok()?.parse().ok())
-        .unwrap_or(0)
+    [
+        "OMPI_COMM_WORLD_RANK",
+        "PMIX_RANK",
+        "PMI_RANK",
+        "SLURM_PROCID",
+        "MV2_COMM_WORLD_RANK",
+    ]
+    .iter()
+    .find_map(|v| std::env::var(v).ok()?.parse().ok())
+    .unwrap_or(0)
 }
 
 /// Prints one error line (from rank 0 only) and returns exit code 2.

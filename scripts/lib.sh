@@ -1,0 +1,21 @@
+# Sourced by the scripts right after they `cd` to the checkout: what they share.
+#   help_if_asked "$@"   on -h or --help (before any `--`), prints the calling
+#                        script's header comment and exits 0
+#   algorithms           the names `ringreduce bench --algo` takes, from the
+#                        built binary "$bin" (never a list written here)
+help_if_asked() {
+  local a
+  for a in "$@"; do
+    case "$a" in
+      -h | --help)
+        awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "scripts/$(basename "$0")"
+        exit 0
+        ;;
+      --) return ;;
+    esac
+  done
+}
+
+algorithms() {
+  "${bin:?algorithms: build the binary first and set bin}" bench --list
+}
