@@ -2,11 +2,21 @@
 # The test command: formatting, lints, and every test (mpirun tests
 # included) against Open MPI, then the MPICH leg (scripts/mpich.sh).
 # RINGREDUCE_MPI=openmpi runs the first part only, RINGREDUCE_MPI=mpich the
-# second only.
+# second only. Each phase prints the seconds since the start.
+#   scripts/test.sh           the full suite (what CI runs)
+#   scripts/test.sh --quick   the inner loop: fmt, clippy (default features),
+#                             the unit tests, and verify under mpirun at 2 ranks
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 help_if_asked "$@"
+quick=0
+case "${1:-}" in
+  --quick) quick=1 ;;
+  "") ;;
+  *) echo "test.sh: unknown argument $1 (--quick or -h)" >&2; exit 2 ;;
+esac
+phase() { echo "== $* (at ${SECONDS} s)"; }
 
 case "${RINGREDUCE_MPI:-both}" in
   both | openmpi) ;;
@@ -17,27 +27,39 @@ esac
 scripts/setup.sh
 source scripts/mpienv.sh
 
-echo "== cargo fmt --check"
+phase "cargo fmt --check"
 cargo fmt --all -- --check
 # The algorithm and strategy files are modules declared by registry
 # macros, which rustfmt does not follow: check them by name.
 rustfmt --edition 2021 --check src/algorithms/*.rs src/train/strategies/*.rs
-echo "== cargo clippy --all-targets -- -D warnings (default features, then the core alone, then core + train)"
+phase "cargo clippy --all-targets -- -D warnings (default features)"
 cargo clippy --all-targets --quiet -- -D warnings
+if [ "$quick" = 1 ]; then
+  phase "cargo test --lib"
+  cargo test --release --quiet --lib
+  phase "mpirun -n 2 ringreduce verify"
+  cargo build --release --quiet --bins
+  mpirun -n 2 target/release/ringreduce verify --max-count 4099 | tail -n 1
+  phase "quick tier passed"
+  exit 0
+fi
+phase "cargo clippy: the core alone, then core + train"
 cargo clippy --all-targets --quiet --no-default-features -- -D warnings
 cargo clippy --lib --quiet --no-default-features --features train -- -D warnings
 # tests/interop.rs loads a checkpoint in Python with safetensors.numpy:
 # when the system Python lacks it, a virtual environment gets it from PyPI.
 if ! python3 -c 'import safetensors.numpy, numpy' 2>/dev/null; then
   if ! target/pyenv/bin/python -c 'import safetensors.numpy, numpy' 2>/dev/null; then
-    echo "== installing safetensors and numpy (PyPI) into target/pyenv"
+    phase "installing safetensors and numpy (PyPI) into target/pyenv"
     python3 -m venv target/pyenv
     target/pyenv/bin/pip install --quiet --disable-pip-version-check safetensors numpy
   fi
   export RINGREDUCE_PYTHON="$PWD/target/pyenv/bin/python"
 fi
-echo "== cargo test"
+phase "cargo test"
 cargo test
 if [ "${RINGREDUCE_MPI:-both}" = both ]; then
+  phase "the MPICH leg"
   scripts/mpich.sh
 fi
+phase "all passed"

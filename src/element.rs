@@ -58,6 +58,7 @@ pub(crate) use named;
 
 /// The element types the library reduces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DType {
     /// IEEE-754 binary32.
     F32,
@@ -100,7 +101,20 @@ impl DType {
         }
     }
 
-    /// Size of one element in bytes.
+    /// The MPI datatype's name in `osu_allreduce`'s header (16-bit floats
+    /// travel as `MPI_UINT16_T`).
+    pub fn mpi_name(self) -> &'static str {
+        match self {
+            DType::F32 => "MPI_FLOAT",
+            DType::F64 => "MPI_DOUBLE",
+            DType::I32 => "MPI_INT",
+            DType::I64 => "MPI_LONG",
+            DType::U8 => "MPI_CHAR",
+            DType::F16 | DType::BF16 => "MPI_UINT16_T",
+        }
+    }
+
+    /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
             DType::F64 | DType::I64 => 8,
@@ -120,6 +134,7 @@ named!(DType, "dtype", DType::ALL, "float" => DType::F32);
 
 /// The reduce operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ReduceOp {
     /// Element-wise sum (integers wrap).
     Sum,

@@ -9,6 +9,7 @@ use thiserror::Error;
 /// under rsmpi's default error handler (`MPI_ERRORS_ARE_FATAL`) they abort
 /// the whole job with MPI's own message.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Error {
     /// The send and receive buffers of an out-of-place all-reduce differ in length.
     #[error("send buffer has {send} elements but receive buffer has {recv}")]

@@ -163,6 +163,7 @@ macro_rules! registry {
 
         /// Which all-reduce schedule to run. p = ranks, k = elements, s = element size.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
         pub enum Algorithm {
             $( $(#[$doc])* $variant, )*
             /// Picks one of the others per call: `Shm` when every rank shares

@@ -127,14 +127,7 @@ pub fn bench_footer(rows: &[Row], check: bool) -> Vec<String> {
 
 /// The `osu_allreduce` header for `dtype` (a blank line first, as OSU prints).
 pub fn osu_header(dtype: DType) -> String {
-    let name = match dtype {
-        DType::F32 => "MPI_FLOAT",
-        DType::F64 => "MPI_DOUBLE",
-        DType::I32 => "MPI_INT",
-        DType::I64 => "MPI_LONG",
-        DType::U8 => "MPI_CHAR",
-        DType::F16 | DType::BF16 => "MPI_UINT16_T",
-    };
+    let name = dtype.mpi_name();
     format!("\n# OSU MPI Allreduce Latency Test\n# Datatype: {name}.\n# Size       Avg Latency(us)")
 }
 

@@ -297,6 +297,7 @@ macro_rules! registry {
         /// assert!("local:tau=0".parse::<AnyStrategy>().is_err());
         /// ```
         #[derive(Debug, Clone, PartialEq)]
+        #[non_exhaustive]
         pub enum AnyStrategy {
             $( $(#[$doc])* $variant($ty), )*
         }
