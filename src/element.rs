@@ -661,6 +661,10 @@ macro_rules! with_dtype {
                 type $T = $t;
                 $body
             } )*
+            // DType is non-exhaustive outside this crate; this macro names
+            // every variant of its own version.
+            #[allow(unreachable_patterns)]
+            _ => unreachable!("with_dtype! names every DType"),
         }
     };
 }

@@ -23,7 +23,7 @@ use plotters::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::summary::Summary;
-use crate::train::MetricsLog;
+use crate::train::{MetricsLog, TraceEvent};
 
 /// Opens `$path` as a PNG or SVG drawing area of `$size` named `$root`
 /// and evaluates `$body` (generic over the backend) on it.
@@ -621,6 +621,148 @@ pub fn plot_bench(summary: &Summary, out_dir: &Path, title: Option<&str>) -> Res
         }
     }
     Ok(written)
+}
+
+/// The colour of a timeline event, by its name.
+fn timeline_colour(name: &str) -> RGBColor {
+    match name {
+        "forward+backward" => colour(0),
+        "all-reduce" => colour(1),
+        "optimizer" => colour(2),
+        "wait for buckets" | "gradient exchange" => colour(3),
+        "loss agreement" => colour(4),
+        "encode" | "decode" => colour(6),
+        "end of epoch" => colour(8),
+        _ => colour(7),
+    }
+}
+
+/// Draws the last three steps of a run's timeline ([`crate::train::trace`])
+/// to `path` (PNG or SVG): a row per rank and thread, a bar per phase, a
+/// tick where each layer's gradient became ready.
+///
+/// # Errors
+/// No steps in `events`, an unknown extension, or a file that cannot be
+/// written.
+pub fn timeline(events: &[TraceEvent], title: &str, path: &Path) -> Result<()> {
+    ensure_font()?;
+    let mut steps: Vec<u64> = events
+        .iter()
+        .filter(|e| e.name == "step")
+        .filter_map(|e| e.arg("step"))
+        .collect();
+    steps.sort_unstable();
+    steps.dedup();
+    let Some(&last) = steps.last() else {
+        return Err(plot_error(format!(
+            "{}: no steps in the timeline",
+            path.display()
+        )));
+    };
+    let shown = |e: &TraceEvent| e.arg("step").is_some_and(|s| s + 3 > last);
+    let window: Vec<&TraceEvent> = events.iter().filter(|e| shown(e)).collect();
+    let x0 = window.iter().map(|e| e.ts).fold(f64::INFINITY, f64::min) / 1e3;
+    let x1 = window.iter().map(|e| e.end()).fold(0.0f64, f64::max) / 1e3;
+    let mut rows: Vec<(usize, u32)> = window.iter().map(|e| (e.pid, e.tid)).collect();
+    rows.sort_unstable();
+    rows.dedup();
+    let mut names: Vec<&str> = Vec::new();
+    for e in window.iter().filter(|e| e.ph == "X" && e.name != "step") {
+        if !names.contains(&e.name.as_str()) {
+            names.push(&e.name);
+        }
+    }
+    let entries: Vec<Entry> = names
+        .iter()
+        .map(|n| Entry {
+            label: (*n).into(),
+            colour: timeline_colour(n),
+            marker: None,
+            width: 8,
+        })
+        .collect();
+    let size = (
+        1200,
+        140 + 44 * rows.len() as u32 + legend_height(names.iter().copied()),
+    );
+    let t = TimelineChart {
+        title,
+        x: x0..x1.max(x0 + 1e-3),
+        rows,
+        window,
+        entries,
+    };
+    on_backend!(path, size, root => draw_timeline(root, &t))
+}
+
+/// What [`timeline`] draws.
+struct TimelineChart<'a> {
+    title: &'a str,
+    x: std::ops::Range<f64>,
+    rows: Vec<(usize, u32)>,
+    window: Vec<&'a TraceEvent>,
+    entries: Vec<Entry>,
+}
+
+fn draw_timeline<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    t: &TimelineChart,
+) -> std::result::Result<(), String> {
+    use plotters::coord::ranged1d::SegmentValue;
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    root.fill(&WHITE).map_err(|x| e(&x))?;
+    let height = root.dim_in_pixel().1;
+    let (plot_area, legend_area) =
+        root.split_vertically(height - legend_height(t.entries.iter().map(|e| e.label.as_str())));
+    let n = t.rows.len() as i32;
+    let label = |i: i32| {
+        let (rank, tid) = t.rows[(n - 1 - i) as usize];
+        let thread = if tid == crate::train::trace::COMM {
+            "comm"
+        } else {
+            "main"
+        };
+        format!("rank {rank} {thread}")
+    };
+    let mut ctx = ChartBuilder::on(&plot_area)
+        .caption(t.title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(120)
+        .build_cartesian_2d(t.x.clone(), (0..n - 1).into_segmented())
+        .map_err(|x| e(&x))?;
+    ctx.configure_mesh()
+        .x_desc("ms since the run's start")
+        .y_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) if (0..n).contains(i) => label(*i),
+            _ => String::new(),
+        })
+        .label_style(("sans-serif", 14))
+        .disable_y_mesh()
+        .light_line_style(RGBColor(240, 240, 240))
+        .draw()
+        .map_err(|x| e(&x))?;
+    let row = |ev: &TraceEvent| {
+        let k = t.rows.iter().position(|r| *r == (ev.pid, ev.tid)).unwrap_or(0) as i32;
+        n - 1 - k
+    };
+    for ev in t.window.iter().filter(|ev| ev.ph == "X" && ev.name != "step") {
+        let (a, b, y) = (ev.ts / 1e3, ev.end() / 1e3, row(ev));
+        let corners = [(a, SegmentValue::Exact(y)), (b, SegmentValue::Exact(y + 1))];
+        ctx.draw_series([
+            Rectangle::new(corners.clone(), timeline_colour(&ev.name).filled()),
+            Rectangle::new(corners, WHITE.stroke_width(1)),
+        ])
+        .map_err(|x| e(&x))?;
+    }
+    for ev in t.window.iter().filter(|ev| ev.ph == "i") {
+        let (at, y) = (ev.ts / 1e3, row(ev));
+        let tick = vec![(at, SegmentValue::Exact(y)), (at, SegmentValue::Exact(y + 1))];
+        ctx.draw_series(std::iter::once(PathElement::new(tick, BLACK.stroke_width(2))))
+            .map_err(|x| e(&x))?;
+    }
+    legend(&legend_area, &t.entries)?;
+    root.present().map_err(|x| e(&x))
 }
 
 #[cfg(test)]

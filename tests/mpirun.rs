@@ -1037,3 +1037,58 @@ fn hogwild_outputs_need_their_directory_on_rank_0_only() {
     );
     std::fs::remove_dir_all(&base).unwrap();
 }
+
+/// `train --timeline` under mpirun with gradient buckets on the
+/// communication thread: one Chrome trace with both ranks' main and
+/// communication threads, every bucket's all-reduce on the communication
+/// thread starting after the backward pass finished the bucket's layers.
+#[test]
+fn train_writes_a_timeline_whose_buckets_start_after_their_gradients() {
+    let dir = std::env::temp_dir().join(format!("ringreduce-timeline-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("trace.json");
+    let args = [
+        "train",
+        "--data",
+        "synthetic",
+        "--hidden",
+        "64,32",
+        "--epochs",
+        "1",
+        "--batch",
+        "60",
+        "--bucket-mb",
+        "0.0001",
+        "--log-every",
+        "0",
+        "--timeline",
+        path.to_str().unwrap(),
+    ];
+    let out = run_bounded(mpirun(2, &ringreduce(), &args), LIMIT);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("timeline: "), "{}", stdout(&out));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let events = ringreduce::train::trace::read_chrome(&text).unwrap();
+    let reduces: Vec<_> = events.iter().filter(|e| e.name == "all-reduce").collect();
+    assert!(!reduces.is_empty(), "no bucket all-reduce in the trace");
+    for r in &reduces {
+        assert_eq!(r.tid, ringreduce::train::trace::COMM, "{r:?}");
+        let (step, first, end) = (r.arg("step"), r.arg("first").unwrap(), r.arg("end").unwrap());
+        let ready: Vec<_> = events
+            .iter()
+            .filter(|e| e.pid == r.pid && e.name == "gradient ready" && e.arg("step") == step)
+            .filter(|e| e.arg("first").unwrap() >= first && e.arg("end").unwrap() <= end)
+            .collect();
+        assert!(!ready.is_empty(), "{r:?}");
+        assert!(
+            ready.iter().all(|g| g.ts <= r.ts),
+            "{r:?} began before its gradient"
+        );
+    }
+    for rank in 0..2 {
+        assert!(events
+            .iter()
+            .any(|e| e.pid == rank && e.name == "forward+backward"));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -15,7 +15,8 @@ use super::fail;
 pub struct Args {
     /// `bench --format csv` files (several runs of one sweep: medians with
     /// a min–max band), one `train --metrics` file, `compare --out` files,
-    /// one `hogwild --metrics` file, or one `scripts/hogwild.sh` summary.
+    /// one `hogwild --metrics` file, one `scripts/hogwild.sh` summary, or
+    /// one `train --timeline` file.
     #[arg(long, required = true, num_args = 1..)]
     csv: Vec<PathBuf>,
     /// Directory for latency.{png,svg} and busbw.{png,svg}, training.{png,svg},
@@ -125,6 +126,27 @@ pub fn run(args: Args) -> ExitCode {
                     reason: e.to_string(),
                 });
             }
+        }
+        if first.trim_start().starts_with('{') && first.contains("\"traceEvents\"") {
+            let events = ringreduce::train::trace::read_chrome(&first).map_err(|e| Error::Data {
+                path: args.csv[0].display().to_string(),
+                reason: e.to_string(),
+            })?;
+            std::fs::create_dir_all(&args.out).map_err(|e| Error::Data {
+                path: args.out.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            let title = args
+                .title
+                .clone()
+                .unwrap_or_else(|| "timeline: the last three steps".into());
+            let mut files = Vec::new();
+            for ext in ["png", "svg"] {
+                let path = args.out.join(format!("timeline.{ext}"));
+                ringreduce::plot::timeline(&events, &title, &path)?;
+                files.push(path);
+            }
+            return Ok(files);
         }
         if first.starts_with("epoch,step,") {
             if args.csv.len() > 1 {

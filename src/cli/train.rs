@@ -87,6 +87,10 @@ pub struct Args {
     /// Draw loss and accuracy per epoch to this PNG or SVG file (rank 0).
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Write every rank's timeline to this JSON file (rank 0): Chrome trace
+    /// events for Perfetto or chrome://tracing.
+    #[arg(long, value_name = "FILE.json")]
+    timeline: Option<PathBuf>,
     /// Rank 0 writes a checkpoint here after every epoch.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
@@ -162,6 +166,7 @@ fn train(o: &Args, plan: &Plan, recipe: Trainer, group: &ringreduce::Group<ringr
     let mut params = recipe.init_params(&model);
     let watch = Watch::new(root, o.log_every, o.recipe.batch);
     let recipe = watch.attach(recipe, o.recipe.epochs, o.checkpoint.clone().unwrap_or_default());
+    let recipe = watch.timeline(recipe, o.timeline.clone());
     if root {
         println!(
             "{}",
@@ -232,7 +237,8 @@ fn train(o: &Args, plan: &Plan, recipe: Trainer, group: &ringreduce::Group<ringr
         return fail(e);
     }
     if root {
-        for (what, path) in [("metrics", &o.metrics), ("plot", &o.plot), ("record", &o.record)] {
+        let outputs = [("metrics", &o.metrics), ("plot", &o.plot), ("record", &o.record)];
+        for (what, path) in outputs.into_iter().chain([("timeline", &o.timeline)]) {
             if let Some(path) = path {
                 println!("{what}: {}", path.display());
             }
@@ -308,6 +314,7 @@ fn preflight(o: &Args) -> ringreduce::Result<()> {
         ("--plot", &o.plot),
         ("--checkpoint", &o.checkpoint),
         ("--record", &o.record),
+        ("--timeline", &o.timeline),
     ] {
         if let Some(path) = path {
             writable(path).map_err(|e| bad(flag, format!("{}: {e}", path.display())))?;

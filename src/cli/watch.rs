@@ -69,6 +69,20 @@ impl Watch {
             })
     }
 
+    /// `recipe` writing every rank's timeline to `path` (rank 0), when given.
+    pub fn timeline(&self, recipe: Trainer, path: Option<std::path::PathBuf>) -> Trainer {
+        let (Some(path), root) = (path, self.root) else {
+            return recipe;
+        };
+        recipe.on_trace(move |events| {
+            if root {
+                if let Err(e) = ringreduce::train::trace::write_chrome(&path, events) {
+                    eprintln!("ringreduce: {e}");
+                }
+            }
+        })
+    }
+
     /// The median step timings, when steps were timed.
     pub fn steps_line(&self) -> Option<String> {
         let choice = self.chosen.lock().ok().and_then(|c| c.clone());

@@ -71,8 +71,9 @@ pub struct Pending<T> {
     ready: Option<Finished<T>>,
 }
 
-/// A call's outcome and how long the communication thread worked on it.
-type Finished<T> = (Result<Vec<T>>, Duration);
+/// A call's outcome, when the communication thread began it and how long
+/// it worked on it.
+type Finished<T> = (Result<Vec<T>>, Instant, Duration);
 
 impl<C: Transport> Group<C> {
     /// This rank's communication thread, when the transport can hand its
@@ -181,11 +182,11 @@ impl Overlapped {
         let job: Job = Box::new(move |g: &Group<Mpi>| {
             let began = Instant::now();
             let result = call(g, &mut buf).map(|()| buf);
-            let _ = tx.send((result, began.elapsed()));
+            let _ = tx.send((result, began, began.elapsed()));
         });
         let ready = match self.jobs.as_ref().map(|j| j.send(job)) {
             Some(Ok(())) => None,
-            _ => Some((Err(self.gone()), Duration::ZERO)),
+            _ => Some((Err(self.gone()), Instant::now(), Duration::ZERO)),
         };
         Pending { done, ready }
     }
@@ -221,6 +222,13 @@ impl<T> Pending<T> {
     /// spent on the call (from its start there, after the calls queued
     /// before it, to its end).
     pub fn wait_timed(self) -> (Result<Vec<T>>, Duration) {
+        let (r, _, took) = self.wait_span();
+        (r, took)
+    }
+
+    /// [`wait_timed`](Pending::wait_timed), with when the communication
+    /// thread began the call.
+    pub fn wait_span(self) -> (Result<Vec<T>>, Instant, Duration) {
         if let Some(r) = self.ready {
             return r;
         }
@@ -229,7 +237,7 @@ impl<T> Pending<T> {
                 rank: usize::MAX,
                 reason: "the communication thread stopped before the all-reduce completed".into(),
             };
-            (Err(gone), Duration::ZERO)
+            (Err(gone), Instant::now(), Duration::ZERO)
         })
     }
 

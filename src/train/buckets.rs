@@ -439,7 +439,29 @@ struct Slot {
 
 enum Started {
     Pending(Pending<f32>),
-    Done(Result<Vec<f32>>, Duration),
+    Done(Result<Vec<f32>>, Instant, Duration),
+}
+
+impl Started {
+    /// A call that moved nothing.
+    fn none() -> Self {
+        Started::Done(Ok(Vec::new()), Instant::now(), Duration::ZERO)
+    }
+}
+
+/// A piece of a bucket's work, for the timeline ([`super::trace`]).
+#[derive(Debug, Clone)]
+pub(crate) struct FlightSpan {
+    /// `encode`, `all-reduce` or `decode`.
+    pub(crate) what: &'static str,
+    /// The bucket's parameters.
+    pub(crate) params: Range<usize>,
+    /// The bucket's round.
+    pub(crate) round: usize,
+    pub(crate) began: Instant,
+    pub(crate) took: Duration,
+    /// On the communication thread (else the caller's).
+    pub(crate) comm: bool,
 }
 
 /// What the buckets of a step did.
@@ -451,6 +473,8 @@ pub(crate) struct Landed {
     pub(crate) comm: f64,
     /// The codec's time on this thread.
     pub(crate) codec: CodecTimes,
+    /// Each piece of the buckets' work, for the timeline.
+    pub(crate) spans: Vec<FlightSpan>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -739,7 +763,7 @@ impl<C: Transport> Flight<'_, C> {
             let mut slot = Slot {
                 bucket: std::mem::take(&mut self.buf),
                 carry: Vec::new(),
-                call: Started::Done(Ok(Vec::new()), Duration::ZERO),
+                call: Started::none(),
             };
             self.start(0, next, &mut slot);
             self.slots.push(slot);
@@ -753,12 +777,23 @@ impl<C: Transport> Flight<'_, C> {
         let range = self.buckets[i].clone();
         let began = Instant::now();
         let buf = match self.codec.as_mut() {
-            Some(c) => c.encode(round, range, &mut slot.bucket, &mut slot.carry),
+            Some(c) => {
+                let buf = c.encode(round, range.clone(), &mut slot.bucket, &mut slot.carry);
+                self.landed.spans.push(FlightSpan {
+                    what: "encode",
+                    params: range.clone(),
+                    round,
+                    began,
+                    took: began.elapsed(),
+                    comm: false,
+                });
+                buf
+            }
             None => std::mem::take(&mut slot.bucket),
         };
         self.landed.codec.encode += began.elapsed();
         slot.call = match (buf.is_empty(), self.thread, self.wire) {
-            (true, _, _) => Started::Done(Ok(buf), Duration::ZERO),
+            (true, _, _) => Started::Done(Ok(buf), Instant::now(), Duration::ZERO),
             (false, Some(t), None) => {
                 Started::Pending(t.all_reduce_start(buf, ReduceOp::Avg, self.algorithm))
             }
@@ -772,18 +807,29 @@ impl<C: Transport> Flight<'_, C> {
                         .all_reduce_in_place(&mut buf, ReduceOp::Avg, self.algorithm),
                     Some(w) => self.group.all_reduce_wire(&mut buf, ReduceOp::Avg, w),
                 };
-                Started::Done(r.map(|()| buf), began.elapsed())
+                Started::Done(r.map(|()| buf), began, began.elapsed())
             }
         };
     }
 
-    /// Waits for a bucket's call and counts it.
-    fn finish(&mut self, call: Started) -> Option<Vec<f32>> {
-        let (r, took) = match call {
-            Started::Pending(pending) => pending.wait_timed(),
-            Started::Done(r, took) => (r, took),
+    /// Waits for the call of round `round` of bucket `i` and counts it.
+    fn finish(&mut self, call: Started, i: usize, round: usize) -> Option<Vec<f32>> {
+        let comm = matches!(call, Started::Pending(_));
+        let (r, began, took) = match call {
+            Started::Pending(pending) => pending.wait_span(),
+            Started::Done(r, began, took) => (r, began, took),
         };
         self.landed.comm += took.as_secs_f64();
+        if !took.is_zero() {
+            self.landed.spans.push(FlightSpan {
+                what: "all-reduce",
+                params: self.buckets.get(i).cloned().unwrap_or_default(),
+                round,
+                began,
+                took,
+                comm,
+            });
+        }
         let values = match r {
             Ok(values) => values,
             Err(e) => {
@@ -817,8 +863,8 @@ impl<C: Transport> Flight<'_, C> {
     /// Waits for the calls started, decoding nothing (every rank drains
     /// its buckets alike when the step fails).
     pub(crate) fn abandon(mut self) {
-        for slot in std::mem::take(&mut self.slots) {
-            let _ = self.finish(slot.call);
+        for (i, slot) in std::mem::take(&mut self.slots).into_iter().enumerate() {
+            let _ = self.finish(slot.call, i, 0);
         }
     }
 
@@ -839,13 +885,23 @@ impl<C: Transport> Flight<'_, C> {
         let rounds = self.codec.as_ref().map_or(1, |c| c.rounds());
         for round in 0..rounds {
             for (i, slot) in slots.iter_mut().enumerate() {
-                let call = std::mem::replace(&mut slot.call, Started::Done(Ok(Vec::new()), Duration::ZERO));
-                let reduced = self.finish(call);
+                let call = std::mem::replace(&mut slot.call, Started::none());
+                let reduced = self.finish(call, i, round);
                 if let (Some(reduced), None) = (reduced, &self.error) {
                     let began = Instant::now();
                     let range = self.buckets[i].clone();
                     match self.codec.as_mut() {
-                        Some(c) => c.decode(round, range, &mut slot.bucket, &mut slot.carry, reduced),
+                        Some(c) => {
+                            c.decode(round, range.clone(), &mut slot.bucket, &mut slot.carry, reduced);
+                            self.landed.spans.push(FlightSpan {
+                                what: "decode",
+                                params: range,
+                                round,
+                                began,
+                                took: began.elapsed(),
+                                comm: false,
+                            });
+                        }
                         None => slot.bucket = reduced,
                     }
                     self.landed.codec.decode += began.elapsed();

@@ -48,6 +48,7 @@ pub mod plan;
 pub mod ps;
 pub mod strategies;
 pub mod topology;
+pub mod trace;
 mod trainer;
 
 pub use self::batches::{BatchSource, Shards, SharedShuffle};
@@ -60,4 +61,5 @@ pub use self::plan::{Plan, PlanOptions};
 pub use self::ps::{ParameterServer, PsTraffic};
 pub use self::strategies::*;
 pub use self::topology::Topology;
+pub use self::trace::TraceEvent;
 pub use self::trainer::{EpochMetrics, PlanEpoch, StepMetrics, SyncSgd, Trainer, TrainerBuilder};

@@ -8,12 +8,13 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::batches::{BatchSource, SharedShuffle};
-use super::buckets::{BucketChoice, Bucketer, Timeline};
+use super::buckets::{BucketChoice, Bucketer, FlightSpan, Timeline};
 use super::checkpoint::{Checkpoint, Header};
 use super::data::Dataset;
 use super::model::Model;
 use super::optim::{LrSchedule, Optimizer, OptimizerState, Sgd};
 use super::strategies::{GradientAllReduce, Section, Step, Strategy};
+use super::trace::{Args, Recorder, TraceEvent, COMM, MAIN};
 use crate::algorithms::{chunk_range, Algorithm};
 use crate::element::ReduceOp;
 use crate::error::{Error, Result};
@@ -184,6 +185,7 @@ pub(crate) struct Config {
     on_step: Option<Hook<StepMetrics>>,
     on_resume: Option<Hook<usize>>,
     on_buckets: Option<Hook<BucketChoice>>,
+    on_trace: Option<Hook<Vec<TraceEvent>>>,
 }
 
 /// A callback of the loop (for progress bars and logs).
@@ -237,6 +239,7 @@ impl Trainer<GradientAllReduce> {
                 on_step: None,
                 on_resume: None,
                 on_buckets: None,
+                on_trace: None,
             },
         }
     }
@@ -261,6 +264,15 @@ impl<S: Strategy> Trainer<S> {
     /// the warm-up steps of a run that asked for buckets).
     pub fn on_buckets(mut self, f: impl Fn(&BucketChoice) + Send + Sync + 'static) -> Self {
         self.cfg.on_buckets = Some(Hook(Arc::new(f)));
+        self
+    }
+
+    /// Records the run's timeline ([`super::trace`]) and calls `f` with
+    /// every rank's events, on every rank, once the run ends (the events
+    /// are gathered to every rank: collective).
+    /// [`trace::write_chrome`](super::trace::write_chrome) writes them.
+    pub fn on_trace(mut self, f: impl Fn(&Vec<TraceEvent>) + Send + Sync + 'static) -> Self {
+        self.cfg.on_trace = Some(Hook(Arc::new(f)));
         self
     }
 
@@ -345,6 +357,7 @@ impl<S: Strategy> Trainer<S> {
                 Some(_) => fingerprint(train),
                 None => String::new(),
             },
+            trace: None,
         };
         let done = if self.cfg.resume { run.restore(params)? } else { 0 };
         if let (true, Some(hook)) = (self.cfg.resume, &self.cfg.on_resume) {
@@ -353,6 +366,11 @@ impl<S: Strategy> Trainer<S> {
         let mut ctx = Step::new(group, done.max(1), 0, run.steps, self.cfg.epochs);
         ctx.matrices = model.matrices();
         run.strategy.start(&mut ctx, params)?;
+        if self.cfg.on_trace.is_some() {
+            // Every rank's clock starts here, right after a barrier.
+            group.barrier()?;
+            run.trace = Some(Recorder::new(group.rank()));
+        }
         let mut history = Vec::new();
         let last = self
             .cfg
@@ -372,6 +390,14 @@ impl<S: Strategy> Trainer<S> {
         );
         if last == self.cfg.epochs {
             run.strategy.finish(&mut ctx, params)?;
+        }
+        if let (Some(rec), Some(hook)) = (run.trace.take(), &self.cfg.on_trace) {
+            let all: Vec<TraceEvent> = group
+                .all_gather_value(&rec.events)?
+                .into_iter()
+                .flatten()
+                .collect();
+            (hook.0)(&all);
         }
         Ok(history)
     }
@@ -421,6 +447,54 @@ struct Run<'a, S: Strategy, C: Transport> {
     buckets: Option<Bucketer>,
     /// What the checkpoints say of the training data ([`fingerprint`]).
     data: String,
+    /// The timeline, when asked for.
+    trace: Option<Recorder>,
+}
+
+/// Adds a step's events to the timeline. `marks` are when the step began,
+/// the strategy's `before_step` ended, the forward pass began, the
+/// backward pass (and a straggler's wait) ended, the loss agreement began
+/// and ended, the gradient's exchange ended (the buckets landed, or
+/// `after_backward`), `before_update` ended, the optimizer ended and
+/// `after_step` ended; `ready` holds when each layer's gradient was,
+/// `spans` the buckets' work.
+fn record_step(
+    rec: &mut Recorder,
+    global: usize,
+    bucketed: bool,
+    marks: &[Instant; 10],
+    ready: &[(std::ops::Range<usize>, Instant)],
+    spans: &[FlightSpan],
+) {
+    let [step, before, fwd, bwd, agree, agreed, exchanged, updated, optimized, end] = *marks;
+    let args = || Args::step(global);
+    rec.span("step", "step", MAIN, step, end - step, args());
+    let exchange = match bucketed {
+        true => ("wait for buckets", "wait"),
+        false => ("gradient exchange", "comm"),
+    };
+    for (name, cat, a, b) in [
+        ("before step", "comm", step, before),
+        ("forward+backward", "compute", fwd, bwd),
+        ("loss agreement", "comm", agree, agreed),
+        (exchange.0, exchange.1, agreed, exchanged),
+        ("before update", "comm", exchanged, updated),
+        ("optimizer", "compute", updated, optimized),
+        ("after step", "comm", optimized, end),
+    ] {
+        if b > a {
+            rec.span(name, cat, MAIN, a, b - a, args());
+        }
+    }
+    for (range, at) in ready {
+        rec.instant("gradient ready", "compute", *at, args().params(range));
+    }
+    for s in spans {
+        let tid = if s.comm { COMM } else { MAIN };
+        let cat = if s.what == "all-reduce" { "comm" } else { "codec" };
+        let a = args().params(&s.params).with("round", s.round);
+        rec.span(s.what, cat, tid, s.began, s.took, a);
+    }
 }
 
 /// Size, shape and checksum of a data set: what a resumed run must match.
@@ -485,7 +559,18 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             self.step(epoch, step, model, params, train, &mut scratch, &mut sums)?;
         }
         let epoch_secs = scratch.start.elapsed().as_secs_f64();
-        self.end_epoch(epoch, epoch_secs, model, params, test, &sums)
+        let ending = Instant::now();
+        let m = self.end_epoch(epoch, epoch_secs, model, params, test, &sums)?;
+        if let Some(rec) = self.trace.as_mut() {
+            // Evaluation, metrics, the checkpoint.
+            rec.since(
+                "end of epoch",
+                "step",
+                ending,
+                Args::default().with("epoch", epoch),
+            );
+        }
+        Ok(m)
     }
 
     /// One step: the strategy's hooks around this rank's gradient and the
@@ -514,7 +599,8 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         let step_began = Instant::now();
         let mut ctx = Step::new(group, epoch, step, self.steps, t.cfg.epochs);
         self.strategy.before_step(&mut ctx, params)?;
-        let mut step_comm = step_began.elapsed().as_secs_f64();
+        let before_done = Instant::now();
+        let mut step_comm = (before_done - step_began).as_secs_f64();
         let mine = t.cfg.batches.local(order, t.cfg.batch, step, rank, p);
         for (j, &i) in mine.iter().enumerate() {
             x[j * train.dim..(j + 1) * train.dim].copy_from_slice(train.row(i));
@@ -531,26 +617,32 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             .buckets
             .as_ref()
             .and_then(|b| b.flight(group, codec, global, n));
-        let mut layers = Vec::new();
+        let (mut layers, mut ready) = (Vec::new(), Vec::new());
+        let tracing = self.trace.is_some();
         let mut grad_finite = true;
         let (xs, ys) = (&x[..mine.len() * train.dim], &y[..mine.len()]);
         let loss = model.loss_and_grad_layered(params, xs, ys, grad, &mut |range, values| {
             if warming {
                 layers.push((range.clone(), step_began.elapsed().as_secs_f64()));
             }
+            if tracing {
+                ready.push((range.clone(), Instant::now()));
+            }
             if let Some(f) = flight.as_mut() {
                 grad_finite &= f.ready(range, values, scale);
             }
         });
         straggle(t.cfg.straggler, rank, began);
-        let step_compute = began.elapsed().as_secs_f64();
-        let backward_end = step_began.elapsed().as_secs_f64();
+        let backward_done = Instant::now();
+        let step_compute = (backward_done - began).as_secs_f64();
+        let backward_end = (backward_done - step_began).as_secs_f64();
         if flight.is_none() {
             for g in grad.iter_mut() {
                 *g *= scale;
                 grad_finite &= g.is_finite();
             }
         }
+        let agree_from = Instant::now();
         let agreed = match Self::agree_finite(group, epoch, step, loss, grad_finite) {
             Ok(sum) => sum,
             Err(e) => {
@@ -561,7 +653,8 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             }
         };
         let timer = Instant::now();
-        let mut bucket_secs = None;
+        let agree_done = timer;
+        let (mut bucket_secs, mut spans) = (None, Vec::new());
         match flight.take() {
             Some(f) => {
                 let landed = f.land(grad)?;
@@ -569,11 +662,14 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
                 ctx.codec.encode += landed.codec.encode;
                 ctx.codec.decode += landed.codec.decode;
                 bucket_secs = Some(landed.comm);
+                spans = landed.spans;
             }
             None => self.strategy.after_backward(&mut ctx, grad)?,
         }
+        let exchanged = Instant::now();
         self.strategy.before_update(&mut ctx, params, grad)?;
-        let exposed = timer.elapsed().as_secs_f64();
+        let updated = Instant::now();
+        let exposed = (updated - timer).as_secs_f64();
         // The buckets' time on the communication thread the loop did
         // not wait for.
         let hidden = bucket_secs.map_or(0.0, |b| (b - exposed).max(0.0));
@@ -586,6 +682,28 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         let timer = Instant::now();
         self.strategy.after_step(&mut ctx, params, &mut self.optimizer)?;
         step_comm += timer.elapsed().as_secs_f64();
+        if let Some(rec) = self.trace.as_mut() {
+            let marks = [
+                step_began,
+                before_done,
+                began,
+                backward_done,
+                agree_from,
+                agree_done,
+                exchanged,
+                updated,
+                timer,
+                Instant::now(),
+            ];
+            record_step(
+                rec,
+                ctx.global_step(),
+                bucket_secs.is_some(),
+                &marks,
+                &ready,
+                &spans,
+            );
+        }
         sums.comm_secs += step_comm;
         sums.hidden_secs += hidden;
         sums.compute_secs += step_compute;
