@@ -41,7 +41,9 @@ have_mpi || missing+=("openmpi-bin libopenmpi-dev|MPI (mpirun, headers)|needed")
 have_libclang || missing+=("libclang-dev|libclang (rsmpi's bindgen)|needed")
 has pkg-config || missing+=("pkg-config|pkg-config (finding MPI)|needed")
 [ -d /usr/share/datasets/fashion-mnist ] || missing+=("dataset-fashion-mnist|Fashion-MNIST (scripts/run.sh)|optional")
-{ has ip && has tc; } || missing+=("iproute2|ip and tc (scripts/cluster.sh, needs root)|optional")
+# ip and tc live in sbin, which a user's PATH may leave out.
+has_sbin() { has "$1" || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+{ has_sbin ip && has_sbin tc; } || missing+=("iproute2|ip and tc (scripts/cluster.sh, needs root)|optional")
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=("python3-venv|Python venv (the checkpoint interop test)|optional")
 if [ "${1:-}" = mpich ]; then
   have_mpich || missing+=("mpich libmpich-dev|MPICH beside Open MPI (scripts/mpich.sh)|needed")
