@@ -14,7 +14,8 @@ help_if_asked "$@"
 scripts/setup.sh mpich
 export CARGO_TARGET_DIR="$PWD/target/mpich"
 echo "== building against MPICH (MPI_PKG_CONFIG=mpich, $CARGO_TARGET_DIR)"
-MPI_PKG_CONFIG=mpich cargo build --release --quiet --bins
+# No debug info: this build only runs the checks below.
+CARGO_PROFILE_RELEASE_DEBUG=0 MPI_PKG_CONFIG=mpich cargo build --release --quiet --bins
 bin="$CARGO_TARGET_DIR/release/ringreduce"
 # ldd's output is captured first: under pipefail, `ldd | grep -q` fails
 # whenever grep exits at the first match before ldd has written the rest

@@ -490,15 +490,26 @@ struct TrainingChart<'a> {
     entries: Vec<Entry>,
 }
 
+/// A part of a chart's drawing.
+type Area<DB> = DrawingArea<DB, Shift>;
+
+/// Clears `root` to white and cuts it into the plot and, below, the strip
+/// of the legend of `entries`.
+fn with_legend_strip<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    entries: &[Entry],
+) -> std::result::Result<(Area<DB>, Area<DB>), String> {
+    root.fill(&WHITE).map_err(|x| x.to_string())?;
+    let height = root.dim_in_pixel().1;
+    Ok(root.split_vertically(height - legend_height(entries.iter().map(|e| e.label.as_str()))))
+}
+
 fn draw_training<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     t: &TrainingChart,
 ) -> std::result::Result<(), String> {
     let e = |e: &dyn std::fmt::Display| e.to_string();
-    root.fill(&WHITE).map_err(|x| e(&x))?;
-    let height = root.dim_in_pixel().1;
-    let (plot_area, legend_area) =
-        root.split_vertically(height - legend_height(t.entries.iter().map(|e| e.label.as_str())));
+    let (plot_area, legend_area) = with_legend_strip(&root, &t.entries)?;
     let x_range = || 0.0..t.epochs as f64 + 0.25;
     let mut ctx = ChartBuilder::on(&plot_area)
         .caption(t.title, ("sans-serif", 22))
@@ -710,10 +721,7 @@ fn draw_timeline<DB: DrawingBackend>(
 ) -> std::result::Result<(), String> {
     use plotters::coord::ranged1d::SegmentValue;
     let e = |e: &dyn std::fmt::Display| e.to_string();
-    root.fill(&WHITE).map_err(|x| e(&x))?;
-    let height = root.dim_in_pixel().1;
-    let (plot_area, legend_area) =
-        root.split_vertically(height - legend_height(t.entries.iter().map(|e| e.label.as_str())));
+    let (plot_area, legend_area) = with_legend_strip(&root, &t.entries)?;
     let n = t.rows.len() as i32;
     let label = |i: i32| {
         let (rank, tid) = t.rows[(n - 1 - i) as usize];

@@ -76,6 +76,29 @@ fn summarise(files: &[PathBuf]) -> ringreduce::Result<Summary> {
     Summary::new(&runs)
 }
 
+/// Creates the output directory `dir`.
+fn make_dir(dir: &std::path::Path) -> ringreduce::Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::Data {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Draws `NAME.png` and `NAME.svg` in `dir` with `draw`.
+fn png_and_svg(
+    dir: &std::path::Path,
+    name: &str,
+    draw: impl Fn(&std::path::Path) -> ringreduce::Result<()>,
+) -> ringreduce::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for ext in ["png", "svg"] {
+        let path = dir.join(format!("{name}.{ext}"));
+        draw(&path)?;
+        files.push(path);
+    }
+    Ok(files)
+}
+
 /// Draws the charts and names the files written.
 pub fn run(args: Args) -> ExitCode {
     let drawn = (|| -> ringreduce::Result<Vec<PathBuf>> {
@@ -93,10 +116,7 @@ pub fn run(args: Args) -> ExitCode {
                     reason: e.to_string(),
                 })?);
             }
-            std::fs::create_dir_all(&args.out).map_err(|e| Error::Data {
-                path: args.out.display().to_string(),
-                reason: e.to_string(),
-            })?;
+            make_dir(&args.out)?;
             let title = args
                 .title
                 .clone()
@@ -117,10 +137,7 @@ pub fn run(args: Args) -> ExitCode {
                         reason: "one hogwild metrics or summary file at a time".into(),
                     });
                 }
-                std::fs::create_dir_all(&args.out).map_err(|e| Error::Data {
-                    path: args.out.display().to_string(),
-                    reason: e.to_string(),
-                })?;
+                make_dir(&args.out)?;
                 return draw(&first, args.title.as_deref(), &args.out).map_err(|e| Error::Data {
                     path: args.csv[0].display().to_string(),
                     reason: e.to_string(),
@@ -132,21 +149,14 @@ pub fn run(args: Args) -> ExitCode {
                 path: args.csv[0].display().to_string(),
                 reason: e.to_string(),
             })?;
-            std::fs::create_dir_all(&args.out).map_err(|e| Error::Data {
-                path: args.out.display().to_string(),
-                reason: e.to_string(),
-            })?;
+            make_dir(&args.out)?;
             let title = args
                 .title
                 .clone()
                 .unwrap_or_else(|| "timeline: the last three steps".into());
-            let mut files = Vec::new();
-            for ext in ["png", "svg"] {
-                let path = args.out.join(format!("timeline.{ext}"));
-                ringreduce::plot::timeline(&events, &title, &path)?;
-                files.push(path);
-            }
-            return Ok(files);
+            return png_and_svg(&args.out, "timeline", |p| {
+                ringreduce::plot::timeline(&events, &title, p)
+            });
         }
         if first.starts_with("epoch,step,") {
             if args.csv.len() > 1 {
@@ -159,18 +169,11 @@ pub fn run(args: Args) -> ExitCode {
                 path: args.csv[0].display().to_string(),
                 reason: e.to_string(),
             })?;
-            std::fs::create_dir_all(&args.out).map_err(|e| Error::Data {
-                path: args.out.display().to_string(),
-                reason: e.to_string(),
-            })?;
+            make_dir(&args.out)?;
             let title = args.title.clone().unwrap_or_else(|| training_title(&log));
-            let mut files = Vec::new();
-            for ext in ["png", "svg"] {
-                let path = args.out.join(format!("training.{ext}"));
-                ringreduce::plot::training(&log, &title, &path)?;
-                files.push(path);
-            }
-            return Ok(files);
+            return png_and_svg(&args.out, "training", |p| {
+                ringreduce::plot::training(&log, &title, p)
+            });
         }
         ringreduce::plot::plot_bench(&summarise(&args.csv)?, &args.out, args.title.as_deref())
     })();
