@@ -777,3 +777,23 @@ fn ambiguous_benchmark_flags_are_refused_and_the_algorithms_listed() {
         assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
     }
 }
+
+/// A straggler factor out of bounds is one line, on `train` and `compare`
+/// alike (it once overflowed the sleep and panicked).
+#[test]
+fn straggler_factors_are_bounded() {
+    for cmd in ["train", "compare"] {
+        bad_input(
+            &[cmd, "--straggler", "0:1e30"],
+            "the factor must lie between 1 and 1000",
+        );
+        bad_input(
+            &[cmd, "--straggler", "0:nan"],
+            "the factor must lie between 1 and 1000",
+        );
+        bad_input(
+            &[cmd, "--straggler", "0:0.5"],
+            "the factor must lie between 1 and 1000",
+        );
+    }
+}

@@ -22,6 +22,7 @@ use std::str::FromStr;
 
 use clap::ValueEnum;
 use ringreduce::bench::Subject;
+use ringreduce::train::MAX_STRAGGLER;
 use ringreduce::units::parse_size;
 use ringreduce::{Algorithm, DType, Group, Mpi, ReduceOp, Settings};
 
@@ -92,14 +93,17 @@ pub fn strategy_help() -> String {
     )
 }
 
-/// `RANK:FACTOR`.
+/// `RANK:FACTOR`, the factor from 1 to [`MAX_STRAGGLER`].
 pub fn straggler(s: &str) -> Result<(usize, f64), String> {
     let bad = || format!("`{s}`: expected RANK:FACTOR, e.g. 1:3");
     let (r, f) = s.split_once(':').ok_or_else(bad)?;
-    Ok((
-        r.trim().parse().map_err(|_| bad())?,
-        f.trim().parse().map_err(|_| bad())?,
-    ))
+    let factor: f64 = f.trim().parse().map_err(|_| bad())?;
+    if !(1.0..=MAX_STRAGGLER).contains(&factor) {
+        return Err(format!(
+            "`{s}`: the factor must lie between 1 and {MAX_STRAGGLER}"
+        ));
+    }
+    Ok((r.trim().parse().map_err(|_| bad())?, factor))
 }
 
 impl Recipe {

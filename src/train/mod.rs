@@ -62,4 +62,6 @@ pub use self::ps::{ParameterServer, PsTraffic};
 pub use self::strategies::*;
 pub use self::topology::Topology;
 pub use self::trace::TraceEvent;
-pub use self::trainer::{EpochMetrics, PlanEpoch, StepMetrics, SyncSgd, Trainer, TrainerBuilder};
+pub use self::trainer::{
+    EpochMetrics, PlanEpoch, StepMetrics, SyncSgd, Trainer, TrainerBuilder, MAX_STRAGGLER,
+};

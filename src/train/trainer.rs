@@ -1106,6 +1106,10 @@ fn consensus_distance<C: Transport>(group: &Group<C>, params: &[f32], mean: &[f3
 /// Test accuracy, each rank scoring a slice of `data`. Collective.
 /// The straggler's sleep: `(factor − 1)` × the time since `began`, on
 /// its rank only.
+/// The largest straggler factor: a rank 1000 times slower than the others
+/// is a straggler already; a larger factor would only overflow the sleep.
+pub const MAX_STRAGGLER: f64 = 1000.0;
+
 pub(crate) fn straggle(straggler: Option<(usize, f64)>, rank: usize, began: Instant) {
     if let Some((r, f)) = straggler {
         if r == rank && f > 1.0 {
@@ -1255,8 +1259,10 @@ impl<S: Strategy> TrainerBuilder<S> {
             })
         };
         if let Some((_, f)) = self.cfg.straggler {
-            if !(f.is_finite() && f >= 1.0) {
-                return bad(format!("straggler factor {f} must be at least 1"));
+            if !(1.0..=MAX_STRAGGLER).contains(&f) {
+                return bad(format!(
+                    "straggler factor {f} must lie between 1 and {MAX_STRAGGLER}"
+                ));
             }
         }
         if self.cfg.batch == 0 {

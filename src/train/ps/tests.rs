@@ -118,7 +118,19 @@ fn bad_settings_are_one_line_errors_on_every_rank() {
         .build()
         .unwrap_err()
         .to_string();
-    assert!(e.contains("straggler factor 0.5 must be at least 1"), "{e}");
+    assert!(
+        e.contains("straggler factor 0.5 must lie between 1 and 1000"),
+        "{e}"
+    );
+    let e = SyncSgd::builder()
+        .straggler(Some((1, 1e30)))
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("straggler factor 1000000000000000000000000000000 must lie"),
+        "{e}"
+    );
 }
 
 #[test]
