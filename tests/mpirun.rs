@@ -1073,12 +1073,7 @@ fn train_writes_a_timeline_whose_buckets_start_after_their_gradients() {
     assert!(!reduces.is_empty(), "no bucket all-reduce in the trace");
     for r in &reduces {
         assert_eq!(r.tid, ringreduce::train::trace::COMM, "{r:?}");
-        let (step, first, end) = (r.arg("step"), r.arg("first").unwrap(), r.arg("end").unwrap());
-        let ready: Vec<_> = events
-            .iter()
-            .filter(|e| e.pid == r.pid && e.name == "gradient ready" && e.arg("step") == step)
-            .filter(|e| e.arg("first").unwrap() >= first && e.arg("end").unwrap() <= end)
-            .collect();
+        let ready = ringreduce::train::trace::layers_of(&events, r);
         assert!(!ready.is_empty(), "{r:?}");
         assert!(
             ready.iter().all(|g| g.ts <= r.ts),

@@ -152,6 +152,18 @@ impl Args {
     }
 }
 
+/// The `gradient ready` instants, in `events`, of the layers inside the
+/// bucket whose `all-reduce` is `reduce` (same rank, same step): what that
+/// all-reduce had to wait for.
+pub fn layers_of<'a>(events: &'a [TraceEvent], reduce: &TraceEvent) -> Vec<&'a TraceEvent> {
+    let (step, first, end) = (reduce.arg("step"), reduce.arg("first"), reduce.arg("end"));
+    events
+        .iter()
+        .filter(|e| e.pid == reduce.pid && e.name == "gradient ready" && e.arg("step") == step)
+        .filter(|e| e.arg("first") >= first && e.arg("end") <= end)
+        .collect()
+}
+
 /// `events` (every rank's) as a Chrome trace: a JSON object with
 /// `traceEvents`, the ranks and threads named.
 pub fn chrome_json(events: &[TraceEvent]) -> Result<String> {
@@ -310,12 +322,7 @@ mod tests {
         // After the 8 warm-up steps: 16 steps × 3 buckets × 2 ranks.
         assert_eq!(reduces.len(), 16 * 3 * 2);
         for r in reduces {
-            let (step, first, end) = (r.arg("step"), r.arg("first").unwrap(), r.arg("end").unwrap());
-            let ready: Vec<&TraceEvent> = events
-                .iter()
-                .filter(|e| e.pid == r.pid && e.name == "gradient ready" && e.arg("step") == step)
-                .filter(|e| e.arg("first").unwrap() >= first && e.arg("end").unwrap() <= end)
-                .collect();
+            let ready = layers_of(&events, r);
             assert!(!ready.is_empty(), "no layer of {r:?}");
             for g in ready {
                 assert!(g.ts <= r.ts, "{r:?} began before {g:?}");
