@@ -85,7 +85,9 @@ pub struct Mpi {
     shared: Option<(Segment, mpi::ffi::MPI_Win)>,
     /// Sleep this long between polls of a wait that has not progressed
     /// for [`NAP_AFTER`] (instead of spinning and yielding): a background
-    /// thread's waits then leave the cores to computation.
+    /// thread's waits then leave the cores to computation, and a rank of a
+    /// node whose ranks outnumber its processors ([`CROWDED_NAP`]) leaves
+    /// its core to the rank it waits for.
     nap: Option<Duration>,
 }
 
@@ -193,10 +195,12 @@ impl Mpi {
         let control = comm.duplicate();
         let rank = comm.rank() as usize;
         let size = comm.size() as usize;
-        let shared = if size > 1 {
-            share(&comm, Shape::DEFAULT)
+        let (shared, nap) = if size > 1 {
+            let node = comm.split_shared(comm.rank());
+            let nap = (node.size() as usize > online_cpus()).then_some(CROWDED_NAP);
+            (share(&comm, &node, Shape::DEFAULT), nap)
         } else {
-            None
+            (None, None)
         };
         Mpi {
             comm,
@@ -205,7 +209,7 @@ impl Mpi {
             size,
             progress: Progress::default(),
             shared,
-            nap: None,
+            nap,
         }
     }
 
@@ -422,11 +426,14 @@ impl Mpi {
 }
 
 /// The node's shared memory: when other ranks of `comm` share this node
-/// (`MPI_COMM_TYPE_SHARED`), a shared window of one `shape` part per rank
+/// (`node`, `comm` split by `MPI_COMM_TYPE_SHARED`), a shared window of one `shape` part per rank
 /// of the node and the segment over it; `None` for a rank alone on its
 /// node. Collective over `comm`.
-fn share(comm: &SimpleCommunicator, shape: Shape) -> Option<(Segment, mpi::ffi::MPI_Win)> {
-    let node = comm.split_shared(comm.rank());
+fn share(
+    comm: &SimpleCommunicator,
+    node: &SimpleCommunicator,
+    shape: Shape,
+) -> Option<(Segment, mpi::ffi::MPI_Win)> {
     // Every rank learns every rank's node, named by its lowest group rank
     // (the node communicator orders ranks by group rank: the split's key).
     let mut first = comm.rank();
@@ -502,6 +509,20 @@ fn share(comm: &SimpleCommunicator, shape: Shape) -> Option<(Segment, mpi::ffi::
     // `MPI_Win_free`, which `Mpi`'s drop calls after dropping the segment.
     let segment = unsafe { Segment::new(bases, node.rank() as usize, &nodes, shape, None) };
     Some((segment, win))
+}
+
+/// How long a waiting rank sleeps between polls when its node's ranks
+/// outnumber the node's processors: a rank that spins while it waits holds
+/// a core the rank it waits for needs (Open MPI's `mpi_yield_when_idle`
+/// when oversubscribed). Binding does not matter: a rank bound to one core
+/// has that core to itself when the ranks do not outnumber the cores.
+const CROWDED_NAP: Duration = Duration::from_micros(20);
+
+/// The node's online processors (`usize::MAX` when unknown: never crowded).
+fn online_cpus() -> usize {
+    // SAFETY: sysconf only reads a system setting.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(usize::MAX)
 }
 
 /// This process's file-size limit in bytes (`RLIMIT_FSIZE`; `u64::MAX`
