@@ -5,18 +5,32 @@
 # mpirun.mpich: `verify` at 1 to 4 ranks, `bench --check` (in place too, with
 # MPICH's MPI_IN_PLACE) at 3 ranks, and two epochs of `train` at 2 ranks.
 #
-#   scripts/mpich.sh            (also run by scripts/test.sh; RINGREDUCE_MPI=mpich runs it alone)
+#   scripts/mpich.sh            build, then check (RINGREDUCE_MPI=mpich scripts/test.sh runs it alone)
+#   scripts/mpich.sh build      the build only (scripts/test.sh runs it beside the Open MPI tests)
+#   scripts/mpich.sh check      the checks only, on the build already made
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 help_if_asked "$@"
+step="${1:-both}"
+case "$step" in
+  both | build | check) ;;
+  *) echo "mpich.sh: unknown argument $step (build, check or -h)" >&2; exit 2 ;;
+esac
 
-scripts/setup.sh mpich
 export CARGO_TARGET_DIR="$PWD/target/mpich"
-echo "== building against MPICH (MPI_PKG_CONFIG=mpich, $CARGO_TARGET_DIR)"
-# No debug info: this build only runs the checks below.
-CARGO_PROFILE_RELEASE_DEBUG=0 MPI_PKG_CONFIG=mpich cargo build --release --quiet --bins
 bin="$CARGO_TARGET_DIR/release/ringreduce"
+if [ "$step" != check ]; then
+  scripts/setup.sh mpich
+  echo "== building against MPICH (MPI_PKG_CONFIG=mpich, $CARGO_TARGET_DIR)"
+  # No debug info: this build only runs the checks below.
+  CARGO_PROFILE_RELEASE_DEBUG=0 MPI_PKG_CONFIG=mpich cargo build --release --quiet --bins
+  [ "$step" = build ] && exit 0
+fi
+if [ ! -x "$bin" ]; then
+  echo "mpich.sh: $bin is missing: run scripts/mpich.sh build first" >&2
+  exit 1
+fi
 # ldd's output is captured first: under pipefail, `ldd | grep -q` fails
 # whenever grep exits at the first match before ldd has written the rest
 # (ldd then dies of SIGPIPE).
