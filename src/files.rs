@@ -2,12 +2,12 @@
 //! where the last good one was.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Replaces `path` with `bytes` atomically: writes a new temporary file
-/// beside it (`<name>.tmp.<pid>.<n>`, created exclusively, so two writers
-/// never share one), fsyncs it, renames it over `path` and fsyncs the
+/// beside it (`<name>.tmp.<host>.<pid>.<n>`, created exclusively, so two
+/// writers never share one), fsyncs it, renames it over `path` and fsyncs the
 /// directory. On any error the temporary file is removed and `path` is as
 /// it was.
 ///
@@ -28,7 +28,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .map_or(0, |d| d.subsec_nanos());
     loop {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!("{name}.tmp.{}.{nanos:x}{n}", std::process::id()));
+        let tmp = dir.join(format!(
+            "{name}.tmp.{}.{}.{nanos:x}{n}",
+            host(),
+            std::process::id()
+        ));
         let mut file = match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -49,6 +53,69 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         // The rename is durable once the directory is.
         return std::fs::File::open(dir).and_then(|d| d.sync_all());
     }
+}
+
+/// Removes the temporary files that [`write_atomically`] left beside
+/// `path` when its process was killed mid-write: those of this host whose
+/// process is gone (a live process's file may be in use; another host's
+/// cannot be told apart). Returns the files removed; a file that cannot be
+/// removed is left and not listed.
+pub fn remove_stale_temporaries(path: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Vec::new();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!("{}.tmp.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let here = host();
+    let mut removed: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let file = e.file_name();
+            let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+                return false;
+            };
+            // <host>.<pid>.<nonce>, the host possibly dotted; files of
+            // older versions have no host and were written here.
+            let mut fields = rest.rsplitn(3, '.');
+            let (_nonce, pid, host) = (fields.next(), fields.next(), fields.next().unwrap_or(&here));
+            let gone = pid.and_then(|p| p.parse::<i32>().ok()).is_some_and(|p| !alive(p));
+            host == here && gone && e.file_type().is_ok_and(|t| t.is_file())
+        })
+        .map(|e| e.path())
+        .filter(|p| std::fs::remove_file(p).is_ok())
+        .collect();
+    removed.sort();
+    removed
+}
+
+/// This host's name, as `gethostname` gives it (`localhost` when it fails).
+fn host() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(h) if ok && !h.is_empty() => h.replace('/', "_"),
+        _ => "localhost".into(),
+    }
+}
+
+/// Whether process `pid` of this host exists (`kill(pid, 0)`: only
+/// `ESRCH` says it does not; no permission means it does).
+fn alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return true; // not a process of ours: leave its file
+    }
+    // SAFETY: signal 0 only checks that the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// Opens `path` for reading if it is a regular file of at most `cap` bytes
@@ -156,6 +223,41 @@ mod tests {
             .file_name()
             .to_string_lossy()
             .contains(".tmp.")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_this_hosts_temporaries_of_gone_processes_are_removed() {
+        let dir = std::env::temp_dir().join(format!("ringreduce-stale-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("run.ckpt");
+        std::fs::write(&path, b"good").unwrap();
+        // A process that has ended: its pid is free.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        let (here, me) = (host(), std::process::id());
+        let name = |s: String| dir.join(format!("run.ckpt.tmp.{s}"));
+        let stale = [name(format!("{here}.{gone}.5f1")), name(format!("{gone}.77"))];
+        let kept = [
+            name(format!("{here}.{me}.5f2")),              // alive: maybe in use
+            name(format!("elsewhere.example.{gone}.5f3")), // another host's
+            name("notes".into()),                          // not ours
+            dir.join(format!("other.ckpt.tmp.{here}.{gone}.1")),
+        ];
+        for f in stale.iter().chain(&kept) {
+            std::fs::write(f, b"partial").unwrap();
+        }
+        assert_eq!(remove_stale_temporaries(&path), {
+            let mut s = stale.to_vec();
+            s.sort();
+            s
+        });
+        assert!(stale.iter().all(|f| !f.exists()));
+        assert!(kept.iter().all(|f| f.exists()) && path.exists());
+        // A file written by this process now is none of them.
+        write_atomically(&path, b"newer").unwrap();
+        assert!(remove_stale_temporaries(&path).is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -797,3 +797,114 @@ fn straggler_factors_are_bounded() {
         );
     }
 }
+
+/// A two-epoch run's checkpoint in a fresh directory, and the arguments
+/// that train (`--epochs` appended by the caller) with it.
+fn checkpointed_run(tag: &str) -> (std::path::PathBuf, std::path::PathBuf, Vec<String>) {
+    let dir = std::env::temp_dir().join(format!("ringreduce-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ckpt = dir.join("run.ckpt");
+    let args: Vec<String> = [
+        "train",
+        "--data",
+        "synthetic",
+        "--hidden",
+        "8",
+        "--batch",
+        "60",
+        "--log-every",
+        "0",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec();
+    (dir, ckpt, args)
+}
+
+fn train_with(args: &[String], more: &[&str]) -> std::process::Output {
+    let all: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .chain(more.iter().copied())
+        .collect();
+    ringreduce_cmd(&all)
+}
+
+#[test]
+fn forged_checkpoint_fields_with_a_recomputed_checksum_are_refused_naming_the_field() {
+    use ringreduce::train::checkpoint::Checkpoint;
+    let (dir, ckpt, args) = checkpointed_run("forged");
+    let out = train_with(&args, &["--epochs", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let good = Checkpoint::load(&ckpt).unwrap();
+    assert_eq!(good.header.epoch, 2);
+    assert!(good.header.optimizer_steps > 0);
+    let resume: Vec<String> = args
+        .iter()
+        .cloned()
+        .chain(["--epochs", "3", "--resume"].map(String::from))
+        .collect();
+    let all: Vec<&str> = resume.iter().map(String::as_str).collect();
+    // Each forgery is saved through the library: its checksum is right.
+    type Forge = fn(&mut Checkpoint);
+    let forgeries: [(Forge, &str); 4] = [
+        (|c| c.header.epoch = 0, "`epoch` is 0"),
+        (
+            |c| {
+                c.header.optimizer_steps = u64::MAX;
+                c.optimizer.steps = u64::MAX;
+            },
+            "`optimizer_steps` is 18446744073709551615",
+        ),
+        (|c| c.header.epoch = 1, "but 1 epoch(s) of"),
+        (
+            |c| {
+                let b = &mut c.optimizer.buffers[0];
+                b.truncate(b.len() - 1);
+                c.header.sections[0].len -= 1;
+            },
+            "`optimizer.0` holds",
+        ),
+    ];
+    for (forge, needle) in forgeries {
+        let mut c = good.clone();
+        forge(&mut c);
+        c.save(&ckpt).unwrap();
+        bad_input(&all, needle);
+    }
+    // The same file unforged resumes.
+    good.save(&ckpt).unwrap();
+    let out = ringreduce_cmd(&all);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_killed_writers_temporary_file_is_removed_at_the_next_start_in_one_line() {
+    let (dir, ckpt, args) = checkpointed_run("stale");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let mut child = Command::new("true").spawn().unwrap();
+    let gone = child.id();
+    child.wait().unwrap();
+    let stale = dir.join(format!("run.ckpt.tmp.{}.{gone}.9a", host.trim()));
+    let foreign = dir.join(format!("run.ckpt.tmp.another-host.{gone}.9b"));
+    for f in [&stale, &foreign] {
+        std::fs::write(f, b"half a checkpoint").unwrap();
+    }
+    let out = train_with(&args, &["--epochs", "1"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("temporary file")).collect();
+    assert_eq!(
+        lines,
+        [format!(
+            "removed 1 temporary file(s) a killed run left beside the checkpoint: {}",
+            stale.display()
+        )],
+        "{text}"
+    );
+    assert!(!stale.exists() && foreign.exists() && ckpt.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

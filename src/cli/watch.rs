@@ -59,6 +59,14 @@ impl Watch {
                     *slot = Some(c.clone());
                 }
             })
+            .on_stale(|removed| {
+                let names: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
+                println!(
+                    "removed {} temporary file(s) a killed run left beside the checkpoint: {}",
+                    names.len(),
+                    names.join(", ")
+                );
+            })
             .on_resume(move |&done| {
                 if root {
                     println!(

@@ -305,6 +305,12 @@ impl Checkpoint {
                 })
                 .collect(),
         };
+        if header.epoch == 0 {
+            return Err(bad(
+                path,
+                "bad checkpoint header: `epoch` is 0, and checkpoints are written at an epoch's end",
+            ));
+        }
         if header.params != params.len() {
             return Err(bad(
                 path,
@@ -435,7 +441,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let save = |name: &str, value: f32| {
             let path = dir.join(name);
-            for i in 0..200 {
+            for i in 1..=200 {
                 let c = Checkpoint::new(
                     header(i),
                     vec![value; 64],

@@ -275,9 +275,16 @@ impl ParameterServer {
         .transpose();
         let log = group.agree(setup.and(log))?;
         let r = group.rank();
+        if let (Some(path), true) = (&trainer.cfg.checkpoint, r < self.servers) {
+            trainer.tidy(&self.shard_path(path, r));
+        }
         // A resumed run: each server its shard; every rank the same epoch.
         let restored = match (trainer.cfg.resume, &trainer.cfg.checkpoint) {
-            (true, Some(path)) if r < self.servers => Some(self.load_shard(trainer, path, params.len(), r)),
+            (true, Some(path)) if r < self.servers => {
+                let steps = trainer.cfg.batches.steps(trainer.cfg.batch, train.len());
+                let pushes = (steps * (p - self.servers)) as u64;
+                Some(self.load_shard(trainer, path, params.len(), r, pushes))
+            }
             _ => None,
         }
         .transpose();
@@ -355,6 +362,7 @@ impl ParameterServer {
         path: &std::path::Path,
         n: usize,
         k: usize,
+        pushes_per_epoch: u64,
     ) -> Result<Checkpoint> {
         let file = self.shard_path(path, k);
         let c = Checkpoint::load(&file)?;
@@ -379,6 +387,43 @@ impl ParameterServer {
                 "{} parameters, this server holds {len}",
                 c.params.len()
             )));
+        }
+        let (e, h) = (t.cfg.epochs, &c.header);
+        if h.epoch >= e {
+            return Err(Error::Data {
+                path: file.display().to_string(),
+                reason: format!(
+                    "shard is at epoch {} and this run trains {e}: nothing left to do (raise --epochs)",
+                    h.epoch
+                ),
+            });
+        }
+        // Every push is one optimizer step of every server: after `epoch`
+        // epochs, at least one per epoch, at most every batch of the run.
+        let most = (e as u64).saturating_mul(pushes_per_epoch);
+        if !(h.epoch as u64..=most).contains(&h.optimizer_steps) {
+            return Err(Error::Data {
+                path: file.display().to_string(),
+                reason: format!(
+                    "bad checkpoint header: `optimizer_steps` is {}, outside {}..={most} for {} epochs of this run",
+                    h.optimizer_steps, h.epoch, h.epoch
+                ),
+            });
+        }
+        if let Some((k, b)) = c
+            .optimizer
+            .buffers
+            .iter()
+            .enumerate()
+            .find(|(_, b)| b.len() != len)
+        {
+            return Err(Error::Data {
+                path: file.display().to_string(),
+                reason: format!(
+                    "bad checkpoint header: `optimizer.{k}` holds {} values for {len} parameters",
+                    b.len()
+                ),
+            });
         }
         Ok(c)
     }

@@ -186,6 +186,7 @@ pub(crate) struct Config {
     on_resume: Option<Hook<usize>>,
     on_buckets: Option<Hook<BucketChoice>>,
     on_trace: Option<Hook<Vec<TraceEvent>>>,
+    on_stale: Option<Hook<Vec<PathBuf>>>,
 }
 
 /// A callback of the loop (for progress bars and logs).
@@ -240,6 +241,7 @@ impl Trainer<GradientAllReduce> {
                 on_resume: None,
                 on_buckets: None,
                 on_trace: None,
+                on_stale: None,
             },
         }
     }
@@ -274,6 +276,25 @@ impl<S: Strategy> Trainer<S> {
     pub fn on_trace(mut self, f: impl Fn(&Vec<TraceEvent>) + Send + Sync + 'static) -> Self {
         self.cfg.on_trace = Some(Hook(Arc::new(f)));
         self
+    }
+
+    /// Calls `f` with the temporary files a killed run left beside a
+    /// checkpoint this run writes, once they are removed at the start (on
+    /// the rank that writes the file: rank 0, a parameter server its
+    /// shard's). Only this host's files of processes that are gone are
+    /// removed ([`crate::files::remove_stale_temporaries`]).
+    pub fn on_stale(mut self, f: impl Fn(&Vec<PathBuf>) + Send + Sync + 'static) -> Self {
+        self.cfg.on_stale = Some(Hook(Arc::new(f)));
+        self
+    }
+
+    /// Removes the temporary files killed runs left beside `path`, which
+    /// this rank writes, and tells [`Trainer::on_stale`] which.
+    pub(crate) fn tidy(&self, path: &std::path::Path) {
+        let removed = crate::files::remove_stale_temporaries(path);
+        if let (false, Some(hook)) = (removed.is_empty(), &self.cfg.on_stale) {
+            (hook.0)(&removed);
+        }
     }
 
     /// The same trainer (settings, optimizer, hooks) with `strategy`.
@@ -342,6 +363,9 @@ impl<S: Strategy> Trainer<S> {
                     reason: format!("straggler rank {r} is not one of the {} ranks", group.size()),
                 });
             }
+        }
+        if let (0, Some(path)) = (group.rank(), &self.cfg.checkpoint) {
+            self.tidy(path);
         }
         let mut run = Run {
             trainer: self,
@@ -963,6 +987,8 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
                     h.data, expected.data
                 ),
             ))
+        } else if let Some(e) = forged(h, self.steps, &c.optimizer.buffers) {
+            Err(mismatch(path, format!("bad checkpoint header: {e}")))
         } else if h.epoch >= t.cfg.epochs {
             Err(mismatch(
                 path,
@@ -1079,6 +1105,28 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         self.take_replicas(path, &header.strategy, params, &replicas)?;
         Ok(header.epoch)
     }
+}
+
+/// What a checkpoint's header claims that its file and this run's shape
+/// contradict (a checksum recomputed over edited metadata passes the
+/// checksum): every epoch is `steps` optimizer steps, and every optimizer
+/// buffer is as long as the parameters.
+fn forged(h: &Header, steps: usize, buffers: &[Vec<f32>]) -> Option<String> {
+    let made = (h.epoch as u64).checked_mul(steps as u64);
+    if made != Some(h.optimizer_steps) {
+        return Some(format!(
+            "`optimizer_steps` is {}, but {} epoch(s) of {steps} steps make {}",
+            h.optimizer_steps,
+            h.epoch,
+            made.map_or("more than 2^64".into(), |m| m.to_string())
+        ));
+    }
+    let (k, b) = buffers.iter().enumerate().find(|(_, b)| b.len() != h.params)?;
+    Some(format!(
+        "`optimizer.{k}` holds {} values for {} parameters",
+        b.len(),
+        h.params
+    ))
 }
 
 fn mismatch(path: &std::path::Path, reason: String) -> Error {
