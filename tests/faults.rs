@@ -131,6 +131,51 @@ fn a_stopped_rank_mid_run_is_reported_and_the_job_aborted() {
 }
 
 #[test]
+fn a_rank_stopped_after_its_work_is_named_at_the_last_agreement() {
+    // Regression: a parameter-server rank stopped right at the end of a
+    // short run was never reported: the others went on into the shared
+    // window's free and MPI_Finalize, which wait with no timeout. The
+    // stop is injected at a named phase (after the subcommand's work).
+    let _guard = serial();
+    let args = [
+        "train",
+        "--data",
+        "synthetic",
+        "--strategy",
+        "ps:async",
+        "--servers",
+        "1",
+        "--batch",
+        "126",
+        "--epochs",
+        "2",
+        "--log-every",
+        "0",
+    ];
+    let mut cmd = mpirun(4, &ringreduce(), &args);
+    cmd.env("RINGREDUCE_TIMEOUT", "1")
+        .env("RINGREDUCE_STOP_AT", "1:work-done");
+    let start = Instant::now();
+    let out = run_bounded(cmd, STOP_LIMIT);
+    let took = start.elapsed();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    // The run itself finished: its last epoch is printed.
+    assert!(
+        stdout(&out).lines().any(|l| l.starts_with("    2 ")),
+        "{}",
+        stdout(&out)
+    );
+    let lines = ours(&err);
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("rank 1 has not joined barrier #") && lines[0].contains("aborting the job"),
+        "{err}"
+    );
+    assert!(took < STOP_LIMIT, "{took:?}");
+}
+
+#[test]
 fn bad_check_settings_stop_every_rank_with_one_line() {
     let _guard = serial();
     for (var, value) in [

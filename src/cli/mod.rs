@@ -307,9 +307,33 @@ pub fn on_world_at(
         Some(s) => Group::with_rank0_settings(transport, Ok(s)),
         None => Group::from_env(transport),
     };
-    match group {
-        Ok(g) => f(&g),
-        Err(e) => fail(e),
+    let g = match group {
+        Ok(g) => g,
+        Err(e) => return fail(e),
+    };
+    let code = f(&g);
+    stop_if_asked(g.rank(), "work-done");
+    // The last agreement, under the stall timeout: a rank that stopped or
+    // hung after its work is named here (exit 3). What follows, the shared
+    // window's free and MPI_Finalize, waits for every rank with no timeout
+    // and no way to report: a rank stopped there is not (docs/reliability.md).
+    if let Err(e) = g.barrier() {
+        return fail(e);
+    }
+    stop_if_asked(g.rank(), "finalize");
+    code
+}
+
+/// Fault injection for the tests: `RINGREDUCE_STOP_AT=RANK:PHASE` stops
+/// (SIGSTOP) rank RANK when it reaches PHASE, `work-done` (its subcommand
+/// finished, before the last agreement) or `finalize` (after it).
+fn stop_if_asked(rank: usize, phase: &str) {
+    let Ok(at) = std::env::var("RINGREDUCE_STOP_AT") else {
+        return;
+    };
+    if at.split_once(':') == Some((rank.to_string().as_str(), phase)) {
+        // SAFETY: raise only sends a signal to this process.
+        unsafe { libc::raise(libc::SIGSTOP) };
     }
 }
 
