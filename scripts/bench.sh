@@ -4,7 +4,7 @@
 # each time; the summary (medians, min–max, paired ratios to the vendor),
 # the runs, the environment and the charts go to results/<date>-<host>/.
 #
-#   scripts/bench.sh [-n RANKS] [-m MIN:MAX] [-r RUNS] [--dtype f32] [--op sum]
+#   scripts/bench.sh [-n RANKS] [-m MIN:MAX] [-r|--repeats R] [--dtype f32] [--op sum]
 #                    [--iters N] [--warmup N] [--no-in-place] [--algo a,b,...]
 #                    [--calibrate]   (each run calibrates auto's model in its own job first)
 #   scripts/bench.sh --cluster 4 [--rate 1gbit] [--slots L] [...]   on a namespace cluster
@@ -28,7 +28,7 @@ while (($#)); do
   case "$1" in
     -n) ranks="$2"; shift 2 ;;
     -m) sizes="$2"; shift 2 ;;
-    -r|--runs) runs="$2"; shift 2 ;;
+    -r|--repeats) runs="$2"; shift 2 ;;
     --dtype) dtype="$2"; shift 2 ;;
     --op) op="$2"; shift 2 ;;
     --iters) extra+=(--iters "$2"); shift 2 ;;

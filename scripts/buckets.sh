@@ -30,7 +30,7 @@ while (($#)); do
   case "$1" in
     -n) ranks="$2"; shift 2 ;;
     --sizes) sizes="$2"; shift 2 ;;
-    --repeats) repeats="$2"; shift 2 ;;
+    -r|--repeats) repeats="$2"; shift 2 ;;
     --model) model="$2"; shift 2 ;;
     --batch) batch="$2"; shift 2 ;;
     --epochs) epochs="$2"; shift 2 ;;

@@ -63,5 +63,5 @@ echo "== $setting: ${strategies}; results in $dir"
 # shellcheck disable=SC2086  # the strategies are one word each
 "${launch[@]}" "$bin" compare --data "$data" --epochs "$epochs" --target-acc "$target" \
   --batch "$batch" --lr "$lr" \
-  --strategies $strategies --out "$dir/compare.csv" --plot "$dir" ${extra[@]+"${extra[@]}"} \
+  --strategies $strategies --out "$dir/compare.csv" --plot-dir "$dir" ${extra[@]+"${extra[@]}"} \
   --title "$short, $data, $epochs epochs" | tee "$dir/table.txt"

@@ -3,9 +3,9 @@
 # every algorithm in the same mpirun job (so both see one memory placement),
 # and prints predicted vs measured time per algorithm and size, the worst
 # ratio at sizes >= 64 KiB, and how close `auto` came to the fastest.
-# The machine is shared and noisy, so the job runs --runs times (default 3)
+# The machine is shared and noisy, so the job runs --repeats times (default 3)
 # and every figure is the median over runs.
-#   scripts/cost_check.sh [-n RANKS] [-m MIN:MAX] [--iters N] [--runs N]
+#   scripts/cost_check.sh [-n RANKS] [-m MIN:MAX] [--iters N] [-r|--repeats N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -20,8 +20,8 @@ while (($#)); do
     -n) ranks="$2"; shift 2 ;;
     -m) sizes="$2"; shift 2 ;;
     --iters) iters=(--iters "$2"); shift 2 ;;
-    --runs) runs="$2"; shift 2 ;;
-    *) echo "cost_check.sh: unknown argument $1 (use -n RANKS, -m MIN:MAX, --iters N, --runs N)" >&2; exit 2 ;;
+    -r|--repeats) runs="$2"; shift 2 ;;
+    *) echo "cost_check.sh: unknown argument $1 (use -n RANKS, -m MIN:MAX, --iters N, -r/--repeats N)" >&2; exit 2 ;;
   esac
 done
 

@@ -38,7 +38,7 @@ summarize=""
 while (($#)); do
   case "$1" in
     --threads) threads="$2"; shift 2 ;;
-    --repeats) repeats="$2"; shift 2 ;;
+    -r|--repeats) repeats="$2"; shift 2 ;;
     --schedules) schedules="$2"; shift 2 ;;
     --problems) problems="$2"; shift 2 ;;
     --quick) quick=1; shift ;;

@@ -3,7 +3,7 @@
 # a row under mpirun, every result checked; reports failures (must be 0) and
 # resident memory after the warm-up and at the end (must not grow).
 #
-#   scripts/soak.sh [-n RANKS] [--calls N] [--max-size 1M] [--seed S]
+#   scripts/soak.sh [-n RANKS] [--calls N] [--max-bytes 1M] [--seed S]
 # Output also goes to results/soak-<date>.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ while (($#)); do
   case "$1" in
     -n) ranks="$2"; shift 2 ;;
     --calls) calls="$2"; shift 2 ;;
-    --max-size|--seed|--warmup) args+=("$1" "$2"); shift 2 ;;
+    --max-bytes|--seed|--warmup) args+=("$1" "$2"); shift 2 ;;
     *) echo "soak.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done

@@ -116,14 +116,14 @@ pub fn run<C: Transport>(
     if cfg.calls == 0 || cfg.max_bytes == 0 {
         return Err(Error::InvalidArgument {
             what: "soak",
-            reason: "--calls and --max-size must be at least 1".into(),
+            reason: "--calls and --max-bytes must be at least 1".into(),
         });
     }
     let p = group.size();
     group.agree(crate::units::check_memory(
         cfg.max_bytes,
         5 + p as u64,
-        "--max-size",
+        "--max-bytes",
     ))?;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let start = Instant::now();

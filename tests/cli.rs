@@ -200,8 +200,8 @@ fn train_rejects_bad_input_in_one_line() {
 #[test]
 fn soak_verify_and_bench_refuse_impossible_work_in_one_line() {
     bad_input(&["soak", "--calls", "0"], "--calls");
-    bad_input(&["soak", "--max-size", "4X"], "unknown unit");
-    bad_input(&["soak", "--max-size", "1T"], "available");
+    bad_input(&["soak", "--max-bytes", "4X"], "unknown unit");
+    bad_input(&["soak", "--max-bytes", "1T"], "available");
     bad_input(&["verify", "--max-count", "100000000000000"], "available");
     bad_input(&["bench", "--iters", "0", "-m", "8:8"], "--iters");
     bad_input(&["bench", "--algo", "ring-nocheck,tree-nocheck"], "tree-nocheck");
@@ -907,4 +907,17 @@ fn a_killed_writers_temporary_file_is_removed_at_the_next_start_in_one_line() {
     );
     assert!(!stale.exists() && foreign.exists() && ckpt.exists());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn one_spelling_per_concept_across_subcommands() {
+    // A directory of charts is --plot-dir; --plot is a file elsewhere.
+    bad_input(
+        &["compare", "--plot", "charts"],
+        "a similar argument exists: '--plot-dir'",
+    );
+    // The largest message in bytes is --max-bytes everywhere.
+    for cmd in ["bench", "soak", "calibrate"] {
+        bad_input(&[cmd, "--max-bytes", "4X"], "for '--max-bytes <");
+    }
 }

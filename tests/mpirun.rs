@@ -378,7 +378,7 @@ fn a_short_soak_passes_at_3_ranks() {
         "soak",
         "--calls",
         "300",
-        "--max-size",
+        "--max-bytes",
         "64K",
         "--check",
         "--warmup",
@@ -610,7 +610,7 @@ fn compare_writes_and_plots_the_parameter_servers_staleness() {
         "ps:async",
         "--out",
         out.to_str().unwrap(),
-        "--plot",
+        "--plot-dir",
         dir.to_str().unwrap(),
     ];
     let run = run_bounded(mpirun(4, &ringreduce(), &args), LIMIT);

@@ -30,10 +30,10 @@ pub struct Args {
     #[arg(short = 'm', long = "message-size", value_parser = size_range, conflicts_with_all = ["minbytes", "maxbytes"])]
     sizes: Option<(u64, u64)>,
     /// Smallest size (nccl-tests' -b).
-    #[arg(short = 'b', long, value_parser = size_arg, default_value = "4")]
+    #[arg(short = 'b', long = "min-bytes", visible_alias = "minbytes", value_parser = size_arg, default_value = "4")]
     minbytes: u64,
     /// Largest size (nccl-tests' -e).
-    #[arg(short = 'e', long, value_parser = size_arg, default_value = "16M")]
+    #[arg(short = 'e', long = "max-bytes", visible_alias = "maxbytes", value_parser = size_arg, default_value = "16M")]
     maxbytes: u64,
     /// Each size is this many times the one before (nccl-tests' -f).
     #[arg(short = 'f', long, default_value_t = 2)]

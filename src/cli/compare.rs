@@ -34,7 +34,7 @@ pub struct Args {
     out: PathBuf,
     /// Directory for accuracy_vs_time.{png,svg} and accuracy_vs_bytes.{png,svg}
     /// (and staleness.{png,svg} when a parameter-server strategy runs).
-    #[arg(long)]
+    #[arg(long = "plot-dir", value_name = "DIR")]
     plot: Option<PathBuf>,
     /// Chart title (default: ranks, data set and epochs).
     #[arg(long, allow_hyphen_values = true)]
@@ -57,7 +57,7 @@ pub fn run(o: Args) -> ExitCode {
         writable(&o.out).map_err(|e| bad("--out", format!("{}: {e}", o.out.display())))?;
         if let Some(dir) = &o.plot {
             if !dir.is_dir() {
-                return Err(bad("--plot", format!("{}: not a directory", dir.display())));
+                return Err(bad("--plot-dir", format!("{}: not a directory", dir.display())));
             }
         }
         let options = PlanOptions {

@@ -14,8 +14,8 @@ pub struct Args {
     #[arg(long, default_value_t = 10_000)]
     calls: u64,
     /// Largest message per rank: bytes, or with a unit (4K, 16M).
-    #[arg(long, value_parser = size_arg, default_value = "1M")]
-    max_size: u64,
+    #[arg(long, alias = "max-size", value_parser = size_arg, default_value = "1M")]
+    max_bytes: u64,
     /// Seed of the call sequence and data.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -39,7 +39,7 @@ fn growth(r: &SoakReport) -> f64 {
 pub fn run(args: Args) -> ExitCode {
     let cfg = SoakConfig {
         calls: args.calls,
-        max_bytes: args.max_size,
+        max_bytes: args.max_bytes,
         seed: args.seed,
         check: args.check,
         warmup: args.warmup,
