@@ -45,10 +45,7 @@ done
 [[ "$ranks" =~ ^[0-9]+$ ]] && [ "$ranks" -ge 1 ] || { echo "bench.sh: -n needs a rank count" >&2; exit 2; }
 [[ "$runs" =~ ^[0-9]+$ ]] && [ "$runs" -ge 1 ] || { echo "bench.sh: -r needs a run count" >&2; exit 2; }
 
-scripts/setup.sh
-source scripts/mpienv.sh
-cargo build --release --quiet --bins
-bin=target/release/ringreduce
+build_release
 
 # Validate the arguments with a one-process, one-iteration run before creating anything.
 if ! err=$($bin bench --algo ring -m "$sizes" --dtype "$dtype" --op "$op" --iters 1 --warmup 0 \

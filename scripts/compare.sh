@@ -41,10 +41,7 @@ while (($#)); do
   esac
 done
 
-scripts/setup.sh
-source scripts/mpienv.sh
-cargo build --release --quiet --bins
-bin="$(readlink -f target/release/ringreduce)"
+build_release
 
 # shellcheck source=scripts/launch.sh
 source scripts/launch.sh

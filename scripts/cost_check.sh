@@ -25,12 +25,9 @@ while (($#)); do
   esac
 done
 
-scripts/setup.sh
-source scripts/mpienv.sh
+build_release
 # Ranks that fit on the cores measure best busy-polling; yielding adds noise.
 if [ "$ranks" -le "$(nproc)" ]; then export OMPI_MCA_mpi_yield_when_idle=0; fi
-cargo build --release --quiet --bins
-bin=target/release/ringreduce
 # The message-based algorithms (shm moves no message the model prices), and mpi.
 algos=$(algorithms | grep -vx shm | paste -sd,)
 

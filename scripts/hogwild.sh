@@ -47,10 +47,7 @@ while (($#)); do
   esac
 done
 
-scripts/setup.sh
-source scripts/mpienv.sh
-cargo build --release --quiet --bins
-bin="$(readlink -f target/release/ringreduce)"
+build_release
 
 # Problem settings: flags, maximum epochs, target objective.
 problem_flags() {

@@ -3,6 +3,9 @@
 #                        script's header comment and exits 0
 #   algorithms           the names `ringreduce bench --algo` takes, from the
 #                        built binary "$bin" (never a list written here)
+#   build_release [ARGS] scripts/setup.sh, scripts/mpienv.sh, the release
+#                        build (`cargo build --release --bins ARGS`); sets
+#                        "$bin" to the binary's absolute path
 help_if_asked() {
   local a
   for a in "$@"; do
@@ -18,4 +21,12 @@ help_if_asked() {
 
 algorithms() {
   "${bin:?algorithms: build the binary first and set bin}" bench --list
+}
+
+build_release() {
+  scripts/setup.sh
+  # shellcheck source=scripts/mpienv.sh
+  source scripts/mpienv.sh
+  cargo build --release --quiet --bins "$@"
+  bin="$(readlink -f target/release/ringreduce)"
 }

@@ -8,8 +8,6 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 help_if_asked "$@"
 
-scripts/setup.sh
-source scripts/mpienv.sh
 ranks="${RANKS:-2}"
 epochs="${EPOCHS:-5}"
 if [ "$ranks" -le "$(nproc)" ]; then export OMPI_MCA_mpi_yield_when_idle=0; fi
@@ -17,8 +15,7 @@ out="results/train-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
 
 echo "== building (release)"
-cargo build --release --quiet --bins --examples
-bin=target/release/ringreduce
+build_release --examples
 
 echo "== mpirun -n $ranks ringreduce verify (quick)"
 mpirun -n "$ranks" "$bin" verify --max-count 4099 | tail -1

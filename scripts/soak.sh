@@ -22,15 +22,13 @@ while (($#)); do
   esac
 done
 
-scripts/setup.sh
-source scripts/mpienv.sh
-cargo build --release --quiet --bins
+build_release
 mkdir -p results
 out="results/soak-$(date -u +%Y%m%d-%H%M%S).txt"
 echo "== mpirun -n $ranks ringreduce soak --check --calls $calls ${args[*]:-} (log: $out)"
 start=$(date +%s)
 set +e
-mpirun -n "$ranks" target/release/ringreduce soak --check --calls "$calls" "${args[@]}" 2>&1 | tee "$out"
+mpirun -n "$ranks" "$bin" soak --check --calls "$calls" "${args[@]}" 2>&1 | tee "$out"
 status=${PIPESTATUS[0]}
 set -e
 echo "== soak finished in $(( $(date +%s) - start )) s with exit status $status" | tee -a "$out"

@@ -1069,6 +1069,8 @@ fn train_writes_a_timeline_whose_buckets_start_after_their_gradients() {
     assert!(stdout(&out).contains("timeline: "), "{}", stdout(&out));
     let text = std::fs::read_to_string(&path).unwrap();
     let events = ringreduce::train::trace::read_chrome(&text).unwrap();
+    // Read back from the file as a viewer reads it, every thread's spans nest.
+    assert_eq!(ringreduce::train::trace::misnested(&events), None);
     let reduces: Vec<_> = events.iter().filter(|e| e.name == "all-reduce").collect();
     assert!(!reduces.is_empty(), "no bucket all-reduce in the trace");
     for r in &reduces {

@@ -64,6 +64,40 @@ impl TraceEvent {
     }
 }
 
+/// Trace times are multiples of 1/1024 µs (see `Recorder::ticks`).
+const TICKS_PER_MICRO: f64 = 1024.0;
+
+/// The first two spans of one thread in `events` that overlap without one
+/// holding the other, as a viewer computes their ends (`ts + dur` in
+/// f64); `None` when every thread's spans nest, as trace viewers need.
+pub fn misnested(events: &[TraceEvent]) -> Option<(&TraceEvent, &TraceEvent)> {
+    let mut spans: Vec<&TraceEvent> = events.iter().filter(|e| e.ph == "X").collect();
+    // By thread, then start, the longer first: a parent before its children.
+    spans.sort_by(|a, b| {
+        (a.pid, a.tid)
+            .cmp(&(b.pid, b.tid))
+            .then(a.ts.total_cmp(&b.ts))
+            .then(b.end().total_cmp(&a.end()))
+    });
+    let mut open: Vec<&TraceEvent> = Vec::new();
+    for e in spans {
+        while let Some(top) = open.last() {
+            if (top.pid, top.tid) != (e.pid, e.tid) || top.end() <= e.ts {
+                open.pop();
+            } else {
+                break;
+            }
+        }
+        if let Some(top) = open.last() {
+            if e.end() > top.end() {
+                return Some((top, e));
+            }
+        }
+        open.push(e);
+    }
+    None
+}
+
 /// A rank's events as the run goes (the trainer's).
 #[derive(Debug)]
 pub(crate) struct Recorder {
@@ -82,8 +116,18 @@ impl Recorder {
         }
     }
 
+    /// `at` in whole ticks of 1/1024 µs (about a nanosecond) since the
+    /// origin. Times are written as such ticks: sums of them are exact in
+    /// f64, so a span that ends where the next begins ends exactly there in
+    /// a viewer too (decimal microseconds made `ts + dur` overshoot the next
+    /// start by 1e-10, and viewers nested the next span inside it).
+    fn ticks(&self, at: Instant) -> u64 {
+        let nanos = at.saturating_duration_since(self.origin).as_nanos() as u64;
+        (nanos * TICKS_PER_MICRO as u64 + 500) / 1000
+    }
+
     fn micros(&self, at: Instant) -> f64 {
-        at.saturating_duration_since(self.origin).as_secs_f64() * 1e6
+        self.ticks(at) as f64 / TICKS_PER_MICRO
     }
 
     /// A span on thread `tid` from `began`, `took` long.
@@ -96,13 +140,13 @@ impl Recorder {
         took: Duration,
         args: Args,
     ) {
-        let ts = self.micros(began);
+        let (from, to) = (self.ticks(began), self.ticks(began + took));
         self.events.push(TraceEvent {
             name: name.into(),
             cat: cat.into(),
             ph: "X".into(),
-            ts,
-            dur: Some(took.as_secs_f64() * 1e6),
+            ts: from as f64 / TICKS_PER_MICRO,
+            dur: Some((to - from) as f64 / TICKS_PER_MICRO),
             pid: self.rank,
             tid,
             args: args.0,
@@ -285,12 +329,13 @@ mod tests {
                     .iter()
                     .find(|x| x.pid == e.pid && x.name == "step" && x.arg("step") == Some(s))
                     .unwrap();
-                assert!(
-                    e.ts >= step.ts && e.end() <= step.end() + 1.0,
-                    "{e:?} outside {step:?}"
-                );
+                assert!(e.ts >= step.ts && e.end() <= step.end(), "{e:?} outside {step:?}");
             }
         }
+        // Each thread's spans nest, as viewers need (regression: adjacent
+        // phases overlapped by 1e-10 µs, and viewers stacked every later
+        // step inside the one before).
+        assert_eq!(misnested(&events), None);
         for name in [
             "forward+backward",
             "loss agreement",
