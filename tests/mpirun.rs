@@ -693,6 +693,46 @@ fn a_resumed_parameter_server_run_appends_to_its_metrics_and_matches_the_whole_r
     let expected = losses_and_accuracies(&whole);
     assert_eq!(expected.len(), 3);
     assert_eq!(losses_and_accuracies(&sliced), expected);
+    // The shards are at epoch 3 now. Resuming the 3-epoch run again is
+    // refused (it returned with nothing done, rc 0), and so is a shard
+    // whose optimizer_steps was forged with its checksum recomputed.
+    let resume = |epochs: &str| {
+        let args = [
+            "train",
+            "--data",
+            "synthetic",
+            "--strategy",
+            "ps:ssp=0",
+            "--servers",
+            "2",
+            "--epochs",
+            epochs,
+            "--batch",
+            "60",
+            "--lr",
+            "0.1",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--resume",
+        ];
+        let out = run_bounded(mpirun(4, &ringreduce(), &args), LIMIT);
+        assert_eq!(out.status.code(), Some(2), "{}{}", stdout(&out), stderr(&out));
+        stderr(&out)
+    };
+    let err = resume("3");
+    assert!(
+        err.contains("shard is at epoch 3 and this run trains 3: nothing left to do"),
+        "{err}"
+    );
+    let shard = dir.join("ps.ckpt.shard0of2");
+    let mut c = ringreduce::train::checkpoint::Checkpoint::load(&shard).unwrap();
+    (c.header.optimizer_steps, c.optimizer.steps) = (u64::MAX, u64::MAX);
+    c.save(&shard).unwrap();
+    let err = resume("4");
+    assert!(
+        err.contains("`optimizer_steps` is 18446744073709551615, outside"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
