@@ -654,7 +654,8 @@ fn compare_writes_and_plots_the_parameter_servers_staleness() {
 fn a_resumed_parameter_server_run_appends_to_its_metrics_and_matches_the_whole_run() {
     let dir = std::env::temp_dir().join(format!("ringreduce-ps-resume-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let run = |extra: &[&str], metrics: &std::path::Path| {
+    // The run over `epochs` epochs, with `extra` arguments.
+    let launch = |epochs: &str, extra: &[&str]| {
         let mut args = vec![
             "train",
             "--data",
@@ -664,19 +665,21 @@ fn a_resumed_parameter_server_run_appends_to_its_metrics_and_matches_the_whole_r
             "--servers",
             "2",
             "--epochs",
-            "3",
+            epochs,
             "--batch",
             "60",
             "--lr",
             "0.1",
-            "--metrics",
         ];
-        args.push(metrics.to_str().unwrap());
         args.extend_from_slice(extra);
-        let out = run_bounded(mpirun(4, &ringreduce(), &args), LIMIT);
+        run_bounded(mpirun(4, &ringreduce(), &args), LIMIT)
+    };
+    let run = |extra: &[&str], metrics: &std::path::Path| {
+        let extra = [&["--metrics", metrics.to_str().unwrap()], extra].concat();
+        let out = launch("3", &extra);
         assert!(
             out.status.success(),
-            "{args:?}\n{}\n{}",
+            "{extra:?}\n{}\n{}",
             stdout(&out),
             stderr(&out)
         );
@@ -697,25 +700,7 @@ fn a_resumed_parameter_server_run_appends_to_its_metrics_and_matches_the_whole_r
     // refused (it returned with nothing done, rc 0), and so is a shard
     // whose optimizer_steps was forged with its checksum recomputed.
     let resume = |epochs: &str| {
-        let args = [
-            "train",
-            "--data",
-            "synthetic",
-            "--strategy",
-            "ps:ssp=0",
-            "--servers",
-            "2",
-            "--epochs",
-            epochs,
-            "--batch",
-            "60",
-            "--lr",
-            "0.1",
-            "--checkpoint",
-            ckpt.to_str().unwrap(),
-            "--resume",
-        ];
-        let out = run_bounded(mpirun(4, &ringreduce(), &args), LIMIT);
+        let out = launch(epochs, &["--checkpoint", ckpt.to_str().unwrap(), "--resume"]);
         assert_eq!(out.status.code(), Some(2), "{}{}", stdout(&out), stderr(&out));
         stderr(&out)
     };

@@ -340,6 +340,16 @@ impl Checkpoint {
     }
 }
 
+/// The first optimizer buffer not `len` values long (every buffer holds
+/// one value per parameter), said as a header fault.
+pub(crate) fn misfit_buffer(buffers: &[Vec<f32>], len: usize) -> Option<String> {
+    let (k, b) = buffers.iter().enumerate().find(|(_, b)| b.len() != len)?;
+    Some(format!(
+        "`{OPTIMIZER}{k}` holds {} values for {len} parameters",
+        b.len()
+    ))
+}
+
 /// The tensor `name` of `file` as f32 values: a 1-D F32 tensor.
 fn f32_tensor(file: &SafeTensors<'_>, path: &Path, name: &str) -> Result<Vec<f32>> {
     let t = file

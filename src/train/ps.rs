@@ -410,19 +410,10 @@ impl ParameterServer {
                 ),
             });
         }
-        if let Some((k, b)) = c
-            .optimizer
-            .buffers
-            .iter()
-            .enumerate()
-            .find(|(_, b)| b.len() != len)
-        {
+        if let Some(e) = super::checkpoint::misfit_buffer(&c.optimizer.buffers, len) {
             return Err(Error::Data {
                 path: file.display().to_string(),
-                reason: format!(
-                    "bad checkpoint header: `optimizer.{k}` holds {} values for {len} parameters",
-                    b.len()
-                ),
+                reason: format!("bad checkpoint header: {e}"),
             });
         }
         Ok(c)

@@ -1121,12 +1121,7 @@ fn forged(h: &Header, steps: usize, buffers: &[Vec<f32>]) -> Option<String> {
             made.map_or("more than 2^64".into(), |m| m.to_string())
         ));
     }
-    let (k, b) = buffers.iter().enumerate().find(|(_, b)| b.len() != h.params)?;
-    Some(format!(
-        "`optimizer.{k}` holds {} values for {} parameters",
-        b.len(),
-        h.params
-    ))
+    super::checkpoint::misfit_buffer(buffers, h.params)
 }
 
 fn mismatch(path: &std::path::Path, reason: String) -> Error {
