@@ -18,6 +18,14 @@ use crate::error::{rank_list, Error, Result};
 /// shows progress (each piece that completes resets the stall deadline) and
 /// MPI's C `int` counts never overflow.
 const PIECE: usize = 4 << 20;
+/// Pieces of one send in MPI's hands at a time; the next is posted as one
+/// completes (a receive posts all its pieces at once, so every piece finds
+/// its receive waiting). Posted all at once, Open MPI's TCP path can advance
+/// every piece of a 256 MiB send side by side and complete none for the
+/// transfer's whole length (22 s at 100 Mbit/s), which the stall timeout
+/// took for a dead peer. Four keep 100 Mbit/s and 1 Gbit/s links full
+/// (a window of one or two halved the rate of an exchange).
+const SEND_WINDOW: usize = 4;
 
 /// Polls of a pending request before the clock is first read.
 const SPINS: u32 = 256;
@@ -154,13 +162,18 @@ impl ThreadDuplicate {
     }
 }
 
-/// A started operation of the [`Mpi`] transport: one MPI request, or
-/// several for messages over 1 GiB.
+/// A started operation of the [`Mpi`] transport: one MPI request, or one
+/// per piece for messages over [`PIECE`] bytes (a send's posted at most
+/// [`SEND_WINDOW`] at a time).
 #[derive(Debug)]
 pub struct MpiRequest {
     handles: Handles,
     /// Pieces not yet complete.
     pending: usize,
+    /// Pieces posted so far (the rest wait for the window).
+    posted: usize,
+    /// The caller's buffer, which later pieces are posted from.
+    buf: Span,
     receiving: bool,
     /// Destination of a send, source of a receive (`None`: any source).
     peer: Option<usize>,
@@ -168,6 +181,13 @@ pub struct MpiRequest {
     len: usize,
     source: usize,
     tag: Tag,
+}
+
+/// Where an operation's bytes lie.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    ptr: *mut u8,
+    len: usize,
 }
 
 #[derive(Debug)]
@@ -251,7 +271,8 @@ impl Mpi {
         })
     }
 
-    /// Starts one operation over the pieces of `len` bytes at `ptr`.
+    /// Starts one operation over the pieces of `len` bytes at `ptr`: posts
+    /// every piece of a receive, the first [`SEND_WINDOW`] of a send.
     #[inline]
     fn start(&self, ptr: *mut u8, len: usize, peer: Option<usize>, tag: Tag, receiving: bool) -> MpiRequest {
         static EMPTY: [u8; 1] = [0];
@@ -259,60 +280,84 @@ impl Mpi {
         // meaning to (OpenMPI's MPI_IN_PLACE is (void*)1): use a real address.
         let ptr = if len == 0 { EMPTY.as_ptr().cast_mut() } else { ptr };
         let n = len.div_ceil(PIECE).max(1);
-        let source = match peer {
-            Some(p) => p as i32,
-            // SAFETY: reading an immutable constant the MPI shim exports.
-            None => unsafe { mpi::ffi::RSMPI_ANY_SOURCE },
-        };
-        let post = |i: usize| -> MPI_Request {
-            let offset = i * PIECE;
-            let count = (len - offset.min(len)).min(PIECE) as i32;
-            let mut h = std::mem::MaybeUninit::<MPI_Request>::uninit();
-            // SAFETY: `ptr + offset .. + count` lies inside the caller's
-            // buffer (or is the 1-byte static for an empty one), which the
-            // caller keeps valid until the request completes (the contract of
-            // `start_send`/`start_recv`); the datatype, rank, tag and
-            // communicator handles are valid; MPI writes the request handle
-            // before returning, and errors abort the job (ERRORS_ARE_FATAL).
-            unsafe {
-                let at = ptr.add(offset.min(len)).cast::<std::ffi::c_void>();
-                let post: Post = if receiving { mpi::ffi::MPI_Irecv } else { isend };
-                let dt = u8::equivalent_datatype().as_raw();
-                post(
-                    at,
-                    count,
-                    dt,
-                    source,
-                    i32::from(tag),
-                    self.comm.as_raw(),
-                    h.as_mut_ptr(),
-                );
-                h.assume_init()
-            }
-        };
+        // SAFETY: reading an immutable constant the MPI shim exports.
+        let null = unsafe { mpi::ffi::RSMPI_REQUEST_NULL };
         let handles = if n == 1 {
-            Handles::One(post(0))
+            Handles::One(null)
         } else {
-            Handles::Many((0..n).map(post).collect())
+            Handles::Many(vec![null; n])
         };
-        MpiRequest {
+        let mut req = MpiRequest {
             handles,
             pending: n,
+            posted: 0,
+            buf: Span { ptr, len },
             receiving,
             peer,
             len: if receiving { 0 } else { len },
             source: peer.unwrap_or(0),
             tag,
+        };
+        self.post_window(&mut req);
+        req
+    }
+
+    /// Posts the pieces of `req` its window lets in: all of a receive's,
+    /// a send's while fewer than [`SEND_WINDOW`] are posted and incomplete.
+    #[inline]
+    fn post_window(&self, req: &mut MpiRequest) {
+        let n = req.handles.as_mut_slice().len();
+        let window = if req.receiving { n } else { SEND_WINDOW };
+        while req.posted < n && req.posted - (n - req.pending) < window {
+            let i = req.posted;
+            req.handles.as_mut_slice()[i] = self.post(req, i);
+            req.posted += 1;
         }
     }
 
-    /// Tests every incomplete piece of `req` once; `Some` when all are done.
+    /// Posts piece `i` of `req`.
+    fn post(&self, req: &MpiRequest, i: usize) -> MPI_Request {
+        let Span { ptr, len } = req.buf;
+        let offset = i * PIECE;
+        let count = (len - offset.min(len)).min(PIECE) as i32;
+        let source = match req.peer {
+            Some(p) => p as i32,
+            // SAFETY: reading an immutable constant the MPI shim exports.
+            None => unsafe { mpi::ffi::RSMPI_ANY_SOURCE },
+        };
+        let mut h = std::mem::MaybeUninit::<MPI_Request>::uninit();
+        // SAFETY: `ptr + offset .. + count` lies inside the caller's buffer
+        // (or is the 1-byte static for an empty one), which the caller keeps
+        // valid until the request completes (the contract of
+        // `start_send`/`start_recv`); the datatype, rank, tag and
+        // communicator handles are valid; MPI writes the request handle
+        // before returning, and errors abort the job (ERRORS_ARE_FATAL).
+        unsafe {
+            let at = ptr.add(offset.min(len)).cast::<std::ffi::c_void>();
+            let post: Post = if req.receiving { mpi::ffi::MPI_Irecv } else { isend };
+            let dt = u8::equivalent_datatype().as_raw();
+            post(
+                at,
+                count,
+                dt,
+                source,
+                i32::from(req.tag),
+                self.comm.as_raw(),
+                h.as_mut_ptr(),
+            );
+            h.assume_init()
+        }
+    }
+
+    /// Tests every posted, incomplete piece of `req` once and posts the
+    /// pieces the window then lets in; `Some` when all are done.
     #[inline]
-    fn poll(req: &mut MpiRequest) -> Option<Done> {
+    fn poll(&self, req: &mut MpiRequest) -> Option<Done> {
         if req.pending > 0 {
             // SAFETY: reading an immutable constant the MPI shim exports.
             let null = unsafe { mpi::ffi::RSMPI_REQUEST_NULL };
-            for h in req.handles.as_mut_slice() {
+            let posted = req.posted;
+            for h in &mut req.handles.as_mut_slice()[..posted] {
                 if *h == null {
                     continue;
                 }
@@ -333,6 +378,7 @@ impl Mpi {
                     }
                 }
             }
+            self.post_window(req);
         }
         (req.pending == 0).then_some(Done {
             peer: req.source,
@@ -395,7 +441,7 @@ impl Mpi {
         let before = left(reqs);
         let answers = self.census();
         for (req, d) in reqs.iter_mut().zip(done.iter_mut()) {
-            if let Some(x) = Mpi::poll(req) {
+            if let Some(x) = self.poll(req) {
                 *d = x;
             }
         }
@@ -734,7 +780,7 @@ impl Transport for Mpi {
     }
 
     fn test(&self, req: &mut MpiRequest) -> Result<Option<Done>> {
-        Ok(Mpi::poll(req))
+        Ok(self.poll(req))
     }
 
     fn wait_all(&self, reqs: &mut [MpiRequest], done: &mut [Done]) -> Result<()> {
@@ -747,7 +793,7 @@ impl Transport for Mpi {
         loop {
             let mut all = true;
             for (req, d) in reqs.iter_mut().zip(done.iter_mut()) {
-                match Mpi::poll(req) {
+                match self.poll(req) {
                     Some(x) => *d = x,
                     None => all = false,
                 }
