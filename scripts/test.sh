@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: formatting, lints, and every test (mpirun tests
 # included) against Open MPI, then the MPICH leg (scripts/mpich.sh, whose
-# build runs beside the Open MPI tests).
+# build runs niced beside everything before it).
 # RINGREDUCE_MPI=openmpi runs the first part only, RINGREDUCE_MPI=mpich the
 # second only. Each phase prints the seconds since the start.
 #   scripts/test.sh           the full suite (what CI runs)
@@ -26,6 +26,21 @@ case "${RINGREDUCE_MPI:-both}" in
 esac
 
 scripts/setup.sh
+both=0
+if [ "$quick" = 0 ] && [ "${RINGREDUCE_MPI:-both}" = both ]; then
+  both=1
+  # The MPICH build (its own target dir) takes the cores the rest leaves
+  # idle: clippy's single-threaded stretches, the downloads, the tests that
+  # wait on timeouts and rate-limited links. Niced, in its own process
+  # group, which is killed if this script stops first; its packages are
+  # installed first, so that two apt-get never run at once.
+  scripts/setup.sh mpich
+  phase "the MPICH leg's build starts beside the rest (nice 19, target/mpich-build.log)"
+  mkdir -p target
+  setsid nice -n 19 scripts/mpich.sh build >target/mpich-build.log 2>&1 &
+  mpich_build=$!
+  trap 'kill -- "-$mpich_build" 2>/dev/null || true' EXIT
+fi
 source scripts/mpienv.sh
 
 phase "cargo fmt --check"
@@ -33,6 +48,19 @@ cargo fmt --all -- --check
 # The algorithm and strategy files are modules declared by registry
 # macros, which rustfmt does not follow: check them by name.
 rustfmt --edition 2021 --check src/algorithms/*.rs src/train/strategies/*.rs
+# tests/interop.rs loads a checkpoint in Python with safetensors.numpy:
+# when the system Python lacks it, a virtual environment gets it from PyPI,
+# beside clippy.
+if [ "$quick" = 0 ] && ! python3 -c 'import safetensors.numpy, numpy' 2>/dev/null; then
+  if ! target/pyenv/bin/python -c 'import safetensors.numpy, numpy' 2>/dev/null; then
+    phase "installing safetensors and numpy (PyPI) into target/pyenv, beside clippy (target/pyenv.log)"
+    mkdir -p target
+    { python3 -m venv target/pyenv &&
+      target/pyenv/bin/pip install --quiet --disable-pip-version-check safetensors numpy; } >target/pyenv.log 2>&1 &
+    pyenv=$!
+  fi
+  export RINGREDUCE_PYTHON="$PWD/target/pyenv/bin/python"
+fi
 phase "cargo clippy --all-targets -- -D warnings (default features)"
 cargo clippy --all-targets --quiet -- -D warnings
 if [ "$quick" = 1 ]; then
@@ -47,28 +75,12 @@ fi
 phase "cargo clippy: the core alone, then core + train"
 cargo clippy --all-targets --quiet --no-default-features -- -D warnings
 cargo clippy --lib --quiet --no-default-features --features train -- -D warnings
-# tests/interop.rs loads a checkpoint in Python with safetensors.numpy:
-# when the system Python lacks it, a virtual environment gets it from PyPI.
-if ! python3 -c 'import safetensors.numpy, numpy' 2>/dev/null; then
-  if ! target/pyenv/bin/python -c 'import safetensors.numpy, numpy' 2>/dev/null; then
-    phase "installing safetensors and numpy (PyPI) into target/pyenv"
-    python3 -m venv target/pyenv
-    target/pyenv/bin/pip install --quiet --disable-pip-version-check safetensors numpy
-  fi
-  export RINGREDUCE_PYTHON="$PWD/target/pyenv/bin/python"
-fi
 phase "cargo test --no-run (the build)"
 cargo test --no-run --quiet
-both=0
-if [ "${RINGREDUCE_MPI:-both}" = both ]; then
-  both=1
-  # The MPICH build takes the cores the tests leave idle (they wait on
-  # timeouts, rate-limited links and each other's ranks): niced, in its own
-  # process group, which is killed if this script stops first.
-  phase "the MPICH leg's build starts beside the tests (nice 19, target/mpich-build.log)"
-  setsid nice -n 19 scripts/mpich.sh build >target/mpich-build.log 2>&1 &
-  mpich_build=$!
-  trap 'kill -- "-$mpich_build" 2>/dev/null || true' EXIT
+if [ -n "${pyenv:-}" ] && ! wait "$pyenv"; then
+  cat target/pyenv.log >&2
+  echo "test.sh: installing safetensors and numpy into target/pyenv failed (above)" >&2
+  exit 1
 fi
 # The fault and namespace-cluster tests mostly wait (on stall timeouts,
 # stopped and killed ranks, rate-limited links): they run in a cargo of
