@@ -493,6 +493,98 @@ pub fn select_checked(
     best.0
 }
 
+/// The collectives besides the all-reduce, for their cost rows
+/// ([`collective_cost`]); the methods of [`Group`](crate::Group) named alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Collective {
+    /// [`Group::reduce_scatter_in_place`](crate::Group::reduce_scatter_in_place)
+    /// of a flat buffer (and [`Group::reduce_scatter`](crate::Group::reduce_scatter)
+    /// of p blocks of k/p): the ring's first half.
+    ReduceScatter,
+    /// [`Group::all_gather_in_place`](crate::Group::all_gather_in_place):
+    /// the ring's second half.
+    AllGather,
+    /// [`Group::reduce`](crate::Group::reduce) to rank 0: the
+    /// reduce-scatter, then every other rank sends its shard to the root.
+    Reduce,
+}
+
+impl Collective {
+    /// Every collective of the rows.
+    pub const ALL: [Collective; 3] = [
+        Collective::ReduceScatter,
+        Collective::AllGather,
+        Collective::Reduce,
+    ];
+
+    /// The name in tables and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Collective::ReduceScatter => "reduce_scatter",
+            Collective::AllGather => "all_gather",
+            Collective::Reduce => "reduce",
+        }
+    }
+}
+
+/// Rounds, messages and bytes of `collective` on `p` ranks over a flat
+/// buffer of `count` elements of `elem_size` bytes, as [`Cost`] counts an
+/// all-reduce's (the busiest rank; `algorithm` is the ring whose halves they
+/// are). With q = ⌊count/p⌋ and k = count: a reduce-scatter or an all-gather
+/// is p − 1 exchanges, the busiest rank sending (k − q) elements; a reduce
+/// adds one round in which every rank but the root sends its shard, so each
+/// of them sends k elements in p rounds. Exact: the tests hold it to the
+/// `Counting` transport. The call check's agreement is not included
+/// ([`check_cost`] prices it as for an all-reduce of another algorithm).
+pub fn collective_cost(collective: Collective, p: usize, count: usize, elem_size: usize) -> Cost {
+    let zero = Cost::zero(Algorithm::Ring);
+    if p <= 1 || count == 0 {
+        return zero;
+    }
+    if !crate::algorithms::in_model_range(p, count, elem_size) {
+        return Cost::saturated(Algorithm::Ring);
+    }
+    let (p64, k, s) = (p as u64, count as u64, elem_size as u64);
+    let q = k / p64;
+    let big = q + u64::from(k % p64 > 0);
+    let half = Cost {
+        rounds: p64 - 1,
+        exchanges: p64 - 1,
+        messages: p64 - 1,
+        bytes_sent: (k - q) * s,
+        total_bytes: (p64 - 1) * k * s,
+        path_bytes: (p64 - 1) * big * s,
+        footprint: (k + big) * s,
+        ..zero
+    };
+    match collective {
+        Collective::ReduceScatter => Cost {
+            reduced: k - q,
+            memory_bytes: 3 * (k - q) * s,
+            ..half
+        },
+        Collective::AllGather => Cost {
+            footprint: k * s,
+            ..half
+        },
+        Collective::Reduce => {
+            // The root's own shard stays home; the others' travel to it.
+            let to_root = k - crate::algorithms::owned_chunk(count, p, 0).len() as u64;
+            Cost {
+                rounds: p64,
+                messages: p64,
+                bytes_sent: k * s,
+                total_bytes: ((p64 - 1) * k + to_root) * s,
+                path_bytes: ((p64 - 1) * big + to_root) * s,
+                reduced: k - q,
+                memory_bytes: 3 * (k - q) * s,
+                ..half
+            }
+        }
+    }
+}
+
 /// Bytes of the ring's largest message (its first chunk), for reports.
 pub fn ring_message_bytes(p: usize, count: usize, elem_size: usize) -> u64 {
     if p == 0 {

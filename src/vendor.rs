@@ -19,6 +19,24 @@ pub trait Vendor {
     /// The vendor's in-place all-reduce of `buf` (`MPI_IN_PLACE`); `false`,
     /// with nothing done, as for [`Vendor::all_reduce`]. Collective.
     fn all_reduce_in_place(&self, dtype: DType, op: ReduceOp, buf: &mut [u8]) -> bool;
+    /// The vendor's `MPI_Reduce_scatter_block` of `send` (p blocks of
+    /// `recv.len()` bytes) into `recv`; `false`, with nothing done, as for
+    /// [`Vendor::all_reduce`]. Collective.
+    fn reduce_scatter_block(&self, _dtype: DType, _op: ReduceOp, _send: &[u8], _recv: &mut [u8]) -> bool {
+        false
+    }
+    /// The vendor's `MPI_Reduce` of `send` into the root's `recv` (the
+    /// others' `recv` is not touched); `false`, with nothing done, as for
+    /// [`Vendor::all_reduce`]. Collective.
+    fn reduce(&self, _dtype: DType, _op: ReduceOp, _send: &[u8], _recv: &mut [u8], _root: usize) -> bool {
+        false
+    }
+    /// The vendor's `MPI_Allgather` of `send` into `recv` (p blocks of
+    /// `send.len()` bytes); `false`, with nothing done, when it has none.
+    /// Collective.
+    fn all_gather(&self, _send: &[u8], _recv: &mut [u8]) -> bool {
+        false
+    }
     /// The vendor's barrier. Collective.
     fn barrier(&self);
     /// Whether the vendor reduces `dtype` under `op` as MPI defines it, so
@@ -58,6 +76,55 @@ fn typed<T: Element + Equivalence>(mpi: &Mpi, op: ReduceOp, send: &[u8], recv: &
     if op == ReduceOp::Avg {
         T::divide(recv, mpi.communicator().size() as usize);
     }
+}
+
+fn typed_scatter<T: Element + Equivalence>(mpi: &Mpi, op: ReduceOp, send: &[u8], recv: &mut [u8]) {
+    let (send, recv): (&[T], &mut [T]) = (bytemuck::cast_slice(send), bytemuck::cast_slice_mut(recv));
+    if recv.is_empty() {
+        return;
+    }
+    mpi.communicator()
+        .reduce_scatter_block_into(send, recv, system_op(op));
+    if op == ReduceOp::Avg {
+        T::divide(recv, mpi.communicator().size() as usize);
+    }
+}
+
+fn typed_reduce<T: Element + Equivalence>(
+    mpi: &Mpi,
+    op: ReduceOp,
+    send: &[u8],
+    recv: &mut [u8],
+    root: usize,
+) {
+    let (send, recv): (&[T], &mut [T]) = (bytemuck::cast_slice(send), bytemuck::cast_slice_mut(recv));
+    if send.is_empty() {
+        return;
+    }
+    let comm = mpi.communicator();
+    let root_process = comm.process_at_rank(root as i32);
+    if comm.rank() as usize == root {
+        root_process.reduce_into_root(send, recv, system_op(op));
+        if op == ReduceOp::Avg {
+            T::divide(recv, comm.size() as usize);
+        }
+    } else {
+        root_process.reduce_into(send, system_op(op));
+    }
+}
+
+/// Calls `$f::<T>` for the element types MPI has (`false` for the others).
+macro_rules! mpi_typed {
+    ($dtype:expr, $f:ident($($arg:expr),*)) => {
+        match $dtype {
+            DType::F32 => $f::<f32>($($arg),*),
+            DType::F64 => $f::<f64>($($arg),*),
+            DType::I32 => $f::<i32>($($arg),*),
+            DType::I64 => $f::<i64>($($arg),*),
+            DType::U8 => $f::<u8>($($arg),*),
+            DType::F16 | DType::BF16 => return false,
+        }
+    };
 }
 
 /// `MPI_IN_PLACE`, which rsmpi does not export: `(void *) 1` in Open MPI,
@@ -155,6 +222,23 @@ impl Vendor for Mpi {
             DType::I64 => typed::<i64>(self, op, send, recv),
             DType::U8 => typed::<u8>(self, op, send, recv),
             DType::F16 | DType::BF16 => return false,
+        }
+        true
+    }
+
+    fn reduce_scatter_block(&self, dtype: DType, op: ReduceOp, send: &[u8], recv: &mut [u8]) -> bool {
+        mpi_typed!(dtype, typed_scatter(self, op, send, recv));
+        true
+    }
+
+    fn reduce(&self, dtype: DType, op: ReduceOp, send: &[u8], recv: &mut [u8], root: usize) -> bool {
+        mpi_typed!(dtype, typed_reduce(self, op, send, recv, root));
+        true
+    }
+
+    fn all_gather(&self, send: &[u8], recv: &mut [u8]) -> bool {
+        if !send.is_empty() {
+            self.communicator().all_gather_into(send, recv);
         }
         true
     }

@@ -351,3 +351,94 @@ fn a_checked_shared_memory_call_costs_its_barriers_and_at_most_one_more() {
         );
     }
 }
+
+/// The reduce-scatter, the flat all-gather and the reduce, counted on
+/// ranks apart: what each rank puts on the wire, reduces and moves through
+/// memory, against [`cost::collective_cost`].
+fn measure_collective(collective: cost::Collective, p: usize, k: usize) -> Measured {
+    let per_rank = Local::run_apart(p, |t| {
+        let g = counted(t, Tuning::default());
+        let mut buf = vec![Tally(1.0); k];
+        REDUCED.with(|r| r.set(0));
+        MEMORY.with(|m| m.set(0));
+        match collective {
+            cost::Collective::ReduceScatter => {
+                let mine = g.reduce_scatter_in_place(&mut buf, ReduceOp::Sum).unwrap();
+                assert!(
+                    buf[mine].iter().all(|x| x.0 == p as f32),
+                    "p={p} k={k}: wrong sum"
+                );
+            }
+            cost::Collective::AllGather => {
+                let mine = g.shard(k);
+                buf[mine].fill(Tally(g.rank() as f32));
+                g.all_gather_in_place(&mut buf).unwrap();
+                for r in 0..p {
+                    assert!(buf[g.shard_of(r, k)].iter().all(|x| x.0 == r as f32));
+                }
+            }
+            cost::Collective::Reduce => {
+                g.reduce(&mut buf, ReduceOp::Sum, 0).unwrap();
+                let want = if g.rank() == 0 { p as f32 } else { 1.0 };
+                assert!(buf.iter().all(|x| x.0 == want), "p={p} k={k}: wrong reduce");
+            }
+            _ => unreachable!("every collective is listed"),
+        }
+        (
+            g.transport().stats(),
+            REDUCED.with(|r| r.get()),
+            MEMORY.with(|m| m.get()),
+        )
+    });
+    per_rank
+        .iter()
+        .fold(Measured::default(), |m, (s, red, mem)| Measured {
+            rounds: m.rounds.max(s.rounds),
+            exchanges: m.exchanges.max(s.exchanges),
+            messages: m.messages.max(s.messages_sent),
+            bytes_sent: m.bytes_sent.max(s.bytes_sent),
+            total_bytes: m.total_bytes + s.bytes_sent,
+            reduced: m.reduced.max(*red),
+            memory: m.memory.max(*mem),
+        })
+}
+
+#[test]
+fn the_other_collectives_put_exactly_their_modelled_traffic_on_the_wire() {
+    let mut cases = 0;
+    for p in 1..=9usize {
+        for k in [0, 1, p - 1, p, p + 1, 1000, 12345] {
+            for collective in cost::Collective::ALL {
+                let m = measure_collective(collective, p, k);
+                let c = cost::collective_cost(collective, p, k, 4);
+                let what = format!("{} p={p} k={k}", collective.name());
+                assert_eq!(m.rounds, c.rounds, "{what}: rounds");
+                assert_eq!(m.exchanges, c.exchanges, "{what}: exchange rounds");
+                assert_eq!(m.messages, c.messages, "{what}: messages");
+                assert_eq!(
+                    m.bytes_sent, c.bytes_sent,
+                    "{what}: bytes sent by the busiest rank"
+                );
+                assert_eq!(m.total_bytes, c.total_bytes, "{what}: total bytes");
+                assert_eq!(m.reduced, c.reduced, "{what}: elements reduced");
+                assert_eq!(m.memory, c.memory_bytes, "{what}: memory traffic");
+                cases += 1;
+            }
+        }
+    }
+    assert_eq!(cases, 9 * 7 * cost::Collective::ALL.len());
+}
+
+#[test]
+fn a_reduce_scatter_and_an_all_gather_are_the_ring() {
+    for p in 2..=9usize {
+        for k in [1, p + 1, 12345] {
+            let ring = cost::cost(Algorithm::Ring, p, k, 4);
+            let rs = cost::collective_cost(cost::Collective::ReduceScatter, p, k, 4);
+            let ag = cost::collective_cost(cost::Collective::AllGather, p, k, 4);
+            assert_eq!(rs.rounds + ag.rounds, ring.rounds, "p={p} k={k}");
+            assert_eq!(rs.total_bytes + ag.total_bytes, ring.total_bytes, "p={p} k={k}");
+            assert_eq!(rs.reduced, ring.reduced, "p={p} k={k}");
+        }
+    }
+}

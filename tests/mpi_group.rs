@@ -199,3 +199,139 @@ fn group_collectives_on_mpi_at_1_2_3_5_8_ranks() {
     }
     finished(r);
 }
+
+/// Small integers, exact in every type and in any order of summation, so
+/// ours and the vendor's must agree bit for bit.
+fn small<T: Small>(rank: usize, i: usize) -> T {
+    T::of(((rank * 7 + i * 3) % 5) as u8 + 1) // 1..=5
+}
+
+/// The element types MPI has, made from a small integer.
+trait Small: ringreduce::Element {
+    fn of(v: u8) -> Self;
+}
+
+macro_rules! small_from {
+    ($($t:ty),*) => { $( impl Small for $t { fn of(v: u8) -> Self { v as $t } } )* };
+}
+small_from!(f32, f64, i32, i64, u8);
+
+/// Ours against the vendor's `MPI_Reduce_scatter_block`, `MPI_Reduce` and
+/// `MPI_Allgather` for every type and op MPI has.
+fn against_the_vendor<T: Small>(g: &Group<Mpi>, vendor: &Mpi, n: usize) {
+    use ringreduce::vendor::Vendor;
+    use ringreduce::ReduceOp;
+    let (p, r) = (g.size(), g.rank());
+    let bytes = |v: &[T]| bytemuck::cast_slice::<T, u8>(v).to_vec();
+    for op in ReduceOp::ALL {
+        if !vendor.trusted(T::DTYPE, op) || (op == ReduceOp::Avg && T::EPSILON == 0.0) {
+            continue; // integer means: ours is exact, the vendor's sum/p is not defined alike
+        }
+        let what = format!("{} {op} p={p} n={n}", T::DTYPE);
+        let send: Vec<T> = (0..p * n).map(|i| small(r, i)).collect();
+        let (mut ours, mut theirs) = (vec![T::zeroed(); n], vec![T::zeroed(); n]);
+        g.reduce_scatter(&send, &mut ours, op).unwrap();
+        assert!(vendor.reduce_scatter_block(
+            T::DTYPE,
+            op,
+            bytemuck::cast_slice(&send),
+            bytemuck::cast_slice_mut(&mut theirs)
+        ));
+        assert_eq!(
+            bytes(&ours),
+            bytes(&theirs),
+            "{what}: reduce_scatter vs MPI_Reduce_scatter_block"
+        );
+        let root = n % p;
+        let mine: Vec<T> = (0..n).map(|i| small(r, i)).collect();
+        let mut ours = mine.clone();
+        g.reduce(&mut ours, op, root).unwrap();
+        let mut theirs = vec![T::zeroed(); n];
+        assert!(vendor.reduce(
+            T::DTYPE,
+            op,
+            bytemuck::cast_slice(&mine),
+            bytemuck::cast_slice_mut(&mut theirs),
+            root
+        ));
+        if r == root {
+            assert_eq!(
+                bytes(&ours),
+                bytes(&theirs),
+                "{what}: reduce vs MPI_Reduce to {root}"
+            );
+        } else {
+            assert_eq!(
+                bytes(&ours),
+                bytes(&mine),
+                "{what}: reduce changed a non-root's buffer"
+            );
+        }
+    }
+    // The flat all-gather: every rank's shard, against MPI_Allgather of blocks.
+    let mut flat = vec![T::zeroed(); p * n];
+    let mine = g.shard(flat.len());
+    for i in mine.clone() {
+        flat[i] = small(r, i);
+    }
+    g.all_gather_in_place(&mut flat).unwrap();
+    for q in 0..p {
+        for i in g.shard_of(q, flat.len()) {
+            assert_eq!(
+                bytes(&flat[i..i + 1]),
+                bytes(&[small::<T>(q, i)]),
+                "all_gather_in_place"
+            );
+        }
+    }
+    let block: Vec<T> = (0..n).map(|i| small(r, i)).collect();
+    let (mut ours, mut theirs) = (vec![T::zeroed(); p * n], vec![T::zeroed(); p * n]);
+    g.all_gather(&block, &mut ours).unwrap();
+    assert!(vendor.all_gather(
+        bytemuck::cast_slice(&block),
+        bytemuck::cast_slice_mut(&mut theirs)
+    ));
+    assert_eq!(bytes(&ours), bytes(&theirs), "all_gather vs MPI_Allgather");
+}
+
+#[test]
+fn reduce_scatter_reduce_and_all_gather_match_the_vendor_at_1_2_3_5_8_ranks() {
+    if !rank_of_a_job() {
+        for ranks in [1, 2, 3, 5, 8] {
+            launch(
+                "reduce_scatter_reduce_and_all_gather_match_the_vendor_at_1_2_3_5_8_ranks",
+                ranks,
+            );
+        }
+        return;
+    }
+    let universe = ringreduce::mpi::initialize().expect("MPI initialises once");
+    let world = universe.world();
+    let g = Group::mpi(&world).unwrap();
+    let vendor = Mpi::new(&world);
+    let (p, r) = (g.size(), g.rank());
+    // One node: every rank is local, the node is the world.
+    assert_eq!((g.local_rank(), g.node_size()), (r, p));
+    for n in [0, 1, 3, 1000] {
+        against_the_vendor::<f32>(&g, &vendor, n);
+        against_the_vendor::<f64>(&g, &vendor, n);
+        against_the_vendor::<i32>(&g, &vendor, n);
+        against_the_vendor::<i64>(&g, &vendor, n);
+        against_the_vendor::<u8>(&g, &vendor, n);
+    }
+    // A sub-communicator: even and odd ranks, each its own group.
+    use ringreduce::mpi::topology::{Color, Communicator};
+    let half = world
+        .split_by_color(Color::with_value((r % 2) as i32))
+        .expect("a colour");
+    let sub = Group::mpi(&half).unwrap();
+    let members = (p + 1 - r % 2) / 2;
+    assert_eq!((sub.size(), sub.rank()), (members, r / 2));
+    let mut v = vec![r as i64; 6];
+    let mine = sub
+        .reduce_scatter_in_place(&mut v, ringreduce::ReduceOp::Sum)
+        .unwrap();
+    let want: i64 = (0..p).filter(|q| q % 2 == r % 2).map(|q| q as i64).sum();
+    assert!(v[mine].iter().all(|&x| x == want));
+    finished(r);
+}

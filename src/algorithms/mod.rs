@@ -162,7 +162,8 @@ macro_rules! registry {
         $( mod $module; )*
 
         /// Which all-reduce schedule to run. p = ranks, k = elements, s = element size.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        /// The default is [`Algorithm::Auto`], as NCCL's and the MPI libraries' is.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
         #[non_exhaustive]
         pub enum Algorithm {
             $( $(#[$doc])* $variant, )*
@@ -172,7 +173,8 @@ macro_rules! registry {
             /// group's [`Tuning`](crate::cost::Tuning) (a
             /// calibration file via `RINGREDUCE_CALIBRATION`, or built-in
             /// defaults). `RINGREDUCE_ALGO` overrides the choice, like
-            /// `NCCL_ALGO`. Every rank makes the same choice.
+            /// `NCCL_ALGO`. Every rank makes the same choice. The default.
+            #[default]
             Auto,
         }
 
@@ -309,10 +311,11 @@ registry! {
 
 mod average;
 
-pub(crate) use average::widened as widened_average;
+pub(crate) use average::{widened as widened_average, Wide, WideSum};
 pub(crate) use butterfly::{recursive_doubling, Fold};
 pub use hierarchical::two_level_cost;
 pub(crate) use pipelined::BUILT_IN_LINES;
+pub(crate) use ring::{all_gather as ring_all_gather, owned_chunk, reduce_scatter as ring_reduce_scatter};
 pub(crate) use shm::{header as shm_header, post as shm_post, reduce_slots as shm_reduce_slots};
 
 impl Algorithm {

@@ -12,6 +12,8 @@
 //! ≈ 2·(p − 1)/p·k·s bytes in all — the lower bound of Patarasuk & Yuan (2009).
 //! Reduces ≈ (p − 1)/p·k elements.
 
+use std::ops::Range;
+
 use super::{chunk_range, disjoint, finish, Buffers, Cost, Knobs, Schedule};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::Result;
@@ -69,43 +71,93 @@ fn all_reduce<T: Element, C: Transport + ?Sized>(
     buf: &mut [T],
     op: ReduceOp,
 ) -> Result<()> {
-    let p = comm.size();
-    let r = comm.rank();
-    let k = buf.len();
-    let right = (r + 1) % p;
-    let left = (r + p - 1) % p;
-    let chunk = |i: usize| chunk_range(k, p, i % p);
-    let mut incoming = Scratch::<T>::new(chunk(0).len());
+    let (p, r, k) = (comm.size(), comm.rank(), buf.len());
+    let owned = |i: usize| owned_chunk(k, p, i);
+    match input {
+        None => reduce_scatter(comm, None, buf, op, &owned)?,
+        // Only the chunk this rank finishes is written before the all-gather.
+        Some(x) => reduce_scatter(comm, Some(x), &mut buf[owned(r)], op, &owned)?,
+    }
+    // Rank r now owns its finished chunk; average it once, here.
+    finish(op, &mut buf[owned(r)], p);
+    all_gather(comm, buf, &owned)
+}
 
-    // Reduce-scatter.
+/// The chunk of `k` elements rank `i` finishes in the ring's reduce-scatter
+/// (and starts the all-gather with): [`chunk_range`] `(i + 1) mod p`. Its
+/// reduction starts at the rank after `i`, and rank `i` reduces it last.
+pub(crate) fn owned_chunk(k: usize, p: usize, i: usize) -> Range<usize> {
+    chunk_range(k, p, (i + 1) % p)
+}
+
+/// The ring's reduce-scatter (p − 1 rounds): `owned(i)` (for i in 0..p)
+/// are disjoint ranges of a k-element vector, and on return this rank
+/// holds `op` over every rank's `owned(rank)` — not yet divided for
+/// [`ReduceOp::Avg`] ([`finish`] does that).
+///
+/// In place (`input` = None): `buf` is the whole vector, the result lands
+/// in `buf[owned(rank)]` and the rest of `buf` holds partial sums. Out of
+/// place: `input` is the whole vector, only read, and `buf` (of
+/// `owned(rank).len()` elements) receives the result.
+///
+/// In step s every rank r sends `owned(r − s − 1)` right and reduces the
+/// arriving `owned(r − s − 2)` from the left, the partial sum first: the
+/// block of rank i is reduced as op(op(x_{i+1}, x_{i+2}), …, x_i).
+/// Collective; p ≥ 2.
+pub(crate) fn reduce_scatter<T: Element, C: Transport + ?Sized>(
+    comm: &C,
+    input: Option<&[T]>,
+    buf: &mut [T],
+    op: ReduceOp,
+    owned: &dyn Fn(usize) -> Range<usize>,
+) -> Result<()> {
+    let (p, r) = (comm.size(), comm.rank());
+    let (right, left) = ((r + 1) % p, (r + p - 1) % p);
+    let chunk = |i: usize| owned(i % p);
+    let widest = (0..p).map(|i| owned(i).len()).max().unwrap_or(0);
+    let mut incoming = Scratch::<T>::new(widest);
+    // Out of place, the partial sum this rank passes on next.
+    let mut partial = Scratch::<T>::new(if input.is_some() { widest } else { 0 });
     for s in 0..p - 1 {
-        // step s: push chunk (r - s) to the right, reduce chunk (r - s - 1) from the left
-        let send = chunk(r + p - s);
-        let recv = chunk(r + 2 * p - s - 1);
+        let send = chunk(r + 2 * p - s - 1);
+        let recv = chunk(r + 2 * p - s - 2);
         let inc = &mut incoming[..recv.len()];
-        // Only step 0 sends an untouched chunk of the input.
-        let outgoing = match input {
-            Some(x) if s == 0 => &x[send],
-            _ => &buf[send],
-        };
-        comm.sendrecv(outgoing, right, inc, left)?;
-        // The partial sum travelling round the ring comes first, so chunk c
-        // is reduced as op(op(x_c, x_{c+1}), …) on whichever rank finishes it.
         match input {
-            Some(x) => T::reduce_into(op, &mut buf[recv.clone()], inc, &x[recv]),
-            None => T::reduce(op, &mut buf[recv], inc, Order::SrcFirst),
+            None => {
+                comm.sendrecv(&buf[send], right, inc, left)?;
+                T::reduce(op, &mut buf[recv], inc, Order::SrcFirst);
+            }
+            Some(x) => {
+                // Only step 0 sends an untouched block of the input.
+                let outgoing = if s == 0 { &x[send] } else { &partial[..send.len()] };
+                comm.sendrecv(outgoing, right, inc, left)?;
+                let dst = if s == p - 2 { &mut *buf } else { &mut partial[..recv.len()] };
+                T::reduce_into(op, dst, inc, &x[recv]);
+            }
         }
     }
+    if p == 1 {
+        if let Some(x) = input {
+            T::copy(buf, &x[owned(0)]);
+        }
+    }
+    Ok(())
+}
 
-    // Rank r now owns the finished chunk r + 1; average it once, here.
-    let owned = chunk(r + 1);
-    finish(op, &mut buf[owned], p);
-
-    // All-gather.
-    for s in 0..p - 1 {
-        // step s: forward finished chunk (r + 1 - s), receive chunk (r - s)
-        let send = chunk(r + 1 + p - s);
-        let recv = chunk(r + p - s);
+/// The ring's all-gather (p − 1 rounds): rank i's block `owned(i)` of
+/// `buf` is in place on rank i; on return every rank holds every block. In
+/// step s every rank r forwards `owned(r − s)` right and receives
+/// `owned(r − s − 1)` from the left. Collective.
+pub(crate) fn all_gather<T: bytemuck::Pod, C: Transport + ?Sized>(
+    comm: &C,
+    buf: &mut [T],
+    owned: &dyn Fn(usize) -> Range<usize>,
+) -> Result<()> {
+    let (p, r) = (comm.size(), comm.rank());
+    let (right, left) = ((r + 1) % p, (r + p - 1) % p);
+    for s in 0..p.saturating_sub(1) {
+        let send = owned((r + p - s) % p);
+        let recv = owned((r + 2 * p - s - 1) % p);
         let (send_buf, recv_buf) = disjoint(buf, send, recv);
         comm.sendrecv(send_buf, right, recv_buf, left)?;
     }

@@ -55,10 +55,13 @@ pub(crate) enum Kind {
     Agree,
     Neighbors,
     AllReduceWire,
+    ReduceScatter,
+    Reduce,
+    ShardGather,
 }
 
 impl Kind {
-    const ALL: [Kind; 8] = [
+    const ALL: [Kind; 11] = [
         Kind::AllReduce,
         Kind::Broadcast,
         Kind::AllGather,
@@ -67,6 +70,9 @@ impl Kind {
         Kind::Agree,
         Kind::Neighbors,
         Kind::AllReduceWire,
+        Kind::ReduceScatter,
+        Kind::Reduce,
+        Kind::ShardGather,
     ];
 
     /// The name in messages and stall reports.
@@ -79,6 +85,9 @@ impl Kind {
             Kind::Agree => "agree",
             Kind::Neighbors => "neighbor_exchange",
             Kind::AllReduceWire => "all_reduce_wire",
+            Kind::ReduceScatter => "reduce_scatter",
+            Kind::Reduce => "reduce",
+            Kind::ShardGather => "all_gather_shards",
         }
     }
 }
@@ -152,6 +161,9 @@ impl fmt::Display for Signature {
             Kind::Agree => f.write_str("agree"),
             Kind::Neighbors => write!(f, "neighbor_exchange of {count} bytes"),
             Kind::AllReduceWire => write!(f, "{count} f32 over a {dtype} wire {}", self.op),
+            Kind::ReduceScatter => write!(f, "reduce_scatter of {count} {dtype} {}", self.op),
+            Kind::Reduce => write!(f, "reduce of {count} {dtype} {} to rank {}", self.op, self.root),
+            Kind::ShardGather => write!(f, "all_gather of the shards of {count} bytes"),
         }
     }
 }

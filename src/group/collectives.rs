@@ -2,7 +2,7 @@
 //! transport only: a binomial-tree broadcast and a ring all-gather of
 //! blocks (equal or not). The group adds validation and call checks.
 
-use crate::algorithms::disjoint;
+use crate::algorithms::ring_all_gather;
 use crate::error::Result;
 use crate::transport::Transport;
 
@@ -42,14 +42,5 @@ pub(crate) fn all_gather_blocks<C: Transport + ?Sized>(
     out: &mut [u8],
     offsets: &[usize],
 ) -> Result<()> {
-    let (p, r) = (comm.size(), comm.rank());
-    let (right, left) = ((r + 1) % p, (r + p - 1) % p);
-    let block = |i: usize| offsets[i % p]..offsets[i % p + 1];
-    for s in 0..p.saturating_sub(1) {
-        // step s: forward block r - s, receive block r - s - 1
-        let (send, recv) = (block(r + p - s), block(r + 2 * p - s - 1));
-        let (send_buf, recv_buf) = disjoint(out, send, recv);
-        comm.sendrecv_bytes(send_buf, right, recv_buf, left)?;
-    }
-    Ok(())
+    ring_all_gather(comm, out, &|i| offsets[i]..offsets[i + 1])
 }

@@ -11,6 +11,7 @@ pub mod check;
 mod collectives;
 pub mod overlap;
 mod settings;
+mod shards;
 
 use std::cell::Cell;
 
@@ -137,6 +138,20 @@ impl<C: Transport> Group<C> {
         self.transport.size()
     }
 
+    /// This rank's index among the group's ranks on its node (the MPI
+    /// shared-memory split, what Horovod calls `local_rank`): which GPU,
+    /// core set or data shard a rank takes on its host. 0 for a rank alone
+    /// on its node.
+    pub fn local_rank(&self) -> usize {
+        self.transport.node().0
+    }
+
+    /// How many of the group's ranks share this rank's node (Horovod's
+    /// `local_size`); 1 for a rank alone on its node.
+    pub fn node_size(&self) -> usize {
+        self.transport.node().1
+    }
+
     /// The transport, for point-to-point messages of one's own.
     pub fn transport(&self) -> &C {
         &self.transport
@@ -247,7 +262,7 @@ impl<C: Transport> Group<C> {
         op: ReduceOp,
         algorithm: Algorithm,
     ) -> Result<()> {
-        self.reduce(None, buf, op, algorithm)
+        self.all_reduce_call(None, buf, op, algorithm)
     }
 
     /// Out-of-place all-reduce: `recv` gets `op` over every rank's `send`.
@@ -264,7 +279,7 @@ impl<C: Transport> Group<C> {
         op: ReduceOp,
         algorithm: Algorithm,
     ) -> Result<()> {
-        self.reduce(Some(send), recv, op, algorithm)
+        self.all_reduce_call(Some(send), recv, op, algorithm)
     }
 
     /// All-reduces f32 `buf` in place with 16-bit floats on the wire and
@@ -445,7 +460,7 @@ impl<C: Transport> Group<C> {
         Ok(())
     }
 
-    fn reduce<T: Element>(
+    fn all_reduce_call<T: Element>(
         &self,
         input: Option<&[T]>,
         buf: &mut [T],

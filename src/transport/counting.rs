@@ -145,6 +145,10 @@ impl<T: Transport> Transport for Counting<T> {
         self.inner.segment()
     }
 
+    fn node(&self) -> (usize, usize) {
+        self.inner.node()
+    }
+
     fn idle(&self, waited: Duration) -> Result<bool> {
         self.inner.idle(waited)
     }

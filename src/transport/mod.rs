@@ -200,6 +200,13 @@ pub trait Transport {
         None
     }
 
+    /// This rank's index among the ranks of its node, and how many ranks
+    /// the node holds (an MPI shared-memory split): `(0, 1)` for a rank
+    /// alone on its node. By default read from the [`Segment`].
+    fn node(&self) -> (usize, usize) {
+        self.segment().map_or((0, 1), |s| (s.rank(), s.size()))
+    }
+
     /// What a rank does while it spins on the [`Segment`] waiting for
     /// others, `waited` into the wait: yield the core, and (a transport with
     /// a stall timeout) report a stall. Returns `true` when the wait's clock

@@ -91,6 +91,8 @@ pub struct Mpi {
     progress: Progress,
     /// The shared memory of a group on one node, and its window.
     shared: Option<(Segment, mpi::ffi::MPI_Win)>,
+    /// This rank's index on its node, and the node's rank count.
+    node: (usize, usize),
     /// Sleep this long between polls of a wait that has not progressed
     /// for [`NAP_AFTER`] (instead of spinning and yielding): a background
     /// thread's waits then leave the cores to computation, and a rank of a
@@ -215,12 +217,13 @@ impl Mpi {
         let control = comm.duplicate();
         let rank = comm.rank() as usize;
         let size = comm.size() as usize;
-        let (shared, nap) = if size > 1 {
+        let (shared, nap, on_node) = if size > 1 {
             let node = comm.split_shared(comm.rank());
             let nap = (node.size() as usize > online_cpus()).then_some(CROWDED_NAP);
-            (share(&comm, &node, Shape::DEFAULT), nap)
+            let on_node = (node.rank() as usize, node.size() as usize);
+            (share(&comm, &node, Shape::DEFAULT), nap, on_node)
         } else {
-            (None, None)
+            (None, None, (0, 1))
         };
         Mpi {
             comm,
@@ -230,6 +233,7 @@ impl Mpi {
             progress: Progress::default(),
             shared,
             nap,
+            node: on_node,
         }
     }
 
@@ -821,6 +825,10 @@ impl Transport for Mpi {
 
     fn segment(&self) -> Option<&Segment> {
         self.shared.as_ref().map(|(s, _)| s)
+    }
+
+    fn node(&self) -> (usize, usize) {
+        self.node
     }
 
     /// Answers census queries and yields the core; past the stall timeout,
