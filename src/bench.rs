@@ -99,6 +99,11 @@ pub struct BenchConfig {
     pub check: bool,
     /// Seed of the check data.
     pub seed: u64,
+    /// Another collective than the all-reduce: ours (the ring's halves,
+    /// named `ring`) against the vendor's `MPI_Reduce_scatter_block`,
+    /// `MPI_Reduce` (to rank 0) or `MPI_Allgather`. Sizes are the whole
+    /// vector (p blocks), as nccl-tests counts them.
+    pub collective: Option<cost::Collective>,
 }
 
 impl BenchConfig {
@@ -274,12 +279,19 @@ pub fn run<C: Transport>(
     if subjects.is_empty() {
         subjects = cfg.subjects.clone();
     }
+    if let Some(c) = cfg.collective {
+        subjects = collective_subjects(c, &subjects, cfg.check)?;
+    }
     let mut rows = Vec::new();
     for bytes in sizes {
         crate::with_dtype!(cfg.dtype, T => {
             // One pair of buffers per size, shared by every subject, so that
             // memory placement favours none of them.
-            let count = (bytes / T::DTYPE.size() as u64) as usize;
+            let mut count = (bytes / T::DTYPE.size() as u64) as usize;
+            if cfg.collective.is_some() {
+                // p blocks of at least one element.
+                count = (count / group.size()).max(1) * group.size();
+            }
             let case = Case { algorithm: Algorithm::Ring, dtype: T::DTYPE, op: cfg.op, count, seed: cfg.seed };
             let send: Vec<T> = input(&case, group.rank());
             let mut recv = send.clone();
@@ -291,6 +303,40 @@ pub fn run<C: Transport>(
         });
     }
     Ok(rows)
+}
+
+/// The subjects of a `collective` run: ours as `ring` (what `auto` and
+/// `ring` mean there; the other algorithms have no such collective) and
+/// the vendor's.
+fn collective_subjects(c: cost::Collective, asked: &[Subject], check: bool) -> Result<Vec<Subject>> {
+    if check {
+        return Err(Error::InvalidArgument {
+            what: "--check",
+            reason: format!(
+                "validates all-reduce results; {} is held to the vendor's by the tests (leave --check out)",
+                c.name()
+            ),
+        });
+    }
+    let mut out = Vec::new();
+    for &s in asked {
+        let mapped = match s {
+            Subject::Ours(Algorithm::Ring | Algorithm::Auto) => Subject::Ours(Algorithm::Ring),
+            Subject::Unchecked(Algorithm::Ring | Algorithm::Auto) => Subject::Unchecked(Algorithm::Ring),
+            Subject::Vendor => Subject::Vendor,
+            _ => continue,
+        };
+        if !out.contains(&mapped) {
+            out.push(mapped);
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::InvalidArgument {
+            what: "algorithm",
+            reason: format!("{} runs the ring: time `ring`, `ring-nocheck` or `mpi`", c.name()),
+        });
+    }
+    Ok(out)
 }
 
 /// Where a timed call leaves its result.
@@ -332,7 +378,7 @@ fn time_one<T: VerifyElement, C: Transport>(
             recv,
             Placement::OutOfPlace,
         )?;
-        let inp = match cfg.in_place {
+        let inp = match cfg.in_place && cfg.collective.is_none() {
             true => Some(time_placement(
                 group,
                 vendor,
@@ -351,9 +397,10 @@ fn time_one<T: VerifyElement, C: Transport>(
     let (out, in_place) = timed?;
 
     let elem = T::DTYPE.size();
-    let (algo, predicted_us) = match subject {
-        Subject::Vendor => ("mpi".to_string(), None),
-        Subject::Ours(a) | Subject::Unchecked(a) => {
+    let (algo, predicted_us) = match (subject, cfg.collective) {
+        (_, Some(c)) => (format!("{}:{}", c.name(), subject.name()), None),
+        (Subject::Vendor, None) => ("mpi".to_string(), None),
+        (Subject::Ours(a) | Subject::Unchecked(a), None) => {
             let tuning = settings.tuning;
             let chosen = group.resolve(a, count, elem);
             let name = if a == Algorithm::Auto {
@@ -423,6 +470,9 @@ fn time_placement<T: VerifyElement, C: Transport>(
         recv.copy_from_slice(send);
     }
     let call = |recv: &mut [T]| -> Result<()> {
+        if let Some(c) = cfg.collective {
+            return time_collective(group, vendor, c, subject, cfg.op, send, recv);
+        }
         match (subject, placement) {
             (Subject::Ours(a) | Subject::Unchecked(a), Placement::OutOfPlace) => {
                 group.all_reduce(send, recv, cfg.op, a)
@@ -491,11 +541,13 @@ fn time_placement<T: VerifyElement, C: Transport>(
     } else {
         0.0
     };
-    let busbw = if p > 1 {
-        algbw * 2.0 * (p - 1) as f64 / p as f64
-    } else {
-        0.0
+    // nccl-tests' bus factors: 2(p−1)/p, (p−1)/p for the halves, 1 for a reduce.
+    let factor = match cfg.collective {
+        None => 2.0 * (p - 1) as f64 / p as f64,
+        Some(cost::Collective::Reduce) => 1.0,
+        Some(cost::Collective::ReduceScatter | cost::Collective::AllGather) => (p - 1) as f64 / p as f64,
     };
+    let busbw = if p > 1 { algbw * factor } else { 0.0 };
     Ok(Timing {
         avg_us: avg,
         min_us: min,
@@ -504,6 +556,41 @@ fn time_placement<T: VerifyElement, C: Transport>(
         busbw,
         wrong,
     })
+}
+
+/// One call of `collective` over the whole vector `send` (p blocks of n):
+/// ours or the vendor's. Ours reduces in place into `recv` (the reduce's
+/// root reads its input there too); the vendor's reads `send`.
+fn time_collective<T: VerifyElement, C: Transport>(
+    group: &Group<C>,
+    vendor: Option<&dyn Vendor>,
+    c: cost::Collective,
+    subject: Subject,
+    op: ReduceOp,
+    send: &[T],
+    recv: &mut [T],
+) -> Result<()> {
+    let n = send.len() / group.size();
+    let (bytes, out): (&[u8], &mut [u8]) = (bytemuck::cast_slice(send), bytemuck::cast_slice_mut(recv));
+    let nb = n * T::DTYPE.size();
+    match (subject, vendor) {
+        (Subject::Vendor, Some(v)) => {
+            match c {
+                cost::Collective::ReduceScatter => {
+                    v.reduce_scatter_block(T::DTYPE, op, bytes, &mut out[..nb])
+                }
+                cost::Collective::Reduce => v.reduce(T::DTYPE, op, bytes, out, 0),
+                cost::Collective::AllGather => v.all_gather(&bytes[..nb], out),
+            };
+            Ok(())
+        }
+        (Subject::Vendor, None) => Ok(()),
+        _ => match c {
+            cost::Collective::ReduceScatter => group.reduce_scatter(send, &mut recv[..n], op),
+            cost::Collective::Reduce => group.reduce(recv, op, 0),
+            cost::Collective::AllGather => group.all_gather(&send[..n], recv),
+        },
+    }
 }
 
 /// Column header of the CSV format (what `ringreduce plot` and
@@ -633,6 +720,7 @@ mod tests {
             seed: 1,
             factor,
             in_place: false,
+            collective: None,
         };
         assert_eq!(cfg(8, 1024, 4).sizes().unwrap(), [8, 32, 128, 512]);
         assert_eq!(cfg(4, 16, 2).sizes().unwrap(), [4, 8, 16]);
@@ -655,6 +743,7 @@ mod tests {
                 iters: Some(3),
                 warmup: Some(1),
                 check: true,
+                collective: None,
                 seed: 1,
                 factor: 2,
                 in_place: true,
@@ -699,6 +788,7 @@ mod tests {
                 iters: None,
                 warmup: None,
                 check: false,
+                collective: None,
                 seed: 1,
                 factor: 2,
                 in_place: false,

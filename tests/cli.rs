@@ -770,6 +770,15 @@ fn hogwild_trains_a_libsvm_file_and_writes_metrics_plot_and_result() {
 fn ambiguous_benchmark_flags_are_refused_and_the_algorithms_listed() {
     bad_input(&["bench", "-i", "1M"], "-n/--iters N for iterations");
     bad_input(&["bench", "-i", "100"], "nccl-tests' the step in bytes");
+    bad_input(
+        &["bench", "--collective", "gather"],
+        "expected reduce_scatter, reduce or all_gather",
+    );
+    bad_input(&["bench", "--collective", "reduce", "-c"], "leave --check out");
+    bad_input(
+        &["bench", "--collective", "all_gather", "--algo", "butterfly"],
+        "runs the ring",
+    );
     let out = ringreduce_cmd(&["bench", "--list"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let names: Vec<String> = stdout(&out).lines().map(str::to_string).collect();

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use ringreduce::bench::{self, csv_row, BenchConfig, Subject, CSV_HEADER};
-use ringreduce::cost::Calibration;
+use ringreduce::cost::{Calibration, Collective};
 use ringreduce::vendor::Vendor;
 use ringreduce::{calibrate, DType, Group, Mpi, ReduceOp, Settings};
 
@@ -76,6 +76,24 @@ pub struct Args {
     /// Seed of the data.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Time another collective than the all-reduce: reduce_scatter, reduce
+    /// (to rank 0) or all_gather, ours (`ring`) against MPI's (`mpi`);
+    /// sizes are the whole vector, as in nccl-tests.
+    #[arg(long, value_parser = collective)]
+    collective: Option<Collective>,
+}
+
+/// Parses a `--collective` name.
+fn collective(s: &str) -> Result<Collective, String> {
+    match s.replace('-', "_").as_str() {
+        "all_reduce" | "allreduce" => Err("all_reduce is the default: leave --collective out".into()),
+        name => Collective::ALL
+            .into_iter()
+            .find(|c| c.name() == name)
+            .ok_or_else(|| {
+                format!("unknown collective `{s}`; expected reduce_scatter, reduce or all_gather")
+            }),
+    }
 }
 
 /// The help of `--algo`, from the algorithms' registry.
@@ -125,6 +143,7 @@ pub fn run(args: Args) -> ExitCode {
         warmup: args.warmup,
         check: args.check,
         seed: args.seed,
+        collective: args.collective,
         // OSU's layout has no in-place column.
         in_place: !args.no_in_place && !args.osu,
     };

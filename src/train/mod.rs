@@ -13,6 +13,9 @@
 //!   local SGD, post-local SGD and one-shot model averaging; [`Gossip`]:
 //!   decentralized SGD on a [`topology`]; [`AnyStrategy`]: any of them,
 //!   parsed from its command-line spelling);
+//! - [`ShardedOptimizer`]: ZeRO-1, the optimizer state split over the
+//!   ranks (a reduce-scatter, a sharded update, an all-gather), bitwise the
+//!   unsharded step;
 //! - [`Trainer`]: the loop — batches, gradients, the strategy's hooks, the
 //!   optimizer, metrics, checkpoints and resume.
 //!
@@ -50,6 +53,7 @@ pub mod strategies;
 pub mod topology;
 pub mod trace;
 mod trainer;
+mod zero;
 
 pub use self::batches::{BatchSource, Shards, SharedShuffle};
 pub use self::buckets::{BucketChoice, BucketHook, BucketSize};
@@ -65,3 +69,4 @@ pub use self::trace::TraceEvent;
 pub use self::trainer::{
     EpochMetrics, PlanEpoch, StepMetrics, SyncSgd, Trainer, TrainerBuilder, MAX_STRAGGLER,
 };
+pub use self::zero::ShardedOptimizer;
