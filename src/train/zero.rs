@@ -179,7 +179,7 @@ mod tests {
     fn each_rank_keeps_a_pth_of_the_state() {
         for p in [1, 2, 3, 4] {
             let n = 1001;
-            let out = both(p, n, 1, || Adam::default());
+            let out = both(p, n, 1, Adam::default);
             let bytes: Vec<usize> = out.iter().map(|o| o.2).collect();
             // Two moments of 4 bytes for each parameter of the shard.
             assert_eq!(bytes.iter().sum::<usize>(), 2 * 4 * n, "p={p}");
