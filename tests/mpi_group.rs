@@ -200,22 +200,27 @@ fn group_collectives_on_mpi_at_1_2_3_5_8_ranks() {
     finished(r);
 }
 
+#[cfg(feature = "tools")]
 /// Small integers, exact in every type and in any order of summation, so
 /// ours and the vendor's must agree bit for bit.
 fn small<T: Small>(rank: usize, i: usize) -> T {
     T::of(((rank * 7 + i * 3) % 5) as u8 + 1) // 1..=5
 }
 
+#[cfg(feature = "tools")]
 /// The element types MPI has, made from a small integer.
 trait Small: ringreduce::Element {
     fn of(v: u8) -> Self;
 }
 
+#[cfg(feature = "tools")]
 macro_rules! small_from {
     ($($t:ty),*) => { $( impl Small for $t { fn of(v: u8) -> Self { v as $t } } )* };
 }
+#[cfg(feature = "tools")]
 small_from!(f32, f64, i32, i64, u8);
 
+#[cfg(feature = "tools")]
 /// Ours against the vendor's `MPI_Reduce_scatter_block`, `MPI_Reduce` and
 /// `MPI_Allgather` for every type and op MPI has.
 fn against_the_vendor<T: Small>(g: &Group<Mpi>, vendor: &Mpi, n: usize) {
@@ -294,6 +299,7 @@ fn against_the_vendor<T: Small>(g: &Group<Mpi>, vendor: &Mpi, n: usize) {
     assert_eq!(bytes(&ours), bytes(&theirs), "all_gather vs MPI_Allgather");
 }
 
+#[cfg(feature = "tools")]
 #[test]
 fn reduce_scatter_reduce_and_all_gather_match_the_vendor_at_1_2_3_5_8_ranks() {
     if !rank_of_a_job() {
