@@ -8,12 +8,13 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::batches::{BatchSource, SharedShuffle};
-use super::buckets::{BucketChoice, Bucketer, FlightSpan, Timeline};
+use super::buckets::{BucketChoice, FlightSpan, Timeline};
 use super::checkpoint::{Checkpoint, Header};
 use super::data::Dataset;
+use super::exchange::{Exchange, StepAt};
 use super::model::Model;
 use super::optim::{LrSchedule, Optimizer, OptimizerState, Sgd};
-use super::strategies::{GradientAllReduce, Section, Step, Strategy};
+use super::strategies::{GradientAllReduce, Section, Strategy};
 use super::trace::{Args, Recorder, TraceEvent, COMM, MAIN};
 use crate::algorithms::{chunk_range, Algorithm};
 use crate::element::ReduceOp;
@@ -367,16 +368,13 @@ impl<S: Strategy> Trainer<S> {
         if let (0, Some(path)) = (group.rank(), &self.cfg.checkpoint) {
             self.tidy(path);
         }
+        let steps = self.cfg.batches.steps(self.cfg.batch, train.len());
         let mut run = Run {
             trainer: self,
             group,
-            strategy: self.strategy.clone(),
+            exchange: Exchange::new(group, self.strategy.clone(), steps, self.cfg.epochs)?,
             optimizer: OptimizerState::new(&*self.optimizer, params.len()),
-            steps: self.cfg.batches.steps(self.cfg.batch, train.len()),
-            buckets: match self.strategy.buckets() {
-                Some(hook) => Bucketer::new(group, hook)?,
-                None => None,
-            },
+            steps,
             data: match &self.cfg.checkpoint {
                 Some(_) => fingerprint(train),
                 None => String::new(),
@@ -387,9 +385,11 @@ impl<S: Strategy> Trainer<S> {
         if let (true, Some(hook)) = (self.cfg.resume, &self.cfg.on_resume) {
             (hook.0)(&done);
         }
-        let mut ctx = Step::new(group, done.max(1), 0, run.steps, self.cfg.epochs);
-        ctx.matrices = model.matrices();
-        run.strategy.start(&mut ctx, params)?;
+        let at = StepAt {
+            epoch: done.max(1),
+            step: 0,
+        };
+        run.exchange.start(at, params, model.matrices())?;
         if self.cfg.on_trace.is_some() {
             // Every rank's clock starts here, right after a barrier.
             group.barrier()?;
@@ -405,15 +405,8 @@ impl<S: Strategy> Trainer<S> {
             on_epoch(&m);
             history.push(m);
         }
-        let mut ctx = Step::new(
-            group,
-            self.cfg.epochs.max(1),
-            run.steps,
-            run.steps,
-            self.cfg.epochs,
-        );
         if last == self.cfg.epochs {
-            run.strategy.finish(&mut ctx, params)?;
+            run.exchange.finish(params)?;
         }
         if let (Some(rec), Some(hook)) = (run.trace.take(), &self.cfg.on_trace) {
             let all: Vec<TraceEvent> = group
@@ -464,11 +457,10 @@ impl<S: Strategy> Trainer<S> {
 struct Run<'a, S: Strategy, C: Transport> {
     trainer: &'a Trainer<S>,
     group: &'a Group<C>,
-    strategy: S,
+    /// The strategy and its gradient buckets.
+    exchange: Exchange<'a, C, S>,
     optimizer: OptimizerState,
     steps: usize,
-    /// Gradient buckets, when the strategy allows them and they are asked for.
-    buckets: Option<Bucketer>,
     /// What the checkpoints say of the training data ([`fingerprint`]).
     data: String,
     /// The timeline, when asked for.
@@ -621,91 +613,73 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             start,
         } = scratch;
         let step_began = Instant::now();
-        let mut ctx = Step::new(group, epoch, step, self.steps, t.cfg.epochs);
-        self.strategy.before_step(&mut ctx, params)?;
-        let before_done = Instant::now();
-        let mut step_comm = (before_done - step_began).as_secs_f64();
         let mine = t.cfg.batches.local(order, t.cfg.batch, step, rank, p);
-        for (j, &i) in mine.iter().enumerate() {
-            x[j * train.dim..(j + 1) * train.dim].copy_from_slice(train.row(i));
-            y[j] = train.labels[i];
-        }
         // Local mean gradient (averaged over ranks it is the global
         // mean), checked for finiteness in the same pass.
         let scale = 1.0 / mine.len().max(1) as f32;
-        let began = Instant::now();
-        let warming = self.buckets.as_ref().is_some_and(Bucketer::warming);
-        let codec = self.strategy.bucket_codec();
-        let (n, global) = (params.len(), ctx.global_step());
-        let mut flight = self
-            .buckets
-            .as_ref()
-            .and_then(|b| b.flight(group, codec, global, n));
-        let (mut layers, mut ready) = (Vec::new(), Vec::new());
+        let warming = self.exchange.warming();
         let tracing = self.trace.is_some();
-        let mut grad_finite = true;
-        let (xs, ys) = (&x[..mine.len() * train.dim], &y[..mine.len()]);
-        let loss = model.loss_and_grad_layered(params, xs, ys, grad, &mut |range, values| {
-            if warming {
-                layers.push((range.clone(), step_began.elapsed().as_secs_f64()));
+        let (mut layers, mut ready) = (Vec::new(), Vec::new());
+        let mut marks = [step_began; 4]; // began, backward done, agree from, agree done
+        let mut step_compute = 0.0;
+        let mut backward_end = 0.0;
+        let at = StepAt { epoch, step };
+        let (agreed, synced) = self.exchange.step(at, params, grad, |params, grad, flight| {
+            for (j, &i) in mine.iter().enumerate() {
+                x[j * train.dim..(j + 1) * train.dim].copy_from_slice(train.row(i));
+                y[j] = train.labels[i];
             }
-            if tracing {
-                ready.push((range.clone(), Instant::now()));
-            }
-            if let Some(f) = flight.as_mut() {
-                grad_finite &= f.ready(range, values, scale);
-            }
-        });
-        straggle(t.cfg.straggler, rank, began);
-        let backward_done = Instant::now();
-        let step_compute = (backward_done - began).as_secs_f64();
-        let backward_end = (backward_done - step_began).as_secs_f64();
-        if flight.is_none() {
-            for g in grad.iter_mut() {
-                *g *= scale;
-                grad_finite &= g.is_finite();
-            }
-        }
-        let agree_from = Instant::now();
-        let agreed = match Self::agree_finite(group, epoch, step, loss, grad_finite) {
-            Ok(sum) => sum,
-            Err(e) => {
-                if let Some(f) = flight.take() {
-                    f.abandon(); // every rank drains its buckets alike
+            marks[0] = Instant::now();
+            let mut grad_finite = true;
+            let (xs, ys) = (&x[..mine.len() * train.dim], &y[..mine.len()]);
+            let loss = model.loss_and_grad_layered(params, xs, ys, grad, &mut |range, values| {
+                if warming {
+                    layers.push((range.clone(), step_began.elapsed().as_secs_f64()));
                 }
-                return Err(e);
+                if tracing {
+                    ready.push((range.clone(), Instant::now()));
+                }
+                if flight.in_flight() {
+                    grad_finite &= flight.ready(range, values, scale);
+                }
+            });
+            straggle(t.cfg.straggler, rank, marks[0]);
+            marks[1] = Instant::now();
+            step_compute = (marks[1] - marks[0]).as_secs_f64();
+            backward_end = (marks[1] - step_began).as_secs_f64();
+            if !flight.in_flight() {
+                for g in grad.iter_mut() {
+                    *g *= scale;
+                    grad_finite &= g.is_finite();
+                }
             }
-        };
-        let timer = Instant::now();
-        let agree_done = timer;
-        let (mut bucket_secs, mut spans) = (None, Vec::new());
-        match flight.take() {
-            Some(f) => {
-                let landed = f.land(grad)?;
-                ctx.count(landed.bytes, landed.rounds);
-                ctx.codec.encode += landed.codec.encode;
-                ctx.codec.decode += landed.codec.decode;
-                bucket_secs = Some(landed.comm);
-                spans = landed.spans;
-            }
-            None => self.strategy.after_backward(&mut ctx, grad)?,
-        }
-        let exchanged = Instant::now();
-        self.strategy.before_update(&mut ctx, params, grad)?;
-        let updated = Instant::now();
-        let exposed = (updated - timer).as_secs_f64();
+            marks[2] = Instant::now();
+            let agreed = Self::agree_finite(group, epoch, step, loss, grad_finite)?;
+            marks[3] = Instant::now();
+            Ok(agreed)
+        })?;
+        let [began, backward_done, agree_from, agree_done] = marks;
+        let before_done = synced.before_done.unwrap_or(step_began);
+        let (exchanged, updated) = (
+            synced.exchanged.unwrap_or(agree_done),
+            synced.updated.unwrap_or(agree_done),
+        );
+        let mut step_comm = (before_done - step_began).as_secs_f64();
+        let exposed = (updated - agree_done).as_secs_f64();
         // The buckets' time on the communication thread the loop did
         // not wait for.
-        let hidden = bucket_secs.map_or(0.0, |b| (b - exposed).max(0.0));
+        let hidden = synced.bucket_secs.map_or(0.0, |b| (b - exposed).max(0.0));
         step_comm += exposed;
-        let lr = t
-            .cfg
-            .schedule
-            .rate(t.cfg.lr, ctx.global_step(), t.cfg.epochs * self.steps);
+        let lr = t.cfg.schedule.rate(
+            t.cfg.lr,
+            (epoch - 1) * self.steps + step,
+            t.cfg.epochs * self.steps,
+        );
         t.optimizer.step(params, grad, lr, &mut self.optimizer);
         let timer = Instant::now();
-        self.strategy.after_step(&mut ctx, params, &mut self.optimizer)?;
+        let (after_bytes, after_rounds) = self.exchange.after_step(params, &mut self.optimizer)?;
         step_comm += timer.elapsed().as_secs_f64();
+        let global_step = (epoch - 1) * self.steps + step;
         if let Some(rec) = self.trace.as_mut() {
             let marks = [
                 step_began,
@@ -721,20 +695,20 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             ];
             record_step(
                 rec,
-                ctx.global_step(),
-                bucket_secs.is_some(),
+                global_step,
+                synced.bucket_secs.is_some(),
                 &marks,
                 &ready,
-                &spans,
+                &synced.spans,
             );
         }
         sums.comm_secs += step_comm;
         sums.hidden_secs += hidden;
         sums.compute_secs += step_compute;
-        sums.bytes += ctx.bytes;
-        sums.rounds += ctx.rounds;
-        sums.encode_secs += ctx.codec.encode.as_secs_f64();
-        sums.decode_secs += ctx.codec.decode.as_secs_f64();
+        sums.bytes += synced.bytes + after_bytes;
+        sums.rounds += synced.rounds + after_rounds;
+        sums.encode_secs += synced.codec.encode.as_secs_f64();
+        sums.decode_secs += synced.codec.decode.as_secs_f64();
         sums.loss += agreed;
         let step_secs = step_began.elapsed().as_secs_f64();
         let timeline = warming.then_some(Timeline {
@@ -749,7 +723,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
                 epochs: t.cfg.epochs,
                 step: step + 1,
                 steps: self.steps,
-                global_step: ctx.global_step() + 1,
+                global_step: global_step + 1,
                 loss: agreed / t.cfg.batch as f64,
                 epoch_secs: start.elapsed().as_secs_f64(),
                 step_secs,
@@ -765,11 +739,9 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
     /// `timeline`, the seconds it waited for communication and the step's),
     /// and reports the choice once it is made. Collective.
     fn settle_buckets(&mut self, timeline: Option<Timeline>, exposed: f64, step_secs: f64) -> Result<()> {
-        if let Some(bucketer) = self.buckets.as_mut().filter(|b| b.settling()) {
-            if let Some(choice) = bucketer.record(self.group, timeline, exposed, step_secs)? {
-                if let Some(hook) = &self.trainer.cfg.on_buckets {
-                    (hook.0)(choice);
-                }
+        if let Some(choice) = self.exchange.settle(timeline, exposed, step_secs)? {
+            if let Some(hook) = &self.trainer.cfg.on_buckets {
+                (hook.0)(choice);
             }
         }
         Ok(())
@@ -826,7 +798,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         let (p, rank) = (group.size(), group.rank());
         // Ranks whose parameters differ are scored as their average (not
         // counted in the strategy's bytes, like the scoring's own all-reduce).
-        let differ = self.strategy.replicas_differ();
+        let differ = self.exchange.strategy().replicas_differ();
         let mean = if differ && p > 1 {
             let mut mean = params.to_vec();
             group.all_reduce_in_place(&mut mean, ReduceOp::Avg, Algorithm::Ring)?;
@@ -916,7 +888,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             params: n,
             optimizer: t.optimizer.name().to_string(),
             optimizer_steps: 0,
-            strategy: self.strategy.name(),
+            strategy: self.exchange.strategy().name(),
             settings: format!(
                 "lr {}, {:?} schedule, {:?}, batches {:?}",
                 t.cfg.lr, t.cfg.schedule, t.optimizer, t.cfg.batches
@@ -933,7 +905,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         params: &[f32],
         replicas: Option<(Vec<f32>, Vec<Section>)>,
     ) -> Result<()> {
-        let mut sections = self.strategy.state();
+        let mut sections = self.exchange.strategy().state();
         let params = match replicas {
             Some((mean, gathered)) => {
                 sections.extend(gathered);
@@ -1098,7 +1070,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             .strategy
             .into_iter()
             .partition(|s| s.name.starts_with("replicas."));
-        let restored = self.strategy.restore(&own);
+        let restored = self.exchange.strategy_mut().restore(&own);
         group.agree(restored)?;
         params.copy_from_slice(&c.params);
         self.optimizer = c.optimizer;

@@ -1,0 +1,575 @@
+//! Data parallelism for a training loop of one's own, as Horovod's
+//! `DistributedOptimizer` and PyTorch's `DistributedDataParallel` offer it:
+//! register the parameter tensors, broadcast the initial parameters, report
+//! each tensor's gradient as the backward pass finishes it, and get back
+//! the averaged gradient to hand to one's optimizer.
+//!
+//! [`DataParallel`] runs any [`Strategy`] — synchronous SGD with any
+//! algorithm, 16-bit wires, PowerSGD, random-k and the others as hooks on
+//! the gradient (and on its buckets, when the strategy runs on buckets),
+//! local SGD and DiLoCo as parameter averaging after the optimizer's step
+//! ([`DataParallel::after_update`], PyTorch's `PeriodicModelAverager`) —
+//! through the same [`Exchange`] the [`Trainer`](crate::train::Trainer)
+//! runs on.
+//!
+//! ```
+//! use ringreduce::train::{DataParallel, GradientAllReduce};
+//! use ringreduce::Group;
+//! let out = Group::local(2, |g| {
+//!     // Two tensors: a 2×3 weight and a bias of 3.
+//!     let mut ddp = DataParallel::new(&g, &[&[2, 3], &[3]], GradientAllReduce::default()).unwrap();
+//!     let mut params = vec![g.rank() as f32; ddp.len()]; // different on each rank…
+//!     ddp.broadcast_parameters(&mut params, 0).unwrap(); // …until rank 0's are everyone's
+//!     for _ in 0..3 {
+//!         ddp.step(&mut params, |sync| {
+//!             // The backward pass, last layer first: each tensor's gradient once.
+//!             sync.mark_ready(1, &[1.0 + g.rank() as f32; 3])?;
+//!             sync.mark_ready(0, &[2.0; 6])
+//!         })
+//!         .unwrap();
+//!         let grad = ddp.grad(); // averaged over the ranks
+//!         for (w, d) in params.iter_mut().zip(grad) {
+//!             *w -= 0.1 * d; // one's own optimizer
+//!         }
+//!     }
+//!     (params, ddp.grad_of(1).to_vec())
+//! });
+//! assert_eq!(out[0], out[1]);
+//! assert_eq!(out[0].1, vec![1.5; 3]);
+//! ```
+
+use std::ops::Range;
+use std::time::Instant;
+
+use super::buckets::Timeline;
+use super::exchange::{Exchange, Ready, StepAt};
+use super::model::Matrix;
+use super::optim::OptimizerState;
+use super::strategies::Strategy;
+use crate::error::{Error, Result};
+use crate::group::Group;
+use crate::transport::Transport;
+
+/// Steps per "epoch" of a loop that has none: the strategies' schedules
+/// see one long epoch.
+const ONE_EPOCH: usize = u32::MAX as usize;
+
+/// Data parallelism over registered parameter tensors; see the module docs.
+pub struct DataParallel<'g, C: Transport, S: Strategy> {
+    exchange: Exchange<'g, C, S>,
+    layout: Vec<Range<usize>>,
+    matrices: Vec<Matrix>,
+    grad: Vec<f32>,
+    /// Gradients summed by [`DataParallel::no_sync`] since the last step.
+    accumulated: Option<Vec<f32>>,
+    steps: usize,
+    started: bool,
+}
+
+/// A step's backward pass: where each tensor's gradient is reported.
+pub struct GradientSync<'s, 'f, C: Transport> {
+    layout: &'s [Range<usize>],
+    grad: &'s mut [f32],
+    ready: &'s mut Ready<'f, C>,
+    accumulated: Option<&'s [f32]>,
+    marked: Vec<bool>,
+    finite: bool,
+    began: Instant,
+    times: Vec<(Range<usize>, f64)>,
+}
+
+impl<C: Transport> GradientSync<'_, '_, C> {
+    /// Reports tensor `i`'s gradient (`grad.len()` its element count) as
+    /// final: copied once — into its bucket, whose all-reduce starts when
+    /// the bucket is full, or into the gradient buffer. Tensors must be
+    /// reported in the same order every step (the backward pass's).
+    ///
+    /// # Errors
+    /// `i` out of range, a gradient of the wrong length, or a tensor
+    /// reported twice in a step (on this rank).
+    pub fn mark_ready(&mut self, i: usize, grad: &[f32]) -> Result<()> {
+        let Some(range) = self.layout.get(i).cloned() else {
+            return Err(invalid(format!("tensor {i} of {}", self.layout.len())));
+        };
+        if grad.len() != range.len() {
+            return Err(invalid(format!(
+                "tensor {i} has {} elements, its gradient {}",
+                range.len(),
+                grad.len()
+            )));
+        }
+        if std::mem::replace(&mut self.marked[i], true) {
+            return Err(invalid(format!("tensor {i} was marked ready twice in one step")));
+        }
+        self.times
+            .push((range.clone(), self.began.elapsed().as_secs_f64()));
+        let dst = &mut self.grad[range.clone()];
+        let src: &[f32] = match self.accumulated {
+            Some(acc) => {
+                for ((d, &a), &g) in dst.iter_mut().zip(&acc[range.clone()]).zip(grad) {
+                    *d = a + g;
+                }
+                dst
+            }
+            None if self.ready.in_flight() => grad,
+            None => {
+                dst.copy_from_slice(grad);
+                dst
+            }
+        };
+        self.finite &= self.ready.ready(range, src, 1.0);
+        Ok(())
+    }
+}
+
+/// Gradients summed locally, without communication ([`DataParallel::no_sync`]).
+pub struct Accumulate<'s> {
+    layout: &'s [Range<usize>],
+    sum: &'s mut [f32],
+}
+
+impl Accumulate<'_> {
+    /// Adds tensor `i`'s gradient of this micro-batch to its sum.
+    ///
+    /// # Errors
+    /// `i` out of range or a gradient of the wrong length.
+    pub fn add(&mut self, i: usize, grad: &[f32]) -> Result<()> {
+        let Some(range) = self.layout.get(i).cloned() else {
+            return Err(invalid(format!("tensor {i} of {}", self.layout.len())));
+        };
+        if grad.len() != range.len() {
+            return Err(invalid(format!(
+                "tensor {i} has {} elements, its gradient {}",
+                range.len(),
+                grad.len()
+            )));
+        }
+        for (s, &g) in self.sum[range].iter_mut().zip(grad) {
+            *s += g;
+        }
+        Ok(())
+    }
+}
+
+fn invalid(reason: String) -> Error {
+    Error::InvalidArgument {
+        what: "data-parallel gradient",
+        reason,
+    }
+}
+
+impl<'g, C: Transport, S: Strategy> DataParallel<'g, C, S> {
+    /// Data parallelism over `group` for parameter tensors of the given
+    /// shapes, laid out one after another in a flat buffer in this order;
+    /// 2-D and larger tensors are the matrices PowerSGD compresses (rows:
+    /// the first dimension). Collective (it may start a communication
+    /// thread).
+    ///
+    /// # Errors
+    /// A strategy that cannot run on this many ranks, bucket settings MPI
+    /// cannot serve (see [`Exchange::new`]).
+    pub fn new(group: &'g Group<C>, shapes: &[&[usize]], strategy: S) -> Result<Self> {
+        let mut layout = Vec::with_capacity(shapes.len());
+        let mut matrices = Vec::new();
+        let mut at = 0;
+        for shape in shapes {
+            let n: usize = shape.iter().product();
+            if let [rows, rest @ ..] = shape {
+                if !rest.is_empty() && n > 0 {
+                    matrices.push(Matrix {
+                        offset: at,
+                        rows: *rows,
+                        cols: n / rows,
+                    });
+                }
+            }
+            layout.push(at..at + n);
+            at += n;
+        }
+        Ok(DataParallel {
+            exchange: Exchange::new(group, strategy, ONE_EPOCH, 1)?,
+            layout,
+            matrices,
+            grad: vec![0.0; at],
+            accumulated: None,
+            steps: 0,
+            started: false,
+        })
+    }
+
+    /// Parameters in all.
+    pub fn len(&self) -> usize {
+        self.grad.len()
+    }
+
+    /// Whether no parameter is registered.
+    pub fn is_empty(&self) -> bool {
+        self.grad.is_empty()
+    }
+
+    /// Where tensor `i` lies in the flat buffers.
+    ///
+    /// # Panics
+    /// `i` out of range.
+    pub fn range(&self, i: usize) -> Range<usize> {
+        self.layout[i].clone()
+    }
+
+    /// The strategy, with its state (for checkpoints: [`Strategy::state`]).
+    pub fn strategy(&self) -> &S {
+        self.exchange.strategy()
+    }
+
+    /// Makes every rank's `params` rank `root`'s (Horovod's
+    /// `broadcast_parameters`) and starts the strategy. Call it once,
+    /// before the first step. Collective.
+    ///
+    /// # Errors
+    /// `params` not [`DataParallel::len`] long (on every rank), a root out
+    /// of range, the strategy's errors.
+    pub fn broadcast_parameters(&mut self, params: &mut [f32], root: usize) -> Result<()> {
+        let n = self.len();
+        let group = self.exchange.group();
+        group.agree(self.check_len(params))?;
+        group.broadcast(params, root)?;
+        if !self.started {
+            let at = StepAt { epoch: 1, step: 0 };
+            self.exchange
+                .start(at, params, std::mem::take(&mut self.matrices))?;
+            self.started = true;
+        }
+        debug_assert_eq!(params.len(), n);
+        Ok(())
+    }
+
+    fn check_len(&self, params: &[f32]) -> Result<()> {
+        if params.len() == self.len() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument {
+                what: "data-parallel parameters",
+                reason: format!("{} parameters for {} registered", params.len(), self.len()),
+            })
+        }
+    }
+
+    /// One synchronised step: `backward` reports every tensor's gradient
+    /// through [`GradientSync::mark_ready`] (added to what [`DataParallel::no_sync`]
+    /// summed since the last step); on return [`DataParallel::grad`] is
+    /// the gradient to apply — averaged over the ranks by a synchronous
+    /// strategy. `params` are the parameters the gradient is taken at
+    /// (gossip mixes them here). Collective.
+    ///
+    /// # Errors
+    /// On every rank alike: the error of `backward` or of a
+    /// [`GradientSync::mark_ready`] on any rank, a tensor not reported, a gradient
+    /// that is not finite, and the strategy's and the collectives' errors.
+    pub fn step<R>(
+        &mut self,
+        params: &mut [f32],
+        backward: impl FnOnce(&mut GradientSync<'_, '_, C>) -> Result<R>,
+    ) -> Result<R> {
+        let group = self.exchange.group();
+        if !self.started {
+            return Err(Error::InvalidArgument {
+                what: "data-parallel step",
+                reason: "call broadcast_parameters before the first step".into(),
+            });
+        }
+        group.agree(self.check_len(params))?;
+        let began = Instant::now();
+        let at = StepAt {
+            epoch: 1,
+            step: self.steps,
+        };
+        let warming = self.exchange.warming();
+        let accumulated = self.accumulated.take();
+        let layout = &self.layout;
+        let mut times = Vec::new();
+        let mut backward_end = 0.0;
+        let mut returned = began;
+        let (out, synced) = self.exchange.step(at, params, &mut self.grad, |_, grad, ready| {
+            let mut sync = GradientSync {
+                layout,
+                grad,
+                ready,
+                accumulated: accumulated.as_deref(),
+                marked: vec![false; layout.len()],
+                finite: true,
+                began,
+                times: Vec::new(),
+            };
+            let out = backward(&mut sync);
+            backward_end = began.elapsed().as_secs_f64();
+            let verdict = match out {
+                Ok(_) => match sync.marked.iter().position(|&m| !m) {
+                    Some(i) => Err(invalid(format!("tensor {i}'s gradient was not marked ready"))),
+                    None if !sync.finite => Err(Error::NonFinite {
+                        what: "gradient",
+                        epoch: 1,
+                        step: at.step + 1,
+                        rank: Some(group.rank()),
+                    }),
+                    None => Ok(()),
+                },
+                Err(ref e) => Err(e.clone()),
+            };
+            times = std::mem::take(&mut sync.times);
+            group.agree(verdict)?;
+            returned = Instant::now();
+            out
+        })?;
+        self.steps += 1;
+        // What the loop waited for the exchange, and the step: how the
+        // buckets are chosen (and, for `auto`, tried).
+        let exposed = synced.updated.map_or(0.0, |u| (u - returned).as_secs_f64());
+        let timeline = warming.then_some(Timeline {
+            layers: times,
+            backward_end,
+            rest: 0.0,
+        });
+        self.exchange
+            .settle(timeline, exposed, began.elapsed().as_secs_f64())?;
+        Ok(out)
+    }
+
+    /// Sums this micro-batch's gradients locally, without communication
+    /// (PyTorch's `no_sync`): `backward` reports each tensor's gradient
+    /// through [`Accumulate::add`]; the next [`DataParallel::step`]
+    /// exchanges the sum of every micro-batch since the last step.
+    /// Not collective.
+    ///
+    /// # Errors
+    /// The error of `backward`.
+    pub fn no_sync<R>(&mut self, backward: impl FnOnce(&mut Accumulate<'_>) -> Result<R>) -> Result<R> {
+        let n = self.len();
+        let sum = self.accumulated.get_or_insert_with(|| vec![0.0; n]);
+        backward(&mut Accumulate {
+            layout: &self.layout,
+            sum,
+        })
+    }
+
+    /// The gradient buckets, once chosen after the warm-up steps
+    /// ([`crate::train::buckets`]; `None` when the strategy runs without).
+    pub fn buckets(&self) -> Option<&crate::train::BucketChoice> {
+        self.exchange.bucket_choice()
+    }
+
+    /// The gradient of the last step, every tensor in the flat layout.
+    pub fn grad(&self) -> &[f32] {
+        &self.grad
+    }
+
+    /// Tensor `i`'s gradient of the last step.
+    ///
+    /// # Panics
+    /// `i` out of range.
+    pub fn grad_of(&self, i: usize) -> &[f32] {
+        &self.grad[self.layout[i].clone()]
+    }
+
+    /// After one's optimizer applied the step's gradient to `params`: the
+    /// strategy's averaging of the parameters (local SGD every τ steps,
+    /// DiLoCo's outer step), which may also reset `optimizer`'s state.
+    /// Collective.
+    ///
+    /// # Errors
+    /// The strategy's, and a call without a step before it.
+    pub fn after_update(&mut self, params: &mut [f32], optimizer: &mut OptimizerState) -> Result<()> {
+        self.exchange.after_step(params, optimizer).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::{BucketSize, GradientAllReduce, LocalSgd, Optimizer, Sgd};
+    use crate::Algorithm;
+
+    /// Per-rank gradients of a "model" of three tensors (a 4×5 weight, a
+    /// bias of 5 and a 5×2 weight) at step `s` on rank `r`, as a backward
+    /// pass yields them: last tensor first.
+    fn grads(r: usize, s: usize) -> [Vec<f32>; 3] {
+        let f = |n: usize, k: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 7 + k * 13 + r * 31 + s * 5) % 17) as f32 * 0.1 - 0.8)
+                .collect()
+        };
+        [f(20, 0), f(5, 1), f(10, 2)]
+    }
+
+    const SHAPES: [&[usize]; 3] = [&[4, 5], &[5], &[5, 2]];
+
+    /// `steps` steps of `strategy` with plain SGD on p thread ranks: every
+    /// rank's parameters.
+    fn train<S: Strategy>(p: usize, steps: usize, strategy: S) -> Vec<Vec<f32>> {
+        train_with(p, steps, strategy)
+            .into_iter()
+            .map(|(params, _)| params)
+            .collect()
+    }
+
+    /// [`train`], with each rank's bucket sizes.
+    fn train_with<S: Strategy>(p: usize, steps: usize, strategy: S) -> Vec<(Vec<f32>, Option<Vec<usize>>)> {
+        Group::local(p, |g| {
+            let mut ddp = DataParallel::new(&g, &SHAPES, strategy.clone()).unwrap();
+            let mut params: Vec<f32> = (0..ddp.len())
+                .map(|i| (i as f32 * 0.3).cos() + g.rank() as f32)
+                .collect();
+            ddp.broadcast_parameters(&mut params, 0).unwrap();
+            let opt = Sgd::new(0.0, 0.0).unwrap();
+            let mut state = OptimizerState::new(&opt, ddp.len());
+            for s in 0..steps {
+                let gs = grads(g.rank(), s);
+                ddp.step(&mut params, |sync| {
+                    for i in (0..3).rev() {
+                        sync.mark_ready(i, &gs[i])?;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+                let grad = ddp.grad().to_vec();
+                opt.step(&mut params, &grad, 0.1, &mut state);
+                ddp.after_update(&mut params, &mut state).unwrap();
+            }
+            (params, ddp.buckets().map(|c| c.buckets.clone()))
+        })
+    }
+
+    #[test]
+    fn p_ranks_average_what_one_rank_would_sum() {
+        // One rank applying the mean of every rank's gradient, by hand.
+        let p = 3;
+        let mut want: Vec<f32> = (0..35).map(|i| (i as f32 * 0.3).cos()).collect();
+        for s in 0..4 {
+            let mut mean = vec![0f32; 35];
+            for r in 0..p {
+                for (m, g) in mean.iter_mut().zip(grads(r, s).concat()) {
+                    *m += g / p as f32;
+                }
+            }
+            for (w, m) in want.iter_mut().zip(&mean) {
+                *w -= 0.1 * m;
+            }
+        }
+        let out = train(p, 4, GradientAllReduce::new(Algorithm::Ring));
+        for params in &out {
+            assert_eq!(params, &out[0], "ranks differ");
+            for (a, b) in params.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn buckets_give_the_same_bits_as_one_all_reduce_at_two_ranks() {
+        let whole = train(2, 40, GradientAllReduce::new(Algorithm::Ring));
+        let bucketed = train_with(
+            2,
+            40,
+            GradientAllReduce {
+                buckets: BucketSize::Bytes(40), // 10 floats: three buckets once chosen
+                ..GradientAllReduce::new(Algorithm::Ring)
+            },
+        );
+        for (params, buckets) in &bucketed {
+            // Last tensor first: its 10 floats, then the bias and the 4×5 weight (5 + 20).
+            assert_eq!(buckets.as_deref(), Some(&[10, 25][..]), "the buckets in use");
+            assert_eq!(params, &whole[0]);
+        }
+    }
+
+    #[test]
+    fn no_sync_micro_batches_sum_into_the_next_step() {
+        let out = Group::local(2, |g| {
+            let mut ddp = DataParallel::new(&g, &SHAPES, GradientAllReduce::default()).unwrap();
+            let mut params = vec![0.0; ddp.len()];
+            ddp.broadcast_parameters(&mut params, 0).unwrap();
+            let (a, b) = (grads(g.rank(), 0), grads(g.rank(), 1));
+            ddp.no_sync(|acc| (0..3).try_for_each(|i| acc.add(i, &a[i])))
+                .unwrap();
+            ddp.step(&mut params, |sync| {
+                (0..3).rev().try_for_each(|i| sync.mark_ready(i, &b[i]))
+            })
+            .unwrap();
+            let accumulated = ddp.grad().to_vec();
+            // The same sums, exchanged in one step without no_sync.
+            let sum: Vec<Vec<f32>> = (0..3)
+                .map(|i| a[i].iter().zip(&b[i]).map(|(x, y)| x + y).collect())
+                .collect();
+            ddp.step(&mut params, |sync| {
+                (0..3).rev().try_for_each(|i| sync.mark_ready(i, &sum[i]))
+            })
+            .unwrap();
+            (accumulated, ddp.grad().to_vec())
+        });
+        for (acc, once) in &out {
+            assert_eq!(acc, once);
+        }
+    }
+
+    #[test]
+    fn local_sgd_averages_the_parameters_every_period() {
+        let out = train(3, 4, LocalSgd::new(2).unwrap());
+        // Averaged after step 2 and step 4: the ranks agree again.
+        assert!(out.iter().all(|p| p == &out[0]));
+        let diverged = train(3, 3, LocalSgd::new(2).unwrap());
+        assert!(
+            diverged.iter().any(|p| p != &diverged[0]),
+            "local steps must differ between averagings"
+        );
+    }
+
+    #[test]
+    fn a_missing_or_misshapen_gradient_is_an_error_on_every_rank() {
+        let out = Group::local(3, |g| {
+            let mut ddp = DataParallel::new(&g, &SHAPES, GradientAllReduce::default()).unwrap();
+            let mut params = vec![0.0; ddp.len()];
+            let early = ddp.step(&mut params, |_| Ok(())).unwrap_err().to_string();
+            ddp.broadcast_parameters(&mut params, 0).unwrap();
+            let gs = grads(g.rank(), 0);
+            let missing = ddp
+                .step(&mut params, |sync| {
+                    if g.rank() != 1 {
+                        sync.mark_ready(0, &gs[0])?;
+                    }
+                    sync.mark_ready(1, &gs[1])?;
+                    sync.mark_ready(2, &gs[2])
+                })
+                .unwrap_err()
+                .to_string();
+            let short = ddp
+                .step(&mut params, |sync| {
+                    sync.mark_ready(0, &gs[0][..if g.rank() == 2 { 19 } else { 20 }])?;
+                    sync.mark_ready(1, &gs[1])?;
+                    sync.mark_ready(2, &gs[2])
+                })
+                .unwrap_err()
+                .to_string();
+            // Still in step: a good one goes through.
+            ddp.step(&mut params, |sync| {
+                (0..3).try_for_each(|i| sync.mark_ready(i, &gs[i]))
+            })
+            .unwrap();
+            (early, missing, short)
+        });
+        assert!(
+            out[0].0.contains("broadcast_parameters before the first step"),
+            "{}",
+            out[0].0
+        );
+        assert!(
+            out[1].1.contains("tensor 0's gradient was not marked ready"),
+            "{}",
+            out[1].1
+        );
+        assert!(out[0].1.contains("rank 1"), "{}", out[0].1);
+        assert!(
+            out[2].2.contains("tensor 0 has 20 elements, its gradient 19"),
+            "{}",
+            out[2].2
+        );
+        assert!(out[0].2.contains("rank 2"), "{}", out[0].2);
+    }
+}
