@@ -131,7 +131,11 @@ pub(crate) fn reduce_scatter<T: Element, C: Transport + ?Sized>(
                 // Only step 0 sends an untouched block of the input.
                 let outgoing = if s == 0 { &x[send] } else { &partial[..send.len()] };
                 comm.sendrecv(outgoing, right, inc, left)?;
-                let dst = if s == p - 2 { &mut *buf } else { &mut partial[..recv.len()] };
+                let dst = if s == p - 2 {
+                    &mut *buf
+                } else {
+                    &mut partial[..recv.len()]
+                };
                 T::reduce_into(op, dst, inc, &x[recv]);
             }
         }
