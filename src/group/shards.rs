@@ -370,5 +370,4 @@ fn gather_to_root<T: Pod, C: Transport + ?Sized>(
 }
 
 #[cfg(all(test, feature = "tools"))]
-#[path = "shards_tests.rs"]
 mod tests;

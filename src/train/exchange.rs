@@ -232,7 +232,7 @@ impl<'g, C: Transport, S: Strategy> Exchange<'g, C, S> {
     /// The strategy's; a call without a step before it.
     pub fn after_step(&mut self, params: &mut [f32], optimizer: &mut OptimizerState) -> Result<(u64, u64)> {
         let Some(mut ctx) = self.ctx.take() else {
-            return Err(crate::Error::InvalidArgument {
+            return Err(crate::error::Error::InvalidArgument {
                 what: "after_step",
                 reason: "called without a step before it".into(),
             });

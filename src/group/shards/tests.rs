@@ -4,11 +4,11 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::algorithms::Algorithm;
 use crate::element::{DType, Element, ReduceOp};
 use crate::error::Error;
 use crate::group::Group;
 use crate::verify::{first_wrong, serial_reference, VerifyElement};
-use crate::Algorithm;
 
 fn inputs<T: VerifyElement>(p: usize, k: usize, op: ReduceOp) -> Vec<Vec<T>> {
     (0..p)
