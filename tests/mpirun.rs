@@ -98,6 +98,26 @@ fn example_runs(ranks: usize) {
     );
 }
 
+/// `examples/split.rs`: groups over the node's communicator and the
+/// cross-node rail, a reduce-scatter, all-reduce and all-gather by hand
+/// that must give every rank the sum over all ranks (the example checks).
+#[test]
+fn example_split_builds_a_two_level_sum_from_sub_communicators() {
+    for ranks in [1, 3, 4] {
+        let out = run_bounded(mpirun(ranks, &example("split"), &[]), LIMIT);
+        let text = stdout(&out);
+        assert!(
+            out.status.success(),
+            "split at -n {ranks}:\n{text}\n{}",
+            stderr(&out)
+        );
+        let want = format!(
+            "{ranks} ranks: 1 nodes of {ranks} ranks; two-level sum of 1000 i64 is right on every rank"
+        );
+        assert!(text.contains(&want), "{text}");
+    }
+}
+
 #[test]
 fn example_allreduce_2_ranks() {
     example_runs(2);
