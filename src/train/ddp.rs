@@ -197,6 +197,15 @@ impl<'g, C: Transport, S: Strategy> DataParallel<'g, C, S> {
         })
     }
 
+    /// The run's length in steps, for the strategies that act by it: local
+    /// SGD and one-shot averaging average after the last step, DiLoCo and
+    /// the post-local warm-up count steps of the run. Without it the run
+    /// is open-ended and nothing happens "at the end". Every rank alike.
+    pub fn total_steps(mut self, steps: usize) -> Self {
+        self.exchange.set_schedule(steps.max(1), 1);
+        self
+    }
+
     /// Parameters in all.
     pub fn len(&self) -> usize {
         self.grad.len()
@@ -379,6 +388,15 @@ impl<'g, C: Transport, S: Strategy> DataParallel<'g, C, S> {
     pub fn after_update(&mut self, params: &mut [f32], optimizer: &mut OptimizerState) -> Result<()> {
         self.exchange.after_step(params, optimizer).map(drop)
     }
+
+    /// After the last step: the strategy's end of the run (one-shot model
+    /// averaging averages the parameters here). Collective.
+    ///
+    /// # Errors
+    /// The strategy's.
+    pub fn finish(&mut self, params: &mut [f32]) -> Result<()> {
+        self.exchange.finish(params)
+    }
 }
 
 #[cfg(test)]
@@ -519,6 +537,68 @@ mod tests {
             diverged.iter().any(|p| p != &diverged[0]),
             "local steps must differ between averagings"
         );
+    }
+
+    #[test]
+    fn every_strategy_runs_through_data_parallel() {
+        use crate::train::AnyStrategy;
+        for (spelling, replicas_agree) in [
+            ("sync:ring,compress=bf16", true),
+            ("sync:ring,compress=powersgd:rank=1", true),
+            ("sync:ring,compress=randomk:0.25", true),
+            ("sync,compress=topk:0.25", true),
+            ("sync,compress=qsgd:levels=4", true),
+            ("diloco:h=2", true),
+            ("local:tau=2", true),
+            ("gossip:ring", false),
+        ] {
+            let strategy: AnyStrategy = spelling.parse().unwrap();
+            let out = train(3, 4, strategy);
+            for params in &out {
+                assert!(params.iter().all(|x| x.is_finite()), "{spelling}: {params:?}");
+                if replicas_agree {
+                    assert_eq!(params, &out[0], "{spelling}: the ranks differ");
+                }
+            }
+            // Every strategy moved the parameters from where they began.
+            let start: Vec<f32> = (0..35).map(|i| (i as f32 * 0.3).cos()).collect();
+            assert_ne!(out[0], start, "{spelling}");
+        }
+    }
+
+    #[test]
+    fn one_shot_averaging_averages_after_the_runs_last_step() {
+        use crate::train::AnyStrategy;
+        let out = Group::local(3, |g| {
+            let strategy: AnyStrategy = "oneshot".parse().unwrap();
+            let mut ddp = DataParallel::new(&g, &SHAPES, strategy).unwrap().total_steps(1);
+            let mut params = vec![0.0; ddp.len()];
+            ddp.broadcast_parameters(&mut params, 0).unwrap();
+            let gs = grads(g.rank(), 0);
+            ddp.step(&mut params, |sync| {
+                (0..3).rev().try_for_each(|i| sync.mark_ready(i, &gs[i]))
+            })
+            .unwrap();
+            let grad = ddp.grad().to_vec();
+            for (w, d) in params.iter_mut().zip(&grad) {
+                *w -= d; // each rank its own gradient: the replicas differ
+            }
+            let before = params.clone();
+            let mut state = OptimizerState::default();
+            ddp.after_update(&mut params, &mut state).unwrap(); // the run's last step
+            ddp.finish(&mut params).unwrap();
+            (before, params)
+        });
+        assert_ne!(out[0].0, out[1].0, "local steps differ before the end");
+        for (_, after) in &out {
+            assert_eq!(after, &out[0].1, "averaged after the last step");
+        }
+        let mean: Vec<f32> = (0..35)
+            .map(|i| out.iter().map(|o| o.0[i]).sum::<f32>() / 3.0)
+            .collect();
+        for (a, m) in out[0].1.iter().zip(&mean) {
+            assert!((a - m).abs() < 1e-6, "{a} vs the mean {m}");
+        }
     }
 
     #[test]

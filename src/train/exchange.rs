@@ -125,6 +125,13 @@ impl<'g, C: Transport, S: Strategy> Exchange<'g, C, S> {
         })
     }
 
+    /// Sets the run's length: `epochs` of `steps_per_epoch` steps (what the
+    /// strategies' schedules read). Not collective; every rank alike.
+    pub fn set_schedule(&mut self, steps_per_epoch: usize, epochs: usize) {
+        self.steps_per_epoch = steps_per_epoch;
+        self.epochs = epochs;
+    }
+
     /// The group.
     pub fn group(&self) -> &'g Group<C> {
         self.group
