@@ -39,13 +39,15 @@
 //! ```
 
 use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::buckets::Timeline;
+use super::checkpoint::{Checkpoint, Header};
 use super::exchange::{Exchange, Ready, StepAt};
 use super::model::Matrix;
 use super::optim::OptimizerState;
-use super::strategies::Strategy;
+use super::strategies::{Section, Strategy};
 use crate::error::{Error, Result};
 use crate::group::Group;
 use crate::transport::Transport;
@@ -60,6 +62,7 @@ pub struct DataParallel<'g, C: Transport, S: Strategy> {
     layout: Vec<Range<usize>>,
     matrices: Vec<Matrix>,
     grad: Vec<f32>,
+    steps_per_epoch: usize,
     /// Gradients summed by [`DataParallel::no_sync`] since the last step.
     accumulated: Option<Vec<f32>>,
     steps: usize,
@@ -151,6 +154,16 @@ impl Accumulate<'_> {
     }
 }
 
+/// A checkpoint's content, as rank 0 sends it to the others.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Saved {
+    steps: usize,
+    params: Vec<f32>,
+    buffers: Vec<Vec<f32>>,
+    optimizer_steps: u64,
+    strategy: Vec<(String, Vec<f32>)>,
+}
+
 fn invalid(reason: String) -> Error {
     Error::InvalidArgument {
         what: "data-parallel gradient",
@@ -191,6 +204,7 @@ impl<'g, C: Transport, S: Strategy> DataParallel<'g, C, S> {
             layout,
             matrices,
             grad: vec![0.0; at],
+            steps_per_epoch: ONE_EPOCH,
             accumulated: None,
             steps: 0,
             started: false,
@@ -201,8 +215,18 @@ impl<'g, C: Transport, S: Strategy> DataParallel<'g, C, S> {
     /// SGD and one-shot averaging average after the last step, DiLoCo and
     /// the post-local warm-up count steps of the run. Without it the run
     /// is open-ended and nothing happens "at the end". Every rank alike.
-    pub fn total_steps(mut self, steps: usize) -> Self {
-        self.exchange.set_schedule(steps.max(1), 1);
+    pub fn total_steps(self, steps: usize) -> Self {
+        self.epochs(steps, 1)
+    }
+
+    /// The run as `epochs` epochs of `steps_per_epoch` steps: as
+    /// [`DataParallel::total_steps`], and the compressors with error
+    /// feedback gather their residuals at each epoch's end, so a
+    /// checkpoint saved right after an epoch's last step holds them.
+    /// Every rank alike.
+    pub fn epochs(mut self, steps_per_epoch: usize, epochs: usize) -> Self {
+        self.steps_per_epoch = steps_per_epoch.max(1);
+        self.exchange.set_schedule(self.steps_per_epoch, epochs.max(1));
         self
     }
 
@@ -288,8 +312,8 @@ impl<'g, C: Transport, S: Strategy> DataParallel<'g, C, S> {
         group.agree(self.check_len(params))?;
         let began = Instant::now();
         let at = StepAt {
-            epoch: 1,
-            step: self.steps,
+            epoch: 1 + self.steps / self.steps_per_epoch,
+            step: self.steps % self.steps_per_epoch,
         };
         let warming = self.exchange.warming();
         let accumulated = self.accumulated.take();
@@ -315,7 +339,7 @@ impl<'g, C: Transport, S: Strategy> DataParallel<'g, C, S> {
                     Some(i) => Err(invalid(format!("tensor {i}'s gradient was not marked ready"))),
                     None if !sync.finite => Err(Error::NonFinite {
                         what: "gradient",
-                        epoch: 1,
+                        epoch: at.epoch,
                         step: at.step + 1,
                         rank: Some(group.rank()),
                     }),
@@ -387,6 +411,146 @@ impl<'g, C: Transport, S: Strategy> DataParallel<'g, C, S> {
     /// The strategy's, and a call without a step before it.
     pub fn after_update(&mut self, params: &mut [f32], optimizer: &mut OptimizerState) -> Result<()> {
         self.exchange.after_step(params, optimizer).map(drop)
+    }
+
+    /// Steps taken (restored by [`DataParallel::load_checkpoint`]).
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// Where this rank's checkpoint lies: `path` while the ranks hold the
+    /// same state, `path.rank<R>` for a strategy whose replicas differ.
+    fn checkpoint_path(&self, path: &Path) -> PathBuf {
+        if self.strategy().replicas_differ() {
+            let mut p = path.as_os_str().to_owned();
+            p.push(format!(".rank{}", self.exchange.group().rank()));
+            PathBuf::from(p)
+        } else {
+            path.to_path_buf()
+        }
+    }
+
+    /// Saves the run's state — `params`, the optimizer's state (its rule
+    /// named `optimizer_name`, which loading checks), the strategy's state
+    /// and the steps taken — as the trainer's checkpoints are (safetensors,
+    /// written atomically). Rank 0 writes `path` while the replicas agree;
+    /// with a strategy whose replicas differ (local SGD between averagings,
+    /// gossip) every rank writes its own `path.rank<R>`. Collective.
+    ///
+    /// # Errors
+    /// A file that cannot be written, on every rank.
+    pub fn save_checkpoint(
+        &self,
+        path: &Path,
+        params: &[f32],
+        optimizer: &OptimizerState,
+        optimizer_name: &str,
+    ) -> Result<()> {
+        let group = self.exchange.group();
+        let writes = self.strategy().replicas_differ() || group.rank() == 0;
+        let local = if writes {
+            let header = Header {
+                epoch: 1,
+                seed: 0,
+                batch: 0,
+                params: params.len(),
+                optimizer: optimizer_name.to_string(),
+                optimizer_steps: optimizer.steps,
+                strategy: self.strategy().name(),
+                settings: format!("data-parallel steps {}", self.steps),
+                data: String::new(),
+                sections: Vec::new(),
+            };
+            let c = Checkpoint::new(
+                header,
+                params.to_vec(),
+                optimizer.clone(),
+                self.strategy().state(),
+            );
+            c.save(&self.checkpoint_path(path))
+        } else {
+            Ok(())
+        };
+        group.agree(local)
+    }
+
+    /// Restores a state saved by [`DataParallel::save_checkpoint`] into
+    /// `params`, the strategy and the step count, and returns the
+    /// optimizer's state. While the replicas agree rank 0 reads the file
+    /// and sends it to the others (no shared file system needed). Call it
+    /// instead of [`DataParallel::broadcast_parameters`]. Collective.
+    ///
+    /// # Errors
+    /// On every rank: a missing, corrupt or foreign file, and one saved by
+    /// another strategy, another optimizer or for another parameter count.
+    pub fn load_checkpoint(
+        &mut self,
+        path: &Path,
+        params: &mut [f32],
+        optimizer_name: &str,
+    ) -> Result<OptimizerState> {
+        let group = self.exchange.group();
+        let differ = self.strategy().replicas_differ();
+        let reads = differ || group.rank() == 0;
+        let file = self.checkpoint_path(path);
+        let mine = if reads {
+            Checkpoint::load(&file).and_then(|c| {
+                let misfit = |what: &str, theirs: &dyn std::fmt::Display, ours: &dyn std::fmt::Display| {
+                    Err(Error::Data {
+                        path: file.display().to_string(),
+                        reason: format!("saved with {what} {theirs}, resumed with {ours}"),
+                    })
+                };
+                let h = &c.header;
+                let steps = h
+                    .settings
+                    .strip_prefix("data-parallel steps ")
+                    .and_then(|n| n.parse::<usize>().ok());
+                match steps {
+                    None => misfit("settings", &h.settings, &"a data-parallel run"),
+                    Some(_) if h.params != params.len() => misfit("parameters", &h.params, &params.len()),
+                    Some(_) if h.strategy != self.strategy().name() => {
+                        misfit("strategy", &h.strategy, &self.strategy().name())
+                    }
+                    Some(_) if h.optimizer != optimizer_name => {
+                        misfit("optimizer", &h.optimizer, &optimizer_name)
+                    }
+                    Some(steps) => Ok(Saved {
+                        steps,
+                        params: c.params,
+                        buffers: c.optimizer.buffers,
+                        optimizer_steps: c.optimizer.steps,
+                        strategy: c.strategy.into_iter().map(|s| (s.name, s.values)).collect(),
+                    }),
+                }
+            })
+        } else {
+            Ok(Saved::default())
+        };
+        let mine = group.agree(mine)?;
+        let saved = if differ {
+            mine
+        } else {
+            group.broadcast_value(0, (group.rank() == 0).then_some(&mine))?
+        };
+        params.copy_from_slice(&saved.params);
+        let sections: Vec<Section> = saved
+            .strategy
+            .into_iter()
+            .map(|(name, values)| Section { name, values })
+            .collect();
+        group.agree(self.exchange.strategy_mut().restore(&sections))?;
+        if !self.started {
+            let at = StepAt { epoch: 1, step: 0 };
+            self.exchange
+                .start(at, params, std::mem::take(&mut self.matrices))?;
+            self.started = true;
+        }
+        self.steps = saved.steps;
+        Ok(OptimizerState {
+            buffers: saved.buffers,
+            steps: saved.optimizer_steps,
+        })
     }
 
     /// After the last step: the strategy's end of the run (one-shot model
@@ -599,6 +763,89 @@ mod tests {
         for (a, m) in out[0].1.iter().zip(&mean) {
             assert!((a - m).abs() < 1e-6, "{a} vs the mean {m}");
         }
+    }
+
+    /// `steps` steps from `params` and `state` with momentum SGD.
+    fn run_steps<C: Transport, S: Strategy>(
+        ddp: &mut DataParallel<'_, C, S>,
+        rank: usize,
+        params: &mut [f32],
+        state: &mut OptimizerState,
+        steps: std::ops::Range<usize>,
+    ) {
+        let opt = Sgd::new(0.9, 0.0).unwrap();
+        for s in steps {
+            let gs = grads(rank, s);
+            ddp.step(params, |sync| {
+                (0..3).rev().try_for_each(|i| sync.mark_ready(i, &gs[i]))
+            })
+            .unwrap();
+            let grad = ddp.grad().to_vec();
+            opt.step(params, &grad, 0.05, state);
+            ddp.after_update(params, state).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_resumes_the_same_bits() {
+        use crate::train::AnyStrategy;
+        let dir = std::env::temp_dir().join(format!("ringreduce-ddp-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for spelling in [
+            "sync:ring",
+            "sync:ring,compress=randomk:0.25,error-feedback=on",
+            "local:tau=3",
+            "diloco:h=2",
+        ] {
+            let path = dir.join("state.safetensors");
+            let out = Group::local(3, |g| {
+                let strategy: AnyStrategy = spelling.parse().unwrap();
+                let opt = Sgd::new(0.9, 0.0).unwrap();
+                // Five steps straight.
+                // Epochs of 2 steps: error feedback's residuals reach the
+                // checkpoint at an epoch's end.
+                let mut ddp = DataParallel::new(&g, &SHAPES, strategy.clone())
+                    .unwrap()
+                    .epochs(2, 3);
+                let mut params: Vec<f32> = (0..35).map(|i| (i as f32).sin()).collect();
+                ddp.broadcast_parameters(&mut params, 0).unwrap();
+                let mut state = OptimizerState::new(&opt, 35);
+                run_steps(&mut ddp, g.rank(), &mut params, &mut state, 0..2);
+                ddp.save_checkpoint(&path, &params, &state, opt.name()).unwrap();
+                run_steps(&mut ddp, g.rank(), &mut params, &mut state, 2..5);
+                // Two steps, a new run from the checkpoint, three more.
+                let mut again = DataParallel::new(&g, &SHAPES, strategy).unwrap().epochs(2, 3);
+                let mut resumed = vec![0.0; 35];
+                let mut restored = again.load_checkpoint(&path, &mut resumed, opt.name()).unwrap();
+                assert_eq!(again.steps(), 2);
+                run_steps(&mut again, g.rank(), &mut resumed, &mut restored, 2..5);
+                (params, resumed)
+            });
+            for (straight, resumed) in &out {
+                assert_eq!(straight, resumed, "{spelling}: the resumed run differs");
+            }
+        }
+        // Another strategy, or another optimizer: refused on every rank.
+        let path = dir.join("state.safetensors");
+        let errors = Group::local(2, |g| {
+            let mut ddp = DataParallel::new(&g, &SHAPES, GradientAllReduce::new(Algorithm::Ring)).unwrap();
+            let mut params = vec![0.0; 35];
+            let other = ddp
+                .load_checkpoint(&path, &mut params, "sgd")
+                .unwrap_err()
+                .to_string();
+            let mut ddp =
+                DataParallel::new(&g, &SHAPES, GradientAllReduce::new(Algorithm::Butterfly)).unwrap();
+            let adam = ddp
+                .load_checkpoint(&path, &mut params, "adam")
+                .unwrap_err()
+                .to_string();
+            (other, adam)
+        });
+        assert!(errors[0].0.contains("saved with strategy"), "{}", errors[0].0);
+        assert!(errors[1].0.contains("rank 0"), "{}", errors[1].0);
+        assert!(errors[0].1.contains("saved with strategy"), "{}", errors[0].1);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
