@@ -90,6 +90,21 @@ struct Measured {
     memory: u64,
 }
 
+/// The busiest rank's counts (the sum for total bytes) over every rank's.
+fn busiest(per_rank: &[(ringreduce::CallStats, u64, u64)]) -> Measured {
+    per_rank
+        .iter()
+        .fold(Measured::default(), |m, (s, red, mem)| Measured {
+            rounds: m.rounds.max(s.rounds),
+            exchanges: m.exchanges.max(s.exchanges),
+            messages: m.messages.max(s.messages_sent),
+            bytes_sent: m.bytes_sent.max(s.bytes_sent),
+            total_bytes: m.total_bytes + s.bytes_sent,
+            reduced: m.reduced.max(*red),
+            memory: m.memory.max(*mem),
+        })
+}
+
 /// Counted on ranks apart (one per node, where the registry's costs hold),
 /// except `shm`, which needs every rank on one node.
 fn measure(algorithm: Algorithm, p: usize, k: usize) -> Measured {
@@ -113,17 +128,7 @@ fn measure(algorithm: Algorithm, p: usize, k: usize) -> Measured {
             MEMORY.with(|m| m.get()),
         )
     });
-    per_rank
-        .iter()
-        .fold(Measured::default(), |m, (s, red, mem)| Measured {
-            rounds: m.rounds.max(s.rounds),
-            exchanges: m.exchanges.max(s.exchanges),
-            messages: m.messages.max(s.messages_sent),
-            bytes_sent: m.bytes_sent.max(s.bytes_sent),
-            total_bytes: m.total_bytes + s.bytes_sent,
-            reduced: m.reduced.max(*red),
-            memory: m.memory.max(*mem),
-        })
+    busiest(&per_rank)
 }
 
 #[test]
@@ -390,17 +395,7 @@ fn measure_collective(collective: cost::Collective, p: usize, k: usize) -> Measu
             MEMORY.with(|m| m.get()),
         )
     });
-    per_rank
-        .iter()
-        .fold(Measured::default(), |m, (s, red, mem)| Measured {
-            rounds: m.rounds.max(s.rounds),
-            exchanges: m.exchanges.max(s.exchanges),
-            messages: m.messages.max(s.messages_sent),
-            bytes_sent: m.bytes_sent.max(s.bytes_sent),
-            total_bytes: m.total_bytes + s.bytes_sent,
-            reduced: m.reduced.max(*red),
-            memory: m.memory.max(*mem),
-        })
+    busiest(&per_rank)
 }
 
 #[test]

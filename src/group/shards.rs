@@ -80,14 +80,12 @@ impl<C: Transport> Group<C> {
     /// As [`Group::all_reduce_in_place`]: [`Error::Mismatch`] on every rank
     /// when the ranks passed different lengths, types or ops (checks on).
     pub fn reduce_scatter_in_place<T: Element>(&self, buf: &mut [T], op: ReduceOp) -> Result<Range<usize>> {
-        let sig = Signature {
-            count: buf.len() as u64,
-            dtype: T::DTYPE,
-            op,
-            root: SHARDS,
-            ..Signature::of(Kind::ReduceScatter)
-        };
-        self.agree_plain(Kind::ReduceScatter, sig, Ok(()), false)?;
+        self.agree_plain(
+            Kind::ReduceScatter,
+            scatter::<T>(buf.len(), op, SHARDS),
+            Ok(()),
+            false,
+        )?;
         let (k, p) = (buf.len(), self.size());
         let mine = self.shard(k);
         if p > 1 && k > 0 {
@@ -126,14 +124,12 @@ impl<C: Transport> Group<C> {
                 reason: format!("{} elements for {p} ranks × {n}", send.len()),
             })
         };
-        let sig = Signature {
-            count: send.len() as u64,
-            dtype: T::DTYPE,
-            op,
-            root: BLOCKS,
-            ..Signature::of(Kind::ReduceScatter)
-        };
-        self.agree_plain(Kind::ReduceScatter, sig, local, false)?;
+        self.agree_plain(
+            Kind::ReduceScatter,
+            scatter::<T>(send.len(), op, BLOCKS),
+            local,
+            false,
+        )?;
         if n == 0 {
             return Ok(());
         }
@@ -273,6 +269,18 @@ impl<C: Transport> Group<C> {
             }
         }
         Ok(())
+    }
+}
+
+/// The signature of a reduce-scatter of `count` elements in `layout`
+/// ([`SHARDS`] or [`BLOCKS`]).
+fn scatter<T: Element>(count: usize, op: ReduceOp, layout: usize) -> Signature {
+    Signature {
+        count: count as u64,
+        dtype: T::DTYPE,
+        op,
+        root: layout,
+        ..Signature::of(Kind::ReduceScatter)
     }
 }
 

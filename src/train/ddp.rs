@@ -91,16 +91,7 @@ impl<C: Transport> GradientSync<'_, '_, C> {
     /// `i` out of range, a gradient of the wrong length, or a tensor
     /// reported twice in a step (on this rank).
     pub fn mark_ready(&mut self, i: usize, grad: &[f32]) -> Result<()> {
-        let Some(range) = self.layout.get(i).cloned() else {
-            return Err(invalid(format!("tensor {i} of {}", self.layout.len())));
-        };
-        if grad.len() != range.len() {
-            return Err(invalid(format!(
-                "tensor {i} has {} elements, its gradient {}",
-                range.len(),
-                grad.len()
-            )));
-        }
+        let range = tensor(self.layout, i, grad.len())?;
         if std::mem::replace(&mut self.marked[i], true) {
             return Err(invalid(format!("tensor {i} was marked ready twice in one step")));
         }
@@ -137,16 +128,7 @@ impl Accumulate<'_> {
     /// # Errors
     /// `i` out of range or a gradient of the wrong length.
     pub fn add(&mut self, i: usize, grad: &[f32]) -> Result<()> {
-        let Some(range) = self.layout.get(i).cloned() else {
-            return Err(invalid(format!("tensor {i} of {}", self.layout.len())));
-        };
-        if grad.len() != range.len() {
-            return Err(invalid(format!(
-                "tensor {i} has {} elements, its gradient {}",
-                range.len(),
-                grad.len()
-            )));
-        }
+        let range = tensor(self.layout, i, grad.len())?;
         for (s, &g) in self.sum[range].iter_mut().zip(grad) {
             *s += g;
         }
@@ -162,6 +144,20 @@ struct Saved {
     buffers: Vec<Vec<f32>>,
     optimizer_steps: u64,
     strategy: Vec<(String, Vec<f32>)>,
+}
+
+/// Tensor `i`'s place in the flat buffers, for a gradient of `len` values.
+fn tensor(layout: &[Range<usize>], i: usize, len: usize) -> Result<Range<usize>> {
+    let Some(range) = layout.get(i).cloned() else {
+        return Err(invalid(format!("tensor {i} of {}", layout.len())));
+    };
+    if len != range.len() {
+        return Err(invalid(format!(
+            "tensor {i} has {} elements, its gradient {len}",
+            range.len()
+        )));
+    }
+    Ok(range)
 }
 
 fn invalid(reason: String) -> Error {
@@ -261,7 +257,6 @@ impl<'g, C: Transport, S: Strategy> DataParallel<'g, C, S> {
     /// `params` not [`DataParallel::len`] long (on every rank), a root out
     /// of range, the strategy's errors.
     pub fn broadcast_parameters(&mut self, params: &mut [f32], root: usize) -> Result<()> {
-        let n = self.len();
         let group = self.exchange.group();
         group.agree(self.check_len(params))?;
         group.broadcast(params, root)?;
@@ -271,7 +266,6 @@ impl<'g, C: Transport, S: Strategy> DataParallel<'g, C, S> {
                 .start(at, params, std::mem::take(&mut self.matrices))?;
             self.started = true;
         }
-        debug_assert_eq!(params.len(), n);
         Ok(())
     }
 

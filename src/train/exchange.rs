@@ -254,13 +254,10 @@ impl<'g, C: Transport, S: Strategy> Exchange<'g, C, S> {
     /// # Errors
     /// The strategy's.
     pub fn finish(&mut self, params: &mut [f32]) -> Result<()> {
-        let mut ctx = Step::new(
-            self.group,
-            self.epochs.max(1),
-            self.steps_per_epoch,
-            self.steps_per_epoch,
-            self.epochs,
-        );
+        let mut ctx = self.context(StepAt {
+            epoch: self.epochs.max(1),
+            step: self.steps_per_epoch,
+        });
         self.strategy.finish(&mut ctx, params)
     }
 
