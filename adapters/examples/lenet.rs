@@ -128,9 +128,15 @@ pub struct Epoch {
     pub secs: f64,
     /// Of `secs`: the forward and backward passes (this rank).
     pub compute_secs: f64,
-    /// Of `secs`: waiting for the gradient exchange (this rank).
+    /// Of `secs`: the copies into the buckets and the wait for the
+    /// gradient exchange (this rank).
     pub exchange_secs: f64,
+    /// The gradient buckets in use (elements each), once chosen.
+    pub buckets: Option<Vec<usize>>,
 }
+
+/// One step of a candle optimizer.
+type StepFn = Box<dyn FnMut(&candle_core::backprop::GradStore) -> candle_core::Result<()>>;
 
 /// Seeded initial parameters, the same for any rank count: uniform in
 /// ±1/√fan-in per tensor (PyTorch's default for conv and linear layers).
@@ -203,7 +209,7 @@ pub fn run<C: ringreduce::Transport>(
         what: "lenet",
         reason,
     };
-    group.agree(if args.batch % p == 0 && args.batch > 0 {
+    group.agree(if args.batch.is_multiple_of(p) && args.batch > 0 {
         Ok(())
     } else {
         Err(invalid(format!(
@@ -233,8 +239,7 @@ pub fn run<C: ringreduce::Transport>(
     ddp.broadcast_parameters(&mut flat, 0)?;
     params.load(&flat)?;
     let vars = params.vars().to_vec();
-    let mut opt: Box<dyn FnMut(&candle_core::backprop::GradStore) -> candle_core::Result<()>> = if args.adamw
-    {
+    let mut opt: StepFn = if args.adamw {
         let mut o = AdamW::new(
             vars,
             ParamsAdamW {
@@ -293,6 +298,7 @@ pub fn run<C: ringreduce::Transport>(
             secs: began.elapsed().as_secs_f64(),
             compute_secs: compute.as_secs_f64(),
             exchange_secs: exchange.as_secs_f64(),
+            buckets: ddp.buckets().map(|c| c.buckets.clone()),
         };
         on_epoch(&e);
         history.push(e);
@@ -353,14 +359,15 @@ fn main() {
     };
     let report = |e: &Epoch| {
         println!(
-            "epoch {:>2}: loss {:.4}  test accuracy {:.4}  {:.2} s (compute {:.2} s, exchange {:.2} s = {:.1} %)",
+            "epoch {:>2}: loss {:.4}  test accuracy {:.4}  {:.2} s (compute {:.2} s, exchange {:.2} s = {:.1} %){}",
             e.epoch,
             e.loss,
             e.accuracy,
             e.secs,
             e.compute_secs,
             e.exchange_secs,
-            100.0 * e.exchange_secs / e.secs
+            100.0 * e.exchange_secs / e.secs,
+            e.buckets.as_ref().map_or(String::new(), |b| format!("  buckets {b:?}"))
         )
     };
     if group.rank() == 0 {
