@@ -5,9 +5,9 @@
 //! rank applies the same update with candle's optimizer.
 //!
 //! ```sh
-//! cargo build --release -p ringreduce-adapters --features candle --example lenet
-//! mpirun -n 2 --bind-to core target/release/examples/lenet            # 10 epochs, AdamW
-//! mpirun -n 2 target/release/examples/lenet --buckets 0.05            # 50 KiB buckets
+//! cargo build -p ringreduce-adapters --features candle --example lenet
+//! mpirun -n 2 --bind-to core target/debug/examples/lenet            # 10 epochs, AdamW
+//! mpirun -n 2 target/debug/examples/lenet --buckets 0.05            # 0.05 MiB buckets
 //! ```
 //!
 //! Options: `--epochs N` (10), `--batch B` (global, 64), `--lr X` (0.001),
