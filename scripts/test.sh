@@ -99,12 +99,27 @@ done
 phase "cargo test --test ${waiting[*]} beside the rest (target/waiting-tests.log)"
 cargo test "${waiting[@]/#/--test=}" >target/waiting-tests.log 2>&1 &
 waiting_tests=$!
+# The framework adapters (candle, ndarray) build in a target of their own
+# beside the tests, niced: their dependencies share no build with ours.
+phase "the adapters' build and clippy (candle, ndarray) beside the tests (nice 10, target/adapters-build.log)"
+{ CARGO_TARGET_DIR=target/adapters nice -n 10 cargo test -p ringreduce-adapters --all-features --no-run &&
+  CARGO_TARGET_DIR=target/adapters nice -n 10 cargo clippy -p ringreduce-adapters --all-features --all-targets --quiet -- -D warnings; } \
+  >target/adapters-build.log 2>&1 &
+adapters_build=$!
 phase "cargo test: the unit tests, $((${#rest[@]} / 2)) more test files and the doc tests"
 status=0
 cargo test --lib --bins "${rest[@]}" && cargo test --doc || status=$?
 phase "cargo test --test ${waiting[*]}: waiting for them"
 wait "$waiting_tests" || status=$?
 cat target/waiting-tests.log
+phase "the adapters: LeNet on candle under mpirun, the ndarray views"
+if wait "$adapters_build"; then
+  CARGO_TARGET_DIR=target/adapters cargo test -p ringreduce-adapters --all-features || status=$?
+else
+  cat target/adapters-build.log
+  echo "test.sh: the adapters' build failed (above)" >&2
+  status=1
+fi
 if [ "$status" -ne 0 ]; then
   echo "test.sh: cargo test failed (above)" >&2
   exit "$status"
