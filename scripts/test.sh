@@ -65,8 +65,16 @@ if [ "$quick" = 0 ] && ! python3 -c 'import safetensors.numpy, numpy' 2>/dev/nul
   fi
   export RINGREDUCE_PYTHON="$PWD/target/pyenv/bin/python"
 fi
-phase "cargo clippy --all-targets -- -D warnings (default features)"
-cargo clippy --all-targets --quiet -- -D warnings
+if [ "$quick" = 1 ]; then
+  phase "cargo clippy --all-targets -- -D warnings (default features)"
+  cargo clippy --all-targets --quiet -- -D warnings
+else
+  # The adapters (candle, ndarray) in the same run: their lint shares
+  # ringreduce's and the dependencies' checks (14 s of CPU more, against
+  # 58 s in a target of their own; docs/perf/ci-fresh-clone/opt-level.txt).
+  phase "cargo clippy --workspace --all-targets --all-features -- -D warnings (ringreduce's features are its default ones)"
+  cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
+fi
 if [ "$quick" = 1 ]; then
   phase "cargo test --lib"
   cargo test --release --quiet --lib
@@ -100,10 +108,10 @@ phase "cargo test --test ${waiting[*]} beside the rest (target/waiting-tests.log
 cargo test "${waiting[@]/#/--test=}" >target/waiting-tests.log 2>&1 &
 waiting_tests=$!
 # The framework adapters (candle, ndarray) build in a target of their own
-# beside the tests, niced: their dependencies share no build with ours.
-phase "the adapters' build and clippy (candle, ndarray) beside the tests (nice 10, target/adapters-build.log)"
-{ CARGO_TARGET_DIR=target/adapters nice -n 10 cargo test -p ringreduce-adapters --all-features --no-run &&
-  CARGO_TARGET_DIR=target/adapters nice -n 10 cargo clippy -p ringreduce-adapters --all-features --all-targets --quiet -- -D warnings; } \
+# beside the tests, niced: candle turns on features of `half` that would
+# rebuild ringreduce in ours, and a target of their own waits on no lock.
+phase "the adapters' build (candle, ndarray) beside the tests (nice 10, target/adapters-build.log)"
+CARGO_TARGET_DIR=target/adapters nice -n 10 cargo test -p ringreduce-adapters --all-features --no-run \
   >target/adapters-build.log 2>&1 &
 adapters_build=$!
 phase "cargo test: the unit tests, $((${#rest[@]} / 2)) more test files and the doc tests"
