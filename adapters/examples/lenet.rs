@@ -5,7 +5,7 @@
 //! rank applies the same update with candle's optimizer.
 //!
 //! ```sh
-//! cargo build -p ringreduce-adapters --features candle --example lenet
+//! CARGO_PROFILE_DEV_OPT_LEVEL=2 cargo build -p ringreduce-adapters --features candle --example lenet
 //! mpirun -n 2 --bind-to core target/debug/examples/lenet            # 10 epochs, AdamW
 //! mpirun -n 2 target/debug/examples/lenet --buckets 0.05            # 0.05 MiB buckets
 //! ```

@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../../.."
 source scripts/mpienv.sh
 out=docs/perf/lenet-candle
-cargo build --quiet -p ringreduce-adapters --features candle --example lenet
+# The build these figures came from: the dev profile at opt-level 2.
+CARGO_PROFILE_DEV_OPT_LEVEL=2 cargo build --quiet -p ringreduce-adapters --features candle --example lenet
 bin=target/debug/examples/lenet
 args=(--epochs 1 --train-limit 16384 --test-limit 2000)
 for i in 1 2 3 4 5; do
