@@ -5,20 +5,153 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Replaces `path` with `bytes` atomically: writes a new temporary file
-/// beside it (`<name>.tmp.<host>.<pid>.<n>`, created exclusively, so two
-/// writers never share one), fsyncs it, renames it over `path` and fsyncs the
-/// directory. On any error the temporary file is removed and `path` is as
-/// it was.
+/// Where a write to a path lands, as [`output`] resolves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// A regular file, or none yet, at this path (symbolic links followed):
+    /// replaced atomically, beside itself.
+    File(PathBuf),
+    /// A character device or a FIFO (`/dev/null`, `/dev/stdout`, a named
+    /// pipe), or a path through `/proc` or `/dev/fd`: written through, never
+    /// replaced.
+    Stream(PathBuf),
+}
+
+impl Output {
+    /// The resolved path.
+    pub fn path(&self) -> &Path {
+        match self {
+            Output::File(p) | Output::Stream(p) => p,
+        }
+    }
+}
+
+/// Symbolic links followed before a chain is called a loop (Linux's limit).
+const MAX_LINKS: usize = 40;
+
+/// Resolves the output path `path` as `cp` and atomic-write crates do:
+/// symbolic links are followed (a dangling one to where it points), so a
+/// write replaces the link's target and keeps the link; a character device
+/// or FIFO is written through; the directory of the resolved path must exist.
 ///
 /// # Errors
-/// The first I/O error.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = match path.parent() {
+/// `NotFound` naming the missing directory; `InvalidInput` for a directory,
+/// a block device, a socket or a loop of links.
+pub fn output(path: &Path) -> std::io::Result<Output> {
+    use std::os::unix::fs::FileTypeExt;
+    let invalid = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, why);
+    let mut at = path.to_path_buf();
+    // What the error says of the resolved path: nothing when it is `path`.
+    let via = |at: &Path| match at == path {
+        true => String::new(),
+        false => format!("links to {}, which ", at.display()),
+    };
+    for _ in 0..MAX_LINKS {
+        // Links into /proc and /dev/fd (`/dev/stdout`) name open files:
+        // written through, whatever they point at.
+        if at.starts_with("/proc") || at.starts_with("/dev/fd") {
+            return Ok(Output::Stream(at));
+        }
+        let meta = match std::fs::symlink_metadata(&at) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let dir = directory_of(&at);
+                if !dir.is_dir() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("directory {} does not exist", dir.display()),
+                    ));
+                }
+                return Ok(Output::File(at));
+            }
+            Err(e) => return Err(e),
+        };
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            let target = std::fs::read_link(&at)?;
+            at = directory_of(&at).join(target);
+        } else if kind.is_file() {
+            return Ok(Output::File(at));
+        } else if kind.is_char_device() || kind.is_fifo() {
+            return Ok(Output::Stream(at));
+        } else if kind.is_dir() {
+            return Err(invalid(format!("{}is a directory", via(&at))));
+        } else {
+            let what = if kind.is_block_device() {
+                "a block device"
+            } else {
+                "a socket"
+            };
+            return Err(invalid(format!(
+                "{}is {what}: name a regular file, a character device or a FIFO",
+                via(&at)
+            )));
+        }
+    }
+    Err(invalid(format!("more than {MAX_LINKS} symbolic links (a loop?)")))
+}
+
+/// The directory a path names a file in (`.` for a bare name).
+fn directory_of(path: &Path) -> &Path {
+    match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
+    }
+}
+
+/// Writes `bytes` to `path` so that no reader ever sees a torn file: the
+/// path is resolved by [`output`]; a regular file (or a new one) is
+/// replaced atomically — a new temporary file beside it
+/// (`<name>.tmp.<host>.<pid>.<n>`, created exclusively, so two writers never
+/// share one) is fsynced, renamed over it and the directory fsynced, and on
+/// any error the temporary file is removed and the file is as it was; a
+/// character device or FIFO is written through (a FIFO with no reader is an
+/// error, not a wait).
+///
+/// # Errors
+/// [`output`]'s, then the first I/O error.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    match output(path)? {
+        Output::File(file) => replace(&file, bytes),
+        Output::Stream(stream) => write_through(&stream, bytes),
+    }
+}
+
+/// Writes `bytes` into an existing device or FIFO. A FIFO is opened
+/// without blocking first, so one that nobody reads fails at once
+/// (`ENXIO`) instead of waiting; the writes then block as usual.
+fn write_through(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ENXIO) => std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                format!("{}: a FIFO that nobody reads", path.display()),
+            ),
+            _ => e,
+        })?;
+    let fd = file.as_raw_fd();
+    // SAFETY: `fd` is the open descriptor of `file`, alive for both calls;
+    // F_GETFL and F_SETFL only read and set its status flags.
+    let cleared = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) == 0
     };
+    if !cleared {
+        return Err(std::io::Error::last_os_error());
+    }
+    file.write_all(bytes)?;
+    file.flush()
+}
+
+/// Replaces the regular file (or none) at the resolved `path` atomically.
+fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = directory_of(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -61,6 +194,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// cannot be told apart). Returns the files removed; a file that cannot be
 /// removed is left and not listed.
 pub fn remove_stale_temporaries(path: &Path) -> Vec<PathBuf> {
+    // The temporaries sit beside the file a link points at.
+    let path = match output(path) {
+        Ok(Output::File(file)) => file,
+        _ => return Vec::new(),
+    };
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Vec::new();
     };
@@ -223,6 +361,59 @@ mod tests {
             .file_name()
             .to_string_lossy()
             .contains(".tmp.")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn links_are_followed_and_fifos_without_a_reader_refused() {
+        use std::os::unix::fs::{symlink, FileTypeExt};
+        let dir = std::env::temp_dir().join(format!("ringreduce-output-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        // A chain of two links, the second relative to its own directory.
+        symlink("sub/b", dir.join("a")).unwrap();
+        symlink("c.json", dir.join("sub/b")).unwrap();
+        write_atomically(&dir.join("a"), b"through").unwrap();
+        assert_eq!(std::fs::read(dir.join("sub/c.json")).unwrap(), b"through");
+        assert!(std::fs::symlink_metadata(dir.join("a"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(
+            output(&dir.join("a")).unwrap(),
+            Output::File(dir.join("sub/c.json"))
+        );
+        // The stale temporaries of the linked file are looked for beside it.
+        assert!(remove_stale_temporaries(&dir.join("a")).is_empty());
+        // A loop, and a directory at the end of a link: errors, nothing written.
+        symlink("loop2", dir.join("loop1")).unwrap();
+        symlink("loop1", dir.join("loop2")).unwrap();
+        let e = write_atomically(&dir.join("loop1"), b"x").unwrap_err();
+        assert!(e.to_string().contains("symbolic links (a loop?)"), "{e}");
+        symlink("sub", dir.join("to-dir")).unwrap();
+        let e = write_atomically(&dir.join("to-dir"), b"x").unwrap_err();
+        assert!(e.to_string().contains("which is a directory"), "{e}");
+        // A FIFO nobody reads: an error at once, the FIFO kept.
+        let fifo = dir.join("pipe");
+        let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: `name` is a NUL-terminated path that lives across the call.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        let e = write_atomically(&fifo, b"x").unwrap_err();
+        assert!(e.to_string().contains("a FIFO that nobody reads"), "{e}");
+        assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        // With a reader, the bytes go through it.
+        let reader = std::thread::spawn({
+            let fifo = fifo.clone();
+            move || std::fs::read(fifo).unwrap()
+        });
+        let mut tries = 0;
+        while let Err(e) = write_atomically(&fifo, b"streamed") {
+            tries += 1;
+            assert!(tries < 1000, "{e}"); // the reader opens its end soon
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert_eq!(reader.join().unwrap(), b"streamed");
+        assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -930,3 +930,163 @@ fn one_spelling_per_concept_across_subcommands() {
         bad_input(&[cmd, "--max-bytes", "4X"], "for '--max-bytes <");
     }
 }
+
+/// What an output flag is pointed at in
+/// [`outputs_never_replace_devices_fifos_or_links`].
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    /// A private character device, the same as `/dev/null` (`mknod c 1 3`).
+    Device,
+    /// A FIFO that a thread of this test drains.
+    Fifo,
+    /// A symbolic link to an existing file.
+    Link,
+    /// A symbolic link to a file not yet there, in a directory that is.
+    Dangling,
+}
+
+/// Makes `name` in `dir` a `target`; returns the check run afterwards.
+fn make_target(dir: &std::path::Path, name: &str, target: Target) -> Box<dyn FnOnce()> {
+    use std::os::unix::fs::FileTypeExt;
+    let path = dir.join(name);
+    let kind = |p: &std::path::Path| std::fs::symlink_metadata(p).unwrap().file_type();
+    match target {
+        Target::Device => {
+            let made = Command::new("mknod")
+                .arg(&path)
+                .args(["c", "1", "3"])
+                .status()
+                .unwrap();
+            assert!(made.success(), "mknod {}", path.display());
+            Box::new(move || assert!(kind(&path).is_char_device(), "{} was replaced", path.display()))
+        }
+        Target::Fifo => {
+            let made = Command::new("mkfifo").arg(&path).status().unwrap();
+            assert!(made.success(), "mkfifo {}", path.display());
+            // A reader that never blocks: its end held open, the writes drained.
+            let reader = {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(&path)
+                    .unwrap()
+            };
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let drain = {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let (mut reader, mut got, mut buf) = (reader, 0usize, [0u8; 1 << 16]);
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        match std::io::Read::read(&mut reader, &mut buf) {
+                            Ok(n) if n > 0 => got += n,
+                            _ => std::thread::sleep(Duration::from_millis(5)),
+                        }
+                    }
+                    got
+                })
+            };
+            Box::new(move || {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                let got = drain.join().unwrap();
+                assert!(kind(&path).is_fifo(), "{} was replaced", path.display());
+                assert!(got > 0, "nothing was written into {}", path.display());
+            })
+        }
+        Target::Link | Target::Dangling => {
+            let real = dir.join(format!("real-{name}"));
+            if let Target::Link = target {
+                std::fs::write(&real, b"old").unwrap();
+            }
+            // Relative, as `ln -s real-x x` makes it.
+            std::os::unix::fs::symlink(real.file_name().unwrap(), &path).unwrap();
+            Box::new(move || {
+                assert!(kind(&path).is_symlink(), "{} was replaced", path.display());
+                let text = std::fs::read(&real).unwrap_or_default();
+                assert!(
+                    !text.is_empty() && text != b"old",
+                    "{} was not written through the link",
+                    real.display()
+                );
+            })
+        }
+    }
+}
+
+#[test]
+fn outputs_never_replace_devices_fifos_or_links() {
+    let root = is_root();
+    let dir = std::env::temp_dir().join(format!("ringreduce-outputs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let train = ["train", "--data", "synthetic", "--epochs", "1", "--hidden", "8"];
+    let compare = [
+        "compare",
+        "--data",
+        "synthetic",
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+        "--strategies",
+        "sync:ring",
+    ];
+    let ps = [
+        "train",
+        "--data",
+        "synthetic",
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+        "--strategy",
+        "ps:async",
+    ];
+    // Every output flag of every command; one run per command and target
+    // (the parameter server and calibrate at 2 ranks under mpirun).
+    let commands: [(usize, &[&str], &[&str]); 5] = [
+        (1, &train, &["--checkpoint", "--metrics", "--timeline"]),
+        (2, &ps, &["--record"]),
+        (1, &compare, &["--out"]),
+        (2, &["calibrate", "--max-bytes", "4K"], &["--out"]),
+        (1, &["hogwild", "--epochs", "1"], &["--metrics"]),
+    ];
+    for target in [Target::Device, Target::Fifo, Target::Link, Target::Dangling] {
+        if let (Target::Device, false) = (target, root) {
+            eprintln!("SKIPPED: the character-device case needs root (mknod)");
+            continue;
+        }
+        for (i, (ranks, command, flags)) in commands.iter().enumerate() {
+            let mut args: Vec<String> = command.iter().map(|a| a.to_string()).collect();
+            let mut checks = Vec::new();
+            for flag in flags.iter() {
+                let name = format!("{target:?}-{i}{flag}");
+                checks.push(make_target(&dir, &name, target));
+                args.extend([flag.to_string(), dir.join(&name).display().to_string()]);
+            }
+            let mut cmd = match ranks {
+                1 => Command::new(ringreduce()),
+                _ => mpirun(*ranks, &ringreduce(), &[]),
+            };
+            cmd.args(&args).current_dir(&dir);
+            let out = run_bounded(cmd, Duration::from_secs(120));
+            assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+            checks.into_iter().for_each(|check| check());
+        }
+    }
+    // A dangling link into a directory that does not exist: refused before
+    // the run, on the resolved path.
+    let link = dir.join("nowhere.csv");
+    std::os::unix::fs::symlink("/nonexistent/dir/x.csv", &link).unwrap();
+    bad_input(
+        &[
+            "train",
+            "--data",
+            "synthetic",
+            "--metrics",
+            link.to_str().unwrap(),
+        ],
+        "directory /nonexistent/dir does not exist",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1134,3 +1134,64 @@ fn train_writes_a_timeline_whose_buckets_start_after_their_gradients() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn resume_refuses_a_checkpoint_of_another_strategy() {
+    let dir = std::env::temp_dir().join(format!("ringreduce-resume-strategy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // (checkpoint written with, resumed with): extra arguments of each run.
+    let pairs: [(&[&str], &[&str]); 4] = [
+        (&["--strategy", "local:tau=4"], &[]),
+        (&[], &["--strategy", "gossip:ring"]),
+        (&["--strategy", "gossip:ring"], &["--strategy", "local:tau=4"]),
+        (&[], &["--compress", "fp16"]),
+    ];
+    for (i, (made, resumed)) in pairs.iter().enumerate() {
+        let ckpt = dir.join(format!("{i}.safetensors"));
+        let run = |extra: &[&str]| {
+            let mut args = vec![
+                "train",
+                "--data",
+                "synthetic",
+                "--hidden",
+                "8",
+                "--batch",
+                "60",
+                "--epochs",
+                "3",
+            ];
+            args.extend(["--checkpoint", ckpt.to_str().unwrap()]);
+            args.extend(extra);
+            run_bounded(mpirun(2, &ringreduce(), &args), LIMIT)
+        };
+        let first = run(&[made, &["--stop-after", "1"][..]].concat());
+        assert!(first.status.success(), "{made:?}: {}", stderr(&first));
+        let before = std::fs::read(&ckpt).unwrap();
+        let out = run(&[resumed, &["--resume"][..]].concat());
+        let err = stderr(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{made:?} → {resumed:?}: {}{err}",
+            stdout(&out)
+        );
+        let ours = err.lines().filter(|l| l.starts_with("ringreduce:")).count();
+        assert_eq!(ours, 1, "one line of ours (mpirun adds its own):\n{err}");
+        let saved = ringreduce::train::checkpoint::Checkpoint::load(&ckpt)
+            .unwrap()
+            .header
+            .strategy;
+        assert!(
+            err.contains(&format!(
+                "checkpoint was made with strategy {saved}; this run's is "
+            )),
+            "{made:?} → {resumed:?}: {err}"
+        );
+        assert_eq!(
+            std::fs::read(&ckpt).unwrap(),
+            before,
+            "the refused resume changed the checkpoint"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -265,20 +265,14 @@ pub fn parse_error(e: clap::Error) -> ExitCode {
     fail(first.trim_start_matches("error: "))
 }
 
-/// Whether a file can be written at `path`: its directory exists and is a
-/// directory, and the path is not itself a directory.
+/// Whether a file can be written at `path` as [`ringreduce::files::output`]
+/// resolves it: the resolved path's directory exists, and it is not a
+/// directory, a block device or a socket (links are followed; devices and
+/// FIFOs are written through).
 pub fn writable(path: &Path) -> Result<(), String> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if !dir.is_dir() {
-        return Err(format!("directory {} does not exist", dir.display()));
-    }
-    if path.is_dir() {
-        return Err("is a directory".into());
-    }
-    Ok(())
+    ringreduce::files::output(path)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Initialises MPI and runs `f` with the world's group: rank 0's settings

@@ -238,10 +238,17 @@ impl Checkpoint {
             .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut bytes))
             .map_err(|e| bad(path, e.to_string()))?;
         if bytes.starts_with(b"RRCKPT") {
+            // The layout's own magic (RRCKPT01 … RRCKPT03), as the file says it.
+            let magic: String = bytes[..bytes.len().min(8)]
+                .iter()
+                .map(|&b| if b.is_ascii_graphic() { b as char } else { '?' })
+                .collect();
             return Err(bad(
                 path,
-                "a checkpoint of the older RRCKPT03 layout; this version reads safetensors \
-                 checkpoints only: train again without --resume",
+                format!(
+                    "a checkpoint of the older {magic} layout; this version reads safetensors \
+                     checkpoints only: train again without --resume"
+                ),
             ));
         }
         // A length prefix, then a JSON object: a safetensors file, however damaged.
@@ -273,6 +280,18 @@ impl Checkpoint {
         };
         let names: Vec<String> = serde_json::from_str(field("sections")?)
             .map_err(|e| bad(path, format!("bad checkpoint header: sections: {e}")))?;
+        // Every tensor is the parameters or a listed section, so the
+        // checksum covers the whole file.
+        if let Some(extra) = file
+            .names()
+            .into_iter()
+            .find(|n| n.as_str() != PARAMS && !names.iter().any(|s| s == *n))
+        {
+            return Err(bad(
+                path,
+                format!("bad checkpoint: tensor `{extra}` is in no section, so no checksum covers it"),
+            ));
+        }
         let values = |name: &str| f32_tensor(&file, path, name);
         let params = values(PARAMS)?;
         let sections: Vec<(String, Vec<f32>)> = names
@@ -440,6 +459,36 @@ mod tests {
             e.contains("older RRCKPT03 layout") && e.contains("without --resume"),
             "{e}"
         );
+        // Each older layout by its own name.
+        std::fs::write(&path, b"RRCKPT02\x02\0\0\0").unwrap();
+        let e = Checkpoint::load(&path).unwrap_err().to_string();
+        assert!(e.contains("older RRCKPT02 layout"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_tensor_outside_the_sections_is_refused() {
+        let path = std::env::temp_dir().join(format!("ringreduce-ckpt-extra-{}", std::process::id()));
+        let mut h = header(1);
+        h.params = 2;
+        Checkpoint::new(h, vec![1.0, 2.0], OptimizerState::default(), Vec::new())
+            .save(&path)
+            .unwrap();
+        assert!(Checkpoint::load(&path).is_ok());
+        // The same file, metadata and checksum unchanged, plus one tensor.
+        let bytes = std::fs::read(&path).unwrap();
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        let (_, info) = SafeTensors::read_metadata(&bytes).unwrap();
+        let extra = [7.0f32; 3];
+        let mut views: Vec<(String, TensorView<'_>)> = file.tensors();
+        views.push((
+            "smuggled".into(),
+            TensorView::new(Dtype::F32, vec![3], bytemuck::cast_slice(&extra)).unwrap(),
+        ));
+        let forged = safetensors::serialize(views, &info.metadata().clone()).unwrap();
+        std::fs::write(&path, forged).unwrap();
+        let e = Checkpoint::load(&path).unwrap_err().to_string();
+        assert!(e.contains("tensor `smuggled` is in no section"), "{e}");
         std::fs::remove_file(&path).unwrap();
     }
 

@@ -943,6 +943,14 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
                     h.optimizer, expected.optimizer
                 ),
             ))
+        } else if h.strategy != expected.strategy {
+            Err(mismatch(
+                path,
+                format!(
+                    "checkpoint was made with strategy {}; this run's is {} (resume with the same --strategy)",
+                    h.strategy, expected.strategy
+                ),
+            ))
         } else if h.settings != expected.settings {
             Err(mismatch(
                 path,

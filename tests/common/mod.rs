@@ -29,7 +29,7 @@ pub fn example(name: &str) -> PathBuf {
     path
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
