@@ -17,15 +17,6 @@ pub enum Output {
     Stream(PathBuf),
 }
 
-impl Output {
-    /// The resolved path.
-    pub fn path(&self) -> &Path {
-        match self {
-            Output::File(p) | Output::Stream(p) => p,
-        }
-    }
-}
-
 /// Symbolic links followed before a chain is called a loop (Linux's limit).
 const MAX_LINKS: usize = 40;
 
