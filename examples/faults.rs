@@ -6,6 +6,9 @@
 //! # the last rank passes 1000 elements, the others 1024: every rank gets
 //! # "all_reduce #1: rank 3 passed 1000 f32 sum ring, ranks 0-2 passed 1024 f32 sum ring"
 //! mpirun -n 4 target/release/examples/faults mismatch
+//! # rank 1 passes 16128 f32 to a butterfly (the largest call that rides in
+//! # the call check), the others 1: the same line, nothing written
+//! mpirun -n 4 target/release/examples/faults fused-mismatch
 //! # rank 1 joins 10 s late; with a 2 s timeout the job is aborted with
 //! # "rank 1 has not joined all_reduce #1 after 2 s"
 //! RINGREDUCE_TIMEOUT=2 mpirun -n 2 target/release/examples/faults late 10
@@ -35,6 +38,22 @@ fn main() -> ExitCode {
             let n = if rank + 1 == size { 1000 } else { 1024 };
             let mut grad = vec![1.0f32; n];
             group.all_reduce_in_place(&mut grad, ReduceOp::Sum, Algorithm::Ring)
+        }
+        Some("fused-mismatch") => {
+            // Rank 1's butterfly rides in the largest frame the call check
+            // has, the others' in the smallest; nobody's buffer is written.
+            let n = if rank == 1 {
+                ringreduce::group::FUSE_MAX / 4
+            } else {
+                1
+            };
+            let mut grad = vec![rank as f32; n];
+            let result = group.all_reduce_in_place(&mut grad, ReduceOp::Sum, Algorithm::Butterfly);
+            assert!(
+                grad.iter().all(|&g| g == rank as f32),
+                "rank {rank}: buffer written"
+            );
+            result
         }
         Some("late") => {
             // Rank 1 is busy elsewhere before it joins.
@@ -66,7 +85,8 @@ fn main() -> ExitCode {
         }
         _ => Err(ringreduce::Error::InvalidArgument {
             what: "mode",
-            reason: "expected `mismatch`, `late SECS`, `big MIB CALLS` or `loop CALLS`".into(),
+            reason: "expected `mismatch`, `fused-mismatch`, `late SECS`, `big MIB CALLS` or `loop CALLS`"
+                .into(),
         }),
     });
     match result {

@@ -421,9 +421,13 @@ pub fn select(p: usize, count: usize, elem_size: usize, params: &CostParams) -> 
 pub const CHECK_HEADER: usize = 48;
 
 /// Largest message, in bytes, whose butterfly all-reduce travels inside the
-/// agreement's own messages (header + data ≤ 4 KiB, within the usual eager
-/// limit): the check then costs no extra round at all.
-pub const FUSE_MAX: usize = 4096 - CHECK_HEADER;
+/// agreement's own messages: the check then costs no extra round at all.
+/// 63 KiB, so that a frame (data + [`CHECK_HEADER`] + the MPI library's own
+/// headers) stays within Open MPI's 64 KiB TCP eager limit and goes out in
+/// one send, as the unchecked call's messages do. (Up to 3.9 KiB before:
+/// 4–16 KiB checked butterflies then paid the agreement's rounds, 1.9× the
+/// unchecked call at 4 KiB on 4 hosts at 1 Gbit/s; see docs/perf/fuse-max.)
+pub const FUSE_MAX: usize = (64 << 10) - (1 << 10);
 
 /// The call check's agreement before one all-reduce of `algorithm` (see
 /// [`crate::group::check`]): a butterfly of [`CHECK_HEADER`]-byte messages

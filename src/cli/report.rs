@@ -236,7 +236,7 @@ pub fn print_cost(c: &CostReport, format: Format) {
                     c.params.memory_per_byte(c.bytes.saturating_mul(4)) * 1e9,
                     ringreduce::units::human_size(c.bytes.saturating_mul(4)));
             }
-            println!("# predicted_us includes the call check's agreement (a butterfly of 48-B headers; a butterfly call of at most 4048 B rides in it)");
+            println!("# predicted_us includes the call check's agreement (a butterfly of 48-B headers; a butterfly call of at most {} B rides in it)", ringreduce::cost::FUSE_MAX);
             println!(
                 "{:<12} {:>7} {:>9} {:>14} {:>16} {:>14} {:>12} {:>14} {:>14}",
                 "algorithm",

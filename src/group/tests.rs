@@ -57,7 +57,14 @@ fn fused_calls_add_no_round() {
     // rounds: the agreement travels in the same messages (butterfly, ranks
     // apart) or the same slots (shm, ranks sharing a node).
     for p in [2, 3, 4, 5, 8] {
-        for (algorithm, shared) in [(Algorithm::Butterfly, false), (Algorithm::Shm, true)] {
+        // the smallest and the largest butterfly call that rides along
+        let cases = [
+            (Algorithm::Butterfly, false, 16),
+            (Algorithm::Butterfly, false, 4096), // 16 KiB, past the old limit (3.9 KiB)
+            (Algorithm::Butterfly, false, FUSE_MAX / 4),
+            (Algorithm::Shm, true, 16),
+        ];
+        for (algorithm, shared, n) in cases {
             let rounds = |checks: CheckConfig| {
                 let settings = Settings {
                     checks,
@@ -65,7 +72,7 @@ fn fused_calls_add_no_round() {
                 };
                 let f = |ep| {
                     let g = Group::with_settings(Counting::new(ep), settings);
-                    let mut v = vec![1.0f32; 16];
+                    let mut v = vec![1.0f32; n];
                     g.all_reduce_in_place(&mut v, ReduceOp::Sum, algorithm).unwrap();
                     assert!(v.iter().all(|&x| x == p as f32));
                     g.transport().stats().rounds
@@ -76,7 +83,7 @@ fn fused_calls_add_no_round() {
                 }
             };
             let (on, off) = (rounds(CheckConfig::default()), rounds(CheckConfig::OFF));
-            assert_eq!(on, off, "{algorithm} p={p}");
+            assert_eq!(on, off, "{algorithm} p={p} n={n}");
             if algorithm == Algorithm::Shm {
                 assert_eq!(on, vec![1; p], "one barrier");
             }
@@ -89,9 +96,11 @@ fn fused_and_plain_frames_meet_when_ranks_disagree() {
     // Rank 1 sends a fused frame (small butterfly), the others plain ones,
     // and back; ranks apart (messages) and sharing a node (slots).
     for (p, shared) in [2, 3, 4, 5].into_iter().flat_map(|p| [(p, false), (p, true)]) {
+        // Past the fusion limit: the others' calls pay a separate agreement.
+        let big = FUSE_MAX / 8 + 1;
         let f = |ep| {
             let g = Group::new(ep);
-            let n = if g.rank() == 1 { 3 } else { 5000 };
+            let n = if g.rank() == 1 { 3 } else { big };
             let mut v = vec![1.0f64; n];
             g.all_reduce_in_place(&mut v, ReduceOp::Sum, Algorithm::Butterfly)
                 .unwrap_err()
@@ -105,12 +114,50 @@ fn fused_and_plain_frames_meet_when_ranks_disagree() {
         let one = "rank 1 passed 3 f64 sum butterfly";
         let want = if p == 2 {
             // groups of one: by rank
-            format!("all_reduce #1: rank 0 passed 5000 f64 sum butterfly, {one}")
+            format!("all_reduce #1: rank 0 passed {big} f64 sum butterfly, {one}")
         } else {
             let others = crate::error::rank_list(&(0..p).filter(|&r| r != 1).collect::<Vec<_>>());
-            format!("all_reduce #1: {one}, {others} passed 5000 f64 sum butterfly")
+            format!("all_reduce #1: {one}, {others} passed {big} f64 sum butterfly")
         };
         assert!(out.iter().all(|e| *e == want), "{out:?}");
+    }
+}
+
+#[test]
+fn the_largest_fused_frame_meets_the_smallest_and_writes_nothing() {
+    // Rank 1's call rides in the largest frame there is; the others' in the
+    // smallest, so its messages are ~8000 times longer than the buffers the
+    // others' own calls need. Every rank returns the same error, and no
+    // rank's buffer has been written.
+    let most = FUSE_MAX / 8;
+    for p in [2, 3, 4, 5, 8] {
+        let out = Local::run_apart(p, |ep| {
+            let g = Group::new(ep);
+            let n = if g.rank() == 1 { most } else { 1 };
+            let mut v = vec![g.rank() as f64 + 0.5; n];
+            let e = g
+                .all_reduce_in_place(&mut v, ReduceOp::Sum, Algorithm::Butterfly)
+                .unwrap_err();
+            assert!(
+                v.iter().all(|&x| x == g.rank() as f64 + 0.5),
+                "rank {} written",
+                g.rank()
+            );
+            // and the group goes on
+            let mut w = vec![1i32; most];
+            g.all_reduce_in_place(&mut w, ReduceOp::Sum, Algorithm::Butterfly)
+                .unwrap();
+            assert!(w.iter().all(|&x| x == p as i32));
+            e.to_string()
+        });
+        let one = format!("rank 1 passed {most} f64 sum butterfly");
+        let want = if p == 2 {
+            format!("all_reduce #1: rank 0 passed 1 f64 sum butterfly, {one}")
+        } else {
+            let others = crate::error::rank_list(&(0..p).filter(|&r| r != 1).collect::<Vec<_>>());
+            format!("all_reduce #1: {one}, {others} passed 1 f64 sum butterfly")
+        };
+        assert!(out.iter().all(|e| *e == want), "p={p} {out:?}");
     }
 }
 
