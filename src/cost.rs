@@ -429,10 +429,30 @@ pub const CHECK_HEADER: usize = 48;
 /// unchecked call at 4 KiB on 4 hosts at 1 Gbit/s; see docs/perf/fuse-max.)
 pub const FUSE_MAX: usize = (64 << 10) - (1 << 10);
 
+/// Largest message, in bytes, whose Rabenseifner all-reduce carries the
+/// agreement in its own messages: the header rides on each message of the
+/// reduce-scatter, which pairs the ranks as the agreement's butterfly does,
+/// so the check costs no extra round. Beyond 1 MiB the agreement's rounds
+/// are a few per cent of the data's time even on fast links, and every
+/// agreement's receive must hold the largest frame another rank may send.
+pub const FUSE_MAX_RABENSEIFNER: usize = 1 << 20;
+
+/// Whether a call of `algorithm` over `bytes` carries the call check's
+/// agreement in its own messages (ranks on several nodes).
+pub fn rides_in_agreement(algorithm: Algorithm, bytes: usize) -> bool {
+    let most = match algorithm {
+        Algorithm::Butterfly => FUSE_MAX,
+        Algorithm::Rabenseifner => FUSE_MAX_RABENSEIFNER,
+        _ => 0,
+    };
+    bytes > 0 && bytes <= most
+}
+
 /// The call check's agreement before one all-reduce of `algorithm` (see
 /// [`crate::group::check`]): a butterfly of [`CHECK_HEADER`]-byte messages
-/// — except for a butterfly call of at most [`FUSE_MAX`] bytes, which rides
-/// inside it and adds nothing. Ranks sharing a node agree through the
+/// — except for a butterfly call of at most [`FUSE_MAX`] bytes and a
+/// Rabenseifner call of at most [`FUSE_MAX_RABENSEIFNER`], which carry it
+/// and add nothing ([`rides_in_agreement`]). Ranks sharing a node agree through the
 /// shared segment instead: one barrier, which a small `shm` call shares
 /// (for `shm`, which only runs there, that is what is counted; the other
 /// algorithms are costed as across nodes).
@@ -445,8 +465,7 @@ pub fn check_cost(algorithm: Algorithm, p: usize, count: usize, elem_size: usize
             ..Cost::zero(Algorithm::Shm)
         };
     }
-    let fused = algorithm == Algorithm::Butterfly && bytes > 0 && bytes <= FUSE_MAX;
-    if p <= 1 || fused {
+    if p <= 1 || rides_in_agreement(algorithm, bytes) {
         return Cost::zero(Algorithm::Butterfly);
     }
     let words = CHECK_HEADER / 8;

@@ -91,6 +91,12 @@ pub(crate) trait Fold {
     fn result(&mut self) -> &mut [u8];
     /// Checks the `got` bytes of the finished result that arrived from `from`.
     fn adopt(&mut self, got: usize, from: usize) -> Result<()>;
+    /// Called once on every rank of the power-of-two set after
+    /// [`Fold::finish`], before the fold-out: a schedule whose rounds left
+    /// the result scattered over the ranks gathers it here (Rabenseifner's).
+    fn gather<C: Transport + ?Sized>(&mut self, _comm: &C, _pof2: usize) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Runs the butterfly over `fold` (see the module docs). Collective.
@@ -126,6 +132,7 @@ pub(crate) fn recursive_doubling<C: Transport + ?Sized, F: Fold>(comm: &C, fold:
         mask <<= 1;
     }
     fold.finish(p);
+    fold.gather(comm, pof2)?;
     if r < extra {
         // fold-out: return the finished result to the partner
         comm.send_bytes(fold.outgoing(), r + pof2)?;

@@ -315,6 +315,7 @@ pub(crate) use average::{widened as widened_average, Wide, WideSum};
 pub(crate) use butterfly::{recursive_doubling, Fold};
 pub use hierarchical::two_level_cost;
 pub(crate) use pipelined::BUILT_IN_LINES;
+pub(crate) use rabenseifner::Halving;
 pub(crate) use ring::{all_gather as ring_all_gather, owned_chunk, reduce_scatter as ring_reduce_scatter};
 pub(crate) use shm::{header as shm_header, post as shm_post, reduce_slots as shm_reduce_slots};
 

@@ -23,13 +23,16 @@
 //! The agreement is a butterfly of 48-byte messages: ⌊log2 p⌋ rounds (+2
 //! when p is not a power of two). Butterfly all-reduces of at most
 //! [`FUSE_MAX`] bytes — what `Auto` picks for small messages — travel inside
-//! those same messages, so for them the check adds no round; larger calls
-//! pay the agreement's rounds once.
+//! those same messages, so for them the check adds no round; so do
+//! Rabenseifner all-reduces of at most [`FUSE_MAX_RABENSEIFNER`] bytes,
+//! whose reduce-scatter pairs the ranks as the agreement does and carries
+//! the headers (its all-gather, the only writer of the caller's buffer,
+//! runs once they agree). Other calls pay the agreement's rounds once.
 
 use std::fmt;
 
 use crate::algorithms::{
-    finish, recursive_doubling, shm_header, shm_post, shm_reduce_slots, Algorithm, Fold,
+    finish, recursive_doubling, shm_header, shm_post, shm_reduce_slots, Algorithm, Fold, Halving,
 };
 use crate::cost::CHECK_HEADER;
 use crate::element::{DType, Element, Order, ReduceOp};
@@ -41,6 +44,8 @@ use super::collectives::{all_gather_blocks, broadcast_bytes};
 
 /// Largest butterfly all-reduce, in bytes, that rides inside the agreement.
 pub use crate::cost::FUSE_MAX;
+/// Largest Rabenseifner all-reduce, in bytes, that carries the agreement.
+pub use crate::cost::FUSE_MAX_RABENSEIFNER;
 /// Exit code of a job aborted because a rank stalled (see [`crate::Mpi`]).
 pub use crate::transport::STALL_EXIT as ABORT_CODE;
 
@@ -232,17 +237,27 @@ pub(crate) fn agree_on_call<C: Transport + ?Sized, T: Element>(
     if let Some(seg) = whole_segment(comm) {
         return agree_on_segment(comm, seg, words, local, data);
     }
-    let fused = data.is_some() && !sig.poisoned;
-    let mut frame = Frame::new(comm.rank(), words, data.filter(|_| !sig.poisoned));
+    let data = data.filter(|_| !sig.poisoned);
+    let fused = data.is_some();
     if let Some(progress) = comm.progress() {
         progress.set_agreeing(true);
     }
-    let run = recursive_doubling(comm, &mut frame);
+    // Rabenseifner's reduce-scatter carries the headers; everything else
+    // rides in (or is) the butterfly's frames.
+    let run = match data {
+        Some((d, op)) if sig.algorithm == Algorithm::Rabenseifner => {
+            let mut frame = Halves::new(comm.rank(), comm.size(), words, d, op);
+            recursive_doubling(comm, &mut frame).map(|()| frame.header())
+        }
+        data => {
+            let mut frame = Frame::new(comm.rank(), words, data);
+            recursive_doubling(comm, &mut frame).map(|()| frame.header())
+        }
+    };
     if let Some(progress) = comm.progress() {
         progress.set_agreeing(false);
     }
-    run?;
-    let header = frame.header();
+    let header = run?;
     if consistent(&header) {
         // Every rank passed the same words; poisoned means every rank failed.
         return match local {
@@ -381,8 +396,19 @@ fn mismatch(all: &[(u64, Signature)]) -> Error {
     }
 }
 
-/// Words of a frame: header plus the largest fused data.
+/// Words of a butterfly frame: header plus the largest fused data.
 const FRAME_WORDS: usize = (HEADER + FUSE_MAX).div_ceil(8);
+/// Words of an inbox: the largest frame any rank may send, whatever it
+/// passed (a whole Rabenseifner vector folding in, with its header).
+const INBOX_WORDS: usize = (HEADER + max(FUSE_MAX, FUSE_MAX_RABENSEIFNER)).div_ceil(8);
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
 
 /// One rank's frame of the agreement: [header | data] and an inbox.
 /// Headers merge by element-wise minimum, so every rank ends with the same
@@ -411,7 +437,7 @@ impl<'a, T: Element> Frame<'a, T> {
         let mut f = Frame {
             rank,
             frame: Scratch::new(FRAME_WORDS),
-            inbox: Scratch::new(FRAME_WORDS),
+            inbox: Scratch::new(INBOX_WORDS),
             len: HEADER + n,
             valid: data.is_some(),
             data,
@@ -427,14 +453,15 @@ impl<'a, T: Element> Frame<'a, T> {
     fn header(&self) -> [i64; 2 * WORDS] {
         header_of(bytemuck::cast_slice(&self.frame))
     }
+}
 
-    fn short(&self, from: usize, got: usize) -> Error {
-        Error::MessageSize {
-            rank: self.rank,
-            from,
-            expected: HEADER,
-            got,
-        }
+/// The error of a message too short to hold a header.
+fn short(rank: usize, from: usize, got: usize) -> Error {
+    Error::MessageSize {
+        rank,
+        from,
+        expected: HEADER,
+        got,
     }
 }
 
@@ -456,7 +483,7 @@ impl<T: Element> Fold for Frame<'_, T> {
 
     fn merge(&mut self, got: usize, from: usize, order: Order) -> Result<()> {
         if got < HEADER {
-            return Err(self.short(from, got));
+            return Err(short(self.rank, from, got));
         }
         let len = self.len;
         let (mine_b, theirs_b): (&mut [u8], &[u8]) = (
@@ -491,13 +518,167 @@ impl<T: Element> Fold for Frame<'_, T> {
 
     fn adopt(&mut self, got: usize, from: usize) -> Result<()> {
         if got < HEADER {
-            return Err(self.short(from, got));
+            return Err(short(self.rank, from, got));
         }
         let len = self.len;
         let inbox: &[u8] = bytemuck::cast_slice(&self.inbox);
         let done = header_of(inbox);
         if let (true, true, Some((d, _))) = (consistent(&done), got == len, &mut self.data) {
             d.copy_from_slice(bytemuck::cast_slice(&inbox[HEADER..len]));
+        }
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut self.frame);
+        bytes[..HEADER].copy_from_slice(bytemuck::bytes_of(&done));
+        Ok(())
+    }
+}
+
+/// One rank's frame of an agreement that carries a Rabenseifner call: the
+/// header rides on every message of the reduce-scatter, which pairs the
+/// ranks as [`Frame`]'s butterfly does, so every rank ends the reduce-
+/// scatter with the same header — consistent iff every rank passed the same
+/// words. The data are reduced in a copy ([header | vector]) exactly as
+/// [`Algorithm::Rabenseifner`] reduces them while both partners' headers
+/// are consistent and equal; only then does the all-gather run, and only
+/// then is the caller's buffer written.
+struct Halves<'a, T: Element> {
+    rank: usize,
+    /// [header | vector]: the working copy, and what folds in and out.
+    frame: Scratch<i64>,
+    /// [header | half]: one step's message.
+    send: Scratch<i64>,
+    inbox: Scratch<i64>,
+    data: &'a mut [T],
+    op: ReduceOp,
+    steps: Halving,
+    folding_in: bool,
+    valid: bool,
+}
+
+impl<'a, T: Element> Halves<'a, T> {
+    fn new(rank: usize, p: usize, words: [i64; WORDS], data: &'a mut [T], op: ReduceOp) -> Self {
+        let own: [i64; 2 * WORDS] =
+            std::array::from_fn(|i| if i < WORDS { words[i] } else { !words[i - WORDS] });
+        let (k, n) = (data.len(), std::mem::size_of_val(data));
+        let steps = Halving::new(rank, p, k);
+        let mut f = Halves {
+            rank,
+            frame: Scratch::new((HEADER + n).div_ceil(8)),
+            send: Scratch::new((HEADER + n).div_ceil(8)),
+            inbox: Scratch::new(INBOX_WORDS),
+            op,
+            folding_in: steps.folds_in(),
+            steps,
+            valid: true,
+            data,
+        };
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut f.frame);
+        bytes[..HEADER].copy_from_slice(bytemuck::bytes_of(&own));
+        bytes[HEADER..HEADER + n].copy_from_slice(bytemuck::cast_slice(f.data));
+        f
+    }
+
+    fn len(&self) -> usize {
+        HEADER + std::mem::size_of_val(self.data)
+    }
+
+    fn header(&self) -> [i64; 2 * WORDS] {
+        header_of(bytemuck::cast_slice(&self.frame))
+    }
+
+    /// The working copy of the vector.
+    fn vector(&mut self) -> &mut [T] {
+        let len = self.len();
+        bytemuck::cast_slice_mut(&mut bytemuck::cast_slice_mut::<i64, u8>(&mut self.frame)[HEADER..len])
+    }
+}
+
+impl<T: Element> Fold for Halves<'_, T> {
+    fn outgoing(&self) -> &[u8] {
+        &bytemuck::cast_slice::<i64, u8>(&self.frame)[..self.len()]
+    }
+
+    fn buffers(&mut self) -> (&[u8], &mut [u8]) {
+        if self.folding_in {
+            return (&[], bytemuck::cast_slice_mut(&mut self.inbox));
+        }
+        // [merged header so far | the half given away this step]
+        let give = self.steps.next().1;
+        let s = std::mem::size_of::<T>();
+        let len = HEADER + give.len() * s;
+        let frame: &[u8] = bytemuck::cast_slice(&self.frame);
+        let send: &mut [u8] = bytemuck::cast_slice_mut(&mut self.send);
+        send[..HEADER].copy_from_slice(&frame[..HEADER]);
+        send[HEADER..len].copy_from_slice(&frame[HEADER + give.start * s..HEADER + give.end * s]);
+        (
+            &bytemuck::cast_slice::<i64, u8>(&self.send)[..len],
+            bytemuck::cast_slice_mut(&mut self.inbox),
+        )
+    }
+
+    fn merge(&mut self, got: usize, from: usize, order: Order) -> Result<()> {
+        if got < HEADER {
+            return Err(short(self.rank, from, got));
+        }
+        let s = std::mem::size_of::<T>();
+        let whole = std::mem::take(&mut self.folding_in);
+        let keep = match whole {
+            true => 0..self.data.len(),
+            false => self.steps.next().0,
+        };
+        let (mine_b, theirs_b): (&mut [u8], &[u8]) = (
+            bytemuck::cast_slice_mut(&mut self.frame),
+            bytemuck::cast_slice(&self.inbox),
+        );
+        let (mine, theirs) = (header_of(mine_b), header_of(theirs_b));
+        self.valid = self.valid && got == HEADER + keep.len() * s && consistent(&mine) && mine == theirs;
+        if self.valid {
+            let acc: &mut [T] =
+                bytemuck::cast_slice_mut(&mut mine_b[HEADER + keep.start * s..HEADER + keep.end * s]);
+            T::reduce(self.op, acc, bytemuck::cast_slice(&theirs_b[HEADER..got]), order);
+        }
+        let merged: [i64; 2 * WORDS] = std::array::from_fn(|i| mine[i].min(theirs[i]));
+        mine_b[..HEADER].copy_from_slice(bytemuck::bytes_of(&merged));
+        if !whole {
+            self.steps.advance();
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, p: usize) {
+        if consistent(&self.header()) {
+            let (op, own) = (self.op, self.steps.own());
+            finish(op, &mut self.vector()[own], p);
+        }
+    }
+
+    fn gather<C: Transport + ?Sized>(&mut self, comm: &C, _pof2: usize) -> Result<()> {
+        // Every rank of the power-of-two set holds the same header now: all
+        // of them gather, or none does.
+        if !consistent(&self.header()) {
+            return Ok(());
+        }
+        let len = self.len();
+        let vector: &mut [T] =
+            bytemuck::cast_slice_mut(&mut bytemuck::cast_slice_mut::<i64, u8>(&mut self.frame)[HEADER..len]);
+        self.steps.gather(comm, vector)?;
+        self.data.copy_from_slice(vector);
+        Ok(())
+    }
+
+    fn result(&mut self) -> &mut [u8] {
+        bytemuck::cast_slice_mut(&mut self.inbox)
+    }
+
+    fn adopt(&mut self, got: usize, from: usize) -> Result<()> {
+        if got < HEADER {
+            return Err(short(self.rank, from, got));
+        }
+        let len = self.len();
+        let inbox: &[u8] = bytemuck::cast_slice(&self.inbox);
+        let done = header_of(inbox);
+        if consistent(&done) && got == len {
+            self.data
+                .copy_from_slice(bytemuck::cast_slice(&inbox[HEADER..len]));
         }
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut self.frame);
         bytes[..HEADER].copy_from_slice(bytemuck::bytes_of(&done));

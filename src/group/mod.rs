@@ -482,11 +482,11 @@ impl<C: Transport> Group<C> {
             let sig = Signature::all_reduce(buf.len(), T::DTYPE, op, algorithm);
             let bytes = std::mem::size_of_val(buf);
             // Small calls ride inside the agreement (not a widened average:
-            // its data travel in another type): butterfly calls in its
-            // messages, shared-memory calls in its slots.
+            // its data travel in another type): butterfly and Rabenseifner
+            // calls in its messages, shared-memory calls in its slots.
             let rides = match whole_segment(&self.transport) {
                 Some(seg) => algorithm == Algorithm::Shm && bytes <= seg.shape().slot,
-                None => algorithm == Algorithm::Butterfly && bytes <= FUSE_MAX,
+                None => crate::cost::rides_in_agreement(algorithm, bytes),
             };
             let fuse = local.is_ok() && rides && bytes > 0 && !widened(op, T::AVG);
             if fuse {

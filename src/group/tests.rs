@@ -11,40 +11,51 @@ const RANKS: [usize; 5] = [1, 2, 3, 5, 8];
 
 #[test]
 #[cfg(feature = "tools")]
-fn fused_butterfly_calls_are_bitwise_the_plain_butterfly() {
-    // Checked small butterfly calls travel with the agreement; the result
-    // must not change by a bit, on any p, type, op or count.
+fn fused_calls_are_bitwise_the_plain_calls_and_rabenseifner_the_butterfly() {
+    // Checked butterfly and Rabenseifner calls carry the agreement in their
+    // own messages (ranks apart); the result must not change by a bit, on
+    // any p, type, op or count. Rabenseifner reduces by the butterfly's
+    // tree, so its bits are the butterfly's too.
     fn run<T: crate::verify::VerifyElement>(
         p: usize,
         count: usize,
         op: ReduceOp,
+        algorithm: Algorithm,
         checks: CheckConfig,
-    ) -> Vec<Vec<T>> {
+    ) -> Vec<u8> {
         let settings = Settings {
             checks,
             ..Settings::default()
         };
-        Group::local_with(p, settings, |g| {
+        let out = Local::run_apart(p, |ep| {
+            let g = Group::with_settings(ep, settings);
             let case = crate::verify::Case {
-                algorithm: Algorithm::Butterfly,
+                algorithm,
                 dtype: T::DTYPE,
                 op,
                 count,
                 seed: 3,
             };
             let mut v: Vec<T> = crate::verify::input(&case, g.rank());
-            g.all_reduce_in_place(&mut v, op, Algorithm::Butterfly).unwrap();
+            g.all_reduce_in_place(&mut v, op, algorithm).unwrap();
             v
-        })
+        });
+        out.iter()
+            .flat_map(|x| bytemuck::cast_slice::<T, u8>(x).to_vec())
+            .collect()
     }
-    for p in [2, 3, 5, 8] {
+    for p in [2, 3, 4, 5, 8] {
         for op in ReduceOp::ALL {
-            for count in [1, p + 1, 1000, FUSE_MAX / 8, FUSE_MAX / 8 + 1] {
+            for count in [1, p - 1, p + 1, 1000, FUSE_MAX / 8, FUSE_MAX / 8 + 1] {
                 crate::with_dtype!(DType::ALL[(p + count) % DType::ALL.len()], T => {
-                    let fused = run::<T>(p, count, op, CheckConfig::default());
-                    let plain = run::<T>(p, count, op, CheckConfig::OFF);
-                    let bytes = |v: &Vec<Vec<T>>| -> Vec<u8> { v.iter().flat_map(|x| bytemuck::cast_slice::<T, u8>(x).to_vec()).collect() };
-                    assert_eq!(bytes(&fused), bytes(&plain), "p={p} {op} count={count} {}", T::DTYPE);
+                    let what = format!("p={p} {op} count={count} {}", T::DTYPE);
+                    let butterfly = run::<T>(p, count, op, Algorithm::Butterfly, CheckConfig::default());
+                    let plain = run::<T>(p, count, op, Algorithm::Butterfly, CheckConfig::OFF);
+                    assert_eq!(butterfly, plain, "butterfly {what}");
+                    let rabenseifner = run::<T>(p, count, op, Algorithm::Rabenseifner, CheckConfig::default());
+                    assert_eq!(rabenseifner, butterfly, "rabenseifner {what}");
+                    let plain = run::<T>(p, count, op, Algorithm::Rabenseifner, CheckConfig::OFF);
+                    assert_eq!(plain, butterfly, "rabenseifner unchecked {what}");
                 });
             }
         }
@@ -62,6 +73,13 @@ fn fused_calls_add_no_round() {
             (Algorithm::Butterfly, false, 16),
             (Algorithm::Butterfly, false, 4096), // 16 KiB, past the old limit (3.9 KiB)
             (Algorithm::Butterfly, false, FUSE_MAX / 4),
+            (Algorithm::Rabenseifner, false, 16),
+            (Algorithm::Rabenseifner, false, 16 << 10), // 64 KiB
+            (
+                Algorithm::Rabenseifner,
+                false,
+                crate::cost::FUSE_MAX_RABENSEIFNER / 4,
+            ),
             (Algorithm::Shm, true, 16),
         ];
         for (algorithm, shared, n) in cases {
@@ -124,40 +142,52 @@ fn fused_and_plain_frames_meet_when_ranks_disagree() {
 }
 
 #[test]
-fn the_largest_fused_frame_meets_the_smallest_and_writes_nothing() {
-    // Rank 1's call rides in the largest frame there is; the others' in the
-    // smallest, so its messages are ~8000 times longer than the buffers the
-    // others' own calls need. Every rank returns the same error, and no
-    // rank's buffer has been written.
-    let most = FUSE_MAX / 8;
-    for p in [2, 3, 4, 5, 8] {
-        let out = Local::run_apart(p, |ep| {
-            let g = Group::new(ep);
-            let n = if g.rank() == 1 { most } else { 1 };
-            let mut v = vec![g.rank() as f64 + 0.5; n];
-            let e = g
-                .all_reduce_in_place(&mut v, ReduceOp::Sum, Algorithm::Butterfly)
-                .unwrap_err();
-            assert!(
-                v.iter().all(|&x| x == g.rank() as f64 + 0.5),
-                "rank {} written",
-                g.rank()
-            );
-            // and the group goes on
-            let mut w = vec![1i32; most];
-            g.all_reduce_in_place(&mut w, ReduceOp::Sum, Algorithm::Butterfly)
-                .unwrap();
-            assert!(w.iter().all(|&x| x == p as i32));
-            e.to_string()
-        });
-        let one = format!("rank 1 passed {most} f64 sum butterfly");
-        let want = if p == 2 {
-            format!("all_reduce #1: rank 0 passed 1 f64 sum butterfly, {one}")
-        } else {
-            let others = crate::error::rank_list(&(0..p).filter(|&r| r != 1).collect::<Vec<_>>());
-            format!("all_reduce #1: {one}, {others} passed 1 f64 sum butterfly")
-        };
-        assert!(out.iter().all(|e| *e == want), "p={p} {out:?}");
+fn the_largest_fused_frames_meet_the_smallest_and_write_nothing() {
+    // Rank 1's call rides in the largest frame there is (a butterfly or a
+    // whole Rabenseifner vector), the others' in the smallest or in none,
+    // so its messages are up to 130 000 times longer than the buffers the
+    // others' own calls need — and the other way round. Every rank returns
+    // the same error, and no rank's buffer has been written.
+    use crate::cost::FUSE_MAX_RABENSEIFNER;
+    let (bf, rab) = (Algorithm::Butterfly, Algorithm::Rabenseifner);
+    let cases = [
+        ((bf, FUSE_MAX / 8), (bf, 1)),
+        ((rab, FUSE_MAX_RABENSEIFNER / 8), (bf, 1)),
+        ((rab, FUSE_MAX_RABENSEIFNER / 8), (Algorithm::Ring, 1 << 20)),
+        ((rab, 1), (rab, FUSE_MAX_RABENSEIFNER / 8)),
+    ];
+    for ((a1, n1), (a, n)) in cases {
+        for p in [2, 3, 4, 5, 8] {
+            let out = Local::run_apart(p, |ep| {
+                let g = Group::new(ep);
+                let (algorithm, n) = if g.rank() == 1 { (a1, n1) } else { (a, n) };
+                let mut v = vec![g.rank() as f64 + 0.5; n];
+                let e = g
+                    .all_reduce_in_place(&mut v, ReduceOp::Sum, algorithm)
+                    .unwrap_err();
+                assert!(
+                    v.iter().all(|&x| x == g.rank() as f64 + 0.5),
+                    "rank {} written",
+                    g.rank()
+                );
+                // and the group goes on
+                let mut w = vec![1i32; n];
+                g.all_reduce_in_place(&mut w, ReduceOp::Sum, bf).unwrap_err();
+                let mut w = vec![1i32; 1000];
+                g.all_reduce_in_place(&mut w, ReduceOp::Sum, rab).unwrap();
+                assert!(w.iter().all(|&x| x == p as i32));
+                e.to_string()
+            });
+            let one = format!("rank 1 passed {n1} f64 sum {a1}");
+            let them = format!("passed {n} f64 sum {a}");
+            let want = if p == 2 {
+                format!("all_reduce #1: rank 0 {them}, {one}")
+            } else {
+                let others = crate::error::rank_list(&(0..p).filter(|&r| r != 1).collect::<Vec<_>>());
+                format!("all_reduce #1: {one}, {others} {them}")
+            };
+            assert!(out.iter().all(|e| *e == want), "p={p} {out:?}");
+        }
     }
 }
 
