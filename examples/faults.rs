@@ -7,8 +7,9 @@
 //! # "all_reduce #1: rank 3 passed 1000 f32 sum ring, ranks 0-2 passed 1024 f32 sum ring"
 //! mpirun -n 4 target/release/examples/faults mismatch
 //! # rank 1 passes 16128 f32 to a butterfly (the largest call that rides in
-//! # the call check), the others 1: the same line, nothing written
-//! mpirun -n 4 target/release/examples/faults fused-mismatch
+//! # the call check), the others 1: the same line, nothing written; the
+//! # same with 262144 f32 and Rabenseifner
+//! mpirun -n 4 target/release/examples/faults fused-mismatch [rabenseifner]
 //! # rank 1 joins 10 s late; with a 2 s timeout the job is aborted with
 //! # "rank 1 has not joined all_reduce #1 after 2 s"
 //! RINGREDUCE_TIMEOUT=2 mpirun -n 2 target/release/examples/faults late 10
@@ -40,15 +41,16 @@ fn main() -> ExitCode {
             group.all_reduce_in_place(&mut grad, ReduceOp::Sum, Algorithm::Ring)
         }
         Some("fused-mismatch") => {
-            // Rank 1's butterfly rides in the largest frame the call check
-            // has, the others' in the smallest; nobody's buffer is written.
-            let n = if rank == 1 {
-                ringreduce::group::FUSE_MAX / 4
-            } else {
-                1
+            // Rank 1's call rides in the largest frame the call check has
+            // (a butterfly's, or a whole Rabenseifner vector's), the others'
+            // in the smallest; nobody's buffer is written.
+            let (algorithm, most) = match args.get(1).map(String::as_str) {
+                Some("rabenseifner") => (Algorithm::Rabenseifner, ringreduce::group::FUSE_MAX_RABENSEIFNER),
+                _ => (Algorithm::Butterfly, ringreduce::group::FUSE_MAX),
             };
+            let n = if rank == 1 { most / 4 } else { 1 };
             let mut grad = vec![rank as f32; n];
-            let result = group.all_reduce_in_place(&mut grad, ReduceOp::Sum, Algorithm::Butterfly);
+            let result = group.all_reduce_in_place(&mut grad, ReduceOp::Sum, algorithm);
             assert!(
                 grad.iter().all(|&g| g == rank as f32),
                 "rank {rank}: buffer written"
@@ -85,7 +87,7 @@ fn main() -> ExitCode {
         }
         _ => Err(ringreduce::Error::InvalidArgument {
             what: "mode",
-            reason: "expected `mismatch`, `fused-mismatch`, `late SECS`, `big MIB CALLS` or `loop CALLS`"
+            reason: "expected `mismatch`, `fused-mismatch [rabenseifner]`, `late SECS`, `big MIB CALLS` or `loop CALLS`"
                 .into(),
         }),
     });

@@ -141,27 +141,36 @@ fn three_hosts_run_verify_over_tcp_and_leave_nothing_behind() {
         ]),
         limit,
     );
-    // Over TCP, the largest frame of the call check meets the smallest: the
+    // Over TCP, the largest frames of the call check meet the smallest: the
     // same one line on every rank, no truncation, no buffer written.
-    let fused = run_bounded(
-        cluster(&["run", "--", example("faults").to_str().unwrap(), "fused-mismatch"]),
-        limit,
-    );
+    let fused: Vec<_> = ["butterfly", "rabenseifner"]
+        .iter()
+        .map(|a| {
+            let faults = example("faults");
+            let args = ["run", "--", faults.to_str().unwrap(), "fused-mismatch", a];
+            run_bounded(cluster(&args), limit)
+        })
+        .collect();
     let down = run_bounded(cluster(&["down"]), limit);
 
-    let most = ringreduce::group::FUSE_MAX / 4;
-    assert_eq!(fused.status.code(), Some(2), "{}", stderr(&fused));
-    assert_eq!(
-        stderr(&fused)
-            .lines()
-            .filter(|l| l.starts_with("faults:"))
-            .collect::<Vec<_>>(),
-        [format!(
-            "faults: all_reduce #1: rank 1 passed {most} f32 sum butterfly, ranks 0, 2 passed 1 f32 sum butterfly"
-        )],
-        "{}",
-        stderr(&fused)
-    );
+    let most = [
+        (ringreduce::group::FUSE_MAX / 4, "butterfly"),
+        (ringreduce::group::FUSE_MAX_RABENSEIFNER / 4, "rabenseifner"),
+    ];
+    for (out, (n, a)) in fused.iter().zip(most) {
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(out));
+        assert_eq!(
+            stderr(out)
+                .lines()
+                .filter(|l| l.starts_with("faults:"))
+                .collect::<Vec<_>>(),
+            [format!(
+                "faults: all_reduce #1: rank 1 passed {n} f32 sum {a}, ranks 0, 2 passed 1 f32 sum {a}"
+            )],
+            "{}",
+            stderr(out)
+        );
+    }
     assert_eq!(
         seen,
         ["rrtest-h1", "rrtest-h2", "rrtest-h3"],

@@ -18,7 +18,7 @@ use std::cell::Cell;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use self::check::FUSE_MAX;
+pub use self::check::{FUSE_MAX, FUSE_MAX_RABENSEIFNER};
 pub use self::overlap::{Overlapped, Pending};
 pub use self::settings::{
     font_from_env, parse_timeout, CheckConfig, Settings, DEFAULT_TIMEOUT, ENV_ALGO, ENV_CALIBRATION,
