@@ -32,6 +32,12 @@ pub enum Subject {
     Unchecked(Algorithm),
     /// The vendor's `MPI_Allreduce` (through rsmpi's `all_reduce_into`).
     Vendor,
+    /// Not an all-reduce: every rank copies its n bytes from the send
+    /// buffer to the receive buffer at once, in the same timing loop with
+    /// the same buffers — the least any call that reads and writes n bytes
+    /// costs, the roofline the shared-memory rows are measured against.
+    /// Its `busbw` is its `algbw` (bytes copied per second).
+    Memcpy,
 }
 
 impl Subject {
@@ -41,6 +47,7 @@ impl Subject {
             Subject::Ours(a) => a.name().to_string(),
             Subject::Unchecked(a) => format!("{a}-nocheck"),
             Subject::Vendor => "mpi".to_string(),
+            Subject::Memcpy => "memcpy".to_string(),
         }
     }
 
@@ -49,6 +56,9 @@ impl Subject {
     pub fn parse(s: &str) -> Result<Self> {
         if s.eq_ignore_ascii_case("mpi") {
             return Ok(Subject::Vendor);
+        }
+        if s.eq_ignore_ascii_case("memcpy") {
+            return Ok(Subject::Memcpy);
         }
         let lower = s.to_ascii_lowercase();
         let (name, wrap): (&str, fn(Algorithm) -> Subject) = match lower.strip_suffix("-nocheck") {
@@ -59,7 +69,7 @@ impl Subject {
             Error::UnknownName { kind, expected, .. } => Error::UnknownName {
                 kind,
                 name: s.to_string(),
-                expected: expected + ", mpi (add -nocheck to run ours without call checks)",
+                expected: expected + ", mpi, memcpy (add -nocheck to run ours without call checks)",
             },
             other => other,
         })
@@ -400,6 +410,7 @@ fn time_one<T: VerifyElement, C: Transport>(
     let (algo, predicted_us) = match (subject, cfg.collective) {
         (_, Some(c)) => (format!("{}:{}", c.name(), subject.name()), None),
         (Subject::Vendor, None) => ("mpi".to_string(), None),
+        (Subject::Memcpy, None) => ("memcpy".to_string(), None),
         (Subject::Ours(a) | Subject::Unchecked(a), None) => {
             let tuning = settings.tuning;
             let chosen = group.resolve(a, count, elem);
@@ -480,6 +491,10 @@ fn time_placement<T: VerifyElement, C: Transport>(
             (Subject::Ours(a) | Subject::Unchecked(a), Placement::InPlace) => {
                 group.all_reduce_in_place(recv, cfg.op, a)
             }
+            (Subject::Memcpy, _) => {
+                recv.copy_from_slice(send);
+                Ok(())
+            }
             (Subject::Vendor, _) => {
                 if let Some(v) = vendor {
                     match placement {
@@ -525,7 +540,7 @@ fn time_placement<T: VerifyElement, C: Transport>(
     let min = times.iter().copied().fold(f64::INFINITY, f64::min);
     let max = times.iter().copied().fold(f64::NEG_INFINITY, f64::max);
 
-    let wrong = if cfg.check {
+    let wrong = if cfg.check && subject != Subject::Memcpy {
         if placement == Placement::InPlace {
             recv.copy_from_slice(send);
         }
@@ -543,6 +558,7 @@ fn time_placement<T: VerifyElement, C: Transport>(
     };
     // nccl-tests' bus factors: 2(p−1)/p, (p−1)/p for the halves, 1 for a reduce.
     let factor = match cfg.collective {
+        None if subject == Subject::Memcpy => 1.0,
         None => 2.0 * (p - 1) as f64 / p as f64,
         Some(cost::Collective::Reduce) => 1.0,
         Some(cost::Collective::ReduceScatter | cost::Collective::AllGather) => (p - 1) as f64 / p as f64,
@@ -725,6 +741,42 @@ mod tests {
         assert_eq!(cfg(8, 1024, 4).sizes().unwrap(), [8, 32, 128, 512]);
         assert_eq!(cfg(4, 16, 2).sizes().unwrap(), [4, 8, 16]);
         assert!(cfg(4, 16, 1).sizes().is_err());
+    }
+
+    #[test]
+    fn memcpy_is_timed_beside_the_all_reduce_and_never_checked_as_one() {
+        assert_eq!(Subject::parse("MEMCPY").unwrap(), Subject::Memcpy);
+        assert_eq!(Subject::Memcpy.name(), "memcpy");
+        assert!(Subject::parse("memcopy")
+            .unwrap_err()
+            .to_string()
+            .contains("memcpy"));
+        let rows = Group::local(2, |g| {
+            let cfg = BenchConfig {
+                subjects: vec![Subject::Memcpy, Subject::Ours(Algorithm::Ring)],
+                dtype: DType::F32,
+                op: ReduceOp::Sum,
+                min_bytes: 4,
+                max_bytes: 64,
+                iters: Some(3),
+                warmup: Some(1),
+                check: true,
+                collective: None,
+                seed: 1,
+                factor: 4,
+                in_place: true,
+            };
+            run(&g, &cfg, None, |_| {}).unwrap()
+        });
+        let (copies, ring): (Vec<&Row>, Vec<&Row>) = rows[0].iter().partition(|r| r.algo == "memcpy");
+        assert_eq!((copies.len(), ring.len()), (3, 3));
+        // A copy is no all-reduce: not checked as one, no prediction, and
+        // its bus bandwidth is the bytes it copies.
+        assert!(copies
+            .iter()
+            .all(|r| r.time.wrong.is_none() && r.predicted_us.is_none()));
+        assert!(copies.iter().all(|r| r.time.busbw == r.time.algbw));
+        assert!(ring.iter().all(|r| r.time.wrong == Some(0)));
     }
 
     #[test]
