@@ -98,4 +98,4 @@ done
 
 $bin summary --csv "${files[@]}" | tee "$dir/summary.txt"
 $bin summary --csv "${files[@]}" --format markdown > "$dir/summary.md"
-$bin plot --csv "${files[@]}" --out "$dir"
+$bin plot --csv "${files[@]}" --out "$dir" ${rate:+--link-rate "$rate"}

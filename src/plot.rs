@@ -595,14 +595,67 @@ pub fn bench_series(summary: &Summary) -> (Vec<Series>, Vec<Series>) {
     (latency, busbw)
 }
 
-/// Draws `latency.{png,svg}` and `busbw.{png,svg}` of `summary` into
-/// `out_dir`, titled `title` (default: [`Summary::title`]); returns the
-/// files written.
+/// A link's rate in bits per second from tc's spelling (`1gbit`,
+/// `100mbit`, `500kbit`, `2tbit`, `9600bit`; k, m, g, t are powers of 1000),
+/// as `scripts/cluster.sh --rate` takes it.
 ///
 /// # Errors
-/// A directory that cannot be made, or those of [`draw`].
-pub fn plot_bench(summary: &Summary, out_dir: &Path, title: Option<&str>) -> Result<Vec<PathBuf>> {
-    let (latency, busbw) = bench_series(summary);
+/// [`Error::InvalidArgument`] for anything else, or a rate of zero.
+pub fn parse_link_rate(s: &str) -> Result<f64> {
+    let lower = s.trim().to_ascii_lowercase();
+    let bad = || Error::InvalidArgument {
+        what: "link rate",
+        reason: format!("`{s}` is not a rate such as 1gbit, 100mbit or 500kbit"),
+    };
+    let number = lower.strip_suffix("bit").ok_or_else(bad)?;
+    let (digits, scale) = match number.chars().last() {
+        Some('k') => (&number[..number.len() - 1], 1e3),
+        Some('m') => (&number[..number.len() - 1], 1e6),
+        Some('g') => (&number[..number.len() - 1], 1e9),
+        Some('t') => (&number[..number.len() - 1], 1e12),
+        _ => (number, 1.0),
+    };
+    let value: f64 = digits.parse().map_err(|_| bad())?;
+    match value.is_finite() && value > 0.0 {
+        true => Ok(value * scale),
+        false => Err(bad()),
+    }
+}
+
+/// The line a link of `bits_per_s` draws on the busbw chart, across the
+/// sizes of `busbw`: busbw is bytes over time, so a schedule that keeps
+/// the link busy reaches it (a shaper's burst lets small sizes exceed it).
+fn link_series(busbw: &[Series], bits_per_s: f64, label: &str) -> Option<Series> {
+    let xs = busbw.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+        (a.min(x), b.max(x))
+    });
+    let gbs = bits_per_s / 8.0 / 1e9;
+    (lo <= hi).then(|| Series {
+        name: format!("link rate ({label})"),
+        points: vec![(lo, gbs), (hi, gbs)],
+        band: Vec::new(),
+    })
+}
+
+/// Draws `latency.{png,svg}` and `busbw.{png,svg}` of `summary` into
+/// `out_dir`, titled `title` (default: [`Summary::title`]); returns the
+/// files written. With `link` (tc's spelling, see [`parse_link_rate`]) the
+/// busbw chart draws the link's rate as a line.
+///
+/// # Errors
+/// A directory that cannot be made, a link rate not understood, or those
+/// of [`draw`].
+pub fn plot_bench(
+    summary: &Summary,
+    out_dir: &Path,
+    title: Option<&str>,
+    link: Option<&str>,
+) -> Result<Vec<PathBuf>> {
+    let (latency, mut busbw) = bench_series(summary);
+    if let Some(rate) = link {
+        busbw.extend(link_series(&busbw, parse_link_rate(rate)?, rate));
+    }
     std::fs::create_dir_all(out_dir).map_err(|e| plot_error(format!("{}: {e}", out_dir.display())))?;
     let title = title.map_or_else(|| summary.title(), str::to_string);
     // (file stem, title suffix, y label, logarithmic y, series)
@@ -814,8 +867,25 @@ mod tests {
         // Median of 1 and 2 µs, band from 1 to 2.
         assert_eq!(lat[0].points[0], (4.0, 1.5));
         assert_eq!(lat[0].band[0], (4.0, 1.0, 2.0));
-        let files = plot_bench(&summary, &dir.join("out"), None).unwrap();
+        let files = plot_bench(&summary, &dir.join("out"), None, Some("1gbit")).unwrap();
         assert_eq!(files.len(), 4);
+        // The link's rate is a line on the busbw chart: 1 Gbit/s = 0.125 GB/s.
+        let busbw_svg = std::fs::read_to_string(dir.join("out/busbw.svg")).unwrap();
+        assert!(busbw_svg.contains("link rate (1gbit)"), "no link line");
+        let (_, busbw) = bench_series(&summary);
+        let line = link_series(&busbw, parse_link_rate("1gbit").unwrap(), "1gbit").unwrap();
+        assert_eq!(line.points, [(4.0, 0.125), (1024.0, 0.125)]); // the sizes of the rows
+        assert_eq!(parse_link_rate("100Mbit").unwrap(), 1e8);
+        assert_eq!(parse_link_rate("9600bit").unwrap(), 9600.0);
+        for bad in ["1gb", "fast", "0mbit", "-1gbit", "gbit", "1e999gbit"] {
+            assert!(
+                parse_link_rate(bad)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("not a rate"),
+                "{bad}"
+            );
+        }
         for f in &files {
             let head = std::fs::read(f).unwrap();
             let png = head.starts_with(b"\x89PNG");

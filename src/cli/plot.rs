@@ -27,6 +27,10 @@ pub struct Args {
     /// Chart title (default: ranks, type, op, host and date from the CSV).
     #[arg(long, allow_hyphen_values = true)]
     title: Option<String>,
+    /// Draw a link's rate on the busbw chart, as tc spells it (1gbit,
+    /// 100mbit): what `scripts/cluster.sh --rate` set.
+    #[arg(long, value_name = "RATE")]
+    link_rate: Option<String>,
 }
 
 /// Settings of `ringreduce summary`.
@@ -175,7 +179,12 @@ pub fn run(args: Args) -> ExitCode {
                 ringreduce::plot::training(&log, &title, p)
             });
         }
-        ringreduce::plot::plot_bench(&summarise(&args.csv)?, &args.out, args.title.as_deref())
+        ringreduce::plot::plot_bench(
+            &summarise(&args.csv)?,
+            &args.out,
+            args.title.as_deref(),
+            args.link_rate.as_deref(),
+        )
     })();
     match drawn {
         Ok(files) => {
