@@ -20,7 +20,7 @@
 
 use super::{finish, Buffers, Cost, Knobs, Schedule};
 use crate::element::{Element, Order, ReduceOp};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::scratch::Scratch;
 use crate::transport::Transport;
 
@@ -150,17 +150,7 @@ struct Typed<'a, T: Element> {
 
 impl<T: Element> Typed<'_, T> {
     fn exact(&self, got: usize, from: usize) -> Result<()> {
-        let expected = std::mem::size_of_val(self.buf);
-        if got == expected {
-            Ok(())
-        } else {
-            Err(Error::MessageSize {
-                rank: self.rank,
-                from,
-                expected,
-                got,
-            })
-        }
+        crate::transport::exact(self.rank, from, std::mem::size_of_val(self.buf), got)
     }
 }
 

@@ -34,7 +34,7 @@ use std::ops::Range;
 use super::butterfly::{largest_power_of_two, recursive_doubling, Fold};
 use super::{finish, Buffers, Cost, Knobs, Schedule};
 use crate::element::{Element, Order, ReduceOp};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::scratch::Scratch;
 use crate::transport::Transport;
 
@@ -145,17 +145,8 @@ struct Halves<'a, T: Element> {
 }
 
 impl<T: Element> Halves<'_, T> {
-    fn exact(&self, got: usize, from: usize, expected: usize) -> Result<()> {
-        let expected = expected * std::mem::size_of::<T>();
-        match got == expected {
-            true => Ok(()),
-            false => Err(Error::MessageSize {
-                rank: self.rank,
-                from,
-                expected,
-                got,
-            }),
-        }
+    fn exact(&self, got: usize, from: usize, count: usize) -> Result<()> {
+        crate::transport::exact(self.rank, from, count * std::mem::size_of::<T>(), got)
     }
 }
 

@@ -246,7 +246,7 @@ pub(crate) fn agree_on_call<C: Transport + ?Sized, T: Element>(
     // rides in (or is) the butterfly's frames.
     let run = match data {
         Some((d, op)) if sig.algorithm == Algorithm::Rabenseifner => {
-            let mut frame = Halves::new(comm.rank(), comm.size(), words, d, op);
+            let mut frame = HalvingFrame::new(comm.rank(), comm.size(), words, d, op);
             recursive_doubling(comm, &mut frame).map(|()| frame.header())
         }
         data => {
@@ -540,7 +540,7 @@ impl<T: Element> Fold for Frame<'_, T> {
 /// [`Algorithm::Rabenseifner`] reduces them while both partners' headers
 /// are consistent and equal; only then does the all-gather run, and only
 /// then is the caller's buffer written.
-struct Halves<'a, T: Element> {
+struct HalvingFrame<'a, T: Element> {
     rank: usize,
     /// [header | vector]: the working copy, and what folds in and out.
     frame: Scratch<i64>,
@@ -554,13 +554,13 @@ struct Halves<'a, T: Element> {
     valid: bool,
 }
 
-impl<'a, T: Element> Halves<'a, T> {
+impl<'a, T: Element> HalvingFrame<'a, T> {
     fn new(rank: usize, p: usize, words: [i64; WORDS], data: &'a mut [T], op: ReduceOp) -> Self {
         let own: [i64; 2 * WORDS] =
             std::array::from_fn(|i| if i < WORDS { words[i] } else { !words[i - WORDS] });
         let (k, n) = (data.len(), std::mem::size_of_val(data));
         let steps = Halving::new(rank, p, k);
-        let mut f = Halves {
+        let mut f = HalvingFrame {
             rank,
             frame: Scratch::new((HEADER + n).div_ceil(8)),
             send: Scratch::new((HEADER + n).div_ceil(8)),
@@ -592,7 +592,7 @@ impl<'a, T: Element> Halves<'a, T> {
     }
 }
 
-impl<T: Element> Fold for Halves<'_, T> {
+impl<T: Element> Fold for HalvingFrame<'_, T> {
     fn outgoing(&self) -> &[u8] {
         &bytemuck::cast_slice::<i64, u8>(&self.frame)[..self.len()]
     }

@@ -456,7 +456,7 @@ pub(crate) fn valid_tag(tag: Tag) -> Result<()> {
 }
 
 /// `Ok` when `got` bytes are what `rank` expected from `from`.
-fn exact(rank: usize, from: usize, expected: usize, got: usize) -> Result<()> {
+pub(crate) fn exact(rank: usize, from: usize, expected: usize, got: usize) -> Result<()> {
     if got == expected {
         Ok(())
     } else {
