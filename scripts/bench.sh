@@ -8,6 +8,8 @@
 #                    [--iters N] [--warmup N] [--no-in-place] [--algo a,b,...]
 #                    [--calibrate]   (each run calibrates auto's model in its own job first)
 #   scripts/bench.sh --cluster 4 [--rate 1gbit] [--slots L] [...]   on a namespace cluster
+#   scripts/bench.sh --mpi mpich [...]   built against and launched by MPICH (one machine;
+#                    the `mpi` subject is then MPICH's MPI_Allreduce)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -23,6 +25,7 @@ cluster=""
 rate=""
 slots=1
 algo=""
+mpi=openmpi
 extra=()
 while (($#)); do
   case "$1" in
@@ -39,13 +42,22 @@ while (($#)); do
     --rate) rate="$2"; shift 2 ;;
     --algo) algo="$2"; shift 2 ;;
     --slots) slots="$2"; shift 2 ;;
+    --mpi) mpi="$2"; shift 2 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 [[ "$ranks" =~ ^[0-9]+$ ]] && [ "$ranks" -ge 1 ] || { echo "bench.sh: -n needs a rank count" >&2; exit 2; }
 [[ "$runs" =~ ^[0-9]+$ ]] && [ "$runs" -ge 1 ] || { echo "bench.sh: -r needs a run count" >&2; exit 2; }
 
-build_release
+case "$mpi" in
+  openmpi) build_release ;;
+  mpich)
+    [ -z "$cluster" ] || { echo "bench.sh: --mpi mpich runs on one machine only (the cluster launches Open MPI)" >&2; exit 2; }
+    scripts/mpich.sh build
+    source scripts/mpienv.sh
+    bin="$(readlink -f target/mpich/release/ringreduce)" ;;
+  *) echo "bench.sh: --mpi takes openmpi or mpich, not $mpi" >&2; exit 2 ;;
+esac
 
 # Validate the arguments with a one-process, one-iteration run before creating anything.
 if ! err=$($bin bench --algo ring -m "$sizes" --dtype "$dtype" --op "$op" --iters 1 --warmup 0 \
@@ -76,7 +88,11 @@ fi
   echo "memory: $(free -h | awk '/^Mem:/ {print $2}')"
   echo "kernel: $(uname -r)"
   echo "rustc: $(rustc --version)"
-  echo "mpi: $(mpirun --version 2>&1 | head -1)"
+  if [ "$mpi" = mpich ]; then
+    echo "mpi: MPICH $(mpirun.mpich --version 2>&1 | awk '/Version:/ {print $2; exit}') (Hydra)"
+  else
+    echo "mpi: $(mpirun --version 2>&1 | head -1)"
+  fi
   echo "commit: $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo '-dirty')"
   echo "command: scripts/bench.sh $args"
   echo "runs: $runs, each: ringreduce bench --algo <${subjects[*]}, rotated by the run number> -m $sizes --dtype $dtype --op $op ${extra[*]}"

@@ -1,6 +1,6 @@
 # Sourced by bench.sh and compare.sh: how to launch `ranks` ranks, given
 # `ranks`, `cluster` (hosts, or empty for this machine), `rate` and `slots`
-# (ranks per host, default 1). Sets
+# (ranks per host, default 1), `mpi` (openmpi, the default, or mpich). Sets
 # `where` (for the results directory), `launch` (the command prefix),
 # `setting` (for env.txt) and `short` (for chart titles); brings a namespace
 # cluster up, and down again on exit.
@@ -19,6 +19,17 @@ if [ -n "$cluster" ]; then
   launch=(scripts/cluster.sh run -n "$ranks" --)
   setting="namespace cluster: $cluster hosts, links ${rate:-unlimited}, TCP$per"
   short="$cluster hosts${per:+ × $slots}, ${rate:-unlimited} links"
+elif [ "${mpi:-openmpi}" = mpich ]; then
+  # MPICH's Hydra: ranks bound to cores when they fit (it polls; it never yields).
+  where="${where}-mpich"
+  if [ "$ranks" -le "$(nproc)" ]; then
+    launch=(mpirun.mpich -n "$ranks" -bind-to core)
+    setting="one machine, shared memory, MPICH, $ranks ranks bound to cores"
+  else
+    launch=(mpirun.mpich -n "$ranks")
+    setting="one machine, shared memory, MPICH, $ranks ranks on $(nproc) cores (oversubscribed: correctness only)"
+  fi
+  short="$ranks ranks, shared memory, MPICH"
 elif [ "$ranks" -le "$(nproc)" ]; then
   # Ranks that fit on the cores: one core each, busy-polling (yielding adds noise).
   export OMPI_MCA_mpi_yield_when_idle=0
