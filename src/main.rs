@@ -74,6 +74,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return cli::parse_error(e),
     };
+    if matches!(cli.command, Command::Cost(_) | Command::Plot(_) | Command::Summary(_)) {
+        quiet_on_closed_pipe();
+    }
     match cli.command {
         Command::Verify(args) => cli::verify::run(args),
         Command::Soak(args) => cli::soak::run(args),
@@ -85,5 +88,19 @@ fn main() -> ExitCode {
         Command::Summary(args) => cli::plot::summary(args),
         Command::Bench(args) => cli::bench::run(args),
         Command::Hogwild(args) => cli::hogwild::run(*args),
+    }
+}
+
+/// Lets the commands that never start MPI end quietly when their reader
+/// goes away (`ringreduce cost --format csv | head -1`), as other Unix
+/// tools do, instead of panicking on the failed write: the default action
+/// of SIGPIPE. The MPI commands keep Rust's setting (ignored), so a peer's
+/// closed socket is an error MPI reports, not a silent death.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called before any thread is started; restoring a signal's
+    // default action has no other precondition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

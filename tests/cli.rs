@@ -1106,3 +1106,22 @@ fn outputs_never_replace_devices_fifos_or_links() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn commands_without_mpi_end_quietly_when_the_reader_goes_away() {
+    // A reader that went away before the first line (`| head -0`): the
+    // pipe's read end is closed before the command starts, so its first
+    // write meets a closed pipe, every time.
+    for args in [
+        &["cost", "--ranks", "4", "--bytes", "1M"][..],
+        &["cost", "--ranks", "4", "--bytes", "1M", "--format", "csv"][..],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let done = Command::new(ringreduce()).args(args).stdout(writer).output().unwrap();
+        let err = String::from_utf8_lossy(&done.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: a closed pipe made it panic: {err}");
+        assert!(err.is_empty(), "{args:?}: a closed pipe printed errors: {err}");
+        assert!(!done.status.success(), "{args:?}: its output was lost, yet it exited 0");
+    }
+}
