@@ -346,14 +346,34 @@ impl Cost {
         }
         if params.memory.is_some() {
             let w = self.footprint;
-            return self.exchanges as f64 * params.round_time(message, w, kind)
-                + oneway * params.round_time(message, w, Round::OneWay)
+            let rounds = self.exchanges as f64 * params.round_time(message, w, kind)
+                + oneway * params.round_time(message, w, Round::OneWay);
+            return rounds.max(self.streaming_time(params, kind, message))
                 + self.memory_bytes as f64 * params.memory_per_byte(w);
         }
         let l = pick(params.lines_for(kind), message);
-        self.exchanges as f64 * (l.alpha + message as f64 * l.beta)
-            + oneway * params.oneway_time(message)
+        let rounds = self.exchanges as f64 * (l.alpha + message as f64 * l.beta)
+            + oneway * params.oneway_time(message);
+        rounds.max(self.streaming_time(params, kind, message))
             + self.reduced as f64 * elem_size as f64 * params.gamma
+    }
+
+    /// The floor under any schedule's rounds: the busiest rank's bytes sent
+    /// at the β of its rounds' kind (exchange or shift), taken as
+    /// [`CostParams::round_time`] takes it (the line of the message, or of
+    /// the call's working set). A rank cannot send faster than its link
+    /// streams, however its bytes are cut. One-way rounds (a ping-pong's
+    /// half round trip) leave the sender idle half the time, so on a shaped
+    /// or shared link their β is up to half the link's: a schedule of
+    /// one-way rounds that keeps every rank sending (the pipelined ring's
+    /// segments) is held to the streaming rate by this floor. Schedules of
+    /// exchanges already pay at least this in their rounds.
+    fn streaming_time(&self, params: &CostParams, kind: Round, message: u64) -> f64 {
+        let wide = match params.memory {
+            Some(_) => message.max(self.footprint / 3),
+            None => message,
+        };
+        self.bytes_sent as f64 * pick(params.lines_for(kind), wide).beta
     }
 }
 
@@ -956,6 +976,46 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("increasing footprint"));
+    }
+
+    #[test]
+    fn one_way_rounds_are_held_to_the_rate_a_rank_streams_at() {
+        // A shaped link as the 4-host cluster calibrates it: a ring shift
+        // streams at 8 ns/B; a ping-pong's half round trip shows 4 ns/B,
+        // because each side sends only half the time.
+        let mut q = CostParams::line(1e-6, 8e-9, 0.0);
+        q.shift = Some(q.lines);
+        q.oneway = Some(
+            [Line {
+                up_to: u64::MAX,
+                alpha: 1e-6,
+                beta: 4e-9,
+            }; MAX_LINES],
+        );
+        let c = cost(Algorithm::Pipelined, 4, 1 << 18, 4);
+        assert_eq!(c.exchanges, 0, "the pipelined ring waits for one-way rounds");
+        let message = c.path_bytes / c.rounds;
+        let by_rounds = c.rounds as f64 * (1e-6 + message as f64 * 4e-9);
+        let streaming = c.bytes_sent as f64 * 8e-9;
+        assert!(
+            streaming > by_rounds,
+            "the case this test is for: {streaming} {by_rounds}"
+        );
+        assert!(
+            (c.predict(&q, 4) - streaming).abs() < 1e-12,
+            "{} {streaming}",
+            c.predict(&q, 4)
+        );
+        // Where the rounds cost more than streaming (latency-bound), they stand.
+        let small = cost(Algorithm::Pipelined, 4, 64, 4);
+        let m = small.path_bytes / small.rounds;
+        let rounds = small.rounds as f64 * (1e-6 + m as f64 * 4e-9);
+        assert!((small.predict(&q, 4) - rounds).abs() < 1e-12);
+        // Exchanges already pay their bytes at their line's β: no change.
+        let ring = cost(Algorithm::Ring, 4, 1 << 18, 4);
+        let m = ring.path_bytes / ring.rounds;
+        let expect = ring.rounds as f64 * (1e-6 + m as f64 * 8e-9);
+        assert!((ring.predict(&q, 4) - expect).abs() < 1e-12);
     }
 
     #[test]

@@ -287,8 +287,7 @@ registry! {
     /// Rabenseifner: reduce-scatter by recursive halving, all-gather by
     /// recursive doubling, with the butterfly's fold for p not a power of
     /// two. Rounds 2·log2 p' (+2); bytes ≈ 2·(p'−1)/p'·k·s, the ring's
-    /// bandwidth in logarithmically many rounds. Not yet a candidate of
-    /// `auto` (its predicted time is not yet checked against measurements).
+    /// bandwidth in logarithmically many rounds.
     Rabenseifner => rabenseifner::Rabenseifner,
     /// Shared memory, for ranks on one node: no messages; every rank reads
     /// the others' data from a shared segment. Up to 4032 bytes: one

@@ -50,6 +50,8 @@ impl Schedule for Pipelined {
     const TIE_ORDER: u8 = 7;
     /// Not yet a candidate: its predicted time is not checked against measurements.
     const AUTO: bool = false;
+    /// Every segment goes right while the next arrives from the left.
+    const SHIFTS: bool = true;
 
     fn cost(zero: Cost, p: u64, k: u64, s: u64) -> Cost {
         segmented_cost(zero, p, k, s, None)

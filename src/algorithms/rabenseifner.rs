@@ -206,7 +206,6 @@ impl<T: Element> Fold for Halves<'_, T> {
 impl Schedule for Rabenseifner {
     const NAME: &'static str = "rabenseifner";
     const TIE_ORDER: u8 = 4;
-    const AUTO: bool = false;
 
     fn cost(zero: Cost, p: u64, k: u64, s: u64) -> Cost {
         let (p, k) = (p as usize, k as usize);
