@@ -206,7 +206,12 @@ fn run_one(
             })
         }
     };
-    let steps = train.len() / o.recipe.batch.max(1);
+    let ranks = plan.computing_ranks(group.size());
+    let steps = o
+        .recipe
+        .partition
+        .source()
+        .steps(o.recipe.batch, train.len(), ranks);
     let buffers = usize::from(o.recipe.momentum != 0.0);
     let predicted = plan.predicted_bytes(group.size(), model, steps, epochs.len(), buffers);
     let staleness = match epochs.iter().all(|e| e.staleness.is_empty()) {

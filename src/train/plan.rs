@@ -227,6 +227,15 @@ impl Plan {
         }
     }
 
+    /// The ranks of `p` that compute gradients, among which every global
+    /// batch is split: all of them, or the parameter server's workers.
+    pub fn computing_ranks(&self, p: usize) -> usize {
+        match self {
+            Plan::Hooks(_) => p,
+            Plan::ParameterServer(ps) => p.saturating_sub(ps.servers).max(1),
+        }
+    }
+
     /// The bytes the busiest worker sends over `epochs` epochs of `steps`
     /// steps (what `compare` sets against the counted bytes).
     pub fn predicted_bytes(

@@ -281,8 +281,9 @@ impl ParameterServer {
         // A resumed run: each server its shard; every rank the same epoch.
         let restored = match (trainer.cfg.resume, &trainer.cfg.checkpoint) {
             (true, Some(path)) if r < self.servers => {
-                let steps = trainer.cfg.batches.steps(trainer.cfg.batch, train.len());
-                let pushes = (steps * (p - self.servers)) as u64;
+                let w = p - self.servers;
+                let steps = trainer.cfg.batches.steps(trainer.cfg.batch, train.len(), w);
+                let pushes = (steps * w) as u64;
                 Some(self.load_shard(trainer, path, params.len(), r, pushes))
             }
             _ => None,
@@ -655,7 +656,7 @@ impl RunShape {
             epochs: t.cfg.epochs,
             first,
             run: until.saturating_sub(first),
-            steps: t.cfg.batches.steps(t.cfg.batch, n),
+            steps: t.cfg.batches.steps(t.cfg.batch, n, p - ps.servers),
             batch: t.cfg.batch,
             n_push: ps.n_push,
             n_fetch: ps.n_fetch,
@@ -1165,7 +1166,7 @@ fn work<S: Strategy, M: Model, C: AnySource>(
     let mut acc = vec![0f32; n];
     let mut in_acc = 0usize;
     let mut clock = 0u64;
-    let per = shape.batch / w;
+    let per = crate::train::batches::largest_share(shape.batch, w);
     let mut x = vec![0f32; per * train.dim];
     let mut y = vec![0u32; per];
     let mut out = WorkerOut {
@@ -1209,7 +1210,9 @@ fn work<S: Strategy, M: Model, C: AnySource>(
             let began = Instant::now();
             let loss = model.loss_and_grad(&local, &x[..mine.len() * train.dim], &y[..mine.len()], &mut grad);
             straggle(t.cfg.straggler, r, began);
-            let scale = 1.0 / mine.len().max(1) as f32;
+            // The summed gradient times w/B: the mean over the workers'
+            // pushes is the global batch's mean, whatever the shares.
+            let scale = crate::train::batches::share_scale(shape.batch, w);
             let mut finite = loss.is_finite();
             for (a, g) in acc.iter_mut().zip(&grad) {
                 let v = g * scale;

@@ -368,7 +368,7 @@ impl<S: Strategy> Trainer<S> {
         if let (0, Some(path)) = (group.rank(), &self.cfg.checkpoint) {
             self.tidy(path);
         }
-        let steps = self.cfg.batches.steps(self.cfg.batch, train.len());
+        let steps = self.cfg.batches.steps(self.cfg.batch, train.len(), group.size());
         let mut run = Run {
             trainer: self,
             group,
@@ -562,7 +562,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
     ) -> Result<EpochMetrics> {
         let t = self.trainer;
         let p = self.group.size();
-        let local = t.cfg.batch / p;
+        let local = super::batches::largest_share(t.cfg.batch, p);
         let mut scratch = Scratch {
             grad: vec![0f32; params.len()],
             x: vec![0f32; local * train.dim],
@@ -614,9 +614,11 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         } = scratch;
         let step_began = Instant::now();
         let mine = t.cfg.batches.local(order, t.cfg.batch, step, rank, p);
-        // Local mean gradient (averaged over ranks it is the global
-        // mean), checked for finiteness in the same pass.
-        let scale = 1.0 / mine.len().max(1) as f32;
+        // This rank's summed gradient times p/B: averaged over the ranks
+        // it is the global batch's mean, even where the shares differ by
+        // one (the local mean where they do not); checked for finiteness
+        // in the same pass.
+        let scale = super::batches::share_scale(t.cfg.batch, p);
         let warming = self.exchange.warming();
         let tracing = self.trace.is_some();
         let (mut layers, mut ready) = (Vec::new(), Vec::new());

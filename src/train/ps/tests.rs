@@ -197,6 +197,47 @@ fn bulk_synchronous_with_one_server_is_synchronous_sgd() {
 }
 
 #[test]
+fn bulk_synchronous_with_uneven_shares_is_one_process_with_the_global_batch() {
+    // 128 examples a step on 3, 5 or 7 workers: shares differing by one,
+    // each push weighted W/B, so the server's sum is the global mean's step.
+    let t = SyncSgd::builder()
+        .batch(128)
+        .lr(0.1)
+        .schedule(LrSchedule::Constant)
+        .epochs(2)
+        .seed(3)
+        .build()
+        .unwrap();
+    let ps = ParameterServer {
+        max_staleness: Some(0),
+        ..Default::default()
+    };
+    let d = data::synthetic(1280, 6, 3, 11);
+    let model = Mlp::new(vec![6, 10, 3]).unwrap();
+    let one = Group::local(1, |g| {
+        let mut params = t.init_params(&model);
+        t.fit(&g, &model, &mut params, &d, None, |_| {}).unwrap();
+        params
+    })
+    .remove(0);
+    for workers in [3usize, 5, 7] {
+        let out = Group::local(workers + 1, |g| {
+            let mut params = t.init_params(&model);
+            ps.fit(&t, &g, &model, &mut params, &d, None).map(|_| params)
+        });
+        for o in out {
+            let params = o.unwrap_or_else(|e| panic!("{workers} workers: {e}"));
+            let worst = params
+                .iter()
+                .zip(&one)
+                .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-5, "{workers} workers: relative difference {worst}");
+        }
+    }
+}
+
+#[test]
 fn a_recorded_asynchronous_run_replays_bit_for_bit() {
     let t = trainer(0.9, 2);
     for (servers, dynamic) in [(1usize, false), (2, false), (2, true)] {
