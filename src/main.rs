@@ -74,7 +74,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return cli::parse_error(e),
     };
-    if matches!(cli.command, Command::Cost(_) | Command::Plot(_) | Command::Summary(_)) {
+    if matches!(
+        cli.command,
+        Command::Cost(_) | Command::Plot(_) | Command::Summary(_)
+    ) {
         quiet_on_closed_pipe();
     }
     match cli.command {

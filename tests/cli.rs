@@ -1118,10 +1118,20 @@ fn commands_without_mpi_end_quietly_when_the_reader_goes_away() {
     ] {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
-        let done = Command::new(ringreduce()).args(args).stdout(writer).output().unwrap();
+        let done = Command::new(ringreduce())
+            .args(args)
+            .stdout(writer)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&done.stderr);
-        assert!(!err.contains("panicked"), "{args:?}: a closed pipe made it panic: {err}");
+        assert!(
+            !err.contains("panicked"),
+            "{args:?}: a closed pipe made it panic: {err}"
+        );
         assert!(err.is_empty(), "{args:?}: a closed pipe printed errors: {err}");
-        assert!(!done.status.success(), "{args:?}: its output was lost, yet it exited 0");
+        assert!(
+            !done.status.success(),
+            "{args:?}: its output was lost, yet it exited 0"
+        );
     }
 }
