@@ -58,6 +58,25 @@ pub trait Optimizer: Send + Sync + fmt::Debug {
     /// Applies one step to `params` with `grad` at learning rate `lr`,
     /// updating `state` (whose buffers are as long as `params`).
     fn step(&self, params: &mut [f32], grad: &[f32], lr: f32, state: &mut OptimizerState);
+    /// The heavy-ball momentum μ, for an optimizer that keeps one (`None`:
+    /// it keeps none, or its momentum is not a heavy ball's).
+    fn momentum(&self) -> Option<f32> {
+        None
+    }
+    /// [`step`](Self::step) with the momentum `momentum` in place of the
+    /// optimizer's own; an optimizer without [`momentum`](Self::momentum)
+    /// takes a plain step.
+    fn step_with_momentum(
+        &self,
+        params: &mut [f32],
+        grad: &[f32],
+        lr: f32,
+        momentum: f32,
+        state: &mut OptimizerState,
+    ) {
+        let _ = momentum;
+        self.step(params, grad, lr, state);
+    }
 }
 
 /// `Ok` when `ok`, else an optimizer-setting error saying `why`.
@@ -112,9 +131,22 @@ impl Optimizer for Sgd {
         1
     }
     fn step(&self, params: &mut [f32], grad: &[f32], lr: f32, state: &mut OptimizerState) {
+        self.step_with_momentum(params, grad, lr, self.momentum, state);
+    }
+    fn momentum(&self) -> Option<f32> {
+        Some(self.momentum)
+    }
+    fn step_with_momentum(
+        &self,
+        params: &mut [f32],
+        grad: &[f32],
+        lr: f32,
+        momentum: f32,
+        state: &mut OptimizerState,
+    ) {
         let velocity = &mut state.buffers[0];
         for ((w, v), g) in params.iter_mut().zip(velocity.iter_mut()).zip(grad) {
-            *v = self.momentum * *v + g + self.weight_decay * *w;
+            *v = momentum * *v + g + self.weight_decay * *w;
             *w -= lr * *v;
         }
         state.steps += 1;

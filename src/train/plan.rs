@@ -313,13 +313,14 @@ impl FromStr for Plan {
     }
 }
 
-/// `ps:async` or `ps:ssp=S`, optionally `,servers=K` and `,dynamic`, onto `base`.
+/// `ps:async` or `ps:ssp=S`, optionally `,servers=K`, `,dynamic` and
+/// `,keep-momentum`, onto `base`.
 fn parameter_server(text: &str, rest: &str, mut ps: ParameterServer) -> Result<ParameterServer> {
     let bad = || {
         flag(
             "strategy",
             format!(
-                "`{text}`: a parameter server is ps:async or ps:ssp=S (S a whole number ≥ 0), optionally with ,servers=K (K ≥ 1) and ,dynamic"
+                "`{text}`: a parameter server is ps:async or ps:ssp=S (S a whole number ≥ 0), optionally with ,servers=K (K ≥ 1), ,dynamic and ,keep-momentum"
             ),
         )
     };
@@ -327,6 +328,7 @@ fn parameter_server(text: &str, rest: &str, mut ps: ParameterServer) -> Result<P
         match part.trim() {
             "async" => {}
             "dynamic" => ps.dynamic = true,
+            "keep-momentum" => ps.discount_momentum = false,
             p => {
                 if let Some(v) = p.strip_prefix("ssp=") {
                     ps.max_staleness = Some(v.parse().map_err(|_| bad())?);

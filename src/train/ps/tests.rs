@@ -1,6 +1,6 @@
 use super::*;
 use crate::cost::CostParams;
-use crate::train::{data, LrSchedule, Mlp, SyncSgd};
+use crate::train::{data, LrSchedule, Mlp, Optimizer, SyncSgd};
 
 fn trainer(momentum: f32, epochs: usize) -> Trainer {
     SyncSgd::builder()
@@ -235,6 +235,54 @@ fn bulk_synchronous_with_uneven_shares_is_one_process_with_the_global_batch() {
             assert!(worst < 1e-5, "{workers} workers: relative difference {worst}");
         }
     }
+}
+
+#[test]
+fn stale_updates_take_the_momentum_their_staleness_leaves() {
+    // max(0, μ − τ/(τ+1)): fresh updates keep μ; staleness τ already
+    // carries momentum 1 − 1/(τ+1) (Mitliagkas et al. 2016).
+    assert_eq!(stale_momentum(0.9, 0), 0.9);
+    assert!((stale_momentum(0.9, 1) - 0.4).abs() < 1e-7);
+    assert!((stale_momentum(0.9, 3) - 0.15).abs() < 1e-7);
+    assert_eq!(stale_momentum(0.9, 9), 0.0);
+    assert_eq!(stale_momentum(0.5, 1), 0.0);
+    assert_eq!(stale_momentum(0.0, 0), 0.0);
+    // Three updates on w = (1, −2) at lr 0.1, μ = 0.9, staleness 0, 1, 3,
+    // by hand: v1 = (1, 1), w = (0.9, −2.1); μ 0.4: v2 = (2.4, 0.4),
+    // w = (0.66, −2.14); μ 0.15: v3 = (0.36, 4.06), w = (0.624, −2.546).
+    let sgd = crate::train::Sgd::new(0.9, 0.0).unwrap();
+    let mut state = OptimizerState::new(&sgd, 2);
+    let mut w = vec![1.0f32, -2.0];
+    for (g, tau) in [([1.0f32, 1.0], 0u64), ([2.0, 0.0], 1), ([0.0, 4.0], 3)] {
+        let mu = stale_momentum(sgd.momentum().unwrap(), tau);
+        sgd.step_with_momentum(&mut w, &g, 0.1, mu, &mut state);
+    }
+    for (got, want) in w.iter().zip([0.624f32, -2.546]) {
+        assert!((got - want).abs() < 1e-6, "{w:?}");
+    }
+    for (got, want) in state.buffers[0].iter().zip([0.36f32, 4.06]) {
+        assert!((got - want).abs() < 1e-6, "{:?}", state.buffers[0]);
+    }
+}
+
+#[test]
+fn the_server_discounts_momentum_only_for_stale_updates() {
+    let t = trainer(0.9, 2);
+    let run_with = |workers: usize, discount: bool| {
+        let ps = ParameterServer {
+            max_staleness: Some(0),
+            discount_momentum: discount,
+            ..Default::default()
+        };
+        let out = run(workers + 1, &ps, &t);
+        out.into_iter().next().unwrap().unwrap().0
+    };
+    // One worker: every update is fresh (staleness 0), so the discount
+    // changes nothing, to the bit.
+    assert_eq!(run_with(1, true), run_with(1, false));
+    // Two bulk-synchronous workers: the second push of each round is one
+    // version stale and takes momentum 0.4 instead of 0.9.
+    assert_ne!(run_with(2, true), run_with(2, false));
 }
 
 #[test]
