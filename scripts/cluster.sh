@@ -4,9 +4,12 @@
 # token-bucket rate limit on both ends of its link. MPI runs across them over
 # TCP, launched through an rsh agent that enters the host's namespace.
 #
-#   scripts/cluster.sh up N [--rate 1gbit] [--slots L]
+#   scripts/cluster.sh up N [--rate 1gbit] [--delay MS] [--slots L]
 #                                            create hosts rr-h1 .. rr-hN, each
-#                                            with L slots (ranks; default 1)
+#                                            with L slots (ranks; default 1);
+#                                            --delay adds MS milliseconds to
+#                                            every packet a host sends (netem):
+#                                            the one-way delay between hosts
 #   scripts/cluster.sh run [-n RANKS] -- CMD ARGS…
 #                                            mpirun CMD with L ranks per host, in
 #                                            the caller's directory (CMD: a path,
@@ -53,11 +56,16 @@ down() {
 
 up() {
   need_root
-  local n="${1:-}" rate="" slots=1
+  local n="${1:-}" rate="" slots=1 delay=
   shift || true
   while (($#)); do
     case "$1" in
       --rate) rate="${2:-}"; [ -n "$rate" ] || die "--rate needs a value such as 1gbit"; shift 2 ;;
+      --delay)
+        delay="${2:-}"
+        [[ "$delay" =~ ^[0-9]+(\.[0-9]+)?$ ]] && awk -v d="$delay" 'BEGIN { exit !(d > 0 && d <= 10000) }' \
+          || die "--delay needs a one-way delay in milliseconds, more than 0 and at most 10000 (such as 10 or 0.5)"
+        shift 2 ;;
       --slots)
         slots="${2:-}"
         [[ "$slots" =~ ^[0-9]+$ ]] && [ "$slots" -ge 1 ] && [ "$slots" -le 64 ] \
@@ -91,7 +99,17 @@ up() {
     if [ -n "$rate" ]; then
       # Both directions of the link: egress of the host and of the bridge port.
       tc qdisc add dev "$v" root tbf rate "$rate" burst 512kb latency 50ms
-      ip netns exec "$h" tc qdisc add dev eth0 root tbf rate "$rate" burst 512kb latency 50ms
+      ip netns exec "$h" tc qdisc add dev eth0 root handle 1: tbf rate "$rate" burst 512kb latency 50ms
+    fi
+    if [ -n "$delay" ]; then
+      # Once per path, at the sending host's egress (under its rate limit,
+      # whose queue netem's then is); a limit that holds a second of
+      # packets, so the delay line never drops.
+      if [ -n "$rate" ]; then
+        ip netns exec "$h" tc qdisc add dev eth0 parent 1:1 handle 10: netem delay "${delay}ms" limit 100000
+      else
+        ip netns exec "$h" tc qdisc add dev eth0 root netem delay "${delay}ms" limit 100000
+      fi
     fi
     # `ip netns exec` bind-mounts /etc/netns/<name>/* over /etc.
     mkdir -p "/etc/netns/$h"
@@ -109,6 +127,7 @@ exec ip netns exec "$host" unshare --uts sh -c "hostname $host; $*"
 AGENT
   chmod +x "$AGENT"
   echo "${rate:-unlimited}" > "$STATE/rate"
+  echo "${delay:-0}" > "$STATE/delay"
   echo "$slots" > "$STATE/slots"
   trap - ERR
   # Check every host is reachable from the first (when ping is installed).
@@ -119,7 +138,7 @@ AGENT
   else
     echo "cluster.sh: ping not found (Debian: iputils-ping); hosts not checked for reachability" >&2
   fi
-  echo "cluster up: $n hosts (${PREFIX}-h1 .. ${PREFIX}-h$n) on $BRIDGE, $SUBNET.0/24, links ${rate:-unlimited}, $slots rank(s) per host"
+  echo "cluster up: $n hosts (${PREFIX}-h1 .. ${PREFIX}-h$n) on $BRIDGE, $SUBNET.0/24, links ${rate:-unlimited}${delay:+ + ${delay} ms one way}, $slots rank(s) per host"
 }
 
 run() {
@@ -173,7 +192,7 @@ status() {
   hs=$(hosts)
   if [ -z "$hs" ]; then echo "no cluster"; return; fi
   echo "hosts: $(echo "$hs" | tr '\n' ' ')"
-  echo "links: $(cat "$STATE/rate" 2>/dev/null || echo '?')"
+  echo "links: $(cat "$STATE/rate" 2>/dev/null || echo '?'), one-way delay $(cat "$STATE/delay" 2>/dev/null || echo 0) ms"
   echo "ranks per host: $(cat "$STATE/slots" 2>/dev/null || echo 1)"
 }
 
@@ -182,5 +201,5 @@ case "${1:-}" in
   run) shift; run "$@" ;;
   down) down; echo "cluster down" ;;
   status) status ;;
-  *) die "usage: cluster.sh up N [--rate 1gbit] [--slots L] | run [-n RANKS] -- CMD… | status | down" ;;
+  *) die "usage: cluster.sh up N [--rate 1gbit] [--delay MS] [--slots L] | run [-n RANKS] -- CMD… | status | down" ;;
 esac

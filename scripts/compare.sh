@@ -8,7 +8,8 @@
 #                      [--batch 256] [--lr 0.2] [--strategies "sync:ring local:tau=8 …"]
 #                      [--servers 1] [--straggler RANK:FACTOR]   (ps:… strategies; a slow rank)
 #                      [--momentum 0.9]
-#   scripts/compare.sh --cluster 4 --rate 100mbit [...]   on a namespace cluster (root)
+#   scripts/compare.sh --cluster 4 --rate 100mbit [--delay 10] [...]   on a namespace cluster
+#                      (root; --delay: one-way milliseconds between hosts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -24,6 +25,7 @@ lr=0.2
 strategies="sync:ring local:tau=8 local:tau=32 postlocal:warmup=200,tau=8 oneshot gossip:ring gossip:expo1"
 cluster=""
 rate=""
+delay=""
 extra=()
 while (($#)); do
   case "$1" in
@@ -36,6 +38,7 @@ while (($#)); do
     --strategies) strategies="$2"; shift 2 ;;
     --cluster) cluster="$2"; shift 2 ;;
     --rate) rate="$2"; shift 2 ;;
+    --delay) delay="$2"; shift 2 ;;
     --servers|--straggler|--momentum) extra+=("$1" "$2"); shift 2 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
   esac

@@ -1,5 +1,5 @@
 # Sourced by bench.sh and compare.sh: how to launch `ranks` ranks, given
-# `ranks`, `cluster` (hosts, or empty for this machine), `rate` and `slots`
+# `ranks`, `cluster` (hosts, or empty for this machine), `rate`, `delay` (one-way ms) and `slots`
 # (ranks per host, default 1), `mpi` (openmpi, the default, or mpich). Sets
 # `where` (for the results directory), `launch` (the command prefix),
 # `setting` (for env.txt) and `short` (for chart titles); brings a namespace
@@ -7,18 +7,18 @@
 where=$(hostname)
 slots=${slots:-1}
 if [ -n "$cluster" ]; then
-  where="cluster${cluster}x${rate:-unlimited}"
+  where="cluster${cluster}x${rate:-unlimited}${delay:+-${delay}ms}"
   ranks=$((cluster * slots))
   per=""
   if [ "$slots" -gt 1 ]; then
     where="${where}x${slots}"
     per=", $slots ranks per host (by slot; shared memory inside a host)"
   fi
-  scripts/cluster.sh up "$cluster" ${rate:+--rate "$rate"} --slots "$slots"
+  scripts/cluster.sh up "$cluster" ${rate:+--rate "$rate"} ${delay:+--delay "$delay"} --slots "$slots"
   trap 'scripts/cluster.sh down >/dev/null' EXIT
   launch=(scripts/cluster.sh run -n "$ranks" --)
-  setting="namespace cluster: $cluster hosts, links ${rate:-unlimited}, TCP$per"
-  short="$cluster hosts${per:+ × $slots}, ${rate:-unlimited} links"
+  setting="namespace cluster: $cluster hosts, links ${rate:-unlimited}${delay:+, ${delay} ms one way}, TCP$per"
+  short="$cluster hosts${per:+ × $slots}, ${rate:-unlimited} links${delay:+, ${delay} ms}"
 elif [ "${mpi:-openmpi}" = mpich ]; then
   # MPICH's Hydra: ranks bound to cores when they fit (it polls; it never yields).
   where="${where}-mpich"

@@ -425,13 +425,7 @@ fn time_one<T: VerifyElement, C: Transport>(
             // agreement too.
             let checked = matches!(subject, Subject::Ours(_)) && settings.checks.mismatch;
             let model = cost::predict_call(chosen, p, count, elem, &tuning.params, checked);
-            let direct = [
-                Algorithm::Ring,
-                Algorithm::Pipelined,
-                Algorithm::Shm,
-                Algorithm::Hierarchical,
-            ];
-            let copy = match direct.contains(&chosen) {
+            let copy = match !chosen.copies_input() {
                 true => 0.0,
                 false => {
                     let footprint = cost::cost(chosen, p, count, elem).footprint;

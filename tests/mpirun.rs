@@ -433,6 +433,42 @@ fn strategy_invariants_hold_under_mpirun_at_2_to_5_ranks() {
     }
 }
 
+/// The default batch (128) on rank counts that do not divide it, as a new
+/// user would try: synchronous SGD at 3 ranks and the parameter server
+/// with 3 workers (`-n 4 --servers 1`) train to the end.
+#[test]
+fn train_with_the_default_batch_runs_where_the_ranks_do_not_divide_it() {
+    for (ranks, strategy) in [(3, "sync"), (4, "ps:async")] {
+        let out = run_bounded(
+            mpirun(
+                ranks,
+                &ringreduce(),
+                &[
+                    "train",
+                    "--data",
+                    "synthetic",
+                    "--epochs",
+                    "2",
+                    "--strategy",
+                    strategy,
+                ],
+            ),
+            LIMIT,
+        );
+        assert!(
+            out.status.success(),
+            "-n {ranks} {strategy}:\n{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert!(
+            stdout(&out).contains("batch 128"),
+            "-n {ranks} {strategy}: {}",
+            stdout(&out)
+        );
+    }
+}
+
 /// `train --strategy` for gossip and local SGD: the consensus column, the
 /// strategy in the metrics, an exact resume on the same rank count and a
 /// clear refusal on another.

@@ -29,6 +29,7 @@ pub(crate) struct Butterfly;
 impl Schedule for Butterfly {
     const NAME: &'static str = "butterfly";
     const TIE_ORDER: u8 = 1;
+    const COPIES_INPUT: bool = false;
 
     fn cost(zero: Cost, p: u64, k: u64, s: u64) -> Cost {
         let pof2 = largest_power_of_two(p as usize) as u64;
@@ -56,10 +57,18 @@ impl Schedule for Butterfly {
         op: ReduceOp,
         _: Knobs,
     ) -> Result<()> {
-        let buf = data.in_place();
+        // Out of place, the input is sent where it is and the first merge
+        // writes the output from it: no copy in, and the output's lines
+        // are never read by a partner before this rank writes them (a
+        // partner that just read a line makes the write wait for it).
+        let (input, buf) = match data {
+            Buffers::InPlace(buf) => (None, buf),
+            Buffers::OutOfPlace(input, buf) => (Some(input), buf),
+        };
         let mut scratch = Scratch::<T>::new(buf.len());
         let mut fold = Typed {
             rank: comm.rank(),
+            input,
             buf,
             scratch: &mut scratch,
             op,
@@ -143,6 +152,9 @@ pub(crate) fn recursive_doubling<C: Transport + ?Sized, F: Fold>(comm: &C, fold:
 /// The plain all-reduce: a typed buffer and a scratch inbox.
 struct Typed<'a, T: Element> {
     rank: usize,
+    /// An out-of-place call's input until the first merge writes `buf`
+    /// from it: sent in place of `buf` until then.
+    input: Option<&'a [T]>,
     buf: &'a mut [T],
     scratch: &'a mut [T],
     op: ReduceOp,
@@ -156,20 +168,33 @@ impl<T: Element> Typed<'_, T> {
 
 impl<T: Element> Fold for Typed<'_, T> {
     fn outgoing(&self) -> &[u8] {
-        bytemuck::cast_slice(self.buf)
+        bytemuck::cast_slice(self.input.unwrap_or(self.buf))
     }
     fn buffers(&mut self) -> (&[u8], &mut [u8]) {
         (
-            bytemuck::cast_slice(self.buf),
+            bytemuck::cast_slice(self.input.unwrap_or(self.buf)),
             bytemuck::cast_slice_mut(self.scratch),
         )
     }
     fn merge(&mut self, got: usize, from: usize, order: Order) -> Result<()> {
         self.exact(got, from)?;
-        T::reduce(self.op, self.buf, self.scratch, order);
+        match self.input.take() {
+            // op(lower rank's partial, higher rank's): bitwise the copy
+            // followed by `reduce` (`Element::reduce_into`).
+            Some(input) => match order {
+                Order::AccFirst => T::reduce_into(self.op, self.buf, input, self.scratch),
+                Order::SrcFirst => T::reduce_into(self.op, self.buf, self.scratch, input),
+            },
+            None => T::reduce(self.op, self.buf, self.scratch, order),
+        }
         Ok(())
     }
     fn finish(&mut self, p: usize) {
+        if let Some(input) = self.input.take() {
+            // Every rank that finishes merged at least once (p ≥ 2), so
+            // this never copies; it keeps `buf` the result regardless.
+            T::copy(self.buf, input);
+        }
         finish(self.op, self.buf, p);
     }
     fn result(&mut self) -> &mut [u8] {

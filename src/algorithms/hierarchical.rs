@@ -37,6 +37,7 @@ impl Schedule for Hierarchical {
     const NAME: &'static str = "hierarchical";
     const TIE_ORDER: u8 = 6;
     const SHIFTS: bool = true;
+    const COPIES_INPUT: bool = false;
     /// `auto` does not yet weigh node layouts.
     const AUTO: bool = false;
 

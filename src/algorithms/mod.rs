@@ -38,6 +38,11 @@ pub(crate) trait Schedule {
     /// size (each connection carries one direction only), and the cost model
     /// prices it from a calibration of its own when there is one.
     const SHIFTS: bool = false;
+    /// Whether an out-of-place call copies its input into the output
+    /// first; `false`: the schedule reads the input where it is and writes
+    /// the output directly (the benchmark's predictions add the copy only
+    /// for the others).
+    const COPIES_INPUT: bool = true;
 
     /// Rounds, messages, bytes and reduced elements of one call on `p ≥ 2`
     /// ranks with `count ≥ 1` elements of `elem_size` bytes, filled into
@@ -205,6 +210,15 @@ macro_rules! registry {
                 match self {
                     $( Algorithm::$variant => <$module::$ty as Schedule>::SHIFTS, )*
                     Algorithm::Auto => false,
+                }
+            }
+
+            /// Whether an out-of-place call copies its input first (see
+            /// `Schedule::COPIES_INPUT`).
+            pub fn copies_input(self) -> bool {
+                match self {
+                    $( Algorithm::$variant => <$module::$ty as Schedule>::COPIES_INPUT, )*
+                    Algorithm::Auto => true,
                 }
             }
 

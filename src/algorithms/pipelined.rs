@@ -52,6 +52,7 @@ impl Schedule for Pipelined {
     const AUTO: bool = false;
     /// Every segment goes right while the next arrives from the left.
     const SHIFTS: bool = true;
+    const COPIES_INPUT: bool = false;
 
     fn cost(zero: Cost, p: u64, k: u64, s: u64) -> Cost {
         segmented_cost(zero, p, k, s, None)

@@ -26,6 +26,7 @@ impl Schedule for Ring {
     const NAME: &'static str = "ring";
     const TIE_ORDER: u8 = 0;
     const SHIFTS: bool = true;
+    const COPIES_INPUT: bool = false;
 
     fn cost(zero: Cost, p: u64, k: u64, s: u64) -> Cost {
         let q = k / p;

@@ -38,6 +38,7 @@ impl Schedule for Shm {
     const TIE_ORDER: u8 = 5;
     /// Not yet a candidate: `auto` does not know yet whether the ranks share a node.
     const AUTO: bool = false;
+    const COPIES_INPUT: bool = false;
 
     fn cost(zero: Cost, p: u64, k: u64, s: u64) -> Cost {
         let shape = Shape::DEFAULT;
