@@ -78,6 +78,15 @@ up() {
   [ -z "$(hosts)" ] && ! ip link show "$BRIDGE" >/dev/null 2>&1 \
     || die "a cluster is already up ($(hosts | tr '\n' ' ')); run 'scripts/cluster.sh down' first"
   command -v mpirun >/dev/null || die "mpirun not found (run scripts/setup.sh)"
+  if [ -n "$delay" ]; then
+    # netem is a kernel module some kernels lack (CONFIG_NET_SCH_NETEM):
+    # find out in a namespace of its own before anything is made.
+    local probe=${PREFIX}-probe$$ ok=0
+    ip netns add "$probe"
+    ip netns exec "$probe" tc qdisc add dev lo root netem delay 1ms 2>/dev/null && ok=1
+    ip netns delete "$probe"
+    [ "$ok" = 1 ] || die "--delay needs the kernel's netem qdisc (sch_netem, CONFIG_NET_SCH_NETEM), which this kernel ($(uname -r)) does not have"
+  fi
   trap 'echo "cluster.sh: up failed; removing what it made" >&2; down' ERR
 
   mkdir -p "$STATE"
