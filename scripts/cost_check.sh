@@ -42,7 +42,8 @@ echo "# $setting" >&2
 algos=$(algorithms | grep -vx shm | paste -sd,)
 
 out=$(mktemp)
-trap 'rm -f "$out" "$out".*' EXIT
+# One EXIT trap for both: launch.sh's brings the cluster down.
+trap 'rm -f "$out" "$out".*; if [ -n "$cluster" ]; then scripts/cluster.sh down >/dev/null; fi' EXIT
 for run in $(seq "$runs"); do
   echo "# run $run of $runs" >&2
   "${launch[@]}" "$bin" bench --calibrate --predict --format csv \
