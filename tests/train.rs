@@ -146,12 +146,18 @@ fn bad_settings_and_divergence_are_errors() {
             opt.fit(&t, &model, &mut params, &train, None, |_| {})
         })
     };
-    let not_divisible = run(3, SyncSgd::builder().batch(10).build().unwrap(), train.clone());
-    assert!(not_divisible[0]
-        .as_ref()
-        .unwrap_err()
-        .to_string()
-        .contains("not divisible by 3 ranks"));
+    let too_small = run(3, SyncSgd::builder().batch(2).build().unwrap(), train.clone());
+    for r in &too_small {
+        let e = r.as_ref().unwrap_err().to_string();
+        assert!(e.contains("leaves some of the 3 ranks without an example"), "{e}");
+    }
+    // A batch the rank count does not divide trains (uneven shares).
+    let uneven = run(
+        3,
+        SyncSgd::builder().batch(10).epochs(1).build().unwrap(),
+        train.clone(),
+    );
+    assert!(uneven.iter().all(|r| r.is_ok()));
     let too_big = run(1, SyncSgd::builder().batch(1000).build().unwrap(), train.clone());
     assert!(too_big[0].is_err());
     assert!(SyncSgd::builder().lr(-1.0).build().is_err());

@@ -338,7 +338,7 @@ impl<S: Strategy> Trainer<S> {
     /// rank; print on rank 0). Collective over `group`.
     ///
     /// # Errors
-    /// A global batch the batch source refuses (not divisible by the rank
+    /// A global batch the batch source refuses (smaller than the rank
     /// count, larger than the data set), a model whose input width differs
     /// from the data's, a non-finite loss or gradient ([`Error::NonFinite`],
     /// naming epoch, step and the first rank), a checkpoint that cannot be
