@@ -425,12 +425,11 @@ fn time_one<T: VerifyElement, C: Transport>(
             // agreement too.
             let checked = matches!(subject, Subject::Ours(_)) && settings.checks.mismatch;
             let model = cost::predict_call(chosen, p, count, elem, &tuning.params, checked);
-            let copy = match !chosen.copies_input() {
-                true => 0.0,
-                false => {
-                    let footprint = cost::cost(chosen, p, count, elem).footprint;
-                    tuning.params.copy_time(bytes, footprint.saturating_add(bytes))
-                }
+            let copy = if chosen.copies_input() {
+                let footprint = cost::cost(chosen, p, count, elem).footprint;
+                tuning.params.copy_time(bytes, footprint.saturating_add(bytes))
+            } else {
+                0.0
             };
             let predicted = (model + copy) * 1e6;
             (name, Some(predicted))

@@ -195,12 +195,17 @@ impl CostParams {
     /// matter and the size's own line is used.
     pub fn round_time(&self, bytes: u64, footprint: u64, kind: Round) -> f64 {
         let lines = self.lines_for(kind);
-        let alpha = pick(lines, bytes).alpha;
+        pick(lines, bytes).alpha + bytes as f64 * self.beta(bytes, footprint, kind)
+    }
+
+    /// The β of a round of `kind` moving `bytes` in a call whose working
+    /// set is `footprint` (see [`round_time`](Self::round_time)).
+    fn beta(&self, bytes: u64, footprint: u64, kind: Round) -> f64 {
         let wide = match self.memory {
             Some(_) => bytes.max(footprint / 3),
             None => bytes,
         };
-        alpha + bytes as f64 * pick(lines, wide).beta
+        pick(self.lines_for(kind), wide).beta
     }
 
     /// The lines that price rounds of `kind`.
@@ -369,11 +374,7 @@ impl Cost {
     /// segments) is held to the streaming rate by this floor. Schedules of
     /// exchanges already pay at least this in their rounds.
     fn streaming_time(&self, params: &CostParams, kind: Round, message: u64) -> f64 {
-        let wide = match params.memory {
-            Some(_) => message.max(self.footprint / 3),
-            None => message,
-        };
-        self.bytes_sent as f64 * pick(params.lines_for(kind), wide).beta
+        self.bytes_sent as f64 * params.beta(message, self.footprint, kind)
     }
 }
 

@@ -190,11 +190,9 @@ impl<T: Element> Fold for Typed<'_, T> {
         Ok(())
     }
     fn finish(&mut self, p: usize) {
-        if let Some(input) = self.input.take() {
-            // Every rank that finishes merged at least once (p ≥ 2), so
-            // this never copies; it keeps `buf` the result regardless.
-            T::copy(self.buf, input);
-        }
+        // Every rank that finishes merged at least once (p ≥ 2), which
+        // took the input: `buf` holds the result.
+        debug_assert!(self.input.is_none());
         finish(self.op, self.buf, p);
     }
     fn result(&mut self) -> &mut [u8] {
