@@ -30,8 +30,11 @@ has() { command -v "$1" >/dev/null 2>&1; }
 have_mpi() { has mpirun && { has mpicc || pkg-config --exists ompi 2>/dev/null || pkg-config --exists mpich 2>/dev/null; }; }
 have_libclang() {
   [ -n "${LIBCLANG_PATH:-}" ] && return 0
-  ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so' && return 0
-  compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null || compgen -G '/usr/lib*/libclang*.so*' >/dev/null
+  # libclang.so or libclang-14.so.1, not libclang-cpp (another library,
+  # which other packages pull in without libclang).
+  ldconfig -p 2>/dev/null | grep -Eq '^\s*libclang(-[0-9.]+)?\.so' && return 0
+  compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null || compgen -G '/usr/lib/llvm-*/lib/libclang-[0-9]*.so*' >/dev/null ||
+    compgen -G '/usr/lib*/libclang.so*' >/dev/null || compgen -G '/usr/lib*/libclang-[0-9]*.so*' >/dev/null
 }
 have_mpich() { has mpirun.mpich && pkg-config --exists mpich 2>/dev/null; }
 

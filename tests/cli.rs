@@ -807,6 +807,19 @@ fn straggler_factors_are_bounded() {
     }
 }
 
+/// An evaluation interval of 0 steps is one line, on `train` and `compare`.
+#[test]
+fn evaluating_every_zero_steps_is_refused() {
+    let compare = ["compare", "--strategies", "sync:ring", "--out", "/tmp/x.csv"];
+    for cmd in [&["train"][..], &compare] {
+        bad_input(
+            &[cmd, &["--eval-every", "0"]].concat(),
+            "evaluating every 0 steps",
+        );
+        bad_input(&[cmd, &["--eval-every", "x"]].concat(), "--eval-every");
+    }
+}
+
 /// A two-epoch run's checkpoint in a fresh directory, and the arguments
 /// that train (`--epochs` appended by the caller) with it.
 fn checkpointed_run(tag: &str) -> (std::path::PathBuf, std::path::PathBuf, Vec<String>) {

@@ -665,6 +665,8 @@ fn compare_writes_and_plots_the_parameter_servers_staleness() {
         "sync:ring",
         "ps:ssp=0",
         "ps:async",
+        "--eval-every",
+        "40",
         "--out",
         out.to_str().unwrap(),
         "--plot-dir",
@@ -672,6 +674,26 @@ fn compare_writes_and_plots_the_parameter_servers_staleness() {
     ];
     let run = run_bounded(mpirun(4, &ringreduce(), &args), LIMIT);
     assert!(run.status.success(), "{}\n{}", stdout(&run), stderr(&run));
+    // Every strategy scored at steps 40, 80, 120 and 160 besides the
+    // epochs' ends (100 steps each); the bytes of a step are the same at
+    // every step, so 40 steps into an epoch are 40 % of its bytes.
+    let text = std::fs::read_to_string(&out).unwrap();
+    for name in ["sync:ring", "ps:ssp=0", "ps:async"] {
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|r| r[0] == name)
+            .collect();
+        let steps: Vec<&str> = rows.iter().map(|r| r[9]).collect();
+        assert_eq!(steps, ["40", "80", "100", "120", "160", "200"], "{text}");
+        let bytes = |i: usize| rows[i][4].parse::<u64>().unwrap();
+        assert!(rows[0][6].is_empty() && !rows[2][6].is_empty(), "{text}");
+        assert_eq!(
+            (bytes(0) * 5, bytes(3) - bytes(2)),
+            (bytes(2) * 2, bytes(0) / 2),
+            "{text}"
+        );
+    }
     let text = std::fs::read_to_string(dir.join("c-staleness.csv")).unwrap();
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("strategy,epoch,staleness,updates"));

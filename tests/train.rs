@@ -468,3 +468,130 @@ fn adam_and_a_stateful_strategy_resume_exactly() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Visits the examples in their order every epoch, rank r of p taking
+/// the r-th of p equal slices of each global batch: a run on the first
+/// k·B examples is the first k steps of a run on all of them.
+#[derive(Debug)]
+struct InOrder;
+
+impl ringreduce::train::BatchSource for InOrder {
+    fn check(&self, batch: usize, n: usize, p: usize) -> ringreduce::Result<()> {
+        assert!(batch.is_multiple_of(p) && batch <= n, "a test setting");
+        Ok(())
+    }
+    fn steps(&self, batch: usize, n: usize, _p: usize) -> usize {
+        n / batch
+    }
+    fn order(&self, _seed: u64, _epoch: usize, n: usize, _p: usize) -> Vec<usize> {
+        (0..n).collect()
+    }
+    fn local<'a>(&self, order: &'a [usize], batch: usize, step: usize, rank: usize, p: usize) -> &'a [usize] {
+        let at = step * batch + rank * (batch / p);
+        &order[at..at + batch / p]
+    }
+}
+
+#[test]
+fn an_evaluation_within_an_epoch_scores_the_parameters_of_its_step() {
+    use ringreduce::train::{Dataset, Plan};
+    let (batch, steps) = (8, 6);
+    let all = data::synthetic(batch * steps, 4, 3, 21);
+    let test = data::synthetic(90, 4, 3, 22);
+    let model = Mlp::new(vec![4, 8, 3]).unwrap();
+    let first = |k: usize| Dataset {
+        features: all.features[..k * batch * all.dim].to_vec(),
+        labels: all.labels[..k * batch].to_vec(),
+        ..all.clone()
+    };
+    // Local SGD's replicas differ at step 4 (the last average was at 3):
+    // the point scores their average and measures their distance.
+    for (spec, p) in [("sync:ring", 2), ("local:tau=3", 2), ("ps:ssp=0", 3)] {
+        let plan: Plan = spec.parse().unwrap();
+        let fit = |d: &Dataset, every: Option<usize>| {
+            let t = SyncSgd::builder()
+                .batch(batch)
+                .lr(0.3)
+                .epochs(1)
+                .seed(4)
+                .batches(InOrder)
+                .eval_every(every)
+                .build()
+                .unwrap();
+            let model = &model;
+            let out = Group::local(p, |g| {
+                let mut params = t.init_params(model);
+                let epochs = plan.fit(&t, &g, model, &mut params, d, Some(&test), |_| {});
+                (epochs.unwrap(), params)
+            });
+            assert!(out.iter().all(|o| o == &out[0]), "{spec}: ranks disagree");
+            out.into_iter().next().unwrap()
+        };
+        let (whole, params) = fit(&all, Some(2));
+        // Scoring within the epoch leaves the training as it was.
+        assert_eq!(params, fit(&all, None).1, "{spec}");
+        let m = &whole[0].metrics;
+        // Step 6 ends the epoch: its row scores it, not a point.
+        let at: Vec<usize> = m.evals.iter().map(|e| e.step).collect();
+        assert_eq!(at, [2, 4], "{spec}");
+        for point in &m.evals {
+            let (short, _) = fit(&first(point.step), None);
+            let end = &short[0].metrics;
+            assert_eq!(
+                Some(point.test_accuracy),
+                end.test_accuracy,
+                "{spec} at {}",
+                point.step
+            );
+            assert!(
+                point.epoch_secs > 0.0 && point.epoch_secs < m.epoch_secs,
+                "{spec}"
+            );
+            // A shorter run of local SGD averages at its last step.
+            if !spec.starts_with("local") {
+                assert_eq!(point.consensus_distance, end.consensus_distance, "{spec}");
+                assert_eq!(point.allreduce_bytes, end.allreduce_bytes, "{spec}");
+            }
+        }
+        if spec.starts_with("local") {
+            // Averaged at step 3 and 6: none by step 2, half by step 4.
+            let [two, four] = &m.evals[..] else { unreachable!() };
+            assert!(two.consensus_distance.unwrap() > 0.0 && four.consensus_distance.unwrap() > 0.0);
+            assert_eq!(
+                (two.allreduce_bytes, 2 * four.allreduce_bytes),
+                (0, m.allreduce_bytes)
+            );
+        }
+        // Each point's scoring is counted apart from the strategy's bytes.
+        let once = fit(&all, None).0[0].metrics.scoring_bytes;
+        assert!(
+            once > 0 && m.scoring_bytes == 3 * once,
+            "{spec}: {} vs {once}",
+            m.scoring_bytes
+        );
+    }
+}
+
+#[test]
+fn evaluating_every_zero_steps_or_without_a_held_out_set_is_refused() {
+    let e = SyncSgd::builder()
+        .eval_every(Some(0))
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("evaluating every 0 steps"), "{e}");
+    let train = data::synthetic(48, 4, 3, 1);
+    let model = Mlp::new(vec![4, 3]).unwrap();
+    let t = SyncSgd::builder().batch(8).eval_every(Some(2)).build().unwrap();
+    let e = Group::local(2, |g| {
+        let mut params = t.init_params(&model);
+        t.fit(&g, &model, &mut params, &train, None, |_| {})
+            .unwrap_err()
+            .to_string()
+    });
+    assert!(
+        e[0].contains("evaluating every 2 steps needs a held-out set"),
+        "{}",
+        e[0]
+    );
+}

@@ -54,6 +54,7 @@ pub fn run(o: Args) -> ExitCode {
                 format!("{} is not an accuracy in [0, 1]", o.target_acc),
             ));
         }
+        o.recipe.builder().build()?;
         writable(&o.out).map_err(|e| bad("--out", format!("{}: {e}", o.out.display())))?;
         if let Some(dir) = &o.plot {
             if !dir.is_dir() {
@@ -186,6 +187,16 @@ fn run_one(
     let fitted = plan.fit(&trainer, group, model, &mut params, train, Some(test), |e| {
         epochs.push(e.clone());
         if root {
+            for point in &e.metrics.evals {
+                println!(
+                    "{name:<34} epoch {:>3}  step {}  acc {:.4}  {:.3} s  {:.1} MB sent",
+                    e.metrics.epoch,
+                    point.step,
+                    point.test_accuracy,
+                    point.epoch_secs,
+                    point.allreduce_bytes as f64 / 1e6
+                );
+            }
             println!("{}", epoch_line(&name, e));
         }
     });

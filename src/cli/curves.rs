@@ -10,8 +10,14 @@ use ringreduce::plot::{Chart, Series};
 use ringreduce::train::EpochMetrics;
 use ringreduce::Error;
 
-/// The CSV's header: the strategy's spelling first.
-pub const HEADER: &str =
+/// The CSV's header: the strategy's spelling first. Rows without a
+/// `train_loss` are evaluations within an epoch (`--eval-every`);
+/// `scoring_bytes` is what the busiest rank sent to score, cumulative,
+/// on the epochs' rows.
+pub const HEADER: &str = "strategy,epoch,ranks,wall_secs,bytes_sent,rounds,train_loss,test_accuracy,consensus_distance,step,scoring_bytes";
+/// The header before the evaluations within epochs (still read; every
+/// header starts with it).
+pub const HEADER_V1: &str =
     "strategy,epoch,ranks,wall_secs,bytes_sent,rounds,train_loss,test_accuracy,consensus_distance";
 
 /// One strategy's run: its epochs with cumulative time, bytes and rounds.
@@ -27,38 +33,86 @@ pub struct Curve {
     pub staleness: Vec<Vec<u64>>,
 }
 
+/// A point of a curve: an evaluation within an epoch or an epoch's end,
+/// with the run's seconds, bytes and rounds up to it.
+struct At<'a> {
+    secs: f64,
+    bytes: u64,
+    rounds: u64,
+    /// Bytes spent scoring up to the end of this point's epoch.
+    scoring: u64,
+    epoch: usize,
+    step: usize,
+    accuracy: Option<f64>,
+    consensus: Option<f64>,
+    /// The epoch's metrics, at an epoch's end.
+    end: Option<&'a EpochMetrics>,
+}
+
 impl Curve {
-    /// (epoch, cumulative seconds, cumulative bytes, cumulative rounds, metrics).
-    fn cumulative(&self) -> impl Iterator<Item = (f64, u64, u64, &EpochMetrics)> {
-        let (mut t, mut b, mut r) = (0.0, 0u64, 0u64);
-        self.epochs.iter().map(move |m| {
-            t += m.epoch_secs;
-            b += m.allreduce_bytes;
-            r += m.rounds;
-            (t, b, r, m)
-        })
+    /// Every evaluation in order, with cumulative seconds, bytes and rounds.
+    fn cumulative(&self) -> Vec<At<'_>> {
+        let (mut t, mut b, mut r, mut scoring) = (0.0, 0u64, 0u64, 0u64);
+        let mut out = Vec::new();
+        for m in &self.epochs {
+            scoring += m.scoring_bytes;
+            for e in &m.evals {
+                out.push(At {
+                    secs: t + e.epoch_secs,
+                    bytes: b + e.allreduce_bytes,
+                    rounds: r + e.rounds,
+                    scoring,
+                    epoch: m.epoch,
+                    step: e.step,
+                    accuracy: Some(e.test_accuracy),
+                    consensus: e.consensus_distance,
+                    end: None,
+                });
+            }
+            (t, b, r) = (t + m.epoch_secs, b + m.allreduce_bytes, r + m.rounds);
+            out.push(At {
+                secs: t,
+                bytes: b,
+                rounds: r,
+                scoring,
+                epoch: m.epoch,
+                step: m.step,
+                accuracy: m.test_accuracy,
+                consensus: m.consensus_distance,
+                end: Some(m),
+            });
+        }
+        out
     }
 
-    /// Seconds and bytes when the accuracy first reached `target`.
-    fn to_target(&self, target: f64) -> Option<(f64, u64, usize)> {
+    /// The first evaluation whose accuracy reached `target`.
+    fn to_target(&self, target: f64) -> Option<At<'_>> {
         self.cumulative()
-            .find(|(_, _, _, m)| m.test_accuracy.is_some_and(|a| a >= target))
-            .map(|(t, b, _, m)| (t, b, m.epoch))
+            .into_iter()
+            .find(|a| a.accuracy.is_some_and(|a| a >= target))
     }
 }
 
 pub fn csv(curves: &[Curve], ranks: usize) -> String {
     let mut out = format!("{HEADER}\n");
+    let opt = |x: Option<f64>| x.map_or(String::new(), |x| x.to_string());
     for c in curves {
-        for (t, b, r, m) in c.cumulative() {
+        for a in c.cumulative() {
+            let (loss, scoring) = match a.end {
+                Some(m) => (m.train_loss.to_string(), a.scoring.to_string()),
+                None => (String::new(), String::new()),
+            };
             let _ = writeln!(
                 out,
-                "{},{},{ranks},{t},{b},{r},{},{},{}",
+                "{},{},{ranks},{},{},{},{loss},{},{},{},{scoring}",
                 ringreduce::train::log::csv_field(&c.name),
-                m.epoch,
-                m.train_loss,
-                m.test_accuracy.map_or(String::new(), |a| a.to_string()),
-                m.consensus_distance.map_or(String::new(), |d| d.to_string())
+                a.epoch,
+                a.secs,
+                a.bytes,
+                a.rounds,
+                opt(a.accuracy),
+                opt(a.consensus),
+                a.step,
             );
         }
     }
@@ -68,10 +122,13 @@ pub fn csv(curves: &[Curve], ranks: usize) -> String {
 /// The summary table; the consensus column is the largest distance at
 /// the end of an epoch (the last step of a run averages it to 0); KB_step
 /// is what the busiest rank sends per step; enc% and dec% are the shares
-/// of the training time spent encoding and decoding.
+/// of the training time spent encoding and decoding; score_MB is what
+/// the busiest rank sent to score (apart from the strategy's bytes). The
+/// time to the target names the epoch whose end reached it, or the step
+/// of an evaluation within an epoch (`--eval-every`).
 pub fn table(curves: &[Curve], target: f64) -> String {
     let mut out = format!(
-        "{:<34} {:>6} {:>14} {:>12} {:>9} {:>8} {:>9} {:>11} {:>8} {:>5} {:>5} {:>13}\n",
+        "{:<34} {:>6} {:>18} {:>12} {:>9} {:>8} {:>9} {:>11} {:>8} {:>5} {:>5} {:>8} {:>13}\n",
         "strategy",
         "epochs",
         format!("s_to_{target}"),
@@ -83,20 +140,36 @@ pub fn table(curves: &[Curve], target: f64) -> String {
         "KB_step",
         "enc%",
         "dec%",
+        "score_MB",
         "max_consensus"
     );
     for c in curves {
-        let last = c.cumulative().last();
-        let (t, b, _, m) = match (last, &c.stopped) {
-            (Some(x), _) => x,
-            (None, Some(why)) => {
+        let points = c.cumulative();
+        let (t, b, scoring, m) = match (points.last(), &c.stopped) {
+            (
+                Some(At {
+                    secs,
+                    bytes,
+                    scoring,
+                    end: Some(m),
+                    ..
+                }),
+                _,
+            ) => (*secs, *bytes, *scoring, *m),
+            (_, Some(why)) => {
                 let _ = writeln!(out, "{:<34} {why}", c.name);
                 continue;
             }
-            (None, None) => continue,
+            _ => continue,
         };
         let (tt, bt) = match c.to_target(target) {
-            Some((tt, bt, e)) => (format!("{tt:.2} (ep {e})"), format!("{:.1}", bt as f64 / 1e6)),
+            Some(a) => (
+                match a.end {
+                    Some(_) => format!("{:.2} (ep {})", a.secs, a.epoch),
+                    None => format!("{:.2} (step {})", a.secs, a.step),
+                },
+                format!("{:.1}", a.bytes as f64 / 1e6),
+            ),
             None => ("not reached".to_string(), "-".to_string()),
         };
         let share = |f: fn(&EpochMetrics) -> f64| {
@@ -105,7 +178,7 @@ pub fn table(curves: &[Curve], target: f64) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<34} {:>6} {:>14} {:>12} {:>9} {:>8.2} {:>9.1} {:>11.1} {:>8.1} {:>5.1} {:>5.1} {:>13}",
+            "{:<34} {:>6} {:>18} {:>12} {:>9} {:>8.2} {:>9.1} {:>11.1} {:>8.1} {:>5.1} {:>5.1} {:>8.2} {:>13}",
             c.name,
             m.epoch,
             tt,
@@ -117,6 +190,7 @@ pub fn table(curves: &[Curve], target: f64) -> String {
             b as f64 / 1e3 / m.step.max(1) as f64,
             share(|m| m.encode_secs),
             share(|m| m.decode_secs),
+            scoring as f64 / 1e6,
             c.epochs
                 .iter()
                 .filter_map(|m| m.consensus_distance)
@@ -147,12 +221,12 @@ pub fn points(curves: &[Curve]) -> Vec<Point> {
     curves
         .iter()
         .flat_map(|c| {
-            c.cumulative().filter_map(|(secs, bytes, _, m)| {
+            c.cumulative().into_iter().filter_map(|a| {
                 Some(Point {
                     strategy: c.name.clone(),
-                    secs,
-                    bytes,
-                    accuracy: m.test_accuracy?,
+                    secs: a.secs,
+                    bytes: a.bytes,
+                    accuracy: a.accuracy?,
                 })
             })
         })
@@ -169,9 +243,10 @@ pub fn parse_points(text: &str) -> ringreduce::Result<Vec<Point>> {
         reason,
     };
     let mut lines = text.lines();
-    if lines.next() != Some(HEADER) {
+    let header = lines.next().filter(|h| [HEADER, HEADER_V1].contains(h));
+    let Some(header) = header else {
         return Err(bad("not a `ringreduce compare` file".into()));
-    }
+    };
     let mut out = Vec::new();
     for (i, line) in lines.enumerate() {
         let f = ringreduce::train::log::csv_fields(line);
@@ -179,7 +254,7 @@ pub fn parse_points(text: &str) -> ringreduce::Result<Vec<Point>> {
             f[k].parse()
                 .map_err(|_| bad(format!("line {}: `{}` is not a number", i + 2, f[k])))
         };
-        if f.len() != HEADER.split(',').count() {
+        if f.len() != header.split(',').count() {
             return Err(bad(format!("line {}: {} fields", i + 2, f.len())));
         }
         if f[7].is_empty() {

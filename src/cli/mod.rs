@@ -78,6 +78,11 @@ pub struct Recipe {
     /// its compute time after each gradient): a straggler.
     #[arg(long, value_name = "RANK:FACTOR", value_parser = straggler)]
     pub straggler: Option<(usize, f64)>,
+    /// Also score the held-out set every STEPS steps, not only at each
+    /// epoch's end, so time and bytes to an accuracy are known to the
+    /// step (the scoring's time is left out, its bytes reported apart).
+    #[arg(long, value_name = "STEPS")]
+    pub eval_every: Option<usize>,
 }
 
 /// The long help of `--strategy`: every registered spelling, then the
@@ -117,6 +122,7 @@ impl Recipe {
             .epochs(self.epochs)
             .seed(self.seed)
             .straggler(self.straggler)
+            .eval_every(self.eval_every)
     }
 }
 

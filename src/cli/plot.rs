@@ -107,7 +107,7 @@ fn png_and_svg(
 pub fn run(args: Args) -> ExitCode {
     let drawn = (|| -> ringreduce::Result<Vec<PathBuf>> {
         let first = read(&args.csv[0])?;
-        if first.starts_with(super::curves::HEADER) {
+        if first.starts_with(super::curves::HEADER_V1) {
             let mut points = Vec::new();
             for path in &args.csv {
                 let text = if points.is_empty() {

@@ -3,7 +3,7 @@
 
 use ringreduce::bench::Row;
 use ringreduce::cost::{Cost, CostParams};
-use ringreduce::train::EpochMetrics;
+use ringreduce::train::{EpochMetrics, EvalPoint};
 use ringreduce::DType;
 
 use super::Format;
@@ -281,6 +281,23 @@ pub fn epoch_header(accuracy: Option<&str>, consensus: bool) -> String {
     let acc = accuracy.map_or(String::new(), |a| format!("  {a:>8}"));
     let cons = if consensus { "  consensus" } else { "" };
     format!("epoch  train_loss{acc}  epoch_s  samples/s  allreduce_share  allreduced_MB{cons}")
+}
+
+/// An evaluation within epoch `epoch` (`--eval-every`), in
+/// [`epoch_header`]'s columns: the step where the loss goes, the
+/// epoch's seconds and bytes so far.
+pub fn eval_row(epoch: usize, e: &EvalPoint) -> String {
+    format!(
+        "{epoch:>5}  {:>10}  {:>8.4}  {:>7.3}  {:>9}  {:>15}  {:>13.1}",
+        format!("step {}", e.step),
+        e.test_accuracy,
+        e.epoch_secs,
+        "",
+        "",
+        e.allreduce_bytes as f64 / 1e6
+    ) + &e
+        .consensus_distance
+        .map_or(String::new(), |d| format!("  {d:>9.3e}"))
 }
 
 /// One per-epoch training line, columns as [`epoch_header`].

@@ -10,7 +10,7 @@ use ringreduce::train::{
 };
 use ringreduce::{Algorithm, Error};
 
-use super::report::{epoch_header, epoch_row};
+use super::report::{epoch_header, epoch_row, eval_row};
 use super::watch::{describe, histogram, short_name, Watch};
 use super::{fail, on_world_at, one, writable};
 
@@ -183,6 +183,9 @@ fn train(o: &Args, plan: &Plan, recipe: Trainer, group: &ringreduce::Group<ringr
             return;
         }
         let m = &e.metrics;
+        for point in &m.evals {
+            watch.progress.println(&eval_row(m.epoch, point));
+        }
         watch.progress.println(&epoch_row(m));
         if !e.staleness.is_empty() {
             watch

@@ -3,11 +3,18 @@
 //! (fields a row does not have are empty).
 //!
 //! ```text
-//! epoch,step,ranks,strategy,train_loss_step,train_loss,test_accuracy,epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes,rounds,consensus_distance,encode_secs,decode_secs,compute_secs,comm_secs
-//! 1,50,2,sync:ring,0.9132,,,,,,,,,,,,
-//! 1,100,2,sync:ring,0.4410,,,,,,,,,,,,
-//! 1,100,2,sync:ring,,0.6771,0.9460,0.412,14563.1,0.051,20428800,200,,0,0,0.301,0.062
+//! epoch,step,ranks,strategy,train_loss_step,train_loss,test_accuracy,epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes,rounds,consensus_distance,encode_secs,decode_secs,compute_secs,comm_secs,scoring_bytes
+//! 1,50,2,sync:ring,0.9132,,,,,,,,,,,,,
+//! 1,100,2,sync:ring,0.4410,,,,,,,,,,,,,
+//! 1,50,2,sync:ring,,,0.8921,0.205,,,10214400,100,,,,,,
+//! 1,100,2,sync:ring,,0.6771,0.9460,0.412,14563.1,0.051,20428800,200,,0,0,0.301,0.062,32
 //! ```
+//!
+//! A row with an accuracy but neither loss, just before its epoch's row,
+//! is an evaluation within the epoch ([`TrainerBuilder::eval_every`](super::TrainerBuilder::eval_every)):
+//! its `epoch_secs`, `allreduce_bytes` and `rounds` are the epoch's so far.
+//! `scoring_bytes` is what the busiest rank sent to score the epoch (its
+//! evaluations included), apart from the strategy's `allreduce_bytes`.
 //!
 //! `allreduce_secs` is the time the loop waited for communication;
 //! `comm_secs` the time communication took, hidden or not (they differ
@@ -24,7 +31,7 @@
 
 use std::path::Path;
 
-use super::trainer::EpochMetrics;
+use super::trainer::{EpochMetrics, EvalPoint};
 use crate::error::{Error, Result};
 
 /// `field` as one CSV field: quoted (quotes doubled) when it holds a
@@ -109,7 +116,9 @@ pub struct MetricsLog {
 }
 
 const BEFORE: &str = "epoch,step,ranks,strategy,train_loss_step,train_loss";
-const AFTER: &str = "epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes,rounds,consensus_distance,encode_secs,decode_secs,compute_secs,comm_secs";
+const AFTER: &str = "epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes,rounds,consensus_distance,encode_secs,decode_secs,compute_secs,comm_secs,scoring_bytes";
+/// The header's end before the scoring bytes were logged (still read).
+const AFTER_V4: &str = "epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes,rounds,consensus_distance,encode_secs,decode_secs,compute_secs,comm_secs";
 /// The header's end before the compute and communication times were logged (still read).
 const AFTER_V3: &str =
     "epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes,rounds,consensus_distance,encode_secs,decode_secs";
@@ -197,16 +206,30 @@ impl MetricsLog {
             let s = csv_field(strategy);
             match row {
                 Row::Step { epoch, step, loss } => {
-                    csv += &format!("{epoch},{step},{p},{s},{loss},{}\n", ",".repeat(10 + acc_cols));
+                    csv += &format!("{epoch},{step},{p},{s},{loss},{}\n", ",".repeat(11 + acc_cols));
                 }
                 Row::Epoch(m) => {
+                    // The evaluations within the epoch first: rows with an
+                    // accuracy but neither loss (they need the column).
+                    for e in m.evals.iter().filter(|_| acc_cols == 1) {
+                        csv += &format!(
+                            "{},{},{p},{s},,,{},{},,,{},{},{},,,,,\n",
+                            m.epoch,
+                            e.step,
+                            e.test_accuracy,
+                            e.epoch_secs,
+                            e.allreduce_bytes,
+                            e.rounds,
+                            e.consensus_distance.map_or(String::new(), |d| d.to_string()),
+                        );
+                    }
                     let acc = match (acc_cols, m.test_accuracy) {
                         (0, _) => String::new(),
                         (_, Some(a)) => format!("{a},"),
                         (_, None) => ",".into(),
                     };
                     csv += &format!(
-                        "{},{},{p},{s},,{},{acc}{},{},{},{},{},{},{},{},{},{}\n",
+                        "{},{},{p},{s},,{},{acc}{},{},{},{},{},{},{},{},{},{},{}\n",
                         m.epoch,
                         m.step,
                         m.train_loss,
@@ -220,6 +243,7 @@ impl MetricsLog {
                         m.decode_secs,
                         m.compute_secs,
                         m.comm_secs,
+                        m.scoring_bytes,
                     );
                 }
             }
@@ -261,10 +285,11 @@ impl MetricsLog {
         let mut lines = text.lines();
         let header = lines.next().unwrap_or("");
         // Columns after allreduce_bytes: none (v1), rounds and consensus
-        // (v2), the encode and decode times (v3), and the compute and
-        // communication times (now).
+        // (v2), the encode and decode times (v3), the compute and
+        // communication times (v4), and the scoring bytes (now).
         let extra = match () {
-            _ if header.ends_with(AFTER) => 6,
+            _ if header.ends_with(AFTER) => 7,
+            _ if header.ends_with(AFTER_V4) => 6,
             _ if header.ends_with(AFTER_V3) => 4,
             _ if header.ends_with(AFTER_V2) => 2,
             _ => 0,
@@ -273,6 +298,7 @@ impl MetricsLog {
             .strip_prefix(BEFORE)
             .and_then(|rest| {
                 rest.strip_suffix(AFTER)
+                    .or_else(|| rest.strip_suffix(AFTER_V4))
                     .or_else(|| rest.strip_suffix(AFTER_V3))
                     .or_else(|| rest.strip_suffix(AFTER_V2))
                     .or_else(|| rest.strip_suffix(AFTER_V1))
@@ -292,6 +318,8 @@ impl MetricsLog {
             })?;
         let mut log = MetricsLog::new(0, "", accuracy);
         let fields = 10 + usize::from(accuracy.is_some()) + extra;
+        // Evaluations within an epoch, until its row.
+        let mut evals = Vec::new();
         for (i, line) in lines.enumerate() {
             let n = i + 2;
             let owned = csv_fields(line);
@@ -306,9 +334,28 @@ impl MetricsLog {
                 s.parse()
                     .map_err(|_| bad(format!("line {n}: {name} `{s}` is not a number")))
             }
+            // A column of later versions: 0 where the file has none.
+            fn or_zero<T: std::str::FromStr + Default>(s: Option<&&str>, n: usize, name: &str) -> Result<T> {
+                s.map_or(Ok(T::default()), |s| num(s, n, name))
+            }
+            // A field rows may leave empty.
+            fn maybe(s: Option<&&str>, n: usize, name: &str) -> Result<Option<f64>> {
+                s.filter(|s| !s.is_empty()).map(|s| num(s, n, name)).transpose()
+            }
             let (epoch, step) = (num(f[0], n, "epoch")?, num(f[1], n, "step")?);
             (log.ranks, log.strategy) = (num(f[2], n, "ranks")?, f[3].to_string());
-            let row = if f[4].is_empty() {
+            let row = if let (true, true, Some(name)) = (f[4].is_empty(), f[5].is_empty(), accuracy) {
+                let rest = &f[7..];
+                evals.push(EvalPoint {
+                    step,
+                    test_accuracy: num(f[6], n, name)?,
+                    epoch_secs: num(rest[0], n, "epoch_secs")?,
+                    allreduce_bytes: num(rest[3], n, "allreduce_bytes")?,
+                    rounds: or_zero(rest.get(4), n, "rounds")?,
+                    consensus_distance: maybe(rest.get(5), n, "consensus_distance")?,
+                });
+                continue;
+            } else if f[4].is_empty() {
                 let rest = &f[6 + usize::from(accuracy.is_some())..];
                 Row::Epoch(EpochMetrics {
                     epoch,
@@ -321,31 +368,15 @@ impl MetricsLog {
                     epoch_secs: num(rest[0], n, "epoch_secs")?,
                     samples_per_sec: num(rest[1], n, "samples_per_sec")?,
                     allreduce_secs: num(rest[2], n, "allreduce_secs")?,
-                    encode_secs: match rest.get(6) {
-                        Some(s) => num(s, n, "encode_secs")?,
-                        None => 0.0,
-                    },
-                    decode_secs: match rest.get(7) {
-                        Some(s) => num(s, n, "decode_secs")?,
-                        None => 0.0,
-                    },
-                    compute_secs: match rest.get(8) {
-                        Some(s) => num(s, n, "compute_secs")?,
-                        None => 0.0,
-                    },
-                    comm_secs: match rest.get(9) {
-                        Some(s) => num(s, n, "comm_secs")?,
-                        None => 0.0,
-                    },
+                    encode_secs: or_zero(rest.get(6), n, "encode_secs")?,
+                    decode_secs: or_zero(rest.get(7), n, "decode_secs")?,
+                    compute_secs: or_zero(rest.get(8), n, "compute_secs")?,
+                    comm_secs: or_zero(rest.get(9), n, "comm_secs")?,
                     allreduce_bytes: num(rest[3], n, "allreduce_bytes")?,
-                    rounds: match rest.get(4) {
-                        Some(r) => num(r, n, "rounds")?,
-                        None => 0,
-                    },
-                    consensus_distance: match rest.get(5) {
-                        Some(d) if !d.is_empty() => Some(num(d, n, "consensus_distance")?),
-                        _ => None,
-                    },
+                    rounds: or_zero(rest.get(4), n, "rounds")?,
+                    consensus_distance: maybe(rest.get(5), n, "consensus_distance")?,
+                    scoring_bytes: or_zero(rest.get(10), n, "scoring_bytes")?,
+                    evals: std::mem::take(&mut evals),
                 })
             } else {
                 Row::Step {
@@ -380,6 +411,8 @@ mod tests {
             compute_secs: 0.0009,
             comm_secs: 0.00025,
             consensus_distance: None,
+            scoring_bytes: 16,
+            evals: Vec::new(),
         }
     }
 
@@ -394,6 +427,19 @@ mod tests {
             });
             let mut m = epoch(e, acc.map(|_| 0.5 + 0.1 * e as f64));
             m.consensus_distance = (e == 2).then_some(0.25);
+            // Evaluations within epoch 2 (they need the accuracy column).
+            if let (2, Some(_)) = (e, acc) {
+                m.evals = (1..=2)
+                    .map(|k| EvalPoint {
+                        step: 10 + 3 * k,
+                        epoch_secs: 0.0004 * k as f64,
+                        allreduce_bytes: 1024 * k as u64,
+                        rounds: 5 * k as u64,
+                        test_accuracy: 0.55 + 0.01 * k as f64,
+                        consensus_distance: (k == 2).then_some(0.125),
+                    })
+                    .collect();
+            }
             l.push(Row::Epoch(m));
         }
         l
@@ -410,6 +456,18 @@ mod tests {
                 csv.lines().next().unwrap().split(',').count()
             );
         }
+        // The evaluations are rows of their own, before their epoch's.
+        let csv = log(Some("test_accuracy")).to_csv();
+        let rows: Vec<&str> = csv.lines().collect();
+        assert!(
+            rows[4].starts_with("2,13,2,sync:ring,,,0.56,0.0004,,,1024,5,,"),
+            "{csv}"
+        );
+        assert!(
+            rows[5].starts_with("2,16,2,sync:ring,,,0.5700000000000001,0.0008,,,2048,10,0.125,"),
+            "{csv}"
+        );
+        assert!(rows[6].starts_with("2,20,2,sync:ring,,0.5,0.7"), "{csv}");
         let csv = log(None).to_csv();
         assert!(!csv.contains("accuracy"), "{csv}");
         assert_eq!(log(None).steps_per_epoch(), Some(10));
@@ -431,7 +489,7 @@ mod tests {
         assert!(e.contains("not a `ringreduce train --metrics` file"), "{e}");
         let short = csv.replacen(",sync:ring,,", ",sync:ring,", 1);
         let e = MetricsLog::parse(&short).unwrap_err().to_string();
-        assert!(e.contains("line 3: 16 fields, the header has 17"), "{e}");
+        assert!(e.contains("line 3: 17 fields, the header has 18"), "{e}");
         let e = MetricsLog::parse(&csv.replace("123456.5", "fast"))
             .unwrap_err()
             .to_string();
@@ -439,7 +497,7 @@ mod tests {
         let e = MetricsLog::parse(&csv.replacen(",sync:ring,", ",x,sync:ring,", 1))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("line 2: 18 fields"), "{e}");
+        assert!(e.contains("line 2: 19 fields"), "{e}");
     }
 
     #[test]
@@ -464,21 +522,25 @@ mod tests {
                 .map(|line| line.rsplitn(k + 1, ',').nth(k).unwrap().to_string() + "\n")
                 .collect()
         };
-        // Without compute and communication times.
-        let read = MetricsLog::parse(&without(2)).unwrap();
+        // Without the scoring bytes.
+        let read = MetricsLog::parse(&without(1)).unwrap();
+        assert_eq!(read.epochs().count(), 3);
+        assert!(read.epochs().all(|m| m.scoring_bytes == 0 && m.comm_secs > 0.0));
+        // Without compute and communication times too.
+        let read = MetricsLog::parse(&without(3)).unwrap();
         assert_eq!(read.epochs().count(), 3);
         assert!(read
             .epochs()
             .all(|m| m.compute_secs == 0.0 && m.comm_secs == 0.0 && m.encode_secs > 0.0));
         // Without encode and decode times too.
-        let read = MetricsLog::parse(&without(4)).unwrap();
+        let read = MetricsLog::parse(&without(5)).unwrap();
         assert_eq!(read.epochs().count(), 3);
         assert_eq!(read.epochs().nth(1).unwrap().consensus_distance, Some(0.25));
         assert!(read
             .epochs()
             .all(|m| m.encode_secs == 0.0 && m.decode_secs == 0.0));
         // Without rounds and consensus too.
-        let read = MetricsLog::parse(&without(6)).unwrap();
+        let read = MetricsLog::parse(&without(7)).unwrap();
         assert_eq!(read.epochs().count(), 3);
         assert!(read
             .epochs()

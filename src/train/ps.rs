@@ -57,7 +57,7 @@ use super::model::Model;
 use super::optim::OptimizerState;
 use super::strategies::Communication;
 use super::strategies::Strategy;
-use super::trainer::{evaluate, straggle, EpochMetrics, PlanEpoch, Trainer};
+use super::trainer::{evaluate, straggle, EpochMetrics, EvalPoint, PlanEpoch, Trainer};
 
 /// Messages to a server.
 const TO_SERVER: Tag = 301;
@@ -291,6 +291,11 @@ impl ParameterServer {
                     )));
                 }
             }
+            if let (Some(k), true) = (trainer.cfg.eval_every, self.dynamic) {
+                return Err(invalid(format!(
+                    "evaluating every {k} steps needs fixed shares (with dynamic shares the workers' steps are not the servers')"
+                )));
+            }
             let w = p.saturating_sub(self.servers).max(1);
             trainer.check_setup(w, model, params, train, test)
         });
@@ -477,14 +482,30 @@ impl ParameterServer {
         };
         let all = group.all_gather_varying(&snaps)?;
         let ranges = shard_ranges(params.len(), s);
-        let at = |epoch: usize| -> Vec<f32> {
+        // The parameters of snapshot `i` of every server's `all`.
+        let assemble = |all: &[Vec<f32>], i: usize| -> Vec<f32> {
             let mut v = vec![0f32; params.len()];
             for (k, range) in ranges.iter().enumerate() {
                 let len = range.len();
-                v[range.clone()].copy_from_slice(&all[k][epoch * len..(epoch + 1) * len]);
+                v[range.clone()].copy_from_slice(&all[k][i * len..(i + 1) * len]);
             }
             v
         };
+        let at = |epoch: usize| assemble(&all, epoch);
+        // The evaluations within epochs: the servers' shards and times,
+        // the busiest worker's bytes.
+        let k = shape.evals.len();
+        let (point_snaps, mut point_times, mut point_bytes) = match &outcome {
+            Side::Server(sv) => (sv.points.concat(), sv.point_times.clone(), vec![0i64; k]),
+            Side::Worker(wk) => {
+                let mut b: Vec<i64> = wk.point_bytes.iter().map(|&b| b as i64).collect();
+                b.resize(k, 0);
+                (Vec::new(), vec![0.0; k], b)
+            }
+        };
+        let points = group.all_gather_varying(&point_snaps)?;
+        group.all_reduce_in_place(&mut point_times, ReduceOp::Max, Algorithm::Ring)?;
+        group.all_reduce_in_place(&mut point_bytes, ReduceOp::Max, Algorithm::Ring)?;
         let (h, depth) = staleness_counts(group, &hist, e, w)?;
         let mut times = times;
         group.all_reduce_in_place(&mut times, ReduceOp::Max, Algorithm::Ring)?;
@@ -520,8 +541,36 @@ impl ParameterServer {
             };
             group.agree(written)?;
         }
+        // Scoring an epoch: its snapshot's part of the ring all-gather (the
+        // busiest rank forwards every shard but a worker's empty block:
+        // the whole parameter vector) and the count of right answers.
+        let p = group.size();
+        let scoring = 4 * params.len() as u64
+            + match test {
+                Some(_) => Algorithm::Butterfly
+                    .exact_cost(p, 1, 8)
+                    .map_or(0, |c| c.bytes_sent),
+                None => 0,
+            };
+        let mut evals: Vec<Vec<EvalPoint>> = vec![Vec::new(); e];
+        for (i, &g) in shape.evals.iter().enumerate() {
+            let epoch = (g - 1) / shape.steps.max(1) - shape.first;
+            let accuracy = match test {
+                Some(d) => evaluate(group, model, &assemble(&points, i), d)?,
+                None => f64::NAN,
+            };
+            let began = if epoch == 0 { 0.0 } else { times[epoch - 1] };
+            evals[epoch].push(EvalPoint {
+                step: g,
+                epoch_secs: point_times[i] - began,
+                allreduce_bytes: point_bytes[i] as u64,
+                rounds: 0,
+                test_accuracy: accuracy,
+                consensus_distance: None,
+            });
+        }
         let mut out = Vec::with_capacity(e);
-        for epoch in 0..e {
+        for (epoch, evals) in evals.into_iter().enumerate() {
             let scored = at(epoch);
             let accuracy = match test {
                 Some(d) => Some(evaluate(group, model, &scored, d)?),
@@ -536,14 +585,18 @@ impl ParameterServer {
                 .collect();
             let staleness = trimmed(&staleness);
             out.push(PlanEpoch {
-                metrics: shape.metrics(
-                    epoch,
-                    loss[epoch],
-                    samples[epoch] as usize,
-                    sent[epoch] as u64,
-                    secs,
-                    accuracy,
-                ),
+                metrics: EpochMetrics {
+                    scoring_bytes: scoring * (1 + evals.len() as u64),
+                    evals,
+                    ..shape.metrics(
+                        epoch,
+                        loss[epoch],
+                        samples[epoch] as usize,
+                        sent[epoch] as u64,
+                        secs,
+                        accuracy,
+                    )
+                },
                 staleness,
                 per_worker,
             });
@@ -634,6 +687,8 @@ struct RunShape {
     n_fetch: usize,
     seed: u64,
     dynamic: bool,
+    /// The global steps of the evaluations within epochs (fixed shares).
+    evals: Vec<usize>,
 }
 
 impl RunShape {
@@ -671,6 +726,8 @@ impl RunShape {
             allreduce_bytes: sent,
             rounds: 0,
             consensus_distance: None,
+            scoring_bytes: 0,
+            evals: Vec::new(),
         }
     }
 
@@ -688,7 +745,21 @@ impl RunShape {
             n_fetch: ps.n_fetch,
             seed: t.cfg.seed,
             dynamic: ps.dynamic,
+            evals: Vec::new(),
         }
+        .with_evals(t.cfg.eval_every)
+    }
+
+    /// The evaluations every `k` global steps of the steps this run
+    /// takes, but at epochs' ends (scored there anyway).
+    fn with_evals(mut self, every: Option<usize>) -> RunShape {
+        if let (Some(k), false) = (every, self.dynamic) {
+            let (from, to) = (self.first * self.steps, (self.first + self.run) * self.steps);
+            self.evals = (from + 1..to)
+                .filter(|g| g.is_multiple_of(k) && !g.is_multiple_of(self.steps.max(1)))
+                .collect();
+        }
+        self
     }
 
     fn header(&self) -> String {
@@ -721,6 +792,9 @@ struct ServerOut {
     unwritten: Option<Error>,
     snapshots: Vec<Vec<f32>>,
     times: Vec<f64>,
+    /// The shard at each evaluation within an epoch, and when.
+    points: Vec<Vec<f32>>,
+    point_times: Vec<f64>,
     hist: Vec<Vec<Vec<u64>>>,
     /// Bytes received from each worker during each epoch (`[epoch * w +
     /// worker]`), by this server's clock.
@@ -735,6 +809,8 @@ struct WorkerOut {
     /// Examples whose loss `loss` sums, per epoch.
     samples: Vec<u64>,
     bytes: Vec<u64>,
+    /// Bytes sent in its epoch up to each evaluation within an epoch.
+    point_bytes: Vec<u64>,
     stopped: Option<(usize, usize)>,
 }
 
@@ -930,6 +1006,15 @@ impl<S: Strategy, C: AnySource> Server<'_, S, C> {
         while self.out.snapshots.len() < e && ended(first + self.out.snapshots.len() + 1) {
             self.snapshot();
         }
+        // Evaluations within epochs: every worker has pushed that step.
+        while self
+            .shape
+            .evals
+            .get(self.out.points.len())
+            .is_some_and(|&g| slowest >= g)
+        {
+            self.point();
+        }
     }
 
     /// The shard at an epoch's end: kept for scoring, and with a
@@ -950,6 +1035,12 @@ impl<S: Strategy, C: AnySource> Server<'_, S, C> {
                 self.out.unwritten = Some(e);
             }
         }
+    }
+
+    /// The shard at an evaluation within an epoch.
+    fn point(&mut self) {
+        self.out.points.push(self.shard.clone());
+        self.out.point_times.push(self.start.elapsed().as_secs_f64());
     }
 
     fn answer(&mut self, worker: usize, clock: u64) -> Result<()> {
@@ -1162,6 +1253,8 @@ fn serve<S: Strategy, C: AnySource>(
             unwritten: None,
             snapshots: Vec::new(),
             times: Vec::new(),
+            points: Vec::new(),
+            point_times: Vec::new(),
             hist: vec![vec![Vec::new(); w]; e],
             received: vec![0; e * w],
             events: Vec::new(),
@@ -1170,6 +1263,9 @@ fn serve<S: Strategy, C: AnySource>(
     match &replay {
         Some(log) => sv.replay(&mut buf, log)?,
         None => sv.run(&mut buf)?,
+    }
+    while sv.out.points.len() < shape.evals.len() {
+        sv.point();
     }
     while sv.out.snapshots.len() < e {
         sv.snapshot();
@@ -1204,6 +1300,7 @@ fn work<S: Strategy, M: Model, C: AnySource>(
         loss: vec![0.0; shape.run],
         samples: vec![0; shape.run],
         bytes: vec![0; shape.run],
+        point_bytes: Vec::new(),
         stopped: None,
     };
     let mut replies: Vec<Vec<u8>> = ranges
@@ -1270,6 +1367,9 @@ fn work<S: Strategy, M: Model, C: AnySource>(
                 }
                 acc.fill(0.0);
                 in_acc = 0;
+            }
+            if shape.evals.get(out.point_bytes.len()) == Some(&(g + 1)) {
+                out.point_bytes.push(out.bytes.get(at).copied().unwrap_or(0));
             }
         }
     }

@@ -68,6 +68,36 @@ pub struct EpochMetrics {
     /// the mean over ranks of ‖w_i − w̄‖₂ at the end of the epoch; `None`
     /// for the others. The accuracy is then that of the average w̄.
     pub consensus_distance: Option<f64>,
+    /// Bytes the busiest rank sent to score the epoch (its evaluations
+    /// within and at the end): the all-reduce that averages replicas that
+    /// differ, the consensus distance's and the count of right answers.
+    /// A separate budget: not in `allreduce_bytes`, which is the
+    /// strategy's own traffic.
+    pub scoring_bytes: u64,
+    /// The evaluations within the epoch, with
+    /// [`eval_every`](TrainerBuilder::eval_every) (empty without; the
+    /// epoch's end is not among them: it is this row).
+    pub evals: Vec<EvalPoint>,
+}
+
+/// An evaluation within an epoch ([`TrainerBuilder::eval_every`]): how far
+/// the epoch had come and the accuracy there, the same on every rank.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvalPoint {
+    /// Steps over the whole run when it was taken.
+    pub step: usize,
+    /// Training seconds of the epoch so far on rank 0's clock (earlier
+    /// evaluations excluded, as [`EpochMetrics::epoch_secs`] excludes them).
+    pub epoch_secs: f64,
+    /// Bytes the busiest rank sent for the strategy in the epoch so far.
+    pub allreduce_bytes: u64,
+    /// Rounds of those sends.
+    pub rounds: u64,
+    /// Accuracy on the held-out set (of the replicas' average where they
+    /// differ).
+    pub test_accuracy: f64,
+    /// As [`EpochMetrics::consensus_distance`], at this step.
+    pub consensus_distance: Option<f64>,
 }
 
 /// One epoch of a plan: the usual metrics and, for the parameter server,
@@ -183,6 +213,7 @@ pub(crate) struct Config {
     pub(crate) checkpoint: Option<PathBuf>,
     pub(crate) resume: bool,
     pub(crate) stop_after: Option<usize>,
+    pub(crate) eval_every: Option<usize>,
     on_step: Option<Hook<StepMetrics>>,
     on_resume: Option<Hook<usize>>,
     on_buckets: Option<Hook<BucketChoice>>,
@@ -237,6 +268,7 @@ impl Trainer<GradientAllReduce> {
                 checkpoint: None,
                 resume: false,
                 stop_after: None,
+                eval_every: None,
                 straggler: None,
                 on_step: None,
                 on_resume: None,
@@ -433,6 +465,11 @@ impl<S: Strategy> Trainer<S> {
         };
         self.cfg.batches.check(self.cfg.batch, train.len(), p)?;
         self.strategy.check(p)?;
+        if let (Some(k), None) = (self.cfg.eval_every, test) {
+            return Err(invalid(format!(
+                "evaluating every {k} steps needs a held-out set to score"
+            )));
+        }
         for d in std::iter::once(train).chain(test) {
             if d.dim != model.input_dim() {
                 return Err(invalid(format!(
@@ -538,6 +575,21 @@ struct Sums {
     decode_secs: f64,
     compute_secs: f64,
     hidden_secs: f64,
+    /// Seconds spent in evaluations within the epoch (left out of its time).
+    eval_secs: f64,
+    /// Bytes of those evaluations.
+    scoring_bytes: u64,
+    evals: Vec<EvalPoint>,
+}
+
+/// What scoring the parameters found ([`Run::score`]).
+struct Score {
+    /// The replicas' average, for strategies whose replicas differ.
+    mean: Option<Vec<f32>>,
+    consensus: Option<f64>,
+    accuracy: Option<f64>,
+    /// Bytes the busiest rank sent to score.
+    bytes: u64,
 }
 
 /// A step's buffers, allocated once per epoch.
@@ -573,10 +625,18 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         let mut sums = Sums::default();
         for step in 0..self.steps {
             self.step(epoch, step, model, params, train, &mut scratch, &mut sums)?;
+            let global = (epoch - 1) * self.steps + step + 1;
+            // The epoch's last step is scored by the epoch's end.
+            if let (Some(k), Some(test), true) = (t.cfg.eval_every, test, step + 1 < self.steps) {
+                if global.is_multiple_of(k) {
+                    let point = self.eval_point(global, model, params, test, scratch.start, &mut sums)?;
+                    sums.evals.push(point);
+                }
+            }
         }
-        let epoch_secs = scratch.start.elapsed().as_secs_f64();
+        let epoch_secs = scratch.start.elapsed().as_secs_f64() - sums.eval_secs;
         let ending = Instant::now();
-        let m = self.end_epoch(epoch, epoch_secs, model, params, test, &sums)?;
+        let m = self.end_epoch(epoch, epoch_secs, model, params, test, sums)?;
         if let Some(rec) = self.trace.as_mut() {
             // Evaluation, metrics, the checkpoint.
             rec.since(
@@ -727,7 +787,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
                 steps: self.steps,
                 global_step: global_step + 1,
                 loss: agreed / t.cfg.batch as f64,
-                epoch_secs: start.elapsed().as_secs_f64(),
+                epoch_secs: start.elapsed().as_secs_f64() - sums.eval_secs,
                 step_secs,
                 compute_secs: step_compute,
                 exposed_secs: step_comm,
@@ -784,6 +844,77 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         })
     }
 
+    /// Scores `params` on `test`: ranks whose parameters differ as their
+    /// average, with their consensus distance. Collective; its bytes are
+    /// counted apart from the strategy's.
+    fn score<M: Model>(&self, model: &M, params: &[f32], test: Option<&Dataset>) -> Result<Score> {
+        let group = self.group;
+        let p = group.size();
+        let sent = |a: Algorithm, count: usize, size: usize| {
+            a.exact_cost(p, count, size).map_or(0, |c| c.bytes_sent)
+        };
+        let mut bytes = 0;
+        let differ = self.exchange.strategy().replicas_differ();
+        let mean = if differ && p > 1 {
+            let mut mean = params.to_vec();
+            group.all_reduce_in_place(&mut mean, ReduceOp::Avg, Algorithm::Ring)?;
+            bytes += sent(Algorithm::Ring, mean.len(), 4);
+            Some(mean)
+        } else {
+            None
+        };
+        let consensus = match &mean {
+            Some(mean) => {
+                bytes += sent(Algorithm::Butterfly, 1, 8);
+                Some(consensus_distance(group, params, mean)?)
+            }
+            None if differ => Some(0.0),
+            None => None,
+        };
+        let scored = mean.as_deref().unwrap_or(params);
+        let accuracy = match test {
+            Some(d) => {
+                bytes += sent(Algorithm::Butterfly, 1, 8);
+                Some(evaluate(group, model, scored, d)?)
+            }
+            None => None,
+        };
+        Ok(Score {
+            mean,
+            consensus,
+            accuracy,
+            bytes,
+        })
+    }
+
+    /// An evaluation after global step `global`, within the epoch that
+    /// began at `start`. Collective.
+    fn eval_point<M: Model>(
+        &self,
+        global: usize,
+        model: &M,
+        params: &[f32],
+        test: &Dataset,
+        start: Instant,
+        sums: &mut Sums,
+    ) -> Result<EvalPoint> {
+        let began = Instant::now();
+        // Rank 0's clock, so the point is the same everywhere.
+        let mut secs = [(began - start).as_secs_f64() - sums.eval_secs];
+        let score = self.score(model, params, Some(test))?;
+        self.group.broadcast(&mut secs, 0)?;
+        sums.scoring_bytes += score.bytes;
+        sums.eval_secs += began.elapsed().as_secs_f64();
+        Ok(EvalPoint {
+            step: global,
+            epoch_secs: secs[0],
+            allreduce_bytes: sums.bytes,
+            rounds: sums.rounds,
+            test_accuracy: score.accuracy.unwrap_or(f64::NAN),
+            consensus_distance: score.consensus,
+        })
+    }
+
     /// The epoch's end: the replicas' average where they differ, the test
     /// accuracy, rank 0's timings for everyone, the metrics and the checkpoint.
     fn end_epoch<M: Model>(
@@ -793,31 +924,17 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         model: &M,
         params: &mut [f32],
         test: Option<&Dataset>,
-        sums: &Sums,
+        sums: Sums,
     ) -> Result<EpochMetrics> {
         let t = self.trainer;
         let group = self.group;
-        let (p, rank) = (group.size(), group.rank());
-        // Ranks whose parameters differ are scored as their average (not
-        // counted in the strategy's bytes, like the scoring's own all-reduce).
-        let differ = self.exchange.strategy().replicas_differ();
-        let mean = if differ && p > 1 {
-            let mut mean = params.to_vec();
-            group.all_reduce_in_place(&mut mean, ReduceOp::Avg, Algorithm::Ring)?;
-            Some(mean)
-        } else {
-            None
-        };
-        let consensus = match &mean {
-            Some(mean) => Some(consensus_distance(group, params, mean)?),
-            None if differ => Some(0.0),
-            None => None,
-        };
-        let scored = mean.as_deref().unwrap_or(params);
-        let accuracy = match test {
-            Some(d) => Some(evaluate(group, model, scored, d)?),
-            None => None,
-        };
+        let rank = group.rank();
+        let Score {
+            mean,
+            consensus,
+            accuracy,
+            bytes: scoring,
+        } = self.score(model, params, test)?;
         // Rank 0's timings, so the report is the same everywhere.
         let mut times = [
             epoch_secs,
@@ -843,6 +960,8 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             compute_secs: times[4],
             comm_secs: times[5],
             consensus_distance: consensus,
+            scoring_bytes: sums.scoring_bytes + scoring,
+            evals: sums.evals,
         };
         if let Some(path) = &t.cfg.checkpoint {
             // Ranks that differ hand rank 0 their parameters and optimizer
@@ -1128,7 +1247,6 @@ fn consensus_distance<C: Transport>(group: &Group<C>, params: &[f32], mean: &[f3
     Ok(d[0])
 }
 
-/// Test accuracy, each rank scoring a slice of `data`. Collective.
 /// The straggler's sleep: `(factor − 1)` × the time since `began`, on
 /// its rank only.
 /// The largest straggler factor: a rank 1000 times slower than the others
@@ -1143,6 +1261,7 @@ pub(crate) fn straggle(straggler: Option<(usize, f64)>, rank: usize, began: Inst
     }
 }
 
+/// Test accuracy, each rank scoring a slice of `data`. Collective.
 pub(crate) fn evaluate<M, C>(group: &Group<C>, model: &M, params: &[f32], data: &Dataset) -> Result<f64>
 where
     M: Model,
@@ -1269,6 +1388,12 @@ impl<S: Strategy> TrainerBuilder<S> {
         /// gradient it sleeps (factor − 1) × the gradient's compute time —
         /// a straggler, to compare strategies where one rank is slow.
         straggler: Option<(usize, f64)> => cfg.straggler;
+        /// Also score the held-out set every this many steps (counted over
+        /// the run), not only at each epoch's end: time and bytes to an
+        /// accuracy at the granularity of steps ([`EpochMetrics::evals`]).
+        /// The time spent scoring is left out of the epoch's; its bytes go
+        /// to [`EpochMetrics::scoring_bytes`]. Needs a held-out set.
+        eval_every: Option<usize> => cfg.eval_every;
     }
 
     /// Checks the settings.
@@ -1292,6 +1417,12 @@ impl<S: Strategy> TrainerBuilder<S> {
         }
         if self.cfg.batch == 0 {
             return bad("batch must be at least 1".into());
+        }
+        if self.cfg.eval_every == Some(0) {
+            return Err(Error::InvalidArgument {
+                what: "evaluation setting",
+                reason: "evaluating every 0 steps: give at least 1".into(),
+            });
         }
         if !(self.cfg.lr.is_finite() && self.cfg.lr > 0.0) {
             return bad(format!("learning rate {} must be finite and > 0", self.cfg.lr));

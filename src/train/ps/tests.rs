@@ -483,3 +483,21 @@ fn a_resumed_run_continues_from_the_servers_shard_checkpoints() {
         assert!(e.contains("ckpt.shard0of1"), "{e}");
     }
 }
+
+#[test]
+fn evaluations_within_epochs_need_fixed_shares() {
+    let t = SyncSgd::builder()
+        .batch(60)
+        .epochs(1)
+        .eval_every(Some(3))
+        .build()
+        .unwrap();
+    let ps = ParameterServer {
+        dynamic: true,
+        ..Default::default()
+    };
+    for r in run(3, &ps, &t) {
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("evaluating every 3 steps needs fixed shares"), "{e}");
+    }
+}
