@@ -8,8 +8,11 @@
 #                                            create hosts rr-h1 .. rr-hN, each
 #                                            with L slots (ranks; default 1);
 #                                            --delay adds MS milliseconds to
-#                                            every packet a host sends (netem):
-#                                            the one-way delay between hosts
+#                                            every packet a host sends to
+#                                            another: the one-way delay between
+#                                            hosts (a user-space delay line on
+#                                            a TUN device, scripts/delayline.c:
+#                                            netem is missing from some kernels)
 #   scripts/cluster.sh run [-n RANKS] -- CMD ARGS…
 #                                            mpirun CMD with L ranks per host, in
 #                                            the caller's directory (CMD: a path,
@@ -78,14 +81,14 @@ up() {
   [ -z "$(hosts)" ] && ! ip link show "$BRIDGE" >/dev/null 2>&1 \
     || die "a cluster is already up ($(hosts | tr '\n' ' ')); run 'scripts/cluster.sh down' first"
   command -v mpirun >/dev/null || die "mpirun not found (run scripts/setup.sh)"
+  local line=target/delayline
   if [ -n "$delay" ]; then
-    # netem is a kernel module some kernels lack (CONFIG_NET_SCH_NETEM):
-    # find out in a namespace of its own before anything is made.
-    local probe=${PREFIX}-probe$$ ok=0
-    ip netns add "$probe"
-    ip netns exec "$probe" tc qdisc add dev lo root netem delay 1ms 2>/dev/null && ok=1
-    ip netns delete "$probe"
-    [ "$ok" = 1 ] || die "--delay needs the kernel's netem qdisc (sch_netem, CONFIG_NET_SCH_NETEM), which this kernel ($(uname -r)) does not have"
+    [ -c /dev/net/tun ] || die "--delay needs TUN devices (/dev/net/tun, CONFIG_TUN), which this machine lacks"
+    if [ ! -x "$line" ] || [ scripts/delayline.c -nt "$line" ]; then
+      command -v cc >/dev/null || die "--delay needs a C compiler (cc) to build scripts/delayline.c"
+      mkdir -p target
+      cc -O2 -Wall -o "$line" scripts/delayline.c || die "--delay: scripts/delayline.c did not compile"
+    fi
   fi
   trap 'echo "cluster.sh: up failed; removing what it made" >&2; down' ERR
 
@@ -111,14 +114,20 @@ up() {
       ip netns exec "$h" tc qdisc add dev eth0 root handle 1: tbf rate "$rate" burst 512kb latency 50ms
     fi
     if [ -n "$delay" ]; then
-      # Once per path, at the sending host's egress (under its rate limit,
-      # whose queue netem's then is); a limit that holds a second of
-      # packets, so the delay line never drops.
-      if [ -n "$rate" ]; then
-        ip netns exec "$h" tc qdisc add dev eth0 parent 1:1 handle 10: netem delay "${delay}ms" limit 100000
-      else
-        ip netns exec "$h" tc qdisc add dev eth0 root netem delay "${delay}ms" limit 100000
-      fi
+      # Once per path, at the sending host: what it sends to the subnet is
+      # routed into the delay line's TUN device (dly0); what comes back out
+      # of it is forwarded (table 100) onto its link, under the rate limit.
+      # Packets from the other hosts are delivered as they arrive.
+      ip -n "$h" tuntap add mode tun name dly0
+      ip -n "$h" link set dly0 up
+      ip netns exec "$h" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 \
+        net.ipv4.conf.dly0.rp_filter=0 net.ipv4.conf.dly0.accept_local=1 net.ipv4.conf.all.send_redirects=0
+      ip -n "$h" route replace "$SUBNET.0/24" dev dly0 src "$SUBNET.$k"
+      ip -n "$h" route add "$SUBNET.0/24" dev eth0 src "$SUBNET.$k" table 100
+      ip -n "$h" rule add iif dly0 lookup 100 pref 100
+      # Ends with the namespace (`down` kills what runs in it).
+      ip netns exec "$h" setsid "$line" dly0 "$delay" </dev/null >/dev/null 2>"$STATE/delayline-$h.log" &
+      echo $! > "$STATE/delayline-$h.pid"
     fi
     # `ip netns exec` bind-mounts /etc/netns/<name>/* over /etc.
     mkdir -p "/etc/netns/$h"
@@ -127,6 +136,14 @@ up() {
     echo "$h slots=$slots" >> "$STATE/hostfile"
   done
   rm -f "$hostsfile"
+  if [ -n "$delay" ]; then
+    sleep 0.2
+    for k in $(seq "$n"); do
+      local h=${PREFIX}-h$k
+      kill -0 "$(cat "$STATE/delayline-$h.pid")" 2>/dev/null \
+        || { local why; why=$(head -1 "$STATE/delayline-$h.log"); down; die "--delay: the delay line of $h stopped: $why"; }
+    done
+  fi
   # The rsh agent: run the command inside the host's namespace, with its own
   # host name (a UTS namespace), as ssh to that host would.
   cat > "$AGENT" <<'AGENT'

@@ -7,7 +7,7 @@
 #   scripts/compare.sh [-n RANKS] [--epochs 5] [--target 0.85] [--data fashion-mnist]
 #                      [--batch 256] [--lr 0.2] [--strategies "sync:ring local:tau=8 …"]
 #                      [--servers 1] [--straggler RANK:FACTOR]   (ps:… strategies; a slow rank)
-#                      [--momentum 0.9]
+#                      [--momentum 0.9] [--eval-every STEPS]   (score within epochs too)
 #   scripts/compare.sh --cluster 4 --rate 100mbit [--delay 10] [...]   on a namespace cluster
 #                      (root; --delay: one-way milliseconds between hosts)
 set -euo pipefail
@@ -39,7 +39,7 @@ while (($#)); do
     --cluster) cluster="$2"; shift 2 ;;
     --rate) rate="$2"; shift 2 ;;
     --delay) delay="$2"; shift 2 ;;
-    --servers|--straggler|--momentum) extra+=("$1" "$2"); shift 2 ;;
+    --servers|--straggler|--momentum|--eval-every) extra+=("$1" "$2"); shift 2 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
