@@ -198,22 +198,71 @@ fn a_non_finite_example_is_reported_at_its_step_and_by_the_rank_that_saw_it() {
         let mut poisoned = train.clone();
         let i = order[(step - 1) * 10 + 2 * rank];
         poisoned.features[i * train.dim] = value;
-        let out = Group::local(5, |t| {
-            let mut params = opt.init_params(&model);
-            opt.fit(&t, &model, &mut params, &poisoned, None, |_| {})
-        });
-        for r in &out {
-            match r {
-                Err(Error::NonFinite {
-                    epoch: 1,
-                    step: s,
-                    rank: Some(first),
-                    ..
-                }) if (*s, *first) == (step, rank) => {}
-                other => panic!("{value} on rank {rank} at step {step}: {other:?}"),
+        // Synchronous SGD agrees every step; local SGD and gossip, whose
+        // replicas differ, at the epoch's end here (10 steps) — and still
+        // name the step and the rank, though the non-finite values spread
+        // to every rank by then.
+        let plans: [ringreduce::train::Plan; 3] =
+            ["sync:ring", "local:tau=4", "gossip:ring"].map(|s| s.parse().unwrap());
+        for plan in &plans {
+            let out = Group::local(5, |t| {
+                let mut params = opt.init_params(&model);
+                plan.fit(&opt, &t, &model, &mut params, &poisoned, None, |_| {})
+            });
+            for r in &out {
+                match r {
+                    Err(Error::NonFinite {
+                        epoch: 1,
+                        step: s,
+                        rank: Some(first),
+                        ..
+                    }) if (*s, *first) == (step, rank) => {}
+                    other => panic!(
+                        "{}: {value} on rank {rank} at step {step}: {other:?}",
+                        plan.name()
+                    ),
+                }
             }
         }
     }
+}
+
+/// A strategy whose replicas differ agrees on finiteness every 32 steps
+/// and at each epoch's end, not every step: over 2 epochs of 40 steps the
+/// local SGD run's agreements are 4 butterflies of one word (steps 32, 40,
+/// 64, 80), and its epochs' loss is still the mean over every rank's
+/// examples (equal to the loss sync reports when τ = 1).
+#[test]
+fn replicas_that_differ_agree_on_finiteness_every_32_steps() {
+    use ringreduce::train::LocalSgd;
+    let train = data::synthetic(320, 4, 3, 1);
+    let model = Mlp::softmax(4, 3).unwrap();
+    let opt = SyncSgd::builder().batch(8).lr(0.2).epochs(2).build().unwrap();
+    let run = |tau: usize| {
+        ringreduce::Local::run_apart(2, |t| {
+            let g = Group::new(ringreduce::Counting::new(t));
+            let local = opt.with_strategy(LocalSgd::new(tau).unwrap());
+            let mut params = local.init_params(&model);
+            let h = local.fit(&g, &model, &mut params, &train, None, |_| {}).unwrap();
+            (h, g.transport().stats().rounds)
+        })
+    };
+    let sync = Group::local(2, |g| {
+        let mut params = opt.init_params(&model);
+        opt.fit(&g, &model, &mut params, &train, None, |_| {}).unwrap()
+    });
+    let (local, _) = &run(1)[0];
+    for (a, b) in local.iter().zip(&sync[0]) {
+        assert!(
+            (a.train_loss - b.train_loss).abs() < 1e-6 * b.train_loss,
+            "{a:?} vs {b:?}"
+        );
+    }
+    // τ = 1000: no averaging within the run; what is left of 80 steps is
+    // the 4 agreements, each epoch's loss sum, scoring and timings, and the
+    // final average (an agreement every step would be 80 rounds alone).
+    let (_, rounds) = run(1000)[0];
+    assert!(rounds < 40, "{rounds} rounds");
 }
 
 fn ckpt_dir(name: &str) -> std::path::PathBuf {

@@ -139,7 +139,11 @@ pub struct StepMetrics {
     pub steps: usize,
     /// Steps over the whole run, this one included.
     pub global_step: usize,
-    /// Mean loss over this step's global batch (the same on every rank).
+    /// Mean loss over this step's global batch (the same on every rank);
+    /// for strategies whose replicas differ, over this rank's examples
+    /// (their ranks agree on finiteness and the loss only every
+    /// [`AGREE_EVERY`] steps; the epoch's `train_loss` is still the global
+    /// mean).
     pub loss: f64,
     /// Seconds since the epoch began, on this rank's clock.
     pub epoch_secs: f64,
@@ -412,6 +416,7 @@ impl<S: Strategy> Trainer<S> {
                 None => String::new(),
             },
             trace: None,
+            deferred: (self.strategy.replicas_differ() && group.size() > 1).then_some(None),
         };
         let done = if self.cfg.resume { run.restore(params)? } else { 0 };
         if let (true, Some(hook)) = (self.cfg.resume, &self.cfg.on_resume) {
@@ -502,7 +507,20 @@ struct Run<'a, S: Strategy, C: Transport> {
     data: String,
     /// The timeline, when asked for.
     trace: Option<Recorder>,
+    /// Strategies whose replicas differ check finiteness on each rank and
+    /// agree on it only every [`AGREE_EVERY`] steps and at the epoch's end
+    /// (see [`Run::agree_deferred`]): the first non-finite step this rank
+    /// saw since, as (global step, whether the gradient — not the loss).
+    deferred: Option<Option<(usize, bool)>>,
 }
+
+/// Steps between two finiteness agreements of a strategy whose replicas
+/// differ. Such a strategy communicates every τ steps, or with its
+/// neighbours only: an all-reduce every step to agree on finiteness would
+/// be the run's only global round, ⌈log2 p⌉ latencies a step (on a 10 ms
+/// link, 20 ms of a local step's few). A rank that goes non-finite is
+/// named at the next agreement, with the step it happened at.
+pub const AGREE_EVERY: usize = 32;
 
 /// Adds a step's events to the timeline. `marks` are when the step began,
 /// the strategy's `before_step` ended, the forward pass began, the
@@ -686,6 +704,8 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         let mut step_compute = 0.0;
         let mut backward_end = 0.0;
         let at = StepAt { epoch, step };
+        let deferred = self.deferred.is_some();
+        let mut went_bad = None;
         let (agreed, synced) = self.exchange.step(at, params, grad, |params, grad, flight| {
             for (j, &i) in mine.iter().enumerate() {
                 x[j * train.dim..(j + 1) * train.dim].copy_from_slice(train.row(i));
@@ -716,7 +736,16 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
                 }
             }
             marks[2] = Instant::now();
-            let agreed = Self::agree_finite(group, epoch, step, loss, grad_finite)?;
+            let agreed = match deferred {
+                // This rank's loss; finiteness is agreed on later.
+                true => {
+                    if !loss.is_finite() || !grad_finite {
+                        went_bad = Some(loss.is_finite());
+                    }
+                    loss as f64
+                }
+                false => Self::agree_finite(group, epoch, step, loss, grad_finite)?,
+            };
             marks[3] = Instant::now();
             Ok(agreed)
         })?;
@@ -742,6 +771,16 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         let (after_bytes, after_rounds) = self.exchange.after_step(params, &mut self.optimizer)?;
         step_comm += timer.elapsed().as_secs_f64();
         let global_step = (epoch - 1) * self.steps + step;
+        if let Some(first) = self.deferred.as_mut() {
+            if let (None, Some(gradient)) = (*first, went_bad) {
+                *first = Some((global_step, gradient));
+            }
+            if (global_step + 1).is_multiple_of(AGREE_EVERY) || step + 1 == self.steps {
+                let timer = Instant::now();
+                self.agree_deferred()?;
+                step_comm += timer.elapsed().as_secs_f64();
+            }
+        }
         if let Some(rec) = self.trace.as_mut() {
             let marks = [
                 step_began,
@@ -786,7 +825,10 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
                 step: step + 1,
                 steps: self.steps,
                 global_step: global_step + 1,
-                loss: agreed / t.cfg.batch as f64,
+                loss: match deferred {
+                    true => agreed / mine.len().max(1) as f64,
+                    false => agreed / t.cfg.batch as f64,
+                },
                 epoch_secs: start.elapsed().as_secs_f64() - sums.eval_secs,
                 step_secs,
                 compute_secs: step_compute,
@@ -807,6 +849,30 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             }
         }
         Ok(())
+    }
+
+    /// A strategy whose replicas differ: every rank learns the first
+    /// non-finite step any rank saw since the last agreement, and stops
+    /// with [`Error::NonFinite`] naming it and the lowest rank that saw it.
+    /// Collective (at the same steps on every rank).
+    fn agree_deferred(&mut self) -> Result<()> {
+        let rank = self.group.rank() as i64;
+        let mut first = [match self.deferred.flatten() {
+            Some((g, gradient)) => (g as i64) << 24 | rank << 1 | i64::from(gradient),
+            None => i64::MAX,
+        }];
+        self.group
+            .all_reduce_in_place(&mut first, ReduceOp::Min, Algorithm::Butterfly)?;
+        if first[0] == i64::MAX {
+            return Ok(());
+        }
+        let g = (first[0] >> 24) as usize;
+        Err(Error::NonFinite {
+            what: if first[0] & 1 == 1 { "gradient" } else { "loss" },
+            epoch: g / self.steps.max(1) + 1,
+            step: g % self.steps.max(1) + 1,
+            rank: Some((first[0] >> 1 & 0x7f_ffff) as usize),
+        })
     }
 
     /// Agrees on finiteness first, so every rank stops at the same step;
@@ -935,6 +1001,11 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             accuracy,
             bytes: scoring,
         } = self.score(model, params, test)?;
+        // With deferred agreements each rank summed its own examples' loss.
+        let mut loss = [sums.loss];
+        if self.deferred.is_some() {
+            group.all_reduce_in_place(&mut loss, ReduceOp::Sum, Algorithm::Butterfly)?;
+        }
         // Rank 0's timings, so the report is the same everywhere.
         let mut times = [
             epoch_secs,
@@ -948,7 +1019,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         let m = EpochMetrics {
             epoch,
             step: epoch * self.steps,
-            train_loss: sums.loss / (self.steps * t.cfg.batch).max(1) as f64,
+            train_loss: loss[0] / (self.steps * t.cfg.batch).max(1) as f64,
             test_accuracy: accuracy,
             epoch_secs: times[0],
             samples_per_sec: (self.steps * t.cfg.batch) as f64 / times[0].max(1e-9),
