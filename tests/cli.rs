@@ -148,6 +148,47 @@ fn cost_table_csv_and_json_agree_with_the_model() {
     assert!(table.lines().any(|l| l.starts_with("lower-bound")), "{table}");
 }
 
+/// The table marks what a run would do: across nodes the model's choice,
+/// on one node (`--nodes 1`) `shm`, which a 2-rank job on one machine runs
+/// at every size.
+#[test]
+fn cost_marks_what_a_run_on_its_nodes_would_choose() {
+    let table = |extra: &[&str]| {
+        let out = ringreduce_cmd(&[&["cost", "--ranks", "2", "--bytes", "4K"][..], extra].concat());
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let marked = |t: &str| {
+        t.lines()
+            .find(|l| l.ends_with("<- auto"))
+            .and_then(|l| l.split_whitespace().next())
+            .map(String::from)
+    };
+    // Apart, the model's choice among the message-based algorithms.
+    let apart = table(&[]);
+    let chosen = marked(&apart).unwrap();
+    assert_ne!(chosen, "shm", "{apart}");
+    let said = format!("auto chooses: {chosen} (ranks on different nodes; --nodes 1 for one machine)");
+    assert!(apart.contains(&said), "{apart}");
+    let one = table(&["--nodes", "1"]);
+    assert_eq!(marked(&one).as_deref(), Some("shm"), "{one}");
+    assert!(
+        one.contains("auto chooses: shm (every rank on one node)"),
+        "{one}"
+    );
+    assert_eq!(marked(&table(&["--nodes", "2"])), Some(chosen));
+    let explained = table(&["--nodes", "1", "--explain"]);
+    assert!(explained.contains("auto chooses: shm"), "{explained}");
+    bad_input(
+        &["cost", "--ranks", "2", "--bytes", "4K", "--nodes", "3"],
+        "3 nodes for 2 ranks",
+    );
+    bad_input(
+        &["cost", "--ranks", "2", "--bytes", "4K", "--nodes", "0"],
+        "0 nodes for 2 ranks",
+    );
+}
+
 #[test]
 fn bench_rejects_bad_input_in_one_line() {
     bad_input(&["bench", "-m", "10:5"], "minimum is above maximum");

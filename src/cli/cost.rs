@@ -17,6 +17,11 @@ pub struct Args {
     /// Number of ranks.
     #[arg(long, allow_hyphen_values = true)]
     ranks: usize,
+    /// Nodes the ranks sit on (default: one rank per node). On 1 node
+    /// `auto` runs `shm` at every size, as a job on one machine does;
+    /// across nodes it weighs the message-based algorithms.
+    #[arg(long, allow_hyphen_values = true)]
+    nodes: Option<usize>,
     /// Message size per rank: bytes, or with a unit (4K, 16M, 1G).
     #[arg(long, value_parser = size_arg, allow_hyphen_values = true, required_unless_present = "layers")]
     bytes: Option<u64>,
@@ -132,8 +137,9 @@ fn report(args: &Args) -> ringreduce::Result<()> {
         reason: format!("{bytes} B does not fit this machine's address space"),
     })?;
     cost::check_range(ranks, count, s)?;
+    let one_node = args.one_node()?;
     if args.explain {
-        explain(ranks, count, dtype, &params);
+        explain(ranks, count, dtype, &params, one_node);
         return Ok(());
     }
     let rows: Vec<_> = args
@@ -152,8 +158,14 @@ fn report(args: &Args) -> ringreduce::Result<()> {
             params: &params,
             rows: &rows,
             bound: cost::lower_bound_bytes(ranks, count, s),
-            chosen: cost::select_checked(ranks, count, s, &params, true),
+            chosen: cost::Tuning {
+                params,
+                force: None,
+                segments: None,
+            }
+            .resolve_on(ranks, count, s, one_node, true),
             ring_line: (line.alpha, line.beta),
+            one_node,
         },
         args.format,
     );
@@ -161,6 +173,18 @@ fn report(args: &Args) -> ringreduce::Result<()> {
 }
 
 impl Args {
+    /// Whether every rank sits on one node (`--nodes 1`, or a single rank).
+    fn one_node(&self) -> ringreduce::Result<bool> {
+        match self.nodes {
+            None => Ok(self.ranks <= 1),
+            Some(n) if (1..=self.ranks).contains(&n) => Ok(n == 1),
+            Some(n) => Err(Error::InvalidArgument {
+                what: "--nodes",
+                reason: format!("{n} nodes for {} ranks: give 1 to {0}", self.ranks),
+            }),
+        }
+    }
+
     /// The model's bytes and its f32 parameter count, for `flag`, which
     /// needs f32 (`why`).
     fn f32_params(&self, flag: &'static str, why: &str) -> ringreduce::Result<(u64, usize)> {
@@ -318,10 +342,20 @@ fn compression(args: &Args, params: &CostParams) -> ringreduce::Result<()> {
 }
 
 /// `cost --explain`: auto's decision for ranks apart (one per node), with
-/// the call checks on and off, candidate by candidate.
-fn explain(ranks: usize, count: usize, dtype: DType, params: &CostParams) {
+/// the call checks on and off, candidate by candidate; on one node, that
+/// it runs `shm`.
+fn explain(ranks: usize, count: usize, dtype: DType, params: &CostParams, one_node: bool) {
     let s = dtype.size();
     let bytes = count as u64 * s as u64;
+    if one_node {
+        println!(
+            "# auto at {}, {} per rank ({count} {dtype}), every rank on one node",
+            super::ranks(ranks),
+            human_size(bytes)
+        );
+        println!("auto chooses: shm (every rank maps one shared segment: shm at every size, checked or not)");
+        return;
+    }
     println!(
         "# auto at {}, {} per rank ({count} {dtype}), ranks on different nodes",
         super::ranks(ranks),

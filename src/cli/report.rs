@@ -156,6 +156,8 @@ pub struct CostReport<'a> {
     pub chosen: ringreduce::Algorithm,
     /// α and β of the line that prices the ring's messages.
     pub ring_line: (f64, f64),
+    /// Every rank on one node (`auto` is then `shm`).
+    pub one_node: bool,
 }
 
 /// Prints a cost report in `format`.
@@ -269,7 +271,13 @@ pub fn print_cost(c: &CostReport, format: Format) {
                 );
             }
             println!("{:<12} {:>7} {:>9} {:>14.0}", "lower-bound", "-", "-", c.bound);
-            println!("auto chooses: {}", c.chosen);
+            match c.one_node {
+                true => println!("auto chooses: {} (every rank on one node)", c.chosen),
+                false => println!(
+                    "auto chooses: {} (ranks on different nodes; --nodes 1 for one machine)",
+                    c.chosen
+                ),
+            }
         }
     }
 }

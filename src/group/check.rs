@@ -110,6 +110,9 @@ pub(crate) struct Signature {
     pub(crate) op: ReduceOp,
     /// The concrete algorithm of an all-reduce (`Auto` already resolved).
     pub(crate) algorithm: Algorithm,
+    /// The caller passed `Auto`, which resolved to `algorithm` (reports
+    /// say `auto → shm`, what the caller wrote and what ran).
+    pub(crate) auto: bool,
     pub(crate) root: usize,
     /// This rank found its own arguments invalid.
     pub(crate) poisoned: bool,
@@ -124,18 +127,27 @@ impl Signature {
             dtype: DType::U8,
             op: ReduceOp::Sum,
             algorithm: Algorithm::Auto,
+            auto: false,
             root: 0,
             poisoned: false,
         }
     }
 
-    /// An all-reduce.
-    pub(crate) fn all_reduce(count: usize, dtype: DType, op: ReduceOp, algorithm: Algorithm) -> Self {
+    /// An all-reduce the caller passed `requested` to, which resolved to
+    /// the concrete `algorithm`.
+    pub(crate) fn all_reduce(
+        count: usize,
+        dtype: DType,
+        op: ReduceOp,
+        requested: Algorithm,
+        algorithm: Algorithm,
+    ) -> Self {
         Signature {
             count: count as u64,
             dtype,
             op,
             algorithm,
+            auto: requested == Algorithm::Auto,
             ..Signature::of(Kind::AllReduce)
         }
     }
@@ -155,6 +167,9 @@ impl fmt::Display for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (count, dtype) = (self.count, self.dtype);
         match self.kind {
+            Kind::AllReduce if self.auto => {
+                write!(f, "{count} {dtype} {} auto → {}", self.op, self.algorithm)
+            }
             Kind::AllReduce => write!(f, "{count} {dtype} {} {}", self.op, self.algorithm),
             Kind::Broadcast if count == ROOT_CHOOSES => {
                 write!(f, "broadcast of a value from rank {}", self.root)
@@ -174,7 +189,8 @@ impl fmt::Display for Signature {
 }
 
 /// Words of one rank's call on the wire: call number, count, and the
-/// packed indices of type, op, algorithm and kind, the poison bit and the root.
+/// packed indices of type, op, algorithm and kind, the poison bit, the
+/// auto bit and the root (30 bits).
 const WORDS: usize = 3;
 
 fn index_of<T: PartialEq>(all: &[T], x: &T) -> u64 {
@@ -188,7 +204,8 @@ impl Signature {
             | (self.algorithm.index() as u64 & 0xff) << 16
             | index_of(&Kind::ALL, &self.kind) << 24
             | u64::from(self.poisoned) << 32
-            | (self.root as u64 & 0x7fff_ffff) << 33;
+            | u64::from(self.auto) << 33
+            | (self.root as u64 & 0x3fff_ffff) << 34;
         [call as i64, self.count as i64, packed as i64]
     }
 
@@ -201,8 +218,9 @@ impl Signature {
             dtype: DType::ALL[pick(0).min(DType::ALL.len() - 1)],
             op: ReduceOp::ALL[pick(8).min(ReduceOp::ALL.len() - 1)],
             algorithm: Algorithm::from_index(pick(16)),
-            root: (packed >> 33) as usize,
+            root: (packed >> 34) as usize,
             poisoned: packed >> 32 & 1 == 1,
+            auto: packed >> 33 & 1 == 1,
         };
         (w[0] as u64, sig)
     }
@@ -695,13 +713,15 @@ mod tests {
         for dtype in DType::ALL {
             for op in ReduceOp::ALL {
                 for algorithm in Algorithm::CONCRETE {
-                    let sig = Signature::all_reduce(1 << 40, dtype, op, algorithm);
-                    assert_eq!(Signature::decode(sig.encode(812)), (812, sig));
+                    for requested in [algorithm, Algorithm::Auto] {
+                        let sig = Signature::all_reduce(1 << 40, dtype, op, requested, algorithm);
+                        assert_eq!(Signature::decode(sig.encode(812)), (812, sig));
+                    }
                 }
             }
         }
         for kind in Kind::ALL {
-            for (root, poisoned) in [(0, false), (5, true), ((1 << 31) - 1, false)] {
+            for (root, poisoned) in [(0, false), (5, true), ((1 << 30) - 1, false)] {
                 let sig = Signature {
                     poisoned,
                     ..Signature::moving(kind, ROOT_CHOOSES, root)

@@ -476,10 +476,11 @@ impl<C: Transport> Group<C> {
             _ => Ok(()),
         };
         let p = self.size();
+        let requested = algorithm;
         let algorithm = self.resolve(algorithm, buf.len(), std::mem::size_of::<T>());
         let call = self.begin(Kind::AllReduce);
         if p > 1 && self.checks.get().mismatch {
-            let sig = Signature::all_reduce(buf.len(), T::DTYPE, op, algorithm);
+            let sig = Signature::all_reduce(buf.len(), T::DTYPE, op, requested, algorithm);
             let bytes = std::mem::size_of_val(buf);
             // Small calls ride inside the agreement (not a widened average:
             // its data travel in another type): butterfly and Rabenseifner

@@ -480,3 +480,39 @@ fn auto_follows_new_settings() {
         assert_eq!(after, Algorithm::Central);
     }
 }
+
+/// A mismatch under `Auto` names what the caller passed and what it
+/// resolved to (`auto → shm`), and passing `Auto` on some ranks and the
+/// algorithm it resolves to on others is a mismatch of its own.
+#[test]
+fn a_mismatch_under_auto_names_auto_and_what_it_resolved_to() {
+    let out = Group::local(3, |g| {
+        let n = if g.rank() == 1 { 1001 } else { 1000 };
+        let mut v = vec![1.0f32; n];
+        let e = g
+            .all_reduce_in_place(&mut v, ReduceOp::Sum, Algorithm::Auto)
+            .unwrap_err()
+            .to_string();
+        let (a, b) = (
+            g.resolve(Algorithm::Auto, 1001, 4),
+            g.resolve(Algorithm::Auto, 1000, 4),
+        );
+        let want = format!(
+            "all_reduce #1: rank 1 passed 1001 f32 sum auto → {a}, ranks 0, 2 passed 1000 f32 sum auto → {b}"
+        );
+        assert_eq!(e, want);
+        let resolved = g.resolve(Algorithm::Auto, 8, 4);
+        let algorithm = if g.rank() == 0 { resolved } else { Algorithm::Auto };
+        let mut w = vec![1.0f32; 8];
+        let e = g
+            .all_reduce_in_place(&mut w, ReduceOp::Sum, algorithm)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!("all_reduce #2: rank 0 passed 8 f32 sum {resolved}, ranks 1, 2 passed 8 f32 sum auto → {resolved}")
+        );
+        e
+    });
+    assert!(out.iter().all(|e| *e == out[0]));
+}
