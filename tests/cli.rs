@@ -563,6 +563,53 @@ fn parameter_server_settings_that_cannot_work_are_one_line_errors() {
     );
 }
 
+/// PowerSGD is priced on the model's matrices: rank-4 factors of the
+/// 784×128 and 128×10 weights, (784 + 128 + 128 + 10)·4 = 4 200 values,
+/// and the 138 biases, all-reduced by the ring at 4 ranks (6 B a value
+/// for the busiest rank): about 26 KB a step, not the whole 611 KB.
+/// Without the matrices (--bytes) it is a one-line error.
+#[test]
+fn cost_prices_powersgd_on_the_models_matrices() {
+    let out = ringreduce_cmd(&[
+        "cost",
+        "--ranks",
+        "4",
+        "--layers",
+        "784,128,10",
+        "--strategy",
+        "sync:ring,compress=powersgd:rank=4",
+        "sync:ring",
+        "--format",
+        "csv",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let per_step: Vec<f64> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f = ringreduce::train::log::csv_fields(l);
+            f[4].parse::<f64>().unwrap() / f[3].parse::<f64>().unwrap()
+        })
+        .collect();
+    let expected = (4200.0 + 138.0) * 6.0;
+    assert!((per_step[0] - expected).abs() < 0.01 * expected, "{text}");
+    // The ring: 2(p − 1)/p of 407 080 B, up to its chunks' rounding.
+    assert!((per_step[1] - 610_620.0).abs() < 1e-4 * 610_620.0, "{text}");
+    bad_input(
+        &[
+            "cost",
+            "--ranks",
+            "4",
+            "--bytes",
+            "400K",
+            "--strategy",
+            "sync:ring,compress=powersgd:rank=4",
+        ],
+        "give the model as --layers",
+    );
+}
+
 #[test]
 fn cost_prices_the_parameter_servers_busiest_link() {
     let out = ringreduce_cmd(&[

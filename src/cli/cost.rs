@@ -204,12 +204,26 @@ impl Args {
 /// Bytes, rounds and predicted time per step of each strategy.
 fn strategies(args: &Args, params: &CostParams) -> ringreduce::Result<()> {
     let (bytes, n) = args.f32_params("--strategy", "strategies train f32 parameters")?;
+    // PowerSGD factors the model's weight matrices: --layers names them.
+    let matrices = match args.layers.is_empty() {
+        true => Vec::new(),
+        false => ringreduce::train::Mlp::new(args.layers.clone())?.matrices(),
+    };
     let rows: Vec<_> = args
         .strategy
         .iter()
         .map(|plan| {
             plan.check(args.ranks)?;
-            Ok(plan.communication(args.ranks, n, &[], args.steps, args.buffers, params))
+            if matrices.is_empty() && plan.name().contains("powersgd") {
+                return Err(Error::InvalidArgument {
+                    what: "--strategy",
+                    reason: format!(
+                        "{} factors the model's weight matrices: give the model as --layers (784,128,10), not --bytes",
+                        plan.name()
+                    ),
+                });
+            }
+            Ok(plan.communication(args.ranks, n, &matrices, args.steps, args.buffers, params))
         })
         .collect::<ringreduce::Result<_>>()?;
     match args.format {
