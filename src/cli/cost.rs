@@ -214,7 +214,7 @@ fn strategies(args: &Args, params: &CostParams) -> ringreduce::Result<()> {
         .iter()
         .map(|plan| {
             plan.check(args.ranks)?;
-            if matrices.is_empty() && plan.name().contains("powersgd") {
+            if matrices.is_empty() && plan.needs_matrices() {
                 return Err(Error::InvalidArgument {
                     what: "--strategy",
                     reason: format!(

@@ -227,6 +227,15 @@ impl Plan {
         }
     }
 
+    /// Whether [`Plan::communication`] needs the model's weight matrices
+    /// (PowerSGD's factors): without them it prices the whole gradient.
+    pub fn needs_matrices(&self) -> bool {
+        match self {
+            Plan::Hooks(s) => s.factors_matrices(),
+            Plan::ParameterServer(_) => false,
+        }
+    }
+
     /// The ranks of `p` that compute gradients, among which every global
     /// batch is split: all of them, or the parameter server's workers.
     pub fn computing_ranks(&self, p: usize) -> usize {

@@ -176,6 +176,12 @@ pub trait Registered: Strategy {
         None
     }
 
+    /// Whether what it sends depends on the model's weight matrices
+    /// (PowerSGD's factors), so pricing it needs them. Default: no.
+    fn factors_matrices(&self) -> bool {
+        false
+    }
+
     /// The strategy in a run's header on `p` ranks (its name, and what
     /// else a reader should know: gossip's spectral gap).
     fn describe(&self, _p: usize) -> String {
@@ -340,6 +346,11 @@ macro_rules! registry {
                     what: "compressor",
                     reason: format!("{} is not a gradient compressor of synchronous SGD", self.name()),
                 }))
+            }
+
+            /// Whether pricing it needs the model's weight matrices.
+            pub fn factors_matrices(&self) -> bool {
+                match self { $( AnyStrategy::$variant(s) => s.factors_matrices(), )* }
             }
 
             /// The strategy in a run's header on `p` ranks.

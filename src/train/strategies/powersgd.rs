@@ -428,6 +428,10 @@ impl Registered for PowerSgd {
     fn codec_secs(&self, _p: usize, n: usize, matrices: &[Matrix]) -> Option<Result<f64>> {
         Some(self.measure_codec_secs(n, matrices))
     }
+
+    fn factors_matrices(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
