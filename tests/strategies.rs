@@ -3,7 +3,8 @@
 //! their ranks stay together; they resume exactly; bad settings are
 //! one-line errors on every rank.
 
-use ringreduce::train::{data, AnyStrategy, LrSchedule, Mlp, Model, SyncSgd, Trainer};
+use ringreduce::train::checkpoint::Checkpoint;
+use ringreduce::train::{data, AnyStrategy, LrSchedule, Mlp, Model, Strategy, SyncSgd, Trainer};
 use ringreduce::{Algorithm, Group};
 
 mod training;
@@ -290,7 +291,7 @@ fn bad_settings_are_one_line_errors_on_every_rank() {
 }
 
 #[test]
-fn every_strategy_resumes_exactly_and_refuses_another_rank_count() {
+fn every_strategy_resumes_exactly_and_from_the_replicas_average_on_another_rank_count() {
     let dir = std::env::temp_dir().join(format!("ringreduce-strategies-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let sets = data::synthetic(600, 6, 3, 11);
@@ -348,18 +349,33 @@ fn every_strategy_resumes_exactly_and_refuses_another_rank_count() {
             );
             assert_eq!(a.1[2].consensus_distance, b.1[1].consensus_distance, "{spec}");
         }
-        // Every rank's own state is in the file: another rank count cannot
-        // take it. (QSGD keeps none: its rounding is seeded by rank and step.)
-        if spec.contains("qsgd") {
-            continue;
-        }
+        // On another rank count every rank starts from the replicas'
+        // average: the file's parameters. (A resumed run that stops where
+        // its checkpoint is takes no step and returns what it restored.)
         run(3, t(Some(1), false));
-        for r in run(2, t(None, true)) {
-            let e = r.unwrap_err().to_string();
+        let saved = Checkpoint::load(&path).unwrap();
+        let restored = |p: usize| run(p, t(Some(1), true));
+        for r in restored(2) {
+            let (params, history) = r.unwrap();
+            assert!(history.is_empty(), "{spec}");
             assert!(
-                e.contains("holds the state of 3 ranks") && e.contains("resume it on 3 ranks"),
-                "{spec}: {e}"
+                bytemuck::cast_slice::<f32, u8>(&params) == bytemuck::cast_slice::<f32, u8>(&saved.params),
+                "{spec}: on 2 ranks a rank did not start from the checkpoint's parameters"
             );
+        }
+        // On the same rank count each rank takes back its own replica.
+        let differ = spec.parse::<AnyStrategy>().unwrap().replicas_differ();
+        let own = restored(3);
+        let same = own.iter().all(|r| {
+            bytemuck::cast_slice::<f32, u8>(&r.as_ref().unwrap().0)
+                == bytemuck::cast_slice::<f32, u8>(&saved.params)
+        });
+        assert_eq!(same, !differ, "{spec}: replicas taken back on 3 ranks");
+        // And the run goes on from there to its end on 2 ranks.
+        for r in run(2, t(None, true)) {
+            let (params, history) = r.unwrap();
+            assert_eq!(history.len(), 2, "{spec}");
+            assert!(params.iter().all(|v| v.is_finite()), "{spec}");
         }
     }
     std::fs::remove_dir_all(&dir).unwrap();

@@ -2,8 +2,12 @@
 //! batch on 1 rank and on p ranks gives the same parameters, for every
 //! all-reduce algorithm, and every rank holds the same bits.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
 use ringreduce::train::{
-    data, Adam, GradientAllReduce, LrSchedule, Mlp, Model, Section, Step, Strategy, SyncSgd, Trainer,
+    data, Adam, AnyStrategy, GradientAllReduce, LrSchedule, Mlp, Model, Section, Step, Strategy, SyncSgd,
+    Trainer,
 };
 use ringreduce::Transport;
 use ringreduce::{Algorithm, Error, Group};
@@ -269,6 +273,147 @@ fn ckpt_dir(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("ringreduce-train-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// A checkpoint written within an epoch (`checkpoint_every`) resumes the
+/// run where it was: on the same rank count to the bit, and on another one
+/// — the global batch and the data order are the same on every rank count
+/// — the same trajectory up to the summation order, for synchronous SGD.
+/// For local SGD the same rank count is exact, and another starts from the
+/// replicas' average.
+#[test]
+fn a_checkpoint_within_an_epoch_resumes_on_any_rank_count() {
+    let dir = ckpt_dir("within");
+    let train = data::synthetic(240, 4, 3, 9);
+    let model = Mlp::new(vec![4, 8, 3]).unwrap();
+    // 20 steps an epoch, 3 epochs; a checkpoint every 7 steps.
+    let opt = |strategy: &str, file: &str, resume: bool| {
+        SyncSgd::builder()
+            .strategy(strategy.parse::<AnyStrategy>().unwrap())
+            .batch(12)
+            .lr(0.2)
+            .momentum(0.9)
+            .schedule(LrSchedule::Cosine)
+            .epochs(3)
+            .seed(5)
+            .checkpoint(dir.join(file))
+            .checkpoint_every(Some(7))
+            .resume(resume)
+            .build()
+            .unwrap()
+    };
+    type Resumed = Arc<Mutex<Option<ringreduce::train::Resumed>>>;
+    // A whole run that keeps a copy of its checkpoint as it was after
+    // step `keep` (once step `keep` + 1 is done, nothing has replaced it).
+    let run = |p: usize, o: Trainer<AnyStrategy>, keep: Option<(usize, &str)>, seen: Resumed| {
+        let keep = keep.map(|(k, to)| (k, to.to_string()));
+        let copied = Arc::new(AtomicBool::new(false));
+        let file = o.checkpoint_path().unwrap().to_path_buf();
+        let o = o
+            .on_step(move |m| {
+                if let Some((k, to)) = &keep {
+                    if m.global_step == *k + 1 && !copied.swap(true, Ordering::SeqCst) {
+                        std::fs::copy(&file, file.with_file_name(to)).unwrap();
+                    }
+                }
+            })
+            .on_resume(move |r| *seen.lock().unwrap() = Some(*r));
+        Group::local(p, |t| {
+            let mut params = o.init_params(&model);
+            o.fit(&t, &model, &mut params, &train, None, |_| {})
+                .map(|h| (params, h))
+        })
+        .into_iter()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>()
+    };
+    let none = || Resumed::default();
+    let bits = |v: &[f32]| bytemuck::cast_slice::<f32, u8>(v).to_vec();
+    for strategy in ["sync:ring", "local:tau=3"] {
+        let name = strategy.replace(':', "-").replace('=', "");
+        let split = format!("{name}-at28.ckpt");
+        let whole = run(
+            4,
+            opt(strategy, &format!("{name}.ckpt"), false),
+            Some((28, &split)),
+            none(),
+        );
+        let saved = ringreduce::train::checkpoint::Checkpoint::load(&dir.join(&split)).unwrap();
+        assert_eq!((saved.header.epoch, saved.header.step), (1, 8), "{strategy}");
+        assert_eq!(saved.optimizer.steps, 28, "{strategy}");
+        // The same rank count: the rest of the run, to the bit.
+        let again = format!("{name}-again.ckpt");
+        std::fs::copy(dir.join(&split), dir.join(&again)).unwrap();
+        let seen = none();
+        let rest = run(4, opt(strategy, &again, true), None, seen.clone());
+        let at = seen.lock().unwrap().unwrap();
+        assert_eq!((at.epoch, at.step, at.global_step), (1, 8, 28), "{strategy}");
+        assert_eq!(
+            rest[0].1.len(),
+            2,
+            "{strategy}: the resumed run ends epochs 2 and 3"
+        );
+        assert_eq!(rest[0].1[0].epoch, 2, "{strategy}");
+        for (a, b) in whole.iter().zip(&rest) {
+            assert_eq!(bits(&a.0), bits(&b.0), "{strategy}: resumed on 4 ranks");
+        }
+        // Three ranks.
+        let other = format!("{name}-three.ckpt");
+        std::fs::copy(dir.join(&split), dir.join(&other)).unwrap();
+        let three = run(3, opt(strategy, &other, true), None, none());
+        match strategy {
+            "sync:ring" => {
+                let direct = run(
+                    3,
+                    opt(strategy, &format!("{name}-direct.ckpt"), false),
+                    None,
+                    none(),
+                );
+                for run in [&three, &direct] {
+                    for r in run {
+                        let worst =
+                            r.0.iter()
+                                .zip(&whole[0].0)
+                                .map(|(a, b)| (a - b).abs())
+                                .fold(0f32, f32::max);
+                        assert!(
+                            worst < 1e-4,
+                            "{strategy}: 3 ranks, 4 ranks: max difference {worst}"
+                        );
+                        assert_eq!(bits(&r.0), bits(&run[0].0), "{strategy}: ranks differ");
+                    }
+                }
+            }
+            _ => {
+                // Not the 4-rank trajectory (the replicas were averaged at
+                // step 28, not at 30), but a run that ends in agreement.
+                let loss = three[0].1.last().unwrap().train_loss;
+                let base = whole[0].1.last().unwrap().train_loss;
+                assert!(
+                    loss.is_finite() && loss < 1.5 * base,
+                    "{strategy}: loss {loss} vs {base}"
+                );
+                for r in &three {
+                    assert_eq!(
+                        bits(&r.0),
+                        bits(&three[0].0),
+                        "{strategy}: the final average differs"
+                    );
+                }
+            }
+        }
+    }
+    // Checkpointing every 0 steps, or without a path, is refused.
+    for b in [
+        SyncSgd::builder()
+            .checkpoint(dir.join("x"))
+            .checkpoint_every(Some(0)),
+        SyncSgd::builder().checkpoint_every(Some(5)),
+    ] {
+        let e = b.build().unwrap_err().to_string();
+        assert!(e.contains("checkpointing every"), "{e}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -94,7 +94,12 @@ pub struct Args {
     /// Rank 0 writes a checkpoint here after every epoch.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
-    /// Continue from --checkpoint (on any rank count dividing --batch),
+    /// Also write --checkpoint after every STEPS steps (counted over the
+    /// run), so a crash loses at most STEPS steps.
+    #[arg(long, value_name = "STEPS", requires = "checkpoint")]
+    checkpoint_every: Option<usize>,
+    /// Continue from --checkpoint (on any rank count; strategies whose
+    /// replicas differ start from their average on another one),
     /// appending to --metrics.
     #[arg(long, requires = "checkpoint")]
     resume: bool,
@@ -343,7 +348,12 @@ fn load(o: &Args) -> ringreduce::Result<(Sets, Mlp)> {
 /// The trainer of the recipe and the checkpoint settings (the plan brings
 /// its strategy).
 fn trainer(o: &Args) -> ringreduce::Result<Trainer> {
-    let mut builder = o.recipe.builder().resume(o.resume).stop_after(o.stop_after);
+    let mut builder = o
+        .recipe
+        .builder()
+        .resume(o.resume)
+        .stop_after(o.stop_after)
+        .checkpoint_every(o.checkpoint_every);
     if let Some(path) = &o.checkpoint {
         builder = builder.checkpoint(path);
     }

@@ -67,10 +67,15 @@ impl Watch {
                     names.join(", ")
                 );
             })
-            .on_resume(move |&done| {
+            .on_resume(move |r| {
                 if root {
+                    let within = match r.step {
+                        0 => String::new(),
+                        s => format!(", step {s} of the next (global step {})", r.global_step),
+                    };
                     println!(
-                        "resumed from epoch {done} of {epochs} (checkpoint {})",
+                        "resumed from epoch {} of {epochs}{within} (checkpoint {})",
+                        r.epoch,
                         checkpoint.display()
                     );
                 }

@@ -9,7 +9,7 @@
 //! `optimizer.0`, `optimizer.1`, … (the optimizer's buffers) and
 //! `strategy.NAME` (the strategy's state). `__metadata__` holds
 //! `format = ringreduce-checkpoint/4`, every [`Header`] field as text
-//! (`epoch`, `seed`, `batch`, `params`, `optimizer`, `optimizer_steps`,
+//! (`epoch`, `step`, `seed`, `batch`, `params`, `optimizer`, `optimizer_steps`,
 //! `strategy`, `settings`, `data`, and `sections`, a JSON list of the
 //! section names in order), and `crc32`: the CRC-32 (8 hex digits) of the
 //! other metadata (each key and value followed by a NUL, keys sorted) and
@@ -44,6 +44,11 @@ pub struct SectionInfo {
 pub struct Header {
     /// Epochs completed.
     pub epoch: usize,
+    /// Steps completed of the next epoch: 0 for a checkpoint written at an
+    /// epoch's end, more for one written within an epoch
+    /// ([`TrainerBuilder::checkpoint_every`](super::TrainerBuilder::checkpoint_every)).
+    #[serde(default)]
+    pub step: usize,
     /// Seed of initialisation and shuffling (each epoch's order derives from it).
     pub seed: u64,
     /// Global batch size.
@@ -94,6 +99,7 @@ fn metadata(h: &Header) -> HashMap<String, String> {
     [
         ("format", FORMAT.to_string()),
         ("epoch", h.epoch.to_string()),
+        ("step", h.step.to_string()),
         ("seed", h.seed.to_string()),
         ("batch", h.batch.to_string()),
         ("params", h.params.to_string()),
@@ -308,6 +314,11 @@ impl Checkpoint {
         }
         let header = Header {
             epoch: number("epoch")? as usize,
+            // Absent from checkpoints written before steps were recorded.
+            step: match meta.get("step") {
+                Some(_) => number("step")? as usize,
+                None => 0,
+            },
             seed: number("seed")?,
             batch: number("batch")? as usize,
             params: number("params")? as usize,
@@ -324,10 +335,10 @@ impl Checkpoint {
                 })
                 .collect(),
         };
-        if header.epoch == 0 {
+        if header.epoch == 0 && header.step == 0 {
             return Err(bad(
                 path,
-                "bad checkpoint header: `epoch` is 0, and checkpoints are written at an epoch's end",
+                "bad checkpoint header: `epoch` and `step` are 0, and checkpoints are written after a step",
             ));
         }
         if header.params != params.len() {
@@ -424,6 +435,7 @@ mod tests {
     fn header(epoch: usize) -> Header {
         Header {
             epoch,
+            step: 0,
             seed: 9,
             batch: 12,
             params: 0,

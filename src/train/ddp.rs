@@ -445,6 +445,7 @@ impl<'g, C: Transport, S: Strategy> DataParallel<'g, C, S> {
         let local = if writes {
             let header = Header {
                 epoch: 1,
+                step: 0,
                 seed: 0,
                 batch: 0,
                 params: params.len(),

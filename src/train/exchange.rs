@@ -41,6 +41,8 @@ pub struct Exchange<'g, C: Transport, S: Strategy> {
     buckets: Option<Bucketer>,
     steps_per_epoch: usize,
     epochs: usize,
+    /// Checkpoints are written after every this many steps of the run.
+    save_every: Option<usize>,
     /// The current step's context, from [`Exchange::step`] to [`Exchange::after_step`].
     ctx: Option<Step<'g, C>>,
 }
@@ -121,6 +123,7 @@ impl<'g, C: Transport, S: Strategy> Exchange<'g, C, S> {
             buckets,
             steps_per_epoch,
             epochs,
+            save_every: None,
             ctx: None,
         })
     }
@@ -130,6 +133,14 @@ impl<'g, C: Transport, S: Strategy> Exchange<'g, C, S> {
     pub fn set_schedule(&mut self, steps_per_epoch: usize, epochs: usize) {
         self.steps_per_epoch = steps_per_epoch;
         self.epochs = epochs;
+    }
+
+    /// Tells the strategy's steps that a checkpoint follows every
+    /// `steps`-th step of the run (besides each epoch's last), so state
+    /// it gathers for checkpoints is gathered there ([`Step::saves`]).
+    /// Not collective; every rank alike.
+    pub fn set_save_every(&mut self, steps: Option<usize>) {
+        self.save_every = steps;
     }
 
     /// The group.
@@ -153,7 +164,12 @@ impl<'g, C: Transport, S: Strategy> Exchange<'g, C, S> {
     }
 
     fn context(&self, at: StepAt) -> Step<'g, C> {
-        Step::new(self.group, at.epoch, at.step, self.steps_per_epoch, self.epochs)
+        let mut ctx = Step::new(self.group, at.epoch, at.step, self.steps_per_epoch, self.epochs);
+        ctx.saves = at.step + 1 == self.steps_per_epoch
+            || self
+                .save_every
+                .is_some_and(|k| k > 0 && (ctx.global_step() + 1).is_multiple_of(k));
+        ctx
     }
 
     /// Before the first step at `at` (the parameters the same on every

@@ -71,6 +71,6 @@ pub use self::strategies::*;
 pub use self::topology::Topology;
 pub use self::trace::TraceEvent;
 pub use self::trainer::{
-    EpochMetrics, EvalPoint, PlanEpoch, StepMetrics, SyncSgd, Trainer, TrainerBuilder, MAX_STRAGGLER,
+    EpochMetrics, EvalPoint, PlanEpoch, Resumed, StepMetrics, SyncSgd, Trainer, TrainerBuilder, MAX_STRAGGLER,
 };
 pub use self::zero::ShardedOptimizer;

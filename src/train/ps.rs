@@ -291,6 +291,11 @@ impl ParameterServer {
                     )));
                 }
             }
+            if let Some(k) = trainer.cfg.checkpoint_every {
+                return Err(invalid(format!(
+                    "checkpointing every {k} steps: the parameter server writes its shards at epoch ends only"
+                )));
+            }
             if let (Some(k), true) = (trainer.cfg.eval_every, self.dynamic) {
                 return Err(invalid(format!(
                     "evaluating every {k} steps needs fixed shares (with dynamic shares the workers' steps are not the servers')"
@@ -376,6 +381,7 @@ impl ParameterServer {
     fn shard_header<S: Strategy>(&self, t: &Trainer<S>, epoch: usize) -> Header {
         Header {
             epoch,
+            step: 0,
             seed: t.cfg.seed,
             batch: t.cfg.batch,
             params: 0,

@@ -126,6 +126,18 @@ impl PlanEpoch {
     }
 }
 
+/// Where a resumed run continues, given to [`Trainer::on_resume`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resumed {
+    /// Epochs the checkpoint had completed.
+    pub epoch: usize,
+    /// Steps it had completed of the next epoch (0 when it was written at
+    /// an epoch's end).
+    pub step: usize,
+    /// Steps it had completed over the run.
+    pub global_step: usize,
+}
+
 /// What one step did, given to the [`Trainer::on_step`] hook on every rank.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepMetrics {
@@ -218,8 +230,9 @@ pub(crate) struct Config {
     pub(crate) resume: bool,
     pub(crate) stop_after: Option<usize>,
     pub(crate) eval_every: Option<usize>,
+    pub(crate) checkpoint_every: Option<usize>,
     on_step: Option<Hook<StepMetrics>>,
-    on_resume: Option<Hook<usize>>,
+    on_resume: Option<Hook<Resumed>>,
     on_buckets: Option<Hook<BucketChoice>>,
     on_trace: Option<Hook<Vec<TraceEvent>>>,
     on_stale: Option<Hook<Vec<PathBuf>>>,
@@ -273,6 +286,7 @@ impl Trainer<GradientAllReduce> {
                 resume: false,
                 stop_after: None,
                 eval_every: None,
+                checkpoint_every: None,
                 straggler: None,
                 on_step: None,
                 on_resume: None,
@@ -292,9 +306,9 @@ impl<S: Strategy> Trainer<S> {
         self
     }
 
-    /// Calls `f(epochs done)` on every rank once a resumed run has restored
-    /// its checkpoint, before its first step.
-    pub fn on_resume(mut self, f: impl Fn(&usize) + Send + Sync + 'static) -> Self {
+    /// Calls `f` with where the run continues on every rank once a resumed
+    /// run has restored its checkpoint, before its first step.
+    pub fn on_resume(mut self, f: impl Fn(&Resumed) + Send + Sync + 'static) -> Self {
         self.cfg.on_resume = Some(Hook(Arc::new(f)));
         self
     }
@@ -348,6 +362,11 @@ impl<S: Strategy> Trainer<S> {
         let mut p = vec![0f32; model.num_params()];
         model.init(&mut p, self.cfg.seed);
         p
+    }
+
+    /// Where rank 0 writes the checkpoint, when the run has one.
+    pub fn checkpoint_path(&self) -> Option<&std::path::Path> {
+        self.cfg.checkpoint.as_deref()
     }
 
     /// Global batch size.
@@ -418,14 +437,30 @@ impl<S: Strategy> Trainer<S> {
             trace: None,
             deferred: (self.strategy.replicas_differ() && group.size() > 1).then_some(None),
         };
-        let done = if self.cfg.resume { run.restore(params)? } else { 0 };
-        if let (true, Some(hook)) = (self.cfg.resume, &self.cfg.on_resume) {
-            (hook.0)(&done);
-        }
-        let at = StepAt {
-            epoch: done.max(1),
-            step: 0,
+        let (done, from) = if self.cfg.resume {
+            run.restore(params)?
+        } else {
+            (0, 0)
         };
+        if let (true, Some(hook)) = (self.cfg.resume, &self.cfg.on_resume) {
+            (hook.0)(&Resumed {
+                epoch: done,
+                step: from,
+                global_step: done * steps + from,
+            });
+        }
+        let at = match from {
+            0 => StepAt {
+                epoch: done.max(1),
+                step: 0,
+            },
+            _ => StepAt {
+                epoch: done + 1,
+                step: from,
+            },
+        };
+        run.exchange
+            .set_save_every(self.cfg.checkpoint.as_ref().and(self.cfg.checkpoint_every));
         run.exchange.start(at, params, model.matrices())?;
         if self.cfg.on_trace.is_some() {
             // Every rank's clock starts here, right after a barrier.
@@ -438,7 +473,8 @@ impl<S: Strategy> Trainer<S> {
             .stop_after
             .map_or(self.cfg.epochs, |s| s.min(self.cfg.epochs));
         for epoch in done + 1..=last {
-            let m = run.epoch(epoch, model, params, train, test)?;
+            let first = if epoch == done + 1 { from } else { 0 };
+            let m = run.epoch(epoch, first, model, params, train, test)?;
             on_epoch(&m);
             history.push(m);
         }
@@ -585,6 +621,8 @@ fn fingerprint(d: &Dataset) -> String {
 /// What an epoch's steps add up to (this rank's clock).
 #[derive(Default)]
 struct Sums {
+    /// The epoch's first step: 0 but in a run resumed within the epoch.
+    from: usize,
     comm_secs: f64,
     loss: f64,
     bytes: u64,
@@ -593,8 +631,9 @@ struct Sums {
     decode_secs: f64,
     compute_secs: f64,
     hidden_secs: f64,
-    /// Seconds spent in evaluations within the epoch (left out of its time).
-    eval_secs: f64,
+    /// Seconds spent in evaluations and checkpoints within the epoch
+    /// (left out of its time).
+    paused_secs: f64,
     /// Bytes of those evaluations.
     scoring_bytes: u64,
     evals: Vec<EvalPoint>,
@@ -620,11 +659,14 @@ struct Scratch {
 }
 
 impl<S: Strategy, C: Transport> Run<'_, S, C> {
-    /// One epoch of steps, then the loss, the test accuracy, the metrics
-    /// and the checkpoint.
+    /// One epoch of steps from step `from` (0 but in a run resumed within
+    /// an epoch), then the loss, the test accuracy, the metrics and the
+    /// checkpoint.
+    #[allow(clippy::too_many_arguments)] // the run's state, passed down
     fn epoch<M: Model>(
         &mut self,
         epoch: usize,
+        from: usize,
         model: &M,
         params: &mut [f32],
         train: &Dataset,
@@ -640,19 +682,30 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             order: t.cfg.batches.order(t.cfg.seed, epoch, train.len(), p),
             start: Instant::now(),
         };
-        let mut sums = Sums::default();
-        for step in 0..self.steps {
+        let mut sums = Sums {
+            from,
+            ..Sums::default()
+        };
+        for step in from..self.steps {
             self.step(epoch, step, model, params, train, &mut scratch, &mut sums)?;
             let global = (epoch - 1) * self.steps + step + 1;
-            // The epoch's last step is scored by the epoch's end.
-            if let (Some(k), Some(test), true) = (t.cfg.eval_every, test, step + 1 < self.steps) {
+            // The epoch's last step is scored and saved by the epoch's end.
+            let within = step + 1 < self.steps;
+            if let (Some(k), Some(test), true) = (t.cfg.eval_every, test, within) {
                 if global.is_multiple_of(k) {
                     let point = self.eval_point(global, model, params, test, scratch.start, &mut sums)?;
                     sums.evals.push(point);
                 }
             }
+            if let (Some(k), Some(_), true) = (t.cfg.checkpoint_every, &t.cfg.checkpoint, within) {
+                if global.is_multiple_of(k) {
+                    let began = Instant::now();
+                    self.save_within(epoch, step + 1, params)?;
+                    sums.paused_secs += began.elapsed().as_secs_f64();
+                }
+            }
         }
-        let epoch_secs = scratch.start.elapsed().as_secs_f64() - sums.eval_secs;
+        let epoch_secs = scratch.start.elapsed().as_secs_f64() - sums.paused_secs;
         let ending = Instant::now();
         let m = self.end_epoch(epoch, epoch_secs, model, params, test, sums)?;
         if let Some(rec) = self.trace.as_mut() {
@@ -829,7 +882,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
                     true => agreed / mine.len().max(1) as f64,
                     false => agreed / t.cfg.batch as f64,
                 },
-                epoch_secs: start.elapsed().as_secs_f64() - sums.eval_secs,
+                epoch_secs: start.elapsed().as_secs_f64() - sums.paused_secs,
                 step_secs,
                 compute_secs: step_compute,
                 exposed_secs: step_comm,
@@ -966,11 +1019,11 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
     ) -> Result<EvalPoint> {
         let began = Instant::now();
         // Rank 0's clock, so the point is the same everywhere.
-        let mut secs = [(began - start).as_secs_f64() - sums.eval_secs];
+        let mut secs = [(began - start).as_secs_f64() - sums.paused_secs];
         let score = self.score(model, params, Some(test))?;
         self.group.broadcast(&mut secs, 0)?;
         sums.scoring_bytes += score.bytes;
-        sums.eval_secs += began.elapsed().as_secs_f64();
+        sums.paused_secs += began.elapsed().as_secs_f64();
         Ok(EvalPoint {
             step: global,
             epoch_secs: secs[0],
@@ -994,7 +1047,6 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
     ) -> Result<EpochMetrics> {
         let t = self.trainer;
         let group = self.group;
-        let rank = group.rank();
         let Score {
             mean,
             consensus,
@@ -1016,13 +1068,15 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             sums.comm_secs + sums.hidden_secs,
         ];
         group.broadcast(&mut times, 0)?;
+        // A run resumed within the epoch reports the steps it took.
+        let examples = (self.steps - sums.from) * t.cfg.batch;
         let m = EpochMetrics {
             epoch,
             step: epoch * self.steps,
-            train_loss: loss[0] / (self.steps * t.cfg.batch).max(1) as f64,
+            train_loss: loss[0] / examples.max(1) as f64,
             test_accuracy: accuracy,
             epoch_secs: times[0],
-            samples_per_sec: (self.steps * t.cfg.batch) as f64 / times[0].max(1e-9),
+            samples_per_sec: examples as f64 / times[0].max(1e-9),
             allreduce_secs: times[1],
             encode_secs: times[2],
             decode_secs: times[3],
@@ -1034,23 +1088,51 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             scoring_bytes: sums.scoring_bytes + scoring,
             evals: sums.evals,
         };
-        if let Some(path) = &t.cfg.checkpoint {
-            // Ranks that differ hand rank 0 their parameters and optimizer
-            // state; the file's `params` is their average.
-            let replicas = match &mean {
-                Some(mean) => Some((mean.clone(), self.gather_replicas(params)?)),
-                None => None,
-            };
-            // Rank 0 writes; every rank learns whether that worked, so a
-            // failed write ends every rank at once with its error.
-            let saved = if rank == 0 {
-                self.save(path, epoch, params, replicas)
-            } else {
-                Ok(())
-            };
-            group.agree(saved)?;
-        }
+        self.checkpoint(epoch, 0, params, mean)?;
         Ok(m)
+    }
+
+    /// A checkpoint after `step` steps of epoch `epoch` (not its last):
+    /// the finiteness agreement a strategy whose replicas differ defers
+    /// first, so no checkpoint holds a value the run would stop on.
+    /// Collective.
+    fn save_within(&mut self, epoch: usize, step: usize, params: &[f32]) -> Result<()> {
+        if self.deferred.is_some() {
+            self.agree_deferred()?;
+        }
+        let group = self.group;
+        let mean = match self.exchange.strategy().replicas_differ() && group.size() > 1 {
+            true => {
+                let mut mean = params.to_vec();
+                group.all_reduce_in_place(&mut mean, ReduceOp::Avg, Algorithm::Ring)?;
+                Some(mean)
+            }
+            false => None,
+        };
+        self.checkpoint(epoch - 1, step, params, mean)
+    }
+
+    /// Writes the checkpoint, when the run has one, after `epoch` epochs
+    /// and `step` steps of the next; `mean` is the replicas' average where
+    /// they differ. Collective.
+    fn checkpoint(&self, epoch: usize, step: usize, params: &[f32], mean: Option<Vec<f32>>) -> Result<()> {
+        let Some(path) = &self.trainer.cfg.checkpoint else {
+            return Ok(());
+        };
+        // Ranks that differ hand rank 0 their parameters and optimizer
+        // state; the file's `params` is their average.
+        let replicas = match mean {
+            Some(mean) => Some((mean, self.gather_replicas(params)?)),
+            None => None,
+        };
+        // Rank 0 writes; every rank learns whether that worked, so a
+        // failed write ends every rank at once with its error.
+        let saved = if self.group.rank() == 0 {
+            self.save(path, epoch, step, params, replicas)
+        } else {
+            Ok(())
+        };
+        self.group.agree(saved)
     }
 
     /// Every rank's parameters and optimizer buffers, as checkpoint
@@ -1075,6 +1157,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         let t = self.trainer;
         Header {
             epoch,
+            step: 0,
             seed: t.cfg.seed,
             batch: t.cfg.batch,
             params: n,
@@ -1094,6 +1177,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         &self,
         path: &std::path::Path,
         epoch: usize,
+        step: usize,
         params: &[f32],
         replicas: Option<(Vec<f32>, Vec<Section>)>,
     ) -> Result<()> {
@@ -1105,13 +1189,11 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             }
             None => params.to_vec(),
         };
-        Checkpoint::new(
-            self.header(epoch, params.len()),
-            params,
-            self.optimizer.clone(),
-            sections,
-        )
-        .save(path)
+        let header = Header {
+            step,
+            ..self.header(epoch, params.len())
+        };
+        Checkpoint::new(header, params, self.optimizer.clone(), sections).save(path)
     }
 
     /// `c` when it was made by a run like this one (`expected` is this
@@ -1176,8 +1258,10 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
 
     /// Every rank takes back its own parameters and optimizer state from
     /// the checkpoint's `replicas.*` sections (of a strategy whose ranks
-    /// differ, `strategy`); every rank sees the same lengths, so all fail
-    /// or none.
+    /// differ, `strategy`). On another rank count every rank starts from
+    /// the replicas' average instead: the parameters the file holds (their
+    /// mean) and the mean of their optimizer buffers. Every rank sees the
+    /// same lengths, so all fail or none.
     fn take_replicas(
         &mut self,
         path: &std::path::Path,
@@ -1189,39 +1273,38 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             return Ok(());
         }
         let group = self.group;
-        // Every rank takes back its own parameters and optimizer state;
-        // every rank sees the same lengths, so all fail or none.
         let (p, r, n) = (group.size(), group.rank(), params.len());
         let saved = replicas[0].values.len() / n.max(1);
-        if replicas.iter().any(|s| s.values.len() != p * n) {
+        if saved == 0 || replicas.iter().any(|s| s.values.len() != saved * n) {
             return Err(mismatch(
                 path,
-                format!(
-                    "checkpoint holds the state of {saved} ranks ({} on {saved} ranks, whose parameters differ); resume it on {saved} ranks",
-                    strategy
-                ),
+                format!("checkpoint's replicas of {strategy} are not whole copies of the {n} parameters"),
             ));
         }
         for s in replicas {
-            let mine = &s.values[r * n..(r + 1) * n];
-            match s
+            let target = match s
                 .name
                 .strip_prefix("replicas.optimizer.")
                 .map(str::parse::<usize>)
             {
-                None => params.copy_from_slice(mine),
-                Some(Ok(k)) if k < self.optimizer.buffers.len() => {
-                    self.optimizer.buffers[k].copy_from_slice(mine)
-                }
+                None if saved == p => &mut *params,
+                // The file's parameters are the replicas' mean already.
+                None => continue,
+                Some(Ok(k)) if k < self.optimizer.buffers.len() => &mut self.optimizer.buffers[k][..],
                 Some(_) => return Err(mismatch(path, format!("unexpected section {}", s.name))),
+            };
+            if saved == p {
+                target.copy_from_slice(&s.values[r * n..(r + 1) * n]);
+            } else {
+                mean_of(&s.values, target);
             }
         }
         Ok(())
     }
 
     /// Rank 0 loads the checkpoint and hands its state to every rank;
-    /// returns the epochs already done. Collective.
-    fn restore(&mut self, params: &mut [f32]) -> Result<usize> {
+    /// returns the epochs already done and the steps of the next. Collective.
+    fn restore(&mut self, params: &mut [f32]) -> Result<(usize, usize)> {
         let t = self.trainer;
         let group = self.group;
         let path = t.cfg.checkpoint.as_ref().ok_or_else(|| Error::InvalidArgument {
@@ -1275,8 +1358,22 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         params.copy_from_slice(&c.params);
         self.optimizer = c.optimizer;
         self.take_replicas(path, &header.strategy, params, &replicas)?;
-        Ok(header.epoch)
+        Ok((header.epoch, header.step))
     }
+}
+
+/// The mean of the copies `all` holds, of `mean.len()` values each, into
+/// `mean`.
+fn mean_of(all: &[f32], mean: &mut [f32]) {
+    mean.fill(0.0);
+    let copies = all.chunks_exact(mean.len().max(1));
+    let k = copies.len().max(1) as f32;
+    for copy in copies {
+        for (m, v) in mean.iter_mut().zip(copy) {
+            *m += v;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= k);
 }
 
 /// What a checkpoint's header claims that its file and this run's shape
@@ -1284,12 +1381,21 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
 /// checksum): every epoch is `steps` optimizer steps, and every optimizer
 /// buffer is as long as the parameters.
 fn forged(h: &Header, steps: usize, buffers: &[Vec<f32>]) -> Option<String> {
-    let made = (h.epoch as u64).checked_mul(steps as u64);
+    if h.step >= steps.max(1) {
+        return Some(format!(
+            "`step` is {}, and an epoch of this run has {steps} steps",
+            h.step
+        ));
+    }
+    let made = (h.epoch as u64)
+        .checked_mul(steps as u64)
+        .and_then(|m| m.checked_add(h.step as u64));
     if made != Some(h.optimizer_steps) {
         return Some(format!(
-            "`optimizer_steps` is {}, but {} epoch(s) of {steps} steps make {}",
+            "`optimizer_steps` is {}, but {} epoch(s) of {steps} steps and {} step(s) make {}",
             h.optimizer_steps,
             h.epoch,
+            h.step,
             made.map_or("more than 2^64".into(), |m| m.to_string())
         ));
     }
@@ -1448,7 +1554,8 @@ impl<S: Strategy> TrainerBuilder<S> {
         epochs: usize => cfg.epochs;
         /// Seed of initialisation and shuffling.
         seed: u64 => cfg.seed;
-        /// Continue from the checkpoint (on any rank count that divides the batch).
+        /// Continue from the checkpoint, on any rank count (see
+        /// [`Trainer::fit`] for what another rank count keeps).
         resume: bool => cfg.resume;
         /// Stop after this epoch (of the planned [`epochs`](Self::epochs),
         /// whose length still sets the schedule and a strategy's final
@@ -1465,6 +1572,13 @@ impl<S: Strategy> TrainerBuilder<S> {
         /// The time spent scoring is left out of the epoch's; its bytes go
         /// to [`EpochMetrics::scoring_bytes`]. Needs a held-out set.
         eval_every: Option<usize> => cfg.eval_every;
+        /// With a [`checkpoint`](Self::checkpoint), also write it after
+        /// every this many steps (counted over the run), not only at each
+        /// epoch's end, so a run resumed after a crash loses fewer steps.
+        /// A strategy whose replicas differ gathers them to rank 0 each
+        /// time (an all-reduce and an all-gather of the parameters); the
+        /// time is left out of the epoch's, the bytes out of every count.
+        checkpoint_every: Option<usize> => cfg.checkpoint_every;
     }
 
     /// Checks the settings.
@@ -1493,6 +1607,18 @@ impl<S: Strategy> TrainerBuilder<S> {
             return Err(Error::InvalidArgument {
                 what: "evaluation setting",
                 reason: "evaluating every 0 steps: give at least 1".into(),
+            });
+        }
+        if self.cfg.checkpoint_every == Some(0) {
+            return Err(Error::InvalidArgument {
+                what: "checkpoint setting",
+                reason: "checkpointing every 0 steps: give at least 1".into(),
+            });
+        }
+        if let (Some(k), None) = (self.cfg.checkpoint_every, &self.cfg.checkpoint) {
+            return Err(Error::InvalidArgument {
+                what: "checkpoint setting",
+                reason: format!("checkpointing every {k} steps needs a checkpoint path"),
             });
         }
         if !(self.cfg.lr.is_finite() && self.cfg.lr > 0.0) {

@@ -26,21 +26,36 @@ impl Residuals {
         let mut own = vec![0.0; n];
         self.gathered.clear();
         if let Some(all) = self.restored.take() {
-            if all.len() != p * n {
-                let saved = all.len() / n.max(1);
+            let saved = all.len() / n.max(1);
+            if n == 0 || all.len() != saved * n || saved == 0 {
                 return Err(invalid(format!(
-                    "the checkpoint holds the state of {saved} ranks (their error-feedback residuals): resume it on {saved} ranks"
+                    "the checkpoint's error-feedback residuals hold {} values, not a multiple of this model's {n} parameters",
+                    all.len()
                 )));
             }
-            own.copy_from_slice(&all[r * n..(r + 1) * n]);
+            if saved == p {
+                own.copy_from_slice(&all[r * n..(r + 1) * n]);
+            } else {
+                // On another rank count every rank starts from the saved
+                // residuals' mean: the average update still owes the model
+                // what the saved ranks' average did.
+                for part in all.chunks_exact(n) {
+                    for (o, v) in own.iter_mut().zip(part) {
+                        *o += v;
+                    }
+                }
+                let scale = 1.0 / saved as f32;
+                own.iter_mut().for_each(|o| *o *= scale);
+            }
         }
         Ok(own)
     }
 
-    /// Whether `ctx` is the last step of an epoch, where
-    /// [`gather`](Residuals::gather) is called.
+    /// Whether a checkpoint follows `ctx` (an epoch's last step, or one
+    /// of the checkpoint interval), where [`gather`](Residuals::gather) is
+    /// called.
     pub(crate) fn due<C: Transport>(ctx: &Step<'_, C>) -> bool {
-        ctx.step + 1 == ctx.steps_per_epoch
+        ctx.saves
     }
 
     /// Gathers every rank's residual `own` (at the end of an epoch).

@@ -26,6 +26,10 @@ pub struct Step<'a, C: Transport> {
     pub(crate) bytes: u64,
     pub(crate) rounds: u64,
     pub(crate) matrices: Vec<crate::train::Matrix>,
+    /// Whether a checkpoint follows this step (an epoch's last, or one of
+    /// [`Exchange::set_save_every`](crate::train::Exchange::set_save_every)'s):
+    /// state a strategy saves is gathered at such steps.
+    pub saves: bool,
     /// Of the hooks' time, encoding and decoding by a compressor.
     pub(crate) codec: CodecTimes,
 }
@@ -48,6 +52,7 @@ impl<'a, C: Transport> Step<'a, C> {
             rounds: 0,
             matrices: Vec::new(),
             codec: CodecTimes::default(),
+            saves: step + 1 == steps_per_epoch,
         }
     }
 
