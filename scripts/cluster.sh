@@ -13,10 +13,12 @@
 #                                            hosts (a user-space delay line on
 #                                            a TUN device, scripts/delayline.c:
 #                                            netem is missing from some kernels)
-#   scripts/cluster.sh run [-n RANKS] -- CMD ARGS…
+#   scripts/cluster.sh run [-n RANKS] [--hostfile F] -- CMD ARGS…
 #                                            mpirun CMD with L ranks per host, in
 #                                            the caller's directory (CMD: a path,
-#                                            or a name on PATH)
+#                                            or a name on PATH); --hostfile: on
+#                                            the hosts F lists instead of all
+#                                            (`ringreduce elastic --launcher`)
 #   scripts/cluster.sh status                what exists
 #   scripts/cluster.sh down                  remove everything `up` created
 #
@@ -170,14 +172,17 @@ AGENT
 run() {
   need_root
   [ -f "$STATE/hostfile" ] || die "no cluster is up; run 'scripts/cluster.sh up N' first"
-  local n slots
+  local n slots hostfile=$STATE/hostfile
   n=$(wc -l < "$STATE/hostfile")
   slots=$(cat "$STATE/slots" 2>/dev/null || echo 1)
   local ranks=$((n * slots))
   while (($#)) && [ "$1" != "--" ]; do
     case "$1" in
       -n) ranks="$2"; shift 2 ;;
-      *) die "usage: cluster.sh run [-n RANKS] -- CMD ARGS…" ;;
+      --hostfile)
+        hostfile=$(cd "$CALLER_DIR" && readlink -e "${2:-}") || die "--hostfile ${2:-}: no such file"
+        shift 2 ;;
+      *) die "usage: cluster.sh run [-n RANKS] [--hostfile F] -- CMD ARGS…" ;;
     esac
   done
   [ "${1:-}" = "--" ] && shift
@@ -202,7 +207,7 @@ run() {
   # mpirun itself runs on the first host (with that host's name), so every
   # address it uses is a cluster one.
   ip netns exec "${PREFIX}-h1" unshare --uts sh -c 'hostname "$0"; exec "$@"' "${PREFIX}-h1" \
-    mpirun -n "$ranks" --hostfile "$STATE/hostfile" \
+    mpirun -n "$ranks" --hostfile "$hostfile" \
     --wdir "$CALLER_DIR" \
     --mca plm_rsh_agent "$AGENT" \
     --mca btl "$btl" \

@@ -67,6 +67,15 @@ enum Command {
     Hogwild(Box<cli::hogwild::Args>),
     /// Time the algorithms beside the vendor's MPI_Allreduce (run under mpirun).
     Bench(cli::bench::Args),
+    /// Run `train` under mpirun on a host file and, when a host is lost, launch it again on the hosts left from its newest checkpoint (not under mpirun).
+    ///
+    /// Finds the lost hosts in mpirun's lines and in the stall report,
+    /// comments them out of the host file, and launches `train --resume`
+    /// on the rest, while at least --min-np ranks are left and at most
+    /// --max-restarts times. Every restart is a line here and, in the
+    /// resumed run, a line and a row of its --metrics file with its cause,
+    /// the steps lost and the seconds from the fault to training again.
+    Elastic(cli::elastic::Args),
 }
 
 fn main() -> ExitCode {
@@ -91,6 +100,7 @@ fn main() -> ExitCode {
         Command::Summary(args) => cli::plot::summary(args),
         Command::Bench(args) => cli::bench::run(args),
         Command::Hogwild(args) => cli::hogwild::run(*args),
+        Command::Elastic(args) => cli::elastic::run(args),
     }
 }
 

@@ -69,7 +69,10 @@ fn a_rank_that_does_not_join_is_named_and_the_job_aborted() {
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert_eq!(
         ours(&err),
-        vec!["ringreduce: rank 1 has not joined all_reduce #1 after 1 s; aborting the job"],
+        vec![format!(
+            "ringreduce: rank 1 has not joined all_reduce #1 after 1 s; on host {}; aborting the job",
+            host()
+        )],
         "{err}"
     );
     assert!(took < STOP_LIMIT, "{took:?}");
@@ -449,8 +452,19 @@ fn a_mismatch_or_a_missing_rank_during_a_pending_all_reduce_is_reported() {
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert_eq!(
         ours(&err),
-        vec!["ringreduce: rank 1 has not joined all_reduce #1 after 1 s; aborting the job"],
+        vec![format!(
+            "ringreduce: rank 1 has not joined all_reduce #1 after 1 s; on host {}; aborting the job",
+            host()
+        )],
         "{err}"
     );
     assert!(start.elapsed() < STOP_LIMIT);
+}
+
+/// This machine's name, which MPI reports as every local rank's host.
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
 }

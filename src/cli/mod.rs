@@ -7,6 +7,7 @@ pub mod calibrate;
 pub mod compare;
 pub mod cost;
 pub mod curves;
+pub mod elastic;
 pub mod hogwild;
 pub mod plot;
 pub mod progress;

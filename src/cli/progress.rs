@@ -113,6 +113,11 @@ impl Progress {
         }
     }
 
+    /// Adds a row of the metrics log (before the step rows to come).
+    pub fn push_row(&self, row: Row) {
+        self.state().rows.push(row);
+    }
+
     /// The step rows since the last call.
     pub fn take_rows(&self) -> Vec<Row> {
         std::mem::take(&mut self.state().rows)
@@ -167,7 +172,7 @@ mod tests {
             .iter()
             .map(|r| match r {
                 Row::Step { step, loss, .. } => (*step, *loss),
-                Row::Epoch(_) => unreachable!(),
+                _ => unreachable!(),
             })
             .collect();
         // Windows 1–4, 5–8, …, 25–28, then 29–30 at the run's last step.

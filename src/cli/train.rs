@@ -108,11 +108,26 @@ pub struct Args {
     /// run, continued with --resume.
     #[arg(long, value_name = "EPOCH", requires = "checkpoint")]
     stop_after: Option<usize>,
+    /// (From `ringreduce elastic`.) Rank 0 writes its global step here
+    /// after every step.
+    #[arg(long, hide = true)]
+    elastic_progress: Option<PathBuf>,
+    /// (From `ringreduce elastic`.) A stall report is also appended here.
+    #[arg(long, hide = true)]
+    elastic_stall: Option<PathBuf>,
+    /// (From `ringreduce elastic`.) This launch is restart N after a
+    /// fault: `N<TAB>UNIX_SECS<TAB>STEP_REACHED<TAB>CAUSE`.
+    #[arg(long, hide = true, value_parser = super::watch::restart_note)]
+    elastic_restart: Option<super::watch::RestartNote>,
 }
 
 /// Checks everything that can be checked before MPI starts, trains, and
 /// writes the metrics and the plot.
 pub fn run(o: Args) -> ExitCode {
+    if let Some(path) = &o.elastic_stall {
+        // SAFETY (of the environment): no other thread runs yet.
+        std::env::set_var(ringreduce::transport::STALL_FILE, path);
+    }
     // What is the same on every rank is checked before MPI starts.
     let planned = (|| -> ringreduce::Result<(Plan, Trainer)> {
         preflight(&o)?;
@@ -171,6 +186,7 @@ fn train(o: &Args, plan: &Plan, recipe: Trainer, group: &ringreduce::Group<ringr
     let mut params = recipe.init_params(&model);
     let watch = Watch::new(root, o.log_every, o.recipe.batch);
     let recipe = watch.attach(recipe, o.recipe.epochs, o.checkpoint.clone().unwrap_or_default());
+    let recipe = watch.elastic(recipe, o.elastic_progress.clone(), o.elastic_restart.clone());
     let recipe = watch.timeline(recipe, o.timeline.clone());
     if root {
         println!(

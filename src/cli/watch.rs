@@ -6,6 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ringreduce::train::data::{HeldOut, Sets};
+use std::path::PathBuf;
+
+use ringreduce::train::log::{Restart, Row};
 use ringreduce::train::{buckets, BucketChoice, Trainer};
 
 use super::progress::Progress;
@@ -78,6 +81,45 @@ impl Watch {
                         r.epoch,
                         checkpoint.display()
                     );
+                }
+            })
+    }
+
+    /// `recipe` under `ringreduce elastic`: rank 0 writes its global step
+    /// to `progress` after every step, and, when this launch is a restart,
+    /// logs it (a line and a metrics row) at its first step.
+    pub fn elastic(
+        &self,
+        recipe: Trainer,
+        progress: Option<PathBuf>,
+        restart: Option<RestartNote>,
+    ) -> Trainer {
+        if !self.root || (progress.is_none() && restart.is_none()) {
+            return recipe;
+        }
+        let from = Arc::new(AtomicUsize::new(0));
+        let resumed = from.clone();
+        let log = self.progress.clone();
+        let restart = Mutex::new(restart);
+        recipe
+            .on_resume(move |r| {
+                resumed.store(r.global_step, Ordering::Relaxed);
+            })
+            .on_step(move |m| {
+                if let Some(path) = &progress {
+                    // Not atomic, and need not be: the supervisor reads it
+                    // once the job is gone.
+                    let _ = std::fs::write(path, format!("{}\n", m.global_step));
+                }
+                let note = restart.lock().ok().and_then(|mut r| r.take());
+                if let Some(note) = note {
+                    let from = from.load(Ordering::Relaxed);
+                    let row = note.row(m.epoch, from, now_unix());
+                    log.println(&format!(
+                        "restart {}: {}; training again from step {from}, {:.1} s after the fault; {} step(s) lost",
+                        row.number, row.cause, row.down_secs, row.lost_steps
+                    ));
+                    log.push_row(Row::Restart(row));
                 }
             })
     }
@@ -226,4 +268,52 @@ pub fn histogram(counts: &[u64]) -> String {
         bins.join(" "),
         counts.len().saturating_sub(1)
     )
+}
+
+/// What `ringreduce elastic` tells a restarted `train`
+/// (`--elastic-restart`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestartNote {
+    number: usize,
+    /// When the fault was first seen (seconds since the Unix epoch).
+    fault_at: f64,
+    /// The global step the failed launch had reached.
+    reached: usize,
+    cause: String,
+}
+
+impl RestartNote {
+    /// The metrics row of this restart, resumed at global step `from` in
+    /// `epoch` and training again at `now`.
+    fn row(self, epoch: usize, from: usize, now: f64) -> Restart {
+        Restart {
+            epoch,
+            step: from,
+            number: self.number,
+            cause: self.cause,
+            lost_steps: self.reached.saturating_sub(from),
+            down_secs: (now - self.fault_at).max(0.0),
+        }
+    }
+}
+
+/// Parses `N<TAB>UNIX_SECS<TAB>STEP<TAB>CAUSE`.
+pub fn restart_note(s: &str) -> Result<RestartNote, String> {
+    let f: Vec<&str> = s.splitn(4, '\t').collect();
+    let bad = || format!("`{s}`: expected N, time, step and cause separated by tabs");
+    match f[..] {
+        [n, at, reached, cause] => Ok(RestartNote {
+            number: n.parse().map_err(|_| bad())?,
+            fault_at: at.parse().map_err(|_| bad())?,
+            reached: reached.parse().map_err(|_| bad())?,
+            cause: cause.to_string(),
+        }),
+        _ => Err(bad()),
+    }
+}
+
+fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }

@@ -78,6 +78,27 @@ pub enum Row {
     },
     /// The end of an epoch.
     Epoch(EpochMetrics),
+    /// A run restarted after a fault (`ringreduce elastic`) went on from
+    /// its checkpoint.
+    Restart(Restart),
+}
+
+/// A restart after a fault, as its resumed run logs it: a row whose
+/// `restart` column holds the cause.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Restart {
+    /// The epoch the run resumed in, from 1.
+    pub epoch: usize,
+    /// The global step it resumed from (the checkpoint's).
+    pub step: usize,
+    /// The restart's number, from 1.
+    pub number: usize,
+    /// What ended the run before (`rank 2 on rr-h3 killed by signal 9`).
+    pub cause: String,
+    /// Steps the run had taken beyond the checkpoint: done again.
+    pub lost_steps: usize,
+    /// Seconds from the fault's first sign to the first step after it.
+    pub down_secs: f64,
 }
 
 impl Row {
@@ -86,6 +107,7 @@ impl Row {
         match self {
             Row::Step { epoch, .. } => *epoch,
             Row::Epoch(m) => m.epoch,
+            Row::Restart(r) => r.epoch,
         }
     }
 }
@@ -116,7 +138,9 @@ pub struct MetricsLog {
 }
 
 const BEFORE: &str = "epoch,step,ranks,strategy,train_loss_step,train_loss";
-const AFTER: &str = "epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes,rounds,consensus_distance,encode_secs,decode_secs,compute_secs,comm_secs,scoring_bytes";
+const AFTER: &str = "epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes,rounds,consensus_distance,encode_secs,decode_secs,compute_secs,comm_secs,scoring_bytes,restart,lost_steps,down_secs";
+/// The header's end before restarts were logged (still read).
+const AFTER_V5: &str = "epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes,rounds,consensus_distance,encode_secs,decode_secs,compute_secs,comm_secs,scoring_bytes";
 /// The header's end before the scoring bytes were logged (still read).
 const AFTER_V4: &str = "epoch_secs,samples_per_sec,allreduce_secs,allreduce_bytes,rounds,consensus_distance,encode_secs,decode_secs,compute_secs,comm_secs";
 /// The header's end before the compute and communication times were logged (still read).
@@ -171,7 +195,7 @@ impl MetricsLog {
     pub fn epochs(&self) -> impl Iterator<Item = &EpochMetrics> {
         self.rows().filter_map(|r| match r {
             Row::Epoch(m) => Some(m),
-            Row::Step { .. } => None,
+            _ => None,
         })
     }
 
@@ -179,7 +203,15 @@ impl MetricsLog {
     pub fn steps(&self) -> impl Iterator<Item = (usize, f64)> + '_ {
         self.rows().filter_map(|r| match r {
             Row::Step { step, loss, .. } => Some((*step, *loss)),
-            Row::Epoch(_) => None,
+            _ => None,
+        })
+    }
+
+    /// The restart rows.
+    pub fn restarts(&self) -> impl Iterator<Item = &Restart> {
+        self.rows().filter_map(|r| match r {
+            Row::Restart(r) => Some(r),
+            _ => None,
         })
     }
 
@@ -206,14 +238,26 @@ impl MetricsLog {
             let s = csv_field(strategy);
             match row {
                 Row::Step { epoch, step, loss } => {
-                    csv += &format!("{epoch},{step},{p},{s},{loss},{}\n", ",".repeat(11 + acc_cols));
+                    csv += &format!("{epoch},{step},{p},{s},{loss},{}\n", ",".repeat(14 + acc_cols));
+                }
+                Row::Restart(r) => {
+                    let cause = format!("restart {}: {}", r.number, r.cause);
+                    csv += &format!(
+                        "{},{},{p},{s},,{}{},{},{}\n",
+                        r.epoch,
+                        r.step,
+                        ",".repeat(12 + acc_cols),
+                        csv_field(&cause),
+                        r.lost_steps,
+                        r.down_secs
+                    );
                 }
                 Row::Epoch(m) => {
                     // The evaluations within the epoch first: rows with an
                     // accuracy but neither loss (they need the column).
                     for e in m.evals.iter().filter(|_| acc_cols == 1) {
                         csv += &format!(
-                            "{},{},{p},{s},,,{},{},,,{},{},{},,,,,\n",
+                            "{},{},{p},{s},,,{},{},,,{},{},{},,,,,,,,\n",
                             m.epoch,
                             e.step,
                             e.test_accuracy,
@@ -229,7 +273,7 @@ impl MetricsLog {
                         (_, None) => ",".into(),
                     };
                     csv += &format!(
-                        "{},{},{p},{s},,{},{acc}{},{},{},{},{},{},{},{},{},{},{}\n",
+                        "{},{},{p},{s},,{},{acc}{},{},{},{},{},{},{},{},{},{},{},,,\n",
                         m.epoch,
                         m.step,
                         m.train_loss,
@@ -288,7 +332,8 @@ impl MetricsLog {
         // (v2), the encode and decode times (v3), the compute and
         // communication times (v4), and the scoring bytes (now).
         let extra = match () {
-            _ if header.ends_with(AFTER) => 7,
+            _ if header.ends_with(AFTER) => 10,
+            _ if header.ends_with(AFTER_V5) => 7,
             _ if header.ends_with(AFTER_V4) => 6,
             _ if header.ends_with(AFTER_V3) => 4,
             _ if header.ends_with(AFTER_V2) => 2,
@@ -298,6 +343,7 @@ impl MetricsLog {
             .strip_prefix(BEFORE)
             .and_then(|rest| {
                 rest.strip_suffix(AFTER)
+                    .or_else(|| rest.strip_suffix(AFTER_V5))
                     .or_else(|| rest.strip_suffix(AFTER_V4))
                     .or_else(|| rest.strip_suffix(AFTER_V3))
                     .or_else(|| rest.strip_suffix(AFTER_V2))
@@ -344,7 +390,23 @@ impl MetricsLog {
             }
             let (epoch, step) = (num(f[0], n, "epoch")?, num(f[1], n, "step")?);
             (log.ranks, log.strategy) = (num(f[2], n, "ranks")?, f[3].to_string());
-            let row = if let (true, true, Some(name)) = (f[4].is_empty(), f[5].is_empty(), accuracy) {
+            let restart = (extra == 10)
+                .then(|| &f[fields - 3..])
+                .filter(|r| !r[0].is_empty());
+            let row = if let Some(r) = restart {
+                let (number, cause) = r[0]
+                    .strip_prefix("restart ")
+                    .and_then(|t| t.split_once(": "))
+                    .ok_or_else(|| bad(format!("line {n}: restart `{}` is not `restart N: cause`", r[0])))?;
+                Row::Restart(Restart {
+                    epoch,
+                    step,
+                    number: num(number, n, "restart")?,
+                    cause: cause.to_string(),
+                    lost_steps: num(r[1], n, "lost_steps")?,
+                    down_secs: num(r[2], n, "down_secs")?,
+                })
+            } else if let (true, true, Some(name)) = (f[4].is_empty(), f[5].is_empty(), accuracy) {
                 let rest = &f[7..];
                 evals.push(EvalPoint {
                     step,
@@ -420,6 +482,17 @@ mod tests {
         let mut l = MetricsLog::new(3, "sync:ring", acc);
         for e in 1..=3 {
             l.ranks = e;
+            if e == 3 {
+                // Resumed after a fault (its cause has a comma).
+                l.push(Row::Restart(Restart {
+                    epoch: 3,
+                    step: 22,
+                    number: 1,
+                    cause: "rank 2 on h3 killed by signal 9, at step 24".into(),
+                    lost_steps: 2,
+                    down_secs: 1.25,
+                }));
+            }
             l.push(Row::Step {
                 epoch: e,
                 step: 10 * e - 5,
@@ -489,7 +562,7 @@ mod tests {
         assert!(e.contains("not a `ringreduce train --metrics` file"), "{e}");
         let short = csv.replacen(",sync:ring,,", ",sync:ring,", 1);
         let e = MetricsLog::parse(&short).unwrap_err().to_string();
-        assert!(e.contains("line 3: 17 fields, the header has 18"), "{e}");
+        assert!(e.contains("line 3: 20 fields, the header has 21"), "{e}");
         let e = MetricsLog::parse(&csv.replace("123456.5", "fast"))
             .unwrap_err()
             .to_string();
@@ -497,7 +570,7 @@ mod tests {
         let e = MetricsLog::parse(&csv.replacen(",sync:ring,", ",x,sync:ring,", 1))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("line 2: 19 fields"), "{e}");
+        assert!(e.contains("line 2: 22 fields"), "{e}");
     }
 
     #[test]
@@ -514,14 +587,22 @@ mod tests {
 
     #[test]
     fn files_of_earlier_versions_are_still_read() {
-        // Drops the last `k` columns of every line.
+        // Drops the restart row and the last 3 + `k` columns of every
+        // line (files without restart columns hold no restart rows).
         let without = |k: usize| -> String {
+            let k = k + 3;
             log(Some("test_accuracy"))
                 .to_csv()
                 .lines()
+                .filter(|line| !line.contains(",\"restart "))
                 .map(|line| line.rsplitn(k + 1, ',').nth(k).unwrap().to_string() + "\n")
                 .collect()
         };
+        // Without the restart columns.
+        let read = MetricsLog::parse(&without(0)).unwrap();
+        assert_eq!(read.epochs().count(), 3);
+        assert!(read.epochs().all(|m| m.scoring_bytes == 16));
+        assert_eq!(read.restarts().count(), 0);
         // Without the scoring bytes.
         let read = MetricsLog::parse(&without(1)).unwrap();
         assert_eq!(read.epochs().count(), 3);

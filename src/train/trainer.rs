@@ -241,6 +241,20 @@ pub(crate) struct Config {
 /// A callback of the loop (for progress bars and logs).
 struct Hook<T>(Arc<dyn Fn(&T) + Send + Sync>);
 
+impl<T: 'static> Hook<T> {
+    /// `f` after `first`, when there is one: hooks set twice both run, in
+    /// the order they were set.
+    fn then(first: Option<Hook<T>>, f: impl Fn(&T) + Send + Sync + 'static) -> Self {
+        match first {
+            Some(first) => Hook(Arc::new(move |t: &T| {
+                (first.0)(t);
+                f(t)
+            })),
+            None => Hook(Arc::new(f)),
+        }
+    }
+}
+
 impl<T> Clone for Hook<T> {
     fn clone(&self) -> Self {
         Hook(self.0.clone())
@@ -298,25 +312,26 @@ impl Trainer<GradientAllReduce> {
     }
 }
 
+/// The hooks below add up: setting one twice runs both, in order.
 impl<S: Strategy> Trainer<S> {
     /// Calls `f` after every step, on every rank (for progress bars and
     /// logs).
     pub fn on_step(mut self, f: impl Fn(&StepMetrics) + Send + Sync + 'static) -> Self {
-        self.cfg.on_step = Some(Hook(Arc::new(f)));
+        self.cfg.on_step = Some(Hook::then(self.cfg.on_step.take(), f));
         self
     }
 
     /// Calls `f` with where the run continues on every rank once a resumed
     /// run has restored its checkpoint, before its first step.
     pub fn on_resume(mut self, f: impl Fn(&Resumed) + Send + Sync + 'static) -> Self {
-        self.cfg.on_resume = Some(Hook(Arc::new(f)));
+        self.cfg.on_resume = Some(Hook::then(self.cfg.on_resume.take(), f));
         self
     }
 
     /// Calls `f` on every rank once the gradient buckets are chosen (after
     /// the warm-up steps of a run that asked for buckets).
     pub fn on_buckets(mut self, f: impl Fn(&BucketChoice) + Send + Sync + 'static) -> Self {
-        self.cfg.on_buckets = Some(Hook(Arc::new(f)));
+        self.cfg.on_buckets = Some(Hook::then(self.cfg.on_buckets.take(), f));
         self
     }
 
@@ -325,7 +340,7 @@ impl<S: Strategy> Trainer<S> {
     /// are gathered to every rank: collective).
     /// [`trace::write_chrome`](super::trace::write_chrome) writes them.
     pub fn on_trace(mut self, f: impl Fn(&Vec<TraceEvent>) + Send + Sync + 'static) -> Self {
-        self.cfg.on_trace = Some(Hook(Arc::new(f)));
+        self.cfg.on_trace = Some(Hook::then(self.cfg.on_trace.take(), f));
         self
     }
 
@@ -335,7 +350,7 @@ impl<S: Strategy> Trainer<S> {
     /// shard's). Only this host's files of processes that are gone are
     /// removed ([`crate::files::remove_stale_temporaries`]).
     pub fn on_stale(mut self, f: impl Fn(&Vec<PathBuf>) + Send + Sync + 'static) -> Self {
-        self.cfg.on_stale = Some(Hook(Arc::new(f)));
+        self.cfg.on_stale = Some(Hook::then(self.cfg.on_stale.take(), f));
         self
     }
 

@@ -37,7 +37,7 @@ pub use self::counting::{CallStats, Counting};
 pub use self::local::{Local, LocalEndpoint, LocalRequest};
 #[cfg(feature = "train")]
 pub(crate) use self::mpi::format_secs;
-pub use self::mpi::{Mpi, MpiRequest, ThreadDuplicate, STALL_EXIT};
+pub use self::mpi::{Mpi, MpiRequest, ThreadDuplicate, STALL_EXIT, STALL_FILE};
 pub use self::scope::{Received, RecvHandle, Scope, SendHandle};
 pub(crate) use self::shm::SLOT_HEADER;
 pub use self::shm::{Segment, Shape};

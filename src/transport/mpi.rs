@@ -41,6 +41,9 @@ const REPLY: mpi::Tag = 2;
 const REPLY_LEN: usize = 48;
 /// Exit code of a job the MPI transport aborted because a rank stalled.
 pub const STALL_EXIT: i32 = 3;
+/// The environment variable naming a file the stall report is also
+/// appended to (`ringreduce elastic` reads it).
+pub const STALL_FILE: &str = "RINGREDUCE_STALL_FILE";
 
 /// Transport over an rsmpi communicator.
 ///
@@ -93,6 +96,9 @@ pub struct Mpi {
     shared: Option<(Segment, mpi::ffi::MPI_Win)>,
     /// This rank's index on its node, and the node's rank count.
     node: (usize, usize),
+    /// Every rank's host (`MPI_Get_processor_name`), for stall reports:
+    /// a supervisor that relaunches the job on the hosts left reads them.
+    hosts: Vec<String>,
     /// Sleep this long between polls of a wait that has not progressed
     /// for [`NAP_AFTER`] (instead of spinning and yielding): a background
     /// thread's waits then leave the cores to computation, and a rank of a
@@ -225,6 +231,7 @@ impl Mpi {
         } else {
             (None, None, (0, 1))
         };
+        let hosts = host_names(&control);
         Mpi {
             comm,
             control,
@@ -234,6 +241,7 @@ impl Mpi {
             shared,
             nap,
             node: on_node,
+            hosts,
         }
     }
 
@@ -396,12 +404,37 @@ impl Mpi {
     /// rank is in and whether it is still agreeing on it.
     fn answer_queries(&self) {
         while let Some((msg, status)) = self.control.any_process().immediate_matched_probe_with_tag(QUERY) {
-            let mut query = [0u64; 1];
+            let mut query = [0u8; 8];
             msg.matched_receive_into(&mut query[..]);
-            let reply = self.reply();
-            self.control
-                .process_at_rank(status.source_rank())
-                .send_with_tag(&reply[..], REPLY);
+            self.post_control(self.reply().to_vec(), status.source_rank(), REPLY);
+        }
+    }
+
+    /// Sends `bytes` on the census communicator without waiting for them
+    /// to leave: a blocking send to a host whose link is down waits for a
+    /// connection that never comes (seen: a census that hung the job
+    /// instead of naming the host). The request is freed at once and the
+    /// few bytes are leaked, as MPI may read them until the send completes,
+    /// which it may never do; censuses are rare (a stall), so they stay few.
+    fn post_control(&self, bytes: Vec<u8>, dest: i32, tag: mpi::Tag) {
+        let bytes: &'static mut [u8] = Box::leak(bytes.into_boxed_slice());
+        let mut h = std::mem::MaybeUninit::<MPI_Request>::uninit();
+        // SAFETY: `bytes` lives for the rest of the process (leaked), so it
+        // stays valid until the send completes; the datatype, rank, tag and
+        // communicator handles are valid; MPI writes the request before
+        // returning, and freeing an active request lets the send complete
+        // on its own (MPI_Request_free); errors abort the job.
+        unsafe {
+            isend(
+                bytes.as_mut_ptr().cast(),
+                bytes.len() as i32,
+                u8::equivalent_datatype().as_raw(),
+                dest,
+                tag,
+                self.control.as_raw(),
+                h.as_mut_ptr(),
+            );
+            mpi::ffi::MPI_Request_free(h.as_mut_ptr());
         }
     }
 
@@ -416,10 +449,8 @@ impl Mpi {
         let mut answers = vec![None; self.size];
         answers[self.rank] = Some(Answer::from_reply(&self.reply()));
         for r in (0..self.size).filter(|&r| r != self.rank) {
-            // 8 bytes go eagerly: this returns even if rank r is stopped.
-            self.control
-                .process_at_rank(r as i32)
-                .send_with_tag(&[self.progress.call()][..], QUERY);
+            // Not waited for: rank r may be stopped, or its host cut off.
+            self.post_control(self.progress.call().to_le_bytes().to_vec(), r as i32, QUERY);
         }
         let until = Instant::now() + GRACE;
         while Instant::now() < until && answers.iter().any(Option::is_none) {
@@ -470,7 +501,18 @@ impl Mpi {
             timeout,
         };
         let message = wait.message(&answers);
-        eprintln!("ringreduce: {message}; aborting the job");
+        let blamed = wait.blamed(&answers);
+        let on = on_hosts(&blamed, &self.hosts);
+        let line = format!("ringreduce: {message}{on}; aborting the job");
+        eprintln!("{line}");
+        // A launcher busy ending the job may never forward that line (seen:
+        // mpirun waiting on a host whose link is down): a supervisor names
+        // a file to find it in.
+        if let Some(path) = std::env::var_os(STALL_FILE) {
+            use std::io::Write;
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(path);
+            let _ = file.and_then(|mut f| writeln!(f, "{line}"));
+        }
         self.comm.abort(STALL_EXIT)
     }
 }
@@ -655,6 +697,23 @@ struct Stall {
 }
 
 impl Stall {
+    /// The ranks the report names as behind: those that have not joined
+    /// (of an agreement), else those that did not answer the census, else
+    /// the peer awaited.
+    fn blamed(&self, answers: &[Option<Answer>]) -> Vec<usize> {
+        let ranks = 0..answers.len();
+        if self.agreeing {
+            return ranks
+                .filter(|&r| answers[r].as_ref().is_none_or(|a| a.call < self.call))
+                .collect();
+        }
+        let silent: Vec<usize> = ranks.filter(|&r| answers[r].is_none()).collect();
+        match silent.is_empty() {
+            true => self.peer.into_iter().collect(),
+            false => silent,
+        }
+    }
+
     /// The report, given the census (`answers[r]`: rank r's answer; `None`: no answer).
     fn message(&self, answers: &[Option<Answer>]) -> String {
         let (label, call) = (&self.label, self.call);
@@ -700,6 +759,43 @@ impl Stall {
             }
             m
         }
+    }
+}
+
+/// Bytes of a host name in [`host_names`]' exchange.
+const HOST_LEN: usize = 64;
+
+/// Every rank's processor name, gathered over `comm`. Collective.
+fn host_names(comm: &SimpleCommunicator) -> Vec<String> {
+    let mine = mpi::environment::processor_name().unwrap_or_default();
+    let mut buf = [0u8; HOST_LEN];
+    let n = mine.len().min(HOST_LEN);
+    buf[..n].copy_from_slice(&mine.as_bytes()[..n]);
+    let mut all = vec![0u8; HOST_LEN * comm.size() as usize];
+    comm.all_gather_into(&buf[..], &mut all[..]);
+    all.chunks_exact(HOST_LEN)
+        .map(|c| {
+            let end = c.iter().position(|&b| b == 0).unwrap_or(HOST_LEN);
+            String::from_utf8_lossy(&c[..end]).into_owned()
+        })
+        .collect()
+}
+
+/// `"; on host rr-h2"`: where the ranks a stall report blames run (empty
+/// when no rank is blamed or no name is known).
+fn on_hosts(ranks: &[usize], hosts: &[String]) -> String {
+    let mut names: Vec<&str> = ranks
+        .iter()
+        .filter_map(|&r| hosts.get(r).map(String::as_str))
+        .filter(|h| !h.is_empty())
+        .collect();
+    names.dedup();
+    names.sort_unstable();
+    names.dedup();
+    match names.len() {
+        0 => String::new(),
+        1 => format!("; on host {}", names[0]),
+        _ => format!("; on hosts {}", names.join(", ")),
     }
 }
 
@@ -952,6 +1048,35 @@ mod tests {
             any.message(&all),
             "recv_any #812: no message from any rank for 60 s"
         );
+    }
+
+    #[test]
+    fn stall_reports_name_the_hosts_of_the_ranks_they_blame() {
+        let hosts: Vec<String> = ["h1", "h2", "h3", "h3"].map(String::from).to_vec();
+        let stall = |agreeing, peer| Stall {
+            label: "all_reduce".into(),
+            call: 812,
+            agreeing,
+            peer,
+            receiving: true,
+            timeout: Duration::from_secs(60),
+        };
+        let on = |s: Stall, answers: &[Option<Answer>]| on_hosts(&s.blamed(answers), &hosts);
+        let joined = |c| answer(c, true);
+        // Not joined: ranks 2 and 3, both on h3.
+        let answers = [joined(812), joined(812), None, answer(811, false)];
+        assert_eq!(on(stall(true, Some(2)), &answers), "; on host h3");
+        // Not responding: ranks 1 and 2.
+        let answers = [answer(812, false), None, None, answer(812, false)];
+        assert_eq!(on(stall(false, Some(3)), &answers), "; on hosts h2, h3");
+        // Everyone answered: the peer awaited.
+        let all = [joined(812), joined(812), joined(812), joined(812)].map(|_| answer(812, false));
+        assert_eq!(on(stall(false, Some(1)), &all), "; on host h2");
+        assert_eq!(on(stall(false, None), &all), "");
+        // Every rank joined an agreement that made no progress: no one.
+        let joined_all = [joined(812), joined(812), joined(812), joined(812)];
+        assert_eq!(on(stall(true, Some(1)), &joined_all), "");
+        assert_eq!(on_hosts(&[5], &hosts), "");
     }
 
     #[test]
