@@ -7,13 +7,14 @@
 # (measured here: from the injection to the relaunched job's first step),
 # and the final test accuracy beside an uninterrupted run's.
 #
-#   scripts/elastic.sh [--faults "kill stop link"] [--kills 10]
+#   scripts/elastic.sh [--faults "kill stop link"] [--host rr-h3] [--kills 10]
 #                      [--strategy sync:auto] [--rate 1gbit] [--epochs 5]
 #                      [--checkpoint-every 50] [--timeout 5] [--rejoin]
 #                      [--out DIR] [-- EXTRA TRAIN ARGS]
 #
-# --faults: one run each; --kills N: N more kills at random steps of epoch
-# 2; --rejoin: one more run where the lost host is listed again and
+# --faults: one run each, on --host; --kills N: N more kills at random steps of epoch
+# 2; --checkpoint-every 0: checkpoints at epoch ends only (the parameter
+# server's); --rejoin: one more run where the lost host is listed again and
 # rejoins at the restart after a second fault. Brings the cluster up and
 # down itself (fails if one is already up). Needs root, Open MPI and the
 # Fashion-MNIST package (scripts/setup.sh).
@@ -22,12 +23,13 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 help_if_asked "$@"
 
-faults="kill stop link" kills=10 strategy=sync:auto rate=1gbit epochs=5 every=50 timeout=5 rejoin=0
+faults="kill stop link" host=rr-h3 kills=10 strategy=sync:auto rate=1gbit epochs=5 every=50 timeout=5 rejoin=0
 out=results/elastic extra=()
 while (($#)); do
   case "$1" in
     --faults) faults="$2"; shift 2 ;;
     --kills) kills="$2"; shift 2 ;;
+    --host) host="$2"; shift 2 ;;
     --strategy) strategy="$2"; shift 2 ;;
     --rate) rate="$2"; shift 2 ;;
     --epochs) epochs="$2"; shift 2 ;;
@@ -50,6 +52,8 @@ trap 'scripts/cluster.sh down >/dev/null' EXIT
 
 batch=256
 steps=$((60000 / batch))
+every_args=()
+[ "$every" != 0 ] && every_args=(--checkpoint-every "$every")
 now() { date +%s.%N; }
 # The global step in the progress file (empty while it is being written).
 progress() { local v; v=$(cat "$1" 2>/dev/null || true); [[ "$v" =~ ^[0-9]+$ ]] && echo "$v" || echo -1; }
@@ -67,7 +71,7 @@ run() {
   RINGREDUCE_TIMEOUT=$timeout "$bin" elastic --hostfile "$dir/hosts" --min-np 2 --grace 5 \
     --launcher "$PWD/scripts/cluster.sh run --hostfile {hostfile} -n {np} --" \
     -- train --strategy "$strat" --epochs "$epochs" --batch "$batch" --log-every 0 \
-    --checkpoint "$dir/run.safetensors" --checkpoint-every "$every" --metrics "$dir/metrics.csv" \
+    --checkpoint "$dir/run.safetensors" "${every_args[@]}" --metrics "$dir/metrics.csv" \
     "${extra[@]}" > "$dir/out.txt" 2> "$dir/err.txt" &
   local sup=$! t0="" t1="" hit=""
   if [ "$fault" != none ]; then
@@ -113,7 +117,7 @@ run() {
 run whole none "" 0
 # Epoch 2 is global steps steps..2·steps−1.
 for f in $faults; do
-  run "$f" "$f" rr-h3 $((steps + RANDOM % steps))
+  run "$f" "$f" "$host" $((steps + RANDOM % steps))
 done
 for k in $(seq "$kills"); do
   run "kill-$k" kill "rr-h$((1 + RANDOM % 4))" $((steps + RANDOM % steps))
@@ -128,7 +132,7 @@ if [ "$rejoin" = 1 ]; then
   RINGREDUCE_TIMEOUT=$timeout "$bin" elastic --hostfile "$dir/hosts" --min-np 2 --grace 5 \
     --launcher "$PWD/scripts/cluster.sh run --hostfile {hostfile} -n {np} --" \
     -- train --strategy "$strategy" --epochs "$epochs" --batch "$batch" --log-every 0 \
-    --checkpoint "$dir/run.safetensors" --checkpoint-every "$every" --metrics "$dir/metrics.csv" \
+    --checkpoint "$dir/run.safetensors" "${every_args[@]}" --metrics "$dir/metrics.csv" \
     "${extra[@]}" > "$dir/out.txt" 2> "$dir/err.txt" &
   sup=$!
   while [ "$(progress "$state/progress")" -lt $((steps + 50)) ]; do sleep 0.005; done

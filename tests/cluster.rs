@@ -312,3 +312,249 @@ fn two_hosts_of_two_ranks_share_memory_inside_each_host() {
         "{text}"
     );
 }
+
+/// The processes named `ringreduce` in namespace `host`.
+fn ranks_on(host: &str) -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "pids", host]).output().unwrap();
+    stdout(&out)
+        .split_whitespace()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "ringreduce")
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// `ringreduce elastic` on 3 hosts: a rank killed mid-run (from outside,
+/// once the job is past step 250) takes its host out of the host file, and
+/// the job goes on from its newest checkpoint on the 2 hosts left, ends,
+/// and logs the restart in its metrics; with --min-np 3 the same fault ends
+/// the job with one line and the checkpoint intact; an error of the job's
+/// own is not restarted.
+#[test]
+fn elastic_relaunches_on_the_hosts_left_after_a_rank_is_killed() {
+    let _guard = serial();
+    if !may_make_namespaces() {
+        return;
+    }
+    let limit = Duration::from_secs(300);
+    let c = |args: &[&str]| on_cluster("rrelastic", "10.79.4", args);
+    run_bounded(c(&["down"]), limit);
+    let up = run_bounded(c(&["up", "3"]), limit);
+    assert!(up.status.success(), "{}{}", stdout(&up), stderr(&up));
+    let dir = std::env::temp_dir().join(format!("ringreduce-elastic-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let hosts = dir.join("hosts");
+    let ckpt = dir.join("run.safetensors");
+    let metrics = dir.join("run.csv");
+    let launcher = format!(
+        "bash {} run --hostfile {{hostfile}} -n {{np}} --",
+        script().display()
+    );
+    // 10 epochs of 100 steps (6000 examples, batch 60), a checkpoint every 7.
+    let elastic = |min_np: &str, data: &str| {
+        std::fs::write(&hosts, "rrelastic-h1\nrrelastic-h2\nrrelastic-h3\n").unwrap();
+        let _ = std::fs::remove_file(&ckpt);
+        let _ = std::fs::remove_dir_all(ckpt.with_file_name("run.safetensors.elastic"));
+        let mut cmd = Command::new(ringreduce());
+        cmd.args([
+            "elastic",
+            "--hostfile",
+            hosts.to_str().unwrap(),
+            "--min-np",
+            min_np,
+            "--grace",
+            "3",
+        ])
+        .args([
+            "--launcher",
+            &launcher,
+            "--",
+            "train",
+            "--data",
+            data,
+            "--epochs",
+            "10",
+            "--batch",
+            "60",
+        ])
+        .args([
+            "--strategy",
+            "sync:ring",
+            "--log-every",
+            "0",
+            "--checkpoint-every",
+            "7",
+        ])
+        .args([
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--metrics",
+            metrics.to_str().unwrap(),
+        ])
+        .env("RINGREDUCE_CLUSTER_PREFIX", "rrelastic")
+        .env("RINGREDUCE_CLUSTER_SUBNET", "10.79.4");
+        cmd
+    };
+    let progress = ckpt.with_file_name("run.safetensors.elastic/progress");
+    // Waits until the job is past `step`; a job that ended first fails
+    // the test with its output.
+    let kill_past = |child: &mut std::process::Child, step: usize| {
+        let start = std::time::Instant::now();
+        loop {
+            let at: usize = std::fs::read_to_string(&progress)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
+            if at >= step {
+                break at;
+            }
+            assert!(start.elapsed() < limit, "the job never reached step {step}");
+            if child.try_wait().unwrap().is_some() {
+                let mut text = String::new();
+                use std::io::Read;
+                child.stderr.take().unwrap().read_to_string(&mut text).unwrap();
+                panic!("the job ended before step {step}:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    };
+    let kill = |host: &str| {
+        for p in ranks_on(host) {
+            Command::new("kill").args(["-9", &p]).status().unwrap();
+        }
+    };
+
+    let mut child = spawn(elastic("2", "synthetic"));
+    let killed_at = kill_past(&mut child, 250);
+    kill("rrelastic-h3");
+    let out = wait_bounded(child, limit);
+    let (so, se) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{so}{se}");
+    assert!(
+        se.contains("elastic: restart 1: rank 2 on rrelastic-h3 killed by signal 9"),
+        "{se}"
+    );
+    assert!(
+        se.contains(
+            "elastic: launch 2: 2 rank(s) on rrelastic-h1, rrelastic-h2, resuming from the checkpoint"
+        ),
+        "{se}"
+    );
+    assert!(se.contains("elastic: finished after 1 restart(s)"), "{se}");
+    let listed = std::fs::read_to_string(&hosts).unwrap();
+    assert!(
+        listed.contains("# rrelastic-h3\n")
+            || listed.contains("# rrelastic-h3  # lost: rank 2 on rrelastic-h3 killed"),
+        "{listed}"
+    );
+    let log = ringreduce::train::MetricsLog::load(&metrics).unwrap();
+    let restarts: Vec<_> = log.restarts().collect();
+    assert_eq!(restarts.len(), 1, "{restarts:?}");
+    let r = restarts[0];
+    // Resumed from the newest checkpoint (every 7 steps) at or before the
+    // kill, losing fewer steps than the interval.
+    assert!(
+        r.step.is_multiple_of(7) && r.step <= killed_at + 1,
+        "{r:?}, killed at {killed_at}"
+    );
+    assert!(r.lost_steps < 7 + 2, "{r:?}");
+    assert!(
+        r.cause.contains("rank 2 on rrelastic-h3 killed by signal 9"),
+        "{r:?}"
+    );
+    assert!(r.down_secs > 0.0 && r.down_secs < 60.0, "{r:?}");
+    let epochs: Vec<(usize, usize)> = log
+        .lines
+        .iter()
+        .filter_map(|l| match &l.row {
+            ringreduce::train::log::Row::Epoch(m) => Some((m.epoch, l.ranks)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        epochs.iter().map(|e| e.0).collect::<Vec<_>>(),
+        (1..=10).collect::<Vec<_>>()
+    );
+    assert_eq!(epochs.last().unwrap().1, 2, "the last epochs ran on 2 ranks");
+    let last = ringreduce::train::checkpoint::Checkpoint::load(&ckpt).unwrap();
+    assert_eq!((last.header.epoch, last.header.step), (10, 0));
+
+    // A link that goes down: the ranks still connected report the stall
+    // (naming the host) into the file the supervisor reads, as mpirun
+    // waits on the cut-off host and never forwards the line; the
+    // supervisor ends the launcher after --grace and relaunches.
+    let mut cmd = elastic("2", "synthetic");
+    cmd.env("RINGREDUCE_TIMEOUT", "2");
+    let mut child = spawn(cmd);
+    kill_past(&mut child, 250);
+    let link = |state: &str| {
+        let s = Command::new("ip")
+            .args(["-n", "rrelastic-h3", "link", "set", "eth0", state])
+            .status()
+            .unwrap();
+        assert!(s.success());
+    };
+    link("down");
+    // The cut-off host's daemon outlives the job and holds its output
+    // open: once the supervisor is done, end what the host still runs.
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < limit, "the supervisor did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    link("up");
+    let pids = Command::new("ip")
+        .args(["netns", "pids", "rrelastic-h3"])
+        .output()
+        .unwrap();
+    for p in stdout(&pids).split_whitespace() {
+        Command::new("kill").args(["-9", p]).status().unwrap();
+    }
+    let out = wait_bounded(child, limit);
+    let se = stderr(&out);
+    assert!(out.status.success(), "{se}");
+    let restart = se
+        .lines()
+        .find(|l| l.starts_with("elastic: restart 1: stall: "))
+        .unwrap_or_else(|| panic!("{se}"));
+    assert!(restart.contains("rank 2"), "{restart}");
+    assert!(se.contains("removed rrelastic-h3 from"), "{se}");
+    assert!(
+        se.contains("elastic: launch 2: 2 rank(s) on rrelastic-h1, rrelastic-h2"),
+        "{se}"
+    );
+
+    // Fewer than --min-np left: one line, and the checkpoint still loads.
+    let mut child = spawn(elastic("3", "synthetic"));
+    kill_past(&mut child, 250);
+    kill("rrelastic-h2");
+    let out = wait_bounded(child, limit);
+    let se = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{se}");
+    let ours: Vec<&str> = se
+        .lines()
+        .filter(|l| l.starts_with("ringreduce: elastic:"))
+        .collect();
+    assert_eq!(ours.len(), 1, "{se}");
+    assert!(
+        ours[0].contains("2 rank(s) left (rrelastic-h1, rrelastic-h3), fewer than --min-np 3"),
+        "{se}"
+    );
+    ringreduce::train::checkpoint::Checkpoint::load(&ckpt).unwrap();
+
+    // The job's own error is not a lost host: no restart.
+    let out = run_bounded(elastic("2", "/nonexistent.csv"), limit);
+    let se = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{se}");
+    assert!(
+        se.contains("the job ended with the error above; not restarting"),
+        "{se}"
+    );
+    assert!(!se.contains("elastic: restart"), "{se}");
+
+    let down = run_bounded(c(&["down"]), limit);
+    assert!(down.status.success(), "{}", stderr(&down));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

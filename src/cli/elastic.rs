@@ -119,18 +119,44 @@ pub fn without_hosts(text: &str, lost: &BTreeSet<String>, why: &str) -> String {
 /// What the launcher's and the ranks' lines say of a failure.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Evidence {
-    /// Hosts found lost.
-    pub lost: BTreeSet<String>,
-    /// The first cause, in words.
-    pub cause: Option<String>,
+    /// Hosts whose processes the launcher saw die.
+    died: BTreeSet<String>,
+    /// The first such death, in words.
+    death: Option<String>,
+    /// Each stall report: the hosts it blames and what it says.
+    stalls: Vec<(BTreeSet<String>, String)>,
     /// A rank reported a stall and the job is aborting.
     pub stalled: bool,
 }
 
 impl Evidence {
     fn blame(&mut self, hosts: impl IntoIterator<Item = String>, cause: String) {
-        self.lost.extend(hosts);
-        self.cause.get_or_insert(cause);
+        self.died.extend(hosts);
+        self.death.get_or_insert(cause);
+    }
+
+    /// The stall report to believe: the one blaming the fewest hosts. A
+    /// host cut off from the others reports them all, as they report it;
+    /// the larger side names the smaller (on a tie, the first report).
+    fn believed(&self) -> Option<&(BTreeSet<String>, String)> {
+        self.stalls.iter().min_by_key(|(hosts, _)| hosts.len())
+    }
+
+    /// The hosts found lost.
+    pub fn lost(&self) -> BTreeSet<String> {
+        let mut lost = self.died.clone();
+        if let Some((hosts, _)) = self.believed() {
+            lost.extend(hosts.iter().cloned());
+        }
+        lost
+    }
+
+    /// The cause, in words: a death the launcher saw, else the believed
+    /// stall report.
+    pub fn cause(&self) -> Option<String> {
+        self.death
+            .clone()
+            .or_else(|| self.believed().map(|(_, what)| what.clone()))
     }
 
     /// Reads one line of the job's standard error.
@@ -147,9 +173,12 @@ impl Evidence {
                     let names = names.trim_start_matches('s').trim();
                     (what, names.split(", ").map(str::to_string).collect())
                 }
-                None => (report, Vec::new()),
+                None => (report, BTreeSet::new()),
             };
-            self.blame(hosts, format!("stall: {what}"));
+            let what = format!("stall: {what}");
+            if !self.stalls.iter().any(|(_, w)| *w == what) {
+                self.stalls.push((hosts, what));
+            }
             return;
         }
         // Open MPI: `… process rank 2 with PID 123 on node rr-h3 exited on
@@ -340,9 +369,8 @@ fn supervise(mut cmd: Command, grace: Duration, stall: &Path) -> std::io::Result
     let mut first_sign: Option<f64> = None;
     let mut deadline: Option<Instant> = None;
     let read = |evidence: &mut Evidence, first_sign: &mut Option<f64>, (at, line): (f64, String)| {
-        let before = (evidence.lost.len(), evidence.cause.is_some());
         evidence.read(&line);
-        if (evidence.lost.len(), evidence.cause.is_some()) != before {
+        if evidence.cause().is_some() {
             first_sign.get_or_insert(at);
         }
     };
@@ -515,7 +543,7 @@ pub fn run(a: Args) -> ExitCode {
             say(&format!("finished after {restarts} restart(s)"));
             return ExitCode::SUCCESS;
         }
-        let Evidence { lost, cause, .. } = ended.evidence;
+        let (lost, cause) = (ended.evidence.lost(), ended.evidence.cause());
         // An error of the job's own (one line, exit 2) is not a lost host:
         // launching again would meet it again.
         if lost.is_empty() && ended.code == Some(2) {
@@ -534,6 +562,8 @@ pub fn run(a: Args) -> ExitCode {
         restarts += 1;
         if !lost.is_empty() {
             let why = format!("{cause} (restart {restarts})");
+            // As it is now: a host listed again while the job ran stays.
+            let text = std::fs::read_to_string(&a.hostfile).unwrap_or(text);
             let rewritten = without_hosts(&text, &lost, &why);
             if let Err(e) = ringreduce::files::write_atomically(&a.hostfile, rewritten.as_bytes()) {
                 return refuse(&format!("{}: {e}", a.hostfile.display()));
@@ -579,28 +609,39 @@ mod tests {
 
     #[test]
     fn evidence_names_the_lost_hosts() {
+        let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
         let mut e = Evidence::default();
         e.read("ringreduce: all_reduce #812: no message from rank 2 for 5 s; not responding: rank 2; on host rr-h3; aborting the job");
         assert!(e.stalled);
-        assert_eq!(e.lost, BTreeSet::from(["rr-h3".to_string()]));
+        assert_eq!(e.lost(), set(&["rr-h3"]));
         assert_eq!(
-            e.cause.as_deref(),
+            e.cause().as_deref(),
             Some("stall: all_reduce #812: no message from rank 2 for 5 s; not responding: rank 2")
         );
         let mut e = Evidence::default();
         e.read("ringreduce: ranks 1, 2 have not joined barrier #3 after 5 s; on hosts rr-h2, rr-h3; aborting the job");
-        assert_eq!(e.lost.len(), 2);
+        assert_eq!(e.lost(), set(&["rr-h2", "rr-h3"]));
+        // A host cut off reports the others, as they report it: the report
+        // naming fewer hosts is believed, whichever came first.
+        let mut e = Evidence::default();
+        e.read("ringreduce: ranks 0, 1, 3 have not joined barrier #3 after 5 s; on hosts rr-h1, rr-h2, rr-h4; aborting the job");
+        e.read("ringreduce: rank 2 has not joined barrier #3 after 5 s; on host rr-h3; aborting the job");
+        assert_eq!(e.lost(), set(&["rr-h3"]));
+        assert_eq!(
+            e.cause().as_deref(),
+            Some("stall: rank 2 has not joined barrier #3 after 5 s")
+        );
         let mut e = Evidence::default();
         e.read("mpirun noticed that process rank 1 with PID 4242 on node rr-h2 exited on signal 9 (Killed).");
-        assert_eq!(e.lost, BTreeSet::from(["rr-h2".to_string()]));
+        assert_eq!(e.lost(), set(&["rr-h2"]));
         assert_eq!(
-            e.cause.as_deref(),
+            e.cause().as_deref(),
             Some("rank 1 on rr-h2 killed by signal 9 (Killed)")
         );
         assert!(!e.stalled);
         let mut e = Evidence::default();
         e.read("  Remote daemon: [[1234,0],3] on node rr-h4");
-        assert_eq!(e.lost, BTreeSet::from(["rr-h4".to_string()]));
+        assert_eq!(e.lost(), set(&["rr-h4"]));
         // The job's own error names no host.
         let mut e = Evidence::default();
         e.read("ringreduce: non-finite gradient at epoch 2, step 5 (first on rank 1)");
