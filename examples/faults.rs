@@ -10,6 +10,8 @@
 //! # the call check), the others 1: the same line, nothing written; the
 //! # same with 262144 f32 and Rabenseifner
 //! mpirun -n 4 target/release/examples/faults fused-mismatch [rabenseifner]
+//! # rank 1 sends rank 0 12 bytes where it expects 8: an error naming rank 1
+//! mpirun -n 2 target/release/examples/faults truncate
 //! # rank 1 joins 10 s late; with a 2 s timeout the job is aborted with
 //! # "rank 1 has not joined all_reduce #1 after 2 s"
 //! RINGREDUCE_TIMEOUT=2 mpirun -n 2 target/release/examples/faults late 10
@@ -57,6 +59,18 @@ fn main() -> ExitCode {
             );
             result
         }
+        Some("truncate") => {
+            // Rank 1 sends rank 0 12 bytes where it makes room for 8: the
+            // transport's error, checks or not (they guard collectives).
+            use ringreduce::Transport;
+            let peer = 1 - rank.min(1);
+            let send = vec![rank as u8; if rank == 1 { 12 } else { 8 }];
+            let mut got = [0u8; 8];
+            match rank {
+                0 | 1 => group.transport().sendrecv_bytes(&send, peer, &mut got, peer),
+                _ => Ok(()),
+            }
+        }
         Some("late") => {
             // Rank 1 is busy elsewhere before it joins.
             if rank == 1 {
@@ -87,7 +101,7 @@ fn main() -> ExitCode {
         }
         _ => Err(ringreduce::Error::InvalidArgument {
             what: "mode",
-            reason: "expected `mismatch`, `fused-mismatch [rabenseifner]`, `late SECS`, `big MIB CALLS` or `loop CALLS`"
+            reason: "expected `mismatch`, `fused-mismatch [rabenseifner]`, `truncate`, `late SECS`, `big MIB CALLS` or `loop CALLS`"
                 .into(),
         }),
     });

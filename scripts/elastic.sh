@@ -74,12 +74,27 @@ run() {
     --checkpoint "$dir/run.safetensors" "${every_args[@]}" --metrics "$dir/metrics.csv" \
     "${extra[@]}" > "$dir/out.txt" 2> "$dir/err.txt" &
   local sup=$! t0="" t1="" hit=""
-  if [ "$fault" != none ]; then
+  # The parameter server's rank 0 is a server, which writes no progress:
+  # its fault comes a random fraction of a second after the servers' first
+  # shard checkpoints (epoch 1's end), and
+  # "training again" is the relaunch.
+  local ps=0
+  [[ "$strat" == ps:* ]] && ps=1
+  if [ "$fault" != none ] && [ $ps = 1 ]; then
+    while ! ls "$dir"/run.safetensors.shard0of* >/dev/null 2>&1; do
+      kill -0 $sup 2>/dev/null || break
+      sleep 0.005
+    done
+    sleep "0.$((RANDOM % 10))"
+    hit="ep1+"
+  elif [ "$fault" != none ]; then
     while [ "$(progress "$state/progress")" -lt "$at" ]; do
       kill -0 $sup 2>/dev/null || break
       sleep 0.005
     done
     hit=$(progress "$state/progress")
+  fi
+  if [ "$fault" != none ]; then
     t0=$(now)
     case "$fault" in
       kill) ranks_on "$host" | xargs -r kill -9 ;;
@@ -88,8 +103,12 @@ run() {
     esac
     # Training again: the relaunched job's first step (the supervisor
     # removes the progress file before it relaunches).
-    while [ -e "$state/progress" ] && kill -0 $sup 2>/dev/null; do sleep 0.005; done
-    while [ ! -e "$state/progress" ] && kill -0 $sup 2>/dev/null; do sleep 0.005; done
+    if [ $ps = 1 ]; then
+      while ! grep -q '^elastic: launch 2' "$dir/err.txt" && kill -0 $sup 2>/dev/null; do sleep 0.005; done
+    else
+      while [ -e "$state/progress" ] && kill -0 $sup 2>/dev/null; do sleep 0.005; done
+      while [ ! -e "$state/progress" ] && kill -0 $sup 2>/dev/null; do sleep 0.005; done
+    fi
     t1=$(now)
   fi
   local rc=0

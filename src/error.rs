@@ -32,6 +32,36 @@ pub enum Error {
         /// Bytes that arrived.
         got: usize,
     },
+    /// A message longer than the receive buffer reached `rank` from
+    /// `from`: the ranks called the collective with different counts or
+    /// types, with the call checks off (the MPI transport cannot tell how
+    /// long the message was: MPI cuts it off).
+    #[error("rank {rank} received from rank {from} a message longer than its {capacity}-byte buffer (the ranks passed different counts or types)")]
+    Truncated {
+        /// The receiving rank.
+        rank: usize,
+        /// The sending rank.
+        from: usize,
+        /// Bytes the receive had room for.
+        capacity: usize,
+    },
+    /// A wait made no progress for the stall timeout: the in-process
+    /// [`Local`](crate::Local) transport's report (the MPI transport
+    /// instead names the ranks behind and aborts the job). The wait's
+    /// requests are withdrawn.
+    #[error(
+        "{label} #{call}: rank {rank} received nothing for {secs} s (a rank has not joined, or stalled)"
+    )]
+    Stalled {
+        /// The waiting rank.
+        rank: usize,
+        /// The call it waited in (`all_reduce`).
+        label: String,
+        /// That call's number.
+        call: u64,
+        /// The timeout, in seconds.
+        secs: String,
+    },
     /// Ranks made different collective calls: another collective, or an
     /// all-reduce with another count, element type, op or algorithm, or at
     /// another call number. Found by the call check before any data moved;

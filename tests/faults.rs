@@ -45,16 +45,45 @@ fn a_mismatched_count_stops_every_rank_with_one_line_naming_both_sides() {
 
 #[test]
 fn with_the_checks_off_a_mismatch_is_not_caught_by_the_agreement() {
-    // The off switch really is off: the same mistake now reaches MPI, which
-    // either truncates (MPI's own error, fatal) or leaves a rank waiting
-    // until the stall timeout. Either way the job fails, but without our line.
+    // The off switch really is off: the same mistake now reaches the
+    // transfers. At 2 ranks each receives the other's half: rank 0 gets
+    // 2000 bytes where it expected 2048 (a length check), rank 1 gets 2048
+    // into room for 2000 — which MPI cuts off. That used to abort the job
+    // with MPI_ERR_TRUNCATE and no line of ours; now it is an error each
+    // rank returns (exit 2, rank 0's line), without the agreement's words.
     let _guard = serial();
     let mut cmd = mpirun(2, &example("faults"), &["mismatch"]);
     cmd.env("RINGREDUCE_CHECK", "0").env("RINGREDUCE_TIMEOUT", "2");
     let out = run_bounded(cmd, Duration::from_secs(30));
     let err = stderr(&out);
-    assert!(!out.status.success(), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(!err.contains("passed 1000 f32"), "{err}");
+    assert!(!err.contains("MPI_ERR_TRUNCATE"), "{err}");
+    assert_eq!(
+        ours(&err),
+        vec!["faults: rank 0 expected 2048 bytes from rank 1 but received 2000"],
+        "{err}"
+    );
+}
+
+/// The truncation itself, on the rank that meets it: a receive of 8 bytes
+/// that a 12-byte message reaches returns [`ringreduce::Error::Truncated`]
+/// naming the sender, with the call checks off, through the MPI transport.
+#[test]
+fn an_over_long_message_is_an_error_naming_the_sender() {
+    let _guard = serial();
+    let out = run_bounded(
+        mpirun(2, &example("faults"), &["truncate"]),
+        Duration::from_secs(30),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(!err.contains("MPI_ERR_TRUNCATE"), "{err}");
+    assert_eq!(
+        ours(&err),
+        vec!["faults: rank 0 received from rank 1 a message longer than its 8-byte buffer (the ranks passed different counts or types)"],
+        "{err}"
+    );
 }
 
 #[test]

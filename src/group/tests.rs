@@ -516,3 +516,37 @@ fn a_mismatch_under_auto_names_auto_and_what_it_resolved_to() {
     });
     assert!(out.iter().all(|e| *e == out[0]));
 }
+
+/// The in-process transport keeps the stall timeout too: a rank that does
+/// not join gets the waiting rank `Error::Stalled` after the timeout, not
+/// a wait until it leaves (or forever).
+#[test]
+fn a_local_wait_without_progress_ends_at_the_timeout() {
+    let settings = Settings {
+        checks: CheckConfig {
+            timeout: Some(std::time::Duration::from_millis(200)),
+            ..CheckConfig::default()
+        },
+        ..Settings::default()
+    };
+    let out = Group::local_with(2, settings, |g| {
+        if g.rank() == 1 {
+            // Busy elsewhere for longer than the timeout, then gone.
+            std::thread::sleep(std::time::Duration::from_millis(2000));
+            return None;
+        }
+        let began = std::time::Instant::now();
+        let mut v = vec![1f32; 8];
+        let e = g
+            .all_reduce_in_place(&mut v, ReduceOp::Sum, Algorithm::Ring)
+            .unwrap_err();
+        Some((e, began.elapsed()))
+    });
+    let (e, took) = out[0].as_ref().unwrap();
+    assert!(matches!(e, Error::Stalled { rank: 0, .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "all_reduce #1: rank 0 received nothing for 0.2 s (a rank has not joined, or stalled)"
+    );
+    assert!(*took < std::time::Duration::from_millis(1500), "{took:?}");
+}

@@ -277,6 +277,16 @@ impl LocalEndpoint {
         }
     }
 
+    /// The stall report of a wait that made no progress for `t`.
+    fn stalled(&self, t: std::time::Duration) -> Error {
+        Error::Stalled {
+            rank: self.rank,
+            label: self.progress.label().to_string(),
+            call: self.progress.call(),
+            secs: super::mpi::format_secs(t),
+        }
+    }
+
     /// Takes every envelope already in the inbox, without blocking.
     fn pump(&self) {
         while let Ok(env) = self.inbox.try_recv() {
@@ -369,6 +379,16 @@ impl Transport for LocalEndpoint {
         Some(&self.progress)
     }
 
+    /// Yields; past the stall timeout, [`Error::Stalled`] (the shared
+    /// segment's waits come here).
+    fn idle(&self, waited: std::time::Duration) -> Result<bool> {
+        std::thread::yield_now();
+        match self.progress.timeout() {
+            Some(t) if waited >= t => Err(self.stalled(t)),
+            _ => Ok(false),
+        }
+    }
+
     fn segment(&self) -> Option<&Segment> {
         self.segment.as_ref()
     }
@@ -430,10 +450,22 @@ impl Transport for LocalEndpoint {
             if complete.iter().all(|&c| c) {
                 return Ok(());
             }
-            // Block until the next envelope; peers that leave send one too.
-            match self.inbox.recv() {
+            // Block until the next envelope (peers that leave send one
+            // too), for at most the stall timeout: every arrival is progress.
+            let next = match self.progress.timeout() {
+                None => self.inbox.recv().map_err(|_| None),
+                Some(t) => self.inbox.recv_timeout(t).map_err(|e| match e {
+                    std::sync::mpsc::RecvTimeoutError::Timeout => Some(t),
+                    std::sync::mpsc::RecvTimeoutError::Disconnected => None,
+                }),
+            };
+            match next {
                 Ok(env) => self.arrive(env),
-                Err(_) => unreachable!("an endpoint holds a sender to its own inbox"),
+                Err(Some(t)) => {
+                    reqs.iter_mut().for_each(|r| self.cancel(r));
+                    return Err(self.stalled(t));
+                }
+                Err(None) => unreachable!("an endpoint holds a sender to its own inbox"),
             }
         }
     }

@@ -175,8 +175,10 @@ pub trait Transport {
     /// request is inert.
     ///
     /// # Errors
-    /// [`Error::MessageSize`] for a message longer than the receive buffer,
-    /// [`Error::Transport`] when the peer left. The request is complete then too.
+    /// [`Error::MessageSize`] for a message longer than the receive buffer
+    /// ([`Error::Truncated`] from a transport that cannot tell its length:
+    /// [`Mpi`]), [`Error::Transport`] when the peer left or MPI reported an
+    /// error. The request is complete then too.
     fn test(&self, req: &mut Self::Request) -> Result<Option<Done>>;
 
     /// Waits until every request in `reqs` has completed, writing each

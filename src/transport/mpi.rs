@@ -88,6 +88,8 @@ pub const STALL_FILE: &str = "RINGREDUCE_STALL_FILE";
 /// ```
 pub struct Mpi {
     comm: SimpleCommunicator,
+    /// Where sends and receives go: `comm`'s duplicate, returning errors.
+    p2p: SimpleCommunicator,
     control: SimpleCommunicator,
     rank: usize,
     size: usize,
@@ -189,6 +191,9 @@ pub struct MpiRequest {
     len: usize,
     source: usize,
     tag: Tag,
+    /// The MPI error code a piece completed with (the communicator returns
+    /// errors: `MPI_ERRORS_RETURN`), if any.
+    error: Option<i32>,
 }
 
 /// Where an operation's bytes lie.
@@ -220,6 +225,13 @@ impl Mpi {
     /// [`Group`](crate::Group) sets it from its settings).
     pub fn new<C: Communicator>(comm: &C) -> Self {
         let comm = comm.duplicate();
+        // The library's own messages travel on a duplicate whose errors come
+        // back as codes, so a message longer than its receive is an error
+        // the caller sees, not an abort without a word; the collectives
+        // made with rsmpi on `comm` (which ignore codes) stay fatal.
+        let p2p = comm.duplicate();
+        // SAFETY: a valid communicator and the predefined handler.
+        unsafe { mpi::ffi::MPI_Comm_set_errhandler(p2p.as_raw(), mpi::ffi::RSMPI_ERRORS_RETURN) };
         let control = comm.duplicate();
         let rank = comm.rank() as usize;
         let size = comm.size() as usize;
@@ -234,6 +246,7 @@ impl Mpi {
         let hosts = host_names(&control);
         Mpi {
             comm,
+            p2p,
             control,
             rank,
             size,
@@ -309,6 +322,7 @@ impl Mpi {
             len: if receiving { 0 } else { len },
             source: peer.unwrap_or(0),
             tag,
+            error: None,
         };
         self.post_window(&mut req);
         req
@@ -322,13 +336,21 @@ impl Mpi {
         let window = if req.receiving { n } else { SEND_WINDOW };
         while req.posted < n && req.posted - (n - req.pending) < window {
             let i = req.posted;
-            req.handles.as_mut_slice()[i] = self.post(req, i);
+            let (h, rc) = self.post(req, i);
+            if rc != 0 {
+                // Refused (the communicator returns errors): the piece is
+                // done, in error.
+                req.error.get_or_insert(rc);
+                req.pending -= 1;
+            }
+            req.handles.as_mut_slice()[i] = h;
             req.posted += 1;
         }
     }
 
-    /// Posts piece `i` of `req`.
-    fn post(&self, req: &MpiRequest, i: usize) -> MPI_Request {
+    /// Posts piece `i` of `req`: its handle (the null request when MPI
+    /// refused it) and MPI's return code.
+    fn post(&self, req: &MpiRequest, i: usize) -> (MPI_Request, i32) {
         let Span { ptr, len } = req.buf;
         let offset = i * PIECE;
         let count = (len - offset.min(len)).min(PIECE) as i32;
@@ -343,21 +365,25 @@ impl Mpi {
         // valid until the request completes (the contract of
         // `start_send`/`start_recv`); the datatype, rank, tag and
         // communicator handles are valid; MPI writes the request handle
-        // before returning, and errors abort the job (ERRORS_ARE_FATAL).
+        // before returning, or returns an error code (MPI_ERRORS_RETURN),
+        // and then the null request stands in.
         unsafe {
             let at = ptr.add(offset.min(len)).cast::<std::ffi::c_void>();
             let post: Post = if req.receiving { mpi::ffi::MPI_Irecv } else { isend };
             let dt = u8::equivalent_datatype().as_raw();
-            post(
+            let rc = post(
                 at,
                 count,
                 dt,
                 source,
                 i32::from(req.tag),
-                self.comm.as_raw(),
+                self.p2p.as_raw(),
                 h.as_mut_ptr(),
             );
-            h.assume_init()
+            match rc {
+                0 => (h.assume_init(), 0),
+                _ => (mpi::ffi::RSMPI_REQUEST_NULL, rc),
+            }
         }
     }
 
@@ -378,7 +404,15 @@ impl Mpi {
                 // SAFETY: `h` is a live request handle started by `start`;
                 // MPI_Test writes `flag` and, when set, the status, and sets
                 // the handle to MPI_REQUEST_NULL on completion.
-                unsafe { mpi::ffi::MPI_Test(h, &mut flag, status.as_mut_ptr()) };
+                let rc = unsafe { mpi::ffi::MPI_Test(h, &mut flag, status.as_mut_ptr()) };
+                if rc != 0 {
+                    // Completed in error (the communicator returns errors);
+                    // the piece is done either way.
+                    req.error.get_or_insert(rc);
+                    req.pending -= 1;
+                    *h = null;
+                    continue;
+                }
                 if flag != 0 {
                     req.pending -= 1;
                     if req.receiving {
@@ -407,6 +441,33 @@ impl Mpi {
             let mut query = [0u8; 8];
             msg.matched_receive_into(&mut query[..]);
             self.post_control(self.reply().to_vec(), status.source_rank(), REPLY);
+        }
+    }
+
+    /// The error a request completed with: a message longer than the
+    /// receive buffer ([`Error::Truncated`], a mismatched call with the
+    /// checks off), or MPI's words for anything else.
+    fn failure(&self, req: &MpiRequest) -> Error {
+        let code = req.error.unwrap_or(0);
+        let mut class = code;
+        // SAFETY: MPI_Error_class only writes the class of a valid code.
+        unsafe { mpi::ffi::MPI_Error_class(code, &mut class) };
+        if class == mpi::ffi::MPI_ERR_TRUNCATE as i32 {
+            return Error::Truncated {
+                rank: self.rank,
+                from: req.peer.unwrap_or(req.source),
+                capacity: req.buf.len,
+            };
+        }
+        let mut text = vec![0u8; mpi::ffi::MPI_MAX_ERROR_STRING as usize + 1];
+        let mut len = 0;
+        // SAFETY: the buffer holds MPI_MAX_ERROR_STRING characters and more;
+        // MPI writes at most that many and their count.
+        unsafe { mpi::ffi::MPI_Error_string(code, text.as_mut_ptr().cast(), &mut len) };
+        text.truncate(len.max(0) as usize);
+        Error::Transport {
+            rank: self.rank,
+            reason: format!("MPI error {code}: {}", String::from_utf8_lossy(&text)),
         }
     }
 
@@ -880,7 +941,10 @@ impl Transport for Mpi {
     }
 
     fn test(&self, req: &mut MpiRequest) -> Result<Option<Done>> {
-        Ok(self.poll(req))
+        match self.poll(req) {
+            Some(_) if req.error.is_some() => Err(self.failure(req)),
+            done => Ok(done),
+        }
     }
 
     fn wait_all(&self, reqs: &mut [MpiRequest], done: &mut [Done]) -> Result<()> {
@@ -899,7 +963,10 @@ impl Transport for Mpi {
                 }
             }
             if all {
-                return Ok(());
+                return match reqs.iter().find(|r| r.error.is_some()) {
+                    Some(r) => Err(self.failure(r)),
+                    None => Ok(()),
+                };
             }
             // A piece that completed is progress: the deadline starts again.
             let now_left: usize = reqs.iter().map(|r| r.pending).sum();
