@@ -959,8 +959,13 @@ fn forged_checkpoint_fields_with_a_recomputed_checksum_are_refused_naming_the_fi
     let all: Vec<&str> = resume.iter().map(String::as_str).collect();
     // Each forgery is saved through the library: its checksum is right.
     type Forge = fn(&mut Checkpoint);
-    let forgeries: [(Forge, &str); 4] = [
-        (|c| c.header.epoch = 0, "`epoch` is 0"),
+    let forgeries: [(Forge, &str); 6] = [
+        (|c| c.header.epoch = 0, "`epoch` and `step` are 0"),
+        (
+            |c| c.header.step = 9999,
+            "`step` is 9999, and an epoch of this run has 100 steps",
+        ),
+        (|c| c.header.step = 5, "epoch(s) of 100 steps and 5 step(s) make"),
         (
             |c| {
                 c.header.optimizer_steps = u64::MAX;
