@@ -473,7 +473,7 @@ pub fn rides_in_agreement(algorithm: Algorithm, bytes: usize) -> bool {
 /// [`crate::group::check`]): a butterfly of [`CHECK_HEADER`]-byte messages
 /// — except for a butterfly call of at most [`FUSE_MAX`] bytes and a
 /// Rabenseifner call of at most [`FUSE_MAX_RABENSEIFNER`], which carry it
-/// and add nothing ([`rides_in_agreement`]). Ranks sharing a node agree through the
+/// ([`rides_in_agreement`]) and add only its bytes, no round or message. Ranks sharing a node agree through the
 /// shared segment instead: one barrier, which a small `shm` call shares
 /// (for `shm`, which only runs there, that is what is counted; the other
 /// algorithms are costed as across nodes).
@@ -486,13 +486,25 @@ pub fn check_cost(algorithm: Algorithm, p: usize, count: usize, elem_size: usize
             ..Cost::zero(Algorithm::Shm)
         };
     }
-    if p <= 1 || rides_in_agreement(algorithm, bytes) {
+    if p <= 1 {
         return Cost::zero(Algorithm::Butterfly);
     }
     let words = CHECK_HEADER / 8;
-    Algorithm::Butterfly
+    let agreement = Algorithm::Butterfly
         .exact_cost(p, words, 8)
-        .unwrap_or(Cost::zero(Algorithm::Butterfly))
+        .unwrap_or(Cost::zero(Algorithm::Butterfly));
+    if rides_in_agreement(algorithm, bytes) {
+        // No round and no message of its own, but the agreement's bytes:
+        // its header rides on the call's messages that pair the ranks as
+        // the agreement's butterfly does (every message of a butterfly,
+        // the reduce-scatter's of Rabenseifner).
+        return Cost {
+            bytes_sent: agreement.bytes_sent,
+            total_bytes: agreement.total_bytes,
+            ..Cost::zero(Algorithm::Butterfly)
+        };
+    }
+    agreement
 }
 
 /// Predicted seconds of one all-reduce call of a concrete `algorithm`:

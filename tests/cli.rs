@@ -490,7 +490,7 @@ fn cost_explain_shows_each_candidate_and_the_call_checks_share() {
     let out = run_bounded(cmd, Duration::from_secs(60));
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    // The small butterfly rides in the agreement; the naive ring pays it.
+    // The small butterfly carries the agreement; the naive ring pays its rounds.
     let row = |name: &str| -> Vec<f64> {
         let line = text
             .lines()
@@ -502,8 +502,9 @@ fn cost_explain_shows_each_candidate_and_the_call_checks_share() {
             .map(|x| x.parse().unwrap())
             .collect()
     };
-    assert_eq!(row("butterfly")[1], 0.0, "{text}");
-    assert!(row("naive")[1] > 0.0, "{text}");
+    // Its share is the header's bytes on its own messages, no round.
+    assert!(row("butterfly")[1] < 0.1, "{text}");
+    assert!(row("naive")[1] > 1.0, "{text}");
     assert!(
         text.contains("auto chooses: butterfly (call checks on); naive with RINGREDUCE_CHECK=0"),
         "{text}"

@@ -437,3 +437,53 @@ fn a_reduce_scatter_and_an_all_gather_are_the_ring() {
         }
     }
 }
+
+/// With the call checks on (the default), what goes on the wire is the
+/// algorithm's modelled traffic plus the agreement's ([`cost::check_cost`]),
+/// exactly: rounds, messages and total bytes (the busiest rank's bytes
+/// between the larger of the two and their sum). The test above counts the
+/// algorithms alone, checks off. Found by it: the model priced the header
+/// that rides on a fused butterfly's or Rabenseifner's messages at 0 bytes.
+#[test]
+fn checked_traffic_equals_the_model_and_the_agreement_exactly() {
+    let mut failures = Vec::new();
+    for p in 1..=9usize {
+        for k in [0, 1, p - 1, p, p + 1, 1000, 12345, 150_001] {
+            for algorithm in Algorithm::CONCRETE.into_iter().filter(|&a| a != Algorithm::Shm) {
+                let per_rank = Local::run_apart(p, |t| {
+                    let g = Group::new(Counting::new(t));
+                    let mut buf = vec![1.0f32; k];
+                    g.all_reduce_in_place(&mut buf, ReduceOp::Sum, algorithm).unwrap();
+                    (g.transport().stats(), 0, 0)
+                });
+                let m = busiest(&per_rank);
+                let (c, check) = (
+                    cost::cost(algorithm, p, k, 4),
+                    cost::check_cost(algorithm, p, k, 4),
+                );
+                let want = (
+                    c.rounds + check.rounds,
+                    c.messages + check.messages,
+                    c.total_bytes + check.total_bytes,
+                );
+                let got = (m.rounds, m.messages, m.total_bytes);
+                // The busiest rank of the call and of the agreement need
+                // not be the same one: their sum bounds its bytes.
+                let most = c.bytes_sent + check.bytes_sent;
+                let least = c.bytes_sent.max(check.bytes_sent);
+                if got != want || !(least..=most).contains(&m.bytes_sent) {
+                    failures.push(format!(
+                        "{algorithm} p={p} k={k}: counted {got:?} and {} bytes by the busiest rank, modelled {want:?} and {least}..={most}",
+                        m.bytes_sent
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} cases:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
