@@ -320,7 +320,12 @@ impl ParameterServer {
                 let w = p - self.servers;
                 let steps = trainer.cfg.batches.steps(trainer.cfg.batch, train.len(), w);
                 let pushes = (steps * w) as u64;
-                Some(self.load_shard(trainer, path, params.len(), r, pushes))
+                Some(match self.shard_path(path, r).exists() {
+                    true => self.load_shard(trainer, path, params.len(), r, pushes),
+                    // Written with another server count: cut this
+                    // server's range from those shards.
+                    false => self.reshard(trainer, path, params.len(), r),
+                })
             }
             _ => None,
         }
@@ -392,6 +397,90 @@ impl ParameterServer {
             data: String::new(),
             sections: Vec::new(),
         }
+    }
+
+    /// Server `k`'s shard cut from a checkpoint written by another number
+    /// of servers: the complete set of `PATH.shardJofK` files (the newest,
+    /// when several counts left one), every one checked as
+    /// [`Self::load_shard`] checks its own and of one epoch. Parameters and
+    /// optimizer buffers are per element, so any range of them is a shard;
+    /// every server takes the same number of optimizer steps (one a push).
+    fn reshard<S: Strategy>(
+        &self,
+        t: &Trainer<S>,
+        path: &std::path::Path,
+        n: usize,
+        k: usize,
+    ) -> Result<Checkpoint> {
+        let missing = || Error::Data {
+            path: self.shard_path(path, k).display().to_string(),
+            reason: "no such shard, and no complete set of another server count beside it".into(),
+        };
+        let old = self.shard_counts(path).ok_or_else(missing)?;
+        let before = ParameterServer {
+            servers: old,
+            ..self.clone()
+        };
+        let shards: Vec<Checkpoint> = (0..old)
+            .map(|j| before.load_shard(t, path, n, j, u64::MAX))
+            .collect::<Result<_>>()?;
+        let epoch = shards[0].header.epoch;
+        if let Some(j) = shards.iter().position(|c| c.header.epoch != epoch) {
+            return Err(Error::Data {
+                path: before.shard_path(path, j).display().to_string(),
+                reason: format!(
+                    "a shard of epoch {} beside one of epoch {epoch}: resume needs all of one epoch",
+                    shards[j].header.epoch
+                ),
+            });
+        }
+        let mut whole = vec![0f32; n];
+        let buffers = shards[0].optimizer.buffers.len();
+        let mut whole_buffers = vec![vec![0f32; n]; buffers];
+        for (c, range) in shards.iter().zip(shard_ranges(n, old)) {
+            whole[range.clone()].copy_from_slice(&c.params);
+            for (b, w) in c.optimizer.buffers.iter().zip(&mut whole_buffers) {
+                w[range.clone()].copy_from_slice(b);
+            }
+        }
+        let mine = shard_ranges(n, self.servers)[k].clone();
+        let optimizer = crate::train::OptimizerState {
+            buffers: whole_buffers.iter().map(|w| w[mine.clone()].to_vec()).collect(),
+            steps: shards[0].optimizer.steps,
+        };
+        Ok(Checkpoint::new(
+            self.shard_header(t, epoch),
+            whole[mine].to_vec(),
+            optimizer,
+            Vec::new(),
+        ))
+    }
+
+    /// The server count of the newest complete set of shard files beside
+    /// `path` (`PATH.shard0ofK` … `PATH.shard{K-1}ofK`).
+    fn shard_counts(&self, path: &std::path::Path) -> Option<usize> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        let prefix = format!("{}.shard0of", path.file_name()?.to_string_lossy());
+        let mut sets: Vec<(std::time::SystemTime, usize)> = std::fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let count: usize = name.strip_prefix(&prefix)?.parse().ok()?;
+                let when = e.metadata().ok()?.modified().ok()?;
+                let of = |j: usize| {
+                    let mut f = path.as_os_str().to_owned();
+                    f.push(format!(".shard{j}of{count}"));
+                    PathBuf::from(f).exists()
+                };
+                (count > 0 && (0..count).all(of)).then_some((when, count))
+            })
+            .collect();
+        sets.sort();
+        sets.last().map(|&(_, count)| count)
     }
 
     fn load_shard<S: Strategy>(

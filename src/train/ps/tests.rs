@@ -422,7 +422,7 @@ fn the_cost_model_prices_the_busiest_server() {
 }
 
 #[test]
-fn a_resumed_run_continues_from_the_servers_shard_checkpoints() {
+fn a_resumed_run_continues_from_the_servers_shard_checkpoints_on_any_server_count() {
     // Bulk-synchronous rounds apply in worker order, so a run is
     // deterministic: stopping after epoch 1 and resuming must give the
     // uninterrupted run's parameters bit for bit (2 servers, momentum).
@@ -467,20 +467,49 @@ fn a_resumed_run_continues_from_the_servers_shard_checkpoints() {
             "resumed ≠ uninterrupted"
         );
     }
-    // Another server count refuses the shards, on every rank.
+    // Another server count re-shards: 1 server and the same 3 workers (4
+    // ranks) cut their shard from the 2 servers' files. An update is per
+    // element and bulk-synchronous rounds apply in worker order, so the
+    // rest of the run is the uninterrupted one, bit for bit.
     let other = ParameterServer {
         servers: 1,
         max_staleness: Some(0),
         ..Default::default()
     };
+    assert!(!other.shard_path(&path, 0).exists());
+    fit(&base().checkpoint(&path).stop_after(Some(1)).build().unwrap());
     let t = base().checkpoint(&path).resume(true).build().unwrap();
-    let refused = Group::local(5, |g| {
+    let one = Group::local(4, |g| {
+        let mut params = t.init_params(&model);
+        other
+            .fit(&t, &g, &model, &mut params, &d, None)
+            .map(|e| (params, e))
+    });
+    for r in one {
+        let (params, epochs) = r.unwrap();
+        assert_eq!(epochs.len(), 2);
+        assert_eq!(
+            bytemuck::cast_slice::<f32, u32>(&params),
+            bytemuck::cast_slice::<f32, u32>(&want),
+            "re-sharded onto 1 server ≠ uninterrupted on 2"
+        );
+    }
+    assert!(other.shard_path(&path, 0).exists());
+    // Without any complete set of shards: one line naming the file.
+    for j in 0..2 {
+        std::fs::remove_file(ps.shard_path(&path, j)).unwrap();
+    }
+    std::fs::remove_file(other.shard_path(&path, 0)).unwrap();
+    let refused = Group::local(4, |g| {
         let mut params = t.init_params(&model);
         other.fit(&t, &g, &model, &mut params, &d, None).map(drop)
     });
     for r in refused {
         let e = r.unwrap_err().to_string();
-        assert!(e.contains("ckpt.shard0of1"), "{e}");
+        assert!(
+            e.contains("ckpt.shard0of1") && e.contains("no complete set"),
+            "{e}"
+        );
     }
 }
 
