@@ -465,14 +465,7 @@ fn elastic_relaunches_on_the_hosts_left_after_a_rank_is_killed() {
         "{r:?}"
     );
     assert!(r.down_secs > 0.0 && r.down_secs < 60.0, "{r:?}");
-    let epochs: Vec<(usize, usize)> = log
-        .lines
-        .iter()
-        .filter_map(|l| match &l.row {
-            ringreduce::train::log::Row::Epoch(m) => Some((m.epoch, l.ranks)),
-            _ => None,
-        })
-        .collect();
+    let epochs = epoch_ranks(&log);
     assert_eq!(
         epochs.iter().map(|e| e.0).collect::<Vec<_>>(),
         (1..=10).collect::<Vec<_>>()

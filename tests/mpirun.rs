@@ -349,14 +349,7 @@ fn train_writes_metrics_plot_and_checkpoint_and_resumes() {
     };
     assert_eq!(cols(&final_line(&text).unwrap()), cols(&uninterrupted));
     let log = ringreduce::train::MetricsLog::load(&part).unwrap();
-    let ranks: Vec<(usize, usize)> = log
-        .lines
-        .iter()
-        .filter_map(|l| match &l.row {
-            ringreduce::train::log::Row::Epoch(m) => Some((m.epoch, l.ranks)),
-            _ => None,
-        })
-        .collect();
+    let ranks = epoch_ranks(&log);
     assert_eq!(ranks, [(1, 2), (2, 3)], "{}", log.to_csv());
     assert_eq!(log.steps().count(), 4, "{}", log.to_csv());
 
@@ -549,12 +542,7 @@ fn train_with_gossip_and_local_sgd_resumes_exactly() {
         let other = run(2, args(None, true));
         assert!(other.status.success(), "{strategy}: {}", stderr(&other));
         let log = ringreduce::train::MetricsLog::load(&metrics).unwrap();
-        let ranks: Vec<usize> = log
-            .lines
-            .iter()
-            .filter(|l| matches!(l.row, ringreduce::train::log::Row::Epoch(_)))
-            .map(|l| l.ranks)
-            .collect();
+        let ranks: Vec<usize> = epoch_ranks(&log).into_iter().map(|(_, r)| r).collect();
         assert_eq!(ranks, [3, 2], "{strategy}: {}", log.to_csv());
         let two = log.epochs().nth(1).unwrap();
         let (a, b) = (two.test_accuracy.unwrap(), full[1].test_accuracy.unwrap());

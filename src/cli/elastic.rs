@@ -247,7 +247,8 @@ fn option(args: &[String], name: &str) -> Option<String> {
     })
 }
 
-fn now_unix() -> f64 {
+/// Seconds since the Unix epoch (the clock a restart's fault time is on).
+pub fn now_unix() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())

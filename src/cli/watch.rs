@@ -114,7 +114,7 @@ impl Watch {
                 let note = restart.lock().ok().and_then(|mut r| r.take());
                 if let Some(note) = note {
                     let from = from.load(Ordering::Relaxed);
-                    let row = note.row(m.epoch, from, now_unix());
+                    let row = note.row(m.epoch, from, super::elastic::now_unix());
                     log.println(&format!(
                         "restart {}: {}; training again from step {from}, {:.1} s after the fault; {} step(s) lost",
                         row.number, row.cause, row.down_secs, row.lost_steps
@@ -310,10 +310,4 @@ pub fn restart_note(s: &str) -> Result<RestartNote, String> {
         }),
         _ => Err(bad()),
     }
-}
-
-fn now_unix() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }

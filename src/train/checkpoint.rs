@@ -428,6 +428,20 @@ fn split_sections(
     Ok((optimizer, strategy))
 }
 
+/// The mean of the copies `all` holds, of `mean.len()` values each, into
+/// `mean`: what a checkpoint's per-rank state becomes on another rank count.
+pub(crate) fn mean_of(all: &[f32], mean: &mut [f32]) {
+    mean.fill(0.0);
+    let copies = all.chunks_exact(mean.len().max(1));
+    let k = copies.len().max(1) as f32;
+    for copy in copies {
+        for (m, v) in mean.iter_mut().zip(copy) {
+            *m += v;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= k);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

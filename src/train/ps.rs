@@ -471,12 +471,11 @@ impl ParameterServer {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let count: usize = name.strip_prefix(&prefix)?.parse().ok()?;
                 let when = e.metadata().ok()?.modified().ok()?;
-                let of = |j: usize| {
-                    let mut f = path.as_os_str().to_owned();
-                    f.push(format!(".shard{j}of{count}"));
-                    PathBuf::from(f).exists()
+                let set = ParameterServer {
+                    servers: count,
+                    ..self.clone()
                 };
-                (count > 0 && (0..count).all(of)).then_some((when, count))
+                (count > 0 && (0..count).all(|j| set.shard_path(path, j).exists())).then_some((when, count))
             })
             .collect();
         sets.sort();

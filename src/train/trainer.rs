@@ -1311,7 +1311,7 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
             if saved == p {
                 target.copy_from_slice(&s.values[r * n..(r + 1) * n]);
             } else {
-                mean_of(&s.values, target);
+                super::checkpoint::mean_of(&s.values, target);
             }
         }
         Ok(())
@@ -1375,20 +1375,6 @@ impl<S: Strategy, C: Transport> Run<'_, S, C> {
         self.take_replicas(path, &header.strategy, params, &replicas)?;
         Ok((header.epoch, header.step))
     }
-}
-
-/// The mean of the copies `all` holds, of `mean.len()` values each, into
-/// `mean`.
-fn mean_of(all: &[f32], mean: &mut [f32]) {
-    mean.fill(0.0);
-    let copies = all.chunks_exact(mean.len().max(1));
-    let k = copies.len().max(1) as f32;
-    for copy in copies {
-        for (m, v) in mean.iter_mut().zip(copy) {
-            *m += v;
-        }
-    }
-    mean.iter_mut().for_each(|m| *m /= k);
 }
 
 /// What a checkpoint's header claims that its file and this run's shape

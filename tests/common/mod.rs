@@ -150,3 +150,15 @@ pub fn stdout(out: &Output) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Each epoch row of a metrics log as (epoch, ranks of the run that wrote it).
+#[cfg(feature = "train")]
+pub fn epoch_ranks(log: &ringreduce::train::MetricsLog) -> Vec<(usize, usize)> {
+    log.lines
+        .iter()
+        .filter_map(|l| match &l.row {
+            ringreduce::train::log::Row::Epoch(m) => Some((m.epoch, l.ranks)),
+            _ => None,
+        })
+        .collect()
+}

@@ -39,13 +39,7 @@ impl Residuals {
                 // On another rank count every rank starts from the saved
                 // residuals' mean: the average update still owes the model
                 // what the saved ranks' average did.
-                for part in all.chunks_exact(n) {
-                    for (o, v) in own.iter_mut().zip(part) {
-                        *o += v;
-                    }
-                }
-                let scale = 1.0 / saved as f32;
-                own.iter_mut().for_each(|o| *o *= scale);
+                crate::train::checkpoint::mean_of(&all, &mut own);
             }
         }
         Ok(own)
