@@ -7,6 +7,8 @@
 #   scripts/bench.sh [-n RANKS] [-m MIN:MAX] [-r|--repeats R] [--dtype f32] [--op sum]
 #                    [--iters N] [--warmup N] [--no-in-place] [--algo a,b,...]
 #                    [--calibrate]   (each run calibrates auto's model in its own job first)
+#                    [--tune]        (first `calibrate --rules` on the same placement; every
+#                                     run's auto then takes its measured rules)
 #   scripts/bench.sh --cluster 4 [--rate 1gbit] [--slots L] [...]   on a namespace cluster
 #   scripts/bench.sh --mpi mpich [...]   built against and launched by MPICH (one machine;
 #                    the `mpi` subject is then MPICH's MPI_Allreduce)
@@ -26,6 +28,7 @@ rate=""
 slots=1
 algo=""
 mpi=openmpi
+tune=""
 extra=()
 while (($#)); do
   case "$1" in
@@ -38,6 +41,7 @@ while (($#)); do
     --warmup) extra+=(--warmup "$2"); shift 2 ;;
     --no-in-place) extra+=(--no-in-place); shift ;;
     --calibrate) extra+=(--calibrate); shift ;;
+    --tune) tune=1; shift ;;
     --cluster) cluster="$2"; shift 2 ;;
     --rate) rate="$2"; shift 2 ;;
     --algo) algo="$2"; shift 2 ;;
@@ -100,6 +104,16 @@ fi
 } > "$dir/env.txt"
 
 echo "== ${setting}: $runs runs, results in $dir"
+if [ -n "$tune" ]; then
+  # auto's rules measured on this very placement, up to the largest size.
+  max=${sizes#*:}
+  echo "-- calibrate --rules (up to $max): $dir/calibration.json"
+  "${launch[@]}" "$(readlink -f $bin)" calibrate --rules --max-bytes "$max" --out "$(readlink -f "$dir")/calibration.json" \
+    > "$dir/calibration.txt"
+  grep '^rule:' "$dir/calibration.txt" || true
+  extra+=(--calibration "$(readlink -f "$dir")/calibration.json")
+  echo "tuned: calibrate --rules --max-bytes $max (rules in calibration.json, sweep in calibration.txt)" >> "$dir/env.txt"
+fi
 files=()
 for run in $(seq "$runs"); do
   # Rotate the order, so that no subject always runs first (or last) at a size.

@@ -670,6 +670,10 @@ pub struct Calibration {
     /// When it was measured (RFC 3339, UTC).
     #[serde(default)]
     pub date: String,
+    /// Measured choices that `auto` takes before the model's
+    /// (`ringreduce calibrate --rules`, or written by hand).
+    #[serde(default, skip_serializing_if = "Rules::is_empty")]
+    pub rules: Rules,
 }
 
 impl Calibration {
@@ -720,9 +724,22 @@ pub struct Tuning {
     /// (at most one per element) instead of the model's count.
     #[serde(default)]
     pub segments: Option<u32>,
+    /// Measured choices, taken before the model's where one covers the
+    /// call ([`Rules::lookup`]).
+    #[serde(default)]
+    pub rules: Rules,
 }
 
 impl Tuning {
+    /// This tuning with the model's constants and the rules of `c`.
+    pub fn with_calibration(self, c: Calibration) -> Tuning {
+        Tuning {
+            params: c.params,
+            rules: c.rules,
+            ..self
+        }
+    }
+
     /// What the schedules read of it (see [`Knobs`]): the pipelined ring's
     /// segment count.
     pub(crate) fn knobs(&self) -> Knobs {
@@ -746,29 +763,252 @@ impl Tuning {
         }
     }
 
-    /// [`Tuning::resolve`] for a group: whose ranks share a node (`shared`,
-    /// a [`Segment`](crate::transport::Segment)): there `Auto` runs
+    /// [`Tuning::resolve`] for a group placed as `layout`: a rule of the
+    /// [`rules`](Self::rules) table for its rank count, ranks per node and
+    /// size first ([`Rules::lookup`]); where every rank maps one shared
+    /// [`Segment`](crate::transport::Segment) (`layout.shared`),
     /// [`Algorithm::Shm`] at every size — measured faster than every
-    /// message-based schedule from 8 B to 16 MiB (README, "Shared memory").
-    /// With `checked` (the call checks on), the choice counts each
+    /// message-based schedule from 8 B to 16 MiB (docs/results.md); else the
+    /// model. With `checked` (the call checks on), the model counts each
     /// candidate's agreement ([`select_checked`]).
     pub fn resolve_on(
         &self,
         p: usize,
         count: usize,
         elem_size: usize,
-        shared: bool,
+        layout: Layout,
         checked: bool,
     ) -> Algorithm {
-        match (self.force, shared) {
-            (Some(a), _) => a,
-            (None, true) => Algorithm::Shm,
-            (None, false) if checked => match check_range(p, count, elem_size) {
-                Ok(()) => select_checked(p, count, elem_size, &self.params, true),
-                Err(_) => Algorithm::Ring,
-            },
-            (None, false) => self.resolve(p, count, elem_size),
+        self.decide(p, count, elem_size, layout, checked).0
+    }
+
+    /// [`Tuning::resolve_on`], with what decided it.
+    pub fn decide(
+        &self,
+        p: usize,
+        count: usize,
+        elem_size: usize,
+        layout: Layout,
+        checked: bool,
+    ) -> (Algorithm, Why) {
+        if let Some(a) = self.force {
+            return (a, Why::Forced);
         }
+        let bytes = (count as u64).saturating_mul(elem_size as u64);
+        if let Some((i, rule)) = self.rules.lookup(p, layout, bytes) {
+            return (rule.algorithm, Why::Rule(i));
+        }
+        if layout.shared {
+            return (Algorithm::Shm, Why::OneNode);
+        }
+        let a = match check_range(p, count, elem_size) {
+            Ok(()) => select_checked(p, count, elem_size, &self.params, checked),
+            Err(_) => Algorithm::Ring,
+        };
+        (a, Why::Model)
+    }
+}
+
+/// What decided `auto`'s choice ([`Tuning::decide`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// `RINGREDUCE_ALGO` (or [`Tuning::force`]).
+    Forced,
+    /// Rule i of the table ([`Tuning::rules`]).
+    Rule(usize),
+    /// Every rank on one shared segment: [`Algorithm::Shm`].
+    OneNode,
+    /// The cost model's lowest prediction.
+    Model,
+}
+
+/// How a group's ranks sit on nodes, the same on every rank: what a rule
+/// of a [`Rules`] table is matched against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Layout {
+    /// Ranks on each node when every node holds as many (1: one rank per
+    /// node); 0 when the nodes hold different numbers.
+    pub per_node: usize,
+    /// Every rank maps one shared segment (so `shm` can run).
+    pub shared: bool,
+}
+
+impl Layout {
+    /// One rank per node, nothing shared: how the model prices every
+    /// message-based schedule.
+    pub const APART: Layout = Layout {
+        per_node: 1,
+        shared: false,
+    };
+
+    /// `nodes` nodes holding `p` ranks, placed by slot (as `mpirun` does):
+    /// [`Layout::per_node`] is p/nodes when it divides, else 0; shared
+    /// when there is one node.
+    pub fn nodes(p: usize, nodes: usize) -> Layout {
+        let nodes = nodes.clamp(1, p.max(1));
+        Layout {
+            per_node: if p.is_multiple_of(nodes) { p / nodes } else { 0 },
+            shared: nodes == 1 && p > 1,
+        }
+    }
+}
+
+/// Most rules a [`Rules`] table holds.
+pub const MAX_RULES: usize = 96;
+
+/// One line of a [`Rules`] table: on `ranks` ranks placed `per_node` to a
+/// node, calls of at most `up_to` bytes (and more than the previous rule's
+/// of the same placement; no `up_to`: any larger size) run `algorithm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    /// Ranks of the group.
+    pub ranks: usize,
+    /// Ranks per node ([`Layout::per_node`]); 1 when absent.
+    #[serde(default = "one_per_node")]
+    pub per_node: usize,
+    /// Largest call, in bytes per rank, this rule covers; `None`: every larger one.
+    #[serde(default)]
+    pub up_to: Option<u64>,
+    /// What runs: a concrete algorithm.
+    pub algorithm: Algorithm,
+}
+
+fn one_per_node() -> usize {
+    1
+}
+
+const NO_RULE: Rule = Rule {
+    ranks: 0,
+    per_node: 0,
+    up_to: Some(0),
+    algorithm: Algorithm::Ring,
+};
+
+/// Measured choices for `auto`, like Open MPI's dynamic rules file or
+/// MPICH's JSON tuning tables: by rank count, ranks per node and message
+/// size, which algorithm to run. Written by `ringreduce calibrate --rules`
+/// into the calibration file (a JSON list under `"rules"`, readable and
+/// editable), pinned with `RINGREDUCE_CALIBRATION`. A call that no rule
+/// covers goes to the model. A list in JSON; fixed capacity
+/// ([`MAX_RULES`]) so that the settings stay `Copy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "Vec<Rule>", try_from = "Vec<Rule>")]
+pub struct Rules {
+    rules: [Rule; MAX_RULES],
+    len: usize,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            rules: [NO_RULE; MAX_RULES],
+            len: 0,
+        }
+    }
+}
+
+impl Rules {
+    /// A table of `rules`, checked: at most [`MAX_RULES`]; concrete
+    /// algorithms; 1 ≤ per_node ≤ ranks or per_node 0; `shm` only with
+    /// every rank on one node; sizes increasing within each placement, and
+    /// nothing after an unbounded rule.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the first rule at fault.
+    pub fn new(rules: &[Rule]) -> Result<Rules> {
+        let bad = |i: usize, reason: String| Error::InvalidArgument {
+            what: "rule",
+            reason: format!("rule {} of {}: {reason}", i + 1, rules.len()),
+        };
+        if rules.len() > MAX_RULES {
+            return Err(Error::InvalidArgument {
+                what: "rules",
+                reason: format!("{} rules; a table holds at most {MAX_RULES}", rules.len()),
+            });
+        }
+        for (i, r) in rules.iter().enumerate() {
+            if r.algorithm == Algorithm::Auto {
+                return Err(bad(
+                    i,
+                    "`auto` is what the rules decide; name a concrete algorithm".into(),
+                ));
+            }
+            if r.ranks == 0 || r.per_node > r.ranks {
+                return Err(bad(
+                    i,
+                    format!("{} per node of {} ranks (give ranks ≥ 1 and per_node from 1 to ranks, or 0 for nodes of different sizes)", r.per_node, r.ranks),
+                ));
+            }
+            if r.algorithm == Algorithm::Shm && r.per_node != r.ranks && r.ranks > 1 {
+                return Err(bad(
+                    i,
+                    "shm runs only with every rank on one node (per_node = ranks)".into(),
+                ));
+            }
+            let earlier = rules[..i]
+                .iter()
+                .filter(|e| (e.ranks, e.per_node) == (r.ranks, r.per_node))
+                .map(|e| e.up_to);
+            for up_to in earlier {
+                match (up_to, r.up_to) {
+                    (None, _) => {
+                        return Err(bad(
+                            i,
+                            "follows a rule without `up_to` for the same ranks and per_node".into(),
+                        ))
+                    }
+                    (Some(a), Some(b)) if b <= a => {
+                        return Err(bad(
+                            i,
+                            format!(
+                            "up_to {b} is not above an earlier rule's {a} for the same ranks and per_node"
+                        ),
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut table = Rules::default();
+        table.rules[..rules.len()].copy_from_slice(rules);
+        table.len = rules.len();
+        Ok(table)
+    }
+
+    /// The rules, in order.
+    pub fn as_slice(&self) -> &[Rule] {
+        &self.rules[..self.len]
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The first rule (its index and itself) for `p` ranks placed as
+    /// `layout` that covers calls of `bytes` per rank; `None`: the model decides.
+    pub fn lookup(&self, p: usize, layout: Layout, bytes: u64) -> Option<(usize, Rule)> {
+        self.as_slice()
+            .iter()
+            .enumerate()
+            .find(|(_, r)| {
+                r.ranks == p && r.per_node == layout.per_node && r.up_to.is_none_or(|u| bytes <= u)
+            })
+            .filter(|(_, r)| r.algorithm != Algorithm::Shm || layout.shared)
+            .map(|(i, r)| (i, *r))
+    }
+}
+
+impl From<Rules> for Vec<Rule> {
+    fn from(r: Rules) -> Self {
+        r.as_slice().to_vec()
+    }
+}
+
+impl TryFrom<Vec<Rule>> for Rules {
+    type Error = Error;
+    fn try_from(v: Vec<Rule>) -> Result<Rules> {
+        Rules::new(&v)
     }
 }
 
@@ -790,6 +1030,7 @@ mod tests {
             params: cal.params,
             force: None,
             segments: None,
+            rules: Default::default(),
         };
         for p in [1, 2, 3, 8, 1 << 20] {
             for count in [0, 1, 1000, 1 << 40, usize::MAX / 8] {
@@ -822,6 +1063,21 @@ mod tests {
                 cpu: "c".into(),
                 mpi_version: "v".into(),
                 date: "d".into(),
+                rules: Rules::new(&[
+                    Rule {
+                        ranks: 4,
+                        per_node: 2,
+                        up_to: Some(4096),
+                        algorithm: Algorithm::Butterfly,
+                    },
+                    Rule {
+                        ranks: 4,
+                        per_node: 2,
+                        up_to: None,
+                        algorithm: Algorithm::Hierarchical,
+                    },
+                ])
+                .unwrap(),
             };
             let mut bytes = serde_json::to_vec_pretty(&good).unwrap();
             for (at, b) in edits {
@@ -879,6 +1135,7 @@ mod tests {
                     params,
                     force,
                     segments: force.map(|_| 12),
+                    rules: Rules::default(),
                 };
                 let back: Tuning = crate::wire::decode(&crate::wire::encode(&t).unwrap()).unwrap();
                 assert_eq!(back, t);
@@ -937,6 +1194,7 @@ mod tests {
             cpu: String::new(),
             mpi_version: String::new(),
             date: String::new(),
+            rules: Default::default(),
         };
         let path = dir.join("good.json");
         good.save(&path).unwrap();
@@ -1076,5 +1334,155 @@ mod tests {
         assert!((ring.predict(&q, 4) - 2.0 * before.0).abs() < 1e-15);
         assert_eq!(fly.predict(&q, 4), before.1);
         assert!(Algorithm::Naive.shifts() && !Algorithm::Central.shifts());
+    }
+
+    fn rule(ranks: usize, per_node: usize, up_to: Option<u64>, algorithm: Algorithm) -> Rule {
+        Rule {
+            ranks,
+            per_node,
+            up_to,
+            algorithm,
+        }
+    }
+
+    #[test]
+    fn a_rules_table_refuses_what_cannot_be_meant_naming_the_rule() {
+        use Algorithm::*;
+        let cases: Vec<(Vec<Rule>, &str)> = vec![
+            (vec![rule(4, 1, None, Auto)], "rule 1 of 1: `auto`"),
+            (vec![rule(4, 5, None, Ring)], "5 per node of 4 ranks"),
+            (vec![rule(0, 0, None, Ring)], "0 per node of 0 ranks"),
+            (vec![rule(4, 2, None, Shm)], "shm runs only"),
+            (
+                vec![rule(4, 1, Some(64), Ring), rule(4, 1, Some(64), Butterfly)],
+                "rule 2 of 2: up_to 64 is not above",
+            ),
+            (
+                vec![rule(4, 1, None, Ring), rule(4, 1, Some(1 << 20), Butterfly)],
+                "follows a rule without `up_to`",
+            ),
+        ];
+        for (rules, want) in cases {
+            let e = Rules::new(&rules).unwrap_err().to_string();
+            assert!(e.contains(want), "{rules:?}: {e}");
+        }
+        let many = vec![rule(4, 1, Some(1), Ring); MAX_RULES + 1];
+        assert!(Rules::new(&many).unwrap_err().to_string().contains("at most"));
+        // Other placements keep their own order; one node may run shm.
+        let ok = [
+            rule(4, 1, Some(64), Butterfly),
+            rule(4, 2, Some(8), Ring),
+            rule(4, 1, None, Ring),
+            rule(4, 4, None, Shm),
+        ];
+        assert_eq!(Rules::new(&ok).unwrap().as_slice(), &ok);
+    }
+
+    #[test]
+    fn rules_decide_by_ranks_placement_and_size_before_the_model() {
+        use Algorithm::*;
+        let rules = Rules::new(&[
+            rule(4, 2, Some(4096), Butterfly),
+            rule(4, 2, Some(65536), Hierarchical),
+            rule(4, 1, Some(1024), Central),
+            rule(2, 2, None, Naive),
+        ])
+        .unwrap();
+        let t = Tuning {
+            rules,
+            ..Tuning::default()
+        };
+        let two_by_two = Layout::nodes(4, 2);
+        assert_eq!(
+            two_by_two,
+            Layout {
+                per_node: 2,
+                shared: false
+            }
+        );
+        assert_eq!(t.decide(4, 1, 4, two_by_two, true), (Butterfly, Why::Rule(0)));
+        assert_eq!(t.decide(4, 1024, 4, two_by_two, true), (Butterfly, Why::Rule(0)));
+        assert_eq!(
+            t.decide(4, 1025, 4, two_by_two, true),
+            (Hierarchical, Why::Rule(1))
+        );
+        // Beyond the last bounded rule: the model, as without rules.
+        let big = t.decide(4, 1 << 20, 4, two_by_two, true);
+        assert_eq!(
+            big,
+            (
+                Tuning::default().resolve_on(4, 1 << 20, 4, two_by_two, true),
+                Why::Model
+            )
+        );
+        assert_eq!(t.decide(4, 64, 4, Layout::APART, true), (Central, Why::Rule(2)));
+        // Another rank count or placement: the model.
+        assert_eq!(t.decide(8, 64, 4, Layout::nodes(8, 4), true).1, Why::Model);
+        assert_eq!(t.decide(4, 64, 4, Layout::nodes(4, 3), true).1, Why::Model);
+        // Rules come before shared memory; a forced algorithm before both.
+        assert_eq!(
+            t.decide(2, 1 << 20, 4, Layout::nodes(2, 1), true),
+            (Naive, Why::Rule(3))
+        );
+        assert_eq!(
+            Tuning::default().decide(2, 8, 4, Layout::nodes(2, 1), true),
+            (Shm, Why::OneNode)
+        );
+        let forced = Tuning {
+            force: Some(Ring),
+            ..t
+        };
+        assert_eq!(forced.decide(4, 1, 4, two_by_two, true), (Ring, Why::Forced));
+        // A shm rule is never taken where no segment spans the group.
+        let shm = Tuning {
+            rules: Rules::new(&[rule(2, 2, None, Shm)]).unwrap(),
+            ..Tuning::default()
+        };
+        let unshared = Layout {
+            per_node: 2,
+            shared: false,
+        };
+        assert_eq!(shm.decide(2, 8, 4, unshared, true).1, Why::Model);
+    }
+
+    #[test]
+    fn a_hand_written_rules_table_loads_with_its_defaults() {
+        let dir = std::env::temp_dir().join(format!("ringreduce-rules-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cal.json");
+        let mut json: serde_json::Value = serde_json::to_value(Calibration {
+            params: CostParams::default(),
+            ranks: 4,
+            host: String::new(),
+            cpu: String::new(),
+            mpi_version: String::new(),
+            date: String::new(),
+            rules: Rules::default(),
+        })
+        .unwrap();
+        assert!(
+            json.get("rules").is_none(),
+            "an empty table is left out of the file"
+        );
+        json["rules"] = serde_json::json!([
+            {"ranks": 4, "up_to": 2048, "algorithm": "butterfly"},
+            {"ranks": 4, "algorithm": "ring"}
+        ]);
+        std::fs::write(&path, json.to_string()).unwrap();
+        let cal = Calibration::load(&path).unwrap();
+        assert_eq!(
+            cal.rules.as_slice(),
+            &[
+                rule(4, 1, Some(2048), Algorithm::Butterfly),
+                rule(4, 1, None, Algorithm::Ring)
+            ]
+        );
+        cal.save(&path).unwrap();
+        assert_eq!(Calibration::load(&path).unwrap(), cal);
+        json["rules"] = serde_json::json!([{"ranks": 4, "algorithm": "auto"}]);
+        std::fs::write(&path, json.to_string()).unwrap();
+        let e = Calibration::load(&path).unwrap_err().to_string();
+        assert!(e.contains("cal.json") && e.contains("`auto`"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

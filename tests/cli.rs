@@ -1191,6 +1191,7 @@ fn outputs_never_replace_devices_fifos_or_links() {
             cpu: String::new(),
             mpi_version: String::new(),
             date: String::new(),
+            rules: Default::default(),
         };
         calibration
             .save(&dir.join(format!("{target:?}-calibration.json")))

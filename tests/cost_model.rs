@@ -209,6 +209,7 @@ fn auto_runs_what_the_tuning_chooses_on_every_rank() {
             params: CostParams::default(),
             force: Some(force),
             segments: None,
+            rules: Default::default(),
         };
         let auto = Local::run(5, |t| {
             let g = counted(t, tuning);
@@ -233,6 +234,7 @@ fn auto_runs_what_the_tuning_chooses_on_every_rank() {
         params,
         force: None,
         segments: None,
+        rules: Default::default(),
     };
     let f = |t| {
         let g = counted(t, tuning);

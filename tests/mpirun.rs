@@ -247,6 +247,126 @@ fn calibrate_writes_a_calibration_that_cost_and_auto_accept() {
 }
 
 #[test]
+fn calibrate_rules_times_every_algorithm_and_auto_takes_the_rules() {
+    let dir = std::env::temp_dir().join(format!("ringreduce-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cal.json");
+    let path = file.to_str().unwrap();
+    // A rule of another placement already in --out is kept.
+    let mut old: serde_json::Value = serde_json::json!({
+        "lines": [{"up_to": 18446744073709551615u64, "alpha": 1e-6, "beta": 1e-10}],
+        "gamma": 1e-10, "ranks": 4,
+        "rules": [{"ranks": 4, "per_node": 1, "algorithm": "ring"}]
+    });
+    std::fs::write(&file, old.to_string()).unwrap();
+    let args = [
+        "calibrate",
+        "--max-bytes",
+        "1K",
+        "--rules",
+        "--reps",
+        "1",
+        "--out",
+        path,
+    ];
+    let out = run_bounded(mpirun(2, &ringreduce(), &args), LIMIT);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    // Every algorithm was timed at every size from 8 B to 1 KiB.
+    let sweep: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().ends_with('*') || l.contains(" B  "))
+        .collect();
+    assert_eq!(sweep.len(), 8, "{text}");
+    for line in &sweep {
+        for a in ringreduce::Algorithm::CONCRETE {
+            assert!(line.contains(&format!("{a}=")), "{a} missing from {line}");
+        }
+    }
+    let cal = ringreduce::cost::Calibration::load(&file).unwrap();
+    let rules = cal.rules.as_slice();
+    assert_eq!(
+        (rules[0].ranks, rules[0].per_node, rules[0].up_to),
+        (4, 1, None),
+        "{rules:?}"
+    );
+    let mine: Vec<_> = rules.iter().filter(|r| r.ranks == 2).collect();
+    assert!(
+        !mine.is_empty() && mine.iter().all(|r| r.per_node == 2),
+        "{rules:?}"
+    );
+    assert_eq!(
+        mine.last().unwrap().up_to,
+        None,
+        "the last size's rule covers every larger one"
+    );
+
+    // Rules written by hand decide `auto` in a job on this placement.
+    old = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    old["rules"] = serde_json::json!([
+        {"ranks": 2, "per_node": 2, "up_to": 64, "algorithm": "central"},
+        {"ranks": 2, "per_node": 2, "algorithm": "naive"}
+    ]);
+    std::fs::write(&file, old.to_string()).unwrap();
+    let bench = [
+        "bench",
+        "--algo",
+        "auto",
+        "-m",
+        "16:256",
+        "--iters",
+        "2",
+        "--warmup",
+        "0",
+        "--no-in-place",
+        "--check",
+        "--format",
+        "csv",
+        "--calibration",
+        path,
+    ];
+    let out = run_bounded(mpirun(2, &ringreduce(), &bench), LIMIT);
+    let csv = stdout(&out);
+    assert!(out.status.success(), "{csv}\n{}", stderr(&out));
+    let picked: Vec<(u64, String)> = ringreduce::bench::parse_csv(&csv)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.bytes, r.algo))
+        .collect();
+    let want: Vec<(u64, String)> = [
+        (16, "central"),
+        (32, "central"),
+        (64, "central"),
+        (128, "naive"),
+        (256, "naive"),
+    ]
+    .iter()
+    .map(|&(b, a)| (b, format!("auto:{a}")))
+    .collect();
+    assert_eq!(picked, want, "{csv}");
+    let mut explain = std::process::Command::new(ringreduce());
+    explain.args([
+        "cost",
+        "--ranks",
+        "2",
+        "--nodes",
+        "1",
+        "--bytes",
+        "32",
+        "--explain",
+        "--calibration",
+        path,
+    ]);
+    let out = run_bounded(explain, LIMIT);
+    assert!(
+        stdout(&out).contains("auto chooses: central (rule 1 of the calibration's table"),
+        "{}",
+        stdout(&out)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn train_writes_metrics_plot_and_checkpoint_and_resumes() {
     let dir = std::env::temp_dir().join(format!("ringreduce-train-mpi-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -120,10 +120,9 @@ pub fn run(args: Args) -> ExitCode {
     }
     // The environment's settings, with the tuning's constants from --calibration.
     let settings = Settings::from_env().and_then(|s| match &args.calibration {
-        Some(path) => Calibration::load(path).map(|c| {
-            let mut s = s;
-            s.tuning.params = c.params;
-            s
+        Some(path) => Calibration::load(path).map(|c| Settings {
+            tuning: s.tuning.with_calibration(c),
+            ..s
         }),
         None => Ok(s),
     });

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ringreduce::calibrate::{self, Outcome};
-use ringreduce::cost::Round;
+use ringreduce::calibrate::{self, Outcome, Trial};
+use ringreduce::cost::{Calibration, Round, Rule, Rules};
 use ringreduce::vendor::Vendor;
 
 use super::{fail, on_world, size_arg, writable};
@@ -18,6 +18,15 @@ pub struct Args {
     /// Largest message of the sweep.
     #[arg(long, value_parser = size_arg, default_value = "16M")]
     max_bytes: u64,
+    /// Also time every algorithm this job can run at every size from 8 B
+    /// to --max-bytes on this placement, and write the fastest per size as
+    /// rules that `auto` takes before the model (the file's `rules`; the
+    /// rules of other rank counts and placements already in --out are kept).
+    #[arg(long)]
+    rules: bool,
+    /// Repetitions of the rules sweep, the algorithms' order rotated each time (medians).
+    #[arg(long, default_value_t = 3, requires = "rules")]
+    reps: usize,
 }
 
 /// Measures, prints the fit and writes the file.
@@ -25,21 +34,80 @@ pub fn run(args: Args) -> ExitCode {
     if let Err(e) = writable(&args.out) {
         return fail(format!("--out {}: {e}", args.out.display()));
     }
+    // Rules of other placements that --out already holds are kept.
+    let kept: Vec<Rule> = match (args.rules, Calibration::load(&args.out)) {
+        (true, Ok(old)) => old.rules.as_slice().to_vec(),
+        _ => Vec::new(),
+    };
     on_world(None, |group| {
-        let outcome = match calibrate::run(group, args.max_bytes, Some(group.transport() as &dyn Vendor)) {
+        let mut outcome = match calibrate::run(group, args.max_bytes, Some(group.transport() as &dyn Vendor))
+        {
             Ok(o) => o,
             Err(e) => return fail(e),
         };
-        if group.rank() != 0 {
+        let first = group.rank() == 0;
+        if first {
+            print(&outcome);
+        }
+        if args.rules {
+            if first {
+                println!(
+                    "# rules sweep: every algorithm at every size, f32 sum, median of {} run(s), us",
+                    args.reps
+                );
+            }
+            let swept = calibrate::rules(group, args.max_bytes, args.reps, |t| {
+                if first {
+                    print_trial(t);
+                }
+            });
+            let table = match swept {
+                Ok((table, _)) => table,
+                Err(e) => return fail(e),
+            };
+            let layout = group.layout();
+            let mut all: Vec<Rule> = kept
+                .iter()
+                .filter(|r| (r.ranks, r.per_node) != (group.size(), layout.per_node))
+                .copied()
+                .collect();
+            all.extend_from_slice(table.as_slice());
+            outcome.calibration.rules = match Rules::new(&all) {
+                Ok(r) => r,
+                Err(e) => return fail(e),
+            };
+            if first {
+                for r in table.as_slice() {
+                    let upto = r.up_to.map_or("and up".to_string(), |u| format!("up to {u} B"));
+                    println!(
+                        "rule: {} ranks, {} per node, {upto}: {}",
+                        r.ranks, r.per_node, r.algorithm
+                    );
+                }
+            }
+        }
+        if !first {
             return ExitCode::SUCCESS;
         }
-        print(&outcome);
         if let Err(e) = outcome.calibration.save(&args.out) {
             return fail(e);
         }
         println!("wrote {}", args.out.display());
         ExitCode::SUCCESS
     })
+}
+
+/// One size of the rules sweep: every candidate's median, the winner marked.
+fn print_trial(t: &Trial) {
+    let cells: Vec<String> = t
+        .medians
+        .iter()
+        .map(|(a, us)| {
+            let mark = if *a == t.best { "*" } else { "" };
+            format!("{a}={us:.1}{mark}")
+        })
+        .collect();
+    println!("{:>10} B  {}", t.bytes, cells.join("  "));
 }
 
 fn print(outcome: &Outcome) {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ringreduce::cost::{self, Calibration, CostParams};
+use ringreduce::cost::{self, Calibration, CostParams, Layout, Tuning, Why};
 use ringreduce::train::{Model, Plan};
 use ringreduce::units::human_size;
 use ringreduce::{Algorithm, DType, Error};
@@ -99,24 +99,35 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-fn params(args: &Args) -> ringreduce::Result<CostParams> {
+/// The model's constants and the rules table of `--calibration` (empty
+/// without one).
+fn tuning(args: &Args) -> ringreduce::Result<Tuning> {
     Ok(match &args.calibration {
-        Some(path) => Calibration::load(path)?.params,
-        None if args.alpha.is_some() || args.beta.is_some() || args.gamma.is_some() => {
-            // One line for all sizes; unset constants from the built-in mid-size line.
-            let d = CostParams::default();
-            CostParams::line(
-                args.alpha.unwrap_or(d.lines[1].alpha),
-                args.beta.unwrap_or(d.lines[1].beta),
-                args.gamma.unwrap_or(d.gamma),
-            )
-        }
-        None => CostParams::default(),
+        Some(path) => Tuning::default().with_calibration(Calibration::load(path)?),
+        None => Tuning {
+            params: params(args),
+            ..Tuning::default()
+        },
     })
 }
 
+/// The constants of `--alpha`, `--beta`, `--gamma` (one line for all
+/// sizes; unset ones from the built-in mid-size line), or the built-in ones.
+fn params(args: &Args) -> CostParams {
+    if args.alpha.is_none() && args.beta.is_none() && args.gamma.is_none() {
+        return CostParams::default();
+    }
+    let d = CostParams::default();
+    CostParams::line(
+        args.alpha.unwrap_or(d.lines[1].alpha),
+        args.beta.unwrap_or(d.lines[1].beta),
+        args.gamma.unwrap_or(d.gamma),
+    )
+}
+
 fn report(args: &Args) -> ringreduce::Result<()> {
-    let params = params(args)?;
+    let tuning = tuning(args)?;
+    let params = tuning.params;
     params.validate()?;
     if !args.compress.is_empty() {
         return compression(args, &params);
@@ -137,9 +148,9 @@ fn report(args: &Args) -> ringreduce::Result<()> {
         reason: format!("{bytes} B does not fit this machine's address space"),
     })?;
     cost::check_range(ranks, count, s)?;
-    let one_node = args.one_node()?;
+    let layout = args.layout()?;
     if args.explain {
-        explain(ranks, count, dtype, &params, one_node);
+        explain(ranks, count, dtype, &tuning, layout);
         return Ok(());
     }
     let rows: Vec<_> = args
@@ -158,14 +169,9 @@ fn report(args: &Args) -> ringreduce::Result<()> {
             params: &params,
             rows: &rows,
             bound: cost::lower_bound_bytes(ranks, count, s),
-            chosen: cost::Tuning {
-                params,
-                force: None,
-                segments: None,
-            }
-            .resolve_on(ranks, count, s, one_node, true),
+            chosen: tuning.resolve_on(ranks, count, s, layout, true),
             ring_line: (line.alpha, line.beta),
-            one_node,
+            one_node: layout.shared,
         },
         args.format,
     );
@@ -173,11 +179,12 @@ fn report(args: &Args) -> ringreduce::Result<()> {
 }
 
 impl Args {
-    /// Whether every rank sits on one node (`--nodes 1`, or a single rank).
-    fn one_node(&self) -> ringreduce::Result<bool> {
+    /// How the ranks sit on `--nodes` (one per node by default), placed by
+    /// slot as `mpirun` does; every rank on one node: shared.
+    fn layout(&self) -> ringreduce::Result<Layout> {
         match self.nodes {
-            None => Ok(self.ranks <= 1),
-            Some(n) if (1..=self.ranks).contains(&n) => Ok(n == 1),
+            None => Ok(Layout::nodes(self.ranks, self.ranks)),
+            Some(n) if (1..=self.ranks).contains(&n) => Ok(Layout::nodes(self.ranks, n)),
             Some(n) => Err(Error::InvalidArgument {
                 what: "--nodes",
                 reason: format!("{n} nodes for {} ranks: give 1 to {0}", self.ranks),
@@ -355,31 +362,50 @@ fn compression(args: &Args, params: &CostParams) -> ringreduce::Result<()> {
     Ok(())
 }
 
-/// `cost --explain`: auto's decision for ranks apart (one per node), with
-/// the call checks on and off, candidate by candidate; on one node, that
-/// it runs `shm`.
-fn explain(ranks: usize, count: usize, dtype: DType, params: &CostParams, one_node: bool) {
+/// `cost --explain`: auto's decision for the ranks placed as `layout`:
+/// the rule of the calibration's table that covers the call, if any; on
+/// one node, `shm`; else the model's candidates with the call checks on
+/// and off.
+fn explain(ranks: usize, count: usize, dtype: DType, tuning: &Tuning, layout: Layout) {
     let s = dtype.size();
     let bytes = count as u64 * s as u64;
-    if one_node {
-        println!(
-            "# auto at {}, {} per rank ({count} {dtype}), every rank on one node",
-            super::ranks(ranks),
-            human_size(bytes)
-        );
-        println!("auto chooses: shm (every rank maps one shared segment: shm at every size, checked or not)");
-        return;
-    }
+    let placed = match (layout.shared, layout.per_node) {
+        (true, _) => "every rank on one node".to_string(),
+        (false, 1) => "ranks on different nodes".to_string(),
+        (false, 0) => "nodes of different sizes".to_string(),
+        (false, n) => format!("{n} ranks per node"),
+    };
     println!(
-        "# auto at {}, {} per rank ({count} {dtype}), ranks on different nodes",
+        "# auto at {}, {} per rank ({count} {dtype}), {placed}",
         super::ranks(ranks),
         human_size(bytes)
     );
+    let (chosen, why) = tuning.decide(ranks, count, s, layout, true);
+    if let Why::Rule(i) = why {
+        let r = tuning.rules.as_slice()[i];
+        let upto = r
+            .up_to
+            .map_or("any size".to_string(), |u| format!("up to {}", human_size(u)));
+        println!(
+            "auto chooses: {chosen} (rule {} of the calibration's table: {} ranks, {} per node, {upto}; measured by `calibrate --rules`, taken before the model)",
+            i + 1,
+            r.ranks,
+            r.per_node
+        );
+        return;
+    }
+    if tuning.rules.as_slice().iter().any(|r| r.ranks == ranks) {
+        println!("no rule of the calibration's table covers this placement and size: the model decides");
+    }
+    if layout.shared {
+        println!("auto chooses: shm (every rank maps one shared segment: shm at every size, checked or not)");
+        return;
+    }
+    let params = &tuning.params;
     println!(
         "{:<12} {:>14} {:>14} {:>14}",
         "candidate", "algorithm_us", "check_us", "total_us"
     );
-    let chosen = cost::select_checked(ranks, count, s, params, true);
     let unchecked = cost::select_checked(ranks, count, s, params, false);
     for a in Algorithm::CONCRETE.into_iter().filter(|a| a.in_auto()) {
         let own = cost::predict_call(a, ranks, count, s, params, false) * 1e6;
@@ -395,9 +421,9 @@ fn explain(ranks: usize, count: usize, dtype: DType, params: &CostParams, one_no
     for a in Algorithm::CONCRETE.into_iter().filter(|a| !a.in_auto()) {
         let why = match a {
             Algorithm::Shm => "needs every rank on one node — and there auto runs it at every size",
-            Algorithm::Hierarchical => "weighs node layouts the model does not know yet; run it by name across nodes of several ranks",
+            Algorithm::Hierarchical => "the model prices every rank as on a node of its own; `calibrate --rules` measures it on your placement",
             _ => "its predicted time is not yet checked against measurements",
         };
-        println!("not a candidate: {a} ({why})");
+        println!("not a candidate of the model: {a} ({why})");
     }
 }

@@ -29,7 +29,7 @@ use self::check::{agree_on_call, Agreed, Kind, Signature, ROOT_CHOOSES};
 use self::collectives::{all_gather_blocks, broadcast_bytes};
 use crate::algorithms::{widened_average, Algorithm};
 use crate::compress::CodecTimes;
-use crate::cost::Tuning;
+use crate::cost::{Layout, Tuning};
 use bytemuck::Pod;
 
 use crate::element::{Element, ReduceOp, Widen};
@@ -219,6 +219,14 @@ impl<C: Transport> Group<C> {
         algorithms.iter().copied().filter(|&a| self.supports(a)).collect()
     }
 
+    /// How the group's ranks sit on nodes ([`Layout`]), the same on every rank.
+    pub fn layout(&self) -> Layout {
+        Layout {
+            per_node: self.transport.ranks_per_node(),
+            shared: whole_segment(&self.transport).is_some(),
+        }
+    }
+
     /// The concrete algorithm `algorithm` means for this call.
     pub fn resolve(&self, algorithm: Algorithm, count: usize, elem_size: usize) -> Algorithm {
         if algorithm != Algorithm::Auto {
@@ -227,12 +235,11 @@ impl<C: Transport> Group<C> {
         match self.auto.get() {
             Some((c, s, a)) if (c, s) == (count, elem_size) => a,
             _ => {
-                let shared = whole_segment(&self.transport).is_some();
                 let checked = self.checks.get().mismatch;
                 let a = self
                     .tuning
                     .get()
-                    .resolve_on(self.size(), count, elem_size, shared, checked);
+                    .resolve_on(self.size(), count, elem_size, self.layout(), checked);
                 self.auto.set(Some((count, elem_size, a)));
                 a
             }

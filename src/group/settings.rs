@@ -84,7 +84,7 @@ impl Settings {
     pub fn from_env() -> Result<Self> {
         let mut s = Settings::default();
         if let Some(path) = env_value(ENV_CALIBRATION) {
-            s.tuning.params = Calibration::load(Path::new(&path))?.params;
+            s.tuning = s.tuning.with_calibration(Calibration::load(Path::new(&path))?);
         }
         if let Some(name) = env_value(ENV_ALGO) {
             let a: Algorithm = name.parse().map_err(|e: Error| Error::InvalidArgument {
@@ -201,6 +201,13 @@ mod tests {
                     params: crate::cost::CostParams::line(1e-6, 2e-10, 3e-11),
                     force: Some(Algorithm::Central),
                     segments: Some(9),
+                    rules: crate::cost::Rules::new(&[crate::cost::Rule {
+                        ranks: 4,
+                        per_node: 2,
+                        up_to: Some(4096),
+                        algorithm: Algorithm::Butterfly,
+                    }])
+                    .unwrap(),
                 },
                 checks,
             };

@@ -550,3 +550,83 @@ fn a_local_wait_without_progress_ends_at_the_timeout() {
     );
     assert!(*took < std::time::Duration::from_millis(1500), "{took:?}");
 }
+
+#[test]
+fn auto_takes_the_rule_of_the_groups_placement_on_every_rank() {
+    use crate::cost::{Layout, Rule, Rules, Tuning};
+    let rules = Rules::new(&[
+        Rule {
+            ranks: 4,
+            per_node: 2,
+            up_to: Some(64),
+            algorithm: Algorithm::Central,
+        },
+        Rule {
+            ranks: 4,
+            per_node: 2,
+            up_to: None,
+            algorithm: Algorithm::Hierarchical,
+        },
+        Rule {
+            ranks: 3,
+            per_node: 0,
+            up_to: None,
+            algorithm: Algorithm::Naive,
+        },
+    ])
+    .unwrap();
+    let settings = Settings {
+        tuning: Tuning {
+            rules,
+            ..Tuning::default()
+        },
+        ..Settings::default()
+    };
+    // 2 nodes × 2 ranks: every rank sees 2 per node and takes the rules,
+    // and the calls they pick run and agree.
+    let out = Local::run_nodes(2, 2, |ep| {
+        let g = Group::with_settings(ep, settings);
+        let mut small = vec![g.rank() as f32; 16];
+        g.all_reduce_in_place(&mut small, ReduceOp::Sum, Algorithm::Auto)
+            .unwrap();
+        let mut large = vec![1.0f32; 1000];
+        g.all_reduce_in_place(&mut large, ReduceOp::Sum, Algorithm::Auto)
+            .unwrap();
+        (
+            g.layout(),
+            g.resolve(Algorithm::Auto, 16, 4),
+            g.resolve(Algorithm::Auto, 17, 4),
+            small[0],
+            large[999],
+        )
+    });
+    for o in out {
+        assert_eq!(
+            o,
+            (
+                Layout {
+                    per_node: 2,
+                    shared: false
+                },
+                Algorithm::Central,
+                Algorithm::Hierarchical,
+                6.0,
+                4.0
+            )
+        );
+    }
+    // Nodes of 2 and 1 ranks: 0 per node on every rank, the lone rank too.
+    let eps = crate::transport::Local::endpoints_on(&[0, 0, 1]);
+    let out = Local::run_on(eps, |ep| {
+        let g = Group::with_settings(ep, settings);
+        (g.layout().per_node, g.resolve(Algorithm::Auto, 8, 4))
+    });
+    assert_eq!(out, vec![(0, Algorithm::Naive); 3]);
+    // One rank per node: the model, as without rules.
+    let out = Local::run_on(Local::endpoints_apart(4), |ep| {
+        let g = Group::with_settings(ep, settings);
+        (g.layout(), g.resolve(Algorithm::Auto, 8, 4))
+    });
+    let model = Tuning::default().resolve_on(4, 8, 4, Layout::APART, true);
+    assert_eq!(out, vec![(Layout::APART, model); 4]);
+}

@@ -149,6 +149,10 @@ impl<T: Transport> Transport for Counting<T> {
         self.inner.node()
     }
 
+    fn ranks_per_node(&self) -> usize {
+        self.inner.ranks_per_node()
+    }
+
     fn idle(&self, waited: Duration) -> Result<bool> {
         self.inner.idle(waited)
     }

@@ -56,10 +56,15 @@ impl Local {
         Local::endpoints_on(&(0..nodes * per).map(|r| r / per).collect::<Vec<_>>())
     }
 
-    fn endpoints_on(node_of: &[usize]) -> Vec<LocalEndpoint> {
+    pub(crate) fn endpoints_on(node_of: &[usize]) -> Vec<LocalEndpoint> {
         let size = node_of.len();
         let (senders, inboxes): (Vec<_>, Vec<_>) = (0..size).map(|_| channel()).unzip();
         let segments = Segment::local(node_of, Shape::DEFAULT);
+        let per_node = super::shm::Nodes {
+            node_of: node_of.to_vec(),
+            me: 0,
+        }
+        .per_node();
         inboxes
             .into_iter()
             .zip(segments)
@@ -75,6 +80,7 @@ impl Local {
                 }),
                 progress: Progress::default(),
                 segment,
+                per_node,
             })
             .collect()
     }
@@ -116,7 +122,7 @@ impl Local {
         Local::run_on(Local::endpoints_apart(size), f)
     }
 
-    fn run_on<R, F>(endpoints: Vec<LocalEndpoint>, f: F) -> Vec<R>
+    pub(crate) fn run_on<R, F>(endpoints: Vec<LocalEndpoint>, f: F) -> Vec<R>
     where
         R: Send,
         F: Fn(LocalEndpoint) -> R + Sync,
@@ -181,6 +187,8 @@ pub struct LocalEndpoint {
     engine: RefCell<Engine>,
     progress: Progress,
     segment: Option<Segment>,
+    /// Ranks on every node when the nodes hold as many, else 0.
+    per_node: usize,
 }
 
 /// A started operation of a [`LocalEndpoint`].
@@ -391,6 +399,10 @@ impl Transport for LocalEndpoint {
 
     fn segment(&self) -> Option<&Segment> {
         self.segment.as_ref()
+    }
+
+    fn ranks_per_node(&self) -> usize {
+        self.per_node
     }
 
     unsafe fn start_send(&self, buf: &[u8], dest: usize, tag: Tag) -> Result<LocalRequest> {

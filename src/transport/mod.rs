@@ -209,6 +209,15 @@ pub trait Transport {
         self.segment().map_or((0, 1), |s| (s.rank(), s.size()))
     }
 
+    /// Ranks on each node when every node of the group holds as many (1:
+    /// one rank per node), 0 when the nodes hold different numbers: the
+    /// same on every rank, the placement `auto`'s rules are matched
+    /// against ([`crate::cost::Rules`]). By default: the [`Segment`]'s size
+    /// when it spans the group, else 1.
+    fn ranks_per_node(&self) -> usize {
+        whole_segment(self).map_or(1, Segment::size)
+    }
+
     /// What a rank does while it spins on the [`Segment`] waiting for
     /// others, `waited` into the wait: yield the core, and (a transport with
     /// a stall timeout) report a stall. Returns `true` when the wait's clock
@@ -412,6 +421,9 @@ impl<X: Transport + ?Sized> Transport for &X {
     }
     fn progress(&self) -> Option<&Progress> {
         (**self).progress()
+    }
+    fn ranks_per_node(&self) -> usize {
+        (**self).ranks_per_node()
     }
     fn abort_stalled(&self, message: &str) -> Result<()> {
         (**self).abort_stalled(message)

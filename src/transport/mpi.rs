@@ -98,6 +98,9 @@ pub struct Mpi {
     shared: Option<(Segment, mpi::ffi::MPI_Win)>,
     /// This rank's index on its node, and the node's rank count.
     node: (usize, usize),
+    /// Ranks on every node when the nodes hold as many, else 0 (see
+    /// [`Transport::ranks_per_node`]).
+    per_node: usize,
     /// Every rank's host (`MPI_Get_processor_name`), for stall reports:
     /// a supervisor that relaunches the job on the hosts left reads them.
     hosts: Vec<String>,
@@ -235,13 +238,19 @@ impl Mpi {
         let control = comm.duplicate();
         let rank = comm.rank() as usize;
         let size = comm.size() as usize;
-        let (shared, nap, on_node) = if size > 1 {
+        let (shared, nap, on_node, per_node) = if size > 1 {
             let node = comm.split_shared(comm.rank());
             let nap = (node.size() as usize > online_cpus()).then_some(CROWDED_NAP);
             let on_node = (node.rank() as usize, node.size() as usize);
-            (share(&comm, &node, Shape::DEFAULT), nap, on_node)
+            let nodes = nodes_of(&comm, &node);
+            (
+                share(&nodes, &node, Shape::DEFAULT),
+                nap,
+                on_node,
+                nodes.per_node(),
+            )
         } else {
-            (None, None, (0, 1))
+            (None, None, (0, 1), 1)
         };
         let hosts = host_names(&control);
         Mpi {
@@ -254,6 +263,7 @@ impl Mpi {
             shared,
             nap,
             node: on_node,
+            per_node,
             hosts,
         }
     }
@@ -578,25 +588,25 @@ impl Mpi {
     }
 }
 
-/// The node's shared memory: when other ranks of `comm` share this node
-/// (`node`, `comm` split by `MPI_COMM_TYPE_SHARED`), a shared window of one `shape` part per rank
-/// of the node and the segment over it; `None` for a rank alone on its
-/// node. Collective over `comm`.
-fn share(
-    comm: &SimpleCommunicator,
-    node: &SimpleCommunicator,
-    shape: Shape,
-) -> Option<(Segment, mpi::ffi::MPI_Win)> {
-    // Every rank learns every rank's node, named by its lowest group rank
-    // (the node communicator orders ranks by group rank: the split's key).
+/// Which node every rank of `comm` is on, named by its lowest group rank
+/// (`node`: `comm` split by `MPI_COMM_TYPE_SHARED`, which orders ranks by
+/// group rank, the split's key). Collective over `comm`.
+fn nodes_of(comm: &SimpleCommunicator, node: &SimpleCommunicator) -> Nodes {
     let mut first = comm.rank();
     node.process_at_rank(0).broadcast_into(&mut first);
     let mut node_of = vec![0i32; comm.size() as usize];
     comm.all_gather_into(&first, &mut node_of[..]);
-    let nodes = Nodes {
+    Nodes {
         node_of: node_of.iter().map(|&n| n as usize).collect(),
         me: comm.rank() as usize,
-    };
+    }
+}
+
+/// The node's shared memory: when other ranks of `comm` share this node
+/// (`node`, `comm` split by `MPI_COMM_TYPE_SHARED`), a shared window of one `shape` part per rank
+/// of the node and the segment over it; `None` for a rank alone on its
+/// node. Collective over `comm`.
+fn share(nodes: &Nodes, node: &SimpleCommunicator, shape: Shape) -> Option<(Segment, mpi::ffi::MPI_Win)> {
     if node.size() == 1 {
         return None; // alone on its node: nothing to share
     }
@@ -660,7 +670,7 @@ fn share(
     };
     // SAFETY: every rank's part of the window, zeroed, alive until
     // `MPI_Win_free`, which `Mpi`'s drop calls after dropping the segment.
-    let segment = unsafe { Segment::new(bases, node.rank() as usize, &nodes, shape, None) };
+    let segment = unsafe { Segment::new(bases, node.rank() as usize, nodes, shape, None) };
     Some((segment, win))
 }
 
@@ -992,6 +1002,10 @@ impl Transport for Mpi {
 
     fn node(&self) -> (usize, usize) {
         self.node
+    }
+
+    fn ranks_per_node(&self) -> usize {
+        self.per_node
     }
 
     /// Answers census queries and yields the core; past the stall timeout,

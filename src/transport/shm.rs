@@ -122,6 +122,15 @@ impl Nodes {
             .collect()
     }
 
+    /// Ranks on each node when every node holds as many, else 0.
+    pub(crate) fn per_node(&self) -> usize {
+        let mine = self.members_with(self.node_of[self.me]).len();
+        match self.node_of.iter().all(|&n| self.members_with(n).len() == mine) {
+            true => mine,
+            false => 0,
+        }
+    }
+
     /// The ranks with `me`'s local index on every node, nodes ordered by
     /// their lowest rank; empty unless every node holds as many ranks.
     fn rail(&self) -> Vec<usize> {
