@@ -14,9 +14,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::algorithms::Algorithm;
-use crate::bench::{BenchConfig, Subject};
-use crate::cost::{Calibration, CostParams, Level, Line, Rule, Rules, Tuning, MAX_LINES, MEMORY_LEVELS};
+use crate::cost::{Calibration, CostParams, Level, Line, Rules, MAX_LINES, MEMORY_LEVELS};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::{Error, Result};
 use crate::group::Group;
@@ -211,146 +209,6 @@ pub fn run<C: Transport>(group: &Group<C>, max_bytes: u64, vendor: Option<&dyn V
         rules: Rules::default(),
     };
     Ok(Outcome { calibration, points })
-}
-
-/// One size of the rules sweep ([`rules`]).
-#[derive(Debug, Clone, Serialize)]
-pub struct Trial {
-    /// Bytes per rank (f32 sum).
-    pub bytes: u64,
-    /// Every candidate and the median, over the repetitions, of its mean
-    /// out-of-place plus in-place call time (µs, averaged over the ranks).
-    pub medians: Vec<(Algorithm, f64)>,
-    /// The fastest.
-    pub best: Algorithm,
-}
-
-/// How much slower than the fastest the model's own choice may measure in
-/// the rules sweep and still be kept (3 %).
-const TIE: f64 = 1.05;
-
-/// Timed calls per candidate and repetition at `bytes`: about 16 MiB of
-/// each rank's data, from 3 to 200 calls; a fifth as many warm-up calls.
-fn rules_iters(bytes: u64) -> usize {
-    ((16 << 20) / bytes.max(1)).clamp(3, 200) as usize
-}
-
-/// The rules sweep (`ringreduce calibrate --rules`): at every size from
-/// 8 B to `max_bytes` (doubling), every algorithm this group can run is
-/// timed with the benchmark's loop (f32 sum, the group's call checks; an
-/// out-of-place and an in-place call, their times added), `reps` times
-/// with the order rotated each time; the fastest median wins the size —
-/// unless what `auto` runs without rules is within 5 % of it, which then
-/// keeps the size. Runs of sizes with the same winner become
-/// one rule for this group's rank count and placement ([`Group::layout`]):
-/// up to the last size it won, the last rule unbounded. `on_size` sees
-/// each size as it completes (every rank). Collective.
-///
-/// # Errors
-/// [`Error::InvalidArgument`] with fewer than 2 ranks, `reps` of 0 or
-/// `max_bytes` below 8 B or above 1 GiB; a failing call.
-pub fn rules<C: Transport>(
-    group: &Group<C>,
-    max_bytes: u64,
-    reps: usize,
-    mut on_size: impl FnMut(&Trial),
-) -> Result<(Rules, Vec<Trial>)> {
-    let p = group.size();
-    let bad = |what: &'static str, reason: String| Error::InvalidArgument { what, reason };
-    if p < 2 {
-        return Err(bad(
-            "rank count",
-            "the rules sweep needs at least 2 ranks (run it under mpirun)".into(),
-        ));
-    }
-    if reps == 0 {
-        return Err(bad("--reps", "at least 1 repetition is needed".into()));
-    }
-    if !(8..=1 << 30).contains(&max_bytes) {
-        return Err(bad(
-            "size",
-            format!("--max-bytes {max_bytes} must be between 8 and 1G for --rules"),
-        ));
-    }
-    let candidates: Vec<Algorithm> = group.runnable(&Algorithm::CONCRETE);
-    let layout = group.layout();
-    let untuned = Tuning {
-        rules: Rules::default(),
-        ..group.settings().tuning
-    };
-    let mut trials = Vec::new();
-    let mut bytes = 8u64;
-    while bytes <= max_bytes {
-        let iters = rules_iters(bytes);
-        let mut times: Vec<Vec<f64>> = vec![Vec::new(); candidates.len()];
-        for rep in 0..reps {
-            for k in 0..candidates.len() {
-                let i = (k + rep) % candidates.len();
-                let cfg = BenchConfig {
-                    subjects: vec![Subject::Ours(candidates[i])],
-                    dtype: crate::element::DType::F32,
-                    op: ReduceOp::Sum,
-                    iters: Some(iters),
-                    warmup: Some((iters / 5).max(1)),
-                    min_bytes: bytes,
-                    max_bytes: bytes,
-                    factor: 2,
-                    in_place: true,
-                    check: false,
-                    seed: 1,
-                    collective: None,
-                };
-                let rows = crate::bench::run(group, &cfg, None, |_| {})?;
-                times[i].extend(
-                    rows.iter()
-                        .map(|r| r.time.avg_us + r.in_place.map_or(0.0, |t| t.avg_us)),
-                );
-            }
-        }
-        let medians: Vec<(Algorithm, f64)> = candidates
-            .iter()
-            .zip(times)
-            .map(|(&a, t)| (a, median(t)))
-            .collect();
-        let fastest = medians
-            .iter()
-            .min_by(|x, y| x.1.total_cmp(&y.1))
-            .map_or((Algorithm::Ring, 0.0), |m| *m);
-        // Within TIE of the fastest, what `auto` runs without rules stays:
-        // rules record where measurement overturns the model, not noise.
-        let count = (bytes / 4) as usize;
-        let model = untuned.resolve_on(p, count, 4, layout, group.settings().checks.mismatch);
-        let best = match medians.iter().find(|m| m.0 == model) {
-            Some(&(_, t)) if t <= fastest.1 * TIE => model,
-            _ => fastest.0,
-        };
-        let trial = Trial { bytes, medians, best };
-        on_size(&trial);
-        trials.push(trial);
-        bytes *= 2;
-    }
-    let table = rules_of(p, layout.per_node, &trials)?;
-    Ok((table, trials))
-}
-
-/// The rules that take each size of `trials` (increasing) to its winner:
-/// one rule per run of sizes with the same winner, bounded by the run's
-/// last size, the last one unbounded.
-pub fn rules_of(ranks: usize, per_node: usize, trials: &[Trial]) -> Result<Rules> {
-    let mut out: Vec<Rule> = Vec::new();
-    for (i, t) in trials.iter().enumerate() {
-        let last = i + 1 == trials.len();
-        if !last && trials[i + 1].best == t.best {
-            continue;
-        }
-        out.push(Rule {
-            ranks,
-            per_node,
-            up_to: (!last).then_some(t.bytes),
-            algorithm: t.best,
-        });
-    }
-    Rules::new(&out)
 }
 
 /// Ping-pong, exchange and (with 3 or more ranks) shift times of `n`-byte
@@ -579,37 +437,5 @@ mod tests {
             .collect();
         let (a, b) = fit_line(&pts);
         assert!((a - 2e-6).abs() < 1e-12 && (b - 3e-10).abs() < 1e-15, "{a} {b}");
-    }
-
-    #[test]
-    fn sizes_with_one_winner_become_one_rule_up_to_the_last_of_them() {
-        let trial = |bytes, best| Trial {
-            bytes,
-            medians: Vec::new(),
-            best,
-        };
-        use Algorithm::*;
-        let trials = [
-            trial(8, Butterfly),
-            trial(16, Butterfly),
-            trial(32, Rabenseifner),
-            trial(64, Butterfly),
-            trial(128, Ring),
-            trial(256, Ring),
-        ];
-        let rules = rules_of(4, 2, &trials).unwrap();
-        let got: Vec<(Option<u64>, Algorithm)> =
-            rules.as_slice().iter().map(|r| (r.up_to, r.algorithm)).collect();
-        assert_eq!(
-            got,
-            [
-                (Some(16), Butterfly),
-                (Some(32), Rabenseifner),
-                (Some(64), Butterfly),
-                (None, Ring)
-            ]
-        );
-        assert!(rules.as_slice().iter().all(|r| (r.ranks, r.per_node) == (4, 2)));
-        assert!(rules_of(4, 2, &[]).unwrap().is_empty());
     }
 }

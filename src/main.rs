@@ -21,7 +21,8 @@ use clap::{Parser, Subcommand};
         RINGREDUCE_TIMEOUT=60     seconds a rank waits for another before the job is aborted (0: forever)\n  \
         RINGREDUCE_ALGO=ring      the algorithm `auto` runs\n  \
         RINGREDUCE_CALIBRATION=F  calibration file (from `calibrate`) for `auto`\n  \
-        RINGREDUCE_SEGMENTS=N     segments of the pipelined ring\n\
+        RINGREDUCE_SEGMENTS=N     segments of the pipelined ring\n  \
+        RINGREDUCE_SHM_PIECE=512K shared-memory piece (each node's first rank's; also _SLOT=4032)\n\
         Documentation: README.md and docs/ in the source tree"
 )]
 struct Cli {

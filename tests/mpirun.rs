@@ -367,6 +367,44 @@ fn calibrate_rules_times_every_algorithm_and_auto_takes_the_rules() {
 }
 
 #[test]
+fn shared_memory_shapes_from_the_environment_run_and_bad_ones_are_one_line() {
+    // Tiny pieces and slots: every path of `shm` and `hierarchical` cut
+    // many times, still bitwise the vendor's result.
+    let bench = [
+        "bench",
+        "--algo",
+        "shm,hierarchical",
+        "-m",
+        "8:1M",
+        "-f",
+        "8",
+        "--iters",
+        "2",
+        "--warmup",
+        "0",
+        "--check",
+    ];
+    let mut cmd = mpirun(2, &ringreduce(), &bench);
+    cmd.env("RINGREDUCE_SHM_PIECE", "4K")
+        .env("RINGREDUCE_SHM_SLOT", "64");
+    let out = run_bounded(cmd, LIMIT);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(text.contains("Out of bounds values : 0 OK"), "{text}");
+    let mut cmd = mpirun(2, &ringreduce(), &bench);
+    cmd.env("RINGREDUCE_SHM_PIECE", "3x");
+    let out = run_bounded(cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    let ours: Vec<&str> = err.lines().filter(|l| l.starts_with("ringreduce:")).collect();
+    assert_eq!(ours.len(), 1, "{err}");
+    assert!(
+        ours[0].contains("RINGREDUCE_SHM_PIECE") && ours[0].contains("`3x`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn train_writes_metrics_plot_and_checkpoint_and_resumes() {
     let dir = std::env::temp_dir().join(format!("ringreduce-train-mpi-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -1,7 +1,7 @@
 //! Two-level (node-aware) all-reduce: shared memory inside each node, the
 //! ring across nodes.
 //!
-//! With L ranks on each of N nodes, piece by piece (256 KiB per rank, as
+//! With L ranks on each of N nodes, piece by piece (512 KiB per rank, as
 //! in [`shm`](super::shm)): every rank copies its piece into the node's
 //! segment; barrier; local rank i reduces slice i of the piece (chunk i of
 //! L) over its node's ranks in rank order; then the N ranks with local

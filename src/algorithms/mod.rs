@@ -305,12 +305,12 @@ registry! {
     Rabenseifner => rabenseifner::Rabenseifner,
     /// Shared memory, for ranks on one node: no messages; every rank reads
     /// the others' data from a shared segment. Up to 4032 bytes: one
-    /// barrier, every rank reduces all p inputs. Larger: 256 KiB pieces,
+    /// barrier, every rank reduces all p inputs. Larger: 512 KiB pieces,
     /// rank r reduces slice r of each, two barriers per piece. An error
     /// (on every rank) when the ranks do not share a node.
     Shm => shm::Shm,
     /// Two-level, node-aware: shared memory inside each node (each local
-    /// rank reduces one slice of every 256 KiB piece), the ring across
+    /// rank reduces one slice of every 512 KiB piece), the ring across
     /// nodes among the ranks holding the same slice, shared memory again
     /// to distribute. Bytes between nodes fall by the ranks per node. With
     /// one rank per node (or nodes of different sizes) it is the ring.

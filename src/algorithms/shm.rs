@@ -9,7 +9,7 @@
 //!   order — `op(op(x0, x1), x2)…` — into its result. With the call checks
 //!   on, the check's words travel in the same slot, so checked or not the
 //!   call is one barrier.
-//! - **Large**: piece by piece (256 KiB per rank), every rank copies its
+//! - **Large**: piece by piece (512 KiB per rank), every rank copies its
 //!   piece into its buffer; barrier; rank r reduces slice r of the piece
 //!   (chunk r of p, see [`chunk_range`]) reading it from every rank's buffer
 //!   in rank order, and publishes the result in its own buffer; barrier;

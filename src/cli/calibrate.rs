@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ringreduce::calibrate::{self, Outcome, Trial};
+use ringreduce::bench::{self, Trial};
+use ringreduce::calibrate::{self, Outcome};
 use ringreduce::cost::{Calibration, Round, Rule, Rules};
 use ringreduce::vendor::Vendor;
 
@@ -56,7 +57,7 @@ pub fn run(args: Args) -> ExitCode {
                     args.reps
                 );
             }
-            let swept = calibrate::rules(group, args.max_bytes, args.reps, |t| {
+            let swept = bench::rules(group, args.max_bytes, args.reps, |t| {
                 if first {
                     print_trial(t);
                 }

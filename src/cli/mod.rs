@@ -303,7 +303,9 @@ pub fn on_world_at(
     let Some(universe) = universe else {
         return fail("MPI could not be initialised");
     };
-    let transport = Mpi::new(&universe.world());
+    // A malformed shape falls back here; the settings report it.
+    let shape = ringreduce::group::shape_from_env().unwrap_or(ringreduce::transport::Shape::DEFAULT);
+    let transport = Mpi::with_shape(&universe.world(), shape);
     let group = match settings {
         Some(s) => Group::with_rank0_settings(transport, Ok(s)),
         None => Group::from_env(transport),

@@ -21,8 +21,8 @@ use serde::Serialize;
 pub use self::check::{FUSE_MAX, FUSE_MAX_RABENSEIFNER};
 pub use self::overlap::{Overlapped, Pending};
 pub use self::settings::{
-    font_from_env, parse_timeout, CheckConfig, Settings, DEFAULT_TIMEOUT, ENV_ALGO, ENV_CALIBRATION,
-    ENV_CHECK, ENV_FONT, ENV_SEGMENTS, ENV_TIMEOUT,
+    font_from_env, parse_timeout, shape_from_env, CheckConfig, Settings, DEFAULT_TIMEOUT, ENV_ALGO,
+    ENV_CALIBRATION, ENV_CHECK, ENV_FONT, ENV_SEGMENTS, ENV_SHM_PIECE, ENV_SHM_SLOT, ENV_TIMEOUT,
 };
 
 use self::check::{agree_on_call, Agreed, Kind, Signature, ROOT_CHOOSES};
@@ -761,7 +761,9 @@ impl Group<Mpi> {
     /// malformed, `RINGREDUCE_ALGO` names no algorithm, or a check variable
     /// is not understood.
     pub fn mpi<M: mpi::traits::Communicator>(comm: &M) -> Result<Self> {
-        Group::from_env(Mpi::new(comm))
+        // A malformed shape falls back here and is reported by from_env.
+        let shape = shape_from_env().unwrap_or(crate::transport::Shape::DEFAULT);
+        Group::from_env(Mpi::with_shape(comm, shape))
     }
 }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::algorithms::Algorithm;
 use crate::cost::{Calibration, Tuning};
 use crate::error::{Error, Result};
+use crate::transport::Shape;
 
 /// Environment variable switching the mismatch check: `0`/`off` or `1`/`on`.
 pub const ENV_CHECK: &str = "RINGREDUCE_CHECK";
@@ -21,6 +22,64 @@ pub const ENV_CALIBRATION: &str = "RINGREDUCE_CALIBRATION";
 pub const ENV_ALGO: &str = "RINGREDUCE_ALGO";
 /// Segments per chunk of the pipelined ring (1 to 1048576), in place of the model's count.
 pub const ENV_SEGMENTS: &str = "RINGREDUCE_SEGMENTS";
+
+/// Environment variable setting the shared-memory slot: the largest
+/// all-reduce, in bytes, that `shm` moves in one step (64 to 1M; `K` and
+/// `M` suffixes; default 4032). Read when the transport is made, from the
+/// node's first rank.
+pub const ENV_SHM_SLOT: &str = "RINGREDUCE_SHM_SLOT";
+/// Environment variable setting the shared-memory piece: the bytes a large
+/// `shm` or `hierarchical` all-reduce moves per step (4K to 64M; default
+/// 512K). Read when the transport is made, from the node's first rank.
+pub const ENV_SHM_PIECE: &str = "RINGREDUCE_SHM_PIECE";
+
+/// The shared-memory segment's shape: [`Shape::DEFAULT`] changed by
+/// [`ENV_SHM_SLOT`] and [`ENV_SHM_PIECE`].
+///
+/// # Errors
+/// A value that is not a size in the variable's range, naming the variable.
+pub fn shape_from_env() -> Result<Shape> {
+    shape_from(env_value)
+}
+
+/// [`shape_from_env`] with the variables read by `get`.
+fn shape_from(get: impl Fn(&str) -> Option<String>) -> Result<Shape> {
+    let mut shape = Shape::DEFAULT;
+    for (name, field, range) in [
+        (ENV_SHM_SLOT, &mut shape.slot, 64..=1 << 20),
+        (ENV_SHM_PIECE, &mut shape.piece, 4 << 10..=64 << 20),
+    ] {
+        if let Some(v) = get(name) {
+            let (digits, unit) = match v.to_ascii_uppercase().strip_suffix(['K', 'M']) {
+                Some(d) => (
+                    d.to_string(),
+                    if v.to_ascii_uppercase().ends_with('K') {
+                        1 << 10
+                    } else {
+                        1 << 20
+                    },
+                ),
+                None => (v.clone(), 1),
+            };
+            let bytes = digits
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| n.checked_mul(unit));
+            *field = bytes
+                .filter(|b| range.contains(b))
+                .ok_or_else(|| Error::InvalidArgument {
+                    what: name,
+                    reason: format!(
+                        "`{v}` is not a size from {} to {} bytes (K and M allowed)",
+                        range.start(),
+                        range.end()
+                    ),
+                })?;
+        }
+    }
+    Ok(shape)
+}
 
 /// Environment variable naming the TrueType font of the charts (`ringreduce plot`).
 pub const ENV_FONT: &str = "RINGREDUCE_FONT";
@@ -80,7 +139,8 @@ impl Settings {
     ///
     /// # Errors
     /// An unreadable or malformed calibration file, an unknown algorithm
-    /// name, or a check value that is not understood — each naming the variable.
+    /// name, a check value that is not understood, or a shared-memory shape
+    /// out of range ([`shape_from_env`]) — each naming the variable.
     pub fn from_env() -> Result<Self> {
         let mut s = Settings::default();
         if let Some(path) = env_value(ENV_CALIBRATION) {
@@ -109,6 +169,10 @@ impl Settings {
         if let Some(v) = env_value(ENV_TIMEOUT) {
             s.checks.timeout = parse_timeout(&v)?;
         }
+        // The segment's shape is read when the transport is made (which
+        // cannot fail and falls back to the default); a bad value is
+        // reported here, by the group.
+        shape_from_env()?;
         Ok(s)
     }
 }
@@ -190,6 +254,33 @@ mod tests {
             "10ns",
         ] {
             assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn shared_memory_shapes_parse_in_range_or_name_the_variable() {
+        let with = |slot: Option<&str>, piece: Option<&str>| {
+            shape_from(|name| match name {
+                ENV_SHM_SLOT => slot.map(String::from),
+                ENV_SHM_PIECE => piece.map(String::from),
+                _ => None,
+            })
+        };
+        assert_eq!(with(None, None).unwrap(), Shape::DEFAULT);
+        let s = with(Some("8K"), Some("1m")).unwrap();
+        assert_eq!((s.slot, s.piece), (8 << 10, 1 << 20));
+        assert_eq!(with(Some("2000"), None).unwrap().slot, 2000);
+        for (slot, piece, var) in [
+            (Some("63"), None, ENV_SHM_SLOT),
+            (Some("2M"), None, ENV_SHM_SLOT),
+            (Some("4x"), None, ENV_SHM_SLOT),
+            (None, Some("1K"), ENV_SHM_PIECE),
+            (None, Some("65M"), ENV_SHM_PIECE),
+            (None, Some("K"), ENV_SHM_PIECE),
+            (None, Some("-4K"), ENV_SHM_PIECE),
+        ] {
+            let e = with(slot, piece).unwrap_err().to_string();
+            assert!(e.contains(var), "{slot:?} {piece:?}: {e}");
         }
     }
 

@@ -101,6 +101,9 @@ pub struct Mpi {
     /// Ranks on every node when the nodes hold as many, else 0 (see
     /// [`Transport::ranks_per_node`]).
     per_node: usize,
+    /// The shape this rank asked its segments to have (a thread's
+    /// duplicate asks for the same).
+    shape: Shape,
     /// Every rank's host (`MPI_Get_processor_name`), for stall reports:
     /// a supervisor that relaunches the job on the hosts left reads them.
     hosts: Vec<String>,
@@ -150,6 +153,7 @@ unsafe extern "C" fn isend(
 /// MPI runs at `MPI_THREAD_MULTIPLE`.
 pub struct ThreadDuplicate {
     comm: mpi::ffi::MPI_Comm,
+    shape: Shape,
 }
 
 // SAFETY: an MPI communicator handle may be used from any thread of a
@@ -171,7 +175,7 @@ impl ThreadDuplicate {
         // `Mpi` alive until this returns); ManuallyDrop: it is that `Mpi`'s,
         // never freed here.
         let comm = std::mem::ManuallyDrop::new(unsafe { SimpleCommunicator::from_raw(self.comm) });
-        Mpi::new(&*comm)
+        Mpi::with_shape(&*comm, self.shape)
     }
 }
 
@@ -225,8 +229,16 @@ impl Mpi {
     /// Wraps a private duplicate of `comm` (world or a split communicator).
     /// Collective: every rank of `comm` must call it. The stall timeout is
     /// off until set through [`Transport::progress`] (a
-    /// [`Group`](crate::Group) sets it from its settings).
+    /// [`Group`](crate::Group) sets it from its settings). Shared-memory
+    /// segments of the default [`Shape`].
     pub fn new<C: Communicator>(comm: &C) -> Self {
+        Mpi::with_shape(comm, Shape::DEFAULT)
+    }
+
+    /// [`Mpi::new`] with shared-memory segments of `shape` — each node
+    /// takes its first rank's ([`Group::mpi`](crate::Group::mpi) reads it
+    /// from `RINGREDUCE_SHM_PIECE` and `RINGREDUCE_SHM_SLOT`). Collective.
+    pub fn with_shape<C: Communicator>(comm: &C, shape: Shape) -> Self {
         let comm = comm.duplicate();
         // The library's own messages travel on a duplicate whose errors come
         // back as codes, so a message longer than its receive is an error
@@ -244,7 +256,7 @@ impl Mpi {
             let on_node = (node.rank() as usize, node.size() as usize);
             let nodes = nodes_of(&comm, &node);
             (
-                share(&nodes, &node, Shape::DEFAULT),
+                share(&nodes, &node, node_shape(&node, shape)),
                 nap,
                 on_node,
                 nodes.per_node(),
@@ -264,6 +276,7 @@ impl Mpi {
             nap,
             node: on_node,
             per_node,
+            shape,
             hosts,
         }
     }
@@ -303,6 +316,7 @@ impl Mpi {
         }
         Ok(ThreadDuplicate {
             comm: self.comm.as_raw(),
+            shape: self.shape,
         })
     }
 
@@ -585,6 +599,17 @@ impl Mpi {
             let _ = file.and_then(|mut f| writeln!(f, "{line}"));
         }
         self.comm.abort(STALL_EXIT)
+    }
+}
+
+/// The segment's shape on `node` (a shared-memory split): its first
+/// rank's `mine`, the same on every rank of the node. Collective over `node`.
+fn node_shape(node: &SimpleCommunicator, mine: Shape) -> Shape {
+    let mut words = [mine.slot as u64, mine.piece as u64];
+    node.process_at_rank(0).broadcast_into(&mut words[..]);
+    Shape {
+        slot: words[0] as usize,
+        piece: words[1] as usize,
     }
 }
 

@@ -53,11 +53,15 @@ pub struct Shape {
 impl Shape {
     /// What every transport allocates: slots of 4 KiB with their header
     /// (an all-reduce of up to 4032 bytes is one step) and pieces of
-    /// 256 KiB (with every rank's two buffers, the working set of a
-    /// 2-rank all-reduce stays within 1 MiB of cache).
+    /// 512 KiB. Chosen by measurement (`scripts/shm_sweep.sh`, 2 ranks,
+    /// docs/perf/shm-sweep-piece): 512 KiB pieces were 6–27 % faster
+    /// than 256 KiB from 256 KiB to 16 MiB and the fastest of 64 KiB–2 MiB
+    /// from 2 MiB on; below 256 KiB (one piece either way) the sizes
+    /// differ by the noise, and so do slots of 1–16 KiB
+    /// (docs/perf/shm-sweep-slot).
     pub const DEFAULT: Shape = Shape {
         slot: 4096 - SLOT_HEADER,
-        piece: 256 << 10,
+        piece: 512 << 10,
     };
 
     fn slot_bytes(self) -> usize {
