@@ -7,8 +7,8 @@
 #   scripts/bench.sh [-n RANKS] [-m MIN:MAX] [-r|--repeats R] [--dtype f32] [--op sum]
 #                    [--iters N] [--warmup N] [--no-in-place] [--algo a,b,...]
 #                    [--calibrate]   (each run calibrates auto's model in its own job first)
-#                    [--tune]        (first `calibrate --rules` on the same placement; every
-#                                     run's auto then takes its measured rules)
+#                    [--tune]        (first `calibrate --rules` on the same placement, timing the
+#                                     calls the runs time; every run's auto then takes its rules)
 #   scripts/bench.sh --cluster 4 [--rate 1gbit] [--slots L] [...]   on a namespace cluster
 #   scripts/bench.sh --mpi mpich [...]   built against and launched by MPICH (one machine;
 #                    the `mpi` subject is then MPICH's MPI_Allreduce)
@@ -108,8 +108,11 @@ if [ -n "$tune" ]; then
   # auto's rules measured on this very placement, up to the largest size.
   max=${sizes#*:}
   echo "-- calibrate --rules (up to $max): $dir/calibration.json"
-  "${launch[@]}" "$(readlink -f $bin)" calibrate --rules --max-bytes "$max" --out "$(readlink -f "$dir")/calibration.json" \
-    > "$dir/calibration.txt"
+  # The sweep times the calls the benchmark times (out of place only with --no-in-place).
+  placement=()
+  [[ " ${extra[*]} " == *" --no-in-place "* ]] && placement=(--no-in-place)
+  "${launch[@]}" "$(readlink -f $bin)" calibrate --rules "${placement[@]}" --max-bytes "$max" \
+    --out "$(readlink -f "$dir")/calibration.json" > "$dir/calibration.txt"
   grep '^rule:' "$dir/calibration.txt" || true
   extra+=(--calibration "$(readlink -f "$dir")/calibration.json")
   echo "tuned: calibrate --rules --max-bytes $max (rules in calibration.json, sweep in calibration.txt)" >> "$dir/env.txt"

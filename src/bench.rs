@@ -573,7 +573,8 @@ pub struct Trial {
     /// Bytes per rank (f32 sum).
     pub bytes: u64,
     /// Every candidate and the median, over the repetitions, of its mean
-    /// out-of-place plus in-place call time (µs, averaged over the ranks).
+    /// out-of-place (plus in-place, when swept) call time (µs, averaged
+    /// over the ranks).
     pub medians: Vec<(Algorithm, f64)>,
     /// The fastest.
     pub best: Algorithm,
@@ -594,10 +595,24 @@ fn rules_iters(bytes: u64) -> usize {
     ((16 << 20) / bytes.max(1)).clamp(3, 200) as usize
 }
 
+/// What the rules sweep ([`rules`]) measures.
+#[derive(Debug, Clone, Copy)]
+pub struct Sweep {
+    /// Largest size, bytes per rank (from 8 B, doubling).
+    pub max_bytes: u64,
+    /// Repetitions, the algorithms' order rotated each time.
+    pub reps: usize,
+    /// Time the in-place call too and add it to the out-of-place one (as
+    /// a training step's all-reduces are in place); `false`: out of place
+    /// only, as `bench --no-in-place` times.
+    pub in_place: bool,
+}
+
 /// The rules sweep (`ringreduce calibrate --rules`): at every size from
-/// 8 B to `max_bytes` (doubling), every algorithm this group can run is
+/// 8 B to `sweep.max_bytes` (doubling), every algorithm this group can run is
 /// timed with the benchmark's loop (f32 sum, the group's call checks; an
-/// out-of-place and an in-place call, their times added), `reps` times
+/// out-of-place call and, with `sweep.in_place`, an in-place one, their
+/// times added), `sweep.reps` times
 /// with the order rotated each time; the fastest median wins the size —
 /// unless what `auto` runs without rules is within 5 % of it, which then
 /// keeps the size. Runs of sizes with the same winner become
@@ -610,10 +625,14 @@ fn rules_iters(bytes: u64) -> usize {
 /// `max_bytes` below 8 B or above 1 GiB; a failing call.
 pub fn rules<C: Transport>(
     group: &Group<C>,
-    max_bytes: u64,
-    reps: usize,
+    sweep: &Sweep,
     mut on_size: impl FnMut(&Trial),
 ) -> Result<(Rules, Vec<Trial>)> {
+    let Sweep {
+        max_bytes,
+        reps,
+        in_place,
+    } = *sweep;
     let p = group.size();
     let bad = |what: &'static str, reason: String| Error::InvalidArgument { what, reason };
     if p < 2 {
@@ -654,7 +673,7 @@ pub fn rules<C: Transport>(
                     min_bytes: bytes,
                     max_bytes: bytes,
                     factor: 2,
-                    in_place: true,
+                    in_place,
                     check: false,
                     seed: 1,
                     collective: None,

@@ -509,7 +509,7 @@ fn cost_explain_shows_each_candidate_and_the_call_checks_share() {
         text.contains("auto chooses: butterfly (call checks on); naive with RINGREDUCE_CHECK=0"),
         "{text}"
     );
-    assert!(text.contains("not a candidate: shm"), "{text}");
+    assert!(text.contains("not a candidate of the model: shm"), "{text}");
 }
 
 #[test]

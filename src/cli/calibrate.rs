@@ -28,6 +28,11 @@ pub struct Args {
     /// Repetitions of the rules sweep, the algorithms' order rotated each time (medians).
     #[arg(long, default_value_t = 3, requires = "rules")]
     reps: usize,
+    /// Time the out-of-place call only in the rules sweep (as `bench
+    /// --no-in-place` does); by default the in-place call's time is added,
+    /// as a training step's all-reduces are in place.
+    #[arg(long, requires = "rules")]
+    no_in_place: bool,
 }
 
 /// Measures, prints the fit and writes the file.
@@ -57,7 +62,12 @@ pub fn run(args: Args) -> ExitCode {
                     args.reps
                 );
             }
-            let swept = bench::rules(group, args.max_bytes, args.reps, |t| {
+            let sweep = bench::Sweep {
+                max_bytes: args.max_bytes,
+                reps: args.reps,
+                in_place: !args.no_in_place,
+            };
+            let swept = bench::rules(group, &sweep, |t| {
                 if first {
                     print_trial(t);
                 }
