@@ -50,13 +50,30 @@ pub fn mpirun(ranks: usize, program: &Path, args: &[&str]) -> Command {
         cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
             .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
     }
-    cmd.env("OMPI_MCA_rmaps_base_oversubscribe", "1")
+    // Open MPI 4.1 makes /tmp/ompi.<host>.<uid> when a job starts and
+    // removes it when the last one ends; two mpiruns starting at once can
+    // both try to make it, and the second fails in orte_init ("mkdir …
+    // File exists"), which the parallel tests met. Each command gets a
+    // session directory base of its own (removed by `run_bounded`).
+    cmd.env("OMPI_MCA_orte_tmpdir_base", session_base())
+        .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
         .env("OMPI_MCA_mpi_yield_when_idle", "1")
         .arg("-n")
         .arg(ranks.to_string())
         .arg(program)
         .args(args);
     cmd
+}
+
+/// A new, empty directory for one `mpirun`'s session files: short, under
+/// the system's temporary directory (PMIx puts sockets there, whose paths
+/// must stay under 108 bytes).
+fn session_base() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("rr-ompi-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    dir
 }
 
 fn which(name: &str) -> Option<PathBuf> {
@@ -67,9 +84,18 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Runs `cmd` to completion, killing it (and failing) after `limit`.
+/// Runs `cmd` to completion, killing it (and failing) after `limit`; an
+/// `mpirun`'s session directory base goes with it.
 pub fn run_bounded(cmd: Command, limit: Duration) -> Output {
-    wait_bounded(spawn(cmd), limit)
+    let base = cmd
+        .get_envs()
+        .find(|(k, _)| *k == "OMPI_MCA_orte_tmpdir_base")
+        .and_then(|(_, v)| v.map(PathBuf::from));
+    let out = wait_bounded(spawn(cmd), limit);
+    if let Some(dir) = base {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    out
 }
 
 /// Starts `cmd` with its output captured.
