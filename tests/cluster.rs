@@ -454,9 +454,12 @@ fn elastic_relaunches_on_the_hosts_left_after_a_rank_is_killed() {
     assert_eq!(restarts.len(), 1, "{restarts:?}");
     let r = restarts[0];
     // Resumed from the newest checkpoint (every 7 steps) at or before the
-    // kill, losing fewer steps than the interval.
+    // kill, losing fewer steps than the interval. The kill lands a little
+    // after the progress file said `killed_at` (a fresh-clone run under load
+    // saw 250 read, a checkpoint at 252 written, then the kill): allow one
+    // interval for that.
     assert!(
-        r.step.is_multiple_of(7) && r.step <= killed_at + 1,
+        r.step.is_multiple_of(7) && r.step <= killed_at + 7,
         "{r:?}, killed at {killed_at}"
     );
     assert!(r.lost_steps < 7 + 2, "{r:?}");
