@@ -38,7 +38,8 @@ impl Schedule for Hierarchical {
     const TIE_ORDER: u8 = 6;
     const SHIFTS: bool = true;
     const COPIES_INPUT: bool = false;
-    /// `auto` does not yet weigh node layouts.
+    /// The model does not weigh node layouts; `auto` runs it where a
+    /// measured rule says so (`calibrate --rules`).
     const AUTO: bool = false;
 
     /// One rank per node (what the registry's costs assume): the flat ring.

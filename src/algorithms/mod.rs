@@ -172,13 +172,15 @@ macro_rules! registry {
         #[non_exhaustive]
         pub enum Algorithm {
             $( $(#[$doc])* $variant, )*
-            /// Picks one of the others per call: `Shm` when every rank shares
-            /// a node, else the lowest time predicted by the cost model
-            /// ([`crate::cost::select`]) for this p and size, under the
-            /// group's [`Tuning`](crate::cost::Tuning) (a
-            /// calibration file via `RINGREDUCE_CALIBRATION`, or built-in
-            /// defaults). `RINGREDUCE_ALGO` overrides the choice, like
-            /// `NCCL_ALGO`. Every rank makes the same choice. The default.
+            /// Picks one of the others per call: a measured rule of the
+            /// group's [`Tuning`](crate::cost::Tuning) for its rank count,
+            /// ranks per node and size ([`crate::cost::Rules`], from
+            /// `calibrate --rules`); else `Shm` when every rank shares a
+            /// node; else the lowest time predicted by the cost model
+            /// ([`crate::cost::select`]) for this p and size (a calibration
+            /// file via `RINGREDUCE_CALIBRATION`, or built-in defaults).
+            /// `RINGREDUCE_ALGO` overrides the choice, like `NCCL_ALGO`.
+            /// Every rank makes the same choice. The default.
             #[default]
             Auto,
         }
