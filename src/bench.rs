@@ -596,7 +596,7 @@ fn rules_iters(bytes: u64) -> usize {
 }
 
 /// What the rules sweep ([`rules`]) measures.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Sweep {
     /// Largest size, bytes per rank (from 8 B, doubling).
     pub max_bytes: u64,
@@ -606,6 +606,9 @@ pub struct Sweep {
     /// a training step's all-reduces are in place); `false`: out of place
     /// only, as `bench --no-in-place` times.
     pub in_place: bool,
+    /// The candidates (those this group cannot run left out); empty: every
+    /// algorithm it can run.
+    pub algorithms: Vec<Algorithm>,
 }
 
 /// The rules sweep (`ringreduce calibrate --rules`): at every size from
@@ -621,18 +624,15 @@ pub struct Sweep {
 /// each size as it completes (every rank). Collective.
 ///
 /// # Errors
-/// [`Error::InvalidArgument`] with fewer than 2 ranks, `reps` of 0 or
-/// `max_bytes` below 8 B or above 1 GiB; a failing call.
+/// [`Error::InvalidArgument`] with fewer than 2 ranks, `reps` of 0,
+/// `max_bytes` below 8 B or above 1 GiB, `auto` among the algorithms or
+/// none of them runnable here; a failing call.
 pub fn rules<C: Transport>(
     group: &Group<C>,
     sweep: &Sweep,
     mut on_size: impl FnMut(&Trial),
 ) -> Result<(Rules, Vec<Trial>)> {
-    let Sweep {
-        max_bytes,
-        reps,
-        in_place,
-    } = *sweep;
+    let (max_bytes, reps, in_place) = (sweep.max_bytes, sweep.reps, sweep.in_place);
     let p = group.size();
     let bad = |what: &'static str, reason: String| Error::InvalidArgument { what, reason };
     if p < 2 {
@@ -650,7 +650,28 @@ pub fn rules<C: Transport>(
             format!("--max-bytes {max_bytes} must be between 8 and 1G for --rules"),
         ));
     }
-    let candidates: Vec<Algorithm> = group.runnable(&Algorithm::CONCRETE);
+    let asked = match sweep.algorithms.is_empty() {
+        true => Algorithm::CONCRETE.to_vec(),
+        false => sweep.algorithms.clone(),
+    };
+    if asked.contains(&Algorithm::Auto) {
+        return Err(bad(
+            "--algo",
+            "`auto` is what the rules decide; name concrete algorithms".into(),
+        ));
+    }
+    let mut candidates: Vec<Algorithm> = Vec::new();
+    for a in group.runnable(&asked) {
+        if !candidates.contains(&a) {
+            candidates.push(a);
+        }
+    }
+    if candidates.is_empty() {
+        return Err(bad(
+            "--algo",
+            "none of them runs here (shm needs every rank on one node)".into(),
+        ));
+    }
     let layout = group.layout();
     let untuned = Tuning {
         rules: Rules::default(),

@@ -301,6 +301,52 @@ fn calibrate_rules_times_every_algorithm_and_auto_takes_the_rules() {
         "the last size's rule covers every larger one"
     );
 
+    // --algo narrows the sweep to its candidates; `auto` among them is refused.
+    let narrow = dir.join("narrow.json");
+    let args = [
+        "calibrate",
+        "--max-bytes",
+        "64",
+        "--rules",
+        "--reps",
+        "1",
+        "--algo",
+        "ring,butterfly,ring",
+        "--out",
+        narrow.to_str().unwrap(),
+    ];
+    let out = run_bounded(mpirun(2, &ringreduce(), &args), LIMIT);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    let sweep: Vec<&str> = text.lines().filter(|l| l.contains(" B  ")).collect();
+    assert_eq!(sweep.len(), 4, "{text}");
+    for line in &sweep {
+        let cells: Vec<&str> = line.split_whitespace().skip(2).collect();
+        assert_eq!(cells.len(), 2, "ring and butterfly once each: {line}");
+        assert!(
+            cells
+                .iter()
+                .all(|c| c.starts_with("ring=") || c.starts_with("butterfly=")),
+            "{line}"
+        );
+    }
+    let args = [
+        "calibrate",
+        "--max-bytes",
+        "64",
+        "--rules",
+        "--algo",
+        "auto",
+        "--out",
+        narrow.to_str().unwrap(),
+    ];
+    let out = run_bounded(mpirun(2, &ringreduce(), &args), LIMIT);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    let ours: Vec<&str> = err.lines().filter(|l| l.starts_with("ringreduce:")).collect();
+    assert_eq!(ours.len(), 1, "{err}");
+    assert!(ours[0].contains("`auto` is what the rules decide"), "{err}");
+
     // Rules written by hand decide `auto` in a job on this placement.
     old = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     old["rules"] = serde_json::json!([

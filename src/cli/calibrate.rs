@@ -8,7 +8,8 @@ use ringreduce::calibrate::{self, Outcome};
 use ringreduce::cost::{Calibration, Round, Rule, Rules};
 use ringreduce::vendor::Vendor;
 
-use super::{fail, on_world, size_arg, writable};
+use super::{fail, list, on_world, size_arg, writable, List};
+use ringreduce::Algorithm;
 
 /// Settings of `ringreduce calibrate`.
 #[derive(clap::Args, Debug)]
@@ -33,6 +34,10 @@ pub struct Args {
     /// as a training step's all-reduces are in place.
     #[arg(long, requires = "rules")]
     no_in_place: bool,
+    /// The rules sweep's candidates, comma-separated (default: every
+    /// algorithm this job can run); fewer make a shorter sweep.
+    #[arg(long, requires = "rules", value_parser = list::<Algorithm>)]
+    algo: Option<List<Algorithm>>,
 }
 
 /// Measures, prints the fit and writes the file.
@@ -66,6 +71,7 @@ pub fn run(args: Args) -> ExitCode {
                 max_bytes: args.max_bytes,
                 reps: args.reps,
                 in_place: !args.no_in_place,
+                algorithms: args.algo.as_ref().map_or(Vec::new(), |l| l.0.clone()),
             };
             let swept = bench::rules(group, &sweep, |t| {
                 if first {
