@@ -13,6 +13,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::algorithms::Algorithm;
+use crate::calibrate::median;
 use crate::cost::{self, Rule, Rules, Tuning};
 use crate::element::{DType, Element, ReduceOp};
 use crate::error::{Error, Result};
@@ -583,11 +584,6 @@ pub struct Trial {
 /// How much slower than the fastest the model's own choice may measure in
 /// the rules sweep and still be kept (3 %).
 const TIE: f64 = 1.05;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 /// Timed calls per candidate and repetition at `bytes`: about 16 MiB of
 /// each rank's data, from 3 to 200 calls; a fifth as many warm-up calls.

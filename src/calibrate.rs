@@ -81,7 +81,8 @@ pub fn fit_line(points: &[(f64, f64)]) -> (f64, f64) {
     (alpha.max(0.0), beta.max(0.0))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The upper median of `v` (non-empty).
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }

@@ -1,6 +1,7 @@
-"""Medians over runs and paired ratios (same run, same size): auto and the vendor against the memcpy roofline."""
-import csv, statistics as st, glob, os
-here = os.path.dirname(os.path.abspath(__file__))
+"""Medians over runs and paired ratios (same run, same size): auto and the vendor against the memcpy roofline.
+The runs are this folder's run*.csv, or those of the folder given: python3 ratios.py ../roofline-n2-piece512"""
+import csv, statistics as st, glob, os, sys
+here = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
 runs = []
 for f in sorted(glob.glob(os.path.join(here, "run*.csv"))):
     runs.append({(int(r['bytes']), r['algo'].split(':')[0]): float(r['avg_us']) for r in csv.DictReader(open(f))})
