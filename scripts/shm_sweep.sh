@@ -7,7 +7,7 @@
 # ratios. Results go to results/shm-sweep-<what>-<date>/.
 #
 #   scripts/shm_sweep.sh --piece "64K 128K 256K 512K 1M 2M" [-m 64K:16M] [-r 3] [-n 2]
-#   scripts/shm_sweep.sh --slot "1K 2K 4032 8K 16K" [-m 8:32K] [-r 3]
+#   scripts/shm_sweep.sh --slot "1K 2K 4K 8K 16K" [-m 8:32K] [-r 3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh

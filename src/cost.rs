@@ -473,14 +473,16 @@ pub fn rides_in_agreement(algorithm: Algorithm, bytes: usize) -> bool {
 /// [`crate::group::check`]): a butterfly of [`CHECK_HEADER`]-byte messages
 /// — except for a butterfly call of at most [`FUSE_MAX`] bytes and a
 /// Rabenseifner call of at most [`FUSE_MAX_RABENSEIFNER`], which carry it
-/// ([`rides_in_agreement`]) and add only its bytes, no round or message. Ranks sharing a node agree through the
-/// shared segment instead: one barrier, which a small `shm` call shares
-/// (for `shm`, which only runs there, that is what is counted; the other
-/// algorithms are costed as across nodes).
+/// ([`rides_in_agreement`]) and add only its bytes, no round or message.
+/// Ranks sharing a node agree through the shared segment instead: one
+/// barrier, which an `shm` call of any size shares (for `shm`, which only
+/// runs there, that is what is counted; the other algorithms are costed as
+/// across nodes).
 pub fn check_cost(algorithm: Algorithm, p: usize, count: usize, elem_size: usize) -> Cost {
     let bytes = count.saturating_mul(elem_size);
     if algorithm == Algorithm::Shm && p > 1 {
-        let rides = bytes > 0 && bytes <= crate::transport::Shape::DEFAULT.slot;
+        // The words ride in the call's first barrier at every size.
+        let rides = bytes > 0;
         return Cost {
             rounds: u64::from(!rides),
             ..Cost::zero(Algorithm::Shm)

@@ -74,7 +74,7 @@ impl Schedule for Hierarchical {
             Ring::run(&rail, Buffers::InPlace(slice), across_op, knobs)
         };
         let mut idle = |waited| comm.idle(waited);
-        pieces(seg, &mut idle, input, buf, op, &mut across, comm.size())
+        pieces(seg, &mut idle, input, buf, op, &mut across, comm.size(), None).map(drop)
     }
 }
 

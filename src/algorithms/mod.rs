@@ -306,7 +306,7 @@ registry! {
     /// bandwidth in logarithmically many rounds.
     Rabenseifner => rabenseifner::Rabenseifner,
     /// Shared memory, for ranks on one node: no messages; every rank reads
-    /// the others' data from a shared segment. Up to 4032 bytes: one
+    /// the others' data from a shared segment. Up to 4064 bytes: one
     /// barrier, every rank reduces all p inputs. Larger: 512 KiB pieces,
     /// rank r reduces slice r of each, two barriers per piece. An error
     /// (on every rank) when the ranks do not share a node.
@@ -332,7 +332,7 @@ pub use hierarchical::two_level_cost;
 pub(crate) use pipelined::BUILT_IN_LINES;
 pub(crate) use rabenseifner::Halving;
 pub(crate) use ring::{all_gather as ring_all_gather, owned_chunk, reduce_scatter as ring_reduce_scatter};
-pub(crate) use shm::{header as shm_header, post as shm_post, reduce_slots as shm_reduce_slots};
+pub(crate) use shm::run as shm_run;
 
 impl Algorithm {
     /// Position in [`Algorithm::CONCRETE`], `CONCRETE.len()` for `Auto`:

@@ -4,11 +4,9 @@
 //! [`Segment`] (`MPI_Win_allocate_shared`), synchronised by the segment's
 //! barrier (one counter per rank in its own cache line).
 //!
-//! - **Small** (at most a slot, 4032 bytes): every rank writes its vector
-//!   into its slot, one barrier, and every rank reduces all p slots in rank
-//!   order — `op(op(x0, x1), x2)…` — into its result. With the call checks
-//!   on, the check's words travel in the same slot, so checked or not the
-//!   call is one barrier.
+//! - **Small** (at most a slot, 4064 bytes): every rank writes its vector into
+//!   its slot, one barrier, and every rank reduces all p slots in rank
+//!   order — `op(op(x0, x1), x2)…` — into its result.
 //! - **Large**: piece by piece (512 KiB per rank), every rank copies its
 //!   piece into its buffer; barrier; rank r reduces slice r of the piece
 //!   (chunk r of p, see [`chunk_range`]) reading it from every rank's buffer
@@ -19,6 +17,15 @@
 //! Every slice is reduced once, in rank order, and copied bitwise to every
 //! rank: the results are bitwise identical everywhere.
 //!
+//! **The call check rides in the first barrier** at every size: the
+//! check's words travel at the front of the slot (the same cache line as
+//! a small call's data), and every rank compares them right after that
+//! barrier — before it writes anything of the caller's buffer (the copy
+//! into its own piece buffer or slot is all that has happened). On a
+//! mismatch every rank returns after that one barrier, so the ranks stay
+//! in step; piece buffers are chosen by the barrier count, not by pieces,
+//! so a call that stopped after one piece's first barrier leaves nobody
+//! out of step. Checked or not, a call has the same barriers.//!
 //! # Cost
 //! No bytes on the wire. Small: 1 barrier, (p−1)·k elements reduced per
 //! rank. Large: 2 barriers per piece; the busiest rank (rank 0, which gets
@@ -29,7 +36,7 @@
 use super::{chunk_range, finish, Buffers, Cost, Knobs, Schedule};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::{Error, Result};
-use crate::transport::{whole_segment, Segment, Shape, Transport, SLOT_HEADER};
+use crate::transport::{whole_segment, Segment, Shape, Transport, CALL_WORDS};
 
 pub(crate) struct Shm;
 
@@ -79,14 +86,7 @@ impl Schedule for Shm {
             Buffers::OutOfPlace(input, buf) => (Some(input), buf),
         };
         let mut idle = |waited| comm.idle(waited);
-        if std::mem::size_of_val(buf) <= seg.shape().slot {
-            let slot = seg.next_slot();
-            post(seg, slot, &[], input.unwrap_or(&*buf));
-            seg.barrier(&mut idle)?;
-            reduce_slots(seg, slot, buf, op);
-            return Ok(());
-        }
-        pieces(seg, &mut idle, input, buf, op, &mut |_| Ok(()), seg.size())
+        run(seg, &mut idle, input, buf, op, None).map(drop)
     }
 }
 
@@ -124,41 +124,69 @@ unsafe fn exclusive<'a, T>(ptr: *mut u8, len: usize) -> &'a mut [T] {
     unsafe { std::slice::from_raw_parts_mut(ptr.cast::<T>(), len) }
 }
 
-/// Writes `header` (at most [`SLOT_HEADER`] bytes) and `data` (at most a
-/// slot's data bytes) into this rank's slot `slot`, before the barrier that
-/// publishes it.
-pub(crate) fn post<T: Element>(seg: &Segment, slot: usize, header: &[u8], data: &[T]) {
-    assert!(header.len() <= SLOT_HEADER && std::mem::size_of_val(data) <= seg.shape().slot);
+/// The shared-memory all-reduce of `buf` (of `input`, out of place) on
+/// `seg` (module docs). With `words`, its first barrier carries them
+/// ([`Segment::barrier_with`]) and it returns `false` right after that
+/// barrier — having written nothing of `buf` — unless every rank passed
+/// the same words: the call check rides in the call, at every size.
+/// Without, it returns `true`.
+pub(crate) fn run<T: Element>(
+    seg: &Segment,
+    idle: &mut dyn FnMut(std::time::Duration) -> Result<bool>,
+    input: Option<&[T]>,
+    buf: &mut [T],
+    op: ReduceOp,
+    words: Option<[i64; CALL_WORDS]>,
+) -> Result<bool> {
+    if std::mem::size_of_val(buf) > seg.shape().slot {
+        return pieces(seg, idle, input, buf, op, &mut |_| Ok(()), seg.size(), words);
+    }
+    let slot = seg.next_slot();
+    post(seg, slot, input.unwrap_or(&*buf));
+    if !first_barrier(seg, idle, words)? {
+        return Ok(false);
+    }
+    reduce_slots(seg, slot, buf, op);
+    Ok(true)
+}
+
+/// A call's first barrier, with its words when it has any: whether every
+/// rank passed the same.
+fn first_barrier(
+    seg: &Segment,
+    idle: &mut dyn FnMut(std::time::Duration) -> Result<bool>,
+    words: Option<[i64; CALL_WORDS]>,
+) -> Result<bool> {
+    match words {
+        Some(words) => seg.barrier_with(words, idle).map(|()| seg.words_agree()),
+        None => seg.barrier(idle).map(|()| true),
+    }
+}
+
+/// Writes `data` (at most a slot's bytes) into this rank's slot `slot`,
+/// before the barrier that publishes it.
+fn post<T: Element>(seg: &Segment, slot: usize, data: &[T]) {
+    assert!(std::mem::size_of_val(data) <= seg.shape().slot);
     let base = seg.slot(seg.rank(), slot);
     // SAFETY: this rank's own slot for the coming barrier: the others read
     // it only after that barrier and are done with it before the next one,
     // which this rank passes before it writes the slot again (module docs
-    // of the segment). Header and data fit the slot (asserted); the data
-    // start 64-byte aligned.
-    unsafe {
-        exclusive::<u8>(base, header.len()).copy_from_slice(header);
-        T::copy(exclusive::<T>(base.add(SLOT_HEADER), data.len()), data);
-    }
-}
-
-/// The first `len` bytes of `rank`'s header in slot `slot`, after the
-/// barrier that published it.
-pub(crate) fn header(seg: &Segment, rank: usize, slot: usize, len: usize) -> &[u8] {
-    assert!(len <= SLOT_HEADER);
-    // SAFETY: written by its owner before the barrier this rank has passed,
-    // not rewritten before the next barrier (see `post`).
-    unsafe { shared(seg.slot(rank, slot), len) }
+    // of the segment). The data fit the slot (asserted) and start 32-byte
+    // aligned.
+    unsafe { T::copy(exclusive::<T>(base, data.len()), data) }
 }
 
 /// After the barrier that published slot `slot`: `buf` = `op` over every
 /// rank's slot data, in rank order (`buf.len()` elements each), averaged
 /// for `Avg`.
-pub(crate) fn reduce_slots<T: Element>(seg: &Segment, slot: usize, buf: &mut [T], op: ReduceOp) {
+fn reduce_slots<T: Element>(seg: &Segment, slot: usize, buf: &mut [T], op: ReduceOp) {
     let len = buf.len();
     let data = |j: usize| -> &[T] {
-        // SAFETY: as `header`; every rank posted `len` elements (the call
-        // checks, or the caller's contract, guarantee equal lengths).
-        unsafe { shared(seg.slot(j, slot).add(SLOT_HEADER), len) }
+        // SAFETY: written by its owner before the barrier this rank has
+        // passed, not rewritten before the next barrier (see `post`); every
+        // rank posted `len` elements (the call checks, or the caller's
+        // contract, guarantee equal lengths).
+        unsafe { shared(seg.slot(j, slot), len) }
     };
     let p = seg.size();
     T::reduce_into(op, buf, data(0), data(1));
@@ -171,7 +199,9 @@ pub(crate) fn reduce_slots<T: Element>(seg: &Segment, slot: usize, buf: &mut [T]
 /// The piece-by-piece path (module docs), over the ranks of `seg`. Each
 /// rank's reduced slice goes through `across` before it is published (the
 /// two-level all-reduce reduces it across nodes there; empty slices skip
-/// it, on every rank alike), and `Avg` divides by `ranks`.
+/// it, on every rank alike), and `Avg` divides by `ranks`. `words` and the
+/// result as in [`run`].
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn pieces<T: Element>(
     seg: &Segment,
     idle: &mut dyn FnMut(std::time::Duration) -> Result<bool>,
@@ -180,7 +210,8 @@ pub(crate) fn pieces<T: Element>(
     op: ReduceOp,
     across: &mut dyn FnMut(&mut [T]) -> Result<()>,
     ranks: usize,
-) -> Result<()> {
+    mut words: Option<[i64; CALL_WORDS]>,
+) -> Result<bool> {
     let (p, r) = (seg.size(), seg.rank());
     let s = std::mem::size_of::<T>();
     let e = piece_elements(seg.shape(), s);
@@ -199,7 +230,9 @@ pub(crate) fn pieces<T: Element>(
         // b again two pieces on (which follows two more barriers).
         let mine = unsafe { exclusive::<T>(at(r, 0), len) };
         T::copy(mine, &input.unwrap_or(&*buf)[piece.clone()]);
-        seg.barrier(idle)?;
+        if !first_barrier(seg, idle, words.take())? {
+            return Ok(false);
+        }
 
         let own = chunk_range(len, p, r);
         if !own.is_empty() {
@@ -230,5 +263,5 @@ pub(crate) fn pieces<T: Element>(
         }
         start += len;
     }
-    Ok(())
+    Ok(true)
 }

@@ -28,12 +28,15 @@
 //! whose reduce-scatter pairs the ranks as the agreement does and carries
 //! the headers (its all-gather, the only writer of the caller's buffer,
 //! runs once they agree). Other calls pay the agreement's rounds once.
+//!
+//! Ranks that all share one node agree in one barrier of the segment, the
+//! words at the front of each rank's slot; a `shm` all-reduce of any size
+//! carries them in its own first barrier, before it writes the caller's
+//! buffer, so for it the check adds no barrier either.
 
 use std::fmt;
 
-use crate::algorithms::{
-    finish, recursive_doubling, shm_header, shm_post, shm_reduce_slots, Algorithm, Fold, Halving,
-};
+use crate::algorithms::{finish, recursive_doubling, shm_run, Algorithm, Fold, Halving};
 use crate::cost::CHECK_HEADER;
 use crate::element::{DType, Element, Order, ReduceOp};
 use crate::error::{rank_list, Error, Result};
@@ -192,6 +195,10 @@ impl fmt::Display for Signature {
 /// packed indices of type, op, algorithm and kind, the poison bit, the
 /// auto bit and the root (30 bits).
 const WORDS: usize = 3;
+const _: () = assert!(
+    WORDS == crate::transport::CALL_WORDS,
+    "the segment carries other words"
+);
 
 fn index_of<T: PartialEq>(all: &[T], x: &T) -> u64 {
     all.iter().position(|y| y == x).unwrap_or(0xff) as u64
@@ -240,15 +247,25 @@ pub(crate) enum Agreed {
     Proceed,
 }
 
+/// A call's data riding in its agreement: the all-reduce of `buf` (of
+/// `input`, out of place) by `op`.
+pub(crate) struct Ride<'a, T> {
+    pub(crate) input: Option<&'a [T]>,
+    pub(crate) buf: &'a mut [T],
+    pub(crate) op: ReduceOp,
+}
+
 /// The agreement: every rank passes its call number, signature and the
-/// verdict on its own arguments (`local`); with `data`, a small butterfly
-/// all-reduce rides along (see the module docs). Collective over `comm`.
+/// verdict on its own arguments (`local`); with `data`, the all-reduce
+/// rides along (see the module docs): a small butterfly or Rabenseifner in
+/// its messages, the shared-memory all-reduce in its barrier. Collective
+/// over `comm`.
 pub(crate) fn agree_on_call<C: Transport + ?Sized, T: Element>(
     comm: &C,
     call: u64,
     mut sig: Signature,
     local: Result<()>,
-    data: Option<(&mut [T], ReduceOp)>,
+    data: Option<Ride<'_, T>>,
 ) -> Result<Agreed> {
     sig.poisoned = local.is_err();
     let words = sig.encode(call);
@@ -263,8 +280,8 @@ pub(crate) fn agree_on_call<C: Transport + ?Sized, T: Element>(
     // Rabenseifner's reduce-scatter carries the headers; everything else
     // rides in (or is) the butterfly's frames.
     let run = match data {
-        Some((d, op)) if sig.algorithm == Algorithm::Rabenseifner => {
-            let mut frame = HalvingFrame::new(comm.rank(), comm.size(), words, d, op);
+        Some(Ride { input, buf, op }) if sig.algorithm == Algorithm::Rabenseifner => {
+            let mut frame = HalvingFrame::new(comm.rank(), comm.size(), words, input, buf, op);
             recursive_doubling(comm, &mut frame).map(|()| frame.header())
         }
         data => {
@@ -309,44 +326,43 @@ fn disagreement<C: Transport + ?Sized>(comm: &C, words: [i64; WORDS], local: Res
     verdict(comm, &all, local)
 }
 
-/// The agreement on a shared segment (every rank on one node): each rank
-/// posts its words (and the fused data) in its slot, one barrier, and every
-/// rank reads every rank's words — so a disagreement needs no gathering.
-/// The fused data are reduced as [`Algorithm::Shm`] reduces small calls.
+/// The agreement on a shared segment (every rank on one node): the words
+/// ride in the control line of one barrier ([`Segment::barrier_with`]),
+/// after which every rank reads every rank's words — so a disagreement
+/// needs no gathering. With `data`, that barrier is the shared-memory
+/// all-reduce's first ([`shm_run`]), which writes nothing of the caller's
+/// buffer before it: a checked call has the unchecked call's barriers.
 fn agree_on_segment<C: Transport + ?Sized, T: Element>(
     comm: &C,
     seg: &Segment,
     words: [i64; WORDS],
     local: Result<()>,
-    data: Option<(&mut [T], ReduceOp)>,
+    data: Option<Ride<'_, T>>,
 ) -> Result<Agreed> {
-    let slot = seg.next_slot();
     let data = data.filter(|_| local.is_ok());
-    let empty: &[T] = &[];
-    let posted = data.as_ref().map_or(empty, |(d, _)| &**d);
-    shm_post(seg, slot, bytemuck::bytes_of(&words), posted);
+    let fused = data.is_some();
     if let Some(progress) = comm.progress() {
         progress.set_agreeing(true);
     }
-    let run = seg.barrier(&mut |waited| comm.idle(waited));
+    let mut idle = |waited| comm.idle(waited);
+    let run = match data {
+        Some(Ride { input, buf, op }) => shm_run(seg, &mut idle, input, buf, op, Some(words)),
+        None => seg.barrier_with(words, &mut idle).map(|()| seg.words_agree()),
+    };
     if let Some(progress) = comm.progress() {
         progress.set_agreeing(false);
     }
-    run?;
-    let all: Vec<[i64; WORDS]> = (0..seg.size())
-        .map(|j| bytemuck::pod_read_unaligned(shm_header(seg, j, slot, WORDS * 8)))
-        .collect();
-    if all.iter().all(|w| *w == words) {
-        return match (local, data) {
-            (Err(e), _) => Err(e),
-            (Ok(()), Some((d, op))) => {
-                shm_reduce_slots(seg, slot, d, op);
-                Ok(Agreed::Fused)
-            }
-            (Ok(()), None) => Ok(Agreed::Proceed),
+    if run? {
+        return match local {
+            Err(e) => Err(e),
+            Ok(()) if fused => Ok(Agreed::Fused),
+            Ok(()) => Ok(Agreed::Proceed),
         };
     }
-    let all: Vec<(u64, Signature)> = all.into_iter().map(Signature::decode).collect();
+    // Read before any further barrier (`verdict` may broadcast).
+    let all: Vec<(u64, Signature)> = (0..seg.size())
+        .map(|j| Signature::decode(seg.words_of(j)))
+        .collect();
     Err(verdict(comm, &all, local)?)
 }
 
@@ -448,22 +464,24 @@ struct Frame<'a, T: Element> {
 }
 
 impl<'a, T: Element> Frame<'a, T> {
-    fn new(rank: usize, words: [i64; WORDS], data: Option<(&'a mut [T], ReduceOp)>) -> Self {
+    fn new(rank: usize, words: [i64; WORDS], data: Option<Ride<'a, T>>) -> Self {
         let own: [i64; 2 * WORDS] =
             std::array::from_fn(|i| if i < WORDS { words[i] } else { !words[i - WORDS] });
-        let n = data.as_ref().map_or(0, |(d, _)| std::mem::size_of_val(*d));
+        let n = data.as_ref().map_or(0, |d| std::mem::size_of_val(d.buf));
         let mut f = Frame {
             rank,
             frame: Scratch::new(FRAME_WORDS),
             inbox: Scratch::new(INBOX_WORDS),
             len: HEADER + n,
             valid: data.is_some(),
-            data,
+            data: None,
         };
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut f.frame);
         bytes[..HEADER].copy_from_slice(bytemuck::bytes_of(&own));
-        if let Some((d, _)) = &f.data {
-            bytes[HEADER..f.len].copy_from_slice(bytemuck::cast_slice(d));
+        if let Some(Ride { input, buf, op }) = data {
+            // The caller's buffer is written only once the ranks agree.
+            bytes[HEADER..f.len].copy_from_slice(bytemuck::cast_slice(input.unwrap_or(&*buf)));
+            f.data = Some((buf, op));
         }
         f
     }
@@ -573,7 +591,14 @@ struct HalvingFrame<'a, T: Element> {
 }
 
 impl<'a, T: Element> HalvingFrame<'a, T> {
-    fn new(rank: usize, p: usize, words: [i64; WORDS], data: &'a mut [T], op: ReduceOp) -> Self {
+    fn new(
+        rank: usize,
+        p: usize,
+        words: [i64; WORDS],
+        input: Option<&[T]>,
+        data: &'a mut [T],
+        op: ReduceOp,
+    ) -> Self {
         let own: [i64; 2 * WORDS] =
             std::array::from_fn(|i| if i < WORDS { words[i] } else { !words[i - WORDS] });
         let (k, n) = (data.len(), std::mem::size_of_val(data));
@@ -591,7 +616,7 @@ impl<'a, T: Element> HalvingFrame<'a, T> {
         };
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut f.frame);
         bytes[..HEADER].copy_from_slice(bytemuck::bytes_of(&own));
-        bytes[HEADER..HEADER + n].copy_from_slice(bytemuck::cast_slice(f.data));
+        bytes[HEADER..HEADER + n].copy_from_slice(bytemuck::cast_slice(input.unwrap_or(&*f.data)));
         f
     }
 

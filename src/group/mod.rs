@@ -25,7 +25,7 @@ pub use self::settings::{
     ENV_CALIBRATION, ENV_CHECK, ENV_FONT, ENV_SEGMENTS, ENV_SHM_PIECE, ENV_SHM_SLOT, ENV_TIMEOUT,
 };
 
-use self::check::{agree_on_call, Agreed, Kind, Signature, ROOT_CHOOSES};
+use self::check::{agree_on_call, Agreed, Kind, Ride, Signature, ROOT_CHOOSES};
 use self::collectives::{all_gather_blocks, broadcast_bytes};
 use crate::algorithms::{widened_average, Algorithm};
 use crate::compress::CodecTimes;
@@ -489,20 +489,20 @@ impl<C: Transport> Group<C> {
         if p > 1 && self.checks.get().mismatch {
             let sig = Signature::all_reduce(buf.len(), T::DTYPE, op, requested, algorithm);
             let bytes = std::mem::size_of_val(buf);
-            // Small calls ride inside the agreement (not a widened average:
-            // its data travel in another type): butterfly and Rabenseifner
-            // calls in its messages, shared-memory calls in its slots.
+            // Calls ride inside the agreement (not a widened average: its
+            // data travel in another type): small butterfly and Rabenseifner
+            // calls in its messages, shared-memory calls of any size in its
+            // barrier.
             let rides = match whole_segment(&self.transport) {
-                Some(seg) => algorithm == Algorithm::Shm && bytes <= seg.shape().slot,
+                Some(_) => algorithm == Algorithm::Shm,
                 None => crate::cost::rides_in_agreement(algorithm, bytes),
             };
             let fuse = local.is_ok() && rides && bytes > 0 && !widened(op, T::AVG);
-            if fuse {
-                if let Some(x) = input {
-                    buf.copy_from_slice(x);
-                }
-            }
-            let data = fuse.then_some((&mut *buf, op));
+            let data = fuse.then_some(Ride {
+                input,
+                buf: &mut *buf,
+                op,
+            });
             if agree_on_call(&self.transport, call, sig, local, data)? == Agreed::Fused {
                 return Ok(());
             }

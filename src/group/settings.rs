@@ -25,7 +25,7 @@ pub const ENV_SEGMENTS: &str = "RINGREDUCE_SEGMENTS";
 
 /// Environment variable setting the shared-memory slot: the largest
 /// all-reduce, in bytes, that `shm` moves in one step (64 to 1M; `K` and
-/// `M` suffixes; default 4032). Read when the transport is made, from the
+/// `M` suffixes; default 4064). Read when the transport is made, from the
 /// node's first rank.
 pub const ENV_SHM_SLOT: &str = "RINGREDUCE_SHM_SLOT";
 /// Environment variable setting the shared-memory piece: the bytes a large

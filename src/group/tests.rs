@@ -81,6 +81,9 @@ fn fused_calls_add_no_round() {
                 crate::cost::FUSE_MAX_RABENSEIFNER / 4,
             ),
             (Algorithm::Shm, true, 16),
+            (Algorithm::Shm, true, 1016),    // 4064 bytes: a whole slot
+            (Algorithm::Shm, true, 1017),    // pieces
+            (Algorithm::Shm, true, 300_000), // three pieces
         ];
         for (algorithm, shared, n) in cases {
             let rounds = |checks: CheckConfig| {
@@ -102,7 +105,7 @@ fn fused_calls_add_no_round() {
             };
             let (on, off) = (rounds(CheckConfig::default()), rounds(CheckConfig::OFF));
             assert_eq!(on, off, "{algorithm} p={p} n={n}");
-            if algorithm == Algorithm::Shm {
+            if algorithm == Algorithm::Shm && n <= 1016 {
                 assert_eq!(on, vec![1; p], "one barrier");
             }
         }
@@ -187,6 +190,89 @@ fn the_largest_fused_frames_meet_the_smallest_and_write_nothing() {
                 format!("all_reduce #1: {one}, {others} {them}")
             };
             assert!(out.iter().all(|e| *e == want), "p={p} {out:?}");
+        }
+    }
+}
+
+#[test]
+fn shared_memory_calls_of_any_size_meet_and_write_nothing() {
+    // On one node the words ride in the first barrier of the `shm` call,
+    // slot or pieces, or of the agreement before another algorithm. Rank
+    // 1's call differs in size or algorithm, or its own arguments are bad:
+    // every rank returns the same error after that one barrier, nothing of
+    // any buffer is written, and the group goes on in step (its piece
+    // buffers are chosen by barrier, so the next large call reads the
+    // right ones).
+    let (shm, bf) = (Algorithm::Shm, Algorithm::Butterfly);
+    let big = 300_000; // three pieces
+    let cases = [
+        ((shm, big), (shm, 1)),
+        ((shm, 1), (shm, big)),
+        ((shm, 1017), (shm, 1016)),
+        ((shm, big), (bf, 10)),
+        ((bf, 10), (shm, big)),
+    ];
+    for (((a1, n1), (a, n)), in_place) in cases.into_iter().flat_map(|c| [(c, true), (c, false)]) {
+        for p in [2, 3, 4, 5] {
+            let out = Local::run(p, |ep| {
+                let g = Group::new(ep);
+                let (algorithm, n) = if g.rank() == 1 { (a1, n1) } else { (a, n) };
+                let x = vec![g.rank() as f64 + 0.5; n];
+                let mut v = vec![-1.0f64; n];
+                let e = match in_place {
+                    true => {
+                        v.copy_from_slice(&x);
+                        g.all_reduce_in_place(&mut v, ReduceOp::Sum, algorithm)
+                    }
+                    false => g.all_reduce(&x, &mut v, ReduceOp::Sum, algorithm),
+                }
+                .unwrap_err();
+                let untouched = if in_place { g.rank() as f64 + 0.5 } else { -1.0 };
+                assert!(v.iter().all(|&y| y == untouched), "rank {} written", g.rank());
+                // and the group goes on: large, small, large
+                for m in [big, 7, big + 3] {
+                    let mut w = vec![1.0f32; m];
+                    g.all_reduce_in_place(&mut w, ReduceOp::Sum, shm).unwrap();
+                    assert!(w.iter().all(|&y| y == p as f32), "m={m}");
+                }
+                e.to_string()
+            });
+            let one = format!("rank 1 passed {n1} f64 sum {a1}");
+            let them = format!("passed {n} f64 sum {a}");
+            let want = if p == 2 {
+                format!("all_reduce #1: rank 0 {them}, {one}")
+            } else {
+                let others = crate::error::rank_list(&(0..p).filter(|&r| r != 1).collect::<Vec<_>>());
+                format!("all_reduce #1: {one}, {others} {them}")
+            };
+            assert!(
+                out.iter().all(|e| *e == want),
+                "p={p} in_place={in_place} {out:?}"
+            );
+        }
+    }
+    // A bad argument on rank 1 of a large call: its own error there, the
+    // same text from rank 1 everywhere else, nothing written.
+    for p in [2, 3, 4] {
+        let out = Local::run(p, |ep| {
+            let g = Group::new(ep);
+            let x = vec![1.0f32; if g.rank() == 1 { big - 1 } else { big }];
+            let mut v = vec![-1.0f32; big];
+            let e = g.all_reduce(&x, &mut v, ReduceOp::Sum, shm).unwrap_err();
+            assert!(v.iter().all(|&y| y == -1.0), "rank {} written", g.rank());
+            let mut w = vec![1.0f32; big];
+            g.all_reduce_in_place(&mut w, ReduceOp::Sum, shm).unwrap();
+            assert!(w.iter().all(|&y| y == p as f32));
+            (g.rank(), e)
+        });
+        for (r, e) in out {
+            let text = e.to_string();
+            assert!(text.contains(&format!("{}", big - 1)), "rank {r}: {text}");
+            assert_eq!(
+                matches!(e, Error::Remote { rank: 1, .. }),
+                r != 1,
+                "rank {r}: {text}"
+            );
         }
     }
 }

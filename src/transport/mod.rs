@@ -39,7 +39,7 @@ pub use self::local::{Local, LocalEndpoint, LocalRequest};
 pub(crate) use self::mpi::format_secs;
 pub use self::mpi::{Mpi, MpiRequest, ThreadDuplicate, STALL_EXIT, STALL_FILE};
 pub use self::scope::{Received, RecvHandle, Scope, SendHandle};
-pub(crate) use self::shm::SLOT_HEADER;
+pub(crate) use self::shm::CALL_WORDS;
 pub use self::shm::{Segment, Shape};
 pub(crate) use self::sub::Sub;
 

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! [ control line | slot 0 | slot 1 | buffer 0 | buffer 1 ]
-//!   128 B          header + small data     piece bytes each
+//!   128 B          words + small data  piece bytes each
 //! ```
 //!
 //! The control line holds the rank's barrier counter; only its owner writes
@@ -16,11 +16,17 @@
 //! rank, no messages, no contention. Everything a rank wrote before the
 //! barrier is visible to every rank after it.
 //!
+//! A slot begins with a call's words ([`CALL_WORDS`], the call check's
+//! signature) for the barrier they are posted with
+//! ([`Segment::barrier_with`]), and its data follow in the same cache
+//! line: a rank that reads another's slot data has its words too, so a
+//! checked call moves no more lines between cores than an unchecked one.
+//!
 //! Slots and buffers alternate so that one barrier per step suffices: a
 //! rank writes slot `g % 2` before barrier `g`, and others read it before
 //! they reach barrier `g + 1`, which its owner must pass before it writes
-//! that slot again (for barrier `g + 2`). Buffers alternate the same way,
-//! by piece. Spinning observes the group's stall timeout through the
+//! that slot again (for barrier `g + 2`). Buffers alternate by piece
+//! (see [`Segment::take_buffer`]). Spinning observes the group's stall timeout through the
 //! transport's [`idle`](super::Transport::idle).
 
 use std::cell::Cell;
@@ -34,16 +40,21 @@ use crate::error::{Error, Result};
 /// Bytes of a rank's control line (two cache lines: adjacent-line
 /// prefetch never makes two ranks' counters share).
 const CONTROL: usize = 128;
-/// Bytes at the front of a slot reserved for the call check's words.
-pub(crate) const SLOT_HEADER: usize = 64;
+/// Words a barrier can carry in every rank's control line
+/// ([`Segment::barrier_with`]).
+pub(crate) const CALL_WORDS: usize = 3;
+/// Bytes at the front of a slot for the words; its data follow (32-byte
+/// aligned, in the same cache line).
+const SLOT_WORDS: usize = 32;
+const _: () = assert!(CALL_WORDS * 8 <= SLOT_WORDS);
 /// Polls of a flag before the clock is first read.
 const SPINS: u32 = 1024;
 
 /// The sizes of a segment's parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape {
-    /// Bytes of data a slot holds after its header: the largest all-reduce
-    /// that travels in one step with its call check.
+    /// Bytes of data a slot holds: the largest all-reduce that travels in
+    /// one step (with its call check, which rides in the barrier).
     pub slot: usize,
     /// Bytes of each of the two buffers: the piece a large all-reduce
     /// moves per step.
@@ -51,21 +62,23 @@ pub struct Shape {
 }
 
 impl Shape {
-    /// What every transport allocates: slots of 4 KiB with their header
-    /// (an all-reduce of up to 4032 bytes is one step) and pieces of
+    /// What every transport allocates: slots of 4 KiB with their words
+    /// (an all-reduce of up to 4064 bytes is one step) and pieces of
     /// 512 KiB. Chosen by measurement (`scripts/shm_sweep.sh`, 2 ranks,
     /// docs/perf/shm-sweep-piece): 512 KiB pieces were 6–27 % faster
     /// than 256 KiB from 256 KiB to 16 MiB and the fastest of 64 KiB–2 MiB
     /// from 2 MiB on; below 256 KiB (one piece either way) the sizes
     /// differ by the noise, and so do slots of 1–16 KiB
-    /// (docs/perf/shm-sweep-slot).
+    /// (docs/perf/shm-sweep-slot); a 4 KiB call took 0.77 µs in a 4 KiB
+    /// slot and 0.68 µs through the pieces (docs/perf/shm-sweep-slot-rides),
+    /// so the slot stays just below 4 KiB.
     pub const DEFAULT: Shape = Shape {
-        slot: 4096 - SLOT_HEADER,
+        slot: 4096 - SLOT_WORDS,
         piece: 512 << 10,
     };
 
     fn slot_bytes(self) -> usize {
-        (SLOT_HEADER + self.slot).next_multiple_of(64)
+        (SLOT_WORDS + self.slot).next_multiple_of(64)
     }
 
     fn piece_bytes(self) -> usize {
@@ -174,8 +187,6 @@ pub struct Segment {
     shape: Shape,
     /// Barriers this rank has passed (its counter's value).
     barriers: Cell<u64>,
-    /// Buffer pieces this rank has used (which buffer is next).
-    pieces: Cell<u64>,
     /// The heap block of thread ranks (an MPI window is the transport's to free).
     _block: Option<Arc<HeapBlock>>,
 }
@@ -212,7 +223,6 @@ impl Segment {
             members,
             shape,
             barriers: Cell::new(0),
-            pieces: Cell::new(0),
             _block: block,
         }
     }
@@ -291,6 +301,49 @@ impl Segment {
         unsafe { &*self.bases[rank].as_ptr().add(8).cast::<AtomicU64>() }
     }
 
+    /// Word `i` of `rank`'s slot `s`.
+    fn word(&self, rank: usize, s: usize, i: usize) -> &AtomicU64 {
+        debug_assert!(i < CALL_WORDS);
+        // SAFETY: inside the slot's first SLOT_WORDS bytes (asserted there),
+        // 8-byte aligned (slots are 64-byte aligned); only ever accessed
+        // atomically.
+        unsafe { &*self.slot_start(rank, s).add(i * 8).cast::<AtomicU64>() }
+    }
+
+    /// [`barrier`](Self::barrier), publishing `words` with it in this
+    /// rank's slot for it (see [`next_slot`](Self::next_slot); its data may
+    /// travel there too): after it, [`words_of`](Self::words_of) gives
+    /// every rank's words of this barrier, until this rank enters its next
+    /// one.
+    pub(crate) fn barrier_with(
+        &self,
+        words: [i64; CALL_WORDS],
+        idle: &mut dyn FnMut(Duration) -> Result<bool>,
+    ) -> Result<()> {
+        let s = self.next_slot();
+        for (i, w) in words.into_iter().enumerate() {
+            // Ordered before the counter's release store in `barrier`; the
+            // slot protocol (module docs) keeps readers and the next write apart.
+            self.word(self.rank, s, i).store(w as u64, Ordering::Relaxed);
+        }
+        self.barrier(idle)
+    }
+
+    /// `rank`'s words of the last barrier this rank passed, when that was a
+    /// [`barrier_with`](Self::barrier_with) on every rank. Valid until this
+    /// rank enters its next barrier.
+    pub(crate) fn words_of(&self, rank: usize) -> [i64; CALL_WORDS] {
+        let s = (self.barriers.get() % 2) as usize;
+        std::array::from_fn(|i| self.word(rank, s, i).load(Ordering::Relaxed) as i64)
+    }
+
+    /// Whether every rank passed the same words as this rank with the last
+    /// barrier (see [`words_of`](Self::words_of)).
+    pub(crate) fn words_agree(&self) -> bool {
+        let mine = self.words_of(self.rank);
+        (0..self.size()).all(|j| j == self.rank || self.words_of(j) == mine)
+    }
+
     /// Marks this rank as gone: others waiting for it fail instead of hanging.
     pub(crate) fn leave(&self) {
         self.left_flag(self.rank).store(1, Ordering::Release);
@@ -339,15 +392,18 @@ impl Segment {
         ((self.barriers.get() + 1) % 2) as usize
     }
 
-    /// Takes the next piece buffer (alternating).
+    /// The piece buffer to write before the next barrier: pieces that
+    /// start with barriers g and g + 2 (the closest two can be) take
+    /// different buffers, and a buffer is taken again at g + 3 at the
+    /// earliest, after everyone has passed g + 2 and so finished reading
+    /// it. Counted by barriers, not by pieces, so ranks whose calls
+    /// disagreed after one barrier stay in step.
     pub(crate) fn take_buffer(&self) -> usize {
-        let b = self.pieces.get();
-        self.pieces.set(b + 1);
-        (b % 2) as usize
+        (self.barriers.get().div_ceil(2) % 2) as usize
     }
 
-    /// Start of slot `s` (header first) of `rank`'s part.
-    pub(crate) fn slot(&self, rank: usize, s: usize) -> *mut u8 {
+    /// Start of slot `s` of `rank`'s part (its words).
+    fn slot_start(&self, rank: usize, s: usize) -> *mut u8 {
         debug_assert!(s < 2);
         // SAFETY: inside the part (see `Shape::part`).
         unsafe {
@@ -355,6 +411,13 @@ impl Segment {
                 .as_ptr()
                 .add(CONTROL + s * self.shape.slot_bytes())
         }
+    }
+
+    /// Start of the data of slot `s` of `rank`'s part (`shape().slot`
+    /// bytes, 32-byte aligned).
+    pub(crate) fn slot(&self, rank: usize, s: usize) -> *mut u8 {
+        // SAFETY: the data follow the words inside the slot (`slot_bytes`).
+        unsafe { self.slot_start(rank, s).add(SLOT_WORDS) }
     }
 
     /// Start of buffer `b` of `rank`'s part.
