@@ -1,7 +1,9 @@
 //! `ringreduce calibrate`: measure α, β and γ of the cost model.
 //!
-//! α and β come from a sweep between ranks 0 and 1 over the library's own
-//! MPI transport: at each size, a ping-pong (one-way time = half a round
+//! α and β come from a sweep between rank 0 and a partner over the
+//! library's own MPI transport — the first rank on another node when the
+//! job spans nodes (the link the schedules' rounds cross), else rank 1:
+//! at each size, a ping-pong (one-way time = half a round
 //! trip) and an exchange (both ranks `sendrecv` at once, which is what the
 //! ring, naive and butterfly schedules do). The model is fitted to the
 //! exchange times by least squares on relative error, so small and large
@@ -18,7 +20,7 @@ use crate::cost::{Calibration, CostParams, Level, Line, Rules, MAX_LINES, MEMORY
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::{Error, Result};
 use crate::group::Group;
-use crate::transport::{whole_segment, Transport};
+use crate::transport::Transport;
 use crate::vendor::Vendor;
 
 /// One size of the sweep.
@@ -142,8 +144,8 @@ pub fn fit_lines(points: &[(f64, f64)]) -> [Line; MAX_LINES] {
     std::array::from_fn(|i| fitted.get(i).copied().unwrap_or(last))
 }
 
-/// Runs the calibration over the group's transport: ranks 0 and 1
-/// measure, the others wait; `vendor` names the library and host in the
+/// Runs the calibration over the group's transport: rank 0 and its
+/// [`partner`] measure the link, the others wait (every rank shifts); `vendor` names the library and host in the
 /// result. Collective.
 ///
 /// Each size cycles through three buffers per rank, the working set of a
@@ -166,10 +168,11 @@ pub fn run<C: Transport>(group: &Group<C>, max_bytes: u64, vendor: Option<&dyn V
             reason: format!("--max-bytes {max_bytes} must be between 1 and 1G"),
         });
     }
+    let partner = partner(group)?;
     let mut points = Vec::new();
     let mut n = 1u64;
     while n <= max_bytes {
-        points.push(measure_size(group, n)?);
+        points.push(measure_size(group, partner, n)?);
         n *= 2;
     }
     let exchange: Vec<(f64, f64)> = points.iter().map(|p| (p.bytes as f64, p.exchange)).collect();
@@ -212,12 +215,37 @@ pub fn run<C: Transport>(group: &Group<C>, max_bytes: u64, vendor: Option<&dyn V
     Ok(Outcome { calibration, points })
 }
 
+/// Whom rank 0 times its ping-pongs and exchanges with, the same on every
+/// rank: the lowest rank that does not share rank 0's node, or rank 1 when
+/// every rank shares it or none does. On a job placed two or more to a
+/// node, rank 1 is rank 0's neighbour in shared memory, but every schedule
+/// but the two-level one crosses nodes in its rounds. Collective.
+pub(crate) fn partner<C: Transport>(group: &Group<C>) -> Result<usize> {
+    let t = group.transport();
+    let mut partner = [1u64];
+    if t.rank() == 0 {
+        if let Some(seg) = t.segment() {
+            let apart = (0..group.size()).find(|r| !seg.members().contains(r));
+            partner[0] = apart.unwrap_or(1) as u64;
+        }
+    }
+    group.broadcast(&mut partner, 0)?;
+    Ok(partner[0] as usize)
+}
+
 /// Ping-pong, exchange and (with 3 or more ranks) shift times of `n`-byte
-/// messages, rank 0's medians of 7 batches, the same on every rank.
-/// Collective.
-fn measure_size<C: Transport>(group: &Group<C>, n: u64) -> Result<Point> {
+/// messages between rank 0 and `partner` (the shift: every rank), rank 0's
+/// medians of 7 batches, the same on every rank. Collective.
+fn measure_size<C: Transport>(group: &Group<C>, partner: usize, n: u64) -> Result<Point> {
     let (p, t) = (group.size(), group.transport());
     let rank = t.rank();
+    // The pair's two ends: 0 for rank 0, 1 for its partner.
+    let end = match rank {
+        0 => Some(0),
+        r if r == partner => Some(1),
+        _ => None,
+    };
+    let other = |end: usize| if end == 0 { partner } else { 0 };
     let iters = if n <= 8192 {
         200
     } else {
@@ -231,16 +259,16 @@ fn measure_size<C: Transport>(group: &Group<C>, n: u64) -> Result<Point> {
         let start = Instant::now();
         for i in 0..iters {
             let b = &mut bufs[i % 3];
-            match rank {
-                0 => {
-                    t.send(b, 1)?;
-                    t.recv(b, 1)?;
+            match end {
+                Some(0) => {
+                    t.send(b, partner)?;
+                    t.recv(b, partner)?;
                 }
-                1 => {
+                Some(_) => {
                     t.recv(b, 0)?;
                     t.send(b, 0)?;
                 }
-                _ => {}
+                None => {}
             }
         }
         pp.push(start.elapsed().as_secs_f64() / iters as f64 / 2.0);
@@ -248,14 +276,14 @@ fn measure_size<C: Transport>(group: &Group<C>, n: u64) -> Result<Point> {
         // exchange: both directions at once
         let start = Instant::now();
         for i in 0..iters {
-            if rank < 2 {
+            if let Some(end) = end {
                 let (a, rest) = bufs.split_at_mut(1);
                 let (send, recv) = if i % 2 == 0 {
                     (&a[0], &mut rest[0])
                 } else {
                     (&rest[1], &mut a[0])
                 };
-                t.sendrecv(send, 1 - rank, recv, 1 - rank)?;
+                t.sendrecv(send, other(end), recv, other(end))?;
             }
         }
         ex.push(start.elapsed().as_secs_f64() / iters as f64);
@@ -351,26 +379,28 @@ fn measure_memory<C: Transport>(group: &Group<C>) -> Result<[Level; MEMORY_LEVEL
     }))
 }
 
-/// Seconds per barrier on the group's shared segment (median of 7 batches
-/// of 1000), when every rank shares a node; `None` otherwise.
+/// Seconds per barrier on rank 0's node's shared segment (median of 7
+/// batches of 1000; every node's ranks time their own at once), when rank
+/// 0 shares its node; `None` otherwise.
 fn measure_barrier<C: Transport>(group: &Group<C>) -> Result<Option<f64>> {
     let t = group.transport();
-    let Some(seg) = whole_segment(t) else {
-        return Ok(None);
-    };
+    let seg = t.segment();
     let mut idle = |waited| t.idle(waited);
     let mut times = Vec::new();
     for _batch in 0..7 {
         group.barrier()?;
         let start = Instant::now();
-        for _ in 0..1000 {
-            seg.barrier(&mut idle)?;
+        if let Some(seg) = seg {
+            for _ in 0..1000 {
+                seg.barrier(&mut idle)?;
+            }
         }
         times.push(start.elapsed().as_secs_f64() / 1000.0);
     }
-    let mut v = [median(times)];
+    // Rank 0's, or −1 when it has no segment to time.
+    let mut v = [if seg.is_some() { median(times) } else { -1.0 }];
     group.broadcast(&mut v, 0)?;
-    Ok(Some(v[0]))
+    Ok((v[0] >= 0.0).then_some(v[0]))
 }
 
 /// γ: the f32 sum kernel.
@@ -399,6 +429,22 @@ pub fn cpu_model() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::Local;
+
+    #[test]
+    fn the_link_is_timed_between_nodes_when_there_are_several() {
+        // 2 nodes × 2 ranks by slot: rank 1 shares rank 0's node, rank 2 does not.
+        let on = |nodes, per_node| Local::run_nodes(nodes, per_node, |ep| partner(&Group::new(ep)).unwrap());
+        assert_eq!(on(2, 2), vec![2; 4]);
+        assert_eq!(on(3, 4), vec![4; 12]);
+        // One rank per node, or every rank on one node: rank 1.
+        assert_eq!(on(4, 1), vec![1; 4]);
+        assert_eq!(on(1, 3), vec![1; 3]);
+        assert_eq!(
+            Local::run_apart(3, |ep| partner(&Group::new(ep)).unwrap()),
+            vec![1; 3]
+        );
+    }
 
     #[test]
     fn piecewise_fit_finds_the_breaks() {

@@ -521,11 +521,7 @@ pub fn predict_call(
     checked: bool,
 ) -> f64 {
     let own = cost(algorithm, p, count, elem_size).predict(params, elem_size);
-    let check = match checked {
-        true => check_cost(algorithm, p, count, elem_size).predict(params, 8),
-        false => 0.0,
-    };
-    own + check
+    own + check_time(algorithm, p, count, elem_size, params, checked)
 }
 
 /// [`select`] for calls that pay the call check's agreement (`checked`,
@@ -539,16 +535,123 @@ pub fn select_checked(
     params: &CostParams,
     checked: bool,
 ) -> Algorithm {
+    select_on(p, count, elem_size, params, checked, Layout::APART)
+}
+
+/// [`select_checked`] for ranks placed as `layout`: the lowest
+/// [`predict_on`] among the model's candidates ([`Algorithm::in_auto`]).
+pub fn select_on(
+    p: usize,
+    count: usize,
+    elem_size: usize,
+    params: &CostParams,
+    checked: bool,
+    layout: Layout,
+) -> Algorithm {
     let mut candidates: Vec<Algorithm> = Algorithm::CONCRETE.into_iter().filter(|a| a.in_auto()).collect();
     candidates.sort_by_key(|a| a.tie_order());
     let mut best = (candidates[0], f64::INFINITY);
     for a in candidates {
-        let t = predict_call(a, p, count, elem_size, params, checked);
+        let t = predict_on(a, p, count, elem_size, params, checked, layout);
         if t < best.1 {
             best = (a, t);
         }
     }
     best.0
+}
+
+/// Whether `layout` puts `p` ranks two or more to a node on two or more
+/// nodes (by slot), where [`predict_on`] prices rounds by level.
+pub fn two_level(p: usize, layout: Layout) -> bool {
+    let l = layout.per_node;
+    !layout.shared && l >= 2 && p.is_multiple_of(l) && p / l >= 2
+}
+
+/// [`predict_call`] for ranks placed as `layout`. The calibration times
+/// the link between nodes when there are several (`calibrate` pairs rank 0
+/// with a rank of another node); on a [`two_level`] layout the butterfly
+/// and Rabenseifner, whose first steps stay inside a node, are priced by
+/// level ([`by_level`]), the others as if every rank had its own node.
+pub fn predict_on(
+    algorithm: Algorithm,
+    p: usize,
+    count: usize,
+    elem_size: usize,
+    params: &CostParams,
+    checked: bool,
+    layout: Layout,
+) -> f64 {
+    let levels = match two_level(p, layout) {
+        true => by_level(algorithm, p, count, elem_size, params, layout.per_node),
+        false => None,
+    };
+    let own = levels.unwrap_or_else(|| cost(algorithm, p, count, elem_size).predict(params, elem_size));
+    own + check_time(algorithm, p, count, elem_size, params, checked)
+}
+
+/// Predicted seconds of the call check's agreement for one call
+/// ([`check_cost`]); 0 unless `checked`.
+fn check_time(
+    algorithm: Algorithm,
+    p: usize,
+    count: usize,
+    elem_size: usize,
+    params: &CostParams,
+    checked: bool,
+) -> f64 {
+    match checked {
+        true => check_cost(algorithm, p, count, elem_size).predict(params, 8),
+        false => 0.0,
+    }
+}
+
+/// The butterfly's and Rabenseifner's rounds priced by level, on `p`
+/// ranks placed `per_node` to a node by slot (both powers of two; `None`
+/// otherwise, and for the other schedules). Their step j pairs r with
+/// r XOR 2^j: inside a node while 2^j < `per_node` — priced as two copies
+/// of the message and a microsecond — and across nodes after, where all
+/// `per_node` ranks of a node send at once over its one link (the exchange
+/// lines at the message's size, `per_node` times its bytes). The
+/// reductions' memory traffic as in [`Cost::predict`].
+fn by_level(
+    algorithm: Algorithm,
+    p: usize,
+    count: usize,
+    elem_size: usize,
+    params: &CostParams,
+    per_node: usize,
+) -> Option<f64> {
+    if !p.is_power_of_two() || !per_node.is_power_of_two() {
+        return None;
+    }
+    let own = cost(algorithm, p, count, elem_size);
+    let n = (count as u64).saturating_mul(elem_size as u64);
+    let steps = p.trailing_zeros();
+    // Bytes each rank sends in step j (the all-gather of Rabenseifner
+    // repeats its reduce-scatter's steps in reverse).
+    let sizes: Vec<(usize, u64)> = match algorithm {
+        Algorithm::Butterfly => (0..steps).map(|j| (1usize << j, n)).collect(),
+        Algorithm::Rabenseifner => {
+            let rs: Vec<(usize, u64)> = (0..steps).map(|j| (1usize << j, n >> (j + 1))).collect();
+            rs.iter().chain(rs.iter().rev()).copied().collect()
+        }
+        _ => return None,
+    };
+    let rounds: f64 = sizes
+        .into_iter()
+        .map(|(distance, m)| match distance < per_node {
+            true => 1e-6 + params.copy_time(m, own.footprint),
+            false => {
+                let l = params.line_for(m);
+                l.alpha + (per_node as u64 * m) as f64 * l.beta
+            }
+        })
+        .sum();
+    let local = match params.memory {
+        Some(_) => own.memory_bytes as f64 * params.memory_per_byte(own.footprint),
+        None => own.reduced as f64 * elem_size as f64 * params.gamma,
+    };
+    Some(rounds + local)
 }
 
 /// The collectives besides the all-reduce, for their cost rows
@@ -771,8 +874,10 @@ impl Tuning {
     /// [`Segment`](crate::transport::Segment) (`layout.shared`),
     /// [`Algorithm::Shm`] at every size — measured faster than every
     /// message-based schedule from 8 B to 16 MiB (docs/results.md); else the
-    /// model. With `checked` (the call checks on), the model counts each
-    /// candidate's agreement ([`select_checked`]).
+    /// model ([`select_on`]: with two or more ranks on each of several
+    /// nodes, the hierarchical all-reduce is one of its candidates). With
+    /// `checked` (the call checks on), the model counts each candidate's
+    /// agreement.
     pub fn resolve_on(
         &self,
         p: usize,
@@ -804,7 +909,7 @@ impl Tuning {
             return (Algorithm::Shm, Why::OneNode);
         }
         let a = match check_range(p, count, elem_size) {
-            Ok(()) => select_checked(p, count, elem_size, &self.params, checked),
+            Ok(()) => select_on(p, count, elem_size, &self.params, checked, layout),
             Err(_) => Algorithm::Ring,
         };
         (a, Why::Model)
@@ -1378,6 +1483,63 @@ mod tests {
             rule(4, 4, None, Shm),
         ];
         assert_eq!(Rules::new(&ok).unwrap().as_slice(), &ok);
+    }
+
+    #[test]
+    fn steps_inside_a_node_are_priced_apart_from_the_shared_link() {
+        // A 1 Gbit/s-like link between nodes, shared memory inside them.
+        let params = CostParams {
+            barrier: Some(0.3e-6),
+            memory: CostParams::default().memory,
+            ..CostParams::line(15e-6, 8.7e-9, 0.1e-9)
+        };
+        let two_by_two = Layout::nodes(4, 2);
+        assert!(two_level(4, two_by_two));
+        let mib = 1 << 18; // 1 MiB of f32
+                           // Rabenseifner: its distance-1 steps stay inside a node, and across
+                           // nodes both ranks of a node send n/4 twice over one link — n in
+                           // all, against 1.5 n a rank priced flat.
+        let rab = |layout| predict_on(Algorithm::Rabenseifner, 4, mib, 4, &params, true, layout);
+        assert!(
+            rab(two_by_two) < 0.75 * rab(Layout::APART),
+            "{} vs {}",
+            rab(two_by_two),
+            rab(Layout::APART)
+        );
+        // The butterfly's second step carries 2 n over that link.
+        let bf = |layout| predict_on(Algorithm::Butterfly, 4, mib, 4, &params, true, layout);
+        assert!(bf(two_by_two) > rab(two_by_two));
+        // The ring is priced flat on every layout.
+        let ring = |layout| predict_on(Algorithm::Ring, 4, mib, 4, &params, true, layout);
+        assert_eq!(ring(two_by_two), ring(Layout::APART));
+        assert_eq!(
+            select_on(4, mib, 4, &params, true, two_by_two),
+            Algorithm::Rabenseifner
+        );
+        assert_eq!(
+            select_on(4, 2, 4, &params, true, two_by_two),
+            Algorithm::Butterfly
+        );
+        let tuning = Tuning {
+            params,
+            ..Tuning::default()
+        };
+        assert_eq!(
+            tuning.decide(4, mib, 4, two_by_two, true),
+            (Algorithm::Rabenseifner, Why::Model)
+        );
+        // Not a power of two, or not two-level: priced flat.
+        for (p, layout) in [
+            (6, Layout::nodes(6, 3)),
+            (4, Layout::APART),
+            (4, Layout::nodes(4, 4)),
+        ] {
+            assert_eq!(
+                predict_on(Algorithm::Rabenseifner, p, mib, 4, &params, true, layout),
+                predict_call(Algorithm::Rabenseifner, p, mib, 4, &params, true),
+                "p={p} {layout:?}"
+            );
+        }
     }
 
     #[test]

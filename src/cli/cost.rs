@@ -406,10 +406,10 @@ fn explain(ranks: usize, count: usize, dtype: DType, tuning: &Tuning, layout: La
         "{:<12} {:>14} {:>14} {:>14}",
         "candidate", "algorithm_us", "check_us", "total_us"
     );
-    let unchecked = cost::select_checked(ranks, count, s, params, false);
+    let unchecked = cost::select_on(ranks, count, s, params, false, layout);
     for a in Algorithm::CONCRETE.into_iter().filter(|a| a.in_auto()) {
-        let own = cost::predict_call(a, ranks, count, s, params, false) * 1e6;
-        let total = cost::predict_call(a, ranks, count, s, params, true) * 1e6;
+        let own = cost::predict_on(a, ranks, count, s, params, false, layout) * 1e6;
+        let total = cost::predict_on(a, ranks, count, s, params, true, layout) * 1e6;
         let mark = if a == chosen { "  <- auto" } else { "" };
         println!(
             "{:<12} {own:>14.2} {:>14.2} {total:>14.2}{mark}",
@@ -418,10 +418,16 @@ fn explain(ranks: usize, count: usize, dtype: DType, tuning: &Tuning, layout: La
         );
     }
     println!("auto chooses: {chosen} (call checks on); {unchecked} with RINGREDUCE_CHECK=0");
+    if cost::two_level(ranks, layout) {
+        println!(
+            "butterfly and rabenseifner priced by level: their steps inside a node as copies, across nodes with the {} ranks of a node sharing its link",
+            layout.per_node
+        );
+    }
     for a in Algorithm::CONCRETE.into_iter().filter(|a| !a.in_auto()) {
         let why = match a {
             Algorithm::Shm => "needs every rank on one node — and there auto runs it at every size",
-            Algorithm::Hierarchical => "the model prices every rank as on a node of its own; `calibrate --rules` measures it on your placement",
+            Algorithm::Hierarchical => "priced as shared memory plus a ring of the nodes it mispicked at 512 KiB–2 MiB on 2 hosts × 2 ranks; `calibrate --rules` measures it on your placement",
             _ => "its predicted time is not yet checked against measurements",
         };
         println!("not a candidate of the model: {a} ({why})");
