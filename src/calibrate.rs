@@ -145,7 +145,8 @@ pub fn fit_lines(points: &[(f64, f64)]) -> [Line; MAX_LINES] {
 }
 
 /// Runs the calibration over the group's transport: rank 0 and its
-/// [`partner`] measure the link, the others wait (every rank shifts); `vendor` names the library and host in the
+/// [`partner`] measure the link, the others wait (every rank shifts);
+/// `vendor` names the library and host in the
 /// result. Collective.
 ///
 /// Each size cycles through three buffers per rank, the working set of a
@@ -239,13 +240,12 @@ pub(crate) fn partner<C: Transport>(group: &Group<C>) -> Result<usize> {
 fn measure_size<C: Transport>(group: &Group<C>, partner: usize, n: u64) -> Result<Point> {
     let (p, t) = (group.size(), group.transport());
     let rank = t.rank();
-    // The pair's two ends: 0 for rank 0, 1 for its partner.
-    let end = match rank {
-        0 => Some(0),
-        r if r == partner => Some(1),
+    // The other end of the timed pair, on its two ends.
+    let peer = match rank {
+        0 => Some(partner),
+        r if r == partner => Some(0),
         _ => None,
     };
-    let other = |end: usize| if end == 0 { partner } else { 0 };
     let iters = if n <= 8192 {
         200
     } else {
@@ -259,14 +259,14 @@ fn measure_size<C: Transport>(group: &Group<C>, partner: usize, n: u64) -> Resul
         let start = Instant::now();
         for i in 0..iters {
             let b = &mut bufs[i % 3];
-            match end {
-                Some(0) => {
-                    t.send(b, partner)?;
-                    t.recv(b, partner)?;
+            match peer {
+                Some(q) if rank == 0 => {
+                    t.send(b, q)?;
+                    t.recv(b, q)?;
                 }
-                Some(_) => {
-                    t.recv(b, 0)?;
-                    t.send(b, 0)?;
+                Some(q) => {
+                    t.recv(b, q)?;
+                    t.send(b, q)?;
                 }
                 None => {}
             }
@@ -276,14 +276,14 @@ fn measure_size<C: Transport>(group: &Group<C>, partner: usize, n: u64) -> Resul
         // exchange: both directions at once
         let start = Instant::now();
         for i in 0..iters {
-            if let Some(end) = end {
+            if let Some(q) = peer {
                 let (a, rest) = bufs.split_at_mut(1);
                 let (send, recv) = if i % 2 == 0 {
                     (&a[0], &mut rest[0])
                 } else {
                     (&rest[1], &mut a[0])
                 };
-                t.sendrecv(send, other(end), recv, other(end))?;
+                t.sendrecv(send, q, recv, q)?;
             }
         }
         ex.push(start.elapsed().as_secs_f64() / iters as f64);

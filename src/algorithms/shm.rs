@@ -25,7 +25,8 @@
 //! mismatch every rank returns after that one barrier, so the ranks stay
 //! in step; piece buffers are chosen by the barrier count, not by pieces,
 //! so a call that stopped after one piece's first barrier leaves nobody
-//! out of step. Checked or not, a call has the same barriers.//!
+//! out of step. Checked or not, a call has the same barriers.
+//!
 //! # Cost
 //! No bytes on the wire. Small: 1 barrier, (p−1)·k elements reduced per
 //! rank. Large: 2 barriers per piece; the busiest rank (rank 0, which gets

@@ -132,14 +132,7 @@ fn fused_and_plain_frames_meet_when_ranks_disagree() {
         } else {
             Local::run_apart(p, f)
         };
-        let one = "rank 1 passed 3 f64 sum butterfly";
-        let want = if p == 2 {
-            // groups of one: by rank
-            format!("all_reduce #1: rank 0 passed {big} f64 sum butterfly, {one}")
-        } else {
-            let others = crate::error::rank_list(&(0..p).filter(|&r| r != 1).collect::<Vec<_>>());
-            format!("all_reduce #1: {one}, {others} passed {big} f64 sum butterfly")
-        };
+        let want = rank_1_differs(p, "3 f64 sum butterfly", &format!("{big} f64 sum butterfly"));
         assert!(out.iter().all(|e| *e == want), "{out:?}");
     }
 }
@@ -181,14 +174,7 @@ fn the_largest_fused_frames_meet_the_smallest_and_write_nothing() {
                 assert!(w.iter().all(|&x| x == p as i32));
                 e.to_string()
             });
-            let one = format!("rank 1 passed {n1} f64 sum {a1}");
-            let them = format!("passed {n} f64 sum {a}");
-            let want = if p == 2 {
-                format!("all_reduce #1: rank 0 {them}, {one}")
-            } else {
-                let others = crate::error::rank_list(&(0..p).filter(|&r| r != 1).collect::<Vec<_>>());
-                format!("all_reduce #1: {one}, {others} {them}")
-            };
+            let want = rank_1_differs(p, &format!("{n1} f64 sum {a1}"), &format!("{n} f64 sum {a}"));
             assert!(out.iter().all(|e| *e == want), "p={p} {out:?}");
         }
     }
@@ -237,14 +223,7 @@ fn shared_memory_calls_of_any_size_meet_and_write_nothing() {
                 }
                 e.to_string()
             });
-            let one = format!("rank 1 passed {n1} f64 sum {a1}");
-            let them = format!("passed {n} f64 sum {a}");
-            let want = if p == 2 {
-                format!("all_reduce #1: rank 0 {them}, {one}")
-            } else {
-                let others = crate::error::rank_list(&(0..p).filter(|&r| r != 1).collect::<Vec<_>>());
-                format!("all_reduce #1: {one}, {others} {them}")
-            };
+            let want = rank_1_differs(p, &format!("{n1} f64 sum {a1}"), &format!("{n} f64 sum {a}"));
             assert!(
                 out.iter().all(|e| *e == want),
                 "p={p} in_place={in_place} {out:?}"
@@ -275,6 +254,18 @@ fn shared_memory_calls_of_any_size_meet_and_write_nothing() {
             );
         }
     }
+}
+
+/// The mismatch report of all-reduce #1 when rank 1 passed `one` and
+/// every other of the `p` ranks passed `them` (at p = 2, groups of one:
+/// by rank).
+fn rank_1_differs(p: usize, one: &str, them: &str) -> String {
+    let one = format!("rank 1 passed {one}");
+    if p == 2 {
+        return format!("all_reduce #1: rank 0 passed {them}, {one}");
+    }
+    let others = crate::error::rank_list(&(0..p).filter(|&r| r != 1).collect::<Vec<_>>());
+    format!("all_reduce #1: {one}, {others} passed {them}")
 }
 
 #[test]

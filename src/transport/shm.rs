@@ -26,8 +26,8 @@
 //! rank writes slot `g % 2` before barrier `g`, and others read it before
 //! they reach barrier `g + 1`, which its owner must pass before it writes
 //! that slot again (for barrier `g + 2`). Buffers alternate by piece
-//! (see [`Segment::take_buffer`]). Spinning observes the group's stall timeout through the
-//! transport's [`idle`](super::Transport::idle).
+//! (see [`Segment::take_buffer`]). Spinning observes the group's stall
+//! timeout through the transport's [`idle`](super::Transport::idle).
 
 use std::cell::Cell;
 use std::ptr::NonNull;
@@ -40,7 +40,7 @@ use crate::error::{Error, Result};
 /// Bytes of a rank's control line (two cache lines: adjacent-line
 /// prefetch never makes two ranks' counters share).
 const CONTROL: usize = 128;
-/// Words a barrier can carry in every rank's control line
+/// Words a barrier can carry at the front of every rank's slot
 /// ([`Segment::barrier_with`]).
 pub(crate) const CALL_WORDS: usize = 3;
 /// Bytes at the front of a slot for the words; its data follow (32-byte
