@@ -8,7 +8,13 @@
 mod lenet;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+use std::time::Duration;
+
+// Its `train`-only helper is a feature of the main crate, not of this one.
+#[allow(unexpected_cfgs)]
+#[path = "../../tests/common/mod.rs"]
+mod common;
 
 /// The run's options, for the ranks.
 const ARGS: &str = "RINGREDUCE_LENET_ARGS";
@@ -50,27 +56,19 @@ fn data_dir() -> PathBuf {
     dir
 }
 
-/// Runs test `name` of this binary on `ranks` ranks with `args`; its output.
+/// Runs test `name` of this binary on `ranks` ranks with `args`; its
+/// output. The launch is the main crate's tests' (`tests/common`): its own
+/// Open MPI session directory, so the two tests here can start their
+/// `mpirun`s at once (they met "mkdir /tmp/ompi.…: File exists" without).
 fn launch(name: &str, ranks: usize, args: &str) -> Output {
-    let mpirun = std::env::var_os("PATH")
-        .and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|d| d.join("mpirun"))
-                .find(|p| p.is_file())
-        })
-        .expect("mpirun not found on PATH: the MPI tests need OpenMPI (run scripts/setup.sh)");
     let me = std::env::current_exe().expect("test binary path");
-    let mut cmd = Command::new(mpirun);
-    cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
-        .env("OMPI_MCA_mpi_yield_when_idle", "1")
-        .env(ARGS, format!("{args} --data {}", data_dir().display()))
-        .arg("-n")
-        .arg(ranks.to_string())
-        .arg(me)
-        .args(["--exact", name, "--nocapture", "--test-threads", "1"]);
-    let out = cmd.output().expect("mpirun starts");
+    let mut cmd = common::mpirun(
+        ranks,
+        &me,
+        &["--exact", name, "--nocapture", "--test-threads", "1"],
+    );
+    cmd.env(ARGS, format!("{args} --data {}", data_dir().display()));
+    let out = common::run_bounded(cmd, Duration::from_secs(1200));
     assert!(
         out.status.success(),
         "{name} at -n {ranks}:\n{}\n{}",
