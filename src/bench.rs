@@ -12,13 +12,13 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::algorithms::Algorithm;
+use crate::algorithms::{shm_peer_copy, Algorithm};
 use crate::calibrate::median;
 use crate::cost::{self, Rule, Rules, Tuning};
 use crate::element::{DType, Element, ReduceOp};
 use crate::error::{Error, Result};
 use crate::group::{CheckConfig, Group, Settings};
-use crate::transport::Transport;
+use crate::transport::{whole_segment, Transport};
 use crate::units::check_memory;
 use crate::vendor::Vendor;
 use crate::verify::{first_wrong, input, reference, Case, VerifyElement};
@@ -39,6 +39,14 @@ pub enum Subject {
     /// costs, the roofline the shared-memory rows are measured against.
     /// Its `busbw` is its `algbw` (bytes copied per second).
     Memcpy,
+    /// Not an all-reduce either: every rank copies its n bytes into the
+    /// node's shared memory and then the n bytes its neighbour just wrote
+    /// there into its receive buffer (512 KiB pieces, two barriers each).
+    /// With 2 ranks that is what any all-reduce must bring into each core
+    /// (half the other's input, half its result): the roofline of the
+    /// shared-memory rows once the cores' caches are apart. Needs every
+    /// rank on one node; `busbw` = `algbw`.
+    PeerCopy,
 }
 
 impl Subject {
@@ -49,17 +57,27 @@ impl Subject {
             Subject::Unchecked(a) => format!("{a}-nocheck"),
             Subject::Vendor => "mpi".to_string(),
             Subject::Memcpy => "memcpy".to_string(),
+            Subject::PeerCopy => "peer-copy".to_string(),
         }
     }
 
+    /// A copy timed as a roofline, not an all-reduce: never checked, and
+    /// its bus bandwidth is the bytes it copies per second.
+    pub fn copies(self) -> bool {
+        matches!(self, Subject::Memcpy | Subject::PeerCopy)
+    }
+
     /// Parses `naive`, `butterfly`, `ring`, `central`, `auto` (each also
-    /// with `-nocheck`) or `mpi`.
+    /// with `-nocheck`), `mpi`, `memcpy` or `peer-copy`.
     pub fn parse(s: &str) -> Result<Self> {
         if s.eq_ignore_ascii_case("mpi") {
             return Ok(Subject::Vendor);
         }
         if s.eq_ignore_ascii_case("memcpy") {
             return Ok(Subject::Memcpy);
+        }
+        if s.eq_ignore_ascii_case("peer-copy") {
+            return Ok(Subject::PeerCopy);
         }
         let lower = s.to_ascii_lowercase();
         let (name, wrap): (&str, fn(Algorithm) -> Subject) = match lower.strip_suffix("-nocheck") {
@@ -70,7 +88,8 @@ impl Subject {
             Error::UnknownName { kind, expected, .. } => Error::UnknownName {
                 kind,
                 name: s.to_string(),
-                expected: expected + ", mpi, memcpy (add -nocheck to run ours without call checks)",
+                expected: expected
+                    + ", mpi, memcpy, peer-copy (add -nocheck to run ours without call checks)",
             },
             other => other,
         })
@@ -284,6 +303,7 @@ pub fn run<C: Transport>(
     // that was asked for: then it runs and reports its error).
     let runnable = |s: &&Subject| match s {
         Subject::Ours(a) | Subject::Unchecked(a) => group.supports(*a),
+        Subject::PeerCopy => group.supports(Algorithm::Shm),
         _ => true,
     };
     let mut subjects: Vec<Subject> = cfg.subjects.iter().filter(runnable).copied().collect();
@@ -411,7 +431,7 @@ fn time_one<T: VerifyElement, C: Transport>(
     let (algo, predicted_us) = match (subject, cfg.collective) {
         (_, Some(c)) => (format!("{}:{}", c.name(), subject.name()), None),
         (Subject::Vendor, None) => ("mpi".to_string(), None),
-        (Subject::Memcpy, None) => ("memcpy".to_string(), None),
+        (Subject::Memcpy | Subject::PeerCopy, None) => (subject.name(), None),
         (Subject::Ours(a) | Subject::Unchecked(a), None) => {
             let tuning = settings.tuning;
             let chosen = group.resolve(a, count, elem);
@@ -489,6 +509,7 @@ fn time_placement<T: VerifyElement, C: Transport>(
                 recv.copy_from_slice(send);
                 Ok(())
             }
+            (Subject::PeerCopy, _) => peer_copy(group, send, recv),
             (Subject::Vendor, _) => {
                 if let Some(v) = vendor {
                     match placement {
@@ -534,7 +555,7 @@ fn time_placement<T: VerifyElement, C: Transport>(
     let min = times.iter().copied().fold(f64::INFINITY, f64::min);
     let max = times.iter().copied().fold(f64::NEG_INFINITY, f64::max);
 
-    let wrong = if cfg.check && subject != Subject::Memcpy {
+    let wrong = if cfg.check && !subject.copies() {
         if placement == Placement::InPlace {
             recv.copy_from_slice(send);
         }
@@ -552,7 +573,7 @@ fn time_placement<T: VerifyElement, C: Transport>(
     };
     // nccl-tests' bus factors: 2(p−1)/p, (p−1)/p for the halves, 1 for a reduce.
     let factor = match cfg.collective {
-        None if subject == Subject::Memcpy => 1.0,
+        None if subject.copies() => 1.0,
         None => 2.0 * (p - 1) as f64 / p as f64,
         Some(cost::Collective::Reduce) => 1.0,
         Some(cost::Collective::ReduceScatter | cost::Collective::AllGather) => (p - 1) as f64 / p as f64,
@@ -566,6 +587,22 @@ fn time_placement<T: VerifyElement, C: Transport>(
         busbw,
         wrong,
     })
+}
+
+/// The `peer-copy` subject ([`Subject::PeerCopy`]).
+fn peer_copy<T: Element, C: Transport>(group: &Group<C>, send: &[T], recv: &mut [T]) -> Result<()> {
+    let comm = group.transport();
+    let seg = whole_segment(comm).ok_or_else(|| Error::InvalidArgument {
+        what: "algorithm",
+        reason: "`peer-copy` copies through the node's shared memory: it needs every rank on one node".into(),
+    })?;
+    let mut idle = |waited| comm.idle(waited);
+    shm_peer_copy(
+        seg,
+        &mut idle,
+        bytemuck::cast_slice(send),
+        bytemuck::cast_slice_mut(recv),
+    )
 }
 
 /// One size of the rules sweep ([`rules`]).
@@ -921,13 +958,15 @@ mod tests {
     fn memcpy_is_timed_beside_the_all_reduce_and_never_checked_as_one() {
         assert_eq!(Subject::parse("MEMCPY").unwrap(), Subject::Memcpy);
         assert_eq!(Subject::Memcpy.name(), "memcpy");
+        assert_eq!(Subject::parse("Peer-Copy").unwrap(), Subject::PeerCopy);
+        assert_eq!(Subject::PeerCopy.name(), "peer-copy");
         assert!(Subject::parse("memcopy")
             .unwrap_err()
             .to_string()
             .contains("memcpy"));
         let rows = Group::local(2, |g| {
             let cfg = BenchConfig {
-                subjects: vec![Subject::Memcpy, Subject::Ours(Algorithm::Ring)],
+                subjects: vec![Subject::Memcpy, Subject::PeerCopy, Subject::Ours(Algorithm::Ring)],
                 dtype: DType::F32,
                 op: ReduceOp::Sum,
                 min_bytes: 4,
@@ -942,8 +981,10 @@ mod tests {
             };
             run(&g, &cfg, None, |_| {}).unwrap()
         });
-        let (copies, ring): (Vec<&Row>, Vec<&Row>) = rows[0].iter().partition(|r| r.algo == "memcpy");
-        assert_eq!((copies.len(), ring.len()), (3, 3));
+        let (copies, ring): (Vec<&Row>, Vec<&Row>) = rows[0]
+            .iter()
+            .partition(|r| r.algo == "memcpy" || r.algo == "peer-copy");
+        assert_eq!((copies.len(), ring.len()), (6, 3));
         // A copy is no all-reduce: not checked as one, no prediction, and
         // its bus bandwidth is the bytes it copies.
         assert!(copies
@@ -951,6 +992,47 @@ mod tests {
             .all(|r| r.time.wrong.is_none() && r.predicted_us.is_none()));
         assert!(copies.iter().all(|r| r.time.busbw == r.time.algbw));
         assert!(ring.iter().all(|r| r.time.wrong == Some(0)));
+    }
+
+    #[test]
+    fn peer_copy_brings_each_rank_its_neighbours_bytes_and_keeps_the_segment_in_step() {
+        use crate::transport::{Local, Shape};
+        let piece = Shape::DEFAULT.piece;
+        for p in 2..=4 {
+            let out = Group::local(p, |g| {
+                let r = g.rank();
+                let mut seen = Vec::new();
+                // One piece and less, exactly one, two and a half: the
+                // buffers alternate by barrier count across calls.
+                for (round, bytes) in [1, 4096, piece, piece * 5 / 2, 3].into_iter().enumerate() {
+                    let mine = |j: usize| -> Vec<u8> {
+                        (0..bytes).map(|i| (i * 7 + j * 31 + round * 13) as u8).collect()
+                    };
+                    let mut got = vec![0u8; bytes];
+                    peer_copy(&g, &mine(r), &mut got).unwrap();
+                    seen.push(got == mine((r + 1) % p));
+                }
+                // The segment's next user, the shm all-reduce, still agrees.
+                let mut v = vec![r as f32 + 1.0; piece / 4 * 3 + 5];
+                g.all_reduce_in_place(&mut v, ReduceOp::Sum, Algorithm::Shm)
+                    .unwrap();
+                seen.push(v.iter().all(|&x| x == (p * (p + 1) / 2) as f32));
+                seen
+            });
+            for (r, seen) in out.iter().enumerate() {
+                assert!(seen.iter().all(|&ok| ok), "p = {p}, rank {r}: {seen:?}");
+            }
+        }
+        // Ranks on two nodes share no segment: a clear error, no copy.
+        let errs = Local::run_nodes(2, 1, |ep| {
+            let g = Group::new(ep);
+            peer_copy(&g, &[1u8; 8], &mut [0u8; 8]).unwrap_err().to_string()
+        });
+        assert!(
+            errs.iter()
+                .all(|e| e.contains("`peer-copy`") && e.contains("one node")),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -22,7 +22,8 @@ use clap::{Parser, Subcommand};
         RINGREDUCE_ALGO=ring      the algorithm `auto` runs\n  \
         RINGREDUCE_CALIBRATION=F  calibration file (from `calibrate`) for `auto`\n  \
         RINGREDUCE_SEGMENTS=N     segments of the pipelined ring\n  \
-        RINGREDUCE_SHM_PIECE=512K shared-memory piece (each node's first rank's; also _SLOT=4064)\n\
+        RINGREDUCE_SHM_PIECE=512K shared-memory piece (each node's first rank's; also _SLOT=4064)\n  \
+        RINGREDUCE_SHM_WRITES=streamed  shared-memory pieces written around the cache (cores far apart; default cached)\n\
         Documentation: README.md and docs/ in the source tree"
 )]
 struct Cli {

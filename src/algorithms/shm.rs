@@ -37,7 +37,7 @@
 use super::{chunk_range, finish, Buffers, Cost, Knobs, Schedule};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::{Error, Result};
-use crate::transport::{whole_segment, Segment, Shape, Transport, CALL_WORDS};
+use crate::transport::{whole_segment, Segment, Shape, Transport, Writes, CALL_WORDS};
 
 pub(crate) struct Shm;
 
@@ -200,8 +200,9 @@ fn reduce_slots<T: Element>(seg: &Segment, slot: usize, buf: &mut [T], op: Reduc
 /// The piece-by-piece path (module docs), over the ranks of `seg`. Each
 /// rank's reduced slice goes through `across` before it is published (the
 /// two-level all-reduce reduces it across nodes there; empty slices skip
-/// it, on every rank alike), and `Avg` divides by `ranks`. `words` and the
-/// result as in [`run`].
+/// it, on every rank alike), and `Avg` divides by `ranks`. What the others
+/// read is written the segment's way ([`Writes`]). `words` and the result
+/// as in [`run`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn pieces<T: Element>(
     seg: &Segment,
@@ -216,6 +217,7 @@ pub(crate) fn pieces<T: Element>(
     let (p, r) = (seg.size(), seg.rank());
     let s = std::mem::size_of::<T>();
     let e = piece_elements(seg.shape(), s);
+    let stream = seg.shape().writes == Writes::Streamed;
     let k = buf.len();
     let mut start = 0;
     while start < k {
@@ -230,7 +232,7 @@ pub(crate) fn pieces<T: Element>(
         // next barrier and are done with it before this rank takes buffer
         // b again two pieces on (which follows two more barriers).
         let mine = unsafe { exclusive::<T>(at(r, 0), len) };
-        T::copy(mine, &input.unwrap_or(&*buf)[piece.clone()]);
+        publish(mine, &input.unwrap_or(&*buf)[piece.clone()], stream);
         if !first_barrier(seg, idle, words.take())? {
             return Ok(false);
         }
@@ -248,7 +250,11 @@ pub(crate) fn pieces<T: Element>(
             across(out)?;
             finish(op, out, ranks);
             // SAFETY: our own slice, which only this rank reads until the barrier.
-            T::copy(unsafe { exclusive::<T>(at(r, own.start), own.len()) }, out);
+            publish(
+                unsafe { exclusive::<T>(at(r, own.start), own.len()) },
+                out,
+                stream,
+            );
         }
         seg.barrier(idle)?;
 
@@ -265,4 +271,139 @@ pub(crate) fn pieces<T: Element>(
         start += len;
     }
     Ok(true)
+}
+
+/// Not an all-reduce: the bytes one must move between the cores. Piece by
+/// piece, every rank copies its piece of `src` into its buffer; barrier;
+/// copies its right neighbour's (rank r + 1 of `seg`) into `dst`; barrier.
+/// With 2 ranks each core receives the n bytes the other has just
+/// written — what any 2-rank all-reduce must bring into each core (half of
+/// the other's input and half of its result); bench's `peer-copy`
+/// roofline. `src` and `dst` have the same length on every rank.
+pub(crate) fn peer_copy(
+    seg: &Segment,
+    idle: &mut dyn FnMut(std::time::Duration) -> Result<bool>,
+    src: &[u8],
+    dst: &mut [u8],
+) -> Result<()> {
+    assert_eq!(src.len(), dst.len());
+    let (p, r) = (seg.size(), seg.rank());
+    let right = (r + 1) % p;
+    let piece = seg.shape().piece;
+    for (from, to) in src.chunks(piece).zip(dst.chunks_mut(piece)) {
+        let b = seg.take_buffer();
+        // SAFETY: this rank's own buffer b, which the others read only
+        // between the next two barriers; buffer b is taken again two
+        // pieces on, after two more barriers (as in `pieces`). A piece
+        // fits the buffer.
+        unsafe { exclusive::<u8>(seg.buffer(r, b), from.len()) }.copy_from_slice(from);
+        seg.barrier(idle)?;
+        // SAFETY: the neighbour wrote `to.len()` bytes (equal lengths on
+        // every rank) into its buffer b before the barrier just passed and
+        // does not write it again before the next one.
+        to.copy_from_slice(unsafe { shared::<u8>(seg.buffer(right, b), to.len()) });
+        seg.barrier(idle)?;
+    }
+    Ok(())
+}
+
+/// Copies `src` into this rank's part of the segment for the other cores
+/// to read: through the cache, or with `stream` around it (non-temporal
+/// stores on x86-64, to memory: see [`Writes`]), then a store fence, so
+/// the barrier that follows publishes them.
+fn publish<T: Element>(dst: &mut [T], src: &[T], stream: bool) {
+    if stream {
+        stream_copy(bytemuck::cast_slice_mut(dst), bytemuck::cast_slice(src));
+    } else {
+        T::copy(dst, src);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn stream_copy(dst: &mut [u8], src: &[u8]) {
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_sfence, _mm_stream_si128};
+    assert_eq!(dst.len(), src.len());
+    // The unaligned head and tail go through the cache.
+    let head = dst.as_ptr().align_offset(16).min(dst.len());
+    let body = (dst.len() - head) / 16 * 16;
+    dst[..head].copy_from_slice(&src[..head]);
+    let (d, s) = (dst[head..].as_mut_ptr(), src[head..].as_ptr());
+    for j in (0..body).step_by(16) {
+        // SAFETY: j + 16 ≤ body bytes past head in both slices (same
+        // length, asserted); `d + j` is 16-byte aligned (head aligned it);
+        // SSE2 is part of x86-64.
+        unsafe {
+            let v = _mm_loadu_si128(s.add(j).cast::<__m128i>());
+            _mm_stream_si128(d.add(j).cast::<__m128i>(), v);
+        }
+    }
+    dst[head + body..].copy_from_slice(&src[head + body..]);
+    // SAFETY: a fence, no memory operands; SSE is part of x86-64.
+    unsafe { _mm_sfence() };
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn stream_copy(dst: &mut [u8], src: &[u8]) {
+    dst.copy_from_slice(src);
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::transport::{Local, Shape, Writes};
+    use crate::{Algorithm, Group, ReduceOp};
+
+    /// `shm` over `p` thread ranks with 4 KiB pieces written `writes`: each
+    /// rank's result of an f32 sum and an i64 max of `len` elements, in
+    /// place and out of place.
+    fn results(p: usize, len: usize, writes: Writes) -> Vec<(Vec<f32>, Vec<i64>, Vec<f32>)> {
+        let shape = Shape {
+            piece: 4096,
+            writes,
+            ..Shape::DEFAULT
+        };
+        Local::run_on(Local::endpoints_shaped(&vec![0; p], shape), |ep| {
+            let g = Group::new(ep);
+            let r = g.rank();
+            let x: Vec<f32> = (0..len).map(|i| ((i * 7 + r * 13) % 101) as f32 / 3.0).collect();
+            let mut sum = x.clone();
+            g.all_reduce_in_place(&mut sum, ReduceOp::Sum, Algorithm::Shm)
+                .unwrap();
+            let mut max: Vec<i64> = (0..len as i64)
+                .map(|i| (i * 31 + r as i64 * 17) % 97 - 40)
+                .collect();
+            g.all_reduce_in_place(&mut max, ReduceOp::Max, Algorithm::Shm)
+                .unwrap();
+            let mut out = vec![0f32; len];
+            g.all_reduce(&x, &mut out, ReduceOp::Sum, Algorithm::Shm).unwrap();
+            (sum, max, out)
+        })
+    }
+
+    #[test]
+    fn pieces_written_around_the_cache_reduce_to_the_same_bits() {
+        // Lengths that make slices start off 16 bytes and pieces end short.
+        for (p, len) in [(2, 1030), (3, 2049), (4, 5000), (3, 1)] {
+            let cached = results(p, len, Writes::Cached);
+            let streamed = results(p, len, Writes::Streamed);
+            for r in 0..p {
+                assert_eq!(streamed[r].1, cached[r].1, "p = {p}, len = {len}, rank {r}");
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&streamed[r].0),
+                    bits(&cached[r].0),
+                    "p = {p}, len = {len}, rank {r}"
+                );
+                assert_eq!(
+                    bits(&streamed[r].2),
+                    bits(&cached[r].0),
+                    "p = {p}, len = {len}, rank {r}"
+                );
+            }
+            // And they are the sum and the max.
+            let want: Vec<i64> = (0..len as i64)
+                .map(|i| (0..p as i64).map(|r| (i * 31 + r * 17) % 97 - 40).max().unwrap())
+                .collect();
+            assert_eq!(streamed[0].1, want);
+        }
+    }
 }

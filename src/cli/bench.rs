@@ -99,7 +99,7 @@ fn collective(s: &str) -> Result<Collective, String> {
 /// The help of `--algo`, from the algorithms' registry.
 fn algo_help() -> String {
     let names: Vec<String> = Subject::all().into_iter().map(Subject::name).collect();
-    format!("What to time, comma-separated: {}, or `all` (any algorithm also as NAME-nocheck: without the call check); also `memcpy`: every rank copies its n bytes, the memory roofline", names.join(", "))
+    format!("What to time, comma-separated: {}, or `all` (any algorithm also as NAME-nocheck: without the call check); also `memcpy`: every rank copies its n bytes, the memory roofline, and `peer-copy`: every rank copies the n bytes its neighbour's core just wrote (one node), the cross-core roofline", names.join(", "))
 }
 
 /// Times every subject at every size and prints the rows as they come.

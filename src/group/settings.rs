@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::algorithms::Algorithm;
 use crate::cost::{Calibration, Tuning};
 use crate::error::{Error, Result};
-use crate::transport::Shape;
+use crate::transport::{Shape, Writes};
 
 /// Environment variable switching the mismatch check: `0`/`off` or `1`/`on`.
 pub const ENV_CHECK: &str = "RINGREDUCE_CHECK";
@@ -32,9 +32,14 @@ pub const ENV_SHM_SLOT: &str = "RINGREDUCE_SHM_SLOT";
 /// `shm` or `hierarchical` all-reduce moves per step (4K to 64M; default
 /// 512K). Read when the transport is made, from the node's first rank.
 pub const ENV_SHM_PIECE: &str = "RINGREDUCE_SHM_PIECE";
+/// Environment variable setting how a rank writes the shared-memory pieces
+/// the others read ([`Writes`]): `cached` (the default) or `streamed`
+/// (around the cache: for cores far apart). Read when the transport is
+/// made, from the node's first rank.
+pub const ENV_SHM_WRITES: &str = "RINGREDUCE_SHM_WRITES";
 
 /// The shared-memory segment's shape: [`Shape::DEFAULT`] changed by
-/// [`ENV_SHM_SLOT`] and [`ENV_SHM_PIECE`].
+/// [`ENV_SHM_SLOT`], [`ENV_SHM_PIECE`] and [`ENV_SHM_WRITES`].
 ///
 /// # Errors
 /// A value that is not a size in the variable's range, naming the variable.
@@ -77,6 +82,12 @@ fn shape_from(get: impl Fn(&str) -> Option<String>) -> Result<Shape> {
                     ),
                 })?;
         }
+    }
+    if let Some(v) = get(ENV_SHM_WRITES) {
+        shape.writes = Writes::parse(v.trim()).ok_or_else(|| Error::InvalidArgument {
+            what: ENV_SHM_WRITES,
+            reason: format!("`{v}` is not one of {}", Writes::NAMES.join(", ")),
+        })?;
     }
     Ok(shape)
 }
@@ -281,6 +292,30 @@ mod tests {
         ] {
             let e = with(slot, piece).unwrap_err().to_string();
             assert!(e.contains(var), "{slot:?} {piece:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_way_pieces_are_written_parses_or_names_the_variable() {
+        let with = |v: &str| {
+            let v = v.to_string();
+            shape_from(move |name| (name == ENV_SHM_WRITES).then(|| v.clone()))
+        };
+        assert_eq!(Shape::DEFAULT.writes, Writes::Cached);
+        assert_eq!(with("Streamed").unwrap().writes, Writes::Streamed);
+        assert_eq!(with(" cached").unwrap(), Shape::DEFAULT);
+        let e = with("nt").unwrap_err().to_string();
+        assert!(
+            e.contains(ENV_SHM_WRITES) && e.contains("`nt`") && e.contains("streamed"),
+            "{e}"
+        );
+        // It travels to the node's other ranks with the sizes.
+        for writes in [Writes::Cached, Writes::Streamed] {
+            let shape = Shape {
+                writes,
+                ..Shape::DEFAULT
+            };
+            assert_eq!(Shape::from_words(shape.to_words()), shape);
         }
     }
 

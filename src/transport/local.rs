@@ -57,9 +57,14 @@ impl Local {
     }
 
     pub(crate) fn endpoints_on(node_of: &[usize]) -> Vec<LocalEndpoint> {
+        Local::endpoints_shaped(node_of, Shape::DEFAULT)
+    }
+
+    /// [`Local::endpoints_on`] with segments of `shape`.
+    pub(crate) fn endpoints_shaped(node_of: &[usize], shape: Shape) -> Vec<LocalEndpoint> {
         let size = node_of.len();
         let (senders, inboxes): (Vec<_>, Vec<_>) = (0..size).map(|_| channel()).unzip();
-        let segments = Segment::local(node_of, Shape::DEFAULT);
+        let segments = Segment::local(node_of, shape);
         let per_node = super::shm::Nodes {
             node_of: node_of.to_vec(),
             me: 0,

@@ -605,12 +605,9 @@ impl Mpi {
 /// The segment's shape on `node` (a shared-memory split): its first
 /// rank's `mine`, the same on every rank of the node. Collective over `node`.
 fn node_shape(node: &SimpleCommunicator, mine: Shape) -> Shape {
-    let mut words = [mine.slot as u64, mine.piece as u64];
+    let mut words = mine.to_words();
     node.process_at_rank(0).broadcast_into(&mut words[..]);
-    Shape {
-        slot: words[0] as usize,
-        piece: words[1] as usize,
-    }
+    Shape::from_words(words)
 }
 
 /// Which node every rank of `comm` is on, named by its lowest group rank

@@ -59,6 +59,45 @@ pub struct Shape {
     /// Bytes of each of the two buffers: the piece a large all-reduce
     /// moves per step.
     pub piece: usize,
+    /// How a rank writes the pieces the other ranks read.
+    pub writes: Writes,
+}
+
+/// How a rank writes the pieces the other ranks of its node read from its
+/// buffers: through its cache (the default) or around it.
+///
+/// A line another core has just written is read out of that core's cache,
+/// and how fast depends on where the two cores are. On the development VM
+/// it switches every few seconds between about 7.5 GB/s and 2 GB/s (the
+/// host moving its virtual cores); lines written around the cache
+/// (non-temporal stores, to memory) are read at memory speed in both states
+/// but cost more to write. Around the cache, a 2-rank `shm` all-reduce of
+/// 16 KiB–4 MiB took 0.2× the vendor's time in the slow state instead of
+/// 0.5–0.9×, and 1.2–2.6× the cached way's time in the fast state
+/// (docs/results.md, "Writes around the cache"): worth it only where the
+/// cores are far apart (`bench --algo peer-copy,memcpy` tells: about 8×
+/// the memcpy at 64 KiB when they are close, 25–30× when not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writes {
+    /// Through the cache (plain stores).
+    Cached,
+    /// Around the cache: non-temporal stores where the processor has them
+    /// (x86-64; elsewhere as `Cached`).
+    Streamed,
+}
+
+impl Writes {
+    /// The names `RINGREDUCE_SHM_WRITES` takes.
+    pub const NAMES: [&'static str; 2] = ["cached", "streamed"];
+
+    /// Parses one of [`Writes::NAMES`] (any case).
+    pub fn parse(name: &str) -> Option<Writes> {
+        match name.to_ascii_lowercase().as_str() {
+            "cached" => Some(Writes::Cached),
+            "streamed" => Some(Writes::Streamed),
+            _ => None,
+        }
+    }
 }
 
 impl Shape {
@@ -75,7 +114,27 @@ impl Shape {
     pub const DEFAULT: Shape = Shape {
         slot: 4096 - SLOT_WORDS,
         piece: 512 << 10,
+        writes: Writes::Cached,
     };
+
+    /// The shape as words (to send it to the node's other ranks).
+    pub(crate) fn to_words(self) -> [u64; 3] {
+        let streamed = u64::from(self.writes == Writes::Streamed);
+        [self.slot as u64, self.piece as u64, streamed]
+    }
+
+    /// The shape [`Shape::to_words`] sent.
+    pub(crate) fn from_words(w: [u64; 3]) -> Shape {
+        Shape {
+            slot: w[0] as usize,
+            piece: w[1] as usize,
+            writes: if w[2] == 1 {
+                Writes::Streamed
+            } else {
+                Writes::Cached
+            },
+        }
+    }
 
     fn slot_bytes(self) -> usize {
         (SLOT_WORDS + self.slot).next_multiple_of(64)
@@ -280,7 +339,7 @@ impl Segment {
         self.rank
     }
 
-    /// The sizes of slots and pieces.
+    /// The sizes of slots and pieces, and how pieces are written.
     pub fn shape(&self) -> Shape {
         self.shape
     }
