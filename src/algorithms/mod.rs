@@ -332,7 +332,9 @@ pub use hierarchical::two_level_cost;
 pub(crate) use pipelined::BUILT_IN_LINES;
 pub(crate) use rabenseifner::Halving;
 pub(crate) use ring::{all_gather as ring_all_gather, owned_chunk, reduce_scatter as ring_reduce_scatter};
-pub(crate) use shm::{peer_copy as shm_peer_copy, run as shm_run};
+#[cfg(feature = "tools")]
+pub(crate) use shm::peer_copy as shm_peer_copy;
+pub(crate) use shm::run as shm_run;
 
 impl Algorithm {
     /// Position in [`Algorithm::CONCRETE`], `CONCRETE.len()` for `Auto`:

@@ -280,6 +280,7 @@ pub(crate) fn pieces<T: Element>(
 /// written — what any 2-rank all-reduce must bring into each core (half of
 /// the other's input and half of its result); bench's `peer-copy`
 /// roofline. `src` and `dst` have the same length on every rank.
+#[cfg(feature = "tools")]
 pub(crate) fn peer_copy(
     seg: &Segment,
     idle: &mut dyn FnMut(std::time::Duration) -> Result<bool>,
