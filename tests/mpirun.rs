@@ -430,24 +430,31 @@ fn shared_memory_shapes_from_the_environment_run_and_bad_ones_are_one_line() {
         "0",
         "--check",
     ];
-    let mut cmd = mpirun(2, &ringreduce(), &bench);
-    cmd.env("RINGREDUCE_SHM_PIECE", "4K")
-        .env("RINGREDUCE_SHM_SLOT", "64");
-    let out = run_bounded(cmd, LIMIT);
-    let text = stdout(&out);
-    assert!(out.status.success(), "{text}\n{}", stderr(&out));
-    assert!(text.contains("Out of bounds values : 0 OK"), "{text}");
-    let mut cmd = mpirun(2, &ringreduce(), &bench);
-    cmd.env("RINGREDUCE_SHM_PIECE", "3x");
-    let out = run_bounded(cmd, LIMIT);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let err = stderr(&out);
-    let ours: Vec<&str> = err.lines().filter(|l| l.starts_with("ringreduce:")).collect();
-    assert_eq!(ours.len(), 1, "{err}");
-    assert!(
-        ours[0].contains("RINGREDUCE_SHM_PIECE") && ours[0].contains("`3x`"),
-        "{err}"
-    );
+    // Pieces written through the cache (the default `auto` below 16 KiB)
+    // and around it (`streamed`, non-temporal stores on x86-64).
+    for writes in ["auto", "streamed"] {
+        let mut cmd = mpirun(2, &ringreduce(), &bench);
+        cmd.env("RINGREDUCE_SHM_PIECE", "4K")
+            .env("RINGREDUCE_SHM_SLOT", "64")
+            .env("RINGREDUCE_SHM_WRITES", writes);
+        let out = run_bounded(cmd, LIMIT);
+        let text = stdout(&out);
+        assert!(out.status.success(), "{writes}: {text}\n{}", stderr(&out));
+        assert!(text.contains("Out of bounds values : 0 OK"), "{writes}: {text}");
+    }
+    for (var, bad) in [("RINGREDUCE_SHM_PIECE", "3x"), ("RINGREDUCE_SHM_WRITES", "nt")] {
+        let mut cmd = mpirun(2, &ringreduce(), &bench);
+        cmd.env(var, bad);
+        let out = run_bounded(cmd, LIMIT);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let err = stderr(&out);
+        let ours: Vec<&str> = err.lines().filter(|l| l.starts_with("ringreduce:")).collect();
+        assert_eq!(ours.len(), 1, "{err}");
+        assert!(
+            ours[0].contains(var) && ours[0].contains(&format!("`{bad}`")),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -37,7 +37,9 @@
 use super::{chunk_range, finish, Buffers, Cost, Knobs, Schedule};
 use crate::element::{Element, Order, ReduceOp};
 use crate::error::{Error, Result};
-use crate::transport::{whole_segment, Segment, Shape, Transport, Writes, CALL_WORDS};
+use std::time::Instant;
+
+use crate::transport::{whole_segment, Segment, Shape, Transport, CALL_WORDS};
 
 pub(crate) struct Shm;
 
@@ -201,8 +203,8 @@ fn reduce_slots<T: Element>(seg: &Segment, slot: usize, buf: &mut [T], op: Reduc
 /// rank's reduced slice goes through `across` before it is published (the
 /// two-level all-reduce reduces it across nodes there; empty slices skip
 /// it, on every rank alike), and `Avg` divides by `ranks`. What the others
-/// read is written the segment's way ([`Writes`]). `words` and the result
-/// as in [`run`].
+/// read is written the segment's way ([`Segment::pick`]). `words` and the
+/// result as in [`run`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn pieces<T: Element>(
     seg: &Segment,
@@ -217,7 +219,6 @@ pub(crate) fn pieces<T: Element>(
     let (p, r) = (seg.size(), seg.rank());
     let s = std::mem::size_of::<T>();
     let e = piece_elements(seg.shape(), s);
-    let stream = seg.shape().writes == Writes::Streamed;
     let k = buf.len();
     let mut start = 0;
     while start < k {
@@ -232,7 +233,12 @@ pub(crate) fn pieces<T: Element>(
         // next barrier and are done with it before this rank takes buffer
         // b again two pieces on (which follows two more barriers).
         let mine = unsafe { exclusive::<T>(at(r, 0), len) };
-        publish(mine, &input.unwrap_or(&*buf)[piece.clone()], stream);
+        let way = seg.pick(len * s);
+        let copying = (way.probe && r == 0).then(Instant::now);
+        publish(mine, &input.unwrap_or(&*buf)[piece.clone()], way.stream);
+        if let Some(t) = copying {
+            seg.record(len * s, way, t.elapsed().as_secs_f64() / (len * s) as f64);
+        }
         if !first_barrier(seg, idle, words.take())? {
             return Ok(false);
         }
@@ -253,7 +259,7 @@ pub(crate) fn pieces<T: Element>(
             publish(
                 unsafe { exclusive::<T>(at(r, own.start), own.len()) },
                 out,
-                stream,
+                way.stream,
             );
         }
         seg.barrier(idle)?;
@@ -274,7 +280,8 @@ pub(crate) fn pieces<T: Element>(
 }
 
 /// Not an all-reduce: the bytes one must move between the cores. Piece by
-/// piece, every rank copies its piece of `src` into its buffer; barrier;
+/// piece, every rank copies its piece of `src` into its buffer (written as
+/// the all-reduce writes its pieces, [`Segment::pick`]); barrier;
 /// copies its right neighbour's (rank r + 1 of `seg`) into `dst`; barrier.
 /// With 2 ranks each core receives the n bytes the other has just
 /// written — what any 2-rank all-reduce must bring into each core (half of
@@ -297,7 +304,18 @@ pub(crate) fn peer_copy(
         // between the next two barriers; buffer b is taken again two
         // pieces on, after two more barriers (as in `pieces`). A piece
         // fits the buffer.
-        unsafe { exclusive::<u8>(seg.buffer(r, b), from.len()) }.copy_from_slice(from);
+        let mine = unsafe { exclusive::<u8>(seg.buffer(r, b), from.len()) };
+        // Written the way the all-reduce writes its pieces now.
+        let way = seg.pick(from.len());
+        let copying = (way.probe && r == 0).then(Instant::now);
+        publish(mine, from, way.stream);
+        if let Some(t) = copying {
+            seg.record(
+                from.len(),
+                way,
+                t.elapsed().as_secs_f64() / from.len().max(1) as f64,
+            );
+        }
         seg.barrier(idle)?;
         // SAFETY: the neighbour wrote `to.len()` bytes (equal lengths on
         // every rank) into its buffer b before the barrier just passed and
@@ -310,7 +328,7 @@ pub(crate) fn peer_copy(
 
 /// Copies `src` into this rank's part of the segment for the other cores
 /// to read: through the cache, or with `stream` around it (non-temporal
-/// stores on x86-64, to memory: see [`Writes`]), then a store fence, so
+/// stores on x86-64, to memory: see [`Writes`](crate::transport::Writes)), then a store fence, so
 /// the barrier that follows publishes them.
 fn publish<T: Element>(dst: &mut [T], src: &[T], stream: bool) {
     if stream {

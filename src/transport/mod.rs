@@ -40,7 +40,7 @@ pub(crate) use self::mpi::format_secs;
 pub use self::mpi::{Mpi, MpiRequest, ThreadDuplicate, STALL_EXIT, STALL_FILE};
 pub use self::scope::{Received, RecvHandle, Scope, SendHandle};
 pub(crate) use self::shm::CALL_WORDS;
-pub use self::shm::{Segment, Shape, Writes};
+pub use self::shm::{Segment, Shape, Writes, SLOW_WRITES};
 pub(crate) use self::sub::Sub;
 
 use crate::error::{Error, Result};

@@ -63,8 +63,8 @@ pub struct Shape {
     pub writes: Writes,
 }
 
-/// How a rank writes the pieces the other ranks of its node read from its
-/// buffers: through its cache (the default) or around it.
+/// How the ranks write the pieces the others of their node read: through
+/// the cache, around it, or whichever the machine favours now (the default).
 ///
 /// A line another core has just written is read out of that core's cache,
 /// and how fast depends on where the two cores are. On the development VM
@@ -74,11 +74,18 @@ pub struct Shape {
 /// but cost more to write. Around the cache, a 2-rank `shm` all-reduce of
 /// 16 KiB–4 MiB took 0.2× the vendor's time in the slow state instead of
 /// 0.5–0.9×, and 1.2–2.6× the cached way's time in the fast state
-/// (docs/results.md, "Writes around the cache"): worth it only where the
-/// cores are far apart (`bench --algo peer-copy,memcpy` tells: about 8×
-/// the memcpy at 64 KiB when they are close, 25–30× when not).
+/// (docs/results.md, "Writes around the cache").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Writes {
+    /// By what writing through the cache costs now (the default): the
+    /// node's first rank times how fast it copies its piece into its
+    /// buffer — lines the other cores read last time, which a write must
+    /// take back from their caches — against a copy within its own core.
+    /// While that costs more than [`SLOW_WRITES`] times as much (two pieces
+    /// in a row), every rank writes pieces of that size (per power of two
+    /// from [`Writes::ADAPT_FROM`]) around the cache; then one piece per
+    /// 32 MiB goes through it again to see whether that changed.
+    Auto,
     /// Through the cache (plain stores).
     Cached,
     /// Around the cache: non-temporal stores where the processor has them
@@ -86,18 +93,96 @@ pub enum Writes {
     Streamed,
 }
 
+/// How many times the cost of a copy within one core writing lines the
+/// other cores have read may be, before `Auto` writes around the cache.
+/// Measured on the development VM: 2–4× with its cores close, about 20×
+/// with them apart (docs/results.md, "Writes around the cache").
+pub const SLOW_WRITES: f64 = 8.0;
+
 impl Writes {
+    /// Pieces smaller than this are always written through the cache.
+    pub const ADAPT_FROM: usize = 16 << 10;
+
     /// The names `RINGREDUCE_SHM_WRITES` takes.
-    pub const NAMES: [&'static str; 2] = ["cached", "streamed"];
+    pub const NAMES: [&'static str; 3] = ["auto", "cached", "streamed"];
 
     /// Parses one of [`Writes::NAMES`] (any case).
     pub fn parse(name: &str) -> Option<Writes> {
         match name.to_ascii_lowercase().as_str() {
+            "auto" => Some(Writes::Auto),
             "cached" => Some(Writes::Cached),
             "streamed" => Some(Writes::Streamed),
             _ => None,
         }
     }
+
+    fn index(self) -> u64 {
+        match self {
+            Writes::Auto => 0,
+            Writes::Cached => 1,
+            Writes::Streamed => 2,
+        }
+    }
+
+    fn from_index(i: u64) -> Writes {
+        match i {
+            1 => Writes::Cached,
+            2 => Writes::Streamed,
+            _ => Writes::Auto,
+        }
+    }
+}
+
+/// Size classes of pieces `Auto` judges apart: powers of two from
+/// [`Writes::ADAPT_FROM`] (larger pieces share the last).
+const CLASSES: u32 = 8;
+
+/// How to write one piece ([`Segment::pick`]); by default through the
+/// cache, untimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Pick {
+    /// Around the cache.
+    pub(crate) stream: bool,
+    /// Every rank writes it through the cache, and the node's first rank
+    /// times its copy into its buffer (a probe, [`Segment::record`]).
+    pub(crate) probe: bool,
+}
+
+/// What `Auto` keeps on one rank.
+struct Ways {
+    /// Seconds per byte of a copy within this core (the node's first rank's).
+    local: f64,
+    /// Pieces of each class so far (in step on every rank).
+    pieces: [Cell<u64>; CLASSES as usize],
+    /// The first rank's probes in a row that argued for the other way, per class.
+    against: [Cell<u8>; CLASSES as usize],
+}
+
+/// Pieces of `bytes` between two probes while writing around the cache:
+/// one per 32 MiB written (16 pieces of 2 MiB to 2048 of 16 KiB), so that a
+/// probe with the cores apart costs a few per cent.
+fn period(bytes: usize) -> u64 {
+    ((32 << 20) / bytes.max(1)).clamp(16, 2048) as u64
+}
+
+fn class(bytes: usize) -> usize {
+    ((bytes / Writes::ADAPT_FROM).max(1).ilog2().min(CLASSES - 1)) as usize
+}
+
+/// Seconds per byte of a copy of 64 KiB within this core: the fastest of
+/// 16 (after one that touches the pages).
+fn local_copy_cost() -> f64 {
+    let src = vec![1u8; 64 << 10];
+    let mut dst = vec![0u8; 64 << 10];
+    dst.copy_from_slice(&src);
+    let mut best = f64::INFINITY;
+    for _ in 0..16 {
+        let t = Instant::now();
+        dst.copy_from_slice(std::hint::black_box(&src));
+        best = best.min(t.elapsed().as_secs_f64());
+        std::hint::black_box(&mut dst);
+    }
+    best / src.len() as f64
 }
 
 impl Shape {
@@ -114,13 +199,12 @@ impl Shape {
     pub const DEFAULT: Shape = Shape {
         slot: 4096 - SLOT_WORDS,
         piece: 512 << 10,
-        writes: Writes::Cached,
+        writes: Writes::Auto,
     };
 
     /// The shape as words (to send it to the node's other ranks).
     pub(crate) fn to_words(self) -> [u64; 3] {
-        let streamed = u64::from(self.writes == Writes::Streamed);
-        [self.slot as u64, self.piece as u64, streamed]
+        [self.slot as u64, self.piece as u64, self.writes.index()]
     }
 
     /// The shape [`Shape::to_words`] sent.
@@ -128,11 +212,7 @@ impl Shape {
         Shape {
             slot: w[0] as usize,
             piece: w[1] as usize,
-            writes: if w[2] == 1 {
-                Writes::Streamed
-            } else {
-                Writes::Cached
-            },
+            writes: Writes::from_index(w[2]),
         }
     }
 
@@ -246,6 +326,8 @@ pub struct Segment {
     shape: Shape,
     /// Barriers this rank has passed (its counter's value).
     barriers: Cell<u64>,
+    /// What [`Writes::Auto`] keeps (`None` under the other ways).
+    ways: Option<Ways>,
     /// The heap block of thread ranks (an MPI window is the transport's to free).
     _block: Option<Arc<HeapBlock>>,
 }
@@ -282,6 +364,11 @@ impl Segment {
             members,
             shape,
             barriers: Cell::new(0),
+            ways: (shape.writes == Writes::Auto).then(|| Ways {
+                local: if rank == 0 { local_copy_cost() } else { 0.0 },
+                pieces: Default::default(),
+                against: Default::default(),
+            }),
             _block: block,
         }
     }
@@ -358,6 +445,62 @@ impl Segment {
     fn left_flag(&self, rank: usize) -> &AtomicU64 {
         // SAFETY: as `counter`, 8 bytes further in the control line.
         unsafe { &*self.bases[rank].as_ptr().add(8).cast::<AtomicU64>() }
+    }
+
+    /// The first rank's word of the classes `Auto` writes around the cache
+    /// (bit c for class c), in its control line's second cache line: only
+    /// it writes the word, the others read it.
+    fn streaming(&self) -> &AtomicU64 {
+        // SAFETY: as `counter`, in the second line of rank 0's control line.
+        unsafe { &*self.bases[0].as_ptr().add(64).cast::<AtomicU64>() }
+    }
+
+    /// How to write the next piece of `bytes` ([`Writes`]). Every rank
+    /// picks for the same pieces in the same order, so their probes fall
+    /// together; a change the first rank makes reaches the others by their
+    /// next piece (one piece may be written both ways: the result is the
+    /// same either way).
+    pub(crate) fn pick(&self, bytes: usize) -> Pick {
+        let fixed = |stream| Pick { stream, probe: false };
+        let ways = match (self.shape.writes, &self.ways) {
+            (Writes::Cached, _) => return fixed(false),
+            (Writes::Streamed, _) => return fixed(true),
+            (Writes::Auto, _) if bytes < Writes::ADAPT_FROM => return fixed(false),
+            (Writes::Auto, None) => return fixed(false),
+            (Writes::Auto, Some(ways)) => ways,
+        };
+        let c = class(bytes);
+        let n = ways.pieces[c].get();
+        ways.pieces[c].set(n + 1);
+        let around = self.streaming().load(Ordering::Relaxed) >> c & 1 == 1;
+        let probe = !around || n % period(bytes) == 0;
+        Pick {
+            stream: !probe,
+            probe,
+        }
+    }
+
+    /// A probe ([`Segment::pick`]) of `bytes` which this rank copied into
+    /// its buffer at `per_byte` seconds per byte: on the first rank, judged
+    /// against its copy within its core ([`SLOW_WRITES`]); two in a row for
+    /// the other way switch the class.
+    pub(crate) fn record(&self, bytes: usize, pick: Pick, per_byte: f64) {
+        let Some(ways) = self.ways.as_ref().filter(|_| pick.probe && self.rank == 0) else {
+            return;
+        };
+        let c = class(bytes);
+        let word = self.streaming();
+        let around = word.load(Ordering::Relaxed) >> c & 1 == 1;
+        let slow = per_byte > SLOW_WRITES * ways.local;
+        if slow == around {
+            ways.against[c].set(0);
+            return;
+        }
+        ways.against[c].set(ways.against[c].get() + 1);
+        if ways.against[c].get() >= 2 {
+            ways.against[c].set(0);
+            word.fetch_xor(1 << c, Ordering::Relaxed);
+        }
     }
 
     /// Word `i` of `rank`'s slot `s`.
@@ -491,6 +634,93 @@ impl Segment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auto_writes_around_the_cache_while_the_first_ranks_probes_write_slowly() {
+        let segs: Vec<Segment> = Segment::local(&[0; 2], Shape::DEFAULT)
+            .into_iter()
+            .flatten()
+            .collect();
+        let (first, other) = (&segs[0], &segs[1]);
+        let local = first.ways.as_ref().unwrap().local;
+        assert!(local > 0.0 && local.is_finite());
+        let (slow, fast) = (local * (SLOW_WRITES + 1.0), local * (SLOW_WRITES - 1.0));
+        let piece = 256 << 10;
+        // Both ranks pick for every piece, as in a call; the first records.
+        let step = |per_byte: f64| {
+            let (a, b) = (first.pick(piece), other.pick(piece));
+            first.record(piece, a, per_byte);
+            other.record(piece, b, slow); // ignored: not the first rank
+            (a, b)
+        };
+        // Through the cache, every piece a probe; one slow probe is not enough.
+        assert_eq!(
+            step(slow).0,
+            Pick {
+                stream: false,
+                probe: true
+            }
+        );
+        assert_eq!(
+            step(fast).0,
+            Pick {
+                stream: false,
+                probe: true
+            }
+        );
+        step(slow);
+        assert_eq!(
+            step(slow).0,
+            Pick {
+                stream: false,
+                probe: true
+            }
+        );
+        // Two in a row: around the cache, on both ranks, but for the probes.
+        let period = period(piece);
+        let mut probes = 0;
+        for _ in 0..3 * period {
+            let (a, b) = step(slow);
+            assert_eq!(a, b);
+            assert_eq!(a.stream, !a.probe);
+            probes += u64::from(a.probe);
+        }
+        assert_eq!(probes, 3, "one probe in {period} pieces");
+        // Other sizes keep their own way; small pieces never stream.
+        assert!(!first.pick(64 << 10).stream && !first.pick(4 << 10).stream);
+        // Two fast probes in a row: through the cache again.
+        let mut seen = 0;
+        while seen < 2 {
+            let (a, _) = step(fast);
+            seen += u64::from(a.probe);
+        }
+        assert_eq!(
+            step(fast),
+            (
+                Pick {
+                    stream: false,
+                    probe: true
+                },
+                Pick {
+                    stream: false,
+                    probe: true
+                }
+            )
+        );
+        // The fixed ways never probe.
+        for (writes, stream) in [(Writes::Cached, false), (Writes::Streamed, true)] {
+            let shape = Shape {
+                writes,
+                ..Shape::DEFAULT
+            };
+            let seg = Segment::local(&[0; 2], shape)
+                .into_iter()
+                .flatten()
+                .next()
+                .unwrap();
+            assert_eq!(seg.pick(piece), Pick { stream, probe: false });
+        }
+    }
 
     #[test]
     fn barriers_order_writes_and_a_departed_rank_is_an_error() {

@@ -7,7 +7,7 @@ split is at the geometric middle of its range when max/min > 1.6, else
 every run is counted as one state. python3 ratios.py FOLDER"""
 import csv, glob, math, os, statistics as st, sys
 d = sys.argv[1]
-modes = ['old', 'cached', 'streamed']
+modes = [m for m in ['old', 'cached', 'streamed', 'auto'] if glob.glob(os.path.join(d, f'{m}-*.csv'))]
 load = lambda f: {(int(r['bytes']), r['algo']): float(r['avg_us']) for r in csv.DictReader(open(f))}
 runs = {m: [load(f) for f in sorted(glob.glob(os.path.join(d, f'{m}-*.csv')))] for m in modes}
 sizes = sorted({s for s, a in runs['cached'][0] if a == 'shm'})
@@ -24,4 +24,4 @@ for s in sizes:
         for m in modes:
             v = [r[(s, 'shm')] / r[(s, 'mpi')] for r in runs[m] if (state(r, s) <= cut) == fast]
             cols.append(f"{st.median(v):7.2f} [{len(v)}]" if v else f"{'-':>12}")
-    print(f"{s:>9} " + " ".join(cols[:3]) + " | " + " ".join(f"{c:>12}" for c in cols[3:6]) + " | " + " ".join(f"{c:>12}" for c in cols[6:]))
+    k = len(modes); print(f"{s:>9} " + " ".join(cols[:k]) + " | " + " ".join(f"{c:>12}" for c in cols[k:2 * k]) + " | " + " ".join(f"{c:>12}" for c in cols[2 * k:]))

@@ -11,7 +11,7 @@ mkdir -p "$out"
 source scripts/mpienv.sh
 export OMPI_MCA_mpi_yield_when_idle=0
 for r in $(seq "$runs"); do
-  for m in cached streamed old; do
+  for m in auto cached streamed old; do
     if [ "$m" = old ]; then
       mpirun -n 2 --bind-to core "$OLD" bench --algo shm,memcpy,mpi -m 4K:16M --no-in-place --format csv > "$out/$m-$r.csv"
     else
