@@ -303,7 +303,7 @@ pub fn run<C: Transport>(
     // that was asked for: then it runs and reports its error).
     let runnable = |s: &&Subject| match s {
         Subject::Ours(a) | Subject::Unchecked(a) => group.supports(*a),
-        Subject::PeerCopy => group.supports(Algorithm::Shm),
+        Subject::PeerCopy => group.size() == 1 || whole_segment(group.transport()).is_some(),
         _ => true,
     };
     let mut subjects: Vec<Subject> = cfg.subjects.iter().filter(runnable).copied().collect();
@@ -591,6 +591,11 @@ fn time_placement<T: VerifyElement, C: Transport>(
 
 /// The `peer-copy` subject ([`Subject::PeerCopy`]).
 fn peer_copy<T: Element, C: Transport>(group: &Group<C>, send: &[T], recv: &mut [T]) -> Result<()> {
+    if group.size() == 1 {
+        // Its own neighbour.
+        recv.copy_from_slice(send);
+        return Ok(());
+    }
     let comm = group.transport();
     let seg = whole_segment(comm).ok_or_else(|| Error::InvalidArgument {
         what: "algorithm",
@@ -1012,6 +1017,11 @@ mod tests {
                     peer_copy(&g, &mine(r), &mut got).unwrap();
                     seen.push(got == mine((r + 1) % p));
                 }
+                // A rank with another length: every rank's error, nothing copied.
+                let n = if r == 1 { 8 } else { 9 };
+                let mut got = vec![0u8; n];
+                let e = peer_copy(&g, &vec![1u8; n], &mut got).unwrap_err().to_string();
+                seen.push(e.contains("different lengths") && got.iter().all(|&x| x == 0));
                 // The segment's next user, the shm all-reduce, still agrees.
                 let mut v = vec![r as f32 + 1.0; piece / 4 * 3 + 5];
                 g.all_reduce_in_place(&mut v, ReduceOp::Sum, Algorithm::Shm)
@@ -1033,6 +1043,12 @@ mod tests {
                 .all(|e| e.contains("`peer-copy`") && e.contains("one node")),
             "{errs:?}"
         );
+        // One rank is its own neighbour.
+        let alone = Group::local(1, |g| {
+            let mut got = [0u8; 3];
+            peer_copy(&g, &[4u8, 5, 6], &mut got).map(|()| got)
+        });
+        assert_eq!(alone[0].as_ref().unwrap(), &[4, 5, 6]);
     }
 
     #[test]

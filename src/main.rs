@@ -23,7 +23,7 @@ use clap::{Parser, Subcommand};
         RINGREDUCE_CALIBRATION=F  calibration file (from `calibrate`) for `auto`\n  \
         RINGREDUCE_SEGMENTS=N     segments of the pipelined ring\n  \
         RINGREDUCE_SHM_PIECE=512K shared-memory piece (each node's first rank's; also _SLOT=4064)\n  \
-        RINGREDUCE_SHM_WRITES=auto shared-memory pieces written around the cache while writing through it is slow (or cached, streamed)\n\
+        RINGREDUCE_SHM_WRITES=X   shared-memory pieces: cached (default), auto (around the cache when that is faster), streamed\n\
         Documentation: README.md and docs/ in the source tree"
 )]
 struct Cli {

@@ -280,13 +280,14 @@ pub(crate) fn pieces<T: Element>(
 }
 
 /// Not an all-reduce: the bytes one must move between the cores. Piece by
-/// piece, every rank copies its piece of `src` into its buffer (written as
-/// the all-reduce writes its pieces, [`Segment::pick`]); barrier;
+/// piece, every rank copies its piece of `src` into its buffer (written the
+/// way the all-reduce writes its pieces now, [`Segment::pick`]); barrier;
 /// copies its right neighbour's (rank r + 1 of `seg`) into `dst`; barrier.
 /// With 2 ranks each core receives the n bytes the other has just
 /// written — what any 2-rank all-reduce must bring into each core (half of
 /// the other's input and half of its result); bench's `peer-copy`
-/// roofline. `src` and `dst` have the same length on every rank.
+/// roofline. The first barrier carries the length: ranks that passed
+/// different ones all return an error after it, having copied nothing.
 #[cfg(feature = "tools")]
 pub(crate) fn peer_copy(
     seg: &Segment,
@@ -294,33 +295,37 @@ pub(crate) fn peer_copy(
     src: &[u8],
     dst: &mut [u8],
 ) -> Result<()> {
+    /// Tells the length's words from a call's (which begin with its number).
+    const PEER_COPY: i64 = -0x7065_6572;
     assert_eq!(src.len(), dst.len());
-    let (p, r) = (seg.size(), seg.rank());
+    let (p, r, n) = (seg.size(), seg.rank(), src.len());
     let right = (r + 1) % p;
     let piece = seg.shape().piece;
-    for (from, to) in src.chunks(piece).zip(dst.chunks_mut(piece)) {
+    for k in 0..n.div_ceil(piece).max(1) {
+        let at = k * piece..((k + 1) * piece).min(n);
         let b = seg.take_buffer();
         // SAFETY: this rank's own buffer b, which the others read only
         // between the next two barriers; buffer b is taken again two
-        // pieces on, after two more barriers (as in `pieces`). A piece
+        // pieces on, after four more barriers (as in `pieces`). A piece
         // fits the buffer.
-        let mine = unsafe { exclusive::<u8>(seg.buffer(r, b), from.len()) };
-        // Written the way the all-reduce writes its pieces now.
-        let way = seg.pick(from.len());
-        let copying = (way.probe && r == 0).then(Instant::now);
-        publish(mine, from, way.stream);
-        if let Some(t) = copying {
-            seg.record(
-                from.len(),
-                way,
-                t.elapsed().as_secs_f64() / from.len().max(1) as f64,
-            );
+        let mine = unsafe { exclusive::<u8>(seg.buffer(r, b), at.len()) };
+        // Probes are the all-reduce's to time: written through the cache, untimed.
+        publish(mine, &src[at.clone()], seg.pick(at.len()).stream);
+        if k == 0 {
+            seg.barrier_with([PEER_COPY, n as i64, piece as i64], idle)?;
+            if !seg.words_agree() {
+                return Err(Error::InvalidArgument {
+                    what: "peer-copy",
+                    reason: "the ranks passed different lengths".into(),
+                });
+            }
+        } else {
+            seg.barrier(idle)?;
         }
-        seg.barrier(idle)?;
-        // SAFETY: the neighbour wrote `to.len()` bytes (equal lengths on
-        // every rank) into its buffer b before the barrier just passed and
-        // does not write it again before the next one.
-        to.copy_from_slice(unsafe { shared::<u8>(seg.buffer(right, b), to.len()) });
+        // SAFETY: the neighbour wrote `at.len()` bytes (the lengths agreed)
+        // into its buffer b before the barrier just passed and does not
+        // write it again before the next one.
+        dst[at.clone()].copy_from_slice(unsafe { shared::<u8>(seg.buffer(right, b), at.len()) });
         seg.barrier(idle)?;
     }
     Ok(())

@@ -33,9 +33,9 @@ pub const ENV_SHM_SLOT: &str = "RINGREDUCE_SHM_SLOT";
 /// 512K). Read when the transport is made, from the node's first rank.
 pub const ENV_SHM_PIECE: &str = "RINGREDUCE_SHM_PIECE";
 /// Environment variable setting how the ranks write the shared-memory
-/// pieces the others read ([`Writes`]): `auto` (the default: around the
-/// cache while writing through it is slow), `cached` or `streamed`. Read
-/// when the transport is made, from the node's first rank.
+/// pieces the others read ([`Writes`]): `cached` (the default), `auto`
+/// (around the cache while writing through it is slow) or `streamed`.
+/// Read when the transport is made, from the node's first rank.
 pub const ENV_SHM_WRITES: &str = "RINGREDUCE_SHM_WRITES";
 
 /// The shared-memory segment's shape: [`Shape::DEFAULT`] changed by
@@ -301,10 +301,10 @@ mod tests {
             let v = v.to_string();
             shape_from(move |name| (name == ENV_SHM_WRITES).then(|| v.clone()))
         };
-        assert_eq!(Shape::DEFAULT.writes, Writes::Auto);
+        assert_eq!(Shape::DEFAULT.writes, Writes::Cached);
         assert_eq!(with("Streamed").unwrap().writes, Writes::Streamed);
-        assert_eq!(with(" cached").unwrap().writes, Writes::Cached);
-        assert_eq!(with("AUTO").unwrap(), Shape::DEFAULT);
+        assert_eq!(with("AUTO").unwrap().writes, Writes::Auto);
+        assert_eq!(with(" cached").unwrap(), Shape::DEFAULT);
         let e = with("nt").unwrap_err().to_string();
         assert!(
             e.contains(ENV_SHM_WRITES) && e.contains("`nt`") && e.contains("streamed"),

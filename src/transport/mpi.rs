@@ -237,7 +237,8 @@ impl Mpi {
 
     /// [`Mpi::new`] with shared-memory segments of `shape` — each node
     /// takes its first rank's ([`Group::mpi`](crate::Group::mpi) reads it
-    /// from `RINGREDUCE_SHM_PIECE` and `RINGREDUCE_SHM_SLOT`). Collective.
+    /// from `RINGREDUCE_SHM_PIECE`, `RINGREDUCE_SHM_SLOT` and
+    /// `RINGREDUCE_SHM_WRITES`). Collective.
     pub fn with_shape<C: Communicator>(comm: &C, shape: Shape) -> Self {
         let comm = comm.duplicate();
         // The library's own messages travel on a duplicate whose errors come

@@ -10,8 +10,10 @@
 //!   128 B          words + small data  piece bytes each
 //! ```
 //!
-//! The control line holds the rank's barrier counter; only its owner writes
-//! it. A barrier is: bump my counter (release), then wait until every other
+//! The control line holds the rank's barrier counter and its departure
+//! flag; only its owner writes them. The first rank's second cache line
+//! holds what [`Writes::Auto`] decided (one word, written by it alone).
+//! A barrier is: bump my counter (release), then wait until every other
 //! rank's counter has reached mine (acquire) — one cache line written per
 //! rank, no messages, no contention. Everything a rank wrote before the
 //! barrier is visible to every rank after it.
@@ -38,7 +40,8 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 
 /// Bytes of a rank's control line (two cache lines: adjacent-line
-/// prefetch never makes two ranks' counters share).
+/// prefetch never makes two ranks' counters share; the first rank's second
+/// line holds `Auto`'s word, [`Segment::pick`]).
 const CONTROL: usize = 128;
 /// Words a barrier can carry at the front of every rank's slot
 /// ([`Segment::barrier_with`]).
@@ -64,27 +67,33 @@ pub struct Shape {
 }
 
 /// How the ranks write the pieces the others of their node read: through
-/// the cache, around it, or whichever the machine favours now (the default).
+/// the cache (the default), around it, or whichever the machine favours now.
 ///
 /// A line another core has just written is read out of that core's cache,
-/// and how fast depends on where the two cores are. On the development VM
-/// it switches every few seconds between about 7.5 GB/s and 2 GB/s (the
-/// host moving its virtual cores); lines written around the cache
-/// (non-temporal stores, to memory) are read at memory speed in both states
+/// and a line the other cores have read must be taken back from their
+/// caches before this core writes it again; how much either costs depends
+/// on where the cores are. On the development VM it switches every few
+/// seconds between two states about 4× apart (the host moving its virtual
+/// cores); lines written around the cache (non-temporal stores, to memory)
+/// are not taken back and are read from memory, the same in both states,
 /// but cost more to write. Around the cache, a 2-rank `shm` all-reduce of
 /// 16 KiB–4 MiB took 0.2× the vendor's time in the slow state instead of
 /// 0.5–0.9×, and 1.2–2.6× the cached way's time in the fast state
-/// (docs/results.md, "Writes around the cache").
+/// (docs/results.md, "Writes around the cache"). `Auto` won in both there,
+/// but was measured at 2 ranks on that one machine only, so it is not the
+/// default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Writes {
-    /// By what writing through the cache costs now (the default): the
-    /// node's first rank times how fast it copies its piece into its
-    /// buffer — lines the other cores read last time, which a write must
-    /// take back from their caches — against a copy within its own core.
-    /// While that costs more than [`SLOW_WRITES`] times as much (two pieces
-    /// in a row), every rank writes pieces of that size (per power of two
-    /// from [`Writes::ADAPT_FROM`]) around the cache; then one piece per
-    /// 32 MiB goes through it again to see whether that changed.
+    /// By what writing through the cache costs now: the node's first rank
+    /// times its copy of each piece into its buffer — lines the other
+    /// cores read last time, which a write must take back from their
+    /// caches — against a copy of 64 KiB within its own core (timed when
+    /// the segment is made). While that costs more than [`SLOW_WRITES`]
+    /// times as much (two probes in a row), every rank writes pieces of
+    /// that size (per power of two from [`Writes::ADAPT_FROM`]) around the
+    /// cache; then a piece in every 16 or 32 MiB (at least one in 16) goes
+    /// through it again to see whether that changed. As `Cached` where
+    /// the processor has no non-temporal stores (other than x86-64).
     Auto,
     /// Through the cache (plain stores).
     Cached,
@@ -95,8 +104,8 @@ pub enum Writes {
 
 /// How many times the cost of a copy within one core writing lines the
 /// other cores have read may be, before `Auto` writes around the cache.
-/// Measured on the development VM: 2–4× with its cores close, about 20×
-/// with them apart (docs/results.md, "Writes around the cache").
+/// Measured on the development VM at 2 ranks: 2–6× with its cores close,
+/// 10–24× with them apart (docs/results.md, "Writes around the cache").
 pub const SLOW_WRITES: f64 = 8.0;
 
 impl Writes {
@@ -133,6 +142,9 @@ impl Writes {
     }
 }
 
+/// Whether this processor has the non-temporal stores `Streamed` uses.
+const STREAMS: bool = cfg!(target_arch = "x86_64");
+
 /// Size classes of pieces `Auto` judges apart: powers of two from
 /// [`Writes::ADAPT_FROM`] (larger pieces share the last).
 const CLASSES: u32 = 8;
@@ -159,8 +171,9 @@ struct Ways {
 }
 
 /// Pieces of `bytes` between two probes while writing around the cache:
-/// one per 32 MiB written (16 pieces of 2 MiB to 2048 of 16 KiB), so that a
-/// probe with the cores apart costs a few per cent.
+/// one per 32 MiB written (2048 pieces of 16 KiB to 16 of 2 MiB; at least
+/// 16 for larger pieces), so that a probe with the cores apart costs a few
+/// per cent.
 fn period(bytes: usize) -> u64 {
     ((32 << 20) / bytes.max(1)).clamp(16, 2048) as u64
 }
@@ -199,7 +212,7 @@ impl Shape {
     pub const DEFAULT: Shape = Shape {
         slot: 4096 - SLOT_WORDS,
         piece: 512 << 10,
-        writes: Writes::Auto,
+        writes: Writes::Cached,
     };
 
     /// The shape as words (to send it to the node's other ranks).
@@ -364,7 +377,7 @@ impl Segment {
             members,
             shape,
             barriers: Cell::new(0),
-            ways: (shape.writes == Writes::Auto).then(|| Ways {
+            ways: (shape.writes == Writes::Auto && STREAMS).then(|| Ways {
                 local: if rank == 0 { local_copy_cost() } else { 0.0 },
                 pieces: Default::default(),
                 against: Default::default(),
@@ -465,7 +478,7 @@ impl Segment {
         let ways = match (self.shape.writes, &self.ways) {
             (Writes::Cached, _) => return fixed(false),
             (Writes::Streamed, _) => return fixed(true),
-            (Writes::Auto, _) if bytes < Writes::ADAPT_FROM => return fixed(false),
+            (Writes::Auto, _) if bytes < Writes::ADAPT_FROM || !STREAMS => return fixed(false),
             (Writes::Auto, None) => return fixed(false),
             (Writes::Auto, Some(ways)) => ways,
         };
@@ -637,10 +650,11 @@ mod tests {
 
     #[test]
     fn auto_writes_around_the_cache_while_the_first_ranks_probes_write_slowly() {
-        let segs: Vec<Segment> = Segment::local(&[0; 2], Shape::DEFAULT)
-            .into_iter()
-            .flatten()
-            .collect();
+        let auto = Shape {
+            writes: Writes::Auto,
+            ..Shape::DEFAULT
+        };
+        let segs: Vec<Segment> = Segment::local(&[0; 2], auto).into_iter().flatten().collect();
         let (first, other) = (&segs[0], &segs[1]);
         let local = first.ways.as_ref().unwrap().local;
         assert!(local > 0.0 && local.is_finite());
