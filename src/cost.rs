@@ -520,8 +520,7 @@ pub fn predict_call(
     params: &CostParams,
     checked: bool,
 ) -> f64 {
-    let own = cost(algorithm, p, count, elem_size).predict(params, elem_size);
-    own + check_time(algorithm, p, count, elem_size, params, checked)
+    predict_on(algorithm, p, count, elem_size, params, checked, Layout::APART)
 }
 
 /// [`select`] for calls that pay the call check's agreement (`checked`,
@@ -586,23 +585,11 @@ pub fn predict_on(
         false => None,
     };
     let own = levels.unwrap_or_else(|| cost(algorithm, p, count, elem_size).predict(params, elem_size));
-    own + check_time(algorithm, p, count, elem_size, params, checked)
-}
-
-/// Predicted seconds of the call check's agreement for one call
-/// ([`check_cost`]); 0 unless `checked`.
-fn check_time(
-    algorithm: Algorithm,
-    p: usize,
-    count: usize,
-    elem_size: usize,
-    params: &CostParams,
-    checked: bool,
-) -> f64 {
-    match checked {
+    let check = match checked {
         true => check_cost(algorithm, p, count, elem_size).predict(params, 8),
         false => 0.0,
-    }
+    };
+    own + check
 }
 
 /// The butterfly's and Rabenseifner's rounds priced by level, on `p`
