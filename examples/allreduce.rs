@@ -8,6 +8,8 @@
 use ringreduce::{Algorithm, Group, ReduceOp};
 
 fn main() -> Result<(), ringreduce::Error> {
+    // Open MPI settings the library runs best with, unless set (before MPI starts).
+    ringreduce::transport::set_mpi_defaults();
     let universe = ringreduce::mpi::initialize().expect("MPI is already initialised");
     // A private duplicate of the world communicator, settings from the environment.
     let group = Group::mpi(&universe.world())?;

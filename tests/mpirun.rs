@@ -184,6 +184,39 @@ fn ringreduce_algo_forces_auto_on_every_rank() {
 }
 
 #[test]
+fn the_command_turns_open_mpis_tcp_put_off_unless_the_user_set_the_flags() {
+    // Open MPI prints the MCA variables it read from the environment at
+    // MPI_Init (`mpi_show_mca_params=enviro`): the ranks' own environment,
+    // which `set_mpi_defaults` changes before MPI starts.
+    let args = [
+        "bench", "--algo", "ring", "-m", "8:8", "--iters", "1", "--warmup", "0",
+    ];
+    let flags = |user: Option<&str>| {
+        let mut cmd = mpirun(2, &ringreduce(), &args);
+        cmd.env("OMPI_MCA_mpi_show_mca_params", "enviro");
+        match user {
+            Some(v) => cmd.env("OMPI_MCA_btl_tcp_flags", v),
+            None => cmd.env_remove("OMPI_MCA_btl_tcp_flags"),
+        };
+        let out = run_bounded(cmd, LIMIT);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{}\n{err}", stdout(&out));
+        let shown: Vec<String> = err
+            .lines()
+            .filter_map(|l| l.split_once("] btl_tcp_flags=").map(|(_, v)| v.to_string()))
+            .collect();
+        assert!(!shown.is_empty(), "Open MPI showed no btl_tcp_flags: {err}");
+        shown
+    };
+    for v in flags(None) {
+        assert_eq!(v, "send,inplace,need-ack,need-csum (environment)");
+    }
+    for v in flags(Some("send,put,inplace")) {
+        assert_eq!(v, "send,put,inplace (environment)");
+    }
+}
+
+#[test]
 fn a_malformed_calibration_in_the_environment_stops_every_rank_with_one_line() {
     let dir = std::env::temp_dir().join(format!("ringreduce-env-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -37,7 +37,9 @@ pub use self::counting::{CallStats, Counting};
 pub use self::local::{Local, LocalEndpoint, LocalRequest};
 #[cfg(feature = "train")]
 pub(crate) use self::mpi::format_secs;
-pub use self::mpi::{Mpi, MpiRequest, ThreadDuplicate, STALL_EXIT, STALL_FILE};
+pub use self::mpi::{
+    set_mpi_defaults, Mpi, MpiRequest, ThreadDuplicate, MPI_DEFAULTS, STALL_EXIT, STALL_FILE,
+};
 pub use self::scope::{Received, RecvHandle, Scope, SendHandle};
 pub(crate) use self::shm::CALL_WORDS;
 pub use self::shm::{Segment, Shape, Writes, SLOW_WRITES};
