@@ -43,6 +43,7 @@ impl Model for Logistic {
 }
 
 fn main() -> Result<(), ringreduce::Error> {
+    ringreduce::transport::set_mpi_defaults(); // before MPI starts
     let universe = ringreduce::mpi::initialize().expect("MPI is already initialised");
     let group = Group::mpi(&universe.world())?;
     let (train, test) = (data::synthetic(2000, 6, 2, 1), data::synthetic(500, 6, 2, 2));

@@ -29,6 +29,7 @@ use ringreduce::mpi::traits::*;
 use ringreduce::{Algorithm, Group, ReduceOp};
 
 fn main() -> ExitCode {
+    ringreduce::transport::set_mpi_defaults(); // before MPI starts
     let universe = ringreduce::mpi::initialize().expect("MPI is already initialised");
     let world = universe.world();
     let (rank, size) = (world.rank() as usize, world.size() as usize);

@@ -18,6 +18,7 @@ fn main() -> Result<(), ringreduce::Error> {
     } else {
         Threading::Multiple
     };
+    ringreduce::transport::set_mpi_defaults(); // before MPI starts
     let (universe, _) =
         ringreduce::mpi::initialize_with_threading(level).expect("MPI is already initialised");
     let group = Group::mpi(&universe.world())?;

@@ -13,6 +13,7 @@ use ringreduce::mpi::topology::{Color, Communicator};
 use ringreduce::{Algorithm, Group, ReduceOp};
 
 fn main() -> Result<(), ringreduce::Error> {
+    ringreduce::transport::set_mpi_defaults(); // before MPI starts
     let universe = ringreduce::mpi::initialize().expect("MPI is already initialised");
     let world = universe.world();
     let all = Group::mpi(&world)?;

@@ -96,6 +96,7 @@ fn check<C: Transport>(g: &Group<C>) -> ringreduce::Result<Vec<String>> {
 }
 
 fn main() -> ExitCode {
+    ringreduce::transport::set_mpi_defaults(); // before MPI starts
     let Some(universe) = ringreduce::mpi::initialize() else {
         eprintln!("strategies: MPI is already initialised");
         return ExitCode::FAILURE;

@@ -347,6 +347,7 @@ fn main() {
             std::process::exit(2);
         }
     };
+    ringreduce::transport::set_mpi_defaults(); // before MPI starts
     let universe = ringreduce::mpi::initialize_with_threading(ringreduce::mpi::Threading::Multiple)
         .expect("MPI initialises once")
         .0;
