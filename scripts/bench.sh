@@ -100,12 +100,7 @@ fi
   echo "commit: $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo '-dirty')"
   echo "command: scripts/bench.sh $args"
   echo "runs: $runs, each: ringreduce bench --algo <${subjects[*]}, rotated by the run number> -m $sizes --dtype $dtype --op $op ${extra[*]}"
-  env | grep -E '^(OMPI_MCA|RINGREDUCE)_' | sort | sed 's/^/env: /'
-  # What `ringreduce` sets in its ranks where the above leaves it unset
-  # (transport::MPI_DEFAULTS); the vendor's calls in the same job share it.
-  if [ -z "${OMPI_MCA_btl_tcp_flags:-}" ]; then
-    echo "set by ringreduce: OMPI_MCA_btl_tcp_flags=send,inplace,need-ack,need-csum"
-  fi
+  mpi_environment
 } > "$dir/env.txt"
 
 echo "== ${setting}: $runs runs, results in $dir"

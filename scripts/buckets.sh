@@ -62,11 +62,7 @@ mkdir -p "$dir"
   echo "mpi: $(mpirun --version 2>&1 | head -1)"
   echo "commit: $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo '-dirty')"
   echo "command: scripts/buckets.sh $args"
-  env | grep -E '^(OMPI_MCA|RINGREDUCE)_' | sort | sed 's/^/env: /'
-  # What `ringreduce` sets in its ranks where the above leaves it unset.
-  if [ -z "${OMPI_MCA_btl_tcp_flags:-}" ]; then
-    echo "set by ringreduce: OMPI_MCA_btl_tcp_flags=send,inplace,need-ack,need-csum"
-  fi
+  mpi_environment
 } > "$dir/env.txt"
 
 echo "== $setting: model $model, batch $batch, --compress $compress, --bucket-mb $sizes × $repeats; results in $dir"

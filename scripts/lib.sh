@@ -30,3 +30,13 @@ build_release() {
   cargo build --release --quiet --bins "$@"
   bin="$(readlink -f target/release/ringreduce)"
 }
+
+# For env.txt: the MPI variables of the environment, and what `ringreduce`
+# sets in its ranks where they leave it unset (transport::MPI_DEFAULTS; the
+# vendor's calls in the same job share it).
+mpi_environment() {
+  { env | grep -E '^(OMPI_MCA|RINGREDUCE)_' || true; } | sort | sed 's/^/env: /'
+  if [ -z "${OMPI_MCA_btl_tcp_flags:-}" ]; then
+    echo "set by ringreduce: OMPI_MCA_btl_tcp_flags=send,inplace,need-ack,need-csum"
+  fi
+}

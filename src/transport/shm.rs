@@ -478,8 +478,9 @@ impl Segment {
         let ways = match (self.shape.writes, &self.ways) {
             (Writes::Cached, _) => return fixed(false),
             (Writes::Streamed, _) => return fixed(true),
-            (Writes::Auto, _) if bytes < Writes::ADAPT_FROM || !STREAMS => return fixed(false),
+            // No `ways` where there are no non-temporal stores (`STREAMS`).
             (Writes::Auto, None) => return fixed(false),
+            (Writes::Auto, _) if bytes < Writes::ADAPT_FROM => return fixed(false),
             (Writes::Auto, Some(ways)) => ways,
         };
         let c = class(bytes);
