@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 
 fn ringreduce_cmd(args: &[&str]) -> std::process::Output {
-    let mut cmd = Command::new(ringreduce());
+    let mut cmd = singleton();
     cmd.args(args);
     run_bounded(cmd, Duration::from_secs(60))
 }
@@ -52,7 +52,7 @@ fn clap_tips_survive_the_one_line_error() {
 
 #[test]
 fn an_unknown_algorithm_in_the_environment_names_the_variable() {
-    let mut cmd = Command::new(ringreduce());
+    let mut cmd = singleton();
     cmd.args(["verify", "--max-count", "4"])
         .env("RINGREDUCE_ALGO", "tree");
     let out = run_bounded(cmd, Duration::from_secs(60));
@@ -68,7 +68,7 @@ fn an_unknown_algorithm_in_the_environment_names_the_variable() {
 fn help_lists_the_subcommands() {
     let out = run_bounded(
         {
-            let mut c = Command::new(ringreduce());
+            let mut c = singleton();
             c.arg("--help");
             c
         },
@@ -125,7 +125,7 @@ fn cost_rejects_bad_input_in_one_line() {
 #[test]
 fn cost_table_csv_and_json_agree_with_the_model() {
     let run = |format: &str| {
-        let mut cmd = Command::new(ringreduce());
+        let mut cmd = singleton();
         cmd.args(["cost", "--ranks", "8", "--bytes", "16M", "--format", format]);
         let out = run_bounded(cmd, Duration::from_secs(60));
         assert!(out.status.success(), "{}", stderr(&out));
@@ -485,7 +485,7 @@ fn plot_and_summary_read_what_bench_and_train_write() {
 
 #[test]
 fn cost_explain_shows_each_candidate_and_the_call_checks_share() {
-    let mut cmd = Command::new(ringreduce());
+    let mut cmd = singleton();
     cmd.args(["cost", "--ranks", "3", "--bytes", "8", "--explain"]);
     let out = run_bounded(cmd, Duration::from_secs(60));
     assert!(out.status.success(), "{}", stderr(&out));
@@ -1175,7 +1175,7 @@ fn outputs_never_replace_devices_fifos_or_links() {
                 args.extend([flag.to_string(), dir.join(&name).display().to_string()]);
             }
             let mut cmd = match ranks {
-                1 => Command::new(ringreduce()),
+                1 => singleton(),
                 _ => mpirun(*ranks, &ringreduce(), &[]),
             };
             cmd.args(&args).current_dir(&dir);
@@ -1226,6 +1226,7 @@ fn commands_without_mpi_end_quietly_when_the_reader_goes_away() {
     ] {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
+        // `cost` starts no MPI: no session directory to keep apart.
         let done = Command::new(ringreduce())
             .args(args)
             .stdout(writer)

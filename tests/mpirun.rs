@@ -66,7 +66,7 @@ fn verify_8_ranks() {
 
 #[test]
 fn verify_runs_as_an_mpi_singleton_without_mpirun() {
-    let mut cmd = std::process::Command::new(ringreduce());
+    let mut cmd = singleton();
     cmd.args([
         "verify",
         "--max-count",
@@ -246,7 +246,7 @@ fn calibrate_writes_a_calibration_that_cost_and_auto_accept() {
     let cal = ringreduce::cost::Calibration::load(&file).expect("calibration loads");
     assert_eq!(cal.ranks, 2);
     assert!(cal.params.lines.iter().all(|l| l.alpha >= 0.0 && l.beta >= 0.0) && cal.params.gamma > 0.0);
-    let mut cmd = std::process::Command::new(ringreduce());
+    let mut cmd = singleton();
     cmd.args([
         "cost",
         "--ranks",
@@ -269,7 +269,7 @@ fn calibrate_writes_a_calibration_that_cost_and_auto_accept() {
     std::fs::remove_dir_all(&dir).unwrap();
     let single = run_bounded(
         {
-            let mut c = std::process::Command::new(ringreduce());
+            let mut c = singleton();
             c.args(["calibrate", "--out", "/dev/null"]);
             c
         },
@@ -423,7 +423,7 @@ fn calibrate_rules_times_every_algorithm_and_auto_takes_the_rules() {
     .map(|&(b, a)| (b, format!("auto:{a}")))
     .collect();
     assert_eq!(picked, want, "{csv}");
-    let mut explain = std::process::Command::new(ringreduce());
+    let mut explain = singleton();
     explain.args([
         "cost",
         "--ranks",

@@ -65,6 +65,17 @@ pub fn mpirun(ranks: usize, program: &Path, args: &[&str]) -> Command {
     cmd
 }
 
+/// The `ringreduce` command started without `mpirun`. A rank started so is
+/// an MPI singleton: Open MPI starts a daemon of its own for it, which makes
+/// the same /tmp/ompi.<host>.<uid> as `mpirun` does and loses the same race
+/// to a job starting beside it ("mkdir … File exists", met in CI), so it
+/// gets a session directory base of its own too (removed by `run_bounded`).
+pub fn singleton() -> Command {
+    let mut cmd = Command::new(ringreduce());
+    cmd.env("OMPI_MCA_orte_tmpdir_base", session_base());
+    cmd
+}
+
 /// A new, empty directory for one `mpirun`'s session files: short, under
 /// the system's temporary directory (PMIx puts sockets there, whose paths
 /// must stay under 108 bytes).
@@ -87,15 +98,19 @@ fn which(name: &str) -> Option<PathBuf> {
 /// Runs `cmd` to completion, killing it (and failing) after `limit`; an
 /// `mpirun`'s session directory base goes with it.
 pub fn run_bounded(cmd: Command, limit: Duration) -> Output {
-    let base = cmd
-        .get_envs()
-        .find(|(k, _)| *k == "OMPI_MCA_orte_tmpdir_base")
-        .and_then(|(_, v)| v.map(PathBuf::from));
+    let base = session_of(&cmd);
     let out = wait_bounded(spawn(cmd), limit);
     if let Some(dir) = base {
         let _ = std::fs::remove_dir_all(dir);
     }
     out
+}
+
+/// The session directory base `mpirun` or `singleton` gave `cmd`, if any.
+pub fn session_of(cmd: &Command) -> Option<PathBuf> {
+    cmd.get_envs()
+        .find(|(k, _)| *k == "OMPI_MCA_orte_tmpdir_base")
+        .and_then(|(_, v)| v.map(PathBuf::from))
 }
 
 /// Starts `cmd` with its output captured.
