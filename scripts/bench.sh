@@ -8,7 +8,8 @@
 #                    [--iters N] [--warmup N] [--no-in-place] [--algo a,b,...]
 #                    [--calibrate]   (each run calibrates auto's model in its own job first)
 #                    [--tune]        (first `calibrate --rules` on the same placement, timing the
-#                                     calls the runs time; every run's auto then takes its rules)
+#                                     calls the runs time, as many of them; every run's auto
+#                                     then takes its rules)
 #   scripts/bench.sh --cluster 4 [--rate 1gbit] [--slots L] [...]   on a namespace cluster
 #   scripts/bench.sh --mpi mpich [...]   built against and launched by MPICH (one machine;
 #                    the `mpi` subject is then MPICH's MPI_Allreduce)
@@ -30,6 +31,7 @@ algo=""
 mpi=openmpi
 tune=""
 extra=()
+counts=()
 while (($#)); do
   case "$1" in
     -n) ranks="$2"; shift 2 ;;
@@ -37,8 +39,8 @@ while (($#)); do
     -r|--repeats) runs="$2"; shift 2 ;;
     --dtype) dtype="$2"; shift 2 ;;
     --op) op="$2"; shift 2 ;;
-    --iters) extra+=(--iters "$2"); shift 2 ;;
-    --warmup) extra+=(--warmup "$2"); shift 2 ;;
+    --iters) extra+=(--iters "$2"); counts+=(--iters "$2"); shift 2 ;;
+    --warmup) extra+=(--warmup "$2"); counts+=(--warmup "$2"); shift 2 ;;
     --no-in-place) extra+=(--no-in-place); shift ;;
     --calibrate) extra+=(--calibrate); shift ;;
     --tune) tune=1; shift ;;
@@ -111,11 +113,14 @@ if [ -n "$tune" ]; then
   # The sweep times the calls the benchmark times (out of place only with --no-in-place).
   placement=()
   [[ " ${extra[*]} " == *" --no-in-place "* ]] && placement=(--no-in-place)
-  "${launch[@]}" "$(readlink -f $bin)" calibrate --rules "${placement[@]}" --max-bytes "$max" \
+  # As many calls back to back as the runs make: on links that pass bursts
+  # faster than their rate (the cluster's token buckets), that count decides
+  # what a size costs (docs/perf/tbf-burst).
+  "${launch[@]}" "$(readlink -f $bin)" calibrate --rules "${placement[@]}" "${counts[@]}" --max-bytes "$max" \
     --out "$(readlink -f "$dir")/calibration.json" > "$dir/calibration.txt"
   grep '^rule:' "$dir/calibration.txt" || true
   extra+=(--calibration "$(readlink -f "$dir")/calibration.json")
-  echo "tuned: calibrate --rules --max-bytes $max (rules in calibration.json, sweep in calibration.txt)" >> "$dir/env.txt"
+  echo "tuned: calibrate --rules ${counts[*]:+${counts[*]} }--max-bytes $max (rules in calibration.json, sweep in calibration.txt)" >> "$dir/env.txt"
 fi
 files=()
 for run in $(seq "$runs"); do

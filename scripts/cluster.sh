@@ -4,9 +4,15 @@
 # token-bucket rate limit on both ends of its link. MPI runs across them over
 # TCP, launched through an rsh agent that enters the host's namespace.
 #
-#   scripts/cluster.sh up N [--rate 1gbit] [--delay MS] [--slots L]
+#   scripts/cluster.sh up N [--rate 1gbit] [--burst 512kb] [--delay MS] [--slots L]
 #                                            create hosts rr-h1 .. rr-hN, each
 #                                            with L slots (ranks; default 1);
+#                                            --burst: the token bucket's size
+#                                            (default 512kb, or
+#                                            RINGREDUCE_CLUSTER_BURST): what
+#                                            passes at the veth's speed before
+#                                            the rate holds; smaller ones miss
+#                                            the rate here (docs/perf/tbf-burst)
 #                                            --delay adds MS milliseconds to
 #                                            every packet a host sends to
 #                                            another: the one-way delay between
@@ -61,11 +67,15 @@ down() {
 
 up() {
   need_root
-  local n="${1:-}" rate="" slots=1 delay=
+  local n="${1:-}" rate="" slots=1 delay= burst=${RINGREDUCE_CLUSTER_BURST:-512kb}
   shift || true
   while (($#)); do
     case "$1" in
       --rate) rate="${2:-}"; [ -n "$rate" ] || die "--rate needs a value such as 1gbit"; shift 2 ;;
+      --burst)
+        burst="${2:-}"
+        [[ "$burst" =~ ^[0-9]+(b|kb|mb)$ ]] || die "--burst needs a size such as 16kb (b, kb or mb)"
+        shift 2 ;;
       --delay)
         delay="${2:-}"
         [[ "$delay" =~ ^[0-9]+(\.[0-9]+)?$ ]] && awk -v d="$delay" 'BEGIN { exit !(d > 0 && d <= 10000) }' \
@@ -112,8 +122,8 @@ up() {
     ip -n "$h" link set lo up
     if [ -n "$rate" ]; then
       # Both directions of the link: egress of the host and of the bridge port.
-      tc qdisc add dev "$v" root tbf rate "$rate" burst 512kb latency 50ms
-      ip netns exec "$h" tc qdisc add dev eth0 root handle 1: tbf rate "$rate" burst 512kb latency 50ms
+      tc qdisc add dev "$v" root tbf rate "$rate" burst "$burst" latency 50ms
+      ip netns exec "$h" tc qdisc add dev eth0 root handle 1: tbf rate "$rate" burst "$burst" latency 50ms
     fi
     if [ -n "$delay" ]; then
       # Once per path, at the sending host: what it sends to the subnet is

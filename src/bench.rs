@@ -647,6 +647,14 @@ pub struct Sweep {
     /// The candidates (those this group cannot run left out); empty: every
     /// algorithm it can run.
     pub algorithms: Vec<Algorithm>,
+    /// Timed calls per size and candidate; `None`: 16 MiB worth, from 3
+    /// to 200. Where links pass bursts faster than their rate (a token
+    /// bucket), how many calls run back to back decides what a size costs:
+    /// rules meant for a benchmark are measured with its counts.
+    pub iters: Option<usize>,
+    /// Untimed calls before them; `None`: a fifth of the timed ones, at
+    /// least 1.
+    pub warmup: Option<usize>,
 }
 
 /// The rules sweep (`ringreduce calibrate --rules`): at every size from
@@ -681,6 +689,9 @@ pub fn rules<C: Transport>(
     }
     if reps == 0 {
         return Err(bad("--reps", "at least 1 repetition is needed".into()));
+    }
+    if sweep.iters == Some(0) {
+        return Err(bad("--iters", "at least 1 timed call is needed".into()));
     }
     if !(8..=1 << 30).contains(&max_bytes) {
         return Err(bad(
@@ -718,7 +729,7 @@ pub fn rules<C: Transport>(
     let mut trials = Vec::new();
     let mut bytes = 8u64;
     while bytes <= max_bytes {
-        let iters = rules_iters(bytes);
+        let iters = sweep.iters.unwrap_or_else(|| rules_iters(bytes));
         let mut times: Vec<Vec<f64>> = vec![Vec::new(); candidates.len()];
         for rep in 0..reps {
             for k in 0..candidates.len() {
@@ -728,7 +739,7 @@ pub fn rules<C: Transport>(
                     dtype: DType::F32,
                     op: ReduceOp::Sum,
                     iters: Some(iters),
-                    warmup: Some((iters / 5).max(1)),
+                    warmup: Some(sweep.warmup.unwrap_or((iters / 5).max(1))),
                     min_bytes: bytes,
                     max_bytes: bytes,
                     factor: 2,
@@ -997,6 +1008,60 @@ mod tests {
             .all(|r| r.time.wrong.is_none() && r.predicted_us.is_none()));
         assert!(copies.iter().all(|r| r.time.busbw == r.time.algbw));
         assert!(ring.iter().all(|r| r.time.wrong == Some(0)));
+    }
+
+    #[test]
+    fn the_rules_sweep_times_as_many_calls_as_the_benchmark_it_is_told_of() {
+        let sweep = |iters, warmup| Sweep {
+            max_bytes: 16,
+            reps: 1,
+            in_place: false,
+            algorithms: vec![Algorithm::Ring],
+            iters,
+            warmup,
+        };
+        let bench = BenchConfig {
+            subjects: vec![Subject::Ours(Algorithm::Ring)],
+            dtype: DType::F32,
+            op: ReduceOp::Sum,
+            min_bytes: 8,
+            max_bytes: 8,
+            iters: Some(5),
+            warmup: Some(2),
+            check: false,
+            collective: None,
+            seed: 1,
+            factor: 2,
+            in_place: false,
+        };
+        let calls = Group::local(2, |g| {
+            let mut counts = Vec::new();
+            for s in [sweep(Some(5), Some(2)), sweep(None, None)] {
+                let before = g.calls();
+                rules(&g, &s, |_| {}).unwrap();
+                counts.push(g.calls() - before);
+            }
+            // The sweep runs the benchmark at one size at a time.
+            let before = g.calls();
+            for bytes in [8, 16] {
+                let one = BenchConfig {
+                    min_bytes: bytes,
+                    max_bytes: bytes,
+                    ..bench.clone()
+                };
+                run(&g, &one, None, |_| {}).unwrap();
+            }
+            counts.push(g.calls() - before);
+            let refused = rules(&g, &sweep(Some(0), None), |_| {}).unwrap_err();
+            assert!(refused.to_string().contains("--iters"), "{refused}");
+            counts
+        });
+        let [told, default, benchmark] = calls[0][..] else {
+            panic!("{calls:?}")
+        };
+        assert_eq!(told, benchmark, "the sweep's calls, the benchmark's");
+        // Without counts: 16 MiB worth, at most 200 per size (more than 5).
+        assert!(default > 10 * benchmark, "{default} against {benchmark}");
     }
 
     #[test]

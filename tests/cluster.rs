@@ -151,6 +151,19 @@ fn a_delay_holds_every_packet_between_hosts() {
     }
 }
 
+/// The bucket size in bytes of the tbf line `tc qdisc show` printed.
+fn bucket_bytes(text: &str) -> Option<f64> {
+    let value = text.split_whitespace().skip_while(|w| *w != "burst").nth(1)?;
+    let digits = value.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let scale = match &value[digits.len()..] {
+        "b" => 1.0,
+        "Kb" => 1024.0,
+        "Mb" => 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some(digits.parse::<f64>().ok()? * scale)
+}
+
 fn namespaces() -> String {
     let out = Command::new("ip")
         .args(["netns", "list"])
@@ -168,9 +181,41 @@ fn three_hosts_run_verify_over_tcp_and_leave_nothing_behind() {
     let limit = Duration::from_secs(300);
     // Clear anything a crashed earlier run left, then bring three hosts up.
     run_bounded(cluster(&["down"]), limit);
-    let up = run_bounded(cluster(&["up", "3", "--rate", "1gbit"]), limit);
+    for bad in ["10", "1gbit", "kb"] {
+        let out = run_bounded(cluster(&["up", "3", "--rate", "1gbit", "--burst", bad]), limit);
+        assert_eq!(out.status.code(), Some(2), "--burst {bad}");
+        assert_eq!(stderr(&out).lines().count(), 1, "--burst {bad}: {}", stderr(&out));
+        assert!(stderr(&out).contains("--burst needs"), "{}", stderr(&out));
+    }
+    let up = run_bounded(cluster(&["up", "3", "--rate", "1gbit", "--burst", "64kb"]), limit);
     assert!(up.status.success(), "{}{}", stdout(&up), stderr(&up));
     assert_eq!(namespaces().matches("rrtest-h").count(), 3, "{}", namespaces());
+    // Both ends of every link hold the rate with the bucket asked for.
+    for k in 1..=3 {
+        let host = format!("rrtest-h{k}");
+        let port = format!("rrtest-v{k}");
+        let ends = [
+            Command::new("tc")
+                .args(["qdisc", "show", "dev", &port])
+                .output()
+                .unwrap(),
+            Command::new("ip")
+                .args(["netns", "exec", &host, "tc", "qdisc", "show", "dev", "eth0"])
+                .output()
+                .unwrap(),
+        ];
+        for end in ends {
+            let text = String::from_utf8_lossy(&end.stdout);
+            assert!(
+                text.contains("tbf") && text.contains("rate 1Gbit"),
+                "{host}: {text}"
+            );
+            // tc shows the bucket as it stores it, in time at the rate:
+            // 64kb comes back as 65500b.
+            let burst = bucket_bytes(&text).unwrap_or_else(|| panic!("{host}: {text}"));
+            assert!((burst - 65536.0).abs() < 0.01 * 65536.0, "{host}: {text}");
+        }
+    }
 
     // A second `up` is refused in one line and changes nothing.
     let again = run_bounded(cluster(&["up", "2"]), limit);

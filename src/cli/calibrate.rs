@@ -38,6 +38,13 @@ pub struct Args {
     /// algorithm this job can run); fewer make a shorter sweep.
     #[arg(long, requires = "rules", value_parser = list::<Algorithm>)]
     algo: Option<List<Algorithm>>,
+    /// Timed calls per size and algorithm in the rules sweep (default: 16
+    /// MiB worth, 3 to 200); `bench.sh --tune` passes the benchmark's own.
+    #[arg(long, requires = "rules")]
+    iters: Option<usize>,
+    /// Untimed calls before them (default: a fifth of --iters, at least 1).
+    #[arg(long, requires = "rules")]
+    warmup: Option<usize>,
 }
 
 /// Measures, prints the fit and writes the file.
@@ -72,6 +79,8 @@ pub fn run(args: Args) -> ExitCode {
                 reps: args.reps,
                 in_place: !args.no_in_place,
                 algorithms: args.algo.as_ref().map_or(Vec::new(), |l| l.0.clone()),
+                iters: args.iters,
+                warmup: args.warmup,
             };
             let swept = bench::rules(group, &sweep, |t| {
                 if first {
