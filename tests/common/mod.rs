@@ -107,7 +107,7 @@ pub fn run_bounded(cmd: Command, limit: Duration) -> Output {
 }
 
 /// The session directory base `mpirun` or `singleton` gave `cmd`, if any.
-pub fn session_of(cmd: &Command) -> Option<PathBuf> {
+fn session_of(cmd: &Command) -> Option<PathBuf> {
     cmd.get_envs()
         .find(|(k, _)| *k == "OMPI_MCA_orte_tmpdir_base")
         .and_then(|(_, v)| v.map(PathBuf::from))
