@@ -114,8 +114,8 @@ if [ -n "$tune" ]; then
   placement=()
   [[ " ${extra[*]} " == *" --no-in-place "* ]] && placement=(--no-in-place)
   # As many calls back to back as the runs make: on links that pass bursts
-  # faster than their rate (the cluster's token buckets), that count decides
-  # what a size costs (docs/perf/tbf-burst).
+  # faster than their rate (the cluster's token buckets) the calls before a
+  # timed one change what it costs (docs/perf/tbf-burst).
   "${launch[@]}" "$(readlink -f $bin)" calibrate --rules "${placement[@]}" "${counts[@]}" --max-bytes "$max" \
     --out "$(readlink -f "$dir")/calibration.json" > "$dir/calibration.txt"
   grep '^rule:' "$dir/calibration.txt" || true

@@ -36,7 +36,10 @@ build_release() {
 # vendor's calls in the same job share it).
 mpi_environment() {
   { env | grep -E '^(OMPI_MCA|RINGREDUCE)_' || true; } | sort | sed 's/^/env: /'
-  if [ -z "${OMPI_MCA_btl_tcp_flags:-}" ]; then
-    echo "set by ringreduce: OMPI_MCA_btl_tcp_flags=send,inplace,need-ack,need-csum"
-  fi
+  # The entries of MPI_DEFAULTS, read from its source rather than copied here.
+  local name value
+  while read -r name value; do
+    [ -n "${!name:-}" ] || echo "set by ringreduce: $name=$value"
+  done < <(grep -o '("OMPI_MCA_[a-z_]*", "[^"]*")' src/transport/mpi.rs |
+    sed 's/("\([^"]*\)", "\([^"]*\)")/\1 \2/')
 }

@@ -649,8 +649,8 @@ pub struct Sweep {
     pub algorithms: Vec<Algorithm>,
     /// Timed calls per size and candidate; `None`: 16 MiB worth, from 3
     /// to 200. Where links pass bursts faster than their rate (a token
-    /// bucket), how many calls run back to back decides what a size costs:
-    /// rules meant for a benchmark are measured with its counts.
+    /// bucket), the calls just before a timed one change what it costs;
+    /// the default counts drain such a bucket.
     pub iters: Option<usize>,
     /// Untimed calls before them; `None`: a fifth of the timed ones, at
     /// least 1.
