@@ -7,6 +7,10 @@
 #   scripts/cluster.sh up N [--rate 1gbit] [--burst 512kb] [--delay MS] [--slots L]
 #                                            create hosts rr-h1 .. rr-hN, each
 #                                            with L slots (ranks; default 1);
+#                                            when N × L ranks fit the machine's
+#                                            cores, each host gets cores of its
+#                                            own (host k: cores (k−1)·L .. k·L−1),
+#                                            else every host runs on all of them;
 #                                            --burst: the token bucket's size
 #                                            (default 512kb, or
 #                                            RINGREDUCE_CLUSTER_BURST): what
@@ -49,6 +53,13 @@ AGENT=$STATE/rsh-agent.sh
 
 die() { echo "cluster.sh: $*" >&2; exit 2; }
 need_root() { [ "$(id -u)" -eq 0 ] || die "needs root (ip netns); run it as root or with sudo"; }
+# The cores this script may run on, one per line (from "0-3,6").
+allowed_cpus() {
+  local part
+  for part in $(awk '/^Cpus_allowed_list:/ { print $2 }' /proc/self/status | tr , ' '); do
+    seq "${part%-*}" "${part#*-}"
+  done
+}
 hosts() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^${PREFIX}-h[0-9]+$" | sort -V || true; }
 
 down() {
@@ -102,9 +113,26 @@ up() {
       cc -O2 -Wall -o "$line" scripts/delayline.c || die "--delay: scripts/delayline.c did not compile"
     fi
   fi
+  command -v taskset >/dev/null || die "taskset not found (Debian: util-linux)"
+  # The cores each host's ranks run on. Hosts are namespaces on one
+  # machine, and Open MPI binds a host's ranks to that host's first cores
+  # (--bind-to core for up to 2 ranks): every host would pick core 0. So
+  # the hosts get disjoint cores when their ranks fit, as real hosts have,
+  # and ranks run unbound (--bind-to none) on their host's cores.
+  local cores=()
+  mapfile -t cores < <(allowed_cpus)
+  local -a host_cpus=()
+  for k in $(seq "$n"); do
+    if [ $((n * slots)) -le ${#cores[@]} ]; then
+      host_cpus[k]=$(IFS=,; echo "${cores[*]:$(((k - 1) * slots)):slots}")
+    else
+      host_cpus[k]=$(IFS=,; echo "${cores[*]}")
+    fi
+  done
   trap 'echo "cluster.sh: up failed; removing what it made" >&2; down' ERR
 
   mkdir -p "$STATE"
+  : > "$STATE/cpus"
   ip link add "$BRIDGE" type bridge
   ip link set "$BRIDGE" up
   local hostsfile
@@ -146,6 +174,7 @@ up() {
     cp "$hostsfile" "/etc/netns/$h/hosts"
     echo "$h" > "/etc/netns/$h/hostname"
     echo "$h slots=$slots" >> "$STATE/hostfile"
+    echo "$h ${host_cpus[k]}" >> "$STATE/cpus"
   done
   rm -f "$hostsfile"
   if [ -n "$delay" ]; then
@@ -157,11 +186,13 @@ up() {
     done
   fi
   # The rsh agent: run the command inside the host's namespace, with its own
-  # host name (a UTS namespace), as ssh to that host would.
-  cat > "$AGENT" <<'AGENT'
+  # host name (a UTS namespace) and on its own cores, as ssh to that host
+  # would.
+  cat > "$AGENT" <<AGENT
 #!/bin/sh
-host="$1"; shift
-exec ip netns exec "$host" unshare --uts sh -c "hostname $host; $*"
+host="\$1"; shift
+cpus=\$(awk -v h="\$host" '\$1 == h { print \$2 }' "$STATE/cpus")
+exec ip netns exec "\$host" taskset -c "\$cpus" unshare --uts sh -c "hostname \$host; \$*"
 AGENT
   chmod +x "$AGENT"
   echo "${rate:-unlimited}" > "$STATE/rate"
@@ -176,7 +207,9 @@ AGENT
   else
     echo "cluster.sh: ping not found (Debian: iputils-ping); hosts not checked for reachability" >&2
   fi
-  echo "cluster up: $n hosts (${PREFIX}-h1 .. ${PREFIX}-h$n) on $BRIDGE, $SUBNET.0/24, links ${rate:-unlimited}${delay:+ + ${delay} ms one way}, $slots rank(s) per host"
+  local placed="each host on cores of its own (${PREFIX}-h1: ${host_cpus[1]}, …)"
+  [ $((n * slots)) -le ${#cores[@]} ] || placed="$((n * slots)) ranks share cores ${host_cpus[1]}"
+  echo "cluster up: $n hosts (${PREFIX}-h1 .. ${PREFIX}-h$n) on $BRIDGE, $SUBNET.0/24, links ${rate:-unlimited}${delay:+ + ${delay} ms one way}, $slots rank(s) per host, $placed"
 }
 
 run() {
@@ -216,9 +249,13 @@ run() {
   [ "$slots" -gt 1 ] && btl=tcp,vader,self
   # mpirun itself runs on the first host (with that host's name), so every
   # address it uses is a cluster one.
-  ip netns exec "${PREFIX}-h1" unshare --uts sh -c 'hostname "$0"; exec "$@"' "${PREFIX}-h1" \
+  # On the first host's cores: the ranks it starts there inherit them.
+  local cpus1
+  cpus1=$(awk -v h="${PREFIX}-h1" '$1 == h { print $2 }' "$STATE/cpus")
+  ip netns exec "${PREFIX}-h1" taskset -c "$cpus1" unshare --uts sh -c 'hostname "$0"; exec "$@"' "${PREFIX}-h1" \
     mpirun -n "$ranks" --hostfile "$hostfile" \
     --wdir "$CALLER_DIR" \
+    --bind-to none \
     --mca plm_rsh_agent "$AGENT" \
     --mca btl "$btl" \
     --mca btl_tcp_if_include "$SUBNET.0/24" \
@@ -235,6 +272,7 @@ status() {
   echo "hosts: $(echo "$hs" | tr '\n' ' ')"
   echo "links: $(cat "$STATE/rate" 2>/dev/null || echo '?'), one-way delay $(cat "$STATE/delay" 2>/dev/null || echo 0) ms"
   echo "ranks per host: $(cat "$STATE/slots" 2>/dev/null || echo 1)"
+  echo "cores: $(tr '\n' ';' < "$STATE/cpus" 2>/dev/null | sed 's/;$//; s/;/; /g')"
 }
 
 case "${1:-}" in

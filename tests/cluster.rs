@@ -94,6 +94,78 @@ fn a_long_transfer_over_a_slow_link_is_progress_not_a_stall() {
     assert!(down.status.success(), "{}", stderr(&down));
 }
 
+/// The cores in a `Cpus_allowed_list` such as "0-3,6".
+fn cpu_list(list: &str) -> Vec<usize> {
+    list.split(',')
+        .filter(|p| !p.is_empty())
+        .flat_map(|part| {
+            let (a, b) = part.split_once('-').unwrap_or((part, part));
+            a.trim().parse::<usize>().unwrap()..=b.trim().parse::<usize>().unwrap()
+        })
+        .collect()
+}
+
+/// The cores this process may run on.
+fn my_cores() -> Vec<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("Cpus_allowed_list:"))
+        .unwrap();
+    cpu_list(line.split_once(':').unwrap().1.trim())
+}
+
+/// Each host's ranks run on cores of their own while the ranks fit the
+/// machine's cores, and on all of them otherwise. Regression: Open MPI
+/// binds up to 2 ranks to their host's first core, and every namespace
+/// "host" is the same machine, so both ranks of a 2-host cluster ran on
+/// core 0 and the other core idled.
+#[test]
+fn hosts_run_on_cores_of_their_own_while_the_ranks_fit() {
+    let _guard = serial();
+    if !may_make_namespaces() {
+        return;
+    }
+    let limit = Duration::from_secs(120);
+    let cores = my_cores();
+    let placed = |args: &[&str]| on_cluster("rrcpu", "10.79.4", args);
+    run_bounded(placed(&["down"]), limit);
+    for hosts in [2usize, 3] {
+        let up = run_bounded(placed(&["up", &hosts.to_string()]), limit);
+        assert!(up.status.success(), "{}{}", stdout(&up), stderr(&up));
+        let out = run_bounded(
+            placed(&[
+                "run",
+                "--",
+                "sh",
+                "-c",
+                "echo $(hostname) $(grep Cpus_allowed_list /proc/self/status | cut -f2)",
+            ]),
+            limit,
+        );
+        let down = run_bounded(placed(&["down"]), limit);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        assert!(down.status.success(), "{}", stderr(&down));
+        let mut seen: Vec<(String, Vec<usize>)> = stdout(&out)
+            .lines()
+            .map(|l| {
+                let (host, list) = l.split_once(' ').unwrap();
+                (host.to_string(), cpu_list(list))
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(seen.len(), hosts, "{}", stdout(&out));
+        for (k, (host, on)) in seen.iter().enumerate() {
+            assert_eq!(host, &format!("rrcpu-h{}", k + 1));
+            if hosts <= cores.len() {
+                assert_eq!(on, &[cores[k]], "{hosts} hosts on {cores:?}: {}", stdout(&out));
+            } else {
+                assert_eq!(on, &cores, "{hosts} hosts on {cores:?}: {}", stdout(&out));
+            }
+        }
+    }
+}
+
 /// `--delay MS`: every packet between hosts waits MS at its sender, in the
 /// delay line (`scripts/delayline.c`), so an exchange of 8 bytes takes at
 /// least MS (a bound no noise can break), and MPI runs through it.
