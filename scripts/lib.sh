@@ -36,10 +36,20 @@ build_release() {
 # vendor's calls in the same job share it).
 mpi_environment() {
   { env | grep -E '^(OMPI_MCA|RINGREDUCE)_' || true; } | sort | sed 's/^/env: /'
-  # The entries of MPI_DEFAULTS, read from its source rather than copied here.
+  # The entries of MPI_DEFAULTS and OVERLAP_MPI_DEFAULTS, read from their
+  # source rather than copied here.
+  defaults_of MPI_DEFAULTS "set by ringreduce"
+  defaults_of OVERLAP_MPI_DEFAULTS "set by ringreduce train with a communication thread"
+}
+
+# The (name, value) pairs of the constant $1 in src/transport/mpi.rs that
+# the environment leaves unset, each on a line after "$2: ".
+defaults_of() {
   local name value
   while read -r name value; do
-    [ -n "${!name:-}" ] || echo "set by ringreduce: $name=$value"
-  done < <(grep -o '("OMPI_MCA_[a-z_]*", "[^"]*")' src/transport/mpi.rs |
+    [ -n "${!name:-}" ] || echo "$2: $name=$value"
+  done < <(grep "^pub const $1:" src/transport/mpi.rs |
+    grep -o '("OMPI_MCA_[a-z_]*", "[^"]*")' |
     sed 's/("\([^"]*\)", "\([^"]*\)")/\1 \2/')
 }
+

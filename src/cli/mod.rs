@@ -296,8 +296,12 @@ pub fn on_world_at(
     threading: Option<ringreduce::mpi::Threading>,
     f: impl FnOnce(&Group<Mpi>) -> ExitCode,
 ) -> ExitCode {
-    // Open MPI settings the user left unset (see `MPI_DEFAULTS`).
-    ringreduce::transport::set_mpi_defaults();
+    // Open MPI settings the user left unset (see `MPI_DEFAULTS`, and
+    // `OVERLAP_MPI_DEFAULTS` for a communication thread).
+    match threading {
+        Some(ringreduce::mpi::Threading::Multiple) => ringreduce::transport::set_overlap_mpi_defaults(),
+        _ => ringreduce::transport::set_mpi_defaults(),
+    };
     let universe = match threading {
         None => ringreduce::mpi::initialize(),
         Some(level) => ringreduce::mpi::initialize_with_threading(level).map(|(u, _)| u),

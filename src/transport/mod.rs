@@ -38,7 +38,8 @@ pub use self::local::{Local, LocalEndpoint, LocalRequest};
 #[cfg(feature = "train")]
 pub(crate) use self::mpi::format_secs;
 pub use self::mpi::{
-    set_mpi_defaults, Mpi, MpiRequest, ThreadDuplicate, MPI_DEFAULTS, STALL_EXIT, STALL_FILE,
+    set_mpi_defaults, set_overlap_mpi_defaults, Mpi, MpiRequest, ThreadDuplicate, MPI_DEFAULTS,
+    OVERLAP_MPI_DEFAULTS, STALL_EXIT, STALL_FILE,
 };
 pub use self::scope::{Received, RecvHandle, Scope, SendHandle};
 pub(crate) use self::shm::CALL_WORDS;

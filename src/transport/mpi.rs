@@ -60,6 +60,28 @@ pub const STALL_FILE: &str = "RINGREDUCE_STALL_FILE";
 ///   which does not use it.
 pub const MPI_DEFAULTS: &[(&str, &str)] = &[("OMPI_MCA_btl_tcp_flags", "send,inplace,need-ack,need-csum")];
 
+/// Open MPI settings for a process whose collectives run on a
+/// communication thread beside its computation ([`crate::group::Overlapped`], the
+/// trainer's gradient buckets): what [`set_overlap_mpi_defaults`] sets
+/// where nothing else has, besides [`MPI_DEFAULTS`].
+///
+/// - `btl_tcp_sndbuf` 256 KiB instead of the kernel's autotuned send
+///   buffer (up to 4 MiB). Open MPI's TCP transport counts a fragment sent
+///   once it is in the socket, so a large message fills the buffer, and
+///   whatever is sent next on that connection — the handshake of the next
+///   bucket's exchange, a small collective of the main thread — waits
+///   behind up to 4 MiB (32 ms at 1 Gbit/s) while the other direction
+///   idles. Buckets of 3–4 MB between 2 hosts at 1 Gbit/s took 40–66 ms
+///   each instead of 27–35 (a training step 164 ms against 122 ms without
+///   buckets); with 256 KiB they ran at the link's rate (121.6 ms a step),
+///   as with the kernel's `net.ipv4.tcp_notsent_lowat` = 128 KiB, which
+///   bounds only the unsent part (`docs/perf/buckets-2x1gbit-sndbuf`).
+///   The buffer also bounds the bytes in flight: at 256 KiB a connection
+///   carries at most 256 KiB per round trip (1 Gbit/s up to a 2 ms round
+///   trip). On longer or faster links set `OMPI_MCA_btl_tcp_sndbuf=0`
+///   (the kernel's autotuning) and the sysctl instead.
+pub const OVERLAP_MPI_DEFAULTS: &[(&str, &str)] = &[("OMPI_MCA_btl_tcp_sndbuf", "262144")];
+
 /// Sets each of [`MPI_DEFAULTS`] that the environment leaves unset and
 /// returns the names it set: an `OMPI_MCA_*` variable of the user's, or
 /// `mpirun --mca` (which reaches the ranks as one), wins. Call it before
@@ -73,18 +95,41 @@ pub const MPI_DEFAULTS: &[(&str, &str)] = &[("OMPI_MCA_btl_tcp_flags", "send,inp
 /// let universe = ringreduce::mpi::initialize().expect("MPI already initialised");
 /// ```
 pub fn set_mpi_defaults() -> Vec<&'static str> {
-    let unset = unset_defaults(|name| std::env::var_os(name).is_some());
+    set_defaults(&[MPI_DEFAULTS])
+}
+
+/// [`set_mpi_defaults`] for a process that will run a communication
+/// thread ([`crate::Group::overlapped`]): [`MPI_DEFAULTS`] and
+/// [`OVERLAP_MPI_DEFAULTS`], each where the environment leaves it unset.
+/// The `ringreduce train` command calls it for the strategies that can run
+/// on buckets, also with `--bucket-mb 0`, so both compare alike.
+///
+/// # Examples
+/// ```no_run
+/// ringreduce::transport::set_overlap_mpi_defaults();
+/// let (universe, _) =
+///     ringreduce::mpi::initialize_with_threading(ringreduce::mpi::Threading::Multiple).unwrap();
+/// ```
+pub fn set_overlap_mpi_defaults() -> Vec<&'static str> {
+    set_defaults(&[MPI_DEFAULTS, OVERLAP_MPI_DEFAULTS])
+}
+
+fn set_defaults(lists: &[&[(&'static str, &'static str)]]) -> Vec<&'static str> {
+    let unset = unset_defaults(lists, |name| std::env::var_os(name).is_some());
     for (name, value) in &unset {
         std::env::set_var(name, value);
     }
     unset.into_iter().map(|(name, _)| name).collect()
 }
 
-/// The entries of [`MPI_DEFAULTS`] whose variable `is_set` says is unset.
-fn unset_defaults(is_set: impl Fn(&str) -> bool) -> Vec<(&'static str, &'static str)> {
-    MPI_DEFAULTS
+/// The entries of `lists` whose variable `is_set` says is unset.
+fn unset_defaults(
+    lists: &[&[(&'static str, &'static str)]],
+    is_set: impl Fn(&str) -> bool,
+) -> Vec<(&'static str, &'static str)> {
+    lists
         .iter()
-        .copied()
+        .flat_map(|l| l.iter().copied())
         .filter(|(name, _)| !is_set(name))
         .collect()
 }
@@ -1135,7 +1180,7 @@ mod tests {
 
     #[test]
     fn mpi_defaults_fill_only_what_the_environment_leaves_unset() {
-        let unset = unset_defaults(|_| false);
+        let unset = unset_defaults(&[MPI_DEFAULTS], |_| false);
         assert_eq!(unset, MPI_DEFAULTS.to_vec());
         let flags = unset
             .iter()
@@ -1144,7 +1189,32 @@ mod tests {
             .1;
         assert!(flags.split(',').any(|f| f == "send") && !flags.split(',').any(|f| f == "put"));
         // A variable of the user's (or of `mpirun --mca`) is left alone.
-        assert!(unset_defaults(|n| n == "OMPI_MCA_btl_tcp_flags").is_empty());
+        assert!(unset_defaults(&[MPI_DEFAULTS], |n| n == "OMPI_MCA_btl_tcp_flags").is_empty());
+    }
+
+    #[test]
+    fn a_communication_thread_bounds_the_tcp_send_buffer_unless_the_user_set_it() {
+        let both = unset_defaults(&[MPI_DEFAULTS, OVERLAP_MPI_DEFAULTS], |_| false);
+        assert_eq!(both.len(), 2, "{both:?}");
+        assert!(both.contains(&("OMPI_MCA_btl_tcp_flags", "send,inplace,need-ack,need-csum")));
+        let sndbuf: u64 = both
+            .iter()
+            .find(|(n, _)| *n == "OMPI_MCA_btl_tcp_sndbuf")
+            .unwrap()
+            .1
+            .parse()
+            .unwrap();
+        // Bounded (0 is the kernel's autotuning, up to 4 MiB) and large
+        // enough for 1 Gbit/s over the communication thread's 500 µs naps.
+        assert!((64 << 10..=1 << 20).contains(&sndbuf), "{sndbuf}");
+        // Without a communication thread the kernel's autotuning stays.
+        assert!(unset_defaults(&[MPI_DEFAULTS], |_| false)
+            .iter()
+            .all(|(n, _)| *n != "OMPI_MCA_btl_tcp_sndbuf"));
+        let mine = unset_defaults(&[MPI_DEFAULTS, OVERLAP_MPI_DEFAULTS], |n| {
+            n == "OMPI_MCA_btl_tcp_sndbuf"
+        });
+        assert_eq!(mine, MPI_DEFAULTS.to_vec());
     }
 
     #[test]
