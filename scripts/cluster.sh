@@ -192,6 +192,7 @@ up() {
 #!/bin/sh
 host="\$1"; shift
 cpus=\$(awk -v h="\$host" '\$1 == h { print \$2 }' "$STATE/cpus")
+[ -n "\$cpus" ] || { echo "cluster.sh: \$host is not a host of this cluster" >&2; exit 2; }
 exec ip netns exec "\$host" taskset -c "\$cpus" unshare --uts sh -c "hostname \$host; \$*"
 AGENT
   chmod +x "$AGENT"
@@ -250,6 +251,7 @@ run() {
   # mpirun itself runs on the first host (with that host's name), so every
   # address it uses is a cluster one.
   # On the first host's cores: the ranks it starts there inherit them.
+  [ -f "$STATE/cpus" ] || die "this cluster was brought up by an older cluster.sh (no cores per host); run 'scripts/cluster.sh down' and 'up' again"
   local cpus1
   cpus1=$(awk -v h="${PREFIX}-h1" '$1 == h { print $2 }' "$STATE/cpus")
   ip netns exec "${PREFIX}-h1" taskset -c "$cpus1" unshare --uts sh -c 'hostname "$0"; exec "$@"' "${PREFIX}-h1" \
@@ -272,7 +274,9 @@ status() {
   echo "hosts: $(echo "$hs" | tr '\n' ' ')"
   echo "links: $(cat "$STATE/rate" 2>/dev/null || echo '?'), one-way delay $(cat "$STATE/delay" 2>/dev/null || echo 0) ms"
   echo "ranks per host: $(cat "$STATE/slots" 2>/dev/null || echo 1)"
-  echo "cores: $(tr '\n' ';' < "$STATE/cpus" 2>/dev/null | sed 's/;$//; s/;/; /g')"
+  if [ -f "$STATE/cpus" ]; then
+    echo "cores: $(tr '\n' ';' < "$STATE/cpus" | sed 's/;$//; s/;/; /g')"
+  fi
 }
 
 case "${1:-}" in

@@ -42,14 +42,17 @@ mpi_environment() {
   defaults_of OVERLAP_MPI_DEFAULTS "set by ringreduce train with a communication thread"
 }
 
-# The (name, value) pairs of the constant $1 in src/transport/mpi.rs that
-# the environment leaves unset, each on a line after "$2: ".
+# The (name, value) pairs of the constant $1 in src/transport/mpi.rs (from
+# its `pub const` line to the `;` that ends it, on one line or several)
+# that the environment leaves unset, each on a line after "$2: ".
 defaults_of() {
-  local name value
+  local name value found=
   while read -r name value; do
+    found=1
     [ -n "${!name:-}" ] || echo "$2: $name=$value"
-  done < <(grep "^pub const $1:" src/transport/mpi.rs |
+  done < <(awk -v c="pub const $1:" 'index($0, c) == 1 { on = 1 } on { print } on && /;$/ { exit }' \
+    src/transport/mpi.rs |
     grep -o '("OMPI_MCA_[a-z_]*", "[^"]*")' |
     sed 's/("\([^"]*\)", "\([^"]*\)")/\1 \2/')
+  [ -n "$found" ] || echo "$2: (none found: src/transport/mpi.rs has no $1 with OMPI_MCA_ entries)"
 }
-

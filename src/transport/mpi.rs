@@ -71,14 +71,14 @@ pub const MPI_DEFAULTS: &[(&str, &str)] = &[("OMPI_MCA_btl_tcp_flags", "send,inp
 ///   whatever is sent next on that connection — the handshake of the next
 ///   bucket's exchange, a small collective of the main thread — waits
 ///   behind up to 4 MiB (32 ms at 1 Gbit/s) while the other direction
-///   idles. Buckets of 3–4 MB between 2 hosts at 1 Gbit/s took 40–66 ms
-///   each instead of 27–35 (a training step 164 ms against 122 ms without
-///   buckets); with 256 KiB they ran at the link's rate (121.6 ms a step),
+///   idles. Buckets of 3–4 MB between 2 hosts at 1 Gbit/s took 46–62 ms
+///   each (medians) instead of 27–35 (a training step 164 ms against 122 ms
+///   without buckets); with 256 KiB 28–40 ms (121.6 ms a step),
 ///   as with the kernel's `net.ipv4.tcp_notsent_lowat` = 128 KiB, which
 ///   bounds only the unsent part (`docs/perf/buckets-2x1gbit-sndbuf`).
 ///   The buffer also bounds the bytes in flight: at 256 KiB a connection
-///   carries at most 256 KiB per round trip (1 Gbit/s up to a 2 ms round
-///   trip). On longer or faster links set `OMPI_MCA_btl_tcp_sndbuf=0`
+///   carries about 256 KiB per round trip (Linux doubles the value for its
+///   bookkeeping; 1 Gbit/s up to a 2 ms round trip). On longer or faster links set `OMPI_MCA_btl_tcp_sndbuf=0`
 ///   (the kernel's autotuning) and the sysctl instead.
 pub const OVERLAP_MPI_DEFAULTS: &[(&str, &str)] = &[("OMPI_MCA_btl_tcp_sndbuf", "262144")];
 
