@@ -122,8 +122,9 @@ up() {
   local cores=()
   mapfile -t cores < <(allowed_cpus)
   local -a host_cpus=()
+  local fits=$((n * slots <= ${#cores[@]}))
   for k in $(seq "$n"); do
-    if [ $((n * slots)) -le ${#cores[@]} ]; then
+    if [ "$fits" = 1 ]; then
       host_cpus[k]=$(IFS=,; echo "${cores[*]:$(((k - 1) * slots)):slots}")
     else
       host_cpus[k]=$(IFS=,; echo "${cores[*]}")
@@ -209,7 +210,7 @@ AGENT
     echo "cluster.sh: ping not found (Debian: iputils-ping); hosts not checked for reachability" >&2
   fi
   local placed="each host on cores of its own (${PREFIX}-h1: ${host_cpus[1]}, …)"
-  [ $((n * slots)) -le ${#cores[@]} ] || placed="$((n * slots)) ranks share cores ${host_cpus[1]}"
+  [ "$fits" = 1 ] || placed="$((n * slots)) ranks share cores ${host_cpus[1]}"
   echo "cluster up: $n hosts (${PREFIX}-h1 .. ${PREFIX}-h$n) on $BRIDGE, $SUBNET.0/24, links ${rate:-unlimited}${delay:+ + ${delay} ms one way}, $slots rank(s) per host, $placed"
 }
 

@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::*;
@@ -38,6 +38,16 @@ fn on_cluster(prefix: &str, subnet: &str, args: &[&str]) -> Command {
         .env("RINGREDUCE_CLUSTER_PREFIX", prefix)
         .env("RINGREDUCE_CLUSTER_SUBNET", subnet);
     c
+}
+
+/// Runs `run` (`cluster.sh run` arguments) on the cluster that `on` speaks
+/// to, then takes the cluster down; both must succeed. The run's output.
+fn run_then_down(on: impl Fn(&[&str]) -> Command, run: &[&str], limit: Duration) -> Output {
+    let out = run_bounded(on(&[&["run", "--"], run].concat()), limit);
+    let down = run_bounded(on(&["down"]), limit);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(down.status.success(), "{}", stderr(&down));
+    out
 }
 
 /// Whether the tests may make namespaces. Without root: a banner on the
@@ -133,19 +143,15 @@ fn hosts_run_on_cores_of_their_own_while_the_ranks_fit() {
     for hosts in [2usize, 3] {
         let up = run_bounded(placed(&["up", &hosts.to_string()]), limit);
         assert!(up.status.success(), "{}{}", stdout(&up), stderr(&up));
-        let out = run_bounded(
-            placed(&[
-                "run",
-                "--",
+        let out = run_then_down(
+            placed,
+            &[
                 "sh",
                 "-c",
                 "echo $(hostname) $(grep Cpus_allowed_list /proc/self/status | cut -f2)",
-            ]),
+            ],
             limit,
         );
-        let down = run_bounded(placed(&["down"]), limit);
-        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-        assert!(down.status.success(), "{}", stderr(&down));
         let mut seen: Vec<(String, Vec<usize>)> = stdout(&out)
             .lines()
             .map(|l| {
@@ -187,10 +193,9 @@ fn a_delay_holds_every_packet_between_hosts() {
     let bench = |delay: &str| {
         let up = run_bounded(delayed(&["up", "2", "--rate", "1gbit", "--delay", delay]), limit);
         assert!(up.status.success(), "{}{}", stdout(&up), stderr(&up));
-        let out = run_bounded(
-            delayed(&[
-                "run",
-                "--",
+        let out = run_then_down(
+            delayed,
+            &[
                 ringreduce().to_str().unwrap(),
                 "bench",
                 "--algo",
@@ -203,12 +208,9 @@ fn a_delay_holds_every_packet_between_hosts() {
                 "1",
                 "--format",
                 "csv",
-            ]),
+            ],
             limit,
         );
-        let down = run_bounded(delayed(&["down"]), limit);
-        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-        assert!(down.status.success(), "{}", stderr(&down));
         let row = stdout(&out).lines().nth(1).unwrap_or_default().to_string();
         let us: f64 = row.split(',').nth(4).and_then(|f| f.parse().ok()).unwrap_or(0.0);
         (us, row)

@@ -61,9 +61,10 @@ pub const STALL_FILE: &str = "RINGREDUCE_STALL_FILE";
 pub const MPI_DEFAULTS: &[(&str, &str)] = &[("OMPI_MCA_btl_tcp_flags", "send,inplace,need-ack,need-csum")];
 
 /// Open MPI settings for a process whose collectives run on a
-/// communication thread beside its computation ([`crate::group::Overlapped`], the
-/// trainer's gradient buckets): what [`set_overlap_mpi_defaults`] sets
-/// where nothing else has, besides [`MPI_DEFAULTS`].
+/// communication thread beside its computation
+/// ([`crate::group::Overlapped`], the trainer's gradient buckets): what
+/// [`set_overlap_mpi_defaults`] sets where nothing else has, besides
+/// [`MPI_DEFAULTS`].
 ///
 /// - `btl_tcp_sndbuf` 256 KiB instead of the kernel's autotuned send
 ///   buffer (up to 4 MiB). Open MPI's TCP transport counts a fragment sent
@@ -78,8 +79,9 @@ pub const MPI_DEFAULTS: &[(&str, &str)] = &[("OMPI_MCA_btl_tcp_flags", "send,inp
 ///   bounds only the unsent part (`docs/perf/buckets-2x1gbit-sndbuf`).
 ///   The buffer also bounds the bytes in flight: at 256 KiB a connection
 ///   carries about 256 KiB per round trip (Linux doubles the value for its
-///   bookkeeping; 1 Gbit/s up to a 2 ms round trip). On longer or faster links set `OMPI_MCA_btl_tcp_sndbuf=0`
-///   (the kernel's autotuning) and the sysctl instead.
+///   bookkeeping; 1 Gbit/s up to a 2 ms round trip). On longer or faster
+///   links set `OMPI_MCA_btl_tcp_sndbuf=0` (the kernel's autotuning) and
+///   the sysctl instead.
 pub const OVERLAP_MPI_DEFAULTS: &[(&str, &str)] = &[("OMPI_MCA_btl_tcp_sndbuf", "262144")];
 
 /// Sets each of [`MPI_DEFAULTS`] that the environment leaves unset and
