@@ -243,7 +243,8 @@ run() {
   shift
   source scripts/mpienv.sh
   local export=(-x PATH)
-  for v in RINGREDUCE_CALIBRATION RINGREDUCE_ALGO RINGREDUCE_TIMEOUT RINGREDUCE_CHECK; do
+  for v in RINGREDUCE_CALIBRATION RINGREDUCE_ALGO RINGREDUCE_TIMEOUT RINGREDUCE_CHECK RINGREDUCE_SEGMENTS \
+    RINGREDUCE_SHM_PIECE RINGREDUCE_SHM_SLOT RINGREDUCE_SHM_WRITES RINGREDUCE_HIER_PIECE; do
     [ -n "${!v:-}" ] && export+=(-x "$v")
   done
   # Ranks on one host talk through shared memory (vader), as on a real node.

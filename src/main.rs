@@ -23,6 +23,7 @@ use clap::{Parser, Subcommand};
         RINGREDUCE_CALIBRATION=F  calibration file (from `calibrate`) for `auto`\n  \
         RINGREDUCE_SEGMENTS=N     segments of the pipelined ring\n  \
         RINGREDUCE_SHM_PIECE=512K shared-memory piece (each node's first rank's; also _SLOT=4064)\n  \
+        RINGREDUCE_HIER_PIECE=4M  hierarchical's piece when the ranks span nodes (rank 0's)\n  \
         RINGREDUCE_SHM_WRITES=X   shared-memory pieces: cached (default), auto (around the cache when that is faster), streamed\n\
         Documentation: README.md and docs/ in the source tree"
 )]

@@ -380,7 +380,7 @@ fn three_hosts_run_verify_over_tcp_and_leave_nothing_behind() {
 fn two_hosts_of_two_ranks_share_memory_inside_each_host() {
     // 2 hosts × 2 slots: the ranks of a host share a segment, the
     // two-level all-reduce runs shared memory inside the hosts and the ring
-    // across them (vectors of up to two pieces), and `shm`, which needs one
+    // across them (vectors of several pieces), and `shm`, which needs one
     // node, is left out with a note.
     let _guard = serial();
     if !may_make_namespaces() {
@@ -392,21 +392,21 @@ fn two_hosts_of_two_ranks_share_memory_inside_each_host() {
     let up = run_bounded(two(&["up", "2", "--slots", "2"]), limit);
     assert!(up.status.success(), "{}{}", stdout(&up), stderr(&up));
     let names = run_bounded(two(&["run", "--", "hostname"]), limit);
-    let verify = run_bounded(
-        two(&[
-            "run",
-            "--",
-            ringreduce().to_str().unwrap(),
-            "verify",
-            "--algo",
-            "hierarchical,ring,shm",
-            "--max-count",
-            "70000",
-            "--dtype",
-            "f32,f64",
-        ]),
-        limit,
-    );
+    // Pieces of 64 KiB across the hosts (4 MiB by default): up to nine.
+    let mut verify = two(&[
+        "run",
+        "--",
+        ringreduce().to_str().unwrap(),
+        "verify",
+        "--algo",
+        "hierarchical,ring,shm",
+        "--max-count",
+        "70000",
+        "--dtype",
+        "f32,f64",
+    ]);
+    verify.env("RINGREDUCE_HIER_PIECE", "64K");
+    let verify = run_bounded(verify, limit);
     run_bounded(two(&["down"]), limit);
     let mut seen: Vec<String> = stdout(&names).lines().map(str::to_string).collect();
     seen.sort();
@@ -419,7 +419,9 @@ fn two_hosts_of_two_ranks_share_memory_inside_each_host() {
     let text = stdout(&verify);
     assert!(verify.status.success(), "{text}\n{}", stderr(&verify));
     assert!(
-        text.contains("# nodes: 2 nodes × 2 ranks, sharing memory inside each node"),
+        text.contains(
+            "# nodes: 2 nodes × 2 ranks, sharing memory inside each node (hierarchical's pieces: 64 KiB)"
+        ),
         "{text}"
     );
     assert!(

@@ -1,9 +1,10 @@
 //! Two-level (node-aware) all-reduce: shared memory inside each node, the
 //! ring across nodes.
 //!
-//! With L ranks on each of N nodes, piece by piece (512 KiB per rank, as
-//! in [`shm`](super::shm)): every rank copies its piece into the node's
-//! segment; barrier; local rank i reduces slice i of the piece (chunk i of
+//! With L ranks on each of N nodes, piece by piece (4 MiB per rank:
+//! [`Shape::rail_piece`](crate::transport::Shape::rail_piece), larger than
+//! [`shm`](super::shm)'s so that the rails' rings keep the link busy):
+//! every rank copies its piece into the node's segment; barrier; local rank i reduces slice i of the piece (chunk i of
 //! L) over its node's ranks in rank order; then the N ranks with local
 //! index i — one per node, its *rail* — all-reduce that slice with the
 //! bandwidth-optimal ring over messages; local rank i publishes the result;
@@ -25,7 +26,7 @@
 //! [`two_level_cost`] (held to the `Counting` transport).
 
 use super::ring::Ring;
-use super::shm::pieces;
+use super::shm::{piece_elements, pieces};
 use super::{chunk_range, Algorithm, Buffers, Cost, Knobs, Schedule};
 use crate::element::{Element, ReduceOp};
 use crate::error::Result;
@@ -90,7 +91,7 @@ pub fn two_level_cost(nodes: u64, per_node: u64, k: u64, s: u64) -> Cost {
             .exact_cost((nodes * per_node) as usize, k as usize, s as usize)
             .unwrap_or(zero);
     }
-    let e = (Shape::DEFAULT.piece as u64 / s.max(1)).max(1);
+    let e = piece_elements(Shape::DEFAULT.piece_for(nodes > 1), s as usize) as u64;
     let mut c = zero;
     let mut start = 0;
     while start < k {

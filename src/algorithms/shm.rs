@@ -62,7 +62,7 @@ impl Schedule for Shm {
                 ..zero
             };
         }
-        let e = piece_elements(shape, s as usize) as u64;
+        let e = piece_elements(shape.piece, s as usize) as u64;
         let (full, last) = (k / e, k % e);
         let slices = full * e.div_ceil(p) + last.div_ceil(p);
         // Per piece of len elements the busiest rank copies len in, reduces
@@ -103,9 +103,9 @@ pub(crate) fn segment<C: Transport + ?Sized>(comm: &C) -> Result<&Segment> {
     })
 }
 
-/// Elements of type size `s` in one piece.
-fn piece_elements(shape: Shape, s: usize) -> usize {
-    (shape.piece / s.max(1)).max(1)
+/// Elements of type size `s` in a piece of `piece` bytes.
+pub(crate) fn piece_elements(piece: usize, s: usize) -> usize {
+    (piece / s.max(1)).max(1)
 }
 
 /// `len` elements of `T` at `ptr`, shared.
@@ -218,7 +218,7 @@ pub(crate) fn pieces<T: Element>(
 ) -> Result<bool> {
     let (p, r) = (seg.size(), seg.rank());
     let s = std::mem::size_of::<T>();
-    let e = piece_elements(seg.shape(), s);
+    let e = piece_elements(seg.piece(), s);
     let k = buf.len();
     let mut start = 0;
     while start < k {
@@ -300,7 +300,7 @@ pub(crate) fn peer_copy(
     assert_eq!(src.len(), dst.len());
     let (p, r, n) = (seg.size(), seg.rank(), src.len());
     let right = (r + 1) % p;
-    let piece = seg.shape().piece;
+    let piece = seg.piece();
     for k in 0..n.div_ceil(piece).max(1) {
         let at = k * piece..((k + 1) * piece).min(n);
         let b = seg.take_buffer();

@@ -145,15 +145,22 @@ fn shared_memory_pieces_match_the_serial_reference() {
 #[test]
 fn two_level_matches_the_serial_reference_on_node_layouts() {
     // nodes × ranks per node, ranks placed by slot; sizes from empty to
-    // three pieces; every rank bitwise identical, in place and out of place.
-    let piece = crate::transport::Shape::DEFAULT.piece / 4;
+    // three pieces (of 64 KiB here, across nodes and on one); every rank
+    // bitwise identical, in place and out of place.
+    let shape = crate::transport::Shape {
+        piece: 64 << 10,
+        rail_piece: 64 << 10,
+        ..crate::transport::Shape::DEFAULT
+    };
+    let piece = shape.rail_piece / 4;
     for (nodes, per) in [(2, 2), (3, 2), (2, 3), (4, 1), (1, 3), (2, 4)] {
         let p = nodes * per;
+        let node_of: Vec<usize> = (0..p).map(|r| r / per).collect();
         for k in [0, 1, per + 1, 1009, 2 * piece + 3] {
             for op in [ReduceOp::Sum, ReduceOp::Min, ReduceOp::Avg] {
                 let inputs = random_inputs::<f32>(p, k, op, 9);
                 let expected = serial_reference(&inputs, op);
-                let out = Local::run_nodes(nodes, per, |ep| {
+                let out = Local::run_on(Local::endpoints_shaped(&node_of, shape), |ep| {
                     let g = Group::new(ep);
                     let mut inplace = inputs[g.rank()].clone();
                     all_reduce_in_place(&g, &mut inplace, op, Algorithm::Hierarchical).unwrap();

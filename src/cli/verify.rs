@@ -85,9 +85,10 @@ fn nodes(t: &impl ringreduce::Transport) -> String {
     match t.segment() {
         Some(seg) if seg.size() == t.size() => format!("1 node × {} ranks, sharing memory", seg.size()),
         Some(seg) if !seg.rail().is_empty() => format!(
-            "{} nodes × {} ranks, sharing memory inside each node",
+            "{} nodes × {} ranks, sharing memory inside each node (hierarchical's pieces: {})",
             seg.rail().len(),
-            seg.size()
+            seg.size(),
+            ringreduce::units::human_size(seg.piece() as u64)
         ),
         Some(seg) => format!("nodes of different sizes (rank 0's holds {} ranks)", seg.size()),
         None if t.size() == 1 => "1 node × 1 rank".to_string(),

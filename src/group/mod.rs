@@ -22,7 +22,8 @@ pub use self::check::{FUSE_MAX, FUSE_MAX_RABENSEIFNER};
 pub use self::overlap::{Overlapped, Pending};
 pub use self::settings::{
     font_from_env, parse_timeout, shape_from_env, CheckConfig, Settings, DEFAULT_TIMEOUT, ENV_ALGO,
-    ENV_CALIBRATION, ENV_CHECK, ENV_FONT, ENV_SEGMENTS, ENV_SHM_PIECE, ENV_SHM_SLOT, ENV_TIMEOUT,
+    ENV_CALIBRATION, ENV_CHECK, ENV_FONT, ENV_HIER_PIECE, ENV_SEGMENTS, ENV_SHM_PIECE, ENV_SHM_SLOT,
+    ENV_TIMEOUT,
 };
 
 use self::check::{agree_on_call, Agreed, Kind, Ride, Signature, ROOT_CHOOSES};

@@ -32,6 +32,11 @@ pub const ENV_SHM_SLOT: &str = "RINGREDUCE_SHM_SLOT";
 /// `shm` or `hierarchical` all-reduce moves per step (4K to 64M; default
 /// 512K). Read when the transport is made, from the node's first rank.
 pub const ENV_SHM_PIECE: &str = "RINGREDUCE_SHM_PIECE";
+/// Environment variable setting the piece of a `hierarchical` all-reduce
+/// when the group spans nodes ([`Shape::rail_piece`]; 4K to 64M; default
+/// 4M). Read when the transport is made, from rank 0 (the rails' rings
+/// cross nodes, so every node takes the same).
+pub const ENV_HIER_PIECE: &str = "RINGREDUCE_HIER_PIECE";
 /// Environment variable setting how the ranks write the shared-memory
 /// pieces the others read ([`Writes`]): `cached` (the default), `auto`
 /// (around the cache while writing through it is slow) or `streamed`.
@@ -39,7 +44,7 @@ pub const ENV_SHM_PIECE: &str = "RINGREDUCE_SHM_PIECE";
 pub const ENV_SHM_WRITES: &str = "RINGREDUCE_SHM_WRITES";
 
 /// The shared-memory segment's shape: [`Shape::DEFAULT`] changed by
-/// [`ENV_SHM_SLOT`], [`ENV_SHM_PIECE`] and [`ENV_SHM_WRITES`].
+/// [`ENV_SHM_SLOT`], [`ENV_SHM_PIECE`], [`ENV_HIER_PIECE`] and [`ENV_SHM_WRITES`].
 ///
 /// # Errors
 /// A value that is not a size in the variable's range, naming the variable.
@@ -53,6 +58,7 @@ fn shape_from(get: impl Fn(&str) -> Option<String>) -> Result<Shape> {
     for (name, field, range) in [
         (ENV_SHM_SLOT, &mut shape.slot, 64..=1 << 20),
         (ENV_SHM_PIECE, &mut shape.piece, 4 << 10..=64 << 20),
+        (ENV_HIER_PIECE, &mut shape.rail_piece, 4 << 10..=64 << 20),
     ] {
         if let Some(v) = get(name) {
             let (digits, unit) = match v.to_ascii_uppercase().strip_suffix(['K', 'M']) {
@@ -280,6 +286,14 @@ mod tests {
         assert_eq!(with(None, None).unwrap(), Shape::DEFAULT);
         let s = with(Some("8K"), Some("1m")).unwrap();
         assert_eq!((s.slot, s.piece), (8 << 10, 1 << 20));
+        // Across nodes, hierarchical's piece is set apart from shm's.
+        let rail = |v: &str| shape_from(|name| (name == ENV_HIER_PIECE).then(|| v.to_string()));
+        let s = rail("2M").unwrap();
+        assert_eq!((s.piece, s.rail_piece), (Shape::DEFAULT.piece, 2 << 20));
+        for bad in ["2K", "65M", "4q"] {
+            let e = rail(bad).unwrap_err().to_string();
+            assert!(e.contains(ENV_HIER_PIECE) && e.contains(bad), "{bad}: {e}");
+        }
         assert_eq!(with(Some("2000"), None).unwrap().slot, 2000);
         for (slot, piece, var) in [
             (Some("63"), None, ENV_SHM_SLOT),
@@ -314,6 +328,7 @@ mod tests {
         for writes in [Writes::Auto, Writes::Cached, Writes::Streamed] {
             let shape = Shape {
                 writes,
+                rail_piece: 3 << 20,
                 ..Shape::DEFAULT
             };
             assert_eq!(Shape::from_words(shape.to_words()), shape);

@@ -327,9 +327,10 @@ impl Mpi {
     }
 
     /// [`Mpi::new`] with shared-memory segments of `shape` — each node
-    /// takes its first rank's ([`Group::mpi`](crate::Group::mpi) reads it
-    /// from `RINGREDUCE_SHM_PIECE`, `RINGREDUCE_SHM_SLOT` and
-    /// `RINGREDUCE_SHM_WRITES`). Collective.
+    /// takes its first rank's, and every node rank 0's `rail_piece`
+    /// ([`Group::mpi`](crate::Group::mpi) reads them from
+    /// `RINGREDUCE_SHM_PIECE`, `RINGREDUCE_SHM_SLOT`,
+    /// `RINGREDUCE_SHM_WRITES` and `RINGREDUCE_HIER_PIECE`). Collective.
     pub fn with_shape<C: Communicator>(comm: &C, shape: Shape) -> Self {
         let comm = comm.duplicate();
         // The library's own messages travel on a duplicate whose errors come
@@ -343,6 +344,14 @@ impl Mpi {
         let rank = comm.rank() as usize;
         let size = comm.size() as usize;
         let (shared, nap, on_node, per_node) = if size > 1 {
+            // The rails' rings cross nodes, so every node takes rank 0's
+            // piece for them (the other sizes are each node's first rank's).
+            let mut rail_piece = shape.rail_piece as u64;
+            comm.process_at_rank(0).broadcast_into(&mut rail_piece);
+            let shape = Shape {
+                rail_piece: rail_piece as usize,
+                ..shape
+            };
             let node = comm.split_shared(comm.rank());
             let nap = (node.size() as usize > online_cpus()).then_some(CROWDED_NAP);
             let on_node = (node.rank() as usize, node.size() as usize);
@@ -724,7 +733,7 @@ fn share(nodes: &Nodes, node: &SimpleCommunicator, shape: Shape) -> Option<(Segm
     if node.size() == 1 {
         return None; // alone on its node: nothing to share
     }
-    let part = shape.part();
+    let part = shape.part(nodes.spans());
     let asked = part + 64; // room to align the part to a cache line
                            // The window is a file (in /dev/shm) of every rank's part: where the
                            // file-size limit is lower, Open MPI fails inside the collective

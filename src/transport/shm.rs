@@ -60,8 +60,12 @@ pub struct Shape {
     /// one step (with its call check, which rides in the barrier).
     pub slot: usize,
     /// Bytes of each of the two buffers: the piece a large all-reduce
-    /// moves per step.
+    /// moves per step, when the group's ranks all share the node (`shm`).
     pub piece: usize,
+    /// The same when the group spans nodes: the piece of a `hierarchical`
+    /// all-reduce, whose rails' rings move `rail_piece / ranks per node`
+    /// bytes per piece between the nodes ([`Shape::piece_for`]).
+    pub rail_piece: usize,
     /// How a rank writes the pieces the other ranks read.
     pub writes: Writes,
 }
@@ -209,23 +213,48 @@ impl Shape {
     /// (docs/perf/shm-sweep-slot); a 4 KiB call took 0.77 µs in a 4 KiB
     /// slot and 0.68 µs through the pieces (docs/perf/shm-sweep-slot-rides),
     /// so the slot stays just below 4 KiB.
+    ///
+    /// Across nodes, pieces of 4 MiB: on 2 hosts × 2 ranks at 1 Gbit/s
+    /// (docs/perf/hier-piece-2x2gbit) `hierarchical` with 512 KiB pieces
+    /// took 1.20–1.31× the vendor's time at 2–8 MiB, with 4 MiB pieces
+    /// 0.79–1.04× at 1–16 MiB (the fastest of 512 KiB–8 MiB at 4–16 MiB,
+    /// within 4 % of the link's time at 16 MiB): every piece's rails pay
+    /// their rings' handshakes and two barriers with the link idle.
     pub const DEFAULT: Shape = Shape {
         slot: 4096 - SLOT_WORDS,
         piece: 512 << 10,
+        rail_piece: 4 << 20,
         writes: Writes::Cached,
     };
 
     /// The shape as words (to send it to the node's other ranks).
-    pub(crate) fn to_words(self) -> [u64; 3] {
-        [self.slot as u64, self.piece as u64, self.writes.index()]
+    pub(crate) fn to_words(self) -> [u64; 4] {
+        [
+            self.slot as u64,
+            self.piece as u64,
+            self.rail_piece as u64,
+            self.writes.index(),
+        ]
     }
 
     /// The shape [`Shape::to_words`] sent.
-    pub(crate) fn from_words(w: [u64; 3]) -> Shape {
+    pub(crate) fn from_words(w: [u64; 4]) -> Shape {
         Shape {
             slot: w[0] as usize,
             piece: w[1] as usize,
-            writes: Writes::from_index(w[2]),
+            rail_piece: w[2] as usize,
+            writes: Writes::from_index(w[3]),
+        }
+    }
+
+    /// The piece of a segment whose group spans nodes (`spans`): the
+    /// [`rail_piece`](Shape::rail_piece), else the [`piece`](Shape::piece).
+    /// Only `hierarchical` uses the buffers of a group that spans nodes.
+    pub fn piece_for(self, spans: bool) -> usize {
+        if spans {
+            self.rail_piece
+        } else {
+            self.piece
         }
     }
 
@@ -233,13 +262,11 @@ impl Shape {
         (SLOT_WORDS + self.slot).next_multiple_of(64)
     }
 
-    fn piece_bytes(self) -> usize {
-        self.piece.next_multiple_of(64)
-    }
-
-    /// Bytes of one rank's part (a multiple of the page size).
-    pub(crate) fn part(self) -> usize {
-        (CONTROL + 2 * self.slot_bytes() + 2 * self.piece_bytes()).next_multiple_of(4096)
+    /// Bytes of one rank's part (a multiple of the page size) for a group
+    /// that spans nodes or not ([`Shape::piece_for`]).
+    pub(crate) fn part(self, spans: bool) -> usize {
+        (CONTROL + 2 * self.slot_bytes() + 2 * self.piece_for(spans).next_multiple_of(64))
+            .next_multiple_of(4096)
     }
 }
 
@@ -291,6 +318,11 @@ impl Nodes {
             .collect()
     }
 
+    /// The group's ranks are on more than one node.
+    pub(crate) fn spans(&self) -> bool {
+        self.node_of.iter().any(|&n| n != self.node_of[0])
+    }
+
     /// Ranks on each node when every node holds as many, else 0.
     pub(crate) fn per_node(&self) -> usize {
         let mine = self.members_with(self.node_of[self.me]).len();
@@ -337,6 +369,8 @@ pub struct Segment {
     /// all-reduce talks to across nodes. Empty when nodes differ in size.
     rail: Vec<usize>,
     shape: Shape,
+    /// Bytes of each buffer: `shape.piece_for(the group spans nodes)`.
+    piece: usize,
     /// Barriers this rank has passed (its counter's value).
     barriers: Cell<u64>,
     /// What [`Writes::Auto`] keeps (`None` under the other ways).
@@ -352,11 +386,11 @@ pub struct Segment {
 unsafe impl Send for Segment {}
 
 impl Segment {
-    /// A segment over `bases` (each rank's part, `shape.part()` bytes,
-    /// 64-byte aligned, zeroed), seen by `rank`.
+    /// A segment over `bases` (each rank's part, `shape.part(nodes.spans())`
+    /// bytes, 64-byte aligned, zeroed), seen by `rank`.
     ///
     /// # Safety
-    /// Every base must point to `shape.part()` bytes that stay valid while
+    /// Every base must point to `shape.part(nodes.spans())` bytes that stay valid while
     /// the segment lives, shared by exactly these ranks, each of which makes its
     /// own `Segment` over the same bases and shape and starts at the same
     /// time (counters at zero). (`block`, when given, is the memory.)
@@ -376,6 +410,7 @@ impl Segment {
             rail: nodes.rail(),
             members,
             shape,
+            piece: shape.piece_for(nodes.spans()),
             barriers: Cell::new(0),
             ways: (shape.writes == Writes::Auto && STREAMS).then(|| Ways {
                 local: if rank == 0 { local_copy_cost() } else { 0.0 },
@@ -390,7 +425,12 @@ impl Segment {
     /// node `node_of[r]`: one heap block per node (`None` for a rank alone
     /// on its node).
     pub(crate) fn local(node_of: &[usize], shape: Shape) -> Vec<Option<Segment>> {
-        let part = shape.part();
+        let spans = Nodes {
+            node_of: node_of.to_vec(),
+            me: 0,
+        }
+        .spans();
+        let part = shape.part(spans);
         let mut out: Vec<Option<Segment>> = (0..node_of.len()).map(|_| None).collect();
         let mut nodes: Vec<usize> = node_of.to_vec();
         nodes.sort_unstable();
@@ -442,6 +482,12 @@ impl Segment {
     /// The sizes of slots and pieces, and how pieces are written.
     pub fn shape(&self) -> Shape {
         self.shape
+    }
+
+    /// Bytes of each of the two buffers, the piece a large all-reduce
+    /// moves per step: [`Shape::piece_for`] whether the group spans nodes.
+    pub fn piece(&self) -> usize {
+        self.piece
     }
 
     /// Barriers this rank has passed: the segment's synchronisation rounds.
@@ -639,7 +685,7 @@ impl Segment {
     /// Start of buffer `b` of `rank`'s part.
     pub(crate) fn buffer(&self, rank: usize, b: usize) -> *mut u8 {
         debug_assert!(b < 2);
-        let off = CONTROL + 2 * self.shape.slot_bytes() + b * self.shape.piece_bytes();
+        let off = CONTROL + 2 * self.shape.slot_bytes() + b * self.piece.next_multiple_of(64);
         // SAFETY: inside the part (see `Shape::part`).
         unsafe { self.bases[rank].as_ptr().add(off) }
     }
@@ -648,6 +694,34 @@ impl Segment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_segment_of_a_group_spanning_nodes_has_hierarchicals_pieces() {
+        let shape = Shape {
+            piece: 64 << 10,
+            rail_piece: 192 << 10,
+            ..Shape::DEFAULT
+        };
+        let pieces = |node_of: &[usize]| -> Vec<usize> {
+            Segment::local(node_of, shape)
+                .iter()
+                .flatten()
+                .map(Segment::piece)
+                .collect()
+        };
+        // One node: shm's piece; two nodes of two: the rail piece, and room for it.
+        assert_eq!(pieces(&[0, 0, 0]), [64 << 10; 3]);
+        assert_eq!(pieces(&[0, 0, 1, 1]), [192 << 10; 4]);
+        assert!(shape.part(true) >= 2 * (192 << 10) && shape.part(false) < 2 * (192 << 10));
+        // The last byte of the second buffer lies inside the part.
+        let seg = Segment::local(&[0, 0, 1, 1], shape)
+            .into_iter()
+            .flatten()
+            .next()
+            .unwrap();
+        let end = seg.buffer(1, 1) as usize + seg.piece() - seg.bases[1].as_ptr() as usize;
+        assert!(end <= shape.part(true), "{end} > {}", shape.part(true));
+    }
 
     #[test]
     fn auto_writes_around_the_cache_while_the_first_ranks_probes_write_slowly() {
