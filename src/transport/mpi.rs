@@ -344,15 +344,24 @@ impl Mpi {
         let rank = comm.rank() as usize;
         let size = comm.size() as usize;
         let (shared, nap, on_node, per_node) = if size > 1 {
-            // The rails' rings cross nodes, so every node takes rank 0's
-            // piece for them (the other sizes are each node's first rank's).
-            let mut rail_piece = shape.rail_piece as u64;
-            comm.process_at_rank(0).broadcast_into(&mut rail_piece);
+            let node = comm.split_shared(comm.rank());
+            // The rails' rings cross nodes, so every node takes the same
+            // piece for them: rank 0's, halved while some node's shared
+            // memory could not hold its ranks' buffers (the other sizes are
+            // each node's first rank's).
+            let mut asked = shape.rail_piece as u64;
+            comm.process_at_rank(0).broadcast_into(&mut asked);
+            let fits = Shape {
+                rail_piece: asked as usize,
+                ..shape
+            }
+            .rail_piece_within(node.size() as usize, shared_memory_free()) as u64;
+            let mut rail_piece = 0u64;
+            comm.all_reduce_into(&fits, &mut rail_piece, SystemOperation::min());
             let shape = Shape {
                 rail_piece: rail_piece as usize,
                 ..shape
             };
-            let node = comm.split_shared(comm.rank());
             let nap = (node.size() as usize > online_cpus()).then_some(CROWDED_NAP);
             let on_node = (node.rank() as usize, node.size() as usize);
             let nodes = nodes_of(&comm, &node);
@@ -809,6 +818,24 @@ fn online_cpus() -> usize {
     // SAFETY: sysconf only reads a system setting.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(usize::MAX)
+}
+
+/// Free bytes where Open MPI keeps shared windows' files
+/// (`OMPI_MCA_osc_sm_backing_directory`, else `/dev/shm`); `u64::MAX` when
+/// unknown.
+fn shared_memory_free() -> u64 {
+    let dir = std::env::var("OMPI_MCA_osc_sm_backing_directory").unwrap_or_else(|_| "/dev/shm".into());
+    let Ok(path) = std::ffi::CString::new(dir) else {
+        return u64::MAX;
+    };
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: a NUL-terminated path and a struct statvfs writes on success.
+    if unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return u64::MAX;
+    }
+    // SAFETY: statvfs returned 0, so it filled the struct.
+    let st = unsafe { st.assume_init() };
+    st.f_bavail.saturating_mul(st.f_frsize)
 }
 
 /// This process's file-size limit in bytes (`RLIMIT_FSIZE`; `u64::MAX`

@@ -262,6 +262,27 @@ impl Shape {
         (SLOT_WORDS + self.slot).next_multiple_of(64)
     }
 
+    /// The largest rail piece, halving `rail_piece` (not below the smaller
+    /// of it and `piece`), at which the parts of `ranks` ranks across nodes
+    /// take at most half of `free` bytes: a node's free shared memory
+    /// (containers often give 64 MiB), the rest left to MPI's own segments.
+    pub(crate) fn rail_piece_within(self, ranks: usize, free: u64) -> usize {
+        let floor = self.piece.min(self.rail_piece);
+        let mut rail = self.rail_piece;
+        let need = |rail: usize| {
+            let part = Shape {
+                rail_piece: rail,
+                ..self
+            }
+            .part(true);
+            (part as u64).saturating_mul(ranks as u64)
+        };
+        while rail / 2 >= floor && need(rail) > free / 2 {
+            rail /= 2;
+        }
+        rail
+    }
+
     /// Bytes of one rank's part (a multiple of the page size) for a group
     /// that spans nodes or not ([`Shape::piece_for`]).
     pub(crate) fn part(self, spans: bool) -> usize {
@@ -694,6 +715,24 @@ impl Segment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rail_piece_shrinks_to_what_the_nodes_shared_memory_holds() {
+        let shape = Shape::DEFAULT;
+        // Plenty: 4 MiB. Docker's 64 MiB: 4 ranks' 2 × 2 MiB buffers fill
+        // 16 MiB (2 × 4 MiB would pass half), 8 ranks' of 1 MiB as much; 64
+        // ranks: down to shm's piece.
+        assert_eq!(shape.rail_piece_within(8, u64::MAX), 4 << 20);
+        assert_eq!(shape.rail_piece_within(8, 64 << 20), 1 << 20);
+        assert_eq!(shape.rail_piece_within(4, 64 << 20), 2 << 20);
+        assert_eq!(shape.rail_piece_within(64, 64 << 20), shape.piece);
+        // A user's piece below shm's is never raised.
+        let small = Shape {
+            rail_piece: 64 << 10,
+            ..shape
+        };
+        assert_eq!(small.rail_piece_within(64, 1 << 20), 64 << 10);
+    }
 
     #[test]
     fn a_segment_of_a_group_spanning_nodes_has_hierarchicals_pieces() {
