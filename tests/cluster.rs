@@ -407,6 +407,25 @@ fn two_hosts_of_two_ranks_share_memory_inside_each_host() {
     ]);
     verify.env("RINGREDUCE_HIER_PIECE", "64K");
     let verify = run_bounded(verify, limit);
+    // Shared windows in a 16 MiB tmpfs (a container's /dev/shm is 64 MiB):
+    // two ranks' buffers of 4 MiB would take more than half of it, so every
+    // node takes 1 MiB pieces.
+    let small = SmallTmpfs::mount("16m");
+    let mut squeezed = two(&[
+        "run",
+        "--",
+        ringreduce().to_str().unwrap(),
+        "verify",
+        "--algo",
+        "hierarchical",
+        "--max-count",
+        "300000",
+        "--dtype",
+        "f32",
+    ]);
+    squeezed.env("OMPI_MCA_osc_sm_backing_directory", &small.0);
+    let squeezed = run_bounded(squeezed, limit);
+    drop(small);
     run_bounded(two(&["down"]), limit);
     let mut seen: Vec<String> = stdout(&names).lines().map(str::to_string).collect();
     seen.sort();
@@ -432,6 +451,37 @@ fn two_hosts_of_two_ranks_share_memory_inside_each_host() {
         text.contains("4 ranks") && text.ends_with(" passed, 0 failed\n"),
         "{text}"
     );
+    let text = stdout(&squeezed);
+    assert!(squeezed.status.success(), "{text}\n{}", stderr(&squeezed));
+    assert!(
+        text.contains("(hierarchical's pieces: 1 MiB)") && text.ends_with(" passed, 0 failed\n"),
+        "{text}"
+    );
+}
+
+/// A tmpfs of the given size mounted on a directory of its own (root),
+/// unmounted and removed when dropped.
+struct SmallTmpfs(PathBuf);
+
+impl SmallTmpfs {
+    fn mount(size: &str) -> SmallTmpfs {
+        let dir = std::env::temp_dir().join(format!("ringreduce-tmpfs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount a tmpfs on {}", dir.display());
+        SmallTmpfs(dir)
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
 
 /// The processes named `ringreduce` in namespace `host`.

@@ -294,7 +294,7 @@ fn auto_counts_the_call_checks_agreement() {
 #[test]
 fn the_two_level_cost_is_exact_on_node_layouts() {
     for (nodes, per) in [(2usize, 2usize), (3, 2), (2, 3), (4, 2), (1, 4)] {
-        // 1_048_579 f32: two pieces across nodes (4 MiB), three of shm's.
+        // 1_048_579 f32: two pieces across nodes (4 MiB), nine of shm's (1 × 4).
         for k in [1usize, 3, 1000, 150_001, 1_048_579] {
             let per_rank = Local::run_nodes(nodes, per, |t| {
                 let g = counted(t, Tuning::default());

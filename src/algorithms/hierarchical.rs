@@ -1,10 +1,10 @@
 //! Two-level (node-aware) all-reduce: shared memory inside each node, the
 //! ring across nodes.
 //!
-//! With L ranks on each of N nodes, piece by piece (4 MiB per rank:
-//! [`Shape::rail_piece`](crate::transport::Shape::rail_piece), larger than
-//! [`shm`](super::shm)'s so that the rails' rings keep the link busy):
-//! every rank copies its piece into the node's segment; barrier; local rank i reduces slice i of the piece (chunk i of
+//! With L ranks on each of N nodes, piece by piece (4 MiB per rank,
+//! [`Shape::rail_piece`](crate::transport::Shape::rail_piece): larger
+//! than [`shm`](super::shm)'s, so that the rails' rings keep the link
+//! busy): every rank copies its piece into the node's segment; barrier; local rank i reduces slice i of the piece (chunk i of
 //! L) over its node's ranks in rank order; then the N ranks with local
 //! index i — one per node, its *rail* — all-reduce that slice with the
 //! bandwidth-optimal ring over messages; local rank i publishes the result;
@@ -79,10 +79,11 @@ impl Schedule for Hierarchical {
     }
 }
 
-/// The exact cost of the two-level all-reduce on `nodes` × `per_node`
-/// ranks (`per_node` ≥ 2; with 1 it is the flat ring's, see
-/// `Algorithm::exact_cost`) of `k` elements of `s` bytes, for the busiest rank
-/// (local index 0, which holds the largest slice of every piece).
+/// The exact cost, with the default [`Shape`]'s pieces, of the two-level
+/// all-reduce on `nodes` × `per_node` ranks (`per_node` ≥ 2; with 1 it is
+/// the flat ring's, see `Algorithm::exact_cost`) of `k` elements of `s`
+/// bytes, for the busiest rank (local index 0, which holds the largest
+/// slice of every piece).
 /// `total_bytes` sums every rail.
 pub fn two_level_cost(nodes: u64, per_node: u64, k: u64, s: u64) -> Cost {
     let zero = Cost::zero(Algorithm::Hierarchical);

@@ -145,15 +145,15 @@ fn shared_memory_pieces_match_the_serial_reference() {
 #[test]
 fn two_level_matches_the_serial_reference_on_node_layouts() {
     // nodes × ranks per node, ranks placed by slot; sizes from empty to
-    // three pieces (of 64 KiB here, across nodes and on one); every rank
-    // bitwise identical, in place and out of place.
+    // three pieces (small ones here: 64 KiB across nodes, 16 KiB on one);
+    // every rank bitwise identical, in place and out of place.
     let shape = crate::transport::Shape {
-        piece: 64 << 10,
+        piece: 16 << 10,
         rail_piece: 64 << 10,
         ..crate::transport::Shape::DEFAULT
     };
-    let piece = shape.rail_piece / 4;
     for (nodes, per) in [(2, 2), (3, 2), (2, 3), (4, 1), (1, 3), (2, 4)] {
+        let piece = shape.piece_for(nodes > 1) / 4;
         let p = nodes * per;
         let node_of: Vec<usize> = (0..p).map(|r| r / per).collect();
         for k in [0, 1, per + 1, 1009, 2 * piece + 3] {

@@ -29,13 +29,15 @@ pub const ENV_SEGMENTS: &str = "RINGREDUCE_SEGMENTS";
 /// node's first rank.
 pub const ENV_SHM_SLOT: &str = "RINGREDUCE_SHM_SLOT";
 /// Environment variable setting the shared-memory piece: the bytes a large
-/// `shm` or `hierarchical` all-reduce moves per step (4K to 64M; default
-/// 512K). Read when the transport is made, from the node's first rank.
+/// `shm` all-reduce (and `hierarchical` on one node) moves per step (4K to
+/// 64M; default 512K). Read when the transport is made, from the node's
+/// first rank.
 pub const ENV_SHM_PIECE: &str = "RINGREDUCE_SHM_PIECE";
 /// Environment variable setting the piece of a `hierarchical` all-reduce
 /// when the group spans nodes ([`Shape::rail_piece`]; 4K to 64M; default
-/// 4M). Read when the transport is made, from rank 0 (the rails' rings
-/// cross nodes, so every node takes the same).
+/// 4M; halved, to no less than the shared-memory piece, where a node's
+/// free shared memory is small). Read when the transport is made, from
+/// rank 0 (the rails' rings cross nodes, so every node takes the same).
 pub const ENV_HIER_PIECE: &str = "RINGREDUCE_HIER_PIECE";
 /// Environment variable setting how the ranks write the shared-memory
 /// pieces the others read ([`Writes`]): `cached` (the default), `auto`

@@ -327,7 +327,9 @@ impl Mpi {
     }
 
     /// [`Mpi::new`] with shared-memory segments of `shape` — each node
-    /// takes its first rank's, and every node rank 0's `rail_piece`
+    /// takes its first rank's, and every node rank 0's `rail_piece`, halved
+    /// (to no less than the `piece`) while some node's free shared memory
+    /// could not hold twice its ranks' buffers
     /// ([`Group::mpi`](crate::Group::mpi) reads them from
     /// `RINGREDUCE_SHM_PIECE`, `RINGREDUCE_SHM_SLOT`,
     /// `RINGREDUCE_SHM_WRITES` and `RINGREDUCE_HIER_PIECE`). Collective.
@@ -345,32 +347,28 @@ impl Mpi {
         let size = comm.size() as usize;
         let (shared, nap, on_node, per_node) = if size > 1 {
             let node = comm.split_shared(comm.rank());
-            // The rails' rings cross nodes, so every node takes the same
-            // piece for them: rank 0's, halved while some node's shared
-            // memory could not hold its ranks' buffers (the other sizes are
-            // each node's first rank's).
+            // The node's first rank's shape; but the rails' rings cross
+            // nodes, so every node takes the same piece for them: rank 0's,
+            // halved while some node's shared memory could not hold its
+            // ranks' buffers.
+            let on_this_node = node_shape(&node, shape);
             let mut asked = shape.rail_piece as u64;
             comm.process_at_rank(0).broadcast_into(&mut asked);
             let fits = Shape {
                 rail_piece: asked as usize,
-                ..shape
+                ..on_this_node
             }
             .rail_piece_within(node.size() as usize, shared_memory_free()) as u64;
             let mut rail_piece = 0u64;
             comm.all_reduce_into(&fits, &mut rail_piece, SystemOperation::min());
             let shape = Shape {
                 rail_piece: rail_piece as usize,
-                ..shape
+                ..on_this_node
             };
             let nap = (node.size() as usize > online_cpus()).then_some(CROWDED_NAP);
             let on_node = (node.rank() as usize, node.size() as usize);
             let nodes = nodes_of(&comm, &node);
-            (
-                share(&nodes, &node, node_shape(&node, shape)),
-                nap,
-                on_node,
-                nodes.per_node(),
-            )
+            (share(&nodes, &node, shape), nap, on_node, nodes.per_node())
         } else {
             (None, None, (0, 1), 1)
         };
@@ -742,7 +740,7 @@ fn share(nodes: &Nodes, node: &SimpleCommunicator, shape: Shape) -> Option<(Segm
     if node.size() == 1 {
         return None; // alone on its node: nothing to share
     }
-    let part = shape.part(nodes.spans());
+    let part = shape.part(nodes.two_level());
     let asked = part + 64; // room to align the part to a cache line
                            // The window is a file (in /dev/shm) of every rank's part: where the
                            // file-size limit is lower, Open MPI fails inside the collective
@@ -821,7 +819,8 @@ fn online_cpus() -> usize {
 }
 
 /// Free bytes where Open MPI keeps shared windows' files
-/// (`OMPI_MCA_osc_sm_backing_directory`, else `/dev/shm`); `u64::MAX` when
+/// (`OMPI_MCA_osc_sm_backing_directory`, else `/dev/shm`, its default on
+/// Linux; a value from an MCA parameter file is not seen); `u64::MAX` when
 /// unknown.
 fn shared_memory_free() -> u64 {
     let dir = std::env::var("OMPI_MCA_osc_sm_backing_directory").unwrap_or_else(|_| "/dev/shm".into());
@@ -829,13 +828,17 @@ fn shared_memory_free() -> u64 {
         return u64::MAX;
     };
     let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: a NUL-terminated path and a struct statvfs writes on success.
+    // SAFETY: a NUL-terminated path, and a struct statvfs that the call
+    // writes on success.
     if unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) } != 0 {
         return u64::MAX;
     }
     // SAFETY: statvfs returned 0, so it filled the struct.
     let st = unsafe { st.assume_init() };
-    st.f_bavail.saturating_mul(st.f_frsize)
+    // Both are u64 on 64-bit Linux, narrower elsewhere.
+    #[allow(clippy::unnecessary_cast)]
+    let (blocks, size) = (st.f_bavail as u64, st.f_frsize as u64);
+    blocks.saturating_mul(size)
 }
 
 /// This process's file-size limit in bytes (`RLIMIT_FSIZE`; `u64::MAX`

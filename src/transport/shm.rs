@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! [ control line | slot 0 | slot 1 | buffer 0 | buffer 1 ]
-//!   128 B          words + small data  piece bytes each
+//!   128 B          words + small data  Segment::piece() bytes each
 //! ```
 //!
 //! The control line holds the rank's barrier counter and its departure
@@ -62,9 +62,10 @@ pub struct Shape {
     /// Bytes of each of the two buffers: the piece a large all-reduce
     /// moves per step, when the group's ranks all share the node (`shm`).
     pub piece: usize,
-    /// The same when the group spans nodes: the piece of a `hierarchical`
-    /// all-reduce, whose rails' rings move `rail_piece / ranks per node`
-    /// bytes per piece between the nodes ([`Shape::piece_for`]).
+    /// The same when the group spans nodes of as many ranks each: the piece
+    /// of a `hierarchical` all-reduce, whose rails' rings move
+    /// `rail_piece / ranks per node` bytes per piece between the nodes
+    /// ([`Shape::piece_for`]; halved where a node's shared memory is small).
     pub rail_piece: usize,
     /// How a rank writes the pieces the other ranks read.
     pub writes: Writes,
@@ -247,11 +248,12 @@ impl Shape {
         }
     }
 
-    /// The piece of a segment whose group spans nodes (`spans`): the
-    /// [`rail_piece`](Shape::rail_piece), else the [`piece`](Shape::piece).
-    /// Only `hierarchical` uses the buffers of a group that spans nodes.
-    pub fn piece_for(self, spans: bool) -> usize {
-        if spans {
+    /// The piece of a segment whose group spans nodes of as many ranks
+    /// each (`two_level`): the [`rail_piece`](Shape::rail_piece), else the
+    /// [`piece`](Shape::piece). Only `hierarchical` uses the buffers of a
+    /// group that spans nodes.
+    pub fn piece_for(self, two_level: bool) -> usize {
+        if two_level {
             self.rail_piece
         } else {
             self.piece
@@ -263,11 +265,12 @@ impl Shape {
     }
 
     /// The largest rail piece, halving `rail_piece` (not below the smaller
-    /// of it and `piece`), at which the parts of `ranks` ranks across nodes
-    /// take at most half of `free` bytes: a node's free shared memory
-    /// (containers often give 64 MiB), the rest left to MPI's own segments.
+    /// of it and `piece`, nor 64 bytes), at which the parts of `ranks`
+    /// ranks across nodes take at most half of `free` bytes: a node's free
+    /// shared memory (containers often give 64 MiB), the rest left to
+    /// MPI's own segments. When none fits, that floor.
     pub(crate) fn rail_piece_within(self, ranks: usize, free: u64) -> usize {
-        let floor = self.piece.min(self.rail_piece);
+        let floor = self.piece.min(self.rail_piece).max(64);
         let mut rail = self.rail_piece;
         let need = |rail: usize| {
             let part = Shape {
@@ -283,10 +286,10 @@ impl Shape {
         rail
     }
 
-    /// Bytes of one rank's part (a multiple of the page size) for a group
-    /// that spans nodes or not ([`Shape::piece_for`]).
-    pub(crate) fn part(self, spans: bool) -> usize {
-        (CONTROL + 2 * self.slot_bytes() + 2 * self.piece_for(spans).next_multiple_of(64))
+    /// Bytes of one rank's part (a multiple of the page size) for a
+    /// two-level group or not ([`Shape::piece_for`]).
+    pub(crate) fn part(self, two_level: bool) -> usize {
+        (CONTROL + 2 * self.slot_bytes() + 2 * self.piece_for(two_level).next_multiple_of(64))
             .next_multiple_of(4096)
     }
 }
@@ -339,9 +342,11 @@ impl Nodes {
             .collect()
     }
 
-    /// The group's ranks are on more than one node.
-    pub(crate) fn spans(&self) -> bool {
-        self.node_of.iter().any(|&n| n != self.node_of[0])
+    /// The group's ranks are on more than one node, every node holding as
+    /// many: where `hierarchical` runs its two levels (and uses the
+    /// segment's buffers, [`Shape::piece_for`]).
+    pub(crate) fn two_level(&self) -> bool {
+        self.node_of.iter().any(|&n| n != self.node_of[0]) && self.per_node() > 0
     }
 
     /// Ranks on each node when every node holds as many, else 0.
@@ -390,7 +395,7 @@ pub struct Segment {
     /// all-reduce talks to across nodes. Empty when nodes differ in size.
     rail: Vec<usize>,
     shape: Shape,
-    /// Bytes of each buffer: `shape.piece_for(the group spans nodes)`.
+    /// Bytes of each buffer: `shape.piece_for(the group is two-level)`.
     piece: usize,
     /// Barriers this rank has passed (its counter's value).
     barriers: Cell<u64>,
@@ -407,11 +412,11 @@ pub struct Segment {
 unsafe impl Send for Segment {}
 
 impl Segment {
-    /// A segment over `bases` (each rank's part, `shape.part(nodes.spans())`
+    /// A segment over `bases` (each rank's part, `shape.part(nodes.two_level())`
     /// bytes, 64-byte aligned, zeroed), seen by `rank`.
     ///
     /// # Safety
-    /// Every base must point to `shape.part(nodes.spans())` bytes that stay valid while
+    /// Every base must point to `shape.part(nodes.two_level())` bytes that stay valid while
     /// the segment lives, shared by exactly these ranks, each of which makes its
     /// own `Segment` over the same bases and shape and starts at the same
     /// time (counters at zero). (`block`, when given, is the memory.)
@@ -431,7 +436,7 @@ impl Segment {
             rail: nodes.rail(),
             members,
             shape,
-            piece: shape.piece_for(nodes.spans()),
+            piece: shape.piece_for(nodes.two_level()),
             barriers: Cell::new(0),
             ways: (shape.writes == Writes::Auto && STREAMS).then(|| Ways {
                 local: if rank == 0 { local_copy_cost() } else { 0.0 },
@@ -446,12 +451,12 @@ impl Segment {
     /// node `node_of[r]`: one heap block per node (`None` for a rank alone
     /// on its node).
     pub(crate) fn local(node_of: &[usize], shape: Shape) -> Vec<Option<Segment>> {
-        let spans = Nodes {
+        let two_level = Nodes {
             node_of: node_of.to_vec(),
             me: 0,
         }
-        .spans();
-        let part = shape.part(spans);
+        .two_level();
+        let part = shape.part(two_level);
         let mut out: Vec<Option<Segment>> = (0..node_of.len()).map(|_| None).collect();
         let mut nodes: Vec<usize> = node_of.to_vec();
         nodes.sort_unstable();
@@ -506,7 +511,7 @@ impl Segment {
     }
 
     /// Bytes of each of the two buffers, the piece a large all-reduce
-    /// moves per step: [`Shape::piece_for`] whether the group spans nodes.
+    /// moves per step: [`Shape::piece_for`] whether the group is two-level.
     pub fn piece(&self) -> usize {
         self.piece
     }
@@ -732,6 +737,9 @@ mod tests {
             ..shape
         };
         assert_eq!(small.rail_piece_within(64, 1 << 20), 64 << 10);
+        // A zero piece (through the API) stops at 64 bytes.
+        let zero = Shape { piece: 0, ..shape };
+        assert_eq!(zero.rail_piece_within(64, 0), 64);
     }
 
     #[test]
@@ -751,6 +759,8 @@ mod tests {
         // One node: shm's piece; two nodes of two: the rail piece, and room for it.
         assert_eq!(pieces(&[0, 0, 0]), [64 << 10; 3]);
         assert_eq!(pieces(&[0, 0, 1, 1]), [192 << 10; 4]);
+        // Nodes of different sizes run no two levels: no large buffers.
+        assert_eq!(pieces(&[0, 0, 1, 1, 1]), [64 << 10; 5]);
         assert!(shape.part(true) >= 2 * (192 << 10) && shape.part(false) < 2 * (192 << 10));
         // The last byte of the second buffer lies inside the part.
         let seg = Segment::local(&[0, 0, 1, 1], shape)

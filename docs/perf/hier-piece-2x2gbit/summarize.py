@@ -4,7 +4,8 @@ ratios hierarchical / Rabenseifner and hierarchical / vendor (same job)."""
 import csv, glob, os, re, statistics as st, sys
 from collections import defaultdict
 
-here = os.path.dirname(os.path.abspath(__file__))
+# The runs' directory: the first argument, else this one.
+here = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
 t = defaultdict(list)      # (piece, bytes, algo) -> times
 ratio = defaultdict(list)  # (piece, bytes, ref) -> hierarchical / ref, paired
 for path in sorted(glob.glob(os.path.join(here, "round*-*.csv"))):
@@ -25,7 +26,7 @@ def order(p):
 pieces = sorted({k[0] for k in t}, key=order)
 sizes = sorted({k[1] for k in t})
 rounds = len(t[(pieces[0], sizes[0], "hierarchical")])
-print(f"# hierarchical by RINGREDUCE_SHM_PIECE, 2 hosts x 2 ranks at 1 Gbit/s, medians of {rounds} rounds (ms);")
+print(f"# hierarchical by its piece across hosts, 2 hosts x 2 ranks, medians of {rounds} rounds (ms);")
 print("# in brackets: hierarchical / Rabenseifner and / the vendor, ratios paired within each job, median")
 print("| size | " + " | ".join(f"piece {p}" for p in pieces) + " | Rabenseifner (all jobs) | vendor (all jobs) |")
 print("|---|" + "---:|" * (len(pieces) + 2))
