@@ -131,6 +131,49 @@ fn measure(algorithm: Algorithm, p: usize, k: usize) -> Measured {
     busiest(&per_rank)
 }
 
+/// [`measure`] of the out-of-place call.
+fn measure_out_of_place(algorithm: Algorithm, p: usize, k: usize) -> Measured {
+    let run = |f| match algorithm {
+        Algorithm::Shm => Local::run(p, f),
+        _ => Local::run_apart(p, f),
+    };
+    let per_rank = run(|t| {
+        let g = counted(t, Tuning::default());
+        let input = vec![Tally(1.0); k];
+        let mut out = vec![Tally(0.0); k];
+        REDUCED.with(|r| r.set(0));
+        MEMORY.with(|m| m.set(0));
+        g.all_reduce(&input, &mut out, ReduceOp::Sum, algorithm).unwrap();
+        assert!(
+            out.iter().all(|x| x.0 == p as f32),
+            "{algorithm} p={p} k={k}: wrong sum"
+        );
+        (
+            g.transport().stats(),
+            REDUCED.with(|r| r.get()),
+            MEMORY.with(|m| m.get()),
+        )
+    });
+    busiest(&per_rank)
+}
+
+#[test]
+fn schedules_that_read_their_input_where_it_is_move_no_more_memory_out_of_place() {
+    // What `copies_input() == false` promises (and the benchmark's
+    // predictions assume): out of place, the same traffic as in place.
+    for algorithm in Algorithm::CONCRETE.into_iter().filter(|a| !a.copies_input()) {
+        for p in 2..=6usize {
+            for k in [1, p + 1, 1000, 12345] {
+                let (inplace, out) = (measure(algorithm, p, k), measure_out_of_place(algorithm, p, k));
+                let what = format!("{algorithm} p={p} k={k}");
+                assert_eq!(out.memory, inplace.memory, "{what}: memory traffic");
+                assert_eq!(out.bytes_sent, inplace.bytes_sent, "{what}: bytes sent");
+            }
+        }
+    }
+    assert!(!Algorithm::Naive.copies_input());
+}
+
 #[test]
 fn counted_traffic_equals_the_model_exactly() {
     let mut cases = 0;

@@ -26,6 +26,7 @@ impl Schedule for Naive {
     const NAME: &'static str = "naive";
     const TIE_ORDER: u8 = 2;
     const SHIFTS: bool = true;
+    const COPIES_INPUT: bool = false;
 
     fn cost(zero: Cost, p: u64, k: u64, s: u64) -> Cost {
         let n = k * s;
@@ -46,13 +47,19 @@ impl Schedule for Naive {
         }
     }
 
+    /// Out of place, the input is sent and folded where it is: the output
+    /// is written once, by the fold (a buffer a peer's core has just read
+    /// for a send is slow to write: every line must be taken back).
     fn run<T: Element, C: Transport + ?Sized>(
         comm: &C,
         data: Buffers<'_, T>,
         op: ReduceOp,
         _: Knobs,
     ) -> Result<()> {
-        let buf = data.in_place();
+        let (input, buf) = match data {
+            Buffers::InPlace(buf) => (None, buf),
+            Buffers::OutOfPlace(input, buf) => (Some(input), buf),
+        };
         let p = comm.size();
         let r = comm.rank();
         let right = (r + 1) % p;
@@ -60,7 +67,7 @@ impl Schedule for Naive {
 
         let k = buf.len();
         // The vector to pass on next round, and the one arriving.
-        let mut forward = Scratch::<T>::new(k);
+        let mut forward = Scratch::<T>::new(if p > 2 { k } else { 0 });
         let mut incoming = Scratch::<T>::new(k);
         // Right fold of the vectors from ranks above r (None until p−1 arrives).
         let mut high: Option<Scratch<T>> = None;
@@ -70,7 +77,7 @@ impl Schedule for Naive {
         for s in 0..p - 1 {
             // step s: pass the vector of rank (r - s) right, receive rank (r - s - 1)'s from the left
             if s == 0 {
-                comm.sendrecv(buf, right, &mut incoming, left)?;
+                comm.sendrecv(input.unwrap_or(buf), right, &mut incoming, left)?;
             } else {
                 comm.sendrecv(&forward, right, &mut incoming, left)?;
             }
@@ -96,11 +103,19 @@ impl Schedule for Naive {
             std::mem::swap(&mut forward, &mut incoming);
         }
 
-        // Finish the fold: own vector, then the lower ranks from r−1 down to 0.
-        if let Some(acc) = high {
-            T::reduce(op, buf, &acc, Order::AccFirst);
+        // Finish the fold: own vector, then the lower ranks from r−1 down
+        // to 0 (out of place, the first step reads the input: no copy).
+        let mut lower = low.iter();
+        match (high, input) {
+            (Some(acc), None) => T::reduce(op, buf, &acc, Order::AccFirst),
+            (Some(acc), Some(x)) => T::reduce_into(op, buf, x, &acc),
+            (None, Some(x)) => match lower.next() {
+                Some(below) => T::reduce_into(op, buf, below, x),
+                None => T::copy(buf, x), // one rank
+            },
+            (None, None) => {}
         }
-        for x in &low {
+        for x in lower {
             T::reduce(op, buf, x, Order::SrcFirst);
         }
         finish(op, buf, p);
