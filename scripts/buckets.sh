@@ -8,7 +8,8 @@
 #   scripts/buckets.sh [-n 2] [--sizes "0 1 4 16 64 auto"] [--repeats 3]
 #                      [--model wide] [--batch 240] [--epochs 1] [--algo ring]
 #                      [--bind core|none] [--compress powersgd:rank=4]
-#   scripts/buckets.sh --cluster 4 --rate 1gbit [...]   on a namespace cluster (root)
+#   scripts/buckets.sh --cluster 4 --rate 1gbit [--slots L] [...]   on a namespace cluster (root),
+#                      L ranks per host
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -26,6 +27,7 @@ compress=none
 bind=""
 cluster=""
 rate=""
+slots=1
 while (($#)); do
   case "$1" in
     -n) ranks="$2"; shift 2 ;;
@@ -39,6 +41,7 @@ while (($#)); do
     --bind) bind="$2"; shift 2 ;;
     --cluster) cluster="$2"; shift 2 ;;
     --rate) rate="$2"; shift 2 ;;
+    --slots) slots="$2"; shift 2 ;;
     *) echo "buckets.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
