@@ -41,8 +41,9 @@ impl Schedule for Naive {
             // Each arrival is reduced once; the busiest rank (r = p − 3, or
             // the last two) also copies p − 2 of them to keep the order fixed.
             memory_bytes: (3 * (p - 1) + 2 * (p - 2)).saturating_mul(n),
-            // buffer, incoming, forward and up to p − 2 kept copies
-            footprint: (p + 1).saturating_mul(n),
+            // buffer, incoming, forward (from 3 ranks on) and up to p − 2
+            // kept copies
+            footprint: (if p > 2 { p + 1 } else { p }).saturating_mul(n),
             ..zero
         }
     }
