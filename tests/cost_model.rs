@@ -108,31 +108,11 @@ fn busiest(per_rank: &[(ringreduce::CallStats, u64, u64)]) -> Measured {
 /// Counted on ranks apart (one per node, where the registry's costs hold),
 /// except `shm`, which needs every rank on one node.
 fn measure(algorithm: Algorithm, p: usize, k: usize) -> Measured {
-    let run = |f| match algorithm {
-        Algorithm::Shm => Local::run(p, f),
-        _ => Local::run_apart(p, f),
-    };
-    let per_rank = run(|t| {
-        let g = counted(t, Tuning::default());
-        let mut buf = vec![Tally(1.0); k];
-        REDUCED.with(|r| r.set(0));
-        MEMORY.with(|m| m.set(0));
-        g.all_reduce_in_place(&mut buf, ReduceOp::Sum, algorithm).unwrap();
-        assert!(
-            buf.iter().all(|x| x.0 == p as f32),
-            "{algorithm} p={p} k={k}: wrong sum"
-        );
-        (
-            g.transport().stats(),
-            REDUCED.with(|r| r.get()),
-            MEMORY.with(|m| m.get()),
-        )
-    });
-    busiest(&per_rank)
+    measure_call(algorithm, p, k, false)
 }
 
-/// [`measure`] of the out-of-place call.
-fn measure_out_of_place(algorithm: Algorithm, p: usize, k: usize) -> Measured {
+/// [`measure`] of the in-place call, or of the out-of-place one.
+fn measure_call(algorithm: Algorithm, p: usize, k: usize, out_of_place: bool) -> Measured {
     let run = |f| match algorithm {
         Algorithm::Shm => Local::run(p, f),
         _ => Local::run_apart(p, f),
@@ -140,12 +120,16 @@ fn measure_out_of_place(algorithm: Algorithm, p: usize, k: usize) -> Measured {
     let per_rank = run(|t| {
         let g = counted(t, Tuning::default());
         let input = vec![Tally(1.0); k];
-        let mut out = vec![Tally(0.0); k];
+        let mut buf = input.clone();
         REDUCED.with(|r| r.set(0));
         MEMORY.with(|m| m.set(0));
-        g.all_reduce(&input, &mut out, ReduceOp::Sum, algorithm).unwrap();
+        match out_of_place {
+            true => g.all_reduce(&input, &mut buf, ReduceOp::Sum, algorithm),
+            false => g.all_reduce_in_place(&mut buf, ReduceOp::Sum, algorithm),
+        }
+        .unwrap();
         assert!(
-            out.iter().all(|x| x.0 == p as f32),
+            buf.iter().all(|x| x.0 == p as f32),
             "{algorithm} p={p} k={k}: wrong sum"
         );
         (
@@ -164,7 +148,7 @@ fn schedules_that_read_their_input_where_it_is_move_no_more_memory_out_of_place(
     for algorithm in Algorithm::CONCRETE.into_iter().filter(|a| !a.copies_input()) {
         for p in 2..=6usize {
             for k in [1, p + 1, 1000, 12345] {
-                let (inplace, out) = (measure(algorithm, p, k), measure_out_of_place(algorithm, p, k));
+                let (inplace, out) = (measure(algorithm, p, k), measure_call(algorithm, p, k, true));
                 let what = format!("{algorithm} p={p} k={k}");
                 assert_eq!(out.memory, inplace.memory, "{what}: memory traffic");
                 assert_eq!(out.bytes_sent, inplace.bytes_sent, "{what}: bytes sent");
