@@ -74,13 +74,32 @@ pub fn fit_line(points: &[(f64, f64)]) -> (f64, f64) {
         swt += w * t;
         swnt += w * n * t;
     }
+    // The best constant line (β = 0), and the best line through the origin (α = 0).
+    let flat = (swt / sw, 0.0);
     let det = sw * swnn - swn * swn;
     if det.abs() < f64::MIN_POSITIVE {
-        return (swt / sw, 0.0);
+        return flat;
     }
     let alpha = (swt * swnn - swn * swnt) / det;
     let beta = (sw * swnt - swn * swt) / det;
-    (alpha.max(0.0), beta.max(0.0))
+    if alpha >= 0.0 && beta >= 0.0 {
+        return (alpha, beta);
+    }
+    // The unconstrained optimum has a negative constant (time per byte that
+    // grows with the size, as when messages leave the caches): the best
+    // line with both constants ≥ 0 lies on an edge, α = 0 or β = 0, and
+    // clamping one without refitting the other would not be it.
+    let err =
+        |(a, b): (f64, f64)| -> f64 { points.iter().map(|&(n, t)| ((a + n * b - t) / t).powi(2)).sum() };
+    let through_origin = if swnn > 0.0 {
+        Some((0.0, (swnt / swnn).max(0.0)))
+    } else {
+        None
+    };
+    match through_origin {
+        Some(o) if err(o) <= err(flat) => o,
+        _ => flat,
+    }
 }
 
 /// The upper median of `v` (non-empty).
@@ -472,6 +491,31 @@ mod tests {
             "{l:?}"
         );
         assert!((l[2].beta - 4e-10).abs() < 1e-15, "{l:?}");
+    }
+
+    #[test]
+    fn a_fit_whose_constant_would_be_negative_refits_the_slope() {
+        // Time per byte that grows with the size, as messages leave the
+        // caches (an exchange at 4, 8 and 16 MiB on 2 ranks of this
+        // machine): the unconstrained line has α < 0. The fit with α ≥ 0 is
+        // the best line through the origin, whose relative errors are far
+        // below those of the unconstrained slope with α set to 0.
+        let pts = [
+            (4194304.0, 563.8e-6),
+            (8388608.0, 1988.9e-6),
+            (16777216.0, 3614.5e-6),
+        ];
+        let (a, b) = fit_line(&pts);
+        let ratio: Vec<f64> = pts.iter().map(|&(n, t)| n / t).collect();
+        let best = ratio.iter().sum::<f64>() / ratio.iter().map(|r| r * r).sum::<f64>();
+        assert_eq!(a, 0.0);
+        assert!((b - best).abs() < 1e-6 * best, "{b} vs {best}");
+        let err: f64 = pts.iter().map(|&(n, t)| ((n * b - t) / t).powi(2)).sum();
+        assert!(err < 0.25, "relative squared error {err}");
+        // Falling times (β < 0 unconstrained): the constant line, their weighted mean.
+        let (a, b) = fit_line(&[(1.0, 3.0), (2.0, 2.0), (4.0, 1.0)]);
+        assert_eq!(b, 0.0);
+        assert!(a > 1.0 && a < 3.0, "{a}");
     }
 
     #[test]
