@@ -7,7 +7,10 @@
 # and every figure is the median over runs.
 # The tally at >= 64 KiB is given for every algorithm and for the four of the
 # seeds (naive, butterfly, ring, central: 4 x 9 sizes = 36 pairs).
-#   scripts/cost_check.sh [-n RANKS] [-m MIN:MAX] [--iters N] [-r|--repeats N]
+# --in-place holds the model to the in-place call instead (what a training
+# step makes; the model without the copy of the input an out-of-place call
+# adds), timed in the same jobs as the out-of-place one.
+#   scripts/cost_check.sh [-n RANKS] [-m MIN:MAX] [--iters N] [-r|--repeats N] [--in-place]
 #   scripts/cost_check.sh --cluster 4 --rate 1gbit [...]   on a namespace cluster (root;
 #                         one rank per host, calibrated between hosts over TCP)
 set -euo pipefail
@@ -21,6 +24,11 @@ sizes=4:16M
 iters=()
 cluster=""
 rate=""
+# Which call: the out-of-place one (bench's time and prediction columns 5
+# and 11) or the in-place one (12 and 22).
+call="out of place"
+placement=(--no-in-place)
+columns=(5 11)
 while (($#)); do
   case "$1" in
     -n) ranks="$2"; shift 2 ;;
@@ -29,7 +37,8 @@ while (($#)); do
     -r|--repeats) runs="$2"; shift 2 ;;
     --cluster) cluster="$2"; shift 2 ;;
     --rate) rate="$2"; shift 2 ;;
-    *) echo "cost_check.sh: unknown argument $1 (use -n RANKS, -m MIN:MAX, --iters N, -r/--repeats N, --cluster HOSTS, --rate R)" >&2; exit 2 ;;
+    --in-place) call="in place"; placement=(); columns=(12 22); shift ;;
+    *) echo "cost_check.sh: unknown argument $1 (use -n RANKS, -m MIN:MAX, --iters N, -r/--repeats N, --in-place, --cluster HOSTS, --rate R)" >&2; exit 2 ;;
   esac
 done
 
@@ -47,13 +56,13 @@ trap 'rm -f "$out" "$out".*; if [ -n "$cluster" ]; then scripts/cluster.sh down 
 for run in $(seq "$runs"); do
   echo "# run $run of $runs" >&2
   "${launch[@]}" "$bin" bench --calibrate --predict --format csv \
-    -m "$sizes" --algo "$algos" --no-in-place "${iters[@]}" | tail -n +2 > "$out.$run"
+    -m "$sizes" --algo "$algos" "${placement[@]}" "${iters[@]}" | tail -n +2 > "$out.$run"
 done
 
 # Median over runs of the measured and predicted times per (size, algorithm);
 # auto is keyed by "auto" whatever it chose, and reported with its choice.
-awk -F, '
-  { key = $1 FS ($4 ~ /^auto/ ? "auto" : $4); t[key] = t[key] " " $5; p[key] = p[key] " " $11; name[key] = $4; order[key] = $1 }
+awk -F, -v tc="${columns[0]}" -v pc="${columns[1]}" '
+  { key = $1 FS ($4 ~ /^auto/ ? "auto" : $4); t[key] = t[key] " " $tc; p[key] = p[key] " " $pc; name[key] = $4; order[key] = $1 }
   function median(list,   v, n, i, j, x) {
     n = split(list, v, " ")
     for (i = 2; i <= n; i++) { x = v[i]; for (j = i - 1; j >= 1 && v[j] + 0 > x + 0; j--) v[j + 1] = v[j]; v[j + 1] = x }
@@ -62,7 +71,7 @@ awk -F, '
   END { for (k in t) { split(k, f, FS); printf "%s,%s,%s,%s\n", f[1], name[k], median(t[k]), median(p[k]) } }
 ' "$out".* | sort -t, -k1,1n > "$out"
 
-awk -F, -v ranks="$ranks" -v runs="$runs" '
+awk -F, -v ranks="$ranks" -v runs="$runs" -v call="$call" '
   {
     bytes = $1; algo = $2; t = $3; pred = $4
     if (algo == "mpi") next
@@ -80,7 +89,7 @@ awk -F, -v ranks="$ranks" -v runs="$runs" '
   }
   END {
     print ""
-    printf "# -n %d, median of %d runs: measured/predicted within ±25%% for %d of %d (algorithm, size) pairs at >= 64 KiB\n", ranks, runs, ok, n
+    printf "# -n %d, %s, median of %d runs: measured/predicted within ±25%% for %d of %d (algorithm, size) pairs at >= 64 KiB\n", ranks, call, runs, ok, n
     printf "#   of them the four of the seeds (naive, butterfly, ring, central): %d of %d\n", ok4, n4
     for (a in worst) printf "#   %-10s worst ratio %.2f at %d B\n", a, worstr[a], worstat[a]
     within = 0; total = 0

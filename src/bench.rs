@@ -199,6 +199,9 @@ pub struct Row {
     pub predicted_us: Option<f64>,
     /// The in-place call, when timed.
     pub in_place: Option<Timing>,
+    /// Time the cost model predicts for the in-place call (the model
+    /// alone), µs (ours only, when the in-place call was timed).
+    pub in_place_predicted_us: Option<f64>,
     /// Ranks.
     pub ranks: usize,
     /// Reduce op.
@@ -428,10 +431,10 @@ fn time_one<T: VerifyElement, C: Transport>(
     let (out, in_place) = timed?;
 
     let elem = T::DTYPE.size();
-    let (algo, predicted_us) = match (subject, cfg.collective) {
-        (_, Some(c)) => (format!("{}:{}", c.name(), subject.name()), None),
-        (Subject::Vendor, None) => ("mpi".to_string(), None),
-        (Subject::Memcpy | Subject::PeerCopy, None) => (subject.name(), None),
+    let (algo, predicted_us, in_place_predicted_us) = match (subject, cfg.collective) {
+        (_, Some(c)) => (format!("{}:{}", c.name(), subject.name()), None, None),
+        (Subject::Vendor, None) => ("mpi".to_string(), None, None),
+        (Subject::Memcpy | Subject::PeerCopy, None) => (subject.name(), None, None),
         (Subject::Ours(a) | Subject::Unchecked(a), None) => {
             let tuning = settings.tuning;
             let chosen = group.resolve(a, count, elem);
@@ -453,7 +456,7 @@ fn time_one<T: VerifyElement, C: Transport>(
                 0.0
             };
             let predicted = (model + copy) * 1e6;
-            (name, Some(predicted))
+            (name, Some(predicted), in_place.is_some().then_some(model * 1e6))
         }
     };
     Ok(Row {
@@ -464,6 +467,7 @@ fn time_one<T: VerifyElement, C: Transport>(
         time: out,
         predicted_us,
         in_place,
+        in_place_predicted_us,
         ranks: p,
         op: cfg.op.to_string(),
         host: host_name(),
@@ -841,6 +845,12 @@ fn time_collective<T: VerifyElement, C: Transport>(
 /// empty when it was not timed.
 pub const CSV_HEADER: &str =
     "bytes,count,type,algo,avg_us,min_us,max_us,algbw_gbs,busbw_gbs,wrong,predicted_us,\
+ip_avg_us,ip_min_us,ip_max_us,ip_algbw_gbs,ip_busbw_gbs,ip_wrong,ranks,op,host,date,ip_predicted_us";
+
+/// The header before `ip_predicted_us` was added (21 columns): such files
+/// are still read, without the in-place prediction.
+const CSV_HEADER_21: &str =
+    "bytes,count,type,algo,avg_us,min_us,max_us,algbw_gbs,busbw_gbs,wrong,predicted_us,\
 ip_avg_us,ip_min_us,ip_max_us,ip_algbw_gbs,ip_busbw_gbs,ip_wrong,ranks,op,host,date";
 
 /// The six CSV columns of a timing (empty ones for none).
@@ -862,7 +872,7 @@ fn timing_csv(t: Option<&Timing>) -> String {
 /// One row of the CSV format.
 pub fn csv_row(r: &Row) -> String {
     format!(
-        "{},{},{},{},{},{},{},{},{},{},{}",
+        "{},{},{},{},{},{},{},{},{},{},{},{}",
         r.bytes,
         r.count,
         r.dtype,
@@ -873,7 +883,10 @@ pub fn csv_row(r: &Row) -> String {
         r.ranks,
         r.op,
         r.host,
-        r.date
+        r.date,
+        r.in_place_predicted_us
+            .map(|p| format!("{p:.3}"))
+            .unwrap_or_default(),
     )
 }
 
@@ -887,15 +900,20 @@ pub fn parse_csv(text: &str) -> Result<Vec<Row>> {
         reason,
     };
     let mut lines = text.lines();
-    if lines.next().map(str::trim) != Some(CSV_HEADER) {
-        return Err(bad("not a `ringreduce bench --format csv` file".into()));
-    }
+    let fields = match lines.next().map(str::trim) {
+        Some(CSV_HEADER) => 22,
+        Some(CSV_HEADER_21) => 21,
+        _ => return Err(bad("not a `ringreduce bench --format csv` file".into())),
+    };
     let mut rows = Vec::new();
     for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let n = i + 2;
         let f: Vec<&str> = line.split(',').collect();
-        if f.len() != 21 {
-            return Err(bad(format!("line {n}: {} fields, the header has 21", f.len())));
+        if f.len() != fields {
+            return Err(bad(format!(
+                "line {n}: {} fields, the header has {fields}",
+                f.len()
+            )));
         }
         fn num<T: std::str::FromStr>(f: &[&str], i: usize, n: usize) -> Result<T> {
             f[i].parse().map_err(|_| Error::InvalidArgument {
@@ -933,6 +951,7 @@ pub fn parse_csv(text: &str) -> Result<Vec<Row>> {
             time: timing(4)?,
             predicted_us: opt(&f, 10, n)?,
             in_place,
+            in_place_predicted_us: if fields > 21 { opt(&f, 21, n)? } else { None },
             ranks: num(&f, 17, n)?,
             op: f[18].to_string(),
             host: f[19].to_string(),
@@ -1163,7 +1182,34 @@ mod tests {
         assert!(parse_csv(&csv.replacen(",sum,", ",sum,x,", 1))
             .unwrap_err()
             .to_string()
-            .contains("line 2: 22 fields"));
+            .contains("line 2: 23 fields"));
+        // The in-place call has its own prediction: the model without the
+        // copy of the input that the out-of-place prediction adds.
+        for r in rows {
+            let (out, inp) = (r.predicted_us.unwrap(), r.in_place_predicted_us.unwrap());
+            assert!(
+                inp > 0.0 && inp <= out,
+                "{}: {inp} in place, {out} out of place",
+                r.algo
+            );
+        }
+        // Files written before that column still read, without it.
+        let old: String = std::iter::once(CSV_HEADER_21.to_string())
+            .chain(rows.iter().map(|r| {
+                let row = csv_row(r);
+                row[..row.rfind(',').unwrap()].to_string()
+            }))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let back = parse_csv(&old).unwrap();
+        assert_eq!(back.len(), rows.len());
+        assert!(back
+            .iter()
+            .all(|r| r.in_place_predicted_us.is_none() && r.in_place.is_some()));
+        assert!(parse_csv(&old.replacen(",sum,", ",sum,x,", 1))
+            .unwrap_err()
+            .to_string()
+            .contains("line 2: 22 fields, the header has 21"));
         assert!(rows.iter().any(|r| r.algo == "butterfly-nocheck"));
         assert!(rows.iter().any(|r| r.algo.starts_with("auto:")));
         // Without a vendor the `mpi` subject is refused, on every rank.

@@ -385,6 +385,7 @@ mod tests {
             },
             predicted_us: None,
             in_place: None,
+            in_place_predicted_us: None,
             ranks: 2,
             op: "sum".into(),
             host: "h".into(),
