@@ -847,7 +847,7 @@ mod tests {
         for (i, algo) in ["ring", "mpi", "auto:ring"].iter().enumerate() {
             for b in [4u64, 64, 1024] {
                 text += &format!(
-                    "{b},{},f32,{algo},{}.0,1,2,0.1,0.1,,,,,,,,,2,sum,h,2026-11-23\n",
+                    "{b},{},f32,{algo},{}.0,1,2,0.1,0.1,,,,,,,,,2,sum,h,2026-11-23,\n",
                     b / 4,
                     i + 1
                 );
