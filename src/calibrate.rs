@@ -89,17 +89,20 @@ pub fn fit_line(points: &[(f64, f64)]) -> (f64, f64) {
     // grows with the size, as when messages leave the caches): the best
     // line with both constants ≥ 0 lies on an edge, α = 0 or β = 0, and
     // clamping one without refitting the other would not be it.
-    let err =
-        |(a, b): (f64, f64)| -> f64 { points.iter().map(|&(n, t)| ((a + n * b - t) / t).powi(2)).sum() };
-    let through_origin = if swnn > 0.0 {
-        Some((0.0, (swnt / swnn).max(0.0)))
+    let through_origin = (0.0, swnt / swnn);
+    if swnn > 0.0 && relative_error(points, through_origin) <= relative_error(points, flat) {
+        through_origin
     } else {
-        None
-    };
-    match through_origin {
-        Some(o) if err(o) <= err(flat) => o,
-        _ => flat,
+        flat
     }
+}
+
+/// Σ((α + n·β − t)/t)² over `points`: what [`fit_line`] minimises.
+fn relative_error(points: &[(f64, f64)], (alpha, beta): (f64, f64)) -> f64 {
+    points
+        .iter()
+        .map(|&(n, t)| ((alpha + n * beta - t) / t).powi(2))
+        .sum()
 }
 
 /// The upper median of `v` (non-empty).
@@ -118,10 +121,7 @@ pub fn fit_lines(points: &[(f64, f64)]) -> [Line; MAX_LINES] {
     let line = |i: usize, j: usize| {
         let pts = &points[i..j];
         let (alpha, beta) = fit_line(pts);
-        let err: f64 = pts
-            .iter()
-            .map(|&(m, t)| ((alpha + m * beta - t) / t).powi(2))
-            .sum();
+        let err = relative_error(pts, (alpha, beta));
         let up_to = if j == n {
             u64::MAX
         } else {
